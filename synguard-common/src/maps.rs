@@ -1,0 +1,157 @@
+//! Layout of every map the XDP program and the loader share. All types are `#[repr(C)]` with
+//! explicit padding fields so that no byte is uninitialised (the verifier and `aya::Pod` both
+//! need that) and so the layout is the same on both sides.
+
+/// Map names, as declared in the XDP program and pinned under the instance directory.
+pub mod names {
+    pub const CONFIG: &str = "SG_CONFIG";
+    pub const PORTS: &str = "SG_PORTS";
+    pub const MODE: &str = "SG_MODE";
+    pub const SYN_WINDOW: &str = "SG_SYN_WINDOW";
+    pub const REFRESH: &str = "SG_REFRESH";
+    pub const VERDICTS: &str = "SG_VERDICTS";
+    pub const EVENTS: &str = "SG_EVENTS";
+}
+
+/// Every SYN to a protected port gets a cookie.
+pub const MODE_ALWAYS: u32 = 1;
+/// Cookies only while the SYN rate to protected ports is above the thresholds.
+pub const MODE_AUTO: u32 = 2;
+
+/// `PortConfig::flags` bit: the port is protected.
+pub const PORT_PROTECTED: u32 = 1;
+
+/// Entries in [`names::PORTS`]: one per TCP port number.
+pub const PORT_SLOTS: u32 = 65536;
+/// Entries in [`names::REFRESH`]: one per port and address family.
+pub const REFRESH_SLOTS: u32 = PORT_SLOTS * 2;
+
+/// Length of one flood-detection window. Rates are counted per CPU per window and summed over
+/// CPUs when a window closes.
+pub const SYN_WINDOW_NS: u64 = 100_000_000;
+/// Windows per second, to turn a window count into packets per second.
+pub const WINDOWS_PER_SEC: u64 = 1_000_000_000 / SYN_WINDOW_NS;
+/// Upper bound on CPUs the XDP program sums rate windows over (bounded loop).
+pub const MAX_CPUS: u32 = 64;
+
+/// The single entry of [`names::CONFIG`], written by the loader, read per packet.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Config {
+    /// [`MODE_ALWAYS`] or [`MODE_AUTO`]; anything else passes every SYN to the kernel.
+    pub mode: u32,
+    /// Window scale the kernel uses for its listeners (`tcp_select_initial_window`); the SYN-ACK
+    /// must advertise the same one.
+    pub wscale: u32,
+    /// Largest MSS the SYN-ACK advertises over IPv4 (interface MTU - 40).
+    pub mss_v4: u32,
+    /// Largest MSS the SYN-ACK advertises over IPv6 (interface MTU - 60).
+    pub mss_v6: u32,
+    /// Non-zero when the kernel accepts ECN from a cookie (`net.ipv4.tcp_ecn` != 0); see
+    /// `cookie_ecn_ok`.
+    pub ecn: u32,
+    /// Auto mode: cookies turn on when the SYN rate reaches this many per second.
+    pub syn_on_pps: u32,
+    /// Auto mode: cookies turn off after the rate stayed below this for `hold_ns`.
+    pub syn_off_pps: u32,
+    /// CPUs to sum rate windows over (possible CPUs, at most [`MAX_CPUS`]).
+    pub nr_cpus: u32,
+    /// Receive space the kernel starts a cookie connection with (`tcp_rmem[1]` through
+    /// `tcp_win_from_space`); bounds the SYN-ACK's window so the client never sends past what
+    /// the kernel's `tcp_select_initial_window` will accept.
+    pub rcv_space: u32,
+    pub _pad: u32,
+    pub hold_ns: u64,
+    /// While cookies are active, one SYN per listener per this period goes to the kernel.
+    pub refresh_ns: u64,
+}
+
+/// One entry of [`names::PORTS`], indexed by port number.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortConfig {
+    pub flags: u32,
+}
+
+/// The single entry of [`names::MODE`]: whether cookies are on, shared by all CPUs. The XDP
+/// program writes the `want_*` side, the loader the `kernel_*` side.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ModeState {
+    /// Auto mode's decision: non-zero while the SYN rate calls for cookies.
+    pub cookies_wanted: u32,
+    /// Set by the loader once the kernel accepts cookie ACKs (`tcp_syncookies=2`); cookies are
+    /// sent only while this is set, so no client gets a cookie the kernel would refuse.
+    pub kernel_ready: u32,
+    /// `bpf_ktime_get_ns` when the loader last set `kernel_ready`. Listener refresh stamps older
+    /// than this are stale: the first SYN after it goes to the kernel again.
+    pub ready_since_ns: u64,
+    /// When cookies were last wanted from (auto mode).
+    pub wanted_since_ns: u64,
+    /// Last time the summed SYN rate was at or above `syn_off_pps`.
+    pub last_above_ns: u64,
+    /// Summed SYN rate of the last closed window, packets per second.
+    pub last_rate_pps: u64,
+    /// Mode switches so far (on and off).
+    pub switches: u64,
+}
+
+/// The per-CPU entry of [`names::SYN_WINDOW`]: SYNs to protected ports this CPU saw.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SynWindow {
+    /// Start of the current window, aligned to [`SYN_WINDOW_NS`].
+    pub start_ns: u64,
+    pub count: u64,
+    /// Start of the previous (closed) window and its count.
+    pub prev_start_ns: u64,
+    pub prev_count: u64,
+}
+
+/// Per-CPU verdict counter, one per [`crate::reason::Reason`] (xdp-tools' `datarec`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counter {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// Index of a listener's refresh stamp in [`names::REFRESH`].
+pub const fn refresh_slot(port: u16, ipv6: bool) -> u32 {
+    (port as u32) * 2 + ipv6 as u32
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all of these are #[repr(C)], made only of integers, with no implicit padding
+    // (checked by the size assertions below).
+    unsafe impl aya::Pod for super::Config {}
+    unsafe impl aya::Pod for super::PortConfig {}
+    unsafe impl aya::Pod for super::ModeState {}
+    unsafe impl aya::Pod for super::SynWindow {}
+    unsafe impl aya::Pod for super::Counter {}
+}
+
+// No implicit padding anywhere: the sizes are the sums of the fields.
+const _: () = assert!(core::mem::size_of::<Config>() == 10 * 4 + 2 * 8);
+const _: () = assert!(core::mem::size_of::<PortConfig>() == 4);
+const _: () = assert!(core::mem::size_of::<ModeState>() == 2 * 4 + 5 * 8);
+const _: () = assert!(core::mem::size_of::<SynWindow>() == 4 * 8);
+const _: () = assert!(core::mem::size_of::<Counter>() == 2 * 8);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refresh_slots_cover_every_port_and_family() {
+        assert_eq!(refresh_slot(0, false), 0);
+        assert_eq!(refresh_slot(0, true), 1);
+        assert_eq!(refresh_slot(65535, true), REFRESH_SLOTS - 1);
+    }
+
+    #[test]
+    fn window_math() {
+        assert_eq!(WINDOWS_PER_SEC, 10);
+    }
+}
