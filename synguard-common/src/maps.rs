@@ -7,6 +7,7 @@ pub mod names {
     pub const CONFIG: &str = "SG_CONFIG";
     pub const PORTS: &str = "SG_PORTS";
     pub const MODE: &str = "SG_MODE";
+    pub const READY: &str = "SG_READY";
     pub const SYN_WINDOW: &str = "SG_SYN_WINDOW";
     pub const REFRESH: &str = "SG_REFRESH";
     pub const VERDICTS: &str = "SG_VERDICTS";
@@ -73,20 +74,15 @@ pub struct PortConfig {
     pub flags: u32,
 }
 
-/// The single entry of [`names::MODE`]: whether cookies are on, shared by all CPUs. The XDP
-/// program writes the `want_*` side, the loader the `kernel_*` side.
+/// The single entry of [`names::MODE`]: auto mode's decision, shared by all CPUs. Written only by
+/// the XDP program; the loader reads it.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ModeState {
-    /// Auto mode's decision: non-zero while the SYN rate calls for cookies.
+    /// Non-zero while the SYN rate calls for cookies (auto mode).
     pub cookies_wanted: u32,
-    /// Set by the loader once the kernel accepts cookie ACKs (`tcp_syncookies=2`); cookies are
-    /// sent only while this is set, so no client gets a cookie the kernel would refuse.
-    pub kernel_ready: u32,
-    /// `bpf_ktime_get_ns` when the loader last set `kernel_ready`. Listener refresh stamps older
-    /// than this are stale: the first SYN after it goes to the kernel again.
-    pub ready_since_ns: u64,
-    /// When cookies were last wanted from (auto mode).
+    pub _pad: u32,
+    /// `bpf_ktime_get_ns` when cookies were last turned on.
     pub wanted_since_ns: u64,
     /// Last time the summed SYN rate was at or above `syn_off_pps`.
     pub last_above_ns: u64,
@@ -94,6 +90,19 @@ pub struct ModeState {
     pub last_rate_pps: u64,
     /// Mode switches so far (on and off).
     pub switches: u64,
+}
+
+/// The single entry of [`names::READY`]. Written only by the loader: whether the kernel accepts
+/// cookie ACKs right now (`net.ipv4.tcp_syncookies=2`, see the platform notes). Cookies are sent
+/// only while this is set, so no client gets a cookie the kernel would refuse.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReadyState {
+    pub kernel_ready: u32,
+    pub _pad: u32,
+    /// `bpf_ktime_get_ns` (CLOCK_MONOTONIC) when the loader last set `kernel_ready`. Listener
+    /// refresh stamps older than this are stale: the first SYN after it goes to the kernel.
+    pub ready_since_ns: u64,
 }
 
 /// The per-CPU entry of [`names::SYN_WINDOW`]: SYNs to protected ports this CPU saw.
@@ -128,6 +137,7 @@ mod pod {
     unsafe impl aya::Pod for super::Config {}
     unsafe impl aya::Pod for super::PortConfig {}
     unsafe impl aya::Pod for super::ModeState {}
+    unsafe impl aya::Pod for super::ReadyState {}
     unsafe impl aya::Pod for super::SynWindow {}
     unsafe impl aya::Pod for super::Counter {}
 }
@@ -135,7 +145,8 @@ mod pod {
 // No implicit padding anywhere: the sizes are the sums of the fields.
 const _: () = assert!(core::mem::size_of::<Config>() == 10 * 4 + 2 * 8);
 const _: () = assert!(core::mem::size_of::<PortConfig>() == 4);
-const _: () = assert!(core::mem::size_of::<ModeState>() == 2 * 4 + 5 * 8);
+const _: () = assert!(core::mem::size_of::<ModeState>() == 2 * 4 + 4 * 8);
+const _: () = assert!(core::mem::size_of::<ReadyState>() == 2 * 4 + 8);
 const _: () = assert!(core::mem::size_of::<SynWindow>() == 4 * 8);
 const _: () = assert!(core::mem::size_of::<Counter>() == 2 * 8);
 
