@@ -13,6 +13,33 @@ pub fn add_words<const N: usize>(mut sum: u64, buf: &[u8; N]) -> u64 {
     sum
 }
 
+/// Adds the big-endian 16-bit words of `buf` to `sum`; a trailing odd byte is padded with zero.
+/// For the XDP program's in-place headers, where `buf` is a constant-offset, constant-length
+/// range of a larger buffer.
+#[inline(always)]
+pub fn add_slice(mut sum: u64, buf: &[u8]) -> u64 {
+    let mut pairs = buf.chunks_exact(2);
+    for pair in &mut pairs {
+        sum += u16::from_be_bytes([pair[0], pair[1]]) as u64;
+    }
+    if let [last] = pairs.remainder() {
+        sum += (*last as u64) << 8;
+    }
+    sum
+}
+
+/// Pseudo-header sum from the IPv4 header's address bytes (source then destination, 8 bytes).
+#[inline(always)]
+pub fn pseudo_v4_slice(addrs: &[u8], tcp_len: u16) -> u64 {
+    add_slice(0, addrs) + 6 + tcp_len as u64
+}
+
+/// Pseudo-header sum from the IPv6 header's address bytes (source then destination, 32 bytes).
+#[inline(always)]
+pub fn pseudo_v6_slice(addrs: &[u8], tcp_len: u32) -> u64 {
+    add_slice(0, addrs) + 6 + tcp_len as u64
+}
+
 /// Folds a 64-bit one's-complement sum to 16 bits and complements it: the value that goes into
 /// the header's checksum field.
 #[inline(always)]
@@ -85,6 +112,26 @@ mod tests {
         let a = [1u8, 2, 3, 4];
         let b = [1u8, 2, 3, 4, 0, 0, 0, 0];
         assert_eq!(add_words(0, &a), add_words(0, &b));
+    }
+
+    #[test]
+    fn slices_sum_like_arrays_and_pad_odd_bytes() {
+        let a = [0x12u8, 0x34, 0x56, 0x78, 0x9a, 0xbc];
+        assert_eq!(add_slice(0, &a), add_words(0, &a));
+        assert_eq!(add_slice(0, &[0xab]), 0xab00);
+        let v4 = [10u8, 0, 0, 1, 10, 0, 0, 2];
+        assert_eq!(
+            pseudo_v4_slice(&v4, 20),
+            pseudo_v4([10, 0, 0, 1], [10, 0, 0, 2], 20)
+        );
+        let mut v6 = [0u8; 32];
+        v6[15] = 1;
+        v6[31] = 2;
+        let (s, d) = v6.split_at(16);
+        assert_eq!(
+            pseudo_v6_slice(&v6, 40),
+            pseudo_v6(s.try_into().unwrap(), d.try_into().unwrap(), 40)
+        );
     }
 
     #[test]

@@ -79,7 +79,11 @@ pub fn synack_window(rcv_space: u32, mss: u16) -> u16 {
         rcv_space
     };
     let mss = if mss == 0 { 536 } else { mss as u32 };
-    let w = if space > mss { space - space % mss } else { space };
+    let w = if space > mss {
+        space - space % mss
+    } else {
+        space
+    };
     w as u16
 }
 

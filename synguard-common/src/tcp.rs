@@ -142,6 +142,29 @@ pub fn parse_syn_options(opts: &[u8; MAX_OPTIONS], len: usize) -> SynOptions {
     o
 }
 
+/// MSS a client may assume without the option: RFC 9293 (536) for IPv4, the IPv6 minimum MTU
+/// less headers (RFC 8200: 1280 - 60) for IPv6.
+pub const DEFAULT_MSS_V4: u16 = 536;
+pub const DEFAULT_MSS_V6: u16 = 1220;
+
+/// The MSS the SYN-ACK advertises: the cookie's MSS (the kernel's table value at or below the
+/// client's), never above the client's own MSS, nor above the interface's (`cap`, 0 = none).
+#[inline(always)]
+pub fn synack_mss(cookie_mss: u16, client_mss: u16, cap: u16, ipv6: bool) -> u16 {
+    let client = if client_mss != 0 {
+        client_mss
+    } else if ipv6 {
+        DEFAULT_MSS_V6
+    } else {
+        DEFAULT_MSS_V4
+    };
+    let mut mss = cookie_mss.min(client);
+    if cap != 0 {
+        mss = mss.min(cap);
+    }
+    mss
+}
+
 /// What a SYN-ACK carries in its options.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SynAckOptions {
@@ -348,6 +371,17 @@ mod tests {
         bytes[36] = 8;
         bytes[37] = 10;
         assert_eq!(parse_syn_options(&bytes, 40).tsval, None);
+    }
+
+    #[test]
+    fn synack_mss_never_exceeds_the_client_or_the_interface() {
+        assert_eq!(synack_mss(1460, 1460, 1460, false), 1460);
+        assert_eq!(synack_mss(1440, 1460, 1400, false), 1400);
+        // No MSS option over IPv6: the cookie table's smallest entry is 1220, the default too.
+        assert_eq!(synack_mss(1220, 0, 1440, true), 1220);
+        assert_eq!(synack_mss(536, 0, 1460, false), 536);
+        assert_eq!(synack_mss(1220, 1000, 1440, true), 1000);
+        assert_eq!(synack_mss(1460, 9000, 0, false), 1460);
     }
 
     #[test]

@@ -1,0 +1,172 @@
+//! Step 3, decide: is the port protected, are cookies on, and does this listener need a SYN
+//! passed to the kernel to keep accepting cookies.
+//!
+//! Flood detection (auto mode) runs here, in the program, from per-CPU window counters and the
+//! kernel clock: each CPU counts SYNs to protected ports in 100 ms windows aligned to the clock;
+//! the first SYN a CPU sees in a new window sums every CPU's last closed window
+//! (`bpf_map_lookup_percpu_elem`) and updates the shared mode state. No userspace round trip.
+
+use aya_ebpf::{helpers::generated::bpf_map_lookup_percpu_elem, programs::XdpContext};
+use aya_log_ebpf::info;
+use synguard_common::{
+    maps::{
+        Config, MAX_CPUS, MODE_ALWAYS, MODE_AUTO, ModeState, PORT_PROTECTED, SYN_WINDOW_NS,
+        SynWindow, WINDOWS_PER_SEC, refresh_slot,
+    },
+    reason::Event,
+};
+
+use crate::{
+    count,
+    maps::{SG_MODE, SG_PORTS, SG_READY, SG_REFRESH, SG_SYN_WINDOW},
+};
+
+#[inline(always)]
+pub fn port_protected(port: u16) -> bool {
+    match SG_PORTS.get(port as u32) {
+        Some(p) => p.flags & PORT_PROTECTED != 0,
+        None => false,
+    }
+}
+
+/// What to do with a SYN to a protected port.
+pub enum SynAction {
+    /// Cookies are off: the kernel handles the SYN as usual.
+    ToKernel,
+    /// Cookies are on, but this listener is due a SYN of its own (see [`refresh_due`]).
+    Refresh,
+    /// Answer with a cookie.
+    Cookie,
+}
+
+#[inline(always)]
+pub fn syn_action(ctx: &XdpContext, cfg: &Config, port: u16, ipv6: bool, now: u64) -> SynAction {
+    let wanted = track_rate(ctx, cfg, now);
+    let on = cfg.mode == MODE_ALWAYS || (cfg.mode == MODE_AUTO && wanted);
+    let Some(ready) = SG_READY.get(0) else {
+        return SynAction::ToKernel;
+    };
+    // Fail safe: until the loader says the kernel accepts cookie ACKs, a cookie would only earn
+    // the client an RST.
+    if !on || ready.kernel_ready == 0 {
+        return SynAction::ToKernel;
+    }
+    if refresh_due(port, ipv6, now, ready.ready_since_ns, cfg.refresh_ns) {
+        return SynAction::Refresh;
+    }
+    SynAction::Cookie
+}
+
+/// The kernel accepts a cookie ACK only if the listener's SYN queue overflowed in the last
+/// 120 s (`tcp_synq_no_recent_overflow`, net/ipv4/syncookies.c). The raw cookie helpers never
+/// touch the listener, so with `tcp_syncookies=2` one SYN per listener per refresh period goes
+/// to the kernel, whose `cookie_init_sequence` calls `tcp_synq_overflow` and keeps the listener
+/// accepting. A stamp older than the loader's `ready_since_ns` is stale (the sysctl was not 2
+/// then), so the first SYN after it always goes through.
+#[inline(always)]
+fn refresh_due(port: u16, ipv6: bool, now: u64, ready_since: u64, period: u64) -> bool {
+    let Some(slot) = SG_REFRESH.get_ptr_mut(refresh_slot(port, ipv6)) else {
+        return false;
+    };
+    // SAFETY: array value pointer from the map; racing CPUs at worst both pass one SYN.
+    unsafe {
+        let last = *slot;
+        if last < ready_since || now.wrapping_sub(last) >= period {
+            *slot = now;
+            return true;
+        }
+    }
+    false
+}
+
+/// Counts the SYN in this CPU's window; when the window rolls over, recomputes the summed rate
+/// and auto mode's decision. Returns whether cookies are wanted.
+#[inline(always)]
+fn track_rate(ctx: &XdpContext, cfg: &Config, now: u64) -> bool {
+    count::event(Event::SynProtected);
+    let Some(mode) = SG_MODE.get_ptr_mut(0) else {
+        return false;
+    };
+    let Some(w) = SG_SYN_WINDOW.get_ptr_mut(0) else {
+        // SAFETY: map value pointer.
+        return unsafe { (*mode).cookies_wanted != 0 };
+    };
+    let start = now - now % SYN_WINDOW_NS;
+    // SAFETY: per-CPU slot of this CPU; mode is a shared array value (plain stores, benign races).
+    unsafe {
+        if (*w).start_ns != start {
+            roll_window(&mut *w, start);
+            let rate = summed_rate(cfg, start - SYN_WINDOW_NS);
+            update_mode(ctx, cfg, &mut *mode, rate, now);
+        }
+        (*w).count += 1;
+        (*mode).cookies_wanted != 0
+    }
+}
+
+#[inline(always)]
+fn roll_window(w: &mut SynWindow, start: u64) {
+    if w.start_ns + SYN_WINDOW_NS == start {
+        w.prev_start_ns = w.start_ns;
+        w.prev_count = w.count;
+    } else {
+        // This CPU saw nothing in the window that just closed.
+        w.prev_start_ns = start - SYN_WINDOW_NS;
+        w.prev_count = 0;
+    }
+    w.start_ns = start;
+    w.count = 0;
+}
+
+/// SYNs per second over all CPUs in the window starting at `closed`. A CPU that has not rolled
+/// over yet still holds that window as its current one.
+#[inline(always)]
+fn summed_rate(cfg: &Config, closed: u64) -> u64 {
+    let key = 0u32;
+    let map = &SG_SYN_WINDOW as *const _ as *mut core::ffi::c_void;
+    let mut sum = 0u64;
+    for cpu in 0..MAX_CPUS {
+        if cpu >= cfg.nr_cpus {
+            break;
+        }
+        // SAFETY: helper call with a valid map and key; the result is checked for null.
+        let p = unsafe { bpf_map_lookup_percpu_elem(map, &key as *const u32 as *const _, cpu) }
+            as *const SynWindow;
+        if p.is_null() {
+            continue;
+        }
+        // SAFETY: non-null value pointer of the map.
+        let w = unsafe { &*p };
+        if w.prev_start_ns == closed {
+            sum += w.prev_count;
+        } else if w.start_ns == closed {
+            sum += w.count;
+        }
+    }
+    sum * WINDOWS_PER_SEC
+}
+
+/// Auto mode's hysteresis: on at `syn_on_pps`, off once the rate stayed below `syn_off_pps` for
+/// `hold_ns`.
+#[inline(always)]
+fn update_mode(ctx: &XdpContext, cfg: &Config, m: &mut ModeState, rate: u64, now: u64) {
+    m.last_rate_pps = rate;
+    if rate >= cfg.syn_off_pps as u64 {
+        m.last_above_ns = now;
+    }
+    if cfg.mode != MODE_AUTO {
+        return;
+    }
+    if m.cookies_wanted == 0 && rate >= cfg.syn_on_pps as u64 {
+        m.cookies_wanted = 1;
+        m.wanted_since_ns = now;
+        m.switches += 1;
+        count::event(Event::CookieModeOn);
+        info!(ctx, "cookies on: {} SYN/s to protected ports", rate);
+    } else if m.cookies_wanted != 0 && now.wrapping_sub(m.last_above_ns) >= cfg.hold_ns {
+        m.cookies_wanted = 0;
+        m.switches += 1;
+        count::event(Event::CookieModeOff);
+        info!(ctx, "cookies off: {} SYN/s to protected ports", rate);
+    }
+}

@@ -1,0 +1,198 @@
+//! Step 1, parse: a header cursor over Ethernet, up to two VLAN tags, IPv4 (with options) or
+//! IPv6 (with a bounded walk over extension headers), and TCP. Anything that does not parse to a
+//! TCP header comes back as the reason it passes.
+//!
+//! Verifier workarounds used here:
+//! - every read goes through [`load`], which bounds-checks the very pointer it reads from: a
+//!   packet pointer plus a variable offset has no proven range of its own;
+//! - offsets and lengths are u64: with u32 the checked and the used registers can differ;
+//! - the frame length is read through a volatile local, because LLVM may rewrite
+//!   `data_end - data` into arithmetic on `data_end`, which the verifier rejects.
+
+use aya_ebpf::programs::XdpContext;
+use synguard_common::reason::Reason;
+
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+const IPPROTO_TCP: u8 = 6;
+const IPV6_HOPOPTS: u8 = 0;
+const IPV6_ROUTING: u8 = 43;
+const IPV6_FRAGMENT: u8 = 44;
+const IPV6_DSTOPTS: u8 = 60;
+
+pub const ETH_LEN: u64 = 14;
+pub const VLAN_LEN: u64 = 4;
+pub const IPV4_LEN: u64 = 20;
+pub const IPV6_LEN: u64 = 40;
+pub const TCP_LEN: u64 = 20;
+
+/// A parsed TCP segment: fixed headers copied to the stack, offsets into the frame.
+pub struct Packet {
+    /// IPv4 header (first 20 bytes; options not kept) or IPv6 fixed header.
+    pub ip: [u8; 40],
+    /// TCP fixed header.
+    pub tcp: [u8; 20],
+    /// Ethernet plus VLAN tags: 14, 18 or 22.
+    pub l2_len: u64,
+    pub tcp_off: u64,
+    /// TCP header length with options (data offset * 4).
+    pub tcp_len: u64,
+    pub frame_len: u64,
+    pub ipv6: bool,
+}
+
+impl Packet {
+    pub fn dport(&self) -> u16 {
+        u16::from_be_bytes([self.tcp[2], self.tcp[3]])
+    }
+
+    pub fn flags(&self) -> u8 {
+        self.tcp[13]
+    }
+
+    pub fn seq(&self) -> u32 {
+        u32::from_be_bytes([self.tcp[4], self.tcp[5], self.tcp[6], self.tcp[7]])
+    }
+}
+
+/// Frame length, through a volatile local (see the module comment).
+#[inline(always)]
+pub fn frame_len(ctx: &XdpContext) -> u64 {
+    let len = (ctx.data_end() - ctx.data()) as u64;
+    // SAFETY: reading a local we own.
+    unsafe { core::ptr::read_volatile(&len) }
+}
+
+/// Copies `N` bytes at `off` out of the frame, if they are all inside it.
+#[inline(always)]
+pub fn load<const N: usize>(ctx: &XdpContext, off: u64) -> Option<[u8; N]> {
+    let start = ctx.data() as u64;
+    let end = ctx.data_end() as u64;
+    let p = start + off;
+    if p + N as u64 > end {
+        return None;
+    }
+    // SAFETY: [p, p + N) is inside the packet, checked just above on this pointer.
+    Some(unsafe { (p as *const [u8; N]).read_unaligned() })
+}
+
+#[inline(always)]
+fn be16(b: [u8; 2]) -> u16 {
+    u16::from_be_bytes(b)
+}
+
+/// Walks Ethernet and up to two 802.1Q/802.1ad tags: (ethertype, L2 length).
+#[inline(always)]
+fn l2(ctx: &XdpContext) -> Result<(u16, u64), Reason> {
+    let eth: [u8; 14] = load(ctx, 0).ok_or(Reason::PassMalformedL2)?;
+    let mut proto = be16([eth[12], eth[13]]);
+    let mut len = ETH_LEN;
+    if proto == ETH_P_8021Q || proto == ETH_P_8021AD {
+        let tag: [u8; 4] = load(ctx, len).ok_or(Reason::PassMalformedL2)?;
+        proto = be16([tag[2], tag[3]]);
+        len += VLAN_LEN;
+        if proto == ETH_P_8021Q || proto == ETH_P_8021AD {
+            let tag: [u8; 4] = load(ctx, len).ok_or(Reason::PassMalformedL2)?;
+            proto = be16([tag[2], tag[3]]);
+            len += VLAN_LEN;
+        }
+    }
+    Ok((proto, len))
+}
+
+/// IPv4: returns the offset of the TCP header and the end of the IP packet.
+#[inline(always)]
+fn ipv4(ctx: &XdpContext, off: u64, frame: u64, ip: &mut [u8; 40]) -> Result<(u64, u64), Reason> {
+    let h: [u8; 20] = load(ctx, off).ok_or(Reason::PassMalformedIp)?;
+    let ihl = (h[0] & 0x0f) as u64 * 4;
+    let total = be16([h[2], h[3]]) as u64;
+    if h[0] >> 4 != 4 || ihl < IPV4_LEN || total < ihl || off + total > frame {
+        return Err(Reason::PassMalformedIp);
+    }
+    // More-fragments flag or a fragment offset: ports are only in the first fragment.
+    if be16([h[6], h[7]]) & 0x3fff != 0 {
+        return Err(Reason::PassFragment);
+    }
+    if h[9] != IPPROTO_TCP {
+        return Err(Reason::PassNotTcp);
+    }
+    ip[..20].copy_from_slice(&h);
+    Ok((off + ihl, off + total))
+}
+
+#[inline(always)]
+fn is_v6_ext(nh: u8) -> bool {
+    nh == IPV6_HOPOPTS || nh == IPV6_ROUTING || nh == IPV6_DSTOPTS
+}
+
+/// One extension header: (next header, offset after it).
+#[inline(always)]
+fn v6_ext(ctx: &XdpContext, nh: u8, off: u64) -> Result<(u8, u64), Reason> {
+    if !is_v6_ext(nh) {
+        return Ok((nh, off));
+    }
+    let e: [u8; 2] = load(ctx, off).ok_or(Reason::PassMalformedIp)?;
+    Ok((e[0], off + (e[1] as u64 + 1) * 8))
+}
+
+/// IPv6: skips up to four hop-by-hop, routing and destination-options headers (an unrolled,
+/// fixed sequence for the verifier); returns the offset of the TCP header and the end of the IP
+/// packet.
+#[inline(always)]
+fn ipv6(ctx: &XdpContext, off: u64, frame: u64, ip: &mut [u8; 40]) -> Result<(u64, u64), Reason> {
+    let h: [u8; 40] = load(ctx, off).ok_or(Reason::PassMalformedIp)?;
+    let payload = be16([h[4], h[5]]) as u64;
+    if h[0] >> 4 != 6 || off + IPV6_LEN + payload > frame {
+        return Err(Reason::PassMalformedIp);
+    }
+    let (nh, next) = v6_ext(ctx, h[6], off + IPV6_LEN)?;
+    let (nh, next) = v6_ext(ctx, nh, next)?;
+    let (nh, next) = v6_ext(ctx, nh, next)?;
+    let (nh, next) = v6_ext(ctx, nh, next)?;
+    if is_v6_ext(nh) {
+        return Err(Reason::PassIpv6ExtLimit);
+    }
+    if nh == IPV6_FRAGMENT {
+        return Err(Reason::PassFragment);
+    }
+    if nh != IPPROTO_TCP {
+        return Err(Reason::PassNotTcp);
+    }
+    *ip = h;
+    Ok((next, off + IPV6_LEN + payload))
+}
+
+/// Parses a frame down to its TCP header.
+#[inline(always)]
+pub fn parse(ctx: &XdpContext) -> Result<Packet, Reason> {
+    let frame = frame_len(ctx);
+    let (proto, l2_len) = l2(ctx)?;
+    let mut ip = [0u8; 40];
+    let ipv6 = match proto {
+        ETH_P_IP => false,
+        ETH_P_IPV6 => true,
+        _ => return Err(Reason::PassNotIp),
+    };
+    let (tcp_off, ip_end) = if ipv6 {
+        self::ipv6(ctx, l2_len, frame, &mut ip)?
+    } else {
+        ipv4(ctx, l2_len, frame, &mut ip)?
+    };
+    let tcp: [u8; 20] = load(ctx, tcp_off).ok_or(Reason::PassMalformedTcp)?;
+    let tcp_len = (tcp[12] >> 4) as u64 * 4;
+    // The IP end is within the frame (checked above), so this also keeps the header in the frame.
+    if tcp_len < TCP_LEN || tcp_off + tcp_len > ip_end {
+        return Err(Reason::PassMalformedTcp);
+    }
+    Ok(Packet {
+        ip,
+        tcp,
+        l2_len,
+        tcp_off,
+        tcp_len,
+        frame_len: frame,
+        ipv6,
+    })
+}

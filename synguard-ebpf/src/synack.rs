@@ -1,0 +1,303 @@
+//! Step 4a, act on a SYN: rewrite the frame in place into a SYN-ACK whose sequence number is a
+//! SYN cookie the host kernel will accept, and send it back out of the same interface (XDP_TX).
+//!
+//! The reply is built whole in a zeroed stack buffer and written over the frame with
+//! `bpf_xdp_store_bytes`, after resizing the frame at the head (growing) or the tail (shrinking).
+//! Growing the tail fails for most hping3 SYNs on veth for lack of tailroom (platform notes);
+//! headroom is always there (XDP_PACKET_HEADROOM).
+
+use core::ffi::c_void;
+
+use aya_ebpf::{
+    bindings::{iphdr, ipv6hdr, tcphdr},
+    helpers::generated::{
+        bpf_tcp_raw_gen_syncookie_ipv4, bpf_tcp_raw_gen_syncookie_ipv6, bpf_xdp_adjust_head,
+        bpf_xdp_adjust_tail, bpf_xdp_load_bytes, bpf_xdp_store_bytes,
+    },
+    programs::XdpContext,
+};
+use synguard_common::{
+    checksum, cookie,
+    maps::Config,
+    reason::Reason,
+    tcp::{self, MAX_OPTIONS, SYNACK_OPTIONS_MAX, SynAckOptions, SynOptions},
+};
+
+use crate::{
+    maps::SG_SCRATCH,
+    parse::{self, IPV4_LEN, IPV6_LEN, Packet, TCP_LEN},
+};
+
+/// The SYN's TCP header with its options, as the cookie helper wants it (`th_len` must equal
+/// the data offset).
+#[repr(C)]
+pub struct SynHeader {
+    base: [u8; 20],
+    opts: [u8; MAX_OPTIONS],
+}
+
+/// Largest reply: two VLAN tags, IPv6, TCP with 20 bytes of options (rounded up to even).
+pub const FRAME_MAX: usize = 22 + 40 + 40 + 2;
+
+/// Per-CPU scratch space for building a reply. Verifier workaround: these buffers together with
+/// the parsed headers exceed the 512-byte BPF stack, so they live in a per-CPU array map value
+/// (`maps::SG_SCRATCH`). Every byte that is read is written first for each packet.
+#[repr(C)]
+pub struct Scratch {
+    syn: SynHeader,
+    tcp: [u8; 40],
+    frame: [u8; FRAME_MAX],
+}
+const IP_TTL: u8 = 64;
+
+/// Answers the SYN in `pkt` with a cookie SYN-ACK. On error the frame is untouched (every
+/// failure point comes before the first write) and the reason says which step failed.
+#[inline(always)]
+pub fn answer(ctx: &XdpContext, pkt: &Packet, cfg: &Config, now_ns: u64) -> Result<(), Reason> {
+    let s = SG_SCRATCH.get_ptr_mut(0).ok_or(Reason::ErrStore)?;
+    // SAFETY: this CPU's slot of a per-CPU map; XDP does not nest on a CPU.
+    let Scratch {
+        syn,
+        tcp: tcp_hdr,
+        frame,
+    } = unsafe { &mut *s };
+    let th_len = load_syn_header(ctx, pkt, syn)?;
+    let (cookie, cookie_mss) = gen_cookie(pkt, syn, th_len)?;
+    let opts = tcp::parse_syn_options(&syn.opts, (th_len - TCP_LEN) as usize);
+
+    let tcp_len = build_tcp(pkt, cfg, &opts, cookie, cookie_mss, now_ns, tcp_hdr);
+    let l2: [u8; 22] = parse::load(ctx, 0).ok_or(Reason::ErrLoadBytes)?;
+    let frame_len = assemble(pkt, &l2, tcp_hdr, tcp_len, frame)?;
+    resize(ctx, pkt.frame_len, frame_len)?;
+    // Verifier workaround: the size passed to a helper must be proven > 0 and bounded on the
+    // very register that is passed.
+    if frame_len == 0 || frame_len > FRAME_MAX as u64 {
+        return Err(Reason::ErrStore);
+    }
+    // SAFETY: helper call; the buffer is FRAME_MAX initialised bytes, frame_len <= FRAME_MAX.
+    let r = unsafe {
+        bpf_xdp_store_bytes(
+            ctx.ctx,
+            0,
+            frame.as_mut_ptr() as *mut c_void,
+            frame_len as u32,
+        )
+    };
+    if r != 0 {
+        return Err(Reason::ErrStore);
+    }
+    Ok(())
+}
+
+/// Copies the SYN's whole TCP header to the stack; returns its length.
+#[inline(always)]
+fn load_syn_header(ctx: &XdpContext, pkt: &Packet, syn: &mut SynHeader) -> Result<u64, Reason> {
+    let len = pkt.tcp_len;
+    // Verifier workaround: bound the length on the register the helper gets.
+    if len < TCP_LEN || len > TCP_LEN + MAX_OPTIONS as u64 {
+        return Err(Reason::ErrLoadBytes);
+    }
+    // SAFETY: helper call writing at most 60 bytes into a 60-byte repr(C) struct.
+    let r = unsafe {
+        bpf_xdp_load_bytes(
+            ctx.ctx,
+            pkt.tcp_off as u32,
+            syn as *mut SynHeader as *mut c_void,
+            len as u32,
+        )
+    };
+    if r != 0 {
+        return Err(Reason::ErrLoadBytes);
+    }
+    Ok(len)
+}
+
+/// The kernel's own cookie for this SYN (`__cookie_v4_init_sequence` /
+/// `__cookie_v6_init_sequence` through `bpf_tcp_raw_gen_syncookie_ipv4/6`): (cookie, MSS the
+/// cookie encodes, which is the largest table value not above the client's MSS).
+#[inline(always)]
+fn gen_cookie(pkt: &Packet, syn: &mut SynHeader, th_len: u64) -> Result<(u32, u16), Reason> {
+    if th_len < TCP_LEN || th_len > TCP_LEN + MAX_OPTIONS as u64 {
+        return Err(Reason::ErrCookieGen);
+    }
+    let ip = pkt.ip.as_ptr() as *mut c_void;
+    let th = syn as *mut SynHeader as *mut tcphdr;
+    // SAFETY: helper calls; `ip` points at 40 initialised bytes (iphdr needs 20, ipv6hdr 40),
+    // `th` at th_len initialised bytes.
+    let ret = unsafe {
+        if pkt.ipv6 {
+            bpf_tcp_raw_gen_syncookie_ipv6(ip as *mut ipv6hdr, th, th_len as u32)
+        } else {
+            bpf_tcp_raw_gen_syncookie_ipv4(ip as *mut iphdr, th, th_len as u32)
+        }
+    };
+    if ret < 0 {
+        return Err(Reason::ErrCookieGen);
+    }
+    Ok((ret as u32, (ret >> 32) as u16))
+}
+
+/// Builds the SYN-ACK's TCP header (checksum still zero) into `out`; returns its length.
+#[inline(always)]
+fn build_tcp(
+    pkt: &Packet,
+    cfg: &Config,
+    opts: &SynOptions,
+    cookie: u32,
+    cookie_mss: u16,
+    now_ns: u64,
+    out: &mut [u8; 40],
+) -> u64 {
+    let mss_cap = if pkt.ipv6 { cfg.mss_v6 } else { cfg.mss_v4 };
+    let mss = tcp::synack_mss(cookie_mss, opts.mss, mss_cap as u16, pkt.ipv6);
+    // ECN survives a cookie only through the timestamp, and only if the kernel will accept it
+    // (`cookie_ecn_ok`); RFC 3168 asks for ECE and CWR both on the SYN.
+    let syn_flags = pkt.flags();
+    let ecn = opts.tsval.is_some()
+        && cfg.ecn != 0
+        && syn_flags & (tcp::ECE | tcp::CWR) == (tcp::ECE | tcp::CWR);
+    let timestamp = match opts.tsval {
+        Some(client_ts) => {
+            let now_ms = (now_ns / 1_000_000) as u32;
+            let tsval = cookie::cookie_tsval(now_ms, opts.wscale, opts.sack_permitted, ecn);
+            Some((tsval, client_ts))
+        }
+        None => None,
+    };
+    // Window scaling and SACK survive only inside the timestamp (cookie_timestamp_decode).
+    let with_ts = timestamp.is_some();
+    let synack = SynAckOptions {
+        mss,
+        timestamp,
+        sack_permitted: with_ts && opts.sack_permitted,
+        wscale: if with_ts && opts.wscale.is_some() {
+            Some(cfg.wscale as u8)
+        } else {
+            None
+        },
+    };
+    let mut o = [0u8; SYNACK_OPTIONS_MAX];
+    let olen = tcp::encode_synack_options(&synack, &mut o) as u64;
+    let len = TCP_LEN + olen;
+
+    out[0] = pkt.tcp[2];
+    out[1] = pkt.tcp[3];
+    out[2] = pkt.tcp[0];
+    out[3] = pkt.tcp[1];
+    out[4..8].copy_from_slice(&cookie.to_be_bytes());
+    out[8..12].copy_from_slice(&pkt.seq().wrapping_add(1).to_be_bytes());
+    out[12] = ((len / 4) as u8) << 4;
+    out[13] = tcp::SYN | tcp::ACK | if ecn { tcp::ECE } else { 0 };
+    let window = cookie::synack_window(cfg.rcv_space, cookie_mss);
+    out[14..16].copy_from_slice(&window.to_be_bytes());
+    // Checksum (filled in by `assemble`) and urgent pointer: zero.
+    out[16..20].copy_from_slice(&[0; 4]);
+    out[20..40].copy_from_slice(&o);
+    len
+}
+
+/// Lays out Ethernet (addresses swapped, VLAN tags kept), a fresh IP header and the TCP header
+/// into `frame`, fills in both checksums, and returns the frame length. Each L2 length has its
+/// own copy of the layout so that every offset is a constant (no variable stack or map-value
+/// offsets for the verifier to bound), and everything is written in place: temporaries would
+/// not fit on the 512-byte stack.
+#[inline(always)]
+fn assemble(
+    pkt: &Packet,
+    l2: &[u8; 22],
+    tcp_hdr: &mut [u8; 40],
+    tcp_len: u64,
+    frame: &mut [u8; FRAME_MAX],
+) -> Result<u64, Reason> {
+    let ip_len = if pkt.ipv6 { IPV6_LEN } else { IPV4_LEN };
+    match pkt.l2_len {
+        14 => place::<14>(pkt, l2, tcp_hdr, tcp_len, frame),
+        18 => place::<18>(pkt, l2, tcp_hdr, tcp_len, frame),
+        22 => place::<22>(pkt, l2, tcp_hdr, tcp_len, frame),
+        _ => return Err(Reason::ErrStore),
+    }
+    Ok(pkt.l2_len + ip_len + tcp_len)
+}
+
+#[inline(always)]
+fn place<const L2: usize>(
+    pkt: &Packet,
+    l2: &[u8; 22],
+    tcp_hdr: &mut [u8; 40],
+    tcp_len: u64,
+    frame: &mut [u8; FRAME_MAX],
+) {
+    frame[0..6].copy_from_slice(&l2[6..12]);
+    frame[6..12].copy_from_slice(&l2[0..6]);
+    frame[12..L2].copy_from_slice(&l2[12..L2]);
+    let pseudo = if pkt.ipv6 {
+        ipv6_header(pkt, tcp_len, &mut frame[L2..L2 + 40]);
+        checksum::pseudo_v6_slice(&frame[L2 + 8..L2 + 40], tcp_len as u32)
+    } else {
+        ipv4_header(pkt, tcp_len, &mut frame[L2..L2 + 20]);
+        checksum::pseudo_v4_slice(&frame[L2 + 12..L2 + 20], tcp_len as u16)
+    };
+    let csum = checksum::finish(checksum::add_words(pseudo, tcp_hdr));
+    tcp_hdr[16..18].copy_from_slice(&csum.to_be_bytes());
+    if pkt.ipv6 {
+        frame[L2 + 40..L2 + 80].copy_from_slice(tcp_hdr);
+    } else {
+        frame[L2 + 20..L2 + 60].copy_from_slice(tcp_hdr);
+    }
+}
+
+/// A fresh IPv4 header, addresses swapped; DF set and ID 0 as Linux does for SYN-ACKs with
+/// path MTU discovery on. IP options of the SYN are not echoed.
+#[inline(always)]
+fn ipv4_header(pkt: &Packet, tcp_len: u64, h: &mut [u8]) {
+    let total = ((IPV4_LEN + tcp_len) as u16).to_be_bytes();
+    h[0] = 0x45;
+    h[1] = 0;
+    h[2] = total[0];
+    h[3] = total[1];
+    h[4..6].copy_from_slice(&[0, 0]);
+    h[6] = 0x40;
+    h[7] = 0;
+    h[8] = IP_TTL;
+    h[9] = 6;
+    h[10] = 0;
+    h[11] = 0;
+    h[12..16].copy_from_slice(&pkt.ip[16..20]);
+    h[16..20].copy_from_slice(&pkt.ip[12..16]);
+    let c = checksum::finish(checksum::add_slice(0, &h[..20])).to_be_bytes();
+    h[10] = c[0];
+    h[11] = c[1];
+}
+
+/// A fresh IPv6 header, addresses swapped, no extension headers.
+#[inline(always)]
+fn ipv6_header(pkt: &Packet, tcp_len: u64, h: &mut [u8]) {
+    let plen = (tcp_len as u16).to_be_bytes();
+    h[0..4].copy_from_slice(&[0x60, 0, 0, 0]);
+    h[4] = plen[0];
+    h[5] = plen[1];
+    h[6] = 6;
+    h[7] = IP_TTL;
+    h[8..24].copy_from_slice(&pkt.ip[24..40]);
+    h[24..40].copy_from_slice(&pkt.ip[8..24]);
+}
+
+/// Makes the frame exactly `new_len` bytes: grow at the head, shrink at the tail.
+#[inline(always)]
+fn resize(ctx: &XdpContext, old_len: u64, new_len: u64) -> Result<(), Reason> {
+    let delta = new_len as i64 - old_len as i64;
+    // SAFETY: helper calls on our own context; packet pointers are not used afterwards.
+    let r = unsafe {
+        if delta > 0 {
+            bpf_xdp_adjust_head(ctx.ctx, -(delta as i32))
+        } else if delta < 0 {
+            bpf_xdp_adjust_tail(ctx.ctx, delta as i32)
+        } else {
+            0
+        }
+    };
+    if r != 0 {
+        return Err(Reason::ErrAdjust);
+    }
+    Ok(())
+}

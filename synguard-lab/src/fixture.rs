@@ -1,0 +1,176 @@
+//! Runs the compiled XDP program on crafted frames with `BPF_PROG_TEST_RUN` (aya's `TestRun`):
+//! the real program, the real verifier and the real kernel cookie helpers, no attachment. Used by
+//! the fixture tests and by the benchmark.
+
+use anyhow::{Context as _, Result, anyhow};
+use aya::{
+    Ebpf,
+    maps::{Array, MapData, PerCpuArray},
+    programs::{ProgramError, TestRun as _, TestRunOptions, Xdp},
+};
+use synguard_common::{
+    maps::{Config, Counter, MAX_CPUS, MODE_ALWAYS, PORT_PROTECTED, PortConfig, ReadyState, names},
+    reason::{Event, REASON_SLOTS, Reason},
+};
+
+/// XDP actions as the kernel numbers them.
+pub const XDP_DROP: u32 = 1;
+pub const XDP_PASS: u32 = 2;
+pub const XDP_TX: u32 = 3;
+
+/// The configuration the fixtures run with unless a test changes it: cookies always on, the
+/// kernel ready, no listener refresh (the period is infinite, the ready stamp zero).
+pub fn default_config() -> Config {
+    Config {
+        mode: MODE_ALWAYS,
+        wscale: 7,
+        mss_v4: 1460,
+        mss_v6: 1440,
+        ecn: 1,
+        syn_on_pps: 1000,
+        syn_off_pps: 500,
+        nr_cpus: (aya::util::nr_cpus().map(|n| n as u32).unwrap_or(1)).min(MAX_CPUS),
+        rcv_space: 65536,
+        _pad: 0,
+        hold_ns: 1_000_000_000,
+        refresh_ns: u64::MAX,
+    }
+}
+
+/// The synguard program loaded (not attached), with its maps.
+pub struct Fixture {
+    ebpf: Ebpf,
+}
+
+/// What one run returned.
+#[derive(Debug)]
+pub struct Outcome {
+    pub action: u32,
+    pub frame: Vec<u8>,
+}
+
+impl Fixture {
+    /// Loads the program, protects `ports` and writes `cfg`; the kernel is marked ready.
+    pub fn new(cfg: Config, ports: &[u16]) -> Result<Self> {
+        let mut ebpf = Ebpf::load(synguard::objects::synguard()).context("loading synguard")?;
+        let prog: &mut Xdp = ebpf
+            .program_mut("synguard")
+            .ok_or_else(|| anyhow!("no program `synguard` in the object"))?
+            .try_into()?;
+        prog.load().map_err(verifier_error)?;
+        let mut f = Fixture { ebpf };
+        f.set_config(cfg)?;
+        for &p in ports {
+            f.set_port(p, true)?;
+        }
+        f.set_ready(true, 0)?;
+        Ok(f)
+    }
+
+    pub fn set_config(&mut self, cfg: Config) -> Result<()> {
+        let mut m: Array<&mut MapData, Config> = Array::try_from(self.map(names::CONFIG)?)?;
+        m.set(0, cfg, 0)?;
+        Ok(())
+    }
+
+    pub fn set_port(&mut self, port: u16, protected: bool) -> Result<()> {
+        let mut m: Array<&mut MapData, PortConfig> = Array::try_from(self.map(names::PORTS)?)?;
+        let flags = if protected { PORT_PROTECTED } else { 0 };
+        m.set(port as u32, PortConfig { flags }, 0)?;
+        Ok(())
+    }
+
+    pub fn set_ready(&mut self, ready: bool, since_ns: u64) -> Result<()> {
+        let mut m: Array<&mut MapData, ReadyState> = Array::try_from(self.map(names::READY)?)?;
+        let v = ReadyState {
+            kernel_ready: ready as u32,
+            _pad: 0,
+            ready_since_ns: since_ns,
+        };
+        m.set(0, v, 0)?;
+        Ok(())
+    }
+
+    fn map(&mut self, name: &str) -> Result<&mut aya::maps::Map> {
+        self.ebpf
+            .map_mut(name)
+            .ok_or_else(|| anyhow!("no map {name} in the object"))
+    }
+
+    pub fn program(&self) -> Result<&Xdp> {
+        Ok(self
+            .ebpf
+            .program("synguard")
+            .ok_or_else(|| anyhow!("no program `synguard`"))?
+            .try_into()?)
+    }
+
+    /// Runs the program once on `frame`.
+    pub fn run(&self, frame: &[u8]) -> Result<Outcome> {
+        // Room for the largest reply the program builds from any input.
+        let mut out = vec![0u8; frame.len() + 256];
+        let res = self.program()?.test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ..Default::default()
+        })?;
+        out.truncate(res.data_size_out as usize);
+        Ok(Outcome {
+            action: res.return_value,
+            frame: out,
+        })
+    }
+
+    /// Packets counted under `reason`, summed over CPUs.
+    pub fn verdict(&self, reason: Reason) -> Result<u64> {
+        Ok(self.counter(reason)?.packets)
+    }
+
+    pub fn counter(&self, reason: Reason) -> Result<Counter> {
+        let m: PerCpuArray<&MapData, Counter> = PerCpuArray::try_from(
+            self.ebpf
+                .map(names::VERDICTS)
+                .ok_or_else(|| anyhow!("no verdict map"))?,
+        )?;
+        let mut total = Counter::default();
+        for c in m.get(&reason.index(), 0)?.iter() {
+            total.packets += c.packets;
+            total.bytes += c.bytes;
+        }
+        Ok(total)
+    }
+
+    /// Every verdict slot, summed over CPUs.
+    pub fn verdicts(&self) -> Result<Vec<u64>> {
+        let m: PerCpuArray<&MapData, Counter> = PerCpuArray::try_from(
+            self.ebpf
+                .map(names::VERDICTS)
+                .ok_or_else(|| anyhow!("no verdict map"))?,
+        )?;
+        (0..REASON_SLOTS)
+            .map(|i| Ok(m.get(&i, 0)?.iter().map(|c| c.packets).sum()))
+            .collect()
+    }
+
+    pub fn event(&self, event: Event) -> Result<u64> {
+        let m: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(
+            self.ebpf
+                .map(names::EVENTS)
+                .ok_or_else(|| anyhow!("no event map"))?,
+        )?;
+        Ok(m.get(&event.index(), 0)?.iter().sum())
+    }
+}
+
+/// Keeps the verifier's log in the error: it is the only useful part when loading fails.
+fn verifier_error(e: ProgramError) -> anyhow::Error {
+    match e {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
+            anyhow!("the verifier rejected synguard: {io_error}\n{verifier_log}")
+        }
+        other => anyhow!(other),
+    }
+}
