@@ -3,22 +3,26 @@
 //! The XDP program builds headers in zeroed stack buffers of a fixed size; zero bytes add nothing
 //! to a one's-complement sum, so summing the whole buffer equals summing the header it holds.
 
-/// Adds the big-endian 16-bit words of `buf` to `sum` (no folding yet).
+/// Adds `buf` to `sum` as big-endian words (no folding yet). Summing 32-bit words into a u64 and
+/// folding at the end gives the same one's-complement sum as 16-bit words (RFC 1071 section 2),
+/// with half the loads; on an aligned buffer LLVM makes each a single load and byte swap.
 #[inline(always)]
-pub fn add_words<const N: usize>(mut sum: u64, buf: &[u8; N]) -> u64 {
+pub fn add_words<const N: usize>(sum: u64, buf: &[u8; N]) -> u64 {
     const { assert!(N % 2 == 0, "checksummed buffers have an even length") };
-    for pair in buf.chunks_exact(2) {
-        sum += u16::from_be_bytes([pair[0], pair[1]]) as u64;
-    }
-    sum
+    add_slice(sum, buf)
 }
 
-/// Adds the big-endian 16-bit words of `buf` to `sum`; a trailing odd byte is padded with zero.
-/// For the XDP program's in-place headers, where `buf` is a constant-offset, constant-length
-/// range of a larger buffer.
+/// Adds the big-endian words of `buf` to `sum`; a trailing odd byte is padded with zero. For the
+/// XDP program's in-place headers, where `buf` is a constant-offset, constant-length range of a
+/// larger buffer.
 #[inline(always)]
 pub fn add_slice(mut sum: u64, buf: &[u8]) -> u64 {
-    let mut pairs = buf.chunks_exact(2);
+    let mut quads = buf.chunks_exact(4);
+    for q in &mut quads {
+        sum += u32::from_be_bytes([q[0], q[1], q[2], q[3]]) as u64;
+    }
+    let rest = quads.remainder();
+    let mut pairs = rest.chunks_exact(2);
     for pair in &mut pairs {
         sum += u16::from_be_bytes([pair[0], pair[1]]) as u64;
     }
@@ -114,6 +118,37 @@ mod tests {
         assert_eq!(add_words(0, &a), add_words(0, &b));
     }
 
+    /// The textbook definition, 16-bit words, as an independent reference.
+    fn reference(buf: &[u8]) -> u16 {
+        let mut sum = 0u32;
+        for c in buf.chunks(2) {
+            let w = if c.len() == 2 {
+                u16::from_be_bytes([c[0], c[1]])
+            } else {
+                u16::from_be_bytes([c[0], 0])
+            };
+            sum += w as u32;
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        !(sum as u16)
+    }
+
+    #[test]
+    fn wide_words_match_the_16_bit_definition() {
+        let mut x = 0x1234_5678u32;
+        let mut buf = [0u8; 64];
+        for b in buf.iter_mut() {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            *b = (x >> 16) as u8;
+        }
+        for len in 0..64usize {
+            let b = &buf[..len];
+            assert_eq!(finish(add_slice(0, b)), reference(b), "len {len}");
+        }
+        let ones = [0xffu8; 40];
+        assert_eq!(finish(add_words(0, &ones)), reference(&ones));
+    }
+
     #[test]
     fn slices_sum_like_arrays_and_pad_odd_bytes() {
         let a = [0x12u8, 0x34, 0x56, 0x78, 0x9a, 0xbc];
@@ -140,8 +175,8 @@ mod tests {
         let s = pseudo_v6([0; 16], [0; 16], 40);
         assert_eq!(s, 46);
         assert_eq!(
-            pseudo_v4([10, 0, 0, 1], [10, 0, 0, 2], 0),
-            0x0a00 + 0x0001 + 0x0a00 + 0x0002 + 6
+            finish(pseudo_v4([10, 0, 0, 1], [10, 0, 0, 2], 0)),
+            !(0x0a00u16 + 0x0001 + 0x0a00 + 0x0002 + 6)
         );
     }
 }

@@ -88,26 +88,35 @@ fn byte(opts: &[u8; MAX_OPTIONS], i: usize) -> u8 {
 }
 
 /// One position of the option walk. `next` is where the next option starts; everything before it
-/// has been consumed. A malformed option (length < 2 or past the end) ends the walk, keeping what
-/// was read before it, as the kernel's `tcp_parse_options` does.
+/// has been consumed. Returns false when the walk is over: the end of the option area, an
+/// end-of-options byte, or a malformed option (length < 2 or past the end), keeping what was read
+/// before it, as the kernel's `tcp_parse_options` does.
 #[inline(always)]
-fn step(opts: &[u8; MAX_OPTIONS], len: usize, i: usize, next: &mut usize, o: &mut SynOptions) {
-    if *next != i || i >= len {
-        return;
+fn step(
+    opts: &[u8; MAX_OPTIONS],
+    len: usize,
+    i: usize,
+    next: &mut usize,
+    o: &mut SynOptions,
+) -> bool {
+    if i >= len {
+        return false;
+    }
+    if *next != i {
+        // Inside an option that an earlier position consumed.
+        return true;
     }
     let kind = byte(opts, i);
     if kind == OPT_EOL {
-        *next = usize::MAX;
-        return;
+        return false;
     }
     if kind == OPT_NOP {
         *next = i + 1;
-        return;
+        return true;
     }
     let olen = byte(opts, i + 1) as usize;
     if olen < 2 || i + olen > len {
-        *next = usize::MAX;
-        return;
+        return false;
     }
     match (kind, olen) {
         (OPT_MSS, 4) => o.mss = u16::from_be_bytes([byte(opts, i + 2), byte(opts, i + 3)]),
@@ -124,18 +133,20 @@ fn step(opts: &[u8; MAX_OPTIONS], len: usize, i: usize, next: &mut usize, o: &mu
         _ => {}
     }
     *next = i + olen;
+    true
 }
 
 /// Parses the option area of a SYN: `opts[..len]` (`len` = data offset * 4 - 20).
 ///
 /// Verifier workaround: a loop over options with a counter hits the 1 M-instruction limit, so
-/// the walk is a fully unrolled sequence of 40 steps, each at a constant position.
+/// the walk is a fully unrolled sequence of 40 steps, each at a constant position, that stops at
+/// the end of the options (an hping3 SYN has none: one comparison).
 #[inline(always)]
 pub fn parse_syn_options(opts: &[u8; MAX_OPTIONS], len: usize) -> SynOptions {
     let mut o = SynOptions::default();
     let mut next = 0usize;
     macro_rules! steps {
-        ($($i:literal)*) => { $( step(opts, len, $i, &mut next, &mut o); )* };
+        ($($i:literal)*) => { $( if !step(opts, len, $i, &mut next, &mut o) { return o; } )* };
     }
     steps!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19
            20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39);

@@ -7,7 +7,11 @@
 use core::ffi::c_void;
 
 use aya_ebpf::{
-    bindings::{BPF_F_CURRENT_NETNS, BPF_TCP_LISTEN, bpf_sock_tuple, iphdr, ipv6hdr, tcphdr},
+    bindings::{
+        BPF_F_CURRENT_NETNS, BPF_TCP_LISTEN, bpf_sock_tuple,
+        bpf_sock_tuple__bindgen_ty_1__bindgen_ty_1, bpf_sock_tuple__bindgen_ty_1__bindgen_ty_2,
+        iphdr, ipv6hdr, tcphdr,
+    },
     helpers::generated::{
         bpf_sk_release, bpf_skc_lookup_tcp, bpf_tcp_raw_check_syncookie_ipv4,
         bpf_tcp_raw_check_syncookie_ipv6,
@@ -23,7 +27,7 @@ pub fn check(ctx: &XdpContext, pkt: &Packet) -> Reason {
     if has_socket(ctx, pkt) {
         return Reason::PassEstablished;
     }
-    let ip = pkt.ip.as_ptr() as *mut c_void;
+    let ip = &pkt.ip as *const _ as *mut c_void;
     let th = pkt.tcp.as_ptr() as *mut tcphdr;
     // SAFETY: helper calls reading the stack copies of the IP (20 or 40 bytes) and TCP (20
     // bytes) headers.
@@ -47,35 +51,47 @@ pub fn check(ctx: &XdpContext, pkt: &Packet) -> Reason {
 /// hash, which `bpf_skc_lookup_tcp` searches before the listeners).
 #[inline(always)]
 fn has_socket(ctx: &XdpContext, pkt: &Packet) -> bool {
-    // SAFETY: an all-zero tuple is a valid value of this plain C union.
-    let mut tuple: bpf_sock_tuple = unsafe { core::mem::zeroed() };
-    let size = if pkt.ipv6 {
-        let t = unsafe { &mut tuple.__bindgen_anon_1.ipv6 };
-        for i in 0..4 {
-            let s = 8 + i * 4;
-            let d = 24 + i * 4;
-            t.saddr[i] =
-                u32::from_ne_bytes([pkt.ip[s], pkt.ip[s + 1], pkt.ip[s + 2], pkt.ip[s + 3]]);
-            t.daddr[i] =
-                u32::from_ne_bytes([pkt.ip[d], pkt.ip[d + 1], pkt.ip[d + 2], pkt.ip[d + 3]]);
-        }
-        t.sport = u16::from_ne_bytes([pkt.tcp[0], pkt.tcp[1]]);
-        t.dport = u16::from_ne_bytes([pkt.tcp[2], pkt.tcp[3]]);
-        core::mem::size_of_val(t)
+    let (sport, dport) = (
+        u16::from_ne_bytes([pkt.tcp[0], pkt.tcp[1]]),
+        u16::from_ne_bytes([pkt.tcp[2], pkt.tcp[3]]),
+    );
+    // Each family passes its own member of `bpf_sock_tuple` and its size: the helper reads only
+    // that many bytes. Verifier workaround: building the union and copying it made LLVM store
+    // the undefined bytes of the other member from an uninitialised register ("R3 !read_ok").
+    if pkt.ipv6 {
+        let ip = pkt.ip6();
+        let word = |at: usize| u32::from_ne_bytes([ip[at], ip[at + 1], ip[at + 2], ip[at + 3]]);
+        let mut t = bpf_sock_tuple__bindgen_ty_1__bindgen_ty_2 {
+            saddr: [word(8), word(12), word(16), word(20)],
+            daddr: [word(24), word(28), word(32), word(36)],
+            sport,
+            dport,
+        };
+        let size = core::mem::size_of_val(&t) as u32;
+        lookup(ctx, &mut t as *mut _ as *mut bpf_sock_tuple, size)
     } else {
-        let t = unsafe { &mut tuple.__bindgen_anon_1.ipv4 };
-        t.saddr = u32::from_ne_bytes([pkt.ip[12], pkt.ip[13], pkt.ip[14], pkt.ip[15]]);
-        t.daddr = u32::from_ne_bytes([pkt.ip[16], pkt.ip[17], pkt.ip[18], pkt.ip[19]]);
-        t.sport = u16::from_ne_bytes([pkt.tcp[0], pkt.tcp[1]]);
-        t.dport = u16::from_ne_bytes([pkt.tcp[2], pkt.tcp[3]]);
-        core::mem::size_of_val(t)
-    };
-    // SAFETY: helper call with a stack tuple of `size` bytes; the returned socket is released.
+        let ip = pkt.ip4();
+        let mut t = bpf_sock_tuple__bindgen_ty_1__bindgen_ty_1 {
+            saddr: u32::from_ne_bytes([ip[12], ip[13], ip[14], ip[15]]),
+            daddr: u32::from_ne_bytes([ip[16], ip[17], ip[18], ip[19]]),
+            sport,
+            dport,
+        };
+        let size = core::mem::size_of_val(&t) as u32;
+        lookup(ctx, &mut t as *mut _ as *mut bpf_sock_tuple, size)
+    }
+}
+
+/// `bpf_skc_lookup_tcp` in the device's netns: true for a socket that is not a listener.
+#[inline(always)]
+fn lookup(ctx: &XdpContext, tuple: *mut bpf_sock_tuple, size: u32) -> bool {
+    // SAFETY: helper call with a stack tuple of `size` initialised bytes; the returned socket
+    // is released before returning.
     unsafe {
         let sk = bpf_skc_lookup_tcp(
             ctx.ctx as *mut c_void,
-            &mut tuple,
-            size as u32,
+            tuple,
+            size,
             BPF_F_CURRENT_NETNS as u64,
             0,
         );

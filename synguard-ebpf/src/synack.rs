@@ -30,23 +30,26 @@ use crate::{
 
 /// The SYN's TCP header with its options, as the cookie helper wants it (`th_len` must equal
 /// the data offset).
-#[repr(C)]
+#[repr(C, align(8))]
 pub struct SynHeader {
     base: [u8; 20],
     opts: [u8; MAX_OPTIONS],
 }
 
-/// Largest reply: two VLAN tags, IPv6, TCP with 20 bytes of options (rounded up to even).
-pub const FRAME_MAX: usize = 22 + 40 + 40 + 2;
+/// Largest reply: two VLAN tags, IPv6, TCP with 20 bytes of options.
+pub const FRAME_MAX: usize = 22 + 40 + 40;
+/// The reply buffer: the largest reply plus up to 6 bytes of alignment padding in front.
+pub const FRAME_BUF: usize = 112;
 
 /// Per-CPU scratch space for building a reply. Verifier workaround: these buffers together with
 /// the parsed headers exceed the 512-byte BPF stack, so they live in a per-CPU array map value
-/// (`maps::SG_SCRATCH`). Every byte that is read is written first for each packet.
-#[repr(C)]
+/// (`maps::SG_SCRATCH`). Every byte that is read is written first for each packet. Aligned for
+/// word-wise copies (see `parse::Packet`).
+#[repr(C, align(8))]
 pub struct Scratch {
     syn: SynHeader,
     tcp: [u8; 40],
-    frame: [u8; FRAME_MAX],
+    frame: [u8; FRAME_BUF],
 }
 const IP_TTL: u8 = 64;
 
@@ -67,19 +70,20 @@ pub fn answer(ctx: &XdpContext, pkt: &Packet, cfg: &Config, now_ns: u64) -> Resu
 
     let tcp_len = build_tcp(pkt, cfg, &opts, cookie, cookie_mss, now_ns, tcp_hdr);
     let l2: [u8; 22] = parse::load(ctx, 0).ok_or(Reason::ErrLoadBytes)?;
-    let frame_len = assemble(pkt, &l2, tcp_hdr, tcp_len, frame)?;
+    let (start, frame_len) = assemble(pkt, &l2, tcp_hdr, tcp_len, frame)?;
     resize(ctx, pkt.frame_len, frame_len)?;
     // Verifier workaround: the size passed to a helper must be proven > 0 and bounded on the
-    // very register that is passed.
-    if frame_len == 0 || frame_len > FRAME_MAX as u64 {
+    // very register that is passed, and so must the offset into the map value.
+    if frame_len == 0 || frame_len > FRAME_MAX as u64 || start > 6 {
         return Err(Reason::ErrStore);
     }
-    // SAFETY: helper call; the buffer is FRAME_MAX initialised bytes, frame_len <= FRAME_MAX.
+    // SAFETY: helper call; start + frame_len <= 6 + FRAME_MAX <= FRAME_BUF bytes of map memory,
+    // all written above.
     let r = unsafe {
         bpf_xdp_store_bytes(
             ctx.ctx,
             0,
-            frame.as_mut_ptr() as *mut c_void,
+            frame.as_mut_ptr().add(start as usize) as *mut c_void,
             frame_len as u32,
         )
     };
@@ -120,9 +124,9 @@ fn gen_cookie(pkt: &Packet, syn: &mut SynHeader, th_len: u64) -> Result<(u32, u1
     if th_len < TCP_LEN || th_len > TCP_LEN + MAX_OPTIONS as u64 {
         return Err(Reason::ErrCookieGen);
     }
-    let ip = pkt.ip.as_ptr() as *mut c_void;
+    let ip = &pkt.ip as *const _ as *mut c_void;
     let th = syn as *mut SynHeader as *mut tcphdr;
-    // SAFETY: helper calls; `ip` points at 40 initialised bytes (iphdr needs 20, ipv6hdr 40),
+    // SAFETY: helper calls; `ip` points at the initialised header of the packet's family,
     // `th` at th_len initialised bytes.
     let ret = unsafe {
         if pkt.ipv6 {
@@ -197,53 +201,55 @@ fn build_tcp(
 }
 
 /// Lays out Ethernet (addresses swapped, VLAN tags kept), a fresh IP header and the TCP header
-/// into `frame`, fills in both checksums, and returns the frame length. Each L2 length has its
-/// own copy of the layout so that every offset is a constant (no variable stack or map-value
-/// offsets for the verifier to bound), and everything is written in place: temporaries would
-/// not fit on the 512-byte stack.
+/// into `frame`, fills in both checksums, and returns (where the reply starts in `frame`, its
+/// length). Each (L2 length, IP version) pair has its own copy of the layout so that every offset
+/// is a constant, and the reply starts at the offset that puts its TCP header on an 8-byte
+/// boundary: LLVM then copies the TCP header a word at a time instead of byte by byte.
 #[inline(always)]
 fn assemble(
     pkt: &Packet,
     l2: &[u8; 22],
     tcp_hdr: &mut [u8; 40],
     tcp_len: u64,
-    frame: &mut [u8; FRAME_MAX],
-) -> Result<u64, Reason> {
-    let ip_len = if pkt.ipv6 { IPV6_LEN } else { IPV4_LEN };
-    match pkt.l2_len {
-        14 => place::<14>(pkt, l2, tcp_hdr, tcp_len, frame),
-        18 => place::<18>(pkt, l2, tcp_hdr, tcp_len, frame),
-        22 => place::<22>(pkt, l2, tcp_hdr, tcp_len, frame),
+    frame: &mut [u8; FRAME_BUF],
+) -> Result<(u64, u64), Reason> {
+    let start = match (pkt.ipv6, pkt.l2_len) {
+        (false, 14) => place::<14, 20, 6>(pkt, l2, tcp_hdr, tcp_len, frame),
+        (false, 18) => place::<18, 20, 2>(pkt, l2, tcp_hdr, tcp_len, frame),
+        (false, 22) => place::<22, 20, 6>(pkt, l2, tcp_hdr, tcp_len, frame),
+        (true, 14) => place::<14, 40, 2>(pkt, l2, tcp_hdr, tcp_len, frame),
+        (true, 18) => place::<18, 40, 6>(pkt, l2, tcp_hdr, tcp_len, frame),
+        (true, 22) => place::<22, 40, 2>(pkt, l2, tcp_hdr, tcp_len, frame),
         _ => return Err(Reason::ErrStore),
-    }
-    Ok(pkt.l2_len + ip_len + tcp_len)
+    };
+    let ip_len = if pkt.ipv6 { IPV6_LEN } else { IPV4_LEN };
+    Ok((start, pkt.l2_len + ip_len + tcp_len))
 }
 
 #[inline(always)]
-fn place<const L2: usize>(
+fn place<const L2: usize, const IP: usize, const PAD: usize>(
     pkt: &Packet,
     l2: &[u8; 22],
     tcp_hdr: &mut [u8; 40],
     tcp_len: u64,
-    frame: &mut [u8; FRAME_MAX],
-) {
-    frame[0..6].copy_from_slice(&l2[6..12]);
-    frame[6..12].copy_from_slice(&l2[0..6]);
-    frame[12..L2].copy_from_slice(&l2[12..L2]);
-    let pseudo = if pkt.ipv6 {
-        ipv6_header(pkt, tcp_len, &mut frame[L2..L2 + 40]);
-        checksum::pseudo_v6_slice(&frame[L2 + 8..L2 + 40], tcp_len as u32)
+    frame: &mut [u8; FRAME_BUF],
+) -> u64 {
+    const { assert!((PAD + L2 + IP) % 8 == 0 && PAD + L2 + IP + 40 <= FRAME_BUF) };
+    frame[PAD..PAD + 6].copy_from_slice(&l2[6..12]);
+    frame[PAD + 6..PAD + 12].copy_from_slice(&l2[0..6]);
+    frame[PAD + 12..PAD + L2].copy_from_slice(&l2[12..L2]);
+    let ip = &mut frame[PAD + L2..PAD + L2 + IP];
+    let pseudo = if IP == 40 {
+        ipv6_header(pkt, tcp_len, ip);
+        checksum::pseudo_v6_slice(&ip[8..40], tcp_len as u32)
     } else {
-        ipv4_header(pkt, tcp_len, &mut frame[L2..L2 + 20]);
-        checksum::pseudo_v4_slice(&frame[L2 + 12..L2 + 20], tcp_len as u16)
+        ipv4_header(pkt, tcp_len, ip);
+        checksum::pseudo_v4_slice(&ip[12..20], tcp_len as u16)
     };
     let csum = checksum::finish(checksum::add_words(pseudo, tcp_hdr));
     tcp_hdr[16..18].copy_from_slice(&csum.to_be_bytes());
-    if pkt.ipv6 {
-        frame[L2 + 40..L2 + 80].copy_from_slice(tcp_hdr);
-    } else {
-        frame[L2 + 20..L2 + 60].copy_from_slice(tcp_hdr);
-    }
+    frame[PAD + L2 + IP..PAD + L2 + IP + 40].copy_from_slice(tcp_hdr);
+    PAD as u64
 }
 
 /// A fresh IPv4 header, addresses swapped; DF set and ID 0 as Linux does for SYN-ACKs with
@@ -262,8 +268,8 @@ fn ipv4_header(pkt: &Packet, tcp_len: u64, h: &mut [u8]) {
     h[9] = 6;
     h[10] = 0;
     h[11] = 0;
-    h[12..16].copy_from_slice(&pkt.ip[16..20]);
-    h[16..20].copy_from_slice(&pkt.ip[12..16]);
+    h[12..16].copy_from_slice(&pkt.ip4()[16..20]);
+    h[16..20].copy_from_slice(&pkt.ip4()[12..16]);
     let c = checksum::finish(checksum::add_slice(0, &h[..20])).to_be_bytes();
     h[10] = c[0];
     h[11] = c[1];
@@ -278,8 +284,8 @@ fn ipv6_header(pkt: &Packet, tcp_len: u64, h: &mut [u8]) {
     h[5] = plen[1];
     h[6] = 6;
     h[7] = IP_TTL;
-    h[8..24].copy_from_slice(&pkt.ip[24..40]);
-    h[24..40].copy_from_slice(&pkt.ip[8..24]);
+    h[8..24].copy_from_slice(&pkt.ip6()[24..40]);
+    h[24..40].copy_from_slice(&pkt.ip6()[8..24]);
 }
 
 /// Makes the frame exactly `new_len` bytes: grow at the head, shrink at the tail.

@@ -1,0 +1,323 @@
+//! `cargo xtask bench`: the XDP program's time per packet for each path, from
+//! `BPF_PROG_TEST_RUN` with `repeat`, beside a minimal address-swapping XDP_TX program measured in
+//! the same run as the floor.
+//!
+//! Each figure is checked to measure the path it names: the verdict counter of that path must grow
+//! by exactly the number of runs. Rewriting paths (a SYN answered) run under `lab_restore`, which
+//! restores the frame before every run; the wrapper's own cost (measured with `lab_pass` as its
+//! target) is subtracted.
+
+use std::net::{TcpListener, TcpStream};
+
+use anyhow::{Context as _, Result, anyhow, bail, ensure};
+use aya::{
+    Ebpf,
+    maps::{Array, ProgramArray},
+    programs::{ProgramFd, TestRun as _, TestRunOptions, Xdp},
+};
+use etherparse::TcpOptionElement;
+use synguard_common::{reason::Reason, tcp::ACK};
+
+use crate::{
+    fixture::{Fixture, XDP_DROP, XDP_PASS, XDP_TX, default_config},
+    frames::{self, Segment, Tags},
+};
+
+const TEMPLATE_MAX: usize = 128;
+
+/// Mirror of `Template` in synguard-ebpf/src/bin/lab.rs.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Template {
+    len: u32,
+    _pad: u32,
+    bytes: [u8; TEMPLATE_MAX],
+}
+
+// SAFETY: repr(C), integers only, no padding (4 + 4 + 128).
+unsafe impl aya::Pod for Template {}
+
+/// One measured path.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PathResult {
+    pub path: &'static str,
+    /// Median over the rounds, ns per packet.
+    pub ns_median: f64,
+    pub ns_min: f64,
+    pub ns_max: f64,
+    /// What the program did on this path.
+    pub verdict: &'static str,
+}
+
+/// Loaded programs and the frames of every path.
+pub struct Bench {
+    fixture: Fixture,
+    lab: Ebpf,
+    /// Keeps the established connection the "established data" path needs alive.
+    _conn: (TcpListener, TcpStream, TcpStream),
+    est_frame: Vec<u8>,
+}
+
+const PORT: u16 = 80;
+
+impl Bench {
+    pub fn new() -> Result<Self> {
+        // A real established TCP connection on loopback in this netns: BPF_PROG_TEST_RUN runs
+        // XDP on the loopback device of the caller's netns, so the socket lookup finds it.
+        let listener = TcpListener::bind("127.0.0.1:0").context("loopback listener")?;
+        let est_port = listener.local_addr()?.port();
+        let client = TcpStream::connect(listener.local_addr()?)?;
+        let (server, _) = listener.accept()?;
+        let cport = client.local_addr()?.port();
+        let seg = Segment {
+            sport: cport,
+            dport: est_port,
+            seq: 1,
+            ack: 1,
+            flags: ACK,
+            window: 512,
+            options: vec![],
+            payload: vec![0x42; 64],
+        };
+        let est_frame = frames::tcp_v4(
+            [127, 0, 0, 1],
+            [127, 0, 0, 1],
+            Tags::None,
+            (frames::CLIENT_MAC, frames::SERVER_MAC),
+            &seg,
+        );
+
+        let fixture = Fixture::new(default_config(), &[PORT, est_port])?;
+        let mut lab = Ebpf::load(synguard::objects::lab()).context("loading lab programs")?;
+        for name in ["lab_restore", "lab_pass", "lab_swap_tx", "lab_drop"] {
+            let p: &mut Xdp = lab
+                .program_mut(name)
+                .ok_or_else(|| anyhow!("no {name}"))?
+                .try_into()?;
+            p.load().with_context(|| format!("loading {name}"))?;
+        }
+        Ok(Bench {
+            fixture,
+            lab,
+            _conn: (listener, client, server),
+            est_frame,
+        })
+    }
+
+    fn lab_prog(&self, name: &str) -> Result<&Xdp> {
+        Ok(self
+            .lab
+            .program(name)
+            .ok_or_else(|| anyhow!("no {name}"))?
+            .try_into()?)
+    }
+
+    fn set_target(&mut self, fd: ProgramFd, frame: &[u8]) -> Result<()> {
+        ensure!(frame.len() <= TEMPLATE_MAX, "template too long");
+        let mut t = Template {
+            len: frame.len() as u32,
+            _pad: 0,
+            bytes: [0; TEMPLATE_MAX],
+        };
+        t.bytes[..frame.len()].copy_from_slice(frame);
+        let mut tpl: Array<_, Template> = Array::try_from(
+            self.lab
+                .map_mut("LAB_TEMPLATE")
+                .ok_or_else(|| anyhow!("no LAB_TEMPLATE"))?,
+        )?;
+        tpl.set(0, t, 0)?;
+        let mut target = ProgramArray::try_from(
+            self.lab
+                .map_mut("LAB_TARGET")
+                .ok_or_else(|| anyhow!("no LAB_TARGET"))?,
+        )?;
+        target.set(0, &fd, 0)?;
+        Ok(())
+    }
+
+    /// ns per packet of `prog` on `frame` over `repeat` runs, and the action it returned.
+    fn time(prog: &Xdp, frame: &[u8], repeat: u32) -> Result<(f64, u32)> {
+        let mut out = vec![0u8; frame.len() + 256];
+        let r = prog.test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            repeat,
+            ..Default::default()
+        })?;
+        // The kernel reports the mean time of one run.
+        Ok((r.duration.as_nanos() as f64, r.return_value))
+    }
+
+    /// Runs every path whose name contains `filter` (all with an empty filter) `rounds` times
+    /// with `repeat` runs each and returns the figures.
+    pub fn run(&mut self, rounds: usize, repeat: u32, filter: &str) -> Result<Vec<PathResult>> {
+        let syn = frames::client_syn_v4(
+            Tags::None,
+            &Segment::syn(40000, PORT, 7, frames::linux_syn_options(1460, 1, 7)),
+        );
+        let syn6 = frames::client_syn_v6(
+            Tags::None,
+            &Segment::syn(40000, PORT, 7, frames::linux_syn_options(1440, 1, 7)),
+        );
+        let (good_ack, bogus_ack) = self.acks(&syn)?;
+        let unprotected = frames::client_syn_v4(
+            Tags::None,
+            &Segment::syn(40000, 8080, 7, frames::linux_syn_options(1460, 1, 7)),
+        );
+        let est = self.est_frame.clone();
+
+        let mut results = Vec::new();
+        // Direct paths: the program does not rewrite the frame, plain repeat is right.
+        let direct: [(&'static str, &[u8], Reason); 4] = [
+            ("valid cookie ACK", &good_ack, Reason::PassCookieAck),
+            ("bogus ACK (dropped)", &bogus_ack, Reason::DropAckBadCookie),
+            ("established data", &est, Reason::PassEstablished),
+            (
+                "unprotected port",
+                &unprotected,
+                Reason::PassUnprotectedPort,
+            ),
+        ];
+        for (name, frame, reason) in direct {
+            if !name.contains(filter) {
+                continue;
+            }
+            let mut v = Vec::new();
+            for _ in 0..rounds {
+                let before = self.fixture.verdict(reason)?;
+                let (ns, act) = Self::time(self.fixture.program()?, frame, repeat)?;
+                let after = self.fixture.verdict(reason)?;
+                ensure!(
+                    after - before == repeat as u64,
+                    "{name}: {} of {repeat} runs took the path ({reason:?}); the figure would be wrong",
+                    after - before
+                );
+                ensure!(act != XDP_TX, "{name}: unexpected XDP_TX");
+                v.push(ns);
+            }
+            results.push(summarize(name, v, reason.name()));
+        }
+
+        // Rewriting paths, through the restoring wrapper.
+        let pass_fd = self.lab_prog("lab_pass")?.fd()?.try_clone()?;
+        let syn_fd = self.fixture.program()?.fd()?.try_clone()?;
+        for (name, frame) in [
+            ("SYN answered (IPv4)", &syn),
+            ("SYN answered (IPv6)", &syn6),
+        ] {
+            let mut v = Vec::new();
+            for _ in 0..rounds {
+                self.set_target(pass_fd.try_clone()?, frame)?;
+                let (wrapper, act) = Self::time(self.lab_prog("lab_restore")?, frame, repeat)?;
+                ensure!(act == XDP_PASS, "wrapper with lab_pass returned {act}");
+                self.set_target(syn_fd.try_clone()?, frame)?;
+                let before = self.fixture.verdict(Reason::TxSynAckCookie)?;
+                let (total, act) = Self::time(self.lab_prog("lab_restore")?, frame, repeat)?;
+                let after = self.fixture.verdict(Reason::TxSynAckCookie)?;
+                ensure!(act == XDP_TX, "{name}: returned {act}, not XDP_TX");
+                ensure!(
+                    after - before == repeat as u64,
+                    "{name}: {} of {repeat} runs answered the SYN",
+                    after - before
+                );
+                v.push((total - wrapper).max(0.0));
+            }
+            results.push(summarize(name, v, Reason::TxSynAckCookie.name()));
+        }
+
+        // The floors, measured the same way in the same run.
+        for (name, prog, want, verdict) in [
+            (
+                "floor: swap addresses + XDP_TX",
+                "lab_swap_tx",
+                XDP_TX,
+                "tx",
+            ),
+            ("floor: XDP_DROP", "lab_drop", XDP_DROP, "drop"),
+        ] {
+            let mut v = Vec::new();
+            for _ in 0..rounds {
+                let (ns, act) = Self::time(self.lab_prog(prog)?, &syn, repeat)?;
+                ensure!(act == want, "{name}: returned {act}");
+                v.push(ns);
+            }
+            results.push(summarize(name, v, verdict));
+        }
+        Ok(results)
+    }
+
+    /// The final ACK for the cookie synguard gives `syn`, and one with a wrong cookie.
+    fn acks(&self, syn: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
+        let out = self.fixture.run(syn)?;
+        if out.action != XDP_TX {
+            bail!("the SYN was not answered (action {})", out.action);
+        }
+        let p = etherparse::SlicedPacket::from_ethernet(&out.frame)?;
+        let Some(etherparse::TransportSlice::Tcp(tcp)) = p.transport else {
+            bail!("SYN-ACK without TCP");
+        };
+        let tsval = tcp
+            .options_iterator()
+            .find_map(|o| match o {
+                Ok(TcpOptionElement::Timestamp(v, _)) => Some(v),
+                _ => None,
+            })
+            .unwrap_or(0);
+        let ack = |ack: u32| {
+            let seg = Segment {
+                sport: 40000,
+                dport: PORT,
+                seq: 8,
+                ack,
+                flags: ACK,
+                window: 502,
+                options: vec![
+                    TcpOptionElement::Noop,
+                    TcpOptionElement::Noop,
+                    TcpOptionElement::Timestamp(2, tsval),
+                ],
+                payload: vec![],
+            };
+            frames::client_syn_v4(Tags::None, &seg)
+        };
+        let cookie = tcp.sequence_number();
+        Ok((ack(cookie.wrapping_add(1)), ack(cookie.wrapping_add(12345))))
+    }
+}
+
+fn summarize(path: &'static str, mut v: Vec<f64>, verdict: &'static str) -> PathResult {
+    v.sort_by(|a, b| a.total_cmp(b));
+    PathResult {
+        path,
+        ns_median: v[v.len() / 2],
+        ns_min: v[0],
+        ns_max: v[v.len() - 1],
+        verdict,
+    }
+}
+
+/// Prints the table: ns per packet and the ratio to the XDP_TX floor.
+pub fn print_table(results: &[PathResult], rounds: usize, repeat: u32) {
+    let floor = results
+        .iter()
+        .find(|r| r.path.starts_with("floor: swap"))
+        .map(|r| r.ns_median)
+        .unwrap_or(f64::NAN);
+    println!(
+        "synguard XDP program, ns per packet (BPF_PROG_TEST_RUN, {rounds} rounds x {repeat} runs; median [min..max])"
+    );
+    println!(
+        "{:<34} {:>9} {:>19} {:>10}  {}",
+        "path", "ns/pkt", "[min..max]", "x floor", "counted as"
+    );
+    for r in results {
+        println!(
+            "{:<34} {:>9.1} {:>19} {:>10.2}  {}",
+            r.path,
+            r.ns_median,
+            format!("[{:.1}..{:.1}]", r.ns_min, r.ns_max),
+            r.ns_median / floor,
+            r.verdict
+        );
+    }
+}
