@@ -1,1 +1,15 @@
+//! synguard's namespace lab: a server, a client and an attacker in network namespaces joined by a
+//! bridge, real TCP traffic with TCP_INFO checks, bounded hping3 floods, the server kernel's TCP
+//! counters, and a handle on a running `synguard`. Everything here needs root.
+//!
+//! Only the benchmarking ranges inside namespaces the lab creates are ever addressed
+//! (198.18.0.0/24 and 2001:2::/64); see `topology`.
 
+pub mod flood;
+pub mod kstats;
+pub mod netns;
+pub mod synguard_proc;
+pub mod topology;
+pub mod traffic;
+
+pub use topology::Lab;
