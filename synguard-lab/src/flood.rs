@@ -136,6 +136,11 @@ impl Flood {
         })
     }
 
+    /// hping3's pid while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Waits for hping3 to finish (killing it at the deadline) and reports what it sent.
     pub fn wait(mut self, attacker: &Node) -> Result<FloodReport> {
         let mut child = self.child.take().context("flood already waited for")?;
