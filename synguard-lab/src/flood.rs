@@ -42,7 +42,11 @@ impl FloodSpec {
     /// The hping3 arguments, after checking that the flood stays inside the lab.
     pub fn args(&self) -> Result<Vec<String>> {
         let [a, b, c, _] = self.dst.octets();
-        ensure!((a, b, c) == (198, 18, 0), "flood target {} is outside 198.18.0.0/24", self.dst);
+        ensure!(
+            (a, b, c) == (198, 18, 0),
+            "flood target {} is outside 198.18.0.0/24",
+            self.dst
+        );
         ensure!(
             (1..=MAX_COUNT).contains(&self.count),
             "flood count {} not in 1..={MAX_COUNT}",
@@ -141,10 +145,26 @@ impl Flood {
         self.child.as_ref().map(Child::id)
     }
 
+    /// Whether hping3 is still sending.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
     /// Waits for hping3 to finish (killing it at the deadline) and reports what it sent.
-    pub fn wait(mut self, attacker: &Node) -> Result<FloodReport> {
-        let mut child = self.child.take().context("flood already waited for")?;
+    pub fn wait(self, attacker: &Node) -> Result<FloodReport> {
         let deadline = self.started + self.spec.deadline();
+        self.finish(attacker, deadline)
+    }
+
+    /// Stops hping3 now (if it still runs) and reports what it sent.
+    pub fn stop(self, attacker: &Node) -> Result<FloodReport> {
+        self.finish(attacker, Instant::now())
+    }
+
+    fn finish(mut self, attacker: &Node, deadline: Instant) -> Result<FloodReport> {
+        let mut child = self.child.take().context("flood already finished")?;
         let mut killed = false;
         while child.try_wait()?.is_none() {
             if Instant::now() >= deadline {
@@ -155,7 +175,9 @@ impl Flood {
             std::thread::sleep(Duration::from_millis(20));
         }
         let elapsed = self.started.elapsed();
-        let out = child.wait_with_output().context("collecting hping3 output")?;
+        let out = child
+            .wait_with_output()
+            .context("collecting hping3 output")?;
         let text = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),

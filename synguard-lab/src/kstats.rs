@@ -56,7 +56,13 @@ impl KStats {
             PASSIVE_OPENS,
         ]
         .iter()
-        .map(|k| format!("{}=+{}", k.split('.').nth(1).unwrap_or(k), self.delta(before, k)))
+        .map(|k| {
+            format!(
+                "{}=+{}",
+                k.split('.').nth(1).unwrap_or(k),
+                self.delta(before, k)
+            )
+        })
         .collect::<Vec<_>>()
         .join(" ")
     }

@@ -140,9 +140,7 @@ fn kill_pids_in(name: &str) {
 
 /// Runs a command, failing with its stderr when it exits non-zero.
 pub fn run_checked(cmd: &mut Command) -> Result<Output> {
-    let out = cmd
-        .output()
-        .with_context(|| format!("starting {cmd:?}"))?;
+    let out = cmd.output().with_context(|| format!("starting {cmd:?}"))?;
     if !out.status.success() {
         bail!(
             "{cmd:?} failed ({}): {}",

@@ -84,9 +84,30 @@ impl Lab {
         let bridge = Netns::create(&format!("{id}-br"))?;
         bridge.ip(&["link", "add", "br0", "type", "bridge"])?;
         bridge.ip(&["link", "set", "br0", "up"])?;
-        let server = add_node(&bridge, &id, "srv", SERVER_V4, SERVER_V6, "02:5e:00:00:00:01")?;
-        let client = add_node(&bridge, &id, "cli", CLIENT_V4, CLIENT_V6, "02:5e:00:00:00:02")?;
-        let attacker = add_node(&bridge, &id, "atk", ATTACKER_V4, ATTACKER_V6, "02:5e:00:00:00:03")?;
+        let server = add_node(
+            &bridge,
+            &id,
+            "srv",
+            SERVER_V4,
+            SERVER_V6,
+            "02:5e:00:00:00:01",
+        )?;
+        let client = add_node(
+            &bridge,
+            &id,
+            "cli",
+            CLIENT_V4,
+            CLIENT_V6,
+            "02:5e:00:00:00:02",
+        )?;
+        let attacker = add_node(
+            &bridge,
+            &id,
+            "atk",
+            ATTACKER_V4,
+            ATTACKER_V6,
+            "02:5e:00:00:00:03",
+        )?;
         let mut lab = Lab {
             id,
             peer_pass: None,
@@ -174,7 +195,16 @@ fn add_node(
     // Created inside the bridge namespace with the other end moved straight into the node's: no
     // device ever appears in the host's namespace.
     bridge.ip(&[
-        "link", "add", &peer, "type", "veth", "peer", "name", IFACE, "netns", ns.name(),
+        "link",
+        "add",
+        &peer,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        IFACE,
+        "netns",
+        ns.name(),
     ])?;
     bridge.ip(&["link", "set", &peer, "master", "br0", "up"])?;
     ns.ip(&["link", "set", IFACE, "address", mac])?;

@@ -218,7 +218,11 @@ fn serve_inner(mut stream: TcpStream, conn: &mut ServerConn) -> Result<()> {
     let upload = u64::from_be_bytes(req[..8].try_into()?);
     let download = u64::from_be_bytes(req[8..].try_into()?);
     conn.received = drain(&mut stream, upload).context("reading upload")?;
-    ensure!(conn.received == upload, "upload ended after {} of {upload} bytes", conn.received);
+    ensure!(
+        conn.received == upload,
+        "upload ended after {} of {upload} bytes",
+        conn.received
+    );
     conn.sent = send_pattern(&mut stream, download).context("sending download")?;
     stream.shutdown(Shutdown::Write)?;
     Ok(())
@@ -276,8 +280,8 @@ pub struct ConnReport {
 /// Connects, transfers and checks the data. Call it on a thread inside the client namespace.
 pub fn connect_once(addr: SocketAddr, transfer: Transfer) -> Result<ConnReport> {
     let start = Instant::now();
-    let mut stream =
-        TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).with_context(|| format!("connect {addr}"))?;
+    let mut stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)
+        .with_context(|| format!("connect {addr}"))?;
     let connect_latency = start.elapsed();
     let info = TcpInfo::of(&stream)?;
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
@@ -302,7 +306,12 @@ pub fn connect_once(addr: SocketAddr, transfer: Transfer) -> Result<ConnReport> 
 }
 
 /// Makes `n` connections one after another from inside `ns`; `transfer(i)` sizes the i-th.
-pub fn run_batch<F>(ns: &Netns, addr: SocketAddr, n: usize, transfer: F) -> Result<Vec<Result<ConnReport>>>
+pub fn run_batch<F>(
+    ns: &Netns,
+    addr: SocketAddr,
+    n: usize,
+    transfer: F,
+) -> Result<Vec<Result<ConnReport>>>
 where
     F: Fn(usize) -> Transfer + Send + 'static,
 {

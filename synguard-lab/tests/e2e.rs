@@ -24,7 +24,10 @@ const MIB: u64 = 1 << 20;
 fn require_root() {
     // SAFETY: geteuid cannot fail.
     let uid = unsafe { libc::geteuid() };
-    assert_eq!(uid, 0, "the lab tests need root: run them through `cargo xtask test`");
+    assert_eq!(
+        uid, 0,
+        "the lab tests need root: run them through `cargo xtask test`"
+    );
 }
 
 /// A lab with a server listening on port 80 over IPv4 and IPv6.
@@ -46,7 +49,12 @@ impl Fixture {
         Synguard::start(&bin, &self.lab.server.ns, args)
     }
 
-    fn batch(&self, v6: bool, n: usize, transfer: fn(usize) -> Transfer) -> Result<Vec<ConnReport>> {
+    fn batch(
+        &self,
+        v6: bool,
+        n: usize,
+        transfer: fn(usize) -> Transfer,
+    ) -> Result<Vec<ConnReport>> {
         traffic::run_batch(&self.lab.client.ns, addr(v6), n, transfer)?
             .into_iter()
             .enumerate()
@@ -113,7 +121,7 @@ fn ack_flood(count: u64) -> FloodSpec {
 
 /// Small transfers, with 1 MiB each way on every 50th connection.
 fn mixed_transfer(i: usize) -> Transfer {
-    if i % 50 == 0 {
+    if i.is_multiple_of(50) {
         Transfer {
             upload: MIB,
             download: MIB,
@@ -135,7 +143,11 @@ fn assert_no_failures(what: &str, s: &ContinuousStats) {
         s.latency_percentile_us(99.0)
     );
     assert!(s.ok > 0, "{what}: no legit connection completed");
-    assert_eq!(s.failed, 0, "{what}: legit connections failed: {:?}", s.last_error);
+    assert_eq!(
+        s.failed, 0,
+        "{what}: legit connections failed: {:?}",
+        s.last_error
+    );
 }
 
 /// The window scale the server's kernel chooses for itself: what a plain kernel handshake (no
@@ -144,8 +156,14 @@ fn kernel_wscale(fx: &Fixture) -> Result<u8> {
     let before = fx.server.connections().len();
     fx.batch(false, 1, |_| Transfer::default())?;
     let conns = fx.server.connections();
-    let conn = conns.get(before).context("baseline connection not seen by the server")?;
-    ensure!(conn.info.has(TS_SACK_WSCALE), "kernel handshake lacks options: {:?}", conn.info);
+    let conn = conns
+        .get(before)
+        .context("baseline connection not seen by the server")?;
+    ensure!(
+        conn.info.has(TS_SACK_WSCALE),
+        "kernel handshake lacks options: {:?}",
+        conn.info
+    );
     Ok(conn.info.rcv_wscale)
 }
 
@@ -157,14 +175,24 @@ fn check_client_options(reports: &[ConnReport], wscale: u8) {
             r.peer,
             r.info.options
         );
-        assert_eq!(r.info.snd_wscale, wscale, "server's advertised wscale (client view)");
+        assert_eq!(
+            r.info.snd_wscale, wscale,
+            "server's advertised wscale (client view)"
+        );
     }
 }
 
 fn check_server_options(infos: &[TcpInfo], wscale: u8) {
     for info in infos {
-        assert!(info.has(TS_SACK_WSCALE), "server side options {:#x}", info.options);
-        assert_eq!(info.rcv_wscale, wscale, "server's own wscale differs from the kernel's choice");
+        assert!(
+            info.has(TS_SACK_WSCALE),
+            "server side options {:#x}",
+            info.options
+        );
+        assert_eq!(
+            info.rcv_wscale, wscale,
+            "server's own wscale differs from the kernel's choice"
+        );
     }
 }
 
@@ -192,12 +220,24 @@ fn kernel_alone_sees_every_flood_packet() -> Result<()> {
     assert_no_failures("legit during kernel-only flood", &legit);
     // Every SYN (flood and legit) got a kernel cookie; hping3's count is what left the attacker.
     let sent = k1.delta(&k0, kstats::SYNCOOKIES_SENT);
-    assert!(sent >= syn.sent(), "kernel sent {sent} cookies for {} flood SYNs", syn.sent());
+    assert!(
+        sent >= syn.sent(),
+        "kernel sent {sent} cookies for {} flood SYNs",
+        syn.sent()
+    );
     // Every bogus ACK reached the kernel's cookie check and failed it.
     let failed = k1.delta(&k0, kstats::SYNCOOKIES_FAILED);
-    assert!(failed >= ack.sent(), "kernel failed {failed} cookies for {} flood ACKs", ack.sent());
+    assert!(
+        failed >= ack.sent(),
+        "kernel failed {failed} cookies for {} flood ACKs",
+        ack.sent()
+    );
     let accepted = k1.delta(&k0, kstats::SYNCOOKIES_RECV);
-    assert!(accepted >= legit.ok, "{accepted} cookie ACKs accepted for {} connections", legit.ok);
+    assert!(
+        accepted >= legit.ok,
+        "{accepted} cookie ACKs accepted for {} connections",
+        legit.ok
+    );
     Ok(())
 }
 
@@ -227,23 +267,42 @@ fn always_mode_keeps_tcp_options_and_data() -> Result<()> {
     check_client_options(&v6, wscale);
     let conns = fx.server.connections();
     let new: Vec<_> = conns[seen_before..].to_vec();
-    assert_eq!(new.len(), 400, "server accepted {} of 400 connections", new.len());
+    assert_eq!(
+        new.len(),
+        400,
+        "server accepted {} of 400 connections",
+        new.len()
+    );
     for c in &new {
-        assert!(c.error.is_none(), "server side of {}: {:?}", c.peer, c.error);
+        assert!(
+            c.error.is_none(),
+            "server side of {}: {:?}",
+            c.peer,
+            c.error
+        );
     }
     let infos: Vec<TcpInfo> = new.iter().map(|c| c.info).collect();
     check_server_options(&infos, wscale);
-    let big = new.iter().filter(|c| c.received == MIB && c.sent == MIB).count();
+    let big = new
+        .iter()
+        .filter(|c| c.received == MIB && c.sent == MIB)
+        .count();
     assert_eq!(big, 8, "1 MiB transfers that completed both ways");
 
     let cookies = s1.delta(&s0, Reason::TxSynAckCookie);
     let refresh = s1.delta(&s0, Reason::PassSynListenerRefresh);
     eprintln!("synguard: {cookies} cookie SYN-ACKs, {refresh} refresh SYNs");
-    assert!(cookies + refresh >= 400, "{cookies} cookies + {refresh} refresh SYNs < 400 SYNs");
+    assert!(
+        cookies + refresh >= 400,
+        "{cookies} cookies + {refresh} refresh SYNs < 400 SYNs"
+    );
     assert!(cookies >= 400 - refresh.min(400));
     // Connections answered from XDP are created from the cookie in their final ACK.
     let cookie_acks = s1.delta(&s0, Reason::PassCookieAck);
-    assert!(cookie_acks + refresh >= 400, "{cookie_acks} cookie ACKs passed");
+    assert!(
+        cookie_acks + refresh >= 400,
+        "{cookie_acks} cookie ACKs passed"
+    );
     let recv = k1.delta(&k0, kstats::SYNCOOKIES_RECV);
     assert!(recv + refresh >= 400, "kernel accepted {recv} cookies");
 
@@ -278,36 +337,71 @@ fn always_mode_absorbs_syn_and_ack_floods() -> Result<()> {
     eprintln!(
         "synguard: {cookies} cookies, {refresh} refresh, {to_kernel} to kernel, {dropped} bad ACKs"
     );
-    assert_eq!(to_kernel, 0, "always mode passed SYNs to the kernel unconditionally");
+    assert_eq!(
+        to_kernel, 0,
+        "always mode passed SYNs to the kernel unconditionally"
+    );
     // Every SYN is either answered from XDP or one of the few refresh SYNs; legit SYNs (and
     // their rare retransmissions) come on top of the flood's.
     let attempts = legit.ok + legit.failed;
     let syns = cookies + refresh;
-    assert!(syns >= syn.sent() + legit.ok, "{syns} SYNs counted, {} flood + {} legit sent", syn.sent(), legit.ok);
-    assert!(syns <= syn.sent() + 4 * attempts, "{syns} SYNs counted: more than were sent");
+    assert!(
+        syns >= syn.sent() + legit.ok,
+        "{syns} SYNs counted, {} flood + {} legit sent",
+        syn.sent(),
+        legit.ok
+    );
+    assert!(
+        syns <= syn.sent() + 4 * attempts,
+        "{syns} SYNs counted: more than were sent"
+    );
     // Every flood ACK is dropped; a handful of stray legit ACKs may join them.
-    assert!(dropped >= ack.sent(), "{dropped} bad ACKs dropped, {} sent", ack.sent());
-    assert!(dropped <= ack.sent() + 5, "{dropped} bad ACKs dropped, only {} sent", ack.sent());
+    assert!(
+        dropped >= ack.sent(),
+        "{dropped} bad ACKs dropped, {} sent",
+        ack.sent()
+    );
+    assert!(
+        dropped <= ack.sent() + 5,
+        "{dropped} bad ACKs dropped, only {} sent",
+        ack.sent()
+    );
 
     // The kernel saw only the refresh SYNs: a few per second of flood, not the flood.
     let kernel_cookies = k1.delta(&k0, kstats::SYNCOOKIES_SENT);
     let flood_secs = (syn.elapsed + ack.elapsed).as_secs() + 1;
-    assert!(kernel_cookies <= refresh, "kernel sent {kernel_cookies} cookies, {refresh} SYNs passed");
-    assert!(kernel_cookies <= 5 * flood_secs + 10, "kernel sent {kernel_cookies} cookies");
-    assert!(k1.delta(&k0, kstats::SYNCOOKIES_FAILED) <= 5, "bogus ACKs reached the kernel");
+    assert!(
+        kernel_cookies <= refresh,
+        "kernel sent {kernel_cookies} cookies, {refresh} SYNs passed"
+    );
+    assert!(
+        kernel_cookies <= 5 * flood_secs + 10,
+        "kernel sent {kernel_cookies} cookies"
+    );
+    assert!(
+        k1.delta(&k0, kstats::SYNCOOKIES_FAILED) <= 5,
+        "bogus ACKs reached the kernel"
+    );
     assert!(sg.stop()?.success());
     Ok(())
 }
 
 /// Polls synguard's stats until `pred` holds or `timeout` passes; returns the matching sample.
-fn wait_for_stats(sg: &Synguard, timeout: Duration, pred: impl Fn(&Stats) -> bool) -> Result<Stats> {
+fn wait_for_stats(
+    sg: &Synguard,
+    timeout: Duration,
+    pred: impl Fn(&Stats) -> bool,
+) -> Result<Stats> {
     let deadline = Instant::now() + timeout;
     loop {
         let s = sg.stats()?;
         if pred(&s) {
             return Ok(s);
         }
-        ensure!(Instant::now() < deadline, "condition not reached in {timeout:?}; last: {s:?}");
+        ensure!(
+            Instant::now() < deadline,
+            "condition not reached in {timeout:?}; last: {s:?}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -319,30 +413,55 @@ fn auto_mode_switches_cookies_on_and_off() -> Result<()> {
     let fx = Fixture::new()?;
     let ns = &fx.lab.server.ns;
     let sg = fx.synguard(&[
-        "--ports", PORTS, "--mode", "auto", "--syn-threshold", "2000", "--hold", "2",
+        "--ports",
+        PORTS,
+        "--mode",
+        "auto",
+        "--syn-threshold",
+        "2000",
+        "--hold",
+        "2",
     ])?;
     let s0 = sg.stats()?;
     assert!(!s0.cookies_active, "cookies active before any flood");
     fx.batch(false, 25, mixed_transfer)?;
     fx.batch(true, 25, mixed_transfer)?;
     let s1 = sg.stats()?;
-    assert!(s1.delta(&s0, Reason::PassSynToKernel) >= 50, "quiet SYNs not passed: {s1:?}");
-    assert_eq!(s1.delta(&s0, Reason::TxSynAckCookie), 0, "cookies sent while quiet");
+    assert!(
+        s1.delta(&s0, Reason::PassSynToKernel) >= 50,
+        "quiet SYNs not passed: {s1:?}"
+    );
+    assert_eq!(
+        s1.delta(&s0, Reason::TxSynAckCookie),
+        0,
+        "cookies sent while quiet"
+    );
     assert_eq!(ns.sysctl_get("net.ipv4.tcp_syncookies")?, "1");
 
     let client = fx.continuous()?;
     let flood = Flood::start(&fx.lab.attacker, syn_flood(60_000))?;
     let on = wait_for_stats(&sg, syn_flood(60_000).deadline(), |s| s.cookies_active)?;
     assert!(on.event_delta(&s0, Event::CookieModeOn) >= 1);
-    assert_eq!(ns.sysctl_get("net.ipv4.tcp_syncookies")?, "2", "cookies on, sysctl not flipped");
+    assert_eq!(
+        ns.sysctl_get("net.ipv4.tcp_syncookies")?,
+        "2",
+        "cookies on, sysctl not flipped"
+    );
     let report = flood.wait(&fx.lab.attacker)?;
     eprintln!("flood sent {} at {:.0} pps", report.sent(), report.pps());
     let off = wait_for_stats(&sg, Duration::from_secs(15), |s| !s.cookies_active)?;
     let legit = client.stop();
     assert_no_failures("legit across the mode switch", &legit);
-    assert!(off.delta(&s0, Reason::TxSynAckCookie) > 0, "no cookies sent during the flood");
+    assert!(
+        off.delta(&s0, Reason::TxSynAckCookie) > 0,
+        "no cookies sent during the flood"
+    );
     assert!(off.event_delta(&s0, Event::CookieModeOff) >= 1);
-    assert_eq!(ns.sysctl_get("net.ipv4.tcp_syncookies")?, "1", "sysctl not restored");
+    assert_eq!(
+        ns.sysctl_get("net.ipv4.tcp_syncookies")?,
+        "1",
+        "sysctl not restored"
+    );
 
     // Quiet again: SYNs go back to the kernel.
     let s2 = sg.stats()?;
@@ -370,7 +489,10 @@ fn lab_teardown_removes_namespaces() -> Result<()> {
         .filter(|n| n.starts_with(&id))
         .collect();
     assert!(left.is_empty(), "namespaces left: {left:?}");
-    assert!(!std::path::Path::new(&format!("/proc/{hping}")).exists(), "hping3 survived");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{hping}")).exists(),
+        "hping3 survived"
+    );
     Ok(())
 }
 

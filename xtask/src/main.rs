@@ -70,7 +70,11 @@ pub fn target_dir(root: &Path) -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) => {
             let dir = PathBuf::from(dir);
-            if dir.is_absolute() { dir } else { root.join(dir) }
+            if dir.is_absolute() {
+                dir
+            } else {
+                root.join(dir)
+            }
         }
         None => root.join("target"),
     }
@@ -93,14 +97,7 @@ fn cargo() -> Command {
 }
 
 fn build() -> Result<()> {
-    run(cargo().args([
-        "build",
-        "--release",
-        "-p",
-        "synguard",
-        "-p",
-        "synguard-lab",
-    ]))
+    run(cargo().args(["build", "--release", "-p", "synguard", "-p", "synguard-lab"]))
 }
 
 fn is_root() -> bool {
@@ -122,7 +119,7 @@ fn test(root: &Path) -> Result<()> {
     ]))?;
     clippy_ebpf()?;
     // Host unit tests of the default members (no root needed).
-    run(&mut cargo().arg("test"))?;
+    run(cargo().arg("test"))?;
     if !is_root() {
         bail!(
             "the lab tests create network namespaces and attach XDP programs: run `cargo xtask \

@@ -67,7 +67,10 @@ fn apt_packages() -> Result<()> {
         .filter(|p| !dpkg_installed(p))
         .collect();
     if missing.is_empty() {
-        eprintln!("setup: apt packages present, skipped ({})", APT_PACKAGES.join(" "));
+        eprintln!(
+            "setup: apt packages present, skipped ({})",
+            APT_PACKAGES.join(" ")
+        );
         return Ok(());
     }
     eprintln!("setup: installing apt packages: {}", missing.join(" "));
@@ -83,7 +86,13 @@ fn nightly() -> Result<()> {
     if toolchains.lines().any(|l| l.starts_with("nightly")) {
         eprintln!("setup: nightly toolchain present, skipped");
     } else {
-        run(rustup_cmd("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))?;
+        run(rustup_cmd("rustup").args([
+            "toolchain",
+            "install",
+            "nightly",
+            "--profile",
+            "minimal",
+        ]))?;
     }
     let components = output(rustup_cmd("rustup").args([
         "component",
@@ -106,7 +115,9 @@ fn bpf_linker_ok() -> bool {
     Command::new("bpf-linker")
         .arg("--version")
         .output()
-        .map(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains(BPF_LINKER_VERSION))
+        .map(|o| {
+            o.status.success() && String::from_utf8_lossy(&o.stdout).contains(BPF_LINKER_VERSION)
+        })
         .unwrap_or(false)
 }
 
@@ -153,7 +164,11 @@ fn find_libllvm(libdir: &Path) -> Result<PathBuf> {
         std::fs::read_dir(libdir).with_context(|| format!("reading {}", libdir.display()))?;
     for entry in entries {
         let entry = entry?;
-        if entry.file_name().to_string_lossy().starts_with("libLLVM.so.") {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with("libLLVM.so.")
+        {
             return Ok(entry.path());
         }
     }
