@@ -141,6 +141,24 @@ impl Server {
         self.conns.lock().expect("server conns lock").clone()
     }
 
+    /// Waits until `n` connections have finished on the server side (a client sees the end of
+    /// its download slightly before the server thread records the connection).
+    pub fn wait_for(&self, n: usize, timeout: Duration) -> Result<Vec<ServerConn>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let conns = self.connections();
+            if conns.len() >= n {
+                return Ok(conns);
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "server recorded {} of {n} connections after {timeout:?}",
+                conns.len()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Stops accepting and returns every connection seen.
     pub fn stop(mut self) -> Vec<ServerConn> {
         self.shutdown();

@@ -20,6 +20,8 @@ use synguard_lab::{Lab, netns};
 const PORT: u16 = 80;
 const PORTS: &str = "80,443";
 const MIB: u64 = 1 << 20;
+/// Bound on how long the server may lag behind its clients in recording connections.
+const SERVER_WAIT: Duration = Duration::from_secs(5);
 
 fn require_root() {
     // SAFETY: geteuid cannot fail.
@@ -155,7 +157,7 @@ fn assert_no_failures(what: &str, s: &ContinuousStats) {
 fn kernel_wscale(fx: &Fixture) -> Result<u8> {
     let before = fx.server.connections().len();
     fx.batch(false, 1, |_| Transfer::default())?;
-    let conns = fx.server.connections();
+    let conns = fx.server.wait_for(before + 1, SERVER_WAIT)?;
     let conn = conns
         .get(before)
         .context("baseline connection not seen by the server")?;
@@ -209,6 +211,14 @@ fn kernel_alone_sees_every_flood_packet() -> Result<()> {
     let wscale = kernel_wscale(&fx)?;
     check_client_options(&v4, wscale);
     check_client_options(&v6, wscale);
+    let conns = fx.server.wait_for(101, SERVER_WAIT)?;
+    let infos: Vec<TcpInfo> = conns.iter().map(|c| c.info).collect();
+    check_server_options(&infos, wscale);
+    let big = conns
+        .iter()
+        .filter(|c| c.received == MIB && c.sent == MIB)
+        .count();
+    assert_eq!(big, 2, "1 MiB transfers that completed both ways");
 
     let k0 = fx.kstats()?;
     let client = fx.continuous()?;
@@ -265,7 +275,7 @@ fn always_mode_keeps_tcp_options_and_data() -> Result<()> {
 
     check_client_options(&v4, wscale);
     check_client_options(&v6, wscale);
-    let conns = fx.server.connections();
+    let conns = fx.server.wait_for(seen_before + 400, SERVER_WAIT)?;
     let new: Vec<_> = conns[seen_before..].to_vec();
     assert_eq!(
         new.len(),
