@@ -1,5 +1,21 @@
-//! synguard's lab: packet fixtures run through BPF_PROG_TEST_RUN, network-namespace topologies
-//! with real TCP stacks, and the benchmarks. Everything here needs root.
+//! synguard's lab. Everything here needs root.
+//! - Packet fixtures: the compiled XDP program run through BPF_PROG_TEST_RUN on crafted frames
+//!   (`fixture`, `frames`) and the per-path benchmark built on them (`bench`).
+//! - A namespace lab: a server, a client and an attacker in network namespaces joined by a
+//!   bridge, real TCP traffic with TCP_INFO checks, bounded hping3 floods, the server kernel's
+//!   TCP counters, and a handle on a running `synguard`.
+//!
+//! Only the benchmarking ranges inside namespaces the lab creates are ever addressed
+//! (198.18.0.0/24 and 2001:2::/64); see `topology`.
+
 pub mod bench;
 pub mod fixture;
+pub mod flood;
 pub mod frames;
+pub mod kstats;
+pub mod netns;
+pub mod synguard_proc;
+pub mod topology;
+pub mod traffic;
+
+pub use topology::Lab;

@@ -1,0 +1,260 @@
+//! Runs `synguard run` in the server namespace and reads its counters with
+//! `synguard stats --json --count 1`. Both go through `nsenter --net=` so that the second
+//! invocation sees the maps the first pinned under /sys/fs/bpf (platform notes).
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde::Deserialize;
+use synguard_common::reason::{Event, Reason};
+
+use crate::netns::Netns;
+use crate::topology::IFACE;
+
+/// How long `synguard run` may take to attach and pin its maps.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long it may take to detach and restore sysctls after SIGINT.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The synguard binary: `$SYNGUARD_BIN` (set by `cargo xtask`), else `<target>/debug/synguard`
+/// next to the running test or demo binary.
+pub fn binary() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("SYNGUARD_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe()?;
+    // Test binaries live in <target>/<profile>/deps/, the demo in <target>/<profile>/.
+    for dir in exe.ancestors().skip(1).take(2) {
+        let candidate = dir.join("synguard");
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+    }
+    bail!("synguard binary not found: set SYNGUARD_BIN or build it (`cargo build -p synguard`)")
+}
+
+/// A running `synguard run`.
+pub struct Synguard {
+    bin: PathBuf,
+    child: Option<Child>,
+    ns_path: PathBuf,
+    log: PathBuf,
+}
+
+impl Synguard {
+    /// Starts `synguard run --iface eth0 <args>` in `ns` and waits until `stats` answers, i.e. its
+    /// maps are pinned and readable.
+    pub fn start(bin: &Path, ns: &Netns, args: &[&str]) -> Result<Synguard> {
+        let log = std::env::temp_dir().join(format!("{}-synguard.log", ns.name()));
+        let out = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        let child = ns
+            .command(&bin.to_string_lossy())
+            .args(["run", "--iface", IFACE])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .with_context(|| format!("starting {} run", bin.display()))?;
+        let mut sg = Synguard {
+            bin: bin.to_path_buf(),
+            child: Some(child),
+            ns_path: ns.path(),
+            log,
+        };
+        sg.wait_ready()?;
+        Ok(sg)
+    }
+
+    fn wait_ready(&mut self) -> Result<()> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = self.child_mut()?.try_wait()? {
+                bail!("synguard run exited early ({status}):\n{}", self.log_text());
+            }
+            match self.stats() {
+                Ok(_) => return Ok(()),
+                Err(e) if Instant::now() >= deadline => {
+                    bail!(
+                        "synguard stats not answering after {START_TIMEOUT:?}: {e:#}\nrun log:\n{}",
+                        self.log_text()
+                    )
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    }
+
+    fn child_mut(&mut self) -> Result<&mut Child> {
+        self.child.as_mut().context("synguard already stopped")
+    }
+
+    /// What `synguard run` printed so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// One `synguard stats --json --count 1` sample.
+    pub fn stats(&self) -> Result<Stats> {
+        stats_once(&self.bin, &self.ns_path)
+    }
+
+    /// SIGINT, then waits for a clean exit (detach, sysctls restored); SIGKILL after a timeout.
+    pub fn stop(mut self) -> Result<ExitStatus> {
+        self.stop_inner()
+    }
+
+    fn stop_inner(&mut self) -> Result<ExitStatus> {
+        let mut child = self.child.take().context("synguard already stopped")?;
+        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGINT);
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                child.wait()?;
+                bail!(
+                    "synguard run ignored SIGINT for {STOP_TIMEOUT:?}; killed\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Synguard {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            let _ = self.stop_inner();
+        }
+    }
+}
+
+/// Runs `synguard stats --iface eth0 --json --count 1` in the namespace at `ns_path`.
+pub fn stats_once(bin: &Path, ns_path: &Path) -> Result<Stats> {
+    let out = std::process::Command::new("nsenter")
+        .arg(format!("--net={}", ns_path.display()))
+        .arg(bin)
+        .args(["stats", "--iface", IFACE, "--json", "--count", "1"])
+        .output()
+        .context("running synguard stats")?;
+    if !out.status.success() {
+        bail!(
+            "synguard stats failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .rfind(|l| l.trim_start().starts_with('{'))
+        .context("synguard stats printed no JSON line")?;
+    Stats::parse(line)
+}
+
+/// One line of `synguard stats --json`.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct Stats {
+    pub iface: String,
+    pub time_ns: u64,
+    #[serde(default)]
+    pub interval_s: f64,
+    pub mode: String,
+    pub cookies_active: bool,
+    #[serde(default)]
+    pub syn_rate_pps: u64,
+    #[serde(default)]
+    pub verdicts: BTreeMap<String, VerdictStat>,
+    #[serde(default)]
+    pub events: BTreeMap<String, EventStat>,
+    #[serde(default)]
+    pub totals: Totals,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct VerdictStat {
+    pub packets: u64,
+    #[serde(default)]
+    pub bytes: u64,
+    #[serde(default)]
+    pub pps: f64,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct EventStat {
+    pub total: u64,
+    #[serde(default)]
+    pub rate: f64,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct Totals {
+    pub pass: u64,
+    pub tx: u64,
+    pub drop: u64,
+}
+
+impl Stats {
+    pub fn parse(line: &str) -> Result<Stats> {
+        serde_json::from_str(line).with_context(|| format!("parsing synguard stats line: {line}"))
+    }
+
+    /// Packets counted under `reason` (0 if never seen).
+    pub fn packets(&self, reason: Reason) -> u64 {
+        self.verdicts.get(reason.name()).map_or(0, |v| v.packets)
+    }
+
+    /// Total of `event` (0 if never seen).
+    pub fn event(&self, event: Event) -> u64 {
+        self.events.get(event.name()).map_or(0, |e| e.total)
+    }
+
+    /// Growth of a reason's packet count since `before`.
+    pub fn delta(&self, before: &Stats, reason: Reason) -> u64 {
+        self.packets(reason).saturating_sub(before.packets(reason))
+    }
+
+    /// Growth of an event's total since `before`.
+    pub fn event_delta(&self, before: &Stats, event: Event) -> u64 {
+        self.event(event).saturating_sub(before.event(event))
+    }
+
+    /// Packets per second of the verdicts whose names start with `prefix` (`tx_`, `drop_`,
+    /// `pass_`), as `stats` computed them over its interval.
+    pub fn pps_of(&self, prefix: &str) -> f64 {
+        self.verdicts
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(_, v)| v.pps)
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_contract_line() {
+        let line = r#"{"iface":"eth0","time_ns":5,"interval_s":1.0,"mode":"always","cookies_active":true,"syn_rate_pps":10,"verdicts":{"tx_synack_cookie":{"packets":7,"bytes":420,"pps":7.0},"drop_ack_bad_cookie":{"packets":3,"bytes":120,"pps":3.0}},"events":{"cookie_mode_on":{"total":1,"rate":0.0}},"totals":{"pass":0,"tx":7,"drop":3}}"#;
+        let s = Stats::parse(line).unwrap();
+        assert_eq!(s.packets(Reason::TxSynAckCookie), 7);
+        assert_eq!(s.packets(Reason::PassCookieAck), 0);
+        assert_eq!(s.event(Event::CookieModeOn), 1);
+        assert!(s.cookies_active);
+        assert_eq!(s.totals.drop, 3);
+        assert_eq!(s.pps_of("drop_"), 3.0);
+        let before = Stats::default();
+        assert_eq!(s.delta(&before, Reason::DropAckBadCookie), 3);
+    }
+}

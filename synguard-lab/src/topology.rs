@@ -1,0 +1,280 @@
+//! The lab: server, client and attacker namespaces, each with an `eth0` veth whose peer sits on a
+//! bridge in a fourth namespace. Only the benchmarking ranges are used (198.18.0.0/24,
+//! 2001:2::/64), and only inside these namespaces. Everything is torn down on drop, also when a
+//! test panics; namespaces left by a killed process are removed by the next lab.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use anyhow::{Context as _, Result, anyhow};
+use aya::programs::{Xdp, XdpMode};
+
+use crate::netns::{self, Netns, run_checked};
+
+/// Name of every host's interface inside its namespace.
+pub const IFACE: &str = "eth0";
+pub const SERVER_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+pub const CLIENT_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+pub const ATTACKER_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 3);
+pub const SERVER_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 1);
+pub const CLIENT_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 2);
+pub const ATTACKER_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 3);
+/// The attacker spoofs sources only from 198.18.0.128/25.
+pub const SPOOF_POOL_FIRST: u8 = 128;
+
+/// The n-th address of the spoof pool (wraps inside 198.18.0.128/25).
+pub fn spoof_addr(n: u8) -> Ipv4Addr {
+    Ipv4Addr::new(198, 18, 0, SPOOF_POOL_FIRST | (n & 0x7f))
+}
+
+/// One host of the lab.
+#[derive(Debug)]
+pub struct Node {
+    pub ns: Netns,
+    pub v4: Ipv4Addr,
+    pub v6: Ipv6Addr,
+    pub mac: &'static str,
+}
+
+impl Node {
+    pub fn addr(&self, v6: bool) -> IpAddr {
+        if v6 { self.v6.into() } else { self.v4.into() }
+    }
+
+    /// Packets sent by `eth0` so far (from `ip -s -j link`).
+    pub fn tx_packets(&self) -> Result<u64> {
+        let out = self.ns.ip(&["-s", "-j", "link", "show", "dev", IFACE])?;
+        let json: serde_json::Value = serde_json::from_str(&out).context("parsing ip -j output")?;
+        json[0]["stats64"]["tx"]["packets"]
+            .as_u64()
+            .ok_or_else(|| anyhow!("no stats64.tx.packets in `ip -s -j link` output"))
+    }
+}
+
+/// The running lab. Dropping it stops the peer XDP program, kills every process in the lab's
+/// namespaces and deletes them.
+pub struct Lab {
+    pub id: String,
+    peer_pass: Option<PeerXdp>,
+    pub server: Node,
+    pub client: Node,
+    pub attacker: Node,
+    bridge: Netns,
+}
+
+static LAB_SEQ: AtomicU32 = AtomicU32::new(0);
+
+impl Lab {
+    /// Builds a fresh lab with names unique to this process (`sgl-<pid>-<seq>-*`), after removing
+    /// namespaces that dead lab processes left behind.
+    pub fn new() -> Result<Lab> {
+        let removed = netns::cleanup_stale().context("cleaning up stale lab namespaces")?;
+        if removed > 0 {
+            log::info!("removed {removed} stale lab namespaces");
+        }
+        let id = format!(
+            "sgl-{}-{}",
+            std::process::id(),
+            LAB_SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        // Each piece is owned as soon as it exists, so an error half-way tears down what was made.
+        let bridge = Netns::create(&format!("{id}-br"))?;
+        bridge.ip(&["link", "add", "br0", "type", "bridge"])?;
+        bridge.ip(&["link", "set", "br0", "up"])?;
+        let server = add_node(
+            &bridge,
+            &id,
+            "srv",
+            SERVER_V4,
+            SERVER_V6,
+            "02:5e:00:00:00:01",
+        )?;
+        let client = add_node(
+            &bridge,
+            &id,
+            "cli",
+            CLIENT_V4,
+            CLIENT_V6,
+            "02:5e:00:00:00:02",
+        )?;
+        let attacker = add_node(
+            &bridge,
+            &id,
+            "atk",
+            ATTACKER_V4,
+            ATTACKER_V6,
+            "02:5e:00:00:00:03",
+        )?;
+        let mut lab = Lab {
+            id,
+            peer_pass: None,
+            server,
+            client,
+            attacker,
+            bridge,
+        };
+        lab.configure()?;
+        Ok(lab)
+    }
+
+    fn configure(&mut self) -> Result<()> {
+        // Frames on a real wire carry complete checksums; locally generated ones on veth carry
+        // partial ones (CHECKSUM_PARTIAL, platform notes), which is not what an XDP program on a
+        // NIC sees. So the senders compute checksums in software.
+        for node in [&self.client, &self.attacker] {
+            node.ns.run("ethtool", &["-K", IFACE, "tx", "off"])?;
+        }
+        self.spoof_neighbours()?;
+        // XDP_TX frames on a veth reach the peer reliably only if the peer has an XDP program too
+        // (platform notes): give the server's bridge-side peer a pass-through one.
+        self.peer_pass = Some(PeerXdp::attach(&self.bridge, &peer_name("srv"))?);
+        Ok(())
+    }
+
+    /// Replies to spoofed sources leave the server only if it can resolve their MAC (platform
+    /// notes): point the whole spoof pool at the attacker with permanent neighbour entries.
+    fn spoof_neighbours(&self) -> Result<()> {
+        let batch: String = (0..128u8)
+            .map(|n| {
+                format!(
+                    "neigh replace {} lladdr {} dev {IFACE} nud permanent\n",
+                    spoof_addr(n),
+                    self.attacker.mac
+                )
+            })
+            .collect();
+        let mut child = Command::new("ip")
+            .args(["-n", self.server.ns.name(), "-batch", "-"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .context("starting ip -batch")?;
+        {
+            use std::io::Write as _;
+            let mut stdin = child.stdin.take().context("ip -batch stdin")?;
+            stdin.write_all(batch.as_bytes())?;
+        }
+        let status = child.wait()?;
+        anyhow::ensure!(status.success(), "ip -batch neigh failed: {status}");
+        Ok(())
+    }
+
+    /// Kills the processes started in the lab's namespaces (hping3, synguard, ...).
+    pub fn kill_processes(&self) {
+        for node in [&self.server, &self.client, &self.attacker] {
+            node.ns.kill_all();
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.kill_processes();
+        self.peer_pass.take();
+        // The namespaces (and with them the veths) are deleted by the fields' own drops.
+    }
+}
+
+fn peer_name(role: &str) -> String {
+    format!("v-{role}")
+}
+
+/// Creates a namespace for `role` with `eth0` connected to the bridge, addresses and MAC set.
+fn add_node(
+    bridge: &Netns,
+    id: &str,
+    role: &str,
+    v4: Ipv4Addr,
+    v6: Ipv6Addr,
+    mac: &'static str,
+) -> Result<Node> {
+    let ns = Netns::create(&format!("{id}-{role}"))?;
+    let peer = peer_name(role);
+    // Created inside the bridge namespace with the other end moved straight into the node's: no
+    // device ever appears in the host's namespace.
+    bridge.ip(&[
+        "link",
+        "add",
+        &peer,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        IFACE,
+        "netns",
+        ns.name(),
+    ])?;
+    bridge.ip(&["link", "set", &peer, "master", "br0", "up"])?;
+    ns.ip(&["link", "set", IFACE, "address", mac])?;
+    ns.ip(&["addr", "add", &format!("{v4}/24"), "dev", IFACE])?;
+    // nodad: the address is usable at once instead of after duplicate address detection.
+    ns.ip(&["addr", "add", &format!("{v6}/64"), "dev", IFACE, "nodad"])?;
+    ns.ip(&["link", "set", IFACE, "up"])?;
+    Ok(Node { ns, v4, v6, mac })
+}
+
+/// `lab_pass` attached to a device in another namespace. Attaching resolves the interface name
+/// and talks netlink in the calling thread's namespace, so a thread that `setns`'d into that
+/// namespace attaches, holds the program and detaches it again when told to stop.
+struct PeerXdp {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<Result<()>>>,
+}
+
+impl PeerXdp {
+    fn attach(ns: &Netns, ifname: &str) -> Result<PeerXdp> {
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<()>>();
+        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        let ifname = ifname.to_string();
+        let thread = ns.spawn("lab-pass", move || {
+            let ebpf = match load_lab_pass(&ifname) {
+                Ok(ebpf) => ebpf,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            let _ = ready_tx.send(Ok(()));
+            // Returns when the sender is dropped: then the program is detached here, in the
+            // namespace it was attached in.
+            let _ = stop_rx.recv();
+            drop(ebpf);
+        })?;
+        ready_rx
+            .recv()
+            .map_err(|_| anyhow!("lab_pass thread ended before attaching"))??;
+        Ok(PeerXdp {
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for PeerXdp {
+    fn drop(&mut self) {
+        self.stop.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn load_lab_pass(ifname: &str) -> Result<aya::Ebpf> {
+    let mut ebpf = aya::Ebpf::load(synguard::objects::lab()).context("loading the lab object")?;
+    let prog: &mut Xdp = ebpf
+        .program_mut("lab_pass")
+        .context("no lab_pass program in the lab object")?
+        .try_into()
+        .context("lab_pass is not an XDP program")?;
+    prog.load().context("loading lab_pass")?;
+    prog.attach(ifname, XdpMode::Driver)
+        .with_context(|| format!("attaching lab_pass to {ifname}"))?;
+    Ok(ebpf)
+}
+
+/// Whether a device exists in a namespace (for checks after teardown).
+pub fn device_exists(ns: &str, dev: &str) -> bool {
+    run_checked(Command::new("ip").args(["-n", ns, "link", "show", dev])).is_ok()
+}

@@ -1,0 +1,511 @@
+//! End-to-end tests in the namespace lab. They need root (namespaces, XDP) and run one at a time:
+//! `cargo xtask test` runs them with `--test-threads=1` and passes the synguard binary in
+//! `SYNGUARD_BIN`. Each test builds its own lab, which is torn down when the test ends, passes or
+//! panics.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, ensure};
+use synguard_common::reason::{Event, Reason};
+use synguard_lab::flood::{Flood, FloodKind, FloodReport, FloodSpec};
+use synguard_lab::kstats::{self, KStats};
+use synguard_lab::synguard_proc::{self, Stats, Synguard};
+use synguard_lab::topology::{SERVER_V4, spoof_addr};
+use synguard_lab::traffic::{
+    self, ConnReport, Continuous, ContinuousStats, Server, TS_SACK_WSCALE, TcpInfo, Transfer,
+};
+use synguard_lab::{Lab, netns};
+
+const PORT: u16 = 80;
+const PORTS: &str = "80,443";
+const MIB: u64 = 1 << 20;
+/// Bound on how long the server may lag behind its clients in recording connections.
+const SERVER_WAIT: Duration = Duration::from_secs(5);
+
+fn require_root() {
+    // SAFETY: geteuid cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    assert_eq!(
+        uid, 0,
+        "the lab tests need root: run them through `cargo xtask test`"
+    );
+}
+
+/// A lab with a server listening on port 80 over IPv4 and IPv6.
+struct Fixture {
+    server: Server,
+    lab: Lab,
+}
+
+impl Fixture {
+    fn new() -> Result<Fixture> {
+        require_root();
+        let lab = Lab::new()?;
+        let server = Server::start(&lab.server.ns, &[addr(false), addr(true)])?;
+        Ok(Fixture { server, lab })
+    }
+
+    fn synguard(&self, args: &[&str]) -> Result<Synguard> {
+        let bin = synguard_proc::binary()?;
+        Synguard::start(&bin, &self.lab.server.ns, args)
+    }
+
+    fn batch(
+        &self,
+        v6: bool,
+        n: usize,
+        transfer: fn(usize) -> Transfer,
+    ) -> Result<Vec<ConnReport>> {
+        traffic::run_batch(&self.lab.client.ns, addr(v6), n, transfer)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| r.with_context(|| format!("connection {i} to {}", addr(v6))))
+            .collect()
+    }
+
+    fn continuous(&self) -> Result<Continuous> {
+        Continuous::start(
+            &self.lab.client.ns,
+            vec![addr(false), addr(true)],
+            Duration::from_millis(20),
+        )
+    }
+
+    fn flood(&self, spec: FloodSpec) -> Result<FloodReport> {
+        let report = Flood::start(&self.lab.attacker, spec)?.wait(&self.lab.attacker)?;
+        eprintln!(
+            "flood {:?}: sent {} (hping3 {:?}, tx {}) in {:.1?}, {:.0} pps, killed: {}",
+            spec.kind,
+            report.sent(),
+            report.hping_sent,
+            report.tx_packets,
+            report.elapsed,
+            report.pps(),
+            report.killed
+        );
+        ensure!(!report.killed, "hping3 did not finish within its deadline");
+        Ok(report)
+    }
+
+    fn kstats(&self) -> Result<KStats> {
+        KStats::read(&self.lab.server.ns)
+    }
+}
+
+fn addr(v6: bool) -> SocketAddr {
+    let ip: IpAddr = if v6 {
+        synguard_lab::topology::SERVER_V6.into()
+    } else {
+        SERVER_V4.into()
+    };
+    SocketAddr::new(ip, PORT)
+}
+
+fn syn_flood(count: u64) -> FloodSpec {
+    FloodSpec {
+        kind: FloodKind::Syn,
+        dst: SERVER_V4,
+        port: PORT,
+        count,
+        interval_us: 20,
+        spoof: Some(spoof_addr(72)),
+    }
+}
+
+fn ack_flood(count: u64) -> FloodSpec {
+    FloodSpec {
+        kind: FloodKind::Ack,
+        spoof: Some(spoof_addr(73)),
+        ..syn_flood(count)
+    }
+}
+
+/// Small transfers, with 1 MiB each way on every 50th connection.
+fn mixed_transfer(i: usize) -> Transfer {
+    if i.is_multiple_of(50) {
+        Transfer {
+            upload: MIB,
+            download: MIB,
+        }
+    } else {
+        Transfer {
+            upload: 1000,
+            download: 1000,
+        }
+    }
+}
+
+fn assert_no_failures(what: &str, s: &ContinuousStats) {
+    eprintln!(
+        "{what}: {} ok, {} failed, p50 {:?} us, p99 {:?} us",
+        s.ok,
+        s.failed,
+        s.latency_percentile_us(50.0),
+        s.latency_percentile_us(99.0)
+    );
+    assert!(s.ok > 0, "{what}: no legit connection completed");
+    assert_eq!(
+        s.failed, 0,
+        "{what}: legit connections failed: {:?}",
+        s.last_error
+    );
+}
+
+/// The window scale the server's kernel chooses for itself: what a plain kernel handshake (no
+/// synguard) advertises.
+fn kernel_wscale(fx: &Fixture) -> Result<u8> {
+    let before = fx.server.connections().len();
+    fx.batch(false, 1, |_| Transfer::default())?;
+    let conns = fx.server.wait_for(before + 1, SERVER_WAIT)?;
+    let conn = conns
+        .get(before)
+        .context("baseline connection not seen by the server")?;
+    ensure!(
+        conn.info.has(TS_SACK_WSCALE),
+        "kernel handshake lacks options: {:?}",
+        conn.info
+    );
+    Ok(conn.info.rcv_wscale)
+}
+
+fn check_client_options(reports: &[ConnReport], wscale: u8) {
+    for r in reports {
+        assert!(
+            r.info.has(TS_SACK_WSCALE),
+            "client to {} negotiated options {:#x}, want ts+sack+wscale",
+            r.peer,
+            r.info.options
+        );
+        assert_eq!(
+            r.info.snd_wscale, wscale,
+            "server's advertised wscale (client view)"
+        );
+    }
+}
+
+fn check_server_options(infos: &[TcpInfo], wscale: u8) {
+    for info in infos {
+        assert!(
+            info.has(TS_SACK_WSCALE),
+            "server side options {:#x}",
+            info.options
+        );
+        assert_eq!(
+            info.rcv_wscale, wscale,
+            "server's own wscale differs from the kernel's choice"
+        );
+    }
+}
+
+/// Harness check without synguard: the kernel alone, with cookies always on, sees every flood
+/// packet, and legit connections still work. This pins down the flood runner and the counters
+/// the synguard tests rely on.
+#[test]
+fn kernel_alone_sees_every_flood_packet() -> Result<()> {
+    let fx = Fixture::new()?;
+    let ns = &fx.lab.server.ns;
+    ns.sysctl("net.ipv4.tcp_syncookies", "2")?;
+    let v4 = fx.batch(false, 50, mixed_transfer)?;
+    let v6 = fx.batch(true, 50, mixed_transfer)?;
+    let wscale = kernel_wscale(&fx)?;
+    check_client_options(&v4, wscale);
+    check_client_options(&v6, wscale);
+    let conns = fx.server.wait_for(101, SERVER_WAIT)?;
+    let infos: Vec<TcpInfo> = conns.iter().map(|c| c.info).collect();
+    check_server_options(&infos, wscale);
+    let big = conns
+        .iter()
+        .filter(|c| c.received == MIB && c.sent == MIB)
+        .count();
+    assert_eq!(big, 2, "1 MiB transfers that completed both ways");
+
+    let k0 = fx.kstats()?;
+    let client = fx.continuous()?;
+    let syn = fx.flood(syn_flood(20_000))?;
+    let ack = fx.flood(ack_flood(10_000))?;
+    let legit = client.stop();
+    let k1 = fx.kstats()?;
+    eprintln!("kernel: {}", k1.summary(&k0));
+    assert_no_failures("legit during kernel-only flood", &legit);
+    // Every SYN (flood and legit) got a kernel cookie; hping3's count is what left the attacker.
+    let sent = k1.delta(&k0, kstats::SYNCOOKIES_SENT);
+    assert!(
+        sent >= syn.sent(),
+        "kernel sent {sent} cookies for {} flood SYNs",
+        syn.sent()
+    );
+    // Every bogus ACK reached the kernel's cookie check and failed it.
+    let failed = k1.delta(&k0, kstats::SYNCOOKIES_FAILED);
+    assert!(
+        failed >= ack.sent(),
+        "kernel failed {failed} cookies for {} flood ACKs",
+        ack.sent()
+    );
+    let accepted = k1.delta(&k0, kstats::SYNCOOKIES_RECV);
+    assert!(
+        accepted >= legit.ok,
+        "{accepted} cookie ACKs accepted for {} connections",
+        legit.ok
+    );
+    Ok(())
+}
+
+/// Always mode: every handshake gets an XDP cookie, and the connections still negotiate
+/// timestamps, SACK and the kernel's own window scale, over IPv4 and IPv6, and move data.
+#[test]
+fn always_mode_keeps_tcp_options_and_data() -> Result<()> {
+    let fx = Fixture::new()?;
+    let ns = &fx.lab.server.ns;
+    let wscale = kernel_wscale(&fx)?;
+    let ts_before = ns.sysctl_get("net.ipv4.tcp_timestamps")?;
+    let cookies_before = ns.sysctl_get("net.ipv4.tcp_syncookies")?;
+    let sg = fx.synguard(&["--ports", PORTS, "--mode", "always"])?;
+    assert_eq!(ns.sysctl_get("net.ipv4.tcp_timestamps")?, "2");
+    assert_eq!(ns.sysctl_get("net.ipv4.tcp_syncookies")?, "2");
+
+    let seen_before = fx.server.connections().len();
+    let k0 = fx.kstats()?;
+    let s0 = sg.stats()?;
+    let v4 = fx.batch(false, 200, mixed_transfer)?;
+    let v6 = fx.batch(true, 200, mixed_transfer)?;
+    let s1 = sg.stats()?;
+    let k1 = fx.kstats()?;
+    eprintln!("kernel: {}", k1.summary(&k0));
+
+    check_client_options(&v4, wscale);
+    check_client_options(&v6, wscale);
+    let conns = fx.server.wait_for(seen_before + 400, SERVER_WAIT)?;
+    let new: Vec<_> = conns[seen_before..].to_vec();
+    assert_eq!(
+        new.len(),
+        400,
+        "server accepted {} of 400 connections",
+        new.len()
+    );
+    for c in &new {
+        assert!(
+            c.error.is_none(),
+            "server side of {}: {:?}",
+            c.peer,
+            c.error
+        );
+    }
+    let infos: Vec<TcpInfo> = new.iter().map(|c| c.info).collect();
+    check_server_options(&infos, wscale);
+    let big = new
+        .iter()
+        .filter(|c| c.received == MIB && c.sent == MIB)
+        .count();
+    assert_eq!(big, 8, "1 MiB transfers that completed both ways");
+
+    let cookies = s1.delta(&s0, Reason::TxSynAckCookie);
+    let refresh = s1.delta(&s0, Reason::PassSynListenerRefresh);
+    eprintln!("synguard: {cookies} cookie SYN-ACKs, {refresh} refresh SYNs");
+    assert!(
+        cookies + refresh >= 400,
+        "{cookies} cookies + {refresh} refresh SYNs < 400 SYNs"
+    );
+    assert!(cookies >= 400 - refresh.min(400));
+    // Connections answered from XDP are created from the cookie in their final ACK.
+    let cookie_acks = s1.delta(&s0, Reason::PassCookieAck);
+    assert!(
+        cookie_acks + refresh >= 400,
+        "{cookie_acks} cookie ACKs passed"
+    );
+    let recv = k1.delta(&k0, kstats::SYNCOOKIES_RECV);
+    assert!(recv + refresh >= 400, "kernel accepted {recv} cookies");
+
+    let status = sg.stop()?;
+    assert!(status.success(), "synguard run exit: {status}");
+    assert_eq!(ns.sysctl_get("net.ipv4.tcp_timestamps")?, ts_before);
+    assert_eq!(ns.sysctl_get("net.ipv4.tcp_syncookies")?, cookies_before);
+    Ok(())
+}
+
+/// Always mode under bounded SYN and ACK floods: legit clients keep connecting, the flood stays
+/// out of the kernel, and synguard's counters match what the attacker sent.
+#[test]
+fn always_mode_absorbs_syn_and_ack_floods() -> Result<()> {
+    let fx = Fixture::new()?;
+    let sg = fx.synguard(&["--ports", PORTS, "--mode", "always"])?;
+    let k0 = fx.kstats()?;
+    let s0 = sg.stats()?;
+    let client = fx.continuous()?;
+    let syn = fx.flood(syn_flood(100_000))?;
+    let ack = fx.flood(ack_flood(50_000))?;
+    let legit = client.stop();
+    let s1 = sg.stats()?;
+    let k1 = fx.kstats()?;
+    eprintln!("kernel: {}", k1.summary(&k0));
+    assert_no_failures("legit during floods", &legit);
+
+    let cookies = s1.delta(&s0, Reason::TxSynAckCookie);
+    let refresh = s1.delta(&s0, Reason::PassSynListenerRefresh);
+    let to_kernel = s1.delta(&s0, Reason::PassSynToKernel);
+    let dropped = s1.delta(&s0, Reason::DropAckBadCookie);
+    eprintln!(
+        "synguard: {cookies} cookies, {refresh} refresh, {to_kernel} to kernel, {dropped} bad ACKs"
+    );
+    assert_eq!(
+        to_kernel, 0,
+        "always mode passed SYNs to the kernel unconditionally"
+    );
+    // Every SYN is either answered from XDP or one of the few refresh SYNs; legit SYNs (and
+    // their rare retransmissions) come on top of the flood's.
+    let attempts = legit.ok + legit.failed;
+    let syns = cookies + refresh;
+    assert!(
+        syns >= syn.sent() + legit.ok,
+        "{syns} SYNs counted, {} flood + {} legit sent",
+        syn.sent(),
+        legit.ok
+    );
+    assert!(
+        syns <= syn.sent() + 4 * attempts,
+        "{syns} SYNs counted: more than were sent"
+    );
+    // Every flood ACK is dropped; a handful of stray legit ACKs may join them.
+    assert!(
+        dropped >= ack.sent(),
+        "{dropped} bad ACKs dropped, {} sent",
+        ack.sent()
+    );
+    assert!(
+        dropped <= ack.sent() + 5,
+        "{dropped} bad ACKs dropped, only {} sent",
+        ack.sent()
+    );
+
+    // The kernel saw only the refresh SYNs: a few per second of flood, not the flood.
+    let kernel_cookies = k1.delta(&k0, kstats::SYNCOOKIES_SENT);
+    let flood_secs = (syn.elapsed + ack.elapsed).as_secs() + 1;
+    assert!(
+        kernel_cookies <= refresh,
+        "kernel sent {kernel_cookies} cookies, {refresh} SYNs passed"
+    );
+    assert!(
+        kernel_cookies <= 5 * flood_secs + 10,
+        "kernel sent {kernel_cookies} cookies"
+    );
+    assert!(
+        k1.delta(&k0, kstats::SYNCOOKIES_FAILED) <= 5,
+        "bogus ACKs reached the kernel"
+    );
+    assert!(sg.stop()?.success());
+    Ok(())
+}
+
+/// Polls synguard's stats until `pred` holds or `timeout` passes; returns the matching sample.
+fn wait_for_stats(
+    sg: &Synguard,
+    timeout: Duration,
+    pred: impl Fn(&Stats) -> bool,
+) -> Result<Stats> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let s = sg.stats()?;
+        if pred(&s) {
+            return Ok(s);
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "condition not reached in {timeout:?}; last: {s:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Auto mode: quiet traffic goes to the kernel; a flood turns cookies on; after the flood and
+/// the hold time they go off again; legit clients connect throughout.
+#[test]
+fn auto_mode_switches_cookies_on_and_off() -> Result<()> {
+    let fx = Fixture::new()?;
+    let ns = &fx.lab.server.ns;
+    let sg = fx.synguard(&[
+        "--ports",
+        PORTS,
+        "--mode",
+        "auto",
+        "--syn-threshold",
+        "2000",
+        "--hold",
+        "2",
+    ])?;
+    let s0 = sg.stats()?;
+    assert!(!s0.cookies_active, "cookies active before any flood");
+    fx.batch(false, 25, mixed_transfer)?;
+    fx.batch(true, 25, mixed_transfer)?;
+    let s1 = sg.stats()?;
+    assert!(
+        s1.delta(&s0, Reason::PassSynToKernel) >= 50,
+        "quiet SYNs not passed: {s1:?}"
+    );
+    assert_eq!(
+        s1.delta(&s0, Reason::TxSynAckCookie),
+        0,
+        "cookies sent while quiet"
+    );
+    assert_eq!(ns.sysctl_get("net.ipv4.tcp_syncookies")?, "1");
+
+    let client = fx.continuous()?;
+    let flood = Flood::start(&fx.lab.attacker, syn_flood(60_000))?;
+    let on = wait_for_stats(&sg, syn_flood(60_000).deadline(), |s| s.cookies_active)?;
+    assert!(on.event_delta(&s0, Event::CookieModeOn) >= 1);
+    assert_eq!(
+        ns.sysctl_get("net.ipv4.tcp_syncookies")?,
+        "2",
+        "cookies on, sysctl not flipped"
+    );
+    let report = flood.wait(&fx.lab.attacker)?;
+    eprintln!("flood sent {} at {:.0} pps", report.sent(), report.pps());
+    let off = wait_for_stats(&sg, Duration::from_secs(15), |s| !s.cookies_active)?;
+    let legit = client.stop();
+    assert_no_failures("legit across the mode switch", &legit);
+    assert!(
+        off.delta(&s0, Reason::TxSynAckCookie) > 0,
+        "no cookies sent during the flood"
+    );
+    assert!(off.event_delta(&s0, Event::CookieModeOff) >= 1);
+    assert_eq!(
+        ns.sysctl_get("net.ipv4.tcp_syncookies")?,
+        "1",
+        "sysctl not restored"
+    );
+
+    // Quiet again: SYNs go back to the kernel.
+    let s2 = sg.stats()?;
+    fx.batch(false, 10, mixed_transfer)?;
+    let s3 = sg.stats()?;
+    assert!(s3.delta(&s2, Reason::PassSynToKernel) >= 10);
+    assert_eq!(s3.delta(&s2, Reason::TxSynAckCookie), 0);
+    assert!(sg.stop()?.success());
+    Ok(())
+}
+
+/// Teardown leaves nothing behind: no namespace of this lab, no process inside one.
+#[test]
+fn lab_teardown_removes_namespaces() -> Result<()> {
+    require_root();
+    let lab = Lab::new()?;
+    let id = lab.id.clone();
+    let flood = Flood::start(&lab.attacker, syn_flood(1_000_000))?;
+    let hping = flood_pid(&flood);
+    // The lab kills what runs in its namespaces; the flood handle then only reaps hping3.
+    drop(lab);
+    drop(flood);
+    let left: Vec<_> = netns::lab_namespaces()?
+        .into_iter()
+        .filter(|n| n.starts_with(&id))
+        .collect();
+    assert!(left.is_empty(), "namespaces left: {left:?}");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{hping}")).exists(),
+        "hping3 survived"
+    );
+    Ok(())
+}
+
+fn flood_pid(flood: &Flood) -> u32 {
+    flood.pid().expect("flood is running")
+}
