@@ -8,7 +8,12 @@
 /// with half the loads; on an aligned buffer LLVM makes each a single load and byte swap.
 #[inline(always)]
 pub fn add_words<const N: usize>(sum: u64, buf: &[u8; N]) -> u64 {
-    const { assert!(N % 2 == 0, "checksummed buffers have an even length") };
+    const {
+        assert!(
+            N.is_multiple_of(2),
+            "checksummed buffers have an even length"
+        )
+    };
     add_slice(sum, buf)
 }
 

@@ -234,7 +234,7 @@ fn place<const L2: usize, const IP: usize, const PAD: usize>(
     tcp_len: u64,
     frame: &mut [u8; FRAME_BUF],
 ) -> u64 {
-    const { assert!((PAD + L2 + IP) % 8 == 0 && PAD + L2 + IP + 40 <= FRAME_BUF) };
+    const { assert!((PAD + L2 + IP).is_multiple_of(8) && PAD + L2 + IP + 40 <= FRAME_BUF) };
     frame[PAD..PAD + 6].copy_from_slice(&l2[6..12]);
     frame[PAD + 6..PAD + 12].copy_from_slice(&l2[0..6]);
     frame[PAD + 12..PAD + L2].copy_from_slice(&l2[12..L2]);
