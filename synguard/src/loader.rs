@@ -71,9 +71,7 @@ pub enum LoaderError {
         iface: String,
         available: Vec<String>,
     },
-    #[error(
-        "synguard needs root or CAP_BPF+CAP_NET_ADMIN ({what} was refused)"
-    )]
+    #[error("synguard needs root or CAP_BPF+CAP_NET_ADMIN ({what} was refused)")]
     NotPermitted { what: &'static str },
     #[error("cannot load the XDP program: {0}")]
     MissingHelper(MissingHelper),
@@ -341,6 +339,7 @@ pub struct RunInfo<'a> {
     pub netns: Option<String>,
     pub ports: &'a [u16],
     pub mode: &'static str,
+    /// "pending" until the program is attached.
     pub xdp_mode: &'static str,
     pub pin_dir: &'a Path,
     pub syn_on_pps: u32,
@@ -348,6 +347,8 @@ pub struct RunInfo<'a> {
     pub hold_s: f64,
     pub config: ConfigInfo,
     pub sysctl_changes: &'a [SysctlChange],
+    /// What every touched setting was before; a successor uses it to undo a crashed run.
+    pub sysctl_originals: std::collections::BTreeMap<&'static str, u64>,
 }
 
 /// The kernel-derived part of the configuration, for humans checking what was computed.
@@ -458,6 +459,7 @@ impl Instance {
             remove_pin_dir(&pin_dir).map_err(io_err("cannot remove", &pin_dir))?;
         }
         let sysctls = Sysctls::default();
+        undo_dead_instance(&cfg.run_dir.join(format!("{}.json", cfg.iface)), &sysctls);
         let mut inst = Instance {
             iface: cfg.iface.clone(),
             ebpf: None,
@@ -539,8 +541,12 @@ impl Instance {
             },
         )?;
 
-        // Pin before taking maps out of `ebpf`: taken maps are still the same kernel objects.
+        // Recorded now, before anything can crash, so a successor can undo these settings.
         let pin_dir = cfg.pin_base.join(&cfg.iface);
+        self.write_run_info(cfg, &pin_dir, None, &config)?;
+        let ebpf = self.ebpf.as_mut().expect("loaded above");
+
+        // Pin before taking maps out of `ebpf`: taken maps are still the same kernel objects.
         prepare_pin_dir(&pin_dir)?;
         self.pin_dir = Some(pin_dir.clone());
         for name in PINNED_MAPS {
@@ -578,7 +584,7 @@ impl Instance {
             cfg.ports,
             cfg.mode.name()
         );
-        self.write_run_info(cfg, &pin_dir, xdp_mode, &config)?;
+        self.write_run_info(cfg, &pin_dir, Some(xdp_mode), &config)?;
         Ok((controller, logger))
     }
 
@@ -643,7 +649,7 @@ impl Instance {
         &mut self,
         cfg: &RunConfig,
         pin_dir: &Path,
-        xdp_mode: XdpMode,
+        xdp_mode: Option<XdpMode>,
         config: &Config,
     ) -> Result<(), LoaderError> {
         let info = RunInfo {
@@ -652,7 +658,7 @@ impl Instance {
             netns: netns_of("self"),
             ports: &cfg.ports,
             mode: cfg.mode.name(),
-            xdp_mode: xdp_mode_name(xdp_mode),
+            xdp_mode: xdp_mode.map_or("pending", xdp_mode_name),
             pin_dir,
             syn_on_pps: cfg.syn_on_pps,
             syn_off_pps: cfg.syn_off_pps,
@@ -666,6 +672,7 @@ impl Instance {
                 nr_cpus: config.nr_cpus,
             },
             sysctl_changes: self.sysctls.changes(),
+            sysctl_originals: self.sysctls.originals(),
         };
         let path = cfg.run_dir.join(format!("{}.json", cfg.iface));
         let text = serde_json::to_string_pretty(&info).expect("run info serialises");
@@ -705,6 +712,46 @@ impl Drop for Instance {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// A run-info file that exists while we hold the lock was left by an instance that died without
+/// cleaning up (SIGKILL, crash). Put back the sysctls it changed, if it ran in our network
+/// namespace; otherwise we would take its changed values for the originals and keep them forever.
+fn undo_dead_instance(run_info: &Path, sysctls: &Sysctls) {
+    let Ok(text) = fs::read_to_string(run_info) else {
+        return;
+    };
+    let info: serde_json::Value = match serde_json::from_str(&text) {
+        Ok(v) => v,
+        Err(e) => {
+            warn!("ignoring unreadable {}: {e}", run_info.display());
+            let _ = fs::remove_file(run_info);
+            return;
+        }
+    };
+    let pid = info["pid"].as_u64().unwrap_or(0);
+    if info["netns"].as_str() == netns_of("self").as_deref() {
+        let originals: Vec<(String, u64)> = info["sysctl_originals"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_u64()?)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (name, now, original) in
+            sysctl::leftovers(&originals, |name| sysctls.read_u64(name).ok())
+        {
+            match sysctls.write(name, original) {
+                Ok(()) => info!(
+                    "{name}: {now} -> {original} (restored after synguard pid {pid}, which did \
+                     not shut down cleanly)"
+                ),
+                Err(e) => warn!("{:#}", anyhow::Error::from(e)),
+            }
+        }
+    }
+    let _ = fs::remove_file(run_info);
 }
 
 fn load_object() -> Result<Ebpf, LoaderError> {

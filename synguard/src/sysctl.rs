@@ -168,6 +168,11 @@ impl SysctlSaver {
         &self.changes
     }
 
+    /// Every setting touched so far with the value it had before.
+    pub fn originals(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        self.originals.iter().copied().collect()
+    }
+
     /// Puts every remembered setting back, newest first. Keeps going after a failure so one
     /// stuck setting does not leave the others changed; returns the failures.
     pub fn restore(&mut self) -> Vec<SysctlError> {
@@ -184,6 +189,21 @@ impl SysctlSaver {
         }
         errors
     }
+}
+
+/// Settings a dead instance left changed: `originals` (from its run-info file) that differ from
+/// the `current` values, as (name, current, original). Pure, so the recovery rule is tested.
+pub fn leftovers(
+    originals: &[(String, u64)],
+    current: impl Fn(&str) -> Option<u64>,
+) -> Vec<(&str, u64, u64)> {
+    originals
+        .iter()
+        .filter_map(|(name, original)| {
+            let now = current(name)?;
+            (now != *original).then_some((name.as_str(), now, *original))
+        })
+        .collect()
 }
 
 /// The `tcp_syncookies` value to run with. Always mode needs the kernel to accept cookie ACKs all
@@ -328,6 +348,21 @@ mod tests {
         assert_eq!(syncookies_at_attach(CookieMode::Auto, 0), 1);
         assert_eq!(syncookies_at_attach(CookieMode::Auto, 1), 1);
         assert_eq!(syncookies_at_attach(CookieMode::Auto, 2), 2);
+    }
+
+    #[test]
+    fn leftovers_are_the_settings_still_changed() {
+        let originals = vec![
+            (TIMESTAMPS.to_string(), 1),
+            (SYNCOOKIES.to_string(), 1),
+            ("net.ipv4.gone".to_string(), 0),
+        ];
+        let current = |name: &str| match name {
+            TIMESTAMPS => Some(2),
+            SYNCOOKIES => Some(1),
+            _ => None,
+        };
+        assert_eq!(leftovers(&originals, current), vec![(TIMESTAMPS, 2, 1)]);
     }
 
     #[test]
