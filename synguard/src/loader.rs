@@ -425,7 +425,9 @@ fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<Map, LoaderError> {
 
 fn program_error(what: &'static str, source: ProgramError) -> LoaderError {
     if diagnose::is_permission_error(&source) {
-        return LoaderError::NotPermitted { what };
+        return LoaderError::NotPermitted {
+            what: "loading the XDP program",
+        };
     }
     if let ProgramError::LoadError { verifier_log, .. } = &source
         && let Some(m) = diagnose::missing_helper(&verifier_log.to_string())
