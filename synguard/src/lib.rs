@@ -1,13 +1,14 @@
 //! synguard's loader: attaches the XDP program, configures it through maps, reads its counters.
 //!
 //! One job per module: `cli` (arguments), `config` (validation), `sysctl` (kernel settings),
-//! `loader` (load/attach/pin and undo), `mode` (cookie-mode controller), `stats` (counters),
+//! `nic` (interface facts), `loader` (load/attach/pin and undo), `mode` (cookie-mode controller), `stats` (counters),
 //! `diagnose` (explaining kernel errors), `run` (the long-running commands).
 pub mod cli;
 pub mod config;
 pub mod diagnose;
 pub mod loader;
 pub mod mode;
+pub mod nic;
 pub mod objects;
 pub mod run;
 pub mod stats;

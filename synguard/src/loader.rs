@@ -437,6 +437,19 @@ fn program_error(what: &'static str, source: ProgramError) -> LoaderError {
     LoaderError::Program { what, source }
 }
 
+/// Tagged frames need the tag inside the frame for the SYN-ACK to carry it back.
+fn warn_about_vlan_offload(iface: &str) {
+    match crate::nic::rx_vlan_offload(iface) {
+        Ok(true) => warn!(
+            "receive VLAN offload is on for {iface}: VLAN tags are stripped before XDP, so \
+             SYN-ACKs to tagged clients would leave untagged; on a VLAN trunk run \
+             `ethtool -K {iface} rxvlan off`"
+        ),
+        Ok(false) => {}
+        Err(e) => debug!("cannot read the VLAN offload flag of {iface}: {e}"),
+    }
+}
+
 fn xdp_mode_name(mode: XdpMode) -> &'static str {
     match mode {
         XdpMode::Driver => "native",
@@ -450,6 +463,7 @@ impl Instance {
     /// Takes the interface: lock, sysctls, load, configure, pin, attach.
     pub fn start(cfg: &RunConfig) -> Result<Started, LoaderError> {
         let if_index = check_interface(&cfg.iface)?;
+        warn_about_vlan_offload(&cfg.iface);
         let lock = InstanceLock::acquire(&cfg.run_dir, &cfg.iface)?;
         let pin_dir = cfg.pin_base.join(&cfg.iface);
         if pin_dir.exists() {

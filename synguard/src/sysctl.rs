@@ -5,11 +5,7 @@
 //! the ones its listeners use. The interface MTU is read with an ioctl on a socket for the same
 //! reason: `/sys/class/net` belongs to whatever namespace mounted /sys.
 
-use std::{
-    fs, io,
-    os::fd::{AsRawFd, FromRawFd, OwnedFd},
-    path::PathBuf,
-};
+use std::{fs, io, path::PathBuf};
 
 use log::{info, warn};
 use synguard_common::cookie::{initial_rcv_space, kernel_rcv_wscale};
@@ -270,36 +266,12 @@ pub fn mss_from_mtu(mtu: u32) -> (u32, u32) {
     (mtu.saturating_sub(40), mtu.saturating_sub(60))
 }
 
-/// The interface's MTU through SIOCGIFMTU, in the caller's network namespace.
+/// The interface's MTU, in the caller's network namespace.
 pub fn iface_mtu(iface: &str) -> Result<u32, SysctlError> {
-    let err = |source| SysctlError::Mtu {
+    crate::nic::mtu(iface).map_err(|source| SysctlError::Mtu {
         iface: iface.to_string(),
         source,
-    };
-    // SAFETY: plain socket(2); the fd is owned right away.
-    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if raw < 0 {
-        return Err(err(io::Error::last_os_error()));
-    }
-    // SAFETY: `raw` is a fresh, valid descriptor nobody else owns.
-    let sock = unsafe { OwnedFd::from_raw_fd(raw) };
-    // SAFETY: ifreq is plain old data; all zeroes is a valid value.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    let name = iface.as_bytes();
-    if name.len() >= req.ifr_name.len() {
-        return Err(err(io::Error::from_raw_os_error(libc::ENODEV)));
-    }
-    for (dst, src) in req.ifr_name.iter_mut().zip(name) {
-        *dst = *src as libc::c_char;
-    }
-    // SAFETY: SIOCGIFMTU reads ifr_name and writes ifru_mtu of the ifreq we pass.
-    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFMTU, &mut req) };
-    if rc < 0 {
-        return Err(err(io::Error::last_os_error()));
-    }
-    // SAFETY: on success the kernel filled the mtu member of the union.
-    let mtu = unsafe { req.ifr_ifru.ifru_mtu };
-    Ok(mtu.max(0) as u32)
+    })
 }
 
 #[cfg(test)]
