@@ -17,21 +17,25 @@ pub const SYNCOOKIES_FAILED: &str = "TcpExt.SyncookiesFailed";
 pub const LISTEN_DROPS: &str = "TcpExt.ListenDrops";
 pub const REQQ_FULL_DO_COOKIES: &str = "TcpExt.TCPReqQFullDoCookies";
 pub const PASSIVE_OPENS: &str = "Tcp.PassiveOpens";
+pub const IN_CSUM_ERRORS: &str = "Tcp.InCsumErrors";
+/// Frames the server's interface dropped on receive (`/proc/net/dev`): on veth with XDP, a full
+/// receive ring.
+pub const SERVER_RX_DROP: &str = "Dev.eth0.RxDrop";
 
 impl KStats {
     /// Reads the counters of `ns`. `/proc/thread-self/net` shows the namespace of the reading
     /// thread, which has `setns`'d into `ns`.
     pub fn read(ns: &Netns) -> Result<KStats> {
-        let (netstat, snmp) = ns.enter(|| -> Result<(String, String)> {
-            Ok((
-                std::fs::read_to_string("/proc/thread-self/net/netstat")
-                    .context("reading /proc/net/netstat")?,
-                std::fs::read_to_string("/proc/thread-self/net/snmp")
-                    .context("reading /proc/net/snmp")?,
-            ))
+        let (netstat, snmp, dev) = ns.enter(|| -> Result<(String, String, String)> {
+            let read = |f: &str| {
+                std::fs::read_to_string(format!("/proc/thread-self/net/{f}"))
+                    .with_context(|| format!("reading /proc/net/{f}"))
+            };
+            Ok((read("netstat")?, read("snmp")?, read("dev")?))
         })??;
         let mut stats = parse(&netstat);
         stats.0.extend(parse(&snmp).0);
+        stats.0.extend(parse_dev(&dev));
         Ok(stats)
     }
 
@@ -54,18 +58,40 @@ impl KStats {
             LISTEN_DROPS,
             REQQ_FULL_DO_COOKIES,
             PASSIVE_OPENS,
+            IN_CSUM_ERRORS,
+            SERVER_RX_DROP,
         ]
         .iter()
         .map(|k| {
             format!(
                 "{}=+{}",
-                k.split('.').nth(1).unwrap_or(k),
+                k.rsplit('.').next().unwrap_or(k),
                 self.delta(before, k)
             )
         })
         .collect::<Vec<_>>()
         .join(" ")
     }
+}
+
+/// Receive packets and drops per interface from `/proc/net/dev` ("  eth0: rx_bytes rx_packets
+/// rx_errs rx_drop ..."), as `Dev.<iface>.RxPackets` and `Dev.<iface>.RxDrop`.
+fn parse_dev(text: &str) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    for line in text.lines().skip(2) {
+        let Some((name, cols)) = line.split_once(':') else {
+            continue;
+        };
+        let cols: Vec<u64> = cols
+            .split_whitespace()
+            .filter_map(|c| c.parse().ok())
+            .collect();
+        if let [_, packets, _, drop, ..] = cols[..] {
+            out.push((format!("Dev.{}.RxPackets", name.trim()), packets));
+            out.push((format!("Dev.{}.RxDrop", name.trim()), drop));
+        }
+    }
+    out
 }
 
 /// Parses the `/proc/net/{netstat,snmp}` format: pairs of lines, a header `Sect: Name1 Name2` and
@@ -96,6 +122,15 @@ pub fn parse(text: &str) -> KStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_proc_net_dev() {
+        let text = "Inter-|   Receive                            |  Transmit\n face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n    lo:     100       2    0    0    0     0          0         0      100       2    0    0    0     0       0          0\n  eth0: 9000  120    0   7    0     0          0         0     5000      60    0    0    0     0       0          0\n";
+        let m: BTreeMap<String, u64> = parse_dev(text).into_iter().collect();
+        assert_eq!(m["Dev.eth0.RxPackets"], 120);
+        assert_eq!(m["Dev.eth0.RxDrop"], 7);
+        assert_eq!(m["Dev.lo.RxDrop"], 0);
+    }
 
     #[test]
     fn parses_pairs_of_lines() {

@@ -36,6 +36,16 @@ pub struct TcpInfo {
     /// Scale this end advertised for its own receive window.
     pub rcv_wscale: u8,
     pub total_retrans: u32,
+    /// `tcpi_state` (TCP_ESTABLISHED = 1, ...), for failure reports.
+    pub state: u8,
+    /// Retransmissions of the current unacknowledged segment (`tcpi_retransmits`).
+    pub retransmits: u8,
+    /// `tcpi_rto`, microseconds.
+    pub rto_us: u32,
+    /// `tcpi_unacked`: segments sent and not acknowledged.
+    pub unacked: u32,
+    /// `tcpi_last_ack_recv`: milliseconds since an ACK last arrived.
+    pub last_ack_recv_ms: u32,
 }
 
 impl TcpInfo {
@@ -62,14 +72,40 @@ impl TcpInfo {
     /// Decodes the start of `struct tcp_info` (include/uapi/linux/tcp.h): byte 5 is
     /// `tcpi_options`, byte 6 holds the 4-bit fields `tcpi_snd_wscale` (low nibble on
     /// little-endian) and `tcpi_rcv_wscale`; `tcpi_total_retrans` is the u32 at byte 100.
+    /// Bytes 0 and 2 are `tcpi_state` and `tcpi_retransmits`; the u32s at 8, 24 and 56 are
+    /// `tcpi_rto`, `tcpi_unacked` and `tcpi_last_ack_recv`.
     pub fn parse(raw: &[u8]) -> Result<TcpInfo> {
         ensure!(raw.len() >= 104, "TCP_INFO too short: {} bytes", raw.len());
+        let u32_at =
+            |at: usize| u32::from_ne_bytes([raw[at], raw[at + 1], raw[at + 2], raw[at + 3]]);
         Ok(TcpInfo {
             options: raw[5],
             snd_wscale: raw[6] & 0x0f,
             rcv_wscale: raw[6] >> 4,
-            total_retrans: u32::from_ne_bytes([raw[100], raw[101], raw[102], raw[103]]),
+            total_retrans: u32_at(100),
+            state: raw[0],
+            retransmits: raw[2],
+            rto_us: u32_at(8),
+            unacked: u32_at(24),
+            last_ack_recv_ms: u32_at(56),
         })
+    }
+
+    /// One line for a failure report: what TCP itself saw on the connection.
+    pub fn summary(&self) -> String {
+        format!(
+            "tcp state {} retransmits {} total_retrans {} unacked {} rto {} us, last ACK {} ms ago, \
+             options {:#x}, wscale snd {} rcv {}",
+            self.state,
+            self.retransmits,
+            self.total_retrans,
+            self.unacked,
+            self.rto_us,
+            self.last_ack_recv_ms,
+            self.options,
+            self.snd_wscale,
+            self.rcv_wscale
+        )
     }
 
     pub fn has(&self, opts: u8) -> bool {
@@ -304,12 +340,25 @@ pub fn connect_once(addr: SocketAddr, transfer: Transfer) -> Result<ConnReport> 
     let info = TcpInfo::of(&stream)?;
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    let local = stream.local_addr()?;
+    // A failure after the handshake says what TCP saw, to tell loss from a stall.
+    let diag = |stream: &TcpStream| match TcpInfo::of(stream) {
+        Ok(i) => format!("{local} -> {addr}: {}", i.summary()),
+        Err(e) => format!("{local} -> {addr}: no TCP_INFO ({e:#})"),
+    };
     let mut req = [0u8; 16];
     req[..8].copy_from_slice(&transfer.upload.to_be_bytes());
     req[8..].copy_from_slice(&transfer.download.to_be_bytes());
-    stream.write_all(&req).context("sending request")?;
-    send_pattern(&mut stream, transfer.upload).context("uploading")?;
-    let downloaded = drain(&mut stream, u64::MAX).context("downloading")?;
+    stream
+        .write_all(&req)
+        .with_context(|| format!("sending request ({})", diag(&stream)))?;
+    if let Err(e) = send_pattern(&mut stream, transfer.upload) {
+        return Err(e.context(format!("uploading ({})", diag(&stream))));
+    }
+    let downloaded = match drain(&mut stream, u64::MAX) {
+        Ok(n) => n,
+        Err(e) => return Err(e.context(format!("downloading ({})", diag(&stream)))),
+    };
     ensure!(
         downloaded == transfer.download,
         "download ended after {downloaded} of {} bytes",
