@@ -228,16 +228,6 @@ impl Stats {
     pub fn event_delta(&self, before: &Stats, event: Event) -> u64 {
         self.event(event).saturating_sub(before.event(event))
     }
-
-    /// Packets per second of the verdicts whose names start with `prefix` (`tx_`, `drop_`,
-    /// `pass_`), as `stats` computed them over its interval.
-    pub fn pps_of(&self, prefix: &str) -> f64 {
-        self.verdicts
-            .iter()
-            .filter(|(k, _)| k.starts_with(prefix))
-            .map(|(_, v)| v.pps)
-            .sum()
-    }
 }
 
 #[cfg(test)]
@@ -253,7 +243,6 @@ mod tests {
         assert_eq!(s.event(Event::CookieModeOn), 1);
         assert!(s.cookies_active);
         assert_eq!(s.totals.drop, 3);
-        assert_eq!(s.pps_of("drop_"), 3.0);
         let before = Stats::default();
         assert_eq!(s.delta(&before, Reason::DropAckBadCookie), 3);
     }

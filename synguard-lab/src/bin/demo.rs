@@ -180,6 +180,7 @@ fn run_timeline(
     let mut report = None;
     let mut seen = client.snapshot();
     let mut kseen = KStats::read(&lab.server.ns)?;
+    let mut sg_seen = sg.map(Synguard::stats).transpose()?;
     header();
     let mut tick = start;
     while start.elapsed() < end && !INTERRUPTED.load(Ordering::Relaxed) {
@@ -206,8 +207,9 @@ fn run_timeline(
         let know = KStats::read(&lab.server.ns)?;
         let stats = sg.map(Synguard::stats).transpose()?;
         let kernel_cookies = know.delta(&kseen, kstats::SYNCOOKIES_SENT);
-        line(t, stats.as_ref(), kernel_cookies, &seen, &now);
-        (seen, kseen) = (now, know);
+        let rates = stats.as_ref().zip(sg_seen.as_ref());
+        line(t, rates, kernel_cookies, &seen, &now);
+        (seen, kseen, sg_seen) = (now, know, stats);
     }
     if let Some(f) = flood {
         report = Some(f.stop(&lab.attacker)?);
@@ -240,10 +242,28 @@ fn header() {
     );
 }
 
-/// One line per second; synguard's columns are "-" without synguard.
+/// Packets per second of the verdicts whose names start with `prefix`, between two samples.
+fn rate(now: &Stats, before: &Stats, prefix: &str) -> f64 {
+    let secs = now.time_ns.saturating_sub(before.time_ns) as f64 / 1e9;
+    let packets = |s: &Stats| -> u64 {
+        s.verdicts
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(_, v)| v.packets)
+            .sum()
+    };
+    if secs > 0.0 {
+        packets(now).saturating_sub(packets(before)) as f64 / secs
+    } else {
+        0.0
+    }
+}
+
+/// One line per second; synguard's columns are "-" without synguard. `s` is (this sample, the
+/// previous one): each `stats --count 1` sample stands alone, so rates come from the two.
 fn line(
     t: Duration,
-    s: Option<&Stats>,
+    s: Option<(&Stats, &Stats)>,
     kernel_cookies: u64,
     before: &ContinuousStats,
     now: &ContinuousStats,
@@ -253,12 +273,12 @@ fn line(
         percentile(fresh, p).map_or("-".to_string(), |us| format!("{:.2}", us as f64 / 1000.0))
     };
     let sg: [String; 5] = match s {
-        Some(s) => [
+        Some((s, before)) => [
             if s.cookies_active { "ON" } else { "off" }.to_string(),
             s.syn_rate_pps.to_string(),
-            format!("{:.0}", s.pps_of("tx_")),
-            format!("{:.0}", s.pps_of("drop_")),
-            format!("{:.0}", s.pps_of("pass_")),
+            format!("{:.0}", rate(s, before, "tx_")),
+            format!("{:.0}", rate(s, before, "drop_")),
+            format!("{:.0}", rate(s, before, "pass_")),
         ],
         None => std::array::from_fn(|_| "-".to_string()),
     };
