@@ -143,6 +143,42 @@ fn step(
 /// the end of the options (an hping3 SYN has none: one comparison).
 #[inline(always)]
 pub fn parse_syn_options(opts: &[u8; MAX_OPTIONS], len: usize) -> SynOptions {
+    if let Some(o) = linux_layout(opts, len) {
+        return o;
+    }
+    walk_options(opts, len)
+}
+
+/// The option layout every Linux client sends in its SYN (`tcp_syn_options` and
+/// `tcp_options_write`): MSS, SACK-permitted, timestamp, NOP, window scale, 20 bytes. Recognised
+/// with fixed-offset compares, so the common SYN skips the byte-by-byte walk (about 28 ns of the
+/// SYN path in `cargo xtask bench`).
+#[inline(always)]
+fn linux_layout(opts: &[u8; MAX_OPTIONS], len: usize) -> Option<SynOptions> {
+    let layout = len == 20
+        && opts[0] == OPT_MSS
+        && opts[1] == 4
+        && opts[4] == OPT_SACK_PERM
+        && opts[5] == 2
+        && opts[6] == OPT_TIMESTAMP
+        && opts[7] == 10
+        && opts[16] == OPT_NOP
+        && opts[17] == OPT_WSCALE
+        && opts[18] == 3;
+    if !layout {
+        return None;
+    }
+    Some(SynOptions {
+        mss: u16::from_be_bytes([opts[2], opts[3]]),
+        wscale: Some(opts[19].min(MAX_WSCALE)),
+        sack_permitted: true,
+        tsval: Some(u32::from_be_bytes([opts[8], opts[9], opts[10], opts[11]])),
+    })
+}
+
+/// The general walk, for any other layout.
+#[inline(always)]
+fn walk_options(opts: &[u8; MAX_OPTIONS], len: usize) -> SynOptions {
     let mut o = SynOptions::default();
     let mut next = 0usize;
     macro_rules! steps {
@@ -320,6 +356,30 @@ mod tests {
         assert_eq!(o.wscale, Some(7));
         assert!(o.sack_permitted);
         assert_eq!(o.tsval, Some(0x11223344));
+    }
+
+    #[test]
+    fn the_fast_path_agrees_with_the_walk() {
+        let linux = [
+            2, 4, 0x05, 0xb4, 4, 2, 8, 10, 0x11, 0x22, 0x33, 0x44, 0, 0, 0, 0, 1, 3, 3, 7,
+        ];
+        let (a, n) = opts(&linux);
+        assert!(linux_layout(&a, n).is_some());
+        assert_eq!(linux_layout(&a, n), Some(walk_options(&a, n)));
+        // Window scale above 14 is clamped on both paths.
+        let mut big = linux;
+        big[19] = 20;
+        let (a, n) = opts(&big);
+        assert_eq!(linux_layout(&a, n), Some(walk_options(&a, n)));
+        // Any other layout takes the walk: same bytes, one flipped, or a different length.
+        for i in [0usize, 1, 4, 5, 6, 7, 16, 17, 18] {
+            let mut other = linux;
+            other[i] ^= 0x40;
+            let (a, n) = opts(&other);
+            assert_eq!(linux_layout(&a, n), None, "byte {i}");
+        }
+        let (a, _) = opts(&linux);
+        assert_eq!(linux_layout(&a, 24), None);
     }
 
     #[test]
