@@ -105,6 +105,17 @@ pub struct ReadyState {
     pub ready_since_ns: u64,
 }
 
+impl ReadyState {
+    /// The loader's word to the program: cookies may (or may not) be sent from `since_ns` on.
+    pub const fn new(ready: bool, since_ns: u64) -> Self {
+        ReadyState {
+            kernel_ready: ready as u32,
+            _pad: 0,
+            ready_since_ns: since_ns,
+        }
+    }
+}
+
 /// The per-CPU entry of [`names::SYN_WINDOW`]: SYNs to protected ports this CPU saw.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -82,12 +82,7 @@ impl Fixture {
 
     pub fn set_ready(&mut self, ready: bool, since_ns: u64) -> Result<()> {
         let mut m: Array<&mut MapData, ReadyState> = Array::try_from(self.map(names::READY)?)?;
-        let v = ReadyState {
-            kernel_ready: ready as u32,
-            _pad: 0,
-            ready_since_ns: since_ns,
-        };
-        m.set(0, v, 0)?;
+        m.set(0, ReadyState::new(ready, since_ns), 0)?;
         Ok(())
     }
 

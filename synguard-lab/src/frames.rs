@@ -184,6 +184,19 @@ pub fn client_syn_v4(tags: Tags, seg: &Segment) -> Vec<u8> {
     tcp_v4(CLIENT_V4, SERVER_V4, tags, (CLIENT_MAC, SERVER_MAC), seg)
 }
 
+/// A client segment over IPv6 from CLIENT to SERVER with raw extension headers `ext` before TCP.
+pub fn client_v6_ext(seg: &Segment, ext: &[u8], first_next: IpNumber) -> Vec<u8> {
+    tcp_v6_ext(
+        CLIENT_V6,
+        SERVER_V6,
+        Tags::None,
+        (CLIENT_MAC, SERVER_MAC),
+        seg,
+        ext,
+        first_next,
+    )
+}
+
 /// A client SYN over IPv6 from CLIENT to SERVER.
 pub fn client_syn_v6(tags: Tags, seg: &Segment) -> Vec<u8> {
     tcp_v6(CLIENT_V6, SERVER_V6, tags, (CLIENT_MAC, SERVER_MAC), seg)

@@ -517,15 +517,7 @@ fn malformed_and_fragmented_frames_pass_counted_never_answered() {
     let frag_hdr = [6u8, 0, 0, 1, 0, 0, 0, 1];
     cases.push((
         "IPv6 fragment header",
-        tcp_v6_ext(
-            CLIENT_V6,
-            SERVER_V6,
-            Tags::None,
-            (CLIENT_MAC, SERVER_MAC),
-            &seg,
-            &frag_hdr,
-            IpNumber::IPV6_FRAGMENTATION_HEADER,
-        ),
+        client_v6_ext(&seg, &frag_hdr, IpNumber::IPV6_FRAGMENTATION_HEADER),
         Reason::PassFragment,
     ));
     // Five destination-options headers: more than the program walks.
@@ -536,15 +528,7 @@ fn malformed_and_fragmented_frames_pass_counted_never_answered() {
     }
     cases.push((
         "IPv6 with five extension headers",
-        tcp_v6_ext(
-            CLIENT_V6,
-            SERVER_V6,
-            Tags::None,
-            (CLIENT_MAC, SERVER_MAC),
-            &seg,
-            &ext,
-            IpNumber::IPV6_DESTINATION_OPTIONS,
-        ),
+        client_v6_ext(&seg, &ext, IpNumber::IPV6_DESTINATION_OPTIONS),
         Reason::PassIpv6ExtLimit,
     ));
     // Three VLAN tags: not a frame we parse.

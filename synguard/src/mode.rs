@@ -93,11 +93,7 @@ impl<B: Backend> Controller<B> {
         let now = self.backend.now_ns();
         match self.mode {
             CookieMode::Always => {
-                self.backend.set_ready(ReadyState {
-                    kernel_ready: 1,
-                    _pad: 0,
-                    ready_since_ns: now,
-                })?;
+                self.backend.set_ready(ReadyState::new(true, now))?;
                 self.ready = true;
             }
             CookieMode::Auto => {
@@ -140,22 +136,14 @@ impl<B: Backend> Controller<B> {
             Step::TurnOn => {
                 self.backend.set_syncookies(SYNCOOKIES_ALWAYS)?;
                 let now = self.backend.now_ns();
-                self.backend.set_ready(ReadyState {
-                    kernel_ready: 1,
-                    _pad: 0,
-                    ready_since_ns: now,
-                })?;
+                self.backend.set_ready(ReadyState::new(true, now))?;
                 self.ready = true;
                 info!("cookies on (SYN rate {} pps)", state.last_rate_pps);
                 Ok(())
             }
             Step::TurnOff => {
                 let now = self.backend.now_ns();
-                self.backend.set_ready(ReadyState {
-                    kernel_ready: 0,
-                    _pad: 0,
-                    ready_since_ns: now,
-                })?;
+                self.backend.set_ready(ReadyState::new(false, now))?;
                 self.ready = false;
                 info!("cookies off (SYN rate {} pps)", state.last_rate_pps);
                 if let Err(e) = self.backend.set_syncookies(self.idle_syncookies) {
