@@ -91,7 +91,7 @@ impl FloodSpec {
 pub struct FloodReport {
     /// From hping3's closing statistics ("N packets tramitted"), when it printed them.
     pub hping_sent: Option<u64>,
-    /// Growth of the attacker's eth0 tx counter over the flood (includes the odd ARP/ND frame).
+    /// Growth of the attacker's interface tx counter over the flood (includes the odd ARP/ND frame).
     pub tx_packets: u64,
     pub elapsed: Duration,
     /// hping3 hit the deadline and was killed.

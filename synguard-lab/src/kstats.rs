@@ -18,9 +18,9 @@ pub const LISTEN_DROPS: &str = "TcpExt.ListenDrops";
 pub const REQQ_FULL_DO_COOKIES: &str = "TcpExt.TCPReqQFullDoCookies";
 pub const PASSIVE_OPENS: &str = "Tcp.PassiveOpens";
 pub const IN_CSUM_ERRORS: &str = "Tcp.InCsumErrors";
-/// Frames the server's interface dropped on receive (`/proc/net/dev`): on veth with XDP, a full
-/// receive ring.
-pub const SERVER_RX_DROP: &str = "Dev.eth0.RxDrop";
+/// Frames the namespace's interfaces (loopback aside) dropped on receive (`/proc/net/dev`): on
+/// veth with XDP, a full receive ring. Lab nodes have a single interface.
+pub const SERVER_RX_DROP: &str = "Dev.all.RxDrop";
 
 impl KStats {
     /// Reads the counters of `ns`. `/proc/thread-self/net` shows the namespace of the reading
@@ -75,9 +75,11 @@ impl KStats {
 }
 
 /// Receive packets and drops per interface from `/proc/net/dev` ("  eth0: rx_bytes rx_packets
-/// rx_errs rx_drop ..."), as `Dev.<iface>.RxPackets` and `Dev.<iface>.RxDrop`.
+/// rx_errs rx_drop ..."), as `Dev.<iface>.RxPackets` and `Dev.<iface>.RxDrop`, and the drops of
+/// all but loopback as `Dev.all.RxDrop`.
 fn parse_dev(text: &str) -> Vec<(String, u64)> {
     let mut out = Vec::new();
+    let mut all_drops = 0;
     for line in text.lines().skip(2) {
         let Some((name, cols)) = line.split_once(':') else {
             continue;
@@ -87,10 +89,15 @@ fn parse_dev(text: &str) -> Vec<(String, u64)> {
             .filter_map(|c| c.parse().ok())
             .collect();
         if let [_, packets, _, drop, ..] = cols[..] {
-            out.push((format!("Dev.{}.RxPackets", name.trim()), packets));
-            out.push((format!("Dev.{}.RxDrop", name.trim()), drop));
+            let name = name.trim();
+            out.push((format!("Dev.{name}.RxPackets"), packets));
+            out.push((format!("Dev.{name}.RxDrop"), drop));
+            if name != "lo" {
+                all_drops += drop;
+            }
         }
     }
+    out.push(("Dev.all.RxDrop".to_string(), all_drops));
     out
 }
 
@@ -130,6 +137,7 @@ mod tests {
         assert_eq!(m["Dev.eth0.RxPackets"], 120);
         assert_eq!(m["Dev.eth0.RxDrop"], 7);
         assert_eq!(m["Dev.lo.RxDrop"], 0);
+        assert_eq!(m[SERVER_RX_DROP], 7);
     }
 
     #[test]

@@ -15,7 +15,6 @@ use serde::Deserialize;
 use synguard_common::reason::{Event, Reason};
 
 use crate::netns::Netns;
-use crate::topology::IFACE;
 
 /// How long `synguard run` may take to attach and pin its maps.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -44,18 +43,19 @@ pub struct Synguard {
     bin: PathBuf,
     child: Option<Child>,
     ns_path: PathBuf,
+    iface: String,
     log: PathBuf,
 }
 
 impl Synguard {
-    /// Starts `synguard run --iface eth0 <args>` in `ns` and waits until `stats` answers, i.e. its
-    /// maps are pinned and readable.
-    pub fn start(bin: &Path, ns: &Netns, args: &[&str]) -> Result<Synguard> {
+    /// Starts `synguard run --iface <iface> <args>` in `ns` and waits until `stats` answers, i.e.
+    /// its maps are pinned and readable.
+    pub fn start(bin: &Path, ns: &Netns, iface: &str, args: &[&str]) -> Result<Synguard> {
         let log = std::env::temp_dir().join(format!("{}-synguard.log", ns.name()));
         let out = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let child = ns
             .command(&bin.to_string_lossy())
-            .args(["run", "--iface", IFACE])
+            .args(["run", "--iface", iface])
             .args(args)
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
@@ -66,6 +66,7 @@ impl Synguard {
             bin: bin.to_path_buf(),
             child: Some(child),
             ns_path: ns.path(),
+            iface: iface.to_string(),
             log,
         };
         sg.wait_ready()?;
@@ -102,7 +103,7 @@ impl Synguard {
 
     /// One `synguard stats --json --count 1` sample.
     pub fn stats(&self) -> Result<Stats> {
-        stats_once(&self.bin, &self.ns_path)
+        stats_once(&self.bin, &self.ns_path, &self.iface)
     }
 
     /// SIGINT, then waits for a clean exit (detach, sysctls restored); SIGKILL after a timeout.
@@ -139,12 +140,12 @@ impl Drop for Synguard {
     }
 }
 
-/// Runs `synguard stats --iface eth0 --json --count 1` in the namespace at `ns_path`.
-pub fn stats_once(bin: &Path, ns_path: &Path) -> Result<Stats> {
+/// Runs `synguard stats --iface <iface> --json --count 1` in the namespace at `ns_path`.
+pub fn stats_once(bin: &Path, ns_path: &Path, iface: &str) -> Result<Stats> {
     let out = std::process::Command::new("nsenter")
         .arg(format!("--net={}", ns_path.display()))
         .arg(bin)
-        .args(["stats", "--iface", IFACE, "--json", "--count", "1"])
+        .args(["stats", "--iface", iface, "--json", "--count", "1"])
         .output()
         .context("running synguard stats")?;
     if !out.status.success() {

@@ -1,5 +1,5 @@
-//! The lab: server, client and attacker namespaces, each with an `eth0` veth whose peer sits on a
-//! bridge in a fourth namespace. Only the benchmarking ranges are used (198.18.0.0/24,
+//! The lab: server, client and attacker namespaces, each with one veth (named per lab) whose peer
+//! sits on a bridge in a fourth namespace. Only the benchmarking ranges are used (198.18.0.0/24,
 //! 2001:2::/64), and only inside these namespaces. Everything is torn down on drop, also when a
 //! test panics; namespaces left by a killed process are removed by the next lab.
 
@@ -14,8 +14,6 @@ use aya::programs::{Xdp, XdpMode};
 
 use crate::netns::{self, Netns, run_checked};
 
-/// Name of every host's interface inside its namespace.
-pub const IFACE: &str = "eth0";
 pub const SERVER_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 pub const CLIENT_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 pub const ATTACKER_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 3);
@@ -37,6 +35,9 @@ pub struct Node {
     pub v4: Ipv4Addr,
     pub v6: Ipv6Addr,
     pub mac: &'static str,
+    /// The node's one interface. Unique per lab (not "eth0"): synguard keys its lock and pinned
+    /// maps by interface name, so two labs running at once must not share one.
+    pub ifname: String,
 }
 
 impl Node {
@@ -44,9 +45,11 @@ impl Node {
         if v6 { self.v6.into() } else { self.v4.into() }
     }
 
-    /// Packets sent by `eth0` so far (from `ip -s -j link`).
+    /// Packets sent by the node's interface so far (from `ip -s -j link`).
     pub fn tx_packets(&self) -> Result<u64> {
-        let out = self.ns.ip(&["-s", "-j", "link", "show", "dev", IFACE])?;
+        let out = self
+            .ns
+            .ip(&["-s", "-j", "link", "show", "dev", &self.ifname])?;
         let json: serde_json::Value = serde_json::from_str(&out).context("parsing ip -j output")?;
         json[0]["stats64"]["tx"]["packets"]
             .as_u64()
@@ -75,11 +78,9 @@ impl Lab {
         if removed > 0 {
             log::info!("removed {removed} stale lab namespaces");
         }
-        let id = format!(
-            "sgl-{}-{}",
-            std::process::id(),
-            LAB_SEQ.fetch_add(1, Ordering::Relaxed)
-        );
+        let (pid, seq) = (std::process::id(), LAB_SEQ.fetch_add(1, Ordering::Relaxed));
+        let id = format!("sgl-{pid}-{seq}");
+        let ifname = format!("sg{pid}n{seq}");
         // Each piece is owned as soon as it exists, so an error half-way tears down what was made.
         let bridge = Netns::create(&format!("{id}-br"))?;
         bridge.ip(&["link", "add", "br0", "type", "bridge"])?;
@@ -91,6 +92,7 @@ impl Lab {
             SERVER_V4,
             SERVER_V6,
             "02:5e:00:00:00:01",
+            &ifname,
         )?;
         let client = add_node(
             &bridge,
@@ -99,6 +101,7 @@ impl Lab {
             CLIENT_V4,
             CLIENT_V6,
             "02:5e:00:00:00:02",
+            &ifname,
         )?;
         let attacker = add_node(
             &bridge,
@@ -107,6 +110,7 @@ impl Lab {
             ATTACKER_V4,
             ATTACKER_V6,
             "02:5e:00:00:00:03",
+            &ifname,
         )?;
         let mut lab = Lab {
             id,
@@ -125,7 +129,7 @@ impl Lab {
         // partial ones (CHECKSUM_PARTIAL, platform notes), which is not what an XDP program on a
         // NIC sees. So the senders compute checksums in software.
         for node in [&self.client, &self.attacker] {
-            node.ns.run("ethtool", &["-K", IFACE, "tx", "off"])?;
+            node.ns.run("ethtool", &["-K", &node.ifname, "tx", "off"])?;
         }
         self.spoof_neighbours()?;
         // XDP_TX frames on a veth reach the peer reliably only if the peer has an XDP program too
@@ -140,9 +144,10 @@ impl Lab {
         let batch: String = (0..128u8)
             .map(|n| {
                 format!(
-                    "neigh replace {} lladdr {} dev {IFACE} nud permanent\n",
+                    "neigh replace {} lladdr {} dev {} nud permanent\n",
                     spoof_addr(n),
-                    self.attacker.mac
+                    self.attacker.mac,
+                    self.server.ifname
                 )
             })
             .collect();
@@ -181,7 +186,8 @@ fn peer_name(role: &str) -> String {
     format!("v-{role}")
 }
 
-/// Creates a namespace for `role` with `eth0` connected to the bridge, addresses and MAC set.
+/// Creates a namespace for `role` with interface `ifname` connected to the bridge, addresses and
+/// MAC set.
 fn add_node(
     bridge: &Netns,
     id: &str,
@@ -189,6 +195,7 @@ fn add_node(
     v4: Ipv4Addr,
     v6: Ipv6Addr,
     mac: &'static str,
+    ifname: &str,
 ) -> Result<Node> {
     let ns = Netns::create(&format!("{id}-{role}"))?;
     let peer = peer_name(role);
@@ -202,17 +209,23 @@ fn add_node(
         "veth",
         "peer",
         "name",
-        IFACE,
+        ifname,
         "netns",
         ns.name(),
     ])?;
     bridge.ip(&["link", "set", &peer, "master", "br0", "up"])?;
-    ns.ip(&["link", "set", IFACE, "address", mac])?;
-    ns.ip(&["addr", "add", &format!("{v4}/24"), "dev", IFACE])?;
+    ns.ip(&["link", "set", ifname, "address", mac])?;
+    ns.ip(&["addr", "add", &format!("{v4}/24"), "dev", ifname])?;
     // nodad: the address is usable at once instead of after duplicate address detection.
-    ns.ip(&["addr", "add", &format!("{v6}/64"), "dev", IFACE, "nodad"])?;
-    ns.ip(&["link", "set", IFACE, "up"])?;
-    Ok(Node { ns, v4, v6, mac })
+    ns.ip(&["addr", "add", &format!("{v6}/64"), "dev", ifname, "nodad"])?;
+    ns.ip(&["link", "set", ifname, "up"])?;
+    Ok(Node {
+        ns,
+        v4,
+        v6,
+        mac,
+        ifname: ifname.to_string(),
+    })
 }
 
 /// `lab_pass` attached to a device in another namespace. Attaching resolves the interface name

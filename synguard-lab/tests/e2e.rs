@@ -48,7 +48,7 @@ impl Fixture {
 
     fn synguard(&self, args: &[&str]) -> Result<Synguard> {
         let bin = synguard_proc::binary()?;
-        Synguard::start(&bin, &self.lab.server.ns, args)
+        Synguard::start(&bin, &self.lab.server.ns, &self.lab.server.ifname, args)
     }
 
     fn batch(

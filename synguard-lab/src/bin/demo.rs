@@ -123,6 +123,7 @@ fn demo(args: &Args, bin: &std::path::Path) -> Result<()> {
         let sg = Synguard::start(
             bin,
             &lab.server.ns,
+            &lab.server.ifname,
             &[
                 "--ports",
                 "80,443",
@@ -135,7 +136,7 @@ fn demo(args: &Args, bin: &std::path::Path) -> Result<()> {
             ],
         )?;
         println!(
-            "synguard run --mode {} attached to the server's eth0",
+            "synguard run --mode {} attached to the server's interface",
             args.mode
         );
         Some(sg)
