@@ -12,5 +12,6 @@
 pub mod checksum;
 pub mod cookie;
 pub mod maps;
+pub mod policy;
 pub mod reason;
 pub mod tcp;

@@ -64,10 +64,23 @@ pub enum Reason {
     ErrStore = 23,
     /// Fail-open: a configuration map could not be read.
     ErrConfig = 24,
+    /// Source in the allow list: no limits, no cookies, the kernel decides.
+    PassAllowlisted = 25,
+    /// Source in the block list.
+    DropBlocklisted = 26,
+    /// Source over its SYN rate (per-source token bucket).
+    DropSourceRate = 27,
+    /// Source blocked for a while after going over its SYN rate.
+    DropSourceBlocked = 28,
+    /// SYN-ACKs to this destination prefix over their cap: a reflection attempt.
+    DropReflectionCap = 29,
+    /// Monitor mode: the packet would have been answered or dropped (see the monitor counters);
+    /// it passes.
+    PassMonitor = 30,
 }
 
 /// Every reason in use, in number order.
-pub const REASONS: [Reason; 25] = [
+pub const REASONS: [Reason; 31] = [
     Reason::PassNotIp,
     Reason::PassNotTcp,
     Reason::PassFragment,
@@ -93,6 +106,12 @@ pub const REASONS: [Reason; 25] = [
     Reason::ErrAdjust,
     Reason::ErrStore,
     Reason::ErrConfig,
+    Reason::PassAllowlisted,
+    Reason::DropBlocklisted,
+    Reason::DropSourceRate,
+    Reason::DropSourceBlocked,
+    Reason::DropReflectionCap,
+    Reason::PassMonitor,
 ];
 
 /// The XDP action a reason stands for.
@@ -115,7 +134,11 @@ impl Reason {
             | Reason::DropSynFin
             | Reason::DropSynRst
             | Reason::DropNoFlags
-            | Reason::DropNoAck => Verdict::Drop,
+            | Reason::DropNoAck
+            | Reason::DropBlocklisted
+            | Reason::DropSourceRate
+            | Reason::DropSourceBlocked
+            | Reason::DropReflectionCap => Verdict::Drop,
             _ => Verdict::Pass,
         }
     }
@@ -148,6 +171,12 @@ impl Reason {
             Reason::ErrAdjust => "err_adjust",
             Reason::ErrStore => "err_store",
             Reason::ErrConfig => "err_config",
+            Reason::PassAllowlisted => "pass_allowlisted",
+            Reason::DropBlocklisted => "drop_blocklisted",
+            Reason::DropSourceRate => "drop_source_rate",
+            Reason::DropSourceBlocked => "drop_source_blocked",
+            Reason::DropReflectionCap => "drop_reflection_cap",
+            Reason::PassMonitor => "pass_monitor",
         }
     }
 
@@ -174,14 +203,20 @@ pub enum Event {
     CookieModeOn = 3,
     /// Auto mode turned cookies off.
     CookieModeOff = 4,
+    /// A source went over its SYN rate and was blocked for the configured time.
+    SourceBlocked = 5,
+    /// A flood event could not be queued (ring buffer full); the counters still saw it.
+    FloodEventLost = 6,
 }
 
-pub const EVENTS: [Event; 5] = [
+pub const EVENTS: [Event; 7] = [
     Event::SynProtected,
     Event::CookieSent,
     Event::CookieAckAccepted,
     Event::CookieModeOn,
     Event::CookieModeOff,
+    Event::SourceBlocked,
+    Event::FloodEventLost,
 ];
 
 impl Event {
@@ -196,6 +231,8 @@ impl Event {
             Event::CookieAckAccepted => "cookie_ack_accepted",
             Event::CookieModeOn => "cookie_mode_on",
             Event::CookieModeOff => "cookie_mode_off",
+            Event::SourceBlocked => "source_blocked",
+            Event::FloodEventLost => "flood_event_lost",
         }
     }
 }
@@ -231,6 +268,7 @@ mod tests {
         assert_eq!(Reason::TxSynAckCookie as u32, 14);
         assert_eq!(Reason::DropAckBadCookie as u32, 15);
         assert_eq!(Reason::ErrConfig as u32, 24);
+        assert_eq!(Reason::PassMonitor as u32, 30);
         assert_eq!(Event::CookieModeOff as u32, 4);
     }
 

@@ -3,11 +3,34 @@
 
 use synguard_common::reason::{Event, Reason};
 
-use crate::maps::{SG_EVENTS, SG_VERDICTS};
+use crate::maps::{SG_EVENTS, SG_MONITOR, SG_PORT_SYNS, SG_VERDICTS};
 
 #[inline(always)]
 pub fn verdict(reason: Reason, bytes: u64) {
-    if let Some(c) = SG_VERDICTS.get_ptr_mut(reason.index()) {
+    add(&SG_VERDICTS, reason, bytes);
+}
+
+/// Monitor mode: what would have been done to a packet that passes instead.
+#[inline(always)]
+pub fn would(reason: Reason, bytes: u64) {
+    add(&SG_MONITOR, reason, bytes);
+}
+
+#[inline(always)]
+pub fn port_syn(port: u16) {
+    if let Some(c) = SG_PORT_SYNS.get_ptr_mut(port as u32) {
+        // SAFETY: this CPU's slot.
+        unsafe { *c += 1 };
+    }
+}
+
+#[inline(always)]
+fn add(
+    map: &aya_ebpf::maps::PerCpuArray<synguard_common::maps::Counter>,
+    reason: Reason,
+    bytes: u64,
+) {
+    if let Some(c) = map.get_ptr_mut(reason.index()) {
         // SAFETY: a per-CPU slot is only touched by this CPU, and XDP does not nest.
         unsafe {
             (*c).packets += 1;

@@ -13,12 +13,13 @@ use synguard_common::{
         Config, MAX_CPUS, MODE_ALWAYS, MODE_AUTO, ModeState, PORT_PROTECTED, SYN_WINDOW_NS,
         SynWindow, WINDOWS_PER_SEC, refresh_slot,
     },
+    policy::{FLOOD_END, FLOOD_START, FloodEvent},
     reason::Event,
 };
 
 use crate::{
     count,
-    maps::{SG_MODE, SG_PORTS, SG_READY, SG_REFRESH, SG_SYN_WINDOW},
+    maps::{SG_FLOOD_EVENTS, SG_MODE, SG_PORTS, SG_READY, SG_REFRESH, SG_SYN_WINDOW},
 };
 
 #[inline(always)]
@@ -39,10 +40,36 @@ pub enum SynAction {
     Cookie,
 }
 
+/// Counts a SYN to a protected port for flood detection and returns whether auto mode wants
+/// cookies. Runs for every such SYN before any list or limit decides its fate: a flood whose
+/// sources are being dropped is still a flood. (Also a verifier workaround: the bounded loop over
+/// CPUs in `summed_rate` is then verified once per parsed-packet shape, not once more for every
+/// policy outcome.)
 #[inline(always)]
-pub fn syn_action(ctx: &XdpContext, cfg: &Config, port: u16, ipv6: bool, now: u64) -> SynAction {
-    let wanted = track_rate(ctx, cfg, now);
+pub fn observe_syn(ctx: &XdpContext, cfg: &Config, port: u16, now: u64) -> bool {
+    track_rate(ctx, cfg, port, now)
+}
+
+/// What to do with a SYN that the lists and limits let through. `monitor`: decide as if the
+/// kernel were ready (monitor mode sends nothing, so the loader does not switch the kernel's
+/// settings for it) and skip the listener refresh.
+#[inline(always)]
+pub fn syn_action(
+    cfg: &Config,
+    wanted: bool,
+    port: u16,
+    ipv6: bool,
+    now: u64,
+    monitor: bool,
+) -> SynAction {
     let on = cfg.mode == MODE_ALWAYS || (cfg.mode == MODE_AUTO && wanted);
+    if monitor {
+        return if on {
+            SynAction::Cookie
+        } else {
+            SynAction::ToKernel
+        };
+    }
     let Some(ready) = SG_READY.get(0) else {
         return SynAction::ToKernel;
     };
@@ -82,8 +109,9 @@ fn refresh_due(port: u16, ipv6: bool, now: u64, ready_since: u64, period: u64) -
 /// Counts the SYN in this CPU's window; when the window rolls over, recomputes the summed rate
 /// and auto mode's decision. Returns whether cookies are wanted.
 #[inline(always)]
-fn track_rate(ctx: &XdpContext, cfg: &Config, now: u64) -> bool {
+fn track_rate(ctx: &XdpContext, cfg: &Config, port: u16, now: u64) -> bool {
     count::event(Event::SynProtected);
+    count::port_syn(port);
     let Some(mode) = SG_MODE.get_ptr_mut(0) else {
         return false;
     };
@@ -97,7 +125,7 @@ fn track_rate(ctx: &XdpContext, cfg: &Config, now: u64) -> bool {
         if (*w).start_ns != start {
             roll_window(&mut *w, start);
             let rate = summed_rate(cfg, start - SYN_WINDOW_NS);
-            update_mode(ctx, cfg, &mut *mode, rate, now);
+            update_mode(ctx, cfg, &mut *mode, rate, port, now);
         }
         (*w).count += 1;
         (*mode).cookies_wanted != 0
@@ -149,7 +177,7 @@ fn summed_rate(cfg: &Config, closed: u64) -> u64 {
 /// Auto mode's hysteresis: on at `syn_on_pps`, off once the rate stayed below `syn_off_pps` for
 /// `hold_ns`.
 #[inline(always)]
-fn update_mode(ctx: &XdpContext, cfg: &Config, m: &mut ModeState, rate: u64, now: u64) {
+fn update_mode(ctx: &XdpContext, cfg: &Config, m: &mut ModeState, rate: u64, port: u16, now: u64) {
     m.last_rate_pps = rate;
     if rate >= cfg.syn_off_pps as u64 {
         m.last_above_ns = now;
@@ -162,11 +190,28 @@ fn update_mode(ctx: &XdpContext, cfg: &Config, m: &mut ModeState, rate: u64, now
         m.wanted_since_ns = now;
         m.switches += 1;
         count::event(Event::CookieModeOn);
+        flood_event(FLOOD_START, port, rate, now);
         info!(ctx, "cookies on: {} SYN/s to protected ports", rate);
     } else if m.cookies_wanted != 0 && now.wrapping_sub(m.last_above_ns) >= cfg.hold_ns {
         m.cookies_wanted = 0;
         m.switches += 1;
         count::event(Event::CookieModeOff);
+        flood_event(FLOOD_END, port, rate, now);
         info!(ctx, "cookies off: {} SYN/s to protected ports", rate);
+    }
+}
+
+/// Tells the loader a flood started or ended. A full ring buffer loses the event, not the
+/// decision; the loss is counted.
+#[inline(always)]
+fn flood_event(kind: u32, port: u16, rate: u64, now: u64) {
+    let ev = FloodEvent {
+        kind,
+        port: port as u32,
+        rate_pps: rate,
+        time_ns: now,
+    };
+    if SG_FLOOD_EVENTS.output::<FloodEvent>(&ev, 0).is_err() {
+        count::event(Event::FloodEventLost);
     }
 }

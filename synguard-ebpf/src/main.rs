@@ -11,6 +11,7 @@ mod count;
 mod decide;
 mod maps;
 mod parse;
+mod policy;
 mod synack;
 
 use aya_ebpf::{
@@ -18,16 +19,27 @@ use aya_ebpf::{
 };
 use synguard_common::{
     maps::Config,
+    policy::Policy,
     reason::{Event, Reason, Verdict},
     tcp::{FlagClass, classify},
 };
 
-use crate::{decide::SynAction, maps::SG_CONFIG, parse::Packet};
+use crate::{
+    decide::SynAction,
+    maps::{SG_CONFIG, SG_POLICY},
+    parse::Packet,
+};
 
 #[xdp]
 pub fn synguard(ctx: XdpContext) -> u32 {
     let len = parse::frame_len(&ctx);
-    let reason = handle(&ctx);
+    let mut reason = handle(&ctx);
+    // Monitor mode: every decision was made (and nothing rewritten, see `syn`), but anything
+    // other than a pass is only counted as what would have happened.
+    if reason.verdict() != Verdict::Pass && monitoring() {
+        count::would(reason, len);
+        reason = Reason::PassMonitor;
+    }
     count::verdict(reason, len);
     match reason.verdict() {
         Verdict::Pass => xdp_action::XDP_PASS,
@@ -47,12 +59,19 @@ fn handle(ctx: &XdpContext) -> Reason {
     if !decide::port_protected(pkt.dport()) {
         return Reason::PassUnprotectedPort;
     }
-    let Some(cfg) = SG_CONFIG.get(0) else {
+    let (Some(cfg), Some(pol)) = (SG_CONFIG.get(0), SG_POLICY.get(0)) else {
         return Reason::ErrConfig;
     };
-    // Decide and act.
-    match classify(pkt.flags()) {
-        FlagClass::Syn => syn(ctx, &pkt, cfg),
+    // Decide and act, by flags. The lists come first for every packet; a SYN meets them in
+    // `syn`, right after it is counted for flood detection.
+    let class = classify(pkt.flags());
+    if class != FlagClass::Syn
+        && let Some(reason) = policy::lists(&pkt, pol)
+    {
+        return reason;
+    }
+    match class {
+        FlagClass::Syn => syn(ctx, &pkt, cfg, pol),
         FlagClass::Ack => ack::check(ctx, &pkt),
         FlagClass::SynAck => Reason::PassSynAck,
         FlagClass::Rst => Reason::PassRst,
@@ -64,19 +83,46 @@ fn handle(ctx: &XdpContext) -> Reason {
 }
 
 #[inline(always)]
-fn syn(ctx: &XdpContext, pkt: &Packet, cfg: &Config) -> Reason {
+fn monitoring() -> bool {
+    SG_POLICY.get(0).is_some_and(|p| p.monitor != 0)
+}
+
+#[inline(always)]
+fn syn(ctx: &XdpContext, pkt: &Packet, cfg: &Config, pol: &Policy) -> Reason {
     // SAFETY: helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
-    match decide::syn_action(ctx, cfg, pkt.dport(), pkt.ipv6, now) {
+    let wanted = decide::observe_syn(ctx, cfg, pkt.dport(), now);
+    if let Some(reason) = policy::lists(pkt, pol) {
+        return reason;
+    }
+    if let Some(reason) = policy::source_limit(pkt, pol, now) {
+        return reason;
+    }
+    let monitor = pol.monitor != 0;
+    match decide::syn_action(cfg, wanted, pkt.dport(), pkt.ipv6, now, monitor) {
         SynAction::ToKernel => Reason::PassSynToKernel,
         SynAction::Refresh => Reason::PassSynListenerRefresh,
-        SynAction::Cookie => match synack::answer(ctx, pkt, cfg, now) {
-            Ok(()) => {
-                count::event(Event::CookieSent);
-                Reason::TxSynAckCookie
+        SynAction::Cookie => {
+            if let Some(reason) = policy::reflection_cap(pkt, pol, now) {
+                return reason;
             }
-            Err(reason) => reason,
-        },
+            if monitor {
+                // Would answer; the frame stays as it is and passes (see `synguard`).
+                return Reason::TxSynAckCookie;
+            }
+            answer(ctx, pkt, cfg, now)
+        }
+    }
+}
+
+#[inline(always)]
+fn answer(ctx: &XdpContext, pkt: &Packet, cfg: &Config, now: u64) -> Reason {
+    match synack::answer(ctx, pkt, cfg, now) {
+        Ok(()) => {
+            count::event(Event::CookieSent);
+            Reason::TxSynAckCookie
+        }
+        Err(reason) => reason,
     }
 }
 

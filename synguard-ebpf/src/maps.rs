@@ -1,17 +1,22 @@
 //! Every map the program uses. Layouts and names come from `synguard_common::maps`; the loader
 //! pins the shared ones under /sys/fs/bpf/synguard/<iface>/.
 
-use crate::synack::Scratch;
 use aya_ebpf::{
     macros::map,
-    maps::{Array, PerCpuArray},
+    maps::{Array, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use synguard_common::{
     maps::{
         Config, Counter, ModeState, PORT_SLOTS, PortConfig, REFRESH_SLOTS, ReadyState, SynWindow,
     },
+    policy::{
+        AddrKey, FLOOD_EVENT_BYTES, LIST_SLOTS, Policy, REFLECT_SLOTS, ReflectState, SOURCE_SLOTS,
+        SourceState,
+    },
     reason::{EVENT_SLOTS, REASON_SLOTS},
 };
+
+use crate::synack::Scratch;
 
 #[map(name = "SG_CONFIG")]
 pub static SG_CONFIG: Array<Config> = Array::with_max_entries(1, 0);
@@ -41,3 +46,41 @@ pub static SG_VERDICTS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(REA
 
 #[map(name = "SG_EVENTS")]
 pub static SG_EVENTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(EVENT_SLOTS, 0);
+
+/// Who gets dropped (see `policy`).
+#[map(name = "SG_POLICY")]
+pub static SG_POLICY: Array<Policy> = Array::with_max_entries(1, 0);
+
+#[map(name = "SG_ALLOW_V4")]
+pub static SG_ALLOW_V4: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(LIST_SLOTS, 0);
+
+#[map(name = "SG_ALLOW_V6")]
+pub static SG_ALLOW_V6: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(LIST_SLOTS, 0);
+
+#[map(name = "SG_BLOCK_V4")]
+pub static SG_BLOCK_V4: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(LIST_SLOTS, 0);
+
+#[map(name = "SG_BLOCK_V6")]
+pub static SG_BLOCK_V6: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(LIST_SLOTS, 0);
+
+/// Per-source SYN limiter state, least recently used evicted.
+#[map(name = "SG_SOURCES")]
+pub static SG_SOURCES: LruHashMap<AddrKey, SourceState> =
+    LruHashMap::with_max_entries(SOURCE_SLOTS, 0);
+
+/// SYN-ACKs per destination prefix.
+#[map(name = "SG_REFLECT")]
+pub static SG_REFLECT: LruHashMap<AddrKey, ReflectState> =
+    LruHashMap::with_max_entries(REFLECT_SLOTS, 0);
+
+/// Monitor mode: what would have been done, per reason (same layout as `SG_VERDICTS`).
+#[map(name = "SG_MONITOR")]
+pub static SG_MONITOR: PerCpuArray<Counter> = PerCpuArray::with_max_entries(REASON_SLOTS, 0);
+
+/// Flood start and end events for the loader.
+#[map(name = "SG_FLOOD_EVENTS")]
+pub static SG_FLOOD_EVENTS: RingBuf = RingBuf::with_byte_size(FLOOD_EVENT_BYTES, 0);
+
+/// SYNs per protected port, per CPU (the loader derives per-port rates from it).
+#[map(name = "SG_PORT_SYNS")]
+pub static SG_PORT_SYNS: PerCpuArray<u64> = PerCpuArray::with_max_entries(PORT_SLOTS, 0);
