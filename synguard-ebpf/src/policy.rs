@@ -69,7 +69,7 @@ pub fn source_limit(pkt: &Packet, p: &Policy, now: u64) -> Option<Reason> {
         return None;
     }
     let key = policy::source_key(pkt.ipv6, &source(pkt));
-    let Some(s) = SG_SOURCES.get_ptr_mut(&key) else {
+    let Some(s) = SG_SOURCES.get_ptr_mut(key) else {
         let fresh = SourceState {
             tat_ns: now + p.src_cost_ns,
             blocked_until_ns: 0,
@@ -78,7 +78,7 @@ pub fn source_limit(pkt: &Packet, p: &Policy, now: u64) -> Option<Reason> {
         };
         // A full map evicts its least recently used source; a failed insert only means this SYN
         // was not charged.
-        let _ = SG_SOURCES.insert(&key, &fresh, 0);
+        let _ = SG_SOURCES.insert(key, fresh, 0);
         return None;
     };
     // SAFETY: value pointer of the LRU map; concurrent CPUs race benignly (a SYN or two more or
@@ -113,12 +113,12 @@ pub fn reflection_cap(pkt: &Packet, p: &Policy, now: u64) -> Option<Reason> {
         return None;
     }
     let key: AddrKey = policy::reflect_key(pkt.ipv6, &source(pkt));
-    let Some(r) = SG_REFLECT.get_ptr_mut(&key) else {
+    let Some(r) = SG_REFLECT.get_ptr_mut(key) else {
         let fresh = ReflectState {
             tat_ns: now + p.reflect_cost_ns,
             capped: 0,
         };
-        let _ = SG_REFLECT.insert(&key, &fresh, 0);
+        let _ = SG_REFLECT.insert(key, fresh, 0);
         return None;
     };
     // SAFETY: value pointer of the LRU map; races as above.

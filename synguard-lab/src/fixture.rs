@@ -3,13 +3,19 @@
 //! the fixture tests and by the benchmark.
 
 use anyhow::{Context as _, Result, anyhow};
+use std::net::IpAddr;
+
 use aya::{
     Ebpf,
-    maps::{Array, MapData, PerCpuArray},
+    maps::{
+        Array, MapData, PerCpuArray, RingBuf,
+        lpm_trie::{Key, LpmTrie},
+    },
     programs::{ProgramError, TestRun as _, TestRunOptions, Xdp},
 };
 use synguard_common::{
     maps::{Config, Counter, MAX_CPUS, MODE_ALWAYS, PORT_PROTECTED, PortConfig, ReadyState, names},
+    policy::{self, FloodEvent, Policy},
     reason::{Event, REASON_SLOTS, Reason},
 };
 
@@ -84,6 +90,70 @@ impl Fixture {
         let mut m: Array<&mut MapData, ReadyState> = Array::try_from(self.map(names::READY)?)?;
         m.set(0, ReadyState::new(ready, since_ns), 0)?;
         Ok(())
+    }
+
+    pub fn set_policy(&mut self, p: Policy) -> Result<()> {
+        let mut m: Array<&mut MapData, Policy> = Array::try_from(self.map(policy::names::POLICY)?)?;
+        m.set(0, p, 0)?;
+        Ok(())
+    }
+
+    /// Adds `addr/len` to the allow or block list of its family. (The list sizes in the policy
+    /// are the caller's to set: the program skips empty lists.)
+    pub fn list_add(&mut self, allow: bool, addr: IpAddr, len: u32) -> Result<()> {
+        use policy::names::*;
+        match addr {
+            IpAddr::V4(a) => {
+                let name = if allow { ALLOW_V4 } else { BLOCK_V4 };
+                let mut t: LpmTrie<&mut MapData, [u8; 4], u32> =
+                    LpmTrie::try_from(self.map(name)?)?;
+                t.insert(&Key::new(len, a.octets()), 1, 0)?;
+            }
+            IpAddr::V6(a) => {
+                let name = if allow { ALLOW_V6 } else { BLOCK_V6 };
+                let mut t: LpmTrie<&mut MapData, [u8; 16], u32> =
+                    LpmTrie::try_from(self.map(name)?)?;
+                t.insert(&Key::new(len, a.octets()), 1, 0)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Monitor mode's count of what would have been done, summed over CPUs.
+    pub fn would(&self, reason: Reason) -> Result<u64> {
+        let m: PerCpuArray<&MapData, Counter> = PerCpuArray::try_from(
+            self.ebpf
+                .map(policy::names::MONITOR)
+                .ok_or_else(|| anyhow!("no monitor map"))?,
+        )?;
+        Ok(m.get(&reason.index(), 0)?.iter().map(|c| c.packets).sum())
+    }
+
+    /// SYNs counted for `port`, summed over CPUs.
+    pub fn port_syns(&self, port: u16) -> Result<u64> {
+        let m: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(
+            self.ebpf
+                .map(policy::names::PORT_SYNS)
+                .ok_or_else(|| anyhow!("no port SYN map"))?,
+        )?;
+        Ok(m.get(&(port as u32), 0)?.iter().sum())
+    }
+
+    /// Flood events queued so far (drains the ring buffer).
+    pub fn flood_events(&mut self) -> Result<Vec<FloodEvent>> {
+        let mut ring = RingBuf::try_from(self.map(policy::names::FLOOD_EVENTS)?)?;
+        let mut out = Vec::new();
+        while let Some(item) = ring.next() {
+            let bytes: &[u8] = &item;
+            anyhow::ensure!(
+                bytes.len() >= std::mem::size_of::<FloodEvent>(),
+                "short flood event: {} bytes",
+                bytes.len()
+            );
+            // SAFETY: FloodEvent is plain old data and the buffer is long enough.
+            out.push(unsafe { (bytes.as_ptr() as *const FloodEvent).read_unaligned() });
+        }
+        Ok(out)
     }
 
     fn map(&mut self, name: &str) -> Result<&mut aya::maps::Map> {
