@@ -186,6 +186,30 @@ impl Fixture {
         })
     }
 
+    /// Runs `frame` every `gap` until `done` holds (or `deadline` passes, an error); returns the
+    /// action of the last run. For behaviour that depends on the kernel clock (rate windows):
+    /// a busy machine can stretch any sleep, so tests wait for the effect, not for a time.
+    pub fn drive_until(
+        &self,
+        frame: &[u8],
+        gap: std::time::Duration,
+        deadline: std::time::Duration,
+        done: impl Fn(&Fixture) -> Result<bool>,
+    ) -> Result<u32> {
+        let start = std::time::Instant::now();
+        loop {
+            let action = self.run(frame)?.action;
+            if done(self)? {
+                return Ok(action);
+            }
+            anyhow::ensure!(
+                start.elapsed() < deadline,
+                "condition not reached after {deadline:?}"
+            );
+            std::thread::sleep(gap);
+        }
+    }
+
     /// Packets counted under `reason`, summed over CPUs.
     pub fn verdict(&self, reason: Reason) -> Result<u64> {
         Ok(self.counter(reason)?.packets)

@@ -4,6 +4,8 @@
 //!
 //! Needs root (loading BPF programs); run through `cargo xtask test`.
 
+use std::time::Duration;
+
 use etherparse::{IpNumber, Ipv4HeaderSlice, SlicedPacket, TcpOptionElement, TransportSlice};
 use synguard_common::{
     maps::{MODE_AUTO, SYN_WINDOW_NS},
@@ -650,17 +652,20 @@ fn auto_mode_passes_quiet_syns_and_turns_cookies_on_under_a_flood() {
 
     assert_eq!(f.run(&syn).unwrap().action, XDP_PASS);
     assert_eq!(f.verdict(Reason::PassSynToKernel).unwrap(), 1);
-    // The next window sees the previous one's SYN: 10 SYN/s, cookies on.
-    std::thread::sleep(std::time::Duration::from_nanos(SYN_WINDOW_NS));
-    let out = f.run(&syn).unwrap();
-    assert_eq!(
-        out.action, XDP_TX,
-        "cookies on after a window at the threshold"
-    );
-    assert_eq!(f.event(Event::CookieModeOn).unwrap(), 1);
-    // Two windows later the last closed window was empty: below the off threshold for longer
-    // than the hold time, cookies off, the SYN goes to the kernel.
-    std::thread::sleep(std::time::Duration::from_nanos(2 * SYN_WINDOW_NS));
+    // Once a closed window held a SYN (10 SYN/s), the next window's first SYN turns cookies on
+    // and is itself answered with one.
+    let action = f
+        .drive_until(
+            &syn,
+            Duration::from_millis(20),
+            Duration::from_secs(5),
+            |f| Ok(f.event(Event::CookieModeOn)? == 1),
+        )
+        .unwrap();
+    assert_eq!(action, XDP_TX, "the SYN that turned cookies on got one");
+    // After two empty windows the rate has been below the off threshold for longer than the hold
+    // time: cookies off, the SYN goes to the kernel.
+    std::thread::sleep(Duration::from_nanos(3 * SYN_WINDOW_NS));
     assert_eq!(f.run(&syn).unwrap().action, XDP_PASS);
     assert_eq!(f.event(Event::CookieModeOff).unwrap(), 1);
 }
