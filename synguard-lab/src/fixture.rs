@@ -156,6 +156,12 @@ impl Fixture {
         Ok(out)
     }
 
+    /// Takes a map out of the fixture, for code that owns its maps (the loader's own map
+    /// wrappers). The fixture's helpers for that map stop working.
+    pub fn take_map(&mut self, name: &str) -> Option<aya::maps::Map> {
+        self.ebpf.take_map(name)
+    }
+
     fn map(&mut self, name: &str) -> Result<&mut aya::maps::Map> {
         self.ebpf
             .map_mut(name)

@@ -342,3 +342,41 @@ fn flood_start_and_end_are_events_and_syns_are_counted_per_port() {
     assert_eq!(syns, f.event(Event::SynProtected).unwrap());
     assert_eq!(f.port_syns(443).unwrap(), 0);
 }
+
+#[test]
+fn the_loaders_list_code_drives_the_program() {
+    use synguard::policy::{Cidr, ListKind, PolicyError, PolicyMaps};
+    let mut f = fixture();
+    let mut maps = PolicyMaps::new(|name| f.take_map(name)).unwrap();
+    let net: Cidr = "198.18.0.0/28".parse().unwrap();
+    let net6: Cidr = "2001:2::/64".parse().unwrap();
+    maps.add(ListKind::Block, net).unwrap();
+    maps.add(ListKind::Block, net6).unwrap();
+    maps.add(ListKind::Allow, "198.18.0.64/26".parse().unwrap())
+        .unwrap();
+    let p = maps.policy().unwrap();
+    assert_eq!(
+        (p.block_v4, p.block_v6, p.allow_v4, p.allow_v6),
+        (1, 1, 1, 0)
+    );
+    assert_eq!(maps.list(ListKind::Block).unwrap(), vec![net, net6]);
+    // Effective on the next packet.
+    expect(&f, &frame_v4(v4(2), SYN), XDP_DROP, "blocked after add");
+    expect(
+        &f,
+        &frame_v6(v6(0, 2), SYN),
+        XDP_DROP,
+        "blocked /64 after add",
+    );
+    expect(&f, &frame_v4(v4(70), SYN), XDP_PASS, "allowed after add");
+    maps.del(ListKind::Block, net).unwrap();
+    expect(&f, &frame_v4(v4(2), SYN), XDP_TX, "answered after del");
+    assert_eq!(maps.policy().unwrap().block_v4, 0, "recounted");
+    let e = maps.del(ListKind::Block, net).unwrap_err();
+    assert!(matches!(e, PolicyError::NotListed(..)), "{e}");
+    assert!(
+        e.to_string()
+            .contains("198.18.0.0/28 is not in the block list"),
+        "{e}"
+    );
+}

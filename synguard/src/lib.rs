@@ -10,6 +10,7 @@ pub mod loader;
 pub mod mode;
 pub mod nic;
 pub mod objects;
+pub mod policy;
 pub mod run;
 pub mod stats;
 pub mod sysctl;
