@@ -271,6 +271,30 @@ mod tests {
     }
 
     #[test]
+    fn take_over_during_a_flood_keeps_cookies_on() {
+        // The previous program had cookies on: nothing is written, so no SYN slips through to
+        // the kernel between the take-over and the next tick.
+        let mut c = Controller::new(Fake::default(), CookieMode::Auto, 1);
+        c.backend.wanted = 1;
+        c.resume(Some(ReadyState::new(true, 7))).unwrap();
+        assert!(c.is_ready());
+        c.tick();
+        assert!(c.backend.calls.is_empty(), "{:?}", c.backend.calls);
+        // The flood ends: cookies go off the usual way.
+        c.backend.wanted = 0;
+        c.tick();
+        assert_eq!(c.backend.calls, ["ready=0", "syncookies=1"]);
+    }
+
+    #[test]
+    fn take_over_when_quiet_starts_as_usual() {
+        let mut c = Controller::new(Fake::default(), CookieMode::Auto, 1);
+        c.resume(None).unwrap();
+        assert!(!c.is_ready());
+        assert_eq!(c.backend.calls, ["ready=0"]);
+    }
+
+    #[test]
     fn auto_mode_switches_sysctl_before_ready_and_back_after() {
         let mut c = Controller::new(Fake::default(), CookieMode::Auto, 1);
         c.start().unwrap();
