@@ -132,6 +132,44 @@ impl Synguard {
     }
 }
 
+impl Synguard {
+    /// The `synguard run` process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Sends `signal` and waits (bounded) for the process to exit, e.g. SIGKILL (a crash) or
+    /// SIGUSR1 (hand-over). Unlike `stop`, nothing is expected to be cleaned up.
+    pub fn signal_and_wait(mut self, signal: Signal) -> Result<ExitStatus> {
+        let mut child = self.child.take().context("synguard already stopped")?;
+        let _ = kill(Pid::from_raw(child.id() as i32), signal);
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                child.wait()?;
+                bail!("synguard run ignored {signal:?} for {STOP_TIMEOUT:?}; killed");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Runs `synguard <args>` once in the namespace at `ns_path` and returns its output, whatever
+/// its exit status (callers check it: some tests expect failures).
+pub fn run_once(bin: &Path, ns_path: &Path, args: &[&str]) -> Result<std::process::Output> {
+    std::process::Command::new("nsenter")
+        .arg(format!("--net={}", ns_path.display()))
+        .arg(bin)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running synguard {}", args.join(" ")))
+}
+
 impl Drop for Synguard {
     fn drop(&mut self) {
         if self.child.is_some() {

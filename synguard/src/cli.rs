@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::{Deserialize, Serialize};
 
 /// SYN-flood protection in XDP: answers SYNs with kernel-compatible SYN cookies and drops bogus
 /// ACKs before they reach the TCP stack.
@@ -16,14 +17,24 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Attach to an interface and protect TCP ports until SIGINT/SIGTERM.
+    /// Attach to interfaces and protect TCP ports until SIGINT/SIGTERM (detach) or SIGUSR1
+    /// (hand over: exit, leaving the program attached for the next `run` to adopt).
     Run(RunArgs),
     /// Show the counters of a running instance.
     Stats(StatsArgs),
+    /// What synguard does on each interface: attached, modes, ports, thresholds, kernel settings.
+    Status(StatusArgs),
+    /// Remove everything synguard left on an interface (after kill -9 or a hand-over) and
+    /// restore the kernel settings it changed.
+    Detach(DetachArgs),
+    /// Check or print the configuration file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
 }
 
 /// When XDP answers SYNs with cookies.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ModeArg {
     /// Only while the SYN rate to protected ports is above --syn-threshold.
     Auto,
@@ -32,7 +43,8 @@ pub enum ModeArg {
 }
 
 /// Where the XDP program runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum XdpModeArg {
     /// In the driver (fastest); fails on drivers without XDP support.
     Native,
@@ -40,44 +52,99 @@ pub enum XdpModeArg {
     Skb,
 }
 
-#[derive(Debug, Args)]
+/// How log lines look.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One readable line per event.
+    #[default]
+    Human,
+    /// One JSON object per line (for journald/log shippers).
+    Json,
+}
+
+/// Everything `run` can be told. Every setting is optional here: unset ones come from the
+/// configuration file, then from the defaults (see `config_file`).
+#[derive(Debug, Args, Default)]
 pub struct RunArgs {
-    /// Interface to protect (as seen in the current network namespace).
-    #[arg(long)]
-    pub iface: String,
+    /// Configuration file [default: /etc/synguard/synguard.toml when it exists].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Interface to protect (as seen in the current network namespace); repeat for several.
+    #[arg(long = "iface", value_name = "IFACE")]
+    pub ifaces: Vec<String>,
     /// TCP ports to protect, separated by commas (e.g. 22,80,443).
     #[arg(long)]
-    pub ports: String,
-    /// Cookie mode.
-    #[arg(long, value_enum, default_value_t = ModeArg::Auto)]
-    pub mode: ModeArg,
-    /// Auto mode: SYNs per second (to protected ports, all CPUs) that turn cookies on.
-    #[arg(long, value_name = "PPS", default_value_t = 1000)]
-    pub syn_threshold: u32,
+    pub ports: Option<String>,
+    /// Cookie mode [default: auto].
+    #[arg(long, value_enum)]
+    pub mode: Option<ModeArg>,
+    /// Auto mode: SYNs per second (to protected ports, all CPUs) that turn cookies on
+    /// [default: 1000].
+    #[arg(long, value_name = "PPS")]
+    pub syn_threshold: Option<u32>,
     /// Auto mode: cookies turn off once the rate stayed below this for --hold seconds
     /// [default: half of --syn-threshold].
     #[arg(long, value_name = "PPS")]
     pub syn_off_threshold: Option<u32>,
-    /// Auto mode: seconds the rate must stay below --syn-off-threshold before cookies turn off.
-    #[arg(
-        long,
-        value_name = "SECONDS",
-        default_value_t = 10.0,
-        allow_negative_numbers = true
-    )]
-    pub hold: f64,
+    /// Auto mode: seconds the rate must stay below --syn-off-threshold before cookies turn off
+    /// [default: 10].
+    #[arg(long, value_name = "SECONDS", allow_negative_numbers = true)]
+    pub hold: Option<f64>,
     /// XDP attach mode [default: native, falling back to skb].
     #[arg(long, value_enum)]
     pub xdp_mode: Option<XdpModeArg>,
     /// Window scale the SYN-ACK advertises [default: the kernel's, from tcp_rmem/rmem_max].
     #[arg(long, value_name = "N")]
     pub wscale: Option<u8>,
-    /// Base directory for pinned maps (one subdirectory per interface).
-    #[arg(long, value_name = "DIR", default_value = crate::loader::DEFAULT_PIN_BASE, hide = true)]
+    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9724) [default: off].
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<String>,
+    /// Log format [default: human]; levels come from RUST_LOG (default info).
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Base directory for pinned state (one subdirectory per interface).
+    #[arg(long, value_name = "DIR", default_value = crate::pin::DEFAULT_PIN_BASE, hide = true)]
     pub pin_base: PathBuf,
     /// Directory for the lock and run-info files.
     #[arg(long, value_name = "DIR", default_value = crate::loader::DEFAULT_RUN_DIR, hide = true)]
     pub run_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Only this interface [default: every interface synguard has state for].
+    #[arg(long)]
+    pub iface: Option<String>,
+    /// One JSON object: {"interfaces": [...]}.
+    #[arg(long)]
+    pub json: bool,
+    #[arg(long, value_name = "DIR", default_value = crate::pin::DEFAULT_PIN_BASE, hide = true)]
+    pub pin_base: PathBuf,
+    #[arg(long, value_name = "DIR", default_value = crate::loader::DEFAULT_RUN_DIR, hide = true)]
+    pub run_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct DetachArgs {
+    /// Interface to clean up (repeat for several).
+    #[arg(long = "iface", value_name = "IFACE", required = true)]
+    pub ifaces: Vec<String>,
+    #[arg(long, value_name = "DIR", default_value = crate::pin::DEFAULT_PIN_BASE, hide = true)]
+    pub pin_base: PathBuf,
+    #[arg(long, value_name = "DIR", default_value = crate::loader::DEFAULT_RUN_DIR, hide = true)]
+    pub run_dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Check a configuration file; exits non-zero with the problem named.
+    Validate {
+        /// The file to check.
+        file: PathBuf,
+    },
+    /// Print the configuration in effect (file, then these flags on top) as TOML.
+    Dump(Box<RunArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -95,7 +162,7 @@ pub struct StatsArgs {
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
     /// Base directory of pinned maps.
-    #[arg(long, value_name = "DIR", default_value = crate::loader::DEFAULT_PIN_BASE, hide = true)]
+    #[arg(long, value_name = "DIR", default_value = crate::pin::DEFAULT_PIN_BASE, hide = true)]
     pub pin_base: PathBuf,
 }
 
@@ -116,11 +183,31 @@ mod tests {
         let Command::Run(r) = cli.command else {
             panic!("not run")
         };
-        assert_eq!(r.mode, ModeArg::Auto);
-        assert_eq!(r.syn_threshold, 1000);
-        assert_eq!(r.syn_off_threshold, None);
-        assert_eq!(r.hold, 10.0);
-        assert_eq!(r.xdp_mode, None);
+        assert_eq!(r.ifaces, ["a"]);
+        assert_eq!(r.ports.as_deref(), Some("80"));
+        // Unset flags stay unset, so the configuration file can supply them.
+        assert_eq!((r.mode, r.syn_threshold, r.hold), (None, None, None));
+        assert_eq!(r.config, None);
+    }
+
+    #[test]
+    fn iface_repeats() {
+        let cli = Cli::try_parse_from([
+            "synguard",
+            "run",
+            "--iface",
+            "a",
+            "--iface",
+            "b",
+            "--log-format",
+            "json",
+        ])
+        .unwrap();
+        let Command::Run(r) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(r.ifaces, ["a", "b"]);
+        assert_eq!(r.log_format, Some(LogFormat::Json));
     }
 
     #[test]

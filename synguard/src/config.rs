@@ -1,11 +1,11 @@
-//! Turns command-line arguments into a validated run configuration. Pure: no system access, so
-//! every rule is covered by host unit tests.
+//! Turns merged settings (flags over the configuration file) into a validated run
+//! configuration. Pure: no system access, so every rule is covered by host unit tests.
 
-use std::{path::PathBuf, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use thiserror::Error;
 
-use crate::cli::{ModeArg, RunArgs, XdpModeArg};
+use crate::cli::{LogFormat, ModeArg, XdpModeArg};
 
 /// Largest window shift TCP allows (RFC 7323).
 pub const MAX_WSCALE: u8 = 14;
@@ -14,6 +14,12 @@ const IFNAME_MAX: usize = 15;
 
 #[derive(Debug, Error, PartialEq)]
 pub enum ConfigError {
+    #[error(
+        "no interface: give --iface IFACE or `interfaces = [\"IFACE\"]` in the configuration file"
+    )]
+    NoIface,
+    #[error("no ports: give --ports 22,80 or `ports = [22, 80]` in the configuration file")]
+    NoPortsGiven,
     #[error("--ports is empty: expected numbers 1..65535 separated by commas")]
     NoPorts,
     #[error("invalid port '{0}' in --ports: expected numbers 1..65535 separated by commas")]
@@ -22,19 +28,27 @@ pub enum ConfigError {
     PortOutOfRange(String),
     #[error("port 0 is outside 1..65535: no TCP connection can be made to port 0")]
     PortZero,
-    #[error("--syn-threshold must be at least 1 SYN per second")]
+    #[error("syn_threshold (--syn-threshold) must be at least 1 SYN per second")]
     ZeroThreshold,
     #[error(
-        "--syn-off-threshold ({off} pps) must not exceed --syn-threshold ({on} pps), or cookies \
-         would turn off while the rate still calls for them"
+        "syn_off_threshold (--syn-off-threshold, {off} pps) must not exceed syn_threshold \
+         ({on} pps), or cookies would turn off while the rate still calls for them"
     )]
     OffAboveOn { on: u32, off: u32 },
-    #[error("--hold must be a number of seconds between 0 and {max}, got {0}", max = MAX_HOLD_S)]
+    #[error("hold (--hold) must be a number of seconds between 0 and {max}, got {0}", max = MAX_HOLD_S)]
     InvalidHold(f64),
-    #[error("--wscale {0} is larger than {MAX_WSCALE}, the largest window scale TCP allows")]
+    #[error(
+        "wscale (--wscale) {0} is larger than {MAX_WSCALE}, the largest window scale TCP allows"
+    )]
     WscaleTooLarge(u8),
     #[error("invalid interface name '{0}': expected 1 to 15 characters without '/' or whitespace")]
     InvalidIface(String),
+    #[error("interface {0} is listed twice")]
+    DuplicateIface(String),
+    #[error(
+        "metrics_addr (--metrics-addr) '{0}' is not an address: expected IP:PORT, e.g. 127.0.0.1:9724"
+    )]
+    InvalidMetricsAddr(String),
 }
 
 /// Upper bound for --hold: a day. Longer holds are almost certainly a typo, and it keeps the
@@ -67,7 +81,8 @@ pub enum XdpAttach {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunConfig {
-    pub iface: String,
+    /// In the order given, without duplicates.
+    pub ifaces: Vec<String>,
     /// Sorted, without duplicates.
     pub ports: Vec<u16>,
     pub mode: CookieMode,
@@ -77,50 +92,102 @@ pub struct RunConfig {
     pub xdp: XdpAttach,
     /// Overrides the window scale computed from the kernel's settings.
     pub wscale: Option<u8>,
+    pub metrics_addr: Option<SocketAddr>,
+    pub log_format: LogFormat,
+    pub pin_base: PathBuf,
+    pub run_dir: PathBuf,
+}
+
+/// Default auto-mode threshold, SYNs per second.
+pub const DEFAULT_SYN_THRESHOLD: u32 = 1000;
+/// Default hold time in seconds.
+pub const DEFAULT_HOLD_S: f64 = 10.0;
+
+/// Settings after merging flags over the file, before validation. Every field may still be
+/// missing; [`RunConfig::from_settings`] applies the defaults and the rules.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Settings {
+    pub ifaces: Vec<String>,
+    pub ports: Option<Vec<u16>>,
+    pub mode: Option<ModeArg>,
+    pub syn_threshold: Option<u32>,
+    pub syn_off_threshold: Option<u32>,
+    pub hold: Option<f64>,
+    pub xdp_mode: Option<XdpModeArg>,
+    pub wscale: Option<u8>,
+    pub metrics_addr: Option<String>,
+    pub log_format: Option<LogFormat>,
     pub pin_base: PathBuf,
     pub run_dir: PathBuf,
 }
 
 impl RunConfig {
-    pub fn from_args(args: &RunArgs) -> Result<Self, ConfigError> {
-        let iface = validate_iface(&args.iface)?;
-        let ports = parse_ports(&args.ports)?;
-        if args.syn_threshold == 0 {
+    pub fn from_settings(s: &Settings) -> Result<Self, ConfigError> {
+        let ifaces = validate_ifaces(&s.ifaces)?;
+        let ports = s.ports.clone().ok_or(ConfigError::NoPortsGiven)?;
+        if ports.is_empty() {
+            return Err(ConfigError::NoPortsGiven);
+        }
+        let on = s.syn_threshold.unwrap_or(DEFAULT_SYN_THRESHOLD);
+        if on == 0 {
             return Err(ConfigError::ZeroThreshold);
         }
-        let syn_off_pps = args.syn_off_threshold.unwrap_or(args.syn_threshold / 2);
-        if syn_off_pps > args.syn_threshold {
-            return Err(ConfigError::OffAboveOn {
-                on: args.syn_threshold,
-                off: syn_off_pps,
-            });
+        let off = s.syn_off_threshold.unwrap_or(on / 2);
+        if off > on {
+            return Err(ConfigError::OffAboveOn { on, off });
         }
-        if !(0.0..=MAX_HOLD_S).contains(&args.hold) {
-            return Err(ConfigError::InvalidHold(args.hold));
+        let hold = s.hold.unwrap_or(DEFAULT_HOLD_S);
+        if !(0.0..=MAX_HOLD_S).contains(&hold) {
+            return Err(ConfigError::InvalidHold(hold));
         }
-        if let Some(ws) = args.wscale.filter(|&ws| ws > MAX_WSCALE) {
+        if let Some(ws) = s.wscale.filter(|&ws| ws > MAX_WSCALE) {
             return Err(ConfigError::WscaleTooLarge(ws));
         }
+        let metrics_addr = s
+            .metrics_addr
+            .as_deref()
+            .map(|a| {
+                a.parse::<SocketAddr>()
+                    .map_err(|_| ConfigError::InvalidMetricsAddr(a.to_string()))
+            })
+            .transpose()?;
         Ok(RunConfig {
-            iface,
+            ifaces,
             ports,
-            mode: match args.mode {
+            mode: match s.mode.unwrap_or(ModeArg::Auto) {
                 ModeArg::Auto => CookieMode::Auto,
                 ModeArg::Always => CookieMode::Always,
             },
-            syn_on_pps: args.syn_threshold,
-            syn_off_pps,
-            hold: Duration::from_secs_f64(args.hold),
-            xdp: match args.xdp_mode {
+            syn_on_pps: on,
+            syn_off_pps: off,
+            hold: Duration::from_secs_f64(hold),
+            xdp: match s.xdp_mode {
                 None => XdpAttach::NativeThenSkb,
                 Some(XdpModeArg::Native) => XdpAttach::Native,
                 Some(XdpModeArg::Skb) => XdpAttach::Skb,
             },
-            wscale: args.wscale,
-            pin_base: args.pin_base.clone(),
-            run_dir: args.run_dir.clone(),
+            wscale: s.wscale,
+            metrics_addr,
+            log_format: s.log_format.unwrap_or_default(),
+            pin_base: s.pin_base.clone(),
+            run_dir: s.run_dir.clone(),
         })
     }
+}
+
+fn validate_ifaces(names: &[String]) -> Result<Vec<String>, ConfigError> {
+    if names.is_empty() {
+        return Err(ConfigError::NoIface);
+    }
+    let mut out: Vec<String> = Vec::with_capacity(names.len());
+    for name in names {
+        let name = validate_iface(name)?;
+        if out.contains(&name) {
+            return Err(ConfigError::DuplicateIface(name));
+        }
+        out.push(name);
+    }
+    Ok(out)
 }
 
 /// Parses "22,80,443" into sorted, unique ports. Duplicates are harmless, so they are merged
@@ -168,16 +235,19 @@ pub fn validate_iface(name: &str) -> Result<String, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::{Cli, Command};
-    use clap::Parser;
 
-    fn run_args(extra: &[&str]) -> RunArgs {
-        let mut argv = vec!["synguard", "run", "--iface", "veth0", "--ports", "80"];
-        argv.extend_from_slice(extra);
-        match Cli::try_parse_from(argv).unwrap().command {
-            Command::Run(r) => r,
-            Command::Stats(_) => unreachable!(),
-        }
+    fn settings(f: impl FnOnce(&mut Settings)) -> Settings {
+        let mut s = Settings {
+            ifaces: vec!["veth0".into()],
+            ports: Some(vec![80]),
+            ..Default::default()
+        };
+        f(&mut s);
+        s
+    }
+
+    fn build(f: impl FnOnce(&mut Settings)) -> Result<RunConfig, ConfigError> {
+        RunConfig::from_settings(&settings(f))
     }
 
     #[test]
@@ -194,12 +264,6 @@ mod tests {
             "port 70000 is outside 1..65535"
         );
         assert_eq!(parse_ports("80,0"), Err(ConfigError::PortZero));
-        assert!(
-            parse_ports("0")
-                .unwrap_err()
-                .to_string()
-                .starts_with("port 0 ")
-        );
         assert_eq!(
             parse_ports("80,abc").unwrap_err().to_string(),
             "invalid port 'abc' in --ports: expected numbers 1..65535 separated by commas"
@@ -224,7 +288,8 @@ mod tests {
 
     #[test]
     fn defaults_become_a_config() {
-        let c = RunConfig::from_args(&run_args(&[])).unwrap();
+        let c = build(|_| {}).unwrap();
+        assert_eq!(c.ifaces, ["veth0"]);
         assert_eq!(c.ports, vec![80]);
         assert_eq!(c.mode, CookieMode::Auto);
         assert_eq!(c.syn_on_pps, 1000);
@@ -232,46 +297,65 @@ mod tests {
         assert_eq!(c.hold, Duration::from_secs(10));
         assert_eq!(c.xdp, XdpAttach::NativeThenSkb);
         assert_eq!(c.wscale, None);
+        assert_eq!(c.metrics_addr, None);
+        assert_eq!(c.log_format, LogFormat::Human);
     }
 
     #[test]
     fn explicit_options() {
-        let c = RunConfig::from_args(&run_args(&[
-            "--mode",
-            "always",
-            "--syn-threshold",
-            "200",
-            "--syn-off-threshold",
-            "50",
-            "--hold",
-            "0.5",
-            "--xdp-mode",
-            "skb",
-            "--wscale",
-            "7",
-        ]))
+        let c = build(|s| {
+            s.mode = Some(ModeArg::Always);
+            s.syn_threshold = Some(200);
+            s.syn_off_threshold = Some(50);
+            s.hold = Some(0.5);
+            s.xdp_mode = Some(XdpModeArg::Skb);
+            s.wscale = Some(7);
+            s.metrics_addr = Some("127.0.0.1:9724".into());
+            s.ifaces.push("veth1".into());
+        })
         .unwrap();
         assert_eq!(c.mode, CookieMode::Always);
         assert_eq!((c.syn_on_pps, c.syn_off_pps), (200, 50));
         assert_eq!(c.hold, Duration::from_millis(500));
         assert_eq!(c.xdp, XdpAttach::Skb);
         assert_eq!(c.wscale, Some(7));
+        assert_eq!(c.metrics_addr, Some("127.0.0.1:9724".parse().unwrap()));
+        assert_eq!(c.ifaces, ["veth0", "veth1"]);
     }
 
     #[test]
     fn invalid_options() {
-        let err = |extra: &[&str]| RunConfig::from_args(&run_args(extra)).unwrap_err();
-        assert_eq!(err(&["--syn-threshold", "0"]), ConfigError::ZeroThreshold);
+        let err = |f: fn(&mut Settings)| build(f).unwrap_err();
         assert_eq!(
-            err(&["--syn-threshold", "10", "--syn-off-threshold", "20"]),
+            err(|s| s.syn_threshold = Some(0)),
+            ConfigError::ZeroThreshold
+        );
+        assert_eq!(
+            err(|s| {
+                s.syn_threshold = Some(10);
+                s.syn_off_threshold = Some(20);
+            }),
             ConfigError::OffAboveOn { on: 10, off: 20 }
         );
-        assert_eq!(err(&["--hold", "-1"]), ConfigError::InvalidHold(-1.0));
+        assert_eq!(err(|s| s.hold = Some(-1.0)), ConfigError::InvalidHold(-1.0));
         assert!(matches!(
-            err(&["--hold", "NaN"]),
+            err(|s| s.hold = Some(f64::NAN)),
             ConfigError::InvalidHold(_)
         ));
-        assert_eq!(err(&["--wscale", "15"]), ConfigError::WscaleTooLarge(15));
+        assert_eq!(
+            err(|s| s.wscale = Some(15)),
+            ConfigError::WscaleTooLarge(15)
+        );
+        assert_eq!(err(|s| s.ifaces.clear()), ConfigError::NoIface);
+        assert_eq!(err(|s| s.ports = None), ConfigError::NoPortsGiven);
+        assert_eq!(
+            err(|s| s.ifaces.push("veth0".into())),
+            ConfigError::DuplicateIface("veth0".into())
+        );
+        assert_eq!(
+            err(|s| s.metrics_addr = Some("localhost".into())),
+            ConfigError::InvalidMetricsAddr("localhost".into())
+        );
     }
 
     #[test]

@@ -1,16 +1,27 @@
 //! synguard's loader: attaches the XDP program, configures it through maps, reads its counters.
 //!
-//! One job per module: `cli` (arguments), `config` (validation), `sysctl` (kernel settings),
-//! `nic` (interface facts), `loader` (load/attach/pin and undo), `mode` (cookie-mode controller), `stats` (counters),
-//! `diagnose` (explaining kernel errors), `run` (the long-running commands).
+//! One job per module: `cli` (arguments), `config` (validation), `config_file` (the TOML file and
+//! flags over it), `sysctl` (kernel settings), `nic` (interface facts), `pin` (state on bpffs and
+//! its schema), `link` (the pinned XDP link: attach or replace), `loader` (load/configure/pin and
+//! undo, per interface), `mode` (cookie-mode controller), `stats` (counters), `status`, `metrics`
+//! (Prometheus), `detach` (clean-up after a crash), `logging`, `diagnose` (explaining kernel
+//! errors), `policy` (allow/block lists, limits, top sources), `run` (the long-running
+//! commands).
 pub mod cli;
 pub mod config;
+pub mod config_file;
+pub mod detach;
 pub mod diagnose;
+pub mod link;
 pub mod loader;
+pub mod logging;
+pub mod metrics;
 pub mod mode;
 pub mod nic;
 pub mod objects;
+pub mod pin;
 pub mod policy;
 pub mod run;
 pub mod stats;
+pub mod status;
 pub mod sysctl;

@@ -20,7 +20,7 @@ use aya::{
     Ebpf, EbpfError, EbpfLoader,
     maps::{Array, Map, MapData, MapError},
     pin::PinError,
-    programs::{ProgramError, Xdp, XdpMode, xdp::XdpLinkId},
+    programs::{ProgramError, Xdp, XdpMode},
 };
 use log::{debug, info, warn};
 use serde::Serialize;
@@ -31,34 +31,21 @@ use synguard_common::maps::{
 use thiserror::Error;
 
 use crate::{
-    config::{CookieMode, RunConfig, XdpAttach},
+    config::{CookieMode, RunConfig},
     diagnose::{self, MissingHelper},
+    link::{self, Attachment, How},
     mode::{Backend, ControlError, Controller, monotonic_ns},
-    objects,
+    objects, pin,
     sysctl::{
-        self, SYNCOOKIES, SysctlChange, SysctlError, SysctlSaver, Sysctls, TIMESTAMPS,
-        TIMESTAMPS_NO_OFFSET, TcpParams,
+        self, SYNCOOKIES, SyncookieVotes, SysctlChange, SysctlError, SysctlSaver, Sysctls,
+        TIMESTAMPS, TIMESTAMPS_NO_OFFSET, TcpParams,
     },
 };
 
-/// Where instances pin their maps, one directory per interface.
-pub const DEFAULT_PIN_BASE: &str = "/sys/fs/bpf/synguard";
 /// Where instances keep their lock and run-info files.
 pub const DEFAULT_RUN_DIR: &str = "/run/synguard";
-/// The conventional bpffs mount point.
-const BPFFS_ROOT: &str = "/sys/fs/bpf";
 /// The XDP program's name in the object.
 pub const PROGRAM: &str = "synguard";
-/// Maps `synguard stats` (and a later `status`) reads; the XDP program's private maps stay
-/// unpinned so they die with the program.
-pub const PINNED_MAPS: [&str; 6] = [
-    names::CONFIG,
-    names::PORTS,
-    names::MODE,
-    names::READY,
-    names::VERDICTS,
-    names::EVENTS,
-];
 /// While cookies are active, one SYN per listener per this period goes to the kernel. The kernel
 /// accepts cookie ACKs only if the listener overflowed in the last 120 s; a SYN per second keeps
 /// that fresh with room to spare and costs the kernel nothing measurable (platform notes).
@@ -98,7 +85,7 @@ pub enum LoaderError {
         #[source]
         source: MapError,
     },
-    #[error("cannot pin map {name} at {}", path.display())]
+    #[error("cannot pin {name} at {}", path.display())]
     Pin {
         name: &'static str,
         path: PathBuf,
@@ -124,8 +111,13 @@ pub enum LoaderError {
         #[source]
         source: io::Error,
     },
-    #[error("{} is not on a BPF filesystem", .0.display())]
-    NotBpffs(PathBuf),
+    #[error(transparent)]
+    PinDir(#[from] crate::pin::PinError),
+    #[error(
+        "this kernel attached XDP to {iface} without a BPF link (Linux 5.9+ needed): synguard \
+         needs a pinned link so that protection survives restarts"
+    )]
+    NoXdpLink { iface: String },
     #[error(transparent)]
     Sysctl(#[from] SysctlError),
     #[error(transparent)]
@@ -276,62 +268,9 @@ impl Drop for InstanceLock {
     }
 }
 
-fn is_bpffs(path: &Path) -> io::Result<bool> {
-    let c = CString::new(path.as_os_str().as_encoded_bytes())
-        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: statfs fills the zeroed struct we pass; `c` is NUL-terminated.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(st.f_type == libc::BPF_FS_MAGIC)
-}
-
-/// Makes sure `pin_dir` can hold pins. `ip netns exec` gives its command a fresh /sys on which
-/// /sys/fs/bpf is plain sysfs, so mount a bpffs there when needed (it lives as long as that mount
-/// namespace).
-fn prepare_pin_dir(pin_dir: &Path) -> Result<(), LoaderError> {
-    let root = Path::new(BPFFS_ROOT);
-    if pin_dir.starts_with(root) && !is_bpffs(root).map_err(io_err("cannot statfs", root))? {
-        let src = CString::new("bpf").expect("no NUL");
-        let target = CString::new(BPFFS_ROOT).expect("no NUL");
-        let opts = CString::new("mode=0700").expect("no NUL");
-        // SAFETY: all arguments are valid NUL-terminated strings.
-        let rc = unsafe {
-            libc::mount(
-                src.as_ptr(),
-                target.as_ptr(),
-                src.as_ptr(),
-                0,
-                opts.as_ptr().cast(),
-            )
-        };
-        if rc != 0 {
-            return Err(io_err("cannot mount a BPF filesystem on", root)(
-                io::Error::last_os_error(),
-            ));
-        }
-        info!("mounted a BPF filesystem on {BPFFS_ROOT} (this mount namespace had none)");
-    }
-    fs::create_dir_all(pin_dir).map_err(io_err("cannot create", pin_dir))?;
-    if !is_bpffs(pin_dir).map_err(io_err("cannot statfs", pin_dir))? {
-        return Err(LoaderError::NotBpffs(pin_dir.to_path_buf()));
-    }
-    Ok(())
-}
-
-/// Removes an instance's pin directory, and the base directory once it is empty.
-fn remove_pin_dir(pin_dir: &Path) -> io::Result<()> {
-    fs::remove_dir_all(pin_dir)?;
-    if let Some(base) = pin_dir.parent() {
-        // Fails harmlessly while other instances still have directories there.
-        let _ = fs::remove_dir(base);
-    }
-    Ok(())
-}
-
-/// What `synguard stats` and a future `status` can learn about a running instance without
-/// touching BPF: `<run_dir>/<iface>.json`.
+/// What `synguard status` and a successor learn about an instance without touching BPF:
+/// `<run_dir>/<iface>.json`. It stays after a kill -9 or a hand-over, for the next `run` to adopt
+/// and for `detach` to undo.
 #[derive(Debug, Serialize)]
 pub struct RunInfo<'a> {
     pub pid: u32,
@@ -349,6 +288,47 @@ pub struct RunInfo<'a> {
     pub sysctl_changes: &'a [SysctlChange],
     /// What every touched setting was before; a successor uses it to undo a crashed run.
     pub sysctl_originals: std::collections::BTreeMap<&'static str, u64>,
+    /// Unix time (seconds) this instance took the interface.
+    pub started_unix_s: u64,
+    /// "fresh" or "replaced" (took over a pinned link without a gap).
+    pub attach: &'static str,
+}
+
+/// The parts of a previous instance's run-info a successor needs.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct PrevRun {
+    pub pid: u32,
+    pub netns: Option<String>,
+    #[serde(default)]
+    pub xdp_mode: String,
+    #[serde(default)]
+    pub sysctl_originals: std::collections::BTreeMap<String, u64>,
+}
+
+impl PrevRun {
+    /// None when there is no file; an unreadable one is reported and ignored.
+    pub fn read(path: &Path) -> Option<PrevRun> {
+        let text = fs::read_to_string(path).ok()?;
+        match serde_json::from_str(&text) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                warn!("ignoring unreadable {}: {e}", path.display());
+                None
+            }
+        }
+    }
+
+    /// Its kernel settings are ours to restore only if it ran in our network namespace.
+    pub fn same_netns(&self) -> bool {
+        self.netns.is_some() && self.netns == netns_of("self")
+    }
+
+    pub fn originals(&self) -> Vec<(String, u64)> {
+        self.sysctl_originals
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
+    }
 }
 
 /// The kernel-derived part of the configuration, for humans checking what was computed.
@@ -364,9 +344,10 @@ pub struct ConfigInfo {
 
 /// The controller's access to the kernel: the two mode maps and the sysctl tree.
 pub struct MapBackend {
+    iface: String,
     mode: Array<MapData, ModeState>,
     ready: Array<MapData, ReadyState>,
-    sysctls: Sysctls,
+    syncookies: SyncookieVotes,
 }
 
 impl Backend for MapBackend {
@@ -387,7 +368,7 @@ impl Backend for MapBackend {
     }
 
     fn set_syncookies(&mut self, value: u64) -> Result<(), ControlError> {
-        Ok(self.sysctls.write(SYNCOOKIES, value)?)
+        Ok(self.syncookies.set(&self.iface, value)?)
     }
 
     fn now_ns(&self) -> u64 {
@@ -395,14 +376,17 @@ impl Backend for MapBackend {
     }
 }
 
-/// A running synguard: everything it changed, undone on drop.
+/// A guarded interface: everything synguard put in place for it, undone on drop unless handed
+/// over. The kernel settings are the process's (`SysctlSaver`), shared by all interfaces.
 pub struct Instance {
     iface: String,
     ebpf: Option<Ebpf>,
-    link: Option<XdpLinkId>,
+    link: Option<Attachment>,
     pin_dir: Option<PathBuf>,
     run_info: Option<PathBuf>,
-    sysctls: SysctlSaver,
+    /// Leave link, pins and run-info for a successor (hand-over, or a failed take-over while
+    /// the previous program still protects the interface).
+    leave_in_place: bool,
     // Last: released only after everything else is undone.
     _lock: InstanceLock,
 }
@@ -450,43 +434,50 @@ fn warn_about_vlan_offload(iface: &str) {
     }
 }
 
-fn xdp_mode_name(mode: XdpMode) -> &'static str {
-    match mode {
-        XdpMode::Driver => "native",
-        XdpMode::Skb => "skb",
-        XdpMode::Hardware => "hardware",
-        XdpMode::Default => "default",
-    }
-}
-
 impl Instance {
-    /// Takes the interface: lock, sysctls, load, configure, pin, attach.
-    pub fn start(cfg: &RunConfig) -> Result<Started, LoaderError> {
-        let if_index = check_interface(&cfg.iface)?;
-        warn_about_vlan_offload(&cfg.iface);
-        let lock = InstanceLock::acquire(&cfg.run_dir, &cfg.iface)?;
-        let pin_dir = cfg.pin_base.join(&cfg.iface);
-        if pin_dir.exists() {
-            // We hold the lock, so whoever pinned these is gone.
+    /// Takes the interface: lock, adopt what a previous instance left, load, configure, pin,
+    /// attach (or replace the program behind the pinned link).
+    pub fn start(
+        cfg: &RunConfig,
+        iface: &str,
+        saver: &mut SysctlSaver,
+        syncookies: SyncookieVotes,
+    ) -> Result<Started, LoaderError> {
+        let if_index = check_interface(iface)?;
+        warn_about_vlan_offload(iface);
+        let lock = InstanceLock::acquire(&cfg.run_dir, iface)?;
+        let run_info = cfg.run_dir.join(format!("{iface}.json"));
+        let prev = PrevRun::read(&run_info).filter(|p| {
+            // Settings changed in another namespace are not ours to restore.
+            p.same_netns() || {
+                warn!(
+                    "{iface}: ignoring {} from another network namespace",
+                    run_info.display()
+                );
+                false
+            }
+        });
+        if let Some(p) = &prev {
             info!(
-                "removing {} left by a synguard that did not shut down cleanly",
-                pin_dir.display()
+                "{iface}: taking over from synguard pid {} (it exited without detaching); the \
+                 kernel settings it changed will be restored when this one detaches",
+                p.pid
             );
-            remove_pin_dir(&pin_dir).map_err(io_err("cannot remove", &pin_dir))?;
+            saver.adopt(&p.originals());
         }
-        let sysctls = Sysctls::default();
-        undo_dead_instance(&cfg.run_dir.join(format!("{}.json", cfg.iface)), &sysctls);
+        let pin_dir = cfg.pin_base.join(iface);
         let mut inst = Instance {
-            iface: cfg.iface.clone(),
+            iface: iface.to_string(),
             ebpf: None,
             link: None,
             pin_dir: None,
             run_info: None,
-            sysctls: SysctlSaver::new(sysctls.clone()),
+            // A program left behind keeps protecting if we fail before replacing it.
+            leave_in_place: pin_dir.join(pin::LINK).exists(),
             _lock: lock,
         };
         // From here on, an error drops `inst`, which undoes whatever was done.
-        let (controller, logger) = inst.setup(cfg, if_index, sysctls)?;
+        let (controller, logger) = inst.setup(cfg, if_index, &pin_dir, prev, saver, syncookies)?;
         Ok(Started {
             instance: inst,
             controller,
@@ -494,14 +485,23 @@ impl Instance {
         })
     }
 
+    pub fn iface(&self) -> &str {
+        &self.iface
+    }
+
     fn setup(
         &mut self,
         cfg: &RunConfig,
         if_index: u32,
-        sysctls: Sysctls,
+        pin_dir: &Path,
+        prev: Option<PrevRun>,
+        saver: &mut SysctlSaver,
+        syncookies: SyncookieVotes,
     ) -> Result<(Controller<MapBackend>, Option<ProgramLogger>), LoaderError> {
+        let iface = self.iface.clone();
+        let sysctls = Sysctls::default();
         let tcp = TcpParams::read(&sysctls)?;
-        let mtu = sysctl::iface_mtu(&cfg.iface)?;
+        let mtu = sysctl::iface_mtu(&iface)?;
         let nr_cpus = match aya::util::nr_cpus() {
             Ok(n) => n.min(MAX_CPUS as usize) as u32,
             Err((path, e)) => {
@@ -519,7 +519,50 @@ impl Instance {
         debug!("map config: {config:?}");
         raise_memlock_limit();
 
-        let ebpf = self.ebpf.insert(load_object()?);
+        pin::prepare_dir(pin_dir)?;
+        self.pin_dir = Some(pin_dir.to_path_buf());
+        let layouts = pin::object_layouts(objects::synguard())
+            .map_err(|e| LoaderError::Missing(format!("readable map definitions ({e})")))?;
+        let kept = reconcile_pins(&iface, pin_dir, &layouts)?;
+        // Whether a previous program has cookies on right now, from its pinned READY map.
+        let ready_now = if kept.iter().any(|n| n == names::READY) {
+            read_pinned_ready(&pin_dir.join(names::READY))?
+        } else {
+            ReadyState::default()
+        };
+        let adopting_cookies = ready_now.kernel_ready != 0;
+
+        // Kernel settings before the program can send a cookie: the kernel must accept them.
+        saver.set(
+            TIMESTAMPS,
+            TIMESTAMPS_NO_OFFSET,
+            "options in a cookie's timestamp decode only without the per-connection offset",
+        )?;
+        let original = match saver.original(SYNCOOKIES) {
+            Some(v) => v,
+            None => sysctls.read_u64(SYNCOOKIES)?,
+        };
+        let idle = sysctl::syncookies_at_attach(cfg.mode, original);
+        if adopting_cookies {
+            // Cookies are on right now (a flood in auto mode): the kernel must keep accepting
+            // them; the controller puts the idle value back when the flood ends.
+            saver.remember(SYNCOOKIES)?;
+        } else {
+            saver.set(
+                SYNCOOKIES,
+                idle,
+                match cfg.mode {
+                    CookieMode::Always => "always mode: the kernel must accept every cookie ACK",
+                    CookieMode::Auto => {
+                        "auto mode: kernel cookies as fallback, 2 while XDP sends them"
+                    }
+                },
+            )?;
+        }
+
+        // Maps are pinned while loading, and a pinned map is what `stats` waits for: the
+        // kernel settings above come first, so whoever sees the maps sees them in effect.
+        let ebpf = self.ebpf.insert(load_object(pin_dir, &layouts)?);
         let logger = match aya_log::EbpfLogger::init(ebpf) {
             Ok(l) => Some(l),
             Err(e) => {
@@ -527,54 +570,24 @@ impl Instance {
                 None
             }
         };
-        let xdp: &mut Xdp = ebpf
-            .program_mut(PROGRAM)
-            .ok_or_else(|| LoaderError::Missing(format!("program {PROGRAM}")))?
-            .try_into()
-            .map_err(|source| LoaderError::Program {
-                what: "use the program as XDP",
-                source,
-            })?;
+        let xdp = program_of(ebpf)?;
         xdp.load()
             .map_err(|e| program_error("load the XDP program", e))?;
 
-        write_config(ebpf, &config, &cfg.ports)?;
-
-        // Kernel settings before the program can send a cookie: the kernel must accept them.
-        self.sysctls.set(
-            TIMESTAMPS,
-            TIMESTAMPS_NO_OFFSET,
-            "options in a cookie's timestamp decode only without the per-connection offset",
-        )?;
-        let current = sysctls.read_u64(SYNCOOKIES)?;
-        let idle = sysctl::syncookies_at_attach(cfg.mode, current);
-        self.sysctls.set(
-            SYNCOOKIES,
-            idle,
-            match cfg.mode {
-                CookieMode::Always => "always mode: the kernel must accept every cookie ACK",
-                CookieMode::Auto => "auto mode: kernel cookies as fallback, 2 while XDP sends them",
-            },
+        // The maps may be the running program's: the new config applies to it at once.
+        write_config(
+            ebpf,
+            &config,
+            &cfg.ports,
+            kept.iter().any(|n| n == names::PORTS),
         )?;
 
         // Recorded now, before anything can crash, so a successor can undo these settings.
-        let pin_dir = cfg.pin_base.join(&cfg.iface);
-        self.write_run_info(cfg, &pin_dir, None, &config)?;
+        let prev_mode = prev.map(|p| p.xdp_mode);
+        self.write_run_info(cfg, pin_dir, None, "pending", &config, saver)?;
         let ebpf = self.ebpf.as_mut().expect("loaded above");
-
-        // Pin before taking maps out of `ebpf`: taken maps are still the same kernel objects.
-        prepare_pin_dir(&pin_dir)?;
-        self.pin_dir = Some(pin_dir.clone());
-        for name in PINNED_MAPS {
-            let path = pin_dir.join(name);
-            let map = ebpf
-                .map(name)
-                .ok_or_else(|| LoaderError::Missing(format!("map {name}")))?;
-            map.pin(&path)
-                .map_err(|source| LoaderError::Pin { name, path, source })?;
-        }
-
         let backend = MapBackend {
+            iface: iface.clone(),
             mode: Array::try_from(take_map(ebpf, names::MODE)?).map_err(|source| {
                 LoaderError::Map {
                     name: names::MODE,
@@ -587,78 +600,40 @@ impl Instance {
                     source,
                 }
             })?,
-            sysctls,
+            syncookies,
         };
-        let mut controller = Controller::new(backend, cfg.mode, idle);
-        controller.start()?;
+        let mut controller = Controller::new(backend, cfg.mode, idle).named(&iface);
+        controller.resume(if adopting_cookies {
+            Some(ready_now)
+        } else {
+            None
+        })?;
 
-        let xdp_mode = self.attach(cfg.xdp, if_index)?;
+        let (att, xdp_mode, how) = link::attach(
+            program_of(ebpf)?,
+            &iface,
+            if_index,
+            cfg.xdp,
+            &pin_dir.join(pin::LINK),
+            prev_mode.as_deref(),
+        )?;
+        self.link = Some(att);
+        self.leave_in_place = false;
+        // Last: readers (`stats`, `status`, a waiting test) accept the directory only once it
+        // is marked, i.e. once the maps hold this configuration and the program is attached.
+        pin::mark_schema(pin_dir)?;
+        let (verb, attach) = match how {
+            How::Fresh => ("attached to", "fresh"),
+            How::Replaced => ("replaced the running program on", "replaced"),
+        };
         info!(
-            "synguard attached to {} ({} XDP), protecting TCP ports {:?}, {} mode",
-            cfg.iface,
-            xdp_mode_name(xdp_mode),
+            "synguard {verb} {iface} ({} XDP), protecting TCP ports {:?}, {} mode",
+            link::mode_name(xdp_mode),
             cfg.ports,
             cfg.mode.name()
         );
-        self.write_run_info(cfg, &pin_dir, Some(xdp_mode), &config)?;
+        self.write_run_info(cfg, pin_dir, Some(xdp_mode), attach, &config, saver)?;
         Ok((controller, logger))
-    }
-
-    fn attach(&mut self, want: XdpAttach, if_index: u32) -> Result<XdpMode, LoaderError> {
-        let (first, fallback) = match want {
-            XdpAttach::NativeThenSkb => (XdpMode::Driver, Some(XdpMode::Skb)),
-            XdpAttach::Native => (XdpMode::Driver, None),
-            XdpAttach::Skb => (XdpMode::Skb, None),
-        };
-        match self.attach_in(first, if_index) {
-            Ok(()) => Ok(first),
-            // Only a mode the driver cannot do is worth another try; a permission problem or a
-            // program already attached fails the same way in every mode.
-            Err(err @ LoaderError::Attach { .. }) if fallback.is_some() => {
-                let fallback = fallback.expect("checked");
-                info!(
-                    "{:#}; falling back to {} mode",
-                    anyhow::Error::from(err),
-                    xdp_mode_name(fallback)
-                );
-                self.attach_in(fallback, if_index).map(|()| fallback)
-            }
-            Err(err) => Err(err),
-        }
-    }
-
-    fn attach_in(&mut self, mode: XdpMode, if_index: u32) -> Result<(), LoaderError> {
-        let iface = self.iface.clone();
-        let result = self.xdp()?.attach_to_if_index(if_index, mode);
-        match result {
-            Ok(link) => {
-                self.link = Some(link);
-                Ok(())
-            }
-            Err(source) => Err(match diagnose::errno(&source) {
-                Some(libc::EPERM) => LoaderError::NotPermitted {
-                    what: "attaching XDP",
-                },
-                Some(libc::EBUSY | libc::EEXIST) => LoaderError::XdpBusy { iface },
-                _ => LoaderError::Attach {
-                    iface,
-                    mode: xdp_mode_name(mode),
-                    source,
-                },
-            }),
-        }
-    }
-
-    fn xdp(&mut self) -> Result<&mut Xdp, LoaderError> {
-        self.ebpf
-            .as_mut()
-            .and_then(|e| e.program_mut(PROGRAM))
-            .ok_or_else(|| LoaderError::Missing(format!("program {PROGRAM}")))?
-            .try_into()
-            .map_err(|source| LoaderError::Program {
-                what: "use the program as XDP",
-                source,
-            })
     }
 
     fn write_run_info(
@@ -666,15 +641,17 @@ impl Instance {
         cfg: &RunConfig,
         pin_dir: &Path,
         xdp_mode: Option<XdpMode>,
+        attach: &'static str,
         config: &Config,
+        saver: &SysctlSaver,
     ) -> Result<(), LoaderError> {
         let info = RunInfo {
             pid: std::process::id(),
-            iface: &cfg.iface,
+            iface: &self.iface,
             netns: netns_of("self"),
             ports: &cfg.ports,
             mode: cfg.mode.name(),
-            xdp_mode: xdp_mode.map_or("pending", xdp_mode_name),
+            xdp_mode: xdp_mode.map_or("pending", link::mode_name),
             pin_dir,
             syn_on_pps: cfg.syn_on_pps,
             syn_off_pps: cfg.syn_off_pps,
@@ -687,36 +664,55 @@ impl Instance {
                 rcv_space: config.rcv_space,
                 nr_cpus: config.nr_cpus,
             },
-            sysctl_changes: self.sysctls.changes(),
-            sysctl_originals: self.sysctls.originals(),
+            sysctl_changes: saver.changes(),
+            sysctl_originals: saver.originals(),
+            started_unix_s: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            attach,
         };
-        let path = cfg.run_dir.join(format!("{}.json", cfg.iface));
+        let path = cfg.run_dir.join(format!("{}.json", self.iface));
         let text = serde_json::to_string_pretty(&info).expect("run info serialises");
-        fs::write(&path, text + "\n").map_err(io_err("cannot write", &path))?;
+        // Write-then-rename: a reader (status, a successor after a crash) never sees half a file.
+        let tmp = path.with_extension("json.tmp");
+        fs::write(&tmp, text + "\n").map_err(io_err("cannot write", &tmp))?;
+        fs::rename(&tmp, &path).map_err(io_err("cannot write", &path))?;
         self.run_info = Some(path);
         Ok(())
     }
 
-    /// Undoes everything, in reverse order of setup. Idempotent; also runs on drop.
+    /// Exit without undoing anything: the pinned link keeps the program attached with its
+    /// maps, and the run-info keeps what the next `run` (or `detach`) needs.
+    pub fn hand_over(mut self) {
+        self.leave_in_place = true;
+        info!(
+            "{}: handing over: the program stays attached for the next synguard run",
+            self.iface
+        );
+    }
+
+    /// Undoes everything but the kernel settings (the process restores those once all its
+    /// interfaces are detached), in reverse order of setup. Idempotent; also runs on drop.
     pub fn shutdown(&mut self) {
+        if self.leave_in_place {
+            // Dropping our fds leaves the pinned link and maps alive.
+            self.link = None;
+            self.ebpf = None;
+            return;
+        }
         if let Some(link) = self.link.take() {
-            match self.xdp().map(|xdp| xdp.detach(link)) {
-                Ok(Ok(())) => info!("detached from {}", self.iface),
-                Ok(Err(e)) => warn!("detaching from {}: {e}", self.iface),
+            match link.detach() {
+                Ok(()) => info!("detached from {}", self.iface),
                 Err(e) => warn!("detaching from {}: {e}", self.iface),
             }
         }
         // Closing the object frees the program and every unpinned map.
         self.ebpf = None;
         if let Some(dir) = self.pin_dir.take()
-            && let Err(e) = remove_pin_dir(&dir)
+            && let Err(e) = pin::remove_dir(&dir)
             && e.kind() != io::ErrorKind::NotFound
         {
             warn!("cannot remove {}: {e}", dir.display());
-        }
-        // Only now that no program sends cookies may the kernel stop accepting them.
-        for e in self.sysctls.restore() {
-            warn!("{:#}", anyhow::Error::from(e));
         }
         if let Some(path) = self.run_info.take() {
             let _ = fs::remove_file(path);
@@ -730,48 +726,93 @@ impl Drop for Instance {
     }
 }
 
-/// A run-info file that exists while we hold the lock was left by an instance that died without
-/// cleaning up (SIGKILL, crash). Put back the sysctls it changed, if it ran in our network
-/// namespace; otherwise we would take its changed values for the originals and keep them forever.
-fn undo_dead_instance(run_info: &Path, sysctls: &Sysctls) {
-    let Ok(text) = fs::read_to_string(run_info) else {
-        return;
-    };
-    let info: serde_json::Value = match serde_json::from_str(&text) {
-        Ok(v) => v,
-        Err(e) => {
-            warn!("ignoring unreadable {}: {e}", run_info.display());
-            let _ = fs::remove_file(run_info);
-            return;
-        }
-    };
-    let pid = info["pid"].as_u64().unwrap_or(0);
-    if info["netns"].as_str() == netns_of("self").as_deref() {
-        let originals: Vec<(String, u64)> = info["sysctl_originals"]
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| Some((k.clone(), v.as_u64()?)))
-                    .collect()
-            })
-            .unwrap_or_default();
-        for (name, now, original) in
-            sysctl::leftovers(&originals, |name| sysctls.read_u64(name).ok())
-        {
-            match sysctls.write(name, original) {
-                Ok(()) => info!(
-                    "{name}: {now} -> {original} (restored after synguard pid {pid}, which did \
-                     not shut down cleanly)"
-                ),
-                Err(e) => warn!("{:#}", anyhow::Error::from(e)),
-            }
+/// Puts back the kernel settings a previous instance recorded (in its run-info) and left
+/// changed, if it ran in our network namespace. For `detach` after a kill -9 or a hand-over.
+pub fn restore_recorded_sysctls(prev: &PrevRun, sysctls: &Sysctls) -> Vec<String> {
+    let mut done = Vec::new();
+    if !prev.same_netns() {
+        warn!("not restoring kernel settings: they were changed in another network namespace");
+        return done;
+    }
+    let originals = prev.originals();
+    for (name, now, original) in sysctl::leftovers(&originals, |name| sysctls.read_u64(name).ok()) {
+        match sysctls.write(name, original) {
+            Ok(()) => done.push(format!("{name}: {now} -> {original}")),
+            Err(e) => warn!("{:#}", anyhow::Error::from(e)),
         }
     }
-    let _ = fs::remove_file(run_info);
+    done
 }
 
-fn load_object() -> Result<Ebpf, LoaderError> {
-    EbpfLoader::new().load(objects::synguard()).map_err(|e| {
+/// Removes the pins that cannot be reused (another schema, another layout) and says so; returns
+/// the names kept, whose contents the new program inherits.
+fn reconcile_pins(
+    iface: &str,
+    dir: &Path,
+    layouts: &std::collections::BTreeMap<String, pin::Layout>,
+) -> Result<Vec<String>, LoaderError> {
+    let pinned = pin::pinned_maps(dir)?;
+    let plan = match pin::inspect(dir)? {
+        pin::Found::Other(found) => {
+            warn!(
+                "{iface}: state in {} has schema {found}, this synguard {}: counters and state \
+                 reset",
+                dir.display(),
+                pin::SCHEMA_VERSION
+            );
+            pin::Reuse {
+                kept: Vec::new(),
+                reset: pinned
+                    .keys()
+                    .map(|n| (n.clone(), "other schema".to_string()))
+                    .collect(),
+            }
+        }
+        _ => pin::plan_reuse(layouts, &pinned),
+    };
+    for (name, why) in &plan.reset {
+        let path = dir.join(name);
+        fs::remove_file(&path).map_err(io_err("cannot remove", &path))?;
+        warn!("{iface}: {name} reset ({why})");
+    }
+    if !plan.kept.is_empty() {
+        info!(
+            "{iface}: carrying over counters and state from the previous program ({})",
+            plan.kept.join(", ")
+        );
+    }
+    Ok(plan.kept)
+}
+
+fn program_of(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoaderError> {
+    ebpf.program_mut(PROGRAM)
+        .ok_or_else(|| LoaderError::Missing(format!("program {PROGRAM}")))?
+        .try_into()
+        .map_err(|source| LoaderError::Program {
+            what: "use the program as XDP",
+            source,
+        })
+}
+
+fn read_pinned_ready(path: &Path) -> Result<ReadyState, LoaderError> {
+    let name = names::READY;
+    let err = |source| LoaderError::Map { name, source };
+    let map = Map::from_map_data(MapData::from_pin(path).map_err(err)?).map_err(err)?;
+    let array: Array<_, ReadyState> = Array::try_from(map).map_err(err)?;
+    array.get(&0, 0).map_err(err)
+}
+
+/// Loads the object with every shareable map pinned in `dir`: aya opens a pin that exists (its
+/// contents carry over) and creates and pins one that does not.
+fn load_object(
+    dir: &Path,
+    layouts: &std::collections::BTreeMap<String, pin::Layout>,
+) -> Result<Ebpf, LoaderError> {
+    let mut loader = EbpfLoader::new();
+    for name in layouts.keys() {
+        loader.map_pin_path(name.as_str(), dir.join(name));
+    }
+    loader.load(objects::synguard()).map_err(|e| {
         if diagnose::is_permission_error(&e) {
             LoaderError::NotPermitted {
                 what: "creating BPF maps",
@@ -782,7 +823,12 @@ fn load_object() -> Result<Ebpf, LoaderError> {
     })
 }
 
-fn write_config(ebpf: &mut Ebpf, config: &Config, ports: &[u16]) -> Result<(), LoaderError> {
+fn write_config(
+    ebpf: &mut Ebpf,
+    config: &Config,
+    ports: &[u16],
+    inherited_ports: bool,
+) -> Result<(), LoaderError> {
     let map_err = |name| move |source| LoaderError::Map { name, source };
     let mut cfg_map: Array<_, Config> = Array::try_from(
         ebpf.map_mut(names::CONFIG)
@@ -806,6 +852,21 @@ fn write_config(ebpf: &mut Ebpf, config: &Config, ports: &[u16]) -> Result<(), L
                 0,
             )
             .map_err(map_err(names::PORTS))?;
+    }
+    if inherited_ports {
+        // New ports first, then the ones no longer wanted: no protected port is ever off.
+        for port in 0..=u16::MAX {
+            let flags = port_map
+                .get(&(port as u32), 0)
+                .map_err(map_err(names::PORTS))?
+                .flags;
+            if flags != 0 && ports.binary_search(&port).is_err() {
+                port_map
+                    .set(port as u32, PortConfig { flags: 0 }, 0)
+                    .map_err(map_err(names::PORTS))?;
+                info!("port {port} no longer protected");
+            }
+        }
     }
     Ok(())
 }
@@ -833,7 +894,7 @@ mod tests {
 
     fn run_config() -> RunConfig {
         RunConfig {
-            iface: "a".into(),
+            ifaces: vec!["a".into()],
             ports: vec![80],
             mode: CookieMode::Auto,
             syn_on_pps: 1000,
@@ -841,7 +902,9 @@ mod tests {
             hold: Duration::from_secs(10),
             xdp: XdpAttach::NativeThenSkb,
             wscale: None,
-            pin_base: PathBuf::from(DEFAULT_PIN_BASE),
+            metrics_addr: None,
+            log_format: crate::cli::LogFormat::Human,
+            pin_base: PathBuf::from(crate::pin::DEFAULT_PIN_BASE),
             run_dir: PathBuf::from(DEFAULT_RUN_DIR),
         }
     }

@@ -1,19 +1,47 @@
 use clap::Parser as _;
 use synguard::{
-    cli::{Cli, Command},
-    run,
+    cli::{Cli, Command, ConfigCommand, LogFormat},
+    config_file, detach, logging, run, status,
 };
 
 #[tokio::main]
 async fn main() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
     let result = match &cli.command {
-        Command::Run(args) => run::run(args).await,
-        Command::Stats(args) => run::stats(args).await,
+        Command::Run(args) => match config_file::resolve(args) {
+            Ok(cfg) => {
+                logging::init(cfg.log_format);
+                run::run(&cfg).await
+            }
+            Err(e) => Err(e.into()),
+        },
+        command => {
+            logging::init(LogFormat::Human);
+            match command {
+                Command::Run(_) => unreachable!("handled above"),
+                Command::Stats(args) => run::stats(args).await.map(|()| 0),
+                Command::Status(args) => status::status(args).map(|()| 0),
+                Command::Detach(args) => detach::detach(args).map(|()| 0),
+                Command::Config(ConfigCommand::Validate { file }) => config_file::validate(file)
+                    .map(|_| {
+                        println!("{}: ok", file.display());
+                        0
+                    })
+                    .map_err(Into::into),
+                Command::Config(ConfigCommand::Dump(args)) => config_file::resolve(args)
+                    .map(|cfg| {
+                        print!("{}", config_file::dump(&cfg));
+                        0
+                    })
+                    .map_err(Into::into),
+            }
+        }
     };
-    if let Err(e) = result {
-        eprintln!("synguard: {e:#}");
-        std::process::exit(1);
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("synguard: {e:#}");
+            std::process::exit(1);
+        }
     }
 }

@@ -69,6 +69,8 @@ pub struct Controller<B> {
     restore_pending: bool,
     /// Last error logged, so a persistent failure is logged once, not 20 times a second.
     last_error: Option<String>,
+    /// The interface, for log lines (one process may guard several).
+    name: String,
 }
 
 impl<B: Backend> Controller<B> {
@@ -80,6 +82,26 @@ impl<B: Backend> Controller<B> {
             ready: false,
             restore_pending: false,
             last_error: None,
+            name: String::new(),
+        }
+    }
+
+    /// Names the interface in this controller's log lines.
+    pub fn named(mut self, iface: &str) -> Self {
+        self.name = format!("{iface}: ");
+        self
+    }
+
+    /// Like [`Controller::start`], but keeps cookies on when a previous instance left them on
+    /// (`current` ready): a take-over during a flood must not hand a single SYN to the kernel.
+    pub fn resume(&mut self, current: Option<ReadyState>) -> Result<(), ControlError> {
+        match current {
+            Some(r) if r.kernel_ready != 0 => {
+                self.ready = true;
+                info!("{}cookies stay on (taken over during a flood)", self.name);
+                Ok(())
+            }
+            _ => self.start(),
         }
     }
 
@@ -112,13 +134,16 @@ impl<B: Backend> Controller<B> {
         match self.step() {
             Ok(()) => {
                 if self.last_error.take().is_some() {
-                    info!("cookie-mode controller recovered");
+                    info!("{}cookie-mode controller recovered", self.name);
                 }
             }
             Err(e) => {
                 let text = format!("{:#}", anyhow::Error::from(e));
                 if self.last_error.as_deref() != Some(text.as_str()) {
-                    warn!("cookie-mode controller: {text} (retrying every {TICK:?})");
+                    warn!(
+                        "{}cookie-mode controller: {text} (retrying every {TICK:?})",
+                        self.name
+                    );
                     self.last_error = Some(text);
                 }
             }
@@ -138,14 +163,20 @@ impl<B: Backend> Controller<B> {
                 let now = self.backend.now_ns();
                 self.backend.set_ready(ReadyState::new(true, now))?;
                 self.ready = true;
-                info!("cookies on (SYN rate {} pps)", state.last_rate_pps);
+                info!(
+                    "{}cookies on (SYN rate {} pps)",
+                    self.name, state.last_rate_pps
+                );
                 Ok(())
             }
             Step::TurnOff => {
                 let now = self.backend.now_ns();
                 self.backend.set_ready(ReadyState::new(false, now))?;
                 self.ready = false;
-                info!("cookies off (SYN rate {} pps)", state.last_rate_pps);
+                info!(
+                    "{}cookies off (SYN rate {} pps)",
+                    self.name, state.last_rate_pps
+                );
                 if let Err(e) = self.backend.set_syncookies(self.idle_syncookies) {
                     self.restore_pending = true;
                     return Err(e);
@@ -237,6 +268,30 @@ mod tests {
         assert_eq!(c.backend.ready.ready_since_ns, 42);
         c.tick();
         assert_eq!(c.backend.calls, ["ready=1"]);
+    }
+
+    #[test]
+    fn take_over_during_a_flood_keeps_cookies_on() {
+        // The previous program had cookies on: nothing is written, so no SYN slips through to
+        // the kernel between the take-over and the next tick.
+        let mut c = Controller::new(Fake::default(), CookieMode::Auto, 1);
+        c.backend.wanted = 1;
+        c.resume(Some(ReadyState::new(true, 7))).unwrap();
+        assert!(c.is_ready());
+        c.tick();
+        assert!(c.backend.calls.is_empty(), "{:?}", c.backend.calls);
+        // The flood ends: cookies go off the usual way.
+        c.backend.wanted = 0;
+        c.tick();
+        assert_eq!(c.backend.calls, ["ready=0", "syncookies=1"]);
+    }
+
+    #[test]
+    fn take_over_when_quiet_starts_as_usual() {
+        let mut c = Controller::new(Fake::default(), CookieMode::Auto, 1);
+        c.resume(None).unwrap();
+        assert!(!c.is_ready());
+        assert_eq!(c.backend.calls, ["ready=0"]);
     }
 
     #[test]

@@ -1,57 +1,102 @@
-//! The two long-running commands: `run` (attach, control, wait for a signal, clean up) and
-//! `stats` (sample the pinned counters every interval).
+//! The two long-running commands: `run` (attach to every interface, control, serve metrics,
+//! wait for a signal, then detach or hand over) and `stats` (sample the pinned counters).
 
 use std::{
     io::{self, Write as _},
+    task::Poll,
     time::Duration,
 };
 
 use anyhow::{Context as _, bail};
-use log::info;
+use log::{info, warn};
 use tokio::{
     io::unix::AsyncFd,
     signal::unix::{SignalKind, signal},
 };
 
 use crate::{
-    cli::{RunArgs, StatsArgs},
+    cli::StatsArgs,
     config::RunConfig,
     loader::{Instance, ProgramLogger},
-    mode,
+    metrics, mode,
     stats::{self, Report},
+    sysctl::{SyncookieVotes, SysctlSaver, Sysctls},
 };
 
-/// Waits until the program's log ring buffer has records and forwards them to `log`; never
-/// returns when there is no log map, so `select!` simply ignores it.
-async fn forward_logs(logger: &mut Option<AsyncFd<ProgramLogger>>) -> io::Result<()> {
-    match logger {
-        Some(fd) => {
-            let mut guard = fd.readable_mut().await?;
-            guard.get_inner_mut().flush();
-            guard.clear_ready();
-            Ok(())
-        }
-        None => std::future::pending().await,
+/// Waits until one of the programs' log ring buffers has records and forwards them to `log`;
+/// never returns when there are none, so `select!` simply ignores it.
+async fn forward_logs(loggers: &mut [AsyncFd<ProgramLogger>]) -> io::Result<()> {
+    if loggers.is_empty() {
+        return std::future::pending().await;
     }
+    std::future::poll_fn(|cx| {
+        for fd in loggers.iter_mut() {
+            match fd.poll_read_ready_mut(cx) {
+                Poll::Ready(Ok(mut guard)) => {
+                    guard.get_inner_mut().flush();
+                    guard.clear_ready();
+                    return Poll::Ready(Ok(()));
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {}
+            }
+        }
+        Poll::Pending
+    })
+    .await
 }
 
-pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
-    let cfg = RunConfig::from_args(args)?;
+fn watch_logger(logger: ProgramLogger) -> anyhow::Result<AsyncFd<ProgramLogger>> {
+    // SAFETY: the logger owns its ring buffer's fd; it stays open and unchanged until the
+    // AsyncFd (which owns the logger) is dropped.
+    unsafe { AsyncFd::register_with_interest(logger, tokio::io::Interest::READABLE) }
+        .map_err(|e| e.into_parts().1)
+        .context("cannot watch the XDP program's log buffer")
+}
+
+/// How `run` ends.
+enum Exit {
+    /// SIGINT/SIGTERM: detach and restore the kernel settings.
+    Detach(&'static str),
+    /// SIGUSR1: leave everything attached for the next `run` to take over.
+    HandOver,
+}
+
+/// The exit status after a hand-over, so a supervisor can tell it from a stop (systemd:
+/// `RestartForceExitStatus=75`). EX_TEMPFAIL: "try again", which is what the successor does.
+pub const HAND_OVER_EXIT: i32 = 75;
+
+/// Guards every configured interface until a signal; returns the process exit status.
+pub async fn run(cfg: &RunConfig) -> anyhow::Result<i32> {
     // Register the handlers before attaching, so a signal during setup is not lost.
     let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut sigusr1 = signal(SignalKind::user_defined1()).context("cannot handle SIGUSR1")?;
 
-    let started = Instance::start(&cfg)?;
-    let mut instance = started.instance;
-    let mut controller = started.controller;
-    let mut logger = match started.logger {
-        // SAFETY: the logger owns its ring buffer's fd; it stays open and unchanged until the
-        // AsyncFd (which owns the logger) is dropped.
-        Some(l) => Some(
-            unsafe { AsyncFd::register_with_interest(l, tokio::io::Interest::READABLE) }
-                .map_err(|e| e.into_parts().1)
-                .context("cannot watch the XDP program's log buffer")?,
-        ),
+    let sysctls = Sysctls::default();
+    let mut saver = SysctlSaver::new(sysctls.clone());
+    let votes = SyncookieVotes::new(sysctls);
+    let mut instances = Vec::new();
+    let mut controllers = Vec::new();
+    let mut loggers = Vec::new();
+    for iface in &cfg.ifaces {
+        let started = match Instance::start(cfg, iface, &mut saver, votes.clone()) {
+            Ok(s) => s,
+            Err(e) => {
+                // Undo the interfaces already taken, then the settings.
+                drop(instances);
+                restore(&mut saver);
+                return Err(anyhow::Error::from(e).context(format!("cannot guard {iface}")));
+            }
+        };
+        instances.push(started.instance);
+        controllers.push(started.controller);
+        if let Some(l) = started.logger {
+            loggers.push(watch_logger(l)?);
+        }
+    }
+    let metrics = match cfg.metrics_addr {
+        Some(addr) => Some(metrics::spawn(addr, cfg.pin_base.clone(), cfg.ifaces.clone()).await?),
         None => None,
     };
 
@@ -59,26 +104,52 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let outcome = loop {
         tokio::select! {
-            _ = sigint.recv() => break Ok("SIGINT"),
-            _ = sigterm.recv() => break Ok("SIGTERM"),
-            _ = tick.tick() => controller.tick(),
-            r = forward_logs(&mut logger) => {
+            _ = sigint.recv() => break Ok(Exit::Detach("SIGINT")),
+            _ = sigterm.recv() => break Ok(Exit::Detach("SIGTERM")),
+            _ = sigusr1.recv() => break Ok(Exit::HandOver),
+            _ = tick.tick() => controllers.iter_mut().for_each(|c| c.tick()),
+            r = forward_logs(&mut loggers) => {
                 if let Err(e) = r {
                     break Err(anyhow::Error::from(e).context("reading the XDP program's log"));
                 }
             }
         }
     };
-    if let Ok(signal) = outcome {
-        info!("{signal}: shutting down");
+    if let Some(m) = metrics {
+        m.abort();
     }
-    // Drain what the program logged last before the ring buffer goes away.
-    if let Some(fd) = logger.as_mut() {
+    // Drain what the programs logged last before the ring buffers go away.
+    for fd in loggers.iter_mut() {
         fd.get_mut().flush();
     }
-    drop(logger);
-    instance.shutdown();
-    outcome.map(|_| ())
+    drop(loggers);
+    drop(controllers);
+    match outcome {
+        Ok(Exit::HandOver) => {
+            info!("SIGUSR1: handing over to the next synguard run (exit {HAND_OVER_EXIT})");
+            instances.into_iter().for_each(Instance::hand_over);
+            Ok(HAND_OVER_EXIT)
+        }
+        Ok(Exit::Detach(signal)) => {
+            info!("{signal}: shutting down");
+            drop(instances);
+            restore(&mut saver);
+            Ok(0)
+        }
+        Err(e) => {
+            // An error is not a hand-over: leave the host as it was before synguard.
+            drop(instances);
+            restore(&mut saver);
+            Err(e)
+        }
+    }
+}
+
+/// Only once no program sends cookies may the kernel stop accepting them.
+fn restore(saver: &mut SysctlSaver) {
+    for e in saver.restore() {
+        warn!("{:#}", anyhow::Error::from(e));
+    }
 }
 
 pub async fn stats(args: &StatsArgs) -> anyhow::Result<()> {

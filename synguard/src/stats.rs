@@ -46,6 +46,8 @@ pub enum StatsError {
         #[source]
         source: MapError,
     },
+    #[error(transparent)]
+    Schema(#[from] crate::pin::PinError),
     #[error("cannot list {}", path.display())]
     List {
         path: PathBuf,
@@ -201,6 +203,8 @@ fn read_per_cpu<V: aya::Pod + Default>(
 
 /// Reads every pinned counter of the instance in `dir` (e.g. /sys/fs/bpf/synguard/veth0).
 pub fn read_sample(dir: &Path) -> Result<Sample, StatsError> {
+    // Another schema's maps may have the same names and mean something else.
+    crate::pin::check_schema(dir)?;
     let config: Config = read_single(dir, names::CONFIG)?;
     let ready: ReadyState = read_single(dir, names::READY)?;
     let mode_state: ModeState = read_single(dir, names::MODE)?;

@@ -160,6 +160,37 @@ impl SysctlSaver {
         Ok(old)
     }
 
+    /// Takes the originals a previous instance recorded (it died or handed over with its
+    /// settings still applied): the current values are not the originals, those are.
+    pub fn adopt(&mut self, originals: &[(String, u64)]) {
+        for (name, value) in originals {
+            let Some(name) = KNOWN.iter().copied().find(|k| k == name) else {
+                warn!("ignoring unknown recorded setting {name}");
+                continue;
+            };
+            if !self.originals.iter().any(|(n, _)| *n == name) {
+                self.originals.push((name, *value));
+            }
+        }
+    }
+
+    /// The value `name` had before synguard touched it, if it did.
+    pub fn original(&self, name: &str) -> Option<u64> {
+        self.originals
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| *v)
+    }
+
+    /// Records `name`'s current value as its original (unless known) without changing it.
+    pub fn remember(&mut self, name: &'static str) -> Result<(), SysctlError> {
+        if self.original(name).is_none() {
+            let now = self.sysctls.read_u64(name)?;
+            self.originals.push((name, now));
+        }
+        Ok(())
+    }
+
     pub fn changes(&self) -> &[SysctlChange] {
         &self.changes
     }
@@ -184,6 +215,35 @@ impl SysctlSaver {
             }
         }
         errors
+    }
+}
+
+/// Settings synguard may change; a recorded name outside this list is not trusted.
+const KNOWN: [&str; 2] = [SYNCOOKIES, TIMESTAMPS];
+
+/// `tcp_syncookies` is one setting per network namespace, but each guarded interface's controller
+/// wants its own value (2 while its cookies are on). The namespace gets the largest wish, so one
+/// interface's flood ending never switches off what another interface still needs.
+#[derive(Clone, Debug)]
+pub struct SyncookieVotes {
+    sysctls: Sysctls,
+    votes: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>>,
+}
+
+impl SyncookieVotes {
+    pub fn new(sysctls: Sysctls) -> Self {
+        SyncookieVotes {
+            sysctls,
+            votes: Default::default(),
+        }
+    }
+
+    /// Records `iface`'s wish and writes the largest wish of all interfaces.
+    pub fn set(&self, iface: &str, value: u64) -> Result<(), SysctlError> {
+        let mut votes = self.votes.lock().unwrap_or_else(|e| e.into_inner());
+        votes.insert(iface.to_string(), value);
+        let max = votes.values().copied().max().unwrap_or(value);
+        self.sysctls.write(SYNCOOKIES, max)
     }
 }
 
@@ -382,5 +442,33 @@ mod tests {
         // Every network namespace has lo.
         assert!(iface_mtu("lo").unwrap() > 0);
         assert!(iface_mtu("nosuch-sg0").is_err());
+    }
+
+    #[test]
+    fn syncookie_votes_take_the_largest_wish() {
+        let dir = std::env::temp_dir().join(format!("synguard-votes-{}", std::process::id()));
+        let file = dir.join("net/ipv4/tcp_syncookies");
+        fs::create_dir_all(file.parent().unwrap()).unwrap();
+        let votes = SyncookieVotes::new(Sysctls::with_root(&dir));
+        votes.set("a", 2).unwrap();
+        votes.set("b", 1).unwrap();
+        assert_eq!(
+            fs::read_to_string(&file).unwrap().trim(),
+            "2",
+            "a still wants 2"
+        );
+        votes.set("a", 1).unwrap();
+        assert_eq!(fs::read_to_string(&file).unwrap().trim(), "1");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn adopted_originals_win_over_current_values() {
+        let mut saver = SysctlSaver::new(Sysctls::with_root("/nonexistent"));
+        saver.adopt(&[(SYNCOOKIES.to_string(), 1), ("net.bogus".to_string(), 7)]);
+        assert_eq!(saver.original(SYNCOOKIES), Some(1));
+        assert_eq!(saver.original("net.bogus"), None);
+        saver.adopt(&[(SYNCOOKIES.to_string(), 2)]);
+        assert_eq!(saver.original(SYNCOOKIES), Some(1), "first record wins");
     }
 }

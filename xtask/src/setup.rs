@@ -17,6 +17,8 @@ const APT_PACKAGES: &[&str] = &[
     "bpftool",
     "iptables",
     "python3-scapy",
+    // promtool, to validate the metrics endpoint in the ops tests.
+    "prometheus",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -1,0 +1,240 @@
+//! `synguard status`: what synguard does on each interface, from the pinned state (kernel truth)
+//! and the run-info file (what the loader decided). Works whether or not a `run` process is
+//! alive: after a kill -9 the program keeps protecting, and status says so.
+
+use std::{
+    collections::BTreeSet,
+    fs, io,
+    os::fd::AsRawFd,
+    path::Path,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{cli::StatusArgs, link, mode::monotonic_ns, pin, stats};
+
+/// The run-info fields status shows (see `loader::RunInfo`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RunInfoView {
+    pid: u32,
+    ports: Vec<u16>,
+    xdp_mode: String,
+    syn_on_pps: u32,
+    syn_off_pps: u32,
+    hold_s: f64,
+    sysctl_changes: Vec<serde_json::Value>,
+    sysctl_originals: serde_json::Map<String, serde_json::Value>,
+    started_unix_s: u64,
+    attach: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct IfaceStatus {
+    pub iface: String,
+    /// The program is attached through synguard's pinned link.
+    pub attached: bool,
+    pub program_id: Option<u32>,
+    /// "native" or "skb", as attached.
+    pub xdp_mode: Option<String>,
+    /// A `synguard run` process holds the interface.
+    pub process_running: bool,
+    pub pid: Option<u32>,
+    pub started_unix_s: Option<u64>,
+    /// "fresh" or "replaced" (took over a running program without a gap).
+    pub attach: Option<String>,
+    /// "auto" or "always".
+    pub mode: Option<String>,
+    pub cookies_active: Option<bool>,
+    /// When cookies last switched on or off (unix seconds).
+    pub cookies_since_unix_s: Option<u64>,
+    pub syn_rate_pps: Option<u64>,
+    pub mode_switches: Option<u64>,
+    pub ports: Vec<u16>,
+    pub syn_threshold: Option<u32>,
+    pub syn_off_threshold: Option<u32>,
+    pub hold_s: Option<f64>,
+    /// Kernel settings synguard changed (name, old, new, why).
+    pub sysctl_changes: Vec<serde_json::Value>,
+    /// What `detach` restores.
+    pub sysctl_originals: serde_json::Map<String, serde_json::Value>,
+    /// Problems reading the state, if any.
+    pub errors: Vec<String>,
+}
+
+/// Interfaces synguard has state for: pin directories and run-info files.
+fn known_ifaces(args: &StatusArgs) -> io::Result<Vec<String>> {
+    if let Some(i) = &args.iface {
+        return Ok(vec![i.clone()]);
+    }
+    let mut names = BTreeSet::new();
+    for (dir, json) in [(&args.pin_base, false), (&args.run_dir, true)] {
+        let entries = match fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for entry in entries.filter_map(Result::ok) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            match (json, name.strip_suffix(".json")) {
+                (true, Some(iface)) => names.insert(iface.to_string()),
+                (false, _) if entry.path().is_dir() => names.insert(name),
+                _ => false,
+            };
+        }
+    }
+    Ok(names.into_iter().collect())
+}
+
+/// Whether some process holds the instance lock, without taking it for longer than the check.
+fn lock_held(path: &Path) -> bool {
+    let Ok(file) = fs::File::open(path) else {
+        return false;
+    };
+    // SAFETY: flock on a descriptor we own.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    rc != 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EWOULDBLOCK)
+}
+
+/// Converts a CLOCK_MONOTONIC stamp to unix seconds.
+fn mono_to_unix(stamp_ns: u64) -> Option<u64> {
+    let ago = Duration::from_nanos(monotonic_ns().checked_sub(stamp_ns)?);
+    Some(
+        SystemTime::now()
+            .checked_sub(ago)?
+            .duration_since(UNIX_EPOCH)
+            .ok()?
+            .as_secs(),
+    )
+}
+
+pub fn of_iface(args: &StatusArgs, iface: &str) -> IfaceStatus {
+    let dir = args.pin_base.join(iface);
+    let mut errors = Vec::new();
+    let info: Option<RunInfoView> = fs::read_to_string(args.run_dir.join(format!("{iface}.json")))
+        .ok()
+        .and_then(|t| {
+            serde_json::from_str(&t)
+                .map_err(|e| errors.push(format!("run-info: {e}")))
+                .ok()
+        });
+    let program_id = link::program_id(&dir.join(pin::LINK)).ok();
+    let sample = if dir.exists() {
+        stats::read_sample(&dir)
+            .map_err(|e| errors.push(format!("{:#}", anyhow::Error::from(e))))
+            .ok()
+    } else {
+        None
+    };
+    let ready_since = sample.as_ref().and_then(|_| read_ready_since(&dir));
+    let info = info.as_ref();
+    IfaceStatus {
+        iface: iface.to_string(),
+        attached: program_id.is_some(),
+        program_id,
+        xdp_mode: info.map(|i| i.xdp_mode.clone()),
+        process_running: lock_held(&args.run_dir.join(format!("{iface}.lock"))),
+        pid: info.map(|i| i.pid),
+        started_unix_s: info.map(|i| i.started_unix_s),
+        attach: info.map(|i| i.attach.clone()),
+        mode: sample.as_ref().map(|s| s.mode_name().to_string()),
+        cookies_active: sample.as_ref().map(|s| s.cookies_active),
+        cookies_since_unix_s: ready_since.filter(|&t| t != 0).and_then(mono_to_unix),
+        syn_rate_pps: sample.as_ref().map(|s| s.mode_state.last_rate_pps),
+        mode_switches: sample.as_ref().map(|s| s.mode_state.switches),
+        ports: info.map(|i| i.ports.clone()).unwrap_or_default(),
+        syn_threshold: info.map(|i| i.syn_on_pps),
+        syn_off_threshold: info.map(|i| i.syn_off_pps),
+        hold_s: info.map(|i| i.hold_s),
+        sysctl_changes: info.map(|i| i.sysctl_changes.clone()).unwrap_or_default(),
+        sysctl_originals: info.map(|i| i.sysctl_originals.clone()).unwrap_or_default(),
+        errors,
+    }
+}
+
+fn read_ready_since(dir: &Path) -> Option<u64> {
+    use aya::maps::{Array, Map, MapData};
+    use synguard_common::maps::{ReadyState, names};
+    let map = Map::from_map_data(MapData::from_pin(dir.join(names::READY)).ok()?).ok()?;
+    let ready: Array<_, ReadyState> = Array::try_from(map).ok()?;
+    Some(ready.get(&0, 0).ok()?.ready_since_ns)
+}
+
+fn text(s: &IfaceStatus) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let state = match (s.attached, s.process_running) {
+        (true, true) => "attached, synguard running".to_string(),
+        (true, false) => "attached, no synguard process (the pinned program keeps protecting; \
+                          `synguard run` takes it over, `synguard detach` removes it)"
+            .to_string(),
+        (false, true) => "not attached, synguard starting".to_string(),
+        (false, false) => "not attached".to_string(),
+    };
+    let _ = writeln!(out, "{}: {state}", s.iface);
+    let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    let _ = writeln!(
+        out,
+        "  program id {}, {} XDP, pid {}, {} mode",
+        opt(s.program_id.map(|v| v.to_string())),
+        opt(s.xdp_mode.clone()),
+        opt(s.pid.map(|v| v.to_string())),
+        opt(s.mode.clone())
+    );
+    let since = s.cookies_since_unix_s.map(|t| {
+        humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(t)).to_string()
+    });
+    let _ = writeln!(
+        out,
+        "  cookies {} since {}, SYN rate {} pps, {} mode switches",
+        match s.cookies_active {
+            Some(true) => "ON",
+            Some(false) => "off",
+            None => "?",
+        },
+        opt(since),
+        opt(s.syn_rate_pps.map(|v| v.to_string())),
+        opt(s.mode_switches.map(|v| v.to_string()))
+    );
+    let _ = writeln!(
+        out,
+        "  ports {:?}, thresholds on {} / off {} pps, hold {} s",
+        s.ports,
+        opt(s.syn_threshold.map(|v| v.to_string())),
+        opt(s.syn_off_threshold.map(|v| v.to_string())),
+        opt(s.hold_s.map(|v| v.to_string()))
+    );
+    for c in &s.sysctl_changes {
+        let _ = writeln!(
+            out,
+            "  changed {} {} -> {} ({})",
+            c["name"].as_str().unwrap_or("?"),
+            c["old"],
+            c["new"],
+            c["why"].as_str().unwrap_or("")
+        );
+    }
+    for e in &s.errors {
+        let _ = writeln!(out, "  error: {e}");
+    }
+    out
+}
+
+pub fn status(args: &StatusArgs) -> anyhow::Result<()> {
+    let all: Vec<IfaceStatus> = known_ifaces(args)?
+        .iter()
+        .map(|i| of_iface(args, i))
+        .collect();
+    if args.json {
+        println!("{}", serde_json::json!({ "interfaces": all }));
+    } else if all.is_empty() {
+        println!(
+            "synguard is not attached anywhere (no state under {})",
+            args.pin_base.display()
+        );
+    } else {
+        all.iter().for_each(|s| print!("{}", text(s)));
+    }
+    Ok(())
+}
