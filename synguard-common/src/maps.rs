@@ -12,6 +12,7 @@ pub mod names {
     pub const REFRESH: &str = "SG_REFRESH";
     pub const VERDICTS: &str = "SG_VERDICTS";
     pub const EVENTS: &str = "SG_EVENTS";
+    pub const CLOSING: &str = "SG_CLOSING";
 }
 
 /// Every SYN to a protected port gets a cookie.
@@ -136,6 +137,23 @@ pub struct Counter {
     pub bytes: u64,
 }
 
+/// How long the kernel keeps a TIME_WAIT socket (`TCP_TIMEWAIT_LEN`, include/net/tcp.h).
+pub const TIME_WAIT_NS: u64 = 60_000_000_000;
+/// Connections [`names::CLOSING`] remembers (least recently used are evicted).
+pub const CLOSING_SLOTS: u32 = 65536;
+
+/// A connection's 4-tuple as the client sends it, key of [`names::CLOSING`]. IPv4 addresses sit
+/// in the first four bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub family: u32,
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+    pub sport: u16,
+    pub dport: u16,
+}
+
 /// Index of a listener's refresh stamp in [`names::REFRESH`].
 pub const fn refresh_slot(port: u16, ipv6: bool) -> u32 {
     (port as u32) * 2 + ipv6 as u32
@@ -151,6 +169,7 @@ mod pod {
     unsafe impl aya::Pod for super::ReadyState {}
     unsafe impl aya::Pod for super::SynWindow {}
     unsafe impl aya::Pod for super::Counter {}
+    unsafe impl aya::Pod for super::FlowKey {}
 }
 
 // No implicit padding anywhere: the sizes are the sums of the fields.
@@ -160,6 +179,7 @@ const _: () = assert!(core::mem::size_of::<ModeState>() == 2 * 4 + 4 * 8);
 const _: () = assert!(core::mem::size_of::<ReadyState>() == 2 * 4 + 8);
 const _: () = assert!(core::mem::size_of::<SynWindow>() == 4 * 8);
 const _: () = assert!(core::mem::size_of::<Counter>() == 2 * 8);
+const _: () = assert!(core::mem::size_of::<FlowKey>() == 4 + 16 + 16 + 2 + 2);
 
 #[cfg(test)]
 mod tests {

@@ -77,10 +77,14 @@ pub enum Reason {
     /// Monitor mode: the packet would have been answered or dropped (see the monitor counters);
     /// it passes.
     PassMonitor = 30,
+    /// SYN for a connection whose client sent a FIN within the TIME_WAIT period: the server may
+    /// hold a TIME_WAIT socket for this 4-tuple, which only the kernel can recycle (a cookie
+    /// handshake's ACK would be swallowed by it).
+    PassSynRecentClose = 31,
 }
 
 /// Every reason in use, in number order.
-pub const REASONS: [Reason; 31] = [
+pub const REASONS: [Reason; 32] = [
     Reason::PassNotIp,
     Reason::PassNotTcp,
     Reason::PassFragment,
@@ -112,6 +116,7 @@ pub const REASONS: [Reason; 31] = [
     Reason::DropSourceBlocked,
     Reason::DropReflectionCap,
     Reason::PassMonitor,
+    Reason::PassSynRecentClose,
 ];
 
 /// The XDP action a reason stands for.
@@ -177,6 +182,7 @@ impl Reason {
             Reason::DropSourceBlocked => "drop_source_blocked",
             Reason::DropReflectionCap => "drop_reflection_cap",
             Reason::PassMonitor => "pass_monitor",
+            Reason::PassSynRecentClose => "pass_syn_recent_close",
         }
     }
 

@@ -6,6 +6,7 @@
 
 use core::ffi::c_void;
 
+use aya_ebpf::helpers::bpf_ktime_get_ns;
 use aya_ebpf::{
     bindings::{
         BPF_F_CURRENT_NETNS, BPF_TCP_LISTEN, bpf_sock_tuple,
@@ -18,13 +19,20 @@ use aya_ebpf::{
     },
     programs::XdpContext,
 };
-use synguard_common::reason::{Event, Reason};
+use synguard_common::{
+    maps::TIME_WAIT_NS,
+    reason::{Event, Reason},
+    tcp::FIN,
+};
 
-use crate::{count, parse::Packet};
+use crate::{count, maps::SG_CLOSING, parse::Packet};
 
 #[inline(always)]
 pub fn check(ctx: &XdpContext, pkt: &Packet) -> Reason {
     if has_socket(ctx, pkt) {
+        if pkt.flags() & FIN != 0 {
+            remember_close(pkt);
+        }
         return Reason::PassEstablished;
     }
     let ip = &pkt.ip as *const _ as *mut c_void;
@@ -43,6 +51,28 @@ pub fn check(ctx: &XdpContext, pkt: &Packet) -> Reason {
         Reason::PassCookieAck
     } else {
         Reason::DropAckBadCookie
+    }
+}
+
+/// A real connection's client is closing: the server may keep a TIME_WAIT socket for this
+/// 4-tuple for up to 60 s, and a new handshake on the same 4-tuple must then reach the kernel as
+/// a SYN (`tcp_timewait_state_process` recycles the TIME_WAIT socket only for a SYN); see
+/// `closed_recently`. Only FINs of connections that have a socket get here, so spoofed FINs
+/// cannot fill the map.
+#[inline(always)]
+fn remember_close(pkt: &Packet) {
+    // SAFETY: helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let _ = SG_CLOSING.insert(pkt.flow_key(), now, 0);
+}
+
+/// Whether the client of this SYN's 4-tuple sent a FIN within the TIME_WAIT period.
+#[inline(always)]
+pub fn closed_recently(pkt: &Packet, now: u64) -> bool {
+    // SAFETY: the value is read at once; a concurrent update at worst gives an older stamp.
+    match unsafe { SG_CLOSING.get(pkt.flow_key()) } {
+        Some(at) => now.wrapping_sub(*at) < TIME_WAIT_NS,
+        None => false,
     }
 }
 

@@ -103,6 +103,9 @@ fn syn(ctx: &XdpContext, pkt: &Packet, cfg: &Config, pol: &Policy) -> Reason {
         SynAction::ToKernel => Reason::PassSynToKernel,
         SynAction::Refresh => Reason::PassSynListenerRefresh,
         SynAction::Cookie => {
+            if ack::closed_recently(pkt, now) {
+                return Reason::PassSynRecentClose;
+            }
             if let Some(reason) = policy::reflection_cap(pkt, pol, now) {
                 return reason;
             }

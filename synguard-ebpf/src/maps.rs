@@ -7,7 +7,8 @@ use aya_ebpf::{
 };
 use synguard_common::{
     maps::{
-        Config, Counter, ModeState, PORT_SLOTS, PortConfig, REFRESH_SLOTS, ReadyState, SynWindow,
+        CLOSING_SLOTS, Config, Counter, FlowKey, ModeState, PORT_SLOTS, PortConfig, REFRESH_SLOTS,
+        ReadyState, SynWindow,
     },
     policy::{
         AddrKey, FLOOD_EVENT_BYTES, LIST_SLOTS, Policy, REFLECT_SLOTS, ReflectState, SOURCE_SLOTS,
@@ -84,3 +85,7 @@ pub static SG_FLOOD_EVENTS: RingBuf = RingBuf::with_byte_size(FLOOD_EVENT_BYTES,
 /// SYNs per protected port, per CPU (the loader derives per-port rates from it).
 #[map(name = "SG_PORT_SYNS")]
 pub static SG_PORT_SYNS: PerCpuArray<u64> = PerCpuArray::with_max_entries(PORT_SLOTS, 0);
+
+/// When the client of a real connection last sent a FIN, by 4-tuple (see `ack::check`).
+#[map(name = "SG_CLOSING")]
+pub static SG_CLOSING: LruHashMap<FlowKey, u64> = LruHashMap::with_max_entries(CLOSING_SLOTS, 0);

@@ -10,7 +10,7 @@
 //!   `data_end - data` into arithmetic on `data_end`, which the verifier rejects.
 
 use aya_ebpf::programs::XdpContext;
-use synguard_common::reason::Reason;
+use synguard_common::{maps::FlowKey, reason::Reason};
 
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
@@ -69,6 +69,25 @@ impl Packet {
     pub fn ip6(&self) -> &[u8; 40] {
         // SAFETY: parse() wrote `v6` for IPv6 packets; callers check `ipv6` first.
         unsafe { &self.ip.v6 }
+    }
+
+    /// The 4-tuple as the client sends it.
+    pub fn flow_key(&self) -> FlowKey {
+        let mut k = FlowKey {
+            family: if self.ipv6 { 6 } else { 4 },
+            saddr: [0; 16],
+            daddr: [0; 16],
+            sport: u16::from_be_bytes([self.tcp[0], self.tcp[1]]),
+            dport: self.dport(),
+        };
+        if self.ipv6 {
+            k.saddr.copy_from_slice(&self.ip6()[8..24]);
+            k.daddr.copy_from_slice(&self.ip6()[24..40]);
+        } else {
+            k.saddr[..4].copy_from_slice(&self.ip4()[12..16]);
+            k.daddr[..4].copy_from_slice(&self.ip4()[16..20]);
+        }
+        k
     }
 
     pub fn dport(&self) -> u16 {

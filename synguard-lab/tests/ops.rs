@@ -201,11 +201,6 @@ fn xdp_attached(ns: &Netns, iface: &str) -> Result<bool> {
 fn restart_during_flood_leaves_no_gap() -> Result<()> {
     let fx = Fixture::new()?;
     let _clean = cleanup(&fx, &[fx.iface()]);
-    // The lab's server closes first, so it keeps a TIME_WAIT socket per connection. Hundreds of
-    // connections later the client reuses such a 4-tuple; the XDP program answers that SYN with
-    // a cookie, the client's ACK then matches the TIME_WAIT socket and the connection stalls (a
-    // known issue of the XDP program, not of restarts). No TIME_WAIT sockets: no such reuse.
-    fx.ns().sysctl("net.ipv4.tcp_max_tw_buckets", "0")?;
     let args = ["--ports", "80,443", "--mode", "always"];
     let first = fx.synguard(&args)?;
     let s0 = first.stats()?;

@@ -690,3 +690,58 @@ fn every_packet_lands_in_exactly_one_verdict_counter() {
     let counted_bytes: u64 = REASONS.iter().map(|r| f.counter(*r).unwrap().bytes).sum();
     assert_eq!(counted_bytes, bytes, "bytes are counted as received");
 }
+
+#[test]
+fn a_syn_reusing_a_recently_closed_connection_goes_to_the_kernel() {
+    // A real connection on loopback: BPF_PROG_TEST_RUN runs XDP on this netns's loopback, so
+    // the program's socket lookup finds it.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (_server, _) = listener.accept().unwrap();
+    let cport = client.local_addr().unwrap().port();
+    let f = Fixture::new(default_config(), &[port]).expect("load synguard (needs root)");
+    let lo = [127, 0, 0, 1];
+    let seg = |sport: u16, flags: u8| Segment {
+        sport,
+        dport: port,
+        seq: 1,
+        ack: 1,
+        flags,
+        window: 512,
+        options: vec![],
+        payload: vec![],
+    };
+    let frame = |s: &Segment| frames::tcp_v4(lo, lo, Tags::None, (CLIENT_MAC, SERVER_MAC), s);
+    let syn = |sport: u16| {
+        frame(&Segment::syn(
+            sport,
+            port,
+            77,
+            frames::linux_syn_options(1460, 5, 7),
+        ))
+    };
+
+    // The client closes: its FIN belongs to a socket and passes.
+    let fin = frame(&seg(cport, FIN | ACK));
+    assert_eq!(f.run(&fin).unwrap().action, XDP_PASS);
+    assert_eq!(f.verdict(Reason::PassEstablished).unwrap(), 1);
+    // A new handshake on the same 4-tuple reaches the kernel as a SYN, where a TIME_WAIT socket
+    // would be recycled.
+    let again = syn(cport);
+    let out = f.run(&again).unwrap();
+    assert_eq!(out.action, XDP_PASS);
+    assert_eq!(out.frame, again);
+    assert_eq!(f.verdict(Reason::PassSynRecentClose).unwrap(), 1);
+    // Any other 4-tuple still gets a cookie.
+    let other = cport.wrapping_add(1).max(1024);
+    assert_eq!(f.run(&syn(other)).unwrap().action, XDP_TX);
+    // A FIN with no socket behind it (spoofed) is an ACK-flood packet and records nothing.
+    let spoofed = 61000;
+    assert_eq!(
+        f.run(&frame(&seg(spoofed, FIN | ACK))).unwrap().action,
+        XDP_DROP
+    );
+    assert_eq!(f.run(&syn(spoofed)).unwrap().action, XDP_TX);
+    drop(client);
+}
