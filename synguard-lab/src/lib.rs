@@ -12,6 +12,7 @@ pub mod bench;
 pub mod fixture;
 pub mod flood;
 pub mod frames;
+pub mod generator;
 pub mod kstats;
 pub mod netns;
 pub mod synguard_proc;
