@@ -168,8 +168,7 @@ fn topology_teardown_leaves_nothing_behind() {
         "server, client, attacker, bridge: {names:?}"
     );
     // A process inside the lab, as a flood would be.
-    let child = lab.attacker.ns.command("sleep").arg("30").spawn().unwrap();
-    let pid = child.id();
+    let mut child = lab.attacker.ns.command("sleep").arg("30").spawn().unwrap();
     drop(lab);
     let left: Vec<String> = netns::lab_namespaces()
         .unwrap()
@@ -177,11 +176,92 @@ fn topology_teardown_leaves_nothing_behind() {
         .filter(|n| names.contains(n))
         .collect();
     assert!(left.is_empty(), "namespaces left: {left:?}");
-    std::thread::sleep(Duration::from_millis(200));
-    let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Killed: gone, or a zombie waiting for us to reap it.
-    assert!(
-        state.is_empty() || state.split_whitespace().nth(2) == Some("Z"),
-        "process {pid} still running: {state}"
-    );
+    // Killed with the lab, long before its 30 s were up.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "process in the lab still running after teardown"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!status.success(), "sleep was not killed: {status}");
+}
+
+#[test]
+fn a_short_lab_run_writes_a_complete_json_result() {
+    use synguard_lab::{measure::METRICS, runner, scenario};
+    let mut plan = runner::Plan::quick(scenario::by_name("mixed").unwrap());
+    plan.config.lead = Duration::from_millis(300);
+    plan.config.flood = Duration::from_millis(1000);
+    plan.config.tail = Duration::from_millis(300);
+    let bin = synguard_lab::synguard_proc::binary().unwrap();
+    let report = runner::run(&plan, &bin, &AtomicBool::new(false)).unwrap();
+    let dir = std::env::temp_dir().join(format!("synguard-lab-test-{}", std::process::id()));
+    let files = runner::write(&report, &dir).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("lab.json")).unwrap()).unwrap();
+    let cells = json["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), synguard_lab::defence::ALL.len());
+    for (cell, defence) in cells.iter().zip(synguard_lab::defence::ALL) {
+        assert_eq!(cell["defence"], defence.name());
+        for m in METRICS {
+            let spread = &cell["metrics"][m];
+            for k in ["min", "median", "max"] {
+                assert!(
+                    spread.get(k).is_some(),
+                    "{}: {m}.{k} missing",
+                    defence.name()
+                );
+            }
+        }
+        let run = &cell["runs"][0];
+        // Measured, not defaulted: every defence saw the flood.
+        assert!(run["generator"]["sent"].as_u64().unwrap() > 0);
+        assert!(cell["metrics"]["offered_pps"]["median"].as_f64().unwrap() > 0.0);
+        assert!(!run["timeline"].as_array().unwrap().is_empty());
+        let is_synguard = defence.name().starts_with("synguard");
+        assert_eq!(
+            cell["metrics"]["drops_pps"]["median"].is_number(),
+            is_synguard,
+            "{}: drops come from synguard's counters only",
+            defence.name()
+        );
+        if !defence.is_floor() {
+            // A mixed flood to a defended server: real clients still try and get through (a
+            // floor blackholes them: their attempts hang in the connect timeout).
+            assert!(
+                cell["metrics"]["legit_attempts"]["median"]
+                    .as_f64()
+                    .unwrap()
+                    > 0.0
+            );
+            assert!(
+                cell["metrics"]["legit_success_pct"]["median"]
+                    .as_f64()
+                    .unwrap()
+                    > 0.0
+            );
+        }
+    }
+    assert!(json["machine"]["cpus"].as_u64().unwrap() > 0);
+    assert!(!json["ratios"].as_array().unwrap().is_empty());
+    for f in &files {
+        assert!(
+            std::fs::metadata(f).unwrap().len() > 0,
+            "{} empty",
+            f.display()
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+    // Every run tore its lab down.
+    let left: Vec<String> = netns::lab_namespaces()
+        .unwrap()
+        .into_iter()
+        .filter(|n| n.starts_with(&format!("sgl-{}-", std::process::id())))
+        .collect();
+    assert!(left.is_empty(), "namespaces left: {left:?}");
 }
