@@ -88,8 +88,16 @@ pub struct Ratio {
     pub ratio: Option<f64>,
 }
 
-/// The metrics the ratios compare: how much flood the server handled and what it cost.
-pub const RATIO_METRICS: [&str; 3] = ["replies_pps", "drops_pps", "server_cpu_pct"];
+/// What each comparison is made on. Against the XDP_DROP floor, which answers nothing, the rate
+/// at which the server's interface took frames in; against everything else, the replies (SYN-ACKs)
+/// per second and that intake rate. CPU is not compared: on 2 cores every defence saturates both.
+fn ratio_metrics(other: &str) -> &'static [&'static str] {
+    if other == "floor-xdp-drop" {
+        &["server_rx_pps"]
+    } else {
+        &["replies_pps", "server_rx_pps"]
+    }
+}
 
 pub fn ratios(cells: &[Cell]) -> Vec<Ratio> {
     let mut out = Vec::new();
@@ -98,7 +106,7 @@ pub fn ratios(cells: &[Cell]) -> Vec<Ratio> {
             .iter()
             .filter(|c| c.scenario == sg.scenario && !c.defence.starts_with("synguard"))
         {
-            for metric in RATIO_METRICS {
+            for &metric in ratio_metrics(&other.defence) {
                 let ratio = match (sg.median(metric), other.median(metric)) {
                     (Some(a), Some(b)) if b > 0.0 => Some(a / b),
                     _ => None,
