@@ -80,7 +80,8 @@ fn plot(svg: &mut String, f: &Frame, series: &[Series], x_label: &str, y_label: 
             .map(|e| 10f64.powi(e))
             .filter(|v| *v >= lo && *v <= hi)
             .collect(),
-        None => (0..=5).map(|i| f.x_max * f64::from(i) / 5.0).collect(),
+        // Whole seconds: labels are rounded, so ticks must sit on round values.
+        None => (0..=f.x_max.floor() as i32).map(f64::from).collect(),
     };
     for v in xticks {
         let _ = writeln!(
