@@ -9,11 +9,18 @@
 //! (198.18.0.0/24 and 2001:2::/64); see `topology`.
 
 pub mod bench;
+pub mod chart;
+pub mod defence;
 pub mod fixture;
 pub mod flood;
 pub mod frames;
+pub mod generator;
 pub mod kstats;
+pub mod measure;
 pub mod netns;
+pub mod report;
+pub mod runner;
+pub mod scenario;
 pub mod synguard_proc;
 pub mod topology;
 pub mod traffic;

@@ -166,6 +166,13 @@ impl Lab {
         Ok(())
     }
 
+    /// Attaches `lab_pass` to the bridge-side peer of a node's veth (`role`: "srv", "cli", "atk")
+    /// until the returned handle is dropped. The flood generator's XDP_TX frames leave the
+    /// attacker's veth only into a peer that has an XDP program (platform notes).
+    pub fn attach_peer_pass(&self, role: &str) -> Result<PeerXdp> {
+        PeerXdp::attach(&self.bridge, &peer_name(role))
+    }
+
     /// Kills the processes started in the lab's namespaces (hping3, synguard, ...).
     pub fn kill_processes(&self) {
         for node in [&self.server, &self.client, &self.attacker] {
@@ -231,7 +238,7 @@ fn add_node(
 /// `lab_pass` attached to a device in another namespace. Attaching resolves the interface name
 /// and talks netlink in the calling thread's namespace, so a thread that `setns`'d into that
 /// namespace attaches, holds the program and detaches it again when told to stop.
-struct PeerXdp {
+pub struct PeerXdp {
     stop: Option<mpsc::Sender<()>>,
     thread: Option<JoinHandle<Result<()>>>,
 }

@@ -31,6 +31,13 @@ enum Cmd {
         #[arg(trailing_var_arg = true)]
         args: Vec<String>,
     },
+    /// Setup, build, then run the flood lab, synguard-flood (root): scenarios x defences, table,
+    /// JSON and charts under target/lab/. E.g. `cargo xtask lab --quick`, `cargo xtask lab
+    /// --scenario syn --defence synguard-always --runs 5`.
+    Lab {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Setup, build, then run synguard-bench (root).
     Bench {
         #[arg(trailing_var_arg = true)]
@@ -50,6 +57,10 @@ fn main() -> Result<()> {
         Cmd::Demo { args } => {
             build()?;
             run_lab_bin(&root, "synguard-demo", &args)
+        }
+        Cmd::Lab { args } => {
+            build()?;
+            run_lab_bin(&root, "synguard-flood", &args)
         }
         Cmd::Bench { args } => {
             build()?;

@@ -1,0 +1,80 @@
+//! `cargo xtask lab`: the flood lab. Builds namespace labs, floods them with the live-frames
+//! generator or hping3, measures every defence and writes table, JSON and charts.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context as _, Result};
+use clap::Parser;
+use nix::sys::signal::{SigHandler, Signal, signal};
+use synguard_lab::{defence, runner, scenario, synguard_proc};
+
+#[derive(Parser)]
+#[command(about = "synguard's flood lab: scenarios x defences, table, JSON and charts")]
+struct Args {
+    /// Scenario to run (repeatable; default: all). Known: syn, ack, mixed, one-source, on-off,
+    /// hping-syn.
+    #[arg(long)]
+    scenario: Vec<String>,
+    /// Defence to measure (repeatable; default: all). Known: none, kernel-cookies, synproxy,
+    /// synguard-always, synguard-auto, floor-xdp-tx, floor-xdp-drop.
+    #[arg(long)]
+    defence: Vec<String>,
+    /// Runs per scenario and defence (min/median/max are over these).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// CI mode: one short SYN flood per defence, one run each.
+    #[arg(long)]
+    quick: bool,
+    /// Where the JSON and charts go.
+    #[arg(long, default_value = "target/lab")]
+    out: PathBuf,
+}
+
+/// Set by SIGINT/SIGTERM: the run in progress stops at its next check and every guard (floods,
+/// synguard, XDP programs, namespaces) is dropped on the way out.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::Relaxed);
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    for sig in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic.
+        unsafe { signal(sig, SigHandler::Handler(on_signal)) }
+            .context("installing a signal handler")?;
+    }
+    let scenarios = if args.scenario.is_empty() {
+        scenario::ALL.to_vec()
+    } else {
+        args.scenario
+            .iter()
+            .map(|s| scenario::by_name(s))
+            .collect::<Result<_>>()?
+    };
+    let defences = if args.defence.is_empty() {
+        defence::ALL.to_vec()
+    } else {
+        args.defence
+            .iter()
+            .map(|d| defence::Defence::parse(d))
+            .collect::<Result<_>>()?
+    };
+    let mut plan = if args.quick {
+        runner::Plan::quick(scenarios[0])
+    } else {
+        runner::Plan::full(scenarios, defences.clone(), args.runs.max(1))
+    };
+    plan.defences = defences;
+    let bin = synguard_proc::binary()?;
+    let report = runner::run(&plan, &bin, &INTERRUPTED)?;
+    println!("{}", synguard_lab::report::table(&report));
+    println!("ratios of medians (synguard / other):");
+    println!("{}", synguard_lab::report::ratio_table(&report));
+    for f in runner::write(&report, &args.out).context("writing results")? {
+        println!("wrote {}", f.display());
+    }
+    Ok(())
+}

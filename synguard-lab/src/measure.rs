@@ -1,0 +1,569 @@
+//! One measured run: a fresh lab, one defence, one scenario. Legitimate clients connect
+//! continuously and one established connection streams data while the flood runs; a sampler
+//! records the rates over time. Everything the lab started is stopped when the run returns, also on
+//! error (every piece is an RAII guard, the lab last).
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, anyhow};
+use serde::Serialize;
+
+use crate::defence::{Active, Defence, PORT};
+use crate::flood::{Flood, FloodKind, FloodSpec};
+use crate::generator::{GenFlood, GenReport, GenSpec};
+use crate::kstats::{self, KStats};
+use crate::netns::Netns;
+use crate::scenario::{Engine, Scenario, Timeline};
+use crate::synguard_proc::Stats;
+use crate::topology::{Lab, spoof_addr};
+use crate::traffic::{Continuous, Server, percentile};
+
+/// On 2 vCPUs the roles are split (platform notes): generator and legitimate clients on CPU 0,
+/// the server's receive path (RPS) on CPU 1.
+pub const SENDER_CPU: usize = 0;
+pub const SERVER_CPU: usize = 1;
+const SAMPLE_EVERY: Duration = Duration::from_millis(250);
+/// The established connection is paced: unpaced it would take a whole core from the flood's
+/// receive path. The figure shows whether established traffic keeps flowing at this rate.
+pub const BULK_TARGET_MBPS: f64 = 200.0;
+
+/// How long each part of a run lasts.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct RunConfig {
+    pub lead: Duration,
+    pub flood: Duration,
+    pub tail: Duration,
+}
+
+/// One sample of cumulative counters.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Sample {
+    pub t_s: f64,
+    /// Frames the server's interface received.
+    pub server_rx: u64,
+    /// Frames reaching the attacker's interface: the server's replies to the flood (SYN-ACKs for
+    /// SYN floods, RSTs for ACK floods without a defence) and the XDP_TX floor's echoes.
+    pub replies: u64,
+    pub bulk_bytes: u64,
+}
+
+/// The metric names every run reports (the JSON's contract).
+pub const METRICS: [&str; 11] = [
+    "offered_pps",
+    "server_rx_pps",
+    "replies_pps",
+    "drops_pps",
+    "legit_attempts",
+    "legit_success_pct",
+    "connect_p50_ms",
+    "connect_p99_ms",
+    "established_mbps",
+    "server_cpu_pct",
+    "sender_cpu_pct",
+];
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RunResult {
+    /// Values of [`METRICS`]; `None` when undefined (latency with no successful connection).
+    pub metrics: BTreeMap<String, Option<f64>>,
+    /// synguard's drops per second by reason during the flood (empty for other defences).
+    pub drops_by_reason: BTreeMap<String, f64>,
+    /// Growth of the server kernel's counters over the flood.
+    pub kernel: BTreeMap<String, u64>,
+    pub generator: Option<GenReport>,
+    pub windows_s: Vec<(f64, f64)>,
+    pub timeline: Vec<Sample>,
+    /// Connect latencies (us) of the legitimate clients during the flood.
+    pub latencies_us: Vec<u64>,
+}
+
+/// Runs one scenario against one defence in a fresh lab.
+pub fn run(
+    scenario: &Scenario,
+    defence: Defence,
+    cfg: &RunConfig,
+    synguard_bin: &Path,
+    interrupted: &AtomicBool,
+) -> Result<RunResult> {
+    let lab = Lab::new().context("building the lab")?;
+    // The generator's XDP_TX frames leave the attacker's veth only into a peer with XDP. This
+    // attached program also keeps each BPF_PROG_TEST_RUN call from waiting out RCU grace periods
+    // (~20 ms per call without any XDP program attached, platform notes).
+    let _atk_peer = lab.attach_peer_pass("atk")?;
+    steer_receive(&lab)?;
+    let active = defence.apply(&lab, synguard_bin)?;
+    let addr = SocketAddr::from((lab.server.v4, PORT));
+    let server = Server::start(&lab.server.ns, &[addr])?;
+    // Established before the flood, after the defence (SYNPROXY kills earlier ones).
+    let bulk_bytes = Arc::new(AtomicU64::new(0));
+    // The floors answer or drop the handshake itself: no connection, established traffic 0.
+    let bulk = match Bulk::start(&lab.client.ns, addr, bulk_bytes.clone()) {
+        Ok(b) => Some(b),
+        Err(e) if defence.is_floor() => {
+            log::info!("{}: no established flow ({e:#})", defence.name());
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    let clients = Continuous::start(&lab.client.ns, vec![addr], Duration::from_millis(10))?;
+    let timeline = Timeline::new(scenario, cfg.lead, cfg.flood, cfg.tail);
+    let sampler = Sampler::start(&lab, bulk_bytes)?;
+    let out = drive(&lab, scenario, &timeline, &active, &clients, interrupted)?;
+    let samples = sampler.stop()?;
+    let before_cl = out.clients_before;
+    let after_cl = clients.stop();
+    drop(bulk);
+    drop(server);
+    drop(active);
+    let flood_s = timeline.flood_time().as_secs_f64();
+    let span = timeline.span();
+    let (s0, s1) = (
+        sample_at(&samples, span.0.as_secs_f64()),
+        sample_at(&samples, span.1.as_secs_f64()),
+    );
+    let latencies = after_cl.latencies_us[before_cl.latencies_us.len()..out.latency_end].to_vec();
+    let attempts = (out.clients_end.ok + out.clients_end.failed)
+        .saturating_sub(before_cl.ok + before_cl.failed);
+    let ok = out.clients_end.ok.saturating_sub(before_cl.ok);
+    let span_s = (span.1 - span.0).as_secs_f64();
+    let per_s = |a: u64, b: u64| b.saturating_sub(a) as f64 / flood_s;
+    let drops = drops_by_reason(out.sg_before.as_ref(), out.sg_after.as_ref(), flood_s);
+    let mut m = BTreeMap::new();
+    let mut put = |k: &str, v: Option<f64>| m.insert(k.to_string(), v);
+    put("offered_pps", Some(out.offered_pps));
+    put("server_rx_pps", Some(per_s(s0.server_rx, s1.server_rx)));
+    put("replies_pps", Some(per_s(s0.replies, s1.replies)));
+    // Drops by reason come from synguard's counters: other defences have none to read.
+    let drops_total = out
+        .sg_after
+        .is_some()
+        .then(|| drops.values().fold(0.0, |a, b| a + b));
+    put("drops_pps", drops_total);
+    put("legit_attempts", Some(attempts as f64));
+    put(
+        "legit_success_pct",
+        Some(if attempts == 0 {
+            0.0
+        } else {
+            100.0 * ok as f64 / attempts as f64
+        }),
+    );
+    put(
+        "connect_p50_ms",
+        percentile(&latencies, 50.0).map(|u| u as f64 / 1000.0),
+    );
+    put(
+        "connect_p99_ms",
+        percentile(&latencies, 99.0).map(|u| u as f64 / 1000.0),
+    );
+    put(
+        "established_mbps",
+        Some(s1.bulk_bytes.saturating_sub(s0.bulk_bytes) as f64 * 8.0 / 1e6 / span_s),
+    );
+    put("server_cpu_pct", Some(out.cpu_busy[SERVER_CPU]));
+    put("sender_cpu_pct", Some(out.cpu_busy[SENDER_CPU]));
+    Ok(RunResult {
+        metrics: m,
+        drops_by_reason: drops,
+        kernel: kernel_deltas(&out.k_before, &out.k_after),
+        generator: out.generator,
+        windows_s: timeline
+            .windows
+            .iter()
+            .map(|(a, b)| (a.as_secs_f64(), b.as_secs_f64()))
+            .collect(),
+        timeline: samples,
+        latencies_us: latencies,
+    })
+}
+
+/// The server's receive path (RPS) on its own CPU, away from the generator (platform notes).
+/// `ip netns exec` mounts the namespace's own /sys, where the veth's queue lives.
+fn steer_receive(lab: &Lab) -> Result<()> {
+    let mask = format!("{:x}", 1u32 << SERVER_CPU);
+    let file = format!("/sys/class/net/{}/queues/rx-0/rps_cpus", lab.server.ifname);
+    crate::netns::run_checked(std::process::Command::new("ip").args([
+        "netns",
+        "exec",
+        lab.server.ns.name(),
+        "sh",
+        "-c",
+        &format!("echo {mask} > {file}"),
+    ]))
+    .context("setting RPS on the server's interface")?;
+    Ok(())
+}
+
+/// What happened while the flood ran.
+struct Driven {
+    offered_pps: f64,
+    generator: Option<GenReport>,
+    clients_before: crate::traffic::ContinuousStats,
+    clients_end: crate::traffic::ContinuousStats,
+    latency_end: usize,
+    sg_before: Option<Stats>,
+    sg_after: Option<Stats>,
+    k_before: KStats,
+    k_after: KStats,
+    cpu_busy: Vec<f64>,
+}
+
+/// Waits out the lead-in, floods each window, snapshots the counters at the flood's ends, waits
+/// out the tail.
+fn drive(
+    lab: &Lab,
+    scenario: &Scenario,
+    timeline: &Timeline,
+    active: &Active,
+    clients: &Continuous,
+    interrupted: &AtomicBool,
+) -> Result<Driven> {
+    let t0 = Instant::now();
+    sleep_until(t0 + timeline.lead, interrupted)?;
+    let k_before = KStats::read(&lab.server.ns)?;
+    let sg_before = active.synguard_stats()?;
+    let clients_before = clients.snapshot();
+    let cpu0 = CpuTimes::read()?;
+    let (mut sent, mut busy_s) = (0u64, 0f64);
+    let mut generator: Option<GenReport> = None;
+    for &(start, end) in &timeline.windows {
+        sleep_until(t0 + start, interrupted)?;
+        let (n, secs, report) = flood_window(lab, scenario, end - start, interrupted)?;
+        sent += n;
+        busy_s += secs;
+        generator = match (generator, report) {
+            (Some(g), Some(r)) => Some(GenReport {
+                sent: g.sent + r.sent,
+                calls: g.calls + r.calls,
+                elapsed_s: g.elapsed_s + r.elapsed_s,
+                pps: (g.sent + r.sent) as f64 / (g.elapsed_s + r.elapsed_s),
+            }),
+            (g, r) => g.or(r),
+        };
+    }
+    let cpu_busy = CpuTimes::read()?.busy_pct_since(&cpu0);
+    let clients_end = clients.snapshot();
+    let sg_after = active.synguard_stats()?;
+    let k_after = KStats::read(&lab.server.ns)?;
+    sleep_until(t0 + timeline.total, interrupted)?;
+    Ok(Driven {
+        offered_pps: sent as f64 / busy_s.max(1e-9),
+        generator,
+        latency_end: clients_end.latencies_us.len(),
+        clients_before,
+        clients_end,
+        sg_before,
+        sg_after,
+        k_before,
+        k_after,
+        cpu_busy,
+    })
+}
+
+/// Floods for `len`: returns frames sent, seconds spent and the generator's report.
+fn flood_window(
+    lab: &Lab,
+    scenario: &Scenario,
+    len: Duration,
+    interrupted: &AtomicBool,
+) -> Result<(u64, f64, Option<GenReport>)> {
+    match scenario.engine {
+        Engine::Generator { mix, sources } => {
+            let spec = GenSpec {
+                mix,
+                sources,
+                dst: lab.server.v4,
+                dport: PORT,
+                // Bounded well above what this machine can send in `len`.
+                count: (len.as_secs_f64() * 20e6) as u64,
+                duration: len,
+            };
+            let flood = GenFlood::start(&lab.attacker, lab.server.mac, spec, Some(SENDER_CPU))?;
+            let r = flood.wait()?;
+            anyhow::ensure!(!interrupted.load(Ordering::Relaxed), "interrupted");
+            Ok((r.sent, r.elapsed_s, Some(r)))
+        }
+        Engine::Hping => {
+            let spec = FloodSpec {
+                kind: FloodKind::Syn,
+                dst: lab.server.v4,
+                port: PORT,
+                count: crate::flood::MAX_COUNT,
+                interval_us: 1,
+                spoof: Some(spoof_addr(0)),
+            };
+            let flood = Flood::start(&lab.attacker, spec)?;
+            if let Some(pid) = flood.pid() {
+                pin_pid(pid, SENDER_CPU)?;
+            }
+            sleep_until(Instant::now() + len, interrupted)?;
+            let r = flood.stop(&lab.attacker)?;
+            Ok((r.sent(), r.elapsed.as_secs_f64(), None))
+        }
+    }
+}
+
+fn pin_pid(pid: u32, cpu: usize) -> Result<()> {
+    let mut set = nix::sched::CpuSet::new();
+    set.set(cpu)?;
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(pid as i32), &set)
+        .context("pinning hping3")
+}
+
+/// Sleeps until `t`, in short steps so Ctrl-C ends the run promptly.
+fn sleep_until(t: Instant, interrupted: &AtomicBool) -> Result<()> {
+    while Instant::now() < t {
+        anyhow::ensure!(!interrupted.load(Ordering::Relaxed), "interrupted");
+        std::thread::sleep((t - Instant::now()).min(Duration::from_millis(50)));
+    }
+    Ok(())
+}
+
+/// The last sample at or before `t` (the first if none).
+fn sample_at(samples: &[Sample], t: f64) -> Sample {
+    samples
+        .iter()
+        .rev()
+        .find(|s| s.t_s <= t)
+        .or(samples.first())
+        .copied()
+        .unwrap_or_default()
+}
+
+fn drops_by_reason(
+    before: Option<&Stats>,
+    after: Option<&Stats>,
+    secs: f64,
+) -> BTreeMap<String, f64> {
+    let (Some(before), Some(after)) = (before, after) else {
+        return BTreeMap::new();
+    };
+    after
+        .verdicts
+        .iter()
+        .filter(|(name, _)| name.starts_with("drop_"))
+        .map(|(name, v)| {
+            let was = before.verdicts.get(name).map_or(0, |b| b.packets);
+            (name.clone(), v.packets.saturating_sub(was) as f64 / secs)
+        })
+        .filter(|(_, pps)| *pps > 0.0)
+        .collect()
+}
+
+fn kernel_deltas(before: &KStats, after: &KStats) -> BTreeMap<String, u64> {
+    [
+        kstats::SYNCOOKIES_SENT,
+        kstats::SYNCOOKIES_RECV,
+        kstats::SYNCOOKIES_FAILED,
+        kstats::LISTEN_DROPS,
+        kstats::PASSIVE_OPENS,
+        kstats::SERVER_RX_DROP,
+        "Tcp.OutRsts",
+    ]
+    .iter()
+    .map(|k| (k.to_string(), after.delta(before, k)))
+    .collect()
+}
+
+/// Per-CPU idle time from /proc/stat. Busy time is derived from idle time and the wall clock:
+/// /proc/stat under-counts bursty softirq time on this kernel (platform notes).
+struct CpuTimes {
+    at: Instant,
+    idle_ticks: Vec<u64>,
+}
+
+impl CpuTimes {
+    fn read() -> Result<CpuTimes> {
+        let text = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+        Ok(CpuTimes {
+            at: Instant::now(),
+            idle_ticks: parse_idle(&text),
+        })
+    }
+
+    fn busy_pct_since(&self, before: &CpuTimes) -> Vec<f64> {
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        let wall = (self.at - before.at).as_secs_f64().max(1e-9);
+        self.idle_ticks
+            .iter()
+            .zip(&before.idle_ticks)
+            .map(|(a, b)| {
+                let idle = a.saturating_sub(*b) as f64 / hz;
+                (100.0 * (1.0 - idle / wall)).clamp(0.0, 100.0)
+            })
+            .collect()
+    }
+}
+
+/// idle + iowait ticks of each "cpuN" line.
+fn parse_idle(stat: &str) -> Vec<u64> {
+    stat.lines()
+        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+        .map(|l| {
+            let f: Vec<u64> = l
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|v| v.parse().ok())
+                .collect();
+            f.get(3).copied().unwrap_or(0) + f.get(4).copied().unwrap_or(0)
+        })
+        .collect()
+}
+
+/// Samples the counters every [`SAMPLE_EVERY`] on its own thread.
+struct Sampler {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Result<Vec<Sample>>>>,
+}
+
+impl Sampler {
+    fn start(lab: &Lab, bulk_bytes: Arc<AtomicU64>) -> Result<Sampler> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let open = |ns: &Netns| {
+            std::fs::File::open(ns.path()).with_context(|| format!("opening {}", ns.name()))
+        };
+        let (srv, atk) = (open(&lab.server.ns)?, open(&lab.attacker.ns)?);
+        let (srv_if, atk_if) = (lab.server.ifname.clone(), lab.attacker.ifname.clone());
+        let t0 = Instant::now();
+        let thread = std::thread::Builder::new()
+            .name("lab-sampler".into())
+            .spawn(move || -> Result<Vec<Sample>> {
+                let mut out = Vec::new();
+                while !stop2.load(Ordering::Relaxed) {
+                    out.push(Sample {
+                        t_s: t0.elapsed().as_secs_f64(),
+                        server_rx: rx_packets(&srv, &srv_if)?,
+                        replies: rx_packets(&atk, &atk_if)?,
+                        bulk_bytes: bulk_bytes.load(Ordering::Relaxed),
+                    });
+                    std::thread::sleep(SAMPLE_EVERY);
+                }
+                Ok(out)
+            })?;
+        Ok(Sampler {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    fn stop(mut self) -> Result<Vec<Sample>> {
+        self.stop.store(true, Ordering::Relaxed);
+        let t = self.thread.take().context("sampler joined")?;
+        t.join().map_err(|_| anyhow!("sampler panicked"))?
+    }
+}
+
+impl Drop for Sampler {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Receive packets of `iface` in the namespace at `ns` (/proc/thread-self/net/dev shows the
+/// namespace of the reading thread, which `setns`es into it first).
+fn rx_packets(ns: &std::fs::File, iface: &str) -> Result<u64> {
+    nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).context("setns")?;
+    let text = std::fs::read_to_string("/proc/thread-self/net/dev").context("reading net/dev")?;
+    text.lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(name, _)| name.trim() == iface)
+        .and_then(|(_, cols)| cols.split_whitespace().nth(1)?.parse().ok())
+        .with_context(|| format!("no {iface} in net/dev"))
+}
+
+/// An established connection that downloads at [`BULK_TARGET_MBPS`] until dropped.
+struct Bulk {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Result<Result<()>>>>,
+}
+
+impl Bulk {
+    fn start(client: &Netns, addr: SocketAddr, bytes: Arc<AtomicU64>) -> Result<Bulk> {
+        let stream = client
+            .enter(move || TcpStream::connect_timeout(&addr, Duration::from_secs(5)))?
+            .context("connecting the established flow")?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (b2, s2) = (bytes, stop.clone());
+        let thread = std::thread::Builder::new()
+            .name("lab-bulk".into())
+            .spawn(move || Ok(stream_paced(stream, &b2, &s2)))?;
+        Ok(Bulk {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Bulk {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Asks the lab server for an endless download and reads it at the target rate.
+fn stream_paced(mut s: TcpStream, bytes: &AtomicU64, stop: &AtomicBool) -> Result<()> {
+    let mut req = [0u8; 16];
+    req[8..].copy_from_slice(&(1u64 << 40).to_be_bytes());
+    s.write_all(&req)?;
+    s.set_read_timeout(Some(Duration::from_millis(100)))?;
+    let rate = BULK_TARGET_MBPS * 1e6 / 8.0;
+    let start = Instant::now();
+    let mut buf = vec![0u8; 64 * 1024];
+    while !stop.load(Ordering::Relaxed) {
+        if bytes.load(Ordering::Relaxed) as f64 > start.elapsed().as_secs_f64() * rate {
+            std::thread::sleep(Duration::from_millis(2));
+            continue;
+        }
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                bytes.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => return Err(e).context("reading the established flow"),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_ticks_per_cpu() {
+        let stat = "cpu  10 0 10 100 5 0 0\ncpu0 5 0 5 50 2 0 0\ncpu1 5 0 5 50 3 0 0\nintr 1\n";
+        assert_eq!(parse_idle(stat), vec![52, 53]);
+    }
+
+    #[test]
+    fn samples_by_time() {
+        let s = |t: f64, rx: u64| Sample {
+            t_s: t,
+            server_rx: rx,
+            ..Default::default()
+        };
+        let v = [s(0.0, 1), s(1.0, 5), s(2.0, 9)];
+        assert_eq!(sample_at(&v, 1.5).server_rx, 5);
+        assert_eq!(sample_at(&v, -1.0).server_rx, 1);
+    }
+}

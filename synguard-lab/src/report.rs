@@ -1,0 +1,256 @@
+//! Aggregates the runs of each (scenario, defence) into min/median/max, computes the ratios the
+//! claims rest on, prints the table and writes the JSON.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::measure::{METRICS, RunConfig, RunResult};
+
+/// min / median / max over runs; `None` where no run had a value.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Spread {
+    pub min: Option<f64>,
+    pub median: Option<f64>,
+    pub max: Option<f64>,
+}
+
+impl Spread {
+    pub fn of(values: impl IntoIterator<Item = Option<f64>>) -> Spread {
+        let mut v: Vec<f64> = values.into_iter().flatten().collect();
+        if v.is_empty() {
+            return Spread::default();
+        }
+        v.sort_by(f64::total_cmp);
+        // Lower median for an even count: a value that was measured.
+        Spread {
+            min: v.first().copied(),
+            median: Some(v[(v.len() - 1) / 2]),
+            max: v.last().copied(),
+        }
+    }
+}
+
+/// Every run of one scenario against one defence.
+#[derive(Clone, Debug, Serialize)]
+pub struct Cell {
+    pub scenario: String,
+    pub defence: String,
+    pub metrics: BTreeMap<String, Spread>,
+    pub drops_by_reason: BTreeMap<String, Spread>,
+    pub runs: Vec<RunResult>,
+}
+
+impl Cell {
+    pub fn new(scenario: &str, defence: &str, runs: Vec<RunResult>) -> Cell {
+        let metrics = METRICS
+            .iter()
+            .map(|k| {
+                let s = Spread::of(runs.iter().map(|r| r.metrics.get(*k).copied().flatten()));
+                (k.to_string(), s)
+            })
+            .collect();
+        let reasons: std::collections::BTreeSet<&String> =
+            runs.iter().flat_map(|r| r.drops_by_reason.keys()).collect();
+        let drops_by_reason = reasons
+            .into_iter()
+            .map(|k| {
+                let s = Spread::of(
+                    runs.iter()
+                        .map(|r| Some(r.drops_by_reason.get(k).copied().unwrap_or(0.0))),
+                );
+                (k.clone(), s)
+            })
+            .collect();
+        Cell {
+            scenario: scenario.to_string(),
+            defence: defence.to_string(),
+            metrics,
+            drops_by_reason,
+            runs,
+        }
+    }
+
+    pub fn median(&self, metric: &str) -> Option<f64> {
+        self.metrics.get(metric).and_then(|s| s.median)
+    }
+}
+
+/// synguard's median against another defence's, for one scenario and metric.
+#[derive(Clone, Debug, Serialize)]
+pub struct Ratio {
+    pub scenario: String,
+    pub metric: String,
+    pub synguard: String,
+    pub other: String,
+    /// synguard / other.
+    pub ratio: Option<f64>,
+}
+
+/// What each comparison is made on. Against the XDP_DROP floor, which answers nothing, the rate
+/// at which the server's interface took frames in; against everything else, the replies (SYN-ACKs)
+/// per second and that intake rate. CPU is not compared: on 2 cores every defence saturates both.
+fn ratio_metrics(other: &str) -> &'static [&'static str] {
+    if other == "floor-xdp-drop" {
+        &["server_rx_pps"]
+    } else {
+        &["replies_pps", "server_rx_pps"]
+    }
+}
+
+pub fn ratios(cells: &[Cell]) -> Vec<Ratio> {
+    let mut out = Vec::new();
+    for sg in cells.iter().filter(|c| c.defence.starts_with("synguard")) {
+        for other in cells
+            .iter()
+            .filter(|c| c.scenario == sg.scenario && !c.defence.starts_with("synguard"))
+        {
+            for &metric in ratio_metrics(&other.defence) {
+                let ratio = match (sg.median(metric), other.median(metric)) {
+                    (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+                    _ => None,
+                };
+                out.push(Ratio {
+                    scenario: sg.scenario.clone(),
+                    metric: metric.to_string(),
+                    synguard: sg.defence.clone(),
+                    other: other.defence.clone(),
+                    ratio,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The whole result file.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub machine: Machine,
+    pub config: RunConfig,
+    pub runs_per_cell: usize,
+    pub cells: Vec<Cell>,
+    pub ratios: Vec<Ratio>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Machine {
+    pub cpu: String,
+    pub cpus: usize,
+    pub kernel: String,
+}
+
+impl Machine {
+    pub fn this() -> Machine {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name"))
+            .and_then(|l| l.split_once(':'))
+            .map_or_else(|| "unknown".to_string(), |(_, v)| v.trim().to_string());
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        Machine {
+            cpu,
+            cpus: std::thread::available_parallelism().map_or(0, usize::from),
+            kernel,
+        }
+    }
+}
+
+fn fmt_rate(v: Option<f64>) -> String {
+    match v {
+        None => "-".into(),
+        Some(v) if v >= 1e6 => format!("{:.2}M", v / 1e6),
+        Some(v) if v >= 1e3 => format!("{:.0}k", v / 1e3),
+        Some(v) => format!("{v:.0}"),
+    }
+}
+
+fn fmt_num(v: Option<f64>, digits: usize) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{v:.digits$}"))
+}
+
+/// Medians, with [min..max] for the rates the claims rest on.
+pub fn table(report: &Report) -> String {
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "{:<11} {:<16} {:>8} {:>8} {:>17} {:>8} {:>7} {:>8} {:>8} {:>7} {:>6}",
+        "scenario",
+        "defence",
+        "offered",
+        "srv rx",
+        "replies [min..max]",
+        "drops",
+        "legit%",
+        "p50 ms",
+        "p99 ms",
+        "est Mb",
+        "cpu%"
+    );
+    for c in &report.cells {
+        let m = |k: &str| c.metrics.get(k).copied().unwrap_or_default();
+        let r = m("replies_pps");
+        let _ = writeln!(
+            t,
+            "{:<11} {:<16} {:>8} {:>8} {:>5} [{}..{}] {:>8} {:>7} {:>8} {:>8} {:>7} {:>6}",
+            c.scenario,
+            c.defence,
+            fmt_rate(m("offered_pps").median),
+            fmt_rate(m("server_rx_pps").median),
+            fmt_rate(r.median),
+            fmt_rate(r.min),
+            fmt_rate(r.max),
+            fmt_rate(m("drops_pps").median),
+            fmt_num(m("legit_success_pct").median, 1),
+            fmt_num(m("connect_p50_ms").median, 2),
+            fmt_num(m("connect_p99_ms").median, 2),
+            fmt_num(m("established_mbps").median, 0),
+            fmt_num(m("server_cpu_pct").median, 0),
+        );
+    }
+    t
+}
+
+/// The ratios of the medians, one line per comparison that has a value.
+pub fn ratio_table(report: &Report) -> String {
+    let mut t = String::new();
+    for r in report.ratios.iter().filter(|r| r.ratio.is_some()) {
+        let _ = writeln!(
+            t,
+            "{:<11} {:<15} {:<16} / {:<16} {:>7.2}x",
+            r.scenario,
+            r.metric,
+            r.synguard,
+            r.other,
+            r.ratio.unwrap_or_default()
+        );
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spread_takes_min_median_max_of_present_values() {
+        let s = Spread::of([Some(3.0), None, Some(1.0), Some(2.0)]);
+        assert_eq!((s.min, s.median, s.max), (Some(1.0), Some(2.0), Some(3.0)));
+        let s = Spread::of([None, None]);
+        assert!(s.median.is_none());
+        let s = Spread::of([Some(4.0), Some(1.0)]);
+        assert_eq!(s.median, Some(1.0));
+    }
+
+    #[test]
+    fn rates_read_well() {
+        assert_eq!(fmt_rate(Some(1_234_567.0)), "1.23M");
+        assert_eq!(fmt_rate(Some(45_600.0)), "46k");
+        assert_eq!(fmt_rate(None), "-");
+    }
+}

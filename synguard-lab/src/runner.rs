@@ -1,0 +1,119 @@
+//! `cargo xtask lab`: every selected scenario against every selected defence, `runs` times each,
+//! each run in a fresh lab; then the table, the JSON and the charts under the output directory.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+
+use crate::chart;
+use crate::defence::Defence;
+use crate::measure::{self, RunConfig};
+use crate::report::{self, Cell, Machine, Report};
+use crate::scenario::Scenario;
+
+pub struct Plan {
+    pub scenarios: Vec<Scenario>,
+    pub defences: Vec<Defence>,
+    pub runs: usize,
+    pub config: RunConfig,
+}
+
+impl Plan {
+    /// The CI plan: one short SYN flood per defence, one run each.
+    pub fn quick(scenario: Scenario) -> Plan {
+        Plan {
+            scenarios: vec![scenario],
+            defences: crate::defence::ALL.to_vec(),
+            runs: 1,
+            config: RunConfig {
+                lead: Duration::from_millis(750),
+                flood: Duration::from_secs(2),
+                tail: Duration::from_millis(750),
+            },
+        }
+    }
+
+    pub fn full(scenarios: Vec<Scenario>, defences: Vec<Defence>, runs: usize) -> Plan {
+        Plan {
+            scenarios,
+            defences,
+            runs,
+            config: RunConfig {
+                lead: Duration::from_secs(1),
+                flood: Duration::from_secs(4),
+                tail: Duration::from_secs(1),
+            },
+        }
+    }
+}
+
+/// Runs the plan. A failed run is reported and fails the whole lab: a table with holes would
+/// compare unlike things.
+pub fn run(plan: &Plan, synguard_bin: &Path, interrupted: &AtomicBool) -> Result<Report> {
+    let mut cells = Vec::new();
+    for scenario in &plan.scenarios {
+        for &defence in &plan.defences {
+            let mut runs = Vec::new();
+            for i in 0..plan.runs {
+                eprintln!(
+                    "lab: {} vs {} (run {}/{})",
+                    scenario.name,
+                    defence.name(),
+                    i + 1,
+                    plan.runs
+                );
+                let r = measure::run(scenario, defence, &plan.config, synguard_bin, interrupted)
+                    .with_context(|| {
+                        format!("{} vs {} run {}", scenario.name, defence.name(), i + 1)
+                    })?;
+                runs.push(r);
+            }
+            cells.push(Cell::new(scenario.name, defence.name(), runs));
+        }
+    }
+    let ratios = report::ratios(&cells);
+    Ok(Report {
+        machine: Machine::this(),
+        config: plan.config,
+        runs_per_cell: plan.runs,
+        cells,
+        ratios,
+    })
+}
+
+/// Writes `lab.json` and, per scenario, `rates-<scenario>.svg` and `latency-<scenario>.svg`.
+/// Returns the files written.
+pub fn write(report: &Report, dir: &Path) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut files = Vec::new();
+    let json = dir.join("lab.json");
+    std::fs::write(&json, serde_json::to_string_pretty(report)?)
+        .with_context(|| format!("writing {}", json.display()))?;
+    files.push(json);
+    let mut scenarios: Vec<&str> = report.cells.iter().map(|c| c.scenario.as_str()).collect();
+    scenarios.dedup();
+    for s in scenarios {
+        let cells: Vec<&Cell> = report.cells.iter().filter(|c| c.scenario == s).collect();
+        let rates = chart::rates_over_time(
+            &format!("{s}: replies to the flood per second (SYN-ACKs for SYN floods)"),
+            "replies / s",
+            &cells,
+            |x| x.replies,
+        );
+        let lat = chart::latency_cdf(
+            &format!("{s}: legitimate clients' connect latency during the flood"),
+            &cells,
+        );
+        for (name, svg) in [
+            (format!("rates-{s}.svg"), rates),
+            (format!("latency-{s}.svg"), lat),
+        ] {
+            let path = dir.join(name);
+            std::fs::write(&path, svg).with_context(|| format!("writing {}", path.display()))?;
+            files.push(path);
+        }
+    }
+    Ok(files)
+}
