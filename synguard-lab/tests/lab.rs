@@ -230,21 +230,25 @@ fn a_short_lab_run_writes_a_complete_json_result() {
             "{}: drops come from synguard's counters only",
             defence.name()
         );
-        if !defence.is_floor() {
-            // A mixed flood to a defended server: real clients still try and get through (a
-            // floor blackholes them: their attempts hang in the connect timeout).
-            assert!(
-                cell["metrics"]["legit_attempts"]["median"]
-                    .as_f64()
-                    .unwrap()
-                    > 0.0
+        let attempts = cell["metrics"]["legit_attempts"]["median"]
+            .as_f64()
+            .unwrap();
+        let success = cell["metrics"]["legit_success_pct"]["median"]
+            .as_f64()
+            .unwrap();
+        if is_synguard {
+            // Under synguard real clients connect throughout the flood. (Without a defence, or
+            // with a floor, a connect can hang past a one-second flood window: those figures are
+            // measurements, not promises.)
+            assert!(attempts > 0.0, "{}: no legit attempt", defence.name());
+            assert_eq!(
+                success,
+                100.0,
+                "{}: legit connections failed",
+                defence.name()
             );
-            assert!(
-                cell["metrics"]["legit_success_pct"]["median"]
-                    .as_f64()
-                    .unwrap()
-                    > 0.0
-            );
+        } else {
+            assert!(attempts >= 0.0 && (0.0..=100.0).contains(&success));
         }
     }
     assert!(json["machine"]["cpus"].as_u64().unwrap() > 0);
