@@ -7,7 +7,7 @@
 //! (`bpf_map_lookup_percpu_elem`) and updates the shared mode state. No userspace round trip.
 
 use aya_ebpf::{helpers::generated::bpf_map_lookup_percpu_elem, programs::XdpContext};
-use aya_log_ebpf::info;
+use aya_log_ebpf::debug;
 use synguard_common::{
     maps::{
         Config, MAX_CPUS, MODE_ALWAYS, MODE_AUTO, ModeState, PORT_PROTECTED, SYN_WINDOW_NS,
@@ -191,13 +191,14 @@ fn update_mode(ctx: &XdpContext, cfg: &Config, m: &mut ModeState, rate: u64, por
         m.switches += 1;
         count::event(Event::CookieModeOn);
         flood_event(FLOOD_START, port, rate, now);
-        info!(ctx, "cookies on: {} SYN/s to protected ports", rate);
+        // Debug only: the loader logs the flood event (with its sources) once.
+        debug!(ctx, "cookies on: {} SYN/s to protected ports", rate);
     } else if m.cookies_wanted != 0 && now.wrapping_sub(m.last_above_ns) >= cfg.hold_ns {
         m.cookies_wanted = 0;
         m.switches += 1;
         count::event(Event::CookieModeOff);
         flood_event(FLOOD_END, port, rate, now);
-        info!(ctx, "cookies off: {} SYN/s to protected ports", rate);
+        debug!(ctx, "cookies off: {} SYN/s to protected ports", rate);
     }
 }
 

@@ -473,6 +473,24 @@ fn auto_mode_switches_cookies_on_and_off() -> Result<()> {
         "sysctl not restored"
     );
 
+    // The flood's start and end reached the loader as events and are in `status`.
+    let out = synguard_proc::run_once(
+        &synguard_proc::binary()?,
+        &fx.lab.server.ns.path(),
+        &["status", "--json"],
+    )?;
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let events = status["interfaces"][0]["flood_events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["kind"].as_str()).collect();
+    assert!(
+        kinds.windows(2).any(|w| w == ["start", "end"]),
+        "flood events in status: {kinds:?}"
+    );
+    assert!(events.iter().all(|e| e["port"] == 80 || e["port"] == 443));
+
     // Quiet again: SYNs go back to the kernel.
     let s2 = sg.stats()?;
     fx.batch(false, 10, mixed_transfer)?;

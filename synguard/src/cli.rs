@@ -30,6 +30,24 @@ pub enum Command {
     /// Check or print the configuration file.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Check the host's SYN-flood tuning (syncookies, backlogs, SYN-ACK retries, listener
+    /// backlogs, XDP driver support, kernel features) and recommend values.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Interface whose driver to check for native XDP.
+    #[arg(long)]
+    pub iface: Option<String>,
+    /// Protected ports whose listener backlogs to check (e.g. 22,80,443).
+    #[arg(long)]
+    pub ports: Option<String>,
+    /// Set the recommended sysctl values (in this network namespace).
+    #[arg(long)]
+    pub apply: bool,
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// When XDP answers SYNs with cookies.

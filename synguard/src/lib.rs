@@ -4,7 +4,7 @@
 //! flags over it), `sysctl` (kernel settings), `nic` (interface facts), `pin` (state on bpffs and
 //! its schema), `link` (the pinned XDP link: attach or replace), `loader` (load/configure/pin and
 //! undo, per interface), `mode` (cookie-mode controller), `stats` (counters), `status`, `metrics`
-//! (Prometheus), `detach` (clean-up after a crash), `logging`, `diagnose` (explaining kernel
+//! (Prometheus), `events` (flood start/end from the program), `detach` (clean-up after a crash), `logging`, `doctor` (host tuning), `diagnose` (explaining kernel
 //! errors), `policy` (allow/block lists, limits, top sources), `run` (the long-running
 //! commands).
 pub mod cli;
@@ -12,6 +12,8 @@ pub mod config;
 pub mod config_file;
 pub mod detach;
 pub mod diagnose;
+pub mod doctor;
+pub mod events;
 pub mod link;
 pub mod loader;
 pub mod logging;

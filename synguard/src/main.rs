@@ -1,7 +1,7 @@
 use clap::Parser as _;
 use synguard::{
     cli::{Cli, Command, ConfigCommand, LogFormat},
-    config_file, detach, logging, run, status,
+    config_file, detach, doctor, logging, run, status,
 };
 
 #[tokio::main]
@@ -22,6 +22,7 @@ async fn main() {
                 Command::Stats(args) => run::stats(args).await.map(|()| 0),
                 Command::Status(args) => status::status(args).map(|()| 0),
                 Command::Detach(args) => detach::detach(args).map(|()| 0),
+                Command::Doctor(args) => doctor::doctor(args).map(|()| 0),
                 Command::Config(ConfigCommand::Validate { file }) => config_file::validate(file)
                     .map(|_| {
                         println!("{}: ok", file.display());

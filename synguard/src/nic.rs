@@ -6,8 +6,10 @@ use std::{
     os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
 };
 
-/// `ETHTOOL_GFLAGS` and its receive-VLAN-offload bit (include/uapi/linux/ethtool.h).
+/// `ETHTOOL_GFLAGS` and its receive-VLAN-offload bit, and `ETHTOOL_GDRVINFO`
+/// (include/uapi/linux/ethtool.h).
 const ETHTOOL_GFLAGS: u32 = 0x25;
+const ETHTOOL_GDRVINFO: u32 = 0x03;
 const ETH_FLAG_RXVLAN: u32 = 1 << 8;
 
 #[repr(C)]
@@ -69,6 +71,39 @@ pub fn rx_vlan_offload(iface: &str) -> io::Result<bool> {
         return Err(io::Error::last_os_error());
     }
     Ok(value.data & ETH_FLAG_RXVLAN != 0)
+}
+
+/// `struct ethtool_drvinfo`: only the driver name is read.
+#[repr(C)]
+struct EthtoolDrvinfo {
+    cmd: u32,
+    driver: [u8; 32],
+    version: [u8; 32],
+    fw_version: [u8; 32],
+    bus_info: [u8; 32],
+    erom_version: [u8; 32],
+    reserved2: [u8; 12],
+    n_priv_flags: u32,
+    n_stats: u32,
+    testinfo_len: u32,
+    eedump_len: u32,
+    regdump_len: u32,
+}
+
+/// The interface's driver name (`ethtool -i`).
+pub fn driver(iface: &str) -> io::Result<String> {
+    let sock = socket()?;
+    let mut req = ifreq(iface)?;
+    // SAFETY: all-zero is a valid value of this plain C struct.
+    let mut info: EthtoolDrvinfo = unsafe { std::mem::zeroed() };
+    info.cmd = ETHTOOL_GDRVINFO;
+    req.ifr_ifru.ifru_data = (&mut info as *mut EthtoolDrvinfo).cast();
+    // SAFETY: SIOCETHTOOL with ETHTOOL_GDRVINFO fills the struct ifru_data points to.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL, &mut req) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let end = info.driver.iter().position(|&b| b == 0).unwrap_or(32);
+    Ok(String::from_utf8_lossy(&info.driver[..end]).into_owned())
 }
 
 #[cfg(test)]

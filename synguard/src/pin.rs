@@ -58,7 +58,8 @@ fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> PinError
     move |source| PinError::Io { what, path, source }
 }
 
-fn is_bpffs(path: &Path) -> io::Result<bool> {
+/// Whether `path` is a mounted BPF filesystem.
+pub fn is_bpffs(path: &Path) -> io::Result<bool> {
     let c = CString::new(path.as_os_str().as_encoded_bytes())
         .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     // SAFETY: statfs fills the zeroed struct we pass; `c` is NUL-terminated.

@@ -310,7 +310,7 @@ impl PolicyMaps {
 }
 
 /// One row of `synguard top`.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SourceRow {
     /// The source: an IPv4 address or an IPv6 /64.
     pub source: String,

@@ -17,6 +17,7 @@ use tokio::{
 use crate::{
     cli::StatsArgs,
     config::RunConfig,
+    events::{self, FloodWatcher},
     loader::{Instance, ProgramLogger},
     metrics, mode,
     stats::{self, Report},
@@ -95,6 +96,14 @@ pub async fn run(cfg: &RunConfig) -> anyhow::Result<i32> {
             loggers.push(watch_logger(l)?);
         }
     }
+    let mut floods = Vec::new();
+    for iface in &cfg.ifaces {
+        match FloodWatcher::open(&cfg.pin_base.join(iface), &cfg.run_dir, iface) {
+            Ok(Some(w)) => floods.push(w),
+            Ok(None) => {}
+            Err(e) => warn!("{iface}: flood events unavailable: {e:#}"),
+        }
+    }
     let metrics = match cfg.metrics_addr {
         Some(addr) => Some(metrics::spawn(addr, cfg.pin_base.clone(), cfg.ifaces.clone()).await?),
         None => None,
@@ -113,8 +122,15 @@ pub async fn run(cfg: &RunConfig) -> anyhow::Result<i32> {
                     break Err(anyhow::Error::from(e).context("reading the XDP program's log"));
                 }
             }
+            r = events::watch(&mut floods) => {
+                if let Err(e) = r {
+                    break Err(anyhow::Error::from(e).context("reading flood events"));
+                }
+            }
         }
     };
+    events::drain_all(&mut floods);
+    drop(floods);
     if let Some(m) = metrics {
         m.abort();
     }

@@ -55,6 +55,8 @@ pub struct IfaceStatus {
     pub syn_threshold: Option<u32>,
     pub syn_off_threshold: Option<u32>,
     pub hold_s: Option<f64>,
+    /// The last flood starts and ends, oldest first.
+    pub flood_events: Vec<crate::events::FloodRecord>,
     /// Kernel settings synguard changed (name, old, new, why).
     pub sysctl_changes: Vec<serde_json::Value>,
     /// What `detach` restores.
@@ -147,6 +149,10 @@ pub fn of_iface(args: &StatusArgs, iface: &str) -> IfaceStatus {
         syn_threshold: info.map(|i| i.syn_on_pps),
         syn_off_threshold: info.map(|i| i.syn_off_pps),
         hold_s: info.map(|i| i.hold_s),
+        flood_events: crate::events::read_history(&crate::events::history_path(
+            &args.run_dir,
+            iface,
+        )),
         sysctl_changes: info.map(|i| i.sysctl_changes.clone()).unwrap_or_default(),
         sysctl_originals: info.map(|i| i.sysctl_originals.clone()).unwrap_or_default(),
         errors,
@@ -213,6 +219,18 @@ fn text(s: &IfaceStatus) -> String {
             c["old"],
             c["new"],
             c["why"].as_str().unwrap_or("")
+        );
+    }
+    for r in s.flood_events.iter().rev().take(5).rev() {
+        let when = SystemTime::UNIX_EPOCH + Duration::from_millis(r.unix_ms);
+        let ago = SystemTime::now()
+            .duration_since(when)
+            .map(|d| format!("{} s ago", d.as_secs()))
+            .unwrap_or_else(|_| "just now".into());
+        let _ = writeln!(
+            out,
+            "  flood {} {ago}: {} SYN/s (port {})",
+            r.kind, r.rate_pps, r.port
         );
     }
     for e in &s.errors {
