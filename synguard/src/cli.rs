@@ -19,7 +19,7 @@ pub struct Cli {
 pub enum Command {
     /// Attach to interfaces and protect TCP ports until SIGINT/SIGTERM (detach) or SIGUSR1
     /// (hand over: exit, leaving the program attached for the next `run` to adopt).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Show the counters of a running instance.
     Stats(StatsArgs),
     /// What synguard does on each interface: attached, modes, ports, thresholds, kernel settings.
@@ -30,9 +30,70 @@ pub enum Command {
     /// Check or print the configuration file.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Re-read the configuration file of the running synguard and apply it through its maps
+    /// (same as SIGHUP): no re-attach, no lost counters.
+    Reload(ReloadArgs),
+    /// Prefixes that bypass limits and cookies.
+    #[command(subcommand)]
+    Allow(ListOp),
+    /// Prefixes dropped first.
+    #[command(subcommand)]
+    Block(ListOp),
+    /// The heaviest sources now, and the blocked ones with the time left (needs --source-rate).
+    Top(TopArgs),
     /// Check the host's SYN-flood tuning (syncookies, backlogs, SYN-ACK retries, listener
     /// backlogs, XDP driver support, kernel features) and recommend values.
     Doctor(DoctorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReloadArgs {
+    #[arg(long, value_name = "DIR", default_value = crate::loader::DEFAULT_RUN_DIR, hide = true)]
+    pub run_dir: PathBuf,
+}
+
+/// Where a list or `top` command acts.
+#[derive(Debug, Args)]
+pub struct Target {
+    /// Only this interface [default: every interface synguard guards].
+    #[arg(long)]
+    pub iface: Option<String>,
+    #[arg(long, value_name = "DIR", default_value = crate::pin::DEFAULT_PIN_BASE, hide = true)]
+    pub pin_base: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ListOp {
+    /// Add a prefix (CIDR, e.g. 192.0.2.0/24 or 2001:db8::/32); effective on the next packet.
+    Add {
+        cidr: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Remove a prefix, exactly as listed.
+    Del {
+        cidr: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Print the list.
+    List {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// How many of the heaviest sources.
+    #[arg(long, default_value_t = 10)]
+    pub count: usize,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -121,6 +182,32 @@ pub struct RunArgs {
     /// Log format [default: human]; levels come from RUST_LOG (default info).
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
+    /// SYNs per second one source (IPv4 address, IPv6 /64) may send; excess is dropped
+    /// [default: unlimited].
+    #[arg(long, value_name = "PPS")]
+    pub source_rate: Option<u64>,
+    /// SYNs a source may send at once after a quiet time [default: one second's worth].
+    #[arg(long, value_name = "N")]
+    pub source_burst: Option<u64>,
+    /// Seconds a source over its rate is then blocked outright [default: 0, only the excess].
+    #[arg(long, value_name = "SECONDS")]
+    pub source_block: Option<u64>,
+    /// SYN-ACKs per second to one destination /24 (IPv6 /48), against reflection
+    /// [default: no cap].
+    #[arg(long, value_name = "PPS")]
+    pub reflect_cap: Option<u64>,
+    /// SYN-ACKs to one destination prefix at once [default: one second's worth].
+    #[arg(long, value_name = "N")]
+    pub reflect_burst: Option<u64>,
+    /// Decide and count everything, but pass every packet (a first deployment).
+    #[arg(long)]
+    pub monitor: bool,
+    /// Prefix that bypasses limits and cookies (repeat for several).
+    #[arg(long, value_name = "CIDR")]
+    pub allow: Vec<String>,
+    /// Prefix dropped first (repeat for several).
+    #[arg(long, value_name = "CIDR")]
+    pub block: Vec<String>,
     /// Base directory for pinned state (one subdirectory per interface).
     #[arg(long, value_name = "DIR", default_value = crate::pin::DEFAULT_PIN_BASE, hide = true)]
     pub pin_base: PathBuf,

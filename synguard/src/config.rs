@@ -5,7 +5,10 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use thiserror::Error;
 
-use crate::cli::{LogFormat, ModeArg, XdpModeArg};
+use crate::{
+    cli::{LogFormat, ModeArg, XdpModeArg},
+    policy::{Cidr, Limits},
+};
 
 /// Largest window shift TCP allows (RFC 7323).
 pub const MAX_WSCALE: u8 = 14;
@@ -49,6 +52,19 @@ pub enum ConfigError {
         "metrics_addr (--metrics-addr) '{0}' is not an address: expected IP:PORT, e.g. 127.0.0.1:9724"
     )]
     InvalidMetricsAddr(String),
+    #[error("{key} (--{flag}): {message}")]
+    Cidr {
+        key: &'static str,
+        flag: &'static str,
+        message: String,
+    },
+    #[error("{key} (--{flag}) {value} must be 1 or more when {rate_key} is set")]
+    ZeroBurst {
+        key: &'static str,
+        flag: &'static str,
+        rate_key: &'static str,
+        value: u64,
+    },
 }
 
 /// Upper bound for --hold: a day. Longer holds are almost certainly a typo, and it keeps the
@@ -96,6 +112,12 @@ pub struct RunConfig {
     pub log_format: LogFormat,
     pub pin_base: PathBuf,
     pub run_dir: PathBuf,
+    /// Per-source limits, the reflection cap and monitor mode.
+    pub limits: Limits,
+    /// Prefixes that bypass limits and cookies, and prefixes dropped first (from the file and
+    /// the flags; `synguard allow|block` add more at run time).
+    pub allow: Vec<Cidr>,
+    pub block: Vec<Cidr>,
 }
 
 /// Default auto-mode threshold, SYNs per second.
@@ -119,6 +141,82 @@ pub struct Settings {
     pub log_format: Option<LogFormat>,
     pub pin_base: PathBuf,
     pub run_dir: PathBuf,
+    pub source_rate: Option<u64>,
+    pub source_burst: Option<u64>,
+    pub source_block: Option<u64>,
+    pub reflect_cap: Option<u64>,
+    pub reflect_burst: Option<u64>,
+    pub monitor: bool,
+    pub allow: Vec<String>,
+    pub block: Vec<String>,
+}
+
+/// Parses a list of CIDRs, naming the key in errors; sorted, without duplicates.
+fn parse_cidrs(
+    texts: &[String],
+    key: &'static str,
+    flag: &'static str,
+) -> Result<Vec<Cidr>, ConfigError> {
+    let mut out = texts
+        .iter()
+        .map(|t| {
+            t.parse::<Cidr>().map_err(|e| ConfigError::Cidr {
+                key,
+                flag,
+                message: e.to_string(),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// A burst given as 0 would let nothing through; unset, it is one second's worth of the rate.
+fn burst(
+    rate: u64,
+    burst: Option<u64>,
+    key: &'static str,
+    flag: &'static str,
+    rate_key: &'static str,
+) -> Result<u64, ConfigError> {
+    match burst {
+        Some(0) if rate > 0 => Err(ConfigError::ZeroBurst {
+            key,
+            flag,
+            rate_key,
+            value: 0,
+        }),
+        Some(b) => Ok(b),
+        None => Ok(rate.max(1)),
+    }
+}
+
+impl Settings {
+    fn limits(&self) -> Result<Limits, ConfigError> {
+        let source_rate = self.source_rate.unwrap_or(0);
+        let reflect_rate = self.reflect_cap.unwrap_or(0);
+        Ok(Limits {
+            source_rate,
+            source_burst: burst(
+                source_rate,
+                self.source_burst,
+                "source_burst",
+                "source-burst",
+                "source_rate",
+            )?,
+            source_block_secs: self.source_block.unwrap_or(0),
+            reflect_rate,
+            reflect_burst: burst(
+                reflect_rate,
+                self.reflect_burst,
+                "reflect_burst",
+                "reflect-burst",
+                "reflect_cap",
+            )?,
+            monitor: self.monitor,
+        })
+    }
 }
 
 impl RunConfig {
@@ -171,6 +269,9 @@ impl RunConfig {
             log_format: s.log_format.unwrap_or_default(),
             pin_base: s.pin_base.clone(),
             run_dir: s.run_dir.clone(),
+            limits: s.limits()?,
+            allow: parse_cidrs(&s.allow, "allow", "allow")?,
+            block: parse_cidrs(&s.block, "block", "block")?,
         })
     }
 }

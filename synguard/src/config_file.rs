@@ -40,8 +40,8 @@ pub enum ConfigFileError {
     Args(#[from] ConfigError),
 }
 
-/// The file's keys. Every key is optional; flags override them. Policy settings (allow/block
-/// lists, per-source limits) belong in their own tables next to these when they arrive.
+/// The file's keys. Every key is optional; flags override them (the allow and block lists of the
+/// file and the flags are joined).
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
@@ -58,6 +58,17 @@ pub struct FileConfig {
     pub wscale: Option<u8>,
     pub metrics_addr: Option<String>,
     pub log_format: Option<LogFormat>,
+    pub source_rate: Option<u64>,
+    pub source_burst: Option<u64>,
+    /// Seconds.
+    pub source_block: Option<u64>,
+    pub reflect_cap: Option<u64>,
+    pub reflect_burst: Option<u64>,
+    pub monitor: Option<bool>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub block: Vec<String>,
 }
 
 /// Parses the text of a configuration file. `path` only names the file in errors.
@@ -129,6 +140,14 @@ fn merge(args: &RunArgs, file: &FileConfig, path: &Path) -> Result<Settings, Con
         log_format: args.log_format.or(file.log_format),
         pin_base: args.pin_base.clone(),
         run_dir: args.run_dir.clone(),
+        source_rate: args.source_rate.or(file.source_rate),
+        source_burst: args.source_burst.or(file.source_burst),
+        source_block: args.source_block.or(file.source_block),
+        reflect_cap: args.reflect_cap.or(file.reflect_cap),
+        reflect_burst: args.reflect_burst.or(file.reflect_burst),
+        monitor: args.monitor || file.monitor.unwrap_or(false),
+        allow: file.allow.iter().chain(&args.allow).cloned().collect(),
+        block: file.block.iter().chain(&args.block).cloned().collect(),
     })
 }
 
@@ -178,6 +197,14 @@ pub fn dump(cfg: &RunConfig) -> String {
         wscale: cfg.wscale,
         metrics_addr: cfg.metrics_addr.map(|a| a.to_string()),
         log_format: Some(cfg.log_format),
+        source_rate: Some(cfg.limits.source_rate),
+        source_burst: Some(cfg.limits.source_burst),
+        source_block: Some(cfg.limits.source_block_secs),
+        reflect_cap: Some(cfg.limits.reflect_rate),
+        reflect_burst: Some(cfg.limits.reflect_burst),
+        monitor: Some(cfg.limits.monitor),
+        allow: cfg.allow.iter().map(ToString::to_string).collect(),
+        block: cfg.block.iter().map(ToString::to_string).collect(),
     };
     let mut text = toml::to_string(&file).expect("configuration serialises");
     if file.xdp_mode.is_none() {
@@ -231,6 +258,48 @@ mod tests {
         }
         let cfg = RunConfig::from_settings(&merge(&args(), &file, path).unwrap()).unwrap();
         assert_eq!(cfg.metrics_addr.unwrap().ip().to_string(), "127.0.0.1");
+    }
+
+    #[test]
+    fn bad_policy_values_name_the_key() {
+        let base = "interfaces = [\"eth0\"]\nports = [80]\n";
+        let e = file_err(&format!("{base}block = [\"198.51.100.1/24\"]\n"));
+        assert!(e.contains("block") && e.contains("198.51.100.0/24"), "{e}");
+        let e = file_err(&format!("{base}allow = [\"10.0.0.0/40\"]\n"));
+        assert!(e.contains("allow") && e.contains("/40"), "{e}");
+        let e = file_err(&format!("{base}allow = [\"somewhere\"]\n"));
+        assert!(e.contains("expected ADDRESS[/PREFIX]"), "{e}");
+        let e = file_err(&format!("{base}source_rate = 10\nsource_burst = 0\n"));
+        assert!(
+            e.contains("source_burst") && e.contains("source_rate"),
+            "{e}"
+        );
+        let e = file_err(&format!("{base}source_rate = \"fast\"\n"));
+        assert!(e.contains("source_rate"), "{e}");
+        let e = file_err(&format!("{base}monitor = 1\n"));
+        assert!(e.contains("monitor"), "{e}");
+    }
+
+    #[test]
+    fn policy_keys_and_flags_combine() {
+        let path = Path::new("t.toml");
+        let file = parse(
+            path,
+            "interfaces = [\"eth0\"]\nports = [80]\nsource_rate = 100\nblock = [\"198.51.100.0/24\"]\n",
+        )
+        .unwrap();
+        let mut a = args();
+        a.block = vec!["2001:db8::/32".into()];
+        a.reflect_cap = Some(500);
+        let cfg = RunConfig::from_settings(&merge(&a, &file, path).unwrap()).unwrap();
+        assert_eq!(cfg.limits.source_rate, 100);
+        assert_eq!(
+            cfg.limits.source_burst, 100,
+            "one second's worth by default"
+        );
+        assert_eq!(cfg.limits.reflect_rate, 500);
+        assert_eq!(cfg.block.len(), 2, "file and flag lists are joined");
+        assert!(cfg.allow.is_empty());
     }
 
     #[test]

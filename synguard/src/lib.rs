@@ -5,7 +5,8 @@
 //! its schema), `link` (the pinned XDP link: attach or replace), `loader` (load/configure/pin and
 //! undo, per interface), `mode` (cookie-mode controller), `stats` (counters), `status`, `metrics`
 //! (Prometheus), `events` (flood start/end from the program), `detach` (clean-up after a crash), `logging`, `doctor` (host tuning), `diagnose` (explaining kernel
-//! errors), `policy` (allow/block lists, limits, top sources), `run` (the long-running
+//! errors), `policy` (allow/block lists, limits, top sources), `lists` (their commands), `reload`
+//! (applying configuration through the maps), `run` (the long-running
 //! commands).
 pub mod cli;
 pub mod config;
@@ -15,6 +16,7 @@ pub mod diagnose;
 pub mod doctor;
 pub mod events;
 pub mod link;
+pub mod lists;
 pub mod loader;
 pub mod logging;
 pub mod metrics;
@@ -23,6 +25,7 @@ pub mod nic;
 pub mod objects;
 pub mod pin;
 pub mod policy;
+pub mod reload;
 pub mod run;
 pub mod stats;
 pub mod status;

@@ -906,6 +906,9 @@ mod tests {
             log_format: crate::cli::LogFormat::Human,
             pin_base: PathBuf::from(crate::pin::DEFAULT_PIN_BASE),
             run_dir: PathBuf::from(DEFAULT_RUN_DIR),
+            limits: Default::default(),
+            allow: Vec::new(),
+            block: Vec::new(),
         }
     }
 

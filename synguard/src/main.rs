@@ -1,7 +1,9 @@
 use clap::Parser as _;
 use synguard::{
     cli::{Cli, Command, ConfigCommand, LogFormat},
-    config_file, detach, doctor, logging, run, status,
+    config_file, detach, doctor, lists, logging,
+    policy::ListKind,
+    reload, run, status,
 };
 
 #[tokio::main]
@@ -11,7 +13,7 @@ async fn main() {
         Command::Run(args) => match config_file::resolve(args) {
             Ok(cfg) => {
                 logging::init(cfg.log_format);
-                run::run(&cfg).await
+                run::run(&cfg, args).await
             }
             Err(e) => Err(e.into()),
         },
@@ -23,6 +25,10 @@ async fn main() {
                 Command::Status(args) => status::status(args).map(|()| 0),
                 Command::Detach(args) => detach::detach(args).map(|()| 0),
                 Command::Doctor(args) => doctor::doctor(args).map(|()| 0),
+                Command::Reload(args) => reload::signal(args).map(|()| 0),
+                Command::Allow(op) => lists::list_command(ListKind::Allow, op).map(|()| 0),
+                Command::Block(op) => lists::list_command(ListKind::Block, op).map(|()| 0),
+                Command::Top(args) => lists::top(args).map(|()| 0),
                 Command::Config(ConfigCommand::Validate { file }) => config_file::validate(file)
                     .map(|_| {
                         println!("{}: ok", file.display());

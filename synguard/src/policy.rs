@@ -8,6 +8,7 @@
 use std::{
     fmt,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    path::Path,
     str::FromStr,
 };
 
@@ -306,6 +307,43 @@ impl PolicyMaps {
         p.block_v4 = count(false, &block);
         p.block_v6 = count(true, &block);
         self.policy.set(0, p, 0).map_err(map_err(names::POLICY))
+    }
+}
+
+/// Opens the policy maps pinned for one interface.
+pub fn open_pinned(pin_dir: &Path) -> Result<PolicyMaps, PolicyError> {
+    PolicyMaps::new(|name| {
+        let data = MapData::from_pin(pin_dir.join(name)).ok()?;
+        Map::from_map_data(data).ok()
+    })
+}
+
+impl PolicyMaps {
+    /// Applies a configuration: its limits, and its lists. `previous` are the lists the
+    /// configuration before it applied: entries it had and this one has not are removed.
+    /// Entries added at run time (`synguard allow|block add`) are left alone.
+    pub fn apply(
+        &mut self,
+        limits: &Limits,
+        lists: (&[Cidr], &[Cidr]),
+        previous: (&[Cidr], &[Cidr]),
+    ) -> Result<(), PolicyError> {
+        self.set_limits(limits)?;
+        for (kind, now, before) in [
+            (ListKind::Allow, lists.0, previous.0),
+            (ListKind::Block, lists.1, previous.1),
+        ] {
+            for gone in before.iter().filter(|c| !now.contains(c)) {
+                match self.del(kind, *gone) {
+                    Ok(()) | Err(PolicyError::NotListed(..)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            for c in now {
+                self.add(kind, *c)?;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -15,11 +15,11 @@ use tokio::{
 };
 
 use crate::{
-    cli::StatsArgs,
+    cli::{RunArgs, StatsArgs},
     config::RunConfig,
     events::{self, FloodWatcher},
     loader::{Instance, ProgramLogger},
-    metrics, mode,
+    metrics, mode, reload,
     stats::{self, Report},
     sysctl::{SyncookieVotes, SysctlSaver, Sysctls},
 };
@@ -68,11 +68,12 @@ enum Exit {
 pub const HAND_OVER_EXIT: i32 = 75;
 
 /// Guards every configured interface until a signal; returns the process exit status.
-pub async fn run(cfg: &RunConfig) -> anyhow::Result<i32> {
+pub async fn run(cfg: &RunConfig, args: &RunArgs) -> anyhow::Result<i32> {
     // Register the handlers before attaching, so a signal during setup is not lost.
     let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut sigusr1 = signal(SignalKind::user_defined1()).context("cannot handle SIGUSR1")?;
+    let mut sighup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
 
     let sysctls = Sysctls::default();
     let mut saver = SysctlSaver::new(sysctls.clone());
@@ -96,6 +97,13 @@ pub async fn run(cfg: &RunConfig) -> anyhow::Result<i32> {
             loggers.push(watch_logger(l)?);
         }
     }
+    // The policy goes in before the first packet could need it... and after the maps exist.
+    if let Err(e) = reload::apply_policy(cfg, None) {
+        drop(instances);
+        restore(&mut saver);
+        return Err(e.context("cannot apply the policy"));
+    }
+    let mut current = cfg.clone();
     let mut floods = Vec::new();
     for iface in &cfg.ifaces {
         match FloodWatcher::open(&cfg.pin_base.join(iface), &cfg.run_dir, iface) {
@@ -116,6 +124,10 @@ pub async fn run(cfg: &RunConfig) -> anyhow::Result<i32> {
             _ = sigint.recv() => break Ok(Exit::Detach("SIGINT")),
             _ = sigterm.recv() => break Ok(Exit::Detach("SIGTERM")),
             _ = sigusr1.recv() => break Ok(Exit::HandOver),
+            _ = sighup.recv() => match reload::reload(&current, args) {
+                Ok(next) => current = next,
+                Err(e) => warn!("SIGHUP: {e:#}"),
+            },
             _ = tick.tick() => controllers.iter_mut().for_each(|c| c.tick()),
             r = forward_logs(&mut loggers) => {
                 if let Err(e) = r {

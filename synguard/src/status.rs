@@ -130,6 +130,7 @@ pub fn of_iface(args: &StatusArgs, iface: &str) -> IfaceStatus {
         None
     };
     let ready_since = sample.as_ref().and_then(|_| read_ready_since(&dir));
+    let live = sample.as_ref().and_then(|_| read_config(&dir));
     let info = info.as_ref();
     IfaceStatus {
         iface: iface.to_string(),
@@ -146,9 +147,12 @@ pub fn of_iface(args: &StatusArgs, iface: &str) -> IfaceStatus {
         syn_rate_pps: sample.as_ref().map(|s| s.mode_state.last_rate_pps),
         mode_switches: sample.as_ref().map(|s| s.mode_state.switches),
         ports: info.map(|i| i.ports.clone()).unwrap_or_default(),
-        syn_threshold: info.map(|i| i.syn_on_pps),
-        syn_off_threshold: info.map(|i| i.syn_off_pps),
-        hold_s: info.map(|i| i.hold_s),
+        // The live values (a reload changes them in the map), else what the loader recorded.
+        syn_threshold: live.map(|c| c.syn_on_pps).or(info.map(|i| i.syn_on_pps)),
+        syn_off_threshold: live.map(|c| c.syn_off_pps).or(info.map(|i| i.syn_off_pps)),
+        hold_s: live
+            .map(|c| c.hold_ns as f64 / 1e9)
+            .or(info.map(|i| i.hold_s)),
         flood_events: crate::events::read_history(&crate::events::history_path(
             &args.run_dir,
             iface,
@@ -157,6 +161,14 @@ pub fn of_iface(args: &StatusArgs, iface: &str) -> IfaceStatus {
         sysctl_originals: info.map(|i| i.sysctl_originals.clone()).unwrap_or_default(),
         errors,
     }
+}
+
+fn read_config(dir: &Path) -> Option<synguard_common::maps::Config> {
+    use aya::maps::{Array, Map, MapData};
+    use synguard_common::maps::{Config, names};
+    let map = Map::from_map_data(MapData::from_pin(dir.join(names::CONFIG)).ok()?).ok()?;
+    let config: Array<_, Config> = Array::try_from(map).ok()?;
+    config.get(&0, 0).ok()
 }
 
 fn read_ready_since(dir: &Path) -> Option<u64> {
