@@ -139,19 +139,58 @@ pub struct Counter {
 
 /// How long the kernel keeps a TIME_WAIT socket (`TCP_TIMEWAIT_LEN`, include/net/tcp.h).
 pub const TIME_WAIT_NS: u64 = 60_000_000_000;
-/// Connections [`names::CLOSING`] remembers (least recently used are evicted).
-pub const CLOSING_SLOTS: u32 = 65536;
+/// Slots of [`names::CLOSING`], a power of two.
+pub const CLOSING_SLOTS: u32 = 1 << 20;
 
-/// A connection's 4-tuple as the client sends it, key of [`names::CLOSING`]. IPv4 addresses sit
-/// in the first four bytes.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct FlowKey {
-    pub family: u32,
-    pub saddr: [u8; 16],
-    pub daddr: [u8; 16],
-    pub sport: u16,
-    pub dport: u16,
+/// The recently-closed table is direct-mapped: a 64-bit hash of the 4-tuple picks the slot,
+/// which holds the hash's upper 32 bits as a tag and the time in units of 2^30 ns (~1.07 s).
+/// A false "recently closed" only sends that SYN to the kernel, which is always safe; a lost
+/// record (another connection closing into the same slot within the minute) can leave a client
+/// to wait out the server's TIME_WAIT, as without the table.
+pub const CLOSING_TIME_SHIFT: u32 = 30;
+
+/// 64-bit mix of a 4-tuple (source and destination address words, ports), for the slot and tag.
+/// Eight plain steps rather than an iterator chain: LLVM turned the chain into a BPF subprogram
+/// reading the caller's stack through a pointer, which the verifier refused.
+#[inline(always)]
+pub fn flow_hash(saddr: &[u32; 4], daddr: &[u32; 4], sport: u16, dport: u16) -> u64 {
+    // splitmix64-style mixing: cheap, and good enough to spread slots.
+    #[inline(always)]
+    fn mix(h: u64, w: u32) -> u64 {
+        let h = (h ^ w as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        h ^ (h >> 29)
+    }
+    let mut h = ((sport as u64) << 16) | dport as u64;
+    h = mix(h, saddr[0]);
+    h = mix(h, saddr[1]);
+    h = mix(h, saddr[2]);
+    h = mix(h, saddr[3]);
+    h = mix(h, daddr[0]);
+    h = mix(h, daddr[1]);
+    h = mix(h, daddr[2]);
+    h = mix(h, daddr[3]);
+    h ^= h >> 32;
+    h.wrapping_mul(0xbf58_476d_1ce4_e5b9) ^ (h >> 31)
+}
+
+/// (slot, entry) to record a close at `now_ns`.
+#[inline(always)]
+pub fn closing_entry(hash: u64, now_ns: u64) -> (u32, u64) {
+    let slot = (hash as u32) & (CLOSING_SLOTS - 1);
+    let entry = (hash >> 32) << 32 | (now_ns >> CLOSING_TIME_SHIFT) & 0xffff_ffff;
+    (slot, entry)
+}
+
+/// Whether `entry` records a close of this flow (`hash`) within the TIME_WAIT period.
+#[inline(always)]
+pub fn closed_within_time_wait(entry: u64, hash: u64, now_ns: u64) -> bool {
+    if entry == 0 || entry >> 32 != hash >> 32 {
+        return false;
+    }
+    let then = entry & 0xffff_ffff;
+    let now = (now_ns >> CLOSING_TIME_SHIFT) & 0xffff_ffff;
+    // One unit of slack: the stamp is truncated.
+    now.wrapping_sub(then) & 0xffff_ffff <= (TIME_WAIT_NS >> CLOSING_TIME_SHIFT) + 1
 }
 
 /// Index of a listener's refresh stamp in [`names::REFRESH`].
@@ -169,7 +208,6 @@ mod pod {
     unsafe impl aya::Pod for super::ReadyState {}
     unsafe impl aya::Pod for super::SynWindow {}
     unsafe impl aya::Pod for super::Counter {}
-    unsafe impl aya::Pod for super::FlowKey {}
 }
 
 // No implicit padding anywhere: the sizes are the sums of the fields.
@@ -179,7 +217,6 @@ const _: () = assert!(core::mem::size_of::<ModeState>() == 2 * 4 + 4 * 8);
 const _: () = assert!(core::mem::size_of::<ReadyState>() == 2 * 4 + 8);
 const _: () = assert!(core::mem::size_of::<SynWindow>() == 4 * 8);
 const _: () = assert!(core::mem::size_of::<Counter>() == 2 * 8);
-const _: () = assert!(core::mem::size_of::<FlowKey>() == 4 + 16 + 16 + 2 + 2);
 
 #[cfg(test)]
 mod tests {
@@ -190,6 +227,44 @@ mod tests {
         assert_eq!(refresh_slot(0, false), 0);
         assert_eq!(refresh_slot(0, true), 1);
         assert_eq!(refresh_slot(65535, true), REFRESH_SLOTS - 1);
+    }
+
+    #[test]
+    fn closing_table_records_and_expires() {
+        let h = flow_hash(&[1, 2, 3, 4], &[5, 6, 7, 8], 40000, 80);
+        let other = flow_hash(&[1, 2, 3, 4], &[5, 6, 7, 8], 40001, 80);
+        assert_ne!(h, other);
+        let now = 1_000_000_000_000;
+        let (slot, entry) = closing_entry(h, now);
+        assert!(slot < CLOSING_SLOTS);
+        assert!(closed_within_time_wait(entry, h, now));
+        assert!(closed_within_time_wait(entry, h, now + 59_000_000_000));
+        assert!(!closed_within_time_wait(entry, h, now + 63_000_000_000));
+        assert!(
+            !closed_within_time_wait(entry, other, now),
+            "another flow's tag"
+        );
+        assert!(!closed_within_time_wait(0, h, now), "an empty slot");
+    }
+
+    #[test]
+    fn flow_hashes_spread_over_the_slots() {
+        extern crate std;
+        let mut seen = std::collections::HashSet::new();
+        for port in 0..4096u16 {
+            let h = flow_hash(
+                &[0xc6120002, 0, 0, 0],
+                &[0xc6120001, 0, 0, 0],
+                32768 + port,
+                80,
+            );
+            seen.insert(closing_entry(h, 0).0);
+        }
+        assert!(
+            seen.len() > 4000,
+            "{} distinct slots for 4096 ports",
+            seen.len()
+        );
     }
 
     #[test]

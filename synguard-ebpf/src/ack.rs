@@ -20,7 +20,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use synguard_common::{
-    maps::TIME_WAIT_NS,
+    maps::{closed_within_time_wait, closing_entry},
     reason::{Event, Reason},
     tcp::FIN,
 };
@@ -63,15 +63,20 @@ pub fn check(ctx: &XdpContext, pkt: &Packet) -> Reason {
 fn remember_close(pkt: &Packet) {
     // SAFETY: helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
-    let _ = SG_CLOSING.insert(pkt.flow_key(), now, 0);
+    let (slot, entry) = closing_entry(pkt.flow_hash(), now);
+    if let Some(p) = SG_CLOSING.get_ptr_mut(slot) {
+        // SAFETY: array value pointer; a racing writer at worst replaces this record.
+        unsafe { *p = entry };
+    }
 }
 
 /// Whether the client of this SYN's 4-tuple sent a FIN within the TIME_WAIT period.
 #[inline(always)]
 pub fn closed_recently(pkt: &Packet, now: u64) -> bool {
-    // SAFETY: the value is read at once; a concurrent update at worst gives an older stamp.
-    match unsafe { SG_CLOSING.get(pkt.flow_key()) } {
-        Some(at) => now.wrapping_sub(*at) < TIME_WAIT_NS,
+    let hash = pkt.flow_hash();
+    let (slot, _) = closing_entry(hash, now);
+    match SG_CLOSING.get(slot) {
+        Some(entry) => closed_within_time_wait(*entry, hash, now),
         None => false,
     }
 }

@@ -7,7 +7,7 @@ use aya_ebpf::{
 };
 use synguard_common::{
     maps::{
-        CLOSING_SLOTS, Config, Counter, FlowKey, ModeState, PORT_SLOTS, PortConfig, REFRESH_SLOTS,
+        CLOSING_SLOTS, Config, Counter, ModeState, PORT_SLOTS, PortConfig, REFRESH_SLOTS,
         ReadyState, SynWindow,
     },
     policy::{
@@ -86,6 +86,7 @@ pub static SG_FLOOD_EVENTS: RingBuf = RingBuf::with_byte_size(FLOOD_EVENT_BYTES,
 #[map(name = "SG_PORT_SYNS")]
 pub static SG_PORT_SYNS: PerCpuArray<u64> = PerCpuArray::with_max_entries(PORT_SLOTS, 0);
 
-/// When the client of a real connection last sent a FIN, by 4-tuple (see `ack::check`).
+/// When the client of a real connection last sent a FIN: a direct-mapped table by 4-tuple hash
+/// (`synguard_common::maps::closing_entry`; see `ack::check`).
 #[map(name = "SG_CLOSING")]
-pub static SG_CLOSING: LruHashMap<FlowKey, u64> = LruHashMap::with_max_entries(CLOSING_SLOTS, 0);
+pub static SG_CLOSING: Array<u64> = Array::with_max_entries(CLOSING_SLOTS, 0);

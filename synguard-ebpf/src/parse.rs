@@ -10,7 +10,7 @@
 //!   `data_end - data` into arithmetic on `data_end`, which the verifier rejects.
 
 use aya_ebpf::programs::XdpContext;
-use synguard_common::{maps::FlowKey, reason::Reason};
+use synguard_common::{maps::flow_hash, reason::Reason};
 
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
@@ -71,23 +71,25 @@ impl Packet {
         unsafe { &self.ip.v6 }
     }
 
-    /// The 4-tuple as the client sends it.
-    pub fn flow_key(&self) -> FlowKey {
-        let mut k = FlowKey {
-            family: if self.ipv6 { 6 } else { 4 },
-            saddr: [0; 16],
-            daddr: [0; 16],
-            sport: u16::from_be_bytes([self.tcp[0], self.tcp[1]]),
-            dport: self.dport(),
-        };
-        if self.ipv6 {
-            k.saddr.copy_from_slice(&self.ip6()[8..24]);
-            k.daddr.copy_from_slice(&self.ip6()[24..40]);
+    /// Hash of the 4-tuple as the client sends it (`synguard_common::maps::flow_hash`).
+    pub fn flow_hash(&self) -> u64 {
+        let w = |b: &[u8]| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
+        let (s, d) = if self.ipv6 {
+            let ip = self.ip6();
+            (
+                [w(&ip[8..]), w(&ip[12..]), w(&ip[16..]), w(&ip[20..])],
+                [w(&ip[24..]), w(&ip[28..]), w(&ip[32..]), w(&ip[36..])],
+            )
         } else {
-            k.saddr[..4].copy_from_slice(&self.ip4()[12..16]);
-            k.daddr[..4].copy_from_slice(&self.ip4()[16..20]);
-        }
-        k
+            let ip = self.ip4();
+            ([w(&ip[12..]), 0, 0, 0], [w(&ip[16..]), 0, 0, 0])
+        };
+        flow_hash(
+            &s,
+            &d,
+            u16::from_be_bytes([self.tcp[0], self.tcp[1]]),
+            self.dport(),
+        )
     }
 
     pub fn dport(&self) -> u16 {
