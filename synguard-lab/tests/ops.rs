@@ -240,6 +240,12 @@ fn restart_during_flood_leaves_no_gap() -> Result<()> {
     let secs = started.elapsed().as_secs() + 1;
     eprintln!("kernel: {}", k1.summary(&k0));
     eprintln!(
+        "synguard: SYNs to the kernel: {} (cookies off) {} (refresh) {} (recently closed)",
+        s1.delta(&s0, Reason::PassSynToKernel),
+        s1.delta(&s0, Reason::PassSynListenerRefresh),
+        s1.delta(&s0, Reason::PassSynRecentClose)
+    );
+    eprintln!(
         "synguard: {} cookie ACKs passed, {} bad ACKs dropped, {} established",
         s1.delta(&s0, Reason::PassCookieAck),
         s1.delta(&s0, Reason::DropAckBadCookie),
