@@ -23,6 +23,16 @@ pub const ATTACKER_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 3);
 /// The attacker spoofs sources only from 198.18.0.128/25.
 pub const SPOOF_POOL_FIRST: u8 = 128;
 
+/// The server's address and `port`, over IPv6 or IPv4.
+pub fn server_addr(v6: bool, port: u16) -> std::net::SocketAddr {
+    let ip: IpAddr = if v6 {
+        SERVER_V6.into()
+    } else {
+        SERVER_V4.into()
+    };
+    std::net::SocketAddr::new(ip, port)
+}
+
 /// The n-th address of the spoof pool (wraps inside 198.18.0.128/25).
 pub fn spoof_addr(n: u8) -> Ipv4Addr {
     Ipv4Addr::new(198, 18, 0, SPOOF_POOL_FIRST | (n & 0x7f))

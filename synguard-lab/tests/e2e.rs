@@ -3,7 +3,7 @@
 //! `SYNGUARD_BIN`. Each test builds its own lab, which is torn down when the test ends, passes or
 //! panics.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, ensure};
@@ -94,12 +94,7 @@ impl Fixture {
 }
 
 fn addr(v6: bool) -> SocketAddr {
-    let ip: IpAddr = if v6 {
-        synguard_lab::topology::SERVER_V6.into()
-    } else {
-        SERVER_V4.into()
-    };
-    SocketAddr::new(ip, PORT)
+    synguard_lab::topology::server_addr(v6, PORT)
 }
 
 fn syn_flood(count: u64) -> FloodSpec {
@@ -477,7 +472,7 @@ fn auto_mode_switches_cookies_on_and_off() -> Result<()> {
     let out = synguard_proc::run_once(
         &synguard_proc::binary()?,
         &fx.lab.server.ns.path(),
-        &["status", "--json"],
+        &["status", "--iface", &fx.lab.server.ifname, "--json"],
     )?;
     let status: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     let events = status["interfaces"][0]["flood_events"]

@@ -3,7 +3,7 @@
 //! real traffic, like `e2e.rs`; run with `--test-threads=1`.
 
 use std::io::{Read as _, Write as _};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -13,7 +13,7 @@ use synguard_common::reason::{Event, REASONS, Reason};
 use synguard_lab::flood::{Flood, FloodKind, FloodSpec};
 use synguard_lab::kstats::{self, KStats};
 use synguard_lab::synguard_proc::{self, Stats, Synguard};
-use synguard_lab::topology::{SERVER_V4, SERVER_V6, spoof_addr};
+use synguard_lab::topology::{SERVER_V4, spoof_addr};
 use synguard_lab::traffic::{self, Continuous, ContinuousStats, Server, Transfer};
 use synguard_lab::{Lab, netns::Netns};
 
@@ -135,12 +135,7 @@ fn bin() -> Result<std::path::PathBuf> {
 }
 
 fn addr(v6: bool) -> SocketAddr {
-    let ip: IpAddr = if v6 {
-        SERVER_V6.into()
-    } else {
-        SERVER_V4.into()
-    };
-    SocketAddr::new(ip, PORT)
+    synguard_lab::topology::server_addr(v6, PORT)
 }
 
 fn small(_: usize) -> Transfer {

@@ -4,7 +4,7 @@
 //! counting, and a reload changes thresholds and lists without detaching or losing counters.
 //! Root; run through `cargo xtask test`.
 
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, ensure};
@@ -13,7 +13,7 @@ use synguard_lab::Lab;
 use synguard_lab::flood::{Flood, FloodKind, FloodSpec};
 use synguard_lab::kstats::{self, KStats};
 use synguard_lab::synguard_proc::{self, Synguard};
-use synguard_lab::topology::{SERVER_V4, SERVER_V6, spoof_addr};
+use synguard_lab::topology::{SERVER_V4, spoof_addr};
 use synguard_lab::traffic::{Continuous, Server};
 
 const PORT: u16 = 80;
@@ -71,13 +71,28 @@ impl Fx {
     }
 }
 
+/// A bounded hping3 SYN flood to port 80 from the attacker's own address or a spoofed one.
+fn syn_flood(
+    fx: &Fx,
+    count: u64,
+    interval_us: u32,
+    spoof: Option<std::net::Ipv4Addr>,
+) -> Result<Flood> {
+    Flood::start(
+        &fx.lab.attacker,
+        FloodSpec {
+            kind: FloodKind::Syn,
+            dst: SERVER_V4,
+            port: PORT,
+            count,
+            interval_us,
+            spoof,
+        },
+    )
+}
+
 fn addr(v6: bool) -> SocketAddr {
-    let ip: IpAddr = if v6 {
-        SERVER_V6.into()
-    } else {
-        SERVER_V4.into()
-    };
-    SocketAddr::new(ip, PORT)
+    synguard_lab::topology::server_addr(v6, PORT)
 }
 
 #[test]
@@ -151,17 +166,7 @@ fn a_flooding_source_is_limited_and_blocked_while_another_connects() -> Result<(
         Duration::from_millis(20),
     )?;
     // From the attacker's own address: one source, far over 100 SYN/s.
-    let flood = Flood::start(
-        &fx.lab.attacker,
-        FloodSpec {
-            kind: FloodKind::Syn,
-            dst: SERVER_V4,
-            port: PORT,
-            count: 20_000,
-            interval_us: 50,
-            spoof: None,
-        },
-    )?;
+    let flood = syn_flood(&fx, 20_000, 50, None)?;
     let report = flood.wait(&fx.lab.attacker)?;
     let legit = client.stop();
     let s1 = sg.stats()?;
@@ -203,17 +208,7 @@ fn monitor_mode_passes_everything_while_counting() -> Result<()> {
         vec![addr(false)],
         Duration::from_millis(20),
     )?;
-    let flood = Flood::start(
-        &fx.lab.attacker,
-        FloodSpec {
-            kind: FloodKind::Syn,
-            dst: SERVER_V4,
-            port: PORT,
-            count: 5_000,
-            interval_us: 100,
-            spoof: Some(spoof_addr(80)),
-        },
-    )?;
+    let flood = syn_flood(&fx, 5_000, 100, Some(spoof_addr(80)))?;
     let report = flood.wait(&fx.lab.attacker)?;
     let legit = client.stop();
     let (s1, k1) = (sg.stats()?, KStats::read(&fx.lab.server.ns)?);

@@ -40,6 +40,12 @@ fn detach_one(args: &DetachArgs, iface: &str) -> anyhow::Result<()> {
         pin::remove_dir(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
         done.push(format!("removed {}", dir.display()));
     }
+    let history = crate::events::history_path(&args.run_dir, iface);
+    if history.exists() {
+        std::fs::remove_file(&history)
+            .with_context(|| format!("cannot remove {}", history.display()))?;
+        done.push(format!("removed {}", history.display()));
+    }
     let run_info = args.run_dir.join(format!("{iface}.json"));
     if let Some(prev) = PrevRun::read(&run_info) {
         for change in loader::restore_recorded_sysctls(&prev, &Sysctls::default()) {

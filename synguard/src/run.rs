@@ -161,6 +161,10 @@ pub async fn run(cfg: &RunConfig, args: &RunArgs) -> anyhow::Result<i32> {
         Ok(Exit::Detach(signal)) => {
             info!("{signal}: shutting down");
             drop(instances);
+            // Detached: nothing of this instance stays behind, its flood history included.
+            for iface in &cfg.ifaces {
+                let _ = std::fs::remove_file(events::history_path(&cfg.run_dir, iface));
+            }
             restore(&mut saver);
             Ok(0)
         }

@@ -79,7 +79,11 @@ fn known_ifaces(args: &StatusArgs) -> io::Result<Vec<String>> {
         };
         for entry in entries.filter_map(Result::ok) {
             let name = entry.file_name().to_string_lossy().into_owned();
-            match (json, name.strip_suffix(".json")) {
+            // `<iface>.events.json` is the flood history, not a run-info file.
+            let run_info = name
+                .strip_suffix(".json")
+                .filter(|n| !n.ends_with(".events"));
+            match (json, run_info) {
                 (true, Some(iface)) => names.insert(iface.to_string()),
                 (false, _) if entry.path().is_dir() => names.insert(name),
                 _ => false,
