@@ -216,6 +216,9 @@ pub struct Stats {
     pub verdicts: BTreeMap<String, VerdictStat>,
     #[serde(default)]
     pub events: BTreeMap<String, EventStat>,
+    /// SYNs per protected port ("80" -> total and rate).
+    #[serde(default)]
+    pub ports: BTreeMap<String, EventStat>,
     #[serde(default)]
     pub totals: Totals,
 }

@@ -198,6 +198,21 @@ pub fn render(samples: &[(&str, Option<Sample>)]) -> String {
         "SYNs to protected ports (the input of flood detection).",
         &per_iface(&|s| s.event(Event::SynProtected)),
     );
+    let per_port: Vec<(String, u64)> = ok
+        .iter()
+        .flat_map(|(i, s)| {
+            s.port_syns
+                .iter()
+                .map(move |(p, n)| (format!("iface=\"{i}\",port=\"{p}\""), *n))
+        })
+        .collect();
+    family(
+        &mut out,
+        "synguard_port_syns_total",
+        "counter",
+        "SYNs per protected port.",
+        &per_port,
+    );
     family(
         &mut out,
         "synguard_mode_switches_total",
@@ -274,6 +289,7 @@ mod tests {
             },
             verdicts,
             events,
+            port_syns: [(80, 9)].into(),
         }
     }
 

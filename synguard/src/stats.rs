@@ -109,6 +109,8 @@ pub struct Sample {
     pub verdicts: Vec<Counter>,
     /// Indexed by `Event as usize`, `EVENT_SLOTS` long.
     pub events: Vec<u64>,
+    /// SYNs per protected port, summed over CPUs (the program's per-port counters).
+    pub port_syns: BTreeMap<u16, u64>,
 }
 
 impl Sample {
@@ -213,6 +215,7 @@ pub fn read_sample(dir: &Path) -> Result<Sample, StatsError> {
         s.bytes += v.bytes;
     })?;
     let events = read_per_cpu(dir, names::EVENTS, EVENT_SLOTS, |s: &mut u64, v| *s += v)?;
+    let port_syns = read_port_syns(dir)?;
     Ok(Sample {
         iface: dir
             .file_name()
@@ -224,7 +227,36 @@ pub fn read_sample(dir: &Path) -> Result<Sample, StatsError> {
         mode_state,
         verdicts,
         events,
+        port_syns,
     })
+}
+
+/// SYNs per protected port. The protected set comes from the port map each time (a reload can
+/// change it); a program without per-port counters (an older object) has none.
+fn read_port_syns(dir: &Path) -> Result<BTreeMap<u16, u64>, StatsError> {
+    let mut out = BTreeMap::new();
+    let Ok(map) = open(dir, synguard_common::policy::names::PORT_SYNS) else {
+        return Ok(out);
+    };
+    let syns: PerCpuArray<_, u64> =
+        PerCpuArray::try_from(map).map_err(read_err(dir, "SG_PORT_SYNS"))?;
+    let ports: aya::maps::Array<_, synguard_common::maps::PortConfig> =
+        aya::maps::Array::try_from(open(dir, names::PORTS)?)
+            .map_err(read_err(dir, names::PORTS))?;
+    for port in 0..=u16::MAX {
+        if ports
+            .get(&(port as u32), 0)
+            .map_err(read_err(dir, names::PORTS))?
+            .flags
+            != 0
+        {
+            let per_cpu = syns
+                .get(&(port as u32), 0)
+                .map_err(read_err(dir, "SG_PORT_SYNS"))?;
+            out.insert(port, per_cpu.iter().sum());
+        }
+    }
+    Ok(out)
 }
 
 /// Per-second rate of a counter between two samples; zero without a previous sample or when
@@ -260,6 +292,8 @@ pub struct Report {
     pub syn_rate_pps: u64,
     pub verdicts: BTreeMap<&'static str, JsonVerdict>,
     pub events: BTreeMap<&'static str, JsonEvent>,
+    /// SYNs per protected port: total and per second.
+    pub ports: BTreeMap<String, JsonEvent>,
     pub totals: Totals,
 }
 
@@ -292,6 +326,15 @@ impl Report {
                 (e.name(), JsonEvent { total, rate })
             })
             .collect();
+        let ports = cur
+            .port_syns
+            .iter()
+            .map(|(&port, &total)| {
+                let before = prev.and_then(|p| p.port_syns.get(&port).copied());
+                let rate = rate(total, before, interval_s);
+                (port.to_string(), JsonEvent { total, rate })
+            })
+            .collect();
         Report {
             iface: cur.iface.clone(),
             time_ns: cur.time_ns,
@@ -301,6 +344,7 @@ impl Report {
             syn_rate_pps: cur.mode_state.last_rate_pps,
             verdicts,
             events,
+            ports,
             totals: cur.totals(),
         }
     }
@@ -350,6 +394,16 @@ impl Report {
                 "total",
                 group(pps.round() as u64),
                 group(packets)
+            );
+        }
+        for (port, p) in &self.ports {
+            let _ = writeln!(
+                out,
+                "  {:<6} {:<28} {:>14} {:>16}",
+                "port",
+                format!("{port} SYNs"),
+                group(p.rate.round() as u64),
+                group(p.total)
             );
         }
         for e in EVENTS {
@@ -420,6 +474,7 @@ mod tests {
             },
             verdicts,
             events,
+            port_syns: [(80, sent)].into(),
         }
     }
 
@@ -470,11 +525,16 @@ mod tests {
             "syn_rate_pps",
             "verdicts",
             "events",
+            "ports",
             "totals",
         ] {
             assert!(keys.contains(&k), "missing {k}");
         }
-        assert_eq!(obj.len(), 9);
+        assert_eq!(obj.len(), 10);
+        assert_eq!(
+            v["ports"]["80"]["total"],
+            v["events"]["cookie_sent"]["total"]
+        );
         assert_eq!(v["iface"], "veth0");
         assert_eq!(v["time_ns"], 42);
         assert_eq!(v["mode"], "auto");
