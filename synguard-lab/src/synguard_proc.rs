@@ -113,21 +113,12 @@ impl Synguard {
 
     fn stop_inner(&mut self) -> Result<ExitStatus> {
         let mut child = self.child.take().context("synguard already stopped")?;
-        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGINT);
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        loop {
-            if let Some(status) = child.try_wait()? {
-                return Ok(status);
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                child.wait()?;
-                bail!(
-                    "synguard run ignored SIGINT for {STOP_TIMEOUT:?}; killed\n{}",
-                    self.log_text()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        match signal_and_reap(&mut child, Signal::SIGINT)? {
+            Some(status) => Ok(status),
+            None => bail!(
+                "synguard run ignored SIGINT for {STOP_TIMEOUT:?}; killed\n{}",
+                self.log_text()
+            ),
         }
     }
 }
@@ -142,19 +133,28 @@ impl Synguard {
     /// SIGUSR1 (hand-over). Unlike `stop`, nothing is expected to be cleaned up.
     pub fn signal_and_wait(mut self, signal: Signal) -> Result<ExitStatus> {
         let mut child = self.child.take().context("synguard already stopped")?;
-        let _ = kill(Pid::from_raw(child.id() as i32), signal);
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        loop {
-            if let Some(status) = child.try_wait()? {
-                return Ok(status);
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                child.wait()?;
-                bail!("synguard run ignored {signal:?} for {STOP_TIMEOUT:?}; killed");
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        match signal_and_reap(&mut child, signal)? {
+            Some(status) => Ok(status),
+            None => bail!("synguard run ignored {signal:?} for {STOP_TIMEOUT:?}; killed"),
         }
+    }
+}
+
+/// Sends `signal` to `child` and waits up to [`STOP_TIMEOUT`] for it to exit; `None` if it had
+/// to be killed.
+fn signal_and_reap(child: &mut Child, signal: Signal) -> Result<Option<ExitStatus>> {
+    let _ = kill(Pid::from_raw(child.id() as i32), signal);
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            child.wait()?;
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
