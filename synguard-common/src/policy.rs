@@ -98,6 +98,21 @@ pub struct FloodEvent {
     pub time_ns: u64,
 }
 
+impl FloodEvent {
+    /// Decodes an event as the program wrote it into the ring buffer (native byte order, the
+    /// `repr(C)` layout); `None` for a record too short to be one.
+    pub fn from_bytes(b: &[u8]) -> Option<FloodEvent> {
+        let u32_at = |at: usize| Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?));
+        let u64_at = |at: usize| Some(u64::from_ne_bytes(b.get(at..at + 8)?.try_into().ok()?));
+        Some(FloodEvent {
+            kind: u32_at(0)?,
+            port: u32_at(4)?,
+            rate_pps: u64_at(8)?,
+            time_ns: u64_at(16)?,
+        })
+    }
+}
+
 pub const FLOOD_START: u32 = 1;
 pub const FLOOD_END: u32 = 2;
 
@@ -204,6 +219,20 @@ mod tests {
         assert!(gcra(0, 10, 100, 0).is_some());
         assert_eq!(rate_to_gcra(0, 5), (0, 0));
         assert_eq!(rate_to_gcra(3_000_000_000, 1).0, 1);
+    }
+
+    #[test]
+    fn flood_events_decode_from_their_bytes() {
+        let ev = FloodEvent {
+            kind: FLOOD_END,
+            port: 443,
+            rate_pps: 123_456,
+            time_ns: 9_999,
+        };
+        // SAFETY: FloodEvent is repr(C) plain old data without padding (size asserted above).
+        let bytes: [u8; 24] = unsafe { core::mem::transmute(ev) };
+        assert_eq!(FloodEvent::from_bytes(&bytes), Some(ev));
+        assert_eq!(FloodEvent::from_bytes(&bytes[..23]), None);
     }
 
     #[test]

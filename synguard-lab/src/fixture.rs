@@ -144,14 +144,9 @@ impl Fixture {
         let mut ring = RingBuf::try_from(self.map(policy::names::FLOOD_EVENTS)?)?;
         let mut out = Vec::new();
         while let Some(item) = ring.next() {
-            let bytes: &[u8] = &item;
-            anyhow::ensure!(
-                bytes.len() >= std::mem::size_of::<FloodEvent>(),
-                "short flood event: {} bytes",
-                bytes.len()
-            );
-            // SAFETY: FloodEvent is plain old data and the buffer is long enough.
-            out.push(unsafe { (bytes.as_ptr() as *const FloodEvent).read_unaligned() });
+            let ev = FloodEvent::from_bytes(&item)
+                .ok_or_else(|| anyhow!("short flood event: {} bytes", item.len()))?;
+            out.push(ev);
         }
         Ok(out)
     }

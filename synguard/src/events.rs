@@ -150,10 +150,7 @@ impl FloodWatcher {
         let mut events = Vec::new();
         let ring = self.ring.get_mut();
         while let Some(item) = ring.next() {
-            if item.len() >= std::mem::size_of::<FloodEvent>() {
-                // SAFETY: FloodEvent is plain old data and the item is long enough.
-                events.push(unsafe { (item.as_ptr() as *const FloodEvent).read_unaligned() });
-            }
+            events.extend(FloodEvent::from_bytes(&item));
         }
         if events.is_empty() {
             return;

@@ -842,28 +842,31 @@ fn write_config(
             .ok_or_else(|| LoaderError::Missing(format!("map {}", names::PORTS)))?,
     )
     .map_err(map_err(names::PORTS))?;
+    sync_ports(&mut port_map, ports, inherited_ports).map_err(map_err(names::PORTS))
+}
+
+/// Protects `ports` in the port map; with `clear_others`, then unprotects every port not among
+/// them (a map inherited from a previous run, or a reload). New ports first, then the ones no
+/// longer wanted: no port that stays protected is ever off. `ports` must be sorted.
+pub fn sync_ports<T: std::borrow::BorrowMut<MapData>>(
+    port_map: &mut Array<T, PortConfig>,
+    ports: &[u16],
+    clear_others: bool,
+) -> Result<(), MapError> {
     for &port in ports {
-        port_map
-            .set(
-                port as u32,
-                PortConfig {
-                    flags: PORT_PROTECTED,
-                },
-                0,
-            )
-            .map_err(map_err(names::PORTS))?;
+        port_map.set(
+            port as u32,
+            PortConfig {
+                flags: PORT_PROTECTED,
+            },
+            0,
+        )?;
     }
-    if inherited_ports {
-        // New ports first, then the ones no longer wanted: no protected port is ever off.
+    if clear_others {
         for port in 0..=u16::MAX {
-            let flags = port_map
-                .get(&(port as u32), 0)
-                .map_err(map_err(names::PORTS))?
-                .flags;
+            let flags = port_map.get(&(port as u32), 0)?.flags;
             if flags != 0 && ports.binary_search(&port).is_err() {
-                port_map
-                    .set(port as u32, PortConfig { flags: 0 }, 0)
-                    .map_err(map_err(names::PORTS))?;
+                port_map.set(port as u32, PortConfig { flags: 0 }, 0)?;
                 info!("port {port} no longer protected");
             }
         }

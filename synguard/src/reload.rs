@@ -8,7 +8,7 @@ use std::{fs, path::Path};
 use anyhow::{Context as _, Result, bail};
 use aya::maps::{Array, Map, MapData};
 use log::{info, warn};
-use synguard_common::maps::{Config, PORT_PROTECTED, PortConfig, names};
+use synguard_common::maps::{Config, PortConfig, names};
 
 use crate::{
     cli::{ReloadArgs, RunArgs},
@@ -56,8 +56,7 @@ pub fn apply_policy(cfg: &RunConfig, previous: Option<&RunConfig>) -> Result<()>
     Ok(())
 }
 
-/// Thresholds and hold time into the config map, ports into the port map: new ports first,
-/// then the ones no longer wanted, so no protected port is ever off.
+/// Thresholds and hold time into the config map, ports into the port map.
 fn apply_settings(dir: &Path, cfg: &RunConfig) -> Result<()> {
     let mut config: Array<MapData, Config> = pinned(dir, names::CONFIG)?;
     let mut c = config.get(&0, 0)?;
@@ -66,21 +65,7 @@ fn apply_settings(dir: &Path, cfg: &RunConfig) -> Result<()> {
     c.hold_ns = cfg.hold.as_nanos() as u64;
     config.set(0, c, 0)?;
     let mut ports: Array<MapData, PortConfig> = pinned(dir, names::PORTS)?;
-    for &p in &cfg.ports {
-        ports.set(
-            p as u32,
-            PortConfig {
-                flags: PORT_PROTECTED,
-            },
-            0,
-        )?;
-    }
-    for p in 0..=u16::MAX {
-        if ports.get(&(p as u32), 0)?.flags != 0 && cfg.ports.binary_search(&p).is_err() {
-            ports.set(p as u32, PortConfig { flags: 0 }, 0)?;
-            info!("port {p} no longer protected");
-        }
-    }
+    crate::loader::sync_ports(&mut ports, &cfg.ports, true)?;
     Ok(())
 }
 

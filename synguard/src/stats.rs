@@ -179,7 +179,8 @@ fn read_err(dir: &Path, name: &str) -> impl Fn(MapError) -> StatsError {
     }
 }
 
-fn read_single<V: aya::Pod>(dir: &Path, name: &str) -> Result<V, StatsError> {
+/// The single entry of a pinned array map (config, mode, ready state).
+pub fn read_single<V: aya::Pod>(dir: &Path, name: &str) -> Result<V, StatsError> {
     let map: Array<_, V> = Array::try_from(open(dir, name)?).map_err(read_err(dir, name))?;
     map.get(&0, 0).map_err(read_err(dir, name))
 }

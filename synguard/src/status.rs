@@ -12,6 +12,8 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
+use synguard_common::maps::{Config, ReadyState, names};
+
 use crate::{cli::StatusArgs, link, mode::monotonic_ns, pin, stats};
 
 /// The run-info fields status shows (see `loader::RunInfo`).
@@ -133,8 +135,14 @@ pub fn of_iface(args: &StatusArgs, iface: &str) -> IfaceStatus {
     } else {
         None
     };
-    let ready_since = sample.as_ref().and_then(|_| read_ready_since(&dir));
-    let live = sample.as_ref().and_then(|_| read_config(&dir));
+    let ready_since = sample.as_ref().and_then(|_| {
+        stats::read_single::<ReadyState>(&dir, names::READY)
+            .ok()
+            .map(|r| r.ready_since_ns)
+    });
+    let live = sample
+        .as_ref()
+        .and_then(|_| stats::read_single::<Config>(&dir, names::CONFIG).ok());
     let info = info.as_ref();
     IfaceStatus {
         iface: iface.to_string(),
@@ -165,22 +173,6 @@ pub fn of_iface(args: &StatusArgs, iface: &str) -> IfaceStatus {
         sysctl_originals: info.map(|i| i.sysctl_originals.clone()).unwrap_or_default(),
         errors,
     }
-}
-
-fn read_config(dir: &Path) -> Option<synguard_common::maps::Config> {
-    use aya::maps::{Array, Map, MapData};
-    use synguard_common::maps::{Config, names};
-    let map = Map::from_map_data(MapData::from_pin(dir.join(names::CONFIG)).ok()?).ok()?;
-    let config: Array<_, Config> = Array::try_from(map).ok()?;
-    config.get(&0, 0).ok()
-}
-
-fn read_ready_since(dir: &Path) -> Option<u64> {
-    use aya::maps::{Array, Map, MapData};
-    use synguard_common::maps::{ReadyState, names};
-    let map = Map::from_map_data(MapData::from_pin(dir.join(names::READY)).ok()?).ok()?;
-    let ready: Array<_, ReadyState> = Array::try_from(map).ok()?;
-    Some(ready.get(&0, 0).ok()?.ready_since_ns)
 }
 
 fn text(s: &IfaceStatus) -> String {
