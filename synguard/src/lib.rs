@@ -1,32 +1,29 @@
-//! synguard's loader: attaches the XDP program, configures it through maps, reads its counters.
+//! synguard's user side: attaches the XDP program, configures it through maps, reads its
+//! counters. Folders name the layers; a module imports only from layers below its own:
 //!
-//! One job per module: `cli` (arguments), `config` (validation), `config_file` (the TOML file and
-//! flags over it), `sysctl` (kernel settings), `nic` (interface facts), `pin` (state on bpffs and
-//! its schema), `link` (the pinned XDP link: attach or replace), `loader` (load/configure/pin and
-//! undo, per interface), `mode` (cookie-mode controller), `stats` (counters), `status`, `metrics`
-//! (Prometheus), `events` (flood start/end from the program), `detach` (clean-up after a crash), `logging`, `doctor` (host tuning), `diagnose` (explaining kernel
-//! errors), `policy` (allow/block lists, limits, top sources), `lists` (their commands), `reload`
-//! (applying configuration through the maps), `run` (the long-running
-//! commands).
-pub mod cli;
+//! - `cmd`: the command line, one file per subcommand, and the wiring `main` calls.
+//! - `daemon`: the long-running `run`: instances, the cookie-mode controller, flood events,
+//!   metrics, reload, and the guard that undoes everything.
+//! - `datapath`: the XDP object, its loading, link, pins, typed map access, counters, policy maps.
+//! - `state`: synguard's files: paths, the lock, the run-info file, interfaces with state.
+//! - `host`: the kernel and the machine: sysctls, NIC facts, clocks, namespaces, tuning.
+//! - `config`: one schema for flags and file, validated once into `RunConfig`.
+//!
+//! `tests/layers.rs` fails when an import runs back up or forms a circle.
+pub mod cmd;
 pub mod config;
-pub mod config_file;
-pub mod detach;
-pub mod diagnose;
-pub mod doctor;
-pub mod events;
-pub mod link;
-pub mod lists;
-pub mod loader;
-pub mod logging;
-pub mod metrics;
-pub mod mode;
-pub mod nic;
-pub mod objects;
-pub mod pin;
-pub mod policy;
-pub mod reload;
-pub mod run;
-pub mod stats;
-pub mod status;
-pub mod sysctl;
+pub mod daemon;
+pub mod datapath;
+pub mod host;
+pub mod state;
+
+/// The embedded objects, for the lab (kept at this path for its crates).
+pub use datapath::objects;
+
+/// The policy maps and values, for the lab's fixtures (kept at this path for its crates).
+pub mod policy {
+    pub use crate::{
+        config::{Cidr, CidrError, Limits, ListKind},
+        datapath::policy::{PolicyError, PolicyMaps, SourceRow},
+    };
+}

@@ -1,0 +1,60 @@
+//! The small value types of the configuration: what the flags and the file may say (`ModeArg`,
+//! `XdpModeArg`, `LogFormat`) and what they mean once validated (`CookieMode`, `XdpAttach`).
+
+use clap::ValueEnum;
+use serde::{Deserialize, Serialize};
+
+/// When XDP answers SYNs with cookies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModeArg {
+    /// Only while the SYN rate to protected ports is above --syn-threshold.
+    Auto,
+    /// Every SYN to a protected port.
+    Always,
+}
+
+/// Where the XDP program runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpModeArg {
+    /// In the driver (fastest); fails on drivers without XDP support.
+    Native,
+    /// Generic XDP in the network stack; works everywhere, slower.
+    Skb,
+}
+
+/// How log lines look.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One readable line per event.
+    #[default]
+    Human,
+    /// One JSON object per line (for journald/log shippers).
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CookieMode {
+    Auto,
+    Always,
+}
+
+impl CookieMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            CookieMode::Auto => "auto",
+            CookieMode::Always => "always",
+        }
+    }
+}
+
+/// Which XDP attach modes to try, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XdpAttach {
+    /// Native first, generic (skb) when the driver cannot.
+    NativeThenSkb,
+    Native,
+    Skb,
+}

@@ -1,0 +1,71 @@
+//! The one owner of what a `run` process changed: its instances and the kernel settings they
+//! share. However `run` ends (an error during start, a signal, a failure while running),
+//! dropping the guard detaches every instance and only then restores the settings, unless it was
+//! handed over.
+
+use log::warn;
+
+use crate::{
+    config::RunConfig,
+    daemon::{
+        cookie_backend::MapBackend,
+        instance::{Instance, StartError},
+        mode::Controller,
+    },
+    datapath::load::ProgramLogger,
+    host::sysctl::{SyncookieVotes, SysctlSaver, Sysctls},
+};
+
+pub struct Guard {
+    instances: Vec<Instance>,
+    saver: SysctlSaver,
+    votes: SyncookieVotes,
+}
+
+impl Guard {
+    pub fn new() -> Self {
+        let sysctls = Sysctls::default();
+        Guard {
+            instances: Vec::new(),
+            saver: SysctlSaver::new(sysctls.clone()),
+            votes: SyncookieVotes::new(sysctls),
+        }
+    }
+
+    /// Takes `iface`: the instance stays with the guard, the controller and the log reader go
+    /// to the caller.
+    pub fn start(
+        &mut self,
+        cfg: &RunConfig,
+        iface: &str,
+    ) -> Result<(Controller<MapBackend>, Option<ProgramLogger>), StartError> {
+        let started = Instance::start(cfg, iface, &mut self.saver, self.votes.clone())?;
+        self.instances.push(started.instance);
+        Ok((started.controller, started.logger))
+    }
+
+    /// Leaves everything attached for the next `run` to take over; restores nothing.
+    pub fn hand_over(mut self) {
+        std::mem::take(&mut self.instances)
+            .into_iter()
+            .for_each(Instance::hand_over);
+        self.saver = SysctlSaver::default();
+    }
+}
+
+impl Default for Guard {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        // Undo the interfaces first: only once no program sends cookies may the kernel stop
+        // accepting them.
+        self.instances.clear();
+        for e in self.saver.restore() {
+            warn!("{:#}", anyhow::Error::from(e));
+        }
+    }
+}

@@ -1,0 +1,432 @@
+//! One guarded interface: lock, adopt what a previous instance left, configure the kernel, load,
+//! configure the maps, pin, attach (or replace the program behind the pinned link), and undo all
+//! of it.
+//!
+//! An [`Instance`] owns everything a running `synguard run` changed for its interface: the lock,
+//! the pinned maps, the attached program, the run-info file. Dropping it undoes them in reverse
+//! order, so an error half-way through setup leaves nothing behind. The kernel settings belong
+//! to the process (`SysctlSaver`, see `daemon::guard`), shared by all interfaces.
+
+use std::{
+    collections::BTreeMap,
+    fs, io,
+    path::{Path, PathBuf},
+};
+
+use aya::{Ebpf, programs::XdpMode};
+use log::{debug, info, warn};
+use synguard_common::maps::{Config, MAX_CPUS, ReadyState, names};
+use thiserror::Error;
+
+use crate::{
+    config::{CookieMode, RunConfig},
+    daemon::{
+        cookie_backend::MapBackend,
+        mode::{ControlError, Controller},
+    },
+    datapath::{
+        config_map::{build_config, write_config},
+        error::{LoaderError, io_err},
+        link::{self, Attachment, How},
+        load::{self, ProgramLogger},
+        maps::{self, PinnedMapError},
+        objects,
+        pins::{self, Layout},
+    },
+    host::{
+        clock, netns,
+        nic::{self, NoSuchInterface},
+        sysctl::{
+            self, SYNCOOKIES, SyncookieVotes, SysctlError, SysctlSaver, Sysctls, TIMESTAMPS,
+            TIMESTAMPS_NO_OFFSET, TcpParams,
+        },
+    },
+    state::{
+        lock::{InstanceLock, LockError},
+        paths,
+        run_info::{ConfigInfo, RecordedChange, RunInfo},
+    },
+};
+
+/// Why an interface could not be taken; each names what was being done.
+#[derive(Debug, Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Iface(#[from] NoSuchInterface),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error(transparent)]
+    Loader(#[from] LoaderError),
+    #[error(transparent)]
+    Sysctl(#[from] SysctlError),
+    #[error(transparent)]
+    Control(#[from] ControlError),
+}
+
+impl From<pins::PinError> for StartError {
+    fn from(e: pins::PinError) -> Self {
+        StartError::Loader(e.into())
+    }
+}
+
+impl From<PinnedMapError> for StartError {
+    fn from(e: PinnedMapError) -> Self {
+        StartError::Loader(e.into())
+    }
+}
+
+/// A guarded interface: everything synguard put in place for it, undone on drop unless handed
+/// over.
+pub struct Instance {
+    iface: String,
+    ebpf: Option<Ebpf>,
+    link: Option<Attachment>,
+    pin_dir: Option<PathBuf>,
+    run_info: Option<PathBuf>,
+    /// Leave link, pins and run-info for a successor (hand-over, or a failed take-over while
+    /// the previous program still protects the interface).
+    leave_in_place: bool,
+    // Last: released only after everything else is undone.
+    _lock: InstanceLock,
+}
+
+/// What `Instance::start` hands to the run loop.
+pub struct Started {
+    pub instance: Instance,
+    pub controller: Controller<MapBackend>,
+    /// Reads the program's aya-log records; None when the object has no log map.
+    pub logger: Option<ProgramLogger>,
+}
+
+/// What the previous program left pinned.
+struct Inherited {
+    layouts: BTreeMap<String, Layout>,
+    /// Names of the pinned maps the new program reuses.
+    kept: Vec<String>,
+    /// The previous program's READY state: cookies may be on right now.
+    ready: ReadyState,
+}
+
+/// Tagged frames need the tag inside the frame for the SYN-ACK to carry it back.
+fn warn_about_vlan_offload(iface: &str) {
+    match nic::rx_vlan_offload(iface) {
+        Ok(true) => warn!(
+            "receive VLAN offload is on for {iface}: VLAN tags are stripped before XDP, so \
+             SYN-ACKs to tagged clients would leave untagged; on a VLAN trunk run \
+             `ethtool -K {iface} rxvlan off`"
+        ),
+        Ok(false) => {}
+        Err(e) => debug!("cannot read the VLAN offload flag of {iface}: {e}"),
+    }
+}
+
+/// The run-info a previous instance left for `iface`, if it is ours to adopt; its kernel settings
+/// become ours to restore.
+fn adopt_previous(cfg: &RunConfig, iface: &str, saver: &mut SysctlSaver) -> Option<RunInfo> {
+    let prev = RunInfo::of(&cfg.run_dir, iface).filter(|p| {
+        // Settings changed in another namespace are not ours to restore.
+        p.same_netns() || {
+            warn!(
+                "{iface}: ignoring {} from another network namespace",
+                paths::run_info(&cfg.run_dir, iface).display()
+            );
+            false
+        }
+    })?;
+    info!(
+        "{iface}: taking over from synguard pid {} (it exited without detaching); the kernel \
+         settings it changed will be restored when this one detaches",
+        prev.pid
+    );
+    saver.adopt(&prev.originals());
+    Some(prev)
+}
+
+/// The config map's contents, from the run configuration and the kernel's settings.
+fn kernel_config(cfg: &RunConfig, iface: &str) -> Result<Config, StartError> {
+    let tcp = TcpParams::read(&Sysctls::default())?;
+    let mtu = sysctl::iface_mtu(iface)?;
+    let nr_cpus = match aya::util::nr_cpus() {
+        Ok(n) => n.min(MAX_CPUS as usize) as u32,
+        Err((path, e)) => return Err(io_err("cannot count CPUs from", Path::new(path))(e).into()),
+    };
+    let config = build_config(cfg, &tcp, mtu, nr_cpus);
+    if let Some(ws) = cfg.wscale.filter(|&ws| ws != tcp.wscale) {
+        warn!(
+            "--wscale {ws} differs from the kernel's {} for new listeners; cookie connections \
+             may stall or lose throughput",
+            tcp.wscale
+        );
+    }
+    debug!("map config: {config:?}");
+    Ok(config)
+}
+
+/// Kernel settings before the program can send a cookie: the kernel must accept them. Returns
+/// the `tcp_syncookies` value the controller goes back to when cookies go off.
+fn set_sysctls(
+    mode: CookieMode,
+    saver: &mut SysctlSaver,
+    adopting_cookies: bool,
+) -> Result<u64, SysctlError> {
+    saver.set(
+        TIMESTAMPS,
+        TIMESTAMPS_NO_OFFSET,
+        "options in a cookie's timestamp decode only without the per-connection offset",
+    )?;
+    let original = match saver.original(SYNCOOKIES) {
+        Some(v) => v,
+        None => Sysctls::default().read_u64(SYNCOOKIES)?,
+    };
+    let idle = sysctl::syncookies_at_attach(mode, original);
+    if adopting_cookies {
+        // Cookies are on right now (a flood in auto mode): the kernel must keep accepting them;
+        // the controller puts the idle value back when the flood ends.
+        saver.remember(SYNCOOKIES)?;
+    } else {
+        let why = match mode {
+            CookieMode::Always => "always mode: the kernel must accept every cookie ACK",
+            CookieMode::Auto => "auto mode: kernel cookies as fallback, 2 while XDP sends them",
+        };
+        saver.set(SYNCOOKIES, idle, why)?;
+    }
+    Ok(idle)
+}
+
+impl Instance {
+    /// Takes the interface: lock, adopt what a previous instance left, load, configure, pin,
+    /// attach (or replace the program behind the pinned link).
+    pub fn start(
+        cfg: &RunConfig,
+        iface: &str,
+        saver: &mut SysctlSaver,
+        syncookies: SyncookieVotes,
+    ) -> Result<Started, StartError> {
+        let if_index = nic::check_interface(iface)?;
+        warn_about_vlan_offload(iface);
+        let lock = InstanceLock::acquire(&cfg.run_dir, iface)?;
+        let prev = adopt_previous(cfg, iface, saver);
+        let pin_dir = paths::pin_dir(&cfg.pin_base, iface);
+        let mut inst = Instance {
+            iface: iface.to_string(),
+            ebpf: None,
+            link: None,
+            pin_dir: None,
+            run_info: None,
+            // A program left behind keeps protecting if we fail before replacing it.
+            leave_in_place: pin_dir.join(pins::LINK).exists(),
+            _lock: lock,
+        };
+        // From here on, an error drops `inst`, which undoes whatever was done.
+        let prev_mode = prev.map(|p| p.xdp_mode);
+        let (controller, logger) = inst.setup(
+            cfg,
+            if_index,
+            &pin_dir,
+            prev_mode.as_deref(),
+            saver,
+            syncookies,
+        )?;
+        Ok(Started {
+            instance: inst,
+            controller,
+            logger,
+        })
+    }
+
+    pub fn iface(&self) -> &str {
+        &self.iface
+    }
+
+    /// Prepares the pin directory and keeps what a previous program left there that the new
+    /// one can use.
+    fn inherit_pins(&mut self, pin_dir: &Path) -> Result<Inherited, StartError> {
+        pins::prepare_dir(pin_dir)?;
+        self.pin_dir = Some(pin_dir.to_path_buf());
+        let layouts = pins::object_layouts(objects::synguard())
+            .map_err(|e| LoaderError::Missing(format!("readable map definitions ({e})")))?;
+        let kept = pins::reconcile(&self.iface, pin_dir, &layouts)?;
+        let ready = if kept.iter().any(|n| n == names::READY) {
+            maps::read_single(pin_dir, names::READY)?
+        } else {
+            ReadyState::default()
+        };
+        Ok(Inherited {
+            layouts,
+            kept,
+            ready,
+        })
+    }
+
+    fn setup(
+        &mut self,
+        cfg: &RunConfig,
+        if_index: u32,
+        pin_dir: &Path,
+        prev_mode: Option<&str>,
+        saver: &mut SysctlSaver,
+        syncookies: SyncookieVotes,
+    ) -> Result<(Controller<MapBackend>, Option<ProgramLogger>), StartError> {
+        let iface = self.iface.clone();
+        let config = kernel_config(cfg, &iface)?;
+        load::raise_memlock_limit();
+        let inherited = self.inherit_pins(pin_dir)?;
+        let adopting_cookies = inherited.ready.kernel_ready != 0;
+        let idle = set_sysctls(cfg.mode, saver, adopting_cookies)?;
+
+        // Maps are pinned while loading, and a pinned map is what `stats` waits for: the kernel
+        // settings above come first, so whoever sees the maps sees them in effect.
+        let ebpf = self
+            .ebpf
+            .insert(load::load_object(pin_dir, &inherited.layouts)?);
+        let logger = load::logger(ebpf);
+        load::load_program(ebpf)?;
+        // The maps may be the running program's: the new config applies to it at once.
+        let inherited_ports = inherited.kept.iter().any(|n| n == names::PORTS);
+        write_config(ebpf, &config, &cfg.ports, inherited_ports)?;
+
+        // Recorded now, before anything can crash, so a successor can undo these settings.
+        self.write_run_info(cfg, pin_dir, None, "pending", &config, saver)?;
+        let ebpf = self.ebpf.as_mut().expect("loaded above");
+        let backend = MapBackend::take(ebpf, &iface, syncookies)?;
+        let mut controller = Controller::new(backend, cfg.mode, idle).named(&iface);
+        controller.resume(adopting_cookies.then_some(inherited.ready))?;
+
+        let (xdp_mode, how) = self.attach(cfg, if_index, pin_dir, prev_mode)?;
+        self.write_run_info(cfg, pin_dir, Some(xdp_mode), how, &config, saver)?;
+        Ok((controller, logger))
+    }
+
+    /// Attaches (or replaces the program behind the pinned link) and marks the pin directory.
+    fn attach(
+        &mut self,
+        cfg: &RunConfig,
+        if_index: u32,
+        pin_dir: &Path,
+        prev_mode: Option<&str>,
+    ) -> Result<(XdpMode, &'static str), StartError> {
+        let ebpf = self.ebpf.as_mut().expect("loaded before attaching");
+        let (att, xdp_mode, how) = link::attach(
+            load::program_of(ebpf)?,
+            &self.iface,
+            if_index,
+            cfg.xdp,
+            &pin_dir.join(pins::LINK),
+            prev_mode,
+        )?;
+        self.link = Some(att);
+        self.leave_in_place = false;
+        // Last: readers (`stats`, `status`, a waiting test) accept the directory only once it
+        // is marked, i.e. once the maps hold this configuration and the program is attached.
+        pins::mark_schema(pin_dir)?;
+        let (verb, attach) = match how {
+            How::Fresh => ("attached to", "fresh"),
+            How::Replaced => ("replaced the running program on", "replaced"),
+        };
+        info!(
+            "synguard {verb} {} ({} XDP), protecting TCP ports {:?}, {} mode",
+            self.iface,
+            link::mode_name(xdp_mode),
+            cfg.ports,
+            cfg.mode.name()
+        );
+        Ok((xdp_mode, attach))
+    }
+
+    fn write_run_info(
+        &mut self,
+        cfg: &RunConfig,
+        pin_dir: &Path,
+        xdp_mode: Option<XdpMode>,
+        attach: &'static str,
+        config: &Config,
+        saver: &SysctlSaver,
+    ) -> Result<(), LoaderError> {
+        let info = RunInfo {
+            pid: std::process::id(),
+            iface: self.iface.clone(),
+            netns: netns::current(),
+            ports: cfg.ports.clone(),
+            mode: cfg.mode.name().to_string(),
+            xdp_mode: xdp_mode.map_or("pending", link::mode_name).to_string(),
+            pin_dir: pin_dir.to_path_buf(),
+            syn_on_pps: cfg.syn_on_pps,
+            syn_off_pps: cfg.syn_off_pps,
+            hold_s: cfg.hold.as_secs_f64(),
+            config: ConfigInfo {
+                wscale: config.wscale,
+                mss_v4: config.mss_v4,
+                mss_v6: config.mss_v6,
+                ecn: config.ecn != 0,
+                rcv_space: config.rcv_space,
+                nr_cpus: config.nr_cpus,
+            },
+            sysctl_changes: saver
+                .changes()
+                .iter()
+                .map(|c| RecordedChange {
+                    name: c.name.to_string(),
+                    old: c.old,
+                    new: c.new,
+                    why: c.why.to_string(),
+                })
+                .collect(),
+            sysctl_originals: saver
+                .originals()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+            started_unix_s: clock::unix_s(),
+            attach: attach.to_string(),
+        };
+        let path = paths::run_info(&cfg.run_dir, &self.iface);
+        info.write(&cfg.run_dir)
+            .map_err(io_err("cannot write", &path))?;
+        self.run_info = Some(path);
+        Ok(())
+    }
+
+    /// Exit without undoing anything: the pinned link keeps the program attached with its
+    /// maps, and the run-info keeps what the next `run` (or `detach`) needs.
+    pub fn hand_over(mut self) {
+        self.leave_in_place = true;
+        info!(
+            "{}: handing over: the program stays attached for the next synguard run",
+            self.iface
+        );
+    }
+
+    /// Undoes everything but the kernel settings (the process restores those once all its
+    /// interfaces are detached), in reverse order of setup. Idempotent; also runs on drop.
+    pub fn shutdown(&mut self) {
+        if self.leave_in_place {
+            // Dropping our fds leaves the pinned link and maps alive.
+            self.link = None;
+            self.ebpf = None;
+            return;
+        }
+        if let Some(link) = self.link.take() {
+            match link.detach() {
+                Ok(()) => info!("detached from {}", self.iface),
+                Err(e) => warn!("detaching from {}: {e}", self.iface),
+            }
+        }
+        // Closing the object frees the program and every unpinned map.
+        self.ebpf = None;
+        if let Some(dir) = self.pin_dir.take()
+            && let Err(e) = pins::remove_dir(&dir)
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            warn!("cannot remove {}: {e}", dir.display());
+        }
+        if let Some(path) = self.run_info.take() {
+            let _ = fs::remove_file(path);
+        }
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

@@ -1,0 +1,342 @@
+//! The Prometheus endpoint of `synguard run` (`--metrics-addr`): `GET /metrics` in the text
+//! exposition format, read from the pinned maps at scrape time, so it shows exactly what
+//! `synguard stats` shows. Labels are interface, reason and verdict only: never a source address.
+
+use std::{fmt::Write as _, io, net::SocketAddr, path::PathBuf, time::Duration};
+
+use anyhow::Context as _;
+use log::{debug, info, warn};
+use synguard_common::reason::{Event, REASONS, Verdict};
+use tokio::{
+    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    net::{TcpListener, TcpStream},
+    task::JoinHandle,
+};
+
+use crate::{
+    datapath::counters::{self, Sample},
+    state::paths,
+};
+
+/// A scraper that sends nothing is dropped after this long.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest request head we read; a GET for /metrics is a few hundred bytes.
+const MAX_REQUEST: usize = 8192;
+
+/// Binds `addr` and serves until the returned task is aborted.
+pub async fn spawn(
+    addr: SocketAddr,
+    pin_base: PathBuf,
+    ifaces: Vec<String>,
+) -> anyhow::Result<JoinHandle<()>> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen for metrics on {addr}"))?;
+    info!("serving Prometheus metrics on http://{addr}/metrics");
+    Ok(tokio::spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok((stream, peer)) => {
+                    let (base, ifaces) = (pin_base.clone(), ifaces.clone());
+                    tokio::spawn(async move {
+                        if let Err(e) = serve(stream, &base, &ifaces).await {
+                            debug!("metrics request from {peer}: {e}");
+                        }
+                    });
+                }
+                Err(e) => {
+                    warn!("metrics listener: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }))
+}
+
+async fn serve(
+    mut stream: TcpStream,
+    pin_base: &std::path::Path,
+    ifaces: &[String],
+) -> io::Result<()> {
+    let head = tokio::time::timeout(REQUEST_TIMEOUT, read_head(&mut stream))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no request"))??;
+    let response = match request_path(&head) {
+        Some("/metrics") => {
+            let samples = ifaces
+                .iter()
+                .map(|i| {
+                    (
+                        i.as_str(),
+                        counters::read_sample(&paths::pin_dir(pin_base, i)).ok(),
+                    )
+                })
+                .collect::<Vec<_>>();
+            http(
+                "200 OK",
+                "text/plain; version=0.0.4; charset=utf-8",
+                &render(&samples),
+            )
+        }
+        Some(_) => http("404 Not Found", "text/plain", "try /metrics\n"),
+        None => http("400 Bad Request", "text/plain", "GET only\n"),
+    };
+    stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+async fn read_head(stream: &mut TcpStream) -> io::Result<String> {
+    let mut buf = Vec::with_capacity(512);
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < MAX_REQUEST {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// The path of a GET request, without a query string.
+fn request_path(head: &str) -> Option<&str> {
+    let mut parts = head.lines().next()?.split_whitespace();
+    (parts.next()? == "GET").then_some(())?;
+    parts.next().map(|p| p.split('?').next().unwrap_or(p))
+}
+
+fn http(status: &str, content_type: &str, body: &str) -> String {
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+fn verdict_label(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Pass => "pass",
+        Verdict::Tx => "tx",
+        Verdict::Drop => "drop",
+    }
+}
+
+/// One metric family: HELP and TYPE once, then a line per (labels, value).
+fn family(out: &mut String, name: &str, kind: &str, help: &str, lines: &[(String, u64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    for (labels, value) in lines {
+        let _ = writeln!(out, "{name}{{{labels}}} {value}");
+    }
+}
+
+/// The exposition text for every interface; an interface whose maps cannot be read shows only
+/// as `synguard_up 0`. Pure, so the format is unit-tested.
+pub fn render(samples: &[(&str, Option<Sample>)]) -> String {
+    let mut out = String::new();
+    let up: Vec<_> = samples
+        .iter()
+        .map(|(i, s)| (format!("iface=\"{i}\""), s.is_some() as u64))
+        .collect();
+    family(
+        &mut out,
+        "synguard_up",
+        "gauge",
+        "1 if the interface's pinned maps could be read.",
+        &up,
+    );
+    let ok: Vec<(&str, &Sample)> = samples
+        .iter()
+        .filter_map(|(i, s)| s.as_ref().map(|s| (*i, s)))
+        .collect();
+    let per_reason = |bytes: bool| -> Vec<(String, u64)> {
+        ok.iter()
+            .flat_map(|(i, s)| {
+                REASONS.iter().map(move |&r| {
+                    let c = s.counter(r);
+                    (
+                        format!(
+                            "iface=\"{i}\",reason=\"{}\",verdict=\"{}\"",
+                            r.name(),
+                            verdict_label(r.verdict())
+                        ),
+                        if bytes { c.bytes } else { c.packets },
+                    )
+                })
+            })
+            .collect()
+    };
+    family(
+        &mut out,
+        "synguard_packets_total",
+        "counter",
+        "Packets the XDP program handled, by reason and verdict.",
+        &per_reason(false),
+    );
+    family(
+        &mut out,
+        "synguard_bytes_total",
+        "counter",
+        "Bytes of the packets the XDP program handled, by reason and verdict.",
+        &per_reason(true),
+    );
+    let per_iface = |f: &dyn Fn(&Sample) -> u64| -> Vec<(String, u64)> {
+        ok.iter()
+            .map(|(i, s)| (format!("iface=\"{i}\""), f(s)))
+            .collect()
+    };
+    family(
+        &mut out,
+        "synguard_cookies_sent_total",
+        "counter",
+        "SYN-ACKs with a SYN cookie sent from XDP.",
+        &per_iface(&|s| s.event(Event::CookieSent)),
+    );
+    family(
+        &mut out,
+        "synguard_cookies_accepted_total",
+        "counter",
+        "Handshake ACKs whose cookie was valid (connections handed to the kernel).",
+        &per_iface(&|s| s.event(Event::CookieAckAccepted)),
+    );
+    family(
+        &mut out,
+        "synguard_syns_protected_total",
+        "counter",
+        "SYNs to protected ports (the input of flood detection).",
+        &per_iface(&|s| s.event(Event::SynProtected)),
+    );
+    let per_port: Vec<(String, u64)> = ok
+        .iter()
+        .flat_map(|(i, s)| {
+            s.port_syns
+                .iter()
+                .map(move |(p, n)| (format!("iface=\"{i}\",port=\"{p}\""), *n))
+        })
+        .collect();
+    family(
+        &mut out,
+        "synguard_port_syns_total",
+        "counter",
+        "SYNs per protected port.",
+        &per_port,
+    );
+    family(
+        &mut out,
+        "synguard_mode_switches_total",
+        "counter",
+        "Auto mode switches of cookies on or off.",
+        &per_iface(&|s| s.mode_state.switches),
+    );
+    family(
+        &mut out,
+        "synguard_cookies_active",
+        "gauge",
+        "1 while SYNs to protected ports are answered with cookies.",
+        &per_iface(&|s| s.cookies_active as u64),
+    );
+    family(
+        &mut out,
+        "synguard_syn_rate_per_second",
+        "gauge",
+        "SYNs per second to protected ports over the last closed 100 ms window.",
+        &per_iface(&|s| s.mode_state.last_rate_pps),
+    );
+    let modes: Vec<_> = ok
+        .iter()
+        .flat_map(|(i, s)| {
+            ["auto", "always"].into_iter().map(move |m| {
+                (
+                    format!("iface=\"{i}\",mode=\"{m}\""),
+                    (s.mode_name() == m) as u64,
+                )
+            })
+        })
+        .collect();
+    family(
+        &mut out,
+        "synguard_mode",
+        "gauge",
+        "The configured cookie mode (1 for the one in effect).",
+        &modes,
+    );
+    family(
+        &mut out,
+        "synguard_build_info",
+        "gauge",
+        "Always 1; the labels say which synguard is running.",
+        &[(format!("version=\"{}\"", env!("CARGO_PKG_VERSION")), 1)],
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use synguard_common::{
+        maps::{Counter, MODE_ALWAYS, ModeState},
+        reason::{EVENT_SLOTS, REASON_SLOTS, Reason},
+    };
+
+    fn sample() -> Sample {
+        let mut verdicts = vec![Counter::default(); REASON_SLOTS as usize];
+        verdicts[Reason::TxSynAckCookie as usize] = Counter {
+            packets: 7,
+            bytes: 420,
+        };
+        let mut events = vec![0; EVENT_SLOTS as usize];
+        events[Event::CookieSent as usize] = 7;
+        Sample {
+            iface: "eth0".into(),
+            time_ns: 1,
+            mode: MODE_ALWAYS,
+            cookies_active: true,
+            mode_state: ModeState {
+                switches: 3,
+                ..Default::default()
+            },
+            verdicts,
+            events,
+            port_syns: [(80, 9)].into(),
+        }
+    }
+
+    #[test]
+    fn renders_counters_with_interface_reason_and_verdict() {
+        let text = render(&[("eth0", Some(sample())), ("eth1", None)]);
+        assert!(text.contains(
+            "synguard_packets_total{iface=\"eth0\",reason=\"tx_synack_cookie\",verdict=\"tx\"} 7\n"
+        ));
+        assert!(text.contains(
+            "synguard_bytes_total{iface=\"eth0\",reason=\"tx_synack_cookie\",verdict=\"tx\"} 420\n"
+        ));
+        assert!(text.contains("synguard_cookies_sent_total{iface=\"eth0\"} 7\n"));
+        assert!(text.contains("synguard_mode_switches_total{iface=\"eth0\"} 3\n"));
+        assert!(text.contains("synguard_mode{iface=\"eth0\",mode=\"always\"} 1\n"));
+        assert!(text.contains("synguard_up{iface=\"eth1\"} 0\n"));
+        assert!(
+            !text.contains("iface=\"eth1\",reason"),
+            "unreadable iface has no counters"
+        );
+        // Each family is described exactly once.
+        assert_eq!(
+            text.matches("# TYPE synguard_packets_total counter")
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn request_parsing() {
+        assert_eq!(
+            request_path("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"),
+            Some("/metrics")
+        );
+        assert_eq!(
+            request_path("GET /metrics?x=1 HTTP/1.0\r\n\r\n"),
+            Some("/metrics")
+        );
+        assert_eq!(request_path("POST /metrics HTTP/1.1\r\n\r\n"), None);
+        assert_eq!(request_path(""), None);
+    }
+}

@@ -1,0 +1,13 @@
+//! The long-running `synguard run`: one [`instance::Instance`] per interface owned by the
+//! [`guard::Guard`], the cookie-mode controller (`mode`, with its kernel side in
+//! `cookie_backend`), flood events, metrics, reload, the programs' logs, and the run loop.
+
+pub mod cookie_backend;
+pub mod events;
+pub mod guard;
+pub mod instance;
+pub mod logs;
+pub mod metrics;
+pub mod mode;
+pub mod reload;
+pub mod run;

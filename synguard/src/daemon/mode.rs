@@ -1,0 +1,358 @@
+//! Cookie-mode controller: keeps the kernel's `tcp_syncookies` in step with what the XDP program
+//! does, and tells the program through `SG_READY` when the kernel will accept its cookies.
+//!
+//! The XDP program decides *when* cookies are wanted (auto mode, `SG_MODE`), but a cookie is only
+//! useful if the kernel accepts the client's ACK, which needs `tcp_syncookies=2` (platform
+//! notes). So the order of every switch is chosen to fail safe:
+//! - on:  sysctl 2 first, then READY=1. If the sysctl write fails READY stays 0 and the program
+//!   keeps passing SYNs to the kernel.
+//! - off: READY=0 first, then the sysctl back. No cookie leaves after the kernel stops taking them.
+
+use aya::maps::MapError;
+use log::{info, warn};
+use synguard_common::maps::{ModeState, ReadyState};
+use thiserror::Error;
+
+use crate::{
+    config::CookieMode,
+    host::sysctl::{SYNCOOKIES_ALWAYS, SysctlError},
+};
+
+/// How often the run loop calls [`Controller::tick`]. The XDP program closes a rate window every
+/// 100 ms; polling twice per window keeps the delay between "wanted" and "ready" under a window.
+pub const TICK: std::time::Duration = std::time::Duration::from_millis(50);
+
+#[derive(Debug, Error)]
+pub enum ControlError {
+    #[error("cannot access the {map} map")]
+    Map {
+        map: &'static str,
+        #[source]
+        source: MapError,
+    },
+    #[error(transparent)]
+    Sysctl(#[from] SysctlError),
+}
+
+/// What the controller touches. A trait so the switch order can be tested without a kernel.
+pub trait Backend {
+    fn mode_state(&self) -> Result<ModeState, ControlError>;
+    fn set_ready(&mut self, ready: ReadyState) -> Result<(), ControlError>;
+    fn set_syncookies(&mut self, value: u64) -> Result<(), ControlError>;
+    /// CLOCK_MONOTONIC in ns, the clock of `bpf_ktime_get_ns`.
+    fn now_ns(&self) -> u64;
+}
+
+/// What a tick has to do, from the program's wish and the current state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    Nothing,
+    TurnOn,
+    TurnOff,
+}
+
+pub fn decide(wanted: bool, ready: bool) -> Step {
+    match (wanted, ready) {
+        (true, false) => Step::TurnOn,
+        (false, true) => Step::TurnOff,
+        _ => Step::Nothing,
+    }
+}
+
+pub struct Controller<B> {
+    backend: B,
+    mode: CookieMode,
+    /// `tcp_syncookies` as set at attach; what auto mode returns to when cookies go off.
+    idle_syncookies: u64,
+    ready: bool,
+    /// The sysctl could not be put back after cookies went off; retried on every tick.
+    restore_pending: bool,
+    /// Last error logged, so a persistent failure is logged once, not 20 times a second.
+    last_error: Option<String>,
+    /// The interface, for log lines (one process may guard several).
+    name: String,
+}
+
+impl<B: Backend> Controller<B> {
+    pub fn new(backend: B, mode: CookieMode, idle_syncookies: u64) -> Self {
+        Controller {
+            backend,
+            mode,
+            idle_syncookies,
+            ready: false,
+            restore_pending: false,
+            last_error: None,
+            name: String::new(),
+        }
+    }
+
+    /// Names the interface in this controller's log lines.
+    pub fn named(mut self, iface: &str) -> Self {
+        self.name = format!("{iface}: ");
+        self
+    }
+
+    /// Like [`Controller::start`], but keeps cookies on when a previous instance left them on
+    /// (`current` ready): a take-over during a flood must not hand a single SYN to the kernel.
+    pub fn resume(&mut self, current: Option<ReadyState>) -> Result<(), ControlError> {
+        match current {
+            Some(r) if r.kernel_ready != 0 => {
+                self.ready = true;
+                info!("{}cookies stay on (taken over during a flood)", self.name);
+                Ok(())
+            }
+            _ => self.start(),
+        }
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready
+    }
+
+    /// Initial READY state. Always mode: the sysctls were set before attach, so the kernel takes
+    /// cookies from the start. Auto mode: not until the program asks.
+    pub fn start(&mut self) -> Result<(), ControlError> {
+        let now = self.backend.now_ns();
+        match self.mode {
+            CookieMode::Always => {
+                self.backend.set_ready(ReadyState::new(true, now))?;
+                self.ready = true;
+            }
+            CookieMode::Auto => {
+                self.backend.set_ready(ReadyState::default())?;
+                self.ready = false;
+            }
+        }
+        Ok(())
+    }
+
+    /// One control step (auto mode; always mode has nothing to follow).
+    pub fn tick(&mut self) {
+        if self.mode == CookieMode::Always {
+            return;
+        }
+        match self.step() {
+            Ok(()) => {
+                if self.last_error.take().is_some() {
+                    info!("{}cookie-mode controller recovered", self.name);
+                }
+            }
+            Err(e) => {
+                let text = format!("{:#}", anyhow::Error::from(e));
+                if self.last_error.as_deref() != Some(text.as_str()) {
+                    warn!(
+                        "{}cookie-mode controller: {text} (retrying every {TICK:?})",
+                        self.name
+                    );
+                    self.last_error = Some(text);
+                }
+            }
+        }
+    }
+
+    fn step(&mut self) -> Result<(), ControlError> {
+        if self.restore_pending {
+            self.backend.set_syncookies(self.idle_syncookies)?;
+            self.restore_pending = false;
+        }
+        let state = self.backend.mode_state()?;
+        match decide(state.cookies_wanted != 0, self.ready) {
+            Step::Nothing => Ok(()),
+            Step::TurnOn => {
+                self.backend.set_syncookies(SYNCOOKIES_ALWAYS)?;
+                let now = self.backend.now_ns();
+                self.backend.set_ready(ReadyState::new(true, now))?;
+                self.ready = true;
+                info!(
+                    "{}cookies on (SYN rate {} pps)",
+                    self.name, state.last_rate_pps
+                );
+                Ok(())
+            }
+            Step::TurnOff => {
+                let now = self.backend.now_ns();
+                self.backend.set_ready(ReadyState::new(false, now))?;
+                self.ready = false;
+                info!(
+                    "{}cookies off (SYN rate {} pps)",
+                    self.name, state.last_rate_pps
+                );
+                if let Err(e) = self.backend.set_syncookies(self.idle_syncookies) {
+                    self.restore_pending = true;
+                    return Err(e);
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io;
+
+    /// Records every call so tests can check the order of side effects.
+    #[derive(Default)]
+    struct Fake {
+        wanted: u32,
+        calls: Vec<String>,
+        fail_sysctl: bool,
+        fail_ready: bool,
+        ready: ReadyState,
+        syncookies: u64,
+    }
+
+    impl Backend for Fake {
+        fn mode_state(&self) -> Result<ModeState, ControlError> {
+            Ok(ModeState {
+                cookies_wanted: self.wanted,
+                last_rate_pps: 1234,
+                ..Default::default()
+            })
+        }
+        fn set_ready(&mut self, ready: ReadyState) -> Result<(), ControlError> {
+            self.calls.push(format!("ready={}", ready.kernel_ready));
+            if self.fail_ready {
+                return Err(ControlError::Map {
+                    map: "SG_READY",
+                    source: MapError::KeyNotFound,
+                });
+            }
+            self.ready = ready;
+            Ok(())
+        }
+        fn set_syncookies(&mut self, value: u64) -> Result<(), ControlError> {
+            self.calls.push(format!("syncookies={value}"));
+            if self.fail_sysctl {
+                return Err(SysctlError::Write {
+                    name: "net.ipv4.tcp_syncookies".into(),
+                    value: value.to_string(),
+                    source: io::Error::from_raw_os_error(libc::EACCES),
+                }
+                .into());
+            }
+            self.syncookies = value;
+            Ok(())
+        }
+        fn now_ns(&self) -> u64 {
+            42
+        }
+    }
+
+    #[test]
+    fn decisions() {
+        assert_eq!(decide(true, false), Step::TurnOn);
+        assert_eq!(decide(false, true), Step::TurnOff);
+        assert_eq!(decide(true, true), Step::Nothing);
+        assert_eq!(decide(false, false), Step::Nothing);
+    }
+
+    #[test]
+    fn always_mode_is_ready_from_the_start() {
+        let mut c = Controller::new(Fake::default(), CookieMode::Always, 2);
+        c.start().unwrap();
+        assert!(c.is_ready());
+        assert_eq!(c.backend.ready.kernel_ready, 1);
+        assert_eq!(c.backend.ready.ready_since_ns, 42);
+        c.tick();
+        assert_eq!(c.backend.calls, ["ready=1"]);
+    }
+
+    #[test]
+    fn take_over_during_a_flood_keeps_cookies_on() {
+        // The previous program had cookies on: nothing is written, so no SYN slips through to
+        // the kernel between the take-over and the next tick.
+        let mut c = Controller::new(Fake::default(), CookieMode::Auto, 1);
+        c.backend.wanted = 1;
+        c.resume(Some(ReadyState::new(true, 7))).unwrap();
+        assert!(c.is_ready());
+        c.tick();
+        assert!(c.backend.calls.is_empty(), "{:?}", c.backend.calls);
+        // The flood ends: cookies go off the usual way.
+        c.backend.wanted = 0;
+        c.tick();
+        assert_eq!(c.backend.calls, ["ready=0", "syncookies=1"]);
+    }
+
+    #[test]
+    fn take_over_when_quiet_starts_as_usual() {
+        let mut c = Controller::new(Fake::default(), CookieMode::Auto, 1);
+        c.resume(None).unwrap();
+        assert!(!c.is_ready());
+        assert_eq!(c.backend.calls, ["ready=0"]);
+    }
+
+    #[test]
+    fn auto_mode_switches_sysctl_before_ready_and_back_after() {
+        let mut c = Controller::new(Fake::default(), CookieMode::Auto, 1);
+        c.start().unwrap();
+        assert!(!c.is_ready());
+        c.tick();
+        c.backend.wanted = 1;
+        c.tick();
+        assert!(c.is_ready());
+        c.tick();
+        c.backend.wanted = 0;
+        c.tick();
+        assert!(!c.is_ready());
+        assert_eq!(
+            c.backend.calls,
+            [
+                "ready=0",
+                "syncookies=2",
+                "ready=1",
+                "ready=0",
+                "syncookies=1"
+            ]
+        );
+        assert_eq!(c.backend.syncookies, 1);
+    }
+
+    #[test]
+    fn failed_sysctl_write_keeps_ready_off() {
+        let mut c = Controller::new(Fake::default(), CookieMode::Auto, 1);
+        c.start().unwrap();
+        c.backend.fail_sysctl = true;
+        c.backend.wanted = 1;
+        c.tick();
+        c.tick();
+        assert!(!c.is_ready());
+        assert_eq!(c.backend.ready.kernel_ready, 0);
+        // Recovers once the write works.
+        c.backend.fail_sysctl = false;
+        c.tick();
+        assert!(c.is_ready());
+        assert!(c.last_error.is_none());
+    }
+
+    #[test]
+    fn failed_ready_write_leaves_ready_off_and_retries() {
+        let mut c = Controller::new(Fake::default(), CookieMode::Auto, 1);
+        c.start().unwrap();
+        c.backend.fail_ready = true;
+        c.backend.wanted = 1;
+        c.tick();
+        assert!(!c.is_ready());
+        c.backend.fail_ready = false;
+        c.tick();
+        assert!(c.is_ready());
+    }
+
+    #[test]
+    fn failed_restore_is_retried_with_ready_already_off() {
+        let mut c = Controller::new(Fake::default(), CookieMode::Auto, 1);
+        c.start().unwrap();
+        c.backend.wanted = 1;
+        c.tick();
+        c.backend.wanted = 0;
+        c.backend.fail_sysctl = true;
+        c.tick();
+        assert!(!c.is_ready());
+        assert_eq!(c.backend.ready.kernel_ready, 0);
+        assert_eq!(c.backend.syncookies, 2);
+        c.backend.fail_sysctl = false;
+        c.tick();
+        assert_eq!(c.backend.syncookies, 1);
+    }
+}

@@ -1,0 +1,250 @@
+//! `synguard stats`: reads the pinned counters of a running instance and prints them like
+//! xdp-bench, or as one JSON object per line for scripts and the e2e tests.
+
+use std::{
+    collections::BTreeMap,
+    io,
+    path::{Path, PathBuf},
+};
+
+use serde::Serialize;
+use synguard_common::{
+    maps::{Config, Counter, MODE_ALWAYS, MODE_AUTO, ModeState, PortConfig, ReadyState, names},
+    policy::names::PORT_SYNS,
+    reason::{EVENT_SLOTS, Event, REASON_SLOTS, REASONS, Reason, Verdict},
+};
+use thiserror::Error;
+
+use crate::{
+    datapath::maps::{self, PinnedMapError},
+    host::clock::monotonic_ns,
+    state::{ifaces, paths},
+};
+
+#[derive(Debug, Error)]
+pub enum StatsError {
+    #[error(
+        "no synguard instance is running (nothing under {}); note that a bpffs mounted by \
+         `ip netns exec` is visible only inside that command",
+        .0.display()
+    )]
+    NoInstance(PathBuf),
+    #[error(
+        "no synguard instance on {iface} (no {}): is `synguard run --iface {iface}` running?",
+        dir.display()
+    )]
+    NoInstanceOn { iface: String, dir: PathBuf },
+    #[error("several synguard instances are running ({}): choose one with --iface", .0.join(", "))]
+    Ambiguous(Vec<String>),
+    #[error(transparent)]
+    Map(#[from] PinnedMapError),
+    #[error(transparent)]
+    Schema(#[from] crate::datapath::pins::PinError),
+    #[error("cannot list {}", path.display())]
+    List {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// The instance directory to read: the one for `iface`, or the only one there is.
+pub fn find_instance(pin_base: &Path, iface: Option<&str>) -> Result<PathBuf, StatsError> {
+    if let Some(iface) = iface {
+        let dir = paths::pin_dir(pin_base, iface);
+        return if dir.is_dir() {
+            Ok(dir)
+        } else {
+            Err(StatsError::NoInstanceOn {
+                iface: iface.to_string(),
+                dir,
+            })
+        };
+    }
+    let names = match ifaces::pinned(pin_base) {
+        Ok(n) => n,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(StatsError::NoInstance(pin_base.to_path_buf()));
+        }
+        Err(source) => {
+            return Err(StatsError::List {
+                path: pin_base.to_path_buf(),
+                source,
+            });
+        }
+    };
+    match names.len() {
+        0 => Err(StatsError::NoInstance(pin_base.to_path_buf())),
+        1 => Ok(paths::pin_dir(pin_base, &names[0])),
+        _ => Err(StatsError::Ambiguous(names)),
+    }
+}
+
+/// One reading of every counter, summed over CPUs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sample {
+    pub iface: String,
+    /// CLOCK_MONOTONIC when the sample was taken (the clock of `bpf_ktime_get_ns`).
+    pub time_ns: u64,
+    /// `MODE_ALWAYS` / `MODE_AUTO` from the config map.
+    pub mode: u32,
+    /// The loader has told the program that the kernel accepts cookies.
+    pub cookies_active: bool,
+    pub mode_state: ModeState,
+    /// Indexed by `Reason as usize`, `REASON_SLOTS` long.
+    pub verdicts: Vec<Counter>,
+    /// Indexed by `Event as usize`, `EVENT_SLOTS` long.
+    pub events: Vec<u64>,
+    /// SYNs per protected port, summed over CPUs (the program's per-port counters).
+    pub port_syns: BTreeMap<u16, u64>,
+}
+
+impl Sample {
+    pub fn counter(&self, reason: Reason) -> Counter {
+        self.verdicts[reason.index() as usize]
+    }
+
+    pub fn event(&self, event: Event) -> u64 {
+        self.events[event.index() as usize]
+    }
+
+    pub fn mode_name(&self) -> &'static str {
+        mode_name(self.mode)
+    }
+
+    /// Packets per verdict (pass, tx, drop) over every reason.
+    pub fn totals(&self) -> Totals {
+        let mut t = Totals::default();
+        for r in REASONS {
+            let p = self.counter(r).packets;
+            match r.verdict() {
+                Verdict::Pass => t.pass += p,
+                Verdict::Tx => t.tx += p,
+                Verdict::Drop => t.drop += p,
+            }
+        }
+        t
+    }
+}
+
+pub fn mode_name(mode: u32) -> &'static str {
+    match mode {
+        MODE_ALWAYS => "always",
+        MODE_AUTO => "auto",
+        _ => "off",
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Totals {
+    pub pass: u64,
+    pub tx: u64,
+    pub drop: u64,
+}
+
+fn read_per_cpu<V: aya::Pod + Default>(
+    dir: &Path,
+    name: &str,
+    slots: u32,
+    add: impl Fn(&mut V, &V),
+) -> Result<Vec<V>, StatsError> {
+    let map = maps::per_cpu_array::<V>(dir, name)?;
+    (0..slots.min(map.len()))
+        .map(|i| {
+            let per_cpu = map.get(&i, 0).map_err(PinnedMapError::read(dir, name))?;
+            let mut sum = V::default();
+            per_cpu.iter().for_each(|v| add(&mut sum, v));
+            Ok(sum)
+        })
+        .chain((map.len()..slots).map(|_| Ok(V::default())))
+        .collect()
+}
+
+/// Reads every pinned counter of the instance in `dir` (e.g. /sys/fs/bpf/synguard/veth0).
+pub fn read_sample(dir: &Path) -> Result<Sample, StatsError> {
+    // Another schema's maps may have the same names and mean something else.
+    crate::datapath::pins::check_schema(dir)?;
+    let config: Config = maps::read_single(dir, names::CONFIG)?;
+    let ready: ReadyState = maps::read_single(dir, names::READY)?;
+    let mode_state: ModeState = maps::read_single(dir, names::MODE)?;
+    let verdicts = read_per_cpu(dir, names::VERDICTS, REASON_SLOTS, |s: &mut Counter, v| {
+        s.packets += v.packets;
+        s.bytes += v.bytes;
+    })?;
+    let events = read_per_cpu(dir, names::EVENTS, EVENT_SLOTS, |s: &mut u64, v| *s += v)?;
+    let port_syns = read_port_syns(dir)?;
+    Ok(Sample {
+        iface: dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        time_ns: monotonic_ns(),
+        mode: config.mode,
+        cookies_active: ready.kernel_ready != 0,
+        mode_state,
+        verdicts,
+        events,
+        port_syns,
+    })
+}
+
+/// SYNs per protected port. The protected set comes from the port map each time (a reload can
+/// change it); a program without per-port counters (an older object) has none.
+fn read_port_syns(dir: &Path) -> Result<BTreeMap<u16, u64>, StatsError> {
+    let mut out = BTreeMap::new();
+    let Ok(syns) = maps::per_cpu_array::<u64>(dir, PORT_SYNS) else {
+        return Ok(out);
+    };
+    let ports = maps::array::<PortConfig>(dir, names::PORTS)?;
+    for port in 0..=u16::MAX {
+        if ports
+            .get(&(port as u32), 0)
+            .map_err(PinnedMapError::read(dir, names::PORTS))?
+            .flags
+            != 0
+        {
+            let per_cpu = syns
+                .get(&(port as u32), 0)
+                .map_err(PinnedMapError::read(dir, PORT_SYNS))?;
+            out.insert(port, per_cpu.iter().sum());
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    #[test]
+    fn instance_discovery() {
+        let base = std::env::temp_dir().join(format!("synguard-find-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&base);
+        assert!(matches!(
+            find_instance(&base, None),
+            Err(StatsError::NoInstance(_))
+        ));
+        fs::create_dir_all(base.join("veth0")).unwrap();
+        assert_eq!(find_instance(&base, None).unwrap(), base.join("veth0"));
+        let e = find_instance(&base, Some("eth9")).unwrap_err();
+        assert!(
+            e.to_string().contains("no synguard instance on eth9"),
+            "{e}"
+        );
+        fs::create_dir_all(base.join("veth1")).unwrap();
+        let e = find_instance(&base, None).unwrap_err();
+        assert!(e.to_string().contains("veth0, veth1"), "{e}");
+        assert_eq!(
+            find_instance(&base, Some("veth1")).unwrap(),
+            base.join("veth1")
+        );
+        fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn reading_a_dir_without_pins_fails_clearly() {
+        let e = read_sample(Path::new("/nonexistent/synguard/x")).unwrap_err();
+        assert!(e.to_string().contains("SG_CONFIG"), "{e}");
+    }
+}

@@ -1,0 +1,78 @@
+//! What can go wrong loading, configuring, pinning and attaching the program, each naming what
+//! was being done.
+
+use std::{
+    io,
+    path::{Path, PathBuf},
+};
+
+use aya::{EbpfError, maps::MapError, pin::PinError, programs::ProgramError};
+use thiserror::Error;
+
+use crate::{datapath::diagnose::MissingHelper, host::sysctl::SysctlError};
+
+#[derive(Debug, Error)]
+pub enum LoaderError {
+    #[error("synguard needs root or CAP_BPF+CAP_NET_ADMIN ({what} was refused)")]
+    NotPermitted { what: &'static str },
+    #[error("cannot load the XDP program: {0}")]
+    MissingHelper(MissingHelper),
+    #[error("cannot parse the embedded XDP object")]
+    Load(#[source] EbpfError),
+    #[error("cannot {what}")]
+    Program {
+        what: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("the XDP object has no {0}: loader and program come from different builds")]
+    Missing(String),
+    #[error("cannot use map {name}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: MapError,
+    },
+    #[error("cannot pin {name} at {}", path.display())]
+    Pin {
+        name: &'static str,
+        path: PathBuf,
+        #[source]
+        source: PinError,
+    },
+    #[error("cannot attach XDP to {iface} in {mode} mode")]
+    Attach {
+        iface: String,
+        mode: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+    #[error(
+        "another XDP program is already attached to {iface}; remove it first \
+         (ip link set dev {iface} xdp off)"
+    )]
+    XdpBusy { iface: String },
+    #[error("{what} {}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    PinnedMap(#[from] crate::datapath::maps::PinnedMapError),
+    #[error(transparent)]
+    PinDir(#[from] crate::datapath::pins::PinError),
+    #[error(
+        "this kernel attached XDP to {iface} without a BPF link (Linux 5.9+ needed): synguard \
+         needs a pinned link so that protection survives restarts"
+    )]
+    NoXdpLink { iface: String },
+    #[error(transparent)]
+    Sysctl(#[from] SysctlError),
+}
+
+pub fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> LoaderError {
+    let path = path.to_path_buf();
+    move |source| LoaderError::Io { what, path, source }
+}

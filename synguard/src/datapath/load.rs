@@ -1,0 +1,100 @@
+//! Loading the embedded object: maps pinned where a previous program left them, the program
+//! verified and loaded, its log forwarded.
+
+use std::{collections::BTreeMap, io, path::Path};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::Map,
+    programs::{ProgramError, Xdp},
+};
+use log::{debug, warn};
+
+use crate::datapath::{diagnose, error::LoaderError, objects, pins::Layout};
+
+/// The XDP program's name in the object.
+pub const PROGRAM: &str = "synguard";
+
+/// Forwards the XDP program's aya-log records to the `log` crate.
+pub type ProgramLogger = aya_log::EbpfLogger<&'static dyn log::Log>;
+
+/// Loads the object with every shareable map pinned in `dir`: aya opens a pin that exists (its
+/// contents carry over) and creates and pins one that does not.
+pub fn load_object(dir: &Path, layouts: &BTreeMap<String, Layout>) -> Result<Ebpf, LoaderError> {
+    let mut loader = EbpfLoader::new();
+    for name in layouts.keys() {
+        loader.map_pin_path(name.as_str(), dir.join(name));
+    }
+    loader.load(objects::synguard()).map_err(|e| {
+        if diagnose::is_permission_error(&e) {
+            LoaderError::NotPermitted {
+                what: "creating BPF maps",
+            }
+        } else {
+            LoaderError::Load(e)
+        }
+    })
+}
+
+/// The program's log reader; None (and said so) when the object has no log map.
+pub fn logger(ebpf: &mut Ebpf) -> Option<ProgramLogger> {
+    match aya_log::EbpfLogger::init(ebpf) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            warn!("XDP program log not available ({e}); continuing without it");
+            None
+        }
+    }
+}
+
+/// Verifies and loads the program into the kernel.
+pub fn load_program(ebpf: &mut Ebpf) -> Result<(), LoaderError> {
+    program_of(ebpf)?
+        .load()
+        .map_err(|e| program_error("load the XDP program", e))
+}
+
+pub fn program_of(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoaderError> {
+    ebpf.program_mut(PROGRAM)
+        .ok_or_else(|| LoaderError::Missing(format!("program {PROGRAM}")))?
+        .try_into()
+        .map_err(|source| LoaderError::Program {
+            what: "use the program as XDP",
+            source,
+        })
+}
+
+pub fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<Map, LoaderError> {
+    ebpf.take_map(name)
+        .ok_or_else(|| LoaderError::Missing(format!("map {name}")))
+}
+
+pub fn program_error(what: &'static str, source: ProgramError) -> LoaderError {
+    if diagnose::is_permission_error(&source) {
+        return LoaderError::NotPermitted {
+            what: "loading the XDP program",
+        };
+    }
+    if let ProgramError::LoadError { verifier_log, .. } = &source
+        && let Some(m) = diagnose::missing_helper(&verifier_log.to_string())
+    {
+        return LoaderError::MissingHelper(m);
+    }
+    LoaderError::Program { what, source }
+}
+
+/// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; newer ones ignore it. Raising it is
+/// harmless either way, and failing to is only worth a note.
+pub fn raise_memlock_limit() {
+    let rlim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit reads the struct we pass.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) } != 0 {
+        debug!(
+            "cannot raise RLIMIT_MEMLOCK: {}",
+            io::Error::last_os_error()
+        );
+    }
+}

@@ -1,0 +1,170 @@
+//! Facts about the network interface, read with ioctls on a socket in the caller's network
+//! namespace (not from /sys/class/net: under `nsenter --net` that /sys belongs to the host).
+
+use std::{
+    ffi::CString,
+    io,
+    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+};
+
+/// `ETHTOOL_GFLAGS` and its receive-VLAN-offload bit, and `ETHTOOL_GDRVINFO`
+/// (include/uapi/linux/ethtool.h).
+const ETHTOOL_GFLAGS: u32 = 0x25;
+const ETHTOOL_GDRVINFO: u32 = 0x03;
+const ETH_FLAG_RXVLAN: u32 = 1 << 8;
+
+#[repr(C)]
+struct EthtoolValue {
+    cmd: u32,
+    data: u32,
+}
+
+fn socket() -> io::Result<OwnedFd> {
+    // SAFETY: plain socket(2); the fd is owned right away.
+    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a fresh, valid descriptor nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+fn ifreq(iface: &str) -> io::Result<libc::ifreq> {
+    // SAFETY: ifreq is plain old data; all zeroes is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    let name = iface.as_bytes();
+    if name.len() >= req.ifr_name.len() {
+        return Err(io::Error::from_raw_os_error(libc::ENODEV));
+    }
+    for (dst, src) in req.ifr_name.iter_mut().zip(name) {
+        *dst = *src as libc::c_char;
+    }
+    Ok(req)
+}
+
+/// The interface's MTU (SIOCGIFMTU).
+pub fn mtu(iface: &str) -> io::Result<u32> {
+    let sock = socket()?;
+    let mut req = ifreq(iface)?;
+    // SAFETY: SIOCGIFMTU reads ifr_name and writes ifru_mtu of the ifreq we pass.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFMTU, &mut req) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: on success the kernel filled the mtu member of the union.
+    Ok(unsafe { req.ifr_ifru.ifru_mtu }.max(0) as u32)
+}
+
+/// Whether receive VLAN offload (`ethtool -k IF | grep rx-vlan-offload`) is on. With it on, the
+/// NIC strips 802.1Q tags into packet metadata that XDP cannot read without a kfunc, so a tagged
+/// SYN looks untagged to the program and its XDP_TX reply leaves without the tag (platform
+/// notes). Drivers without ethtool support answer EOPNOTSUPP.
+pub fn rx_vlan_offload(iface: &str) -> io::Result<bool> {
+    let sock = socket()?;
+    let mut req = ifreq(iface)?;
+    let mut value = EthtoolValue {
+        cmd: ETHTOOL_GFLAGS,
+        data: 0,
+    };
+    req.ifr_ifru.ifru_data = (&mut value as *mut EthtoolValue).cast();
+    // SAFETY: SIOCETHTOOL with ETHTOOL_GFLAGS reads `cmd` and writes `data` of the struct that
+    // ifru_data points to, which outlives the call.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL, &mut req) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(value.data & ETH_FLAG_RXVLAN != 0)
+}
+
+/// `struct ethtool_drvinfo`: only the driver name is read.
+#[repr(C)]
+struct EthtoolDrvinfo {
+    cmd: u32,
+    driver: [u8; 32],
+    version: [u8; 32],
+    fw_version: [u8; 32],
+    bus_info: [u8; 32],
+    erom_version: [u8; 32],
+    reserved2: [u8; 12],
+    n_priv_flags: u32,
+    n_stats: u32,
+    testinfo_len: u32,
+    eedump_len: u32,
+    regdump_len: u32,
+}
+
+/// The interface's driver name (`ethtool -i`).
+pub fn driver(iface: &str) -> io::Result<String> {
+    let sock = socket()?;
+    let mut req = ifreq(iface)?;
+    // SAFETY: all-zero is a valid value of this plain C struct.
+    let mut info: EthtoolDrvinfo = unsafe { std::mem::zeroed() };
+    info.cmd = ETHTOOL_GDRVINFO;
+    req.ifr_ifru.ifru_data = (&mut info as *mut EthtoolDrvinfo).cast();
+    // SAFETY: SIOCETHTOOL with ETHTOOL_GDRVINFO fills the struct ifru_data points to.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL, &mut req) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let end = info.driver.iter().position(|&b| b == 0).unwrap_or(32);
+    Ok(String::from_utf8_lossy(&info.driver[..end]).into_owned())
+}
+
+/// An interface name that is not in this network namespace.
+#[derive(Debug, thiserror::Error)]
+#[error("no interface '{iface}' in this network namespace (interfaces here: {})", available.join(", "))]
+pub struct NoSuchInterface {
+    pub iface: String,
+    pub available: Vec<String>,
+}
+
+/// Interfaces visible in the caller's network namespace, for error messages.
+pub fn interfaces() -> Vec<String> {
+    nix::net::if_::if_nameindex()
+        .map(|list| {
+            list.iter()
+                .map(|i| i.name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Fails with the list of interfaces that do exist when `iface` is not one of them.
+pub fn check_interface(iface: &str) -> Result<u32, NoSuchInterface> {
+    let name = CString::new(iface).map_err(|_| NoSuchInterface {
+        iface: iface.to_string(),
+        available: interfaces(),
+    })?;
+    // SAFETY: `name` is a valid NUL-terminated string.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    if index == 0 {
+        return Err(NoSuchInterface {
+            iface: iface.to_string(),
+            available: interfaces(),
+        });
+    }
+    Ok(index)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_has_an_mtu() {
+        assert!(mtu("lo").unwrap() >= 1280);
+    }
+
+    #[test]
+    fn unknown_interfaces_are_errors() {
+        assert!(mtu("nosuch-sg0").is_err());
+        assert!(rx_vlan_offload("nosuch-sg0").is_err());
+        assert!(mtu("an-interface-name-far-too-long").is_err());
+    }
+
+    #[test]
+    fn missing_interface_lists_the_ones_that_exist() {
+        let e = check_interface("nosuch-sg0").unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("no interface 'nosuch-sg0'"), "{text}");
+        assert!(text.contains("lo"), "{text}");
+        assert!(check_interface("lo").is_ok());
+    }
+}

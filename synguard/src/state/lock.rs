@@ -1,0 +1,167 @@
+//! The per-interface instance lock: one `synguard run` per interface name.
+
+use std::{
+    fs::{self, File, OpenOptions},
+    io::{self, Write as _},
+    os::{
+        fd::AsRawFd,
+        unix::fs::{MetadataExt, OpenOptionsExt},
+    },
+    path::{Path, PathBuf},
+};
+
+use log::warn;
+use thiserror::Error;
+
+use crate::{host::netns, state::paths};
+
+#[derive(Debug, Error)]
+pub enum LockError {
+    #[error("synguard needs root or CAP_BPF+CAP_NET_ADMIN ({what} was refused)")]
+    NotPermitted { what: &'static str },
+    #[error("interface {iface} is already guarded by synguard pid {pid} (lock {}){note}", lock.display())]
+    AlreadyRunning {
+        iface: String,
+        pid: String,
+        lock: PathBuf,
+        note: String,
+    },
+    #[error("{what} {}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> LockError {
+    let path = path.to_path_buf();
+    move |source| LockError::Io { what, path, source }
+}
+
+/// Exclusive, non-blocking flock on `<run_dir>/<iface>.lock`, holding our pid. The kernel drops
+/// the lock when the process dies, so a crashed instance never blocks the next one.
+#[derive(Debug)]
+pub struct InstanceLock {
+    path: PathBuf,
+    _file: File,
+}
+
+impl InstanceLock {
+    pub fn acquire(run_dir: &Path, iface: &str) -> Result<Self, LockError> {
+        let denied = |what| {
+            move |e: io::Error| match e.kind() {
+                io::ErrorKind::PermissionDenied => LockError::NotPermitted { what },
+                _ => LockError::Io {
+                    what: "cannot create",
+                    path: run_dir.to_path_buf(),
+                    source: e,
+                },
+            }
+        };
+        fs::create_dir_all(run_dir).map_err(denied("creating the lock directory"))?;
+        let path = paths::lock(run_dir, iface);
+        loop {
+            let mut file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o644)
+                .open(&path)
+                .map_err(denied("creating the lock file"))?;
+            // SAFETY: flock on a descriptor we own.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+                let err = io::Error::last_os_error();
+                if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
+                    return Err(io_err("cannot lock", &path)(err));
+                }
+                let pid = fs::read_to_string(&path)
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string();
+                let note = match (netns::of_pid(&pid), netns::of_pid("self")) {
+                    (Some(theirs), Some(ours)) if theirs != ours => format!(
+                        "; that instance runs in another network namespace ({theirs}), and \
+                         instances are told apart by interface name only"
+                    ),
+                    _ => String::new(),
+                };
+                return Err(LockError::AlreadyRunning {
+                    iface: iface.to_string(),
+                    pid: if pid.is_empty() {
+                        "unknown".into()
+                    } else {
+                        pid
+                    },
+                    lock: path,
+                    note,
+                });
+            }
+            // A previous holder unlinks the file before it exits; if we locked that unlinked
+            // file, another process may already hold the new one. Retry on the current file.
+            let ours = file.metadata().map_err(io_err("cannot stat", &path))?;
+            match fs::metadata(&path) {
+                Ok(m) if m.dev() == ours.dev() && m.ino() == ours.ino() => {}
+                _ => continue,
+            }
+            file.set_len(0).map_err(io_err("cannot write", &path))?;
+            writeln!(file, "{}", std::process::id()).map_err(io_err("cannot write", &path))?;
+            return Ok(InstanceLock { path, _file: file });
+        }
+    }
+}
+
+impl Drop for InstanceLock {
+    fn drop(&mut self) {
+        // Unlink while still holding the lock; see the inode check in `acquire`.
+        if let Err(e) = fs::remove_file(&self.path) {
+            warn!("cannot remove {}: {e}", self.path.display());
+        }
+    }
+}
+
+/// Whether some process holds the instance lock of `iface`, without taking it for longer than
+/// the check.
+pub fn is_held(run_dir: &Path, iface: &str) -> bool {
+    let Ok(file) = fs::File::open(paths::lock(run_dir, iface)) else {
+        return false;
+    };
+    // SAFETY: flock on a descriptor we own.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    rc != 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EWOULDBLOCK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_is_exclusive_and_names_the_holder() {
+        let dir = std::env::temp_dir().join(format!("synguard-lock-{}", std::process::id()));
+        let first = InstanceLock::acquire(&dir, "veth0").unwrap();
+        let pid = std::process::id().to_string();
+        assert_eq!(
+            fs::read_to_string(dir.join("veth0.lock")).unwrap().trim(),
+            pid
+        );
+        assert!(is_held(&dir, "veth0"));
+        // flock locks belong to the open file description, so a second open in the same process
+        // conflicts just like another process would.
+        match InstanceLock::acquire(&dir, "veth0") {
+            Err(e @ LockError::AlreadyRunning { .. }) => {
+                assert!(e.to_string().contains(&format!("pid {pid}")), "{e}");
+            }
+            other => panic!("expected AlreadyRunning, got {other:?}"),
+        }
+        // Another interface is independent.
+        let other = InstanceLock::acquire(&dir, "veth1").unwrap();
+        drop(first);
+        assert!(!dir.join("veth0.lock").exists());
+        assert!(!is_held(&dir, "veth0"));
+        let again = InstanceLock::acquire(&dir, "veth0").unwrap();
+        drop((again, other));
+        fs::remove_dir(&dir).unwrap();
+    }
+}
