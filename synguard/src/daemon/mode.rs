@@ -2,8 +2,8 @@
 //! does, and tells the program through `SG_READY` when the kernel will accept its cookies.
 //!
 //! The XDP program decides *when* cookies are wanted (auto mode, `SG_MODE`), but a cookie is only
-//! useful if the kernel accepts the client's ACK, which needs `tcp_syncookies=2` (platform
-//! notes). So the order of every switch is chosen to fail safe:
+//! useful if the kernel accepts the client's ACK, which needs `tcp_syncookies=2` (the kernel's
+//! `cookie_v4_check` refuses cookie ACKs otherwise, see docs/kernel-cookies.md). So the order of every switch is chosen to fail safe:
 //! - on:  sysctl 2 first, then READY=1. If the sysctl write fails READY stays 0 and the program
 //!   keeps passing SYNs to the kernel.
 //! - off: READY=0 first, then the sysctl back. No cookie leaves after the kernel stops taking them.

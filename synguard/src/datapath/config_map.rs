@@ -19,9 +19,9 @@ use crate::{
 };
 
 /// While cookies are active, one SYN per listener per this period goes to the kernel. The kernel
-/// accepts cookie ACKs only if the listener overflowed in the last 120 s (`tcp_synq_no_recent_overflow()`,
-/// see docs/kernel-cookies.md); a SYN per second keeps that fresh with room to spare and costs
-/// the kernel nothing measurable.
+/// accepts cookie ACKs only if the listener overflowed in the last 120 s
+/// (`tcp_synq_no_recent_overflow()`, see docs/kernel-cookies.md); a SYN per second keeps that
+/// fresh with room to spare and costs the kernel nothing measurable.
 pub const LISTENER_REFRESH: Duration = Duration::from_secs(1);
 
 /// The map contents for a run configuration. Pure, so it is unit-tested.

@@ -56,8 +56,8 @@ pub fn mtu(iface: &str) -> io::Result<u32> {
 
 /// Whether receive VLAN offload (`ethtool -k IF | grep rx-vlan-offload`) is on. With it on, the
 /// NIC strips 802.1Q tags into packet metadata that XDP cannot read without a kfunc, so a tagged
-/// SYN looks untagged to the program and its XDP_TX reply leaves without the tag (platform
-/// notes). Drivers without ethtool support answer EOPNOTSUPP.
+/// SYN looks untagged to the program and its XDP_TX reply leaves without the tag (see
+/// docs/veth-and-nics.md). Drivers without ethtool support answer EOPNOTSUPP.
 pub fn rx_vlan_offload(iface: &str) -> io::Result<bool> {
     let sock = socket()?;
     let mut req = ifreq(iface)?;

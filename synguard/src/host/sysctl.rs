@@ -24,7 +24,8 @@ pub const SYNCOOKIES_ALWAYS: u64 = 2;
 /// `tcp_syncookies=1`: cookies only when a listener's SYN queue overflows.
 pub const SYNCOOKIES_ON_OVERFLOW: u64 = 1;
 /// `tcp_timestamps=2`: timestamps without the per-connection random offset, the only setting
-/// under which the options hidden in a cookie's TSval decode correctly (platform notes).
+/// under which the options hidden in a cookie's TSval decode correctly (`cookie_timestamp_decode`,
+/// see docs/kernel-cookies.md).
 pub const TIMESTAMPS_NO_OFFSET: u64 = 2;
 
 #[derive(Debug, Error)]
