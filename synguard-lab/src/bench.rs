@@ -16,26 +16,17 @@ use aya::{
     programs::{ProgramFd, TestRun as _, TestRunOptions, Xdp},
 };
 use etherparse::TcpOptionElement;
-use synguard_common::{reason::Reason, tcp::ACK};
+use synguard_common::{
+    lab::{TEMPLATE_MAX, Template},
+    names::lab::{LAB_TARGET, LAB_TEMPLATE},
+    reason::Reason,
+    tcp::ACK,
+};
 
 use crate::{
     fixture::{Fixture, XDP_DROP, XDP_PASS, XDP_TX, default_config},
     frames::{self, Segment, Tags},
 };
-
-const TEMPLATE_MAX: usize = 128;
-
-/// Mirror of `Template` in synguard-ebpf/src/bin/lab.rs.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct Template {
-    len: u32,
-    _pad: u32,
-    bytes: [u8; TEMPLATE_MAX],
-}
-
-// SAFETY: repr(C), integers only, no padding (4 + 4 + 128).
-unsafe impl aya::Pod for Template {}
 
 /// One measured path.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -122,13 +113,13 @@ impl Bench {
         t.bytes[..frame.len()].copy_from_slice(frame);
         let mut tpl: Array<_, Template> = Array::try_from(
             self.lab
-                .map_mut("LAB_TEMPLATE")
+                .map_mut(LAB_TEMPLATE)
                 .ok_or_else(|| anyhow!("no LAB_TEMPLATE"))?,
         )?;
         tpl.set(0, t, 0)?;
         let mut target = ProgramArray::try_from(
             self.lab
-                .map_mut("LAB_TARGET")
+                .map_mut(LAB_TARGET)
                 .ok_or_else(|| anyhow!("no LAB_TARGET"))?,
         )?;
         target.set(0, &fd, 0)?;
