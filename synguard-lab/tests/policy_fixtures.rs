@@ -13,15 +13,16 @@ use synguard_common::{
     reason::{Event, Reason},
     tcp::{ACK, FIN, SYN},
 };
-use synguard_lab::{
+use synguard_lab::testrun::{
     fixture::{Fixture, XDP_DROP, XDP_PASS, XDP_TX, default_config},
     frames::{self, Segment, Tags},
 };
 
-const PORT: u16 = 80;
+mod common;
+use common::PORT;
 
 fn fixture() -> Fixture {
-    Fixture::new(default_config(), &[PORT]).expect("load synguard (needs root)")
+    common::testrun_fixture(&[PORT])
 }
 
 fn v4(last: u8) -> [u8; 4] {

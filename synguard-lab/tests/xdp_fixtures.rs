@@ -12,17 +12,19 @@ use synguard_common::{
     reason::{Event, REASONS, Reason},
     tcp::{ACK, CWR, ECE, FIN, PSH, RST, SYN, URG},
 };
-use synguard_lab::{
+use synguard_lab::testrun::{
     fixture::{Fixture, XDP_DROP, XDP_PASS, XDP_TX, default_config},
     frames::{self, *},
 };
 
-const PORT: u16 = 80;
+mod common;
+use common::PORT;
+
 const CLIENT_PORT: u16 = 40000;
 const ISN: u32 = 0x1234_5678;
 
 fn fixture() -> Fixture {
-    Fixture::new(default_config(), &[PORT, 443]).expect("load synguard (needs root)")
+    common::testrun_fixture(&[PORT, 443])
 }
 
 /// The kernel's cookie MSS tables (`msstab` in net/ipv4/syncookies.c and net/ipv6/syncookies.c):

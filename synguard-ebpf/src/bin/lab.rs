@@ -1,4 +1,5 @@
-//! Lab-only XDP programs, never attached by `synguard run`:
+//! The XDP programs the `synguard-lab` crate loads (into the lab, or into `BPF_PROG_TEST_RUN`);
+//! never attached by `synguard run`:
 //! - `lab_pass`: veth needs an XDP program on the peer for XDP_TX frames to arrive reliably
 //!   (docs/veth-and-nics.md), so the lab attaches this on the far side of the server's veth.
 //! - `lab_swap_tx`: swaps MAC and IPv4/IPv6 addresses and TCP ports and returns XDP_TX: the floor
@@ -9,10 +10,10 @@
 //!   SYN-ACK from the second run on (docs/measuring.md). This wrapper puts the template frame back
 //!   each time and tail-calls the program under test; its own cost is measured the same way with
 //!   `lab_pass` as the target and subtracted.
-//! - `lab_gen`: the flood lab's packet generator, run with `BPF_PROG_TEST_RUN` in XDP live-frames
+//! - `lab_gen`: the flood runs' packet generator, run with `BPF_PROG_TEST_RUN` in XDP live-frames
 //!   mode in the attacker's namespace. Live frames recycle pages without rewriting their
-//!   contents (kernel doc bpf_prog_run.rst, docs/measuring.md), so it writes the whole frame on every
-//!   run and returns XDP_TX, which sends it out of the attacker's veth.
+//!   contents (kernel doc bpf_prog_run.rst, docs/measuring.md), so it writes the whole frame on
+//!   every run and returns XDP_TX, which sends it out of the attacker's veth.
 #![no_std]
 #![no_main]
 

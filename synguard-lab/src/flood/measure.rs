@@ -15,15 +15,15 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, anyhow};
 use serde::Serialize;
 
-use crate::defence::{Active, Defence, PORT};
-use crate::flood::{Flood, FloodKind, FloodSpec};
-use crate::generator::{GenFlood, GenReport, GenSpec};
-use crate::kstats::{self, KStats};
-use crate::netns::Netns;
-use crate::scenario::{Engine, Scenario, Timeline};
-use crate::synguard_proc::Stats;
-use crate::topology::{Lab, spoof_addr};
-use crate::traffic::{Continuous, Server, percentile};
+use crate::flood::defence::{Active, Defence, PORT};
+use crate::flood::generator::{GenFlood, GenReport, GenSpec};
+use crate::flood::scenario::{Engine, Scenario, Timeline};
+use crate::lab::hping::{Flood, FloodKind, FloodSpec};
+use crate::lab::kstats::{self, KStats};
+use crate::lab::netns::Netns;
+use crate::lab::synguard_proc::Stats;
+use crate::lab::topology::{Lab, spoof_addr};
+use crate::lab::traffic::{Continuous, Server, percentile};
 
 /// On 2 vCPUs the roles are split (platform notes): generator and legitimate clients on CPU 0,
 /// the server's receive path (RPS) on CPU 1.
@@ -189,7 +189,7 @@ pub fn run(
 fn steer_receive(lab: &Lab) -> Result<()> {
     let mask = format!("{:x}", 1u32 << SERVER_CPU);
     let file = format!("/sys/class/net/{}/queues/rx-0/rps_cpus", lab.server.ifname);
-    crate::netns::run_checked(std::process::Command::new("ip").args([
+    crate::lab::netns::run_checked(std::process::Command::new("ip").args([
         "netns",
         "exec",
         lab.server.ns.name(),
@@ -205,8 +205,8 @@ fn steer_receive(lab: &Lab) -> Result<()> {
 struct Driven {
     offered_pps: f64,
     generator: Option<GenReport>,
-    clients_before: crate::traffic::ContinuousStats,
-    clients_end: crate::traffic::ContinuousStats,
+    clients_before: crate::lab::traffic::ContinuousStats,
+    clients_end: crate::lab::traffic::ContinuousStats,
     latency_end: usize,
     sg_before: Option<Stats>,
     sg_after: Option<Stats>,
@@ -295,7 +295,7 @@ fn flood_window(
                 kind: FloodKind::Syn,
                 dst: lab.server.v4,
                 port: PORT,
-                count: crate::flood::MAX_COUNT,
+                count: crate::lab::hping::MAX_COUNT,
                 interval_us: 1,
                 spoof: Some(spoof_addr(0)),
             };

@@ -14,7 +14,7 @@ use nix::unistd::Pid;
 use serde::Deserialize;
 use synguard_common::reason::{Event, Reason};
 
-use crate::netns::Netns;
+use crate::lab::netns::Netns;
 
 /// How long `synguard run` may take to attach and pin its maps.
 const START_TIMEOUT: Duration = Duration::from_secs(20);

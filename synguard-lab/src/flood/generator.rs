@@ -1,4 +1,4 @@
-//! The flood lab's packet generator: `lab_gen` (synguard-ebpf/src/bin/lab.rs) run with
+//! The flood runs' packet generator: `lab_gen` (synguard-ebpf/src/bin/lab.rs) run with
 //! `BPF_PROG_TEST_RUN` in XDP live-frames mode from a thread inside the attacker's namespace.
 //! Each run of the program writes a whole SYN or ACK frame and returns XDP_TX, which the kernel
 //! turns into a transmit out of the attacker's veth (the `ingress_ifindex` we pass).
@@ -27,7 +27,7 @@ use synguard_common::{
     names::lab::LAB_GEN,
 };
 
-use crate::topology::Node;
+use crate::lab::topology::Node;
 
 /// Ethernet + IPv4 + TCP, no options: what `lab_gen` writes.
 pub use synguard_common::lab::GEN_LEN;

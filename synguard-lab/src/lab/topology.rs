@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 use anyhow::{Context as _, Result, anyhow};
 use aya::programs::{Xdp, XdpMode};
 
-use crate::netns::{self, Netns, run_checked};
+use crate::lab::netns::{self, Netns, run_checked};
 
 pub const SERVER_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 pub const CLIENT_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);

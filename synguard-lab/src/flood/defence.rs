@@ -1,4 +1,4 @@
-//! The defences the flood lab compares, each put in place in the server's namespace of a fresh lab
+//! The defences the flood runs compare, each put in place in the server's namespace of a fresh lab
 //! (so nothing carries over from one defence to the next) and removed when the guard drops.
 
 use std::path::Path;
@@ -9,9 +9,9 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use aya::programs::{Xdp, XdpMode};
 use serde::Serialize;
 
-use crate::netns::Netns;
-use crate::synguard_proc::{Stats, Synguard};
-use crate::topology::Lab;
+use crate::lab::netns::Netns;
+use crate::lab::synguard_proc::{Stats, Synguard};
+use crate::lab::topology::Lab;
 
 /// The protected port.
 pub const PORT: u16 = 80;

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use crate::report::Cell;
+use crate::flood::report::Cell;
 
 const W: f64 = 760.0;
 const H: f64 = 380.0;
@@ -152,7 +152,7 @@ pub fn rates_over_time(
     title: &str,
     y_label: &str,
     cells: &[&Cell],
-    rate: fn(&crate::measure::Sample) -> u64,
+    rate: fn(&crate::flood::measure::Sample) -> u64,
 ) -> String {
     let series: Vec<Series> = cells
         .iter()

@@ -23,7 +23,7 @@ use synguard_common::{
     tcp::ACK,
 };
 
-use crate::{
+use super::{
     fixture::{Fixture, XDP_DROP, XDP_PASS, XDP_TX, default_config},
     frames::{self, Segment, Tags},
 };
