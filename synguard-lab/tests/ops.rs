@@ -331,7 +331,7 @@ fn two_interfaces_one_process() -> Result<()> {
     let _clean = cleanup(&fx, &[fx.iface(), second]);
 
     // Auto mode with a high threshold: SYNs go to the kernel, so the second link needs no XDP
-    // program on its peer (XDP_TX on veth does, see the platform notes).
+    // program on its peer (XDP_TX on veth does, see docs/veth-and-nics.md).
     let sg = fx.synguard(&[
         "--iface",
         second,

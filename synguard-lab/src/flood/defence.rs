@@ -118,9 +118,10 @@ impl Active {
 }
 
 /// netfilter SYNPROXY for the protected port, as its documentation sets it up: SYNs skip
-/// conntrack, SYNPROXY answers them with cookies, invalid packets are dropped. Platform notes:
-/// established connections die when these rules go in, so the lab adds them before any
-/// connection exists; the iptables variant (not nft) keeps IPv4 SYN handling as documented.
+/// conntrack, SYNPROXY answers them with cookies, invalid packets are dropped. Seen on the test
+/// machines (docs/measuring.md, "What the flood runs compare against"): established
+/// connections die when these rules go in, so the lab adds them before any connection exists;
+/// the iptables variant (not nft) keeps IPv4 SYN handling as documented.
 fn synproxy(ns: &Netns, iface: &str) -> Result<()> {
     let port = PORT.to_string();
     let rules: [&[&str]; 3] = [

@@ -3,7 +3,7 @@
 //! Each run of the program writes a whole SYN or ACK frame and returns XDP_TX, which the kernel
 //! turns into a transmit out of the attacker's veth (the `ingress_ifindex` we pass).
 //!
-//! hping3 sends ~0.23 M SYN/s here; live frames offer 2-4 M frames/s (platform notes), enough to
+//! hping3 sends ~0.23 M SYN/s here; live frames offer 2-4 M frames/s (docs/measuring.md), enough to
 //! saturate the server's core. Bounds: sources only from 198.18.0.128/25 (enforced in the program
 //! itself and here), destination inside 198.18.0.0/24, a frame count and a duration that are both
 //! capped, and a stop flag checked between calls.
@@ -264,7 +264,7 @@ pub struct GenFlood {
 
 impl GenFlood {
     /// Starts sending out of the attacker's interface. `cpu` pins the sending thread (on 2 cores
-    /// the generator and the server's receive path must not share one, platform notes).
+    /// the generator and the server's receive path must not share one, docs/measuring.md).
     pub fn start(
         attacker: &Node,
         server_mac: &str,

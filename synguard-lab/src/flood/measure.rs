@@ -25,8 +25,8 @@ use crate::lab::synguard_proc::Stats;
 use crate::lab::topology::{Lab, spoof_addr};
 use crate::lab::traffic::{Continuous, Server, percentile};
 
-/// On 2 vCPUs the roles are split (platform notes): generator and legitimate clients on CPU 0,
-/// the server's receive path (RPS) on CPU 1.
+/// On 2 vCPUs the roles are split (docs/measuring.md, "CPUs and busy time"): generator and
+/// legitimate clients on CPU 0, the server's receive path (RPS) on CPU 1.
 pub const SENDER_CPU: usize = 0;
 pub const SERVER_CPU: usize = 1;
 const SAMPLE_EVERY: Duration = Duration::from_millis(250);
@@ -95,7 +95,7 @@ pub fn run(
     let lab = Lab::new().context("building the lab")?;
     // The generator's XDP_TX frames leave the attacker's veth only into a peer with XDP. This
     // attached program also keeps each BPF_PROG_TEST_RUN call from waiting out RCU grace periods
-    // (~20 ms per call without any XDP program attached, platform notes).
+    // (~20 ms per call without any XDP program attached, docs/measuring.md).
     let _atk_peer = lab.attach_peer_pass("atk")?;
     steer_receive(&lab)?;
     let active = defence.apply(&lab, synguard_bin)?;
@@ -184,7 +184,8 @@ pub fn run(
     })
 }
 
-/// The server's receive path (RPS) on its own CPU, away from the generator (platform notes).
+/// The server's receive path (RPS) on its own CPU, away from the generator
+/// (docs/veth-and-nics.md, "RPS").
 /// `ip netns exec` mounts the namespace's own /sys, where the veth's queue lives.
 fn steer_receive(lab: &Lab) -> Result<()> {
     let mask = format!("{:x}", 1u32 << SERVER_CPU);
@@ -373,7 +374,7 @@ fn kernel_deltas(before: &KStats, after: &KStats) -> BTreeMap<String, u64> {
 }
 
 /// Per-CPU idle time from /proc/stat. Busy time is derived from idle time and the wall clock:
-/// /proc/stat under-counts bursty softirq time on this kernel (platform notes).
+/// /proc/stat under-counts bursty softirq time on this kernel (docs/measuring.md).
 struct CpuTimes {
     at: Instant,
     idle_ticks: Vec<u64>,

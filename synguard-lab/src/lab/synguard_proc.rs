@@ -1,6 +1,7 @@
 //! Runs `synguard run` in the server namespace and reads its counters with
 //! `synguard stats --json --count 1`. Both go through `nsenter --net=` so that the second
-//! invocation sees the maps the first pinned under /sys/fs/bpf (platform notes).
+//! invocation sees the maps the first pinned under /sys/fs/bpf (docs/veth-and-nics.md,
+//! "`ip netns exec` and bpffs").
 
 use std::collections::BTreeMap;
 use std::fs::File;
