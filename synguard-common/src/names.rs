@@ -5,85 +5,40 @@
 
 /// The map's name as a string literal, usable where only a literal goes (attributes).
 #[macro_export]
+#[rustfmt::skip]
 macro_rules! map_name {
-    (CONFIG) => {
-        "SG_CONFIG"
-    };
-    (PORTS) => {
-        "SG_PORTS"
-    };
-    (MODE) => {
-        "SG_MODE"
-    };
-    (READY) => {
-        "SG_READY"
-    };
-    (SYN_WINDOW) => {
-        "SG_SYN_WINDOW"
-    };
-    (REFRESH) => {
-        "SG_REFRESH"
-    };
-    (SCRATCH) => {
-        "SG_SCRATCH"
-    };
-    (VERDICTS) => {
-        "SG_VERDICTS"
-    };
-    (EVENTS) => {
-        "SG_EVENTS"
-    };
-    (CLOSING) => {
-        "SG_CLOSING"
-    };
-    (POLICY) => {
-        "SG_POLICY"
-    };
-    (ALLOW_V4) => {
-        "SG_ALLOW_V4"
-    };
-    (ALLOW_V6) => {
-        "SG_ALLOW_V6"
-    };
-    (BLOCK_V4) => {
-        "SG_BLOCK_V4"
-    };
-    (BLOCK_V6) => {
-        "SG_BLOCK_V6"
-    };
-    (SOURCES) => {
-        "SG_SOURCES"
-    };
-    (REFLECT) => {
-        "SG_REFLECT"
-    };
-    (MONITOR) => {
-        "SG_MONITOR"
-    };
-    (FLOOD_EVENTS) => {
-        "SG_FLOOD_EVENTS"
-    };
-    (PORT_SYNS) => {
-        "SG_PORT_SYNS"
-    };
+    (CONFIG) => { "SG_CONFIG" };
+    (PORTS) => { "SG_PORTS" };
+    (MODE) => { "SG_MODE" };
+    (READY) => { "SG_READY" };
+    (SYN_WINDOW) => { "SG_SYN_WINDOW" };
+    (REFRESH) => { "SG_REFRESH" };
+    (SCRATCH) => { "SG_SCRATCH" };
+    (VERDICTS) => { "SG_VERDICTS" };
+    (EVENTS) => { "SG_EVENTS" };
+    (CLOSING) => { "SG_CLOSING" };
+    (POLICY) => { "SG_POLICY" };
+    (ALLOW_V4) => { "SG_ALLOW_V4" };
+    (ALLOW_V6) => { "SG_ALLOW_V6" };
+    (BLOCK_V4) => { "SG_BLOCK_V4" };
+    (BLOCK_V6) => { "SG_BLOCK_V6" };
+    (SOURCES) => { "SG_SOURCES" };
+    (REFLECT) => { "SG_REFLECT" };
+    (MONITOR) => { "SG_MONITOR" };
+    (FLOOD_EVENTS) => { "SG_FLOOD_EVENTS" };
+    (PORT_SYNS) => { "SG_PORT_SYNS" };
     // The lab's own programs (`crate::lab`).
-    (LAB_TEMPLATE) => {
-        "LAB_TEMPLATE"
-    };
-    (LAB_TARGET) => {
-        "LAB_TARGET"
-    };
-    (LAB_GEN) => {
-        "LAB_GEN"
-    };
-    (LAB_GEN_SEQ) => {
-        "LAB_GEN_SEQ"
-    };
+    (LAB_TEMPLATE) => { "LAB_TEMPLATE" };
+    (LAB_TARGET) => { "LAB_TARGET" };
+    (LAB_GEN) => { "LAB_GEN" };
+    (LAB_GEN_SEQ) => { "LAB_GEN_SEQ" };
 }
 
 macro_rules! name_consts {
     ($($(#[doc = $doc:literal])* $key:ident),* $(,)?) => {
         $( $(#[doc = $doc])* pub const $key: &str = map_name!($key); )*
+        /// Every name above, in declaration order.
+        pub const ALL: &[&str] = &[$($key),*];
     };
 }
 
@@ -125,30 +80,6 @@ name_consts! {
     /// SYNs per protected port, per CPU.
     PORT_SYNS,
 }
-
-/// Every map of synguard's own program, in declaration order.
-pub const ALL: &[&str] = &[
-    CONFIG,
-    PORTS,
-    MODE,
-    READY,
-    SYN_WINDOW,
-    REFRESH,
-    SCRATCH,
-    VERDICTS,
-    EVENTS,
-    CLOSING,
-    POLICY,
-    ALLOW_V4,
-    ALLOW_V6,
-    BLOCK_V4,
-    BLOCK_V6,
-    SOURCES,
-    REFLECT,
-    MONITOR,
-    FLOOD_EVENTS,
-    PORT_SYNS,
-];
 
 /// Maps of the lab's own programs (`synguard-ebpf/src/bin/lab.rs`).
 pub mod lab {

@@ -123,66 +123,19 @@ impl Active {
 /// connections die when these rules go in, so the lab adds them before any connection exists;
 /// the iptables variant (not nft) keeps IPv4 SYN handling as documented.
 fn synproxy(ns: &Netns, iface: &str) -> Result<()> {
-    let port = PORT.to_string();
-    let rules: [&[&str]; 3] = [
-        &[
-            "-t",
-            "raw",
-            "-A",
-            "PREROUTING",
-            "-i",
-            iface,
-            "-p",
-            "tcp",
-            "--dport",
-            &port,
-            "--syn",
-            "-j",
-            "CT",
-            "--notrack",
-        ],
-        &[
-            "-A",
-            "INPUT",
-            "-i",
-            iface,
-            "-p",
-            "tcp",
-            "--dport",
-            &port,
-            "-m",
-            "conntrack",
-            "--ctstate",
-            "INVALID,UNTRACKED",
-            "-j",
-            "SYNPROXY",
-            "--sack-perm",
-            "--timestamp",
-            "--wscale",
-            "7",
-            "--mss",
-            "1460",
-        ],
-        &[
-            "-A",
-            "INPUT",
-            "-i",
-            iface,
-            "-p",
-            "tcp",
-            "--dport",
-            &port,
-            "-m",
-            "conntrack",
-            "--ctstate",
-            "INVALID",
-            "-j",
-            "DROP",
-        ],
+    let to_port = format!("-i {iface} -p tcp --dport {PORT}");
+    let rules = [
+        format!("-t raw -A PREROUTING {to_port} --syn -j CT --notrack"),
+        format!(
+            "-A INPUT {to_port} -m conntrack --ctstate INVALID,UNTRACKED -j SYNPROXY --sack-perm \
+             --timestamp --wscale 7 --mss 1460"
+        ),
+        format!("-A INPUT {to_port} -m conntrack --ctstate INVALID -j DROP"),
     ];
-    for rule in rules {
-        ns.run("iptables", rule)
-            .with_context(|| format!("iptables {}", rule.join(" ")))?;
+    for rule in &rules {
+        let args: Vec<&str> = rule.split_whitespace().collect();
+        ns.run("iptables", &args)
+            .with_context(|| format!("iptables {rule}"))?;
     }
     // Without this, conntrack would pick up ACKs of connections it never saw and let them in.
     ns.sysctl("net.netfilter.nf_conntrack_tcp_loose", "0")

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{Result, ensure};
+use synguard_common::maps::{Config, MODE_AUTO};
 use synguard_lab::lab::Lab;
 use synguard_lab::lab::kstats::KStats;
 use synguard_lab::lab::netns::Netns;
@@ -40,6 +41,17 @@ pub fn bin() -> Result<PathBuf> {
 /// `ports`.
 pub fn testrun_fixture(ports: &[u16]) -> TestRunFixture {
     TestRunFixture::new(default_config(), ports).expect("load synguard (needs root)")
+}
+
+/// Auto mode that switches on the first window with a SYN: one SYN in a 100 ms window is
+/// 10 SYN/s, so on at 10, off below 10 after 1 ms.
+pub fn eager_auto_mode() -> Config {
+    let mut cfg = default_config();
+    cfg.mode = MODE_AUTO;
+    cfg.syn_on_pps = 10;
+    cfg.syn_off_pps = 10;
+    cfg.hold_ns = 1_000_000;
+    cfg
 }
 
 /// A lab with a server listening on [`PORT`] over IPv4 and IPv6. Declared before the guards of a
