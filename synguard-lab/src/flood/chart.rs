@@ -152,7 +152,7 @@ pub fn rates_over_time(
     title: &str,
     y_label: &str,
     cells: &[&Cell],
-    rate: fn(&crate::flood::measure::Sample) -> u64,
+    rate: fn(&crate::flood::sampler::Sample) -> u64,
 ) -> String {
     let series: Vec<Series> = cells
         .iter()
