@@ -11,7 +11,9 @@
 
 pub mod checksum;
 pub mod cookie;
+pub mod lab;
 pub mod maps;
+pub mod names;
 pub mod policy;
 pub mod reason;
 pub mod tcp;

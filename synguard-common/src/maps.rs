@@ -2,18 +2,9 @@
 //! explicit padding fields so that no byte is uninitialised (the verifier and `aya::Pod` both
 //! need that) and so the layout is the same on both sides.
 
-/// Map names, as declared in the XDP program and pinned under the instance directory.
-pub mod names {
-    pub const CONFIG: &str = "SG_CONFIG";
-    pub const PORTS: &str = "SG_PORTS";
-    pub const MODE: &str = "SG_MODE";
-    pub const READY: &str = "SG_READY";
-    pub const SYN_WINDOW: &str = "SG_SYN_WINDOW";
-    pub const REFRESH: &str = "SG_REFRESH";
-    pub const VERDICTS: &str = "SG_VERDICTS";
-    pub const EVENTS: &str = "SG_EVENTS";
-    pub const CLOSING: &str = "SG_CLOSING";
-}
+/// Map names (all of them, policy maps included), as declared in the XDP program and pinned
+/// under the instance directory.
+pub use crate::names;
 
 /// Every SYN to a protected port gets a cookie.
 pub const MODE_ALWAYS: u32 = 1;
@@ -94,7 +85,7 @@ pub struct ModeState {
 }
 
 /// The single entry of [`names::READY`]. Written only by the loader: whether the kernel accepts
-/// cookie ACKs right now (`net.ipv4.tcp_syncookies=2`, see the platform notes). Cookies are sent
+/// cookie ACKs right now (`net.ipv4.tcp_syncookies=2`, see docs/kernel-cookies.md). Cookies are sent
 /// only while this is set, so no client gets a cookie the kernel would refuse.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -1,19 +1,8 @@
 //! Who gets dropped: the layout of the policy maps (allow/block lists, per-source limits, the
 //! reflection cap, monitor mode) and the pure logic the XDP program applies with them.
 
-/// Map names.
-pub mod names {
-    pub const POLICY: &str = "SG_POLICY";
-    pub const ALLOW_V4: &str = "SG_ALLOW_V4";
-    pub const ALLOW_V6: &str = "SG_ALLOW_V6";
-    pub const BLOCK_V4: &str = "SG_BLOCK_V4";
-    pub const BLOCK_V6: &str = "SG_BLOCK_V6";
-    pub const SOURCES: &str = "SG_SOURCES";
-    pub const REFLECT: &str = "SG_REFLECT";
-    pub const MONITOR: &str = "SG_MONITOR";
-    pub const FLOOD_EVENTS: &str = "SG_FLOOD_EVENTS";
-    pub const PORT_SYNS: &str = "SG_PORT_SYNS";
-}
+/// Map names (the one table in [`crate::names`]).
+pub use crate::names;
 
 /// Entries in each allow/block trie.
 pub const LIST_SLOTS: u32 = 16384;

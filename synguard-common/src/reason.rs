@@ -4,120 +4,17 @@
 //! of the pinned-map ABI that `synguard stats` and older/newer loaders read: a reason is never
 //! renumbered and a retired number is never reused (the way Cilium treats its drop reasons). New
 //! reasons take the next free number below [`REASON_SLOTS`].
+//!
+//! Both tables are written once, as rows of [`counter_table!`]: number, stable name, verdict (for
+//! reasons) and the doc comment, which doubles as the description `synguard` prints.
 
 /// Number of slots in the per-CPU verdict map. Larger than the number of reasons in use so new
 /// reasons can be added without changing the map layout.
 pub const REASON_SLOTS: u32 = 64;
 
-/// What the XDP program did with a packet, and why.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Reason {
-    /// Not IPv4 or IPv6 (ARP, LLDP, ...).
-    PassNotIp = 0,
-    /// IP but not TCP.
-    PassNotTcp = 1,
-    /// An IP fragment: ports are not in every fragment, so fragments are the kernel's business.
-    PassFragment = 2,
-    /// TCP to a port that is not protected.
-    PassUnprotectedPort = 3,
-    /// Frame too short for its Ethernet/VLAN headers.
-    PassMalformedL2 = 4,
-    /// IPv4/IPv6 header truncated or inconsistent (version, IHL, lengths).
-    PassMalformedIp = 5,
-    /// More IPv6 extension headers than the program walks.
-    PassIpv6ExtLimit = 6,
-    /// TCP header truncated or with a data offset below 5.
-    PassMalformedTcp = 7,
-    /// Segment that belongs to an existing socket (established, time-wait, request).
-    PassEstablished = 8,
-    /// Handshake ACK carrying a valid SYN cookie: the kernel creates the connection.
-    PassCookieAck = 9,
-    /// SYN left to the kernel because cookie mode is not active (auto mode, quiet).
-    PassSynToKernel = 10,
-    /// SYN left to the kernel while cookies are active, at most one per listener per refresh
-    /// period, so the kernel keeps accepting cookies (see `tcp_synq_no_recent_overflow`).
-    PassSynListenerRefresh = 11,
-    /// RST to a protected port: the kernel validates its sequence number.
-    PassRst = 12,
-    /// SYN+ACK arriving at a protected port (we are not a client there): the kernel decides.
-    PassSynAck = 13,
-    /// SYN answered from XDP with a SYN-ACK carrying a cookie (XDP_TX).
-    TxSynAckCookie = 14,
-    /// ACK with no socket and no valid cookie: ACK flood.
-    DropAckBadCookie = 15,
-    /// SYN together with FIN.
-    DropSynFin = 16,
-    /// SYN together with RST.
-    DropSynRst = 17,
-    /// No flags at all (null scan).
-    DropNoFlags = 18,
-    /// FIN/PSH/URG without ACK: no valid TCP state sends that.
-    DropNoAck = 19,
-    /// Fail-open: `bpf_xdp_load_bytes` of the TCP header failed.
-    ErrLoadBytes = 20,
-    /// Fail-open: the kernel's cookie generator refused the SYN.
-    ErrCookieGen = 21,
-    /// Fail-open: resizing the frame for the SYN-ACK failed.
-    ErrAdjust = 22,
-    /// Fail-open: writing the SYN-ACK into the frame failed.
-    ErrStore = 23,
-    /// Fail-open: a configuration map could not be read.
-    ErrConfig = 24,
-    /// Source in the allow list: no limits, no cookies, the kernel decides.
-    PassAllowlisted = 25,
-    /// Source in the block list.
-    DropBlocklisted = 26,
-    /// Source over its SYN rate (per-source token bucket).
-    DropSourceRate = 27,
-    /// Source blocked for a while after going over its SYN rate.
-    DropSourceBlocked = 28,
-    /// SYN-ACKs to this destination prefix over their cap: a reflection attempt.
-    DropReflectionCap = 29,
-    /// Monitor mode: the packet would have been answered or dropped (see the monitor counters);
-    /// it passes.
-    PassMonitor = 30,
-    /// SYN for a connection whose client sent a FIN within the TIME_WAIT period: the server may
-    /// hold a TIME_WAIT socket for this 4-tuple, which only the kernel can recycle (a cookie
-    /// handshake's ACK would be swallowed by it).
-    PassSynRecentClose = 31,
-}
-
-/// Every reason in use, in number order.
-pub const REASONS: [Reason; 32] = [
-    Reason::PassNotIp,
-    Reason::PassNotTcp,
-    Reason::PassFragment,
-    Reason::PassUnprotectedPort,
-    Reason::PassMalformedL2,
-    Reason::PassMalformedIp,
-    Reason::PassIpv6ExtLimit,
-    Reason::PassMalformedTcp,
-    Reason::PassEstablished,
-    Reason::PassCookieAck,
-    Reason::PassSynToKernel,
-    Reason::PassSynListenerRefresh,
-    Reason::PassRst,
-    Reason::PassSynAck,
-    Reason::TxSynAckCookie,
-    Reason::DropAckBadCookie,
-    Reason::DropSynFin,
-    Reason::DropSynRst,
-    Reason::DropNoFlags,
-    Reason::DropNoAck,
-    Reason::ErrLoadBytes,
-    Reason::ErrCookieGen,
-    Reason::ErrAdjust,
-    Reason::ErrStore,
-    Reason::ErrConfig,
-    Reason::PassAllowlisted,
-    Reason::DropBlocklisted,
-    Reason::DropSourceRate,
-    Reason::DropSourceBlocked,
-    Reason::DropReflectionCap,
-    Reason::PassMonitor,
-    Reason::PassSynRecentClose,
-];
+/// Event counters: things that happen on top of a packet's verdict. Same numbering rules as
+/// [`Reason`].
+pub const EVENT_SLOTS: u32 = 16;
 
 /// The XDP action a reason stands for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -127,119 +24,167 @@ pub enum Verdict {
     Drop,
 }
 
-impl Reason {
-    pub const fn index(self) -> u32 {
-        self as u32
-    }
-
-    pub const fn verdict(self) -> Verdict {
-        match self {
-            Reason::TxSynAckCookie => Verdict::Tx,
-            Reason::DropAckBadCookie
-            | Reason::DropSynFin
-            | Reason::DropSynRst
-            | Reason::DropNoFlags
-            | Reason::DropNoAck
-            | Reason::DropBlocklisted
-            | Reason::DropSourceRate
-            | Reason::DropSourceBlocked
-            | Reason::DropReflectionCap => Verdict::Drop,
-            _ => Verdict::Pass,
+/// One counter table: the `#[repr(u32)]` enum, the array of every value in number order, and
+/// `index`, `name` (the stable snake_case name `synguard stats` and its JSON use), `description`
+/// (the row's doc comment) and `from_index`. Rows with a verdict also get `verdict`.
+macro_rules! counter_table {
+    (
+        $(#[$meta:meta])*
+        pub enum $Enum:ident, all in $ALL:ident {
+            $( $(#[doc = $doc:literal])+ $Variant:ident = $num:literal, $name:literal => $verdict:ident; )*
         }
-    }
-
-    /// Stable snake_case name used by `synguard stats` and its JSON output.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Reason::PassNotIp => "pass_not_ip",
-            Reason::PassNotTcp => "pass_not_tcp",
-            Reason::PassFragment => "pass_fragment",
-            Reason::PassUnprotectedPort => "pass_unprotected_port",
-            Reason::PassMalformedL2 => "pass_malformed_l2",
-            Reason::PassMalformedIp => "pass_malformed_ip",
-            Reason::PassIpv6ExtLimit => "pass_ipv6_ext_limit",
-            Reason::PassMalformedTcp => "pass_malformed_tcp",
-            Reason::PassEstablished => "pass_established",
-            Reason::PassCookieAck => "pass_cookie_ack",
-            Reason::PassSynToKernel => "pass_syn_to_kernel",
-            Reason::PassSynListenerRefresh => "pass_syn_listener_refresh",
-            Reason::PassRst => "pass_rst",
-            Reason::PassSynAck => "pass_syn_ack",
-            Reason::TxSynAckCookie => "tx_synack_cookie",
-            Reason::DropAckBadCookie => "drop_ack_bad_cookie",
-            Reason::DropSynFin => "drop_syn_fin",
-            Reason::DropSynRst => "drop_syn_rst",
-            Reason::DropNoFlags => "drop_no_flags",
-            Reason::DropNoAck => "drop_no_ack",
-            Reason::ErrLoadBytes => "err_load_bytes",
-            Reason::ErrCookieGen => "err_cookie_gen",
-            Reason::ErrAdjust => "err_adjust",
-            Reason::ErrStore => "err_store",
-            Reason::ErrConfig => "err_config",
-            Reason::PassAllowlisted => "pass_allowlisted",
-            Reason::DropBlocklisted => "drop_blocklisted",
-            Reason::DropSourceRate => "drop_source_rate",
-            Reason::DropSourceBlocked => "drop_source_blocked",
-            Reason::DropReflectionCap => "drop_reflection_cap",
-            Reason::PassMonitor => "pass_monitor",
-            Reason::PassSynRecentClose => "pass_syn_recent_close",
+    ) => {
+        counter_table! { @common $(#[$meta])* $Enum $ALL { $( $(#[doc = $doc])+ $Variant = $num, $name; )* } }
+        impl $Enum {
+            /// The XDP action this reason stands for.
+            pub const fn verdict(self) -> Verdict {
+                match self {
+                    $( $Enum::$Variant => Verdict::$verdict, )*
+                }
+            }
         }
-    }
+    };
+    (
+        $(#[$meta:meta])*
+        pub enum $Enum:ident, all in $ALL:ident {
+            $( $(#[doc = $doc:literal])+ $Variant:ident = $num:literal, $name:literal; )*
+        }
+    ) => {
+        counter_table! { @common $(#[$meta])* $Enum $ALL { $( $(#[doc = $doc])+ $Variant = $num, $name; )* } }
+    };
+    (
+        @common $(#[$meta:meta])* $Enum:ident $ALL:ident {
+            $( $(#[doc = $doc:literal])+ $Variant:ident = $num:literal, $name:literal; )*
+        }
+    ) => {
+        $(#[$meta])*
+        #[repr(u32)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum $Enum {
+            $( $(#[doc = $doc])+ $Variant = $num, )*
+        }
 
-    /// The reason with this number, if it is one in use.
-    pub fn from_index(index: u32) -> Option<Reason> {
-        REASONS.iter().copied().find(|r| r.index() == index)
+        #[doc = concat!("Every [`", stringify!($Enum), "`] in use, in number order.")]
+        pub const $ALL: [$Enum; [$($num),*].len()] = [$($Enum::$Variant),*];
+
+        impl $Enum {
+            pub const fn index(self) -> u32 {
+                self as u32
+            }
+
+            /// Stable snake_case name used by `synguard stats` and its JSON output.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $( $Enum::$Variant => $name, )*
+                }
+            }
+
+            /// What the counter means, in one sentence or two (the row's doc comment).
+            pub const fn description(self) -> &'static str {
+                match self {
+                    $( $Enum::$Variant => concat!($($doc),+).trim_ascii_start(), )*
+                }
+            }
+
+            /// The value with this number, if it is one in use.
+            pub fn from_index(index: u32) -> Option<$Enum> {
+                $ALL.iter().copied().find(|r| r.index() == index)
+            }
+        }
+    };
+}
+
+counter_table! {
+    /// What the XDP program did with a packet, and why.
+    pub enum Reason, all in REASONS {
+        /// Not IPv4 or IPv6 (ARP, LLDP, ...).
+        PassNotIp = 0, "pass_not_ip" => Pass;
+        /// IP but not TCP.
+        PassNotTcp = 1, "pass_not_tcp" => Pass;
+        /// An IP fragment: ports are not in every fragment, so fragments are the kernel's business.
+        PassFragment = 2, "pass_fragment" => Pass;
+        /// TCP to a port that is not protected.
+        PassUnprotectedPort = 3, "pass_unprotected_port" => Pass;
+        /// Frame too short for its Ethernet/VLAN headers.
+        PassMalformedL2 = 4, "pass_malformed_l2" => Pass;
+        /// IPv4/IPv6 header truncated or inconsistent (version, IHL, lengths).
+        PassMalformedIp = 5, "pass_malformed_ip" => Pass;
+        /// More IPv6 extension headers than the program walks.
+        PassIpv6ExtLimit = 6, "pass_ipv6_ext_limit" => Pass;
+        /// TCP header truncated or with a data offset below 5.
+        PassMalformedTcp = 7, "pass_malformed_tcp" => Pass;
+        /// Segment that belongs to an existing socket (established, time-wait, request).
+        PassEstablished = 8, "pass_established" => Pass;
+        /// Handshake ACK carrying a valid SYN cookie: the kernel creates the connection.
+        PassCookieAck = 9, "pass_cookie_ack" => Pass;
+        /// SYN left to the kernel because cookie mode is not active (auto mode, quiet).
+        PassSynToKernel = 10, "pass_syn_to_kernel" => Pass;
+        /// SYN left to the kernel while cookies are active, at most one per listener per refresh
+        /// period, so the kernel keeps accepting cookies (see `tcp_synq_no_recent_overflow`).
+        PassSynListenerRefresh = 11, "pass_syn_listener_refresh" => Pass;
+        /// RST to a protected port: the kernel validates its sequence number.
+        PassRst = 12, "pass_rst" => Pass;
+        /// SYN+ACK arriving at a protected port (we are not a client there): the kernel decides.
+        PassSynAck = 13, "pass_syn_ack" => Pass;
+        /// SYN answered from XDP with a SYN-ACK carrying a cookie (XDP_TX).
+        TxSynAckCookie = 14, "tx_synack_cookie" => Tx;
+        /// ACK with no socket and no valid cookie: ACK flood.
+        DropAckBadCookie = 15, "drop_ack_bad_cookie" => Drop;
+        /// SYN together with FIN.
+        DropSynFin = 16, "drop_syn_fin" => Drop;
+        /// SYN together with RST.
+        DropSynRst = 17, "drop_syn_rst" => Drop;
+        /// No flags at all (null scan).
+        DropNoFlags = 18, "drop_no_flags" => Drop;
+        /// FIN/PSH/URG without ACK: no valid TCP state sends that.
+        DropNoAck = 19, "drop_no_ack" => Drop;
+        /// Fail-open: `bpf_xdp_load_bytes` of the TCP header failed.
+        ErrLoadBytes = 20, "err_load_bytes" => Pass;
+        /// Fail-open: the kernel's cookie generator refused the SYN.
+        ErrCookieGen = 21, "err_cookie_gen" => Pass;
+        /// Fail-open: resizing the frame for the SYN-ACK failed.
+        ErrAdjust = 22, "err_adjust" => Pass;
+        /// Fail-open: writing the SYN-ACK into the frame failed.
+        ErrStore = 23, "err_store" => Pass;
+        /// Fail-open: a configuration map could not be read.
+        ErrConfig = 24, "err_config" => Pass;
+        /// Source in the allow list: no limits, no cookies, the kernel decides.
+        PassAllowlisted = 25, "pass_allowlisted" => Pass;
+        /// Source in the block list.
+        DropBlocklisted = 26, "drop_blocklisted" => Drop;
+        /// Source over its SYN rate (per-source token bucket).
+        DropSourceRate = 27, "drop_source_rate" => Drop;
+        /// Source blocked for a while after going over its SYN rate.
+        DropSourceBlocked = 28, "drop_source_blocked" => Drop;
+        /// SYN-ACKs to this destination prefix over their cap: a reflection attempt.
+        DropReflectionCap = 29, "drop_reflection_cap" => Drop;
+        /// Monitor mode: the packet would have been answered or dropped (see the monitor counters);
+        /// it passes.
+        PassMonitor = 30, "pass_monitor" => Pass;
+        /// SYN for a connection whose client sent a FIN within the TIME_WAIT period: the server may
+        /// hold a TIME_WAIT socket for this 4-tuple, which only the kernel can recycle (a cookie
+        /// handshake's ACK would be swallowed by it).
+        PassSynRecentClose = 31, "pass_syn_recent_close" => Pass;
     }
 }
 
-/// Event counters: things that happen on top of a packet's verdict. Same numbering rules as
-/// [`Reason`].
-pub const EVENT_SLOTS: u32 = 16;
-
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Event {
-    /// A SYN to a protected port (the input of flood detection).
-    SynProtected = 0,
-    /// A SYN-ACK with a cookie left through XDP_TX.
-    CookieSent = 1,
-    /// An ACK whose cookie the kernel's checker accepted.
-    CookieAckAccepted = 2,
-    /// Auto mode turned cookies on.
-    CookieModeOn = 3,
-    /// Auto mode turned cookies off.
-    CookieModeOff = 4,
-    /// A source went over its SYN rate and was blocked for the configured time.
-    SourceBlocked = 5,
-    /// A flood event could not be queued (ring buffer full); the counters still saw it.
-    FloodEventLost = 6,
-}
-
-pub const EVENTS: [Event; 7] = [
-    Event::SynProtected,
-    Event::CookieSent,
-    Event::CookieAckAccepted,
-    Event::CookieModeOn,
-    Event::CookieModeOff,
-    Event::SourceBlocked,
-    Event::FloodEventLost,
-];
-
-impl Event {
-    pub const fn index(self) -> u32 {
-        self as u32
-    }
-
-    pub const fn name(self) -> &'static str {
-        match self {
-            Event::SynProtected => "syn_protected",
-            Event::CookieSent => "cookie_sent",
-            Event::CookieAckAccepted => "cookie_ack_accepted",
-            Event::CookieModeOn => "cookie_mode_on",
-            Event::CookieModeOff => "cookie_mode_off",
-            Event::SourceBlocked => "source_blocked",
-            Event::FloodEventLost => "flood_event_lost",
-        }
+counter_table! {
+    /// Event counters (see [`EVENT_SLOTS`]).
+    pub enum Event, all in EVENTS {
+        /// A SYN to a protected port (the input of flood detection).
+        SynProtected = 0, "syn_protected";
+        /// A SYN-ACK with a cookie left through XDP_TX.
+        CookieSent = 1, "cookie_sent";
+        /// An ACK whose cookie the kernel's checker accepted.
+        CookieAckAccepted = 2, "cookie_ack_accepted";
+        /// Auto mode turned cookies on.
+        CookieModeOn = 3, "cookie_mode_on";
+        /// Auto mode turned cookies off.
+        CookieModeOff = 4, "cookie_mode_off";
+        /// A source went over its SYN rate and was blocked for the configured time.
+        SourceBlocked = 5, "source_blocked";
+        /// A flood event could not be queued (ring buffer full); the counters still saw it.
+        FloodEventLost = 6, "flood_event_lost";
     }
 }
 
@@ -284,6 +229,20 @@ mod tests {
             assert_eq!(e.index(), i as u32);
         }
         assert!((EVENTS.len() as u32) < EVENT_SLOTS);
+    }
+
+    #[test]
+    fn descriptions_come_from_the_rows() {
+        assert_eq!(
+            Reason::PassNotIp.description(),
+            "Not IPv4 or IPv6 (ARP, LLDP, ...)."
+        );
+        assert!(
+            Reason::PassSynListenerRefresh
+                .description()
+                .contains("listener per refresh period")
+        );
+        assert_eq!(Event::FloodEventLost.name(), "flood_event_lost");
     }
 
     #[test]

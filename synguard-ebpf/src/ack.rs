@@ -2,7 +2,8 @@
 //! ACK passes if its cookie is valid; anything else is an ACK flood and is dropped.
 //!
 //! A cookie check alone would drop every established flow's ACKs (their ack numbers are no
-//! cookies), so the socket lookup comes first (platform notes: ~150 ns lookup, ~17 ns check).
+//! cookies), so the socket lookup comes first (docs/kernel-cookies.md: ~150 ns lookup, ~17 ns
+//! check).
 
 use core::ffi::c_void;
 

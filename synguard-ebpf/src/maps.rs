@@ -1,10 +1,8 @@
-//! Every map the program uses. Layouts and names come from `synguard_common::maps`; the loader
-//! pins the shared ones under /sys/fs/bpf/synguard/<iface>/.
+//! Every map the program uses. Layouts come from `synguard_common::maps` and `policy`, names
+//! from `synguard_common::names`; the loader pins the shared ones under
+//! /sys/fs/bpf/synguard/<iface>/.
 
-use aya_ebpf::{
-    macros::map,
-    maps::{Array, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
-};
+use aya_ebpf::maps::{Array, LpmTrie, LruHashMap, PerCpuArray, RingBuf};
 use synguard_common::{
     maps::{
         CLOSING_SLOTS, Config, Counter, ModeState, PORT_SLOTS, PortConfig, REFRESH_SLOTS,
@@ -17,76 +15,106 @@ use synguard_common::{
     reason::{EVENT_SLOTS, REASON_SLOTS},
 };
 
+use synguard_ebpf::sg_map;
+
 use crate::synack::Scratch;
 
-#[map(name = "SG_CONFIG")]
-pub static SG_CONFIG: Array<Config> = Array::with_max_entries(1, 0);
+sg_map! {
+    CONFIG => static SG_CONFIG: Array<Config> = Array::with_max_entries(1, 0);
+}
 
-#[map(name = "SG_PORTS")]
-pub static SG_PORTS: Array<PortConfig> = Array::with_max_entries(PORT_SLOTS, 0);
+sg_map! {
+    PORTS => static SG_PORTS: Array<PortConfig> = Array::with_max_entries(PORT_SLOTS, 0);
+}
 
-#[map(name = "SG_MODE")]
-pub static SG_MODE: Array<ModeState> = Array::with_max_entries(1, 0);
+sg_map! {
+    MODE => static SG_MODE: Array<ModeState> = Array::with_max_entries(1, 0);
+}
 
-#[map(name = "SG_READY")]
-pub static SG_READY: Array<ReadyState> = Array::with_max_entries(1, 0);
+sg_map! {
+    READY => static SG_READY: Array<ReadyState> = Array::with_max_entries(1, 0);
+}
 
-#[map(name = "SG_SYN_WINDOW")]
-pub static SG_SYN_WINDOW: PerCpuArray<SynWindow> = PerCpuArray::with_max_entries(1, 0);
+sg_map! {
+    SYN_WINDOW => static SG_SYN_WINDOW: PerCpuArray<SynWindow> =
+        PerCpuArray::with_max_entries(1, 0);
+}
 
-/// Last time a SYN went to the kernel per (port, family), see `decide::refresh_due`.
-#[map(name = "SG_REFRESH")]
-pub static SG_REFRESH: Array<u64> = Array::with_max_entries(REFRESH_SLOTS, 0);
+sg_map! {
+    /// Last time a SYN went to the kernel per (port, family), see `decide::refresh_due`.
+    REFRESH => static SG_REFRESH: Array<u64> = Array::with_max_entries(REFRESH_SLOTS, 0);
+}
 
-/// Reply-building buffers, see `synack::Scratch`.
-#[map(name = "SG_SCRATCH")]
-pub static SG_SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+sg_map! {
+    /// Reply-building buffers, see `synack::Scratch`.
+    SCRATCH => static SG_SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+}
 
-#[map(name = "SG_VERDICTS")]
-pub static SG_VERDICTS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(REASON_SLOTS, 0);
+sg_map! {
+    VERDICTS => static SG_VERDICTS: PerCpuArray<Counter> =
+        PerCpuArray::with_max_entries(REASON_SLOTS, 0);
+}
 
-#[map(name = "SG_EVENTS")]
-pub static SG_EVENTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(EVENT_SLOTS, 0);
+sg_map! {
+    EVENTS => static SG_EVENTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(EVENT_SLOTS, 0);
+}
 
-/// Who gets dropped (see `policy`).
-#[map(name = "SG_POLICY")]
-pub static SG_POLICY: Array<Policy> = Array::with_max_entries(1, 0);
+sg_map! {
+    /// Who gets dropped (see `policy`).
+    POLICY => static SG_POLICY: Array<Policy> = Array::with_max_entries(1, 0);
+}
 
-#[map(name = "SG_ALLOW_V4")]
-pub static SG_ALLOW_V4: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(LIST_SLOTS, 0);
+sg_map! {
+    ALLOW_V4 => static SG_ALLOW_V4: LpmTrie<[u8; 4], u32> =
+        LpmTrie::with_max_entries(LIST_SLOTS, 0);
+}
 
-#[map(name = "SG_ALLOW_V6")]
-pub static SG_ALLOW_V6: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(LIST_SLOTS, 0);
+sg_map! {
+    ALLOW_V6 => static SG_ALLOW_V6: LpmTrie<[u8; 16], u32> =
+        LpmTrie::with_max_entries(LIST_SLOTS, 0);
+}
 
-#[map(name = "SG_BLOCK_V4")]
-pub static SG_BLOCK_V4: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(LIST_SLOTS, 0);
+sg_map! {
+    BLOCK_V4 => static SG_BLOCK_V4: LpmTrie<[u8; 4], u32> =
+        LpmTrie::with_max_entries(LIST_SLOTS, 0);
+}
 
-#[map(name = "SG_BLOCK_V6")]
-pub static SG_BLOCK_V6: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(LIST_SLOTS, 0);
+sg_map! {
+    BLOCK_V6 => static SG_BLOCK_V6: LpmTrie<[u8; 16], u32> =
+        LpmTrie::with_max_entries(LIST_SLOTS, 0);
+}
 
-/// Per-source SYN limiter state, least recently used evicted.
-#[map(name = "SG_SOURCES")]
-pub static SG_SOURCES: LruHashMap<AddrKey, SourceState> =
-    LruHashMap::with_max_entries(SOURCE_SLOTS, 0);
+sg_map! {
+    /// Per-source SYN limiter state, least recently used evicted.
+    SOURCES => static SG_SOURCES: LruHashMap<AddrKey, SourceState> =
+        LruHashMap::with_max_entries(SOURCE_SLOTS, 0);
+}
 
-/// SYN-ACKs per destination prefix.
-#[map(name = "SG_REFLECT")]
-pub static SG_REFLECT: LruHashMap<AddrKey, ReflectState> =
-    LruHashMap::with_max_entries(REFLECT_SLOTS, 0);
+sg_map! {
+    /// SYN-ACKs per destination prefix.
+    REFLECT => static SG_REFLECT: LruHashMap<AddrKey, ReflectState> =
+        LruHashMap::with_max_entries(REFLECT_SLOTS, 0);
+}
 
-/// Monitor mode: what would have been done, per reason (same layout as `SG_VERDICTS`).
-#[map(name = "SG_MONITOR")]
-pub static SG_MONITOR: PerCpuArray<Counter> = PerCpuArray::with_max_entries(REASON_SLOTS, 0);
+sg_map! {
+    /// Monitor mode: what would have been done, per reason (same layout as `SG_VERDICTS`).
+    MONITOR => static SG_MONITOR: PerCpuArray<Counter> =
+        PerCpuArray::with_max_entries(REASON_SLOTS, 0);
+}
 
-/// Flood start and end events for the loader.
-#[map(name = "SG_FLOOD_EVENTS")]
-pub static SG_FLOOD_EVENTS: RingBuf = RingBuf::with_byte_size(FLOOD_EVENT_BYTES, 0);
+sg_map! {
+    /// Flood start and end events for the loader.
+    FLOOD_EVENTS => static SG_FLOOD_EVENTS: RingBuf = RingBuf::with_byte_size(FLOOD_EVENT_BYTES, 0);
+}
 
-/// SYNs per protected port, per CPU (the loader derives per-port rates from it).
-#[map(name = "SG_PORT_SYNS")]
-pub static SG_PORT_SYNS: PerCpuArray<u64> = PerCpuArray::with_max_entries(PORT_SLOTS, 0);
+sg_map! {
+    /// SYNs per protected port, per CPU (the loader derives per-port rates from it).
+    PORT_SYNS => static SG_PORT_SYNS: PerCpuArray<u64> =
+        PerCpuArray::with_max_entries(PORT_SLOTS, 0);
+}
 
-/// When the client of a real connection last sent a FIN: a direct-mapped table by 4-tuple hash
-/// (`synguard_common::maps::closing_entry`; see `ack::check`).
-#[map(name = "SG_CLOSING")]
-pub static SG_CLOSING: Array<u64> = Array::with_max_entries(CLOSING_SLOTS, 0);
+sg_map! {
+    /// When the client of a real connection last sent a FIN: a direct-mapped table by 4-tuple hash
+    /// (`synguard_common::maps::closing_entry`; see `ack::check`).
+    CLOSING => static SG_CLOSING: Array<u64> = Array::with_max_entries(CLOSING_SLOTS, 0);
+}

@@ -3,8 +3,8 @@
 //!
 //! The reply is built whole in a zeroed stack buffer and written over the frame with
 //! `bpf_xdp_store_bytes`, after resizing the frame at the head (growing) or the tail (shrinking).
-//! Growing the tail fails for most hping3 SYNs on veth for lack of tailroom (platform notes);
-//! headroom is always there (XDP_PACKET_HEADROOM).
+//! Growing the tail fails for most hping3 SYNs on veth for lack of tailroom
+//! (docs/veth-and-nics.md); headroom is always there (XDP_PACKET_HEADROOM).
 
 use core::ffi::c_void;
 

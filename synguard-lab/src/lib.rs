@@ -1,28 +1,20 @@
-//! synguard's lab. Everything here needs root.
-//! - Packet fixtures: the compiled XDP program run through BPF_PROG_TEST_RUN on crafted frames
-//!   (`fixture`, `frames`) and the per-path benchmark built on them (`bench`).
-//! - A namespace lab: a server, a client and an attacker in network namespaces joined by a
-//!   bridge, real TCP traffic with TCP_INFO checks, bounded hping3 floods, the server kernel's
-//!   TCP counters, and a handle on a running `synguard`.
+//! What exercises synguard's real XDP program as root. Two subsystems, imports running one way
+//! (`flood` -> `lab`; `testrun` stands alone):
+//! - [`testrun`]: the compiled program run through `BPF_PROG_TEST_RUN` on crafted frames, no
+//!   attachment: the packet fixture tests and the per-path benchmark (`synguard-bench`).
+//! - [`lab`] and [`flood`]: **the lab** is a server, a client and an attacker in network
+//!   namespaces joined by a bridge ([`lab::Lab`]); in it run real TCP traffic, bounded hping3
+//!   floods, the server kernel's counters and a handle on a running `synguard` (the end-to-end
+//!   tests and `synguard-demo`). [`flood`] measures defences under floods in fresh labs: the
+//!   live-frames generator, scenarios, measurement, report and charts (`synguard-flood`,
+//!   `cargo xtask lab`).
+//!
+//! "Lab" means that namespace topology and nothing else; the `lab_*` XDP programs in
+//! `synguard-ebpf/src/bin/lab.rs` are the ones this crate loads into it or into `testrun`.
 //!
 //! Only the benchmarking ranges inside namespaces the lab creates are ever addressed
-//! (198.18.0.0/24 and 2001:2::/64); see `topology`.
+//! (198.18.0.0/24 and 2001:2::/64); see [`lab::topology`].
 
-pub mod bench;
-pub mod chart;
-pub mod defence;
-pub mod fixture;
 pub mod flood;
-pub mod frames;
-pub mod generator;
-pub mod kstats;
-pub mod measure;
-pub mod netns;
-pub mod report;
-pub mod runner;
-pub mod scenario;
-pub mod synguard_proc;
-pub mod topology;
-pub mod traffic;
-
-pub use topology::Lab;
+pub mod lab;
+pub mod testrun;

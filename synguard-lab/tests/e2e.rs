@@ -1,56 +1,30 @@
-//! End-to-end tests in the namespace lab. They need root (namespaces, XDP) and run one at a time:
+//! End-to-end tests in the lab. They need root (namespaces, XDP) and run one at a time:
 //! `cargo xtask test` runs them with `--test-threads=1` and passes the synguard binary in
 //! `SYNGUARD_BIN`. Each test builds its own lab, which is torn down when the test ends, passes or
 //! panics.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, ensure};
 use synguard_common::reason::{Event, Reason};
-use synguard_lab::flood::{Flood, FloodKind, FloodReport, FloodSpec};
-use synguard_lab::kstats::{self, KStats};
-use synguard_lab::synguard_proc::{self, Stats, Synguard};
-use synguard_lab::topology::{SERVER_V4, spoof_addr};
-use synguard_lab::traffic::{
-    self, ConnReport, Continuous, ContinuousStats, Server, TS_SACK_WSCALE, TcpInfo, Transfer,
+use synguard_lab::lab::hping::{Flood, FloodKind, FloodReport, FloodSpec};
+use synguard_lab::lab::kstats;
+use synguard_lab::lab::synguard_proc::{self, Stats, Synguard};
+use synguard_lab::lab::topology::{SERVER_V4, spoof_addr};
+use synguard_lab::lab::traffic::{
+    self, ConnReport, Continuous, ContinuousStats, TS_SACK_WSCALE, TcpInfo, Transfer,
 };
-use synguard_lab::{Lab, netns};
+use synguard_lab::lab::{Lab, netns};
 
-const PORT: u16 = 80;
+mod common;
+use common::{Fixture, PORT, addr, require_root};
+
 const PORTS: &str = "80,443";
 const MIB: u64 = 1 << 20;
 /// Bound on how long the server may lag behind its clients in recording connections.
 const SERVER_WAIT: Duration = Duration::from_secs(5);
 
-fn require_root() {
-    // SAFETY: geteuid cannot fail.
-    let uid = unsafe { libc::geteuid() };
-    assert_eq!(
-        uid, 0,
-        "the lab tests need root: run them through `cargo xtask test`"
-    );
-}
-
-/// A lab with a server listening on port 80 over IPv4 and IPv6.
-struct Fixture {
-    server: Server,
-    lab: Lab,
-}
-
 impl Fixture {
-    fn new() -> Result<Fixture> {
-        require_root();
-        let lab = Lab::new()?;
-        let server = Server::start(&lab.server.ns, &[addr(false), addr(true)])?;
-        Ok(Fixture { server, lab })
-    }
-
-    fn synguard(&self, args: &[&str]) -> Result<Synguard> {
-        let bin = synguard_proc::binary()?;
-        Synguard::start(&bin, &self.lab.server.ns, &self.lab.server.ifname, args)
-    }
-
     fn batch(
         &self,
         v6: bool,
@@ -87,14 +61,6 @@ impl Fixture {
         ensure!(!report.killed, "hping3 did not finish within its deadline");
         Ok(report)
     }
-
-    fn kstats(&self) -> Result<KStats> {
-        KStats::read(&self.lab.server.ns)
-    }
-}
-
-fn addr(v6: bool) -> SocketAddr {
-    synguard_lab::topology::server_addr(v6, PORT)
 }
 
 fn syn_flood(count: u64) -> FloodSpec {

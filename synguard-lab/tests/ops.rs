@@ -10,68 +10,22 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail, ensure};
 use nix::sys::signal::Signal;
 use synguard_common::reason::{Event, REASONS, Reason};
-use synguard_lab::flood::{Flood, FloodKind, FloodSpec};
-use synguard_lab::kstats::{self, KStats};
-use synguard_lab::synguard_proc::{self, Stats, Synguard};
-use synguard_lab::topology::{SERVER_V4, spoof_addr};
-use synguard_lab::traffic::{self, Continuous, ContinuousStats, Server, Transfer};
-use synguard_lab::{Lab, netns::Netns};
+use synguard_lab::lab::hping::{Flood, FloodKind, FloodSpec};
+use synguard_lab::lab::kstats;
+use synguard_lab::lab::netns::Netns;
+use synguard_lab::lab::synguard_proc::{self, Stats, Synguard};
+use synguard_lab::lab::topology::{SERVER_V4, spoof_addr};
+use synguard_lab::lab::traffic::{self, Continuous, ContinuousStats, Server, Transfer};
 
-const PORT: u16 = 80;
+mod common;
+use common::{Fixture, PORT, addr, bin};
+
 const PIN_BASE: &str = "/sys/fs/bpf/synguard";
 const RUN_DIR: &str = "/run/synguard";
 /// Where the hand-over exit status comes from (`synguard::run::HAND_OVER_EXIT`).
 const HAND_OVER_EXIT: i32 = 75;
 
-fn require_root() {
-    // SAFETY: geteuid cannot fail.
-    assert_eq!(unsafe { libc::geteuid() }, 0, "the ops tests need root");
-}
-
-/// A lab with a server on port 80 (IPv4 and IPv6). Declared before the guard of every test, so
-/// the guard's `detach` runs while the namespaces still exist.
-struct Fixture {
-    /// Held for its listeners; dropped (stopped) with the fixture.
-    _server: Server,
-    lab: Lab,
-}
-
 impl Fixture {
-    fn new() -> Result<Fixture> {
-        require_root();
-        let lab = Lab::new()?;
-        let server = Server::start(&lab.server.ns, &[addr(false), addr(true)])?;
-        Ok(Fixture {
-            _server: server,
-            lab,
-        })
-    }
-
-    fn ns(&self) -> &Netns {
-        &self.lab.server.ns
-    }
-
-    fn iface(&self) -> &str {
-        &self.lab.server.ifname
-    }
-
-    fn synguard(&self, args: &[&str]) -> Result<Synguard> {
-        Synguard::start(&bin()?, self.ns(), self.iface(), args)
-    }
-
-    /// `synguard <args>` in the server namespace; its stdout, or an error with its stderr.
-    fn cli(&self, args: &[&str]) -> Result<String> {
-        let out = synguard_proc::run_once(&bin()?, &self.ns().path(), args)?;
-        ensure!(
-            out.status.success(),
-            "synguard {} failed ({}): {}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
     fn status(&self) -> Result<serde_json::Value> {
         let text = self.cli(&["status", "--json", "--iface", self.iface()])?;
         let v: serde_json::Value = serde_json::from_str(text.trim()).context("status --json")?;
@@ -96,10 +50,6 @@ impl Fixture {
 
     fn sysctl(&self, key: &str) -> Result<String> {
         self.ns().sysctl_get(key)
-    }
-
-    fn kstats(&self) -> Result<KStats> {
-        KStats::read(self.ns())
     }
 }
 
@@ -128,14 +78,6 @@ fn cleanup<'a>(fx: &'a Fixture, ifaces: &[&str]) -> Cleanup<'a> {
         ns: fx.ns(),
         ifaces: ifaces.iter().map(|s| s.to_string()).collect(),
     }
-}
-
-fn bin() -> Result<std::path::PathBuf> {
-    synguard_proc::binary()
-}
-
-fn addr(v6: bool) -> SocketAddr {
-    synguard_lab::topology::server_addr(v6, PORT)
 }
 
 fn small(_: usize) -> Transfer {
@@ -389,7 +331,7 @@ fn two_interfaces_one_process() -> Result<()> {
     let _clean = cleanup(&fx, &[fx.iface(), second]);
 
     // Auto mode with a high threshold: SYNs go to the kernel, so the second link needs no XDP
-    // program on its peer (XDP_TX on veth does, see the platform notes).
+    // program on its peer (XDP_TX on veth does, see docs/veth-and-nics.md).
     let sg = fx.synguard(&[
         "--iface",
         second,

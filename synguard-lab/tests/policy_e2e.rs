@@ -1,66 +1,23 @@
-//! The drop policy end to end, in the namespace lab with real TCP and the real command line:
+//! The drop policy end to end, in the lab with real TCP and the real command line:
 //! list changes take effect on the next packet (IPv4 and IPv6), a flooding source is limited and
 //! blocked while another client connects normally, monitor mode passes everything while
 //! counting, and a reload changes thresholds and lists without detaching or losing counters.
 //! Root; run through `cargo xtask test`.
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, ensure};
 use synguard_common::reason::{Event, Reason};
-use synguard_lab::Lab;
-use synguard_lab::flood::{Flood, FloodKind, FloodSpec};
-use synguard_lab::kstats::{self, KStats};
-use synguard_lab::synguard_proc::{self, Synguard};
-use synguard_lab::topology::{SERVER_V4, spoof_addr};
-use synguard_lab::traffic::{Continuous, Server};
+use synguard_lab::lab::hping::{Flood, FloodKind, FloodSpec};
+use synguard_lab::lab::kstats::{self, KStats};
+use synguard_lab::lab::topology::{SERVER_V4, spoof_addr};
+use synguard_lab::lab::traffic::Continuous;
 
-const PORT: u16 = 80;
+mod common;
+use common::{Fixture, PORT, addr};
 
-struct Fx {
-    _server: Server,
-    lab: Lab,
-}
-
-impl Fx {
-    fn new() -> Result<Fx> {
-        // SAFETY: geteuid cannot fail.
-        assert_eq!(
-            unsafe { libc::geteuid() },
-            0,
-            "needs root: cargo xtask test"
-        );
-        let lab = Lab::new()?;
-        let server = Server::start(&lab.server.ns, &[addr(false), addr(true)])?;
-        Ok(Fx {
-            _server: server,
-            lab,
-        })
-    }
-
-    fn synguard(&self, args: &[&str]) -> Result<Synguard> {
-        Synguard::start(
-            &synguard_proc::binary()?,
-            &self.lab.server.ns,
-            &self.lab.server.ifname,
-            args,
-        )
-    }
-
-    /// `synguard <args>` in the server namespace; its stdout, or an error with its stderr.
-    fn cli(&self, args: &[&str]) -> Result<String> {
-        let out =
-            synguard_proc::run_once(&synguard_proc::binary()?, &self.lab.server.ns.path(), args)?;
-        ensure!(
-            out.status.success(),
-            "synguard {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
+impl Fixture {
     /// One connection from the client; whether it was established within a second.
     fn connects(&self, v6: bool) -> Result<bool> {
         let a = addr(v6);
@@ -73,7 +30,7 @@ impl Fx {
 
 /// A bounded hping3 SYN flood to port 80 from the attacker's own address or a spoofed one.
 fn syn_flood(
-    fx: &Fx,
+    fx: &Fixture,
     count: u64,
     interval_us: u32,
     spoof: Option<std::net::Ipv4Addr>,
@@ -91,13 +48,9 @@ fn syn_flood(
     )
 }
 
-fn addr(v6: bool) -> SocketAddr {
-    synguard_lab::topology::server_addr(v6, PORT)
-}
-
 #[test]
 fn list_changes_take_effect_on_the_next_packet() -> Result<()> {
-    let fx = Fx::new()?;
+    let fx = Fixture::new()?;
     let sg = fx.synguard(&["--ports", "80", "--mode", "always"])?;
     let iface = fx.lab.server.ifname.clone();
     assert!(fx.connects(false)? && fx.connects(true)?, "before any list");
@@ -148,7 +101,7 @@ fn list_changes_take_effect_on_the_next_packet() -> Result<()> {
 
 #[test]
 fn a_flooding_source_is_limited_and_blocked_while_another_connects() -> Result<()> {
-    let fx = Fx::new()?;
+    let fx = Fixture::new()?;
     let sg = fx.synguard(&[
         "--ports",
         "80",
@@ -200,7 +153,7 @@ fn a_flooding_source_is_limited_and_blocked_while_another_connects() -> Result<(
 
 #[test]
 fn monitor_mode_passes_everything_while_counting() -> Result<()> {
-    let fx = Fx::new()?;
+    let fx = Fixture::new()?;
     let sg = fx.synguard(&["--ports", "80", "--mode", "always", "--monitor"])?;
     let (s0, k0) = (sg.stats()?, KStats::read(&fx.lab.server.ns)?);
     let client = Continuous::start(
@@ -224,7 +177,7 @@ fn monitor_mode_passes_everything_while_counting() -> Result<()> {
 
 #[test]
 fn reload_changes_thresholds_and_lists_without_detaching() -> Result<()> {
-    let fx = Fx::new()?;
+    let fx = Fixture::new()?;
     let iface = fx.lab.server.ifname.clone();
     let file = std::env::temp_dir().join(format!("{}-synguard.toml", fx.lab.id));
     let write = |threshold: u32, block: &str| {
@@ -238,7 +191,7 @@ fn reload_changes_thresholds_and_lists_without_detaching() -> Result<()> {
     };
     write(5000, "")?;
     let sg = fx.synguard(&["--config", &file.to_string_lossy()])?;
-    let status = |fx: &Fx| -> Result<serde_json::Value> {
+    let status = |fx: &Fixture| -> Result<serde_json::Value> {
         let text = fx.cli(&["status", "--iface", &iface, "--json"])?;
         Ok(serde_json::from_str::<serde_json::Value>(&text)?["interfaces"][0].clone())
     };

@@ -8,20 +8,21 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use synguard_common::{
-    maps::{MODE_AUTO, SYN_WINDOW_NS},
+    maps::SYN_WINDOW_NS,
     policy::{FLOOD_END, FLOOD_START, Policy, rate_to_gcra},
     reason::{Event, Reason},
     tcp::{ACK, FIN, SYN},
 };
-use synguard_lab::{
-    fixture::{Fixture, XDP_DROP, XDP_PASS, XDP_TX, default_config},
+use synguard_lab::testrun::{
+    fixture::{Fixture, XDP_DROP, XDP_PASS, XDP_TX},
     frames::{self, Segment, Tags},
 };
 
-const PORT: u16 = 80;
+mod common;
+use common::PORT;
 
 fn fixture() -> Fixture {
-    Fixture::new(default_config(), &[PORT]).expect("load synguard (needs root)")
+    common::testrun_fixture(&[PORT])
 }
 
 fn v4(last: u8) -> [u8; 4] {
@@ -314,12 +315,7 @@ fn monitor_mode_decides_everything_and_passes_everything() {
 #[test]
 fn flood_start_and_end_are_events_and_syns_are_counted_per_port() {
     let mut f = fixture();
-    let mut cfg = default_config();
-    cfg.mode = MODE_AUTO;
-    cfg.syn_on_pps = 10;
-    cfg.syn_off_pps = 10;
-    cfg.hold_ns = 1_000_000;
-    f.set_config(cfg).unwrap();
+    f.set_config(common::eager_auto_mode()).unwrap();
     let syn = frame_v4(v4(2), SYN);
     let gap = std::time::Duration::from_millis(20);
     let deadline = std::time::Duration::from_secs(5);

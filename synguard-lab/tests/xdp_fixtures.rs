@@ -8,21 +8,23 @@ use std::time::Duration;
 
 use etherparse::{IpNumber, Ipv4HeaderSlice, SlicedPacket, TcpOptionElement, TransportSlice};
 use synguard_common::{
-    maps::{MODE_AUTO, SYN_WINDOW_NS},
+    maps::SYN_WINDOW_NS,
     reason::{Event, REASONS, Reason},
     tcp::{ACK, CWR, ECE, FIN, PSH, RST, SYN, URG},
 };
-use synguard_lab::{
+use synguard_lab::testrun::{
     fixture::{Fixture, XDP_DROP, XDP_PASS, XDP_TX, default_config},
     frames::{self, *},
 };
 
-const PORT: u16 = 80;
+mod common;
+use common::PORT;
+
 const CLIENT_PORT: u16 = 40000;
 const ISN: u32 = 0x1234_5678;
 
 fn fixture() -> Fixture {
-    Fixture::new(default_config(), &[PORT, 443]).expect("load synguard (needs root)")
+    common::testrun_fixture(&[PORT, 443])
 }
 
 /// The kernel's cookie MSS tables (`msstab` in net/ipv4/syncookies.c and net/ipv6/syncookies.c):
@@ -641,13 +643,7 @@ fn no_cookies_until_the_kernel_is_ready_then_one_refresh_per_listener() {
 #[test]
 fn auto_mode_passes_quiet_syns_and_turns_cookies_on_under_a_flood() {
     let mut f = fixture();
-    let mut cfg = default_config();
-    cfg.mode = MODE_AUTO;
-    // One SYN in a window is 10 SYN/s: on at 10, off below 10 after 1 ms.
-    cfg.syn_on_pps = 10;
-    cfg.syn_off_pps = 10;
-    cfg.hold_ns = 1_000_000;
-    f.set_config(cfg).unwrap();
+    f.set_config(common::eager_auto_mode()).unwrap();
     let syn = Syn::linux(Tags::None, false).frame();
 
     assert_eq!(f.run(&syn).unwrap().action, XDP_PASS);

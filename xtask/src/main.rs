@@ -25,14 +25,14 @@ enum Cmd {
     Build,
     /// Setup, fmt and clippy checks, host unit tests, then the privileged lab tests (root).
     Test,
-    /// Setup, build, then run the live demo in a namespace lab (root).
+    /// Setup, build, then run the live demo in the lab (root).
     Demo {
         /// Extra arguments passed to synguard-demo.
         #[arg(trailing_var_arg = true)]
         args: Vec<String>,
     },
-    /// Setup, build, then run the flood lab, synguard-flood (root): scenarios x defences, table,
-    /// JSON and charts under target/lab/. E.g. `cargo xtask lab --quick`, `cargo xtask lab
+    /// Setup, build, then run synguard-flood (root): flood runs in the lab, scenarios x defences,
+    /// table, JSON and charts under target/lab/. E.g. `cargo xtask lab --quick`, `cargo xtask lab
     /// --scenario syn --defence synguard-always --runs 5`.
     Lab {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]

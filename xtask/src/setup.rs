@@ -128,8 +128,8 @@ fn bpf_linker() -> Result<()> {
         eprintln!("setup: bpf-linker {BPF_LINKER_VERSION} present, skipped");
         return Ok(());
     }
-    // Platform notes: no LLVM 22 dev package exists, so bpf-linker links against the nightly
-    // toolchain's own libLLVM, and its LLVM major must equal rustc's.
+    // No LLVM 22 dev package exists, so bpf-linker links against the nightly toolchain's own
+    // libLLVM, and its LLVM major must equal rustc's (docs/verifier.md, "Toolchain").
     let vv = output(rustup_cmd("rustc").args(["+nightly", "-vV"]))?;
     let major = llvm_major(&vv).context("no `LLVM version` line in `rustc +nightly -vV`")?;
     let sysroot = output(rustup_cmd("rustc").args(["+nightly", "--print", "sysroot"]))?;

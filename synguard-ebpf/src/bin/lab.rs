@@ -1,18 +1,19 @@
-//! Lab-only XDP programs, never attached by `synguard run`:
+//! The XDP programs the `synguard-lab` crate loads (into the lab, or into `BPF_PROG_TEST_RUN`);
+//! never attached by `synguard run`:
 //! - `lab_pass`: veth needs an XDP program on the peer for XDP_TX frames to arrive reliably
-//!   (platform notes), so the lab attaches this on the far side of the server's veth.
+//!   (docs/veth-and-nics.md), so the lab attaches this on the far side of the server's veth.
 //! - `lab_swap_tx`: swaps MAC and IPv4/IPv6 addresses and TCP ports and returns XDP_TX: the floor
 //!   `cargo xtask bench` measures synguard against.
 //! - `lab_drop`: XDP_DROP for everything.
 //! - `lab_restore`: benchmark wrapper. `BPF_PROG_TEST_RUN` with `repeat` runs a program again
 //!   and again on the same buffer, so a program that rewrites a SYN into a SYN-ACK sees its own
-//!   SYN-ACK from the second run on (platform notes). This wrapper puts the template frame back
+//!   SYN-ACK from the second run on (docs/measuring.md). This wrapper puts the template frame back
 //!   each time and tail-calls the program under test; its own cost is measured the same way with
 //!   `lab_pass` as the target and subtracted.
-//! - `lab_gen`: the flood lab's packet generator, run with `BPF_PROG_TEST_RUN` in XDP live-frames
+//! - `lab_gen`: the flood runs' packet generator, run with `BPF_PROG_TEST_RUN` in XDP live-frames
 //!   mode in the attacker's namespace. Live frames recycle pages without rewriting their
-//!   contents (kernel doc bpf_prog_run.rst, platform notes), so it writes the whole frame on every
-//!   run and returns XDP_TX, which sends it out of the attacker's veth.
+//!   contents (kernel doc bpf_prog_run.rst, docs/measuring.md), so it writes the whole frame on
+//!   every run and returns XDP_TX, which sends it out of the attacker's veth.
 #![no_std]
 #![no_main]
 
@@ -21,27 +22,23 @@ use core::ffi::c_void;
 use aya_ebpf::{
     bindings::xdp_action,
     helpers::generated::{bpf_xdp_adjust_head, bpf_xdp_store_bytes},
-    macros::{map, xdp},
+    macros::xdp,
     maps::{Array, PerCpuArray, ProgramArray},
     programs::XdpContext,
 };
+use synguard_common::{
+    checksum,
+    lab::{GEN_LEN, GenConfig, MIX_ACK, MIX_SYN, TEMPLATE_MAX, Template},
+};
+use synguard_ebpf::sg_map;
 
-/// Largest template frame.
-pub const TEMPLATE_MAX: usize = 128;
-
-/// The frame `lab_restore` writes before every run.
-#[repr(C)]
-pub struct Template {
-    pub len: u32,
-    pub _pad: u32,
-    pub bytes: [u8; TEMPLATE_MAX],
+sg_map! {
+    LAB_TEMPLATE => static LAB_TEMPLATE: Array<Template> = Array::with_max_entries(1, 0);
 }
 
-#[map(name = "LAB_TEMPLATE")]
-static LAB_TEMPLATE: Array<Template> = Array::with_max_entries(1, 0);
-
-#[map(name = "LAB_TARGET")]
-static LAB_TARGET: ProgramArray = ProgramArray::with_max_entries(1, 0);
+sg_map! {
+    LAB_TARGET => static LAB_TARGET: ProgramArray = ProgramArray::with_max_entries(1, 0);
+}
 
 #[xdp]
 pub fn lab_restore(ctx: XdpContext) -> u32 {
@@ -72,50 +69,17 @@ pub fn lab_restore(ctx: XdpContext) -> u32 {
     xdp_action::XDP_ABORTED
 }
 
-/// Length of a generated frame: Ethernet, IPv4 without options, TCP without options.
-pub const GEN_LEN: usize = 54;
-
-/// What `lab_gen` sends, set by the lab before a flood.
-#[repr(C)]
-pub struct GenConfig {
-    /// The frame every generated one starts from (MACs, destination, port, TTL, window).
-    pub template: [u8; GEN_LEN],
-    /// 0: SYN, 1: ACK, 2: alternate SYN and ACK.
-    pub mix: u8,
-    /// Sources are 198.18.0.(128 | (n & source_mask)): at most the /25 the server has static
-    /// neighbour entries for.
-    pub source_mask: u8,
-    pub _pad: [u8; 8],
+sg_map! {
+    LAB_GEN => static LAB_GEN: Array<GenConfig> = Array::with_max_entries(1, 0);
 }
 
-#[map(name = "LAB_GEN")]
-static LAB_GEN: Array<GenConfig> = Array::with_max_entries(1, 0);
-
-/// Per-CPU frame counter: varies source, port and sequence number from frame to frame.
-#[map(name = "LAB_GEN_SEQ")]
-static LAB_GEN_SEQ: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+sg_map! {
+    /// Per-CPU frame counter: varies source, port and sequence number from frame to frame.
+    LAB_GEN_SEQ => static LAB_GEN_SEQ: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+}
 
 const SYN: u8 = 0x02;
 const ACK: u8 = 0x10;
-
-/// Folds a ones'-complement sum into 16 bits.
-#[inline(always)]
-fn fold(mut sum: u32) -> u16 {
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
-    !(sum as u16)
-}
-
-#[inline(always)]
-fn sum_words(b: &[u8; GEN_LEN], from: usize, words: usize) -> u32 {
-    let mut sum = 0u32;
-    let mut i = 0;
-    while i < words {
-        sum += u32::from(u16::from_be_bytes([b[from + 2 * i], b[from + 2 * i + 1]]));
-        i += 1;
-    }
-    sum
-}
 
 /// A cheap integer mix (splitmix64's finaliser) so ports and sequence numbers look random.
 #[inline(always)]
@@ -141,15 +105,15 @@ fn generate(b: &mut [u8; GEN_LEN], cfg: &GenConfig, n: u64) {
     b[IP + 4..IP + 6].copy_from_slice(&(n as u16).to_be_bytes());
     b[IP + 10] = 0;
     b[IP + 11] = 0;
-    let ip_sum = fold(sum_words(b, IP, 10));
+    let ip_sum = checksum::finish(checksum::add_slice(0, &b[IP..IP + 20]));
     b[IP + 10..IP + 12].copy_from_slice(&ip_sum.to_be_bytes());
 
     let sport = 1024 + (r as u16 & 0x7fff);
     b[TCP..TCP + 2].copy_from_slice(&sport.to_be_bytes());
     b[TCP + 4..TCP + 8].copy_from_slice(&((r >> 16) as u32).to_be_bytes());
     let flags = match cfg.mix {
-        0 => SYN,
-        1 => ACK,
+        MIX_SYN => SYN,
+        MIX_ACK => ACK,
         _ if n & 1 == 0 => SYN,
         _ => ACK,
     };
@@ -159,9 +123,8 @@ fn generate(b: &mut [u8; GEN_LEN], cfg: &GenConfig, n: u64) {
     b[TCP + 13] = flags;
     b[TCP + 16] = 0;
     b[TCP + 17] = 0;
-    // Pseudo header: source, destination, protocol 6, TCP length 20.
-    let pseudo = sum_words(b, IP + 12, 4) + 6 + 20;
-    let tcp_sum = fold(pseudo + sum_words(b, TCP, 10));
+    let pseudo = checksum::pseudo_v4_slice(&b[IP + 12..IP + 20], 20);
+    let tcp_sum = checksum::finish(checksum::add_slice(pseudo, &b[TCP..TCP + 20]));
     b[TCP + 16..TCP + 18].copy_from_slice(&tcp_sum.to_be_bytes());
 }
 
@@ -171,7 +134,8 @@ pub fn lab_gen(ctx: XdpContext) -> u32 {
         return xdp_action::XDP_ABORTED;
     };
     let len = ctx.data_end() as u64 - ctx.data() as u64;
-    // Verifier workaround (platform notes): keep LLVM from folding the subtraction.
+    // Verifier workaround (docs/verifier.md, "volatile lengths"): keep LLVM from folding the
+    // subtraction into arithmetic on data_end.
     // SAFETY: reading a local.
     let len = unsafe { core::ptr::read_volatile(&len) };
     if len != GEN_LEN as u64 {

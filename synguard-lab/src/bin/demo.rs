@@ -1,4 +1,4 @@
-//! `synguard-demo`: builds the namespace lab, protects the server with `synguard run`, keeps legit
+//! `synguard-demo`: builds the lab, protects the server with `synguard run`, keeps legit
 //! clients connecting, floods the server with a short bounded hping3 SYN flood, and prints what
 //! synguard and the clients see each second, then a summary. Tears the lab down at the end, on
 //! error and on Ctrl-C.
@@ -12,17 +12,17 @@ use anyhow::{Context as _, Result};
 use clap::Parser;
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
 use synguard_common::reason::{Event, Reason};
-use synguard_lab::flood::{Flood, FloodKind, FloodReport, FloodSpec};
-use synguard_lab::kstats::{self, KStats};
-use synguard_lab::synguard_proc::{self, Stats, Synguard};
-use synguard_lab::topology::{SERVER_V4, SERVER_V6, spoof_addr};
-use synguard_lab::traffic::{Continuous, ContinuousStats, Server, percentile};
-use synguard_lab::{Lab, netns};
+use synguard_lab::lab::hping::{Flood, FloodKind, FloodReport, FloodSpec};
+use synguard_lab::lab::kstats::{self, KStats};
+use synguard_lab::lab::synguard_proc::{self, Stats, Synguard};
+use synguard_lab::lab::topology::{SERVER_V4, SERVER_V6, spoof_addr};
+use synguard_lab::lab::traffic::{Continuous, ContinuousStats, Server, percentile};
+use synguard_lab::lab::{Lab, netns};
 
 #[derive(Parser)]
 #[command(
     name = "synguard-demo",
-    about = "Live SYN-flood demo in a namespace lab (needs root)"
+    about = "Live SYN-flood demo in the lab (needs root)"
 )]
 struct Args {
     /// The synguard binary (default: $SYNGUARD_BIN, else `synguard` next to this binary).
@@ -224,7 +224,7 @@ fn flood_spec(args: &Args) -> FloodSpec {
         kind: FloodKind::Syn,
         dst: SERVER_V4,
         port: PORT,
-        count: nominal.clamp(1, synguard_lab::flood::MAX_COUNT),
+        count: nominal.clamp(1, synguard_lab::lab::hping::MAX_COUNT),
         interval_us: args.flood_interval_us,
         spoof: Some(spoof_addr(72)),
     }

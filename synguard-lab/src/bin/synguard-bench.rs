@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use clap::Parser;
-use synguard_lab::bench::{Bench, print_table};
+use synguard_lab::testrun::bench::{Bench, print_table};
 
 #[derive(Parser)]
 #[command(about = "ns per packet of each synguard XDP path, beside a minimal XDP_TX floor")]

@@ -1,4 +1,4 @@
-//! `cargo xtask lab`: the flood lab. Builds namespace labs, floods them with the live-frames
+//! `cargo xtask lab`: flood runs. Builds fresh labs, floods them with the live-frames
 //! generator or hping3, measures every defence and writes table, JSON and charts.
 
 use std::path::PathBuf;
@@ -7,10 +7,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{Context as _, Result};
 use clap::Parser;
 use nix::sys::signal::{SigHandler, Signal, signal};
-use synguard_lab::{defence, runner, scenario, synguard_proc};
+use synguard_lab::flood::{defence, runner, scenario};
+use synguard_lab::lab::synguard_proc;
 
 #[derive(Parser)]
-#[command(about = "synguard's flood lab: scenarios x defences, table, JSON and charts")]
+#[command(about = "synguard flood runs in the lab: scenarios x defences, table, JSON and charts")]
 struct Args {
     /// Scenario to run (repeatable; default: all). Known: syn, ack, mixed, one-source, on-off,
     /// hping-syn.
@@ -70,9 +71,9 @@ fn main() -> Result<()> {
     plan.defences = defences;
     let bin = synguard_proc::binary()?;
     let report = runner::run(&plan, &bin, &INTERRUPTED)?;
-    println!("{}", synguard_lab::report::table(&report));
+    println!("{}", synguard_lab::flood::report::table(&report));
     println!("ratios of medians (synguard / other):");
-    println!("{}", synguard_lab::report::ratio_table(&report));
+    println!("{}", synguard_lab::flood::report::ratio_table(&report));
     for f in runner::write(&report, &args.out).context("writing results")? {
         println!("wrote {}", f.display());
     }

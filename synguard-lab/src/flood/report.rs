@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::measure::{METRICS, RunConfig, RunResult};
+use crate::flood::measure::{METRICS, RunConfig, RunResult};
 
 /// min / median / max over runs; `None` where no run had a value.
 #[derive(Clone, Copy, Debug, Default, Serialize)]

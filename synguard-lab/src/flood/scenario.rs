@@ -1,4 +1,4 @@
-//! The flood lab's named scenarios: what is sent, by what, and when. Every scenario has a quiet
+//! The flood runs' named scenarios: what is sent, by what, and when. Every scenario has a quiet
 //! lead-in and tail around its flood windows, so the charts show the rates before, during and
 //! after the flood.
 
@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use serde::Serialize;
 
-use crate::generator::Mix;
+use crate::flood::generator::Mix;
 
 /// What sends the flood.
 #[derive(Clone, Copy, Debug, Serialize)]

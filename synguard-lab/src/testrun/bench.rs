@@ -16,26 +16,17 @@ use aya::{
     programs::{ProgramFd, TestRun as _, TestRunOptions, Xdp},
 };
 use etherparse::TcpOptionElement;
-use synguard_common::{reason::Reason, tcp::ACK};
+use synguard_common::{
+    lab::{TEMPLATE_MAX, Template},
+    names::lab::{LAB_TARGET, LAB_TEMPLATE},
+    reason::Reason,
+    tcp::ACK,
+};
 
-use crate::{
+use super::{
     fixture::{Fixture, XDP_DROP, XDP_PASS, XDP_TX, default_config},
     frames::{self, Segment, Tags},
 };
-
-const TEMPLATE_MAX: usize = 128;
-
-/// Mirror of `Template` in synguard-ebpf/src/bin/lab.rs.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct Template {
-    len: u32,
-    _pad: u32,
-    bytes: [u8; TEMPLATE_MAX],
-}
-
-// SAFETY: repr(C), integers only, no padding (4 + 4 + 128).
-unsafe impl aya::Pod for Template {}
 
 /// One measured path.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -122,13 +113,13 @@ impl Bench {
         t.bytes[..frame.len()].copy_from_slice(frame);
         let mut tpl: Array<_, Template> = Array::try_from(
             self.lab
-                .map_mut("LAB_TEMPLATE")
+                .map_mut(LAB_TEMPLATE)
                 .ok_or_else(|| anyhow!("no LAB_TEMPLATE"))?,
         )?;
         tpl.set(0, t, 0)?;
         let mut target = ProgramArray::try_from(
             self.lab
-                .map_mut("LAB_TARGET")
+                .map_mut(LAB_TARGET)
                 .ok_or_else(|| anyhow!("no LAB_TARGET"))?,
         )?;
         target.set(0, &fd, 0)?;
@@ -165,9 +156,6 @@ impl Bench {
             &Segment::syn(40000, 8080, 7, frames::linux_syn_options(1460, 1, 7)),
         );
         let est = self.est_frame.clone();
-
-        let mut results = Vec::new();
-        // Direct paths: the program does not rewrite the frame, plain repeat is right.
         let direct: [(&'static str, &[u8], Reason); 4] = [
             ("valid cookie ACK", &good_ack, Reason::PassCookieAck),
             ("bogus ACK (dropped)", &bogus_ack, Reason::DropAckBadCookie),
@@ -178,7 +166,30 @@ impl Bench {
                 Reason::PassUnprotectedPort,
             ),
         ];
-        for (name, frame, reason) in direct {
+        let mut results = self.direct_paths(&direct, rounds, repeat, filter)?;
+        results.extend(self.rewriting_paths(
+            &[
+                ("SYN answered (IPv4)", &syn),
+                ("SYN answered (IPv6)", &syn6),
+            ],
+            rounds,
+            repeat,
+        )?);
+        results.extend(self.floors(&syn, rounds, repeat)?);
+        Ok(results)
+    }
+
+    /// Paths on which the program does not rewrite the frame: plain `repeat` is right. Each
+    /// figure counts only if the path's verdict counter grew by exactly `repeat`.
+    fn direct_paths(
+        &mut self,
+        paths: &[(&'static str, &[u8], Reason)],
+        rounds: usize,
+        repeat: u32,
+        filter: &str,
+    ) -> Result<Vec<PathResult>> {
+        let mut results = Vec::new();
+        for &(name, frame, reason) in paths {
             if !name.contains(filter) {
                 continue;
             }
@@ -197,14 +208,21 @@ impl Bench {
             }
             results.push(summarize(name, v, reason.name()));
         }
+        Ok(results)
+    }
 
-        // Rewriting paths, through the restoring wrapper.
+    /// SYNs answered: the program rewrites the frame, so each run goes through `lab_restore`
+    /// (docs/measuring.md), whose own cost with `lab_pass` as its target is subtracted.
+    fn rewriting_paths(
+        &mut self,
+        paths: &[(&'static str, &Vec<u8>)],
+        rounds: usize,
+        repeat: u32,
+    ) -> Result<Vec<PathResult>> {
+        let mut results = Vec::new();
         let pass_fd = self.lab_prog("lab_pass")?.fd()?.try_clone()?;
         let syn_fd = self.fixture.program()?.fd()?.try_clone()?;
-        for (name, frame) in [
-            ("SYN answered (IPv4)", &syn),
-            ("SYN answered (IPv6)", &syn6),
-        ] {
+        for &(name, frame) in paths {
             let mut v = Vec::new();
             for _ in 0..rounds {
                 self.set_target(pass_fd.try_clone()?, frame)?;
@@ -224,8 +242,12 @@ impl Bench {
             }
             results.push(summarize(name, v, Reason::TxSynAckCookie.name()));
         }
+        Ok(results)
+    }
 
-        // The floors, measured the same way in the same run.
+    /// The floors, measured the same way in the same run.
+    fn floors(&mut self, syn: &[u8], rounds: usize, repeat: u32) -> Result<Vec<PathResult>> {
+        let mut results = Vec::new();
         for (name, prog, want, verdict) in [
             (
                 "floor: swap addresses + XDP_TX",
@@ -237,7 +259,7 @@ impl Bench {
         ] {
             let mut v = Vec::new();
             for _ in 0..rounds {
-                let (ns, act) = Self::time(self.lab_prog(prog)?, &syn, repeat)?;
+                let (ns, act) = Self::time(self.lab_prog(prog)?, syn, repeat)?;
                 ensure!(act == want, "{name}: returned {act}");
                 v.push(ns);
             }

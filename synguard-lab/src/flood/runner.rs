@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 
-use crate::chart;
-use crate::defence::Defence;
-use crate::measure::{self, RunConfig};
-use crate::report::{self, Cell, Machine, Report};
-use crate::scenario::Scenario;
+use crate::flood::chart;
+use crate::flood::defence::Defence;
+use crate::flood::measure::{self, RunConfig};
+use crate::flood::report::{self, Cell, Machine, Report};
+use crate::flood::scenario::Scenario;
 
 pub struct Plan {
     pub scenarios: Vec<Scenario>,
@@ -25,7 +25,7 @@ impl Plan {
     pub fn quick(scenario: Scenario) -> Plan {
         Plan {
             scenarios: vec![scenario],
-            defences: crate::defence::ALL.to_vec(),
+            defences: crate::flood::defence::ALL.to_vec(),
             runs: 1,
             config: RunConfig {
                 lead: Duration::from_millis(750),

@@ -1,4 +1,4 @@
-//! The flood lab's own pieces (root): topology teardown, the generator's frames and bounds, and a
+//! The flood runs' own pieces (root): topology teardown, the generator's frames and bounds, and a
 //! short lab run's JSON. No timing thresholds: the lab reports speed, it does not assert it.
 
 use std::net::Ipv4Addr;
@@ -6,9 +6,9 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use etherparse::{NetSlice, SlicedPacket, TransportSlice};
-use synguard_lab::Lab;
-use synguard_lab::generator::{GenFlood, GenSpec, Generator, Mix, template};
-use synguard_lab::netns;
+use synguard_lab::flood::generator::{GenFlood, GenSpec, Generator, Mix, template};
+use synguard_lab::lab::Lab;
+use synguard_lab::lab::netns;
 
 fn spec(mix: Mix, sources: u8, count: u64) -> GenSpec {
     GenSpec {
@@ -131,7 +131,7 @@ fn live_flood_sends_exactly_its_count_into_the_lab() {
     let lab = Lab::new().unwrap();
     let _peer = lab.attach_peer_pass("atk").unwrap();
     let rx = |lab: &Lab| {
-        let s = synguard_lab::kstats::KStats::read(&lab.server.ns).unwrap();
+        let s = synguard_lab::lab::kstats::KStats::read(&lab.server.ns).unwrap();
         s.get(&format!("Dev.{}.RxPackets", lab.server.ifname))
     };
     let before = rx(&lab);
@@ -193,20 +193,20 @@ fn topology_teardown_leaves_nothing_behind() {
 
 #[test]
 fn a_short_lab_run_writes_a_complete_json_result() {
-    use synguard_lab::{measure::METRICS, runner, scenario};
+    use synguard_lab::flood::{measure::METRICS, runner, scenario};
     let mut plan = runner::Plan::quick(scenario::by_name("mixed").unwrap());
     plan.config.lead = Duration::from_millis(300);
     plan.config.flood = Duration::from_millis(1000);
     plan.config.tail = Duration::from_millis(300);
-    let bin = synguard_lab::synguard_proc::binary().unwrap();
+    let bin = synguard_lab::lab::synguard_proc::binary().unwrap();
     let report = runner::run(&plan, &bin, &AtomicBool::new(false)).unwrap();
     let dir = std::env::temp_dir().join(format!("synguard-lab-test-{}", std::process::id()));
     let files = runner::write(&report, &dir).unwrap();
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("lab.json")).unwrap()).unwrap();
     let cells = json["cells"].as_array().unwrap();
-    assert_eq!(cells.len(), synguard_lab::defence::ALL.len());
-    for (cell, defence) in cells.iter().zip(synguard_lab::defence::ALL) {
+    assert_eq!(cells.len(), synguard_lab::flood::defence::ALL.len());
+    for (cell, defence) in cells.iter().zip(synguard_lab::flood::defence::ALL) {
         assert_eq!(cell["defence"], defence.name());
         for m in METRICS {
             let spread = &cell["metrics"][m];

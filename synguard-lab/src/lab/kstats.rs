@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context as _, Result};
 
-use crate::netns::Netns;
+use crate::lab::netns::Netns;
 
 /// Counters as `"Section.Name"` -> value, e.g. `TcpExt.SyncookiesSent`, `Tcp.PassiveOpens`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! Legitimate traffic: a real TCP server in the server namespace and clients in the client
-//! namespace, both reading TCP_INFO to see which options the handshake negotiated (`ss` here does
-//! not print ts/sack, platform notes).
+//! namespace, both reading TCP_INFO to see which options the handshake negotiated (`ss` on the
+//! test machines does not print ts/sack; docs/kernel-cookies.md, "Checking the options").
 //!
 //! Protocol: the client sends a 16-byte request (upload length, download length, big endian), then
 //! the upload bytes; the server reads them all, sends the download bytes and closes.
@@ -15,12 +15,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
 
-use crate::netns::Netns;
+use crate::lab::netns::Netns;
 
 pub const TCPI_OPT_TIMESTAMPS: u8 = 1;
 pub const TCPI_OPT_SACK: u8 = 2;
 pub const TCPI_OPT_WSCALE: u8 = 4;
-/// The three options a cookie must carry through (in the echoed timestamp, platform notes).
+/// The three options a cookie must carry through (in the echoed timestamp,
+/// docs/kernel-cookies.md).
 pub const TS_SACK_WSCALE: u8 = TCPI_OPT_TIMESTAMPS | TCPI_OPT_SACK | TCPI_OPT_WSCALE;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

@@ -4,35 +4,30 @@
 //! error (every piece is an RAII guard, the lab last).
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result, anyhow};
+use anyhow::{Context as _, Result};
 use serde::Serialize;
 
-use crate::defence::{Active, Defence, PORT};
-use crate::flood::{Flood, FloodKind, FloodSpec};
-use crate::generator::{GenFlood, GenReport, GenSpec};
-use crate::kstats::{self, KStats};
-use crate::netns::Netns;
-use crate::scenario::{Engine, Scenario, Timeline};
-use crate::synguard_proc::Stats;
-use crate::topology::{Lab, spoof_addr};
-use crate::traffic::{Continuous, Server, percentile};
+use crate::flood::bulk::Bulk;
+use crate::flood::defence::{Active, Defence, PORT};
+use crate::flood::generator::{GenFlood, GenReport, GenSpec};
+use crate::flood::sampler::{CpuTimes, Sample, Sampler, sample_at};
+use crate::flood::scenario::{Engine, Scenario, Timeline};
+use crate::lab::hping::{Flood, FloodKind, FloodSpec};
+use crate::lab::kstats::{self, KStats};
+use crate::lab::synguard_proc::Stats;
+use crate::lab::topology::{Lab, spoof_addr};
+use crate::lab::traffic::{Continuous, Server, percentile};
 
-/// On 2 vCPUs the roles are split (platform notes): generator and legitimate clients on CPU 0,
-/// the server's receive path (RPS) on CPU 1.
+/// On 2 vCPUs the roles are split (docs/measuring.md, "CPUs and busy time"): generator and
+/// legitimate clients on CPU 0, the server's receive path (RPS) on CPU 1.
 pub const SENDER_CPU: usize = 0;
 pub const SERVER_CPU: usize = 1;
-const SAMPLE_EVERY: Duration = Duration::from_millis(250);
-/// The established connection is paced: unpaced it would take a whole core from the flood's
-/// receive path. The figure shows whether established traffic keeps flowing at this rate.
-pub const BULK_TARGET_MBPS: f64 = 200.0;
 
 /// How long each part of a run lasts.
 #[derive(Clone, Copy, Debug, Serialize)]
@@ -40,18 +35,6 @@ pub struct RunConfig {
     pub lead: Duration,
     pub flood: Duration,
     pub tail: Duration,
-}
-
-/// One sample of cumulative counters.
-#[derive(Clone, Copy, Debug, Default, Serialize)]
-pub struct Sample {
-    pub t_s: f64,
-    /// Frames the server's interface received.
-    pub server_rx: u64,
-    /// Frames reaching the attacker's interface: the server's replies to the flood (SYN-ACKs for
-    /// SYN floods, RSTs for ACK floods without a defence) and the XDP_TX floor's echoes.
-    pub replies: u64,
-    pub bulk_bytes: u64,
 }
 
 /// The metric names every run reports (the JSON's contract).
@@ -95,7 +78,7 @@ pub fn run(
     let lab = Lab::new().context("building the lab")?;
     // The generator's XDP_TX frames leave the attacker's veth only into a peer with XDP. This
     // attached program also keeps each BPF_PROG_TEST_RUN call from waiting out RCU grace periods
-    // (~20 ms per call without any XDP program attached, platform notes).
+    // (~20 ms per call without any XDP program attached, docs/measuring.md).
     let _atk_peer = lab.attach_peer_pass("atk")?;
     steer_receive(&lab)?;
     let active = defence.apply(&lab, synguard_bin)?;
@@ -117,24 +100,49 @@ pub fn run(
     let sampler = Sampler::start(&lab, bulk_bytes)?;
     let out = drive(&lab, scenario, &timeline, &active, &clients, interrupted)?;
     let samples = sampler.stop()?;
-    let before_cl = out.clients_before;
     let after_cl = clients.stop();
     drop(bulk);
     drop(server);
     drop(active);
+    let latencies =
+        after_cl.latencies_us[out.clients_before.latencies_us.len()..out.latency_end].to_vec();
+    let flood_s = timeline.flood_time().as_secs_f64();
+    let drops = drops_by_reason(out.sg_before.as_ref(), out.sg_after.as_ref(), flood_s);
+    Ok(RunResult {
+        metrics: metrics(&out, &timeline, &samples, &latencies, &drops),
+        drops_by_reason: drops,
+        kernel: kernel_deltas(&out.k_before, &out.k_after),
+        generator: out.generator,
+        windows_s: timeline
+            .windows
+            .iter()
+            .map(|(a, b)| (a.as_secs_f64(), b.as_secs_f64()))
+            .collect(),
+        timeline: samples,
+        latencies_us: latencies,
+    })
+}
+
+/// The values of [`METRICS`] for one run.
+fn metrics(
+    out: &Driven,
+    timeline: &Timeline,
+    samples: &[Sample],
+    latencies: &[u64],
+    drops: &BTreeMap<String, f64>,
+) -> BTreeMap<String, Option<f64>> {
     let flood_s = timeline.flood_time().as_secs_f64();
     let span = timeline.span();
     let (s0, s1) = (
-        sample_at(&samples, span.0.as_secs_f64()),
-        sample_at(&samples, span.1.as_secs_f64()),
+        sample_at(samples, span.0.as_secs_f64()),
+        sample_at(samples, span.1.as_secs_f64()),
     );
-    let latencies = after_cl.latencies_us[before_cl.latencies_us.len()..out.latency_end].to_vec();
+    let before_cl = &out.clients_before;
     let attempts = (out.clients_end.ok + out.clients_end.failed)
         .saturating_sub(before_cl.ok + before_cl.failed);
     let ok = out.clients_end.ok.saturating_sub(before_cl.ok);
     let span_s = (span.1 - span.0).as_secs_f64();
     let per_s = |a: u64, b: u64| b.saturating_sub(a) as f64 / flood_s;
-    let drops = drops_by_reason(out.sg_before.as_ref(), out.sg_after.as_ref(), flood_s);
     let mut m = BTreeMap::new();
     let mut put = |k: &str, v: Option<f64>| m.insert(k.to_string(), v);
     put("offered_pps", Some(out.offered_pps));
@@ -157,11 +165,11 @@ pub fn run(
     );
     put(
         "connect_p50_ms",
-        percentile(&latencies, 50.0).map(|u| u as f64 / 1000.0),
+        percentile(latencies, 50.0).map(|u| u as f64 / 1000.0),
     );
     put(
         "connect_p99_ms",
-        percentile(&latencies, 99.0).map(|u| u as f64 / 1000.0),
+        percentile(latencies, 99.0).map(|u| u as f64 / 1000.0),
     );
     put(
         "established_mbps",
@@ -169,27 +177,16 @@ pub fn run(
     );
     put("server_cpu_pct", Some(out.cpu_busy[SERVER_CPU]));
     put("sender_cpu_pct", Some(out.cpu_busy[SENDER_CPU]));
-    Ok(RunResult {
-        metrics: m,
-        drops_by_reason: drops,
-        kernel: kernel_deltas(&out.k_before, &out.k_after),
-        generator: out.generator,
-        windows_s: timeline
-            .windows
-            .iter()
-            .map(|(a, b)| (a.as_secs_f64(), b.as_secs_f64()))
-            .collect(),
-        timeline: samples,
-        latencies_us: latencies,
-    })
+    m
 }
 
-/// The server's receive path (RPS) on its own CPU, away from the generator (platform notes).
+/// The server's receive path (RPS) on its own CPU, away from the generator
+/// (docs/veth-and-nics.md, "RPS").
 /// `ip netns exec` mounts the namespace's own /sys, where the veth's queue lives.
 fn steer_receive(lab: &Lab) -> Result<()> {
     let mask = format!("{:x}", 1u32 << SERVER_CPU);
     let file = format!("/sys/class/net/{}/queues/rx-0/rps_cpus", lab.server.ifname);
-    crate::netns::run_checked(std::process::Command::new("ip").args([
+    crate::lab::netns::run_checked(std::process::Command::new("ip").args([
         "netns",
         "exec",
         lab.server.ns.name(),
@@ -205,8 +202,8 @@ fn steer_receive(lab: &Lab) -> Result<()> {
 struct Driven {
     offered_pps: f64,
     generator: Option<GenReport>,
-    clients_before: crate::traffic::ContinuousStats,
-    clients_end: crate::traffic::ContinuousStats,
+    clients_before: crate::lab::traffic::ContinuousStats,
+    clients_end: crate::lab::traffic::ContinuousStats,
     latency_end: usize,
     sg_before: Option<Stats>,
     sg_after: Option<Stats>,
@@ -295,7 +292,7 @@ fn flood_window(
                 kind: FloodKind::Syn,
                 dst: lab.server.v4,
                 port: PORT,
-                count: crate::flood::MAX_COUNT,
+                count: crate::lab::hping::MAX_COUNT,
                 interval_us: 1,
                 spoof: Some(spoof_addr(0)),
             };
@@ -324,17 +321,6 @@ fn sleep_until(t: Instant, interrupted: &AtomicBool) -> Result<()> {
         std::thread::sleep((t - Instant::now()).min(Duration::from_millis(50)));
     }
     Ok(())
-}
-
-/// The last sample at or before `t` (the first if none).
-fn sample_at(samples: &[Sample], t: f64) -> Sample {
-    samples
-        .iter()
-        .rev()
-        .find(|s| s.t_s <= t)
-        .or(samples.first())
-        .copied()
-        .unwrap_or_default()
 }
 
 fn drops_by_reason(
@@ -370,200 +356,4 @@ fn kernel_deltas(before: &KStats, after: &KStats) -> BTreeMap<String, u64> {
     .iter()
     .map(|k| (k.to_string(), after.delta(before, k)))
     .collect()
-}
-
-/// Per-CPU idle time from /proc/stat. Busy time is derived from idle time and the wall clock:
-/// /proc/stat under-counts bursty softirq time on this kernel (platform notes).
-struct CpuTimes {
-    at: Instant,
-    idle_ticks: Vec<u64>,
-}
-
-impl CpuTimes {
-    fn read() -> Result<CpuTimes> {
-        let text = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
-        Ok(CpuTimes {
-            at: Instant::now(),
-            idle_ticks: parse_idle(&text),
-        })
-    }
-
-    fn busy_pct_since(&self, before: &CpuTimes) -> Vec<f64> {
-        // SAFETY: sysconf has no preconditions.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-        let wall = (self.at - before.at).as_secs_f64().max(1e-9);
-        self.idle_ticks
-            .iter()
-            .zip(&before.idle_ticks)
-            .map(|(a, b)| {
-                let idle = a.saturating_sub(*b) as f64 / hz;
-                (100.0 * (1.0 - idle / wall)).clamp(0.0, 100.0)
-            })
-            .collect()
-    }
-}
-
-/// idle + iowait ticks of each "cpuN" line.
-fn parse_idle(stat: &str) -> Vec<u64> {
-    stat.lines()
-        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
-        .map(|l| {
-            let f: Vec<u64> = l
-                .split_whitespace()
-                .skip(1)
-                .filter_map(|v| v.parse().ok())
-                .collect();
-            f.get(3).copied().unwrap_or(0) + f.get(4).copied().unwrap_or(0)
-        })
-        .collect()
-}
-
-/// Samples the counters every [`SAMPLE_EVERY`] on its own thread.
-struct Sampler {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<Result<Vec<Sample>>>>,
-}
-
-impl Sampler {
-    fn start(lab: &Lab, bulk_bytes: Arc<AtomicU64>) -> Result<Sampler> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let stop2 = stop.clone();
-        let open = |ns: &Netns| {
-            std::fs::File::open(ns.path()).with_context(|| format!("opening {}", ns.name()))
-        };
-        let (srv, atk) = (open(&lab.server.ns)?, open(&lab.attacker.ns)?);
-        let (srv_if, atk_if) = (lab.server.ifname.clone(), lab.attacker.ifname.clone());
-        let t0 = Instant::now();
-        let thread = std::thread::Builder::new()
-            .name("lab-sampler".into())
-            .spawn(move || -> Result<Vec<Sample>> {
-                let mut out = Vec::new();
-                while !stop2.load(Ordering::Relaxed) {
-                    out.push(Sample {
-                        t_s: t0.elapsed().as_secs_f64(),
-                        server_rx: rx_packets(&srv, &srv_if)?,
-                        replies: rx_packets(&atk, &atk_if)?,
-                        bulk_bytes: bulk_bytes.load(Ordering::Relaxed),
-                    });
-                    std::thread::sleep(SAMPLE_EVERY);
-                }
-                Ok(out)
-            })?;
-        Ok(Sampler {
-            stop,
-            thread: Some(thread),
-        })
-    }
-
-    fn stop(mut self) -> Result<Vec<Sample>> {
-        self.stop.store(true, Ordering::Relaxed);
-        let t = self.thread.take().context("sampler joined")?;
-        t.join().map_err(|_| anyhow!("sampler panicked"))?
-    }
-}
-
-impl Drop for Sampler {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Receive packets of `iface` in the namespace at `ns` (/proc/thread-self/net/dev shows the
-/// namespace of the reading thread, which `setns`es into it first).
-fn rx_packets(ns: &std::fs::File, iface: &str) -> Result<u64> {
-    nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).context("setns")?;
-    let text = std::fs::read_to_string("/proc/thread-self/net/dev").context("reading net/dev")?;
-    text.lines()
-        .filter_map(|l| l.split_once(':'))
-        .find(|(name, _)| name.trim() == iface)
-        .and_then(|(_, cols)| cols.split_whitespace().nth(1)?.parse().ok())
-        .with_context(|| format!("no {iface} in net/dev"))
-}
-
-/// An established connection that downloads at [`BULK_TARGET_MBPS`] until dropped.
-struct Bulk {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<Result<Result<()>>>>,
-}
-
-impl Bulk {
-    fn start(client: &Netns, addr: SocketAddr, bytes: Arc<AtomicU64>) -> Result<Bulk> {
-        let stream = client
-            .enter(move || TcpStream::connect_timeout(&addr, Duration::from_secs(5)))?
-            .context("connecting the established flow")?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let (b2, s2) = (bytes, stop.clone());
-        let thread = std::thread::Builder::new()
-            .name("lab-bulk".into())
-            .spawn(move || Ok(stream_paced(stream, &b2, &s2)))?;
-        Ok(Bulk {
-            stop,
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for Bulk {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Asks the lab server for an endless download and reads it at the target rate.
-fn stream_paced(mut s: TcpStream, bytes: &AtomicU64, stop: &AtomicBool) -> Result<()> {
-    let mut req = [0u8; 16];
-    req[8..].copy_from_slice(&(1u64 << 40).to_be_bytes());
-    s.write_all(&req)?;
-    s.set_read_timeout(Some(Duration::from_millis(100)))?;
-    let rate = BULK_TARGET_MBPS * 1e6 / 8.0;
-    let start = Instant::now();
-    let mut buf = vec![0u8; 64 * 1024];
-    while !stop.load(Ordering::Relaxed) {
-        if bytes.load(Ordering::Relaxed) as f64 > start.elapsed().as_secs_f64() * rate {
-            std::thread::sleep(Duration::from_millis(2));
-            continue;
-        }
-        match s.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                bytes.fetch_add(n as u64, Ordering::Relaxed);
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(e) => return Err(e).context("reading the established flow"),
-        }
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn idle_ticks_per_cpu() {
-        let stat = "cpu  10 0 10 100 5 0 0\ncpu0 5 0 5 50 2 0 0\ncpu1 5 0 5 50 3 0 0\nintr 1\n";
-        assert_eq!(parse_idle(stat), vec![52, 53]);
-    }
-
-    #[test]
-    fn samples_by_time() {
-        let s = |t: f64, rx: u64| Sample {
-            t_s: t,
-            server_rx: rx,
-            ..Default::default()
-        };
-        let v = [s(0.0, 1), s(1.0, 5), s(2.0, 9)];
-        assert_eq!(sample_at(&v, 1.5).server_rx, 5);
-        assert_eq!(sample_at(&v, -1.0).server_rx, 1);
-    }
 }

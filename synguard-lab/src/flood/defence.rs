@@ -1,4 +1,4 @@
-//! The defences the flood lab compares, each put in place in the server's namespace of a fresh lab
+//! The defences the flood runs compare, each put in place in the server's namespace of a fresh lab
 //! (so nothing carries over from one defence to the next) and removed when the guard drops.
 
 use std::path::Path;
@@ -9,9 +9,9 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use aya::programs::{Xdp, XdpMode};
 use serde::Serialize;
 
-use crate::netns::Netns;
-use crate::synguard_proc::{Stats, Synguard};
-use crate::topology::Lab;
+use crate::lab::netns::Netns;
+use crate::lab::synguard_proc::{Stats, Synguard};
+use crate::lab::topology::Lab;
 
 /// The protected port.
 pub const PORT: u16 = 80;
@@ -118,70 +118,24 @@ impl Active {
 }
 
 /// netfilter SYNPROXY for the protected port, as its documentation sets it up: SYNs skip
-/// conntrack, SYNPROXY answers them with cookies, invalid packets are dropped. Platform notes:
-/// established connections die when these rules go in, so the lab adds them before any
-/// connection exists; the iptables variant (not nft) keeps IPv4 SYN handling as documented.
+/// conntrack, SYNPROXY answers them with cookies, invalid packets are dropped. Seen on the test
+/// machines (docs/measuring.md, "What the flood runs compare against"): established
+/// connections die when these rules go in, so the lab adds them before any connection exists;
+/// the iptables variant (not nft) keeps IPv4 SYN handling as documented.
 fn synproxy(ns: &Netns, iface: &str) -> Result<()> {
-    let port = PORT.to_string();
-    let rules: [&[&str]; 3] = [
-        &[
-            "-t",
-            "raw",
-            "-A",
-            "PREROUTING",
-            "-i",
-            iface,
-            "-p",
-            "tcp",
-            "--dport",
-            &port,
-            "--syn",
-            "-j",
-            "CT",
-            "--notrack",
-        ],
-        &[
-            "-A",
-            "INPUT",
-            "-i",
-            iface,
-            "-p",
-            "tcp",
-            "--dport",
-            &port,
-            "-m",
-            "conntrack",
-            "--ctstate",
-            "INVALID,UNTRACKED",
-            "-j",
-            "SYNPROXY",
-            "--sack-perm",
-            "--timestamp",
-            "--wscale",
-            "7",
-            "--mss",
-            "1460",
-        ],
-        &[
-            "-A",
-            "INPUT",
-            "-i",
-            iface,
-            "-p",
-            "tcp",
-            "--dport",
-            &port,
-            "-m",
-            "conntrack",
-            "--ctstate",
-            "INVALID",
-            "-j",
-            "DROP",
-        ],
+    let to_port = format!("-i {iface} -p tcp --dport {PORT}");
+    let rules = [
+        format!("-t raw -A PREROUTING {to_port} --syn -j CT --notrack"),
+        format!(
+            "-A INPUT {to_port} -m conntrack --ctstate INVALID,UNTRACKED -j SYNPROXY --sack-perm \
+             --timestamp --wscale 7 --mss 1460"
+        ),
+        format!("-A INPUT {to_port} -m conntrack --ctstate INVALID -j DROP"),
     ];
-    for rule in rules {
-        ns.run("iptables", rule)
-            .with_context(|| format!("iptables {}", rule.join(" ")))?;
+    for rule in &rules {
+        let args: Vec<&str> = rule.split_whitespace().collect();
+        ns.run("iptables", &args)
+            .with_context(|| format!("iptables {rule}"))?;
     }
     // Without this, conntrack would pick up ACKs of connections it never saw and let them in.
     ns.sysctl("net.netfilter.nf_conntrack_tcp_loose", "0")

@@ -11,7 +11,7 @@ use anyhow::{Context as _, Result, ensure};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::topology::{Node, SPOOF_POOL_FIRST};
+use crate::lab::topology::{Node, SPOOF_POOL_FIRST};
 
 /// Upper bound on one flood's packet count, whatever the caller asks.
 pub const MAX_COUNT: u64 = 2_000_000;

@@ -1,6 +1,7 @@
 //! Runs `synguard run` in the server namespace and reads its counters with
 //! `synguard stats --json --count 1`. Both go through `nsenter --net=` so that the second
-//! invocation sees the maps the first pinned under /sys/fs/bpf (platform notes).
+//! invocation sees the maps the first pinned under /sys/fs/bpf (docs/veth-and-nics.md,
+//! "`ip netns exec` and bpffs").
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -14,7 +15,7 @@ use nix::unistd::Pid;
 use serde::Deserialize;
 use synguard_common::reason::{Event, Reason};
 
-use crate::netns::Netns;
+use crate::lab::netns::Netns;
 
 /// How long `synguard run` may take to attach and pin its maps.
 const START_TIMEOUT: Duration = Duration::from_secs(20);

@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 use anyhow::{Context as _, Result, anyhow};
 use aya::programs::{Xdp, XdpMode};
 
-use crate::netns::{self, Netns, run_checked};
+use crate::lab::netns::{self, Netns, run_checked};
 
 pub const SERVER_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 pub const CLIENT_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
@@ -136,14 +136,14 @@ impl Lab {
 
     fn configure(&mut self) -> Result<()> {
         // Frames on a real wire carry complete checksums; locally generated ones on veth carry
-        // partial ones (CHECKSUM_PARTIAL, platform notes), which is not what an XDP program on a
-        // NIC sees. So the senders compute checksums in software.
+        // partial ones (CHECKSUM_PARTIAL, docs/veth-and-nics.md), which is not what an XDP
+        // program on a NIC sees. So the senders compute checksums in software.
         for node in [&self.client, &self.attacker] {
             node.ns.run("ethtool", &["-K", &node.ifname, "tx", "off"])?;
         }
         self.spoof_neighbours()?;
         // XDP_TX frames on a veth reach the peer reliably only if the peer has an XDP program too
-        // (platform notes): give the server's bridge-side peer a pass-through one.
+        // (docs/veth-and-nics.md): give the server's bridge-side peer a pass-through one.
         self.peer_pass = Some(PeerXdp::attach(&self.bridge, &peer_name("srv"))?);
         Ok(())
     }
@@ -178,7 +178,7 @@ impl Lab {
 
     /// Attaches `lab_pass` to the bridge-side peer of a node's veth (`role`: "srv", "cli", "atk")
     /// until the returned handle is dropped. The flood generator's XDP_TX frames leave the
-    /// attacker's veth only into a peer that has an XDP program (platform notes).
+    /// attacker's veth only into a peer that has an XDP program (docs/veth-and-nics.md).
     pub fn attach_peer_pass(&self, role: &str) -> Result<PeerXdp> {
         PeerXdp::attach(&self.bridge, &peer_name(role))
     }

@@ -1,9 +1,9 @@
-//! The flood lab's packet generator: `lab_gen` (synguard-ebpf/src/bin/lab.rs) run with
+//! The flood runs' packet generator: `lab_gen` (synguard-ebpf/src/bin/lab.rs) run with
 //! `BPF_PROG_TEST_RUN` in XDP live-frames mode from a thread inside the attacker's namespace.
 //! Each run of the program writes a whole SYN or ACK frame and returns XDP_TX, which the kernel
 //! turns into a transmit out of the attacker's veth (the `ingress_ifindex` we pass).
 //!
-//! hping3 sends ~0.23 M SYN/s here; live frames offer 2-4 M frames/s (platform notes), enough to
+//! hping3 sends ~0.23 M SYN/s here; live frames offer 2-4 M frames/s (docs/measuring.md), enough to
 //! saturate the server's core. Bounds: sources only from 198.18.0.128/25 (enforced in the program
 //! itself and here), destination inside 198.18.0.0/24, a frame count and a duration that are both
 //! capped, and a stop flag checked between calls.
@@ -22,10 +22,15 @@ use aya::{
 };
 use serde::Serialize;
 
-use crate::topology::Node;
+use synguard_common::{
+    lab::{GenConfig, MIX_ACK, MIX_BOTH, MIX_SYN},
+    names::lab::LAB_GEN,
+};
 
-/// Ethernet + IPv4 + TCP, no options: what `lab_gen` writes (`GEN_LEN` in lab.rs).
-pub const GEN_LEN: usize = 54;
+use crate::lab::topology::Node;
+
+/// Ethernet + IPv4 + TCP, no options: what `lab_gen` writes.
+pub use synguard_common::lab::GEN_LEN;
 /// Upper bound on one flood's frame count, whatever the caller asks.
 pub const MAX_COUNT: u64 = 100_000_000;
 /// Upper bound on one flood's duration.
@@ -50,9 +55,9 @@ pub enum Mix {
 impl Mix {
     fn code(self) -> u8 {
         match self {
-            Mix::Syn => 0,
-            Mix::Ack => 1,
-            Mix::Mixed => 2,
+            Mix::Syn => MIX_SYN,
+            Mix::Ack => MIX_ACK,
+            Mix::Mixed => MIX_BOTH,
         }
     }
 }
@@ -99,19 +104,6 @@ impl GenSpec {
         Ok(())
     }
 }
-
-/// Mirror of `GenConfig` in lab.rs.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct GenConfig {
-    template: [u8; GEN_LEN],
-    mix: u8,
-    source_mask: u8,
-    _pad: [u8; 8],
-}
-
-// SAFETY: repr(C), bytes only, no padding (54 + 1 + 1 + 8).
-unsafe impl aya::Pod for GenConfig {}
 
 /// The fixed part of every frame: MACs, IPv4 header without addresses' per-frame parts, TCP
 /// destination port and window. `lab_gen` overwrites source address, IP id, ports' source,
@@ -172,7 +164,7 @@ impl Generator {
             _pad: [0; 8],
         };
         let mut map: Array<_, GenConfig> =
-            Array::try_from(self.ebpf.map_mut("LAB_GEN").context("no LAB_GEN map")?)?;
+            Array::try_from(self.ebpf.map_mut(LAB_GEN).context("no LAB_GEN map")?)?;
         map.set(0, cfg, 0).context("writing LAB_GEN")?;
         Ok(())
     }
@@ -272,7 +264,7 @@ pub struct GenFlood {
 
 impl GenFlood {
     /// Starts sending out of the attacker's interface. `cpu` pins the sending thread (on 2 cores
-    /// the generator and the server's receive path must not share one, platform notes).
+    /// the generator and the server's receive path must not share one, docs/measuring.md).
     pub fn start(
         attacker: &Node,
         server_mac: &str,

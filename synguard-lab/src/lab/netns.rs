@@ -3,7 +3,7 @@
 //!
 //! Commands enter with `nsenter --net=/run/netns/NAME`, not `ip netns exec`: the latter gives the
 //! command its own /sys, on which /sys/fs/bpf is not the BPF filesystem, so a second command would
-//! not see maps pinned by the first (platform notes, "Test topology facts").
+//! not see maps pinned by the first (docs/veth-and-nics.md, "`ip netns exec` and bpffs").
 
 use std::fs::File;
 use std::path::PathBuf;

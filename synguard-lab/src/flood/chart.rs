@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use crate::report::Cell;
+use crate::flood::report::Cell;
 
 const W: f64 = 760.0;
 const H: f64 = 380.0;
@@ -58,6 +58,12 @@ fn escape(s: &str) -> String {
 
 /// Axes, ticks, labels, the series and the legend.
 fn plot(svg: &mut String, f: &Frame, series: &[Series], x_label: &str, y_label: &str) {
+    axes(svg, f, x_label, y_label);
+    lines(svg, f, series);
+}
+
+/// The two axes with their ticks and labels.
+fn axes(svg: &mut String, f: &Frame, x_label: &str, y_label: &str) {
     let _ = writeln!(
         svg,
         "<line x1=\"{L}\" y1=\"{0}\" x2=\"{1}\" y2=\"{0}\" stroke=\"black\"/>\
@@ -103,6 +109,10 @@ fn plot(svg: &mut String, f: &Frame, series: &[Series], x_label: &str, y_label: 
         (T + H - B) / 2.0,
         escape(y_label)
     );
+}
+
+/// One polyline per series, with its legend entry.
+fn lines(svg: &mut String, f: &Frame, series: &[Series]) {
     for (i, s) in series.iter().enumerate() {
         let c = COLOURS[i % COLOURS.len()];
         let pts: Vec<String> = s
@@ -152,7 +162,7 @@ pub fn rates_over_time(
     title: &str,
     y_label: &str,
     cells: &[&Cell],
-    rate: fn(&crate::measure::Sample) -> u64,
+    rate: fn(&crate::flood::sampler::Sample) -> u64,
 ) -> String {
     let series: Vec<Series> = cells
         .iter()

@@ -1,0 +1,48 @@
+//! Layouts shared by the lab's own XDP programs (`synguard-ebpf/src/bin/lab.rs`, never attached
+//! by `synguard run`) and the lab crate that loads them (`synguard-lab`).
+
+/// Largest template frame `lab_restore` writes back before every benchmark run.
+pub const TEMPLATE_MAX: usize = 128;
+
+/// The single entry of the `LAB_TEMPLATE` map: the frame `lab_restore` writes before every run.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Template {
+    pub len: u32,
+    pub _pad: u32,
+    pub bytes: [u8; TEMPLATE_MAX],
+}
+
+/// Length of a generated frame: Ethernet, IPv4 without options, TCP without options.
+pub const GEN_LEN: usize = 54;
+
+/// `GenConfig::mix`: every frame a SYN.
+pub const MIX_SYN: u8 = 0;
+/// `GenConfig::mix`: every frame a bare ACK.
+pub const MIX_ACK: u8 = 1;
+/// `GenConfig::mix`: SYN and ACK in turn.
+pub const MIX_BOTH: u8 = 2;
+
+/// The single entry of the `LAB_GEN` map: what `lab_gen` sends, set by the lab before a flood.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GenConfig {
+    /// The frame every generated one starts from (MACs, destination, port, TTL, window).
+    pub template: [u8; GEN_LEN],
+    /// [`MIX_SYN`], [`MIX_ACK`] or (anything else) [`MIX_BOTH`].
+    pub mix: u8,
+    /// Sources are 198.18.0.(128 | (n & source_mask)): at most the /25 the server has static
+    /// neighbour entries for.
+    pub source_mask: u8,
+    pub _pad: [u8; 8],
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: repr(C), integers and byte arrays only, no implicit padding (sizes asserted below).
+    unsafe impl aya::Pod for super::Template {}
+    unsafe impl aya::Pod for super::GenConfig {}
+}
+
+const _: () = assert!(core::mem::size_of::<Template>() == 4 + 4 + TEMPLATE_MAX);
+const _: () = assert!(core::mem::size_of::<GenConfig>() == GEN_LEN + 1 + 1 + 8);

@@ -1,0 +1,107 @@
+//! The name of every map the XDP program declares and the loader opens, pins and takes over.
+//! Written once, in [`map_name!`]: the constants below serve user space, and the eBPF crate puts
+//! the same literals into its `export_name` attributes (an attribute takes a literal, not a
+//! constant, which is why the table is a macro).
+
+/// The map's name as a string literal, usable where only a literal goes (attributes).
+#[macro_export]
+#[rustfmt::skip]
+macro_rules! map_name {
+    (CONFIG) => { "SG_CONFIG" };
+    (PORTS) => { "SG_PORTS" };
+    (MODE) => { "SG_MODE" };
+    (READY) => { "SG_READY" };
+    (SYN_WINDOW) => { "SG_SYN_WINDOW" };
+    (REFRESH) => { "SG_REFRESH" };
+    (SCRATCH) => { "SG_SCRATCH" };
+    (VERDICTS) => { "SG_VERDICTS" };
+    (EVENTS) => { "SG_EVENTS" };
+    (CLOSING) => { "SG_CLOSING" };
+    (POLICY) => { "SG_POLICY" };
+    (ALLOW_V4) => { "SG_ALLOW_V4" };
+    (ALLOW_V6) => { "SG_ALLOW_V6" };
+    (BLOCK_V4) => { "SG_BLOCK_V4" };
+    (BLOCK_V6) => { "SG_BLOCK_V6" };
+    (SOURCES) => { "SG_SOURCES" };
+    (REFLECT) => { "SG_REFLECT" };
+    (MONITOR) => { "SG_MONITOR" };
+    (FLOOD_EVENTS) => { "SG_FLOOD_EVENTS" };
+    (PORT_SYNS) => { "SG_PORT_SYNS" };
+    // The lab's own programs (`crate::lab`).
+    (LAB_TEMPLATE) => { "LAB_TEMPLATE" };
+    (LAB_TARGET) => { "LAB_TARGET" };
+    (LAB_GEN) => { "LAB_GEN" };
+    (LAB_GEN_SEQ) => { "LAB_GEN_SEQ" };
+}
+
+macro_rules! name_consts {
+    ($($(#[doc = $doc:literal])* $key:ident),* $(,)?) => {
+        $( $(#[doc = $doc])* pub const $key: &str = map_name!($key); )*
+        /// Every name above, in declaration order.
+        pub const ALL: &[&str] = &[$($key),*];
+    };
+}
+
+name_consts! {
+    /// [`crate::maps::Config`], one entry.
+    CONFIG,
+    /// [`crate::maps::PortConfig`] per port.
+    PORTS,
+    /// [`crate::maps::ModeState`], one entry.
+    MODE,
+    /// [`crate::maps::ReadyState`], one entry.
+    READY,
+    /// [`crate::maps::SynWindow`] per CPU.
+    SYN_WINDOW,
+    /// Listener refresh stamps, [`crate::maps::refresh_slot`].
+    REFRESH,
+    /// The program's per-CPU reply-building buffers (never pinned, never read by the loader).
+    SCRATCH,
+    /// [`crate::maps::Counter`] per reason, per CPU.
+    VERDICTS,
+    /// Event counts per CPU.
+    EVENTS,
+    /// The recently-closed table, [`crate::maps::closing_entry`].
+    CLOSING,
+    /// [`crate::policy::Policy`], one entry.
+    POLICY,
+    ALLOW_V4,
+    ALLOW_V6,
+    BLOCK_V4,
+    BLOCK_V6,
+    /// [`crate::policy::SourceState`] per source.
+    SOURCES,
+    /// [`crate::policy::ReflectState`] per destination prefix.
+    REFLECT,
+    /// Monitor mode's would-be verdicts, same layout as [`VERDICTS`].
+    MONITOR,
+    /// [`crate::policy::FloodEvent`] ring buffer.
+    FLOOD_EVENTS,
+    /// SYNs per protected port, per CPU.
+    PORT_SYNS,
+}
+
+/// Maps of the lab's own programs (`synguard-ebpf/src/bin/lab.rs`).
+pub mod lab {
+    name_consts! {
+        /// [`crate::lab::Template`], one entry.
+        LAB_TEMPLATE,
+        /// The program `lab_restore` tail-calls.
+        LAB_TARGET,
+        /// [`crate::lab::GenConfig`], one entry.
+        LAB_GEN,
+        /// `lab_gen`'s per-CPU frame counter.
+        LAB_GEN_SEQ,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn names_are_unique_and_prefixed() {
+        for (i, a) in super::ALL.iter().enumerate() {
+            assert!(a.starts_with("SG_"), "{a}");
+            assert!(!super::ALL[i + 1..].contains(a), "{a} twice");
+        }
+    }
+}

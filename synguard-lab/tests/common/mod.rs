@@ -1,0 +1,104 @@
+//! Helpers the lab crate's test files share. Every test file is its own crate and uses only some
+//! of them, hence the `dead_code` allowance.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Result, ensure};
+use synguard_common::maps::{Config, MODE_AUTO};
+use synguard_lab::lab::Lab;
+use synguard_lab::lab::kstats::KStats;
+use synguard_lab::lab::netns::Netns;
+use synguard_lab::lab::synguard_proc::{self, Synguard};
+use synguard_lab::lab::traffic::Server;
+use synguard_lab::testrun::fixture::{Fixture as TestRunFixture, default_config};
+
+/// The protected port every test's server listens on.
+pub const PORT: u16 = 80;
+
+/// Fails the test at once, with the way to run it, unless it runs as root.
+pub fn require_root() {
+    // SAFETY: geteuid cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    assert_eq!(
+        uid, 0,
+        "the lab tests need root: run them through `cargo xtask test`"
+    );
+}
+
+/// The server's address on [`PORT`].
+pub fn addr(v6: bool) -> SocketAddr {
+    synguard_lab::lab::topology::server_addr(v6, PORT)
+}
+
+/// The synguard binary under test (`SYNGUARD_BIN`).
+pub fn bin() -> Result<PathBuf> {
+    synguard_proc::binary()
+}
+
+/// The XDP program loaded for `BPF_PROG_TEST_RUN` with the default configuration, protecting
+/// `ports`.
+pub fn testrun_fixture(ports: &[u16]) -> TestRunFixture {
+    TestRunFixture::new(default_config(), ports).expect("load synguard (needs root)")
+}
+
+/// Auto mode that switches on the first window with a SYN: one SYN in a 100 ms window is
+/// 10 SYN/s, so on at 10, off below 10 after 1 ms.
+pub fn eager_auto_mode() -> Config {
+    let mut cfg = default_config();
+    cfg.mode = MODE_AUTO;
+    cfg.syn_on_pps = 10;
+    cfg.syn_off_pps = 10;
+    cfg.hold_ns = 1_000_000;
+    cfg
+}
+
+/// A lab with a server listening on [`PORT`] over IPv4 and IPv6. Declared before the guards of a
+/// test, so that their cleanup runs while the namespaces still exist.
+pub struct Fixture {
+    pub server: Server,
+    pub lab: Lab,
+}
+
+impl Fixture {
+    pub fn new() -> Result<Fixture> {
+        require_root();
+        let lab = Lab::new()?;
+        let server = Server::start(&lab.server.ns, &[addr(false), addr(true)])?;
+        Ok(Fixture { server, lab })
+    }
+
+    /// The server's namespace.
+    pub fn ns(&self) -> &Netns {
+        &self.lab.server.ns
+    }
+
+    /// The server's interface, the one synguard protects.
+    pub fn iface(&self) -> &str {
+        &self.lab.server.ifname
+    }
+
+    /// `synguard run <args>` on the server's interface.
+    pub fn synguard(&self, args: &[&str]) -> Result<Synguard> {
+        Synguard::start(&bin()?, self.ns(), self.iface(), args)
+    }
+
+    /// `synguard <args>` in the server namespace; its stdout, or an error with its stderr.
+    pub fn cli(&self, args: &[&str]) -> Result<String> {
+        let out = synguard_proc::run_once(&bin()?, &self.ns().path(), args)?;
+        ensure!(
+            out.status.success(),
+            "synguard {} failed ({}): {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// The server kernel's TCP counters.
+    pub fn kstats(&self) -> Result<KStats> {
+        KStats::read(self.ns())
+    }
+}
