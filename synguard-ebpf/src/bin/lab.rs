@@ -5,6 +5,10 @@
 //! - `lab_swap_tx`: swaps MAC and IPv4/IPv6 addresses and TCP ports and returns XDP_TX: the floor
 //!   `cargo xtask bench` measures synguard against.
 //! - `lab_drop`: XDP_DROP for everything.
+//! - `lab_sink`: on the server veth's bridge-side peer during flood runs: drops the server's
+//!   replies to the attacker's spoof pool (198.18.0.128/25) there, as a NIC would put them on
+//!   the wire, instead of forwarding them through the bridge on the generator's CPU; everything
+//!   else passes. The peer's receive counter still counts every reply.
 //! - `lab_restore`: benchmark wrapper. `BPF_PROG_TEST_RUN` with `repeat` runs a program again
 //!   and again on the same buffer, so a program that rewrites a SYN into a SYN-ACK sees its own
 //!   SYN-ACK from the second run on (docs/measuring.md). This wrapper puts the template frame back
@@ -168,6 +172,26 @@ pub fn lab_drop(_ctx: XdpContext) -> u32 {
 }
 
 const ETH_LEN: usize = 14;
+
+#[xdp]
+pub fn lab_sink(ctx: XdpContext) -> u32 {
+    let start = ctx.data();
+    if start + ETH_LEN + 20 > ctx.data_end() {
+        return xdp_action::XDP_PASS;
+    }
+    // SAFETY: 34 bytes checked above.
+    let (proto, dst) = unsafe {
+        (
+            u16::from_be(*((start + 12) as *const u16)),
+            *((start + ETH_LEN + 16) as *const [u8; 4]),
+        )
+    };
+    if proto == 0x0800 && dst[..3] == [198, 18, 0] && dst[3] & 0x80 != 0 {
+        xdp_action::XDP_DROP
+    } else {
+        xdp_action::XDP_PASS
+    }
+}
 
 #[inline(always)]
 fn swap<const N: usize>(ctx: &XdpContext, a: usize, b: usize) -> Option<()> {

@@ -13,8 +13,8 @@ use synguard_lab::lab::synguard_proc;
 #[derive(Parser)]
 #[command(about = "synguard flood runs in the lab: scenarios x defences, table, JSON and charts")]
 struct Args {
-    /// Scenario to run (repeatable; default: all). Known: syn, ack, mixed, one-source, on-off,
-    /// hping-syn.
+    /// Scenario to run (repeatable; default: all). Known: syn, ack, syn-direct, ack-direct, mixed,
+    /// one-source, on-off, hping-syn.
     #[arg(long)]
     scenario: Vec<String>,
     /// Defence to measure (repeatable; default: all). Known: none, kernel-cookies, synproxy,
@@ -24,7 +24,7 @@ struct Args {
     /// Runs per scenario and defence (min/median/max are over these).
     #[arg(long, default_value_t = 3)]
     runs: usize,
-    /// CI mode: one short SYN flood per defence, one run each.
+    /// CI mode: one short SYN flood per defence, one run each (syn-direct unless --scenario).
     #[arg(long)]
     quick: bool,
     /// Where the JSON and charts go.
@@ -47,7 +47,9 @@ fn main() -> Result<()> {
         unsafe { signal(sig, SigHandler::Handler(on_signal)) }
             .context("installing a signal handler")?;
     }
-    let scenarios = if args.scenario.is_empty() {
+    let scenarios = if args.scenario.is_empty() && args.quick {
+        vec![scenario::by_name("syn-direct")?]
+    } else if args.scenario.is_empty() {
         scenario::ALL.to_vec()
     } else {
         args.scenario

@@ -3,6 +3,12 @@
 //! Each run of the program writes a whole SYN or ACK frame and returns XDP_TX, which the kernel
 //! turns into a transmit out of the attacker's veth (the `ingress_ifindex` we pass).
 //!
+//! Two routes ([`Route`]): across the lab's bridge (out of the attacker's veth), or straight into
+//! the server's veth (out of its bridge-side peer), as a NIC's receive ring would deliver them.
+//! While it sends, `lab_gen` is also attached to an idle device ([`IDLE_DEV`]): a program the
+//! XDP dispatcher already holds does not make each `BPF_PROG_TEST_RUN` call wait out RCU grace
+//! periods (docs/measuring.md, "The RCU wait of each TestRun call").
+//!
 //! hping3 sends ~0.23 M SYN/s here; live frames offer 2-4 M frames/s (docs/measuring.md), enough to
 //! saturate the server's core. Bounds: sources only from 198.18.0.128/25 (enforced in the program
 //! itself and here), destination inside 198.18.0.0/24, a frame count and a duration that are both
@@ -18,7 +24,7 @@ use anyhow::{Context as _, Result, anyhow, ensure};
 use aya::{
     Ebpf,
     maps::Array,
-    programs::{TestRun as _, TestRunAttrs, TestRunOptions, Xdp},
+    programs::{TestRun as _, TestRunAttrs, TestRunOptions, Xdp, XdpMode},
 };
 use serde::Serialize;
 
@@ -27,7 +33,7 @@ use synguard_common::{
     names::lab::LAB_GEN,
 };
 
-use crate::lab::topology::Node;
+use crate::lab::topology::{IDLE_DEV, Lab};
 
 /// Ethernet + IPv4 + TCP, no options: what `lab_gen` writes.
 pub use synguard_common::lab::GEN_LEN;
@@ -38,8 +44,10 @@ pub const MAX_DURATION: Duration = Duration::from_secs(60);
 /// Frames per `BPF_PROG_TEST_RUN` call: big enough that the ~20 us per call is noise, small
 /// enough (tens of ms at full rate) that a stop request is seen promptly.
 const FRAMES_PER_CALL: u64 = 32_768;
-/// Live-frames batch size (frames per page-pool batch; the kernel caps it at 256).
-const BATCH: u32 = 256;
+/// Live-frames batch size: frames per page-pool batch, and per flush, which wakes the receiving
+/// veth. The veth ring holds 256 frames: with batches of 256 the server is woken only once per
+/// full ring and the next batch arrives before it drained (fewer frames arrived, measured).
+const BATCH: u32 = 32;
 const XDP_TX: u32 = 3;
 
 /// What the frames are.
@@ -62,10 +70,23 @@ impl Mix {
     }
 }
 
+/// Which way the frames reach the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Route {
+    /// Out of the attacker's veth, across the bridge, into the server's veth: skb and bridge
+    /// cost on the way (on the sending CPU).
+    Bridge,
+    /// XDP_TX out of the server veth's bridge-side peer: straight into the server's receive
+    /// ring, no skb before the server's XDP program.
+    Direct,
+}
+
 /// One generator flood.
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct GenSpec {
     pub mix: Mix,
+    pub route: Route,
     /// Number of distinct source addresses, a power of two in 1..=128: 198.18.0.128 upwards.
     pub sources: u8,
     pub dst: Ipv4Addr,
@@ -169,6 +190,20 @@ impl Generator {
         Ok(())
     }
 
+    /// Attaches `lab_gen` to `dev` (a down, idle device of the calling thread's namespace) until
+    /// the generator is dropped: the XDP dispatcher then holds the program, and test runs of it
+    /// stop waiting for RCU grace periods.
+    pub fn register_on(&mut self, dev: &str) -> Result<()> {
+        let prog: &mut Xdp = self
+            .ebpf
+            .program_mut("lab_gen")
+            .ok_or_else(|| anyhow!("no lab_gen"))?
+            .try_into()?;
+        prog.attach(dev, XdpMode::Driver)
+            .with_context(|| format!("attaching lab_gen to the idle {dev}"))?;
+        Ok(())
+    }
+
     fn prog(&self) -> Result<&Xdp> {
         Ok(self
             .ebpf
@@ -263,32 +298,32 @@ pub struct GenFlood {
 }
 
 impl GenFlood {
-    /// Starts sending out of the attacker's interface. `cpu` pins the sending thread (on 2 cores
-    /// the generator and the server's receive path must not share one, docs/measuring.md).
-    pub fn start(
-        attacker: &Node,
-        server_mac: &str,
-        spec: GenSpec,
-        cpu: Option<usize>,
-    ) -> Result<GenFlood> {
+    /// Starts sending, from the attacker's MAC and pool to the server, by `spec.route`. `cpu`
+    /// pins the sending thread (on 2 cores the generator and the server's receive path must not
+    /// share one, docs/measuring.md).
+    pub fn start(lab: &Lab, spec: GenSpec, cpu: Option<usize>) -> Result<GenFlood> {
         spec.validate()?;
         let tpl = template(
-            parse_mac(attacker.mac)?,
-            parse_mac(server_mac)?,
+            parse_mac(lab.attacker.mac)?,
+            parse_mac(lab.server.mac)?,
             spec.dst,
             spec.dport,
         );
-        let ifname = attacker.ifname.clone();
+        let (ns, ifname) = match spec.route {
+            Route::Bridge => (&lab.attacker.ns, lab.attacker.ifname.clone()),
+            Route::Direct => (lab.bridge_ns(), lab.server_peer()),
+        };
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
-        let thread = attacker.ns.spawn("lab-gen", move || -> Result<GenReport> {
+        let thread = ns.spawn("lab-gen", move || -> Result<GenReport> {
             if let Some(cpu) = cpu {
                 pin_to_cpu(cpu)?;
             }
             let mut generator = Generator::load()?;
             generator.configure(&spec, tpl)?;
+            generator.register_on(IDLE_DEV)?;
             let ifindex = nix::net::if_::if_nametoindex(ifname.as_str())
-                .with_context(|| format!("no interface {ifname} in the attacker namespace"))?;
+                .with_context(|| format!("no interface {ifname} to send from"))?;
             generator.send_live(ifindex, &spec, &stop2)
         })?;
         Ok(GenFlood {
@@ -339,6 +374,7 @@ mod tests {
     fn spec() -> GenSpec {
         GenSpec {
             mix: Mix::Syn,
+            route: Route::Bridge,
             sources: 128,
             dst: Ipv4Addr::new(198, 18, 0, 1),
             dport: 80,

@@ -20,12 +20,15 @@ use crate::flood::sampler::{CpuTimes, Sample, Sampler, sample_at};
 use crate::flood::scenario::{Engine, Scenario, Timeline};
 use crate::lab::hping::{Flood, FloodKind, FloodSpec};
 use crate::lab::kstats::{self, KStats};
+use crate::lab::napi::NapiThreads;
 use crate::lab::synguard_proc::Stats;
 use crate::lab::topology::{Lab, spoof_addr};
 use crate::lab::traffic::{Continuous, Server, percentile};
+use crate::lab::xdpstats::{self, ProgRun, StatsOn};
 
-/// On 2 vCPUs the roles are split (docs/measuring.md, "CPUs and busy time"): generator and
-/// legitimate clients on CPU 0, the server's receive path (RPS) on CPU 1.
+/// On 2 vCPUs the roles are split (docs/measuring.md, "CPUs and busy time"): generator, legitimate
+/// clients and the bridge on CPU 0, the server's receive path (its veth's NAPI thread, with the
+/// hand-over of its replies to the peer veth) on CPU 1.
 pub const SENDER_CPU: usize = 0;
 pub const SERVER_CPU: usize = 1;
 
@@ -38,11 +41,20 @@ pub struct RunConfig {
 }
 
 /// The metric names every run reports (the JSON's contract).
-pub const METRICS: [&str; 11] = [
+/// - `offered_pps`: what the generator (or hping3) sent per second;
+/// - `server_rx_pps`: what arrived at the server's interface per second (what it absorbed);
+/// - `replies_pps`: what came back to the attacker (answered SYNs);
+/// - `xdp_ns_per_pkt`: run_time_ns / run_cnt of the server's XDP program over the flood;
+/// - `server_ns_per_pkt`: the server receive thread's CPU time per arrived frame (XDP, and the
+///   stack for whatever XDP passes);
+/// - `server_cpu_pct`: that thread's CPU time over the flood time.
+pub const METRICS: [&str; 13] = [
     "offered_pps",
     "server_rx_pps",
     "replies_pps",
     "drops_pps",
+    "xdp_ns_per_pkt",
+    "server_ns_per_pkt",
     "legit_attempts",
     "legit_success_pct",
     "connect_p50_ms",
@@ -75,12 +87,13 @@ pub fn run(
     synguard_bin: &Path,
     interrupted: &AtomicBool,
 ) -> Result<RunResult> {
-    let lab = Lab::new().context("building the lab")?;
+    let mut lab = Lab::new().context("building the lab")?;
+    lab.sink_replies()?;
     // The generator's XDP_TX frames leave the attacker's veth only into a peer with XDP. This
     // attached program also keeps each BPF_PROG_TEST_RUN call from waiting out RCU grace periods
     // (~20 ms per call without any XDP program attached, docs/measuring.md).
     let _atk_peer = lab.attach_peer_pass("atk")?;
-    steer_receive(&lab)?;
+    let server_rx = lab.server_receive_thread(SERVER_CPU)?;
     let active = defence.apply(&lab, synguard_bin)?;
     let addr = SocketAddr::from((lab.server.v4, PORT));
     let server = Server::start(&lab.server.ns, &[addr])?;
@@ -98,7 +111,15 @@ pub fn run(
     let clients = Continuous::start(&lab.client.ns, vec![addr], Duration::from_millis(10))?;
     let timeline = Timeline::new(scenario, cfg.lead, cfg.flood, cfg.tail);
     let sampler = Sampler::start(&lab, bulk_bytes)?;
-    let out = drive(&lab, scenario, &timeline, &active, &clients, interrupted)?;
+    let out = drive(
+        &lab,
+        scenario,
+        &timeline,
+        &active,
+        &clients,
+        &server_rx,
+        interrupted,
+    )?;
     let samples = sampler.stop()?;
     let after_cl = clients.stop();
     drop(bulk);
@@ -154,6 +175,15 @@ fn metrics(
         .is_some()
         .then(|| drops.values().fold(0.0, |a, b| a + b));
     put("drops_pps", drops_total);
+    put(
+        "xdp_ns_per_pkt",
+        out.xdp.and_then(|(a, b)| b.ns_per_run_since(&a)),
+    );
+    let arrived = s1.server_rx.saturating_sub(s0.server_rx);
+    put(
+        "server_ns_per_pkt",
+        (arrived > 0).then(|| out.server_thread_s * 1e9 / arrived as f64),
+    );
     put("legit_attempts", Some(attempts as f64));
     put(
         "legit_success_pct",
@@ -175,27 +205,12 @@ fn metrics(
         "established_mbps",
         Some(s1.bulk_bytes.saturating_sub(s0.bulk_bytes) as f64 * 8.0 / 1e6 / span_s),
     );
-    put("server_cpu_pct", Some(out.cpu_busy[SERVER_CPU]));
+    put(
+        "server_cpu_pct",
+        Some(100.0 * out.server_thread_s / flood_s),
+    );
     put("sender_cpu_pct", Some(out.cpu_busy[SENDER_CPU]));
     m
-}
-
-/// The server's receive path (RPS) on its own CPU, away from the generator
-/// (docs/veth-and-nics.md, "RPS").
-/// `ip netns exec` mounts the namespace's own /sys, where the veth's queue lives.
-fn steer_receive(lab: &Lab) -> Result<()> {
-    let mask = format!("{:x}", 1u32 << SERVER_CPU);
-    let file = format!("/sys/class/net/{}/queues/rx-0/rps_cpus", lab.server.ifname);
-    crate::lab::netns::run_checked(std::process::Command::new("ip").args([
-        "netns",
-        "exec",
-        lab.server.ns.name(),
-        "sh",
-        "-c",
-        &format!("echo {mask} > {file}"),
-    ]))
-    .context("setting RPS on the server's interface")?;
-    Ok(())
 }
 
 /// What happened while the flood ran.
@@ -210,6 +225,10 @@ struct Driven {
     k_before: KStats,
     k_after: KStats,
     cpu_busy: Vec<f64>,
+    /// The server's XDP program's counters at the flood's start and end (none attached: `None`).
+    xdp: Option<(ProgRun, ProgRun)>,
+    /// CPU seconds of the server's receive thread over the flood.
+    server_thread_s: f64,
 }
 
 /// Waits out the lead-in, floods each window, snapshots the counters at the flood's ends, waits
@@ -220,10 +239,17 @@ fn drive(
     timeline: &Timeline,
     active: &Active,
     clients: &Continuous,
+    server_rx: &NapiThreads,
     interrupted: &AtomicBool,
 ) -> Result<Driven> {
     let t0 = Instant::now();
     sleep_until(t0 + timeline.lead, interrupted)?;
+    // Run-time statistics only while the flood runs (lab::xdpstats): off again when `stats`
+    // drops, on every way out of this function.
+    let stats = StatsOn::enable()?;
+    let prog = xdpstats::attached_prog_id(&lab.server.ns, &lab.server.ifname)?;
+    let xdp0 = prog.map(xdpstats::read).transpose()?;
+    let thread0 = server_rx.cpu_s()?;
     let k_before = KStats::read(&lab.server.ns)?;
     let sg_before = active.synguard_stats()?;
     let clients_before = clients.snapshot();
@@ -246,6 +272,9 @@ fn drive(
         };
     }
     let cpu_busy = CpuTimes::read()?.busy_pct_since(&cpu0);
+    let server_thread_s = server_rx.cpu_s()? - thread0;
+    let xdp1 = prog.map(xdpstats::read).transpose()?;
+    drop(stats);
     let clients_end = clients.snapshot();
     let sg_after = active.synguard_stats()?;
     let k_after = KStats::read(&lab.server.ns)?;
@@ -261,6 +290,8 @@ fn drive(
         k_before,
         k_after,
         cpu_busy,
+        xdp: xdp0.zip(xdp1),
+        server_thread_s,
     })
 }
 
@@ -272,9 +303,14 @@ fn flood_window(
     interrupted: &AtomicBool,
 ) -> Result<(u64, f64, Option<GenReport>)> {
     match scenario.engine {
-        Engine::Generator { mix, sources } => {
+        Engine::Generator {
+            mix,
+            route,
+            sources,
+        } => {
             let spec = GenSpec {
                 mix,
+                route,
                 sources,
                 dst: lab.server.v4,
                 dport: PORT,
@@ -282,7 +318,7 @@ fn flood_window(
                 count: (len.as_secs_f64() * 20e6) as u64,
                 duration: len,
             };
-            let flood = GenFlood::start(&lab.attacker, lab.server.mac, spec, Some(SENDER_CPU))?;
+            let flood = GenFlood::start(lab, spec, Some(SENDER_CPU))?;
             let r = flood.wait()?;
             anyhow::ensure!(!interrupted.load(Ordering::Relaxed), "interrupted");
             Ok((r.sent, r.elapsed_s, Some(r)))

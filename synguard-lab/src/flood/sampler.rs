@@ -20,8 +20,9 @@ pub struct Sample {
     pub t_s: f64,
     /// Frames the server's interface received.
     pub server_rx: u64,
-    /// Frames reaching the attacker's interface: the server's replies to the flood (SYN-ACKs for
-    /// SYN floods, RSTs for ACK floods without a defence) and the XDP_TX floor's echoes.
+    /// The server's replies to the flood (SYN-ACKs for SYN floods, RSTs for ACK floods without a
+    /// defence, the XDP_TX floor's echoes): frames the server sent to anyone but the client,
+    /// counted where they leave its veth (the bridge-side peer, where `lab_sink` ends them).
     pub replies: u64,
     pub bulk_bytes: u64,
 }
@@ -96,8 +97,16 @@ impl Sampler {
         let open = |ns: &Netns| {
             std::fs::File::open(ns.path()).with_context(|| format!("opening {}", ns.name()))
         };
-        let (srv, atk) = (open(&lab.server.ns)?, open(&lab.attacker.ns)?);
-        let (srv_if, atk_if) = (lab.server.ifname.clone(), lab.attacker.ifname.clone());
+        let (srv, br, cli) = (
+            open(&lab.server.ns)?,
+            open(lab.bridge_ns())?,
+            open(&lab.client.ns)?,
+        );
+        let (srv_if, peer_if, cli_if) = (
+            lab.server.ifname.clone(),
+            lab.server_peer(),
+            lab.client.ifname.clone(),
+        );
         let t0 = Instant::now();
         let thread = std::thread::Builder::new()
             .name("lab-sampler".into())
@@ -107,7 +116,8 @@ impl Sampler {
                     out.push(Sample {
                         t_s: t0.elapsed().as_secs_f64(),
                         server_rx: rx_packets(&srv, &srv_if)?,
-                        replies: rx_packets(&atk, &atk_if)?,
+                        replies: rx_packets(&br, &peer_if)?
+                            .saturating_sub(rx_packets(&cli, &cli_if)?),
                         bulk_bytes: bulk_bytes.load(Ordering::Relaxed),
                     });
                     std::thread::sleep(SAMPLE_EVERY);

@@ -7,14 +7,15 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use serde::Serialize;
 
-use crate::flood::generator::Mix;
+use crate::flood::generator::{Mix, Route};
 
 /// What sends the flood.
 #[derive(Clone, Copy, Debug, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Engine {
-    /// The live-frames generator: `mix` frames from `sources` addresses of the attacker pool.
-    Generator { mix: Mix, sources: u8 },
+    /// The live-frames generator: `mix` frames from `sources` addresses of the attacker pool, by
+    /// `route`.
+    Generator { mix: Mix, route: Route, sources: u8 },
     /// hping3 SYNs at full speed from one spoofed pool address: what users run.
     Hping,
 }
@@ -29,12 +30,13 @@ pub struct Scenario {
     pub pulses: u32,
 }
 
-pub const ALL: [Scenario; 6] = [
+pub const ALL: [Scenario; 8] = [
     Scenario {
         name: "syn",
         about: "SYN flood from the 128 addresses of the attacker subnet (many sources)",
         engine: Engine::Generator {
             mix: Mix::Syn,
+            route: Route::Bridge,
             sources: 128,
         },
         pulses: 1,
@@ -44,6 +46,27 @@ pub const ALL: [Scenario; 6] = [
         about: "ACK flood with random sequence and acknowledgment numbers, 128 sources",
         engine: Engine::Generator {
             mix: Mix::Ack,
+            route: Route::Bridge,
+            sources: 128,
+        },
+        pulses: 1,
+    },
+    Scenario {
+        name: "syn-direct",
+        about: "SYN flood, 128 sources, straight into the server's receive ring (no bridge)",
+        engine: Engine::Generator {
+            mix: Mix::Syn,
+            route: Route::Direct,
+            sources: 128,
+        },
+        pulses: 1,
+    },
+    Scenario {
+        name: "ack-direct",
+        about: "ACK flood, 128 sources, straight into the server's receive ring (no bridge)",
+        engine: Engine::Generator {
+            mix: Mix::Ack,
+            route: Route::Direct,
             sources: 128,
         },
         pulses: 1,
@@ -53,6 +76,7 @@ pub const ALL: [Scenario; 6] = [
         about: "SYN and ACK alternating, 128 sources",
         engine: Engine::Generator {
             mix: Mix::Mixed,
+            route: Route::Bridge,
             sources: 128,
         },
         pulses: 1,
@@ -62,6 +86,7 @@ pub const ALL: [Scenario; 6] = [
         about: "SYN flood from a single address",
         engine: Engine::Generator {
             mix: Mix::Syn,
+            route: Route::Bridge,
             sources: 1,
         },
         pulses: 1,
@@ -71,6 +96,7 @@ pub const ALL: [Scenario; 6] = [
         about: "SYN flood that starts and stops three times (for auto mode)",
         engine: Engine::Generator {
             mix: Mix::Syn,
+            route: Route::Bridge,
             sources: 128,
         },
         pulses: 3,

@@ -1,13 +1,17 @@
 //! The lab: server, client and attacker network namespaces joined by a bridge
 //! ([`topology::Lab`]), and what runs in it: real TCP traffic with TCP_INFO checks
 //! ([`traffic`]), bounded hping3 floods ([`hping`]), the server kernel's TCP counters
-//! ([`kstats`]) and a running `synguard` ([`synguard_proc`]), all entered through [`netns`].
+//! ([`kstats`]), a running `synguard` ([`synguard_proc`]), receive paths on threads of their own
+//! ([`napi`]) and the XDP programs' run-time statistics ([`xdpstats`]), all entered through
+//! [`netns`].
 
 pub mod hping;
 pub mod kstats;
+pub mod napi;
 pub mod netns;
 pub mod synguard_proc;
 pub mod topology;
 pub mod traffic;
+pub mod xdpstats;
 
 pub use topology::Lab;

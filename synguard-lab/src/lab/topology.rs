@@ -20,6 +20,9 @@ pub const ATTACKER_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 3);
 pub const SERVER_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 1);
 pub const CLIENT_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 2);
 pub const ATTACKER_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 3);
+/// A down veth in the attacker's and the bridge's namespace that nothing uses: the flood
+/// generator attaches its program there while it sends (flood::generator).
+pub const IDLE_DEV: &str = "sg-idle";
 /// The attacker spoofs sources only from 198.18.0.128/25.
 pub const SPOOF_POOL_FIRST: u8 = 128;
 
@@ -142,9 +145,25 @@ impl Lab {
             node.ns.run("ethtool", &["-K", &node.ifname, "tx", "off"])?;
         }
         self.spoof_neighbours()?;
+        for ns in [&self.attacker.ns, &self.bridge] {
+            ns.ip(&[
+                "link",
+                "add",
+                IDLE_DEV,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "sg-idle-peer",
+            ])?;
+        }
         // XDP_TX frames on a veth reach the peer reliably only if the peer has an XDP program too
         // (docs/veth-and-nics.md): give the server's bridge-side peer a pass-through one.
-        self.peer_pass = Some(PeerXdp::attach(&self.bridge, &peer_name("srv"))?);
+        self.peer_pass = Some(PeerXdp::attach(
+            &self.bridge,
+            &peer_name("srv"),
+            "lab_pass",
+        )?);
         Ok(())
     }
 
@@ -180,7 +199,41 @@ impl Lab {
     /// until the returned handle is dropped. The flood generator's XDP_TX frames leave the
     /// attacker's veth only into a peer that has an XDP program (docs/veth-and-nics.md).
     pub fn attach_peer_pass(&self, role: &str) -> Result<PeerXdp> {
-        PeerXdp::attach(&self.bridge, &peer_name(role))
+        PeerXdp::attach(&self.bridge, &peer_name(role), "lab_pass")
+    }
+
+    /// Replaces the server peer's `lab_pass` with `lab_sink` for the lab's lifetime: replies to
+    /// the spoof pool end at the peer (counted in its receive counter, flood::sampler)
+    /// instead of crossing the bridge to the attacker.
+    pub fn sink_replies(&mut self) -> Result<()> {
+        self.peer_pass.take();
+        self.peer_pass = Some(PeerXdp::attach(
+            &self.bridge,
+            &peer_name("srv"),
+            "lab_sink",
+        )?);
+        Ok(())
+    }
+
+    /// The bridge's namespace (where every node's peer veth lives).
+    pub fn bridge_ns(&self) -> &Netns {
+        &self.bridge
+    }
+
+    /// The name of the server veth's bridge-side peer (in [`Lab::bridge_ns`]).
+    pub fn server_peer(&self) -> String {
+        peer_name("srv")
+    }
+
+    /// The server's receive path (its veth's NAPI poll: XDP and the stack behind it) on a kernel
+    /// thread pinned to `cpu`, real-time, ahead of other work there (lab::napi). GRO is switched on so the
+    /// veth polls in NAPI with or without an XDP program; receive steering (RPS) is left off, so
+    /// the whole path stays in that thread.
+    pub fn server_receive_thread(&self, cpu: usize) -> Result<crate::lab::napi::NapiThreads> {
+        self.server
+            .ns
+            .run("ethtool", &["-K", &self.server.ifname, "gro", "on"])?;
+        crate::lab::napi::thread_napi(&self.server.ns, &self.server.ifname, cpu, true)
     }
 
     /// Kills the processes started in the lab's namespaces (hping3, synguard, ...).
@@ -254,12 +307,12 @@ pub struct PeerXdp {
 }
 
 impl PeerXdp {
-    fn attach(ns: &Netns, ifname: &str) -> Result<PeerXdp> {
+    fn attach(ns: &Netns, ifname: &str, prog: &'static str) -> Result<PeerXdp> {
         let (ready_tx, ready_rx) = mpsc::channel::<Result<()>>();
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
         let ifname = ifname.to_string();
         let thread = ns.spawn("lab-pass", move || {
-            let ebpf = match load_lab_pass(&ifname) {
+            let ebpf = match load_lab_prog(&ifname, prog) {
                 Ok(ebpf) => ebpf,
                 Err(e) => {
                     let _ = ready_tx.send(Err(e));
@@ -291,16 +344,16 @@ impl Drop for PeerXdp {
     }
 }
 
-fn load_lab_pass(ifname: &str) -> Result<aya::Ebpf> {
+fn load_lab_prog(ifname: &str, name: &str) -> Result<aya::Ebpf> {
     let mut ebpf = aya::Ebpf::load(synguard::objects::lab()).context("loading the lab object")?;
     let prog: &mut Xdp = ebpf
-        .program_mut("lab_pass")
-        .context("no lab_pass program in the lab object")?
+        .program_mut(name)
+        .with_context(|| format!("no {name} program in the lab object"))?
         .try_into()
-        .context("lab_pass is not an XDP program")?;
-    prog.load().context("loading lab_pass")?;
+        .with_context(|| format!("{name} is not an XDP program"))?;
+    prog.load().with_context(|| format!("loading {name}"))?;
     prog.attach(ifname, XdpMode::Driver)
-        .with_context(|| format!("attaching lab_pass to {ifname}"))?;
+        .with_context(|| format!("attaching {name} to {ifname}"))?;
     Ok(ebpf)
 }
 
