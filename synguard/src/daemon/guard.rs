@@ -8,9 +8,7 @@ use log::warn;
 use crate::{
     config::RunConfig,
     daemon::{
-        cookie_backend::MapBackend,
-        instance::{Instance, StartError},
-        mode::Controller,
+        cookie_backend::MapBackend, instance::Instance, mode::Controller, prepare::StartError,
     },
     datapath::load::ProgramLogger,
     host::sysctl::{SyncookieVotes, SysctlSaver, Sysctls},
