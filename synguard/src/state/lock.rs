@@ -77,27 +77,7 @@ impl InstanceLock {
                 if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
                     return Err(io_err("cannot lock", &path)(err));
                 }
-                let pid = fs::read_to_string(&path)
-                    .unwrap_or_default()
-                    .trim()
-                    .to_string();
-                let note = match (netns::of_pid(&pid), netns::of_pid("self")) {
-                    (Some(theirs), Some(ours)) if theirs != ours => format!(
-                        "; that instance runs in another network namespace ({theirs}), and \
-                         instances are told apart by interface name only"
-                    ),
-                    _ => String::new(),
-                };
-                return Err(LockError::AlreadyRunning {
-                    iface: iface.to_string(),
-                    pid: if pid.is_empty() {
-                        "unknown".into()
-                    } else {
-                        pid
-                    },
-                    lock: path,
-                    note,
-                });
+                return Err(held_by_other(iface, path));
             }
             // A previous holder unlinks the file before it exits; if we locked that unlinked
             // file, another process may already hold the new one. Retry on the current file.
@@ -110,6 +90,32 @@ impl InstanceLock {
             writeln!(file, "{}", std::process::id()).map_err(io_err("cannot write", &path))?;
             return Ok(InstanceLock { path, _file: file });
         }
+    }
+}
+
+/// The error for a lock another process holds: its pid (from the file) and, when it runs in
+/// another network namespace, that note.
+fn held_by_other(iface: &str, path: PathBuf) -> LockError {
+    let pid = fs::read_to_string(&path)
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let note = match (netns::of_pid(&pid), netns::current()) {
+        (Some(theirs), Some(ours)) if theirs != ours => format!(
+            "; that instance runs in another network namespace ({theirs}), and instances are \
+             told apart by interface name only"
+        ),
+        _ => String::new(),
+    };
+    LockError::AlreadyRunning {
+        iface: iface.to_string(),
+        pid: if pid.is_empty() {
+            "unknown".into()
+        } else {
+            pid
+        },
+        lock: path,
+        note,
     }
 }
 
