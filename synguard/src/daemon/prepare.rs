@@ -95,7 +95,11 @@ pub fn kernel_config(cfg: &RunConfig, iface: &str) -> Result<Config, StartError>
     let mtu = sysctl::iface_mtu(iface)?;
     let nr_cpus = match aya::util::nr_cpus() {
         Ok(n) => n.min(MAX_CPUS as usize) as u32,
-        Err((path, e)) => return Err(io_err("cannot count CPUs from", Path::new(path))(e).into()),
+        Err((path, e)) => {
+            return Err(
+                LoaderError::from(io_err("cannot count CPUs from", Path::new(path))(e)).into(),
+            );
+        }
     };
     let config = build_config(cfg, &tcp, mtu, nr_cpus);
     if let Some(ws) = cfg.wscale.filter(|&ws| ws != tcp.wscale) {

@@ -3,6 +3,7 @@
 
 pub mod bpffs;
 pub mod clock;
+pub mod io;
 pub mod netns;
 pub mod nic;
 pub mod sysctl;

@@ -13,7 +13,13 @@ use std::{
 use log::warn;
 use thiserror::Error;
 
-use crate::{host::netns, state::paths};
+use crate::{
+    host::{
+        io::{PathError, io_err},
+        netns,
+    },
+    state::paths,
+};
 
 #[derive(Debug, Error)]
 pub enum LockError {
@@ -26,18 +32,8 @@ pub enum LockError {
         lock: PathBuf,
         note: String,
     },
-    #[error("{what} {}", path.display())]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-}
-
-fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> LockError {
-    let path = path.to_path_buf();
-    move |source| LockError::Io { what, path, source }
+    #[error(transparent)]
+    Io(#[from] PathError),
 }
 
 /// Exclusive, non-blocking flock on `<run_dir>/<iface>.lock`, holding our pid. The kernel drops
@@ -53,11 +49,7 @@ impl InstanceLock {
         let denied = |what| {
             move |e: io::Error| match e.kind() {
                 io::ErrorKind::PermissionDenied => LockError::NotPermitted { what },
-                _ => LockError::Io {
-                    what: "cannot create",
-                    path: run_dir.to_path_buf(),
-                    source: e,
-                },
+                _ => io_err("cannot create", run_dir)(e).into(),
             }
         };
         fs::create_dir_all(run_dir).map_err(denied("creating the lock directory"))?;
@@ -75,7 +67,7 @@ impl InstanceLock {
             if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
                 let err = io::Error::last_os_error();
                 if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
-                    return Err(io_err("cannot lock", &path)(err));
+                    return Err(io_err("cannot lock", &path)(err).into());
                 }
                 return Err(held_by_other(iface, path));
             }
