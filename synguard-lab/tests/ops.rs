@@ -20,7 +20,7 @@ use synguard_lab::{Lab, netns::Netns};
 const PORT: u16 = 80;
 const PIN_BASE: &str = "/sys/fs/bpf/synguard";
 const RUN_DIR: &str = "/run/synguard";
-/// Where the hand-over exit status comes from (`synguard::run::HAND_OVER_EXIT`).
+/// Where the hand-over exit status comes from (`synguard::daemon::run::HAND_OVER_EXIT`).
 const HAND_OVER_EXIT: i32 = 75;
 
 fn require_root() {

@@ -1,4 +1,4 @@
-//! `synguard doctor`: the third classic defence against SYN floods, after cookies and filtering,
+//! The host checks behind `synguard doctor`: the third classic defence against SYN floods, after cookies and filtering,
 //! is tuning the host. Checks the TCP settings that bound the half-open and accept queues, the
 //! listener backlogs of the protected ports, the interface driver's XDP support and the kernel
 //! features synguard needs; prints each finding with the recommended value and why, and
