@@ -75,7 +75,10 @@ fn takes_over_an_instance_of_an_earlier_release() -> Result<()> {
     assert_eq!(unsafe { libc::geteuid() }, 0, "the compat test needs root");
     let bin = synguard_proc::binary()?;
     let lab = Lab::new()?;
-    let _server = Server::start(&lab.server.ns, &[synguard_lab::topology::server_addr(false, PORT)])?;
+    let _server = Server::start(
+        &lab.server.ns,
+        &[synguard_lab::topology::server_addr(false, PORT)],
+    )?;
     let _clean = Cleanup {
         lab: &lab,
         bin: bin.clone(),
@@ -101,9 +104,12 @@ fn takes_over_an_instance_of_an_earlier_release() -> Result<()> {
     );
     connections(&lab, 5)?;
     let s2 = second.stats()?;
+    // Always mode: every SYN but the listener's refresh SYN (one a second) gets a cookie.
+    let cookies = s2.delta(&s1, Reason::TxSynAckCookie);
+    eprintln!("{cookies} cookies for 5 connections after the take-over");
     ensure!(
-        s2.delta(&s1, Reason::TxSynAckCookie) >= 5,
-        "no cookies after the take-over"
+        cookies >= 3,
+        "{cookies} cookies for 5 connections after the take-over"
     );
     ensure!(second.stop()?.success(), "synguard did not stop cleanly");
     ensure!(
