@@ -1,5 +1,6 @@
 //! The machine synguard runs on: kernel settings (`sysctl`), interface facts (`nic`), clocks
-//! (`clock`), network namespaces (`netns`) and the SYN-flood tuning `doctor` checks (`tuning`).
+//! (`clock`), network namespaces (`netns`), the BPF filesystem (`bpffs`), errors on paths
+//! (`io`) and the SYN-flood tuning `doctor` checks (`tuning`). Imports only `config`.
 
 pub mod bpffs;
 pub mod clock;
