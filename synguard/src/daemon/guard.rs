@@ -47,6 +47,8 @@ impl Guard {
         std::mem::take(&mut self.instances)
             .into_iter()
             .for_each(Instance::hand_over);
+        // The successor adopts the settings from the run-info files: an empty saver restores
+        // nothing when the guard drops.
         self.saver = SysctlSaver::default();
     }
 }
