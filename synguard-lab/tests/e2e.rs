@@ -10,10 +10,9 @@ use synguard_common::reason::{Event, Reason};
 use synguard_lab::lab::hping::{Flood, FloodKind, FloodReport, FloodSpec};
 use synguard_lab::lab::kstats;
 use synguard_lab::lab::synguard_proc::{self, Stats, Synguard};
+use synguard_lab::lab::tcp_info::{TS_SACK_WSCALE, TcpInfo};
 use synguard_lab::lab::topology::{SERVER_V4, spoof_addr};
-use synguard_lab::lab::traffic::{
-    self, ConnReport, Continuous, ContinuousStats, TS_SACK_WSCALE, TcpInfo, Transfer,
-};
+use synguard_lab::lab::traffic::{self, ConnReport, Continuous, ContinuousStats, Transfer};
 use synguard_lab::lab::{Lab, netns};
 
 mod common;
