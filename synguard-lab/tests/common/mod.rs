@@ -2,6 +2,8 @@
 //! of them, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod syn;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
