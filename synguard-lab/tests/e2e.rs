@@ -10,14 +10,13 @@ use synguard_common::reason::{Event, Reason};
 use synguard_lab::lab::hping::{Flood, FloodKind, FloodReport, FloodSpec};
 use synguard_lab::lab::kstats;
 use synguard_lab::lab::synguard_proc::{self, Stats, Synguard};
+use synguard_lab::lab::tcp_info::{TS_SACK_WSCALE, TcpInfo};
 use synguard_lab::lab::topology::{SERVER_V4, spoof_addr};
-use synguard_lab::lab::traffic::{
-    self, ConnReport, Continuous, ContinuousStats, TS_SACK_WSCALE, TcpInfo, Transfer,
-};
+use synguard_lab::lab::traffic::{self, ConnReport, Continuous, Transfer};
 use synguard_lab::lab::{Lab, netns};
 
 mod common;
-use common::{Fixture, PORT, addr, require_root};
+use common::{Fixture, PORT, addr, assert_no_failures, require_root};
 
 const PORTS: &str = "80,443";
 const MIB: u64 = 1 << 20;
@@ -95,22 +94,6 @@ fn mixed_transfer(i: usize) -> Transfer {
             download: 1000,
         }
     }
-}
-
-fn assert_no_failures(what: &str, s: &ContinuousStats) {
-    eprintln!(
-        "{what}: {} ok, {} failed, p50 {:?} us, p99 {:?} us",
-        s.ok,
-        s.failed,
-        s.latency_percentile_us(50.0),
-        s.latency_percentile_us(99.0)
-    );
-    assert!(s.ok > 0, "{what}: no legit connection completed");
-    assert_eq!(
-        s.failed, 0,
-        "{what}: legit connections failed: {:?}",
-        s.last_error
-    );
 }
 
 /// The window scale the server's kernel chooses for itself: what a plain kernel handshake (no
