@@ -85,8 +85,8 @@ pub struct ModeState {
 }
 
 /// The single entry of [`names::READY`]. Written only by the loader: whether the kernel accepts
-/// cookie ACKs right now (`net.ipv4.tcp_syncookies=2`, see docs/kernel-cookies.md). Cookies are sent
-/// only while this is set, so no client gets a cookie the kernel would refuse.
+/// cookie ACKs right now (`net.ipv4.tcp_syncookies=2`, see docs/kernel-cookies.md). Cookies are
+/// sent only while this is set, so no client gets a cookie the kernel would refuse.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ReadyState {

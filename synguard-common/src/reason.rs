@@ -31,10 +31,15 @@ macro_rules! counter_table {
     (
         $(#[$meta:meta])*
         pub enum $Enum:ident, all in $ALL:ident {
-            $( $(#[doc = $doc:literal])+ $Variant:ident = $num:literal, $name:literal => $verdict:ident; )*
+            $(
+                $(#[doc = $doc:literal])+
+                $Variant:ident = $num:literal, $name:literal => $verdict:ident;
+            )*
         }
     ) => {
-        counter_table! { @common $(#[$meta])* $Enum $ALL { $( $(#[doc = $doc])+ $Variant = $num, $name; )* } }
+        counter_table! {
+            @common $(#[$meta])* $Enum $ALL { $( $(#[doc = $doc])+ $Variant = $num, $name; )* }
+        }
         impl $Enum {
             /// The XDP action this reason stands for.
             pub const fn verdict(self) -> Verdict {
@@ -50,7 +55,9 @@ macro_rules! counter_table {
             $( $(#[doc = $doc:literal])+ $Variant:ident = $num:literal, $name:literal; )*
         }
     ) => {
-        counter_table! { @common $(#[$meta])* $Enum $ALL { $( $(#[doc = $doc])+ $Variant = $num, $name; )* } }
+        counter_table! {
+            @common $(#[$meta])* $Enum $ALL { $( $(#[doc = $doc])+ $Variant = $num, $name; )* }
+        }
     };
     (
         @common $(#[$meta:meta])* $Enum:ident $ALL:ident {

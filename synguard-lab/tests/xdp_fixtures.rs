@@ -1,6 +1,7 @@
-//! Fixture tables: the compiled synguard XDP program run by the kernel (BPF_PROG_TEST_RUN) on
-//! crafted frames. Asserts verdicts, exact output bytes (expected frames are built here with
-//! etherparse, whose checksum code is independent of synguard's) and counters.
+//! Fixture tables for the cookie handshake: the compiled synguard XDP program run by the kernel
+//! (BPF_PROG_TEST_RUN) on crafted SYNs and ACKs. Asserts verdicts, exact output bytes (expected
+//! frames are built with etherparse, whose checksum code is independent of synguard's) and
+//! counters.
 //!
 //! Needs root (loading BPF programs); run through `cargo xtask test`.
 

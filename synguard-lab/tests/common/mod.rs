@@ -2,6 +2,7 @@
 //! of them, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod e2e;
 pub mod ops;
 pub mod syn;
 
