@@ -11,7 +11,10 @@
 
 pub mod checksum;
 pub mod cookie;
+pub mod host;
 pub mod maps;
 pub mod policy;
 pub mod reason;
 pub mod tcp;
+#[cfg(test)]
+mod testrand;

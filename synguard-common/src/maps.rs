@@ -66,6 +66,13 @@ pub struct Config {
     pub hold_ns: u64,
     /// While cookies are active, one SYN per listener per this period goes to the kernel.
     pub refresh_ns: u64,
+    /// The interface's own MAC address, from the loader: SYNs to any other destination MAC are
+    /// not the host's (`host::mac_class`). All zero: unknown, every unicast frame counts as ours.
+    pub own_mac: [u8; 6],
+    /// Non-zero when the interface is a loopback device: there, 127.0.0.0/8 and a source equal
+    /// to the destination are normal (`host::martian_v4` / `martian_v6` do not apply them).
+    pub loopback: u8,
+    pub _pad_mac: u8,
 }
 
 /// One entry of [`names::PORTS`], indexed by port number.
@@ -214,7 +221,7 @@ mod pod {
 }
 
 // No implicit padding anywhere: the sizes are the sums of the fields.
-const _: () = assert!(core::mem::size_of::<Config>() == 10 * 4 + 2 * 8);
+const _: () = assert!(core::mem::size_of::<Config>() == 10 * 4 + 2 * 8 + 8);
 const _: () = assert!(core::mem::size_of::<PortConfig>() == 4);
 const _: () = assert!(core::mem::size_of::<ModeState>() == 2 * 4 + 4 * 8);
 const _: () = assert!(core::mem::size_of::<ReadyState>() == 2 * 4 + 8);

@@ -81,10 +81,21 @@ pub enum Reason {
     /// hold a TIME_WAIT socket for this 4-tuple, which only the kernel can recycle (a cookie
     /// handshake's ACK would be swallowed by it).
     PassSynRecentClose = 31,
+    /// Destination MAC broadcast, multicast or another host's (promiscuous mode, a bridge port,
+    /// macvlan): the kernel discards TCP that is not `PACKET_HOST` (`tcp_v4_rcv`); not ours to
+    /// answer. The frame passes untouched.
+    PassNotForHost = 32,
+    /// Source address the kernel treats as a martian (0/8, 127/8, multicast, 240/4, broadcast;
+    /// IPv6 multicast, unspecified, loopback, IPv4-mapped) or equal to the destination (LAND).
+    DropMartianSource = 33,
+    /// SYN whose IPv4 header checksum is wrong (`ip_rcv_core` would discard it).
+    DropBadIpChecksum = 34,
+    /// SYN whose TCP checksum is wrong (neither complete nor the partial form of veth).
+    DropBadTcpChecksum = 35,
 }
 
 /// Every reason in use, in number order.
-pub const REASONS: [Reason; 32] = [
+pub const REASONS: [Reason; 36] = [
     Reason::PassNotIp,
     Reason::PassNotTcp,
     Reason::PassFragment,
@@ -117,6 +128,10 @@ pub const REASONS: [Reason; 32] = [
     Reason::DropReflectionCap,
     Reason::PassMonitor,
     Reason::PassSynRecentClose,
+    Reason::PassNotForHost,
+    Reason::DropMartianSource,
+    Reason::DropBadIpChecksum,
+    Reason::DropBadTcpChecksum,
 ];
 
 /// The XDP action a reason stands for.
@@ -143,7 +158,10 @@ impl Reason {
             | Reason::DropBlocklisted
             | Reason::DropSourceRate
             | Reason::DropSourceBlocked
-            | Reason::DropReflectionCap => Verdict::Drop,
+            | Reason::DropReflectionCap
+            | Reason::DropMartianSource
+            | Reason::DropBadIpChecksum
+            | Reason::DropBadTcpChecksum => Verdict::Drop,
             _ => Verdict::Pass,
         }
     }
@@ -183,6 +201,10 @@ impl Reason {
             Reason::DropReflectionCap => "drop_reflection_cap",
             Reason::PassMonitor => "pass_monitor",
             Reason::PassSynRecentClose => "pass_syn_recent_close",
+            Reason::PassNotForHost => "pass_not_for_host",
+            Reason::DropMartianSource => "drop_martian_source",
+            Reason::DropBadIpChecksum => "drop_bad_ip_checksum",
+            Reason::DropBadTcpChecksum => "drop_bad_tcp_checksum",
         }
     }
 
@@ -275,6 +297,8 @@ mod tests {
         assert_eq!(Reason::DropAckBadCookie as u32, 15);
         assert_eq!(Reason::ErrConfig as u32, 24);
         assert_eq!(Reason::PassMonitor as u32, 30);
+        assert_eq!(Reason::PassNotForHost as u32, 32);
+        assert_eq!(Reason::DropBadTcpChecksum as u32, 35);
         assert_eq!(Event::CookieModeOff as u32, 4);
     }
 

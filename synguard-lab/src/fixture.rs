@@ -40,6 +40,9 @@ pub fn default_config() -> Config {
         _pad: 0,
         hold_ns: 1_000_000_000,
         refresh_ns: u64::MAX,
+        own_mac: crate::frames::SERVER_MAC,
+        loopback: 0,
+        _pad_mac: 0,
     }
 }
 

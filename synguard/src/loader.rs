@@ -183,6 +183,10 @@ pub fn build_config(cfg: &RunConfig, tcp: &TcpParams, mtu: u32, nr_cpus: u32) ->
         _pad: 0,
         hold_ns: cfg.hold.as_nanos().min(u64::MAX as u128) as u64,
         refresh_ns: LISTENER_REFRESH.as_nanos() as u64,
+        // Filled in from the interface by the caller (`nic::mac`).
+        own_mac: [0; 6],
+        loopback: 0,
+        _pad_mac: 0,
     }
 }
 
@@ -508,7 +512,14 @@ impl Instance {
                 return Err(io_err("cannot count CPUs from", Path::new(path))(e));
             }
         };
-        let config = build_config(cfg, &tcp, mtu, nr_cpus);
+        let mut config = build_config(cfg, &tcp, mtu, nr_cpus);
+        // SYNs to another destination MAC are not the host's (issue 9); unknown: fail open.
+        match crate::nic::hw_addr(&iface) {
+            Ok((mac, loopback)) => (config.own_mac, config.loopback) = (mac, loopback as u8),
+            Err(e) => {
+                warn!("cannot read the MAC address of {iface} ({e}); answering any unicast SYN")
+            }
+        }
         if let Some(ws) = cfg.wscale.filter(|&ws| ws != tcp.wscale) {
             warn!(
                 "--wscale {ws} differs from the kernel's {} for new listeners; cookie \
