@@ -89,7 +89,7 @@ pub fn ipv4_header_ok(fixed: &[u8; 20], options_sum: u64) -> bool {
 /// `segment` the sum over the whole segment (header with its checksum field, and payload),
 /// `field` the checksum field.
 ///
-/// Two forms are accepted (docs/veth-and-nics.md, "Checksums"):
+/// Two forms are accepted (docs/host-checks.md, "Checksums"):
 /// - complete: everything sums to all ones, what a NIC or a remote host delivers;
 /// - partial: the field holds the folded pseudo-header sum and nothing else, what a segment sent
 ///   from a sibling namespace over veth carries (`CHECKSUM_PARTIAL`: `__tcp_v4_send_check` leaves

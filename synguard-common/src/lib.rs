@@ -9,6 +9,7 @@
 //! exit or jmp").
 #![no_std]
 
+pub mod btf;
 pub mod checksum;
 pub mod cookie;
 pub mod host;

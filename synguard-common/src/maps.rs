@@ -73,6 +73,10 @@ pub struct Config {
     /// to the destination are normal (`host::martian_v4` / `martian_v6` do not apply them).
     pub loopback: u8,
     pub _pad_mac: u8,
+    /// Byte offset of `snt_isn` in the kernel's `struct tcp_request_sock`, from its BTF (the
+    /// loader reads it with `btf::member_offset`). 0: unknown, ACKs to request sockets pass.
+    pub reqsk_isn_off: u32,
+    pub _pad_isn: u32,
 }
 
 /// One entry of [`names::PORTS`], indexed by port number.
@@ -221,7 +225,7 @@ mod pod {
 }
 
 // No implicit padding anywhere: the sizes are the sums of the fields.
-const _: () = assert!(core::mem::size_of::<Config>() == 10 * 4 + 2 * 8 + 8);
+const _: () = assert!(core::mem::size_of::<Config>() == 10 * 4 + 2 * 8 + 16);
 const _: () = assert!(core::mem::size_of::<PortConfig>() == 4);
 const _: () = assert!(core::mem::size_of::<ModeState>() == 2 * 4 + 4 * 8);
 const _: () = assert!(core::mem::size_of::<ReadyState>() == 2 * 4 + 8);

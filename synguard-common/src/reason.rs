@@ -92,10 +92,13 @@ pub enum Reason {
     DropBadIpChecksum = 34,
     /// SYN whose TCP checksum is wrong (neither complete nor the partial form of veth).
     DropBadTcpChecksum = 35,
+    /// ACK to one of the kernel's own half-open handshakes (a request socket) whose ack number
+    /// is not the ISN + 1 the kernel sent: `tcp_check_req` would answer it with an RST.
+    DropAckBadRequest = 36,
 }
 
 /// Every reason in use, in number order.
-pub const REASONS: [Reason; 36] = [
+pub const REASONS: [Reason; 37] = [
     Reason::PassNotIp,
     Reason::PassNotTcp,
     Reason::PassFragment,
@@ -132,6 +135,7 @@ pub const REASONS: [Reason; 36] = [
     Reason::DropMartianSource,
     Reason::DropBadIpChecksum,
     Reason::DropBadTcpChecksum,
+    Reason::DropAckBadRequest,
 ];
 
 /// The XDP action a reason stands for.
@@ -161,7 +165,8 @@ impl Reason {
             | Reason::DropReflectionCap
             | Reason::DropMartianSource
             | Reason::DropBadIpChecksum
-            | Reason::DropBadTcpChecksum => Verdict::Drop,
+            | Reason::DropBadTcpChecksum
+            | Reason::DropAckBadRequest => Verdict::Drop,
             _ => Verdict::Pass,
         }
     }
@@ -205,6 +210,7 @@ impl Reason {
             Reason::DropMartianSource => "drop_martian_source",
             Reason::DropBadIpChecksum => "drop_bad_ip_checksum",
             Reason::DropBadTcpChecksum => "drop_bad_tcp_checksum",
+            Reason::DropAckBadRequest => "drop_ack_bad_request",
         }
     }
 
@@ -299,6 +305,7 @@ mod tests {
         assert_eq!(Reason::PassMonitor as u32, 30);
         assert_eq!(Reason::PassNotForHost as u32, 32);
         assert_eq!(Reason::DropBadTcpChecksum as u32, 35);
+        assert_eq!(Reason::DropAckBadRequest as u32, 36);
         assert_eq!(Event::CookieModeOff as u32, 4);
     }
 

@@ -77,7 +77,7 @@ fn handle(ctx: &XdpContext) -> Reason {
     }
     match class {
         FlagClass::Syn => syn(ctx, &pkt, cfg, pol),
-        FlagClass::Ack => ack::check(ctx, &pkt),
+        FlagClass::Ack => ack::check(ctx, &pkt, cfg),
         FlagClass::SynAck => Reason::PassSynAck,
         FlagClass::Rst => Reason::PassRst,
         FlagClass::SynFin => Reason::DropSynFin,

@@ -1,6 +1,6 @@
 //! Step 3b, before answering a SYN: would the host's stack accept it? A SYN the kernel would
 //! discard for a bad checksum must not get a SYN-ACK either. The checks are pure functions in
-//! `synguard_common::checksum`; docs/veth-and-nics.md ("Checksums") says why the TCP check
+//! `synguard_common::checksum`; docs/host-checks.md ("Checksums") says why the TCP check
 //! accepts the partial form of veth, and what the checks cost.
 
 use aya_ebpf::programs::XdpContext;
@@ -41,7 +41,7 @@ pub fn ip_header(ctx: &XdpContext, pkt: &Packet) -> Result<(), Reason> {
 
 /// TCP checksum of a SYN whose whole header (`base`, then `opts` zero past the header's end)
 /// has been copied out. Checked only when the segment is the header alone, which every SYN
-/// without data is; a SYN carrying data is answered unchecked (docs/veth-and-nics.md).
+/// without data is; a SYN carrying data is answered unchecked (docs/host-checks.md).
 #[inline(always)]
 pub fn tcp(pkt: &Packet, base: &[u8; 20], opts: &[u8; 40], th_len: u64) -> Result<(), Reason> {
     let (pseudo, seg_len) = if pkt.ipv6 {

@@ -43,6 +43,11 @@ pub fn default_config() -> Config {
         own_mac: crate::frames::SERVER_MAC,
         loopback: 0,
         _pad_mac: 0,
+        reqsk_isn_off: std::fs::read("/sys/kernel/btf/vmlinux")
+            .ok()
+            .and_then(|b| synguard_common::btf::member_offset(&b, b"tcp_request_sock", b"snt_isn"))
+            .unwrap_or(0),
+        _pad_isn: 0,
     }
 }
 

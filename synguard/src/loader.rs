@@ -187,7 +187,22 @@ pub fn build_config(cfg: &RunConfig, tcp: &TcpParams, mtu: u32, nr_cpus: u32) ->
         own_mac: [0; 6],
         loopback: 0,
         _pad_mac: 0,
+        reqsk_isn_off: 0,
+        _pad_isn: 0,
     }
+}
+
+/// Where the running kernel's request sockets keep their ISN (`tcp_request_sock.snt_isn`, from
+/// its BTF), so the program can drop ACKs the kernel would answer with an RST (issue 9). 0 when
+/// unknown: those ACKs then pass as before.
+fn request_isn_offset() -> u32 {
+    let off = fs::read("/sys/kernel/btf/vmlinux")
+        .ok()
+        .and_then(|btf| synguard_common::btf::member_offset(&btf, b"tcp_request_sock", b"snt_isn"));
+    off.unwrap_or_else(|| {
+        warn!("no kernel BTF for tcp_request_sock; ACKs to half-open handshakes pass unchecked");
+        0
+    })
 }
 
 /// Exclusive, non-blocking flock on `<run_dir>/<iface>.lock`, holding our pid. The kernel drops
@@ -520,6 +535,7 @@ impl Instance {
                 warn!("cannot read the MAC address of {iface} ({e}); answering any unicast SYN")
             }
         }
+        config.reqsk_isn_off = request_isn_offset();
         if let Some(ws) = cfg.wscale.filter(|&ws| ws != tcp.wscale) {
             warn!(
                 "--wscale {ws} differs from the kernel's {} for new listeners; cookie \
