@@ -1,6 +1,7 @@
 //! synguard's lab. Everything here needs root.
 //! - Packet fixtures: the compiled XDP program run through BPF_PROG_TEST_RUN on crafted frames
-//!   (`fixture`, `frames`) and the per-path benchmark built on them (`bench`).
+//!   (`fixture`, `frames`), the per-path benchmark built on them (`bench`) and a structure-aware
+//!   fuzzer with an independent oracle (`fuzz`).
 //! - A namespace lab: a server, a client and an attacker in network namespaces joined by a
 //!   bridge, real TCP traffic with TCP_INFO checks, bounded hping3 floods, the server kernel's
 //!   TCP counters, and a handle on a running `synguard`.
@@ -14,6 +15,7 @@ pub mod defence;
 pub mod fixture;
 pub mod flood;
 pub mod frames;
+pub mod fuzz;
 pub mod generator;
 pub mod kstats;
 pub mod measure;
