@@ -241,9 +241,17 @@ pub enum Event {
     SourceBlocked = 5,
     /// A flood event could not be queued (ring buffer full); the counters still saw it.
     FloodEventLost = 6,
+    /// A source was added to the per-source table (`--source-rate`). When the table is full the
+    /// least recently used source is evicted to make room and starts over with a fresh bucket
+    /// (and no block) if it comes back: the count beyond the table's size is what was forgotten.
+    SourceTracked = 7,
+    /// A recently-closed record was overwritten by another flow's close while still within the
+    /// TIME_WAIT period (the table is direct-mapped): that client's quick reconnect gets a cookie
+    /// instead of reaching the kernel.
+    CloseRecordReplaced = 8,
 }
 
-pub const EVENTS: [Event; 7] = [
+pub const EVENTS: [Event; 9] = [
     Event::SynProtected,
     Event::CookieSent,
     Event::CookieAckAccepted,
@@ -251,6 +259,8 @@ pub const EVENTS: [Event; 7] = [
     Event::CookieModeOff,
     Event::SourceBlocked,
     Event::FloodEventLost,
+    Event::SourceTracked,
+    Event::CloseRecordReplaced,
 ];
 
 impl Event {
@@ -267,6 +277,8 @@ impl Event {
             Event::CookieModeOff => "cookie_mode_off",
             Event::SourceBlocked => "source_blocked",
             Event::FloodEventLost => "flood_event_lost",
+            Event::SourceTracked => "source_tracked",
+            Event::CloseRecordReplaced => "close_record_replaced",
         }
     }
 }
@@ -307,6 +319,8 @@ mod tests {
         assert_eq!(Reason::DropBadTcpChecksum as u32, 35);
         assert_eq!(Reason::DropAckBadRequest as u32, 36);
         assert_eq!(Event::CookieModeOff as u32, 4);
+        assert_eq!(Event::SourceTracked as u32, 7);
+        assert_eq!(Event::CloseRecordReplaced as u32, 8);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use synguard_common::{
-    maps::{Config, closed_within_time_wait, closing_entry},
+    maps::{Config, closed_within_time_wait, closing_entry, replaces_live_record},
     reason::{Event, Reason},
     tcp::FIN,
 };
@@ -83,10 +83,16 @@ pub fn check(ctx: &XdpContext, pkt: &Packet, cfg: &Config) -> Reason {
 fn remember_close(pkt: &Packet) {
     // SAFETY: helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
-    let (slot, entry) = closing_entry(pkt.flow_hash(), now);
+    let hash = pkt.flow_hash();
+    let (slot, entry) = closing_entry(hash, now);
     if let Some(p) = SG_CLOSING.get_ptr_mut(slot) {
         // SAFETY: array value pointer; a racing writer at worst replaces this record.
-        unsafe { *p = entry };
+        unsafe {
+            if replaces_live_record(*p, hash, now) {
+                count::event(Event::CloseRecordReplaced);
+            }
+            *p = entry;
+        }
     }
 }
 

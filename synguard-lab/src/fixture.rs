@@ -165,6 +165,13 @@ impl Fixture {
         self.ebpf.take_map(name)
     }
 
+    /// A map of the program, read-only, for tests that inspect its contents.
+    pub fn map_ref(&self, name: &str) -> Result<&aya::maps::Map> {
+        self.ebpf
+            .map(name)
+            .ok_or_else(|| anyhow!("no map {name} in the object"))
+    }
+
     fn map(&mut self, name: &str) -> Result<&mut aya::maps::Map> {
         self.ebpf
             .map_mut(name)

@@ -17,6 +17,7 @@ pub mod flood;
 pub mod frames;
 pub mod fuzz;
 pub mod generator;
+pub mod idle_xdp;
 pub mod kstats;
 pub mod measure;
 pub mod netns;

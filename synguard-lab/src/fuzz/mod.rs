@@ -14,7 +14,7 @@ pub mod rng;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use synguard_common::{
     maps::Config,
     reason::{REASONS, Reason, Verdict},
@@ -22,8 +22,7 @@ use synguard_common::{
 
 use crate::{
     fixture::{Fixture, XDP_DROP, XDP_PASS, XDP_TX, default_config},
-    netns::{Netns, PREFIX},
-    topology::PeerXdp,
+    idle_xdp::IdleXdp,
 };
 use model::Expect;
 use rng::Rng;
@@ -76,24 +75,20 @@ impl Report {
 pub struct Fuzzer {
     fixture: Fixture,
     cfg: Config,
-    _pass: PeerXdp,
-    _ns: Netns,
+    _idle: IdleXdp,
 }
 
 const BATCH: usize = 512;
 
 impl Fuzzer {
     pub fn new() -> Result<Self> {
-        let ns = Netns::create(&format!("{PREFIX}fuzz-{}", std::process::id()))?;
-        ns.ip(&["link", "add", "fz0", "type", "veth", "peer", "name", "fz1"])?;
-        let pass = PeerXdp::attach(&ns, "fz0").context("idle XDP device for fast test runs")?;
+        let idle = IdleXdp::new("fuzz")?;
         let cfg = default_config();
         let fixture = Fixture::new(cfg, &generate::PROTECTED)?;
         Ok(Fuzzer {
             fixture,
             cfg,
-            _pass: pass,
-            _ns: ns,
+            _idle: idle,
         })
     }
 
