@@ -124,3 +124,78 @@ fn auto_mode_ack_flood_after_a_syn_flood_does_not_reach_the_kernel() -> Result<(
     ensure!(sg.stop()?.success());
     Ok(())
 }
+
+/// Packets the node's interface received so far (`ip -s -j link`).
+fn rx_packets(node: &synguard_lab::topology::Node) -> Result<u64> {
+    let out = node
+        .ns
+        .ip(&["-s", "-j", "link", "show", "dev", &node.ifname])?;
+    let json: serde_json::Value = serde_json::from_str(&out)?;
+    json[0]["stats64"]["rx"]["packets"]
+        .as_u64()
+        .ok_or_else(|| anyhow::anyhow!("no stats64.rx.packets in `ip -s -j link` output"))
+}
+
+/// The reflection cap on the wire: a spoofed SYN flood naming one /24 as its source gets at
+/// most the cap of SYN-ACKs per second (plus the burst), counted where they arrive: the
+/// attacker's interface, which the spoofed source's replies reach.
+#[test]
+fn reflection_cap_holds_on_the_wire() -> Result<()> {
+    const CAP: u64 = 2000;
+    let lab = Lab::new()?;
+    let _server = Server::start(&lab.server.ns, &[addr(false)])?;
+    let bin = synguard_proc::binary()?;
+    let cap = CAP.to_string();
+    let args = ["--ports", "80", "--mode", "always", "--reflect-cap", &cap];
+    let sg = Synguard::start(&bin, &lab.server.ns, &lab.server.ifname, &args)?;
+    let spec = FloodSpec {
+        kind: FloodKind::Syn,
+        dst: SERVER_V4,
+        port: PORT,
+        count: 100_000,
+        interval_us: 10,
+        spoof: Some(spoof_addr(72)),
+    };
+    let (s0, rx0) = (sg.stats()?, rx_packets(&lab.attacker)?);
+    let r = Flood::start(&lab.attacker, spec)?.wait(&lab.attacker)?;
+    // Replies still in flight land within a moment.
+    std::thread::sleep(Duration::from_millis(300));
+    let (s1, rx1) = (sg.stats()?, rx_packets(&lab.attacker)?);
+    let answered = s1.delta(&s0, Reason::TxSynAckCookie);
+    let capped = s1.delta(&s0, Reason::DropReflectionCap);
+    let on_wire = rx1 - rx0;
+    let secs = r.elapsed.as_secs_f64();
+    eprintln!(
+        "{} SYNs in {secs:.2} s ({:.0}/s): {answered} answered, {capped} capped; {on_wire} \
+         packets reached the spoofed source's side ({:.0}/s, cap {CAP}/s)",
+        r.sent(),
+        r.pps(),
+        on_wire as f64 / secs
+    );
+    ensure!(
+        r.pps() > 2.0 * CAP as f64,
+        "the flood was too slow to test the cap"
+    );
+    // The burst allowance is one second's worth (the default); a few ARP/ND frames ride along.
+    let bound = CAP as f64 * (secs + 0.5) + CAP as f64 + 20.0;
+    ensure!(
+        (on_wire as f64) <= bound,
+        "{on_wire} replies on the wire, bound {bound:.0}"
+    );
+    ensure!(
+        answered as f64 <= bound,
+        "{answered} answered, bound {bound:.0}"
+    );
+    ensure!(
+        on_wire + 20 >= answered,
+        "{answered} answered but only {on_wire} arrived"
+    );
+    // The rest went to the kernel as listener refreshes (about one a second).
+    let refresh = s1.delta(&s0, Reason::PassSynListenerRefresh);
+    ensure!(
+        capped > 0 && answered + capped + refresh >= r.sent(),
+        "every SYN answered, capped or a refresh"
+    );
+    ensure!(sg.stop()?.success());
+    Ok(())
+}
