@@ -66,7 +66,19 @@ pub struct Outcome {
 impl Fixture {
     /// Loads the program, protects `ports` and writes `cfg`; the kernel is marked ready.
     pub fn new(cfg: Config, ports: &[u16]) -> Result<Self> {
-        let mut ebpf = Ebpf::load(synguard::objects::synguard()).context("loading synguard")?;
+        Self::with_event_ring(cfg, ports, None)
+    }
+
+    /// As [`Fixture::new`], with the flood-event ring buffer resized to `ring_bytes` (a power of
+    /// two, at least a page), for tests that fill it.
+    pub fn with_event_ring(cfg: Config, ports: &[u16], ring_bytes: Option<u32>) -> Result<Self> {
+        let mut loader = aya::EbpfLoader::new();
+        if let Some(bytes) = ring_bytes {
+            loader.set_max_entries(policy::names::FLOOD_EVENTS, bytes);
+        }
+        let mut ebpf = loader
+            .load(synguard::objects::synguard())
+            .context("loading synguard")?;
         let prog: &mut Xdp = ebpf
             .program_mut("synguard")
             .ok_or_else(|| anyhow!("no program `synguard` in the object"))?

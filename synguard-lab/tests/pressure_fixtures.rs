@@ -193,3 +193,48 @@ fn an_overwritten_recently_closed_record_is_counted_and_its_flow_gets_a_cookie()
     assert_eq!(f.run(&frame(s2, p2, FIN | ACK)).unwrap().action, XDP_PASS);
     assert_eq!(f.event(Event::CloseRecordReplaced).unwrap(), 1);
 }
+
+/// The flood-event ring buffer full because userspace does not read it: the program still takes
+/// every mode decision, and counts each event it could not queue (`flood_event_lost`).
+#[test]
+fn a_full_event_ring_loses_events_not_decisions() {
+    use std::time::{Duration, Instant};
+    use synguard_common::maps::{MODE_AUTO, SYN_WINDOW_NS};
+    // One page: room for 4096 / (8-byte header + 24-byte event) = 128 events.
+    const RING: u32 = 4096;
+    let cfg = Config {
+        mode: MODE_AUTO,
+        // One SYN in a 100 ms window is 10 SYN/s: cookies on; the next window's single SYN
+        // is below the off threshold and the hold is zero: off again. Every window rolls over
+        // into a switch, and every switch queues an event.
+        syn_on_pps: 10,
+        syn_off_pps: 20,
+        hold_ns: 0,
+        ..default_config()
+    };
+    let f = Fixture::with_event_ring(cfg, &[PORT], Some(RING)).unwrap();
+    let syn = syn_from([10, 1, 2, 3]);
+    let capacity = u64::from(RING) / 32;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let gap = Duration::from_nanos(SYN_WINDOW_NS + SYN_WINDOW_NS / 10);
+    while f.event(Event::FloodEventLost).unwrap() < 5 {
+        assert!(Instant::now() < deadline, "the ring never filled");
+        f.run(&syn).unwrap();
+        std::thread::sleep(gap);
+    }
+    let on = f.event(Event::CookieModeOn).unwrap();
+    let off = f.event(Event::CookieModeOff).unwrap();
+    let lost = f.event(Event::FloodEventLost).unwrap();
+    let mut f = f;
+    let queued = f.flood_events().unwrap().len() as u64;
+    eprintln!("{on} on + {off} off switches: {queued} events queued, {lost} lost");
+    assert!(
+        queued <= capacity,
+        "{queued} events in a ring of {capacity}"
+    );
+    assert_eq!(
+        queued + lost,
+        on + off,
+        "every switch either queued or counted as lost"
+    );
+}
