@@ -74,7 +74,7 @@ impl Fixture {
     pub fn with_event_ring(cfg: Config, ports: &[u16], ring_bytes: Option<u32>) -> Result<Self> {
         let mut loader = aya::EbpfLoader::new();
         if let Some(bytes) = ring_bytes {
-            loader.set_max_entries(policy::names::FLOOD_EVENTS, bytes);
+            loader.map_max_entries(policy::names::FLOOD_EVENTS, bytes);
         }
         let mut ebpf = loader
             .load(synguard::objects::synguard())
