@@ -123,10 +123,20 @@ pub fn expect(f: &[u8]) -> (Expect, Option<Syn>) {
     }
 }
 
-fn walk(f: &[u8]) -> Result<(Expect, Option<Syn>), Reason> {
-    use Reason::*;
+/// Where a frame's headers are, once it parsed down to TCP.
+struct Headers {
+    l2_end: usize,
+    ipv6: bool,
+    tcp: usize,
+    ip_end: usize,
+    src: Vec<u8>,
+    dst: Vec<u8>,
+}
+
+/// Ethernet and up to two VLAN tags: (ethertype, end of L2).
+fn l2(f: &[u8]) -> Result<(u16, usize), Reason> {
     if f.len() < 14 {
-        return Err(PassMalformedL2);
+        return Err(Reason::PassMalformedL2);
     }
     let mut off = 12;
     let mut proto = be16(f, off);
@@ -134,115 +144,105 @@ fn walk(f: &[u8]) -> Result<(Expect, Option<Syn>), Reason> {
         if proto == 0x8100 || proto == 0x88a8 {
             off += 4;
             if f.len() < off + 2 {
-                return Err(PassMalformedL2);
+                return Err(Reason::PassMalformedL2);
             }
             proto = be16(f, off);
         }
     }
-    let l2_end = off + 2;
-    let ipv6 = match proto {
-        0x0800 => false,
-        0x86dd => true,
-        _ => return Err(PassNotIp),
-    };
-    let ip = l2_end;
-    let (tcp, ip_end, src, dst) = if ipv6 {
-        if f.len() < ip + 40 || f[ip] >> 4 != 6 || ip + 40 + be16(f, ip + 4) as usize > f.len() {
-            return Err(PassMalformedIp);
-        }
-        let mut nh = f[ip + 6];
-        let mut at = ip + 40;
-        for _ in 0..4 {
-            if matches!(nh, 0 | 43 | 60) {
-                if f.len() < at + 2 {
-                    return Err(PassMalformedIp);
-                }
-                nh = f[at];
-                at += (f[at + 1] as usize + 1) * 8;
-            }
-        }
+    Ok((proto, off + 2))
+}
+
+/// IPv6 with up to four hop-by-hop/routing/destination-options headers: (TCP offset, IP end).
+fn ipv6(f: &[u8], ip: usize) -> Result<(usize, usize), Reason> {
+    use Reason::*;
+    if f.len() < ip + 40 || f[ip] >> 4 != 6 || ip + 40 + be16(f, ip + 4) as usize > f.len() {
+        return Err(PassMalformedIp);
+    }
+    let mut nh = f[ip + 6];
+    let mut at = ip + 40;
+    for _ in 0..4 {
         if matches!(nh, 0 | 43 | 60) {
-            return Err(PassIpv6ExtLimit);
+            if f.len() < at + 2 {
+                return Err(PassMalformedIp);
+            }
+            nh = f[at];
+            at += (f[at + 1] as usize + 1) * 8;
         }
-        if nh == 44 {
-            return Err(PassFragment);
-        }
-        if nh != 6 {
-            return Err(PassNotTcp);
-        }
-        let end = ip + 40 + be16(f, ip + 4) as usize;
-        (
-            at,
-            end,
-            f[ip + 8..ip + 24].to_vec(),
-            f[ip + 24..ip + 40].to_vec(),
-        )
+    }
+    match nh {
+        0 | 43 | 60 => Err(PassIpv6ExtLimit),
+        44 => Err(PassFragment),
+        6 => Ok((at, ip + 40 + be16(f, ip + 4) as usize)),
+        _ => Err(PassNotTcp),
+    }
+}
+
+/// IPv4 with options: (TCP offset, IP end).
+fn ipv4(f: &[u8], ip: usize) -> Result<(usize, usize), Reason> {
+    use Reason::*;
+    if f.len() < ip + 20 {
+        return Err(PassMalformedIp);
+    }
+    let ihl = (f[ip] & 0xf) as usize * 4;
+    let total = be16(f, ip + 2) as usize;
+    if f[ip] >> 4 != 4 || ihl < 20 || total < ihl || ip + total > f.len() {
+        return Err(PassMalformedIp);
+    }
+    if be16(f, ip + 6) & 0x3fff != 0 {
+        return Err(PassFragment);
+    }
+    if f[ip + 9] != 6 {
+        return Err(PassNotTcp);
+    }
+    Ok((ip + ihl, ip + total))
+}
+
+/// Down to a TCP header whose data offset fits the IP packet.
+fn headers(f: &[u8]) -> Result<Headers, Reason> {
+    let (proto, l2_end) = l2(f)?;
+    let ip = l2_end;
+    let (ipv6, (tcp, ip_end)) = match proto {
+        0x0800 => (false, ipv4(f, ip)?),
+        0x86dd => (true, ipv6(f, ip)?),
+        _ => return Err(Reason::PassNotIp),
+    };
+    let (src, dst) = if ipv6 {
+        (f[ip + 8..ip + 24].to_vec(), f[ip + 24..ip + 40].to_vec())
     } else {
-        if f.len() < ip + 20 {
-            return Err(PassMalformedIp);
-        }
-        let ihl = (f[ip] & 0xf) as usize * 4;
-        let total = be16(f, ip + 2) as usize;
-        if f[ip] >> 4 != 4 || ihl < 20 || total < ihl || ip + total > f.len() {
-            return Err(PassMalformedIp);
-        }
-        if be16(f, ip + 6) & 0x3fff != 0 {
-            return Err(PassFragment);
-        }
-        if f[ip + 9] != 6 {
-            return Err(PassNotTcp);
-        }
-        (
-            ip + ihl,
-            ip + total,
-            f[ip + 12..ip + 16].to_vec(),
-            f[ip + 16..ip + 20].to_vec(),
-        )
+        (f[ip + 12..ip + 16].to_vec(), f[ip + 16..ip + 20].to_vec())
     };
     if f.len() < tcp + 20 {
-        return Err(PassMalformedTcp);
+        return Err(Reason::PassMalformedTcp);
     }
     let doff = (f[tcp + 12] >> 4) as usize * 4;
     if doff < 20 || tcp + doff > ip_end {
-        return Err(PassMalformedTcp);
+        return Err(Reason::PassMalformedTcp);
     }
-    let dport = be16(f, tcp + 2);
+    Ok(Headers {
+        l2_end,
+        ipv6,
+        tcp,
+        ip_end,
+        src,
+        dst,
+    })
+}
+
+fn walk(f: &[u8]) -> Result<(Expect, Option<Syn>), Reason> {
+    use Reason::*;
+    let h = headers(f)?;
+    let dport = be16(f, h.tcp + 2);
     if !PROTECTED.contains(&dport) {
         return Err(PassUnprotectedPort);
     }
     if f[0] & 1 != 0 || f[..6] != SERVER_MAC {
         return Err(PassNotForHost);
     }
-    if martian(ipv6, &src, &dst) {
+    if martian(h.ipv6, &h.src, &h.dst) {
         return Err(DropMartianSource);
     }
-    let flags = f[tcp + 13];
-    let expect = match class(flags) {
-        Class::Syn => {
-            if !ipv6 && sum16(&f[ip..tcp], 0) != 0xffff {
-                return Err(DropBadIpChecksum);
-            }
-            let seg = &f[tcp..ip_end];
-            if seg.len() == doff {
-                let pseudo = pseudo_sum(&src, &dst, seg.len());
-                let field = be16(f, tcp + 16);
-                if sum16(seg, pseudo) != 0xffff && field != pseudo as u16 {
-                    return Err(DropBadTcpChecksum);
-                }
-            }
-            let syn = Syn {
-                l2: f[..l2_end].to_vec(),
-                ipv6,
-                src,
-                dst,
-                sport: be16(f, tcp),
-                dport,
-                seq: u32::from_be_bytes([f[tcp + 4], f[tcp + 5], f[tcp + 6], f[tcp + 7]]),
-                flags,
-                opts: client_opts(&f[tcp + 20..tcp + doff]),
-            };
-            return Ok((Expect::SynAck, Some(syn)));
-        }
+    let expect = match class(f[h.tcp + 13]) {
+        Class::Syn => return syn(f, h).map(|s| (Expect::SynAck, Some(s))),
         Class::Ack => Expect::CookieCheck,
         Class::SynAck => Expect::Exactly(PassSynAck),
         Class::Rst => Expect::Exactly(PassRst),
@@ -252,4 +252,33 @@ fn walk(f: &[u8]) -> Result<(Expect, Option<Syn>), Reason> {
         Class::NoAck => Expect::Exactly(DropNoAck),
     };
     Ok((expect, None))
+}
+
+/// A SYN the host accepts (both checksums; TCP only without payload, as the README says), and
+/// what its answer is checked against.
+fn syn(f: &[u8], h: Headers) -> Result<Syn, Reason> {
+    let tcp = h.tcp;
+    if !h.ipv6 && sum16(&f[h.l2_end..tcp], 0) != 0xffff {
+        return Err(Reason::DropBadIpChecksum);
+    }
+    let doff = (f[tcp + 12] >> 4) as usize * 4;
+    let seg = &f[tcp..h.ip_end];
+    if seg.len() == doff {
+        let pseudo = pseudo_sum(&h.src, &h.dst, seg.len());
+        let field = be16(f, tcp + 16);
+        if sum16(seg, pseudo) != 0xffff && field != pseudo as u16 {
+            return Err(Reason::DropBadTcpChecksum);
+        }
+    }
+    Ok(Syn {
+        l2: f[..h.l2_end].to_vec(),
+        ipv6: h.ipv6,
+        src: h.src,
+        dst: h.dst,
+        sport: be16(f, tcp),
+        dport: be16(f, tcp + 2),
+        seq: u32::from_be_bytes([f[tcp + 4], f[tcp + 5], f[tcp + 6], f[tcp + 7]]),
+        flags: f[tcp + 13],
+        opts: client_opts(&f[tcp + 20..tcp + doff]),
+    })
 }

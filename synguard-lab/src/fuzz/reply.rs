@@ -25,7 +25,38 @@ macro_rules! ensure {
 /// What the reply said: (cookie, the SYN-ACK's TSval if any).
 pub type Answer = (u32, Option<u32>);
 
+/// Checks the whole SYN-ACK; returns what the client's final ACK needs.
 pub fn check(syn: &Syn, out: &[u8], cfg: &Config) -> Result<Answer, String> {
+    let l2 = syn.l2.len();
+    let p = SlicedPacket::from_ethernet(out).map_err(|e| format!("reply does not parse: {e}"))?;
+    let Some(TransportSlice::Tcp(tcp)) = p.transport else {
+        return Err("reply has no TCP header".into());
+    };
+    let ip_len = headers(syn, out, &p.net, &tcp)?;
+    ensure!(
+        out.len() == l2 + ip_len + tcp.slice().len(),
+        "trailing bytes after the SYN-ACK"
+    );
+    ensure!(
+        tcp.source_port() == syn.dport && tcp.destination_port() == syn.sport,
+        "ports"
+    );
+    ensure!(
+        tcp.acknowledgment_number() == syn.seq.wrapping_add(1),
+        "ack is not seq + 1"
+    );
+    let flags = out[l2 + ip_len + 13];
+    options(syn, &tcp, flags, cfg)
+}
+
+/// Ethernet, VLAN tags and the IP header, and the TCP checksum over it: returns the IP header's
+/// length.
+fn headers(
+    syn: &Syn,
+    out: &[u8],
+    net: &Option<NetSlice<'_>>,
+    tcp: &etherparse::TcpSlice<'_>,
+) -> Result<usize, String> {
     let l2 = syn.l2.len();
     ensure!(out.len() >= l2, "reply shorter than its L2 header");
     ensure!(
@@ -37,12 +68,8 @@ pub fn check(syn: &Syn, out: &[u8], cfg: &Config) -> Result<Answer, String> {
         out[12..l2] == syn.l2[12..],
         "VLAN tags or ethertype changed"
     );
-    let p = SlicedPacket::from_ethernet(out).map_err(|e| format!("reply does not parse: {e}"))?;
-    let Some(TransportSlice::Tcp(tcp)) = p.transport else {
-        return Err("reply has no TCP header".into());
-    };
     let tcp_len = tcp.slice().len();
-    let ip_len = match p.net {
+    Ok(match net {
         Some(NetSlice::Ipv4(ip)) => {
             let h = ip.header();
             ensure!(!syn.ipv6, "IPv4 reply to an IPv6 SYN");
@@ -86,23 +113,19 @@ pub fn check(syn: &Syn, out: &[u8], cfg: &Config) -> Result<Answer, String> {
             40
         }
         _ => return Err("reply has no IP header".into()),
-    };
-    ensure!(
-        out.len() == l2 + ip_len + tcp_len,
-        "trailing bytes after the SYN-ACK"
-    );
-    ensure!(
-        tcp.source_port() == syn.dport && tcp.destination_port() == syn.sport,
-        "ports"
-    );
-    ensure!(
-        tcp.acknowledgment_number() == syn.seq.wrapping_add(1),
-        "ack is not seq + 1"
-    );
+    })
+}
+
+/// Flags, MSS, window, timestamp echo and its option bits, SACK, window scale.
+fn options(
+    syn: &Syn,
+    tcp: &etherparse::TcpSlice<'_>,
+    flags: u8,
+    cfg: &Config,
+) -> Result<Answer, String> {
     let o = syn.opts;
     let ecn = o.tsval.is_some() && cfg.ecn != 0 && syn.flags & (ECE | CWR) == ECE | CWR;
     let want_flags = SYN | ACK | if ecn { ECE } else { 0 };
-    let flags = out[l2 + ip_len + 13];
     ensure!(
         flags == want_flags,
         "flags {flags:#04x}, want {want_flags:#04x}"
