@@ -330,3 +330,113 @@ fn option_rules_follow_the_kernel_and_the_mss_never_exceeds_the_clients() {
         }
     }
 }
+
+/// `rcv_nxt` of a connected socket: the peer's ISN + 1 before any data (`TCP_REPAIR` lets
+/// root read it with `TCP_QUEUE_SEQ`). The socket stays in repair mode, so closing it sends
+/// nothing.
+fn rcv_nxt(fd: std::os::fd::RawFd) -> u32 {
+    const TCP_REPAIR: libc::c_int = 19;
+    const TCP_REPAIR_QUEUE: libc::c_int = 20;
+    const TCP_QUEUE_SEQ: libc::c_int = 21;
+    const TCP_RECV_QUEUE: libc::c_int = 1;
+    let set = |opt: libc::c_int, v: libc::c_int| {
+        // SAFETY: setsockopt with a pointer to a local int of the size given.
+        let r =
+            unsafe { libc::setsockopt(fd, libc::IPPROTO_TCP, opt, &v as *const _ as *const _, 4) };
+        assert_eq!(
+            r,
+            0,
+            "setsockopt {opt}: {}",
+            std::io::Error::last_os_error()
+        );
+    };
+    set(TCP_REPAIR, 1);
+    set(TCP_REPAIR_QUEUE, TCP_RECV_QUEUE);
+    let mut seq: u32 = 0;
+    let mut len: libc::socklen_t = 4;
+    // SAFETY: getsockopt into a local u32 of the size given.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            TCP_QUEUE_SEQ,
+            &mut seq as *mut _ as *mut _,
+            &mut len,
+        )
+    };
+    assert_eq!(r, 0, "TCP_QUEUE_SEQ: {}", std::io::Error::last_os_error());
+    seq
+}
+
+#[test]
+fn acks_to_a_request_socket_must_acknowledge_its_isn() {
+    use std::os::fd::AsRawFd;
+    // A real half-open handshake on loopback: with TCP_DEFER_ACCEPT the server keeps the
+    // request socket (SYN-RECV) after the client's data-less ACK, and the lookup finds it.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let secs: libc::c_int = 30;
+    // SAFETY: setsockopt with a pointer to a local int.
+    let r = unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            &secs as *const _ as *const _,
+            4,
+        )
+    };
+    assert_eq!(r, 0);
+    let port = listener.local_addr().unwrap().port();
+    let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let cport = client.local_addr().unwrap().port();
+    let isn_plus_1 = rcv_nxt(client.as_raw_fd());
+
+    let cfg = synguard_common::maps::Config {
+        loopback: 1,
+        ..default_config()
+    };
+    assert_ne!(
+        cfg.reqsk_isn_off, 0,
+        "no kernel BTF offset for tcp_request_sock.snt_isn"
+    );
+    let f = Fixture::new(cfg, &[port]).unwrap();
+    let lo = [127, 0, 0, 1];
+    let ack = |ack: u32| {
+        let mut seg = Segment::syn(cport, port, 1, vec![]);
+        seg.flags = ACK;
+        seg.ack = ack;
+        tcp_v4(lo, lo, Tags::None, (CLIENT_MAC, SERVER_MAC), &seg)
+    };
+    expect(
+        &f,
+        &[
+            (
+                "the handshake's own ACK".into(),
+                ack(isn_plus_1),
+                XDP_PASS,
+                Reason::PassEstablished,
+            ),
+            (
+                "an ACK flood packet on the same 4-tuple".into(),
+                ack(isn_plus_1.wrapping_add(12345)),
+                XDP_DROP,
+                Reason::DropAckBadRequest,
+            ),
+        ],
+    );
+    // Without the offset (no kernel BTF), such ACKs pass as before: fail open.
+    let f = Fixture::new(
+        synguard_common::maps::Config {
+            reqsk_isn_off: 0,
+            ..cfg
+        },
+        &[port],
+    )
+    .unwrap();
+    let wrong = ack(isn_plus_1.wrapping_add(12345));
+    expect(
+        &f,
+        &[("no offset".into(), wrong, XDP_PASS, Reason::PassEstablished)],
+    );
+    drop(client);
+}
