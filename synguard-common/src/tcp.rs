@@ -90,7 +90,11 @@ fn byte(opts: &[u8; MAX_OPTIONS], i: usize) -> u8 {
 /// One position of the option walk. `next` is where the next option starts; everything before it
 /// has been consumed. Returns false when the walk is over: the end of the option area, an
 /// end-of-options byte, or a malformed option (length < 2 or past the end), keeping what was read
-/// before it, as the kernel's `tcp_parse_options` does.
+/// before it. The rules are the kernel's `tcp_parse_options` for a SYN, each tested below:
+/// - a known kind with the wrong length is skipped and the walk goes on;
+/// - a repeated option: the last one wins (MSS: the last non-zero one);
+/// - MSS 0 is ignored; window scale above 14 is clamped to 14;
+/// - unknown kinds are skipped by their length.
 #[inline(always)]
 fn step(
     opts: &[u8; MAX_OPTIONS],
@@ -119,7 +123,14 @@ fn step(
         return false;
     }
     match (kind, olen) {
-        (OPT_MSS, 4) => o.mss = u16::from_be_bytes([byte(opts, i + 2), byte(opts, i + 3)]),
+        (OPT_MSS, 4) => {
+            // An MSS of 0 is ignored, not taken as "no option": `tcp_parse_options` keeps the
+            // last non-zero MSS, so `MSS 88, MSS 0` means 88.
+            let mss = u16::from_be_bytes([byte(opts, i + 2), byte(opts, i + 3)]);
+            if mss != 0 {
+                o.mss = mss;
+            }
+        }
         (OPT_WSCALE, 3) => o.wscale = Some(byte(opts, i + 2).min(MAX_WSCALE)),
         (OPT_SACK_PERM, 2) => o.sack_permitted = true,
         (OPT_TIMESTAMP, 10) => {

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use synguard_common::{
-    maps::SYN_WINDOW_NS,
+    maps::{Config, SYN_WINDOW_NS},
     reason::{Event, Reason},
     tcp::{ACK, FIN},
 };
@@ -243,7 +243,11 @@ fn a_syn_reusing_a_recently_closed_connection_goes_to_the_kernel() {
     let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
     let (_server, _) = listener.accept().unwrap();
     let cport = client.local_addr().unwrap().port();
-    let f = Fixture::new(default_config(), &[port]).expect("load synguard (needs root)");
+    let cfg = Config {
+        loopback: 1,
+        ..default_config()
+    };
+    let f = Fixture::new(cfg, &[port]).expect("load synguard (needs root)");
     let lo = [127, 0, 0, 1];
     let seg = |sport: u16, flags: u8| Segment {
         sport,

@@ -4,6 +4,7 @@
 //! ([`kstats`]) and a running `synguard` ([`synguard_proc`]), all entered through [`netns`].
 
 pub mod hping;
+pub mod idle_xdp;
 pub mod kstats;
 pub mod netns;
 pub mod synguard_proc;

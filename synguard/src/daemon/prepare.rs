@@ -18,6 +18,7 @@ use crate::{
         pins::PinError,
     },
     host::{
+        btf,
         nic::{self, NoSuchInterface},
         sysctl::{
             self, SYNCOOKIES, SysctlError, SysctlSaver, Sysctls, TIMESTAMPS, TIMESTAMPS_NO_OFFSET,
@@ -101,7 +102,14 @@ pub fn kernel_config(cfg: &RunConfig, iface: &str) -> Result<Config, StartError>
             );
         }
     };
-    let config = build_config(cfg, &tcp, mtu, nr_cpus);
+    let mut config = build_config(cfg, &tcp, mtu, nr_cpus);
+    // SYNs to another destination MAC are not the host's (docs/host-checks.md); unknown: fail
+    // open.
+    match nic::hw_addr(iface) {
+        Ok((mac, loopback)) => (config.own_mac, config.loopback) = (mac, loopback as u8),
+        Err(e) => warn!("cannot read the MAC address of {iface} ({e}); answering any unicast SYN"),
+    }
+    config.reqsk_isn_off = btf::request_isn_offset();
     if let Some(ws) = cfg.wscale.filter(|&ws| ws != tcp.wscale) {
         warn!(
             "--wscale {ws} differs from the kernel's {} for new listeners; cookie connections \
