@@ -77,9 +77,106 @@ pub fn pseudo_v6(src: [u8; 16], dst: [u8; 16], tcp_len: u32) -> u64 {
     sum + 6 + tcp_len as u64
 }
 
+/// Whether an IPv4 header verifies: `fixed` is its first 20 bytes (checksum field included) and
+/// `options_sum` the [`add_slice`] sum of its option bytes. A correct header sums to all ones
+/// (`ip_fast_csum` returns 0 in `ip_rcv_core`, which drops the packet otherwise).
+#[inline(always)]
+pub fn ipv4_header_ok(fixed: &[u8; 20], options_sum: u64) -> bool {
+    finish(add_words(options_sum, fixed)) == 0
+}
+
+/// Whether a TCP checksum is one the host accepts. `pseudo` is the pseudo-header sum,
+/// `segment` the sum over the whole segment (header with its checksum field, and payload),
+/// `field` the checksum field.
+///
+/// Two forms are accepted (docs/host-checks.md, "Checksums"):
+/// - complete: everything sums to all ones, what a NIC or a remote host delivers;
+/// - partial: the field holds the folded pseudo-header sum and nothing else, what a segment sent
+///   from a sibling namespace over veth carries (`CHECKSUM_PARTIAL`: `__tcp_v4_send_check` leaves
+///   the rest to an offload that never runs; the receiving stack trusts the skb's flag, which
+///   XDP cannot see).
+#[inline(always)]
+pub fn tcp_checksum_ok(pseudo: u64, segment: u64, field: u16) -> bool {
+    finish(pseudo + segment) == 0 || field == !finish(pseudo)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    extern crate std;
+
+    #[test]
+    fn ipv4_header_verification() {
+        let mut hdr = [
+            0x45, 0x00, 0x00, 0x3c, 0x1c, 0x46, 0x40, 0x00, 0x40, 0x06, 0x00, 0x00, 0xac, 0x10,
+            0x0a, 0x63, 0xac, 0x10, 0x0a, 0x0c,
+        ];
+        let c = finish(add_words(0, &hdr));
+        hdr[10..12].copy_from_slice(&c.to_be_bytes());
+        assert!(ipv4_header_ok(&hdr, 0));
+        // Options count: a header with options verifies only with their sum.
+        let opts = [0x94u8, 0x04, 0x00, 0x00];
+        assert!(!ipv4_header_ok(&hdr, add_slice(0, &opts)));
+        let mut rng = crate::testrand::Rng::new(4);
+        for _ in 0..20_000 {
+            let mut h = rng.bytes::<20>();
+            let o = rng.bytes::<8>();
+            h[10] = 0;
+            h[11] = 0;
+            let c = finish(add_slice(add_words(0, &h), &o));
+            h[10..12].copy_from_slice(&c.to_be_bytes());
+            assert!(ipv4_header_ok(&h, add_slice(0, &o)));
+            // Any single flipped bit breaks it.
+            let bit = rng.below(160) as usize;
+            h[bit / 8] ^= 1 << (bit % 8);
+            assert!(!ipv4_header_ok(&h, add_slice(0, &o)));
+        }
+    }
+
+    #[test]
+    fn tcp_checksum_complete_and_partial_forms() {
+        let mut rng = crate::testrand::Rng::new(5);
+        for _ in 0..20_000 {
+            let src = rng.bytes::<4>();
+            let dst = rng.bytes::<4>();
+            let mut seg = rng.bytes::<32>();
+            seg[16] = 0;
+            seg[17] = 0;
+            let pseudo = pseudo_v4(src, dst, 32);
+            // Complete: the reference 16-bit definition over pseudo header and segment.
+            let mut whole = std::vec::Vec::new();
+            whole.extend_from_slice(&src);
+            whole.extend_from_slice(&dst);
+            whole.extend_from_slice(&[0, 6, 0, 32]);
+            whole.extend_from_slice(&seg);
+            let c = reference(&whole);
+            let mut good = seg;
+            good[16..18].copy_from_slice(&c.to_be_bytes());
+            assert!(tcp_checksum_ok(pseudo, add_slice(0, &good), c));
+            // Partial (CHECKSUM_PARTIAL): the field holds ~csum_tcpudp_magic(.., 0).
+            let partial = !reference(&whole[..12]);
+            let mut part = seg;
+            part[16..18].copy_from_slice(&partial.to_be_bytes());
+            assert!(tcp_checksum_ok(pseudo, add_slice(0, &part), partial));
+            // Anything else: rejected (unless it happens to equal one of the two forms).
+            let wrong = rng.next() as u16;
+            if wrong != c && wrong != partial {
+                let mut bad = seg;
+                bad[16..18].copy_from_slice(&wrong.to_be_bytes());
+                assert!(!tcp_checksum_ok(pseudo, add_slice(0, &bad), wrong));
+            }
+        }
+    }
+
+    #[test]
+    fn folding_matches_the_reference_on_random_buffers() {
+        let mut rng = crate::testrand::Rng::new(6);
+        for _ in 0..5_000 {
+            let len = rng.below(1500) as usize;
+            let buf: std::vec::Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+            assert_eq!(finish(add_slice(0, &buf)), reference(&buf), "len {len}");
+        }
+    }
 
     #[test]
     fn rfc1071_example() {

@@ -92,6 +92,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn tsval_round_trips_on_random_clocks() {
+        // What the kernel decodes (cookie_timestamp_decode) is what was encoded, and the TSval
+        // trails the clock by less than 64 ms (mod 2^32: a clock below 64 wraps).
+        let mut rng = crate::testrand::Rng::new(9);
+        for _ in 0..100_000 {
+            let now = rng.next() as u32;
+            let ws = (rng.below(2) == 0).then(|| rng.below(15) as u8);
+            let (sack, ecn) = (rng.below(2) == 0, rng.below(2) == 0);
+            let ts = cookie_tsval(now, ws, sack, ecn);
+            assert_eq!(cookie_ts_decode(ts), (ws, sack, ecn), "now {now}");
+            assert!(now.wrapping_sub(ts) < 64, "now {now} ts {ts}");
+        }
+    }
+
+    #[test]
     fn tsval_carries_options_in_low_bits() {
         let ts = cookie_tsval(1_000_000, Some(7), true, false);
         assert_eq!(ts & 0x3f, 7 | TS_OPT_SACK);

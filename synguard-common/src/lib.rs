@@ -9,11 +9,15 @@
 //! exit or jmp").
 #![no_std]
 
+pub mod btf;
 pub mod checksum;
 pub mod cookie;
+pub mod host;
 pub mod lab;
 pub mod maps;
 pub mod names;
 pub mod policy;
 pub mod reason;
 pub mod tcp;
+#[cfg(test)]
+mod testrand;

@@ -57,6 +57,17 @@ pub struct Config {
     pub hold_ns: u64,
     /// While cookies are active, one SYN per listener per this period goes to the kernel.
     pub refresh_ns: u64,
+    /// The interface's own MAC address, from the loader: SYNs to any other destination MAC are
+    /// not the host's (`host::mac_class`). All zero: unknown, every unicast frame counts as ours.
+    pub own_mac: [u8; 6],
+    /// Non-zero when the interface is a loopback device: there, 127.0.0.0/8 and a source equal
+    /// to the destination are normal (`host::martian_v4` / `martian_v6` do not apply them).
+    pub loopback: u8,
+    pub _pad_mac: u8,
+    /// Byte offset of `snt_isn` in the kernel's `struct tcp_request_sock`, from its BTF (the
+    /// loader reads it with `btf::member_offset`). 0: unknown, ACKs to request sockets pass.
+    pub reqsk_isn_off: u32,
+    pub _pad_isn: u32,
 }
 
 /// One entry of [`names::PORTS`], indexed by port number.
@@ -85,8 +96,8 @@ pub struct ModeState {
 }
 
 /// The single entry of [`names::READY`]. Written only by the loader: whether the kernel accepts
-/// cookie ACKs right now (`net.ipv4.tcp_syncookies=2`, see docs/kernel-cookies.md). Cookies are sent
-/// only while this is set, so no client gets a cookie the kernel would refuse.
+/// cookie ACKs right now (`net.ipv4.tcp_syncookies=2`, see docs/kernel-cookies.md). Cookies are
+/// sent only while this is set, so no client gets a cookie the kernel would refuse.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ReadyState {
@@ -187,6 +198,17 @@ pub fn closed_within_time_wait(entry: u64, hash: u64, now_ns: u64) -> bool {
     now.wrapping_sub(then) & 0xffff_ffff <= (TIME_WAIT_NS >> CLOSING_TIME_SHIFT) + 1
 }
 
+/// Whether writing a close of `hash` at `now_ns` over `old` loses another flow's record that is
+/// still within the TIME_WAIT period.
+#[inline(always)]
+pub fn replaces_live_record(old: u64, hash: u64, now_ns: u64) -> bool {
+    if old == 0 || old >> 32 == hash >> 32 {
+        return false;
+    }
+    // The old record, read as if it were this flow's: same age test.
+    closed_within_time_wait((hash >> 32) << 32 | (old & 0xffff_ffff), hash, now_ns)
+}
+
 /// Index of a listener's refresh stamp in [`names::REFRESH`].
 pub const fn refresh_slot(port: u16, ipv6: bool) -> u32 {
     (port as u32) * 2 + ipv6 as u32
@@ -205,7 +227,7 @@ mod pod {
 }
 
 // No implicit padding anywhere: the sizes are the sums of the fields.
-const _: () = assert!(core::mem::size_of::<Config>() == 10 * 4 + 2 * 8);
+const _: () = assert!(core::mem::size_of::<Config>() == 10 * 4 + 2 * 8 + 16);
 const _: () = assert!(core::mem::size_of::<PortConfig>() == 4);
 const _: () = assert!(core::mem::size_of::<ModeState>() == 2 * 4 + 4 * 8);
 const _: () = assert!(core::mem::size_of::<ReadyState>() == 2 * 4 + 8);
@@ -215,6 +237,20 @@ const _: () = assert!(core::mem::size_of::<Counter>() == 2 * 8);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overwriting_a_live_record_of_another_flow_is_told() {
+        let now = 1_000 * 1_000_000_000;
+        let (a, b) = (0x1111_2222_0000_0005u64, 0x3333_4444_0000_0005u64);
+        let (slot_a, rec_a) = closing_entry(a, now);
+        let (slot_b, _) = closing_entry(b, now + 1);
+        assert_eq!(slot_a, slot_b, "the two flows share a slot");
+        assert!(replaces_live_record(rec_a, b, now + 1));
+        // Its own record, an empty slot, or a record older than TIME_WAIT: nothing lost.
+        assert!(!replaces_live_record(rec_a, a, now + 1));
+        assert!(!replaces_live_record(0, b, now));
+        assert!(!replaces_live_record(rec_a, b, now + 2 * TIME_WAIT_NS));
+    }
 
     #[test]
     fn refresh_slots_cover_every_port_and_family() {

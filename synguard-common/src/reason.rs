@@ -31,10 +31,15 @@ macro_rules! counter_table {
     (
         $(#[$meta:meta])*
         pub enum $Enum:ident, all in $ALL:ident {
-            $( $(#[doc = $doc:literal])+ $Variant:ident = $num:literal, $name:literal => $verdict:ident; )*
+            $(
+                $(#[doc = $doc:literal])+
+                $Variant:ident = $num:literal, $name:literal => $verdict:ident;
+            )*
         }
     ) => {
-        counter_table! { @common $(#[$meta])* $Enum $ALL { $( $(#[doc = $doc])+ $Variant = $num, $name; )* } }
+        counter_table! {
+            @common $(#[$meta])* $Enum $ALL { $( $(#[doc = $doc])+ $Variant = $num, $name; )* }
+        }
         impl $Enum {
             /// The XDP action this reason stands for.
             pub const fn verdict(self) -> Verdict {
@@ -50,7 +55,9 @@ macro_rules! counter_table {
             $( $(#[doc = $doc:literal])+ $Variant:ident = $num:literal, $name:literal; )*
         }
     ) => {
-        counter_table! { @common $(#[$meta])* $Enum $ALL { $( $(#[doc = $doc])+ $Variant = $num, $name; )* } }
+        counter_table! {
+            @common $(#[$meta])* $Enum $ALL { $( $(#[doc = $doc])+ $Variant = $num, $name; )* }
+        }
     };
     (
         @common $(#[$meta:meta])* $Enum:ident $ALL:ident {
@@ -165,6 +172,20 @@ counter_table! {
         /// hold a TIME_WAIT socket for this 4-tuple, which only the kernel can recycle (a cookie
         /// handshake's ACK would be swallowed by it).
         PassSynRecentClose = 31, "pass_syn_recent_close" => Pass;
+        /// Destination MAC broadcast, multicast or another host's (promiscuous mode, a bridge port,
+        /// macvlan): the kernel discards TCP that is not `PACKET_HOST` (`tcp_v4_rcv`); not ours to
+        /// answer. The frame passes untouched.
+        PassNotForHost = 32, "pass_not_for_host" => Pass;
+        /// Source address the kernel treats as a martian (0/8, 127/8, multicast, 240/4, broadcast;
+        /// IPv6 multicast, unspecified, loopback, IPv4-mapped) or equal to the destination (LAND).
+        DropMartianSource = 33, "drop_martian_source" => Drop;
+        /// SYN whose IPv4 header checksum is wrong (`ip_rcv_core` would discard it).
+        DropBadIpChecksum = 34, "drop_bad_ip_checksum" => Drop;
+        /// SYN whose TCP checksum is wrong (neither complete nor the partial form of veth).
+        DropBadTcpChecksum = 35, "drop_bad_tcp_checksum" => Drop;
+        /// ACK to one of the kernel's own half-open handshakes (a request socket) whose ack number
+        /// is not the ISN + 1 the kernel sent: `tcp_check_req` would answer it with an RST.
+        DropAckBadRequest = 36, "drop_ack_bad_request" => Drop;
     }
 }
 
@@ -185,6 +206,14 @@ counter_table! {
         SourceBlocked = 5, "source_blocked";
         /// A flood event could not be queued (ring buffer full); the counters still saw it.
         FloodEventLost = 6, "flood_event_lost";
+        /// A source was added to the per-source table (`--source-rate`). When the table is full the
+        /// least recently used source is evicted to make room and starts over with a fresh bucket
+        /// (and no block) if it comes back: the count beyond the table's size is what was forgotten.
+        SourceTracked = 7, "source_tracked";
+        /// A recently-closed record was overwritten by another flow's close while still within the
+        /// TIME_WAIT period (the table is direct-mapped): that client's quick reconnect gets a cookie
+        /// instead of reaching the kernel.
+        CloseRecordReplaced = 8, "close_record_replaced";
     }
 }
 
@@ -221,6 +250,11 @@ mod tests {
         assert_eq!(Reason::ErrConfig as u32, 24);
         assert_eq!(Reason::PassMonitor as u32, 30);
         assert_eq!(Event::CookieModeOff as u32, 4);
+        assert_eq!(Reason::PassNotForHost as u32, 32);
+        assert_eq!(Reason::DropBadTcpChecksum as u32, 35);
+        assert_eq!(Reason::DropAckBadRequest as u32, 36);
+        assert_eq!(Event::SourceTracked as u32, 7);
+        assert_eq!(Event::CloseRecordReplaced as u32, 8);
     }
 
     #[test]

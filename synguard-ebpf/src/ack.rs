@@ -1,5 +1,6 @@
 //! Step 4b, act on an ACK to a protected port: established traffic passes; a handshake's last
-//! ACK passes if its cookie is valid; anything else is an ACK flood and is dropped.
+//! ACK passes if its cookie is valid, or, for a handshake the kernel answered itself (a request
+//! socket), if it acknowledges the kernel's ISN; anything else is an ACK flood and is dropped.
 //!
 //! A cookie check alone would drop every established flow's ACKs (their ack numbers are no
 //! cookies), so the socket lookup comes first (docs/kernel-cookies.md: ~150 ns lookup, ~17 ns
@@ -10,31 +11,50 @@ use core::ffi::c_void;
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use aya_ebpf::{
     bindings::{
-        BPF_F_CURRENT_NETNS, BPF_TCP_LISTEN, bpf_sock_tuple,
+        BPF_F_CURRENT_NETNS, BPF_TCP_LISTEN, BPF_TCP_NEW_SYN_RECV, bpf_sock_tuple,
         bpf_sock_tuple__bindgen_ty_1__bindgen_ty_1, bpf_sock_tuple__bindgen_ty_1__bindgen_ty_2,
         iphdr, ipv6hdr, tcphdr,
     },
     helpers::generated::{
-        bpf_sk_release, bpf_skc_lookup_tcp, bpf_tcp_raw_check_syncookie_ipv4,
-        bpf_tcp_raw_check_syncookie_ipv6,
+        bpf_probe_read_kernel, bpf_sk_release, bpf_skc_lookup_tcp, bpf_skc_to_tcp_request_sock,
+        bpf_tcp_raw_check_syncookie_ipv4, bpf_tcp_raw_check_syncookie_ipv6,
     },
     programs::XdpContext,
 };
 use synguard_common::{
-    maps::{closed_within_time_wait, closing_entry},
+    maps::{Config, closed_within_time_wait, closing_entry, replaces_live_record},
     reason::{Event, Reason},
     tcp::FIN,
 };
 
 use crate::{count, maps::SG_CLOSING, parse::Packet};
 
+/// What the socket lookup found for a segment.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Found {
+    /// No socket, or only a listener.
+    Nothing,
+    /// An established or TIME_WAIT socket (or a request socket whose ISN cannot be read).
+    Socket,
+    /// A request socket: one of the kernel's own half-open handshakes (auto mode before a flood
+    /// is detected, or a listener refresh SYN). `true`: the ACK acknowledges its ISN.
+    Request(bool),
+}
+
 #[inline(always)]
-pub fn check(ctx: &XdpContext, pkt: &Packet) -> Reason {
-    if has_socket(ctx, pkt) {
-        if pkt.flags() & FIN != 0 {
-            remember_close(pkt);
+pub fn check(ctx: &XdpContext, pkt: &Packet, cfg: &Config) -> Reason {
+    match find_socket(ctx, pkt, cfg.reqsk_isn_off) {
+        Found::Socket => {
+            if pkt.flags() & FIN != 0 {
+                remember_close(pkt);
+            }
+            return Reason::PassEstablished;
         }
-        return Reason::PassEstablished;
+        Found::Request(true) => return Reason::PassEstablished,
+        // `tcp_check_req` answers an ACK whose ack number is not the request socket's ISN + 1
+        // with an RST (an ACK flood after a SYN flood from the same source hits them).
+        Found::Request(false) => return Reason::DropAckBadRequest,
+        Found::Nothing => {}
     }
     let ip = &pkt.ip as *const _ as *mut c_void;
     let th = pkt.tcp.as_ptr() as *mut tcphdr;
@@ -64,10 +84,16 @@ pub fn check(ctx: &XdpContext, pkt: &Packet) -> Reason {
 fn remember_close(pkt: &Packet) {
     // SAFETY: helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
-    let (slot, entry) = closing_entry(pkt.flow_hash(), now);
+    let hash = pkt.flow_hash();
+    let (slot, entry) = closing_entry(hash, now);
     if let Some(p) = SG_CLOSING.get_ptr_mut(slot) {
         // SAFETY: array value pointer; a racing writer at worst replaces this record.
-        unsafe { *p = entry };
+        unsafe {
+            if replaces_live_record(*p, hash, now) {
+                count::event(Event::CloseRecordReplaced);
+            }
+            *p = entry;
+        }
     }
 }
 
@@ -82,11 +108,12 @@ pub fn closed_recently(pkt: &Packet, now: u64) -> bool {
     }
 }
 
-/// Whether the segment belongs to a socket other than a listener: established, time-wait, or a
+/// The socket the segment belongs to, other than a listener: established, time-wait, or a
 /// request socket of a handshake the kernel itself answered (they all live in the established
 /// hash, which `bpf_skc_lookup_tcp` searches before the listeners).
 #[inline(always)]
-fn has_socket(ctx: &XdpContext, pkt: &Packet) -> bool {
+fn find_socket(ctx: &XdpContext, pkt: &Packet, isn_off: u32) -> Found {
+    let ack = u32::from_be_bytes([pkt.tcp[8], pkt.tcp[9], pkt.tcp[10], pkt.tcp[11]]);
     let (sport, dport) = (
         u16::from_ne_bytes([pkt.tcp[0], pkt.tcp[1]]),
         u16::from_ne_bytes([pkt.tcp[2], pkt.tcp[3]]),
@@ -104,7 +131,13 @@ fn has_socket(ctx: &XdpContext, pkt: &Packet) -> bool {
             dport,
         };
         let size = core::mem::size_of_val(&t) as u32;
-        lookup(ctx, &mut t as *mut _ as *mut bpf_sock_tuple, size)
+        lookup(
+            ctx,
+            &mut t as *mut _ as *mut bpf_sock_tuple,
+            size,
+            ack,
+            isn_off,
+        )
     } else {
         let ip = pkt.ip4();
         let mut t = bpf_sock_tuple__bindgen_ty_1__bindgen_ty_1 {
@@ -114,15 +147,28 @@ fn has_socket(ctx: &XdpContext, pkt: &Packet) -> bool {
             dport,
         };
         let size = core::mem::size_of_val(&t) as u32;
-        lookup(ctx, &mut t as *mut _ as *mut bpf_sock_tuple, size)
+        lookup(
+            ctx,
+            &mut t as *mut _ as *mut bpf_sock_tuple,
+            size,
+            ack,
+            isn_off,
+        )
     }
 }
 
-/// `bpf_skc_lookup_tcp` in the device's netns: true for a socket that is not a listener.
+/// `bpf_skc_lookup_tcp` in the device's netns, and for a request socket whether `ack`
+/// acknowledges its ISN.
 #[inline(always)]
-fn lookup(ctx: &XdpContext, tuple: *mut bpf_sock_tuple, size: u32) -> bool {
+fn lookup(
+    ctx: &XdpContext,
+    tuple: *mut bpf_sock_tuple,
+    size: u32,
+    ack: u32,
+    isn_off: u32,
+) -> Found {
     // SAFETY: helper call with a stack tuple of `size` initialised bytes; the returned socket
-    // is released before returning.
+    // is released before returning, and nothing read from it is used after that.
     unsafe {
         let sk = bpf_skc_lookup_tcp(
             ctx.ctx as *mut c_void,
@@ -132,10 +178,46 @@ fn lookup(ctx: &XdpContext, tuple: *mut bpf_sock_tuple, size: u32) -> bool {
             0,
         );
         if sk.is_null() {
-            return false;
+            return Found::Nothing;
         }
         let state = (*sk).state;
+        let found = if state == BPF_TCP_LISTEN {
+            Found::Nothing
+        } else if state == BPF_TCP_NEW_SYN_RECV && isn_off != 0 {
+            match request_isn(sk as *mut c_void, isn_off) {
+                Some(isn) => Found::Request(ack == isn.wrapping_add(1)),
+                None => Found::Socket,
+            }
+        } else {
+            Found::Socket
+        };
         bpf_sk_release(sk as *mut c_void);
-        state != BPF_TCP_LISTEN
+        found
+    }
+}
+
+/// The ISN the kernel sent in its SYN-ACK for this request socket (`tcp_request_sock.snt_isn`,
+/// at the offset the loader read from the kernel's BTF). Verifier workaround: the offset is not
+/// a constant, so the field is read with `bpf_probe_read_kernel` rather than a direct load
+/// through the BTF pointer (which needs a constant offset). `None`: fail open.
+///
+/// # Safety
+/// `sk` must be a socket from `bpf_skc_lookup_tcp`, not yet released.
+#[inline(always)]
+unsafe fn request_isn(sk: *mut c_void, isn_off: u32) -> Option<u32> {
+    // SAFETY: helper calls; the caller holds the socket reference.
+    unsafe {
+        let req = bpf_skc_to_tcp_request_sock(sk);
+        if req.is_null() {
+            return None;
+        }
+        let off = (isn_off & 0xfff) as usize;
+        let mut isn = 0u32;
+        let r = bpf_probe_read_kernel(
+            &mut isn as *mut u32 as *mut c_void,
+            4,
+            (req as *const u8).add(off) as *const c_void,
+        );
+        (r == 0).then_some(isn)
     }
 }

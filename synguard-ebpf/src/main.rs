@@ -7,12 +7,14 @@
 #![no_main]
 
 mod ack;
+mod classify;
 mod count;
 mod decide;
 mod maps;
 mod parse;
 mod policy;
 mod synack;
+mod verify;
 
 use aya_ebpf::{
     bindings::xdp_action, helpers::bpf_ktime_get_ns, macros::xdp, programs::XdpContext,
@@ -62,6 +64,9 @@ fn handle(ctx: &XdpContext) -> Reason {
     let (Some(cfg), Some(pol)) = (SG_CONFIG.get(0), SG_POLICY.get(0)) else {
         return Reason::ErrConfig;
     };
+    if let Some(reason) = classify::not_ours(ctx, &pkt, cfg) {
+        return reason;
+    }
     // Decide and act, by flags. The lists come first for every packet; a SYN meets them in
     // `syn`, right after it is counted for flood detection.
     let class = classify(pkt.flags());
@@ -72,7 +77,7 @@ fn handle(ctx: &XdpContext) -> Reason {
     }
     match class {
         FlagClass::Syn => syn(ctx, &pkt, cfg, pol),
-        FlagClass::Ack => ack::check(ctx, &pkt),
+        FlagClass::Ack => ack::check(ctx, &pkt, cfg),
         FlagClass::SynAck => Reason::PassSynAck,
         FlagClass::Rst => Reason::PassRst,
         FlagClass::SynFin => Reason::DropSynFin,
@@ -105,6 +110,9 @@ fn syn(ctx: &XdpContext, pkt: &Packet, cfg: &Config, pol: &Policy) -> Reason {
         SynAction::Cookie => {
             if ack::closed_recently(pkt, now) {
                 return Reason::PassSynRecentClose;
+            }
+            if let Err(reason) = verify::ip_header(ctx, pkt) {
+                return reason;
             }
             if let Some(reason) = policy::reflection_cap(pkt, pol, now) {
                 return reason;

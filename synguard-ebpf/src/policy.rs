@@ -76,9 +76,11 @@ pub fn source_limit(pkt: &Packet, p: &Policy, now: u64) -> Option<Reason> {
             syns: 1,
             dropped: 0,
         };
-        // A full map evicts its least recently used source; a failed insert only means this SYN
-        // was not charged.
-        let _ = SG_SOURCES.insert(key, fresh, 0);
+        // A full map evicts its least recently used source (which starts over if it comes
+        // back); a failed insert only means this SYN was not charged.
+        if SG_SOURCES.insert(key, fresh, 0).is_ok() {
+            count::event(Event::SourceTracked);
+        }
         return None;
     };
     // SAFETY: value pointer of the LRU map; concurrent CPUs race benignly (a SYN or two more or

@@ -65,6 +65,7 @@ pub fn answer(ctx: &XdpContext, pkt: &Packet, cfg: &Config, now_ns: u64) -> Resu
         frame,
     } = unsafe { &mut *s };
     let th_len = load_syn_header(ctx, pkt, syn)?;
+    crate::verify::tcp(pkt, &syn.base, &syn.opts, th_len)?;
     let (cookie, cookie_mss) = gen_cookie(pkt, syn, th_len)?;
     let opts = tcp::parse_syn_options(&syn.opts, (th_len - TCP_LEN) as usize);
 
@@ -101,6 +102,8 @@ fn load_syn_header(ctx: &XdpContext, pkt: &Packet, syn: &mut SynHeader) -> Resul
     if len < TCP_LEN || len > TCP_LEN + MAX_OPTIONS as u64 {
         return Err(Reason::ErrLoadBytes);
     }
+    // The checksum sums all 40 option bytes: those past the header must be zero.
+    syn.opts = [0; MAX_OPTIONS];
     // SAFETY: helper call writing at most 60 bytes into a 60-byte repr(C) struct.
     let r = unsafe {
         bpf_xdp_load_bytes(

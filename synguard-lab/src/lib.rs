@@ -8,6 +8,10 @@
 //!   tests and `synguard-demo`). [`flood`] measures defences under floods in fresh labs: the
 //!   live-frames generator, scenarios, measurement, report and charts (`synguard-flood`,
 //!   `cargo xtask lab`).
+//! - [`fuzz`]: a structure-aware fuzzer that runs the program through `testrun` on generated
+//!   and mutated frames and judges each verdict with an independent oracle (`synguard-fuzz`,
+//!   `cargo xtask fuzz`); it keeps an idle XDP program attached in a lab namespace
+//!   ([`lab::idle_xdp`]) so that each run is fast.
 //!
 //! "Lab" means that namespace topology and nothing else; the `lab_*` XDP programs in
 //! `synguard-ebpf/src/bin/lab.rs` are the ones this crate loads into it or into `testrun`.
@@ -16,5 +20,6 @@
 //! (198.18.0.0/24 and 2001:2::/64); see [`lab::topology`].
 
 pub mod flood;
+pub mod fuzz;
 pub mod lab;
 pub mod testrun;

@@ -5,82 +5,23 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result, ensure};
+use anyhow::{Result, ensure};
 use synguard_common::reason::{Event, Reason};
-use synguard_lab::lab::hping::{Flood, FloodKind, FloodReport, FloodSpec};
+use synguard_lab::lab::hping::Flood;
 use synguard_lab::lab::kstats;
 use synguard_lab::lab::synguard_proc::{self, Stats, Synguard};
-use synguard_lab::lab::topology::{SERVER_V4, spoof_addr};
-use synguard_lab::lab::traffic::{
-    self, ConnReport, Continuous, ContinuousStats, TS_SACK_WSCALE, TcpInfo, Transfer,
-};
+use synguard_lab::lab::tcp_info::TcpInfo;
+use synguard_lab::lab::traffic::Transfer;
 use synguard_lab::lab::{Lab, netns};
 
 mod common;
-use common::{Fixture, PORT, addr, require_root};
+use common::e2e::{
+    SERVER_WAIT, ack_flood, check_client_options, check_server_options, kernel_wscale, syn_flood,
+};
+use common::{Fixture, assert_no_failures, require_root};
 
 const PORTS: &str = "80,443";
 const MIB: u64 = 1 << 20;
-/// Bound on how long the server may lag behind its clients in recording connections.
-const SERVER_WAIT: Duration = Duration::from_secs(5);
-
-impl Fixture {
-    fn batch(
-        &self,
-        v6: bool,
-        n: usize,
-        transfer: fn(usize) -> Transfer,
-    ) -> Result<Vec<ConnReport>> {
-        traffic::run_batch(&self.lab.client.ns, addr(v6), n, transfer)?
-            .into_iter()
-            .enumerate()
-            .map(|(i, r)| r.with_context(|| format!("connection {i} to {}", addr(v6))))
-            .collect()
-    }
-
-    fn continuous(&self) -> Result<Continuous> {
-        Continuous::start(
-            &self.lab.client.ns,
-            vec![addr(false), addr(true)],
-            Duration::from_millis(20),
-        )
-    }
-
-    fn flood(&self, spec: FloodSpec) -> Result<FloodReport> {
-        let report = Flood::start(&self.lab.attacker, spec)?.wait(&self.lab.attacker)?;
-        eprintln!(
-            "flood {:?}: sent {} (hping3 {:?}, tx {}) in {:.1?}, {:.0} pps, killed: {}",
-            spec.kind,
-            report.sent(),
-            report.hping_sent,
-            report.tx_packets,
-            report.elapsed,
-            report.pps(),
-            report.killed
-        );
-        ensure!(!report.killed, "hping3 did not finish within its deadline");
-        Ok(report)
-    }
-}
-
-fn syn_flood(count: u64) -> FloodSpec {
-    FloodSpec {
-        kind: FloodKind::Syn,
-        dst: SERVER_V4,
-        port: PORT,
-        count,
-        interval_us: 20,
-        spoof: Some(spoof_addr(72)),
-    }
-}
-
-fn ack_flood(count: u64) -> FloodSpec {
-    FloodSpec {
-        kind: FloodKind::Ack,
-        spoof: Some(spoof_addr(73)),
-        ..syn_flood(count)
-    }
-}
 
 /// Small transfers, with 1 MiB each way on every 50th connection.
 fn mixed_transfer(i: usize) -> Transfer {
@@ -94,68 +35,6 @@ fn mixed_transfer(i: usize) -> Transfer {
             upload: 1000,
             download: 1000,
         }
-    }
-}
-
-fn assert_no_failures(what: &str, s: &ContinuousStats) {
-    eprintln!(
-        "{what}: {} ok, {} failed, p50 {:?} us, p99 {:?} us",
-        s.ok,
-        s.failed,
-        s.latency_percentile_us(50.0),
-        s.latency_percentile_us(99.0)
-    );
-    assert!(s.ok > 0, "{what}: no legit connection completed");
-    assert_eq!(
-        s.failed, 0,
-        "{what}: legit connections failed: {:?}",
-        s.last_error
-    );
-}
-
-/// The window scale the server's kernel chooses for itself: what a plain kernel handshake (no
-/// synguard) advertises.
-fn kernel_wscale(fx: &Fixture) -> Result<u8> {
-    let before = fx.server.connections().len();
-    fx.batch(false, 1, |_| Transfer::default())?;
-    let conns = fx.server.wait_for(before + 1, SERVER_WAIT)?;
-    let conn = conns
-        .get(before)
-        .context("baseline connection not seen by the server")?;
-    ensure!(
-        conn.info.has(TS_SACK_WSCALE),
-        "kernel handshake lacks options: {:?}",
-        conn.info
-    );
-    Ok(conn.info.rcv_wscale)
-}
-
-fn check_client_options(reports: &[ConnReport], wscale: u8) {
-    for r in reports {
-        assert!(
-            r.info.has(TS_SACK_WSCALE),
-            "client to {} negotiated options {:#x}, want ts+sack+wscale",
-            r.peer,
-            r.info.options
-        );
-        assert_eq!(
-            r.info.snd_wscale, wscale,
-            "server's advertised wscale (client view)"
-        );
-    }
-}
-
-fn check_server_options(infos: &[TcpInfo], wscale: u8) {
-    for info in infos {
-        assert!(
-            info.has(TS_SACK_WSCALE),
-            "server side options {:#x}",
-            info.options
-        );
-        assert_eq!(
-            info.rcv_wscale, wscale,
-            "server's own wscale differs from the kernel's choice"
-        );
     }
 }
 

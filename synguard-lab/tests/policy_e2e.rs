@@ -191,11 +191,7 @@ fn reload_changes_thresholds_and_lists_without_detaching() -> Result<()> {
     };
     write(5000, "")?;
     let sg = fx.synguard(&["--config", &file.to_string_lossy()])?;
-    let status = |fx: &Fixture| -> Result<serde_json::Value> {
-        let text = fx.cli(&["status", "--iface", &iface, "--json"])?;
-        Ok(serde_json::from_str::<serde_json::Value>(&text)?["interfaces"][0].clone())
-    };
-    let st0 = status(&fx)?;
+    let st0 = fx.status()?;
     assert_eq!(st0["syn_threshold"], 5000);
     assert!(fx.connects(false)?);
     let s0 = sg.stats()?;
@@ -211,11 +207,11 @@ fn reload_changes_thresholds_and_lists_without_detaching() -> Result<()> {
         ensure!(
             Instant::now() < deadline,
             "reload not applied: {}",
-            status(&fx)?
+            fx.status()?
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let st1 = status(&fx)?;
+    let st1 = fx.status()?;
     assert_eq!(st1["syn_threshold"], 777);
     assert_eq!(st1["program_id"], st0["program_id"], "no re-attach");
     assert_eq!(st1["syn_off_threshold"], 388);
@@ -228,7 +224,7 @@ fn reload_changes_thresholds_and_lists_without_detaching() -> Result<()> {
     std::fs::write(&file, "ports = [70000]\n")?;
     fx.cli(&["reload"])?;
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(status(&fx)?["syn_threshold"], 777);
+    assert_eq!(fx.status()?["syn_threshold"], 777);
     assert!(
         sg.log_text().contains("reload refused"),
         "{}",

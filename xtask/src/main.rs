@@ -43,6 +43,16 @@ enum Cmd {
         #[arg(trailing_var_arg = true)]
         args: Vec<String>,
     },
+    /// Setup, build, then fuzz the XDP program through BPF_PROG_TEST_RUN with an independent
+    /// oracle (root): prints frames/s and every violation, minimised, as hex and decoded.
+    Fuzz {
+        /// Generated frames to run.
+        #[arg(long, default_value_t = 100_000)]
+        frames: u64,
+        /// Seed: the same seed runs the same frames.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
 }
 
 fn main() -> Result<()> {
@@ -65,6 +75,16 @@ fn main() -> Result<()> {
         Cmd::Bench { args } => {
             build()?;
             run_lab_bin(&root, "synguard-bench", &args)
+        }
+        Cmd::Fuzz { frames, seed } => {
+            build()?;
+            let args = [
+                "--frames".to_string(),
+                frames.to_string(),
+                "--seed".to_string(),
+                seed.to_string(),
+            ];
+            run_lab_bin(&root, "synguard-fuzz", &args)
         }
     }
 }

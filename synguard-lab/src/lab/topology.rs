@@ -307,7 +307,7 @@ pub struct PeerXdp {
 }
 
 impl PeerXdp {
-    fn attach(ns: &Netns, ifname: &str, prog: &'static str) -> Result<PeerXdp> {
+    pub fn attach(ns: &Netns, ifname: &str, prog: &'static str) -> Result<PeerXdp> {
         let (ready_tx, ready_rx) = mpsc::channel::<Result<()>>();
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
         let ifname = ifname.to_string();

@@ -1,6 +1,5 @@
 //! Legitimate traffic: a real TCP server in the server namespace and clients in the client
-//! namespace, both reading TCP_INFO to see which options the handshake negotiated (`ss` on the
-//! test machines does not print ts/sack; docs/kernel-cookies.md, "Checking the options").
+//! namespace, both reading TCP_INFO ([`TcpInfo`]) to see which options the handshake negotiated.
 //!
 //! Protocol: the client sends a 16-byte request (upload length, download length, big endian), then
 //! the upload bytes; the server reads them all, sends the download bytes and closes.
@@ -16,103 +15,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
 
 use crate::lab::netns::Netns;
-
-pub const TCPI_OPT_TIMESTAMPS: u8 = 1;
-pub const TCPI_OPT_SACK: u8 = 2;
-pub const TCPI_OPT_WSCALE: u8 = 4;
-/// The three options a cookie must carry through (in the echoed timestamp,
-/// docs/kernel-cookies.md).
-pub const TS_SACK_WSCALE: u8 = TCPI_OPT_TIMESTAMPS | TCPI_OPT_SACK | TCPI_OPT_WSCALE;
+use crate::lab::tcp_info::TcpInfo;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The parts of `struct tcp_info` the lab looks at.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TcpInfo {
-    /// `tcpi_options`: TCPI_OPT_* bits.
-    pub options: u8,
-    /// Scale applied to the window this end sends with (the peer's advertised scale).
-    pub snd_wscale: u8,
-    /// Scale this end advertised for its own receive window.
-    pub rcv_wscale: u8,
-    pub total_retrans: u32,
-    /// `tcpi_state` (TCP_ESTABLISHED = 1, ...), for failure reports.
-    pub state: u8,
-    /// Retransmissions of the current unacknowledged segment (`tcpi_retransmits`).
-    pub retransmits: u8,
-    /// `tcpi_rto`, microseconds.
-    pub rto_us: u32,
-    /// `tcpi_unacked`: segments sent and not acknowledged.
-    pub unacked: u32,
-    /// `tcpi_last_ack_recv`: milliseconds since an ACK last arrived.
-    pub last_ack_recv_ms: u32,
-}
-
-impl TcpInfo {
-    /// Reads TCP_INFO of a connected socket.
-    pub fn of(stream: &TcpStream) -> Result<TcpInfo> {
-        let mut buf = [0u8; 256];
-        let mut len = buf.len() as libc::socklen_t;
-        // SAFETY: buf is writable for len bytes; the kernel writes at most len and updates it.
-        let rc = unsafe {
-            libc::getsockopt(
-                stream.as_raw_fd(),
-                libc::IPPROTO_TCP,
-                libc::TCP_INFO,
-                buf.as_mut_ptr().cast(),
-                &mut len,
-            )
-        };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error()).context("getsockopt(TCP_INFO)");
-        }
-        TcpInfo::parse(&buf[..len as usize])
-    }
-
-    /// Decodes the start of `struct tcp_info` (include/uapi/linux/tcp.h): byte 5 is
-    /// `tcpi_options`, byte 6 holds the 4-bit fields `tcpi_snd_wscale` (low nibble on
-    /// little-endian) and `tcpi_rcv_wscale`; `tcpi_total_retrans` is the u32 at byte 100.
-    /// Bytes 0 and 2 are `tcpi_state` and `tcpi_retransmits`; the u32s at 8, 24 and 56 are
-    /// `tcpi_rto`, `tcpi_unacked` and `tcpi_last_ack_recv`.
-    pub fn parse(raw: &[u8]) -> Result<TcpInfo> {
-        ensure!(raw.len() >= 104, "TCP_INFO too short: {} bytes", raw.len());
-        let u32_at =
-            |at: usize| u32::from_ne_bytes([raw[at], raw[at + 1], raw[at + 2], raw[at + 3]]);
-        Ok(TcpInfo {
-            options: raw[5],
-            snd_wscale: raw[6] & 0x0f,
-            rcv_wscale: raw[6] >> 4,
-            total_retrans: u32_at(100),
-            state: raw[0],
-            retransmits: raw[2],
-            rto_us: u32_at(8),
-            unacked: u32_at(24),
-            last_ack_recv_ms: u32_at(56),
-        })
-    }
-
-    /// One line for a failure report: what TCP itself saw on the connection.
-    pub fn summary(&self) -> String {
-        format!(
-            "tcp state {} retransmits {} total_retrans {} unacked {} rto {} us, last ACK {} ms ago, \
-             options {:#x}, wscale snd {} rcv {}",
-            self.state,
-            self.retransmits,
-            self.total_retrans,
-            self.unacked,
-            self.rto_us,
-            self.last_ack_recv_ms,
-            self.options,
-            self.snd_wscale,
-            self.rcv_wscale
-        )
-    }
-
-    pub fn has(&self, opts: u8) -> bool {
-        self.options & opts == opts
-    }
-}
 
 /// How much one connection moves each way.
 #[derive(Clone, Copy, Debug, Default)]
@@ -487,20 +393,6 @@ impl Drop for Continuous {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_tcp_info_bytes() {
-        let mut raw = [0u8; 104];
-        raw[5] = TS_SACK_WSCALE;
-        raw[6] = 0xa7; // rcv 10, snd 7
-        raw[100..104].copy_from_slice(&3u32.to_ne_bytes());
-        let info = TcpInfo::parse(&raw).unwrap();
-        assert_eq!(info.snd_wscale, 7);
-        assert_eq!(info.rcv_wscale, 10);
-        assert!(info.has(TS_SACK_WSCALE));
-        assert_eq!(info.total_retrans, 3);
-        assert!(TcpInfo::parse(&raw[..50]).is_err());
-    }
 
     #[test]
     fn percentiles() {

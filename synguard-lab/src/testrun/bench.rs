@@ -78,7 +78,12 @@ impl Bench {
             &seg,
         );
 
-        let fixture = Fixture::new(default_config(), &[PORT, est_port])?;
+        // The established path runs on loopback, where 127.0.0.1 talking to itself is normal.
+        let cfg = synguard_common::maps::Config {
+            loopback: 1,
+            ..default_config()
+        };
+        let fixture = Fixture::new(cfg, &[PORT, est_port])?;
         let mut lab = Ebpf::load(synguard::objects::lab()).context("loading lab programs")?;
         for name in ["lab_restore", "lab_pass", "lab_swap_tx", "lab_drop"] {
             let p: &mut Xdp = lab

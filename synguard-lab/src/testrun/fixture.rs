@@ -40,6 +40,14 @@ pub fn default_config() -> Config {
         _pad: 0,
         hold_ns: 1_000_000_000,
         refresh_ns: u64::MAX,
+        own_mac: crate::testrun::frames::SERVER_MAC,
+        loopback: 0,
+        _pad_mac: 0,
+        reqsk_isn_off: std::fs::read("/sys/kernel/btf/vmlinux")
+            .ok()
+            .and_then(|b| synguard_common::btf::member_offset(&b, b"tcp_request_sock", b"snt_isn"))
+            .unwrap_or(0),
+        _pad_isn: 0,
     }
 }
 
@@ -58,7 +66,19 @@ pub struct Outcome {
 impl Fixture {
     /// Loads the program, protects `ports` and writes `cfg`; the kernel is marked ready.
     pub fn new(cfg: Config, ports: &[u16]) -> Result<Self> {
-        let mut ebpf = Ebpf::load(synguard::objects::synguard()).context("loading synguard")?;
+        Self::with_event_ring(cfg, ports, None)
+    }
+
+    /// As [`Fixture::new`], with the flood-event ring buffer resized to `ring_bytes` (a power of
+    /// two, at least a page), for tests that fill it.
+    pub fn with_event_ring(cfg: Config, ports: &[u16], ring_bytes: Option<u32>) -> Result<Self> {
+        let mut loader = aya::EbpfLoader::new();
+        if let Some(bytes) = ring_bytes {
+            loader.map_max_entries(policy::names::FLOOD_EVENTS, bytes);
+        }
+        let mut ebpf = loader
+            .load(synguard::objects::synguard())
+            .context("loading synguard")?;
         let prog: &mut Xdp = ebpf
             .program_mut("synguard")
             .ok_or_else(|| anyhow!("no program `synguard` in the object"))?
@@ -155,6 +175,13 @@ impl Fixture {
     /// wrappers). The fixture's helpers for that map stop working.
     pub fn take_map(&mut self, name: &str) -> Option<aya::maps::Map> {
         self.ebpf.take_map(name)
+    }
+
+    /// A map of the program, read-only, for tests that inspect its contents.
+    pub fn map_ref(&self, name: &str) -> Result<&aya::maps::Map> {
+        self.ebpf
+            .map(name)
+            .ok_or_else(|| anyhow!("no map {name} in the object"))
     }
 
     fn map(&mut self, name: &str) -> Result<&mut aya::maps::Map> {

@@ -2,6 +2,10 @@
 //! of them, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod e2e;
+pub mod ops;
+pub mod syn;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -11,7 +15,7 @@ use synguard_lab::lab::Lab;
 use synguard_lab::lab::kstats::KStats;
 use synguard_lab::lab::netns::Netns;
 use synguard_lab::lab::synguard_proc::{self, Synguard};
-use synguard_lab::lab::traffic::Server;
+use synguard_lab::lab::traffic::{ContinuousStats, Server};
 use synguard_lab::testrun::fixture::{Fixture as TestRunFixture, default_config};
 
 /// The protected port every test's server listens on.
@@ -52,6 +56,23 @@ pub fn eager_auto_mode() -> Config {
     cfg.syn_off_pps = 10;
     cfg.hold_ns = 1_000_000;
     cfg
+}
+
+/// The legitimate clients of `s` all got through, and some did.
+pub fn assert_no_failures(what: &str, s: &ContinuousStats) {
+    eprintln!(
+        "{what}: {} ok, {} failed, p50 {:?} us, p99 {:?} us",
+        s.ok,
+        s.failed,
+        s.latency_percentile_us(50.0),
+        s.latency_percentile_us(99.0)
+    );
+    assert!(s.ok > 0, "{what}: no legit connection completed");
+    assert_eq!(
+        s.failed, 0,
+        "{what}: legit connections failed: {:?}",
+        s.last_error
+    );
 }
 
 /// A lab with a server listening on [`PORT`] over IPv4 and IPv6. Declared before the guards of a

@@ -106,7 +106,7 @@ mod tests {
             panic!("not run")
         };
         assert_eq!(r.ifaces, ["a"]);
-        assert_eq!(r.ports.as_deref(), Some("80"));
+        assert_eq!(r.ports, Some(crate::config::Ports::Flag("80".into())));
         // Unset flags stay unset, so the configuration file can supply them.
         assert_eq!((r.mode, r.syn_threshold, r.hold), (None, None, None));
         assert_eq!(r.config, None);

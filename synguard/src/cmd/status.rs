@@ -133,6 +133,19 @@ pub fn of_iface(args: &StatusArgs, iface: &str) -> IfaceStatus {
     }
 }
 
+/// One flood record, with how long ago it was.
+fn flood_line(r: &FloodRecord) -> String {
+    let when = SystemTime::UNIX_EPOCH + Duration::from_millis(r.unix_ms);
+    let ago = SystemTime::now()
+        .duration_since(when)
+        .map(|d| format!("{} s ago", d.as_secs()))
+        .unwrap_or_else(|_| "just now".into());
+    format!(
+        "  flood {} {ago}: {} SYN/s (port {})",
+        r.kind, r.rate_pps, r.port
+    )
+}
+
 fn text(s: &IfaceStatus) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
@@ -185,16 +198,7 @@ fn text(s: &IfaceStatus) -> String {
         );
     }
     for r in s.flood_events.iter().rev().take(5).rev() {
-        let when = SystemTime::UNIX_EPOCH + Duration::from_millis(r.unix_ms);
-        let ago = SystemTime::now()
-            .duration_since(when)
-            .map(|d| format!("{} s ago", d.as_secs()))
-            .unwrap_or_else(|_| "just now".into());
-        let _ = writeln!(
-            out,
-            "  flood {} {ago}: {} SYN/s (port {})",
-            r.kind, r.rate_pps, r.port
-        );
+        let _ = writeln!(out, "{}", flood_line(r));
     }
     for e in &s.errors {
         let _ = writeln!(out, "  error: {e}");

@@ -7,12 +7,11 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::config::{
-    self, ConfigError, DEFAULT_CONFIG, DEFAULT_PIN_BASE, DEFAULT_RUN_DIR, LogFormat, ModeArg,
-    RunArgs, RunConfig, Settings, XdpModeArg,
+    ConfigError, CookieMode, DEFAULT_CONFIG, DEFAULT_PIN_BASE, DEFAULT_RUN_DIR, ModeArg, Ports,
+    RunArgs, RunConfig, Settings, XdpAttach, XdpModeArg,
 };
 
 #[derive(Debug, Error)]
@@ -37,39 +36,8 @@ pub enum ConfigFileError {
     Args(#[from] ConfigError),
 }
 
-/// The file's keys. Every key is optional; flags override them (the allow and block lists of the
-/// file and the flags are joined).
-#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub interfaces: Vec<String>,
-    /// i64, not u16: so that 70000 or -1 get our message naming the key and the range.
-    pub ports: Option<Vec<i64>>,
-    pub mode: Option<ModeArg>,
-    pub syn_threshold: Option<u32>,
-    pub syn_off_threshold: Option<u32>,
-    /// Seconds.
-    pub hold: Option<f64>,
-    pub xdp_mode: Option<XdpModeArg>,
-    pub wscale: Option<u8>,
-    pub metrics_addr: Option<String>,
-    pub log_format: Option<LogFormat>,
-    pub source_rate: Option<u64>,
-    pub source_burst: Option<u64>,
-    /// Seconds.
-    pub source_block: Option<u64>,
-    pub reflect_cap: Option<u64>,
-    pub reflect_burst: Option<u64>,
-    pub monitor: Option<bool>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub allow: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub block: Vec<String>,
-}
-
 /// Parses the text of a configuration file. `path` only names the file in errors.
-pub fn parse(path: &Path, text: &str) -> Result<FileConfig, ConfigFileError> {
+pub fn parse(path: &Path, text: &str) -> Result<Settings, ConfigFileError> {
     toml::from_str(text).map_err(|e| ConfigFileError::Parse {
         path: path.to_path_buf(),
         // toml's message quotes the offending line and names the key or the expected type;
@@ -78,7 +46,7 @@ pub fn parse(path: &Path, text: &str) -> Result<FileConfig, ConfigFileError> {
     })
 }
 
-pub fn load(path: &Path) -> Result<FileConfig, ConfigFileError> {
+pub fn load(path: &Path) -> Result<Settings, ConfigFileError> {
     let text = fs::read_to_string(path).map_err(|source| ConfigFileError::Read {
         path: path.to_path_buf(),
         source,
@@ -94,57 +62,24 @@ fn chosen_file(args: &RunArgs) -> Option<PathBuf> {
     }
 }
 
-fn file_ports(path: &Path, ports: &[i64]) -> Result<Vec<u16>, ConfigFileError> {
-    let mut out = ports
-        .iter()
-        .map(|&p| match u16::try_from(p) {
-            Ok(v) if v != 0 => Ok(v),
-            _ => Err(ConfigFileError::Port {
-                path: path.to_path_buf(),
-                value: p,
-            }),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    out.sort_unstable();
-    out.dedup();
-    Ok(out)
+/// Flags over file: a flag that was given wins, otherwise the file's key.
+fn merge(args: &RunArgs, file: Settings) -> Settings {
+    args.clone().over(file)
 }
 
-/// Flags over file: a flag that was given wins, otherwise the file's key.
-fn merge(args: &RunArgs, file: &FileConfig, path: &Path) -> Result<Settings, ConfigFileError> {
-    let ports = match &args.ports {
-        Some(text) => Some(config::parse_ports(text)?),
-        None => file
-            .ports
-            .as_deref()
-            .map(|p| file_ports(path, p))
-            .transpose()?,
-    };
-    Ok(Settings {
-        ifaces: if args.ifaces.is_empty() {
-            file.interfaces.clone()
-        } else {
-            args.ifaces.clone()
-        },
-        ports,
-        mode: args.mode.or(file.mode),
-        syn_threshold: args.syn_threshold.or(file.syn_threshold),
-        syn_off_threshold: args.syn_off_threshold.or(file.syn_off_threshold),
-        hold: args.hold.or(file.hold),
-        xdp_mode: args.xdp_mode.or(file.xdp_mode),
-        wscale: args.wscale.or(file.wscale),
-        metrics_addr: args.metrics_addr.clone().or(file.metrics_addr.clone()),
-        log_format: args.log_format.or(file.log_format),
-        pin_base: args.pin_base.clone(),
-        run_dir: args.run_dir.clone(),
-        source_rate: args.source_rate.or(file.source_rate),
-        source_burst: args.source_burst.or(file.source_burst),
-        source_block: args.source_block.or(file.source_block),
-        reflect_cap: args.reflect_cap.or(file.reflect_cap),
-        reflect_burst: args.reflect_burst.or(file.reflect_burst),
-        monitor: args.monitor || file.monitor.unwrap_or(false),
-        allow: file.allow.iter().chain(&args.allow).cloned().collect(),
-        block: file.block.iter().chain(&args.block).cloned().collect(),
+/// Validates the merged settings; an error names the file when the file can be the cause.
+fn settle(
+    args: &RunArgs,
+    file: Settings,
+    path: PathBuf,
+    from_file: bool,
+) -> Result<RunConfig, ConfigFileError> {
+    RunConfig::from_settings(&merge(args, file)).map_err(|source| match source {
+        ConfigError::FilePort(value) => ConfigFileError::Port { path, value },
+        source if from_file && !source.is_about_flag_text() => {
+            ConfigFileError::Invalid { path, source }
+        }
+        source => ConfigFileError::Args(source),
     })
 }
 
@@ -152,16 +87,10 @@ fn merge(args: &RunArgs, file: &FileConfig, path: &Path) -> Result<Settings, Con
 pub fn resolve(args: &RunArgs) -> Result<RunConfig, ConfigFileError> {
     let (file, path) = match chosen_file(args) {
         Some(path) => (load(&path)?, path),
-        None => (FileConfig::default(), PathBuf::from("(command line)")),
+        None => (Settings::default(), PathBuf::from("(command line)")),
     };
-    let settings = merge(args, &file, &path)?;
-    RunConfig::from_settings(&settings).map_err(|source| {
-        if args.config.is_some() || path.exists() {
-            ConfigFileError::Invalid { path, source }
-        } else {
-            ConfigFileError::Args(source)
-        }
-    })
+    let from_file = args.config.is_some() || path.exists();
+    settle(args, file, path, from_file)
 }
 
 /// `synguard config validate FILE`: the file alone must make a complete configuration.
@@ -176,20 +105,20 @@ pub fn validate(path: &Path) -> Result<RunConfig, ConfigFileError> {
 
 /// The configuration in effect, as a file that would produce it (every key spelled out).
 pub fn dump(cfg: &RunConfig) -> String {
-    let file = FileConfig {
-        interfaces: cfg.ifaces.clone(),
-        ports: Some(cfg.ports.iter().map(|&p| p as i64).collect()),
+    let file = Settings {
+        ifaces: cfg.ifaces.clone(),
+        ports: Some(Ports::File(cfg.ports.iter().map(|&p| p as i64).collect())),
         mode: Some(match cfg.mode {
-            config::CookieMode::Auto => ModeArg::Auto,
-            config::CookieMode::Always => ModeArg::Always,
+            CookieMode::Auto => ModeArg::Auto,
+            CookieMode::Always => ModeArg::Always,
         }),
         syn_threshold: Some(cfg.syn_on_pps),
         syn_off_threshold: Some(cfg.syn_off_pps),
         hold: Some(cfg.hold.as_secs_f64()),
         xdp_mode: match cfg.xdp {
-            config::XdpAttach::NativeThenSkb => None,
-            config::XdpAttach::Native => Some(XdpModeArg::Native),
-            config::XdpAttach::Skb => Some(XdpModeArg::Skb),
+            XdpAttach::NativeThenSkb => None,
+            XdpAttach::Native => Some(XdpModeArg::Native),
+            XdpAttach::Skb => Some(XdpModeArg::Skb),
         },
         wscale: cfg.wscale,
         metrics_addr: cfg.metrics_addr.map(|a| a.to_string()),
@@ -202,6 +131,7 @@ pub fn dump(cfg: &RunConfig) -> String {
         monitor: Some(cfg.limits.monitor),
         allow: cfg.allow.iter().map(ToString::to_string).collect(),
         block: cfg.block.iter().map(ToString::to_string).collect(),
+        ..Default::default()
     };
     let mut text = toml::to_string(&file).expect("configuration serialises");
     if file.xdp_mode.is_none() {
@@ -232,9 +162,7 @@ mod tests {
         let path = Path::new("t.toml");
         match parse(path, text) {
             Err(e) => e.to_string(),
-            Ok(file) => match merge(&args(), &file, path)
-                .and_then(|s| RunConfig::from_settings(&s).map_err(ConfigFileError::Args))
-            {
+            Ok(file) => match settle(&args(), file, path.to_path_buf(), true) {
                 Err(e) => e.to_string(),
                 Ok(c) => panic!("accepted: {c:?}"),
             },
@@ -253,7 +181,7 @@ mod tests {
         for (key, value) in json.as_object().unwrap() {
             assert!(!value.is_null(), "examples/synguard.toml lacks {key}");
         }
-        let cfg = RunConfig::from_settings(&merge(&args(), &file, path).unwrap()).unwrap();
+        let cfg = RunConfig::from_settings(&merge(&args(), file.clone())).unwrap();
         assert_eq!(cfg.metrics_addr.unwrap().ip().to_string(), "127.0.0.1");
     }
 
@@ -288,7 +216,7 @@ mod tests {
         let mut a = args();
         a.block = vec!["2001:db8::/32".into()];
         a.reflect_cap = Some(500);
-        let cfg = RunConfig::from_settings(&merge(&a, &file, path).unwrap()).unwrap();
+        let cfg = RunConfig::from_settings(&merge(&a, file.clone())).unwrap();
         assert_eq!(cfg.limits.source_rate, 100);
         assert_eq!(
             cfg.limits.source_burst, 100,
@@ -345,10 +273,10 @@ mod tests {
         let mut a = args();
         a.ifaces = vec!["veth9".into()];
         a.mode = Some(ModeArg::Auto);
-        let cfg = RunConfig::from_settings(&merge(&a, &file, path).unwrap()).unwrap();
+        let cfg = RunConfig::from_settings(&merge(&a, file.clone())).unwrap();
         assert_eq!(cfg.ifaces, ["veth9"]);
         assert_eq!(cfg.ports, [80, 443], "from the file, sorted");
-        assert_eq!(cfg.mode, config::CookieMode::Auto, "the flag wins");
+        assert_eq!(cfg.mode, CookieMode::Auto, "the flag wins");
         assert_eq!(cfg.hold.as_secs_f64(), 3.0);
     }
 
@@ -360,9 +288,9 @@ mod tests {
             "interfaces = [\"eth0\"]\nports = [22, 80]\nwscale = 9\n",
         )
         .unwrap();
-        let cfg = RunConfig::from_settings(&merge(&args(), &file, path).unwrap()).unwrap();
+        let cfg = RunConfig::from_settings(&merge(&args(), file.clone())).unwrap();
         let again = parse(path, &dump(&cfg)).unwrap();
-        let cfg2 = RunConfig::from_settings(&merge(&args(), &again, path).unwrap()).unwrap();
+        let cfg2 = RunConfig::from_settings(&merge(&args(), again.clone())).unwrap();
         assert_eq!(cfg, cfg2);
     }
 }

@@ -1,18 +1,19 @@
-//! The run configuration, the bottom layer: the flags of `run` (`flags`) and the TOML file
-//! (`file`) merged and validated once into a [`RunConfig`] (`validate`), and the values they are
-//! made of (`kinds`, `cidr`). Imports nothing else of the crate.
+//! The run configuration, the bottom layer: one schema for the flags of `run` and the keys of
+//! the TOML file (`settings`), the file itself (`file`), merged and validated once into a
+//! [`RunConfig`] (`validate`), and the values they are made of (`kinds`, `cidr`). Imports
+//! nothing else of the crate.
 
 pub mod cidr;
 pub mod file;
-pub mod flags;
 pub mod kinds;
+pub mod settings;
 pub mod validate;
 
 pub use cidr::{Cidr, CidrError, Limits, ListKind};
 pub use file::ConfigFileError;
-pub use flags::RunArgs;
 pub use kinds::{CookieMode, LogFormat, ModeArg, XdpAttach, XdpModeArg};
-pub use validate::{ConfigError, RunConfig, Settings, parse_ports, validate_iface};
+pub use settings::{Ports, RunArgs, Settings};
+pub use validate::{ConfigError, RunConfig, parse_ports, validate_iface};
 
 /// Where instances keep their lock, run-info and flood-history files.
 pub const DEFAULT_RUN_DIR: &str = "/run/synguard";

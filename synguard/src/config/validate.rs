@@ -5,7 +5,10 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use thiserror::Error;
 
-use crate::config::{Cidr, CookieMode, Limits, LogFormat, ModeArg, XdpAttach, XdpModeArg};
+use crate::config::{
+    Cidr, CookieMode, Limits, LogFormat, ModeArg, XdpAttach, XdpModeArg,
+    settings::{Ports, Settings},
+};
 
 /// Largest window shift TCP allows (RFC 7323).
 pub const MAX_WSCALE: u8 = 14;
@@ -28,6 +31,8 @@ pub enum ConfigError {
     PortOutOfRange(String),
     #[error("port 0 is outside 1..65535: no TCP connection can be made to port 0")]
     PortZero,
+    #[error("ports: {0} is outside 1..65535")]
+    FilePort(i64),
     #[error("syn_threshold (--syn-threshold) must be at least 1 SYN per second")]
     ZeroThreshold,
     #[error(
@@ -98,32 +103,6 @@ pub const DEFAULT_SYN_THRESHOLD: u32 = 1000;
 /// Default hold time in seconds.
 pub const DEFAULT_HOLD_S: f64 = 10.0;
 
-/// Settings after merging flags over the file, before validation. Every field may still be
-/// missing; [`RunConfig::from_settings`] applies the defaults and the rules.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Settings {
-    pub ifaces: Vec<String>,
-    pub ports: Option<Vec<u16>>,
-    pub mode: Option<ModeArg>,
-    pub syn_threshold: Option<u32>,
-    pub syn_off_threshold: Option<u32>,
-    pub hold: Option<f64>,
-    pub xdp_mode: Option<XdpModeArg>,
-    pub wscale: Option<u8>,
-    pub metrics_addr: Option<String>,
-    pub log_format: Option<LogFormat>,
-    pub pin_base: PathBuf,
-    pub run_dir: PathBuf,
-    pub source_rate: Option<u64>,
-    pub source_burst: Option<u64>,
-    pub source_block: Option<u64>,
-    pub reflect_cap: Option<u64>,
-    pub reflect_burst: Option<u64>,
-    pub monitor: bool,
-    pub allow: Vec<String>,
-    pub block: Vec<String>,
-}
-
 /// Parses a list of CIDRs, naming the key in errors; sorted, without duplicates.
 fn parse_cidrs(
     texts: &[String],
@@ -187,15 +166,21 @@ impl Settings {
                 "reflect-burst",
                 "reflect_cap",
             )?,
-            monitor: self.monitor,
+            monitor: self.monitor.unwrap_or(false),
         })
     }
 }
 
 impl RunConfig {
     pub fn from_settings(s: &Settings) -> Result<Self, ConfigError> {
+        // Port lists are read first: a malformed one is named before anything else is missing.
+        let ports = match &s.ports {
+            None => None,
+            Some(Ports::Flag(text)) => Some(parse_ports(text)?),
+            Some(Ports::File(list)) => Some(file_ports(list)?),
+        };
         let ifaces = validate_ifaces(&s.ifaces)?;
-        let ports = s.ports.clone().ok_or(ConfigError::NoPortsGiven)?;
+        let ports = ports.ok_or(ConfigError::NoPortsGiven)?;
         if ports.is_empty() {
             return Err(ConfigError::NoPortsGiven);
         }
@@ -264,6 +249,33 @@ fn validate_ifaces(names: &[String]) -> Result<Vec<String>, ConfigError> {
     Ok(out)
 }
 
+/// The file's port numbers: each in 1..65535; sorted, without duplicates.
+fn file_ports(list: &[i64]) -> Result<Vec<u16>, ConfigError> {
+    let mut out = list
+        .iter()
+        .map(|&p| match u16::try_from(p) {
+            Ok(v) if v != 0 => Ok(v),
+            _ => Err(ConfigError::FilePort(p)),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+impl ConfigError {
+    /// Errors in the text of `--ports`: about a flag, never about the file.
+    pub fn is_about_flag_text(&self) -> bool {
+        matches!(
+            self,
+            ConfigError::NoPorts
+                | ConfigError::InvalidPort(_)
+                | ConfigError::PortOutOfRange(_)
+                | ConfigError::PortZero
+        )
+    }
+}
+
 /// Parses "22,80,443" into sorted, unique ports. Duplicates are harmless, so they are merged
 /// rather than refused.
 pub fn parse_ports(text: &str) -> Result<Vec<u16>, ConfigError> {
@@ -313,7 +325,7 @@ mod tests {
     fn settings(f: impl FnOnce(&mut Settings)) -> Settings {
         let mut s = Settings {
             ifaces: vec!["veth0".into()],
-            ports: Some(vec![80]),
+            ports: Some(Ports::File(vec![80])),
             ..Default::default()
         };
         f(&mut s);

@@ -8,9 +8,7 @@ use log::warn;
 use crate::{
     config::RunConfig,
     daemon::{
-        cookie_backend::MapBackend,
-        instance::{Instance, StartError},
-        mode::Controller,
+        cookie_backend::MapBackend, instance::Instance, mode::Controller, prepare::StartError,
     },
     datapath::load::ProgramLogger,
     host::sysctl::{SyncookieVotes, SysctlSaver, Sysctls},
@@ -49,6 +47,8 @@ impl Guard {
         std::mem::take(&mut self.instances)
             .into_iter()
             .for_each(Instance::hand_over);
+        // The successor adopts the settings from the run-info files: an empty saver restores
+        // nothing when the guard drops.
         self.saver = SysctlSaver::default();
     }
 }

@@ -130,6 +130,100 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str, lines: &[(String
     }
 }
 
+/// A family with one value per interface.
+type PerIface = (&'static str, &'static str, &'static str, fn(&Sample) -> u64);
+
+/// The per-interface families before the per-port one.
+const COUNTS: [PerIface; 3] = [
+    (
+        "synguard_cookies_sent_total",
+        "counter",
+        "SYN-ACKs with a SYN cookie sent from XDP.",
+        |s| s.event(Event::CookieSent),
+    ),
+    (
+        "synguard_cookies_accepted_total",
+        "counter",
+        "Handshake ACKs whose cookie was valid (connections handed to the kernel).",
+        |s| s.event(Event::CookieAckAccepted),
+    ),
+    (
+        "synguard_syns_protected_total",
+        "counter",
+        "SYNs to protected ports (the input of flood detection).",
+        |s| s.event(Event::SynProtected),
+    ),
+];
+
+/// The per-interface families after the per-port one.
+const STATE: [PerIface; 3] = [
+    (
+        "synguard_mode_switches_total",
+        "counter",
+        "Auto mode switches of cookies on or off.",
+        |s| s.mode_state.switches,
+    ),
+    (
+        "synguard_cookies_active",
+        "gauge",
+        "1 while SYNs to protected ports are answered with cookies.",
+        |s| s.cookies_active as u64,
+    ),
+    (
+        "synguard_syn_rate_per_second",
+        "gauge",
+        "SYNs per second to protected ports over the last closed 100 ms window.",
+        |s| s.mode_state.last_rate_pps,
+    ),
+];
+
+fn per_iface(out: &mut String, ok: &[(&str, &Sample)], families: &[PerIface]) {
+    for (name, kind, help, value) in families {
+        let lines: Vec<_> = ok
+            .iter()
+            .map(|(i, s)| (format!("iface=\"{i}\""), value(s)))
+            .collect();
+        family(out, name, kind, help, &lines);
+    }
+}
+
+fn per_reason(ok: &[(&str, &Sample)], bytes: bool) -> Vec<(String, u64)> {
+    ok.iter()
+        .flat_map(|(i, s)| {
+            REASONS.iter().map(move |&r| {
+                let c = s.counter(r);
+                let labels = format!(
+                    "iface=\"{i}\",reason=\"{}\",verdict=\"{}\"",
+                    r.name(),
+                    verdict_label(r.verdict())
+                );
+                (labels, if bytes { c.bytes } else { c.packets })
+            })
+        })
+        .collect()
+}
+
+fn per_port(ok: &[(&str, &Sample)]) -> Vec<(String, u64)> {
+    ok.iter()
+        .flat_map(|(i, s)| {
+            s.port_syns
+                .iter()
+                .map(move |(p, n)| (format!("iface=\"{i}\",port=\"{p}\""), *n))
+        })
+        .collect()
+}
+
+fn per_mode(ok: &[(&str, &Sample)]) -> Vec<(String, u64)> {
+    ok.iter()
+        .flat_map(|(i, s)| {
+            ["auto", "always"].into_iter().map(move |m| {
+                let labels = format!("iface=\"{i}\",mode=\"{m}\"");
+                (labels, (s.mode_name() == m) as u64)
+            })
+        })
+        .collect()
+}
+
 /// The exposition text for every interface; an interface whose maps cannot be read shows only
 /// as `synguard_up 0`. Pure, so the format is unit-tested.
 pub fn render(samples: &[(&str, Option<Sample>)]) -> String {
@@ -138,135 +232,43 @@ pub fn render(samples: &[(&str, Option<Sample>)]) -> String {
         .iter()
         .map(|(i, s)| (format!("iface=\"{i}\""), s.is_some() as u64))
         .collect();
-    family(
-        &mut out,
-        "synguard_up",
-        "gauge",
-        "1 if the interface's pinned maps could be read.",
-        &up,
-    );
+    let up_help = "1 if the interface's pinned maps could be read.";
+    family(&mut out, "synguard_up", "gauge", up_help, &up);
     let ok: Vec<(&str, &Sample)> = samples
         .iter()
         .filter_map(|(i, s)| s.as_ref().map(|s| (*i, s)))
         .collect();
-    let per_reason = |bytes: bool| -> Vec<(String, u64)> {
-        ok.iter()
-            .flat_map(|(i, s)| {
-                REASONS.iter().map(move |&r| {
-                    let c = s.counter(r);
-                    (
-                        format!(
-                            "iface=\"{i}\",reason=\"{}\",verdict=\"{}\"",
-                            r.name(),
-                            verdict_label(r.verdict())
-                        ),
-                        if bytes { c.bytes } else { c.packets },
-                    )
-                })
-            })
-            .collect()
-    };
+    let help = "Packets the XDP program handled, by reason and verdict.";
     family(
         &mut out,
         "synguard_packets_total",
         "counter",
-        "Packets the XDP program handled, by reason and verdict.",
-        &per_reason(false),
+        help,
+        &per_reason(&ok, false),
     );
+    let help = "Bytes of the packets the XDP program handled, by reason and verdict.";
     family(
         &mut out,
         "synguard_bytes_total",
         "counter",
-        "Bytes of the packets the XDP program handled, by reason and verdict.",
-        &per_reason(true),
+        help,
+        &per_reason(&ok, true),
     );
-    let per_iface = |f: &dyn Fn(&Sample) -> u64| -> Vec<(String, u64)> {
-        ok.iter()
-            .map(|(i, s)| (format!("iface=\"{i}\""), f(s)))
-            .collect()
-    };
-    family(
-        &mut out,
-        "synguard_cookies_sent_total",
-        "counter",
-        "SYN-ACKs with a SYN cookie sent from XDP.",
-        &per_iface(&|s| s.event(Event::CookieSent)),
-    );
-    family(
-        &mut out,
-        "synguard_cookies_accepted_total",
-        "counter",
-        "Handshake ACKs whose cookie was valid (connections handed to the kernel).",
-        &per_iface(&|s| s.event(Event::CookieAckAccepted)),
-    );
-    family(
-        &mut out,
-        "synguard_syns_protected_total",
-        "counter",
-        "SYNs to protected ports (the input of flood detection).",
-        &per_iface(&|s| s.event(Event::SynProtected)),
-    );
-    let per_port: Vec<(String, u64)> = ok
-        .iter()
-        .flat_map(|(i, s)| {
-            s.port_syns
-                .iter()
-                .map(move |(p, n)| (format!("iface=\"{i}\",port=\"{p}\""), *n))
-        })
-        .collect();
+    per_iface(&mut out, &ok, &COUNTS);
+    let help = "SYNs per protected port.";
     family(
         &mut out,
         "synguard_port_syns_total",
         "counter",
-        "SYNs per protected port.",
-        &per_port,
+        help,
+        &per_port(&ok),
     );
-    family(
-        &mut out,
-        "synguard_mode_switches_total",
-        "counter",
-        "Auto mode switches of cookies on or off.",
-        &per_iface(&|s| s.mode_state.switches),
-    );
-    family(
-        &mut out,
-        "synguard_cookies_active",
-        "gauge",
-        "1 while SYNs to protected ports are answered with cookies.",
-        &per_iface(&|s| s.cookies_active as u64),
-    );
-    family(
-        &mut out,
-        "synguard_syn_rate_per_second",
-        "gauge",
-        "SYNs per second to protected ports over the last closed 100 ms window.",
-        &per_iface(&|s| s.mode_state.last_rate_pps),
-    );
-    let modes: Vec<_> = ok
-        .iter()
-        .flat_map(|(i, s)| {
-            ["auto", "always"].into_iter().map(move |m| {
-                (
-                    format!("iface=\"{i}\",mode=\"{m}\""),
-                    (s.mode_name() == m) as u64,
-                )
-            })
-        })
-        .collect();
-    family(
-        &mut out,
-        "synguard_mode",
-        "gauge",
-        "The configured cookie mode (1 for the one in effect).",
-        &modes,
-    );
-    family(
-        &mut out,
-        "synguard_build_info",
-        "gauge",
-        "Always 1; the labels say which synguard is running.",
-        &[(format!("version=\"{}\"", env!("CARGO_PKG_VERSION")), 1)],
-    );
+    per_iface(&mut out, &ok, &STATE);
+    let help = "The configured cookie mode (1 for the one in effect).";
+    family(&mut out, "synguard_mode", "gauge", help, &per_mode(&ok));
+    let version = [(format!("version=\"{}\"", env!("CARGO_PKG_VERSION")), 1)];
+    let help = "Always 1; the labels say which synguard is running.";
+    family(&mut out, "synguard_build_info", "gauge", help, &version);
     out
 }
 

@@ -9,5 +9,6 @@ pub mod instance;
 pub mod logs;
 pub mod metrics;
 pub mod mode;
+pub mod prepare;
 pub mod reload;
 pub mod run;

@@ -127,7 +127,7 @@ mod tests {
     fn cfg() -> RunConfig {
         RunConfig::from_settings(&crate::config::Settings {
             ifaces: vec!["eth0".into()],
-            ports: Some(vec![80]),
+            ports: Some(crate::config::Ports::File(vec![80])),
             ..Default::default()
         })
         .unwrap()

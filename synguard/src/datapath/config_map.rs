@@ -43,6 +43,13 @@ pub fn build_config(cfg: &RunConfig, tcp: &TcpParams, mtu: u32, nr_cpus: u32) ->
         _pad: 0,
         hold_ns: cfg.hold.as_nanos().min(u64::MAX as u128) as u64,
         refresh_ns: LISTENER_REFRESH.as_nanos() as u64,
+        // Filled in from the interface and the kernel by the caller (`nic::hw_addr`,
+        // `btf::request_isn_offset`).
+        own_mac: [0; 6],
+        loopback: 0,
+        _pad_mac: 0,
+        reqsk_isn_off: 0,
+        _pad_isn: 0,
     }
 }
 

@@ -1,5 +1,5 @@
-//! `synguard stats`: reads the pinned counters of a running instance and prints them like
-//! xdp-bench, or as one JSON object per line for scripts and the e2e tests.
+//! The program's counters: one [`Sample`] of every pinned counter of an instance (summed over
+//! CPUs), for `stats`, `status` and the metrics endpoint, and which instance a command means.
 
 use std::{
     collections::BTreeMap,

@@ -1,15 +1,17 @@
 //! What can go wrong loading, configuring, pinning and attaching the program, each naming what
 //! was being done.
 
-use std::{
-    io,
-    path::{Path, PathBuf},
-};
+use std::path::PathBuf;
 
 use aya::{EbpfError, maps::MapError, pin::PinError, programs::ProgramError};
 use thiserror::Error;
 
-use crate::{datapath::diagnose::MissingHelper, host::sysctl::SysctlError};
+use crate::{
+    datapath::diagnose::MissingHelper,
+    host::{io::PathError, sysctl::SysctlError},
+};
+
+pub use crate::host::io::io_err;
 
 #[derive(Debug, Error)]
 pub enum LoaderError {
@@ -52,13 +54,8 @@ pub enum LoaderError {
          (ip link set dev {iface} xdp off)"
     )]
     XdpBusy { iface: String },
-    #[error("{what} {}", path.display())]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] PathError),
     #[error(transparent)]
     PinnedMap(#[from] crate::datapath::maps::PinnedMapError),
     #[error(transparent)]
@@ -70,9 +67,4 @@ pub enum LoaderError {
     NoXdpLink { iface: String },
     #[error(transparent)]
     Sysctl(#[from] SysctlError),
-}
-
-pub fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> LoaderError {
-    let path = path.to_path_buf();
-    move |source| LoaderError::Io { what, path, source }
 }

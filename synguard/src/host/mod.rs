@@ -1,8 +1,12 @@
 //! The machine synguard runs on: kernel settings (`sysctl`), interface facts (`nic`), clocks
-//! (`clock`), network namespaces (`netns`) and the SYN-flood tuning `doctor` checks (`tuning`).
+//! (`clock`), network namespaces (`netns`), the BPF filesystem (`bpffs`), errors on paths
+//! (`io`), facts from the kernel's BTF (`btf`) and the SYN-flood tuning `doctor` checks
+//! (`tuning`). Imports only `config`.
 
 pub mod bpffs;
+pub mod btf;
 pub mod clock;
+pub mod io;
 pub mod netns;
 pub mod nic;
 pub mod sysctl;

@@ -54,6 +54,21 @@ pub fn mtu(iface: &str) -> io::Result<u32> {
     Ok(unsafe { req.ifr_ifru.ifru_mtu }.max(0) as u32)
 }
 
+/// The interface's hardware address and whether it is a loopback device (SIOCGIFHWADDR). The XDP
+/// program answers only SYNs sent to that address (`synguard_common::host::mac_class`).
+pub fn hw_addr(iface: &str) -> io::Result<([u8; 6], bool)> {
+    let sock = socket()?;
+    let mut req = ifreq(iface)?;
+    // SAFETY: SIOCGIFHWADDR reads ifr_name and writes ifru_hwaddr of the ifreq we pass.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFHWADDR, &mut req) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: on success the kernel filled the hwaddr member of the union.
+    let addr = unsafe { req.ifr_ifru.ifru_hwaddr };
+    let mac = core::array::from_fn(|i| addr.sa_data[i] as u8);
+    Ok((mac, addr.sa_family == libc::ARPHRD_LOOPBACK))
+}
+
 /// Whether receive VLAN offload (`ethtool -k IF | grep rx-vlan-offload`) is on. With it on, the
 /// NIC strips 802.1Q tags into packet metadata that XDP cannot read without a kfunc, so a tagged
 /// SYN looks untagged to the program and its XDP_TX reply leaves without the tag (see
@@ -153,9 +168,15 @@ mod tests {
     }
 
     #[test]
+    fn loopback_is_a_loopback_without_a_mac() {
+        assert_eq!(hw_addr("lo").unwrap(), ([0; 6], true));
+    }
+
+    #[test]
     fn unknown_interfaces_are_errors() {
         assert!(mtu("nosuch-sg0").is_err());
         assert!(rx_vlan_offload("nosuch-sg0").is_err());
+        assert!(hw_addr("nosuch-sg0").is_err());
         assert!(mtu("an-interface-name-far-too-long").is_err());
     }
 

@@ -1,8 +1,8 @@
-//! `synguard doctor`: the third classic defence against SYN floods, after cookies and filtering,
-//! is tuning the host. Checks the TCP settings that bound the half-open and accept queues, the
-//! listener backlogs of the protected ports, the interface driver's XDP support and the kernel
-//! features synguard needs; prints each finding with the recommended value and why, and
-//! `--apply` sets the sysctls.
+//! The host checks behind `synguard doctor`. The third classic defence against SYN floods,
+//! after cookies and filtering, is tuning the host: the TCP settings that bound the half-open
+//! and accept queues, the listener backlogs of the protected ports, the interface driver's XDP
+//! support and the kernel features synguard needs. Each finding comes with the recommended value
+//! and why; `apply` sets the sysctls.
 
 use std::{fmt, path::Path, process::Command};
 

@@ -13,7 +13,13 @@ use std::{
 use log::warn;
 use thiserror::Error;
 
-use crate::{host::netns, state::paths};
+use crate::{
+    host::{
+        io::{PathError, io_err},
+        netns,
+    },
+    state::paths,
+};
 
 #[derive(Debug, Error)]
 pub enum LockError {
@@ -26,18 +32,8 @@ pub enum LockError {
         lock: PathBuf,
         note: String,
     },
-    #[error("{what} {}", path.display())]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-}
-
-fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> LockError {
-    let path = path.to_path_buf();
-    move |source| LockError::Io { what, path, source }
+    #[error(transparent)]
+    Io(#[from] PathError),
 }
 
 /// Exclusive, non-blocking flock on `<run_dir>/<iface>.lock`, holding our pid. The kernel drops
@@ -53,11 +49,7 @@ impl InstanceLock {
         let denied = |what| {
             move |e: io::Error| match e.kind() {
                 io::ErrorKind::PermissionDenied => LockError::NotPermitted { what },
-                _ => LockError::Io {
-                    what: "cannot create",
-                    path: run_dir.to_path_buf(),
-                    source: e,
-                },
+                _ => io_err("cannot create", run_dir)(e).into(),
             }
         };
         fs::create_dir_all(run_dir).map_err(denied("creating the lock directory"))?;
@@ -75,29 +67,9 @@ impl InstanceLock {
             if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
                 let err = io::Error::last_os_error();
                 if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
-                    return Err(io_err("cannot lock", &path)(err));
+                    return Err(io_err("cannot lock", &path)(err).into());
                 }
-                let pid = fs::read_to_string(&path)
-                    .unwrap_or_default()
-                    .trim()
-                    .to_string();
-                let note = match (netns::of_pid(&pid), netns::of_pid("self")) {
-                    (Some(theirs), Some(ours)) if theirs != ours => format!(
-                        "; that instance runs in another network namespace ({theirs}), and \
-                         instances are told apart by interface name only"
-                    ),
-                    _ => String::new(),
-                };
-                return Err(LockError::AlreadyRunning {
-                    iface: iface.to_string(),
-                    pid: if pid.is_empty() {
-                        "unknown".into()
-                    } else {
-                        pid
-                    },
-                    lock: path,
-                    note,
-                });
+                return Err(held_by_other(iface, path));
             }
             // A previous holder unlinks the file before it exits; if we locked that unlinked
             // file, another process may already hold the new one. Retry on the current file.
@@ -110,6 +82,32 @@ impl InstanceLock {
             writeln!(file, "{}", std::process::id()).map_err(io_err("cannot write", &path))?;
             return Ok(InstanceLock { path, _file: file });
         }
+    }
+}
+
+/// The error for a lock another process holds: its pid (from the file) and, when it runs in
+/// another network namespace, that note.
+fn held_by_other(iface: &str, path: PathBuf) -> LockError {
+    let pid = fs::read_to_string(&path)
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let note = match (netns::of_pid(&pid), netns::current()) {
+        (Some(theirs), Some(ours)) if theirs != ours => format!(
+            "; that instance runs in another network namespace ({theirs}), and instances are \
+             told apart by interface name only"
+        ),
+        _ => String::new(),
+    };
+    LockError::AlreadyRunning {
+        iface: iface.to_string(),
+        pid: if pid.is_empty() {
+            "unknown".into()
+        } else {
+            pid
+        },
+        lock: path,
+        note,
     }
 }
 

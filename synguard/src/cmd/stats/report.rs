@@ -145,23 +145,17 @@ impl Report {
                 group(packets)
             );
         }
-        for (port, p) in &self.ports {
+        let rows = self
+            .ports
+            .iter()
+            .map(|(port, p)| ("port", format!("{port} SYNs"), p));
+        let events = EVENTS
+            .iter()
+            .map(|e| ("event", e.name().to_string(), &self.events[e.name()]));
+        for (kind, name, ev) in rows.chain(events) {
             let _ = writeln!(
                 out,
-                "  {:<6} {:<28} {:>14} {:>16}",
-                "port",
-                format!("{port} SYNs"),
-                group(p.rate.round() as u64),
-                group(p.total)
-            );
-        }
-        for e in EVENTS {
-            let ev = &self.events[e.name()];
-            let _ = writeln!(
-                out,
-                "  {:<6} {:<28} {:>14} {:>16}",
-                "event",
-                e.name(),
+                "  {kind:<6} {name:<28} {:>14} {:>16}",
                 group(ev.rate.round() as u64),
                 group(ev.total)
             );

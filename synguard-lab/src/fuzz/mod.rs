@@ -1,0 +1,273 @@
+//! A fuzzer of synguard's own: the compiled XDP program run through `BPF_PROG_TEST_RUN` on
+//! generated and mutated frames (`gen`), each judged by an independent oracle (`model`,
+//! `reply`): TX only for a SYN the host would accept and then a correct SYN-ACK whose final ACK
+//! is accepted and whose tampered ACK is dropped; PASS leaves every byte unchanged; DROP only
+//! where policy says; every packet counted exactly once (the verdict counters compared with
+//! what was run, batch by batch). Seeded and reproducible: `cargo xtask fuzz --frames N --seed
+//! S`; a short fixed-seed run is part of the lab tests (`tests/fuzz.rs`).
+
+pub mod generate;
+pub mod model;
+pub mod reply;
+pub mod rng;
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use anyhow::Result;
+use synguard_common::{
+    maps::Config,
+    reason::{REASONS, Reason, Verdict},
+};
+
+use crate::{
+    lab::idle_xdp::IdleXdp,
+    testrun::fixture::{Fixture, XDP_DROP, XDP_PASS, XDP_TX, default_config},
+};
+use model::Expect;
+use rng::Rng;
+
+/// A frame the program got wrong, and how.
+#[derive(Debug, Clone)]
+pub struct Violation {
+    pub what: String,
+    pub frame: Vec<u8>,
+}
+
+impl Violation {
+    /// Hex of the (minimised) frame and etherparse's decoding of it.
+    pub fn render(&self) -> String {
+        let hex: String = self.frame.iter().map(|b| format!("{b:02x}")).collect();
+        let decoded = match etherparse::SlicedPacket::from_ethernet(&self.frame) {
+            Ok(p) => format!("{:?} / {:?} / {:?}", p.link, p.net, p.transport),
+            Err(e) => format!("does not parse: {e}"),
+        };
+        format!(
+            "{}\n  frame ({} bytes): {hex}\n  decoded: {decoded}",
+            self.what,
+            self.frame.len()
+        )
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Generated frames.
+    pub frames: u64,
+    /// Program runs, including the final ACKs of answered SYNs.
+    pub runs: u64,
+    pub secs: f64,
+    pub answered: u64,
+    pub by_reason: BTreeMap<&'static str, u64>,
+    pub violations: Vec<Violation>,
+}
+
+impl Report {
+    pub fn runs_per_sec(&self) -> f64 {
+        self.runs as f64 / self.secs.max(1e-9)
+    }
+}
+
+/// The program loaded with the fuzzer's configuration, and an idle device with an XDP program
+/// in a namespace of its own: with any XDP program attached, a `BPF_PROG_TEST_RUN` call costs
+/// microseconds instead of an RCU grace period (docs/host-checks.md, "Fuzzing").
+pub struct Fuzzer {
+    fixture: Fixture,
+    cfg: Config,
+    _idle: IdleXdp,
+}
+
+const BATCH: usize = 512;
+
+impl Fuzzer {
+    pub fn new() -> Result<Self> {
+        let idle = IdleXdp::new("fuzz")?;
+        let cfg = default_config();
+        let fixture = Fixture::new(cfg, &generate::PROTECTED)?;
+        Ok(Fuzzer {
+            fixture,
+            cfg,
+            _idle: idle,
+        })
+    }
+
+    /// Runs `frames` generated frames from `seed`; stops collecting after `max_violations`.
+    pub fn run(&self, frames: u64, seed: u64, max_violations: usize) -> Result<Report> {
+        let mut rng = Rng::new(seed);
+        let mut report = Report::default();
+        let start = Instant::now();
+        let mut done = 0u64;
+        while done < frames && report.violations.len() < max_violations {
+            let n = (frames - done).min(BATCH as u64) as usize;
+            let batch: Vec<Vec<u8>> = (0..n).map(|_| generate::next(&mut rng).frame).collect();
+            self.batch(&batch, &mut report)?;
+            done += n as u64;
+        }
+        report.frames = done;
+        report.secs = start.elapsed().as_secs_f64();
+        for v in &mut report.violations {
+            v.frame = self.minimise(&v.frame)?;
+        }
+        Ok(report)
+    }
+
+    fn batch(&self, batch: &[Vec<u8>], report: &mut Report) -> Result<()> {
+        let before = self.fixture.verdicts()?;
+        let mut want = vec![0u64; before.len()];
+        for frame in batch {
+            let (res, reasons) = self.one(frame)?;
+            report.runs += reasons.len().max(1) as u64;
+            for r in reasons {
+                want[r.index() as usize] += 1;
+                *report.by_reason.entry(r.name()).or_default() += 1;
+                report.answered += u64::from(r == Reason::TxSynAckCookie);
+            }
+            if let Err(what) = res {
+                report.violations.push(Violation {
+                    what,
+                    frame: frame.clone(),
+                });
+            }
+        }
+        let after = self.fixture.verdicts()?;
+        let got: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+        if got != want {
+            report.violations.push(self.locate(batch)?);
+        }
+        Ok(())
+    }
+
+    /// Finds the frame of a batch whose counters went wrong, by running each alone.
+    fn locate(&self, batch: &[Vec<u8>]) -> Result<Violation> {
+        for frame in batch {
+            let before = self.fixture.verdicts()?;
+            let (_, reasons) = self.one(frame)?;
+            let after = self.fixture.verdicts()?;
+            let mut want = vec![0u64; before.len()];
+            for r in &reasons {
+                want[r.index() as usize] += 1;
+            }
+            let got: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+            if got != want {
+                return Ok(Violation {
+                    what: format!("counted {} but expected {:?}", slots(&got), reasons),
+                    frame: frame.clone(),
+                });
+            }
+        }
+        Ok(Violation {
+            what:
+                "verdict counters of a batch differ from its frames, no single frame reproduces it"
+                    .into(),
+            frame: Vec::new(),
+        })
+    }
+
+    /// Runs one frame (and, for an answered SYN, its final ACK and a tampered one): the verdict,
+    /// and the reasons that must have been counted.
+    fn one(&self, frame: &[u8]) -> Result<(Result<(), String>, Vec<Reason>)> {
+        let (expect, syn) = model::expect(frame);
+        let out = self.fixture.run(frame)?;
+        let action = |r: Reason| match r.verdict() {
+            Verdict::Pass => XDP_PASS,
+            Verdict::Tx => XDP_TX,
+            Verdict::Drop => XDP_DROP,
+        };
+        let unchanged = |reason: Reason| {
+            if out.action == XDP_PASS && out.frame != frame {
+                Err(format!("{reason:?}: PASS changed the frame"))
+            } else {
+                Ok(())
+            }
+        };
+        let verdict = match expect {
+            Expect::Exactly(r) => {
+                if out.action != action(r) {
+                    return Ok((Err(format!("action {}, want {r:?}", out.action)), vec![r]));
+                }
+                return Ok((unchanged(r), vec![r]));
+            }
+            Expect::CookieCheck => {
+                let r = match out.action {
+                    XDP_PASS => Reason::PassCookieAck,
+                    XDP_DROP => Reason::DropAckBadCookie,
+                    a => return Ok((Err(format!("ACK got action {a}")), vec![])),
+                };
+                return Ok((unchanged(r), vec![r]));
+            }
+            Expect::SynAck => out.action,
+        };
+        let syn = syn.expect("the model returns the SYN it wants answered");
+        if verdict != XDP_TX {
+            let r = Reason::TxSynAckCookie;
+            return Ok((Err(format!("action {verdict}, want a SYN-ACK")), vec![r]));
+        }
+        let mut reasons = vec![Reason::TxSynAckCookie];
+        let answer = match reply::check(&syn, &out.frame, &self.cfg) {
+            Ok(a) => a,
+            Err(e) => return Ok((Err(format!("bad SYN-ACK: {e}")), reasons)),
+        };
+        let good = reply::final_ack(&syn, answer, 0);
+        reasons.push(Reason::PassCookieAck);
+        let o = self.fixture.run(&good)?;
+        if o.action != XDP_PASS || o.frame != good {
+            return Ok((Err(format!("final ACK got action {}", o.action)), reasons));
+        }
+        // Bits 2..23: a change of the low two bits would name another valid MSS index.
+        let bit = 1u32 << (2 + (answer.0 % 22));
+        let bad = reply::final_ack(&syn, answer, bit);
+        reasons.push(Reason::DropAckBadCookie);
+        let o = self.fixture.run(&bad)?;
+        if o.action != XDP_DROP {
+            return Ok((
+                Err(format!("tampered ACK got action {}", o.action)),
+                reasons,
+            ));
+        }
+        Ok((Ok(()), reasons))
+    }
+
+    fn violates(&self, frame: &[u8]) -> Result<bool> {
+        Ok(self.one(frame)?.0.is_err())
+    }
+
+    /// Shrinks a violating frame: cuts the tail while it still violates, then zeroes each byte
+    /// that can be zeroed.
+    fn minimise(&self, frame: &[u8]) -> Result<Vec<u8>> {
+        let mut f = frame.to_vec();
+        if f.is_empty() || !self.violates(&f)? {
+            return Ok(f);
+        }
+        let mut step = f.len() / 2;
+        while step > 0 {
+            while f.len() >= generate::MIN_FRAME + step && self.violates(&f[..f.len() - step])? {
+                f.truncate(f.len() - step);
+            }
+            step /= 2;
+        }
+        for i in 0..f.len() {
+            if f[i] != 0 {
+                let mut g = f.clone();
+                g[i] = 0;
+                if self.violates(&g)? {
+                    f = g;
+                }
+            }
+        }
+        Ok(f)
+    }
+}
+
+fn slots(counts: &[u64]) -> String {
+    let named: Vec<String> = counts
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| **c != 0)
+        .map(|(i, c)| {
+            let name = REASONS.get(i).map(|r| r.name()).unwrap_or("unknown");
+            format!("{name}={c}")
+        })
+        .collect();
+    named.join(" ")
+}

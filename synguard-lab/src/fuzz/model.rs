@@ -1,0 +1,284 @@
+//! The oracle's own reading of a frame: what the host's stack and synguard's documented policy
+//! make of it. Written from the kernel's rules and the README, not from the XDP program's code;
+//! checksums through etherparse-free 16-bit sums (`generate::sum16`).
+
+use synguard_common::{reason::Reason, tcp::*};
+
+/// How the oracle reads a flags byte (RFC 9293 and the README's table, written apart from
+/// `synguard_common::tcp::classify`).
+#[derive(Clone, Copy)]
+enum Class {
+    Syn,
+    SynAck,
+    SynFin,
+    SynRst,
+    Rst,
+    Ack,
+    NoFlags,
+    NoAck,
+}
+
+fn class(f: u8) -> Class {
+    let syn = f & SYN != 0;
+    match () {
+        _ if syn && f & FIN != 0 => Class::SynFin,
+        _ if syn && f & RST != 0 => Class::SynRst,
+        _ if syn && f & ACK != 0 => Class::SynAck,
+        _ if syn => Class::Syn,
+        _ if f & RST != 0 => Class::Rst,
+        _ if f & ACK != 0 => Class::Ack,
+        _ if f & (FIN | PSH | URG) == 0 => Class::NoFlags,
+        _ => Class::NoAck,
+    }
+}
+
+use super::generate::{PROTECTED, pseudo_sum, sum16};
+use crate::testrun::frames::SERVER_MAC;
+
+/// What the program must do with a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// Exactly this reason (and its action).
+    Exactly(Reason),
+    /// A SYN the host accepts: a correct SYN-ACK.
+    SynAck,
+    /// An ACK with no socket behind it: a valid cookie passes, anything else is dropped.
+    CookieCheck,
+}
+
+/// The parts of a client SYN the reply is checked against.
+#[derive(Clone, Debug)]
+pub struct Syn {
+    pub l2: Vec<u8>,
+    pub ipv6: bool,
+    pub src: Vec<u8>,
+    pub dst: Vec<u8>,
+    pub sport: u16,
+    pub dport: u16,
+    pub seq: u32,
+    pub flags: u8,
+    pub opts: ClientOpts,
+}
+
+/// The client's options as the kernel reads them (`tcp_parse_options` for a SYN).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClientOpts {
+    pub mss: Option<u16>,
+    pub wscale: Option<u8>,
+    pub sack: bool,
+    pub tsval: Option<u32>,
+}
+
+pub fn client_opts(b: &[u8]) -> ClientOpts {
+    let mut o = ClientOpts::default();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            0 => break,
+            1 => i += 1,
+            kind => {
+                if i + 1 >= b.len() {
+                    break;
+                }
+                let len = b[i + 1] as usize;
+                if len < 2 || i + len > b.len() {
+                    break;
+                }
+                let a = &b[i + 2..i + len];
+                match (kind, len) {
+                    (2, 4) if a != [0, 0] => o.mss = Some(u16::from_be_bytes([a[0], a[1]])),
+                    (3, 3) => o.wscale = Some(a[0].min(14)),
+                    (4, 2) => o.sack = true,
+                    (8, 10) => o.tsval = Some(u32::from_be_bytes([a[0], a[1], a[2], a[3]])),
+                    _ => {}
+                }
+                i += len;
+            }
+        }
+    }
+    o
+}
+
+fn be16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+fn martian(ipv6: bool, src: &[u8], dst: &[u8]) -> bool {
+    if src == dst {
+        return true;
+    }
+    if ipv6 {
+        let a = std::net::Ipv6Addr::from(<[u8; 16]>::try_from(src).unwrap());
+        a.is_multicast() || a.is_unspecified() || a.is_loopback() || a.to_ipv4_mapped().is_some()
+    } else {
+        src[0] == 0 || src[0] == 127 || src[0] >= 224
+    }
+}
+
+/// The model: the expected outcome, and the SYN when one is to be answered.
+pub fn expect(f: &[u8]) -> (Expect, Option<Syn>) {
+    match walk(f) {
+        Ok(r) => r,
+        Err(reason) => (Expect::Exactly(reason), None),
+    }
+}
+
+/// Where a frame's headers are, once it parsed down to TCP.
+struct Headers {
+    l2_end: usize,
+    ipv6: bool,
+    tcp: usize,
+    ip_end: usize,
+    src: Vec<u8>,
+    dst: Vec<u8>,
+}
+
+/// Ethernet and up to two VLAN tags: (ethertype, end of L2).
+fn l2(f: &[u8]) -> Result<(u16, usize), Reason> {
+    if f.len() < 14 {
+        return Err(Reason::PassMalformedL2);
+    }
+    let mut off = 12;
+    let mut proto = be16(f, off);
+    for _ in 0..2 {
+        if proto == 0x8100 || proto == 0x88a8 {
+            off += 4;
+            if f.len() < off + 2 {
+                return Err(Reason::PassMalformedL2);
+            }
+            proto = be16(f, off);
+        }
+    }
+    Ok((proto, off + 2))
+}
+
+/// IPv6 with up to four hop-by-hop/routing/destination-options headers: (TCP offset, IP end).
+fn ipv6(f: &[u8], ip: usize) -> Result<(usize, usize), Reason> {
+    use Reason::*;
+    if f.len() < ip + 40 || f[ip] >> 4 != 6 || ip + 40 + be16(f, ip + 4) as usize > f.len() {
+        return Err(PassMalformedIp);
+    }
+    let mut nh = f[ip + 6];
+    let mut at = ip + 40;
+    for _ in 0..4 {
+        if matches!(nh, 0 | 43 | 60) {
+            if f.len() < at + 2 {
+                return Err(PassMalformedIp);
+            }
+            nh = f[at];
+            at += (f[at + 1] as usize + 1) * 8;
+        }
+    }
+    match nh {
+        0 | 43 | 60 => Err(PassIpv6ExtLimit),
+        44 => Err(PassFragment),
+        6 => Ok((at, ip + 40 + be16(f, ip + 4) as usize)),
+        _ => Err(PassNotTcp),
+    }
+}
+
+/// IPv4 with options: (TCP offset, IP end).
+fn ipv4(f: &[u8], ip: usize) -> Result<(usize, usize), Reason> {
+    use Reason::*;
+    if f.len() < ip + 20 {
+        return Err(PassMalformedIp);
+    }
+    let ihl = (f[ip] & 0xf) as usize * 4;
+    let total = be16(f, ip + 2) as usize;
+    if f[ip] >> 4 != 4 || ihl < 20 || total < ihl || ip + total > f.len() {
+        return Err(PassMalformedIp);
+    }
+    if be16(f, ip + 6) & 0x3fff != 0 {
+        return Err(PassFragment);
+    }
+    if f[ip + 9] != 6 {
+        return Err(PassNotTcp);
+    }
+    Ok((ip + ihl, ip + total))
+}
+
+/// Down to a TCP header whose data offset fits the IP packet.
+fn headers(f: &[u8]) -> Result<Headers, Reason> {
+    let (proto, l2_end) = l2(f)?;
+    let ip = l2_end;
+    let (ipv6, (tcp, ip_end)) = match proto {
+        0x0800 => (false, ipv4(f, ip)?),
+        0x86dd => (true, ipv6(f, ip)?),
+        _ => return Err(Reason::PassNotIp),
+    };
+    let (src, dst) = if ipv6 {
+        (f[ip + 8..ip + 24].to_vec(), f[ip + 24..ip + 40].to_vec())
+    } else {
+        (f[ip + 12..ip + 16].to_vec(), f[ip + 16..ip + 20].to_vec())
+    };
+    if f.len() < tcp + 20 {
+        return Err(Reason::PassMalformedTcp);
+    }
+    let doff = (f[tcp + 12] >> 4) as usize * 4;
+    if doff < 20 || tcp + doff > ip_end {
+        return Err(Reason::PassMalformedTcp);
+    }
+    Ok(Headers {
+        l2_end,
+        ipv6,
+        tcp,
+        ip_end,
+        src,
+        dst,
+    })
+}
+
+fn walk(f: &[u8]) -> Result<(Expect, Option<Syn>), Reason> {
+    use Reason::*;
+    let h = headers(f)?;
+    let dport = be16(f, h.tcp + 2);
+    if !PROTECTED.contains(&dport) {
+        return Err(PassUnprotectedPort);
+    }
+    if f[0] & 1 != 0 || f[..6] != SERVER_MAC {
+        return Err(PassNotForHost);
+    }
+    if martian(h.ipv6, &h.src, &h.dst) {
+        return Err(DropMartianSource);
+    }
+    let expect = match class(f[h.tcp + 13]) {
+        Class::Syn => return syn(f, h).map(|s| (Expect::SynAck, Some(s))),
+        Class::Ack => Expect::CookieCheck,
+        Class::SynAck => Expect::Exactly(PassSynAck),
+        Class::Rst => Expect::Exactly(PassRst),
+        Class::SynFin => Expect::Exactly(DropSynFin),
+        Class::SynRst => Expect::Exactly(DropSynRst),
+        Class::NoFlags => Expect::Exactly(DropNoFlags),
+        Class::NoAck => Expect::Exactly(DropNoAck),
+    };
+    Ok((expect, None))
+}
+
+/// A SYN the host accepts (both checksums; TCP only without payload, as the README says), and
+/// what its answer is checked against.
+fn syn(f: &[u8], h: Headers) -> Result<Syn, Reason> {
+    let tcp = h.tcp;
+    if !h.ipv6 && sum16(&f[h.l2_end..tcp], 0) != 0xffff {
+        return Err(Reason::DropBadIpChecksum);
+    }
+    let doff = (f[tcp + 12] >> 4) as usize * 4;
+    let seg = &f[tcp..h.ip_end];
+    if seg.len() == doff {
+        let pseudo = pseudo_sum(&h.src, &h.dst, seg.len());
+        let field = be16(f, tcp + 16);
+        if sum16(seg, pseudo) != 0xffff && field != pseudo as u16 {
+            return Err(Reason::DropBadTcpChecksum);
+        }
+    }
+    Ok(Syn {
+        l2: f[..h.l2_end].to_vec(),
+        ipv6: h.ipv6,
+        src: h.src,
+        dst: h.dst,
+        sport: be16(f, tcp),
+        dport: be16(f, tcp + 2),
+        seq: u32::from_be_bytes([f[tcp + 4], f[tcp + 5], f[tcp + 6], f[tcp + 7]]),
+        flags: f[tcp + 13],
+        opts: client_opts(&f[tcp + 20..tcp + doff]),
+    })
+}

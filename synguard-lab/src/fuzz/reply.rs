@@ -1,0 +1,234 @@
+//! Checks a SYN-ACK against the SYN it answers, with etherparse's own parsing and checksum code:
+//! addresses, ports, VLAN tags, ack, flags, both checksums, options, MSS, TS echo, window scale.
+//! Also builds the client's final ACK for it.
+
+use etherparse::{NetSlice, SlicedPacket, TcpOptionElement, TransportSlice};
+use synguard_common::{maps::Config, tcp::*};
+
+use super::generate::{pseudo_sum, sum16};
+use super::model::Syn;
+
+/// The kernel's cookie MSS tables (`msstab`, net/ipv4/syncookies.c and net/ipv6/syncookies.c).
+fn cookie_mss(client: u16, ipv6: bool) -> u16 {
+    let t: [u16; 4] = if ipv6 {
+        [1220, 1420, 1440, 8940]
+    } else {
+        [536, 1300, 1440, 1460]
+    };
+    *t.iter().rev().find(|&&m| client >= m).unwrap_or(&t[0])
+}
+
+macro_rules! ensure {
+    ($c:expr, $($t:tt)*) => { if !$c { return Err(format!($($t)*)); } };
+}
+
+/// What the reply said: (cookie, the SYN-ACK's TSval if any).
+pub type Answer = (u32, Option<u32>);
+
+/// Checks the whole SYN-ACK; returns what the client's final ACK needs.
+pub fn check(syn: &Syn, out: &[u8], cfg: &Config) -> Result<Answer, String> {
+    let l2 = syn.l2.len();
+    let p = SlicedPacket::from_ethernet(out).map_err(|e| format!("reply does not parse: {e}"))?;
+    let Some(TransportSlice::Tcp(tcp)) = p.transport else {
+        return Err("reply has no TCP header".into());
+    };
+    let ip_len = headers(syn, out, &p.net, &tcp)?;
+    ensure!(
+        out.len() == l2 + ip_len + tcp.slice().len(),
+        "trailing bytes after the SYN-ACK"
+    );
+    ensure!(
+        tcp.source_port() == syn.dport && tcp.destination_port() == syn.sport,
+        "ports"
+    );
+    ensure!(
+        tcp.acknowledgment_number() == syn.seq.wrapping_add(1),
+        "ack is not seq + 1"
+    );
+    let flags = out[l2 + ip_len + 13];
+    options(syn, &tcp, flags, cfg)
+}
+
+/// Ethernet, VLAN tags and the IP header, and the TCP checksum over it: returns the IP header's
+/// length.
+fn headers(
+    syn: &Syn,
+    out: &[u8],
+    net: &Option<NetSlice<'_>>,
+    tcp: &etherparse::TcpSlice<'_>,
+) -> Result<usize, String> {
+    let l2 = syn.l2.len();
+    ensure!(out.len() >= l2, "reply shorter than its L2 header");
+    ensure!(
+        out[..6] == syn.l2[6..12],
+        "destination MAC is not the client's"
+    );
+    ensure!(out[6..12] == syn.l2[..6], "source MAC is not ours");
+    ensure!(
+        out[12..l2] == syn.l2[12..],
+        "VLAN tags or ethertype changed"
+    );
+    let tcp_len = tcp.slice().len();
+    Ok(match net {
+        Some(NetSlice::Ipv4(ip)) => {
+            let h = ip.header();
+            ensure!(!syn.ipv6, "IPv4 reply to an IPv6 SYN");
+            ensure!(h.ihl() == 5, "reply has IP options");
+            ensure!(
+                h.source() == syn.dst[..] && h.destination() == syn.src[..],
+                "IPv4 addresses"
+            );
+            let hh = h.to_header();
+            ensure!(
+                hh.calc_header_checksum() == h.header_checksum(),
+                "IPv4 header checksum"
+            );
+            ensure!(h.protocol() == etherparse::IpNumber::TCP, "protocol");
+            ensure!(h.total_len() as usize == 20 + tcp_len, "IPv4 total length");
+            let c = tcp
+                .calc_checksum_ipv4(h.source(), h.destination())
+                .map_err(|e| e.to_string())?;
+            ensure!(c == tcp.checksum(), "TCP checksum over IPv4");
+            20
+        }
+        Some(NetSlice::Ipv6(ip)) => {
+            let h = ip.header();
+            ensure!(syn.ipv6, "IPv6 reply to an IPv4 SYN");
+            ensure!(
+                h.source() == syn.dst[..] && h.destination() == syn.src[..],
+                "IPv6 addresses"
+            );
+            ensure!(
+                h.next_header() == etherparse::IpNumber::TCP,
+                "reply has extension headers"
+            );
+            ensure!(
+                h.payload_length() as usize == tcp_len,
+                "IPv6 payload length"
+            );
+            let c = tcp
+                .calc_checksum_ipv6(h.source(), h.destination())
+                .map_err(|e| e.to_string())?;
+            ensure!(c == tcp.checksum(), "TCP checksum over IPv6");
+            40
+        }
+        _ => return Err("reply has no IP header".into()),
+    })
+}
+
+/// Flags, MSS, window, timestamp echo and its option bits, SACK, window scale.
+fn options(
+    syn: &Syn,
+    tcp: &etherparse::TcpSlice<'_>,
+    flags: u8,
+    cfg: &Config,
+) -> Result<Answer, String> {
+    let o = syn.opts;
+    let ecn = o.tsval.is_some() && cfg.ecn != 0 && syn.flags & (ECE | CWR) == ECE | CWR;
+    let want_flags = SYN | ACK | if ecn { ECE } else { 0 };
+    ensure!(
+        flags == want_flags,
+        "flags {flags:#04x}, want {want_flags:#04x}"
+    );
+    let default = if syn.ipv6 { 1220 } else { 536 };
+    let client = o.mss.unwrap_or(default);
+    let cap = if syn.ipv6 { cfg.mss_v6 } else { cfg.mss_v4 } as u16;
+    let cmss = cookie_mss(client, syn.ipv6);
+    let want_mss = cmss.min(client).min(cap);
+    let (mut mss, mut ts, mut sack, mut ws) = (None, None, false, None);
+    for opt in tcp.options_iterator() {
+        match opt.map_err(|e| format!("reply options: {e}"))? {
+            TcpOptionElement::MaximumSegmentSize(m) => mss = Some(m),
+            TcpOptionElement::Timestamp(v, e) => ts = Some((v, e)),
+            TcpOptionElement::SelectiveAcknowledgementPermitted => sack = true,
+            TcpOptionElement::WindowScale(w) => ws = Some(w),
+            _ => {}
+        }
+    }
+    ensure!(
+        mss == Some(want_mss),
+        "MSS {mss:?}, want {want_mss} (client {:?})",
+        o.mss
+    );
+    ensure!(mss.unwrap_or(0) <= client, "MSS above the client's");
+    let want_window = (65535 / cmss as u32 * cmss as u32) as u16;
+    ensure!(
+        tcp.window_size() == want_window,
+        "window {}",
+        tcp.window_size()
+    );
+    match (o.tsval, ts) {
+        (None, None) => {
+            ensure!(
+                !sack && ws.is_none(),
+                "SACK or window scale without a timestamp"
+            );
+        }
+        (Some(client_ts), Some((tsval, tsecr))) => {
+            ensure!(
+                tsecr == client_ts,
+                "TS echo {tsecr:#x}, want {client_ts:#x}"
+            );
+            let bits =
+                o.wscale.map(u32::from).unwrap_or(0xf) | (o.sack as u32) << 4 | (ecn as u32) << 5;
+            ensure!(
+                tsval & 0x3f == bits,
+                "TSval option bits {:#x}, want {bits:#x}",
+                tsval & 0x3f
+            );
+            ensure!(sack == o.sack, "SACK-permitted {sack}, client {}", o.sack);
+            let want_ws = o.wscale.map(|_| cfg.wscale as u8);
+            ensure!(ws == want_ws, "window scale {ws:?}, want {want_ws:?}");
+        }
+        (c, r) => return Err(format!("timestamp: client {c:?}, reply {r:?}")),
+    }
+    Ok((tcp.sequence_number(), ts.map(|t| t.0)))
+}
+
+/// The client's final ACK for an answered SYN: seq ISN+1, ack cookie+1 (`ack_delta` added to
+/// the ack to tamper with it), echoing the SYN-ACK's TSval. Same L2 header, plain IP header.
+pub fn final_ack(syn: &Syn, answer: Answer, ack_delta: u32) -> Vec<u8> {
+    let (cookie, tsval) = answer;
+    let mut t = Vec::new();
+    t.extend(syn.sport.to_be_bytes());
+    t.extend(syn.dport.to_be_bytes());
+    t.extend(syn.seq.wrapping_add(1).to_be_bytes());
+    t.extend((cookie.wrapping_add(1) ^ ack_delta).to_be_bytes());
+    let opts: Vec<u8> = match (tsval, syn.opts.tsval) {
+        (Some(ecr), Some(v)) => {
+            let mut o = vec![1, 1, 8, 10];
+            o.extend(v.wrapping_add(1).to_be_bytes());
+            o.extend(ecr.to_be_bytes());
+            o
+        }
+        _ => Vec::new(),
+    };
+    t.push((((20 + opts.len()) / 4) as u8) << 4);
+    t.push(ACK);
+    t.extend(502u16.to_be_bytes());
+    t.extend([0, 0, 0, 0]);
+    t.extend(opts);
+    let c = !sum16(&t, pseudo_sum(&syn.src, &syn.dst, t.len())) as u16;
+    t[16..18].copy_from_slice(&c.to_be_bytes());
+    let mut f = syn.l2.clone();
+    if syn.ipv6 {
+        f.extend([0x60, 0, 0, 0]);
+        f.extend((t.len() as u16).to_be_bytes());
+        f.extend([6, 64]);
+    } else {
+        let mut h = vec![0x45, 0];
+        h.extend(((20 + t.len()) as u16).to_be_bytes());
+        h.extend([0, 0, 0x40, 0, 64, 6, 0, 0]);
+        h.extend(&syn.src);
+        h.extend(&syn.dst);
+        let c = !sum16(&h, 0) as u16;
+        h[10..12].copy_from_slice(&c.to_be_bytes());
+        f.extend(h);
+        f.extend(t);
+        return f;
+    }
+    f.extend(&syn.src);
+    f.extend(&syn.dst);
+    f.extend(t);
+    f
+}

@@ -1,0 +1,116 @@
+//! What the operations tests share: cleaning up after synguard on the host's bpffs, waiting for
+//! a condition or a log line, and the fixture's CLI views (`status`, `stats`).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use synguard_lab::lab::netns::Netns;
+use synguard_lab::lab::synguard_proc::{self, Stats, Synguard};
+use synguard_lab::lab::traffic::{self, Transfer};
+
+use super::{Fixture, addr, bin};
+
+pub const PIN_BASE: &str = "/sys/fs/bpf/synguard";
+pub const RUN_DIR: &str = "/run/synguard";
+/// Where the hand-over exit status comes from (`synguard::daemon::run::HAND_OVER_EXIT`).
+pub const HAND_OVER_EXIT: i32 = 75;
+
+impl Fixture {
+    /// `status --json` of the server's interface.
+    pub fn status(&self) -> Result<serde_json::Value> {
+        let text = self.cli(&["status", "--json", "--iface", self.iface()])?;
+        let v: serde_json::Value = serde_json::from_str(text.trim()).context("status --json")?;
+        Ok(v["interfaces"][0].clone())
+    }
+
+    /// One `stats --json` sample of `iface`.
+    pub fn stats(&self, iface: &str) -> Result<Stats> {
+        synguard_proc::stats_once(&bin()?, &self.ns().path(), iface)
+    }
+
+    /// `n` small connections over IPv4 and over IPv6, each of which must succeed.
+    pub fn connections(&self, n: usize) -> Result<()> {
+        for v6 in [false, true] {
+            for (i, r) in traffic::run_batch(&self.lab.client.ns, addr(v6), n, small)?
+                .into_iter()
+                .enumerate()
+            {
+                r.with_context(|| format!("connection {i} to {}", addr(v6)))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A sysctl in the server's namespace.
+    pub fn sysctl(&self, key: &str) -> Result<String> {
+        self.ns().sysctl_get(key)
+    }
+}
+
+/// Removes whatever synguard left for these interfaces (pins live on the host's bpffs, not in
+/// the lab's namespaces), also when a test fails half-way.
+pub struct Cleanup<'a> {
+    ns: &'a Netns,
+    ifaces: Vec<String>,
+}
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        for iface in &self.ifaces {
+            let left = Path::new(PIN_BASE).join(iface).exists()
+                || Path::new(RUN_DIR).join(format!("{iface}.json")).exists();
+            if left && let Ok(bin) = bin() {
+                let _ =
+                    synguard_proc::run_once(&bin, &self.ns.path(), &["detach", "--iface", iface]);
+            }
+        }
+    }
+}
+
+pub fn cleanup<'a>(fx: &'a Fixture, ifaces: &[&str]) -> Cleanup<'a> {
+    Cleanup {
+        ns: fx.ns(),
+        ifaces: ifaces.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+pub fn small(_: usize) -> Transfer {
+    Transfer {
+        upload: 1000,
+        download: 1000,
+    }
+}
+
+/// Polls `f` every 100 ms until it returns Some, for at most `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Result<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Ok(v);
+        }
+        if Instant::now() >= deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A taken-over directory is readable from the start (the old program is live), so the new
+/// `run` is known to be done only when it says so.
+pub fn wait_log(sg: &Synguard, needle: &str) -> Result<()> {
+    wait_for(needle, Duration::from_secs(20), || {
+        sg.log_text().contains(needle).then_some(())
+    })
+    .with_context(|| format!("run log:\n{}", sg.log_text()))
+}
+
+pub fn pins_of(iface: &str) -> std::path::PathBuf {
+    Path::new(PIN_BASE).join(iface)
+}
+
+pub fn xdp_attached(ns: &Netns, iface: &str) -> Result<bool> {
+    let out = ns.ip(&["-j", "link", "show", "dev", iface])?;
+    let v: serde_json::Value = serde_json::from_str(&out)?;
+    Ok(v[0].get("xdp").is_some())
+}

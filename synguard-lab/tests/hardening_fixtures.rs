@@ -1,0 +1,442 @@
+//! Fixtures for issue 9: synguard answers only SYNs the host's own stack would accept. Each case
+//! runs the compiled program (BPF_PROG_TEST_RUN) on a crafted frame and checks the action, the
+//! bytes and the one counter it lands in.
+//!
+//! Needs root (loading BPF programs); run through `cargo xtask test`.
+
+use etherparse::{SlicedPacket, TcpOptionElement, TransportSlice};
+use synguard_common::{reason::Reason, tcp::ACK};
+use synguard_lab::{
+    testrun::fixture::{Fixture, XDP_DROP, XDP_PASS, XDP_TX, default_config},
+    testrun::frames::*,
+};
+
+const PORT: u16 = 80;
+
+fn fixture() -> Fixture {
+    Fixture::new(default_config(), &[PORT]).expect("load synguard (needs root)")
+}
+
+fn syn_seg() -> Segment {
+    Segment::syn(40000, PORT, 7, linux_syn_options(1460, 1, 7))
+}
+
+fn v4(src: [u8; 4], dst: [u8; 4], macs: ([u8; 6], [u8; 6]), seg: &Segment) -> Vec<u8> {
+    tcp_v4(src, dst, Tags::None, macs, seg)
+}
+
+fn v6(src: [u8; 16], dst: [u8; 16], seg: &Segment) -> Vec<u8> {
+    tcp_v6(src, dst, Tags::None, (CLIENT_MAC, SERVER_MAC), seg)
+}
+
+fn ip6(s: &str) -> [u8; 16] {
+    s.parse::<std::net::Ipv6Addr>().unwrap().octets()
+}
+
+/// Runs each frame once and checks action, unchanged bytes for PASS and DROP, and that exactly
+/// one packet was counted under the expected reason.
+fn expect(f: &Fixture, cases: &[(String, Vec<u8>, u32, Reason)]) {
+    for (what, frame, action, reason) in cases {
+        let before = f.verdicts().unwrap();
+        let out = f.run(frame).unwrap();
+        assert_eq!(out.action, *action, "{what}");
+        if *action != XDP_TX {
+            assert_eq!(&out.frame, frame, "{what}: bytes changed");
+        }
+        let after = f.verdicts().unwrap();
+        for (i, (a, b)) in after.iter().zip(&before).enumerate() {
+            let want = u64::from(i as u32 == reason.index());
+            assert_eq!(a - b, want, "{what}: verdict slot {i}");
+        }
+    }
+}
+
+#[test]
+fn syns_not_addressed_to_this_host_pass_untouched() {
+    let f = fixture();
+    let seg = syn_seg();
+    let mut cases = Vec::new();
+    for (name, dst) in [
+        ("broadcast", [0xff; 6]),
+        ("IPv4 multicast", [0x01, 0x00, 0x5e, 0, 0, 1]),
+        ("IPv6 multicast", [0x33, 0x33, 0, 0, 0, 1]),
+        ("another host", [0x02, 0, 0, 0, 0, 0x99]),
+    ] {
+        cases.push((
+            name.to_string(),
+            v4(CLIENT_V4, SERVER_V4, (CLIENT_MAC, dst), &seg),
+            XDP_PASS,
+            Reason::PassNotForHost,
+        ));
+        let mut f6 = v6(CLIENT_V6, SERVER_V6, &seg);
+        f6[..6].copy_from_slice(&dst);
+        cases.push((format!("{name} v6"), f6, XDP_PASS, Reason::PassNotForHost));
+    }
+    cases.push((
+        "own MAC".into(),
+        v4(CLIENT_V4, SERVER_V4, (CLIENT_MAC, SERVER_MAC), &seg),
+        XDP_TX,
+        Reason::TxSynAckCookie,
+    ));
+    expect(&f, &cases);
+}
+
+#[test]
+fn unknown_own_mac_fails_open_for_unicast_only() {
+    let mut cfg = default_config();
+    cfg.own_mac = [0; 6];
+    let f = Fixture::new(cfg, &[PORT]).unwrap();
+    let seg = syn_seg();
+    expect(
+        &f,
+        &[
+            (
+                "another unicast MAC".into(),
+                v4(
+                    CLIENT_V4,
+                    SERVER_V4,
+                    (CLIENT_MAC, [2, 0, 0, 0, 0, 0x99]),
+                    &seg,
+                ),
+                XDP_TX,
+                Reason::TxSynAckCookie,
+            ),
+            (
+                "broadcast".into(),
+                v4(CLIENT_V4, SERVER_V4, (CLIENT_MAC, [0xff; 6]), &seg),
+                XDP_PASS,
+                Reason::PassNotForHost,
+            ),
+        ],
+    );
+}
+
+#[test]
+fn martian_sources_are_dropped() {
+    let f = fixture();
+    let seg = syn_seg();
+    let mut ack = Segment::syn(40000, PORT, 7, vec![]);
+    ack.flags = ACK;
+    ack.ack = 1234;
+    let mut cases = Vec::new();
+    for src in [
+        [0, 0, 0, 0],
+        [0, 9, 9, 9],
+        [127, 0, 0, 1],
+        [224, 0, 0, 1],
+        [239, 1, 2, 3],
+        [240, 0, 0, 1],
+        [255, 255, 255, 255],
+        SERVER_V4,
+    ] {
+        let macs = (CLIENT_MAC, SERVER_MAC);
+        cases.push((
+            format!("SYN from {src:?}"),
+            v4(src, SERVER_V4, macs, &seg),
+            XDP_DROP,
+            Reason::DropMartianSource,
+        ));
+        cases.push((
+            format!("ACK from {src:?}"),
+            v4(src, SERVER_V4, macs, &ack),
+            XDP_DROP,
+            Reason::DropMartianSource,
+        ));
+    }
+    for src in ["::", "::1", "ff02::1", "::ffff:198.18.0.2", "2001:2::1"] {
+        cases.push((
+            format!("SYN from {src}"),
+            v6(ip6(src), SERVER_V6, &seg),
+            XDP_DROP,
+            Reason::DropMartianSource,
+        ));
+    }
+    // Close to the edges, but fine.
+    cases.push((
+        "SYN from 223.255.255.254".into(),
+        v4(
+            [223, 255, 255, 254],
+            SERVER_V4,
+            (CLIENT_MAC, SERVER_MAC),
+            &seg,
+        ),
+        XDP_TX,
+        Reason::TxSynAckCookie,
+    ));
+    cases.push((
+        "SYN from fe80::2".into(),
+        v6(ip6("fe80::2"), SERVER_V6, &seg),
+        XDP_TX,
+        Reason::TxSynAckCookie,
+    ));
+    expect(&f, &cases);
+}
+
+/// Offset of the TCP checksum in an untagged frame.
+fn tcp_csum_at(ipv6: bool) -> usize {
+    14 + if ipv6 { 40 } else { 20 } + 16
+}
+
+#[test]
+fn bad_checksums_are_dropped_and_the_partial_form_is_answered() {
+    let f = fixture();
+    let seg = syn_seg();
+    let good4 = client_syn_v4(Tags::None, &seg);
+    let good6 = client_syn_v6(Tags::None, &seg);
+    let mut cases = Vec::new();
+
+    let mut bad_ip = good4.clone();
+    bad_ip[14 + 10] ^= 0x01;
+    cases.push((
+        "IPv4 header checksum".into(),
+        bad_ip,
+        XDP_DROP,
+        Reason::DropBadIpChecksum,
+    ));
+    // A changed TTL without a new header checksum.
+    let mut bad_ttl = good4.clone();
+    bad_ttl[14 + 8] = 3;
+    cases.push((
+        "TTL edited".into(),
+        bad_ttl,
+        XDP_DROP,
+        Reason::DropBadIpChecksum,
+    ));
+
+    for (ipv6, good) in [(false, &good4), (true, &good6)] {
+        let at = tcp_csum_at(ipv6);
+        let mut bad = good.clone();
+        bad[at + 1] ^= 0x40;
+        cases.push((
+            format!("TCP checksum ipv6={ipv6}"),
+            bad,
+            XDP_DROP,
+            Reason::DropBadTcpChecksum,
+        ));
+        // The option bytes count: a changed MSS without a new checksum.
+        let mut bad_opt = good.clone();
+        bad_opt[at + 4 + 3] ^= 0x10;
+        cases.push((
+            format!("option byte ipv6={ipv6}"),
+            bad_opt,
+            XDP_DROP,
+            Reason::DropBadTcpChecksum,
+        ));
+        // CHECKSUM_PARTIAL from a sibling namespace over veth: the field holds the folded
+        // pseudo-header sum only.
+        let mut partial = good.clone();
+        let p = partial_field(&partial);
+        partial[at..at + 2].copy_from_slice(&p.to_be_bytes());
+        cases.push((
+            format!("partial form ipv6={ipv6}"),
+            partial,
+            XDP_TX,
+            Reason::TxSynAckCookie,
+        ));
+    }
+    expect(&f, &cases);
+}
+
+/// `~csum_tcpudp_magic(saddr, daddr, len, IPPROTO_TCP, 0)`, as `__tcp_v4_send_check` leaves it,
+/// computed here with 16-bit words.
+fn partial_field(frame: &[u8]) -> u16 {
+    let p = SlicedPacket::from_ethernet(frame).unwrap();
+    let Some(TransportSlice::Tcp(tcp)) = p.transport else {
+        panic!("no TCP")
+    };
+    let len = tcp.slice().len() as u32;
+    let mut words: Vec<u8> = match p.net {
+        Some(etherparse::NetSlice::Ipv4(ip)) => {
+            let h = ip.header();
+            [h.source(), h.destination()].concat()
+        }
+        Some(etherparse::NetSlice::Ipv6(ip)) => {
+            let h = ip.header();
+            [h.source(), h.destination()].concat()
+        }
+        _ => panic!("no IP"),
+    };
+    words.extend_from_slice(&len.to_be_bytes());
+    words.extend_from_slice(&[0, 0, 0, 6]);
+    let mut sum = 0u32;
+    for w in words.chunks(2) {
+        sum += u16::from_be_bytes([w[0], w[1]]) as u32;
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
+}
+
+/// The MSS option of a SYN-ACK.
+fn synack_mss(frame: &[u8]) -> Option<u16> {
+    let p = SlicedPacket::from_ethernet(frame).unwrap();
+    let Some(TransportSlice::Tcp(tcp)) = p.transport else {
+        panic!("no TCP")
+    };
+    tcp.options_iterator().find_map(|o| match o {
+        Ok(TcpOptionElement::MaximumSegmentSize(m)) => Some(m),
+        _ => None,
+    })
+}
+
+#[test]
+fn option_rules_follow_the_kernel_and_the_mss_never_exceeds_the_clients() {
+    use TcpOptionElement::*;
+    let f = fixture();
+    // (what, options, SYN-ACK MSS over IPv4, over IPv6): the cookie's table value at or below
+    // the client's MSS, never above the client's own.
+    let table: Vec<(&str, Vec<TcpOptionElement>, u16, u16)> = vec![
+        // Issue 9: MSS 88 then MSS 0 got MSS 536.
+        (
+            "MSS 88, MSS 0",
+            vec![MaximumSegmentSize(88), MaximumSegmentSize(0)],
+            88,
+            88,
+        ),
+        (
+            "MSS 0, MSS 88",
+            vec![MaximumSegmentSize(0), MaximumSegmentSize(88)],
+            88,
+            88,
+        ),
+        (
+            "MSS 0 alone: default",
+            vec![MaximumSegmentSize(0)],
+            536,
+            1220,
+        ),
+        (
+            "MSS 1460, MSS 1300: the last",
+            vec![MaximumSegmentSize(1460), MaximumSegmentSize(1300)],
+            1300,
+            1220,
+        ),
+        ("MSS 100", vec![MaximumSegmentSize(100)], 100, 100),
+        ("no options", vec![], 536, 1220),
+    ];
+    for (what, opts, want4, want6) in table {
+        let seg = Segment::syn(40000, PORT, 7, opts);
+        for ipv6 in [false, true] {
+            let frame = if ipv6 {
+                client_syn_v6(Tags::None, &seg)
+            } else {
+                client_syn_v4(Tags::None, &seg)
+            };
+            let out = f.run(&frame).unwrap();
+            assert_eq!(out.action, XDP_TX, "{what}");
+            let want = if ipv6 { want6 } else { want4 };
+            assert_eq!(synack_mss(&out.frame), Some(want), "{what} ipv6={ipv6}");
+        }
+    }
+}
+
+/// `rcv_nxt` of a connected socket: the peer's ISN + 1 before any data (`TCP_REPAIR` lets
+/// root read it with `TCP_QUEUE_SEQ`). The socket stays in repair mode, so closing it sends
+/// nothing.
+fn rcv_nxt(fd: std::os::fd::RawFd) -> u32 {
+    const TCP_REPAIR: libc::c_int = 19;
+    const TCP_REPAIR_QUEUE: libc::c_int = 20;
+    const TCP_QUEUE_SEQ: libc::c_int = 21;
+    const TCP_RECV_QUEUE: libc::c_int = 1;
+    let set = |opt: libc::c_int, v: libc::c_int| {
+        // SAFETY: setsockopt with a pointer to a local int of the size given.
+        let r =
+            unsafe { libc::setsockopt(fd, libc::IPPROTO_TCP, opt, &v as *const _ as *const _, 4) };
+        assert_eq!(
+            r,
+            0,
+            "setsockopt {opt}: {}",
+            std::io::Error::last_os_error()
+        );
+    };
+    set(TCP_REPAIR, 1);
+    set(TCP_REPAIR_QUEUE, TCP_RECV_QUEUE);
+    let mut seq: u32 = 0;
+    let mut len: libc::socklen_t = 4;
+    // SAFETY: getsockopt into a local u32 of the size given.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            TCP_QUEUE_SEQ,
+            &mut seq as *mut _ as *mut _,
+            &mut len,
+        )
+    };
+    assert_eq!(r, 0, "TCP_QUEUE_SEQ: {}", std::io::Error::last_os_error());
+    seq
+}
+
+#[test]
+fn acks_to_a_request_socket_must_acknowledge_its_isn() {
+    use std::os::fd::AsRawFd;
+    // A real half-open handshake on loopback: with TCP_DEFER_ACCEPT the server keeps the
+    // request socket (SYN-RECV) after the client's data-less ACK, and the lookup finds it.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let secs: libc::c_int = 30;
+    // SAFETY: setsockopt with a pointer to a local int.
+    let r = unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            &secs as *const _ as *const _,
+            4,
+        )
+    };
+    assert_eq!(r, 0);
+    let port = listener.local_addr().unwrap().port();
+    let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let cport = client.local_addr().unwrap().port();
+    let isn_plus_1 = rcv_nxt(client.as_raw_fd());
+
+    let cfg = synguard_common::maps::Config {
+        loopback: 1,
+        ..default_config()
+    };
+    assert_ne!(
+        cfg.reqsk_isn_off, 0,
+        "no kernel BTF offset for tcp_request_sock.snt_isn"
+    );
+    let f = Fixture::new(cfg, &[port]).unwrap();
+    let lo = [127, 0, 0, 1];
+    let ack = |ack: u32| {
+        let mut seg = Segment::syn(cport, port, 1, vec![]);
+        seg.flags = ACK;
+        seg.ack = ack;
+        tcp_v4(lo, lo, Tags::None, (CLIENT_MAC, SERVER_MAC), &seg)
+    };
+    expect(
+        &f,
+        &[
+            (
+                "the handshake's own ACK".into(),
+                ack(isn_plus_1),
+                XDP_PASS,
+                Reason::PassEstablished,
+            ),
+            (
+                "an ACK flood packet on the same 4-tuple".into(),
+                ack(isn_plus_1.wrapping_add(12345)),
+                XDP_DROP,
+                Reason::DropAckBadRequest,
+            ),
+        ],
+    );
+    // Without the offset (no kernel BTF), such ACKs pass as before: fail open.
+    let f = Fixture::new(
+        synguard_common::maps::Config {
+            reqsk_isn_off: 0,
+            ..cfg
+        },
+        &[port],
+    )
+    .unwrap();
+    let wrong = ack(isn_plus_1.wrapping_add(12345));
+    expect(
+        &f,
+        &[("no offset".into(), wrong, XDP_PASS, Reason::PassEstablished)],
+    );
+    drop(client);
+}

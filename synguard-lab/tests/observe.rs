@@ -1,0 +1,173 @@
+//! Observing synguard from outside: the Prometheus endpoint (checked by promtool and against
+//! `stats`) and `status --json`. Root, namespaces and real traffic; run with
+//! `--test-threads=1`.
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail, ensure};
+use synguard_common::reason::{Event, REASONS, Reason};
+use synguard_lab::lab::netns::Netns;
+
+mod common;
+use common::Fixture;
+use common::ops::*;
+
+/// GET /metrics from inside the server namespace.
+fn scrape(ns: &Netns, addr: SocketAddr) -> Result<String> {
+    ns.enter(move || -> Result<String> {
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")?;
+        let mut text = String::new();
+        s.read_to_string(&mut text)?;
+        let (head, body) = text.split_once("\r\n\r\n").context("no HTTP head")?;
+        ensure!(head.starts_with("HTTP/1.1 200"), "{head}");
+        Ok(body.to_string())
+    })?
+}
+
+fn metric(text: &str, name_and_labels: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
+}
+
+/// The endpoint passes promtool's checks, and its numbers are `synguard stats --json`'s.
+#[test]
+fn metrics_pass_promtool_and_match_stats() -> Result<()> {
+    let fx = Fixture::new()?;
+    let _clean = cleanup(&fx, &[fx.iface()]);
+    let maddr: SocketAddr = "127.0.0.1:9724".parse()?;
+    let sg = fx.synguard(&[
+        "--ports",
+        "80",
+        "--mode",
+        "always",
+        "--metrics-addr",
+        "127.0.0.1:9724",
+    ])?;
+    fx.connections(10)?;
+
+    // Counters move with stray traffic (neighbour discovery): compare when two scrapes agree.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (text, stats) = loop {
+        let a = scrape(fx.ns(), maddr)?;
+        let stats = sg.stats()?;
+        let b = scrape(fx.ns(), maddr)?;
+        if a == b {
+            break (a, stats);
+        }
+        if Instant::now() > deadline {
+            bail!("metrics never settled");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let file = std::env::temp_dir().join(format!("{}-metrics.txt", fx.lab.id));
+    std::fs::write(&file, &text)?;
+    let out = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(&file)?)
+        .output()
+        .context("running promtool (Debian package prometheus; cargo xtask setup installs it)")?;
+    let _ = std::fs::remove_file(&file);
+    ensure!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let iface = fx.iface();
+    for r in REASONS {
+        let verdict = match r.verdict() {
+            synguard_common::reason::Verdict::Pass => "pass",
+            synguard_common::reason::Verdict::Tx => "tx",
+            synguard_common::reason::Verdict::Drop => "drop",
+        };
+        let labels = format!(
+            "synguard_packets_total{{iface=\"{iface}\",reason=\"{}\",verdict=\"{verdict}\"}}",
+            r.name()
+        );
+        assert_eq!(metric(&text, &labels), Some(stats.packets(r)), "{labels}");
+    }
+    // 20 connections: each SYN got a cookie, or was one of the kernel's refresh SYNs.
+    assert!(
+        stats.packets(Reason::TxSynAckCookie) + stats.packets(Reason::PassSynListenerRefresh) >= 20
+    );
+    assert_eq!(
+        metric(
+            &text,
+            &format!("synguard_cookies_sent_total{{iface=\"{iface}\"}}")
+        ),
+        Some(stats.event(Event::CookieSent))
+    );
+    assert_eq!(
+        metric(
+            &text,
+            &format!("synguard_cookies_accepted_total{{iface=\"{iface}\"}}")
+        ),
+        Some(stats.event(Event::CookieAckAccepted))
+    );
+    assert_eq!(
+        metric(
+            &text,
+            &format!("synguard_cookies_active{{iface=\"{iface}\"}}")
+        ),
+        Some(1)
+    );
+    assert_eq!(
+        metric(
+            &text,
+            &format!("synguard_mode{{iface=\"{iface}\",mode=\"always\"}}")
+        ),
+        Some(1)
+    );
+    assert!(text.contains("synguard_build_info{version=\""));
+    assert!(sg.stop()?.success());
+    Ok(())
+}
+
+/// `status --json` says what runs where, with the settings and kernel changes.
+#[test]
+fn status_json_fields() -> Result<()> {
+    let fx = Fixture::new()?;
+    let _clean = cleanup(&fx, &[fx.iface()]);
+    let sg = fx.synguard(&[
+        "--ports",
+        "80,443",
+        "--mode",
+        "auto",
+        "--syn-threshold",
+        "400",
+        "--hold",
+        "2",
+    ])?;
+    let st = fx.status()?;
+    eprintln!("{st:#}");
+    assert_eq!(st["iface"], fx.iface());
+    assert_eq!(st["attached"], true);
+    assert_eq!(st["process_running"], true);
+    assert_eq!(st["pid"], sg.pid().unwrap());
+    assert!(st["program_id"].as_u64().unwrap() > 0);
+    assert_eq!(st["xdp_mode"], "native");
+    assert_eq!(st["mode"], "auto");
+    assert_eq!(st["cookies_active"], false);
+    assert_eq!(st["ports"], serde_json::json!([80, 443]));
+    assert_eq!(st["syn_threshold"], 400);
+    assert_eq!(st["syn_off_threshold"], 200);
+    assert_eq!(st["hold_s"], 2.0);
+    assert_eq!(st["attach"], "fresh");
+    let changed: Vec<&str> = st["sysctl_changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert!(changed.contains(&"net.ipv4.tcp_timestamps"), "{changed:?}");
+    assert!(st["errors"].as_array().unwrap().is_empty(), "{st}");
+    assert!(sg.stop()?.success());
+    let st = fx.status()?;
+    assert_eq!(st["attached"], false);
+    Ok(())
+}

@@ -1,0 +1,153 @@
+//! What an instance settles before it loads anything: the interface's facts, the previous
+//! instance to take over from, the config map's contents from the kernel's settings, and the
+//! kernel settings cookies need.
+
+use std::path::Path;
+
+use log::{debug, info, warn};
+use synguard_common::maps::{Config, MAX_CPUS};
+use thiserror::Error;
+
+use crate::{
+    config::{CookieMode, RunConfig},
+    daemon::mode::ControlError,
+    datapath::{
+        config_map::build_config,
+        error::{LoaderError, io_err},
+        maps::PinnedMapError,
+        pins::PinError,
+    },
+    host::{
+        btf,
+        nic::{self, NoSuchInterface},
+        sysctl::{
+            self, SYNCOOKIES, SysctlError, SysctlSaver, Sysctls, TIMESTAMPS, TIMESTAMPS_NO_OFFSET,
+            TcpParams,
+        },
+    },
+    state::{lock::LockError, paths, run_info::RunInfo},
+};
+
+/// Why an interface could not be taken; each names what was being done.
+#[derive(Debug, Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Iface(#[from] NoSuchInterface),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error(transparent)]
+    Loader(#[from] LoaderError),
+    #[error(transparent)]
+    Sysctl(#[from] SysctlError),
+    #[error(transparent)]
+    Control(#[from] ControlError),
+}
+
+impl From<PinError> for StartError {
+    fn from(e: PinError) -> Self {
+        StartError::Loader(e.into())
+    }
+}
+
+impl From<PinnedMapError> for StartError {
+    fn from(e: PinnedMapError) -> Self {
+        StartError::Loader(e.into())
+    }
+}
+
+/// Tagged frames need the tag inside the frame for the SYN-ACK to carry it back.
+pub fn warn_about_vlan_offload(iface: &str) {
+    match nic::rx_vlan_offload(iface) {
+        Ok(true) => warn!(
+            "receive VLAN offload is on for {iface}: VLAN tags are stripped before XDP, so \
+             SYN-ACKs to tagged clients would leave untagged; on a VLAN trunk run \
+             `ethtool -K {iface} rxvlan off`"
+        ),
+        Ok(false) => {}
+        Err(e) => debug!("cannot read the VLAN offload flag of {iface}: {e}"),
+    }
+}
+
+/// The run-info a previous instance left for `iface`, if it is ours to adopt; its kernel settings
+/// become ours to restore.
+pub fn adopt_previous(cfg: &RunConfig, iface: &str, saver: &mut SysctlSaver) -> Option<RunInfo> {
+    let prev = RunInfo::of(&cfg.run_dir, iface).filter(|p| {
+        // Settings changed in another namespace are not ours to restore.
+        p.same_netns() || {
+            warn!(
+                "{iface}: ignoring {} from another network namespace",
+                paths::run_info(&cfg.run_dir, iface).display()
+            );
+            false
+        }
+    })?;
+    info!(
+        "{iface}: taking over from synguard pid {} (it exited without detaching); the kernel \
+         settings it changed will be restored when this one detaches",
+        prev.pid
+    );
+    saver.adopt(&prev.originals());
+    Some(prev)
+}
+
+/// The config map's contents, from the run configuration and the kernel's settings.
+pub fn kernel_config(cfg: &RunConfig, iface: &str) -> Result<Config, StartError> {
+    let tcp = TcpParams::read(&Sysctls::default())?;
+    let mtu = sysctl::iface_mtu(iface)?;
+    let nr_cpus = match aya::util::nr_cpus() {
+        Ok(n) => n.min(MAX_CPUS as usize) as u32,
+        Err((path, e)) => {
+            return Err(
+                LoaderError::from(io_err("cannot count CPUs from", Path::new(path))(e)).into(),
+            );
+        }
+    };
+    let mut config = build_config(cfg, &tcp, mtu, nr_cpus);
+    // SYNs to another destination MAC are not the host's (docs/host-checks.md); unknown: fail
+    // open.
+    match nic::hw_addr(iface) {
+        Ok((mac, loopback)) => (config.own_mac, config.loopback) = (mac, loopback as u8),
+        Err(e) => warn!("cannot read the MAC address of {iface} ({e}); answering any unicast SYN"),
+    }
+    config.reqsk_isn_off = btf::request_isn_offset();
+    if let Some(ws) = cfg.wscale.filter(|&ws| ws != tcp.wscale) {
+        warn!(
+            "--wscale {ws} differs from the kernel's {} for new listeners; cookie connections \
+             may stall or lose throughput",
+            tcp.wscale
+        );
+    }
+    debug!("map config: {config:?}");
+    Ok(config)
+}
+
+/// Kernel settings before the program can send a cookie: the kernel must accept them. Returns
+/// the `tcp_syncookies` value the controller goes back to when cookies go off.
+pub fn set_sysctls(
+    mode: CookieMode,
+    saver: &mut SysctlSaver,
+    adopting_cookies: bool,
+) -> Result<u64, SysctlError> {
+    saver.set(
+        TIMESTAMPS,
+        TIMESTAMPS_NO_OFFSET,
+        "options in a cookie's timestamp decode only without the per-connection offset",
+    )?;
+    let original = match saver.original(SYNCOOKIES) {
+        Some(v) => v,
+        None => Sysctls::default().read_u64(SYNCOOKIES)?,
+    };
+    let idle = sysctl::syncookies_at_attach(mode, original);
+    if adopting_cookies {
+        // Cookies are on right now (a flood in auto mode): the kernel must keep accepting them;
+        // the controller puts the idle value back when the flood ends.
+        saver.remember(SYNCOOKIES)?;
+    } else {
+        let why = match mode {
+            CookieMode::Always => "always mode: the kernel must accept every cookie ACK",
+            CookieMode::Auto => "auto mode: kernel cookies as fallback, 2 while XDP sends them",
+        };
+        saver.set(SYNCOOKIES, idle, why)?;
+    }
+    Ok(idle)
+}
