@@ -189,24 +189,20 @@ pub fn read_sample(dir: &Path) -> Result<Sample, StatsError> {
 }
 
 /// SYNs per protected port. The protected set comes from the port map each time (a reload can
-/// change it); a program without per-port counters (an older object) has none.
+/// change it), read in a few batch calls; the per-CPU counters are then read for those ports
+/// only. A program without per-port counters (an older object) has none.
 fn read_port_syns(dir: &Path) -> Result<BTreeMap<u16, u64>, StatsError> {
     let mut out = BTreeMap::new();
     let Ok(syns) = maps::per_cpu_array::<u64>(dir, PORT_SYNS) else {
         return Ok(out);
     };
-    let ports = maps::array::<PortConfig>(dir, names::PORTS)?;
-    for port in 0..=u16::MAX {
-        if ports
-            .get(&(port as u32), 0)
-            .map_err(PinnedMapError::read(dir, names::PORTS))?
-            .flags
-            != 0
-        {
+    let ports = maps::array_values::<PortConfig>(dir, names::PORTS)?;
+    for (port, cfg) in ports.iter().enumerate().take(usize::from(u16::MAX) + 1) {
+        if cfg.flags != 0 {
             let per_cpu = syns
                 .get(&(port as u32), 0)
                 .map_err(PinnedMapError::read(dir, PORT_SYNS))?;
-            out.insert(port, per_cpu.iter().sum());
+            out.insert(port as u16, per_cpu.iter().sum());
         }
     }
     Ok(out)

@@ -73,6 +73,94 @@ pub fn read_single<V: aya::Pod>(dir: &Path, name: &str) -> Result<V, PinnedMapEr
         .map_err(PinnedMapError::read(dir, name))
 }
 
+/// `BPF_MAP_LOOKUP_BATCH` (include/uapi/linux/bpf.h).
+const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+/// Keys per batch call: bounds the buffers while keeping a 65536-entry map to a few calls.
+const BATCH_KEYS: u32 = 8192;
+
+/// The `batch` member of `union bpf_attr`.
+#[repr(C)]
+#[derive(Default)]
+struct BatchAttr {
+    in_batch: u64,
+    out_batch: u64,
+    keys: u64,
+    values: u64,
+    count: u32,
+    map_fd: u32,
+    elem_flags: u64,
+    flags: u64,
+}
+
+/// Every value of the pinned array map `dir`/`name`, with a few `BPF_MAP_LOOKUP_BATCH` calls
+/// instead of one syscall per key (the 65536-entry port map read key by key cost 65536 syscalls
+/// per `stats`, `status` or scrape). Plain arrays only (a per-CPU value is one per CPU, 8-byte
+/// aligned: a different layout).
+pub fn array_values<V: aya::Pod + Default>(
+    dir: &Path,
+    name: &str,
+) -> Result<Vec<V>, PinnedMapError> {
+    use std::os::fd::{AsFd as _, AsRawFd as _};
+    let path = dir.join(name);
+    let map = MapData::from_pin(&path).map_err(|source| PinnedMapError::Open {
+        path: path.clone(),
+        source,
+    })?;
+    let info = map.info().map_err(PinnedMapError::read(dir, name))?;
+    let size = std::mem::size_of::<V>();
+    if info.value_size() as usize != size || info.key_size() != 4 {
+        return Err(PinnedMapError::Read {
+            path,
+            source: MapError::InvalidValueSize {
+                size,
+                expected: info.value_size() as usize,
+            },
+        });
+    }
+    let entries = info.max_entries();
+    let mut values = vec![V::default(); entries as usize];
+    let mut keys = vec![0u32; BATCH_KEYS as usize];
+    let (mut done, mut next) = (0u32, 0u32);
+    while done < entries {
+        let want = BATCH_KEYS.min(entries - done);
+        let mut attr = BatchAttr {
+            in_batch: if done == 0 { 0 } else { &next as *const u32 as u64 },
+            out_batch: &mut next as *mut u32 as u64,
+            keys: keys.as_mut_ptr() as u64,
+            values: values[done as usize..].as_mut_ptr() as u64,
+            count: want,
+            map_fd: map.fd().as_fd().as_raw_fd() as u32,
+            ..Default::default()
+        };
+        // SAFETY: `attr` points at buffers of at least `want` keys and `want` values of the map's
+        // value size, alive for the call; the kernel writes at most `count` of each.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_MAP_LOOKUP_BATCH,
+                &mut attr as *mut BatchAttr,
+                std::mem::size_of::<BatchAttr>(),
+            )
+        };
+        let err = std::io::Error::last_os_error();
+        done += attr.count;
+        // ENOENT: the last batch (`count` still says how many were filled).
+        if rc != 0 && err.raw_os_error() == Some(libc::ENOENT) {
+            break;
+        }
+        if rc != 0 || attr.count == 0 {
+            return Err(PinnedMapError::Read {
+                path,
+                source: MapError::SyscallError(aya::sys::SyscallError {
+                    call: "BPF_MAP_LOOKUP_BATCH",
+                    io_error: err,
+                }),
+            });
+        }
+    }
+    Ok(values)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
