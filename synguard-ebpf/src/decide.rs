@@ -128,6 +128,14 @@ fn track_rate(ctx: &XdpContext, cfg: &Config, port: u16, now: u64) -> bool {
             update_mode(ctx, cfg, &mut *mode, rate, port, now);
         }
         (*w).count += 1;
+        // Switch on inside the window too: waiting for it to close let up to two windows of a
+        // flood (200 ms) through to the kernel's slower path, where the receive ring overflowed
+        // and real SYNs were lost with the flood's (a 1 s retransmission). This CPU's count alone
+        // is a lower bound on the rate, so this never switches on below the threshold.
+        let own = (*w).count * WINDOWS_PER_SEC;
+        if cfg.mode == MODE_AUTO && (*mode).cookies_wanted == 0 && own >= cfg.syn_on_pps as u64 {
+            update_mode(ctx, cfg, &mut *mode, own, port, now);
+        }
         (*mode).cookies_wanted != 0
     }
 }

@@ -216,8 +216,8 @@ fn auto_mode_passes_quiet_syns_and_turns_cookies_on_under_a_flood() {
 
     assert_eq!(f.run(&syn).unwrap().action, XDP_PASS);
     assert_eq!(f.verdict(Reason::PassSynToKernel).unwrap(), 1);
-    // Once a closed window held a SYN (10 SYN/s), the next window's first SYN turns cookies on
-    // and is itself answered with one.
+    // The second SYN in one 100 ms window (20 SYN/s) turns cookies on at once, inside the
+    // window, and is itself answered with one.
     let action = f
         .drive_until(
             &syn,

@@ -11,9 +11,20 @@ const L: f64 = 70.0;
 const R: f64 = 170.0;
 const T: f64 = 40.0;
 const B: f64 = 50.0;
+/// One colour per defence, in the order of `defence::ALL`, whichever defences a chart shows (a
+/// chart that leaves one out, as the latency chart does with the floors, keeps the others'
+/// colours).
 const COLOURS: [&str; 7] = [
     "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#7f7f7f",
 ];
+
+/// The colour of a series named for a defence; black for any other name.
+fn colour(name: &str) -> &'static str {
+    crate::flood::defence::ALL
+        .iter()
+        .position(|d| d.name() == name)
+        .map_or("#000000", |i| COLOURS[i % COLOURS.len()])
+}
 
 /// One line of a chart.
 pub struct Series {
@@ -114,7 +125,7 @@ fn axes(svg: &mut String, f: &Frame, x_label: &str, y_label: &str) {
 /// One polyline per series, with its legend entry.
 fn lines(svg: &mut String, f: &Frame, series: &[Series]) {
     for (i, s) in series.iter().enumerate() {
-        let c = COLOURS[i % COLOURS.len()];
+        let c = colour(&s.name);
         let pts: Vec<String> = s
             .points
             .iter()
@@ -272,6 +283,17 @@ mod tests {
         assert_eq!(nice_max(0.0), 1.0);
         assert_eq!(nice_max(730.0), 1000.0);
         assert_eq!(nice_max(1_600_000.0), 2_000_000.0);
+    }
+
+    #[test]
+    fn each_defence_keeps_its_colour() {
+        let all = crate::flood::defence::ALL;
+        let colours: Vec<&str> = all.iter().map(|d| colour(d.name())).collect();
+        let mut unique = colours.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), all.len(), "two defences share a colour");
+        assert_eq!(colour("synguard-always"), colours[3]);
     }
 
     #[test]

@@ -47,13 +47,13 @@ pub fn testrun_fixture(ports: &[u16]) -> TestRunFixture {
     TestRunFixture::new(default_config(), ports).expect("load synguard (needs root)")
 }
 
-/// Auto mode that switches on the first window with a SYN: one SYN in a 100 ms window is
-/// 10 SYN/s, so on at 10, off below 10 after 1 ms.
+/// Auto mode that switches on at the second SYN in one 100 ms window (20 SYN/s; one SYN alone
+/// stays with the kernel), off below 20 after 1 ms.
 pub fn eager_auto_mode() -> Config {
     let mut cfg = default_config();
     cfg.mode = MODE_AUTO;
-    cfg.syn_on_pps = 10;
-    cfg.syn_off_pps = 10;
+    cfg.syn_on_pps = 20;
+    cfg.syn_off_pps = 20;
     cfg.hold_ns = 1_000_000;
     cfg
 }

@@ -107,6 +107,9 @@ pub async fn run(cfg: &RunConfig, args: &RunArgs) -> anyhow::Result<i32> {
                 if let Err(e) = r {
                     break Err(anyhow::Error::from(e).context("reading flood events"));
                 }
+                // A flood started or ended: follow the program now rather than at the next tick
+                // (until the loader marks the kernel ready, SYNs still go to the kernel).
+                controllers.iter_mut().for_each(|c| c.tick());
             }
         }
     };

@@ -124,7 +124,11 @@ pub fn array_values<V: aya::Pod + Default>(
     while done < entries {
         let want = BATCH_KEYS.min(entries - done);
         let mut attr = BatchAttr {
-            in_batch: if done == 0 { 0 } else { &next as *const u32 as u64 },
+            in_batch: if done == 0 {
+                0
+            } else {
+                &next as *const u32 as u64
+            },
             out_batch: &mut next as *mut u32 as u64,
             keys: keys.as_mut_ptr() as u64,
             values: values[done as usize..].as_mut_ptr() as u64,
