@@ -115,6 +115,11 @@ impl Active {
     pub fn synguard_stats(&self) -> Result<Option<Stats>> {
         self.synguard.as_ref().map(Synguard::stats).transpose()
     }
+
+    /// The pid of `synguard run`, when the defence is synguard.
+    pub fn synguard_pid(&self) -> Option<u32> {
+        self.synguard.as_ref().and_then(Synguard::pid)
+    }
 }
 
 /// netfilter SYNPROXY for the protected port, as its documentation sets it up: SYNs skip

@@ -20,7 +20,7 @@ use crate::flood::sampler::{CpuTimes, Sample, Sampler, sample_at};
 use crate::flood::scenario::{Engine, Scenario, Timeline};
 use crate::lab::hping::{Flood, FloodKind, FloodSpec};
 use crate::lab::kstats::{self, KStats};
-use crate::lab::napi::NapiThreads;
+use crate::lab::napi::{NapiThreads, process_cpu_s};
 use crate::lab::synguard_proc::Stats;
 use crate::lab::topology::{Lab, spoof_addr};
 use crate::lab::traffic::{Continuous, Server, percentile};
@@ -47,8 +47,9 @@ pub struct RunConfig {
 /// - `xdp_ns_per_pkt`: run_time_ns / run_cnt of the server's XDP program over the flood;
 /// - `server_ns_per_pkt`: the server receive thread's CPU time per arrived frame (XDP, and the
 ///   stack for whatever XDP passes);
-/// - `server_cpu_pct`: that thread's CPU time over the flood time.
-pub const METRICS: [&str; 13] = [
+/// - `server_cpu_pct`: that thread's CPU time over the flood time;
+/// - `daemon_cpu_pct`: `synguard run`'s own CPU time over the flood time (synguard only).
+pub const METRICS: [&str; 14] = [
     "offered_pps",
     "server_rx_pps",
     "replies_pps",
@@ -61,6 +62,7 @@ pub const METRICS: [&str; 13] = [
     "connect_p99_ms",
     "established_mbps",
     "server_cpu_pct",
+    "daemon_cpu_pct",
     "sender_cpu_pct",
 ];
 
@@ -209,6 +211,7 @@ fn metrics(
         "server_cpu_pct",
         Some(100.0 * out.server_thread_s / flood_s),
     );
+    put("daemon_cpu_pct", out.daemon_s.map(|s| 100.0 * s / flood_s));
     put("sender_cpu_pct", Some(out.cpu_busy[SENDER_CPU]));
     m
 }
@@ -229,6 +232,8 @@ struct Driven {
     xdp: Option<(ProgRun, ProgRun)>,
     /// CPU seconds of the server's receive thread over the flood.
     server_thread_s: f64,
+    /// CPU seconds of `synguard run` over the flood, when it is the defence.
+    daemon_s: Option<f64>,
 }
 
 /// Waits out the lead-in, floods each window, snapshots the counters at the flood's ends, waits
@@ -250,6 +255,8 @@ fn drive(
     let prog = xdpstats::attached_prog_id(&lab.server.ns, &lab.server.ifname)?;
     let xdp0 = prog.map(xdpstats::read).transpose()?;
     let thread0 = server_rx.cpu_s()?;
+    let daemon = active.synguard_pid().map(|p| p as i32);
+    let daemon0 = daemon.map(process_cpu_s).transpose()?;
     let k_before = KStats::read(&lab.server.ns)?;
     let sg_before = active.synguard_stats()?;
     let clients_before = clients.snapshot();
@@ -273,6 +280,10 @@ fn drive(
     }
     let cpu_busy = CpuTimes::read()?.busy_pct_since(&cpu0);
     let server_thread_s = server_rx.cpu_s()? - thread0;
+    let daemon_s = match (daemon, daemon0) {
+        (Some(pid), Some(t0)) => Some(process_cpu_s(pid)? - t0),
+        _ => None,
+    };
     let xdp1 = prog.map(xdpstats::read).transpose()?;
     drop(stats);
     let clients_end = clients.snapshot();
@@ -292,6 +303,7 @@ fn drive(
         cpu_busy,
         xdp: xdp0.zip(xdp1),
         server_thread_s,
+        daemon_s,
     })
 }
 

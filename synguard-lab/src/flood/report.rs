@@ -183,13 +183,13 @@ fn fmt_num(v: Option<f64>, digits: usize) -> String {
 
 /// Medians, with [min..max] for the rates the claims rest on. Columns: offered by the generator,
 /// arrived at (absorbed by) the server, answered (replies), dropped by synguard, XDP ns per packet
-/// (bpf_stats), the server receive thread's ns per arrived packet and busy share, legitimate
-/// success and connect latency, the established stream.
+/// (bpf_stats), the server receive thread's ns per arrived packet and busy share, `synguard
+/// run`'s own CPU share, legitimate success and connect latency, the established stream.
 pub fn table(report: &Report) -> String {
     let mut t = String::new();
     let _ = writeln!(
         t,
-        "{:<11} {:<16} {:>8} {:>8} {:>17} {:>7} {:>6} {:>6} {:>5} {:>7} {:>7} {:>8} {:>5}",
+        "{:<11} {:<16} {:>8} {:>8} {:>17} {:>7} {:>6} {:>6} {:>5} {:>5} {:>7} {:>7} {:>8} {:>5}",
         "scenario",
         "defence",
         "offered",
@@ -199,6 +199,7 @@ pub fn table(report: &Report) -> String {
         "xdp ns",
         "srv ns",
         "srv%",
+        "sg%",
         "legit%",
         "p50 ms",
         "p99 ms",
@@ -209,7 +210,7 @@ pub fn table(report: &Report) -> String {
         let r = m("replies_pps");
         let _ = writeln!(
             t,
-            "{:<11} {:<16} {:>8} {:>8} {:>5} [{}..{}] {:>7} {:>6} {:>6} {:>5} {:>7} {:>7} {:>8} {:>5}",
+            "{:<11} {:<16} {:>8} {:>8} {:>5} [{}..{}] {:>7} {:>6} {:>6} {:>5} {:>5} {:>7} {:>7} {:>8} {:>5}",
             c.scenario,
             c.defence,
             fmt_rate(m("offered_pps").median),
@@ -221,6 +222,7 @@ pub fn table(report: &Report) -> String {
             fmt_num(m("xdp_ns_per_pkt").median, 0),
             fmt_num(m("server_ns_per_pkt").median, 0),
             fmt_num(m("server_cpu_pct").median, 0),
+            fmt_num(m("daemon_cpu_pct").median, 1),
             fmt_num(m("legit_success_pct").median, 1),
             fmt_num(m("connect_p50_ms").median, 2),
             fmt_num(m("connect_p99_ms").median, 2),

@@ -82,16 +82,23 @@ pub fn thread_napi(ns: &Netns, dev: &str, cpu: usize, realtime: bool) -> Result<
 impl NapiThreads {
     /// CPU time these threads have used so far, in seconds.
     pub fn cpu_s(&self) -> Result<f64> {
-        // SAFETY: sysconf has no preconditions.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-        let mut ticks = 0u64;
+        let mut total = 0.0;
         for &pid in &self.pids {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .with_context(|| format!("NAPI thread {pid} of {} is gone", self.dev))?;
-            ticks += parse_cpu_ticks(&stat).context("parsing /proc/PID/stat")?;
+            total +=
+                process_cpu_s(pid).with_context(|| format!("NAPI thread {pid} of {}", self.dev))?;
         }
-        Ok(ticks as f64 / hz)
+        Ok(total)
     }
+}
+
+/// CPU time (user + system) a process or thread has used so far, in seconds.
+pub fn process_cpu_s(pid: i32) -> Result<f64> {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("process {pid} is gone"))?;
+    let ticks = parse_cpu_ticks(&stat).context("parsing /proc/PID/stat")?;
+    Ok(ticks as f64 / hz)
 }
 
 /// utime + stime of a /proc/PID/stat line (fields 14 and 15; the command name in parentheses
