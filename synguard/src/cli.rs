@@ -44,6 +44,23 @@ pub enum Command {
     /// Check the host's SYN-flood tuning (syncookies, backlogs, SYN-ACK retries, listener
     /// backlogs, XDP driver support, kernel features) and recommend values.
     Doctor(DoctorArgs),
+    /// Write the man pages or a shell completion script (for packaging).
+    #[command(subcommand, hide = true)]
+    Generate(GenerateCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GenerateCommand {
+    /// Write synguard.8 and one page per subcommand into a directory.
+    Man {
+        #[arg(long, value_name = "DIR")]
+        out_dir: PathBuf,
+    },
+    /// Print the completion script for a shell.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Args)]

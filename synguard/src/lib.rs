@@ -5,7 +5,8 @@
 //! its schema), `link` (the pinned XDP link: attach or replace), `loader` (load/configure/pin and
 //! undo, per interface), `mode` (cookie-mode controller), `stats` (counters), `status`, `metrics`
 //! (Prometheus), `events` (flood start/end from the program), `detach` (clean-up after a crash), `logging`, `doctor` (host tuning), `diagnose` (explaining kernel
-//! errors), `policy` (allow/block lists, limits, top sources), `lists` (their commands), `reload`
+//! errors), `notify` (readiness and status to systemd), `generate` (man
+//! pages and completions), `policy` (allow/block lists, limits, top sources), `lists` (their commands), `reload`
 //! (applying configuration through the maps), `run` (the long-running
 //! commands).
 pub mod cli;
@@ -15,6 +16,7 @@ pub mod detach;
 pub mod diagnose;
 pub mod doctor;
 pub mod events;
+pub mod generate;
 pub mod link;
 pub mod lists;
 pub mod loader;
@@ -22,6 +24,7 @@ pub mod logging;
 pub mod metrics;
 pub mod mode;
 pub mod nic;
+pub mod notify;
 pub mod objects;
 pub mod pin;
 pub mod policy;

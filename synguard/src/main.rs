@@ -1,7 +1,7 @@
 use clap::Parser as _;
 use synguard::{
     cli::{Cli, Command, ConfigCommand, LogFormat},
-    config_file, detach, doctor, lists, logging,
+    config_file, detach, doctor, generate, lists, logging,
     policy::ListKind,
     reload, run, status,
 };
@@ -29,6 +29,7 @@ async fn main() {
                 Command::Allow(op) => lists::list_command(ListKind::Allow, op).map(|()| 0),
                 Command::Block(op) => lists::list_command(ListKind::Block, op).map(|()| 0),
                 Command::Top(args) => lists::top(args).map(|()| 0),
+                Command::Generate(what) => generate::run(what).map(|()| 0),
                 Command::Config(ConfigCommand::Validate { file }) => config_file::validate(file)
                     .map(|_| {
                         println!("{}: ok", file.display());

@@ -19,7 +19,9 @@ use crate::{
     config::RunConfig,
     events::{self, FloodWatcher},
     loader::{Instance, ProgramLogger},
-    metrics, mode, reload,
+    metrics, mode,
+    notify::{Notifier, NotifyError},
+    reload,
     stats::{self, Report},
     sysctl::{SyncookieVotes, SysctlSaver, Sysctls},
 };
@@ -117,6 +119,13 @@ pub async fn run(cfg: &RunConfig, args: &RunArgs) -> anyhow::Result<i32> {
         None => None,
     };
 
+    // Only now is every program attached and configured: what `Type=notify` waits for.
+    let notifier = Notifier::from_env().unwrap_or_else(|e| {
+        warn!("{e:#}; not notifying the service manager");
+        Notifier::for_address(None).expect("no address is always valid")
+    });
+    tell(notifier.ready(&service_status(cfg)));
+
     let mut tick = tokio::time::interval(mode::TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let outcome = loop {
@@ -124,10 +133,14 @@ pub async fn run(cfg: &RunConfig, args: &RunArgs) -> anyhow::Result<i32> {
             _ = sigint.recv() => break Ok(Exit::Detach("SIGINT")),
             _ = sigterm.recv() => break Ok(Exit::Detach("SIGTERM")),
             _ = sigusr1.recv() => break Ok(Exit::HandOver),
-            _ = sighup.recv() => match reload::reload(&current, args) {
-                Ok(next) => current = next,
-                Err(e) => warn!("SIGHUP: {e:#}"),
-            },
+            _ = sighup.recv() => {
+                tell(notifier.reloading());
+                match reload::reload(&current, args) {
+                    Ok(next) => current = next,
+                    Err(e) => warn!("SIGHUP: {e:#}"),
+                }
+                tell(notifier.ready(&service_status(&current)));
+            }
             _ = tick.tick() => controllers.iter_mut().for_each(|c| c.tick()),
             r = forward_logs(&mut loggers) => {
                 if let Err(e) = r {
@@ -141,6 +154,11 @@ pub async fn run(cfg: &RunConfig, args: &RunArgs) -> anyhow::Result<i32> {
             }
         }
     };
+    tell(notifier.stopping(match &outcome {
+        Ok(Exit::HandOver) => "handing over to the next synguard run",
+        Ok(Exit::Detach(_)) => "detaching",
+        Err(_) => "failed, detaching",
+    }));
     events::drain_all(&mut floods);
     drop(floods);
     if let Some(m) = metrics {
@@ -174,6 +192,29 @@ pub async fn run(cfg: &RunConfig, args: &RunArgs) -> anyhow::Result<i32> {
             restore(&mut saver);
             Err(e)
         }
+    }
+}
+
+/// The one-line summary `systemctl status` shows.
+fn service_status(cfg: &RunConfig) -> String {
+    let ports: Vec<String> = cfg.ports.iter().map(u16::to_string).collect();
+    format!(
+        "guarding {} on ports {} (cookies {}{})",
+        cfg.ifaces.join(", "),
+        ports.join(","),
+        cfg.mode.name(),
+        if cfg.limits.monitor {
+            ", monitor only: every packet passes"
+        } else {
+            ""
+        }
+    )
+}
+
+/// A failed notification must not stop the protection; systemd reports the missing readiness.
+fn tell(result: Result<(), NotifyError>) {
+    if let Err(e) = result {
+        warn!("{:#}", anyhow::Error::from(e));
     }
 }
 
