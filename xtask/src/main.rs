@@ -1,7 +1,10 @@
-//! `cargo xtask`: install what the build and the tests need, build, test, run the demo and the
-//! benchmark. Every command except `setup` runs `setup` first, so a fresh machine (and CI, which
-//! starts on one) needs nothing but rustup and cargo.
+//! `cargo xtask`: install what the build and the tests need, build, package, test, run the demo
+//! and the benchmark. Every command first installs what it needs (`build` and `package` only the
+//! build tools; `test`, `demo`, `lab` and `bench` also the test tools), so a fresh machine (and
+//! CI, which starts on one) needs nothing but rustup and cargo.
 
+mod install_test;
+mod package;
 mod setup;
 
 use std::path::{Path, PathBuf};
@@ -19,11 +22,21 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Install system packages, the nightly toolchain and bpf-linker (idempotent).
+    /// Install the nightly toolchain, bpf-linker, the packaging tools and the test tools
+    /// (idempotent).
     Setup,
-    /// Setup, then build synguard and the lab in release mode.
+    /// Install the build tools, then build synguard and the lab in release mode.
     Build,
-    /// Setup, fmt and clippy checks, host unit tests, then the privileged lab tests (root).
+    /// Install the build tools, then build the Debian package under target/debian/: the release
+    /// binary, the systemd unit, the example configuration, man pages and completions.
+    Package {
+        /// Then install it in a minimal Debian root without Rust and check it (root; part of
+        /// `test`).
+        #[arg(long)]
+        install_test: bool,
+    },
+    /// Setup, fmt and clippy checks, host unit tests, the privileged lab tests, then the package
+    /// installed in a minimal Debian root (root).
     Test,
     /// Setup, build, then run the live demo in a namespace lab (root).
     Demo {
@@ -49,10 +62,25 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     let root = repo_root();
     std::env::set_current_dir(&root).with_context(|| format!("cd {}", root.display()))?;
-    setup::all()?;
+    match &cli.cmd {
+        Cmd::Setup => setup::all()?,
+        Cmd::Build => setup::build()?,
+        Cmd::Package {
+            install_test: false,
+        } => setup::packaging()?,
+        Cmd::Package { install_test: true } => setup::all()?,
+        Cmd::Test | Cmd::Demo { .. } | Cmd::Lab { .. } | Cmd::Bench { .. } => setup::all()?,
+    }
     match cli.cmd {
         Cmd::Setup => Ok(()),
         Cmd::Build => build(),
+        Cmd::Package { install_test } => {
+            let deb = package::package(&root)?;
+            if install_test {
+                install_test::install_test(&deb)?;
+            }
+            Ok(())
+        }
         Cmd::Test => test(&root),
         Cmd::Demo { args } => {
             build()?;
@@ -143,7 +171,11 @@ fn test(root: &Path) -> Result<()> {
     let bin = target_dir(root).join("debug/synguard");
     run(cargo()
         .args(["test", "-p", "synguard-lab", "--", "--test-threads=1"])
-        .env("SYNGUARD_BIN", &bin))
+        .env("SYNGUARD_BIN", &bin))?;
+    let started = std::time::Instant::now();
+    let deb = package::package(root)?;
+    eprintln!("package: built in {:.0} s", started.elapsed().as_secs_f64());
+    install_test::install_test(&deb)
 }
 
 /// The eBPF crate only builds for `bpfel-unknown-none` (no_std, no_main, BPF-only intrinsics), so
