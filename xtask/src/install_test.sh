@@ -37,6 +37,12 @@ in_root dpkg -i /tmp/synguard.deb >"$work/dpkg-i.log" 2>&1 || {
 }
 ok "dpkg -i $(basename "$DEB")"
 
+# dpkg --verify checks nothing without md5sums: make sure there are some.
+sums=$(wc -l <"$R/var/lib/dpkg/info/synguard.md5sums" 2>/dev/null || echo 0)
+[ "$sums" -gt 0 ] || fail "the package has no md5sums"
+in_root dpkg --verify synguard || fail "dpkg --verify synguard reports changed files"
+ok "dpkg --verify: all $sums installed files match their md5sums"
+
 v=$(in_root synguard --version)
 [ "$v" = "synguard $VERSION" ] || fail "synguard --version printed '$v', expected 'synguard $VERSION'"
 ok "synguard --version: $v"

@@ -18,10 +18,11 @@ const HOMEPAGE: &str = env!("CARGO_PKG_REPOSITORY");
 const SUMMARY: &str = "SYN-flood protection in XDP";
 /// The extended description, each line after the first indented by one space (deb-control(5)).
 const DESCRIPTION: &str = "\
-synguard attaches an XDP program to the interfaces it guards: it answers SYNs to the\n \
- protected ports with kernel-compatible SYN cookies (always, or only while a flood lasts),\n \
- drops bogus ACKs, rate-limits sources and keeps allow and block lists, before the packets\n \
- reach the TCP stack. It runs as a systemd service (Type=notify) with Prometheus metrics.";
+synguard attaches an XDP program to the interfaces it guards: it answers SYNs\n \
+ to the protected ports with kernel-compatible SYN cookies (always, or only\n \
+ while a flood lasts), drops bogus ACKs, rate-limits sources and keeps allow\n \
+ and block lists, before the packets reach the TCP stack. It runs as a systemd\n \
+ service (Type=notify) with Prometheus metrics.";
 
 /// Where the package puts each piece (one owner: the install test checks the same paths).
 pub mod paths {
@@ -88,7 +89,14 @@ fn stage_files(root: &Path, bin: &Path, stage: &Path) -> Result<()> {
         write(&stage.join(path), &(script + "\n"), 0o644)?;
     }
     let doc = stage.join(paths::DOC_DIR);
-    write(&doc.join("copyright"), &copyright(), 0o644)?;
+    let date = release_date(root)?;
+    write(&doc.join("copyright"), &copyright(&date), 0o644)?;
+    gzip_text(&changelog(&version(bin)?, &date), &doc.join("changelog.gz"))?;
+    copy(
+        &root.join("packaging/debian/lintian-overrides"),
+        &stage.join("usr/share/lintian/overrides").join(PACKAGE),
+        0o644,
+    )?;
     gzip_copy(&root.join("README.md"), &doc.join("README.md.gz"))?;
     maintainer_scripts(&stage.join("DEBIAN"))
 }
@@ -149,7 +157,37 @@ fn write_control(stage: &Path, version: &str, arch: &str, depends: &str) -> Resu
         &debian.join("conffiles"),
         &format!("/{}\n", paths::CONFIG),
         0o644,
-    )
+    )?;
+    write(&debian.join("md5sums"), &md5sums(stage)?, 0o644)
+}
+
+/// `DEBIAN/md5sums`: what `dpkg --verify` checks the installed files against (conffiles have
+/// their own sums in dpkg's database).
+fn md5sums(stage: &Path) -> Result<String> {
+    let mut files = Vec::new();
+    collect_files(stage, stage, &mut files)?;
+    files.retain(|f| f != paths::CONFIG);
+    files.sort();
+    command_output(Command::new("md5sum").args(&files).current_dir(stage)).map(|s| s + "\n")
+}
+
+/// Regular files below `dir`, relative to `stage`, without DEBIAN/.
+fn collect_files(stage: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()> {
+    for entry in fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        if path == stage.join("DEBIAN") {
+            continue;
+        }
+        if path.is_dir() {
+            collect_files(stage, &path, out)?;
+        } else {
+            let rel = path
+                .strip_prefix(stage)
+                .context("a staged file lies below the stage")?;
+            out.push(rel.to_string_lossy().into_owned());
+        }
+    }
+    Ok(())
 }
 
 /// The size of everything but DEBIAN/, in KiB, as `du` would count it (whole blocks).
@@ -189,10 +227,30 @@ fn maintainer_scripts(debian: &Path) -> Result<()> {
     Ok(())
 }
 
-fn copyright() -> String {
+/// The date of the commit being packaged (RFC 2822), so that the same commit gives the same
+/// package.
+fn release_date(root: &Path) -> Result<String> {
+    command_output(
+        Command::new("git")
+            .args(["log", "-1", "--format=%aD"])
+            .current_dir(root),
+    )
+}
+
+/// A native package's changelog: one entry for the packaged version.
+fn changelog(version: &str, date: &str) -> String {
+    format!(
+        "{PACKAGE} ({version}) unstable; urgency=medium\n\n  * Built from the synguard \
+         repository at version {version}.\n\n -- {MAINTAINER}  {date}\n"
+    )
+}
+
+fn copyright(date: &str) -> String {
+    // "Mon, 30 Nov 2026 05:17:21 +0000" -> "2026"
+    let year = date.split_whitespace().nth(3).unwrap_or_default();
     format!(
         "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\
-         Upstream-Name: {PACKAGE}\nSource: {HOMEPAGE}\n\nFiles: *\nCopyright: synguard developers\n\
+         Upstream-Name: {PACKAGE}\nSource: {HOMEPAGE}\n\nFiles: *\nCopyright: {year} synguard developers\n\
          License: GPL-2\n On Debian systems, the complete text of the GNU General Public License\n \
          version 2 is in /usr/share/common-licenses/GPL-2.\n"
     )
@@ -218,6 +276,13 @@ fn set_mode(path: &Path, mode: u32) -> Result<()> {
     use std::os::unix::fs::PermissionsExt as _;
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
         .with_context(|| format!("chmod {mode:o} {}", path.display()))
+}
+
+fn gzip_text(text: &str, to: &Path) -> Result<()> {
+    let tmp = to.with_extension("");
+    write(&tmp, text, 0o644)?;
+    run(Command::new("gzip").arg("-9n").arg(&tmp))?;
+    set_mode(to, 0o644)
 }
 
 fn gzip_copy(from: &Path, to: &Path) -> Result<()> {
