@@ -1,6 +1,9 @@
 //! The package install test (part of `cargo xtask test`): installs the `.deb` in a minimal Debian
-//! root without Rust and checks what an operator would use (`install_test.sh`, run in a private
-//! mount and network namespace on an overlay, so the cached root stays pristine). The root is
+//! root without Rust and checks what an operator would use, removes and purges it and checks
+//! that nothing is left; then boots a second copy with the package under systemd (nspawn) and
+//! runs the service: a late interface, readiness, reload, the SIGUSR1 hand-over, removal while
+//! running (`install_test.sh`, run in a private mount and network namespace on overlays, so the
+//! cached root stays pristine and the test's veth pair is gone with the namespace). The root is
 //! made once with mmdebstrap from the host's own apt sources (same release, same libc) and
 //! cached outside the checkout.
 

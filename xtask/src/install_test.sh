@@ -11,6 +11,7 @@ mkdir "$work/upper" "$work/work" "$work/root"
 R=$work/root
 cleanup() {
 	umount -R "$R" 2>/dev/null || true
+	umount -R "$work/service/root" 2>/dev/null || true
 	rm -rf "$work"
 }
 trap cleanup EXIT
@@ -104,3 +105,95 @@ for d in $(cd "$work/upper" && find . -type d ! -path './run/*'); do
 done
 [ -z "$left" ] || fail "left behind after dpkg -P: $left"
 ok "dpkg -P: configuration and enablement gone, nothing left outside dpkg's own records"
+
+# The service under a real systemd: a second overlay of the same root, the package installed in
+# it, booted as a container (systemd-nspawn) in this test's own network namespace, where the
+# test's veth pair stands in for the NIC. Its own overlay, because booting leaves systemd's state
+# behind, which the leftover check above must not see.
+S=$work/service/root
+mkdir -p "$work/service/upper" "$work/service/work" "$S"
+mount -t overlay overlay -o "lowerdir=$ROOTFS,upperdir=$work/service/upper,workdir=$work/service/work" "$S"
+cp "$DEB" "$S/tmp/synguard.deb"
+chroot "$S" dpkg -i /tmp/synguard.deb >/dev/null 2>&1 || fail "dpkg -i in the service root"
+cat >"$S/$P_CONFIG" <<EOC
+interfaces = ["sgt0"]
+ports = [80]
+mode = "always"
+EOC
+# systemd mounts no BPF filesystem in a container; on a host it does.
+cat >"$S/etc/systemd/system/test-bpffs.service" <<EOC
+[Unit]
+DefaultDependencies=no
+Before=sysinit.target
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/bin/mount -t bpf -o mode=700 bpffs /sys/fs/bpf
+EOC
+ln -s /etc/systemd/system/test-bpffs.service "$S/etc/systemd/system/sysinit.target.wants/"
+systemd-nspawn --boot --directory="$S" --machine=synguard-test --register=no --keep-unit \
+	--network-namespace-path=/proc/self/ns/net --system-call-filter=bpf \
+	--capability=CAP_BPF,CAP_PERFMON,CAP_NET_ADMIN,CAP_SYS_ADMIN </dev/null >"$work/console.log" 2>&1 &
+nspawn=$!
+stop_container() {
+	kill -TERM "$nspawn" 2>/dev/null || true
+	wait "$nspawn" 2>/dev/null || true
+}
+trap 'stop_container; cleanup' EXIT
+# Polls a condition every 0.2 s for up to $2 seconds.
+wait_for() {
+	n=$(($2 * 5))
+	while ! eval "$1" >/dev/null 2>&1; do
+		n=$((n - 1))
+		[ "$n" -gt 0 ] || return 1
+		sleep 0.2
+	done
+}
+leader() { pgrep -P "$nspawn" | head -n 1; }
+in_c() { nsenter -t "$(leader)" -a "$@"; }
+prop() { in_c systemctl show synguard -p "$1" --value; }
+xdp_id() { ip -d link show sgt0 2>/dev/null | sed -n 's/.*prog\/xdp id \([0-9]*\).*/\1/p'; }
+wait_for '[ -n "$(leader)" ] && [ "$(prop NRestarts)" -ge 1 ]' 40 || {
+	tail -n 30 "$work/console.log" >&2
+	fail "synguard did not start and retry without its interface"
+}
+ok "service: no interface yet, synguard exits and systemd retries ($(prop NRestarts) restarts)"
+
+ip link add sgt0 type veth peer name sgt1
+ip link set sgt0 up
+ip link set sgt1 up
+wait_for '[ "$(prop ActiveState)" = active ]' 15 || {
+	in_c journalctl -u synguard -n 20 --no-pager >&2
+	fail "synguard did not become active once its interface appeared"
+}
+# Type=notify: active only after READY=1, which follows the attach.
+prog=$(xdp_id)
+[ -n "$prog" ] || fail "active without an XDP program on sgt0"
+status=$(prop StatusText)
+[ "$status" = "guarding sgt0 on ports 80 (cookies always)" ] || fail "StatusText is '$status'"
+ok "service: active once sgt0 appeared, XDP program $prog attached, status '$status'"
+
+pid=$(prop MainPID)
+in_c systemctl reload synguard || fail "systemctl reload"
+wait_for 'in_c journalctl -u synguard --no-pager -o cat | grep -q "^Reloaded synguard.service"' 10 ||
+	fail "the reload did not finish"
+[ "$(prop MainPID)" = "$pid" ] && [ "$(prop ActiveState)" = active ] || fail "reload restarted synguard"
+ok "service: systemctl reload applied, same process"
+
+in_c systemctl kill --kill-who=main --signal=SIGUSR1 synguard
+wait_for '[ "$(prop MainPID)" != "$pid" ] && [ "$(prop ActiveState)" = active ]' 15 ||
+	fail "no new synguard after the SIGUSR1 hand-over"
+new=$(xdp_id)
+[ -n "$new" ] && [ "$new" != "$prog" ] || fail "after the hand-over the program is '$new' (was $prog)"
+ok "service: SIGUSR1 handed over to a new process, program $prog replaced by $new"
+
+in_c dpkg -r synguard >"$work/dpkg-r.log" 2>&1 || {
+	cat "$work/dpkg-r.log" >&2
+	fail "dpkg -r with the service running"
+}
+[ "$(prop ActiveState)" != active ] || fail "dpkg -r left synguard running"
+[ -z "$(xdp_id)" ] || fail "dpkg -r left the XDP program on sgt0"
+ok "dpkg -r with the service running: stopped, XDP program detached"
+stop_container
+trap cleanup EXIT
+ip link del sgt0

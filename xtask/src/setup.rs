@@ -22,8 +22,9 @@ const TEST_PACKAGES: &[&str] = &[
     // promtool, to validate the metrics endpoint in the ops tests.
     "prometheus",
     // The package install test: makes the minimal Debian root without Rust it installs the
-    // .deb in.
+    // .deb in, and boots that root under systemd to run the service.
     "mmdebstrap",
+    "systemd-container",
 ];
 
 /// What `cargo xtask package` runs besides cargo: dpkg-shlibdeps (the Depends line), strip
