@@ -311,3 +311,37 @@ pub fn command_output(cmd: &mut Command) -> Result<String> {
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `copyright()` states GPL-2 (version 2 only, DEP-5 short name): it must follow the
+    /// workspace's license.
+    #[test]
+    fn copyright_follows_the_workspace_license() {
+        assert_eq!(env!("CARGO_PKG_LICENSE"), "GPL-2.0-only");
+        let text = copyright("Mon, 30 Nov 2026 05:17:46 +0000");
+        assert!(
+            text.contains("Copyright: 2026 synguard developers"),
+            "{text}"
+        );
+        assert!(text.contains("License: GPL-2\n"), "{text}");
+    }
+
+    #[test]
+    fn changelog_entry_is_well_formed() {
+        let text = changelog("1.2.3", "Mon, 30 Nov 2026 05:17:46 +0000");
+        let mut lines = text.lines();
+        assert_eq!(
+            lines.next(),
+            Some("synguard (1.2.3) unstable; urgency=medium")
+        );
+        assert!(
+            text.ends_with(&format!(
+                " -- {MAINTAINER}  Mon, 30 Nov 2026 05:17:46 +0000\n"
+            )),
+            "{text}"
+        );
+    }
+}
