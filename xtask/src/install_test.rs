@@ -23,8 +23,8 @@ const CACHE_DIR: &str = "/var/cache/synguard-xtask";
 const EXTRA_PACKAGES: &str = "man-db,systemd";
 const HOST_SOURCES: &str = "/etc/apt/sources.list.d/debian.sources";
 
-pub fn install_test(deb: &Path) -> Result<()> {
-    let rootfs = cached_rootfs()?;
+/// Runs the test on `deb` in `rootfs` (from [`cached_rootfs`]).
+pub fn install_test(deb: &Path, rootfs: &Path) -> Result<()> {
     let version = command_output(
         Command::new("dpkg-deb")
             .args(["--field"])
@@ -44,7 +44,7 @@ pub fn install_test(deb: &Path) -> Result<()> {
             SCRIPT,
         ])
         .arg("install_test.sh")
-        .env("ROOTFS", &rootfs)
+        .env("ROOTFS", rootfs)
         .env("DEB", deb)
         .env("VERSION", version)
         .env("P_BINARY", paths::BINARY)
@@ -67,8 +67,9 @@ pub fn install_test(deb: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The cached minimal root for this host's Debian release; made on first use (about 1.5 min).
-fn cached_rootfs() -> Result<PathBuf> {
+/// The cached minimal root for this host's Debian release; made on first use (about 1.5 min,
+/// mostly downloading, so `cargo xtask test` makes it while it compiles).
+pub fn cached_rootfs() -> Result<PathBuf> {
     let codename = os_release_codename()?;
     // Named after what is in it, so a change of EXTRA_PACKAGES makes a new one.
     let rootfs = Path::new(CACHE_DIR).join(format!(

@@ -10,7 +10,7 @@ mod setup;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -77,7 +77,7 @@ fn main() -> Result<()> {
         Cmd::Package { install_test } => {
             let deb = package::package(&root)?;
             if install_test {
-                install_test::install_test(&deb)?;
+                install_test::install_test(&deb, &install_test::cached_rootfs()?)?;
             }
             Ok(())
         }
@@ -145,6 +145,24 @@ fn is_root() -> bool {
 }
 
 fn test(root: &Path) -> Result<()> {
+    // The install test's Debian root is mostly a download (made once, then cached): make it while
+    // the checks below compile, and wait for it even when they fail, so no mmdebstrap outlives
+    // this command.
+    let rootfs = is_root().then(|| std::thread::spawn(install_test::cached_rootfs));
+    let checked = checks_and_lab_tests(root);
+    let rootfs = rootfs.map(|t| {
+        t.join()
+            .unwrap_or_else(|_| Err(anyhow!("making the install test's root panicked")))
+    });
+    checked?;
+    let rootfs = rootfs.context("the lab tests passed without root")??;
+    let started = std::time::Instant::now();
+    let deb = package::package(root)?;
+    eprintln!("package: built in {:.0} s", started.elapsed().as_secs_f64());
+    install_test::install_test(&deb, &rootfs)
+}
+
+fn checks_and_lab_tests(root: &Path) -> Result<()> {
     run(cargo().args(["fmt", "--all", "--check"]))?;
     run(cargo().args([
         "clippy",
@@ -171,11 +189,7 @@ fn test(root: &Path) -> Result<()> {
     let bin = target_dir(root).join("debug/synguard");
     run(cargo()
         .args(["test", "-p", "synguard-lab", "--", "--test-threads=1"])
-        .env("SYNGUARD_BIN", &bin))?;
-    let started = std::time::Instant::now();
-    let deb = package::package(root)?;
-    eprintln!("package: built in {:.0} s", started.elapsed().as_secs_f64());
-    install_test::install_test(&deb)
+        .env("SYNGUARD_BIN", &bin))
 }
 
 /// The eBPF crate only builds for `bpfel-unknown-none` (no_std, no_main, BPF-only intrinsics), so
