@@ -62,17 +62,6 @@ fn without_hidden_subcommands(full: clap::Command) -> clap::Command {
     cmd
 }
 
-/// The file name each shell's completion loader looks for (bash-completion, zsh's fpath, fish's
-/// vendor_completions.d).
-pub fn completion_file_name(shell: Shell) -> String {
-    match shell {
-        Shell::Bash => "synguard".into(),
-        Shell::Zsh => "_synguard".into(),
-        Shell::Fish => "synguard.fish".into(),
-        other => format!("synguard.{other}"),
-    }
-}
-
 /// The command behind `synguard generate`.
 pub fn run(what: &crate::cli::GenerateCommand) -> Result<()> {
     match what {
