@@ -5,6 +5,7 @@
 pub mod config;
 pub mod detach;
 pub mod doctor;
+pub mod generate;
 pub mod lists;
 pub mod logging;
 pub mod reload;
@@ -18,6 +19,7 @@ pub use self::{
     config::ConfigCommand,
     detach::DetachArgs,
     doctor::DoctorArgs,
+    generate::GenerateCommand,
     lists::{ListOp, Target, TopArgs},
     reload::ReloadArgs,
     stats::StatsArgs,
@@ -64,6 +66,9 @@ pub enum Command {
     /// Check the host's SYN-flood tuning (syncookies, backlogs, SYN-ACK retries, listener
     /// backlogs, XDP driver support, kernel features) and recommend values.
     Doctor(DoctorArgs),
+    /// Write the man pages or a shell completion script (for packaging).
+    #[command(subcommand, hide = true)]
+    Generate(GenerateCommand),
 }
 
 /// Runs the command; returns the process exit status.
@@ -84,6 +89,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Block(op) => done(lists::list_command(ListKind::Block, op)),
         Command::Top(args) => done(lists::top(args)),
         Command::Config(command) => done(config::config(command)),
+        Command::Generate(what) => done(generate::run(what)),
     }
 }
 

@@ -3,15 +3,21 @@
 
 use anyhow::Context as _;
 use log::{info, warn};
+use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::{
     config::{RunArgs, RunConfig},
     daemon::{
+        cookie_backend::MapBackend,
         events::{self, FloodWatcher},
         guard::Guard,
-        logs, metrics, mode, reload,
+        logs, metrics,
+        mode::{self, Controller},
+        reload,
     },
+    datapath::load::ProgramLogger,
+    host::notify::{Notifier, NotifyError},
     state::paths,
 };
 
@@ -85,31 +91,25 @@ pub async fn run(cfg: &RunConfig, args: &RunArgs) -> anyhow::Result<i32> {
         None => None,
     };
 
-    let mut current = cfg.clone();
-    let mut tick = tokio::time::interval(mode::TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let outcome = loop {
-        tokio::select! {
-            _ = signals.int.recv() => break Ok(Exit::Detach("SIGINT")),
-            _ = signals.term.recv() => break Ok(Exit::Detach("SIGTERM")),
-            _ = signals.usr1.recv() => break Ok(Exit::HandOver),
-            _ = signals.hup.recv() => match reload::reload(&current, args) {
-                Ok(next) => current = next,
-                Err(e) => warn!("SIGHUP: {e:#}"),
-            },
-            _ = tick.tick() => controllers.iter_mut().for_each(|c| c.tick()),
-            r = logs::forward(&mut loggers) => {
-                if let Err(e) = r {
-                    break Err(anyhow::Error::from(e).context("reading the XDP program's log"));
-                }
-            }
-            r = events::watch(&mut floods) => {
-                if let Err(e) = r {
-                    break Err(anyhow::Error::from(e).context("reading flood events"));
-                }
-            }
-        }
+    // Only now is every program attached and configured: what `Type=notify` waits for.
+    let notifier = Notifier::from_env().unwrap_or_else(|e| {
+        warn!("{e:#}; not notifying the service manager");
+        Notifier::for_address(None).expect("no address is always valid")
+    });
+    tell(notifier.ready(&service_status(cfg)));
+    let mut serving = Serving {
+        signals: &mut signals,
+        notifier: &notifier,
+        controllers: &mut controllers,
+        loggers: &mut loggers,
+        floods: &mut floods,
     };
+    let outcome = serving.until_signal(cfg, args).await;
+    tell(notifier.stopping(match &outcome {
+        Ok(Exit::HandOver) => "handing over to the next synguard run",
+        Ok(Exit::Detach(_)) => "detaching",
+        Err(_) => "failed, detaching",
+    }));
     events::drain_all(&mut floods);
     drop(floods);
     if let Some(m) = metrics {
@@ -119,6 +119,74 @@ pub async fn run(cfg: &RunConfig, args: &RunArgs) -> anyhow::Result<i32> {
     drop(loggers);
     drop(controllers);
     finish(outcome, guard, cfg)
+}
+
+/// What the running loop works on.
+struct Serving<'a> {
+    signals: &'a mut Signals,
+    notifier: &'a Notifier,
+    controllers: &'a mut Vec<Controller<MapBackend>>,
+    loggers: &'a mut Vec<AsyncFd<ProgramLogger>>,
+    floods: &'a mut Vec<FloodWatcher>,
+}
+
+impl Serving<'_> {
+    /// Controls the modes, follows logs and flood events and reloads on SIGHUP, until a signal
+    /// says to stop (or reading the program's output fails).
+    async fn until_signal(&mut self, cfg: &RunConfig, args: &RunArgs) -> anyhow::Result<Exit> {
+        let mut current = cfg.clone();
+        let mut tick = tokio::time::interval(mode::TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = self.signals.int.recv() => return Ok(Exit::Detach("SIGINT")),
+                _ = self.signals.term.recv() => return Ok(Exit::Detach("SIGTERM")),
+                _ = self.signals.usr1.recv() => return Ok(Exit::HandOver),
+                _ = self.signals.hup.recv() => {
+                    tell(self.notifier.reloading());
+                    match reload::reload(&current, args) {
+                        Ok(next) => current = next,
+                        Err(e) => warn!("SIGHUP: {e:#}"),
+                    }
+                    tell(self.notifier.ready(&service_status(&current)));
+                }
+                _ = tick.tick() => self.controllers.iter_mut().for_each(|c| c.tick()),
+                r = logs::forward(self.loggers) => {
+                    if let Err(e) = r {
+                        return Err(anyhow::Error::from(e).context("reading the XDP program's log"));
+                    }
+                }
+                r = events::watch(self.floods) => {
+                    if let Err(e) = r {
+                        return Err(anyhow::Error::from(e).context("reading flood events"));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The one-line summary `systemctl status` shows.
+fn service_status(cfg: &RunConfig) -> String {
+    let ports: Vec<String> = cfg.ports.iter().map(u16::to_string).collect();
+    format!(
+        "guarding {} on ports {} (cookies {}{})",
+        cfg.ifaces.join(", "),
+        ports.join(","),
+        cfg.mode.name(),
+        if cfg.limits.monitor {
+            ", monitor only: every packet passes"
+        } else {
+            ""
+        }
+    )
+}
+
+/// A failed notification must not stop the protection; systemd reports the missing readiness.
+fn tell(result: Result<(), NotifyError>) {
+    if let Err(e) = result {
+        warn!("{:#}", anyhow::Error::from(e));
+    }
 }
 
 /// Hands over or detaches; an error is not a hand-over: it leaves the host as it was before.
