@@ -74,7 +74,7 @@ fn main() -> Result<()> {
     std::env::set_current_dir(&root).with_context(|| format!("cd {}", root.display()))?;
     match &cli.cmd {
         Cmd::Setup => setup::all()?,
-        Cmd::Build => setup::build()?,
+        Cmd::Build | Cmd::Fuzz { .. } => setup::build()?,
         Cmd::Package {
             install_test: false,
         } => setup::packaging()?,
