@@ -3,6 +3,7 @@
 //! starts on one) needs nothing but rustup and cargo.
 
 mod setup;
+mod vm;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -43,6 +44,12 @@ enum Cmd {
         #[arg(trailing_var_arg = true)]
         args: Vec<String>,
     },
+    /// synguard on a real NIC driver: a Debian guest under QEMU with a multi-queue virtio-net
+    /// NIC (root). `up`, `down`, `ssh`, `demo`, `test`.
+    Vm {
+        #[command(subcommand)]
+        cmd: vm::VmCmd,
+    },
 }
 
 fn main() -> Result<()> {
@@ -66,6 +73,7 @@ fn main() -> Result<()> {
             build()?;
             run_lab_bin(&root, "synguard-bench", &args)
         }
+        Cmd::Vm { cmd } => vm::main(&root, cmd),
     }
 }
 
@@ -143,7 +151,15 @@ fn test(root: &Path) -> Result<()> {
     let bin = target_dir(root).join("debug/synguard");
     run(cargo()
         .args(["test", "-p", "synguard-lab", "--", "--test-threads=1"])
-        .env("SYNGUARD_BIN", &bin))
+        .env("SYNGUARD_BIN", &bin))?;
+    // Last: the same program on a real NIC driver (virtio-net in a QEMU guest).
+    vm::main(root, vm::VmCmd::Test)
+}
+
+/// Builds the release synguard (what users run, and what the VM gets) and returns its path.
+pub fn release_synguard(root: &Path) -> Result<PathBuf> {
+    run(cargo().args(["build", "--release", "-p", "synguard"]))?;
+    Ok(target_dir(root).join("release/synguard"))
 }
 
 /// The eBPF crate only builds for `bpfel-unknown-none` (no_std, no_main, BPF-only intrinsics), so

@@ -1,0 +1,357 @@
+//! `cargo xtask vm test`: checks on the virtio-net driver that can fail, each printed with its
+//! figures. Order matters only to save program loads (each takes tens of seconds under software
+//! emulation): fresh attach -> traffic checks -> hand-over and take-over -> SIGTERM -> crash and
+//! `detach`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use serde_json::Value;
+
+use super::guest::{self, XdpState};
+use super::net;
+use super::pcap::{self, Segment};
+use super::phases::Phases;
+use super::proc;
+use super::session;
+use super::ssh::Guest;
+use super::traffic::{self, Capture, Flood};
+
+/// Floods in the traffic check: count and spacing (2 500/s, within what the emulated guest
+/// handles, so the tap does not drop and every sent packet can be accounted for).
+const FLOOD_COUNT: u64 = 5_000;
+const FLOOD_GAP_US: u64 = 400;
+/// SYNs sent to show that protection holds across a hand-over.
+const PROBE_COUNT: u64 = 300;
+const SHORT: Duration = Duration::from_secs(60);
+
+/// Pass/fail lines, printed as they come.
+struct Verdicts {
+    failed: Vec<String>,
+    passed: usize,
+}
+
+impl Verdicts {
+    fn check(&mut self, name: &str, ok: bool, figures: String) {
+        println!("vm test: {} {name}: {figures}", if ok { "PASS" } else { "FAIL" });
+        if ok {
+            self.passed += 1;
+        } else {
+            self.failed.push(name.to_string());
+        }
+    }
+}
+
+pub fn run(synguard: &Path) -> Result<()> {
+    let mut phases = Phases::new();
+    let mut v = Verdicts {
+        failed: Vec::new(),
+        passed: 0,
+    };
+    let vm = session::start(&mut phases)?;
+    let g = &vm.guest;
+    phases.begin("copy synguard in, start servers");
+    guest::prepare(g, synguard)?;
+    let syncookies_before = g.run("sysctl -n net.ipv4.tcp_syncookies", SHORT)?;
+    print_driver("before attach", g)?;
+    phases.begin("fresh attach (load and verify)");
+    let first = guest::start_synguard(g, "first")?;
+    check_native(&mut v, g, &first)?;
+    print_driver("after attach", g)?;
+    phases.begin("floods, capture, handshake");
+    traffic_checks(&mut v, g, &vm.image_dir)?;
+    phases.begin("hand-over and restart");
+    restart_checks(&mut v, g, &first)?;
+    phases.begin("crash, then detach");
+    detach_check(&mut v, g)?;
+    let syncookies_after = g.run("sysctl -n net.ipv4.tcp_syncookies", SHORT)?;
+    v.check(
+        "kernel settings restored",
+        syncookies_before == syncookies_after,
+        format!(
+            "tcp_syncookies {} before the first run, {} after the last",
+            syncookies_before.trim(),
+            syncookies_after.trim()
+        ),
+    );
+    println!("{}", phases.summary());
+    if !v.failed.is_empty() {
+        bail!("vm test: {} checks failed: {}", v.failed.len(), v.failed.join(", "));
+    }
+    println!("vm test: all {} checks passed ({:?})", v.passed, vm.accel);
+    Ok(())
+}
+
+/// What the driver shows: queues, offloads, and its kernel messages (for `doctor`-style checks).
+fn print_driver(when: &str, g: &Guest) -> Result<()> {
+    let (_, out, _) = g.try_run(
+        &format!(
+            "ethtool -l {i} | tail -4 | tr -s '\\t\\n' ' '; echo; ethtool -k {i} | grep -E \
+             'rx-checksumming|generic-receive|large-receive|rx-vlan-offload|tx-checksumming|\
+             tcp-segmentation' | tr -s '\\t\\n' ' '",
+            i = guest::IFACE
+        ),
+        SHORT,
+    )?;
+    println!("vm test: driver {when}: {}", out.replace('\n', " | ").trim());
+    Ok(())
+}
+
+fn check_native(v: &mut Verdicts, g: &Guest, run: &guest::Run) -> Result<()> {
+    let state = guest::xdp_state(g)?;
+    let log = run.log_text(g)?;
+    let attach_line = log
+        .lines()
+        .find(|l| l.contains("synguard attached to"))
+        .unwrap_or("(no attach line)")
+        .to_string();
+    v.check(
+        "native attach, no fallback",
+        state == XdpState::Native && !log.contains("falling back") && attach_line.contains("native"),
+        format!("ip link: {state:?}; log: {attach_line}"),
+    );
+    let dmesg = guest::driver_messages(g)?;
+    let locked = dmesg.lines().find(|l| l.contains("locked tx mode"));
+    v.check(
+        "XDP_TX has its own TX queues",
+        locked.is_none(),
+        format!(
+            "{} queue pairs for {} guest CPUs; dmesg: {}",
+            net::NIC_QUEUES,
+            net::GUEST_CPUS,
+            locked.unwrap_or("no locked-mode warning")
+        ),
+    );
+    Ok(())
+}
+
+fn addr(s: &str) -> [u8; 4] {
+    let ip: std::net::Ipv4Addr = s.parse().expect("constant address");
+    ip.octets()
+}
+
+/// SYN flood with a real handshake in the middle, then an ACK flood; everything captured on the
+/// tap and counted in synguard and in the guest's TCP stack.
+fn traffic_checks(v: &mut Verdicts, g: &Guest, work: &Path) -> Result<()> {
+    let s0 = guest::stats(g)?;
+    let n0 = guest::counters(g)?;
+    let cap = Capture::start(work)?;
+    let syn = Flood::syn(FLOOD_COUNT, FLOOD_GAP_US);
+    let flood = syn.start()?;
+    proc::sleep(Duration::from_millis(500))?;
+    let info = traffic::fetch(guest::INFO_PORT, 30);
+    flood.wait(syn.timeout())?;
+    Flood::ack(FLOOD_COUNT, FLOOD_GAP_US).run()?;
+    // Let the last replies leave the guest before the capture stops.
+    proc::sleep(Duration::from_secs(2))?;
+    let s1 = guest::stats(g)?;
+    let n1 = guest::counters(g)?;
+    let segs = pcap::segments(&cap.finish()?)?;
+    synack_check(v, &segs, &s0, &s1);
+    handshake_check(v, &segs, info, &s0, &s1)?;
+    flood_checks(v, &segs, (&s0, &s1), (&n0, &n1));
+    Ok(())
+}
+
+fn synack_check(v: &mut Verdicts, segs: &[Segment], s0: &Value, s1: &Value) {
+    let (guest, spoof) = (addr(net::GUEST_ADDR), addr(net::SPOOF_ADDR));
+    let synacks: Vec<&Segment> = segs
+        .iter()
+        .filter(|s| s.src == guest && s.is_syn_ack())
+        .collect();
+    let bad = synacks
+        .iter()
+        .filter(|s| !(s.ip_csum_ok && s.tcp_csum_ok))
+        .count();
+    let to_spoof = synacks.iter().filter(|s| s.dst == spoof).count() as u64;
+    let tx = guest::verdict(s1, "tx_synack_cookie") - guest::verdict(s0, "tx_synack_cookie");
+    let tagged = synacks.iter().filter(|s| s.vlan.is_some()).count();
+    v.check(
+        "XDP SYN-ACKs reach the host with correct checksums",
+        bad == 0 && to_spoof * 10 >= FLOOD_COUNT * 9 && tx >= to_spoof,
+        format!(
+            "{} SYN-ACKs captured on the tap ({to_spoof} to the spoofed source of {FLOOD_COUNT} \
+             SYNs sent), {bad} with a bad IPv4 or TCP checksum, {tagged} VLAN-tagged; \
+             tx_synack_cookie +{tx}",
+            synacks.len()
+        ),
+    );
+}
+
+/// The real client's handshake during the SYN flood: a cookie handshake (synguard counted it)
+/// whose negotiated options, read from TCP_INFO in the guest, match the SYN and SYN-ACK on the
+/// wire.
+fn handshake_check(
+    v: &mut Verdicts,
+    segs: &[Segment],
+    info: Result<String>,
+    s0: &Value,
+    s1: &Value,
+) -> Result<()> {
+    let body = match info {
+        Ok(b) => b,
+        Err(e) => {
+            v.check("cookie handshake under a SYN flood", false, format!("{e:#}"));
+            return Ok(());
+        }
+    };
+    let ti: Value = serde_json::from_str(body.trim()).with_context(|| format!("{body:?}"))?;
+    let port = ti["port"].as_u64().unwrap_or(0) as u16;
+    let host = addr(net::HOST_ADDR);
+    let syn = segs
+        .iter()
+        .find(|s| s.src == host && s.sport == port && s.is_syn());
+    let synack = segs
+        .iter()
+        .find(|s| s.dst == host && s.dport == port && s.is_syn_ack());
+    let opts = ti["options"].as_u64().unwrap_or(0);
+    // TCPI_OPT_TIMESTAMPS 1, TCPI_OPT_SACK 2, TCPI_OPT_WSCALE 4 (include/uapi/linux/tcp.h).
+    let (ts, sack, ws) = (opts & 1 != 0, opts & 2 != 0, opts & 4 != 0);
+    let snd = ti["snd_wscale"].as_u64();
+    let rcv = ti["rcv_wscale"].as_u64();
+    let client_ws = syn.and_then(|s| s.wscale).map(u64::from);
+    let server_ws = synack.and_then(|s| s.wscale).map(u64::from);
+    let accepted =
+        guest::verdict(s1, "pass_cookie_ack") - guest::verdict(s0, "pass_cookie_ack");
+    let csum_ok = synack.is_some_and(|s| s.ip_csum_ok && s.tcp_csum_ok);
+    let synack_opts = synack.is_some_and(|s| s.sack_perm && s.timestamp);
+    v.check(
+        "cookie handshake under a SYN flood keeps window scale and SACK",
+        ts && sack && ws && snd == client_ws && rcv == server_ws && accepted >= 1 && csum_ok
+            && synack_opts,
+        format!(
+            "TCP_INFO options {opts:#x} (ts {ts}, sack {sack}, wscale {ws}), snd_wscale {snd:?} \
+             vs client SYN {client_ws:?}, rcv_wscale {rcv:?} vs SYN-ACK {server_ws:?}, SYN-ACK \
+             checksums ok {csum_ok}, SYN-ACK has SACK-perm and TS {synack_opts}, pass_cookie_ack +{accepted}"
+        ),
+    );
+    Ok(())
+}
+
+type Counters = std::collections::HashMap<String, u64>;
+
+fn flood_checks(
+    v: &mut Verdicts,
+    segs: &[Segment],
+    (s0, s1): (&Value, &Value),
+    (n0, n1): (&Counters, &Counters),
+) {
+    let dropped =
+        guest::verdict(s1, "drop_ack_bad_cookie") - guest::verdict(s0, "drop_ack_bad_cookie");
+    let guest_addr = addr(net::GUEST_ADDR);
+    let rsts = segs
+        .iter()
+        .filter(|s| s.src == guest_addr && s.flags & 0x04 != 0)
+        .count();
+    v.check(
+        "ACK flood dropped in XDP",
+        dropped * 10 >= FLOOD_COUNT * 9 && rsts == 0,
+        format!("drop_ack_bad_cookie +{dropped} of {FLOOD_COUNT} sent; {rsts} RSTs from the guest"),
+    );
+    let d = |k: &str| guest::delta(n0, n1, k);
+    let rx = d("eth0:rx");
+    let in_segs = d("Tcp:InSegs");
+    let (sent, failed, rst) = (
+        d("TcpExt:SyncookiesSent"),
+        d("TcpExt:SyncookiesFailed"),
+        d("Tcp:OutRsts"),
+    );
+    // Let through on purpose: about one SYN per port and second (listener refresh).
+    let refresh = guest::verdict(s1, "pass_syn_listener_refresh")
+        - guest::verdict(s0, "pass_syn_listener_refresh");
+    let floods = 2 * FLOOD_COUNT;
+    v.check(
+        "floods do not reach the guest's TCP stack",
+        sent <= refresh + 2 && failed <= 2 && rst <= 2 && in_segs * 20 < floods,
+        format!(
+            "eth0 rx +{rx} for {floods} flood packets; guest TCP stack: InSegs +{in_segs}, \
+             SyncookiesSent +{sent} (listener refreshes passed: {refresh}), SyncookiesFailed \
+             +{failed}, OutRsts +{rst}"
+        ),
+    );
+}
+
+/// SYN-ACKs synguard sent for a short probe burst (stats read from the pinned maps, which also
+/// works while no synguard process runs).
+fn probe(g: &Guest) -> Result<u64> {
+    let before = guest::verdict(&guest::stats(g)?, "tx_synack_cookie");
+    Flood::syn(PROBE_COUNT, 2_000).run()?;
+    proc::sleep(Duration::from_secs(1))?;
+    Ok(guest::verdict(&guest::stats(g)?, "tx_synack_cookie") - before)
+}
+
+/// SIGUSR1 hands over (exits, program stays), the next `run` takes over in place; SIGTERM then
+/// leaves the NIC clean.
+fn restart_checks(v: &mut Verdicts, g: &Guest, first: &guest::Run) -> Result<()> {
+    let before = guest::verdict(&guest::stats(g)?, "tx_synack_cookie");
+    first.signal_and_wait(g, "USR1")?;
+    let state = guest::xdp_state(g)?;
+    let answered = probe(g)?;
+    let fetched = traffic::fetch(guest::WEB_PORT, 30).is_ok();
+    v.check(
+        "protection stays while no synguard process runs (hand-over)",
+        state == XdpState::Native && answered * 10 >= PROBE_COUNT * 9 && fetched,
+        format!(
+            "ip link: {state:?}; {answered} of {PROBE_COUNT} probe SYNs answered in XDP; fetch \
+             ok {fetched}"
+        ),
+    );
+    let second = guest::start_synguard(g, "restart")?;
+    let log = second.log_text(g)?;
+    let after = guest::verdict(&guest::stats(g)?, "tx_synack_cookie");
+    let answered = probe(g)?;
+    let fetched = traffic::fetch(guest::WEB_PORT, 30).is_ok();
+    v.check(
+        "restart takes over in place and keeps protecting",
+        log.contains("synguard replaced") && after >= before + answered && fetched,
+        format!(
+            "log: {}; tx_synack_cookie carried over ({before} before the hand-over, {after} \
+             after the take-over); {answered} of {PROBE_COUNT} probe SYNs answered; fetch ok \
+             {fetched}",
+            log.lines()
+                .find(|l| l.contains("synguard replaced"))
+                .unwrap_or("(no take-over line)")
+        ),
+    );
+    second.signal_and_wait(g, "TERM")?;
+    let state = guest::xdp_state(g)?;
+    let pins = pins_left(g)?;
+    v.check(
+        "SIGTERM leaves the NIC clean",
+        state == XdpState::None && !pins,
+        format!("ip link: {state:?}; pins left under /sys/fs/bpf/synguard/eth0: {pins}"),
+    );
+    Ok(())
+}
+
+fn pins_left(g: &Guest) -> Result<bool> {
+    let (code, _, _) = g.try_run(
+        &format!("test -e /sys/fs/bpf/synguard/{}", guest::IFACE),
+        SHORT,
+    )?;
+    Ok(code == 0)
+}
+
+/// kill -9 leaves the program attached; `synguard detach` removes it and its pins.
+fn detach_check(v: &mut Verdicts, g: &Guest) -> Result<()> {
+    let third = guest::start_synguard(g, "crash")?;
+    third.signal_and_wait(g, "KILL")?;
+    let orphaned = guest::xdp_state(g)?;
+    let out = g.run(
+        &format!("{} detach --iface {} 2>&1", guest::BIN, guest::IFACE),
+        SHORT,
+    )?;
+    let state = guest::xdp_state(g)?;
+    let pins = pins_left(g)?;
+    v.check(
+        "`synguard detach` after kill -9 leaves the NIC clean",
+        orphaned == XdpState::Native && state == XdpState::None && !pins,
+        format!(
+            "after kill -9: {orphaned:?}; after detach: {state:?}, pins left {pins}; detach said: \
+             {}",
+            out.trim().replace('\n', "; ")
+        ),
+    );
+    Ok(())
+}
