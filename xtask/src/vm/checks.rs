@@ -34,7 +34,10 @@ struct Verdicts {
 
 impl Verdicts {
     fn check(&mut self, name: &str, ok: bool, figures: String) {
-        println!("vm test: {} {name}: {figures}", if ok { "PASS" } else { "FAIL" });
+        println!(
+            "vm test: {} {name}: {figures}",
+            if ok { "PASS" } else { "FAIL" }
+        );
         if ok {
             self.passed += 1;
         } else {
@@ -77,7 +80,11 @@ pub fn run(synguard: &Path) -> Result<()> {
     );
     println!("{}", phases.summary());
     if !v.failed.is_empty() {
-        bail!("vm test: {} checks failed: {}", v.failed.len(), v.failed.join(", "));
+        bail!(
+            "vm test: {} checks failed: {}",
+            v.failed.len(),
+            v.failed.join(", ")
+        );
     }
     println!("vm test: all {} checks passed ({:?})", v.passed, vm.accel);
     Ok(())
@@ -94,7 +101,10 @@ fn print_driver(when: &str, g: &Guest) -> Result<()> {
         ),
         SHORT,
     )?;
-    println!("vm test: driver {when}: {}", out.replace('\n', " | ").trim());
+    println!(
+        "vm test: driver {when}: {}",
+        out.replace('\n', " | ").trim()
+    );
     Ok(())
 }
 
@@ -108,7 +118,9 @@ fn check_native(v: &mut Verdicts, g: &Guest, run: &guest::Run) -> Result<()> {
         .to_string();
     v.check(
         "native attach, no fallback",
-        state == XdpState::Native && !log.contains("falling back") && attach_line.contains("native"),
+        state == XdpState::Native
+            && !log.contains("falling back")
+            && attach_line.contains("native"),
         format!("ip link: {state:?}; log: {attach_line}"),
     );
     let dmesg = guest::driver_messages(g)?;
@@ -137,7 +149,10 @@ fn traffic_checks(v: &mut Verdicts, g: &Guest, work: &Path) -> Result<()> {
     let s0 = guest::stats(g)?;
     let n0 = guest::counters(g)?;
     let cap = Capture::start(work)?;
-    let syn = Flood::syn(FLOOD_COUNT, FLOOD_GAP_US);
+    // The SYN flood goes to the port the real client uses: synguard lets about one SYN per port
+    // and second through to the kernel (listener refresh), and on a quiet port that would be
+    // the client's, answered by the guest kernel instead of XDP.
+    let syn = Flood::syn(guest::INFO_PORT, FLOOD_COUNT, FLOOD_GAP_US);
     let flood = syn.start()?;
     proc::sleep(Duration::from_millis(500))?;
     let info = traffic::fetch(guest::INFO_PORT, 30);
@@ -160,21 +175,26 @@ fn synack_check(v: &mut Verdicts, segs: &[Segment], s0: &Value, s1: &Value) {
         .iter()
         .filter(|s| s.src == guest && s.is_syn_ack())
         .collect();
-    let bad = synacks
+    // The guest kernel's own SYN-ACKs (to the SYNs passed on purpose) leave with offloaded,
+    // partial checksums; every other one was built in XDP and must be complete and correct.
+    let (kernel, xdp): (Vec<&Segment>, Vec<&Segment>) =
+        synacks.iter().partition(|s| s.tcp_csum_partial);
+    let bad = xdp
         .iter()
         .filter(|s| !(s.ip_csum_ok && s.tcp_csum_ok))
         .count();
-    let to_spoof = synacks.iter().filter(|s| s.dst == spoof).count() as u64;
+    let to_spoof = xdp.iter().filter(|s| s.dst == spoof).count() as u64;
     let tx = guest::verdict(s1, "tx_synack_cookie") - guest::verdict(s0, "tx_synack_cookie");
+    let refresh = guest::verdict(s1, "pass_syn_listener_refresh")
+        - guest::verdict(s0, "pass_syn_listener_refresh");
     let tagged = synacks.iter().filter(|s| s.vlan.is_some()).count();
     v.check(
         "XDP SYN-ACKs reach the host with correct checksums",
-        bad == 0 && to_spoof * 10 >= FLOOD_COUNT * 9 && tx >= to_spoof,
+        bad == 0 && to_spoof * 10 >= FLOOD_COUNT * 9 && xdp.len() as u64 * 100 >= tx * 99,
         format!(
-            "{} SYN-ACKs captured on the tap ({to_spoof} to the spoofed source of {FLOOD_COUNT} \
-             SYNs sent), {bad} with a bad IPv4 or TCP checksum, {tagged} VLAN-tagged; \
-             tx_synack_cookie +{tx}",
-            synacks.len()
+            "{} SYN-ACKs built in XDP captured on the tap (tx_synack_cookie +{tx}; {to_spoof} to              the spoofed source of {FLOOD_COUNT} SYNs sent), {bad} of them with a bad IPv4 or              TCP checksum, {tagged} VLAN-tagged; {} from the guest kernel (offloaded checksum)              for {refresh} SYNs passed as listener refreshes",
+            xdp.len(),
+            kernel.len()
         ),
     );
 }
@@ -192,7 +212,11 @@ fn handshake_check(
     let body = match info {
         Ok(b) => b,
         Err(e) => {
-            v.check("cookie handshake under a SYN flood", false, format!("{e:#}"));
+            v.check(
+                "cookie handshake under a SYN flood",
+                false,
+                format!("{e:#}"),
+            );
             return Ok(());
         }
     };
@@ -212,9 +236,8 @@ fn handshake_check(
     let rcv = ti["rcv_wscale"].as_u64();
     let client_ws = syn.and_then(|s| s.wscale).map(u64::from);
     let server_ws = synack.and_then(|s| s.wscale).map(u64::from);
-    let accepted =
-        guest::verdict(s1, "pass_cookie_ack") - guest::verdict(s0, "pass_cookie_ack");
-    let csum_ok = synack.is_some_and(|s| s.ip_csum_ok && s.tcp_csum_ok);
+    let accepted = guest::verdict(s1, "pass_cookie_ack") - guest::verdict(s0, "pass_cookie_ack");
+    let csum_ok = synack.is_some_and(|s| s.ip_csum_ok && s.tcp_csum_ok && !s.tcp_csum_partial);
     let synack_opts = synack.is_some_and(|s| s.sack_perm && s.timestamp);
     v.check(
         "cookie handshake under a SYN flood keeps window scale and SACK",
@@ -223,7 +246,7 @@ fn handshake_check(
         format!(
             "TCP_INFO options {opts:#x} (ts {ts}, sack {sack}, wscale {ws}), snd_wscale {snd:?} \
              vs client SYN {client_ws:?}, rcv_wscale {rcv:?} vs SYN-ACK {server_ws:?}, SYN-ACK \
-             checksums ok {csum_ok}, SYN-ACK has SACK-perm and TS {synack_opts}, pass_cookie_ack +{accepted}"
+             built in XDP with correct checksums {csum_ok}, SYN-ACK has SACK-perm and TS {synack_opts}, pass_cookie_ack +{accepted}"
         ),
     );
     Ok(())
@@ -263,7 +286,7 @@ fn flood_checks(
     let floods = 2 * FLOOD_COUNT;
     v.check(
         "floods do not reach the guest's TCP stack",
-        sent <= refresh + 2 && failed <= 2 && rst <= 2 && in_segs * 20 < floods,
+        sent <= refresh + 3 && failed <= 2 && rst <= 2 && in_segs * 20 < floods,
         format!(
             "eth0 rx +{rx} for {floods} flood packets; guest TCP stack: InSegs +{in_segs}, \
              SyncookiesSent +{sent} (listener refreshes passed: {refresh}), SyncookiesFailed \
@@ -276,7 +299,7 @@ fn flood_checks(
 /// works while no synguard process runs).
 fn probe(g: &Guest) -> Result<u64> {
     let before = guest::verdict(&guest::stats(g)?, "tx_synack_cookie");
-    Flood::syn(PROBE_COUNT, 2_000).run()?;
+    Flood::syn(guest::WEB_PORT, PROBE_COUNT, 2_000).run()?;
     proc::sleep(Duration::from_secs(1))?;
     Ok(guest::verdict(&guest::stats(g)?, "tx_synack_cookie") - before)
 }

@@ -27,7 +27,7 @@ pub fn run(synguard: &Path) -> Result<()> {
     eprintln!("{}", run.log_text(g)?.trim_end());
     phases.begin("floods with curl fetches throughout");
     let fetches = FetchLoop::start(Duration::from_millis(200));
-    Flood::syn(SYN_FLOOD.0, SYN_FLOOD.1).run()?;
+    Flood::syn(guest::WEB_PORT, SYN_FLOOD.0, SYN_FLOOD.1).run()?;
     Flood::ack(ACK_FLOOD.0, ACK_FLOOD.1).run()?;
     let (tried, ok) = fetches.finish();
     phases.begin("results");

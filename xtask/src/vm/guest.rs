@@ -51,7 +51,10 @@ while True:
 /// for ARP nobody answers).
 pub fn prepare(g: &Guest, synguard: &Path) -> Result<()> {
     g.copy_in(synguard, BIN)?;
-    g.write_file(INFO_SERVER, &INFO_SERVER_PY.replace("PORT", &INFO_PORT.to_string()))?;
+    g.write_file(
+        INFO_SERVER,
+        &INFO_SERVER_PY.replace("PORT", &INFO_PORT.to_string()),
+    )?;
     let mac = net::tap_mac()?;
     g.run(
         &format!(
@@ -63,11 +66,16 @@ pub fn prepare(g: &Guest, synguard: &Path) -> Result<()> {
         ),
         SHORT,
     )?;
-    proc::wait_for("the guest's servers to listen", SHORT, Duration::from_secs(1), || {
-        let out = g.run("ss -ltnH", SHORT)?;
-        let listening = |p: u16| out.contains(&format!(":{p} "));
-        Ok((listening(WEB_PORT) && listening(INFO_PORT)).then_some(()))
-    })
+    proc::wait_for(
+        "the guest's servers to listen",
+        SHORT,
+        Duration::from_secs(1),
+        || {
+            let out = g.run("ss -ltnH", SHORT)?;
+            let listening = |p: u16| out.contains(&format!(":{p} "));
+            Ok((listening(WEB_PORT) && listening(INFO_PORT)).then_some(()))
+        },
+    )
 }
 
 /// The guest's eth0 XDP state as `ip link` shows it.
@@ -107,16 +115,21 @@ pub fn start_synguard(g: &Guest, label: &str) -> Result<Run> {
     )?;
     let pid: u32 = out.trim().parse().with_context(|| format!("pid {out:?}"))?;
     let run = Run { pid, log };
-    proc::wait_for("synguard to attach in the guest", ATTACH_TIMEOUT, Duration::from_secs(2), || {
-        let text = g.run(&format!("cat {}", run.log), SHORT)?;
-        if text.contains("synguard attached to") || text.contains("synguard replaced") {
-            return Ok(Some(()));
-        }
-        if !alive(g, pid)? {
-            bail!("synguard exited in the guest:\n{text}");
-        }
-        Ok(None)
-    })?;
+    proc::wait_for(
+        "synguard to attach in the guest",
+        ATTACH_TIMEOUT,
+        Duration::from_secs(2),
+        || {
+            let text = g.run(&format!("cat {}", run.log), SHORT)?;
+            if text.contains("synguard attached to") || text.contains("synguard replaced") {
+                return Ok(Some(()));
+            }
+            if !alive(g, pid)? {
+                bail!("synguard exited in the guest:\n{text}");
+            }
+            Ok(None)
+        },
+    )?;
     Ok(run)
 }
 
@@ -132,15 +145,21 @@ impl Run {
     /// Sends `signal` (e.g. TERM, USR1, KILL) and waits until the process is gone.
     pub fn signal_and_wait(&self, g: &Guest, signal: &str) -> Result<()> {
         g.run(&format!("kill -{signal} {}", self.pid), SHORT)?;
-        proc::wait_for("synguard to exit in the guest", SHORT, Duration::from_secs(1), || {
-            Ok((!alive(g, self.pid)?).then_some(()))
-        })
+        proc::wait_for(
+            "synguard to exit in the guest",
+            SHORT,
+            Duration::from_secs(1),
+            || Ok((!alive(g, self.pid)?).then_some(())),
+        )
     }
 }
 
 /// One `synguard stats --json` sample.
 pub fn stats(g: &Guest) -> Result<Value> {
-    let out = g.run(&format!("{BIN} stats --iface {IFACE} --json --count 1"), SHORT)?;
+    let out = g.run(
+        &format!("{BIN} stats --iface {IFACE} --json --count 1"),
+        SHORT,
+    )?;
     let line = out.lines().last().context("no stats line")?;
     serde_json::from_str(line).with_context(|| format!("stats line {line:?}"))
 }
@@ -174,7 +193,11 @@ fn parse_counters(text: &str) -> HashMap<String, u64> {
         else {
             continue;
         };
-        if hg != vg || names.split_whitespace().next().is_some_and(|n| n.parse::<u64>().is_ok())
+        if hg != vg
+            || names
+                .split_whitespace()
+                .next()
+                .is_some_and(|n| n.parse::<u64>().is_ok())
         {
             continue;
         }
@@ -206,7 +229,10 @@ pub fn delta(before: &HashMap<String, u64>, after: &HashMap<String, u64>, key: &
 
 /// Guest kernel lines about virtio-net and XDP (queue shortage, offloads).
 pub fn driver_messages(g: &Guest) -> Result<String> {
-    let (_, out, _) = g.try_run("dmesg | grep -iE 'xdp|virtio_net|virtio-net' | tail -20", SHORT)?;
+    let (_, out, _) = g.try_run(
+        "dmesg | grep -iE 'xdp|virtio_net|virtio-net' | tail -20",
+        SHORT,
+    )?;
     Ok(out)
 }
 

@@ -88,6 +88,12 @@ impl Drop for Netns {
 
 /// The tap's MAC address (the guest's neighbour entries for spoofed sources point here).
 pub fn tap_mac() -> Result<String> {
-    let out = ip(&["netns", "exec", NETNS, "cat", &format!("/sys/class/net/{TAP}/address")])?;
+    let out = ip(&[
+        "netns",
+        "exec",
+        NETNS,
+        "cat",
+        &format!("/sys/class/net/{TAP}/address"),
+    ])?;
     Ok(out.trim().to_string())
 }

@@ -15,7 +15,14 @@ use super::proc::checked_bounded;
 /// From backports.
 const BACKPORTS: &[&str] = &["qemu-system-x86", "mmdebstrap"];
 /// From the release itself.
-const PLAIN: &[&str] = &["openssh-client", "e2fsprogs", "curl", "hping3", "tcpdump", "iproute2"];
+const PLAIN: &[&str] = &[
+    "openssh-client",
+    "e2fsprogs",
+    "curl",
+    "hping3",
+    "tcpdump",
+    "iproute2",
+];
 
 const DEBIAN_SOURCES: &str = "/etc/apt/sources.list.d/debian.sources";
 const APT_TIMEOUT: Duration = Duration::from_secs(900);
@@ -39,7 +46,13 @@ pub fn ensure() -> Result<()> {
     if !bp.is_empty() {
         let suite = format!("{}-backports", tmp.codename);
         eprintln!("vm: installing from {suite}: {}", bp.join(" "));
-        tmp.apt(&[&["install", "-y", "--no-install-recommends", "-t", &suite][..], &bp].concat())?;
+        tmp.apt(
+            &[
+                &["install", "-y", "--no-install-recommends", "-t", &suite][..],
+                &bp,
+            ]
+            .concat(),
+        )?;
     }
     Ok(())
 }
@@ -79,7 +92,10 @@ fn uri_for_suite(deb822: &str, suite: &str) -> Option<String> {
                 .find_map(|l| l.strip_prefix(name).map(str::trim))
         };
         let suites = field("Suites:")?;
-        suites.split_whitespace().any(|s| s == suite).then_some(())?;
+        suites
+            .split_whitespace()
+            .any(|s| s == suite)
+            .then_some(())?;
         field("URIs:")?.split_whitespace().next().map(String::from)
     })
 }

@@ -14,6 +14,10 @@ pub struct Segment {
     pub flags: u8,
     pub ip_csum_ok: bool,
     pub tcp_csum_ok: bool,
+    /// The TCP checksum field holds only the pseudo-header sum: the sender's stack left the
+    /// rest to checksum offload (CHECKSUM_PARTIAL). A tap shows the guest kernel's own segments
+    /// so, since the host completes the sum only later; a frame built in XDP never is.
+    pub tcp_csum_partial: bool,
     /// Window scale option, if present.
     pub wscale: Option<u8>,
     pub sack_perm: bool,
@@ -47,7 +51,11 @@ pub fn segments(pcap: &[u8]) -> Result<Vec<Segment>> {
     };
     let u32_at = |b: &[u8], o: usize| {
         let a: [u8; 4] = b[o..o + 4].try_into().expect("4 bytes");
-        if le { u32::from_le_bytes(a) } else { u32::from_be_bytes(a) }
+        if le {
+            u32::from_le_bytes(a)
+        } else {
+            u32::from_be_bytes(a)
+        }
     };
     if u32_at(pcap, 20) != 1 {
         bail!("capture link type {} is not Ethernet", u32_at(pcap, 20));
@@ -101,6 +109,7 @@ fn parse_frame(f: &[u8]) -> Option<Segment> {
         flags: tcp[13],
         ip_csum_ok: fold(sum(&ip[..ihl], 0)) == 0xffff,
         tcp_csum_ok: fold(sum(tcp, pseudo_header(ip, tcp.len()))) == 0xffff,
+        tcp_csum_partial: be16(tcp, 16) == fold(pseudo_header(ip, tcp.len())),
         wscale: opts.0,
         sack_perm: opts.1,
         timestamp: opts.2,
@@ -165,8 +174,8 @@ mod tests {
             0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 2, 10, 0, 0, 1,
         ];
         let tcp = vec![
-            0, 80, 0x04, 0xd2, 0, 0, 0, 1, 0, 0, 0, 2, 0x80, 0x12, 0xff, 0xff, 0, 0, 0, 0, 2, 4,
-            5, 0xb4, 4, 2, 1, 3, 3, 7, 0, 0,
+            0, 80, 0x04, 0xd2, 0, 0, 0, 1, 0, 0, 0, 2, 0x80, 0x12, 0xff, 0xff, 0, 0, 0, 0, 2, 4, 5,
+            0xb4, 4, 2, 1, 3, 3, 7, 0, 0,
         ];
         let total = (ip.len() + tcp.len()) as u16;
         ip[2..4].copy_from_slice(&total.to_be_bytes());
@@ -201,7 +210,13 @@ mod tests {
         assert!(s.is_syn_ack() && s.ip_csum_ok && s.tcp_csum_ok);
         assert_eq!(s.wscale, Some(7));
         assert!(s.sack_perm && !s.timestamp);
+        assert!(!s.tcp_csum_partial);
         let bad = parse_frame(&frame(true)).unwrap();
-        assert!(bad.ip_csum_ok && !bad.tcp_csum_ok);
+        assert!(bad.ip_csum_ok && !bad.tcp_csum_ok && !bad.tcp_csum_partial);
+        let mut partial = frame(false);
+        let ip = partial[14..34].to_vec();
+        let pseudo = fold(pseudo_header(&ip, partial.len() - 34)).to_be_bytes();
+        partial[50..52].copy_from_slice(&pseudo);
+        assert!(parse_frame(&partial).unwrap().tcp_csum_partial);
     }
 }

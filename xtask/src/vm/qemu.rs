@@ -80,7 +80,13 @@ fn command(img: &Image, accel: Accel) -> Command {
     cmd.args(accel.args())
         .args(["-smp", &net::GUEST_CPUS.to_string()])
         .args(["-m", &GUEST_MEM_MB.to_string()])
-        .args(["-nodefaults", "-display", "none", "-no-reboot", "-daemonize"])
+        .args([
+            "-nodefaults",
+            "-display",
+            "none",
+            "-no-reboot",
+            "-daemonize",
+        ])
         .arg("-kernel")
         .arg(img.kernel())
         .arg("-initrd")
@@ -153,7 +159,8 @@ fn boot_with(img: &Image, accel: Accel) -> Result<Qemu> {
         "vm: accelerator {}",
         match accel {
             Accel::Kvm => "KVM (the CPU offers vmx/svm)",
-            Accel::Tcg => "TCG, software emulation (no usable KVM): timings say nothing about speed",
+            Accel::Tcg =>
+                "TCG, software emulation (no usable KVM): timings say nothing about speed",
         }
     );
     proc::checked_bounded(&mut command(img, accel), Duration::from_secs(60))

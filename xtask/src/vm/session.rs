@@ -51,10 +51,15 @@ pub fn start(phases: &mut Phases) -> Result<Vm> {
 /// Refuses to run beside a VM `vm up` left running; removes what a killed run left behind.
 fn clear_stale() -> Result<()> {
     if let Some(pid) = qemu::running_pid() {
-        bail!("a VM started by `cargo xtask vm up` runs (qemu pid {pid}): `cargo xtask vm down` first");
+        bail!(
+            "a VM started by `cargo xtask vm up` runs (qemu pid {pid}): `cargo xtask vm down` first"
+        );
     }
     if net::exists() {
-        eprintln!("vm: removing the namespace {} a killed run left", net::NETNS);
+        eprintln!(
+            "vm: removing the namespace {} a killed run left",
+            net::NETNS
+        );
         net::remove()?;
     }
     Ok(())

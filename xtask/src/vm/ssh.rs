@@ -83,13 +83,18 @@ impl Guest {
 
     /// Waits until sshd answers (the serial ready line can come a moment before it accepts).
     pub fn wait_ready(&self, timeout: Duration) -> Result<()> {
-        proc::wait_for("ssh into the guest", timeout, Duration::from_secs(1), || {
-            Ok(self
-                .try_run("true", Duration::from_secs(20))
-                .map(|(code, _, _)| code == 0)
-                .unwrap_or(false)
-                .then_some(()))
-        })
+        proc::wait_for(
+            "ssh into the guest",
+            timeout,
+            Duration::from_secs(1),
+            || {
+                Ok(self
+                    .try_run("true", Duration::from_secs(20))
+                    .map(|(code, _, _)| code == 0)
+                    .unwrap_or(false)
+                    .then_some(()))
+            },
+        )
     }
 
     /// An interactive session (`vm ssh`), or one command when `args` are given.

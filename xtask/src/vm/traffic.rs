@@ -25,10 +25,10 @@ pub struct Flood {
 }
 
 impl Flood {
-    pub fn syn(count: u64, interval_us: u64) -> Flood {
+    pub fn syn(port: u16, count: u64, interval_us: u64) -> Flood {
         Flood {
             flags: "-S",
-            port: guest::WEB_PORT,
+            port,
             count,
             interval_us,
         }
@@ -165,10 +165,15 @@ impl Capture {
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&err).context("creating tcpdump's log")?);
         let bg = Bg::spawn("tcpdump", &mut cmd)?;
-        proc::wait_for("tcpdump to listen", Duration::from_secs(30), Duration::from_millis(200), || {
-            let text = std::fs::read_to_string(&err).unwrap_or_default();
-            Ok(text.contains("listening on").then_some(()))
-        })?;
+        proc::wait_for(
+            "tcpdump to listen",
+            Duration::from_secs(30),
+            Duration::from_millis(200),
+            || {
+                let text = std::fs::read_to_string(&err).unwrap_or_default();
+                Ok(text.contains("listening on").then_some(()))
+            },
+        )?;
         Ok(Capture { bg, file })
     }
 
@@ -178,4 +183,3 @@ impl Capture {
         std::fs::read(&self.file).with_context(|| format!("reading {}", self.file.display()))
     }
 }
-
