@@ -18,7 +18,7 @@ pub const PREFIX_LEN: u8 = 24;
 /// The only source address floods spoof: inside the test subnet, owned by nobody.
 pub const SPOOF_ADDR: &str = "198.18.77.200";
 /// Queue pairs of the virtio NIC: twice the guest's CPUs, so XDP_TX gets a queue per CPU of its
-/// own (otherwise virtio-net falls back to a locked, shared TX queue; docs/veth-and-nics.md).
+/// own (otherwise virtio-net falls back to a locked, shared TX queue; docs/virtio-net.md).
 pub const NIC_QUEUES: u32 = 4;
 pub const GUEST_CPUS: u32 = 2;
 
