@@ -11,7 +11,7 @@ use anyhow::{Context as _, Result, bail};
 
 use super::net;
 use super::packages;
-use super::proc::checked_bounded;
+use super::proc::{checked_bounded, cleanup_bounded};
 
 const CACHE_ROOT: &str = "/var/cache/synguard-vm";
 /// Bump when the build steps change in a way the other inputs do not show.
@@ -124,8 +124,34 @@ struct RemoveOnDrop(PathBuf);
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
+        // An interrupted mmdebstrap can leave /proc, /sys or /dev mounted inside the staging
+        // root; deleting through such a mount would delete the host's files.
+        let mounts = mounts_under(&self.0);
+        for m in mounts.iter().rev() {
+            let _ = cleanup_bounded(
+                Command::new("umount").arg("-l").arg(m),
+                Duration::from_secs(30),
+            );
+        }
+        if !mounts_under(&self.0).is_empty() {
+            eprintln!(
+                "vm: left {} in place: filesystems are still mounted inside it",
+                self.0.display()
+            );
+            return;
+        }
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// Mount points at or below `dir` (from /proc/self/mountinfo), outermost first.
+fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(PathBuf::from)
+        .filter(|m| m.starts_with(dir))
+        .collect()
 }
 
 fn build(work: &Path) -> Result<()> {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 
-use super::proc::checked_bounded;
+use super::proc::{checked_bounded, cleanup_bounded};
 
 pub const NETNS: &str = "synguard-vm";
 pub const TAP: &str = "sgvm0";
@@ -71,7 +71,8 @@ impl Netns {
 /// Removes the namespace (and with it the tap). Safe to call when it is gone already.
 pub fn remove() -> Result<()> {
     if exists() {
-        ip(&["netns", "del", NETNS]).context("removing the VM's network namespace")?;
+        cleanup_bounded(Command::new("ip").args(["netns", "del", NETNS]), IP_TIMEOUT)
+            .context("removing the VM's network namespace")?;
     }
     Ok(())
 }

@@ -37,10 +37,10 @@ impl Phases {
         self.end();
         let mut s = String::from("phase timings:\n");
         for (name, d) in &self.done {
-            s += &format!("  {name:<40} {:>7.1} s\n", d.as_secs_f64());
+            s += &format!("  {name:<44} {:>7.1} s\n", d.as_secs_f64());
         }
         s += &format!(
-            "  {:<40} {:>7.1} s\n",
+            "  {:<44} {:>7.1} s\n",
             "total",
             self.start.elapsed().as_secs_f64()
         );

@@ -70,9 +70,20 @@ fn drain(mut r: impl std::io::Read + Send + 'static) -> thread::JoinHandle<Vec<u
     })
 }
 
+/// Whether a bounded wait gives up on Ctrl-C (work) or not (clean-up, which must finish).
+#[derive(Clone, Copy, PartialEq)]
+pub enum OnCtrlC {
+    Abort,
+    Finish,
+}
+
 /// Runs `cmd` to completion, killing it after `timeout` (or on Ctrl-C); returns its output
 /// whatever the exit status.
 pub fn output_bounded(cmd: &mut Command, timeout: Duration) -> Result<Output> {
+    output_bounded_with(cmd, timeout, OnCtrlC::Abort)
+}
+
+fn output_bounded_with(cmd: &mut Command, timeout: Duration, on_int: OnCtrlC) -> Result<Output> {
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -81,7 +92,8 @@ pub fn output_bounded(cmd: &mut Command, timeout: Duration) -> Result<Output> {
         .with_context(|| format!("starting {:?}", cmd.get_program()))?;
     let out = drain(child.stdout.take().expect("piped"));
     let err = drain(child.stderr.take().expect("piped"));
-    let status = wait_bounded(&mut child, timeout).with_context(|| format!("{cmd:?}"))?;
+    let status =
+        wait_bounded_with(&mut child, timeout, on_int).with_context(|| format!("{cmd:?}"))?;
     Ok(Output {
         status,
         stdout: out.join().unwrap_or_default(),
@@ -91,7 +103,16 @@ pub fn output_bounded(cmd: &mut Command, timeout: Duration) -> Result<Output> {
 
 /// Like `output_bounded`, but fails on a non-zero exit, with stderr in the message.
 pub fn checked_bounded(cmd: &mut Command, timeout: Duration) -> Result<String> {
-    let out = output_bounded(cmd, timeout)?;
+    checked_bounded_with(cmd, timeout, OnCtrlC::Abort)
+}
+
+/// `checked_bounded` for clean-up steps: runs to the end (bounded) even after Ctrl-C.
+pub fn cleanup_bounded(cmd: &mut Command, timeout: Duration) -> Result<String> {
+    checked_bounded_with(cmd, timeout, OnCtrlC::Finish)
+}
+
+fn checked_bounded_with(cmd: &mut Command, timeout: Duration, on_int: OnCtrlC) -> Result<String> {
+    let out = output_bounded_with(cmd, timeout, on_int)?;
     if !out.status.success() {
         bail!(
             "{cmd:?} failed ({}): {}",
@@ -102,16 +123,23 @@ pub fn checked_bounded(cmd: &mut Command, timeout: Duration) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Waits for `child`, killing it (SIGKILL) once `timeout` passed or Ctrl-C arrived.
+/// Waits for `child`, stopping it (SIGTERM, then SIGKILL) once `timeout` passed or Ctrl-C
+/// arrived.
 pub fn wait_bounded(child: &mut Child, timeout: Duration) -> Result<ExitStatus> {
+    wait_bounded_with(child, timeout, OnCtrlC::Abort)
+}
+
+fn wait_bounded_with(child: &mut Child, timeout: Duration, on_int: OnCtrlC) -> Result<ExitStatus> {
     let start = Instant::now();
     loop {
         if let Some(status) = child.try_wait().context("waiting for child")? {
             return Ok(status);
         }
         let over = start.elapsed() > timeout;
-        if over || check_interrupted().is_err() {
-            let _ = child.kill();
+        let abort = on_int == OnCtrlC::Abort && check_interrupted().is_err();
+        if over || abort {
+            // SIGTERM first: mmdebstrap and tcpdump clean up (mounts, buffers) on it.
+            let _ = stop_pid(child.id() as i32, Duration::from_secs(10));
             let _ = child.wait();
             if over {
                 bail!("killed after {timeout:?}");
