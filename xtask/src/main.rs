@@ -156,12 +156,6 @@ fn test(root: &Path) -> Result<()> {
     vm::main(root, vm::VmCmd::Test)
 }
 
-/// Builds the release synguard (what users run, and what the VM gets) and returns its path.
-pub fn release_synguard(root: &Path) -> Result<PathBuf> {
-    run(cargo().args(["build", "--release", "-p", "synguard"]))?;
-    Ok(target_dir(root).join("release/synguard"))
-}
-
 /// The eBPF crate only builds for `bpfel-unknown-none` (no_std, no_main, BPF-only intrinsics), so
 /// it is clippy'd for that target with nightly's `-Z build-std=core`, as aya-build builds it.
 fn clippy_ebpf() -> Result<()> {

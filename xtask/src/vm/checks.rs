@@ -14,6 +14,8 @@ use super::net;
 use super::pcap::{self, Segment};
 use super::phases::Phases;
 use super::proc;
+use super::qemu;
+use super::release::ReleaseBuild;
 use super::session;
 use super::ssh::Guest;
 use super::traffic::{self, Capture, Flood};
@@ -46,7 +48,7 @@ impl Verdicts {
     }
 }
 
-pub fn run(synguard: &Path) -> Result<()> {
+pub fn run(build: ReleaseBuild) -> Result<()> {
     let mut phases = Phases::new();
     let mut v = Verdicts {
         failed: Vec::new(),
@@ -54,8 +56,10 @@ pub fn run(synguard: &Path) -> Result<()> {
     };
     let vm = session::start(&mut phases)?;
     let g = &vm.guest;
+    phases.begin("release build (rest of it, ran beside the boot)");
+    let synguard = build.finish()?;
     phases.begin("copy synguard in, start servers");
-    guest::prepare(g, synguard)?;
+    guest::prepare(g, &synguard)?;
     let syncookies_before = g.run("sysctl -n net.ipv4.tcp_syncookies", SHORT)?;
     print_driver("before attach", g)?;
     phases.begin("fresh attach (load and verify)");
@@ -63,7 +67,8 @@ pub fn run(synguard: &Path) -> Result<()> {
     check_native(&mut v, g, &first)?;
     print_driver("after attach", g)?;
     phases.begin("floods, capture, handshake");
-    traffic_checks(&mut v, g, &vm.image_dir)?;
+    // The capture stays in the run directory beside the serial log, for a look after a failure.
+    traffic_checks(&mut v, g, Path::new(qemu::RUN_DIR))?;
     phases.begin("hand-over and restart");
     restart_checks(&mut v, g, &first)?;
     phases.begin("crash, then detach");

@@ -3,25 +3,27 @@
 //! both spoofing one address of the test subnet, with curl fetches throughout; then synguard's
 //! stats and the fetch success.
 
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Result;
 
 use super::guest;
 use super::phases::Phases;
+use super::release::ReleaseBuild;
 use super::session;
 use super::traffic::{FetchLoop, Flood};
 
 const SYN_FLOOD: (u64, u64) = (30_000, 200);
 const ACK_FLOOD: (u64, u64) = (30_000, 200);
 
-pub fn run(synguard: &Path) -> Result<()> {
+pub fn run(build: ReleaseBuild) -> Result<()> {
     let mut phases = Phases::new();
     let vm = session::start(&mut phases)?;
     let g = &vm.guest;
+    phases.begin("release build (rest of it, ran beside the boot)");
+    let synguard = build.finish()?;
     phases.begin("copy synguard in, start the web server");
-    guest::prepare(g, synguard)?;
+    guest::prepare(g, &synguard)?;
     phases.begin("synguard run (load and verify in the guest)");
     let run = guest::start_synguard(g, "demo")?;
     eprintln!("{}", run.log_text(g)?.trim_end());

@@ -3,7 +3,7 @@
 //! synguard is copied in and attached natively to the guest's eth0.
 //!
 //! Layers, imported one way: `proc` (bounded child processes, Ctrl-C) <- `packages`, `net`,
-//! `image`, `qemu`, `ssh` <- `session` (one VM's lifetime) <- `guest`, `traffic`, `pcap` <-
+//! `image`, `qemu`, `ssh`, `release` <- `session` (one VM's lifetime) <- `guest`, `traffic`, `pcap` <-
 //! `demo`, `checks`.
 
 mod checks;
@@ -16,6 +16,7 @@ mod pcap;
 mod phases;
 mod proc;
 mod qemu;
+mod release;
 mod session;
 mod ssh;
 mod traffic;
@@ -53,7 +54,7 @@ pub fn main(root: &Path, cmd: VmCmd) -> Result<()> {
         VmCmd::Up => session::up(),
         VmCmd::Down => session::down(),
         VmCmd::Ssh { args } => session::ssh(&args),
-        VmCmd::Demo => demo::run(&crate::release_synguard(root)?),
-        VmCmd::Test => checks::run(&crate::release_synguard(root)?),
+        VmCmd::Demo => demo::run(release::ReleaseBuild::start(root)?),
+        VmCmd::Test => checks::run(release::ReleaseBuild::start(root)?),
     }
 }
