@@ -3,6 +3,7 @@
 //! removes everything (a handler cannot safely do that work itself).
 
 use std::io::Read as _;
+use std::os::unix::process::CommandExt as _;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -85,6 +86,9 @@ pub fn output_bounded(cmd: &mut Command, timeout: Duration) -> Result<Output> {
 
 fn output_bounded_with(cmd: &mut Command, timeout: Duration, on_int: OnCtrlC) -> Result<Output> {
     let mut child = cmd
+        // A process group of its own: a timeout or Ctrl-C stops the command with everything it
+        // forked (mmdebstrap's workers, `ip netns exec`'s program), not the leader alone.
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -139,8 +143,7 @@ fn wait_bounded_with(child: &mut Child, timeout: Duration, on_int: OnCtrlC) -> R
         let abort = on_int == OnCtrlC::Abort && check_interrupted().is_err();
         if over || abort {
             // SIGTERM first: mmdebstrap and tcpdump clean up (mounts, buffers) on it.
-            let _ = stop_pid(child.id() as i32, Duration::from_secs(10));
-            let _ = child.wait();
+            let _ = stop_group(child, Duration::from_secs(10));
             if over {
                 bail!("killed after {timeout:?}");
             }
@@ -182,6 +185,27 @@ pub fn stop_pid(pid: i32, grace: Duration) -> Result<()> {
     Ok(())
 }
 
+/// Stops a child started as a process group leader, and everything in its group: SIGTERM to the
+/// group, SIGKILL to it once the leader exited or `grace` passed (members the leader left behind
+/// would otherwise run on as orphans). Reaps the leader.
+fn stop_group(child: &mut Child, grace: Duration) -> Result<()> {
+    let pgid = child.id() as i32;
+    if pgid <= 1 {
+        bail!("refusing to signal process group {pgid}");
+    }
+    // SAFETY: kill(2) on the process group of a child we started as its leader.
+    unsafe { libc::kill(-pgid, libc::SIGTERM) };
+    let start = Instant::now();
+    // Not reaped until the end: the leader's PID, and so the group's ID, stays ours meanwhile.
+    while alive(pgid) && start.elapsed() < grace {
+        thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: as above; ESRCH once the group is empty is fine.
+    unsafe { libc::kill(-pgid, libc::SIGKILL) };
+    child.wait().context("reaping child")?;
+    Ok(())
+}
+
 /// A background child that is stopped (SIGTERM, then SIGKILL) and reaped when dropped.
 pub struct Bg {
     pub name: String,
@@ -191,6 +215,7 @@ pub struct Bg {
 impl Bg {
     pub fn spawn(name: &str, cmd: &mut Command) -> Result<Bg> {
         let child = cmd
+            .process_group(0)
             .spawn()
             .with_context(|| format!("starting {name}: {cmd:?}"))?;
         Ok(Bg {
@@ -218,11 +243,9 @@ impl Bg {
 }
 
 fn terminate(child: &mut Child) {
-    let pid = child.id() as i32;
-    if matches!(child.try_wait(), Ok(None)) {
-        let _ = stop_pid(pid, Duration::from_secs(5));
+    if let Err(e) = stop_group(child, Duration::from_secs(5)) {
+        eprintln!("vm: stopping a child: {e:#}");
     }
-    let _ = child.wait();
 }
 
 impl Drop for Bg {
