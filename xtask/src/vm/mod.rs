@@ -8,6 +8,7 @@
 
 mod checks;
 mod demo;
+mod frame;
 mod guest;
 mod image;
 mod net;

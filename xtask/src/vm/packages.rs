@@ -22,6 +22,8 @@ const PLAIN: &[&str] = &[
     "hping3",
     "tcpdump",
     "iproute2",
+    // The system python sends the hand-built frames (standard library only).
+    "python3",
 ];
 
 const DEBIAN_SOURCES: &str = "/etc/apt/sources.list.d/debian.sources";

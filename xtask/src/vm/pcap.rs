@@ -143,12 +143,12 @@ fn parse_options(mut o: &[u8]) -> (Option<u8>, bool, bool) {
 }
 
 /// The TCP pseudo-header's contribution (RFC 793): addresses, protocol, TCP length.
-fn pseudo_header(ip: &[u8], tcp_len: usize) -> u32 {
+pub fn pseudo_header(ip: &[u8], tcp_len: usize) -> u32 {
     sum(&ip[12..20], 0) + 6 + tcp_len as u32
 }
 
 /// One's-complement sum of 16-bit big-endian words (odd tail padded with zero).
-fn sum(b: &[u8], init: u32) -> u32 {
+pub fn sum(b: &[u8], init: u32) -> u32 {
     let mut acc = init;
     for c in b.chunks(2) {
         acc += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
@@ -156,7 +156,7 @@ fn sum(b: &[u8], init: u32) -> u32 {
     acc
 }
 
-fn fold(mut acc: u32) -> u16 {
+pub fn fold(mut acc: u32) -> u16 {
     while acc > 0xffff {
         acc = (acc & 0xffff) + (acc >> 16);
     }

@@ -183,3 +183,24 @@ impl Capture {
         std::fs::read(&self.file).with_context(|| format!("reading {}", self.file.display()))
     }
 }
+
+/// Sends raw Ethernet frames out of the tap (AF_PACKET, from the VM's namespace): for frames
+/// hping3 cannot make. The system python's standard library is enough.
+pub fn send_frames(frames: &[Vec<u8>]) -> Result<()> {
+    const SEND_PY: &str = "import socket, sys\n\
+        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\n\
+        s.bind((sys.argv[1], 0))\n\
+        for h in sys.argv[2:]:\n    s.send(bytes.fromhex(h))\n";
+    let hex: Vec<String> = frames
+        .iter()
+        .map(|f| f.iter().map(|b| format!("{b:02x}")).collect())
+        .collect();
+    proc::checked_bounded(
+        net::in_ns("/usr/bin/python3")
+            .args(["-c", SEND_PY, net::TAP])
+            .args(&hex),
+        Duration::from_secs(30),
+    )
+    .context("sending raw frames from the VM's namespace")?;
+    Ok(())
+}
