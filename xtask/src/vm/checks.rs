@@ -57,7 +57,7 @@ pub fn run(build: ReleaseBuild) -> Result<()> {
     };
     let vm = session::start(&mut phases)?;
     let g = &vm.guest;
-    phases.begin("release build (rest of it, ran beside the boot)");
+    phases.begin("release build (what remained after boot)");
     let synguard = build.finish()?;
     phases.begin("copy synguard in, start servers");
     guest::prepare(g, &synguard)?;

@@ -20,7 +20,7 @@ pub fn run(build: ReleaseBuild) -> Result<()> {
     let mut phases = Phases::new();
     let vm = session::start(&mut phases)?;
     let g = &vm.guest;
-    phases.begin("release build (rest of it, ran beside the boot)");
+    phases.begin("release build (what remained after boot)");
     let synguard = build.finish()?;
     phases.begin("copy synguard in, start the web server");
     guest::prepare(g, &synguard)?;
