@@ -242,7 +242,10 @@ fn synack_check(v: &mut Verdicts, segs: &[Segment], s0: &Value, s1: &Value) {
         .iter()
         .filter(|s| !(s.ip_csum_ok && s.tcp_csum_ok))
         .count();
-    let to_spoof = xdp.iter().filter(|s| s.dst == spoof).count() as u64;
+    let to_spoof = xdp
+        .iter()
+        .filter(|s| s.dst == spoof && s.vlan.is_none())
+        .count() as u64;
     let tx = guest::verdict(s1, "tx_synack_cookie") - guest::verdict(s0, "tx_synack_cookie");
     let refresh = guest::verdict(s1, "pass_syn_listener_refresh")
         - guest::verdict(s0, "pass_syn_listener_refresh");
