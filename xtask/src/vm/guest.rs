@@ -13,7 +13,7 @@ use super::proc;
 use super::ssh::Guest;
 
 pub const IFACE: &str = "eth0";
-pub const BIN: &str = "/usr/local/sbin/synguard";
+pub use super::ssh::SYNGUARD_PATH as BIN;
 pub const WEB_PORT: u16 = 80;
 pub const INFO_PORT: u16 = 8080;
 const INFO_SERVER: &str = "/root/tcpinfo_server.py";

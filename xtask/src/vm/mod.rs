@@ -29,7 +29,8 @@ use clap::Subcommand;
 
 #[derive(Subcommand)]
 pub enum VmCmd {
-    /// Build (or reuse) the guest image, boot it and leave it running (`vm down` stops it).
+    /// Build (or reuse) the guest image, boot it, copy the release synguard in and leave it
+    /// running (`vm down` stops it).
     Up,
     /// Stop the VM `vm up` left running and remove its namespace.
     Down,
@@ -52,7 +53,7 @@ pub fn main(root: &Path, cmd: VmCmd) -> Result<()> {
     packages::check_host()?;
     proc::install_signal_handlers();
     match cmd {
-        VmCmd::Up => session::up(),
+        VmCmd::Up => session::up(release::ReleaseBuild::start(root)?),
         VmCmd::Down => session::down(),
         VmCmd::Ssh { args } => session::ssh(&args),
         VmCmd::Demo => demo::run(release::ReleaseBuild::start(root)?),

@@ -11,7 +11,8 @@ use super::net::{self, Netns};
 use super::packages;
 use super::phases::Phases;
 use super::qemu::{self, Accel, Qemu};
-use super::ssh::Guest;
+use super::release::ReleaseBuild;
+use super::ssh::{self, Guest};
 
 /// Where `vm up` records which image the running VM booted (for `vm ssh`'s key).
 fn image_record() -> PathBuf {
@@ -65,19 +66,22 @@ fn clear_stale() -> Result<()> {
     Ok(())
 }
 
-pub fn up() -> Result<()> {
+pub fn up(build: ReleaseBuild) -> Result<()> {
     let mut phases = Phases::new();
     let vm = start(&mut phases)?;
+    phases.begin("release build (what remained after boot), copy in");
+    vm.guest.copy_in(&build.finish()?, ssh::SYNGUARD_PATH)?;
     std::fs::write(image_record(), vm.image_dir.to_string_lossy().as_bytes())
         .context("recording the image")?;
     eprintln!("{}", phases.summary());
     eprintln!(
-        "vm: running (qemu pid {}), guest {} on the tap {} in namespace {}; `cargo xtask vm ssh`, \
-         `cargo xtask vm down`",
+        "vm: running (qemu pid {}), guest {} on the tap {} in namespace {}, synguard in {}; \
+         `cargo xtask vm ssh`, `cargo xtask vm down`",
         vm.qemu.pid,
         net::GUEST_ADDR,
         net::TAP,
-        net::NETNS
+        net::NETNS,
+        ssh::SYNGUARD_PATH
     );
     vm.keep();
     Ok(())

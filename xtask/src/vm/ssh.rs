@@ -10,6 +10,9 @@ use anyhow::{Context as _, Result, bail};
 use super::net;
 use super::proc;
 
+/// Where synguard goes in the guest (on root's PATH).
+pub const SYNGUARD_PATH: &str = "/usr/local/sbin/synguard";
+
 #[derive(Clone)]
 pub struct Guest {
     key: PathBuf,
