@@ -1,157 +1,29 @@
-//! `cargo xtask vm test`: checks on the virtio-net driver that can fail, each printed with its
-//! figures. Order matters only to save program loads (each takes tens of seconds under software
-//! emulation): fresh attach -> traffic checks -> hand-over and take-over -> SIGTERM -> crash and
-//! `detach`.
+//! What crosses the link: SYN-ACKs built in XDP (checksums, VLAN tag), a real client's cookie
+//! handshake under a SYN flood, the ACK flood, and what of the floods reached the guest's stack.
 
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use serde_json::Value;
 
-use super::frame;
-use super::guest::{self, XdpState};
-use super::net;
-use super::pcap::{self, Segment};
-use super::phases::Phases;
-use super::proc;
-use super::qemu;
-use super::release::ReleaseBuild;
-use super::session;
-use super::ssh::Guest;
-use super::traffic::{self, Capture, Flood};
+use super::{SHORT, Verdicts, addr};
+use crate::vm::frame;
+use crate::vm::guest;
+use crate::vm::net;
+use crate::vm::pcap::{self, Segment};
+use crate::vm::proc;
+use crate::vm::ssh::Guest;
+use crate::vm::traffic::{self, Capture, Flood};
 
 /// Floods in the traffic check: count and spacing (2 500/s, within what the emulated guest
 /// handles, so the tap does not drop and every sent packet can be accounted for).
 const FLOOD_COUNT: u64 = 5_000;
 const FLOOD_GAP_US: u64 = 400;
-/// SYNs sent to show that protection holds across a hand-over.
-const PROBE_COUNT: u64 = 300;
-const SHORT: Duration = Duration::from_secs(60);
-
-/// Pass/fail lines, printed as they come.
-struct Verdicts {
-    failed: Vec<String>,
-    passed: usize,
-}
-
-impl Verdicts {
-    fn check(&mut self, name: &str, ok: bool, figures: String) {
-        println!(
-            "vm test: {} {name}: {figures}",
-            if ok { "PASS" } else { "FAIL" }
-        );
-        if ok {
-            self.passed += 1;
-        } else {
-            self.failed.push(name.to_string());
-        }
-    }
-}
-
-pub fn run(build: ReleaseBuild) -> Result<()> {
-    let mut phases = Phases::new();
-    let mut v = Verdicts {
-        failed: Vec::new(),
-        passed: 0,
-    };
-    let vm = session::start(&mut phases)?;
-    let g = &vm.guest;
-    phases.begin("release build (what remained after boot)");
-    let synguard = build.finish()?;
-    phases.begin("copy synguard in, start servers");
-    guest::prepare(g, &synguard)?;
-    let syncookies_before = g.run("sysctl -n net.ipv4.tcp_syncookies", SHORT)?;
-    print_driver("before attach", g)?;
-    phases.begin("fresh attach (load and verify)");
-    let first = guest::start_synguard(g, "first")?;
-    check_native(&mut v, g, &first)?;
-    print_driver("after attach", g)?;
-    phases.begin("floods, capture, handshake");
-    // The capture stays in the run directory beside the serial log, for a look after a failure.
-    traffic_checks(&mut v, g, Path::new(qemu::RUN_DIR))?;
-    phases.begin("hand-over and restart");
-    restart_checks(&mut v, g, &first)?;
-    phases.begin("crash, then detach");
-    detach_check(&mut v, g)?;
-    let syncookies_after = g.run("sysctl -n net.ipv4.tcp_syncookies", SHORT)?;
-    v.check(
-        "kernel settings restored",
-        syncookies_before == syncookies_after,
-        format!(
-            "tcp_syncookies {} before the first run, {} after the last",
-            syncookies_before.trim(),
-            syncookies_after.trim()
-        ),
-    );
-    println!("{}", phases.summary());
-    if !v.failed.is_empty() {
-        bail!(
-            "vm test: {} checks failed: {}",
-            v.failed.len(),
-            v.failed.join(", ")
-        );
-    }
-    println!("vm test: all {} checks passed ({:?})", v.passed, vm.accel);
-    Ok(())
-}
-
-/// What the driver shows: queues, offloads, and its kernel messages (for `doctor`-style checks).
-fn print_driver(when: &str, g: &Guest) -> Result<()> {
-    let (_, out, _) = g.try_run(
-        &format!(
-            "ethtool -l {i} | tail -4 | tr -s '\\t\\n' ' '; echo; ethtool -k {i} | grep -E \
-             'rx-checksumming|generic-receive|large-receive|rx-vlan-offload|tx-checksumming|\
-             tcp-segmentation' | tr -s '\\t\\n' ' '",
-            i = guest::IFACE
-        ),
-        SHORT,
-    )?;
-    println!(
-        "vm test: driver {when}: {}",
-        out.replace('\n', " | ").trim()
-    );
-    Ok(())
-}
-
-fn check_native(v: &mut Verdicts, g: &Guest, run: &guest::Run) -> Result<()> {
-    let state = guest::xdp_state(g)?;
-    let log = run.log_text(g)?;
-    let attach_line = log
-        .lines()
-        .find(|l| l.contains("synguard attached to"))
-        .unwrap_or("(no attach line)")
-        .to_string();
-    v.check(
-        "native attach, no fallback",
-        state == XdpState::Native
-            && !log.contains("falling back")
-            && attach_line.contains("native"),
-        format!("ip link: {state:?}; log: {attach_line}"),
-    );
-    let dmesg = guest::driver_messages(g)?;
-    let locked = dmesg.lines().find(|l| l.contains("locked tx mode"));
-    v.check(
-        "XDP_TX has its own TX queues",
-        locked.is_none(),
-        format!(
-            "{} queue pairs for {} guest CPUs; dmesg: {}",
-            net::NIC_QUEUES,
-            net::GUEST_CPUS,
-            locked.unwrap_or("no locked-mode warning")
-        ),
-    );
-    Ok(())
-}
-
-fn addr(s: &str) -> [u8; 4] {
-    let ip: std::net::Ipv4Addr = s.parse().expect("constant address");
-    ip.octets()
-}
 
 /// SYN flood with a real handshake in the middle, then an ACK flood; everything captured on the
 /// tap and counted in synguard and in the guest's TCP stack.
-fn traffic_checks(v: &mut Verdicts, g: &Guest, work: &Path) -> Result<()> {
+pub(super) fn traffic_checks(v: &mut Verdicts, g: &Guest, work: &Path) -> Result<()> {
     let s0 = guest::stats(g)?;
     let n0 = guest::counters(g)?;
     let cap = Capture::start(work)?;
@@ -367,88 +239,4 @@ fn flood_checks(
              +{failed}, OutRsts +{rst}"
         ),
     );
-}
-
-/// SYN-ACKs synguard sent for a short probe burst (stats read from the pinned maps, which also
-/// works while no synguard process runs).
-fn probe(g: &Guest) -> Result<u64> {
-    let before = guest::verdict(&guest::stats(g)?, "tx_synack_cookie");
-    Flood::syn(guest::WEB_PORT, PROBE_COUNT, 2_000).run()?;
-    proc::sleep(Duration::from_secs(1))?;
-    Ok(guest::verdict(&guest::stats(g)?, "tx_synack_cookie") - before)
-}
-
-/// SIGUSR1 hands over (exits, program stays), the next `run` takes over in place; SIGTERM then
-/// leaves the NIC clean.
-fn restart_checks(v: &mut Verdicts, g: &Guest, first: &guest::Run) -> Result<()> {
-    let before = guest::verdict(&guest::stats(g)?, "tx_synack_cookie");
-    first.signal_and_wait(g, "USR1")?;
-    let state = guest::xdp_state(g)?;
-    let answered = probe(g)?;
-    let fetched = traffic::fetch(guest::WEB_PORT, 30).is_ok();
-    v.check(
-        "protection stays while no synguard process runs (hand-over)",
-        state == XdpState::Native && answered * 10 >= PROBE_COUNT * 9 && fetched,
-        format!(
-            "ip link: {state:?}; {answered} of {PROBE_COUNT} probe SYNs answered in XDP; fetch \
-             ok {fetched}"
-        ),
-    );
-    let second = guest::start_synguard(g, "restart")?;
-    let log = second.log_text(g)?;
-    let after = guest::verdict(&guest::stats(g)?, "tx_synack_cookie");
-    let answered = probe(g)?;
-    let fetched = traffic::fetch(guest::WEB_PORT, 30).is_ok();
-    v.check(
-        "restart takes over in place and keeps protecting",
-        log.contains("synguard replaced") && after >= before + answered && fetched,
-        format!(
-            "log: {}; tx_synack_cookie carried over ({before} before the hand-over, {after} \
-             after the take-over); {answered} of {PROBE_COUNT} probe SYNs answered; fetch ok \
-             {fetched}",
-            log.lines()
-                .find(|l| l.contains("synguard replaced"))
-                .unwrap_or("(no take-over line)")
-        ),
-    );
-    second.signal_and_wait(g, "TERM")?;
-    let state = guest::xdp_state(g)?;
-    let pins = pins_left(g)?;
-    v.check(
-        "SIGTERM leaves the NIC clean",
-        state == XdpState::None && !pins,
-        format!("ip link: {state:?}; pins left under /sys/fs/bpf/synguard/eth0: {pins}"),
-    );
-    Ok(())
-}
-
-fn pins_left(g: &Guest) -> Result<bool> {
-    let (code, _, _) = g.try_run(
-        &format!("test -e /sys/fs/bpf/synguard/{}", guest::IFACE),
-        SHORT,
-    )?;
-    Ok(code == 0)
-}
-
-/// kill -9 leaves the program attached; `synguard detach` removes it and its pins.
-fn detach_check(v: &mut Verdicts, g: &Guest) -> Result<()> {
-    let third = guest::start_synguard(g, "crash")?;
-    third.signal_and_wait(g, "KILL")?;
-    let orphaned = guest::xdp_state(g)?;
-    let out = g.run(
-        &format!("{} detach --iface {} 2>&1", guest::BIN, guest::IFACE),
-        SHORT,
-    )?;
-    let state = guest::xdp_state(g)?;
-    let pins = pins_left(g)?;
-    v.check(
-        "`synguard detach` after kill -9 leaves the NIC clean",
-        orphaned == XdpState::Native && state == XdpState::None && !pins,
-        format!(
-            "after kill -9: {orphaned:?}; after detach: {state:?}, pins left {pins}; detach said: \
-             {}",
-            out.trim().replace('\n', "; ")
-        ),
-    );
-    Ok(())
 }
