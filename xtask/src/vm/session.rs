@@ -19,17 +19,45 @@ fn image_record() -> PathBuf {
     Path::new(qemu::RUN_DIR).join("image")
 }
 
-/// Field order is drop order: QEMU stops before its namespace goes.
+/// Field order is drop order: QEMU stops before its namespace goes, and the lock goes last.
 pub struct Vm {
     pub guest: Guest,
     pub accel: Accel,
     qemu: Qemu,
     ns: Netns,
     pub image_dir: PathBuf,
+    _lock: RunLock,
+}
+
+/// One `cargo xtask vm` at a time on a machine: the namespace, tap and run directory have fixed
+/// names. An flock on a file in the run directory, released when the process ends however it
+/// ends.
+struct RunLock {
+    _file: std::fs::File,
+}
+
+impl RunLock {
+    fn acquire() -> Result<RunLock> {
+        use std::os::fd::AsRawFd as _;
+        std::fs::create_dir_all(qemu::RUN_DIR)
+            .with_context(|| format!("creating {}", qemu::RUN_DIR))?;
+        let path = Path::new(qemu::RUN_DIR).join("lock");
+        let file =
+            std::fs::File::create(&path).with_context(|| format!("opening {}", path.display()))?;
+        // SAFETY: flock(2) on a descriptor we own.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            bail!(
+                "another `cargo xtask vm` runs on this machine (it holds {})",
+                path.display()
+            );
+        }
+        Ok(RunLock { _file: file })
+    }
 }
 
 /// Packages, image, namespace, boot; each a timed phase.
 pub fn start(phases: &mut Phases) -> Result<Vm> {
+    let lock = RunLock::acquire()?;
     clear_stale()?;
     phases.begin("host packages (apt, idempotent)");
     packages::ensure()?;
@@ -46,6 +74,7 @@ pub fn start(phases: &mut Phases) -> Result<Vm> {
         qemu,
         ns,
         image_dir: img.dir.clone(),
+        _lock: lock,
     })
 }
 
