@@ -52,6 +52,11 @@ pub fn main(root: &Path, cmd: VmCmd) -> Result<()> {
     }
     packages::check_host()?;
     proc::install_signal_handlers();
+    // Every command but `ssh` holds the machine's one VM slot while it runs.
+    let _lock = match cmd {
+        VmCmd::Ssh { .. } => None,
+        _ => Some(session::RunLock::acquire()?),
+    };
     match cmd {
         VmCmd::Up => session::up(release::ReleaseBuild::start(root)?),
         VmCmd::Down => session::down(),

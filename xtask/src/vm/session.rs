@@ -19,25 +19,24 @@ fn image_record() -> PathBuf {
     Path::new(qemu::RUN_DIR).join("image")
 }
 
-/// Field order is drop order: QEMU stops before its namespace goes, and the lock goes last.
+/// Field order is drop order: QEMU stops before its namespace goes.
 pub struct Vm {
     pub guest: Guest,
     pub accel: Accel,
     qemu: Qemu,
     ns: Netns,
     pub image_dir: PathBuf,
-    _lock: RunLock,
 }
 
 /// One `cargo xtask vm` at a time on a machine: the namespace, tap and run directory have fixed
 /// names. An flock on a file in the run directory, released when the process ends however it
-/// ends.
-struct RunLock {
+/// ends. Taken before anything else starts (the release build included).
+pub struct RunLock {
     _file: std::fs::File,
 }
 
 impl RunLock {
-    fn acquire() -> Result<RunLock> {
+    pub fn acquire() -> Result<RunLock> {
         use std::os::fd::AsRawFd as _;
         std::fs::create_dir_all(qemu::RUN_DIR)
             .with_context(|| format!("creating {}", qemu::RUN_DIR))?;
@@ -57,7 +56,6 @@ impl RunLock {
 
 /// Packages, image, namespace, boot; each a timed phase.
 pub fn start(phases: &mut Phases) -> Result<Vm> {
-    let lock = RunLock::acquire()?;
     clear_stale()?;
     phases.begin("host packages (apt, idempotent)");
     packages::ensure()?;
@@ -74,7 +72,6 @@ pub fn start(phases: &mut Phases) -> Result<Vm> {
         qemu,
         ns,
         image_dir: img.dir.clone(),
-        _lock: lock,
     })
 }
 
