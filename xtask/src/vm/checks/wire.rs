@@ -24,6 +24,9 @@ const FLOOD_GAP_US: u64 = 400;
 /// SYN flood with a real handshake in the middle, then an ACK flood; everything captured on the
 /// tap and counted in synguard and in the guest's TCP stack.
 pub(super) fn traffic_checks(v: &mut Verdicts, g: &Guest, work: &Path) -> Result<()> {
+    // Built first: reading the guest's MAC takes an ssh session, whose SYN the guest's TCP
+    // stack would count between the two samples.
+    let tagged = tagged_syns(g)?;
     let s0 = guest::stats(g)?;
     let n0 = guest::counters(g)?;
     let cap = Capture::start(work)?;
@@ -36,7 +39,7 @@ pub(super) fn traffic_checks(v: &mut Verdicts, g: &Guest, work: &Path) -> Result
     let info = traffic::fetch(guest::INFO_PORT, 30);
     flood.wait(syn.timeout())?;
     Flood::ack(FLOOD_COUNT, FLOOD_GAP_US).run()?;
-    send_tagged_syns(g)?;
+    traffic::send_frames(&tagged)?;
     // Let the last replies leave the guest before the capture stops.
     proc::sleep(Duration::from_secs(2))?;
     let s1 = guest::stats(g)?;
@@ -55,7 +58,7 @@ const VLAN_ID: u16 = 77;
 const VLAN_SYNS: u16 = 20;
 const VLAN_SPORT: u16 = 41000;
 
-fn send_tagged_syns(g: &Guest) -> Result<()> {
+fn tagged_syns(g: &Guest) -> Result<Vec<Vec<u8>>> {
     let guest_mac = g.run(
         &format!("cat /sys/class/net/{}/address", guest::IFACE),
         SHORT,
@@ -73,7 +76,7 @@ fn send_tagged_syns(g: &Guest) -> Result<()> {
             )
         })
         .collect();
-    traffic::send_frames(&frames)
+    Ok(frames)
 }
 
 fn vlan_check(v: &mut Verdicts, segs: &[Segment]) {
