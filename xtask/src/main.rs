@@ -6,6 +6,7 @@
 mod install_test;
 mod package;
 mod setup;
+mod vm;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -65,6 +66,11 @@ enum Cmd {
         /// Seed: the same seed runs the same frames.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+    /// synguard on a real NIC driver: a Debian guest under QEMU with a multi-queue virtio-net
+    /// NIC (root). `up`, `down`, `ssh`, `demo`, `test`.
+    Vm {
+        #[command(subcommand)]
+        cmd: vm::VmCmd,
     },
 }
 
@@ -79,7 +85,9 @@ fn main() -> Result<()> {
             install_test: false,
         } => setup::packaging()?,
         Cmd::Package { install_test: true } => setup::all()?,
-        Cmd::Test | Cmd::Demo { .. } | Cmd::Lab { .. } | Cmd::Bench { .. } => setup::all()?,
+        Cmd::Test | Cmd::Demo { .. } | Cmd::Lab { .. } | Cmd::Bench { .. } | Cmd::Vm { .. } => {
+            setup::all()?
+        }
     }
     match cli.cmd {
         Cmd::Setup => Ok(()),
@@ -114,6 +122,7 @@ fn main() -> Result<()> {
             ];
             run_lab_bin(&root, "synguard-fuzz", &args)
         }
+        Cmd::Vm { cmd } => vm::main(&root, cmd),
     }
 }
 
@@ -179,7 +188,9 @@ fn test(root: &Path) -> Result<()> {
     let started = std::time::Instant::now();
     let deb = package::package(root)?;
     eprintln!("package: built in {:.0} s", started.elapsed().as_secs_f64());
-    install_test::install_test(&deb, &rootfs)
+    install_test::install_test(&deb, &rootfs)?;
+    // Last: the same program on a real NIC driver (virtio-net in a QEMU guest).
+    vm::main(root, vm::VmCmd::Test)
 }
 
 fn checks_and_lab_tests(root: &Path) -> Result<()> {
@@ -209,7 +220,9 @@ fn checks_and_lab_tests(root: &Path) -> Result<()> {
     let bin = target_dir(root).join("debug/synguard");
     run(cargo()
         .args(["test", "-p", "synguard-lab", "--", "--test-threads=1"])
-        .env("SYNGUARD_BIN", &bin))
+        .env("SYNGUARD_BIN", &bin))?;
+    // Last: the same program on a real NIC driver (virtio-net in a QEMU guest).
+    vm::main(root, vm::VmCmd::Test)
 }
 
 /// The eBPF crate only builds for `bpfel-unknown-none` (no_std, no_main, BPF-only intrinsics), so
