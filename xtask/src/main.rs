@@ -66,6 +66,7 @@ enum Cmd {
         /// Seed: the same seed runs the same frames.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+    },
     /// synguard on a real NIC driver: a Debian guest under QEMU with a multi-queue virtio-net
     /// NIC (root). `up`, `down`, `ssh`, `demo`, `test`.
     Vm {
