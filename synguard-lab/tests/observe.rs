@@ -1,5 +1,5 @@
 //! Observing synguard from outside: the Prometheus endpoint (checked by promtool and against
-//! `stats`) and `status --json`. Root, namespaces and real traffic; run with
+//! `stats`), `status --json`, and rates that decay with time after a flood. Root, namespaces and real traffic; run with
 //! `--test-threads=1`.
 
 use std::io::{Read as _, Write as _};
@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail, ensure};
 use synguard_common::reason::{Event, REASONS, Reason};
+use synguard_lab::lab::hping::{Flood, FloodKind, FloodSpec};
 use synguard_lab::lab::netns::Netns;
+use synguard_lab::lab::synguard_proc::Stats;
+use synguard_lab::lab::topology::{SERVER_V4, spoof_addr};
 
 mod common;
 use common::Fixture;
@@ -169,5 +172,100 @@ fn status_json_fields() -> Result<()> {
     assert!(sg.stop()?.success());
     let st = fx.status()?;
     assert_eq!(st["attached"], false);
+    Ok(())
+}
+
+/// Auto mode after a flood that simply stops: no SYN comes to make the program look again, yet
+/// within the hold time (plus a bounded margin) cookies go off, `tcp_syncookies` is back to its
+/// value before the flood, and every rate shown (status, stats, metrics) is zero.
+#[test]
+fn auto_mode_ends_on_time_after_a_flood() -> Result<()> {
+    let fx = Fixture::new()?;
+    let _clean = cleanup(&fx, &[fx.iface()]);
+    let idle = fx.sysctl("net.ipv4.tcp_syncookies")?;
+    let maddr: SocketAddr = "127.0.0.1:9725".parse()?;
+    let hold = Duration::from_secs(2);
+    let sg = fx.synguard(&[
+        "--ports",
+        "80",
+        "--mode",
+        "auto",
+        "--syn-threshold",
+        "2000",
+        "--hold",
+        "2",
+        "--metrics-addr",
+        "127.0.0.1:9725",
+    ])?;
+    let spec = FloodSpec {
+        kind: FloodKind::Syn,
+        dst: SERVER_V4,
+        port: common::PORT,
+        count: 60_000,
+        interval_us: 20,
+        spoof: Some(spoof_addr(74)),
+    };
+    let report = Flood::start(&fx.lab.attacker, spec)?.wait(&fx.lab.attacker)?;
+    let ended = Instant::now();
+    eprintln!("flood: {} SYNs, {:.0} pps", report.sent(), report.pps());
+    ensure!(!report.killed, "hping3 did not finish within its deadline");
+    let st = fx.status()?;
+    assert_eq!(
+        st["cookies_active"], true,
+        "the flood turned cookies on: {st}"
+    );
+    assert_eq!(fx.sysctl("net.ipv4.tcp_syncookies")?, "2");
+
+    // Silence from here on. Off within hold + margin (two windows, the tick, reading status).
+    let margin = Duration::from_millis(1500);
+    let off = wait_for("cookies off", hold + margin, || {
+        let st = fx.status().ok()?;
+        (st["cookies_active"] == false).then_some(st)
+    })?;
+    let took = ended.elapsed();
+    eprintln!("cookies off {took:?} after the flood's last SYN: {off}");
+    // The hold starts at the last window at or above the off threshold, about when the flood ended.
+    assert!(
+        took + Duration::from_millis(300) >= hold,
+        "off before the hold: {took:?}"
+    );
+    assert_eq!(off["mode"], "auto");
+    assert_eq!(off["syn_rate_pps"], 0);
+    assert_eq!(fx.sysctl("net.ipv4.tcp_syncookies")?, idle);
+    let ends = off["flood_events"].as_array().unwrap();
+    assert_eq!(ends.last().unwrap()["kind"], "end", "{ends:?}");
+
+    let stats = fx.cli(&[
+        "stats",
+        "--iface",
+        fx.iface(),
+        "--json",
+        "--count",
+        "2",
+        "--interval",
+        "0.5",
+    ])?;
+    let last = Stats::parse(stats.lines().last().context("no stats line")?)?;
+    assert_eq!(last.syn_rate_pps, 0);
+    assert!(!last.cookies_active);
+    assert_eq!(last.ports["80"].rate, 0.0, "{stats}");
+    assert_eq!(last.event(Event::CookieModeOff), 1, "the off is counted");
+    let text = scrape(fx.ns(), maddr)?;
+    let iface = fx.iface();
+    assert_eq!(
+        metric(
+            &text,
+            &format!("synguard_syn_rate_per_second{{iface=\"{iface}\"}}")
+        ),
+        Some(0)
+    );
+    assert_eq!(
+        metric(
+            &text,
+            &format!("synguard_cookies_active{{iface=\"{iface}\"}}")
+        ),
+        Some(0)
+    );
+    assert!(sg.stop()?.success());
     Ok(())
 }

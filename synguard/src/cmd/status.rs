@@ -117,7 +117,7 @@ pub fn of_iface(args: &StatusArgs, iface: &str) -> IfaceStatus {
         mode: sample.as_ref().map(|s| s.mode_name().to_string()),
         cookies_active: sample.as_ref().map(|s| s.cookies_active),
         cookies_since_unix_s: ready_since.filter(|&t| t != 0).and_then(mono_to_unix),
-        syn_rate_pps: sample.as_ref().map(|s| s.mode_state.last_rate_pps),
+        syn_rate_pps: sample.as_ref().map(|s| s.syn_rate_pps),
         mode_switches: sample.as_ref().map(|s| s.mode_state.switches),
         ports: info.map(|i| i.ports.clone()).unwrap_or_default(),
         // The live values (a reload changes them in the map), else what the loader recorded.

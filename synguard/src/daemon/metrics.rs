@@ -297,6 +297,7 @@ mod tests {
                 switches: 3,
                 ..Default::default()
             },
+            syn_rate_pps: 0,
             verdicts,
             events,
             port_syns: [(80, 9)].into(),

@@ -7,10 +7,18 @@
 //! - on:  sysctl 2 first, then READY=1. If the sysctl write fails READY stays 0 and the program
 //!   keeps passing SYNs to the kernel.
 //! - off: READY=0 first, then the sysctl back. No cookie leaves after the kernel stops taking them.
+//!
+//! The program decides "off" only when a SYN closes a rate window; after a flood that simply
+//! stops, no SYN may come for hours. So the controller applies the same off rule
+//! ([`ModeState::hold_expired`]) on its own clock every tick, writes the decision into `SG_MODE`
+//! as the program would have, counts it, and reports the flood's end itself.
 
 use aya::maps::MapError;
 use log::{info, warn};
-use synguard_common::maps::{ModeState, ReadyState};
+use synguard_common::{
+    maps::{Config, ModeState, ReadyState},
+    policy::{FLOOD_END, FloodEvent},
+};
 use thiserror::Error;
 
 use crate::{
@@ -37,6 +45,14 @@ pub enum ControlError {
 /// What the controller touches. A trait so the switch order can be tested without a kernel.
 pub trait Backend {
     fn mode_state(&self) -> Result<ModeState, ControlError>;
+    /// Writes auto mode's decision the way the program does (only to turn cookies off on time).
+    fn set_mode_state(&mut self, state: ModeState) -> Result<(), ControlError>;
+    /// The program's configuration as it is now (a reload changes the thresholds and hold).
+    fn config(&self) -> Result<Config, ControlError>;
+    /// SYNs per second to protected ports at `now_ns`, from the program's windows.
+    fn syn_rate(&self, now_ns: u64) -> Result<u64, ControlError>;
+    /// Counts a mode switch to off under the program's `cookie_mode_off` event.
+    fn count_mode_off(&mut self) -> Result<(), ControlError>;
     fn set_ready(&mut self, ready: ReadyState) -> Result<(), ControlError>;
     fn set_syncookies(&mut self, value: u64) -> Result<(), ControlError>;
     /// CLOCK_MONOTONIC in ns, the clock of `bpf_ktime_get_ns`.
@@ -71,6 +87,7 @@ pub struct Controller<B> {
     last_error: Option<String>,
     /// The interface, for log lines (one process may guard several).
     name: String,
+    iface: String,
 }
 
 impl<B: Backend> Controller<B> {
@@ -83,13 +100,19 @@ impl<B: Backend> Controller<B> {
             restore_pending: false,
             last_error: None,
             name: String::new(),
+            iface: String::new(),
         }
     }
 
     /// Names the interface in this controller's log lines.
     pub fn named(mut self, iface: &str) -> Self {
         self.name = format!("{iface}: ");
+        self.iface = iface.to_string();
         self
+    }
+
+    pub fn iface(&self) -> &str {
+        &self.iface
     }
 
     /// Like [`Controller::start`], but keeps cookies on when a previous instance left them on
@@ -126,16 +149,18 @@ impl<B: Backend> Controller<B> {
         Ok(())
     }
 
-    /// One control step (auto mode; always mode has nothing to follow).
-    pub fn tick(&mut self) {
+    /// One control step (auto mode; always mode has nothing to follow). Returns the end of a
+    /// flood when this tick ended it on the clock (the program sends no event for that).
+    pub fn tick(&mut self) -> Option<FloodEvent> {
         if self.mode == CookieMode::Always {
-            return;
+            return None;
         }
         match self.step() {
-            Ok(()) => {
+            Ok(ended) => {
                 if self.last_error.take().is_some() {
                     info!("{}cookie-mode controller recovered", self.name);
                 }
+                ended
             }
             Err(e) => {
                 let text = format!("{:#}", anyhow::Error::from(e));
@@ -146,16 +171,50 @@ impl<B: Backend> Controller<B> {
                     );
                     self.last_error = Some(text);
                 }
+                None
             }
         }
     }
 
-    fn step(&mut self) -> Result<(), ControlError> {
+    /// Auto mode's off rule on the loader's clock: the hold ran out and the rate is below the
+    /// off threshold now, so cookies go off as the program would have decided at its next SYN.
+    fn end_on_time(&mut self, state: &mut ModeState) -> Result<Option<FloodEvent>, ControlError> {
+        let now = self.backend.now_ns();
+        let cfg = self.backend.config()?;
+        if !state.hold_expired(cfg.hold_ns, now) {
+            return Ok(None);
+        }
+        let rate = self.backend.syn_rate(now)?;
+        if rate >= cfg.syn_off_pps as u64 {
+            // SYNs are coming: the program updates its own state at the next window.
+            return Ok(None);
+        }
+        state.cookies_wanted = 0;
+        state.switches += 1;
+        state.last_rate_pps = rate;
+        self.backend.set_mode_state(*state)?;
+        self.backend.count_mode_off()?;
+        Ok(Some(FloodEvent {
+            kind: FLOOD_END,
+            port: 0,
+            rate_pps: rate,
+            time_ns: now,
+        }))
+    }
+
+    fn step(&mut self) -> Result<Option<FloodEvent>, ControlError> {
         if self.restore_pending {
             self.backend.set_syncookies(self.idle_syncookies)?;
             self.restore_pending = false;
         }
-        let state = self.backend.mode_state()?;
+        let mut state = self.backend.mode_state()?;
+        let ended = self.end_on_time(&mut state)?;
+        self.follow(&state)?;
+        Ok(ended)
+    }
+
+    /// Puts the kernel side in step with the program's wish.
+    fn follow(&mut self, state: &ModeState) -> Result<(), ControlError> {
         match decide(state.cookies_wanted != 0, self.ready) {
             Step::Nothing => Ok(()),
             Step::TurnOn => {
@@ -196,6 +255,12 @@ mod tests {
     #[derive(Default)]
     struct Fake {
         wanted: u32,
+        /// When the program last saw the rate at or above the off threshold.
+        last_above: u64,
+        /// The rate the windows show now.
+        rate: u64,
+        now: u64,
+        offs_counted: u64,
         calls: Vec<String>,
         fail_sysctl: bool,
         fail_ready: bool,
@@ -208,8 +273,28 @@ mod tests {
             Ok(ModeState {
                 cookies_wanted: self.wanted,
                 last_rate_pps: 1234,
+                last_above_ns: self.last_above,
                 ..Default::default()
             })
+        }
+        fn set_mode_state(&mut self, state: ModeState) -> Result<(), ControlError> {
+            self.calls.push(format!("mode={}", state.cookies_wanted));
+            self.wanted = state.cookies_wanted;
+            Ok(())
+        }
+        fn config(&self) -> Result<Config, ControlError> {
+            Ok(Config {
+                syn_off_pps: 500,
+                hold_ns: HOLD,
+                ..Default::default()
+            })
+        }
+        fn syn_rate(&self, _now_ns: u64) -> Result<u64, ControlError> {
+            Ok(self.rate)
+        }
+        fn count_mode_off(&mut self) -> Result<(), ControlError> {
+            self.offs_counted += 1;
+            Ok(())
         }
         fn set_ready(&mut self, ready: ReadyState) -> Result<(), ControlError> {
             self.calls.push(format!("ready={}", ready.kernel_ready));
@@ -236,8 +321,64 @@ mod tests {
             Ok(())
         }
         fn now_ns(&self) -> u64 {
-            42
+            self.now.max(42)
         }
+    }
+
+    const HOLD: u64 = 3_000_000_000;
+
+    #[test]
+    fn cookies_go_off_after_the_hold_without_another_syn() {
+        let mut c = Controller::new(Fake::default(), CookieMode::Auto, 1);
+        c.start().unwrap();
+        // A flood: the program wants cookies and saw the rate high at t = 10 s.
+        c.backend.wanted = 1;
+        c.backend.last_above = 10_000_000_000;
+        c.backend.now = 10_050_000_000;
+        c.backend.rate = 50_000;
+        assert_eq!(c.tick(), None);
+        assert!(c.is_ready());
+        // Silence: no SYN, so the program never looks again. Within the hold nothing changes.
+        c.backend.rate = 0;
+        c.backend.now = 10_000_000_000 + HOLD - 1;
+        assert_eq!(c.tick(), None);
+        assert!(c.is_ready());
+        // The hold ran out on the clock: off, counted, and the flood's end reported.
+        c.backend.now = 10_000_000_000 + HOLD;
+        let end = c.tick().expect("a flood end");
+        assert_eq!(
+            (end.kind, end.rate_pps, end.time_ns),
+            (FLOOD_END, 0, c.backend.now)
+        );
+        assert!(!c.is_ready());
+        assert_eq!(c.backend.offs_counted, 1);
+        assert_eq!(
+            c.backend.calls,
+            [
+                "ready=0",
+                "syncookies=2",
+                "ready=1",
+                "mode=0",
+                "ready=0",
+                "syncookies=1"
+            ]
+        );
+        assert_eq!(c.tick(), None, "ended once");
+    }
+
+    #[test]
+    fn a_flood_that_goes_on_keeps_cookies_on_past_a_stale_stamp() {
+        // The stamp is old but the windows show SYNs above the off threshold: the program will
+        // renew the stamp at its next window, the loader does not turn anything off.
+        let mut c = Controller::new(Fake::default(), CookieMode::Auto, 1);
+        c.start().unwrap();
+        c.backend.wanted = 1;
+        c.backend.now = HOLD * 2;
+        c.backend.rate = 500;
+        c.tick();
+        assert_eq!(c.tick(), None);
+        assert!(c.is_ready());
+        assert_eq!(c.backend.offs_counted, 0);
     }
 
     #[test]

@@ -97,7 +97,11 @@ pub async fn run(cfg: &RunConfig, args: &RunArgs) -> anyhow::Result<i32> {
                 Ok(next) => current = next,
                 Err(e) => warn!("SIGHUP: {e:#}"),
             },
-            _ = tick.tick() => controllers.iter_mut().for_each(|c| c.tick()),
+            _ = tick.tick() => for c in controllers.iter_mut() {
+                if let Some(end) = c.tick() {
+                    events::loader_event(&mut floods, c.iface(), end);
+                }
+            },
             r = logs::forward(&mut loggers) => {
                 if let Err(e) = r {
                     break Err(anyhow::Error::from(e).context("reading the XDP program's log"));

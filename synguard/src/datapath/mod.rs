@@ -1,6 +1,6 @@
 //! The XDP program as the user side sees it: the embedded object (`objects`), loading it
 //! (`load`), what it is told (`config_map`), its pinned link (`link`) and pins (`pins`), typed
-//! access to pinned maps (`maps`), its counters (`counters`), its policy maps (`policy`), and
+//! access to pinned maps (`maps`), its counters (`counters`) and SYN rate (`rate`), its policy maps (`policy`), and
 //! explaining the kernel's refusals (`diagnose`, `error`).
 
 pub mod config_map;
@@ -13,3 +13,4 @@ pub mod maps;
 pub mod objects;
 pub mod pins;
 pub mod policy;
+pub mod rate;
