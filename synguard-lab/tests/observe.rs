@@ -269,3 +269,54 @@ fn auto_mode_ends_on_time_after_a_flood() -> Result<()> {
     assert!(sg.stop()?.success());
     Ok(())
 }
+
+/// `status` shows what the maps hold, not the start-up arguments: monitor mode, lists, limits,
+/// and the ports after a reload changed them.
+#[test]
+fn status_shows_what_the_maps_enforce() -> Result<()> {
+    let fx = Fixture::new()?;
+    let _clean = cleanup(&fx, &[fx.iface()]);
+    let iface = fx.iface().to_string();
+    let file = std::env::temp_dir().join(format!("{}-status.toml", fx.lab.id));
+    let write = |ports: &str| {
+        std::fs::write(
+            &file,
+            format!(
+                "interfaces = [\"{iface}\"]\nports = [{ports}]\nmode = \"always\"\n\
+                 monitor = true\nsource_rate = 50\nsource_burst = 10\n\
+                 block = [\"198.18.0.200/32\"]\nmetrics_addr = \"127.0.0.1:9726\"\n"
+            ),
+        )
+    };
+    write("80")?;
+    let sg = fx.synguard(&["--config", &file.to_string_lossy()])?;
+    let st = fx.status()?;
+    eprintln!("{st:#}");
+    assert_eq!(st["mode"], "always");
+    assert_eq!(st["monitor"], true);
+    assert_eq!(st["ports"], serde_json::json!([80]));
+    assert_eq!(st["lists"]["block_v4"], 1);
+    assert_eq!(st["limits"]["source_rate_pps"], 50);
+    assert_eq!(st["limits"]["source_burst"], 10);
+    assert_eq!(st["metrics_addr"], "127.0.0.1:9726");
+    assert!(st["netns"].as_str().unwrap().starts_with("net:["), "{st}");
+    let text = fx.cli(&["status", "--iface", &iface])?;
+    assert!(text.contains("MONITOR ONLY"), "{text}");
+    assert!(text.contains("metrics 127.0.0.1:9726"), "{text}");
+
+    write("80, 8080")?;
+    fx.cli(&["reload"])?;
+    wait_for(
+        "the reloaded ports in status",
+        Duration::from_secs(5),
+        || {
+            let st = fx.status().ok()?;
+            (st["ports"] == serde_json::json!([80, 8080])).then_some(())
+        },
+    )?;
+    let text = fx.cli(&["status", "--iface", &iface])?;
+    assert!(text.contains("ports [80, 8080]"), "{text}");
+    assert!(sg.stop()?.success());
+    std::fs::remove_file(&file)?;
+    Ok(())
+}

@@ -230,6 +230,7 @@ impl Instance {
             pid: std::process::id(),
             iface: self.iface.clone(),
             netns: netns::current(),
+            metrics_addr: cfg.metrics_addr.map(|a| a.to_string()),
             ports: cfg.ports.clone(),
             mode: cfg.mode.name().to_string(),
             xdp_mode: xdp_mode.map_or("pending", link::mode_name).to_string(),
