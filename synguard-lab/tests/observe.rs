@@ -89,7 +89,7 @@ fn metrics_pass_promtool_and_match_stats() -> Result<()> {
             synguard_common::reason::Verdict::Drop => "drop",
         };
         let labels = format!(
-            "synguard_packets_total{{iface=\"{iface}\",reason=\"{}\",verdict=\"{verdict}\"}}",
+            "synguard_packets_total{{device=\"{iface}\",reason=\"{}\",verdict=\"{verdict}\"}}",
             r.name()
         );
         assert_eq!(metric(&text, &labels), Some(stats.packets(r)), "{labels}");
@@ -101,34 +101,133 @@ fn metrics_pass_promtool_and_match_stats() -> Result<()> {
     assert_eq!(
         metric(
             &text,
-            &format!("synguard_cookies_sent_total{{iface=\"{iface}\"}}")
+            &format!("synguard_cookies_sent_total{{device=\"{iface}\"}}")
         ),
         Some(stats.event(Event::CookieSent))
     );
     assert_eq!(
         metric(
             &text,
-            &format!("synguard_cookies_accepted_total{{iface=\"{iface}\"}}")
+            &format!("synguard_cookies_accepted_total{{device=\"{iface}\"}}")
         ),
         Some(stats.event(Event::CookieAckAccepted))
     );
     assert_eq!(
         metric(
             &text,
-            &format!("synguard_cookies_active{{iface=\"{iface}\"}}")
+            &format!("synguard_cookies_active{{device=\"{iface}\"}}")
         ),
         Some(1)
     );
     assert_eq!(
         metric(
             &text,
-            &format!("synguard_mode{{iface=\"{iface}\",mode=\"always\"}}")
+            &format!("synguard_mode{{device=\"{iface}\",mode=\"always\"}}")
         ),
         Some(1)
     );
     assert!(text.contains("synguard_build_info{version=\""));
     assert!(sg.stop()?.success());
+    check_monitoring_files(&text)
+}
+
+/// The metric families a scrape describes (`# TYPE name kind`).
+fn families(text: &str) -> std::collections::BTreeSet<String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Every `synguard_*` name in `text`.
+fn metric_names(text: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("synguard_") {
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        names.push(tail[..end].to_string());
+        rest = &tail[end..];
+    }
+    names
+}
+
+fn repo_file(path: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(path)
+}
+
+/// The Grafana dashboard and the alert rules name only metrics that /metrics serves, the rules
+/// pass promtool, and the README's metrics table lists every family served.
+fn check_monitoring_files(scraped: &str) -> Result<()> {
+    let served = families(scraped);
+    let dashboard = std::fs::read_to_string(repo_file("monitoring/grafana-dashboard.json"))?;
+    let dash: serde_json::Value = serde_json::from_str(&dashboard).context("dashboard JSON")?;
+    let mut exprs = Vec::new();
+    collect_exprs(&dash, &mut exprs);
+    ensure!(
+        exprs.len() >= 10,
+        "only {} queries in the dashboard",
+        exprs.len()
+    );
+    let rules_path = repo_file("monitoring/synguard-rules.yml");
+    let rules = std::fs::read_to_string(&rules_path)?;
+    for (what, text) in exprs
+        .iter()
+        .map(|e| ("dashboard", e.as_str()))
+        .chain([("alert rules", rules.as_str())])
+    {
+        let names = metric_names(text);
+        ensure!(
+            !names.is_empty() || what == "dashboard",
+            "{what}: no metric"
+        );
+        for name in names {
+            ensure!(
+                served.contains(&name),
+                "{what} names {name}, which /metrics does not serve"
+            );
+        }
+    }
+    let out = std::process::Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&rules_path)
+        .output()
+        .context("running promtool")?;
+    ensure!(
+        out.status.success(),
+        "promtool check rules: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let readme = std::fs::read_to_string(repo_file("README.md"))?;
+    for name in &served {
+        ensure!(
+            readme.contains(&format!("| `{name}`")),
+            "the README's metrics table misses {name}"
+        );
+    }
     Ok(())
+}
+
+/// Every query of the dashboard (panel targets and annotations).
+fn collect_exprs(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                match v.as_str() {
+                    Some(e) if k == "expr" => out.push(e.to_string()),
+                    _ => collect_exprs(v, out),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|i| collect_exprs(i, out)),
+        _ => {}
+    }
 }
 
 /// `status --json` says what runs where, with the settings and kernel changes.
@@ -255,14 +354,14 @@ fn auto_mode_ends_on_time_after_a_flood() -> Result<()> {
     assert_eq!(
         metric(
             &text,
-            &format!("synguard_syn_rate_per_second{{iface=\"{iface}\"}}")
+            &format!("synguard_syn_rate_per_second{{device=\"{iface}\"}}")
         ),
         Some(0)
     );
     assert_eq!(
         metric(
             &text,
-            &format!("synguard_cookies_active{{iface=\"{iface}\"}}")
+            &format!("synguard_cookies_active{{device=\"{iface}\"}}")
         ),
         Some(0)
     );
