@@ -4,8 +4,7 @@
 
 use std::{
     collections::BTreeMap,
-    io,
-    path::PathBuf,
+    path::{Path, PathBuf},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -17,7 +16,7 @@ use crate::{
     config::{DEFAULT_PIN_BASE, DEFAULT_RUN_DIR},
     daemon::events::{self, FloodRecord},
     datapath::{counters, enforced, enforced::Enforced, link, maps, pins},
-    host::clock::mono_to_unix,
+    host::{clock::mono_to_unix, nic},
     state::{
         ifaces, lock, paths,
         run_info::{RecordedChange, RunInfo},
@@ -61,11 +60,24 @@ pub struct IfaceStatus {
 }
 
 /// Interfaces synguard has state for: pin directories and run-info files.
-fn known_ifaces(args: &StatusArgs) -> io::Result<Vec<String>> {
+fn known_ifaces(args: &StatusArgs) -> anyhow::Result<Vec<String>> {
     match &args.iface {
-        Some(i) => Ok(vec![i.clone()]),
-        None => ifaces::with_state(&args.pin_base, &args.run_dir),
+        Some(i) => {
+            check_iface(i, &args.pin_base)?;
+            Ok(vec![i.clone()])
+        }
+        None => Ok(ifaces::with_state(&args.pin_base, &args.run_dir)?),
     }
+}
+
+/// `--iface` names an interface of this namespace, or one synguard still has state for (a
+/// program left pinned after its interface went away is worth showing and detaching).
+pub fn check_iface(iface: &str, pin_base: &Path) -> anyhow::Result<()> {
+    if paths::pin_dir(pin_base, iface).exists() {
+        return Ok(());
+    }
+    nic::check_interface(iface)?;
+    Ok(())
 }
 
 #[derive(Debug, Args)]

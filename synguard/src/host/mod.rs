@@ -1,11 +1,13 @@
 //! The machine synguard runs on: kernel settings (`sysctl`), interface facts (`nic`), clocks
 //! (`clock`), network namespaces (`netns`), the BPF filesystem (`bpffs`), errors on paths
-//! (`io`) and the SYN-flood tuning `doctor` checks (`tuning`). Imports only `config`.
+//! (`io`), whether we may use BPF (`privilege`) and the SYN-flood tuning `doctor` checks
+//! (`tuning`). Imports only `config`.
 
 pub mod bpffs;
 pub mod clock;
 pub mod io;
 pub mod netns;
 pub mod nic;
+pub mod privilege;
 pub mod sysctl;
 pub mod tuning;
