@@ -66,8 +66,9 @@ pub struct PortConfig {
     pub flags: u32,
 }
 
-/// The single entry of [`names::MODE`]: auto mode's decision, shared by all CPUs. Written only by
-/// the XDP program; the loader reads it.
+/// The single entry of [`names::MODE`]: auto mode's decision, shared by all CPUs. Written by the
+/// XDP program when a SYN closes a window, and by the loader only to turn cookies off when the
+/// hold ran out with no SYN to close one ([`ModeState::hold_expired`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ModeState {

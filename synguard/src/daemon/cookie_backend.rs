@@ -85,8 +85,10 @@ impl Backend for MapBackend {
         rate::syn_rate(&self.windows, now_ns).map_err(map_error(names::SYN_WINDOW))
     }
 
-    /// Adds one on CPU 0's slot. The program counts an off only while it sees cookies wanted,
-    /// which the controller cleared before this, so no increment of this slot races with ours.
+    /// Adds one on CPU 0's slot (read, add, write back every CPU's value). The program counts
+    /// an off only while it sees cookies wanted, which the controller cleared just before, so
+    /// an increment of this slot can race with ours only on a CPU that read the old state in
+    /// that same moment: at worst one off is counted twice or not at all.
     fn count_mode_off(&mut self) -> Result<(), ControlError> {
         let slot = Event::CookieModeOff.index();
         let mut values: Vec<u64> = self

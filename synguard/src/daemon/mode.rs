@@ -178,6 +178,8 @@ impl<B: Backend> Controller<B> {
 
     /// Auto mode's off rule on the loader's clock: the hold ran out and the rate is below the
     /// off threshold now, so cookies go off as the program would have decided at its next SYN.
+    /// The whole `SG_MODE` entry is written back; a CPU that closes a window at the same moment
+    /// may have its stamp overwritten, which at worst turns cookies on again one window later.
     fn end_on_time(&mut self, state: &mut ModeState) -> Result<Option<FloodEvent>, ControlError> {
         let now = self.backend.now_ns();
         let cfg = self.backend.config()?;
