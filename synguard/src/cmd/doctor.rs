@@ -25,8 +25,9 @@ pub struct DoctorArgs {
     pub json: bool,
 }
 
-/// `synguard doctor`.
-pub fn doctor(args: &DoctorArgs) -> anyhow::Result<()> {
+/// `synguard doctor`; the exit status is 1 when a check warns (after `--apply`, when one still
+/// does), so a provisioning script can stop on it.
+pub fn doctor(args: &DoctorArgs) -> anyhow::Result<i32> {
     let ports = match &args.ports {
         Some(text) => parse_ports(text)?,
         None => Vec::new(),
@@ -37,10 +38,18 @@ pub fn doctor(args: &DoctorArgs) -> anyhow::Result<()> {
     } else {
         print!("{}", text(&findings));
     }
+    let mut warnings = findings.iter().filter(|f| !f.ok).count();
     if args.apply {
         for change in apply(&findings, &Sysctls::default())? {
             println!("applied {change}");
         }
+        warnings = examine(args.iface.as_deref(), &ports)
+            .iter()
+            .filter(|f| !f.ok)
+            .count();
     }
-    Ok(())
+    if warnings > 0 && !args.json {
+        eprintln!("synguard doctor: {warnings} check(s) warn (exit status 1)");
+    }
+    Ok((warnings > 0) as i32)
 }

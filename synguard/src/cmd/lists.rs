@@ -51,9 +51,10 @@ pub enum ListOp {
 pub struct TopArgs {
     #[command(flatten)]
     pub target: Target,
-    /// How many of the heaviest sources.
-    #[arg(long, default_value_t = 10)]
-    pub count: usize,
+    /// How many of the heaviest sources to show (`--count` is the old spelling; `--count`
+    /// means a number of refreshes in `stats`).
+    #[arg(long, value_name = "N", default_value_t = 10, alias = "count")]
+    pub limit: usize,
     #[arg(long)]
     pub json: bool,
 }
@@ -133,7 +134,7 @@ pub fn top(args: &TopArgs) -> Result<()> {
         let map = maps::open(&dir, names::SOURCES)
             .with_context(|| format!("{iface}: no per-source state pinned"))?;
         let entries = policy::sources(map)?;
-        let (heavy, blocked) = policy::top(&entries, monotonic_ns(), args.count);
+        let (heavy, blocked) = policy::top(&entries, monotonic_ns(), args.limit);
         if args.json {
             println!(
                 "{}",

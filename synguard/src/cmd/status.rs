@@ -4,20 +4,19 @@
 
 use std::{
     collections::BTreeMap,
-    io,
-    path::PathBuf,
+    path::{Path, PathBuf},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use clap::Args;
 use serde::Serialize;
-use synguard_common::maps::{Config, ReadyState, names};
+use synguard_common::maps::{ReadyState, names};
 
 use crate::{
     config::{DEFAULT_PIN_BASE, DEFAULT_RUN_DIR},
     daemon::events::{self, FloodRecord},
-    datapath::{counters, link, maps, pins},
-    host::clock::mono_to_unix,
+    datapath::{counters, enforced, enforced::Enforced, link, maps, pins},
+    host::{clock::mono_to_unix, nic},
     state::{
         ifaces, lock, paths,
         run_info::{RecordedChange, RunInfo},
@@ -35,20 +34,21 @@ pub struct IfaceStatus {
     /// A `synguard run` process holds the interface.
     pub process_running: bool,
     pub pid: Option<u32>,
+    /// The network namespace the instance runs in (e.g. "net:[4026531840]").
+    pub netns: Option<String>,
     pub started_unix_s: Option<u64>,
     /// "fresh" or "replaced" (took over a running program without a gap).
     pub attach: Option<String>,
-    /// "auto" or "always".
-    pub mode: Option<String>,
+    /// Mode, monitor, ports, thresholds, lists and limits, as the maps hold them now.
+    #[serde(flatten)]
+    pub enforced: Option<Enforced>,
     pub cookies_active: Option<bool>,
     /// When cookies last switched on or off (unix seconds).
     pub cookies_since_unix_s: Option<u64>,
     pub syn_rate_pps: Option<u64>,
     pub mode_switches: Option<u64>,
-    pub ports: Vec<u16>,
-    pub syn_threshold: Option<u32>,
-    pub syn_off_threshold: Option<u32>,
-    pub hold_s: Option<f64>,
+    /// Where the instance serves Prometheus metrics.
+    pub metrics_addr: Option<String>,
     /// The last flood starts and ends, oldest first.
     pub flood_events: Vec<FloodRecord>,
     /// Kernel settings synguard changed (name, old, new, why).
@@ -60,11 +60,24 @@ pub struct IfaceStatus {
 }
 
 /// Interfaces synguard has state for: pin directories and run-info files.
-fn known_ifaces(args: &StatusArgs) -> io::Result<Vec<String>> {
+fn known_ifaces(args: &StatusArgs) -> anyhow::Result<Vec<String>> {
     match &args.iface {
-        Some(i) => Ok(vec![i.clone()]),
-        None => ifaces::with_state(&args.pin_base, &args.run_dir),
+        Some(i) => {
+            check_iface(i, &args.pin_base)?;
+            Ok(vec![i.clone()])
+        }
+        None => Ok(ifaces::with_state(&args.pin_base, &args.run_dir)?),
     }
+}
+
+/// `--iface` names an interface of this namespace, or one synguard still has state for (a
+/// program left pinned after its interface went away is worth showing and detaching).
+pub fn check_iface(iface: &str, pin_base: &Path) -> anyhow::Result<()> {
+    if paths::pin_dir(pin_base, iface).exists() {
+        return Ok(());
+    }
+    nic::check_interface(iface)?;
+    Ok(())
 }
 
 #[derive(Debug, Args)]
@@ -89,22 +102,22 @@ pub fn of_iface(args: &StatusArgs, iface: &str) -> IfaceStatus {
         None
     });
     let program_id = link::program_id(&dir.join(pins::LINK)).ok();
-    let sample = if dir.exists() {
-        counters::read_sample(&dir)
-            .map_err(|e| errors.push(format!("{:#}", anyhow::Error::from(e))))
-            .ok()
+    let mut note = |e: anyhow::Error| errors.push(format!("{e:#}"));
+    let (sample, enforced) = if dir.exists() {
+        (
+            counters::read_sample(&dir).map_err(|e| note(e.into())).ok(),
+            enforced::read(&dir).map_err(|e| note(e.into())).ok(),
+        )
     } else {
-        None
+        (None, None)
     };
     let ready_since = sample.as_ref().and_then(|_| {
         maps::read_single::<ReadyState>(&dir, names::READY)
             .ok()
             .map(|r| r.ready_since_ns)
     });
-    let live = sample
-        .as_ref()
-        .and_then(|_| maps::read_single::<Config>(&dir, names::CONFIG).ok());
     let info = info.as_ref();
+    errors.dedup();
     IfaceStatus {
         iface: iface.to_string(),
         attached: program_id.is_some(),
@@ -112,20 +125,15 @@ pub fn of_iface(args: &StatusArgs, iface: &str) -> IfaceStatus {
         xdp_mode: info.map(|i| i.xdp_mode.clone()),
         process_running: lock::is_held(&args.run_dir, iface),
         pid: info.map(|i| i.pid),
+        netns: info.and_then(|i| i.netns.clone()),
         started_unix_s: info.map(|i| i.started_unix_s),
         attach: info.map(|i| i.attach.clone()),
-        mode: sample.as_ref().map(|s| s.mode_name().to_string()),
+        enforced,
         cookies_active: sample.as_ref().map(|s| s.cookies_active),
         cookies_since_unix_s: ready_since.filter(|&t| t != 0).and_then(mono_to_unix),
-        syn_rate_pps: sample.as_ref().map(|s| s.mode_state.last_rate_pps),
+        syn_rate_pps: sample.as_ref().map(|s| s.syn_rate_pps),
         mode_switches: sample.as_ref().map(|s| s.mode_state.switches),
-        ports: info.map(|i| i.ports.clone()).unwrap_or_default(),
-        // The live values (a reload changes them in the map), else what the loader recorded.
-        syn_threshold: live.map(|c| c.syn_on_pps).or(info.map(|i| i.syn_on_pps)),
-        syn_off_threshold: live.map(|c| c.syn_off_pps).or(info.map(|i| i.syn_off_pps)),
-        hold_s: live
-            .map(|c| c.hold_ns as f64 / 1e9)
-            .or(info.map(|i| i.hold_s)),
+        metrics_addr: info.and_then(|i| i.metrics_addr.clone()),
         flood_events: events::read_history(&paths::history(&args.run_dir, iface)),
         sysctl_changes: info.map(|i| i.sysctl_changes.clone()).unwrap_or_default(),
         sysctl_originals: info.map(|i| i.sysctl_originals.clone()).unwrap_or_default(),
@@ -140,68 +148,103 @@ fn flood_line(r: &FloodRecord) -> String {
         .duration_since(when)
         .map(|d| format!("{} s ago", d.as_secs()))
         .unwrap_or_else(|_| "just now".into());
+    // A flood that ended on the clock (no SYN since) has no port that decided it.
+    let port = match r.port {
+        0 => "no SYN for the hold time".to_string(),
+        p => format!("port {p}"),
+    };
+    format!("  flood {} {ago}: {} SYN/s ({port})", r.kind, r.rate_pps)
+}
+
+fn opt<T: ToString>(v: Option<T>) -> String {
+    v.map_or_else(|| "-".into(), |v| v.to_string())
+}
+
+fn state_line(s: &IfaceStatus) -> String {
+    let state = match (s.attached, s.process_running) {
+        (true, true) => "attached, synguard running",
+        (true, false) => {
+            "attached, no synguard process (the pinned program keeps protecting; \
+             `synguard run` takes it over, `synguard detach` removes it)"
+        }
+        (false, true) => "not attached, synguard starting",
+        (false, false) => "not attached",
+    };
     format!(
-        "  flood {} {ago}: {} SYN/s (port {})",
-        r.kind, r.rate_pps, r.port
+        "{}: {state}\n  program id {}, {} XDP, pid {}, netns {}, metrics {}\n",
+        s.iface,
+        opt(s.program_id),
+        opt(s.xdp_mode.as_deref()),
+        opt(s.pid),
+        opt(s.netns.as_deref()),
+        opt(s.metrics_addr.as_deref()),
+    )
+}
+
+fn cookies_line(s: &IfaceStatus) -> String {
+    let since = s.cookies_since_unix_s.map(|t| {
+        humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(t)).to_string()
+    });
+    let cookies = match s.cookies_active {
+        Some(true) => "ON",
+        Some(false) => "off",
+        None => "?",
+    };
+    format!(
+        "  cookies {cookies} since {}, SYN rate {} pps, {} mode switches\n",
+        opt(since),
+        opt(s.syn_rate_pps),
+        opt(s.mode_switches)
+    )
+}
+
+/// The enforced settings, as the maps hold them.
+fn enforced_lines(e: &Enforced) -> String {
+    let monitor = if e.monitor {
+        ", MONITOR ONLY: nothing is dropped or answered"
+    } else {
+        ""
+    };
+    let l = &e.lists;
+    let m = &e.limits;
+    let limit = |pps: u64, burst: u64| match pps {
+        0 => "none".to_string(),
+        _ => format!("{pps}/s burst {burst}"),
+    };
+    format!(
+        "  {} mode{monitor}\n  ports {:?}, thresholds on {} / off {} pps, hold {} s\n  \
+         allow {} v4 + {} v6, block {} v4 + {} v6 prefixes; per source {} (block {} s), \
+         reflection cap {}\n",
+        e.mode,
+        e.ports,
+        e.syn_threshold,
+        e.syn_off_threshold,
+        e.hold_s,
+        l.allow_v4,
+        l.allow_v6,
+        l.block_v4,
+        l.block_v6,
+        limit(m.source_rate_pps, m.source_burst),
+        m.source_block_s,
+        limit(m.reflect_cap_pps, m.reflect_burst),
     )
 }
 
 fn text(s: &IfaceStatus) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::new();
-    let state = match (s.attached, s.process_running) {
-        (true, true) => "attached, synguard running".to_string(),
-        (true, false) => "attached, no synguard process (the pinned program keeps protecting; \
-                          `synguard run` takes it over, `synguard detach` removes it)"
-            .to_string(),
-        (false, true) => "not attached, synguard starting".to_string(),
-        (false, false) => "not attached".to_string(),
-    };
-    let _ = writeln!(out, "{}: {state}", s.iface);
-    let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
-    let _ = writeln!(
-        out,
-        "  program id {}, {} XDP, pid {}, {} mode",
-        opt(s.program_id.map(|v| v.to_string())),
-        opt(s.xdp_mode.clone()),
-        opt(s.pid.map(|v| v.to_string())),
-        opt(s.mode.clone())
-    );
-    let since = s.cookies_since_unix_s.map(|t| {
-        humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(t)).to_string()
-    });
-    let _ = writeln!(
-        out,
-        "  cookies {} since {}, SYN rate {} pps, {} mode switches",
-        match s.cookies_active {
-            Some(true) => "ON",
-            Some(false) => "off",
-            None => "?",
-        },
-        opt(since),
-        opt(s.syn_rate_pps.map(|v| v.to_string())),
-        opt(s.mode_switches.map(|v| v.to_string()))
-    );
-    let _ = writeln!(
-        out,
-        "  ports {:?}, thresholds on {} / off {} pps, hold {} s",
-        s.ports,
-        opt(s.syn_threshold.map(|v| v.to_string())),
-        opt(s.syn_off_threshold.map(|v| v.to_string())),
-        opt(s.hold_s.map(|v| v.to_string()))
-    );
+    let mut out = state_line(s);
+    if let Some(e) = &s.enforced {
+        out += &enforced_lines(e);
+    }
+    out += &cookies_line(s);
     for c in &s.sysctl_changes {
-        let _ = writeln!(
-            out,
-            "  changed {} {} -> {} ({})",
-            c.name, c.old, c.new, c.why
-        );
+        out += &format!("  changed {} {} -> {} ({})\n", c.name, c.old, c.new, c.why);
     }
     for r in s.flood_events.iter().rev().take(5).rev() {
-        let _ = writeln!(out, "{}", flood_line(r));
+        out += &flood_line(r);
+        out.push('\n');
     }
     for e in &s.errors {
-        let _ = writeln!(out, "  error: {e}");
+        out += &format!("  error: {e}\n");
     }
     out
 }

@@ -170,6 +170,21 @@ settings! {
 /// The flags of `run` are the settings.
 pub type RunArgs = Settings;
 
+/// What a key of the configuration file means: its flag's help, the one description of each
+/// setting. `None` for a key that is not a setting.
+pub fn key_meaning(key: &str) -> Option<String> {
+    // Keys are the field names, except where serde renames them.
+    let field = match key {
+        "interfaces" => "ifaces",
+        k => k,
+    };
+    let cmd = <Settings as clap::Args>::augment_args(clap::Command::new("synguard"));
+    cmd.get_arguments()
+        .find(|a| a.get_id() == field)
+        .and_then(|a| a.get_help())
+        .map(|h| h.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

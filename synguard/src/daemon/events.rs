@@ -142,6 +142,10 @@ impl FloodWatcher {
         while let Some(item) = ring.next() {
             events.extend(FloodEvent::from_bytes(&item));
         }
+        self.handle(&events);
+    }
+
+    fn handle(&mut self, events: &[FloodEvent]) {
         if events.is_empty() {
             return;
         }
@@ -199,6 +203,15 @@ pub async fn watch(watchers: &mut [FloodWatcher]) -> io::Result<()> {
     .await?;
     watchers[ready].drain();
     Ok(())
+}
+
+/// Logs and records an event the loader made itself (a flood ended on the clock,
+/// `daemon::mode`), like one from the program.
+pub fn loader_event(watchers: &mut [FloodWatcher], iface: &str, ev: FloodEvent) {
+    match watchers.iter_mut().find(|w| w.iface == iface) {
+        Some(w) => w.handle(&[ev]),
+        None => log_record(iface, &record(&ev, ev.time_ns, unix_ms(), Vec::new())),
+    }
 }
 
 /// Handles what is queued, without waiting (at shutdown).

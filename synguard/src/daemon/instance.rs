@@ -172,7 +172,7 @@ impl Instance {
         // Recorded now, before anything can crash, so a successor can undo these settings.
         self.write_run_info(cfg, pin_dir, None, "pending", &config, saver)?;
         let ebpf = self.ebpf.as_mut().expect("loaded above");
-        let backend = MapBackend::take(ebpf, &iface, syncookies)?;
+        let backend = MapBackend::take(ebpf, &iface, pin_dir, syncookies)?;
         let mut controller = Controller::new(backend, cfg.mode, idle).named(&iface);
         controller.resume(adopting_cookies.then_some(inherited.ready))?;
 
@@ -230,6 +230,7 @@ impl Instance {
             pid: std::process::id(),
             iface: self.iface.clone(),
             netns: netns::current(),
+            metrics_addr: cfg.metrics_addr.map(|a| a.to_string()),
             ports: cfg.ports.clone(),
             mode: cfg.mode.name().to_string(),
             xdp_mode: xdp_mode.map_or("pending", link::mode_name).to_string(),

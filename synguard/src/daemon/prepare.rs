@@ -55,13 +55,20 @@ impl From<PinnedMapError> for StartError {
     }
 }
 
-/// Tagged frames need the tag inside the frame for the SYN-ACK to carry it back.
+/// Tagged frames need the tag inside the frame for the SYN-ACK to carry it back. Only worth a
+/// warning where tagged traffic arrives: a VLAN device sits on the interface. (Without one the
+/// kernel drops tagged frames anyway; a trunk bridged elsewhere is not visible from here.)
 pub fn warn_about_vlan_offload(iface: &str) {
+    let vlans = nic::vlan_devices_on(iface);
+    if vlans.is_empty() {
+        return;
+    }
     match nic::rx_vlan_offload(iface) {
         Ok(true) => warn!(
-            "receive VLAN offload is on for {iface}: VLAN tags are stripped before XDP, so \
-             SYN-ACKs to tagged clients would leave untagged; on a VLAN trunk run \
-             `ethtool -K {iface} rxvlan off`"
+            "receive VLAN offload is on for {iface}, which carries VLAN {}: tags are stripped \
+             before XDP, so SYN-ACKs to tagged clients would leave untagged; run \
+             `ethtool -K {iface} rxvlan off`",
+            vlans.join(", ")
         ),
         Ok(false) => {}
         Err(e) => debug!("cannot read the VLAN offload flag of {iface}: {e}"),

@@ -150,7 +150,11 @@ impl Serving<'_> {
                     }
                     tell(self.notifier.ready(&service_status(&current)));
                 }
-                _ = tick.tick() => self.controllers.iter_mut().for_each(|c| c.tick()),
+                _ = tick.tick() => for c in self.controllers.iter_mut() {
+                    if let Some(end) = c.tick() {
+                        events::loader_event(self.floods, c.iface(), end);
+                    }
+                },
                 r = logs::forward(self.loggers) => {
                     if let Err(e) = r {
                         return Err(anyhow::Error::from(e).context("reading the XDP program's log"));

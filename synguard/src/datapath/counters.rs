@@ -16,7 +16,10 @@ use synguard_common::{
 use thiserror::Error;
 
 use crate::{
-    datapath::maps::{self, PinnedMapError},
+    datapath::{
+        maps::{self, PinnedMapError},
+        rate,
+    },
     host::clock::monotonic_ns,
     state::{ifaces, paths},
 };
@@ -91,6 +94,8 @@ pub struct Sample {
     /// The loader has told the program that the kernel accepts cookies.
     pub cookies_active: bool,
     pub mode_state: ModeState,
+    /// SYNs per second to protected ports when the sample was taken (decays with time).
+    pub syn_rate_pps: u64,
     /// Indexed by `Reason as usize`, `REASON_SLOTS` long.
     pub verdicts: Vec<Counter>,
     /// Indexed by `Event as usize`, `EVENT_SLOTS` long.
@@ -173,15 +178,17 @@ pub fn read_sample(dir: &Path) -> Result<Sample, StatsError> {
     })?;
     let events = read_per_cpu(dir, names::EVENTS, EVENT_SLOTS, |s: &mut u64, v| *s += v)?;
     let port_syns = read_port_syns(dir)?;
+    let time_ns = monotonic_ns();
     Ok(Sample {
         iface: dir
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default(),
-        time_ns: monotonic_ns(),
+        time_ns,
         mode: config.mode,
         cookies_active: ready.kernel_ready != 0,
         mode_state,
+        syn_rate_pps: rate::read_syn_rate(dir, time_ns)?,
         verdicts,
         events,
         port_syns,

@@ -1,7 +1,7 @@
 //! The machine synguard runs on: kernel settings (`sysctl`), interface facts (`nic`), clocks
 //! (`clock`), network namespaces (`netns`), the BPF filesystem (`bpffs`), errors on paths
-//! (`io`), facts from the kernel's BTF (`btf`), readiness and status to systemd (`notify`) and
-//! the SYN-flood tuning `doctor` checks
+//! (`io`), facts from the kernel's BTF (`btf`), readiness and status to systemd (`notify`),
+//! whether we may use BPF (`privilege`) and the SYN-flood tuning `doctor` checks
 //! (`tuning`). Imports only `config`.
 
 pub mod bpffs;
@@ -11,5 +11,6 @@ pub mod io;
 pub mod netns;
 pub mod nic;
 pub mod notify;
+pub mod privilege;
 pub mod sysctl;
 pub mod tuning;

@@ -47,6 +47,9 @@ pub struct RunInfo {
     pub started_unix_s: u64,
     /// "fresh" or "replaced" (took over a pinned link without a gap).
     pub attach: String,
+    /// Where the instance serves Prometheus metrics, if it does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_addr: Option<String>,
 }
 
 /// The kernel-derived part of the configuration, for humans checking what was computed.
