@@ -18,15 +18,24 @@ use crate::{
     daemon::events::{self, FloodRecord},
     datapath::{counters, link, maps, pins},
     host::clock::mono_to_unix,
+    host::{netns, nic},
     state::{
-        ifaces, lock, paths,
+        lock,
+        paths::{self, Key},
         run_info::{RecordedChange, RunInfo},
+        scope,
     },
 };
 
 #[derive(Debug, Serialize)]
 pub struct IfaceStatus {
     pub iface: String,
+    /// The interface index the instance is keyed by (None for the earlier release's layout).
+    pub ifindex: Option<u32>,
+    /// The network namespace's inode (`/proc/self/ns/net`): status shows only the caller's.
+    pub netns: Option<u64>,
+    /// The earlier release's flat layout (taken over by the next `run`).
+    pub legacy: bool,
     /// The program is attached through synguard's pinned link.
     pub attached: bool,
     pub program_id: Option<u32>,
@@ -59,17 +68,27 @@ pub struct IfaceStatus {
     pub errors: Vec<String>,
 }
 
-/// Interfaces synguard has state for: pin directories and run-info files.
-fn known_ifaces(args: &StatusArgs) -> io::Result<Vec<String>> {
+/// Instances of this network namespace with state: pin directories and run-info files. An
+/// interface asked for by name is shown (as not attached) even without state.
+fn known(args: &StatusArgs) -> io::Result<Vec<Key>> {
+    let found = scope::select(&args.pin_base, &args.run_dir, args.iface.as_deref())?;
     match &args.iface {
-        Some(i) => Ok(vec![i.clone()]),
-        None => ifaces::with_state(&args.pin_base, &args.run_dir),
+        Some(iface) if found.is_empty() => {
+            let ns = netns::current_inode()?;
+            Ok(vec![match nic::check_interface(iface) {
+                Ok(index) => Key::scoped(ns, iface, index),
+                Err(_) => Key::Legacy {
+                    iface: iface.clone(),
+                },
+            }])
+        }
+        _ => Ok(found),
     }
 }
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// Only this interface [default: every interface synguard has state for].
+    /// Only this interface [default: every instance in this network namespace].
     #[arg(long)]
     pub iface: Option<String>,
     /// One JSON object: {"interfaces": [...]}.
@@ -81,10 +100,10 @@ pub struct StatusArgs {
     pub run_dir: PathBuf,
 }
 
-pub fn of_iface(args: &StatusArgs, iface: &str) -> IfaceStatus {
-    let dir = paths::pin_dir(&args.pin_base, iface);
+pub fn of_instance(args: &StatusArgs, key: &Key) -> IfaceStatus {
+    let dir = paths::pin_dir(&args.pin_base, key);
     let mut errors = Vec::new();
-    let info = RunInfo::read(&paths::run_info(&args.run_dir, iface)).unwrap_or_else(|e| {
+    let info = RunInfo::read(&paths::run_info(&args.run_dir, key)).unwrap_or_else(|e| {
         errors.push(format!("run-info: {e}"));
         None
     });
@@ -106,11 +125,17 @@ pub fn of_iface(args: &StatusArgs, iface: &str) -> IfaceStatus {
         .and_then(|_| maps::read_single::<Config>(&dir, names::CONFIG).ok());
     let info = info.as_ref();
     IfaceStatus {
-        iface: iface.to_string(),
+        iface: key.iface().to_string(),
+        ifindex: key.ifindex(),
+        netns: match key {
+            Key::Scoped { netns, .. } => Some(*netns),
+            Key::Legacy { .. } => info.and_then(|i| i.netns.as_deref().and_then(netns::inode_of)),
+        },
+        legacy: key.is_legacy(),
         attached: program_id.is_some(),
         program_id,
         xdp_mode: info.map(|i| i.xdp_mode.clone()),
-        process_running: lock::is_held(&args.run_dir, iface),
+        process_running: lock::is_held(&args.run_dir, key),
         pid: info.map(|i| i.pid),
         started_unix_s: info.map(|i| i.started_unix_s),
         attach: info.map(|i| i.attach.clone()),
@@ -126,7 +151,7 @@ pub fn of_iface(args: &StatusArgs, iface: &str) -> IfaceStatus {
         hold_s: live
             .map(|c| c.hold_ns as f64 / 1e9)
             .or(info.map(|i| i.hold_s)),
-        flood_events: events::read_history(&paths::history(&args.run_dir, iface)),
+        flood_events: events::read_history(&paths::history(&args.run_dir, key)),
         sysctl_changes: info.map(|i| i.sysctl_changes.clone()).unwrap_or_default(),
         sysctl_originals: info.map(|i| i.sysctl_originals.clone()).unwrap_or_default(),
         errors,
@@ -157,8 +182,19 @@ fn text(s: &IfaceStatus) -> String {
         (false, true) => "not attached, synguard starting".to_string(),
         (false, false) => "not attached".to_string(),
     };
-    let _ = writeln!(out, "{}: {state}", s.iface);
     let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    let _ = writeln!(
+        out,
+        "{}: {state}\n  ifindex {}, network namespace {}{}",
+        s.iface,
+        opt(s.ifindex.map(|v| v.to_string())),
+        opt(s.netns.map(|v| v.to_string())),
+        if s.legacy {
+            " (state of an earlier release: `synguard run` takes it over)"
+        } else {
+            ""
+        }
+    );
     let _ = writeln!(
         out,
         "  program id {}, {} XDP, pid {}, {} mode",
@@ -207,15 +243,12 @@ fn text(s: &IfaceStatus) -> String {
 }
 
 pub fn status(args: &StatusArgs) -> anyhow::Result<()> {
-    let all: Vec<IfaceStatus> = known_ifaces(args)?
-        .iter()
-        .map(|i| of_iface(args, i))
-        .collect();
+    let all: Vec<IfaceStatus> = known(args)?.iter().map(|k| of_instance(args, k)).collect();
     if args.json {
         println!("{}", serde_json::json!({ "interfaces": all }));
     } else if all.is_empty() {
         println!(
-            "synguard is not attached anywhere (no state under {})",
+            "synguard is not attached anywhere in this network namespace (no state under {})",
             args.pin_base.display()
         );
     } else {

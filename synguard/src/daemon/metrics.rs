@@ -2,7 +2,7 @@
 //! exposition format, read from the pinned maps at scrape time, so it shows exactly what
 //! `synguard stats` shows. Labels are interface, reason and verdict only: never a source address.
 
-use std::{fmt::Write as _, io, net::SocketAddr, path::PathBuf, time::Duration};
+use std::{fmt::Write as _, io, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use log::{debug, info, warn};
@@ -14,8 +14,8 @@ use tokio::{
 };
 
 use crate::{
+    daemon::reload::LastReload,
     datapath::counters::{self, Sample},
-    state::paths,
 };
 
 /// A scraper that sends nothing is dropped after this long.
@@ -23,11 +23,14 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest request head we read; a GET for /metrics is a few hundred bytes.
 const MAX_REQUEST: usize = 8192;
 
+/// An interface's name and its instance's pin directory.
+pub type Target = (String, PathBuf);
+
 /// Binds `addr` and serves until the returned task is aborted.
 pub async fn spawn(
     addr: SocketAddr,
-    pin_base: PathBuf,
-    ifaces: Vec<String>,
+    ifaces: Vec<Target>,
+    last_reload: Arc<LastReload>,
 ) -> anyhow::Result<JoinHandle<()>> {
     let listener = TcpListener::bind(addr)
         .await
@@ -37,9 +40,9 @@ pub async fn spawn(
         loop {
             match listener.accept().await {
                 Ok((stream, peer)) => {
-                    let (base, ifaces) = (pin_base.clone(), ifaces.clone());
+                    let (ifaces, last) = (ifaces.clone(), last_reload.clone());
                     tokio::spawn(async move {
-                        if let Err(e) = serve(stream, &base, &ifaces).await {
+                        if let Err(e) = serve(stream, &ifaces, &last).await {
                             debug!("metrics request from {peer}: {e}");
                         }
                     });
@@ -53,11 +56,7 @@ pub async fn spawn(
     }))
 }
 
-async fn serve(
-    mut stream: TcpStream,
-    pin_base: &std::path::Path,
-    ifaces: &[String],
-) -> io::Result<()> {
+async fn serve(mut stream: TcpStream, ifaces: &[Target], last: &LastReload) -> io::Result<()> {
     let head = tokio::time::timeout(REQUEST_TIMEOUT, read_head(&mut stream))
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no request"))??;
@@ -65,18 +64,10 @@ async fn serve(
         Some("/metrics") => {
             let samples = ifaces
                 .iter()
-                .map(|i| {
-                    (
-                        i.as_str(),
-                        counters::read_sample(&paths::pin_dir(pin_base, i)).ok(),
-                    )
-                })
+                .map(|(i, dir)| (i.as_str(), counters::read_sample(dir).ok()))
                 .collect::<Vec<_>>();
-            http(
-                "200 OK",
-                "text/plain; version=0.0.4; charset=utf-8",
-                &render(&samples),
-            )
+            let body = render(&samples) + &render_reload(last.get());
+            http("200 OK", "text/plain; version=0.0.4; charset=utf-8", &body)
         }
         Some(_) => http("404 Not Found", "text/plain", "try /metrics\n"),
         None => http("400 Bad Request", "text/plain", "GET only\n"),
@@ -272,6 +263,30 @@ pub fn render(samples: &[(&str, Option<Sample>)]) -> String {
     out
 }
 
+/// The process's reload families (one value each, no labels): whether the last reload (or the
+/// start) succeeded, and when.
+const RELOAD: [(&str, &str); 2] = [
+    (
+        "synguard_config_last_reload_successful",
+        "1 if the last configuration reload (or the start) was applied, 0 if it was refused.",
+    ),
+    (
+        "synguard_config_last_reload_timestamp_seconds",
+        "Unix time of the last configuration reload (or the start), applied or refused.",
+    ),
+];
+
+/// The reload families for (successful, unix seconds). Pure, so the format is unit-tested.
+pub fn render_reload((ok, unix_s): (bool, u64)) -> String {
+    let mut out = String::new();
+    for ((name, help), value) in RELOAD.iter().zip([ok as u64, unix_s]) {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        let _ = writeln!(out, "{name} {value}");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -326,6 +341,14 @@ mod tests {
                 .count(),
             1
         );
+    }
+
+    #[test]
+    fn renders_the_last_reload() {
+        let text = render_reload((false, 1_700_000_000));
+        assert!(text.contains("\nsynguard_config_last_reload_successful 0\n"));
+        assert!(text.contains("\nsynguard_config_last_reload_timestamp_seconds 1700000000\n"));
+        assert_eq!(text.matches("# TYPE").count(), 2);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! [`guard::Guard`], the cookie-mode controller (`mode`, with its kernel side in
 //! `cookie_backend`), flood events, metrics, reload, the programs' logs, and the run loop.
 
+pub mod control;
 pub mod cookie_backend;
 pub mod events;
 pub mod guard;
@@ -12,3 +13,4 @@ pub mod mode;
 pub mod prepare;
 pub mod reload;
 pub mod run;
+pub mod takeover;

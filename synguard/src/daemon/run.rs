@@ -1,18 +1,23 @@
 //! `synguard run`, once configured: attach to every interface, control the cookie mode, serve
-//! metrics, follow flood events, reload on SIGHUP, until a signal; then detach or hand over.
+//! metrics, follow flood events, reload on request (control socket) or SIGHUP, until a signal;
+//! then detach or hand over.
 
 use anyhow::Context as _;
 use log::{info, warn};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
+use std::sync::Arc;
+
 use crate::{
     config::{RunArgs, RunConfig},
     daemon::{
+        control::{self, Control, Outcome, Reply},
         events::{self, FloodWatcher},
         guard::Guard,
-        logs, metrics, mode, reload,
+        logs, metrics, mode,
+        reload::{self, LastReload},
     },
-    state::paths,
+    state::paths::{self, Key},
 };
 
 /// How `run` ends.
@@ -47,17 +52,58 @@ impl Signals {
 }
 
 /// Flood-event readers for every interface whose program has them.
-fn flood_watchers(cfg: &RunConfig) -> Vec<FloodWatcher> {
+fn flood_watchers(cfg: &RunConfig, keys: &[Key]) -> Vec<FloodWatcher> {
     let mut floods = Vec::new();
-    for iface in &cfg.ifaces {
-        let pin_dir = paths::pin_dir(&cfg.pin_base, iface);
-        match FloodWatcher::open(&pin_dir, &cfg.run_dir, iface) {
+    for key in keys {
+        let pin_dir = paths::pin_dir(&cfg.pin_base, key);
+        match FloodWatcher::open(&pin_dir, &cfg.run_dir, key) {
             Ok(Some(w)) => floods.push(w),
             Ok(None) => {}
-            Err(e) => warn!("{iface}: flood events unavailable: {e:#}"),
+            Err(e) => warn!("{key}: flood events unavailable: {e:#}"),
         }
     }
     floods
+}
+
+/// Reloads, records the outcome for the metrics, and says what came of it.
+fn reload_now(current: &mut RunConfig, args: &RunArgs, keys: &[Key], last: &LastReload) -> Reply {
+    let pid = std::process::id();
+    match reload::reload(current, args, keys) {
+        Ok(done) => {
+            last.record(true);
+            *current = done.config;
+            let c = &*current;
+            Reply {
+                pid,
+                outcome: if done.needs_restart.is_empty() {
+                    Outcome::Applied
+                } else {
+                    Outcome::NeedsRestart
+                },
+                message: format!(
+                    "ports {:?}, thresholds on {} / off {} SYN/s, hold {:?}, {} allowed and {} \
+                     blocked prefixes from the file",
+                    c.ports,
+                    c.syn_on_pps,
+                    c.syn_off_pps,
+                    c.hold,
+                    c.allow.len(),
+                    c.block.len()
+                ),
+                restart: done.needs_restart.iter().map(|s| s.to_string()).collect(),
+            }
+        }
+        Err(e) => {
+            last.record(false);
+            warn!("reload: {e:#}");
+            Reply {
+                pid,
+                outcome: Outcome::Refused,
+                message: format!("{e:#}"),
+                restart: Vec::new(),
+            }
+        }
+    }
 }
 
 /// Guards every configured interface until a signal; returns the process exit status.
@@ -77,13 +123,23 @@ pub async fn run(cfg: &RunConfig, args: &RunArgs) -> anyhow::Result<i32> {
             loggers.push(logs::watch(l)?);
         }
     }
+    let keys = guard.keys();
     // The policy goes in before the first packet could need it... and after the maps exist.
-    reload::apply_policy(cfg, None).context("cannot apply the policy")?;
-    let mut floods = flood_watchers(cfg);
+    reload::apply_policy(cfg, &keys, None).context("cannot apply the policy")?;
+    let mut floods = flood_watchers(cfg, &keys);
+    let last_reload = Arc::new(LastReload::default());
     let metrics = match cfg.metrics_addr {
-        Some(addr) => Some(metrics::spawn(addr, cfg.pin_base.clone(), cfg.ifaces.clone()).await?),
+        Some(addr) => {
+            let dirs = keys
+                .iter()
+                .map(|k| (k.iface().to_string(), paths::pin_dir(&cfg.pin_base, k)))
+                .collect();
+            Some(metrics::spawn(addr, dirs, last_reload.clone()).await?)
+        }
         None => None,
     };
+    let mut control =
+        Control::bind(&cfg.run_dir, &keys).context("cannot open the control socket")?;
 
     let mut current = cfg.clone();
     let mut tick = tokio::time::interval(mode::TICK);
@@ -93,10 +149,22 @@ pub async fn run(cfg: &RunConfig, args: &RunArgs) -> anyhow::Result<i32> {
             _ = signals.int.recv() => break Ok(Exit::Detach("SIGINT")),
             _ = signals.term.recv() => break Ok(Exit::Detach("SIGTERM")),
             _ = signals.usr1.recv() => break Ok(Exit::HandOver),
-            _ = signals.hup.recv() => match reload::reload(&current, args) {
-                Ok(next) => current = next,
-                Err(e) => warn!("SIGHUP: {e:#}"),
-            },
+            _ = signals.hup.recv() => {
+                reload_now(&mut current, args, &keys, &last_reload);
+            }
+            (stream, request) = control.next() => {
+                let reply = if request == control::RELOAD {
+                    reload_now(&mut current, args, &keys, &last_reload)
+                } else {
+                    Reply {
+                        pid: std::process::id(),
+                        outcome: Outcome::Refused,
+                        message: format!("unknown request {request:?}"),
+                        restart: Vec::new(),
+                    }
+                };
+                control::answer(stream, &reply).await;
+            }
             _ = tick.tick() => controllers.iter_mut().for_each(|c| c.tick()),
             r = logs::forward(&mut loggers) => {
                 if let Err(e) = r {
@@ -110,6 +178,7 @@ pub async fn run(cfg: &RunConfig, args: &RunArgs) -> anyhow::Result<i32> {
             }
         }
     };
+    drop(control);
     events::drain_all(&mut floods);
     drop(floods);
     if let Some(m) = metrics {
@@ -118,11 +187,16 @@ pub async fn run(cfg: &RunConfig, args: &RunArgs) -> anyhow::Result<i32> {
     logs::flush(&mut loggers);
     drop(loggers);
     drop(controllers);
-    finish(outcome, guard, cfg)
+    finish(outcome, guard, cfg, &keys)
 }
 
 /// Hands over or detaches; an error is not a hand-over: it leaves the host as it was before.
-fn finish(outcome: anyhow::Result<Exit>, guard: Guard, cfg: &RunConfig) -> anyhow::Result<i32> {
+fn finish(
+    outcome: anyhow::Result<Exit>,
+    guard: Guard,
+    cfg: &RunConfig,
+    keys: &[Key],
+) -> anyhow::Result<i32> {
     match outcome {
         Ok(Exit::HandOver) => {
             info!("SIGUSR1: handing over to the next synguard run (exit {HAND_OVER_EXIT})");
@@ -133,8 +207,8 @@ fn finish(outcome: anyhow::Result<Exit>, guard: Guard, cfg: &RunConfig) -> anyho
             info!("{signal}: shutting down");
             drop(guard);
             // Detached: nothing of this instance stays behind, its flood history included.
-            for iface in &cfg.ifaces {
-                let _ = std::fs::remove_file(paths::history(&cfg.run_dir, iface));
+            for key in keys {
+                let _ = std::fs::remove_file(paths::history(&cfg.run_dir, key));
             }
             Ok(0)
         }
