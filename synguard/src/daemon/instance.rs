@@ -259,6 +259,7 @@ impl Instance {
             pid: std::process::id(),
             iface: self.iface.clone(),
             netns: netns::current(),
+            netns_cookie: netns::current_cookie(),
             ports: cfg.ports.clone(),
             mode: cfg.mode.name().to_string(),
             xdp_mode: xdp_mode.map_or("pending", link::mode_name).to_string(),

@@ -19,6 +19,7 @@ use crate::{
     host::clock,
     state::{
         paths::{self, Key},
+        run_info::RunInfo,
         runtime_lists::RuntimeLists,
     },
 };
@@ -134,6 +135,20 @@ fn apply_settings(dir: &Path, cfg: &RunConfig) -> Result<()> {
     Ok(())
 }
 
+/// Updates the run-info file with what a reload changed, so `status` shows what is in effect.
+fn record(cfg: &RunConfig, key: &Key) {
+    let Some(mut info) = RunInfo::load(&cfg.run_dir, key) else {
+        return;
+    };
+    info.ports = cfg.ports.clone();
+    info.syn_on_pps = cfg.syn_on_pps;
+    info.syn_off_pps = cfg.syn_off_pps;
+    info.hold_s = cfg.hold.as_secs_f64();
+    if let Err(e) = info.write(&cfg.run_dir, key) {
+        warn!("{key}: cannot record the reload in the run-info file: {e}");
+    }
+}
+
 /// Settings a running program cannot change, named when the new file changes them.
 fn needs_restart(old: &RunConfig, new: &RunConfig) -> Vec<&'static str> {
     let mut out = Vec::new();
@@ -191,6 +206,9 @@ pub fn reload(current: &RunConfig, args: &RunArgs, keys: &[Key]) -> Result<Reloa
             .with_context(|| format!("{key}: applying thresholds and ports"))?;
     }
     apply_policy(&effective, keys, Some(current))?;
+    for key in keys {
+        record(&effective, key);
+    }
     info!(
         "reloaded: ports {:?}, thresholds on {} / off {} SYN/s, hold {:?}",
         effective.ports, effective.syn_on_pps, effective.syn_off_pps, effective.hold

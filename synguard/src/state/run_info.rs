@@ -30,6 +30,10 @@ pub struct RunInfo {
     pub pid: u32,
     pub iface: String,
     pub netns: Option<String>,
+    /// The namespace's cookie (`host::netns::current_cookie`): tells a namespace apart from a
+    /// later one that got the same inode. Absent in files of the earlier release.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub netns_cookie: Option<u64>,
     pub ports: Vec<u16>,
     /// "auto" or "always".
     pub mode: String,
@@ -108,9 +112,15 @@ impl RunInfo {
         Ok(path)
     }
 
-    /// Its kernel settings are ours to restore only if it ran in our network namespace.
+    /// Its kernel settings are ours to restore only if it ran in our network namespace: same
+    /// identity, and the same cookie when both are known (a namespace that is gone may have
+    /// left its files under an inode the kernel gave to ours since).
     pub fn same_netns(&self) -> bool {
-        self.netns.is_some() && self.netns == netns::current()
+        let cookie_matches = match (self.netns_cookie, netns::current_cookie()) {
+            (Some(theirs), Some(ours)) => theirs == ours,
+            _ => true,
+        };
+        self.netns.is_some() && self.netns == netns::current() && cookie_matches
     }
 
     /// Puts back the kernel settings this instance recorded and left changed, if it ran in our
