@@ -96,6 +96,8 @@ fn takeover(step: &str) -> Result<()> {
         if then_run {
             let sg = fx.synguard(&ARGS)?;
             wait_log(&sg, "taking over from synguard pid")?;
+            // The taken-over directory answers `stats` from the start: done only when it says so.
+            wait_log(&sg, "replaced the running program")?;
             fx.connections(2)?;
             ensure!(sg.stop()?.success());
         } else {
