@@ -2,6 +2,7 @@
 //! benchmark. Every command except `setup` runs `setup` first, so a fresh machine (and CI, which
 //! starts on one) needs nothing but rustup and cargo.
 
+mod old_release;
 mod setup;
 
 use std::path::{Path, PathBuf};
@@ -141,9 +142,15 @@ fn test(root: &Path) -> Result<()> {
     // tests find it, and tell them where it is.
     run(cargo().args(["build", "-p", "synguard"]))?;
     let bin = target_dir(root).join("debug/synguard");
-    run(cargo()
+    let mut lab_tests = cargo();
+    lab_tests
         .args(["test", "-p", "synguard-lab", "--", "--test-threads=1"])
-        .env("SYNGUARD_BIN", &bin))
+        .env("SYNGUARD_BIN", &bin);
+    // The take-over of an instance the previous release left running (`tests/compat.rs`).
+    if let Some(old) = old_release::binary(root, &target_dir(root))? {
+        lab_tests.env("SYNGUARD_OLD_BIN", old);
+    }
+    run(&mut lab_tests)
 }
 
 /// The eBPF crate only builds for `bpfel-unknown-none` (no_std, no_main, BPF-only intrinsics), so
