@@ -87,8 +87,12 @@ pub fn migrate_legacy(cfg: &RunConfig, key: &Key) -> Result<Option<Legacy>, Star
         }
     }
     let old_history = paths::history(&cfg.run_dir, &legacy);
+    let new_history = paths::history(&cfg.run_dir, key);
     if old_history.exists() {
-        let _ = fs::rename(&old_history, paths::history(&cfg.run_dir, key));
+        if let Some(parent) = new_history.parent() {
+            fs::create_dir_all(parent).map_err(io_err("cannot create", parent))?;
+        }
+        fs::rename(&old_history, &new_history).map_err(io_err("cannot move", &old_history))?;
     }
     Ok(Some(Legacy {
         key: legacy,
@@ -127,4 +131,88 @@ pub fn adopt_previous(
         adopted.get_or_insert(prev);
     }
     adopted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{config::Settings, host::netns};
+
+    fn cfg(base: &Path) -> RunConfig {
+        let mut cfg = RunConfig::from_settings(&Settings {
+            ifaces: vec!["eth0".into()],
+            ports: Some(crate::config::Ports::File(vec![80])),
+            ..Default::default()
+        })
+        .unwrap();
+        cfg.pin_base = base.join("pins");
+        cfg.run_dir = base.join("run");
+        cfg
+    }
+
+    fn legacy(iface: &str) -> Key {
+        Key::Legacy {
+            iface: iface.into(),
+        }
+    }
+
+    /// Leaves what the earlier release leaves after a kill -9: pins, run-info, history.
+    fn leave(cfg: &RunConfig, iface: &str, netns: Option<String>, with_info: bool) {
+        let old = legacy(iface);
+        fs::create_dir_all(paths::pin_dir(&cfg.pin_base, &old).join("SG_CONFIG")).unwrap();
+        fs::create_dir_all(&cfg.run_dir).unwrap();
+        fs::write(paths::history(&cfg.run_dir, &old), "[]").unwrap();
+        if with_info {
+            let info = RunInfo {
+                pid: 42,
+                iface: iface.into(),
+                netns,
+                sysctl_originals: [("net.ipv4.tcp_timestamps".to_string(), 1)].into(),
+                ..Default::default()
+            };
+            info.write(&cfg.run_dir, &old).unwrap();
+        }
+    }
+
+    #[test]
+    fn an_earlier_release_instance_of_this_namespace_moves_into_place() {
+        let base = std::env::temp_dir().join(format!("sg-takeover-{}", std::process::id()));
+        let cfg = cfg(&base);
+        let ours = netns::current_inode().unwrap();
+        let key = Key::scoped(ours, "eth0", 2);
+        leave(&cfg, "eth0", netns::current(), true);
+        let taken = migrate_legacy(&cfg, &key).unwrap().expect("ours to take");
+        assert!(
+            paths::pin_dir(&cfg.pin_base, &key)
+                .join("SG_CONFIG")
+                .exists()
+        );
+        assert!(!paths::pin_dir(&cfg.pin_base, &legacy("eth0")).exists());
+        assert!(paths::history(&cfg.run_dir, &key).exists());
+        let mut saver = SysctlSaver::default();
+        let prev = adopt_previous(&cfg, &key, Some(&taken), &mut saver).unwrap();
+        assert_eq!(prev.pid, 42);
+        assert_eq!(saver.original("net.ipv4.tcp_timestamps"), Some(1));
+        taken.finish(&cfg.run_dir);
+        assert!(!paths::run_info(&cfg.run_dir, &legacy("eth0")).exists());
+        fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn an_earlier_release_instance_elsewhere_or_unrecorded_stays() {
+        let base = std::env::temp_dir().join(format!("sg-takeover2-{}", std::process::id()));
+        let cfg = cfg(&base);
+        let ours = netns::current_inode().unwrap();
+        leave(&cfg, "eth1", Some("net:[1]".into()), true);
+        leave(&cfg, "eth2", None, false);
+        for iface in ["eth1", "eth2"] {
+            let key = Key::scoped(ours, iface, 3);
+            assert!(migrate_legacy(&cfg, &key).unwrap().is_none());
+            assert!(paths::pin_dir(&cfg.pin_base, &legacy(iface)).exists());
+            assert!(!paths::pin_dir(&cfg.pin_base, &key).exists());
+            let mut saver = SysctlSaver::default();
+            assert!(adopt_previous(&cfg, &key, None, &mut saver).is_none());
+        }
+        fs::remove_dir_all(&base).unwrap();
+    }
 }
