@@ -179,7 +179,13 @@ impl Instance {
         // `detach`) knows what to put back.
         saver.remember(TIMESTAMPS)?;
         saver.remember(SYNCOOKIES)?;
-        self.write_run_info(cfg, pin_dir, None, "pending", &config, saver)?;
+        // Until attached, the mode on record is the running program's (a take-over), so that a
+        // successor after a crash still knows how the pinned link is attached.
+        let pending = match prev_mode {
+            Some(m) if self.leave_in_place => m,
+            _ => "pending",
+        };
+        self.write_run_info(cfg, pin_dir, pending, "pending", &config, saver)?;
         if let Some(legacy) = self.legacy.take() {
             legacy.finish(&cfg.run_dir);
         }
@@ -197,7 +203,7 @@ impl Instance {
         // The maps may be the running program's: the new config applies to it at once.
         let inherited_ports = inherited.kept.iter().any(|n| n == names::PORTS);
         write_config(ebpf, &config, &cfg.ports, inherited_ports)?;
-        self.write_run_info(cfg, pin_dir, None, "pending", &config, saver)?;
+        self.write_run_info(cfg, pin_dir, pending, "pending", &config, saver)?;
         fault::point(Step::Loaded);
         let ebpf = self.ebpf.as_mut().expect("loaded above");
         let backend = MapBackend::take(ebpf, &iface, syncookies)?;
@@ -206,7 +212,7 @@ impl Instance {
 
         let (xdp_mode, how) = self.attach(cfg, if_index, pin_dir, prev_mode)?;
         fault::point(Step::Attached);
-        self.write_run_info(cfg, pin_dir, Some(xdp_mode), how, &config, saver)?;
+        self.write_run_info(cfg, pin_dir, link::mode_name(xdp_mode), how, &config, saver)?;
         Ok((controller, logger))
     }
 
@@ -250,7 +256,7 @@ impl Instance {
         &mut self,
         cfg: &RunConfig,
         pin_dir: &Path,
-        xdp_mode: Option<XdpMode>,
+        xdp_mode: &str,
         attach: &'static str,
         config: &Config,
         saver: &SysctlSaver,
@@ -262,7 +268,7 @@ impl Instance {
             netns_cookie: netns::current_cookie(),
             ports: cfg.ports.clone(),
             mode: cfg.mode.name().to_string(),
-            xdp_mode: xdp_mode.map_or("pending", link::mode_name).to_string(),
+            xdp_mode: xdp_mode.to_string(),
             pin_dir: pin_dir.to_path_buf(),
             syn_on_pps: cfg.syn_on_pps,
             syn_off_pps: cfg.syn_off_pps,
