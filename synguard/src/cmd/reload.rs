@@ -98,7 +98,8 @@ fn report(key: &Key, r: &Reply) -> bool {
                 r.restart.join(", ")
             );
         }
-        Outcome::Refused => eprintln!("{who}: reload refused, nothing changed: {}", r.message),
+        // The daemon's reason starts with "reload refused, nothing changed".
+        Outcome::Refused => eprintln!("{who}: {}", r.message),
     }
     r.outcome != Outcome::Refused
 }
