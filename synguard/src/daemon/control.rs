@@ -50,6 +50,18 @@ pub struct Reply {
     pub restart: Vec<String>,
 }
 
+impl Reply {
+    /// The answer to a request this process does not know.
+    pub fn unknown(request: &str) -> Reply {
+        Reply {
+            pid: std::process::id(),
+            outcome: Outcome::Refused,
+            message: format!("unknown request {request:?}"),
+            restart: Vec::new(),
+        }
+    }
+}
+
 /// The sockets of one process, and the requests arriving on them.
 pub struct Control {
     /// Each socket's path and inode: removed at exit only if still ours (a successor may have

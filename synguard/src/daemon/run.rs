@@ -106,6 +106,22 @@ fn reload_now(current: &mut RunConfig, args: &RunArgs, keys: &[Key], last: &Last
     }
 }
 
+/// The metrics endpoint, when an address is configured.
+async fn serve_metrics(
+    cfg: &RunConfig,
+    keys: &[Key],
+    last_reload: &Arc<LastReload>,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    let Some(addr) = cfg.metrics_addr else {
+        return Ok(None);
+    };
+    let dirs = keys
+        .iter()
+        .map(|k| (k.iface().to_string(), paths::pin_dir(&cfg.pin_base, k)))
+        .collect();
+    Ok(Some(metrics::spawn(addr, dirs, last_reload.clone()).await?))
+}
+
 /// Guards every configured interface until a signal; returns the process exit status.
 pub async fn run(cfg: &RunConfig, args: &RunArgs) -> anyhow::Result<i32> {
     // Register the handlers before attaching, so a signal during setup is not lost.
@@ -128,16 +144,7 @@ pub async fn run(cfg: &RunConfig, args: &RunArgs) -> anyhow::Result<i32> {
     reload::apply_policy(cfg, &keys, None).context("cannot apply the policy")?;
     let mut floods = flood_watchers(cfg, &keys);
     let last_reload = Arc::new(LastReload::default());
-    let metrics = match cfg.metrics_addr {
-        Some(addr) => {
-            let dirs = keys
-                .iter()
-                .map(|k| (k.iface().to_string(), paths::pin_dir(&cfg.pin_base, k)))
-                .collect();
-            Some(metrics::spawn(addr, dirs, last_reload.clone()).await?)
-        }
-        None => None,
-    };
+    let metrics = serve_metrics(cfg, &keys, &last_reload).await?;
     let mut control =
         Control::bind(&cfg.run_dir, &keys).context("cannot open the control socket")?;
 
@@ -153,15 +160,9 @@ pub async fn run(cfg: &RunConfig, args: &RunArgs) -> anyhow::Result<i32> {
                 reload_now(&mut current, args, &keys, &last_reload);
             }
             (stream, request) = control.next() => {
-                let reply = if request == control::RELOAD {
-                    reload_now(&mut current, args, &keys, &last_reload)
-                } else {
-                    Reply {
-                        pid: std::process::id(),
-                        outcome: Outcome::Refused,
-                        message: format!("unknown request {request:?}"),
-                        restart: Vec::new(),
-                    }
+                let reply = match request.as_str() {
+                    control::RELOAD => reload_now(&mut current, args, &keys, &last_reload),
+                    other => Reply::unknown(other),
                 };
                 control::answer(stream, &reply).await;
             }
