@@ -73,6 +73,9 @@ fn fresh(step: &str) -> Result<()> {
 
     run_dying_at(&fx, step)?;
     let sg = fx.synguard(&ARGS)?;
+    // Killed after attaching, it left a directory that answers `stats` at once: this run is
+    // done only when it says so.
+    wait_log(&sg, "protecting TCP ports")?;
     fx.connections(2)?;
     ensure!(sg.stop()?.success());
     as_before(&fx, &before, &format!("{step}, then run and stop"))
@@ -97,7 +100,7 @@ fn takeover(step: &str) -> Result<()> {
             let sg = fx.synguard(&ARGS)?;
             wait_log(&sg, "taking over from synguard pid")?;
             // The taken-over directory answers `stats` from the start: done only when it says so.
-            wait_log(&sg, "replaced the running program")?;
+            wait_log(&sg, "protecting TCP ports")?;
             fx.connections(2)?;
             ensure!(sg.stop()?.success());
         } else {
