@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     config::{Cidr, ListKind},
+    host::netns,
     state::paths::{self, Key},
 };
 
@@ -39,6 +40,10 @@ impl std::fmt::Display for Origin {
 pub struct RuntimeLists {
     pub allow: Vec<String>,
     pub block: Vec<String>,
+    /// The namespace the entries were made in (`host::netns::current_cookie`): a file left by a
+    /// namespace that is gone, under an inode the kernel has given to ours since, is not ours.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub netns_cookie: Option<u64>,
 }
 
 impl RuntimeLists {
@@ -46,14 +51,31 @@ impl RuntimeLists {
     pub fn load(run_dir: &Path, key: &Key) -> io::Result<RuntimeLists> {
         let path = paths::runtime_lists(run_dir, key);
         match fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str(&text).map_err(|e| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("{} is not a runtime-lists file: {e}", path.display()),
-                )
-            }),
+            Ok(text) => {
+                let lists: RuntimeLists = serde_json::from_str(&text).map_err(|e| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("{} is not a runtime-lists file: {e}", path.display()),
+                    )
+                })?;
+                Ok(lists.if_ours(&path))
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(RuntimeLists::default()),
             Err(e) => Err(e),
+        }
+    }
+
+    /// Itself, or nothing when another namespace (gone since) made the entries.
+    fn if_ours(self, path: &Path) -> RuntimeLists {
+        match (self.netns_cookie, netns::current_cookie()) {
+            (Some(theirs), Some(ours)) if theirs != ours => {
+                warn!(
+                    "ignoring {}: written in another network namespace that had the same inode",
+                    path.display()
+                );
+                RuntimeLists::default()
+            }
+            _ => self,
         }
     }
 
@@ -70,7 +92,11 @@ impl RuntimeLists {
             fs::create_dir_all(parent)?;
         }
         let tmp = paths::tmp_of(&path);
-        let text = serde_json::to_string_pretty(self).expect("lists serialise");
+        let stamped = RuntimeLists {
+            netns_cookie: netns::current_cookie(),
+            ..self.clone()
+        };
+        let text = serde_json::to_string_pretty(&stamped).expect("lists serialise");
         fs::write(&tmp, text + "\n")?;
         fs::rename(&tmp, &path)
     }
@@ -157,6 +183,15 @@ mod tests {
         assert!(!back.remove(ListKind::Block, net));
         back.save(&dir, &key).unwrap();
         assert!(!paths::runtime_lists(&dir, &key).exists());
+        // Entries of a namespace that is gone are not restored into ours.
+        if let Some(ours) = netns::current_cookie() {
+            let stale = format!("{{\"block\": [\"{net}\"], \"netns_cookie\": {}}}", ours + 1);
+            fs::write(paths::runtime_lists(&dir, &key), stale).unwrap();
+            assert_eq!(
+                RuntimeLists::load(&dir, &key).unwrap(),
+                RuntimeLists::default()
+            );
+        }
         fs::write(paths::runtime_lists(&dir, &key), "nope").unwrap();
         assert!(RuntimeLists::load(&dir, &key).is_err());
         fs::remove_dir_all(&dir).unwrap();
