@@ -398,7 +398,7 @@ fn status_shows_what_the_maps_enforce() -> Result<()> {
     assert_eq!(st["limits"]["source_rate_pps"], 50);
     assert_eq!(st["limits"]["source_burst"], 10);
     assert_eq!(st["metrics_addr"], "127.0.0.1:9726");
-    assert!(st["netns"].as_str().unwrap().starts_with("net:["), "{st}");
+    assert!(st["netns"].as_u64().is_some_and(|n| n > 0), "{st}");
     let text = fx.cli(&["status", "--iface", &iface])?;
     assert!(text.contains("MONITOR ONLY"), "{text}");
     assert!(text.contains("metrics 127.0.0.1:9726"), "{text}");

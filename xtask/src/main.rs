@@ -4,6 +4,7 @@
 //! CI, which starts on one) needs nothing but rustup and cargo.
 
 mod install_test;
+mod old_release;
 mod package;
 mod setup;
 mod vm;
@@ -219,11 +220,15 @@ fn checks_and_lab_tests(root: &Path) -> Result<()> {
     // tests find it, and tell them where it is.
     run(cargo().args(["build", "-p", "synguard"]))?;
     let bin = target_dir(root).join("debug/synguard");
-    run(cargo()
+    let mut lab_tests = cargo();
+    lab_tests
         .args(["test", "-p", "synguard-lab", "--", "--test-threads=1"])
-        .env("SYNGUARD_BIN", &bin))?;
-    // Last: the same program on a real NIC driver (virtio-net in a QEMU guest).
-    vm::main(root, vm::VmCmd::Test)
+        .env("SYNGUARD_BIN", &bin);
+    // The take-over of an instance the previous release left running (`tests/compat.rs`).
+    if let Some(old) = old_release::binary(root, &target_dir(root))? {
+        lab_tests.env("SYNGUARD_OLD_BIN", old);
+    }
+    run(&mut lab_tests)
 }
 
 /// The eBPF crate only builds for `bpfel-unknown-none` (no_std, no_main, BPF-only intrinsics), so

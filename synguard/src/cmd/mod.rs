@@ -55,8 +55,8 @@ pub enum Command {
     /// Check or print the configuration file.
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// Re-read the configuration file of the running synguard and apply it through its maps
-    /// (same as SIGHUP): no re-attach, no lost counters.
+    /// Re-read the configuration file of the running synguard and apply it through its maps: no
+    /// re-attach, no lost counters. Waits for the answer; exits 1 when it was refused.
     Reload(ReloadArgs),
     /// Prefixes that bypass limits and cookies.
     #[command(subcommand)]
@@ -109,7 +109,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Status(args) => done(status::status(args)),
         Command::Detach(args) => done(detach::detach(args)),
         Command::Doctor(args) => doctor::doctor(args),
-        Command::Reload(args) => done(reload::signal(args)),
+        Command::Reload(args) => reload::reload(args),
         Command::Allow(op) => done(lists::list_command(ListKind::Allow, op)),
         Command::Block(op) => done(lists::list_command(ListKind::Block, op)),
         Command::Top(args) => done(lists::top(args)),

@@ -16,16 +16,22 @@ use crate::{
     config::{DEFAULT_PIN_BASE, DEFAULT_RUN_DIR},
     daemon::events::{self, FloodRecord},
     datapath::{counters, enforced, enforced::Enforced, link, maps, pins},
-    host::{clock::mono_to_unix, nic},
+    host::{clock::mono_to_unix, netns, nic},
     state::{
-        ifaces, lock, paths,
+        lock,
+        paths::{self, Key},
         run_info::{RecordedChange, RunInfo},
+        scope,
     },
 };
 
 #[derive(Debug, Serialize)]
 pub struct IfaceStatus {
     pub iface: String,
+    /// The interface index the instance is keyed by (None for the earlier release's layout).
+    pub ifindex: Option<u32>,
+    /// The earlier release's flat layout (taken over by the next `run`).
+    pub legacy: bool,
     /// The program is attached through synguard's pinned link.
     pub attached: bool,
     pub program_id: Option<u32>,
@@ -34,8 +40,9 @@ pub struct IfaceStatus {
     /// A `synguard run` process holds the interface.
     pub process_running: bool,
     pub pid: Option<u32>,
-    /// The network namespace the instance runs in (e.g. "net:[4026531840]").
-    pub netns: Option<String>,
+    /// The network namespace's inode (`/proc/self/ns/net`) the instance runs in: status shows
+    /// only the caller's.
+    pub netns: Option<u64>,
     pub started_unix_s: Option<u64>,
     /// "fresh" or "replaced" (took over a running program without a gap).
     pub attach: Option<String>,
@@ -59,21 +66,24 @@ pub struct IfaceStatus {
     pub errors: Vec<String>,
 }
 
-/// Interfaces synguard has state for: pin directories and run-info files.
-fn known_ifaces(args: &StatusArgs) -> anyhow::Result<Vec<String>> {
+/// Instances of this network namespace with state: pin directories and run-info files. An
+/// interface of this namespace asked for by name is shown (as not attached) even without state;
+/// a name that is neither is an error.
+fn known(args: &StatusArgs) -> anyhow::Result<Vec<Key>> {
+    let found = scope::select(&args.pin_base, &args.run_dir, args.iface.as_deref())?;
     match &args.iface {
-        Some(i) => {
-            check_iface(i, &args.pin_base)?;
-            Ok(vec![i.clone()])
+        Some(iface) if found.is_empty() => {
+            let index = nic::check_interface(iface)?;
+            Ok(vec![Key::scoped(netns::current_inode()?, iface, index)])
         }
-        None => Ok(ifaces::with_state(&args.pin_base, &args.run_dir)?),
+        _ => Ok(found),
     }
 }
 
-/// `--iface` names an interface of this namespace, or one synguard still has state for (a
+/// `--iface` names an interface of this namespace, or one synguard still has state for here (a
 /// program left pinned after its interface went away is worth showing and detaching).
-pub fn check_iface(iface: &str, pin_base: &Path) -> anyhow::Result<()> {
-    if paths::pin_dir(pin_base, iface).exists() {
+pub fn check_iface(iface: &str, pin_base: &Path, run_dir: &Path) -> anyhow::Result<()> {
+    if !scope::select(pin_base, run_dir, Some(iface))?.is_empty() {
         return Ok(());
     }
     nic::check_interface(iface)?;
@@ -82,7 +92,7 @@ pub fn check_iface(iface: &str, pin_base: &Path) -> anyhow::Result<()> {
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// Only this interface [default: every interface synguard has state for].
+    /// Only this interface [default: every instance in this network namespace].
     #[arg(long)]
     pub iface: Option<String>,
     /// One JSON object: {"interfaces": [...]}.
@@ -94,10 +104,10 @@ pub struct StatusArgs {
     pub run_dir: PathBuf,
 }
 
-pub fn of_iface(args: &StatusArgs, iface: &str) -> IfaceStatus {
-    let dir = paths::pin_dir(&args.pin_base, iface);
+pub fn of_instance(args: &StatusArgs, key: &Key) -> IfaceStatus {
+    let dir = paths::pin_dir(&args.pin_base, key);
     let mut errors = Vec::new();
-    let info = RunInfo::read(&paths::run_info(&args.run_dir, iface)).unwrap_or_else(|e| {
+    let info = RunInfo::read(&paths::run_info(&args.run_dir, key)).unwrap_or_else(|e| {
         errors.push(format!("run-info: {e}"));
         None
     });
@@ -119,13 +129,18 @@ pub fn of_iface(args: &StatusArgs, iface: &str) -> IfaceStatus {
     let info = info.as_ref();
     errors.dedup();
     IfaceStatus {
-        iface: iface.to_string(),
+        iface: key.iface().to_string(),
+        ifindex: key.ifindex(),
+        legacy: key.is_legacy(),
         attached: program_id.is_some(),
         program_id,
         xdp_mode: info.map(|i| i.xdp_mode.clone()),
-        process_running: lock::is_held(&args.run_dir, iface),
+        process_running: lock::is_held(&args.run_dir, key),
         pid: info.map(|i| i.pid),
-        netns: info.and_then(|i| i.netns.clone()),
+        netns: match key {
+            Key::Scoped { netns, .. } => Some(*netns),
+            Key::Legacy { .. } => info.and_then(|i| i.netns.as_deref().and_then(netns::inode_of)),
+        },
         started_unix_s: info.map(|i| i.started_unix_s),
         attach: info.map(|i| i.attach.clone()),
         enforced,
@@ -134,7 +149,7 @@ pub fn of_iface(args: &StatusArgs, iface: &str) -> IfaceStatus {
         syn_rate_pps: sample.as_ref().map(|s| s.syn_rate_pps),
         mode_switches: sample.as_ref().map(|s| s.mode_state.switches),
         metrics_addr: info.and_then(|i| i.metrics_addr.clone()),
-        flood_events: events::read_history(&paths::history(&args.run_dir, iface)),
+        flood_events: events::read_history(&paths::history(&args.run_dir, key)),
         sysctl_changes: info.map(|i| i.sysctl_changes.clone()).unwrap_or_default(),
         sysctl_originals: info.map(|i| i.sysctl_originals.clone()).unwrap_or_default(),
         errors,
@@ -170,13 +185,20 @@ fn state_line(s: &IfaceStatus) -> String {
         (false, true) => "not attached, synguard starting",
         (false, false) => "not attached",
     };
+    let legacy = if s.legacy {
+        " (state of an earlier release: `synguard run` takes it over)"
+    } else {
+        ""
+    };
     format!(
-        "{}: {state}\n  program id {}, {} XDP, pid {}, netns {}, metrics {}\n",
+        "{}: {state}\n  ifindex {}, network namespace {}{legacy}\n  program id {}, {} XDP, pid {}, \
+         metrics {}\n",
         s.iface,
+        opt(s.ifindex),
+        opt(s.netns),
         opt(s.program_id),
         opt(s.xdp_mode.as_deref()),
         opt(s.pid),
-        opt(s.netns.as_deref()),
         opt(s.metrics_addr.as_deref()),
     )
 }
@@ -250,15 +272,12 @@ fn text(s: &IfaceStatus) -> String {
 }
 
 pub fn status(args: &StatusArgs) -> anyhow::Result<()> {
-    let all: Vec<IfaceStatus> = known_ifaces(args)?
-        .iter()
-        .map(|i| of_iface(args, i))
-        .collect();
+    let all: Vec<IfaceStatus> = known(args)?.iter().map(|k| of_instance(args, k)).collect();
     if args.json {
         println!("{}", serde_json::json!({ "interfaces": all }));
     } else if all.is_empty() {
         println!(
-            "synguard is not attached anywhere (no state under {})",
+            "synguard is not attached anywhere in this network namespace (no state under {})",
             args.pin_base.display()
         );
     } else {

@@ -20,7 +20,7 @@ use crate::{
         policy::{self, SourceRow},
     },
     host::clock::{monotonic_ns, unix_ms},
-    state::paths,
+    state::paths::{self, Key},
 };
 
 /// Records kept per interface.
@@ -118,7 +118,7 @@ pub struct FloodWatcher {
 
 impl FloodWatcher {
     /// Opens the pinned ring buffer; `None` for a program without one (an older object).
-    pub fn open(pin_dir: &Path, run_dir: &Path, iface: &str) -> anyhow::Result<Option<Self>> {
+    pub fn open(pin_dir: &Path, run_dir: &Path, key: &Key) -> anyhow::Result<Option<Self>> {
         if !pin_dir.join(names::FLOOD_EVENTS).exists() {
             return Ok(None);
         }
@@ -128,9 +128,9 @@ impl FloodWatcher {
         let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
             .map_err(|e| e.into_parts().1)?;
         Ok(Some(FloodWatcher {
-            iface: iface.to_string(),
+            iface: key.iface().to_string(),
             pin_dir: pin_dir.to_path_buf(),
-            history: paths::history(run_dir, iface),
+            history: paths::history(run_dir, key),
             ring,
         }))
     }
@@ -247,7 +247,7 @@ mod tests {
     fn history_keeps_the_last_records() {
         let dir = std::env::temp_dir().join(format!("sg-events-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
-        let path = paths::history(&dir, "eth9");
+        let path = dir.join("eth9.events.json");
         let _ = fs::remove_file(&path);
         assert!(read_history(&path).is_empty());
         let rec = |i: u64| FloodRecord {

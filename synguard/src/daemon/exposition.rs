@@ -289,6 +289,30 @@ pub fn render(readings: &[(&str, Option<Reading>)]) -> String {
     out
 }
 
+/// The process's reload families (one value each, no labels): whether the last reload (or the
+/// start) succeeded, and when.
+const RELOAD: [(&str, &str); 2] = [
+    (
+        "synguard_config_last_reload_successful",
+        "1 if the last configuration reload (or the start) was applied, 0 if it was refused.",
+    ),
+    (
+        "synguard_config_last_reload_timestamp_seconds",
+        "Unix time of the last configuration reload (or the start), applied or refused.",
+    ),
+];
+
+/// The reload families for (successful, unix seconds). Pure, so the format is unit-tested.
+pub fn render_reload((ok, unix_s): (bool, u64)) -> String {
+    let mut out = String::new();
+    for ((name, help), value) in RELOAD.iter().zip([ok as u64, unix_s]) {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        let _ = writeln!(out, "{name} {value}");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -380,5 +404,13 @@ mod tests {
                 .count(),
             1
         );
+    }
+
+    #[test]
+    fn renders_the_last_reload() {
+        let text = render_reload((false, 1_700_000_000));
+        assert!(text.contains("\nsynguard_config_last_reload_successful 0\n"));
+        assert!(text.contains("\nsynguard_config_last_reload_timestamp_seconds 1700000000\n"));
+        assert_eq!(text.matches("# TYPE").count(), 2);
     }
 }

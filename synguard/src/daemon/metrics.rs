@@ -2,7 +2,7 @@
 //! exposition format (`exposition`), read from the pinned maps at scrape time, so it shows
 //! exactly what `synguard stats` and `status` show.
 
-use std::{io, net::SocketAddr, path::PathBuf, time::Duration};
+use std::{io, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use log::{debug, info, warn};
@@ -12,9 +12,9 @@ use tokio::{
     task::JoinHandle,
 };
 
-use crate::{
-    daemon::exposition::{read, render},
-    state::paths,
+use crate::daemon::{
+    exposition::{read, render, render_reload},
+    reload::LastReload,
 };
 
 /// A scraper that sends nothing is dropped after this long.
@@ -22,11 +22,14 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest request head we read; a GET for /metrics is a few hundred bytes.
 const MAX_REQUEST: usize = 8192;
 
+/// An interface's name and its instance's pin directory.
+pub type Target = (String, PathBuf);
+
 /// Binds `addr` and serves until the returned task is aborted.
 pub async fn spawn(
     addr: SocketAddr,
-    pin_base: PathBuf,
-    ifaces: Vec<String>,
+    ifaces: Vec<Target>,
+    last_reload: Arc<LastReload>,
 ) -> anyhow::Result<JoinHandle<()>> {
     let listener = TcpListener::bind(addr)
         .await
@@ -36,9 +39,9 @@ pub async fn spawn(
         loop {
             match listener.accept().await {
                 Ok((stream, peer)) => {
-                    let (base, ifaces) = (pin_base.clone(), ifaces.clone());
+                    let (ifaces, last) = (ifaces.clone(), last_reload.clone());
                     tokio::spawn(async move {
-                        if let Err(e) = serve(stream, &base, &ifaces).await {
+                        if let Err(e) = serve(stream, &ifaces, &last).await {
                             debug!("metrics request from {peer}: {e}");
                         }
                     });
@@ -52,11 +55,7 @@ pub async fn spawn(
     }))
 }
 
-async fn serve(
-    mut stream: TcpStream,
-    pin_base: &std::path::Path,
-    ifaces: &[String],
-) -> io::Result<()> {
+async fn serve(mut stream: TcpStream, ifaces: &[Target], last: &LastReload) -> io::Result<()> {
     let head = tokio::time::timeout(REQUEST_TIMEOUT, read_head(&mut stream))
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no request"))??;
@@ -64,13 +63,10 @@ async fn serve(
         Some("/metrics") => {
             let readings = ifaces
                 .iter()
-                .map(|i| (i.as_str(), read(&paths::pin_dir(pin_base, i))))
+                .map(|(i, dir)| (i.as_str(), read(dir)))
                 .collect::<Vec<_>>();
-            http(
-                "200 OK",
-                "text/plain; version=0.0.4; charset=utf-8",
-                &render(&readings),
-            )
+            let body = render(&readings) + &render_reload(last.get());
+            http("200 OK", "text/plain; version=0.0.4; charset=utf-8", &body)
         }
         Some(_) => http("404 Not Found", "text/plain", "try /metrics\n"),
         None => http("400 Bad Request", "text/plain", "GET only\n"),

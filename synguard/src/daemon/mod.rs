@@ -3,6 +3,7 @@
 //! `cookie_backend`), flood events, metrics (`metrics` serves what `exposition` renders),
 //! reload, the programs' logs, and the run loop.
 
+pub mod control;
 pub mod cookie_backend;
 pub mod events;
 pub mod exposition;
@@ -14,3 +15,4 @@ pub mod mode;
 pub mod prepare;
 pub mod reload;
 pub mod run;
+pub mod takeover;

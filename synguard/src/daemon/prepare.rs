@@ -1,10 +1,9 @@
-//! What an instance settles before it loads anything: the interface's facts, the previous
-//! instance to take over from, the config map's contents from the kernel's settings, and the
+//! What an instance settles before it loads anything: the interface's facts, the config map's contents from the kernel's settings, and the
 //! kernel settings cookies need.
 
 use std::path::Path;
 
-use log::{debug, info, warn};
+use log::{debug, warn};
 use synguard_common::maps::{Config, MAX_CPUS};
 use thiserror::Error;
 
@@ -25,7 +24,7 @@ use crate::{
             TcpParams,
         },
     },
-    state::{lock::LockError, paths, run_info::RunInfo},
+    state::lock::LockError,
 };
 
 /// Why an interface could not be taken; each names what was being done.
@@ -41,6 +40,8 @@ pub enum StartError {
     Sysctl(#[from] SysctlError),
     #[error(transparent)]
     Control(#[from] ControlError),
+    #[error(transparent)]
+    Io(#[from] crate::host::io::PathError),
 }
 
 impl From<PinError> for StartError {
@@ -73,28 +74,6 @@ pub fn warn_about_vlan_offload(iface: &str) {
         Ok(false) => {}
         Err(e) => debug!("cannot read the VLAN offload flag of {iface}: {e}"),
     }
-}
-
-/// The run-info a previous instance left for `iface`, if it is ours to adopt; its kernel settings
-/// become ours to restore.
-pub fn adopt_previous(cfg: &RunConfig, iface: &str, saver: &mut SysctlSaver) -> Option<RunInfo> {
-    let prev = RunInfo::of(&cfg.run_dir, iface).filter(|p| {
-        // Settings changed in another namespace are not ours to restore.
-        p.same_netns() || {
-            warn!(
-                "{iface}: ignoring {} from another network namespace",
-                paths::run_info(&cfg.run_dir, iface).display()
-            );
-            false
-        }
-    })?;
-    info!(
-        "{iface}: taking over from synguard pid {} (it exited without detaching); the kernel \
-         settings it changed will be restored when this one detaches",
-        prev.pid
-    );
-    saver.adopt(&prev.originals());
-    Some(prev)
 }
 
 /// The config map's contents, from the run configuration and the kernel's settings.

@@ -1,12 +1,13 @@
 //! The machine synguard runs on: kernel settings (`sysctl`), interface facts (`nic`), clocks
 //! (`clock`), network namespaces (`netns`), the BPF filesystem (`bpffs`), errors on paths
 //! (`io`), facts from the kernel's BTF (`btf`), readiness and status to systemd (`notify`),
-//! whether we may use BPF (`privilege`) and the SYN-flood tuning `doctor` checks
-//! (`tuning`). Imports only `config`.
+//! whether we may use BPF (`privilege`), the SYN-flood tuning `doctor` checks (`tuning`) and
+//! fault injection for tests (`fault`). Imports only `config`.
 
 pub mod bpffs;
 pub mod btf;
 pub mod clock;
+pub mod fault;
 pub mod io;
 pub mod netns;
 pub mod nic;

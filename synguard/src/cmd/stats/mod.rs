@@ -11,12 +11,15 @@ use std::{
 use anyhow::Context as _;
 use clap::Args;
 
-use crate::{config::DEFAULT_PIN_BASE, datapath::counters};
+use crate::{
+    config::{DEFAULT_PIN_BASE, DEFAULT_RUN_DIR},
+    datapath::counters,
+};
 use report::Report;
 
 #[derive(Debug, Args)]
 pub struct StatsArgs {
-    /// Interface of the instance [default: the only running one].
+    /// Interface of the instance [default: the only one in this network namespace].
     #[arg(long)]
     pub iface: Option<String>,
     /// Seconds between refreshes.
@@ -31,6 +34,8 @@ pub struct StatsArgs {
     /// Base directory of pinned maps.
     #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_BASE, hide = true)]
     pub pin_base: PathBuf,
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_RUN_DIR, hide = true)]
+    pub run_dir: PathBuf,
 }
 
 /// `--interval`: checked by clap, so a bad value is a usage error like any other.
@@ -51,9 +56,9 @@ fn at_least_one(text: &str) -> Result<u64, String> {
 
 pub async fn stats(args: &StatsArgs) -> anyhow::Result<()> {
     if let Some(iface) = &args.iface {
-        crate::cmd::status::check_iface(iface, &args.pin_base)?;
+        crate::cmd::status::check_iface(iface, &args.pin_base, &args.run_dir)?;
     }
-    let dir = counters::find_instance(&args.pin_base, args.iface.as_deref())?;
+    let dir = counters::find_instance(&args.pin_base, &args.run_dir, args.iface.as_deref())?;
     let interval = Duration::from_secs_f64(args.interval);
     let mut prev = None;
     let mut printed = 0u64;
