@@ -31,7 +31,7 @@ use crate::{
         error::{LoaderError, io_err},
         link::{self, Attachment, How},
         load::{self, ProgramLogger},
-        maps, objects,
+        maps, nic_check, objects,
         pins::{self, Layout},
     },
     host::{
@@ -88,6 +88,8 @@ impl Instance {
     ) -> Result<Started, StartError> {
         let if_index = nic::check_interface(iface)?;
         warn_about_vlan_offload(iface);
+        // Before anything is changed: a refusal leaves the interface as it was.
+        nic_check::before_attach(cfg, iface)?;
         let lock = InstanceLock::acquire(&cfg.run_dir, iface)?;
         let prev = adopt_previous(cfg, iface, saver);
         let pin_dir = paths::pin_dir(&cfg.pin_base, iface);

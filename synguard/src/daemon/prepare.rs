@@ -15,6 +15,7 @@ use crate::{
         config_map::build_config,
         error::{LoaderError, io_err},
         maps::PinnedMapError,
+        nic_check::NicRefusal,
         pins::PinError,
     },
     host::{
@@ -41,6 +42,8 @@ pub enum StartError {
     Sysctl(#[from] SysctlError),
     #[error(transparent)]
     Control(#[from] ControlError),
+    #[error(transparent)]
+    Nic(#[from] NicRefusal),
 }
 
 impl From<PinError> for StartError {
