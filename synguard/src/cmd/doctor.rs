@@ -4,7 +4,7 @@ use clap::Args;
 
 use crate::{
     config::parse_ports,
-    datapath::nic_check,
+    daemon::nic_gate,
     host::{
         sysctl::Sysctls,
         tuning::{apply, examine, text},
@@ -35,7 +35,7 @@ pub fn doctor(args: &DoctorArgs) -> anyhow::Result<()> {
     let mut findings = examine(args.iface.as_deref(), &ports);
     if let Some(iface) = &args.iface {
         // What the driver needs for XDP_TX: the same findings `run` logs before it attaches.
-        findings.extend(nic_check::doctor_findings(iface));
+        findings.extend(nic_gate::doctor_findings(iface));
     }
     if args.json {
         println!("{}", serde_json::to_string(&findings)?);

@@ -22,6 +22,7 @@ use crate::{
     daemon::{
         cookie_backend::MapBackend,
         mode::Controller,
+        nic_gate,
         prepare::{
             StartError, adopt_previous, kernel_config, set_sysctls, warn_about_vlan_offload,
         },
@@ -31,7 +32,7 @@ use crate::{
         error::{LoaderError, io_err},
         link::{self, Attachment, How},
         load::{self, ProgramLogger},
-        maps, nic_check, objects,
+        maps, objects,
         pins::{self, Layout},
     },
     host::{
@@ -89,7 +90,7 @@ impl Instance {
         let if_index = nic::check_interface(iface)?;
         warn_about_vlan_offload(iface);
         // Before anything is changed: a refusal leaves the interface as it was.
-        nic_check::before_attach(cfg, iface)?;
+        nic_gate::before_attach(cfg, iface)?;
         let lock = InstanceLock::acquire(&cfg.run_dir, iface)?;
         let prev = adopt_previous(cfg, iface, saver);
         let pin_dir = paths::pin_dir(&cfg.pin_base, iface);

@@ -1,6 +1,7 @@
 //! The long-running `synguard run`: one [`instance::Instance`] per interface owned by the
 //! [`guard::Guard`], the cookie-mode controller (`mode`, with its kernel side in
-//! `cookie_backend`), flood events, metrics, reload, the programs' logs, and the run loop.
+//! `cookie_backend`), flood events, metrics, reload, the programs' logs, the NIC check before attaching
+//! (`nic_gate`), and the run loop.
 
 pub mod cookie_backend;
 pub mod events;
@@ -9,6 +10,7 @@ pub mod instance;
 pub mod logs;
 pub mod metrics;
 pub mod mode;
+pub mod nic_gate;
 pub mod prepare;
 pub mod reload;
 pub mod run;

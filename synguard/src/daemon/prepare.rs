@@ -10,12 +10,11 @@ use thiserror::Error;
 
 use crate::{
     config::{CookieMode, RunConfig},
-    daemon::mode::ControlError,
+    daemon::{mode::ControlError, nic_gate::NicRefusal},
     datapath::{
         config_map::build_config,
         error::{LoaderError, io_err},
         maps::PinnedMapError,
-        nic_check::NicRefusal,
         pins::PinError,
     },
     host::{
