@@ -4,6 +4,7 @@ use clap::Args;
 
 use crate::{
     config::parse_ports,
+    daemon::nic_gate,
     host::{
         sysctl::Sysctls,
         tuning::{apply, examine, text},
@@ -32,7 +33,11 @@ pub fn doctor(args: &DoctorArgs) -> anyhow::Result<i32> {
         Some(text) => parse_ports(text)?,
         None => Vec::new(),
     };
-    let findings = examine(args.iface.as_deref(), &ports);
+    let mut findings = examine(args.iface.as_deref(), &ports);
+    if let Some(iface) = &args.iface {
+        // What the driver needs for XDP_TX: the same findings `run` logs before it attaches.
+        findings.extend(nic_gate::doctor_findings(iface));
+    }
     if args.json {
         println!("{}", serde_json::to_string(&findings)?);
     } else {

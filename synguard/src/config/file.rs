@@ -183,6 +183,7 @@ pub fn dump(cfg: &RunConfig) -> String {
         reflect_cap: Some(cfg.limits.reflect_rate),
         reflect_burst: Some(cfg.limits.reflect_burst),
         monitor: Some(cfg.limits.monitor),
+        ignore_nic_checks: cfg.ignore_nic_checks.then_some(true),
         allow: cfg.allow.iter().map(ToString::to_string).collect(),
         block: cfg.block.iter().map(ToString::to_string).collect(),
         ..Default::default()

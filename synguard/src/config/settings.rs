@@ -148,6 +148,10 @@ settings! {
         /// Decide and count everything, but pass every packet (a first deployment).
         #[arg(long, num_args = 0, default_missing_value = "true")]
         pub monitor: Option<bool> => first,
+        /// Attach even where the NIC check refuses (virtio-net with too few spare queue pairs
+        /// for XDP_TX, see docs/virtio-net.md); its findings are still logged.
+        #[arg(long, num_args = 0, default_missing_value = "true")]
+        pub ignore_nic_checks: Option<bool> => first,
         /// Prefix that bypasses limits and cookies (repeat for several).
         #[arg(long, value_name = "CIDR")]
         #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -22,6 +22,7 @@ use crate::{
     daemon::{
         cookie_backend::MapBackend,
         mode::Controller,
+        nic_gate,
         prepare::{StartError, kernel_config, set_sysctls, warn_about_vlan_offload},
         takeover::{self, Legacy},
     },
@@ -93,6 +94,8 @@ impl Instance {
     ) -> Result<Started, StartError> {
         let if_index = nic::check_interface(iface)?;
         warn_about_vlan_offload(iface);
+        // Before anything is changed: a refusal leaves the interface as it was.
+        nic_gate::before_attach(cfg, iface)?;
         let ns = Path::new("/proc/self/ns/net");
         let key = Key::scoped(
             netns::current_inode().map_err(path_err("cannot stat", ns))?,

@@ -9,7 +9,7 @@ use thiserror::Error;
 
 use crate::{
     config::{CookieMode, RunConfig},
-    daemon::mode::ControlError,
+    daemon::{mode::ControlError, nic_gate::NicRefusal},
     datapath::{
         config_map::build_config,
         error::{LoaderError, io_err},
@@ -42,6 +42,8 @@ pub enum StartError {
     Control(#[from] ControlError),
     #[error(transparent)]
     Io(#[from] crate::host::io::PathError),
+    #[error(transparent)]
+    Nic(#[from] NicRefusal),
 }
 
 impl From<PinError> for StartError {

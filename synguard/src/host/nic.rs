@@ -19,7 +19,7 @@ struct EthtoolValue {
     data: u32,
 }
 
-fn socket() -> io::Result<OwnedFd> {
+pub(crate) fn socket() -> io::Result<OwnedFd> {
     // SAFETY: plain socket(2); the fd is owned right away.
     let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if raw < 0 {
@@ -29,7 +29,7 @@ fn socket() -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
 
-fn ifreq(iface: &str) -> io::Result<libc::ifreq> {
+pub(crate) fn ifreq(iface: &str) -> io::Result<libc::ifreq> {
     // SAFETY: ifreq is plain old data; all zeroes is a valid value.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
     let name = iface.as_bytes();
