@@ -77,8 +77,9 @@ pub struct PortConfig {
     pub flags: u32,
 }
 
-/// The single entry of [`names::MODE`]: auto mode's decision, shared by all CPUs. Written only by
-/// the XDP program; the loader reads it.
+/// The single entry of [`names::MODE`]: auto mode's decision, shared by all CPUs. Written by the
+/// XDP program when a SYN closes a window, and by the loader only to turn cookies off when the
+/// hold ran out with no SYN to close one ([`ModeState::hold_expired`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ModeState {
@@ -93,6 +94,16 @@ pub struct ModeState {
     pub last_rate_pps: u64,
     /// Mode switches so far (on and off).
     pub switches: u64,
+}
+
+impl ModeState {
+    /// Auto mode's off rule: cookies are on and the rate has not reached `syn_off_pps` for
+    /// `hold_ns`. The program applies it when a SYN closes a window; the loader applies it on
+    /// its own clock, so that cookies go off after a flood also when no SYN comes at all.
+    #[inline(always)]
+    pub fn hold_expired(&self, hold_ns: u64, now_ns: u64) -> bool {
+        self.cookies_wanted != 0 && now_ns.wrapping_sub(self.last_above_ns) >= hold_ns
+    }
 }
 
 /// The single entry of [`names::READY`]. Written only by the loader: whether the kernel accepts
@@ -129,6 +140,35 @@ pub struct SynWindow {
     /// Start of the previous (closed) window and its count.
     pub prev_start_ns: u64,
     pub prev_count: u64,
+}
+
+impl SynWindow {
+    /// SYNs this CPU counted in the window that starts at `closed`: its previous window, or its
+    /// current one if it has not rolled over since. Zero for a CPU whose windows are older (it
+    /// saw no SYN since), so a rate built from this decays with time, not with traffic.
+    #[inline(always)]
+    pub fn count_in(&self, closed: u64) -> u64 {
+        if self.prev_start_ns == closed {
+            self.prev_count
+        } else if self.start_ns == closed {
+            self.count
+        } else {
+            0
+        }
+    }
+}
+
+/// Start of the last window that closed by `now_ns`.
+#[inline(always)]
+pub fn last_closed_window(now_ns: u64) -> u64 {
+    (now_ns - now_ns % SYN_WINDOW_NS).saturating_sub(SYN_WINDOW_NS)
+}
+
+/// SYNs per second in the last closed window at `now_ns`, summed over the CPUs' windows: the
+/// rate the program compares with the thresholds, as anyone reading the map sees it now.
+pub fn syn_rate_at(windows: &[SynWindow], now_ns: u64) -> u64 {
+    let closed = last_closed_window(now_ns);
+    windows.iter().map(|w| w.count_in(closed)).sum::<u64>() * WINDOWS_PER_SEC
 }
 
 /// Per-CPU verdict counter, one per [`crate::reason::Reason`] (xdp-tools' `datarec`).
@@ -250,6 +290,49 @@ mod tests {
         assert!(!replaces_live_record(rec_a, a, now + 1));
         assert!(!replaces_live_record(0, b, now));
         assert!(!replaces_live_record(rec_a, b, now + 2 * TIME_WAIT_NS));
+    }
+
+    #[test]
+    fn syn_rate_decays_when_no_window_closes() {
+        let w = SYN_WINDOW_NS;
+        // CPU 0 rolled into window 11 (window 10 had 5 SYNs); CPU 1 still sits in window 10.
+        let cpus = [
+            SynWindow {
+                start_ns: 11 * w,
+                count: 1,
+                prev_start_ns: 10 * w,
+                prev_count: 5,
+            },
+            SynWindow {
+                start_ns: 10 * w,
+                count: 2,
+                prev_start_ns: 9 * w,
+                prev_count: 9,
+            },
+        ];
+        assert_eq!(syn_rate_at(&cpus, 11 * w + 1), 7 * WINDOWS_PER_SEC);
+        // A window later nothing closed window 11 on CPU 1: only CPU 0's one SYN counts.
+        assert_eq!(syn_rate_at(&cpus, 12 * w), WINDOWS_PER_SEC);
+        // Silence: no CPU has a window that closed a moment ago.
+        assert_eq!(syn_rate_at(&cpus, 13 * w), 0);
+        assert_eq!(syn_rate_at(&cpus, 1000 * w), 0);
+        assert_eq!(syn_rate_at(&[], 5), 0);
+    }
+
+    #[test]
+    fn hold_expires_on_the_clock() {
+        let m = ModeState {
+            cookies_wanted: 1,
+            last_above_ns: 1_000,
+            ..Default::default()
+        };
+        assert!(!m.hold_expired(500, 1_499));
+        assert!(m.hold_expired(500, 1_500));
+        let off = ModeState {
+            cookies_wanted: 0,
+            ..m
+        };
+        assert!(!off.hold_expired(500, 10_000), "nothing to turn off");
     }
 
     #[test]

@@ -161,6 +161,16 @@ pub fn rate_to_gcra(per_sec: u64, burst: u64) -> (u64, u64) {
     (cost, cost.saturating_mul(burst.max(1)))
 }
 
+/// What (cost, burst) from [`rate_to_gcra`] enforces: events per second and events banked;
+/// (0, 0) for no limit. A rate whose cost was rounded down reads back as the slightly higher
+/// rate the program really allows.
+pub fn gcra_to_rate(cost: u64, burst: u64) -> (u64, u64) {
+    if cost == 0 {
+        return (0, 0);
+    }
+    (1_000_000_000 / cost, burst / cost)
+}
+
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: repr(C), integers only, no implicit padding (sizes asserted below).
@@ -180,6 +190,18 @@ const _: () = assert!(core::mem::size_of::<FloodEvent>() == 2 * 4 + 2 * 8);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gcra_parameters_read_back_as_the_rate() {
+        for (rate, burst) in [(1, 1), (7, 3), (1000, 50), (100_000, 1)] {
+            let (c, b) = rate_to_gcra(rate, burst);
+            assert_eq!(gcra_to_rate(c, b), (rate, burst), "{rate}/s burst {burst}");
+        }
+        assert_eq!(gcra_to_rate(0, 0), (0, 0));
+        // 1e9 / 300000 rounds down to 3333 ns: the program allows 300030 per second.
+        let (c, b) = rate_to_gcra(300_000, 1);
+        assert_eq!(gcra_to_rate(c, b), (300_030, 1));
+    }
 
     #[test]
     fn gcra_allows_the_burst_then_the_rate() {

@@ -172,18 +172,14 @@ fn summed_rate(cfg: &Config, closed: u64) -> u64 {
             continue;
         }
         // SAFETY: non-null value pointer of the map.
-        let w = unsafe { &*p };
-        if w.prev_start_ns == closed {
-            sum += w.prev_count;
-        } else if w.start_ns == closed {
-            sum += w.count;
-        }
+        sum += unsafe { &*p }.count_in(closed);
     }
     sum * WINDOWS_PER_SEC
 }
 
 /// Auto mode's hysteresis: on at `syn_on_pps`, off once the rate stayed below `syn_off_pps` for
-/// `hold_ns`.
+/// `hold_ns`. The program only gets here when a SYN closes a window, so the loader applies the
+/// same off rule on its own clock when no SYN comes (synguard `daemon/mode.rs`).
 #[inline(always)]
 fn update_mode(ctx: &XdpContext, cfg: &Config, m: &mut ModeState, rate: u64, port: u16, now: u64) {
     m.last_rate_pps = rate;
@@ -201,7 +197,7 @@ fn update_mode(ctx: &XdpContext, cfg: &Config, m: &mut ModeState, rate: u64, por
         flood_event(FLOOD_START, port, rate, now);
         // Debug only: the loader logs the flood event (with its sources) once.
         debug!(ctx, "cookies on: {} SYN/s to protected ports", rate);
-    } else if m.cookies_wanted != 0 && now.wrapping_sub(m.last_above_ns) >= cfg.hold_ns {
+    } else if m.hold_expired(cfg.hold_ns, now) {
         m.cookies_wanted = 0;
         m.switches += 1;
         count::event(Event::CookieModeOff);

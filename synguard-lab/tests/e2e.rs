@@ -141,12 +141,18 @@ fn always_mode_keeps_tcp_options_and_data() -> Result<()> {
 
     let cookies = s1.delta(&s0, Reason::TxSynAckCookie);
     let refresh = s1.delta(&s0, Reason::PassSynListenerRefresh);
-    eprintln!("synguard: {cookies} cookie SYN-ACKs, {refresh} refresh SYNs");
-    assert!(
-        cookies + refresh >= 400,
-        "{cookies} cookies + {refresh} refresh SYNs < 400 SYNs"
+    // A client port reused for a 4-tuple that closed moments ago goes to the kernel on purpose
+    // (the server may hold it in TIME_WAIT): with ~400 ephemeral ports drawn, a few collide.
+    let reused = s1.delta(&s0, Reason::PassSynRecentClose);
+    eprintln!(
+        "synguard: {cookies} cookie SYN-ACKs, {refresh} refresh SYNs, {reused} recently closed"
     );
-    assert!(cookies >= 400 - refresh.min(400));
+    let to_kernel = refresh + reused;
+    assert!(
+        cookies + to_kernel >= 400,
+        "{cookies} cookies + {refresh} refresh + {reused} recently closed SYNs < 400 SYNs"
+    );
+    assert!(cookies >= 400 - to_kernel.min(400));
     // Connections answered from XDP are created from the cookie in their final ACK.
     let cookie_acks = s1.delta(&s0, Reason::PassCookieAck);
     assert!(
@@ -343,7 +349,14 @@ fn auto_mode_switches_cookies_on_and_off() -> Result<()> {
         kinds.windows(2).any(|w| w == ["start", "end"]),
         "flood events in status: {kinds:?}"
     );
-    assert!(events.iter().all(|e| e["port"] == 80 || e["port"] == 443));
+    // A start names the port whose SYN tripped it; an end that the loader decided on the clock
+    // (no SYN in the window that would have decided it) names none (0).
+    assert!(
+        events
+            .iter()
+            .all(|e| e["port"] == 80 || e["port"] == 443 || (e["kind"] == "end" && e["port"] == 0)),
+        "{events:?}"
+    );
 
     // Quiet again: SYNs go back to the kernel.
     let s2 = sg.stats()?;

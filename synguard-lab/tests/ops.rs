@@ -3,7 +3,6 @@
 //! `--test-threads=1`.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, ensure};
@@ -104,7 +103,7 @@ fn restart_during_flood_leaves_no_gap() -> Result<()> {
     );
     assert!(second.stop()?.success());
     ensure!(
-        !pins_of(fx.iface()).exists(),
+        !pins_left(fx.ns(), fx.iface())?,
         "pins left after a clean stop"
     );
     Ok(())
@@ -144,7 +143,7 @@ fn kill9_then_run_adopts() -> Result<()> {
     assert_eq!(fx.sysctl("net.ipv4.tcp_timestamps")?, original_ts);
     assert_eq!(fx.sysctl("net.ipv4.tcp_syncookies")?, original_sc);
     ensure!(
-        !pins_of(fx.iface()).exists(),
+        !pins_left(fx.ns(), fx.iface())?,
         "pins left after a clean stop"
     );
     ensure!(!xdp_attached(fx.ns(), fx.iface())?, "XDP still attached");
@@ -169,13 +168,8 @@ fn kill9_then_detach_cleans_up() -> Result<()> {
 
     fx.cli(&["detach", "--iface", fx.iface()])?;
     ensure!(!xdp_attached(fx.ns(), fx.iface())?, "XDP still attached");
-    ensure!(!pins_of(fx.iface()).exists(), "pins left");
-    ensure!(
-        !Path::new(RUN_DIR)
-            .join(format!("{}.json", fx.iface()))
-            .exists(),
-        "run-info left"
-    );
+    ensure!(!pins_left(fx.ns(), fx.iface())?, "pins left");
+    ensure!(!run_info_left(fx.ns(), fx.iface())?, "run-info left");
     assert_eq!(fx.sysctl("net.ipv4.tcp_timestamps")?, original_ts);
     assert_eq!(fx.sysctl("net.ipv4.tcp_syncookies")?, original_sc);
     let st = fx.status()?;
@@ -264,7 +258,7 @@ fn two_interfaces_one_process() -> Result<()> {
     assert!(sg.stop()?.success());
     for iface in [fx.iface(), second] {
         ensure!(!xdp_attached(fx.ns(), iface)?, "{iface} still attached");
-        ensure!(!pins_of(iface).exists(), "{iface}: pins left");
+        ensure!(!pins_left(fx.ns(), iface)?, "{iface}: pins left");
     }
     Ok(())
 }

@@ -1,5 +1,5 @@
 use clap::Parser as _;
-use synguard::cmd::{Cli, dispatch};
+use synguard::cmd::{Cli, dispatch, exit_code};
 
 #[tokio::main]
 async fn main() {
@@ -7,7 +7,7 @@ async fn main() {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             eprintln!("synguard: {e:#}");
-            std::process::exit(1);
+            std::process::exit(exit_code(&e));
         }
     }
 }

@@ -1,13 +1,18 @@
-//! `cargo xtask`: install what the build and the tests need, build, test, run the demo and the
-//! benchmark. Every command except `setup` runs `setup` first, so a fresh machine (and CI, which
-//! starts on one) needs nothing but rustup and cargo.
+//! `cargo xtask`: install what the build and the tests need, build, package, test, run the demo
+//! and the benchmark. Every command first installs what it needs (`build` and `package` only the
+//! build tools; `test`, `demo`, `lab` and `bench` also the test tools), so a fresh machine (and
+//! CI, which starts on one) needs nothing but rustup and cargo.
 
+mod install_test;
+mod old_release;
+mod package;
 mod setup;
+mod vm;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -19,11 +24,21 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Install system packages, the nightly toolchain and bpf-linker (idempotent).
+    /// Install the nightly toolchain, bpf-linker, the packaging tools and the test tools
+    /// (idempotent).
     Setup,
-    /// Setup, then build synguard and the lab in release mode.
+    /// Install the build tools, then build synguard and the lab in release mode.
     Build,
-    /// Setup, fmt and clippy checks, host unit tests, then the privileged lab tests (root).
+    /// Install the build tools, then build the Debian package under target/debian/: the release
+    /// binary, the systemd unit, the example configuration, man pages and completions.
+    Package {
+        /// Then install it in a minimal Debian root without Rust and check it (root; part of
+        /// `test`).
+        #[arg(long)]
+        install_test: bool,
+    },
+    /// Setup, fmt and clippy checks, host unit tests, the privileged lab tests, then the package
+    /// installed in a minimal Debian root (root).
     Test,
     /// Setup, build, then run the live demo in the lab (root).
     Demo {
@@ -53,16 +68,39 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// synguard on a real NIC driver: a Debian guest under QEMU with a multi-queue virtio-net
+    /// NIC (root). `up`, `down`, `ssh`, `demo`, `test`.
+    Vm {
+        #[command(subcommand)]
+        cmd: vm::VmCmd,
+    },
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
     let root = repo_root();
     std::env::set_current_dir(&root).with_context(|| format!("cd {}", root.display()))?;
-    setup::all()?;
+    match &cli.cmd {
+        Cmd::Setup => setup::all()?,
+        Cmd::Build | Cmd::Fuzz { .. } => setup::build()?,
+        Cmd::Package {
+            install_test: false,
+        } => setup::packaging()?,
+        Cmd::Package { install_test: true } => setup::all()?,
+        Cmd::Test | Cmd::Demo { .. } | Cmd::Lab { .. } | Cmd::Bench { .. } | Cmd::Vm { .. } => {
+            setup::all()?
+        }
+    }
     match cli.cmd {
         Cmd::Setup => Ok(()),
         Cmd::Build => build(),
+        Cmd::Package { install_test } => {
+            let deb = package::package(&root)?;
+            if install_test {
+                install_test::install_test(&deb, &install_test::cached_rootfs()?)?;
+            }
+            Ok(())
+        }
         Cmd::Test => test(&root),
         Cmd::Demo { args } => {
             build()?;
@@ -86,6 +124,7 @@ fn main() -> Result<()> {
             ];
             run_lab_bin(&root, "synguard-fuzz", &args)
         }
+        Cmd::Vm { cmd } => vm::main(&root, cmd),
     }
 }
 
@@ -137,6 +176,26 @@ fn is_root() -> bool {
 }
 
 fn test(root: &Path) -> Result<()> {
+    // The install test's Debian root is mostly a download (made once, then cached): make it while
+    // the checks below compile, and wait for it even when they fail, so no mmdebstrap outlives
+    // this command.
+    let rootfs = is_root().then(|| std::thread::spawn(install_test::cached_rootfs));
+    let checked = checks_and_lab_tests(root);
+    let rootfs = rootfs.map(|t| {
+        t.join()
+            .unwrap_or_else(|_| Err(anyhow!("making the install test's root panicked")))
+    });
+    checked?;
+    let rootfs = rootfs.context("the lab tests passed without root")??;
+    let started = std::time::Instant::now();
+    let deb = package::package(root)?;
+    eprintln!("package: built in {:.0} s", started.elapsed().as_secs_f64());
+    install_test::install_test(&deb, &rootfs)?;
+    // Last: the same program on a real NIC driver (virtio-net in a QEMU guest).
+    vm::main(root, vm::VmCmd::Test)
+}
+
+fn checks_and_lab_tests(root: &Path) -> Result<()> {
     run(cargo().args(["fmt", "--all", "--check"]))?;
     run(cargo().args([
         "clippy",
@@ -161,9 +220,15 @@ fn test(root: &Path) -> Result<()> {
     // tests find it, and tell them where it is.
     run(cargo().args(["build", "-p", "synguard"]))?;
     let bin = target_dir(root).join("debug/synguard");
-    run(cargo()
+    let mut lab_tests = cargo();
+    lab_tests
         .args(["test", "-p", "synguard-lab", "--", "--test-threads=1"])
-        .env("SYNGUARD_BIN", &bin))
+        .env("SYNGUARD_BIN", &bin);
+    // The take-over of an instance the previous release left running (`tests/compat.rs`).
+    if let Some(old) = old_release::binary(root, &target_dir(root))? {
+        lab_tests.env("SYNGUARD_OLD_BIN", old);
+    }
+    run(&mut lab_tests)
 }
 
 /// The eBPF crate only builds for `bpfel-unknown-none` (no_std, no_main, BPF-only intrinsics), so

@@ -1,4 +1,5 @@
-//! `cargo xtask setup`: everything a fresh machine lacks for building and testing synguard.
+//! `cargo xtask setup`: everything a fresh machine lacks for building, packaging and testing
+//! synguard, in three parts so that a build machine gets only what building needs.
 //! Idempotent: each step checks first and says whether it did something or skipped.
 
 use std::path::{Path, PathBuf};
@@ -8,8 +9,9 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::run;
 
-/// Debian packages the build, the lab and the tests use.
-const APT_PACKAGES: &[&str] = &[
+/// Debian packages the tests, the lab, the demo and the benchmark use; a machine that only
+/// builds (or packages) synguard never gets them.
+const TEST_PACKAGES: &[&str] = &[
     "hping3",
     "iproute2",
     "ethtool",
@@ -19,15 +21,40 @@ const APT_PACKAGES: &[&str] = &[
     "python3-scapy",
     // promtool, to validate the metrics endpoint in the ops tests.
     "prometheus",
+    // The package install test: makes the minimal Debian root without Rust it installs the
+    // .deb in, and boots that root under systemd to run the service.
+    "mmdebstrap",
+    "systemd-container",
 ];
+
+/// What `cargo xtask package` runs besides cargo: dpkg-shlibdeps (the Depends line), strip
+/// (binutils, a dependency of dpkg-dev); dpkg-deb and gzip are essential.
+const PACKAGING_PACKAGES: &[&str] = &["dpkg-dev"];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
+/// Everything: building, packaging and testing.
 pub fn all() -> Result<()> {
-    apt_packages()?;
+    test_tools()?;
+    packaging()
+}
+
+/// What building synguard needs: nightly with rust-src (the eBPF crate's `-Z build-std`) and
+/// bpf-linker. No system packages beyond a C toolchain, which rustup already requires.
+pub fn build() -> Result<()> {
     nightly()?;
-    bpf_linker()?;
-    Ok(())
+    bpf_linker()
+}
+
+/// Building, plus the tools that make the Debian package.
+pub fn packaging() -> Result<()> {
+    build()?;
+    apt_packages(PACKAGING_PACKAGES)
+}
+
+/// The tools the tests, the lab, the demo and the benchmark run.
+pub fn test_tools() -> Result<()> {
+    apt_packages(TEST_PACKAGES)
 }
 
 /// A command for a rustup proxy, cleared of the variables the outer `cargo xtask` exports, which
@@ -62,8 +89,8 @@ fn dpkg_installed(pkg: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn apt_packages() -> Result<()> {
-    let missing: Vec<&str> = APT_PACKAGES
+fn apt_packages(wanted: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = wanted
         .iter()
         .copied()
         .filter(|p| !dpkg_installed(p))
@@ -71,7 +98,7 @@ fn apt_packages() -> Result<()> {
     if missing.is_empty() {
         eprintln!(
             "setup: apt packages present, skipped ({})",
-            APT_PACKAGES.join(" ")
+            wanted.join(" ")
         );
         return Ok(());
     }

@@ -123,3 +123,15 @@ impl Fixture {
         KStats::read(self.ns())
     }
 }
+
+/// Whatever a test left for the server's interface (pins, run-info, runtime list entries) goes
+/// with the lab: the files live on the host, the namespace does not.
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if let Ok(bin) = bin() {
+            let iface = self.iface().to_string();
+            let _ =
+                synguard_proc::run_once(&bin, &self.ns().path(), &["detach", "--iface", &iface]);
+        }
+    }
+}

@@ -1,7 +1,9 @@
-//! What the operations tests share: cleaning up after synguard on the host's bpffs, waiting for
-//! a condition or a log line, and the fixture's CLI views (`status`, `stats`).
+//! What the operations tests share: cleaning up after synguard on the host's bpffs, where an
+//! instance's files are, waiting for a condition or a log line, and the fixture's CLI views
+//! (`status`, `stats`).
 
-use std::path::Path;
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
@@ -58,9 +60,7 @@ pub struct Cleanup<'a> {
 impl Drop for Cleanup<'_> {
     fn drop(&mut self) {
         for iface in &self.ifaces {
-            let left = Path::new(PIN_BASE).join(iface).exists()
-                || Path::new(RUN_DIR).join(format!("{iface}.json")).exists();
-            if left && let Ok(bin) = bin() {
+            if let Ok(bin) = bin() {
                 let _ =
                     synguard_proc::run_once(&bin, &self.ns.path(), &["detach", "--iface", iface]);
             }
@@ -105,8 +105,55 @@ pub fn wait_log(sg: &Synguard, needle: &str) -> Result<()> {
     .with_context(|| format!("run log:\n{}", sg.log_text()))
 }
 
-pub fn pins_of(iface: &str) -> std::path::PathBuf {
-    Path::new(PIN_BASE).join(iface)
+/// The inode of a namespace: the directory its instances' files live in
+/// (`synguard::state::paths`).
+pub fn netns_inode(ns: &Netns) -> Result<u64> {
+    Ok(std::fs::metadata(ns.path())
+        .with_context(|| format!("stat {}", ns.path().display()))?
+        .ino())
+}
+
+/// Entries of `dir` that belong to `iface`: `<iface>-<ifindex>` plus `suffix`.
+fn entries_of(dir: &Path, iface: &str, suffix: &str) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_prefix(&format!("{iface}-"))
+                .and_then(|rest| rest.strip_suffix(suffix))
+                .is_some_and(|index| index.parse::<u32>().is_ok())
+        })
+        .map(|e| e.path())
+        .collect()
+}
+
+/// The pin directories of `iface` in `ns`: the current layout's and the earlier release's.
+pub fn pins_of(ns: &Netns, iface: &str) -> Result<Vec<PathBuf>> {
+    let mut out = entries_of(
+        &Path::new(PIN_BASE).join(netns_inode(ns)?.to_string()),
+        iface,
+        "",
+    );
+    let flat = Path::new(PIN_BASE).join(iface);
+    if flat.exists() {
+        out.push(flat);
+    }
+    Ok(out)
+}
+
+/// Whether `iface` in `ns` still has pinned state.
+pub fn pins_left(ns: &Netns, iface: &str) -> Result<bool> {
+    Ok(!pins_of(ns, iface)?.is_empty())
+}
+
+/// Whether `iface` in `ns` still has a run-info file (either layout).
+pub fn run_info_left(ns: &Netns, iface: &str) -> Result<bool> {
+    let dir = Path::new(RUN_DIR).join(netns_inode(ns)?.to_string());
+    Ok(!entries_of(&dir, iface, ".json").is_empty()
+        || Path::new(RUN_DIR).join(format!("{iface}.json")).exists())
 }
 
 pub fn xdp_attached(ns: &Netns, iface: &str) -> Result<bool> {

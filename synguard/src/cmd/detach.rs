@@ -1,29 +1,33 @@
-//! `synguard detach --iface IF`: removes what a synguard left on an interface when it did not
-//! detach itself (kill -9, OOM, a hand-over nobody took): the pinned link (which detaches the
-//! program), the pinned maps, the run-info, and the kernel settings it recorded changing.
+//! `synguard detach [--iface IF]`: removes what a synguard left on the interfaces of this
+//! network namespace when it did not detach itself (kill -9, OOM, a hand-over nobody took): the
+//! pinned link (which detaches the program), the pinned maps, the run-info, the flood history,
+//! the runtime list entries, and the kernel settings it recorded changing. Instances of the
+//! earlier release's flat layout are found too (`state::scope`).
 
 use anyhow::{Context as _, bail};
 use log::info;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 
 use crate::{
     config::{DEFAULT_PIN_BASE, DEFAULT_RUN_DIR},
     datapath::pins,
-    host::sysctl::Sysctls,
+    host::{netns, sysctl::Sysctls},
     state::{
         lock::{InstanceLock, LockError},
-        paths,
+        paths::{self, Key},
         run_info::RunInfo,
+        scope,
     },
 };
 
 #[derive(Debug, Args)]
 pub struct DetachArgs {
-    /// Interface to clean up (repeat for several).
-    #[arg(long = "iface", value_name = "IFACE", required = true)]
+    /// Interface to clean up (repeat for several) [default: every instance in this network
+    /// namespace].
+    #[arg(long = "iface", value_name = "IFACE")]
     pub ifaces: Vec<String>,
     #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_BASE, hide = true)]
     pub pin_base: PathBuf,
@@ -33,24 +37,53 @@ pub struct DetachArgs {
 
 pub fn detach(args: &DetachArgs) -> anyhow::Result<()> {
     for iface in &args.ifaces {
-        detach_one(args, iface).with_context(|| format!("cannot detach from {iface}"))?;
+        crate::config::validate_iface(iface)?;
+    }
+    let keys = instances(args)?;
+    if keys.is_empty() {
+        info!("nothing to detach (synguard left nothing in this network namespace)");
+    }
+    for key in keys {
+        detach_one(args, &key).with_context(|| format!("cannot detach from {key}"))?;
     }
     Ok(())
 }
 
-fn detach_one(args: &DetachArgs, iface: &str) -> anyhow::Result<()> {
-    crate::config::validate_iface(iface)?;
+/// The instances to clean: with state (pins, run-info) or only runtime list entries left.
+fn instances(args: &DetachArgs) -> anyhow::Result<Vec<Key>> {
+    let wanted = |k: &Key| args.ifaces.is_empty() || args.ifaces.iter().any(|i| i == k.iface());
+    let mut keys = Vec::new();
+    let names: Vec<Option<&str>> = if args.ifaces.is_empty() {
+        vec![None]
+    } else {
+        args.ifaces.iter().map(|i| Some(i.as_str())).collect()
+    };
+    for name in names {
+        keys.extend(scope::select(&args.pin_base, &args.run_dir, name)?);
+    }
+    let ours = netns::current_inode().context("cannot read this network namespace")?;
+    keys.extend(
+        scope::with_lists(&args.run_dir, ours)?
+            .into_iter()
+            .filter(wanted),
+    );
+    keys.sort();
+    keys.dedup();
+    Ok(keys)
+}
+
+fn detach_one(args: &DetachArgs, key: &Key) -> anyhow::Result<()> {
     // Holding the lock proves no `run` guards the interface; a running one detaches itself.
-    let _lock = match InstanceLock::acquire(&args.run_dir, iface) {
+    let _lock = match InstanceLock::acquire(&args.run_dir, key) {
         Ok(l) => l,
         Err(LockError::AlreadyRunning { pid, .. }) => bail!(
-            "synguard pid {pid} is guarding {iface}: stop it (SIGINT/SIGTERM, or `systemctl stop \
+            "synguard pid {pid} is guarding {key}: stop it (SIGINT/SIGTERM, or `systemctl stop \
              synguard`) and it detaches itself"
         ),
         Err(e) => return Err(e.into()),
     };
     let mut done = Vec::new();
-    let dir = paths::pin_dir(&args.pin_base, iface);
+    let dir = paths::pin_dir(&args.pin_base, key);
     if dir.exists() {
         if dir.join(pins::LINK).exists() {
             done.push("detached the XDP program".to_string());
@@ -59,28 +92,32 @@ fn detach_one(args: &DetachArgs, iface: &str) -> anyhow::Result<()> {
         pins::remove_dir(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
         done.push(format!("removed {}", dir.display()));
     }
-    let history = paths::history(&args.run_dir, iface);
-    if history.exists() {
-        std::fs::remove_file(&history)
-            .with_context(|| format!("cannot remove {}", history.display()))?;
-        done.push(format!("removed {}", history.display()));
-    }
-    let run_info = paths::run_info(&args.run_dir, iface);
-    if let Some(prev) = RunInfo::of(&args.run_dir, iface) {
+    if let Some(prev) = RunInfo::load(&args.run_dir, key) {
         for change in prev.restore_sysctls(&Sysctls::default()) {
             done.push(format!("restored {change}"));
         }
     }
-    if run_info.exists() {
-        std::fs::remove_file(&run_info)
-            .with_context(|| format!("cannot remove {}", run_info.display()))?;
-        done.push(format!("removed {}", run_info.display()));
+    for file in [
+        paths::history(&args.run_dir, key),
+        paths::runtime_lists(&args.run_dir, key),
+        paths::control_socket(&args.run_dir, key),
+        paths::run_info(&args.run_dir, key),
+    ] {
+        remove(&file, &mut done)?;
     }
     if done.is_empty() {
-        info!("{iface}: nothing to detach (synguard left nothing there)");
+        info!("{key}: nothing to detach (synguard left nothing there)");
     }
     for d in done {
-        info!("{iface}: {d}");
+        info!("{key}: {d}");
+    }
+    Ok(())
+}
+
+fn remove(file: &Path, done: &mut Vec<String>) -> anyhow::Result<()> {
+    if file.exists() {
+        std::fs::remove_file(file).with_context(|| format!("cannot remove {}", file.display()))?;
+        done.push(format!("removed {}", file.display()));
     }
     Ok(())
 }

@@ -4,6 +4,7 @@ use clap::Args;
 
 use crate::{
     config::parse_ports,
+    daemon::nic_gate,
     host::{
         sysctl::Sysctls,
         tuning::{apply, examine, text},
@@ -25,22 +26,35 @@ pub struct DoctorArgs {
     pub json: bool,
 }
 
-/// `synguard doctor`.
-pub fn doctor(args: &DoctorArgs) -> anyhow::Result<()> {
+/// `synguard doctor`; the exit status is 1 when a check warns (after `--apply`, when one still
+/// does), so a provisioning script can stop on it.
+pub fn doctor(args: &DoctorArgs) -> anyhow::Result<i32> {
     let ports = match &args.ports {
         Some(text) => parse_ports(text)?,
         None => Vec::new(),
     };
-    let findings = examine(args.iface.as_deref(), &ports);
+    let mut findings = examine(args.iface.as_deref(), &ports);
+    if let Some(iface) = &args.iface {
+        // What the driver needs for XDP_TX: the same findings `run` logs before it attaches.
+        findings.extend(nic_gate::doctor_findings(iface));
+    }
     if args.json {
         println!("{}", serde_json::to_string(&findings)?);
     } else {
         print!("{}", text(&findings));
     }
+    let mut warnings = findings.iter().filter(|f| !f.ok).count();
     if args.apply {
         for change in apply(&findings, &Sysctls::default())? {
             println!("applied {change}");
         }
+        warnings = examine(args.iface.as_deref(), &ports)
+            .iter()
+            .filter(|f| !f.ok)
+            .count();
     }
-    Ok(())
+    if warnings > 0 && !args.json {
+        eprintln!("synguard doctor: {warnings} check(s) warn (exit status 1)");
+    }
+    Ok((warnings > 0) as i32)
 }

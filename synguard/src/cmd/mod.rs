@@ -5,6 +5,7 @@
 pub mod config;
 pub mod detach;
 pub mod doctor;
+pub mod generate;
 pub mod lists;
 pub mod logging;
 pub mod reload;
@@ -18,13 +19,17 @@ pub use self::{
     config::ConfigCommand,
     detach::DetachArgs,
     doctor::DoctorArgs,
+    generate::GenerateCommand,
     lists::{ListOp, Target, TopArgs},
     reload::ReloadArgs,
     stats::StatsArgs,
     status::StatusArgs,
 };
 pub use crate::config::RunArgs;
-use crate::config::{ListKind, LogFormat};
+use crate::{
+    config::{CidrError, ConfigError, ConfigFileError, ListKind, LogFormat},
+    host::privilege,
+};
 
 /// SYN-flood protection in XDP: answers SYNs with kernel-compatible SYN cookies and drops bogus
 /// ACKs before they reach the TCP stack.
@@ -50,8 +55,8 @@ pub enum Command {
     /// Check or print the configuration file.
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// Re-read the configuration file of the running synguard and apply it through its maps
-    /// (same as SIGHUP): no re-attach, no lost counters.
+    /// Re-read the configuration file of the running synguard and apply it through its maps: no
+    /// re-attach, no lost counters. Waits for the answer; exits 1 when it was refused.
     Reload(ReloadArgs),
     /// Prefixes that bypass limits and cookies.
     #[command(subcommand)]
@@ -62,8 +67,30 @@ pub enum Command {
     /// The heaviest sources now, and the blocked ones with the time left (needs --source-rate).
     Top(TopArgs),
     /// Check the host's SYN-flood tuning (syncookies, backlogs, SYN-ACK retries, listener
-    /// backlogs, XDP driver support, kernel features) and recommend values.
+    /// backlogs, XDP driver support, kernel features) and recommend values; exits 1 when a
+    /// check warns.
     Doctor(DoctorArgs),
+    /// Write the man pages or a shell completion script (for packaging).
+    #[command(subcommand, hide = true)]
+    Generate(GenerateCommand),
+}
+
+/// Exit status of a usage error: the command line or the configuration is wrong, nothing was
+/// tried (clap's own errors exit with it too).
+pub const EXIT_USAGE: i32 = 2;
+/// Exit status of a runtime error: the command was understood but failed (a file or an
+/// interface it names does not exist, no privilege, the kernel refused).
+pub const EXIT_FAILURE: i32 = 1;
+
+/// The exit status for an error `dispatch` returned.
+pub fn exit_code(e: &anyhow::Error) -> i32 {
+    let usage = e.chain().any(|c| {
+        c.downcast_ref::<ConfigFileError>()
+            .is_some_and(|f| !matches!(f, ConfigFileError::Read { .. }))
+            || c.is::<ConfigError>()
+            || c.is::<CidrError>()
+    });
+    if usage { EXIT_USAGE } else { EXIT_FAILURE }
 }
 
 /// Runs the command; returns the process exit status.
@@ -72,18 +99,36 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         return run::run(args).await;
     }
     logging::init(LogFormat::Human);
+    if let Some(what) = needs_bpf(&cli.command) {
+        privilege::require_bpf(&format!("synguard {what}"))?;
+    }
     let done = |r: anyhow::Result<()>| r.map(|()| 0);
     match &cli.command {
         Command::Run(_) => unreachable!("handled above"),
         Command::Stats(args) => done(stats::stats(args).await),
         Command::Status(args) => done(status::status(args)),
         Command::Detach(args) => done(detach::detach(args)),
-        Command::Doctor(args) => done(doctor::doctor(args)),
-        Command::Reload(args) => done(reload::signal(args)),
+        Command::Doctor(args) => doctor::doctor(args),
+        Command::Reload(args) => reload::reload(args),
         Command::Allow(op) => done(lists::list_command(ListKind::Allow, op)),
         Command::Block(op) => done(lists::list_command(ListKind::Block, op)),
         Command::Top(args) => done(lists::top(args)),
         Command::Config(command) => done(config::config(command)),
+        Command::Generate(what) => done(generate::run(what)),
+    }
+}
+
+/// The commands that read or write pinned maps (or signal a root process), by name.
+fn needs_bpf(command: &Command) -> Option<&'static str> {
+    match command {
+        Command::Stats(_) => Some("stats"),
+        Command::Status(_) => Some("status"),
+        Command::Detach(_) => Some("detach"),
+        Command::Reload(_) => Some("reload"),
+        Command::Allow(_) => Some("allow"),
+        Command::Block(_) => Some("block"),
+        Command::Top(_) => Some("top"),
+        Command::Run(_) | Command::Config(_) | Command::Doctor(_) | Command::Generate(_) => None,
     }
 }
 

@@ -4,29 +4,34 @@
 
 use std::{
     collections::BTreeMap,
-    io,
-    path::PathBuf,
+    path::{Path, PathBuf},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use clap::Args;
 use serde::Serialize;
-use synguard_common::maps::{Config, ReadyState, names};
+use synguard_common::maps::{ReadyState, names};
 
 use crate::{
     config::{DEFAULT_PIN_BASE, DEFAULT_RUN_DIR},
     daemon::events::{self, FloodRecord},
-    datapath::{counters, link, maps, pins},
-    host::clock::mono_to_unix,
+    datapath::{counters, enforced, enforced::Enforced, link, maps, pins},
+    host::{clock::mono_to_unix, netns, nic},
     state::{
-        ifaces, lock, paths,
+        lock,
+        paths::{self, Key},
         run_info::{RecordedChange, RunInfo},
+        scope,
     },
 };
 
 #[derive(Debug, Serialize)]
 pub struct IfaceStatus {
     pub iface: String,
+    /// The interface index the instance is keyed by (None for the earlier release's layout).
+    pub ifindex: Option<u32>,
+    /// The earlier release's flat layout (taken over by the next `run`).
+    pub legacy: bool,
     /// The program is attached through synguard's pinned link.
     pub attached: bool,
     pub program_id: Option<u32>,
@@ -35,20 +40,22 @@ pub struct IfaceStatus {
     /// A `synguard run` process holds the interface.
     pub process_running: bool,
     pub pid: Option<u32>,
+    /// The network namespace's inode (`/proc/self/ns/net`) the instance runs in: status shows
+    /// only the caller's.
+    pub netns: Option<u64>,
     pub started_unix_s: Option<u64>,
     /// "fresh" or "replaced" (took over a running program without a gap).
     pub attach: Option<String>,
-    /// "auto" or "always".
-    pub mode: Option<String>,
+    /// Mode, monitor, ports, thresholds, lists and limits, as the maps hold them now.
+    #[serde(flatten)]
+    pub enforced: Option<Enforced>,
     pub cookies_active: Option<bool>,
     /// When cookies last switched on or off (unix seconds).
     pub cookies_since_unix_s: Option<u64>,
     pub syn_rate_pps: Option<u64>,
     pub mode_switches: Option<u64>,
-    pub ports: Vec<u16>,
-    pub syn_threshold: Option<u32>,
-    pub syn_off_threshold: Option<u32>,
-    pub hold_s: Option<f64>,
+    /// Where the instance serves Prometheus metrics.
+    pub metrics_addr: Option<String>,
     /// The last flood starts and ends, oldest first.
     pub flood_events: Vec<FloodRecord>,
     /// Kernel settings synguard changed (name, old, new, why).
@@ -59,17 +66,33 @@ pub struct IfaceStatus {
     pub errors: Vec<String>,
 }
 
-/// Interfaces synguard has state for: pin directories and run-info files.
-fn known_ifaces(args: &StatusArgs) -> io::Result<Vec<String>> {
+/// Instances of this network namespace with state: pin directories and run-info files. An
+/// interface of this namespace asked for by name is shown (as not attached) even without state;
+/// a name that is neither is an error.
+fn known(args: &StatusArgs) -> anyhow::Result<Vec<Key>> {
+    let found = scope::select(&args.pin_base, &args.run_dir, args.iface.as_deref())?;
     match &args.iface {
-        Some(i) => Ok(vec![i.clone()]),
-        None => ifaces::with_state(&args.pin_base, &args.run_dir),
+        Some(iface) if found.is_empty() => {
+            let index = nic::check_interface(iface)?;
+            Ok(vec![Key::scoped(netns::current_inode()?, iface, index)])
+        }
+        _ => Ok(found),
     }
+}
+
+/// `--iface` names an interface of this namespace, or one synguard still has state for here (a
+/// program left pinned after its interface went away is worth showing and detaching).
+pub fn check_iface(iface: &str, pin_base: &Path, run_dir: &Path) -> anyhow::Result<()> {
+    if !scope::select(pin_base, run_dir, Some(iface))?.is_empty() {
+        return Ok(());
+    }
+    nic::check_interface(iface)?;
+    Ok(())
 }
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// Only this interface [default: every interface synguard has state for].
+    /// Only this interface [default: every instance in this network namespace].
     #[arg(long)]
     pub iface: Option<String>,
     /// One JSON object: {"interfaces": [...]}.
@@ -81,52 +104,52 @@ pub struct StatusArgs {
     pub run_dir: PathBuf,
 }
 
-pub fn of_iface(args: &StatusArgs, iface: &str) -> IfaceStatus {
-    let dir = paths::pin_dir(&args.pin_base, iface);
+pub fn of_instance(args: &StatusArgs, key: &Key) -> IfaceStatus {
+    let dir = paths::pin_dir(&args.pin_base, key);
     let mut errors = Vec::new();
-    let info = RunInfo::read(&paths::run_info(&args.run_dir, iface)).unwrap_or_else(|e| {
+    let info = RunInfo::read(&paths::run_info(&args.run_dir, key)).unwrap_or_else(|e| {
         errors.push(format!("run-info: {e}"));
         None
     });
     let program_id = link::program_id(&dir.join(pins::LINK)).ok();
-    let sample = if dir.exists() {
-        counters::read_sample(&dir)
-            .map_err(|e| errors.push(format!("{:#}", anyhow::Error::from(e))))
-            .ok()
+    let mut note = |e: anyhow::Error| errors.push(format!("{e:#}"));
+    let (sample, enforced) = if dir.exists() {
+        (
+            counters::read_sample(&dir).map_err(|e| note(e.into())).ok(),
+            enforced::read(&dir).map_err(|e| note(e.into())).ok(),
+        )
     } else {
-        None
+        (None, None)
     };
     let ready_since = sample.as_ref().and_then(|_| {
         maps::read_single::<ReadyState>(&dir, names::READY)
             .ok()
             .map(|r| r.ready_since_ns)
     });
-    let live = sample
-        .as_ref()
-        .and_then(|_| maps::read_single::<Config>(&dir, names::CONFIG).ok());
     let info = info.as_ref();
+    errors.dedup();
     IfaceStatus {
-        iface: iface.to_string(),
+        iface: key.iface().to_string(),
+        ifindex: key.ifindex(),
+        legacy: key.is_legacy(),
         attached: program_id.is_some(),
         program_id,
         xdp_mode: info.map(|i| i.xdp_mode.clone()),
-        process_running: lock::is_held(&args.run_dir, iface),
+        process_running: lock::is_held(&args.run_dir, key),
         pid: info.map(|i| i.pid),
+        netns: match key {
+            Key::Scoped { netns, .. } => Some(*netns),
+            Key::Legacy { .. } => info.and_then(|i| i.netns.as_deref().and_then(netns::inode_of)),
+        },
         started_unix_s: info.map(|i| i.started_unix_s),
         attach: info.map(|i| i.attach.clone()),
-        mode: sample.as_ref().map(|s| s.mode_name().to_string()),
+        enforced,
         cookies_active: sample.as_ref().map(|s| s.cookies_active),
         cookies_since_unix_s: ready_since.filter(|&t| t != 0).and_then(mono_to_unix),
-        syn_rate_pps: sample.as_ref().map(|s| s.mode_state.last_rate_pps),
+        syn_rate_pps: sample.as_ref().map(|s| s.syn_rate_pps),
         mode_switches: sample.as_ref().map(|s| s.mode_state.switches),
-        ports: info.map(|i| i.ports.clone()).unwrap_or_default(),
-        // The live values (a reload changes them in the map), else what the loader recorded.
-        syn_threshold: live.map(|c| c.syn_on_pps).or(info.map(|i| i.syn_on_pps)),
-        syn_off_threshold: live.map(|c| c.syn_off_pps).or(info.map(|i| i.syn_off_pps)),
-        hold_s: live
-            .map(|c| c.hold_ns as f64 / 1e9)
-            .or(info.map(|i| i.hold_s)),
-        flood_events: events::read_history(&paths::history(&args.run_dir, iface)),
+        metrics_addr: info.and_then(|i| i.metrics_addr.clone()),
+        flood_events: events::read_history(&paths::history(&args.run_dir, key)),
         sysctl_changes: info.map(|i| i.sysctl_changes.clone()).unwrap_or_default(),
         sysctl_originals: info.map(|i| i.sysctl_originals.clone()).unwrap_or_default(),
         errors,
@@ -140,82 +163,121 @@ fn flood_line(r: &FloodRecord) -> String {
         .duration_since(when)
         .map(|d| format!("{} s ago", d.as_secs()))
         .unwrap_or_else(|_| "just now".into());
+    // A flood that ended on the clock (no SYN since) has no port that decided it.
+    let port = match r.port {
+        0 => "no SYN for the hold time".to_string(),
+        p => format!("port {p}"),
+    };
+    format!("  flood {} {ago}: {} SYN/s ({port})", r.kind, r.rate_pps)
+}
+
+fn opt<T: ToString>(v: Option<T>) -> String {
+    v.map_or_else(|| "-".into(), |v| v.to_string())
+}
+
+fn state_line(s: &IfaceStatus) -> String {
+    let state = match (s.attached, s.process_running) {
+        (true, true) => "attached, synguard running",
+        (true, false) => {
+            "attached, no synguard process (the pinned program keeps protecting; \
+             `synguard run` takes it over, `synguard detach` removes it)"
+        }
+        (false, true) => "not attached, synguard starting",
+        (false, false) => "not attached",
+    };
+    let legacy = if s.legacy {
+        " (state of an earlier release: `synguard run` takes it over)"
+    } else {
+        ""
+    };
     format!(
-        "  flood {} {ago}: {} SYN/s (port {})",
-        r.kind, r.rate_pps, r.port
+        "{}: {state}\n  ifindex {}, network namespace {}{legacy}\n  program id {}, {} XDP, pid {}, \
+         metrics {}\n",
+        s.iface,
+        opt(s.ifindex),
+        opt(s.netns),
+        opt(s.program_id),
+        opt(s.xdp_mode.as_deref()),
+        opt(s.pid),
+        opt(s.metrics_addr.as_deref()),
+    )
+}
+
+fn cookies_line(s: &IfaceStatus) -> String {
+    let since = s.cookies_since_unix_s.map(|t| {
+        humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(t)).to_string()
+    });
+    let cookies = match s.cookies_active {
+        Some(true) => "ON",
+        Some(false) => "off",
+        None => "?",
+    };
+    format!(
+        "  cookies {cookies} since {}, SYN rate {} pps, {} mode switches\n",
+        opt(since),
+        opt(s.syn_rate_pps),
+        opt(s.mode_switches)
+    )
+}
+
+/// The enforced settings, as the maps hold them.
+fn enforced_lines(e: &Enforced) -> String {
+    let monitor = if e.monitor {
+        ", MONITOR ONLY: nothing is dropped or answered"
+    } else {
+        ""
+    };
+    let l = &e.lists;
+    let m = &e.limits;
+    let limit = |pps: u64, burst: u64| match pps {
+        0 => "none".to_string(),
+        _ => format!("{pps}/s burst {burst}"),
+    };
+    format!(
+        "  {} mode{monitor}\n  ports {:?}, thresholds on {} / off {} pps, hold {} s\n  \
+         allow {} v4 + {} v6, block {} v4 + {} v6 prefixes; per source {} (block {} s), \
+         reflection cap {}\n",
+        e.mode,
+        e.ports,
+        e.syn_threshold,
+        e.syn_off_threshold,
+        e.hold_s,
+        l.allow_v4,
+        l.allow_v6,
+        l.block_v4,
+        l.block_v6,
+        limit(m.source_rate_pps, m.source_burst),
+        m.source_block_s,
+        limit(m.reflect_cap_pps, m.reflect_burst),
     )
 }
 
 fn text(s: &IfaceStatus) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::new();
-    let state = match (s.attached, s.process_running) {
-        (true, true) => "attached, synguard running".to_string(),
-        (true, false) => "attached, no synguard process (the pinned program keeps protecting; \
-                          `synguard run` takes it over, `synguard detach` removes it)"
-            .to_string(),
-        (false, true) => "not attached, synguard starting".to_string(),
-        (false, false) => "not attached".to_string(),
-    };
-    let _ = writeln!(out, "{}: {state}", s.iface);
-    let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
-    let _ = writeln!(
-        out,
-        "  program id {}, {} XDP, pid {}, {} mode",
-        opt(s.program_id.map(|v| v.to_string())),
-        opt(s.xdp_mode.clone()),
-        opt(s.pid.map(|v| v.to_string())),
-        opt(s.mode.clone())
-    );
-    let since = s.cookies_since_unix_s.map(|t| {
-        humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(t)).to_string()
-    });
-    let _ = writeln!(
-        out,
-        "  cookies {} since {}, SYN rate {} pps, {} mode switches",
-        match s.cookies_active {
-            Some(true) => "ON",
-            Some(false) => "off",
-            None => "?",
-        },
-        opt(since),
-        opt(s.syn_rate_pps.map(|v| v.to_string())),
-        opt(s.mode_switches.map(|v| v.to_string()))
-    );
-    let _ = writeln!(
-        out,
-        "  ports {:?}, thresholds on {} / off {} pps, hold {} s",
-        s.ports,
-        opt(s.syn_threshold.map(|v| v.to_string())),
-        opt(s.syn_off_threshold.map(|v| v.to_string())),
-        opt(s.hold_s.map(|v| v.to_string()))
-    );
+    let mut out = state_line(s);
+    if let Some(e) = &s.enforced {
+        out += &enforced_lines(e);
+    }
+    out += &cookies_line(s);
     for c in &s.sysctl_changes {
-        let _ = writeln!(
-            out,
-            "  changed {} {} -> {} ({})",
-            c.name, c.old, c.new, c.why
-        );
+        out += &format!("  changed {} {} -> {} ({})\n", c.name, c.old, c.new, c.why);
     }
     for r in s.flood_events.iter().rev().take(5).rev() {
-        let _ = writeln!(out, "{}", flood_line(r));
+        out += &flood_line(r);
+        out.push('\n');
     }
     for e in &s.errors {
-        let _ = writeln!(out, "  error: {e}");
+        out += &format!("  error: {e}\n");
     }
     out
 }
 
 pub fn status(args: &StatusArgs) -> anyhow::Result<()> {
-    let all: Vec<IfaceStatus> = known_ifaces(args)?
-        .iter()
-        .map(|i| of_iface(args, i))
-        .collect();
+    let all: Vec<IfaceStatus> = known(args)?.iter().map(|k| of_instance(args, k)).collect();
     if args.json {
         println!("{}", serde_json::json!({ "interfaces": all }));
     } else if all.is_empty() {
         println!(
-            "synguard is not attached anywhere (no state under {})",
+            "synguard is not attached anywhere in this network namespace (no state under {})",
             args.pin_base.display()
         );
     } else {

@@ -11,7 +11,7 @@ use thiserror::Error;
 
 use crate::config::{
     ConfigError, CookieMode, DEFAULT_CONFIG, DEFAULT_PIN_BASE, DEFAULT_RUN_DIR, ModeArg, Ports,
-    RunArgs, RunConfig, Settings, XdpAttach, XdpModeArg,
+    RunArgs, RunConfig, Settings, XdpAttach, XdpModeArg, settings,
 };
 
 #[derive(Debug, Error)]
@@ -26,24 +26,56 @@ pub enum ConfigFileError {
     Parse { path: PathBuf, message: String },
     #[error("{}: ports: {value} is outside 1..65535", path.display())]
     Port { path: PathBuf, value: i64 },
-    #[error("{}: {source}", path.display())]
-    Invalid {
-        path: PathBuf,
-        #[source]
-        source: ConfigError,
-    },
+    /// The message is the whole story: `error` is not a source, so that a chain printer
+    /// (anyhow's `{:#}`) does not print it a second time.
+    #[error("{}: {error}", path.display())]
+    Invalid { path: PathBuf, error: ConfigError },
     #[error(transparent)]
     Args(#[from] ConfigError),
 }
 
 /// Parses the text of a configuration file. `path` only names the file in errors.
 pub fn parse(path: &Path, text: &str) -> Result<Settings, ConfigFileError> {
-    toml::from_str(text).map_err(|e| ConfigFileError::Parse {
-        path: path.to_path_buf(),
+    toml::from_str(text).map_err(|e| {
         // toml's message quotes the offending line and names the key or the expected type;
-        // its trailing newline would only split our one-line error.
-        message: e.to_string().trim_end().to_string(),
+        // its trailing newline would only split our error.
+        let mut message = plain_types(e.to_string().trim_end());
+        if let Some(key) = e.span().and_then(|span| key_at(text, span.start))
+            && let Some(meaning) = settings::key_meaning(&key)
+        {
+            message.push_str(&format!("\n{key}: {meaning}"));
+        }
+        ConfigFileError::Parse {
+            path: path.to_path_buf(),
+            message,
+        }
     })
+}
+
+/// serde's names of number types, in words.
+fn plain_types(message: &str) -> String {
+    [
+        ("expected u8", "expected a whole number from 0 to 255"),
+        (
+            "expected u32",
+            "expected a whole number from 0 to 4294967295",
+        ),
+        ("expected u64", "expected a whole number, 0 or more"),
+        ("expected f64", "expected a number"),
+        ("expected i64", "expected a whole number"),
+    ]
+    .iter()
+    .fold(message.to_string(), |m, (from, to)| m.replace(from, to))
+}
+
+/// The key of the `key = value` line that holds byte `at` of `text`.
+fn key_at(text: &str, at: usize) -> Option<String> {
+    let start = text.get(..at)?.rfind('\n').map_or(0, |i| i + 1);
+    let line = text[start..].lines().next()?;
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim().trim_matches('"');
+    (!key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        .then(|| key.to_string())
 }
 
 pub fn load(path: &Path) -> Result<Settings, ConfigFileError> {
@@ -67,7 +99,8 @@ fn merge(args: &RunArgs, file: Settings) -> Settings {
     args.clone().over(file)
 }
 
-/// Validates the merged settings; an error names the file when the file can be the cause.
+/// Validates the merged settings; an error names the file only when a value of the file is the
+/// cause, not a flag's.
 fn settle(
     args: &RunArgs,
     file: Settings,
@@ -76,11 +109,32 @@ fn settle(
 ) -> Result<RunConfig, ConfigFileError> {
     RunConfig::from_settings(&merge(args, file)).map_err(|source| match source {
         ConfigError::FilePort(value) => ConfigFileError::Port { path, value },
-        source if from_file && !source.is_about_flag_text() => {
-            ConfigFileError::Invalid { path, source }
+        source if from_file && !source.is_about_flag_text() && !flags_at_fault(args, &source) => {
+            ConfigFileError::Invalid {
+                path,
+                error: source,
+            }
         }
         source => ConfigFileError::Args(source),
     })
+}
+
+/// Whether the flags alone (over placeholders for the required keys) make the same error: then
+/// a flag's value is the cause. A missing interface or port list is nobody's value: the message
+/// names both the flag and the key.
+fn flags_at_fault(args: &RunArgs, error: &ConfigError) -> bool {
+    if matches!(error, ConfigError::NoIface | ConfigError::NoPortsGiven) {
+        return true;
+    }
+    let placeholders = Settings {
+        ifaces: vec!["placeholder0".into()],
+        ports: Some(Ports::File(vec![80])),
+        ..Default::default()
+    };
+    RunConfig::from_settings(&merge(args, placeholders))
+        .err()
+        .as_ref()
+        == Some(error)
 }
 
 /// The configuration `run` uses: the file (if any) with the flags on top, validated.
@@ -129,6 +183,7 @@ pub fn dump(cfg: &RunConfig) -> String {
         reflect_cap: Some(cfg.limits.reflect_rate),
         reflect_burst: Some(cfg.limits.reflect_burst),
         monitor: Some(cfg.limits.monitor),
+        ignore_nic_checks: cfg.ignore_nic_checks.then_some(true),
         allow: cfg.allow.iter().map(ToString::to_string).collect(),
         block: cfg.block.iter().map(ToString::to_string).collect(),
         ..Default::default()
@@ -255,11 +310,44 @@ mod tests {
             "{e}"
         );
         let e = file_err("interfaces = [\"eth0\"]\nports = [80]\nsyn_threshold = -5\n");
-        assert!(e.contains("syn_threshold") && e.contains("u32"), "{e}");
+        assert!(
+            e.contains("expected a whole number from 0 to 4294967295"),
+            "the type in words: {e}"
+        );
+        assert!(
+            e.contains("syn_threshold: Auto mode: SYNs per second"),
+            "what the key means: {e}"
+        );
+        let e = file_err("interfaces = [\"eth0\"]\nports = [80]\nhold = \"long\"\n");
+        assert!(e.contains("hold: Auto mode: seconds"), "{e}");
         let e = file_err("interfaces = [\"eth0\"]\nports = [80]\nsyn_threshold = 0\n");
         assert!(e.contains("syn_threshold (--syn-threshold) must be"), "{e}");
         let e = file_err("ports = [80]\n");
         assert!(e.contains("no interface"), "{e}");
+    }
+
+    #[test]
+    fn a_semantic_error_is_said_once_and_blamed_on_its_source() {
+        let path = Path::new("t.toml");
+        let base = "interfaces = [\"eth0\"]\nports = [80]\n";
+        let e = ConfigFileError::Invalid {
+            path: path.to_path_buf(),
+            error: ConfigError::ZeroThreshold,
+        };
+        let chain = format!("{:#}", anyhow::Error::from(e));
+        assert_eq!(chain.matches("must be at least").count(), 1, "{chain}");
+        // The flag's value is wrong: the file is not named.
+        let mut a = args();
+        a.block = vec!["1.2.3.4/40".into()];
+        let file = parse(path, base).unwrap();
+        let e = settle(&a, file, path.to_path_buf(), true).unwrap_err();
+        let text = format!("{:#}", anyhow::Error::from(e));
+        assert!(text.starts_with("block (--block): invalid CIDR"), "{text}");
+        assert_eq!(text.matches("invalid CIDR").count(), 1, "{text}");
+        // The file's value is wrong: the file is named.
+        let file = parse(path, &format!("{base}block = [\"1.2.3.4/40\"]\n")).unwrap();
+        let e = settle(&args(), file, path.to_path_buf(), true).unwrap_err();
+        assert!(e.to_string().starts_with("t.toml: block"), "{e}");
     }
 
     #[test]

@@ -148,6 +148,10 @@ settings! {
         /// Decide and count everything, but pass every packet (a first deployment).
         #[arg(long, num_args = 0, default_missing_value = "true")]
         pub monitor: Option<bool> => first,
+        /// Attach even where the NIC check refuses (virtio-net with too few spare queue pairs
+        /// for XDP_TX, see docs/virtio-net.md); its findings are still logged.
+        #[arg(long, num_args = 0, default_missing_value = "true")]
+        pub ignore_nic_checks: Option<bool> => first,
         /// Prefix that bypasses limits and cookies (repeat for several).
         #[arg(long, value_name = "CIDR")]
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -169,6 +173,21 @@ settings! {
 
 /// The flags of `run` are the settings.
 pub type RunArgs = Settings;
+
+/// What a key of the configuration file means: its flag's help, the one description of each
+/// setting. `None` for a key that is not a setting.
+pub fn key_meaning(key: &str) -> Option<String> {
+    // Keys are the field names, except where serde renames them.
+    let field = match key {
+        "interfaces" => "ifaces",
+        k => k,
+    };
+    let cmd = <Settings as clap::Args>::augment_args(clap::Command::new("synguard"));
+    cmd.get_arguments()
+        .find(|a| a.get_id() == field)
+        .and_then(|a| a.get_help())
+        .map(|h| h.to_string())
+}
 
 #[cfg(test)]
 mod tests {

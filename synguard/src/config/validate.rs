@@ -96,6 +96,8 @@ pub struct RunConfig {
     /// the flags; `synguard allow|block` add more at run time).
     pub allow: Vec<Cidr>,
     pub block: Vec<Cidr>,
+    /// Attach even where the NIC check refuses.
+    pub ignore_nic_checks: bool,
 }
 
 /// Default auto-mode threshold, SYNs per second.
@@ -230,6 +232,7 @@ impl RunConfig {
             limits: s.limits()?,
             allow: parse_cidrs(&s.allow, "allow", "allow")?,
             block: parse_cidrs(&s.block, "block", "block")?,
+            ignore_nic_checks: s.ignore_nic_checks.unwrap_or(false),
         })
     }
 }

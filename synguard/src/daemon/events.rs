@@ -20,7 +20,7 @@ use crate::{
         policy::{self, SourceRow},
     },
     host::clock::{monotonic_ns, unix_ms},
-    state::paths,
+    state::paths::{self, Key},
 };
 
 /// Records kept per interface.
@@ -118,7 +118,7 @@ pub struct FloodWatcher {
 
 impl FloodWatcher {
     /// Opens the pinned ring buffer; `None` for a program without one (an older object).
-    pub fn open(pin_dir: &Path, run_dir: &Path, iface: &str) -> anyhow::Result<Option<Self>> {
+    pub fn open(pin_dir: &Path, run_dir: &Path, key: &Key) -> anyhow::Result<Option<Self>> {
         if !pin_dir.join(names::FLOOD_EVENTS).exists() {
             return Ok(None);
         }
@@ -128,9 +128,9 @@ impl FloodWatcher {
         let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
             .map_err(|e| e.into_parts().1)?;
         Ok(Some(FloodWatcher {
-            iface: iface.to_string(),
+            iface: key.iface().to_string(),
             pin_dir: pin_dir.to_path_buf(),
-            history: paths::history(run_dir, iface),
+            history: paths::history(run_dir, key),
             ring,
         }))
     }
@@ -142,6 +142,10 @@ impl FloodWatcher {
         while let Some(item) = ring.next() {
             events.extend(FloodEvent::from_bytes(&item));
         }
+        self.handle(&events);
+    }
+
+    fn handle(&mut self, events: &[FloodEvent]) {
         if events.is_empty() {
             return;
         }
@@ -201,6 +205,15 @@ pub async fn watch(watchers: &mut [FloodWatcher]) -> io::Result<()> {
     Ok(())
 }
 
+/// Logs and records an event the loader made itself (a flood ended on the clock,
+/// `daemon::mode`), like one from the program.
+pub fn loader_event(watchers: &mut [FloodWatcher], iface: &str, ev: FloodEvent) {
+    match watchers.iter_mut().find(|w| w.iface == iface) {
+        Some(w) => w.handle(&[ev]),
+        None => log_record(iface, &record(&ev, ev.time_ns, unix_ms(), Vec::new())),
+    }
+}
+
 /// Handles what is queued, without waiting (at shutdown).
 pub fn drain_all(watchers: &mut [FloodWatcher]) {
     watchers.iter_mut().for_each(FloodWatcher::drain);
@@ -234,7 +247,7 @@ mod tests {
     fn history_keeps_the_last_records() {
         let dir = std::env::temp_dir().join(format!("sg-events-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
-        let path = paths::history(&dir, "eth9");
+        let path = dir.join("eth9.events.json");
         let _ = fs::remove_file(&path);
         assert!(read_history(&path).is_empty());
         let rec = |i: u64| FloodRecord {

@@ -12,6 +12,7 @@ use crate::{
     },
     datapath::load::ProgramLogger,
     host::sysctl::{SyncookieVotes, SysctlSaver, Sysctls},
+    state::paths::Key,
 };
 
 pub struct Guard {
@@ -40,6 +41,11 @@ impl Guard {
         let started = Instance::start(cfg, iface, &mut self.saver, self.votes.clone())?;
         self.instances.push(started.instance);
         Ok((started.controller, started.logger))
+    }
+
+    /// The keys of the instances started so far, in order.
+    pub fn keys(&self) -> Vec<Key> {
+        self.instances.iter().map(|i| i.key().clone()).collect()
     }
 
     /// Leaves everything attached for the next `run` to take over; restores nothing.

@@ -22,9 +22,9 @@ use crate::{
     daemon::{
         cookie_backend::MapBackend,
         mode::Controller,
-        prepare::{
-            StartError, adopt_previous, kernel_config, set_sysctls, warn_about_vlan_offload,
-        },
+        nic_gate,
+        prepare::{StartError, kernel_config, set_sysctls, warn_about_vlan_offload},
+        takeover::{self, Legacy},
     },
     datapath::{
         config_map::write_config,
@@ -35,12 +35,15 @@ use crate::{
         pins::{self, Layout},
     },
     host::{
-        clock, netns, nic,
-        sysctl::{SyncookieVotes, SysctlSaver},
+        clock,
+        fault::{self, Step},
+        io::io_err as path_err,
+        netns, nic,
+        sysctl::{SYNCOOKIES, SyncookieVotes, SysctlSaver, TIMESTAMPS},
     },
     state::{
         lock::InstanceLock,
-        paths,
+        paths::{self, Key},
         run_info::{ConfigInfo, RecordedChange, RunInfo},
     },
 };
@@ -49,6 +52,9 @@ use crate::{
 /// over.
 pub struct Instance {
     iface: String,
+    key: Key,
+    /// An earlier release's instance being taken over, until our run-info replaces its own.
+    legacy: Option<Legacy>,
     ebpf: Option<Ebpf>,
     link: Option<Attachment>,
     pin_dir: Option<PathBuf>,
@@ -88,11 +94,22 @@ impl Instance {
     ) -> Result<Started, StartError> {
         let if_index = nic::check_interface(iface)?;
         warn_about_vlan_offload(iface);
-        let lock = InstanceLock::acquire(&cfg.run_dir, iface)?;
-        let prev = adopt_previous(cfg, iface, saver);
-        let pin_dir = paths::pin_dir(&cfg.pin_base, iface);
+        // Before anything is changed: a refusal leaves the interface as it was.
+        nic_gate::before_attach(cfg, iface)?;
+        let ns = Path::new("/proc/self/ns/net");
+        let key = Key::scoped(
+            netns::current_inode().map_err(path_err("cannot stat", ns))?,
+            iface,
+            if_index,
+        );
+        let lock = InstanceLock::acquire(&cfg.run_dir, &key)?;
+        let legacy = takeover::migrate_legacy(cfg, &key)?;
+        let prev = takeover::adopt_previous(cfg, &key, legacy.as_ref(), saver);
+        let pin_dir = paths::pin_dir(&cfg.pin_base, &key);
         let mut inst = Instance {
             iface: iface.to_string(),
+            key,
+            legacy,
             ebpf: None,
             link: None,
             pin_dir: None,
@@ -120,6 +137,11 @@ impl Instance {
 
     pub fn iface(&self) -> &str {
         &self.iface
+    }
+
+    /// What its files are keyed by.
+    pub fn key(&self) -> &Key {
+        &self.key
     }
 
     /// Prepares the pin directory and keeps what a previous program left there that the new
@@ -156,7 +178,23 @@ impl Instance {
         load::raise_memlock_limit();
         let inherited = self.inherit_pins(pin_dir)?;
         let adopting_cookies = inherited.ready.kernel_ready != 0;
+        // Recorded before anything changes, so that whoever comes after a crash (`run` or
+        // `detach`) knows what to put back.
+        saver.remember(TIMESTAMPS)?;
+        saver.remember(SYNCOOKIES)?;
+        // Until attached, the mode on record is the running program's (a take-over), so that a
+        // successor after a crash still knows how the pinned link is attached.
+        let pending = match prev_mode {
+            Some(m) if self.leave_in_place => m,
+            _ => "pending",
+        };
+        self.write_run_info(cfg, pin_dir, pending, "pending", &config, saver)?;
+        if let Some(legacy) = self.legacy.take() {
+            legacy.finish(&cfg.run_dir);
+        }
+        fault::point(Step::Recorded);
         let idle = set_sysctls(cfg.mode, saver, adopting_cookies)?;
+        fault::point(Step::Sysctls);
 
         // Maps are pinned while loading, and a pinned map is what `stats` waits for: the kernel
         // settings above come first, so whoever sees the maps sees them in effect.
@@ -168,16 +206,16 @@ impl Instance {
         // The maps may be the running program's: the new config applies to it at once.
         let inherited_ports = inherited.kept.iter().any(|n| n == names::PORTS);
         write_config(ebpf, &config, &cfg.ports, inherited_ports)?;
-
-        // Recorded now, before anything can crash, so a successor can undo these settings.
-        self.write_run_info(cfg, pin_dir, None, "pending", &config, saver)?;
+        self.write_run_info(cfg, pin_dir, pending, "pending", &config, saver)?;
+        fault::point(Step::Loaded);
         let ebpf = self.ebpf.as_mut().expect("loaded above");
-        let backend = MapBackend::take(ebpf, &iface, syncookies)?;
+        let backend = MapBackend::take(ebpf, &iface, pin_dir, syncookies)?;
         let mut controller = Controller::new(backend, cfg.mode, idle).named(&iface);
         controller.resume(adopting_cookies.then_some(inherited.ready))?;
 
         let (xdp_mode, how) = self.attach(cfg, if_index, pin_dir, prev_mode)?;
-        self.write_run_info(cfg, pin_dir, Some(xdp_mode), how, &config, saver)?;
+        fault::point(Step::Attached);
+        self.write_run_info(cfg, pin_dir, link::mode_name(xdp_mode), how, &config, saver)?;
         Ok((controller, logger))
     }
 
@@ -221,7 +259,7 @@ impl Instance {
         &mut self,
         cfg: &RunConfig,
         pin_dir: &Path,
-        xdp_mode: Option<XdpMode>,
+        xdp_mode: &str,
         attach: &'static str,
         config: &Config,
         saver: &SysctlSaver,
@@ -230,9 +268,11 @@ impl Instance {
             pid: std::process::id(),
             iface: self.iface.clone(),
             netns: netns::current(),
+            metrics_addr: cfg.metrics_addr.map(|a| a.to_string()),
+            netns_cookie: netns::current_cookie(),
             ports: cfg.ports.clone(),
             mode: cfg.mode.name().to_string(),
-            xdp_mode: xdp_mode.map_or("pending", link::mode_name).to_string(),
+            xdp_mode: xdp_mode.to_string(),
             pin_dir: pin_dir.to_path_buf(),
             syn_on_pps: cfg.syn_on_pps,
             syn_off_pps: cfg.syn_off_pps,
@@ -263,8 +303,8 @@ impl Instance {
             started_unix_s: clock::unix_s(),
             attach: attach.to_string(),
         };
-        let path = paths::run_info(&cfg.run_dir, &self.iface);
-        info.write(&cfg.run_dir)
+        let path = paths::run_info(&cfg.run_dir, &self.key);
+        info.write(&cfg.run_dir, &self.key)
             .map_err(io_err("cannot write", &path))?;
         self.run_info = Some(path);
         Ok(())

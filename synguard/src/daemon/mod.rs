@@ -1,14 +1,19 @@
 //! The long-running `synguard run`: one [`instance::Instance`] per interface owned by the
 //! [`guard::Guard`], the cookie-mode controller (`mode`, with its kernel side in
-//! `cookie_backend`), flood events, metrics, reload, the programs' logs, and the run loop.
+//! `cookie_backend`), flood events, metrics (`metrics` serves what `exposition` renders),
+//! reload, the programs' logs, the NIC check before attaching (`nic_gate`), and the run loop.
 
+pub mod control;
 pub mod cookie_backend;
 pub mod events;
+pub mod exposition;
 pub mod guard;
 pub mod instance;
 pub mod logs;
 pub mod metrics;
 pub mod mode;
+pub mod nic_gate;
 pub mod prepare;
 pub mod reload;
 pub mod run;
+pub mod takeover;

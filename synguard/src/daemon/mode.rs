@@ -7,10 +7,18 @@
 //! - on:  sysctl 2 first, then READY=1. If the sysctl write fails READY stays 0 and the program
 //!   keeps passing SYNs to the kernel.
 //! - off: READY=0 first, then the sysctl back. No cookie leaves after the kernel stops taking them.
+//!
+//! The program decides "off" only when a SYN closes a rate window; after a flood that simply
+//! stops, no SYN may come for hours. So the controller applies the same off rule
+//! ([`ModeState::hold_expired`]) on its own clock every tick, writes the decision into `SG_MODE`
+//! as the program would have, counts it, and reports the flood's end itself.
 
 use aya::maps::MapError;
 use log::{info, warn};
-use synguard_common::maps::{ModeState, ReadyState};
+use synguard_common::{
+    maps::{Config, ModeState, ReadyState},
+    policy::{FLOOD_END, FloodEvent},
+};
 use thiserror::Error;
 
 use crate::{
@@ -37,6 +45,14 @@ pub enum ControlError {
 /// What the controller touches. A trait so the switch order can be tested without a kernel.
 pub trait Backend {
     fn mode_state(&self) -> Result<ModeState, ControlError>;
+    /// Writes auto mode's decision the way the program does (only to turn cookies off on time).
+    fn set_mode_state(&mut self, state: ModeState) -> Result<(), ControlError>;
+    /// The program's configuration as it is now (a reload changes the thresholds and hold).
+    fn config(&self) -> Result<Config, ControlError>;
+    /// SYNs per second to protected ports at `now_ns`, from the program's windows.
+    fn syn_rate(&self, now_ns: u64) -> Result<u64, ControlError>;
+    /// Counts a mode switch to off under the program's `cookie_mode_off` event.
+    fn count_mode_off(&mut self) -> Result<(), ControlError>;
     fn set_ready(&mut self, ready: ReadyState) -> Result<(), ControlError>;
     fn set_syncookies(&mut self, value: u64) -> Result<(), ControlError>;
     /// CLOCK_MONOTONIC in ns, the clock of `bpf_ktime_get_ns`.
@@ -71,6 +87,7 @@ pub struct Controller<B> {
     last_error: Option<String>,
     /// The interface, for log lines (one process may guard several).
     name: String,
+    iface: String,
 }
 
 impl<B: Backend> Controller<B> {
@@ -83,13 +100,19 @@ impl<B: Backend> Controller<B> {
             restore_pending: false,
             last_error: None,
             name: String::new(),
+            iface: String::new(),
         }
     }
 
     /// Names the interface in this controller's log lines.
     pub fn named(mut self, iface: &str) -> Self {
         self.name = format!("{iface}: ");
+        self.iface = iface.to_string();
         self
+    }
+
+    pub fn iface(&self) -> &str {
+        &self.iface
     }
 
     /// Like [`Controller::start`], but keeps cookies on when a previous instance left them on
@@ -126,16 +149,18 @@ impl<B: Backend> Controller<B> {
         Ok(())
     }
 
-    /// One control step (auto mode; always mode has nothing to follow).
-    pub fn tick(&mut self) {
+    /// One control step (auto mode; always mode has nothing to follow). Returns the end of a
+    /// flood when this tick ended it on the clock (the program sends no event for that).
+    pub fn tick(&mut self) -> Option<FloodEvent> {
         if self.mode == CookieMode::Always {
-            return;
+            return None;
         }
         match self.step() {
-            Ok(()) => {
+            Ok(ended) => {
                 if self.last_error.take().is_some() {
                     info!("{}cookie-mode controller recovered", self.name);
                 }
+                ended
             }
             Err(e) => {
                 let text = format!("{:#}", anyhow::Error::from(e));
@@ -146,16 +171,52 @@ impl<B: Backend> Controller<B> {
                     );
                     self.last_error = Some(text);
                 }
+                None
             }
         }
     }
 
-    fn step(&mut self) -> Result<(), ControlError> {
+    /// Auto mode's off rule on the loader's clock: the hold ran out and the rate is below the
+    /// off threshold now, so cookies go off as the program would have decided at its next SYN.
+    /// The whole `SG_MODE` entry is written back; a CPU that closes a window at the same moment
+    /// may have its stamp overwritten, which at worst turns cookies on again one window later.
+    fn end_on_time(&mut self, state: &mut ModeState) -> Result<Option<FloodEvent>, ControlError> {
+        let now = self.backend.now_ns();
+        let cfg = self.backend.config()?;
+        if !state.hold_expired(cfg.hold_ns, now) {
+            return Ok(None);
+        }
+        let rate = self.backend.syn_rate(now)?;
+        if rate >= cfg.syn_off_pps as u64 {
+            // SYNs are coming: the program updates its own state at the next window.
+            return Ok(None);
+        }
+        state.cookies_wanted = 0;
+        state.switches += 1;
+        state.last_rate_pps = rate;
+        self.backend.set_mode_state(*state)?;
+        self.backend.count_mode_off()?;
+        Ok(Some(FloodEvent {
+            kind: FLOOD_END,
+            port: 0,
+            rate_pps: rate,
+            time_ns: now,
+        }))
+    }
+
+    fn step(&mut self) -> Result<Option<FloodEvent>, ControlError> {
         if self.restore_pending {
             self.backend.set_syncookies(self.idle_syncookies)?;
             self.restore_pending = false;
         }
-        let state = self.backend.mode_state()?;
+        let mut state = self.backend.mode_state()?;
+        let ended = self.end_on_time(&mut state)?;
+        self.follow(&state)?;
+        Ok(ended)
+    }
+
+    /// Puts the kernel side in step with the program's wish.
+    fn follow(&mut self, state: &ModeState) -> Result<(), ControlError> {
         match decide(state.cookies_wanted != 0, self.ready) {
             Step::Nothing => Ok(()),
             Step::TurnOn => {
@@ -188,171 +249,4 @@ impl<B: Backend> Controller<B> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io;
-
-    /// Records every call so tests can check the order of side effects.
-    #[derive(Default)]
-    struct Fake {
-        wanted: u32,
-        calls: Vec<String>,
-        fail_sysctl: bool,
-        fail_ready: bool,
-        ready: ReadyState,
-        syncookies: u64,
-    }
-
-    impl Backend for Fake {
-        fn mode_state(&self) -> Result<ModeState, ControlError> {
-            Ok(ModeState {
-                cookies_wanted: self.wanted,
-                last_rate_pps: 1234,
-                ..Default::default()
-            })
-        }
-        fn set_ready(&mut self, ready: ReadyState) -> Result<(), ControlError> {
-            self.calls.push(format!("ready={}", ready.kernel_ready));
-            if self.fail_ready {
-                return Err(ControlError::Map {
-                    map: "SG_READY",
-                    source: MapError::KeyNotFound,
-                });
-            }
-            self.ready = ready;
-            Ok(())
-        }
-        fn set_syncookies(&mut self, value: u64) -> Result<(), ControlError> {
-            self.calls.push(format!("syncookies={value}"));
-            if self.fail_sysctl {
-                return Err(SysctlError::Write {
-                    name: "net.ipv4.tcp_syncookies".into(),
-                    value: value.to_string(),
-                    source: io::Error::from_raw_os_error(libc::EACCES),
-                }
-                .into());
-            }
-            self.syncookies = value;
-            Ok(())
-        }
-        fn now_ns(&self) -> u64 {
-            42
-        }
-    }
-
-    #[test]
-    fn decisions() {
-        assert_eq!(decide(true, false), Step::TurnOn);
-        assert_eq!(decide(false, true), Step::TurnOff);
-        assert_eq!(decide(true, true), Step::Nothing);
-        assert_eq!(decide(false, false), Step::Nothing);
-    }
-
-    #[test]
-    fn always_mode_is_ready_from_the_start() {
-        let mut c = Controller::new(Fake::default(), CookieMode::Always, 2);
-        c.start().unwrap();
-        assert!(c.is_ready());
-        assert_eq!(c.backend.ready.kernel_ready, 1);
-        assert_eq!(c.backend.ready.ready_since_ns, 42);
-        c.tick();
-        assert_eq!(c.backend.calls, ["ready=1"]);
-    }
-
-    #[test]
-    fn take_over_during_a_flood_keeps_cookies_on() {
-        // The previous program had cookies on: nothing is written, so no SYN slips through to
-        // the kernel between the take-over and the next tick.
-        let mut c = Controller::new(Fake::default(), CookieMode::Auto, 1);
-        c.backend.wanted = 1;
-        c.resume(Some(ReadyState::new(true, 7))).unwrap();
-        assert!(c.is_ready());
-        c.tick();
-        assert!(c.backend.calls.is_empty(), "{:?}", c.backend.calls);
-        // The flood ends: cookies go off the usual way.
-        c.backend.wanted = 0;
-        c.tick();
-        assert_eq!(c.backend.calls, ["ready=0", "syncookies=1"]);
-    }
-
-    #[test]
-    fn take_over_when_quiet_starts_as_usual() {
-        let mut c = Controller::new(Fake::default(), CookieMode::Auto, 1);
-        c.resume(None).unwrap();
-        assert!(!c.is_ready());
-        assert_eq!(c.backend.calls, ["ready=0"]);
-    }
-
-    #[test]
-    fn auto_mode_switches_sysctl_before_ready_and_back_after() {
-        let mut c = Controller::new(Fake::default(), CookieMode::Auto, 1);
-        c.start().unwrap();
-        assert!(!c.is_ready());
-        c.tick();
-        c.backend.wanted = 1;
-        c.tick();
-        assert!(c.is_ready());
-        c.tick();
-        c.backend.wanted = 0;
-        c.tick();
-        assert!(!c.is_ready());
-        assert_eq!(
-            c.backend.calls,
-            [
-                "ready=0",
-                "syncookies=2",
-                "ready=1",
-                "ready=0",
-                "syncookies=1"
-            ]
-        );
-        assert_eq!(c.backend.syncookies, 1);
-    }
-
-    #[test]
-    fn failed_sysctl_write_keeps_ready_off() {
-        let mut c = Controller::new(Fake::default(), CookieMode::Auto, 1);
-        c.start().unwrap();
-        c.backend.fail_sysctl = true;
-        c.backend.wanted = 1;
-        c.tick();
-        c.tick();
-        assert!(!c.is_ready());
-        assert_eq!(c.backend.ready.kernel_ready, 0);
-        // Recovers once the write works.
-        c.backend.fail_sysctl = false;
-        c.tick();
-        assert!(c.is_ready());
-        assert!(c.last_error.is_none());
-    }
-
-    #[test]
-    fn failed_ready_write_leaves_ready_off_and_retries() {
-        let mut c = Controller::new(Fake::default(), CookieMode::Auto, 1);
-        c.start().unwrap();
-        c.backend.fail_ready = true;
-        c.backend.wanted = 1;
-        c.tick();
-        assert!(!c.is_ready());
-        c.backend.fail_ready = false;
-        c.tick();
-        assert!(c.is_ready());
-    }
-
-    #[test]
-    fn failed_restore_is_retried_with_ready_already_off() {
-        let mut c = Controller::new(Fake::default(), CookieMode::Auto, 1);
-        c.start().unwrap();
-        c.backend.wanted = 1;
-        c.tick();
-        c.backend.wanted = 0;
-        c.backend.fail_sysctl = true;
-        c.tick();
-        assert!(!c.is_ready());
-        assert_eq!(c.backend.ready.kernel_ready, 0);
-        assert_eq!(c.backend.syncookies, 2);
-        c.backend.fail_sysctl = false;
-        c.tick();
-        assert_eq!(c.backend.syncookies, 1);
-    }
-}
+mod tests;

@@ -1,16 +1,15 @@
-//! What an instance settles before it loads anything: the interface's facts, the previous
-//! instance to take over from, the config map's contents from the kernel's settings, and the
+//! What an instance settles before it loads anything: the interface's facts, the config map's contents from the kernel's settings, and the
 //! kernel settings cookies need.
 
 use std::path::Path;
 
-use log::{debug, info, warn};
+use log::{debug, warn};
 use synguard_common::maps::{Config, MAX_CPUS};
 use thiserror::Error;
 
 use crate::{
     config::{CookieMode, RunConfig},
-    daemon::mode::ControlError,
+    daemon::{mode::ControlError, nic_gate::NicRefusal},
     datapath::{
         config_map::build_config,
         error::{LoaderError, io_err},
@@ -25,7 +24,7 @@ use crate::{
             TcpParams,
         },
     },
-    state::{lock::LockError, paths, run_info::RunInfo},
+    state::lock::LockError,
 };
 
 /// Why an interface could not be taken; each names what was being done.
@@ -41,6 +40,10 @@ pub enum StartError {
     Sysctl(#[from] SysctlError),
     #[error(transparent)]
     Control(#[from] ControlError),
+    #[error(transparent)]
+    Io(#[from] crate::host::io::PathError),
+    #[error(transparent)]
+    Nic(#[from] NicRefusal),
 }
 
 impl From<PinError> for StartError {
@@ -55,39 +58,24 @@ impl From<PinnedMapError> for StartError {
     }
 }
 
-/// Tagged frames need the tag inside the frame for the SYN-ACK to carry it back.
+/// Tagged frames need the tag inside the frame for the SYN-ACK to carry it back. Only worth a
+/// warning where tagged traffic arrives: a VLAN device sits on the interface. (Without one the
+/// kernel drops tagged frames anyway; a trunk bridged elsewhere is not visible from here.)
 pub fn warn_about_vlan_offload(iface: &str) {
+    let vlans = nic::vlan_devices_on(iface);
+    if vlans.is_empty() {
+        return;
+    }
     match nic::rx_vlan_offload(iface) {
         Ok(true) => warn!(
-            "receive VLAN offload is on for {iface}: VLAN tags are stripped before XDP, so \
-             SYN-ACKs to tagged clients would leave untagged; on a VLAN trunk run \
-             `ethtool -K {iface} rxvlan off`"
+            "receive VLAN offload is on for {iface}, which carries VLAN {}: tags are stripped \
+             before XDP, so SYN-ACKs to tagged clients would leave untagged; run \
+             `ethtool -K {iface} rxvlan off`",
+            vlans.join(", ")
         ),
         Ok(false) => {}
         Err(e) => debug!("cannot read the VLAN offload flag of {iface}: {e}"),
     }
-}
-
-/// The run-info a previous instance left for `iface`, if it is ours to adopt; its kernel settings
-/// become ours to restore.
-pub fn adopt_previous(cfg: &RunConfig, iface: &str, saver: &mut SysctlSaver) -> Option<RunInfo> {
-    let prev = RunInfo::of(&cfg.run_dir, iface).filter(|p| {
-        // Settings changed in another namespace are not ours to restore.
-        p.same_netns() || {
-            warn!(
-                "{iface}: ignoring {} from another network namespace",
-                paths::run_info(&cfg.run_dir, iface).display()
-            );
-            false
-        }
-    })?;
-    info!(
-        "{iface}: taking over from synguard pid {} (it exited without detaching); the kernel \
-         settings it changed will be restored when this one detaches",
-        prev.pid
-    );
-    saver.adopt(&prev.originals());
-    Some(prev)
 }
 
 /// The config map's contents, from the run configuration and the kernel's settings.

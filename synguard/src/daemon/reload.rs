@@ -1,30 +1,103 @@
-//! Applying configuration to running programs through their pinned maps: the policy at start,
-//! and a changed file on SIGHUP (`synguard reload` sends it). Nothing is re-attached and no
-//! counter is touched. What a map cannot carry (interfaces, cookie mode, XDP mode, window scale,
+//! Applying configuration to running programs through their pinned maps: the policy at start
+//! (with the list entries added at run time, `state::runtime_lists`), and a changed file on
+//! `synguard reload` (through the control socket, which gets the outcome back) or SIGHUP.
+//! Nothing is re-attached and no counter is touched. What a map cannot carry (interfaces, cookie mode, XDP mode, window scale,
 //! metrics address, log format) needs a restart: a reload says so and keeps the running value.
 
-use std::path::Path;
+use std::{
+    path::Path,
+    sync::atomic::{AtomicBool, AtomicU64, Ordering},
+};
 
 use anyhow::{Context as _, Result};
 use log::{info, warn};
 use synguard_common::maps::{Config, PortConfig, names};
 
 use crate::{
-    config::{RunArgs, RunConfig, file},
+    config::{Cidr, ListKind, RunArgs, RunConfig, file},
     datapath::{config_map::sync_ports, maps, policy},
-    state::paths,
+    host::clock,
+    state::{
+        paths::{self, Key},
+        run_info::RunInfo,
+        runtime_lists::RuntimeLists,
+    },
 };
 
-/// Writes the configuration's policy (limits, lists) to every interface. `previous`: the
-/// configuration applied before, whose list entries are removed if this one drops them.
-pub fn apply_policy(cfg: &RunConfig, previous: Option<&RunConfig>) -> Result<()> {
-    let before = previous.map_or((&[][..], &[][..]), |p| (&p.allow[..], &p.block[..]));
-    for iface in &cfg.ifaces {
-        let dir = paths::pin_dir(&cfg.pin_base, iface);
-        let mut maps = policy::open_pinned(&dir)
-            .with_context(|| format!("{iface}: opening the policy maps"))?;
-        maps.apply(&cfg.limits, (&cfg.allow, &cfg.block), before)
-            .with_context(|| format!("{iface}: applying the policy"))?;
+/// The last reload's outcome and time, for the metrics endpoint. Starts as the start-up:
+/// successful, now.
+#[derive(Debug)]
+pub struct LastReload {
+    ok: AtomicBool,
+    unix_s: AtomicU64,
+}
+
+impl Default for LastReload {
+    fn default() -> Self {
+        LastReload {
+            ok: AtomicBool::new(true),
+            unix_s: AtomicU64::new(clock::unix_s()),
+        }
+    }
+}
+
+impl LastReload {
+    pub fn record(&self, ok: bool) {
+        self.ok.store(ok, Ordering::Relaxed);
+        self.unix_s.store(clock::unix_s(), Ordering::Relaxed);
+    }
+
+    /// (successful, unix seconds).
+    pub fn get(&self) -> (bool, u64) {
+        (
+            self.ok.load(Ordering::Relaxed),
+            self.unix_s.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// A configuration's list plus the entries added at run time.
+fn with_runtime(file: &[Cidr], runtime: &RuntimeLists, kind: ListKind) -> Vec<Cidr> {
+    let mut out = file.to_vec();
+    out.extend(
+        runtime
+            .entries(kind)
+            .into_iter()
+            .filter(|c| !file.contains(c)),
+    );
+    out
+}
+
+/// Writes the configuration's policy (limits, lists, and the list entries added at run time)
+/// to every instance. `previous`: the configuration applied before, whose list entries are
+/// removed if this one drops them (unless they were also added at run time).
+pub fn apply_policy(cfg: &RunConfig, keys: &[Key], previous: Option<&RunConfig>) -> Result<()> {
+    for key in keys {
+        let runtime = RuntimeLists::load(&cfg.run_dir, key).unwrap_or_else(|e| {
+            warn!("{key}: runtime list entries not restored: {e}");
+            RuntimeLists::default()
+        });
+        let lists = |c: &RunConfig| {
+            (
+                with_runtime(&c.allow, &runtime, ListKind::Allow),
+                with_runtime(&c.block, &runtime, ListKind::Block),
+            )
+        };
+        let now = lists(cfg);
+        let before = previous.map(lists).unwrap_or_default();
+        let dir = paths::pin_dir(&cfg.pin_base, key);
+        let mut maps =
+            policy::open_pinned(&dir).with_context(|| format!("{key}: opening the policy maps"))?;
+        maps.apply(&cfg.limits, (&now.0, &now.1), (&before.0, &before.1))
+            .with_context(|| format!("{key}: applying the policy"))?;
+        let restored = runtime.allow.len() + runtime.block.len();
+        if previous.is_none() && restored > 0 {
+            info!(
+                "{key}: restored {} allowed and {} blocked prefixes added at run time",
+                runtime.allow.len(),
+                runtime.block.len()
+            );
+        }
     }
     let l = &cfg.limits;
     info!(
@@ -62,6 +135,20 @@ fn apply_settings(dir: &Path, cfg: &RunConfig) -> Result<()> {
     Ok(())
 }
 
+/// Updates the run-info file with what a reload changed, so `status` shows what is in effect.
+fn record(cfg: &RunConfig, key: &Key) {
+    let Some(mut info) = RunInfo::load(&cfg.run_dir, key) else {
+        return;
+    };
+    info.ports = cfg.ports.clone();
+    info.syn_on_pps = cfg.syn_on_pps;
+    info.syn_off_pps = cfg.syn_off_pps;
+    info.hold_s = cfg.hold.as_secs_f64();
+    if let Err(e) = info.write(&cfg.run_dir, key) {
+        warn!("{key}: cannot record the reload in the run-info file: {e}");
+    }
+}
+
 /// Settings a running program cannot change, named when the new file changes them.
 fn needs_restart(old: &RunConfig, new: &RunConfig) -> Vec<&'static str> {
     let mut out = Vec::new();
@@ -86,9 +173,16 @@ fn needs_restart(old: &RunConfig, new: &RunConfig) -> Vec<&'static str> {
     out
 }
 
-/// Re-reads the configuration `run` was started with and applies it; returns what is now in
-/// effect. A configuration that does not validate changes nothing.
-pub fn reload(current: &RunConfig, args: &RunArgs) -> Result<RunConfig> {
+/// What a reload did: the configuration now in effect, and the changed settings that need a
+/// restart (they keep their running value).
+pub struct Reloaded {
+    pub config: RunConfig,
+    pub needs_restart: Vec<&'static str>,
+}
+
+/// Re-reads the configuration `run` was started with and applies it to the instances `keys`.
+/// A configuration that does not validate changes nothing (the error says why).
+pub fn reload(current: &RunConfig, args: &RunArgs, keys: &[Key]) -> Result<Reloaded> {
     let new = file::resolve(args).context("reload refused, nothing changed")?;
     let fixed = needs_restart(current, &new);
     if !fixed.is_empty() {
@@ -107,16 +201,22 @@ pub fn reload(current: &RunConfig, args: &RunArgs) -> Result<RunConfig> {
         log_format: current.log_format,
         ..new
     };
-    for iface in &effective.ifaces {
-        apply_settings(&paths::pin_dir(&effective.pin_base, iface), &effective)
-            .with_context(|| format!("{iface}: applying thresholds and ports"))?;
+    for key in keys {
+        apply_settings(&paths::pin_dir(&effective.pin_base, key), &effective)
+            .with_context(|| format!("{key}: applying thresholds and ports"))?;
     }
-    apply_policy(&effective, Some(current))?;
+    apply_policy(&effective, keys, Some(current))?;
+    for key in keys {
+        record(&effective, key);
+    }
     info!(
         "reloaded: ports {:?}, thresholds on {} / off {} SYN/s, hold {:?}",
         effective.ports, effective.syn_on_pps, effective.syn_off_pps, effective.hold
     );
-    Ok(effective)
+    Ok(Reloaded {
+        config: effective,
+        needs_restart: fixed,
+    })
 }
 
 #[cfg(test)]
@@ -144,5 +244,18 @@ mod tests {
         b.mode = CookieMode::Always;
         b.ifaces = vec!["eth1".into()];
         assert_eq!(needs_restart(&a, &b), ["interfaces", "mode"]);
+    }
+
+    #[test]
+    fn runtime_entries_join_the_file_lists_once() {
+        let (a, b): (Cidr, Cidr) = (
+            "192.0.2.0/24".parse().unwrap(),
+            "2001:db8::/32".parse().unwrap(),
+        );
+        let mut runtime = RuntimeLists::default();
+        runtime.add(ListKind::Block, a);
+        runtime.add(ListKind::Block, b);
+        assert_eq!(with_runtime(&[a], &runtime, ListKind::Block), [a, b]);
+        assert_eq!(with_runtime(&[a], &runtime, ListKind::Allow), [a]);
     }
 }

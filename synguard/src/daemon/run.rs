@@ -1,18 +1,28 @@
 //! `synguard run`, once configured: attach to every interface, control the cookie mode, serve
-//! metrics, follow flood events, reload on SIGHUP, until a signal; then detach or hand over.
+//! metrics, follow flood events, reload on request (control socket) or SIGHUP, until a signal;
+//! then detach or hand over.
 
 use anyhow::Context as _;
 use log::{info, warn};
+use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{Signal, SignalKind, signal};
+
+use std::sync::Arc;
 
 use crate::{
     config::{RunArgs, RunConfig},
     daemon::{
+        control::{self, Control, Outcome, Reply},
+        cookie_backend::MapBackend,
         events::{self, FloodWatcher},
         guard::Guard,
-        logs, metrics, mode, reload,
+        logs, metrics,
+        mode::{self, Controller},
+        reload::{self, LastReload},
     },
-    state::paths,
+    datapath::load::ProgramLogger,
+    host::notify::{Notifier, NotifyError},
+    state::paths::{self, Key},
 };
 
 /// How `run` ends.
@@ -47,17 +57,74 @@ impl Signals {
 }
 
 /// Flood-event readers for every interface whose program has them.
-fn flood_watchers(cfg: &RunConfig) -> Vec<FloodWatcher> {
+fn flood_watchers(cfg: &RunConfig, keys: &[Key]) -> Vec<FloodWatcher> {
     let mut floods = Vec::new();
-    for iface in &cfg.ifaces {
-        let pin_dir = paths::pin_dir(&cfg.pin_base, iface);
-        match FloodWatcher::open(&pin_dir, &cfg.run_dir, iface) {
+    for key in keys {
+        let pin_dir = paths::pin_dir(&cfg.pin_base, key);
+        match FloodWatcher::open(&pin_dir, &cfg.run_dir, key) {
             Ok(Some(w)) => floods.push(w),
             Ok(None) => {}
-            Err(e) => warn!("{iface}: flood events unavailable: {e:#}"),
+            Err(e) => warn!("{key}: flood events unavailable: {e:#}"),
         }
     }
     floods
+}
+
+/// Reloads, records the outcome for the metrics, and says what came of it.
+fn reload_now(current: &mut RunConfig, args: &RunArgs, keys: &[Key], last: &LastReload) -> Reply {
+    let pid = std::process::id();
+    match reload::reload(current, args, keys) {
+        Ok(done) => {
+            last.record(true);
+            *current = done.config;
+            let c = &*current;
+            Reply {
+                pid,
+                outcome: if done.needs_restart.is_empty() {
+                    Outcome::Applied
+                } else {
+                    Outcome::NeedsRestart
+                },
+                message: format!(
+                    "ports {:?}, thresholds on {} / off {} SYN/s, hold {:?}, {} allowed and {} \
+                     blocked prefixes from the file",
+                    c.ports,
+                    c.syn_on_pps,
+                    c.syn_off_pps,
+                    c.hold,
+                    c.allow.len(),
+                    c.block.len()
+                ),
+                restart: done.needs_restart.iter().map(|s| s.to_string()).collect(),
+            }
+        }
+        Err(e) => {
+            last.record(false);
+            warn!("reload: {e:#}");
+            Reply {
+                pid,
+                outcome: Outcome::Refused,
+                message: format!("{e:#}"),
+                restart: Vec::new(),
+            }
+        }
+    }
+}
+
+/// The metrics endpoint, when an address is configured.
+async fn serve_metrics(
+    cfg: &RunConfig,
+    keys: &[Key],
+    last_reload: &Arc<LastReload>,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    let Some(addr) = cfg.metrics_addr else {
+        return Ok(None);
+    };
+    let dirs = keys
+        .iter()
+        .map(|k| (k.iface().to_string(), paths::pin_dir(&cfg.pin_base, k)))
+        .collect();
+    Ok(Some(metrics::spawn(addr, dirs, last_reload.clone()).await?))
 }
 
 /// Guards every configured interface until a signal; returns the process exit status.
@@ -77,42 +144,38 @@ pub async fn run(cfg: &RunConfig, args: &RunArgs) -> anyhow::Result<i32> {
             loggers.push(logs::watch(l)?);
         }
     }
+    let keys = guard.keys();
     // The policy goes in before the first packet could need it... and after the maps exist.
-    reload::apply_policy(cfg, None).context("cannot apply the policy")?;
-    let mut floods = flood_watchers(cfg);
-    let metrics = match cfg.metrics_addr {
-        Some(addr) => Some(metrics::spawn(addr, cfg.pin_base.clone(), cfg.ifaces.clone()).await?),
-        None => None,
-    };
+    reload::apply_policy(cfg, &keys, None).context("cannot apply the policy")?;
+    let mut floods = flood_watchers(cfg, &keys);
+    let last_reload = Arc::new(LastReload::default());
+    let metrics = serve_metrics(cfg, &keys, &last_reload).await?;
+    let mut control =
+        Control::bind(&cfg.run_dir, &keys).context("cannot open the control socket")?;
 
-    let mut current = cfg.clone();
-    let mut tick = tokio::time::interval(mode::TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let outcome = loop {
-        tokio::select! {
-            _ = signals.int.recv() => break Ok(Exit::Detach("SIGINT")),
-            _ = signals.term.recv() => break Ok(Exit::Detach("SIGTERM")),
-            _ = signals.usr1.recv() => break Ok(Exit::HandOver),
-            _ = signals.hup.recv() => match reload::reload(&current, args) {
-                Ok(next) => current = next,
-                Err(e) => warn!("SIGHUP: {e:#}"),
-            },
-            _ = tick.tick() => controllers.iter_mut().for_each(|c| c.tick()),
-            r = logs::forward(&mut loggers) => {
-                if let Err(e) = r {
-                    break Err(anyhow::Error::from(e).context("reading the XDP program's log"));
-                }
-            }
-            r = events::watch(&mut floods) => {
-                if let Err(e) = r {
-                    break Err(anyhow::Error::from(e).context("reading flood events"));
-                }
-                // A flood started or ended: follow the program now rather than at the next tick
-                // (until the loader marks the kernel ready, SYNs still go to the kernel).
-                controllers.iter_mut().for_each(|c| c.tick());
-            }
-        }
+    // Only now is every program attached and configured: what `Type=notify` waits for.
+    let notifier = Notifier::from_env().unwrap_or_else(|e| {
+        warn!("{e:#}; not notifying the service manager");
+        Notifier::for_address(None).expect("no address is always valid")
+    });
+    tell(notifier.ready(&service_status(cfg)));
+    let mut serving = Serving {
+        signals: &mut signals,
+        notifier: &notifier,
+        control: &mut control,
+        keys: &keys,
+        last_reload: &last_reload,
+        controllers: &mut controllers,
+        loggers: &mut loggers,
+        floods: &mut floods,
     };
+    let outcome = serving.until_signal(cfg, args).await;
+    tell(notifier.stopping(match &outcome {
+        Ok(Exit::HandOver) => "handing over to the next synguard run",
+        Ok(Exit::Detach(_)) => "detaching",
+        Err(_) => "failed, detaching",
+    }));
+    drop(control);
     events::drain_all(&mut floods);
     drop(floods);
     if let Some(m) = metrics {
@@ -121,11 +184,112 @@ pub async fn run(cfg: &RunConfig, args: &RunArgs) -> anyhow::Result<i32> {
     logs::flush(&mut loggers);
     drop(loggers);
     drop(controllers);
-    finish(outcome, guard, cfg)
+    finish(outcome, guard, cfg, &keys)
+}
+
+/// What the running loop works on.
+struct Serving<'a> {
+    signals: &'a mut Signals,
+    notifier: &'a Notifier,
+    control: &'a mut Control,
+    keys: &'a [Key],
+    last_reload: &'a LastReload,
+    controllers: &'a mut Vec<Controller<MapBackend>>,
+    loggers: &'a mut Vec<AsyncFd<ProgramLogger>>,
+    floods: &'a mut Vec<FloodWatcher>,
+}
+
+impl Serving<'_> {
+    /// Controls the modes, follows logs and flood events and reloads on request (control socket)
+    /// or SIGHUP, until a signal says to stop (or reading the program's output fails).
+    async fn until_signal(&mut self, cfg: &RunConfig, args: &RunArgs) -> anyhow::Result<Exit> {
+        let mut current = cfg.clone();
+        let mut tick = tokio::time::interval(mode::TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = self.signals.int.recv() => return Ok(Exit::Detach("SIGINT")),
+                _ = self.signals.term.recv() => return Ok(Exit::Detach("SIGTERM")),
+                _ = self.signals.usr1.recv() => return Ok(Exit::HandOver),
+                _ = self.signals.hup.recv() => {
+                    self.reload(&mut current, args);
+                }
+                (stream, request) = self.control.next() => {
+                    let reply = match request.as_str() {
+                        control::RELOAD => self.reload(&mut current, args),
+                        other => Reply::unknown(other),
+                    };
+                    control::answer(stream, &reply).await;
+                }
+                _ = tick.tick() => self.tick_controllers(),
+                r = logs::forward(self.loggers) => {
+                    if let Err(e) = r {
+                        return Err(anyhow::Error::from(e).context("reading the XDP program's log"));
+                    }
+                }
+                r = events::watch(self.floods) => {
+                    if let Err(e) = r {
+                        return Err(anyhow::Error::from(e).context("reading flood events"));
+                    }
+                    // A flood started or ended: follow the program now rather than at the next
+                    // tick (until the loader marks the kernel ready, SYNs still go to the kernel).
+                    self.tick_controllers();
+                }
+            }
+        }
+    }
+}
+
+impl Serving<'_> {
+    /// Lets each mode controller follow its program; a flood that ended on the clock (no SYN
+    /// decided it) is recorded as a flood event by the loader.
+    fn tick_controllers(&mut self) {
+        for c in self.controllers.iter_mut() {
+            if let Some(end) = c.tick() {
+                events::loader_event(self.floods, c.iface(), end);
+            }
+        }
+    }
+
+    /// A reload, told to the service manager while it runs.
+    fn reload(&self, current: &mut RunConfig, args: &RunArgs) -> Reply {
+        tell(self.notifier.reloading());
+        let reply = reload_now(current, args, self.keys, self.last_reload);
+        tell(self.notifier.ready(&service_status(current)));
+        reply
+    }
+}
+
+/// The one-line summary `systemctl status` shows.
+fn service_status(cfg: &RunConfig) -> String {
+    let ports: Vec<String> = cfg.ports.iter().map(u16::to_string).collect();
+    format!(
+        "guarding {} on ports {} (cookies {}{})",
+        cfg.ifaces.join(", "),
+        ports.join(","),
+        cfg.mode.name(),
+        if cfg.limits.monitor {
+            ", monitor only: every packet passes"
+        } else {
+            ""
+        }
+    )
+}
+
+/// A failed notification must not stop the protection; systemd reports the missing readiness.
+fn tell(result: Result<(), NotifyError>) {
+    if let Err(e) = result {
+        warn!("{:#}", anyhow::Error::from(e));
+    }
 }
 
 /// Hands over or detaches; an error is not a hand-over: it leaves the host as it was before.
-fn finish(outcome: anyhow::Result<Exit>, guard: Guard, cfg: &RunConfig) -> anyhow::Result<i32> {
+fn finish(
+    outcome: anyhow::Result<Exit>,
+    guard: Guard,
+    cfg: &RunConfig,
+    keys: &[Key],
+) -> anyhow::Result<i32> {
     match outcome {
         Ok(Exit::HandOver) => {
             info!("SIGUSR1: handing over to the next synguard run (exit {HAND_OVER_EXIT})");
@@ -136,8 +300,8 @@ fn finish(outcome: anyhow::Result<Exit>, guard: Guard, cfg: &RunConfig) -> anyho
             info!("{signal}: shutting down");
             drop(guard);
             // Detached: nothing of this instance stays behind, its flood history included.
-            for iface in &cfg.ifaces {
-                let _ = std::fs::remove_file(paths::history(&cfg.run_dir, iface));
+            for key in keys {
+                let _ = std::fs::remove_file(paths::history(&cfg.run_dir, key));
             }
             Ok(0)
         }

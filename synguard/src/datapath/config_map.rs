@@ -130,6 +130,7 @@ mod tests {
             limits: Default::default(),
             allow: Vec::new(),
             block: Vec::new(),
+            ignore_nic_checks: false,
         }
     }
 

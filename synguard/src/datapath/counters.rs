@@ -16,21 +16,25 @@ use synguard_common::{
 use thiserror::Error;
 
 use crate::{
-    datapath::maps::{self, PinnedMapError},
+    datapath::{
+        maps::{self, PinnedMapError},
+        rate,
+    },
     host::clock::monotonic_ns,
-    state::{ifaces, paths},
+    state::{paths, scope},
 };
 
 #[derive(Debug, Error)]
 pub enum StatsError {
     #[error(
-        "no synguard instance is running (nothing under {}); note that a bpffs mounted by \
-         `ip netns exec` is visible only inside that command",
+        "no synguard instance is running in this network namespace (nothing under {}); note \
+         that a bpffs mounted by `ip netns exec` is visible only inside that command",
         .0.display()
     )]
     NoInstance(PathBuf),
     #[error(
-        "no synguard instance on {iface} (no {}): is `synguard run --iface {iface}` running?",
+        "no synguard instance on {iface} in this network namespace (nothing under {}): is \
+         `synguard run --iface {iface}` running?",
         dir.display()
     )]
     NoInstanceOn { iface: String, dir: PathBuf },
@@ -48,35 +52,32 @@ pub enum StatsError {
     },
 }
 
-/// The instance directory to read: the one for `iface`, or the only one there is.
-pub fn find_instance(pin_base: &Path, iface: Option<&str>) -> Result<PathBuf, StatsError> {
-    if let Some(iface) = iface {
-        let dir = paths::pin_dir(pin_base, iface);
-        return if dir.is_dir() {
-            Ok(dir)
-        } else {
-            Err(StatsError::NoInstanceOn {
-                iface: iface.to_string(),
-                dir,
-            })
-        };
-    }
-    let names = match ifaces::pinned(pin_base) {
-        Ok(n) => n,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(StatsError::NoInstance(pin_base.to_path_buf()));
-        }
-        Err(source) => {
-            return Err(StatsError::List {
-                path: pin_base.to_path_buf(),
-                source,
-            });
-        }
-    };
-    match names.len() {
-        0 => Err(StatsError::NoInstance(pin_base.to_path_buf())),
-        1 => Ok(paths::pin_dir(pin_base, &names[0])),
-        _ => Err(StatsError::Ambiguous(names)),
+/// The instance directory to read: the one for `iface`, or the only one of our network
+/// namespace (`state::scope`).
+pub fn find_instance(
+    pin_base: &Path,
+    run_dir: &Path,
+    iface: Option<&str>,
+) -> Result<PathBuf, StatsError> {
+    let keys = scope::select(pin_base, run_dir, iface).map_err(|source| StatsError::List {
+        path: pin_base.to_path_buf(),
+        source,
+    })?;
+    let mut found: Vec<(String, PathBuf)> = keys
+        .iter()
+        .map(|k| (k.iface().to_string(), paths::pin_dir(pin_base, k)))
+        .filter(|(_, dir)| dir.is_dir())
+        .collect();
+    match (found.len(), iface) {
+        (0, Some(iface)) => Err(StatsError::NoInstanceOn {
+            iface: iface.to_string(),
+            dir: pin_base.to_path_buf(),
+        }),
+        (0, None) => Err(StatsError::NoInstance(pin_base.to_path_buf())),
+        (1, _) => Ok(found.remove(0).1),
+        _ => Err(StatsError::Ambiguous(
+            found.into_iter().map(|(i, _)| i).collect(),
+        )),
     }
 }
 
@@ -91,6 +92,8 @@ pub struct Sample {
     /// The loader has told the program that the kernel accepts cookies.
     pub cookies_active: bool,
     pub mode_state: ModeState,
+    /// SYNs per second to protected ports when the sample was taken (decays with time).
+    pub syn_rate_pps: u64,
     /// Indexed by `Reason as usize`, `REASON_SLOTS` long.
     pub verdicts: Vec<Counter>,
     /// Indexed by `Event as usize`, `EVENT_SLOTS` long.
@@ -173,15 +176,17 @@ pub fn read_sample(dir: &Path) -> Result<Sample, StatsError> {
     })?;
     let events = read_per_cpu(dir, names::EVENTS, EVENT_SLOTS, |s: &mut u64, v| *s += v)?;
     let port_syns = read_port_syns(dir)?;
+    let time_ns = monotonic_ns();
     Ok(Sample {
         iface: dir
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default(),
-        time_ns: monotonic_ns(),
+        time_ns,
         mode: config.mode,
         cookies_active: ready.kernel_ready != 0,
         mode_state,
+        syn_rate_pps: rate::read_syn_rate(dir, time_ns)?,
         verdicts,
         events,
         port_syns,
@@ -211,29 +216,38 @@ fn read_port_syns(dir: &Path) -> Result<BTreeMap<u16, u64>, StatsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::paths::Key;
     use std::fs;
 
     #[test]
     fn instance_discovery() {
         let base = std::env::temp_dir().join(format!("synguard-find-{}", std::process::id()));
+        let run = base.join("run");
         let _ = fs::remove_dir_all(&base);
         assert!(matches!(
-            find_instance(&base, None),
+            find_instance(&base, &run, None),
             Err(StatsError::NoInstance(_))
         ));
-        fs::create_dir_all(base.join("veth0")).unwrap();
-        assert_eq!(find_instance(&base, None).unwrap(), base.join("veth0"));
-        let e = find_instance(&base, Some("eth9")).unwrap_err();
+        let ours = crate::host::netns::current_inode().unwrap();
+        let (k0, k1) = (Key::scoped(ours, "veth0", 5), Key::scoped(ours, "veth1", 6));
+        // The same name in another namespace is not ours.
+        fs::create_dir_all(paths::pin_dir(&base, &Key::scoped(ours + 1, "veth1", 6))).unwrap();
+        fs::create_dir_all(paths::pin_dir(&base, &k0)).unwrap();
+        assert_eq!(
+            find_instance(&base, &run, None).unwrap(),
+            paths::pin_dir(&base, &k0)
+        );
+        let e = find_instance(&base, &run, Some("eth9")).unwrap_err();
         assert!(
             e.to_string().contains("no synguard instance on eth9"),
             "{e}"
         );
-        fs::create_dir_all(base.join("veth1")).unwrap();
-        let e = find_instance(&base, None).unwrap_err();
+        fs::create_dir_all(paths::pin_dir(&base, &k1)).unwrap();
+        let e = find_instance(&base, &run, None).unwrap_err();
         assert!(e.to_string().contains("veth0, veth1"), "{e}");
         assert_eq!(
-            find_instance(&base, Some("veth1")).unwrap(),
-            base.join("veth1")
+            find_instance(&base, &run, Some("veth1")).unwrap(),
+            paths::pin_dir(&base, &k1)
         );
         fs::remove_dir_all(&base).unwrap();
     }

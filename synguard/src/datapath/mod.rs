@@ -1,15 +1,19 @@
 //! The XDP program as the user side sees it: the embedded object (`objects`), loading it
 //! (`load`), what it is told (`config_map`), its pinned link (`link`) and pins (`pins`), typed
-//! access to pinned maps (`maps`), its counters (`counters`), its policy maps (`policy`), and
-//! explaining the kernel's refusals (`diagnose`, `error`).
+//! access to pinned maps (`maps`), what it enforces (`enforced`), its counters (`counters`) and
+//! SYN rate (`rate`), its policy maps (`policy`), what the NIC needs for XDP_TX (`nic_check`),
+//! and explaining the kernel's refusals (`diagnose`, `error`).
 
 pub mod config_map;
 pub mod counters;
 pub mod diagnose;
+pub mod enforced;
 pub mod error;
 pub mod link;
 pub mod load;
 pub mod maps;
+pub mod nic_check;
 pub mod objects;
 pub mod pins;
 pub mod policy;
+pub mod rate;

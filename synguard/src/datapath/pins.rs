@@ -1,7 +1,8 @@
-//! The state synguard keeps on the BPF filesystem, one directory per interface:
+//! The state synguard keeps on the BPF filesystem, one directory per instance (where: see
+//! `state::paths`):
 //!
 //! ```text
-//! /sys/fs/bpf/synguard/<iface>/
+//! /sys/fs/bpf/synguard/<netns>/<iface>-<ifindex>/
 //!     schema_1      empty directory: the layout version of everything here
 //!     link          the XDP link (the program stays attached while this pin exists)
 //!     SG_*          the program's maps (config, counters, mode state, ...)
@@ -22,9 +23,12 @@ use aya::maps::MapData;
 use log::{info, warn};
 use thiserror::Error;
 
-use crate::host::{
-    bpffs::is_bpffs,
-    io::{PathError, io_err},
+use crate::{
+    host::{
+        bpffs::is_bpffs,
+        io::{PathError, io_err},
+    },
+    state::paths,
 };
 
 /// The conventional bpffs mount point.
@@ -85,12 +89,20 @@ pub fn prepare_dir(pin_dir: &Path) -> Result<(), PinError> {
     Ok(())
 }
 
-/// Removes an instance's pin directory (unpinning its link detaches the program), and the base
-/// directory once it is empty.
+/// Removes an instance's pin directory (unpinning its link detaches the program), and its
+/// namespace's directory and the base once they are empty (`state::paths`).
 pub fn remove_dir(pin_dir: &Path) -> io::Result<()> {
     fs::remove_dir_all(pin_dir)?;
-    if let Some(base) = pin_dir.parent() {
+    let mut parent = pin_dir.parent();
+    if let Some(netns) = parent.filter(|p| {
+        p.file_name()
+            .is_some_and(|n| paths::is_netns_dir(&n.to_string_lossy()))
+    }) {
         // Fails harmlessly while other instances still have directories there.
+        let _ = fs::remove_dir(netns);
+        parent = netns.parent();
+    }
+    if let Some(base) = parent {
         let _ = fs::remove_dir(base);
     }
     Ok(())

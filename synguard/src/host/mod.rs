@@ -1,13 +1,20 @@
-//! The machine synguard runs on: kernel settings (`sysctl`), interface facts (`nic`), clocks
-//! (`clock`), network namespaces (`netns`), the BPF filesystem (`bpffs`), errors on paths
-//! (`io`), facts from the kernel's BTF (`btf`) and the SYN-flood tuning `doctor` checks
-//! (`tuning`). Imports only `config`.
+//! The machine synguard runs on: kernel settings (`sysctl`), interface facts (`nic`), queue and
+//! offload facts (`ethtool`), link partner and XDP attachment (`rtnl`), clocks (`clock`),
+//! network namespaces (`netns`), the BPF filesystem (`bpffs`), errors on paths (`io`), facts from
+//! the kernel's BTF (`btf`), readiness and status to systemd (`notify`), whether we may use BPF
+//! (`privilege`), the SYN-flood tuning `doctor` checks (`tuning`) and fault injection for tests
+//! (`fault`). Imports only `config`.
 
 pub mod bpffs;
 pub mod btf;
 pub mod clock;
+pub mod ethtool;
+pub mod fault;
 pub mod io;
 pub mod netns;
 pub mod nic;
+pub mod notify;
+pub mod privilege;
+pub mod rtnl;
 pub mod sysctl;
 pub mod tuning;

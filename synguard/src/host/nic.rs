@@ -19,7 +19,7 @@ struct EthtoolValue {
     data: u32,
 }
 
-fn socket() -> io::Result<OwnedFd> {
+pub(crate) fn socket() -> io::Result<OwnedFd> {
     // SAFETY: plain socket(2); the fd is owned right away.
     let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if raw < 0 {
@@ -29,7 +29,7 @@ fn socket() -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
 
-fn ifreq(iface: &str) -> io::Result<libc::ifreq> {
+pub(crate) fn ifreq(iface: &str) -> io::Result<libc::ifreq> {
     // SAFETY: ifreq is plain old data; all zeroes is a valid value.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
     let name = iface.as_bytes();
@@ -122,6 +122,27 @@ pub fn driver(iface: &str) -> io::Result<String> {
     Ok(String::from_utf8_lossy(&info.driver[..end]).into_owned())
 }
 
+/// VLAN devices on top of `iface` in the caller's network namespace, from the 8021q module's
+/// table (`/proc/net` is the reading process's namespace, unlike /sys under `nsenter`). None
+/// when the module is not loaded: then no VLAN can be in use.
+pub fn vlan_devices_on(iface: &str) -> Vec<String> {
+    std::fs::read_to_string("/proc/net/vlan/config")
+        .map(|t| vlans_on(&t, iface))
+        .unwrap_or_default()
+}
+
+/// Parses the table: a header of two lines, then `NAME | VID | PARENT` per device.
+fn vlans_on(table: &str, iface: &str) -> Vec<String> {
+    table
+        .lines()
+        .skip(2)
+        .filter_map(|line| {
+            let cols: Vec<&str> = line.split('|').map(str::trim).collect();
+            (cols.len() == 3 && cols[2] == iface).then(|| cols[0].to_string())
+        })
+        .collect()
+}
+
 /// An interface name that is not in this network namespace.
 #[derive(Debug, thiserror::Error)]
 #[error("no interface '{iface}' in this network namespace (interfaces here: {})", available.join(", "))]
@@ -178,6 +199,16 @@ mod tests {
         assert!(rx_vlan_offload("nosuch-sg0").is_err());
         assert!(hw_addr("nosuch-sg0").is_err());
         assert!(mtu("an-interface-name-far-too-long").is_err());
+    }
+
+    #[test]
+    fn vlan_table() {
+        let table = "VLAN Dev name\t | VLAN ID\nName-Type: VLAN_NAME_TYPE_RAW_PLUS_VID_NO_PAD\n\
+                     eth0.100       | 100  | eth0\nvlan7          | 7  | eth1\n";
+        assert_eq!(vlans_on(table, "eth0"), ["eth0.100"]);
+        assert_eq!(vlans_on(table, "eth1"), ["vlan7"]);
+        assert!(vlans_on(table, "eth2").is_empty());
+        assert!(vlans_on("", "eth0").is_empty());
     }
 
     #[test]

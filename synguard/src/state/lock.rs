@@ -1,4 +1,4 @@
-//! The per-interface instance lock: one `synguard run` per interface name.
+//! The per-instance lock: one `synguard run` per interface of a network namespace.
 
 use std::{
     fs::{self, File, OpenOptions},
@@ -18,7 +18,7 @@ use crate::{
         io::{PathError, io_err},
         netns,
     },
-    state::paths,
+    state::paths::{self, Key},
 };
 
 #[derive(Debug, Error)]
@@ -36,7 +36,7 @@ pub enum LockError {
     Io(#[from] PathError),
 }
 
-/// Exclusive, non-blocking flock on `<run_dir>/<iface>.lock`, holding our pid. The kernel drops
+/// Exclusive, non-blocking flock on the instance's lock file (`paths::lock`), holding our pid. The kernel drops
 /// the lock when the process dies, so a crashed instance never blocks the next one.
 #[derive(Debug)]
 pub struct InstanceLock {
@@ -45,15 +45,17 @@ pub struct InstanceLock {
 }
 
 impl InstanceLock {
-    pub fn acquire(run_dir: &Path, iface: &str) -> Result<Self, LockError> {
+    pub fn acquire(run_dir: &Path, key: &Key) -> Result<Self, LockError> {
+        let iface = key.iface();
         let denied = |what| {
             move |e: io::Error| match e.kind() {
                 io::ErrorKind::PermissionDenied => LockError::NotPermitted { what },
                 _ => io_err("cannot create", run_dir)(e).into(),
             }
         };
-        fs::create_dir_all(run_dir).map_err(denied("creating the lock directory"))?;
-        let path = paths::lock(run_dir, iface);
+        let path = paths::lock(run_dir, key);
+        let dir = path.parent().unwrap_or(run_dir);
+        fs::create_dir_all(dir).map_err(denied("creating the lock directory"))?;
         loop {
             let mut file = OpenOptions::new()
                 .read(true)
@@ -94,8 +96,8 @@ fn held_by_other(iface: &str, path: PathBuf) -> LockError {
         .to_string();
     let note = match (netns::of_pid(&pid), netns::current()) {
         (Some(theirs), Some(ours)) if theirs != ours => format!(
-            "; that instance runs in another network namespace ({theirs}), and instances are \
-             told apart by interface name only"
+            "; that instance runs in another network namespace ({theirs}) and is of the \
+             earlier release, whose instances are told apart by interface name only"
         ),
         _ => String::new(),
     };
@@ -117,13 +119,20 @@ impl Drop for InstanceLock {
         if let Err(e) = fs::remove_file(&self.path) {
             warn!("cannot remove {}: {e}", self.path.display());
         }
+        // The namespace's directory goes with its last file (fails harmlessly before that).
+        if let Some(dir) = self.path.parent().filter(|d| {
+            d.file_name()
+                .is_some_and(|n| paths::is_netns_dir(&n.to_string_lossy()))
+        }) {
+            let _ = fs::remove_dir(dir);
+        }
     }
 }
 
-/// Whether some process holds the instance lock of `iface`, without taking it for longer than
+/// Whether some process holds the instance lock of `key`, without taking it for longer than
 /// the check.
-pub fn is_held(run_dir: &Path, iface: &str) -> bool {
-    let Ok(file) = fs::File::open(paths::lock(run_dir, iface)) else {
+pub fn is_held(run_dir: &Path, key: &Key) -> bool {
+    let Ok(file) = fs::File::open(paths::lock(run_dir, key)) else {
         return false;
     };
     // SAFETY: flock on a descriptor we own.
@@ -138,28 +147,33 @@ mod tests {
     #[test]
     fn lock_is_exclusive_and_names_the_holder() {
         let dir = std::env::temp_dir().join(format!("synguard-lock-{}", std::process::id()));
-        let first = InstanceLock::acquire(&dir, "veth0").unwrap();
+        let (k0, k1) = (Key::scoped(1, "veth0", 2), Key::scoped(1, "veth1", 3));
+        // The same name in another namespace is another instance.
+        let k0_elsewhere = Key::scoped(2, "veth0", 2);
+        let first = InstanceLock::acquire(&dir, &k0).unwrap();
         let pid = std::process::id().to_string();
         assert_eq!(
-            fs::read_to_string(dir.join("veth0.lock")).unwrap().trim(),
+            fs::read_to_string(paths::lock(&dir, &k0)).unwrap().trim(),
             pid
         );
-        assert!(is_held(&dir, "veth0"));
+        assert!(is_held(&dir, &k0));
+        assert!(!is_held(&dir, &k0_elsewhere));
         // flock locks belong to the open file description, so a second open in the same process
         // conflicts just like another process would.
-        match InstanceLock::acquire(&dir, "veth0") {
+        match InstanceLock::acquire(&dir, &k0) {
             Err(e @ LockError::AlreadyRunning { .. }) => {
                 assert!(e.to_string().contains(&format!("pid {pid}")), "{e}");
             }
             other => panic!("expected AlreadyRunning, got {other:?}"),
         }
         // Another interface is independent.
-        let other = InstanceLock::acquire(&dir, "veth1").unwrap();
+        let other = InstanceLock::acquire(&dir, &k1).unwrap();
+        let elsewhere = InstanceLock::acquire(&dir, &k0_elsewhere).unwrap();
         drop(first);
-        assert!(!dir.join("veth0.lock").exists());
-        assert!(!is_held(&dir, "veth0"));
-        let again = InstanceLock::acquire(&dir, "veth0").unwrap();
-        drop((again, other));
-        fs::remove_dir(&dir).unwrap();
+        assert!(!paths::lock(&dir, &k0).exists());
+        assert!(!is_held(&dir, &k0));
+        let again = InstanceLock::acquire(&dir, &k0).unwrap();
+        drop((again, other, elsewhere));
+        fs::remove_dir_all(&dir).unwrap();
     }
 }

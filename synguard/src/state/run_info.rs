@@ -1,4 +1,4 @@
-//! The run-info file, `<run_dir>/<iface>.json`: what an instance decided and changed, written
+//! The run-info file (`paths::run_info`): what an instance decided and changed, written
 //! without touching BPF so that `status`, `reload`, `detach` and a successor read it. It stays
 //! after a kill -9 or a hand-over, for the next `run` to adopt and for `detach` to undo.
 //!
@@ -20,7 +20,7 @@ use crate::{
         netns,
         sysctl::{Sysctls, leftovers},
     },
-    state::paths,
+    state::paths::{self, Key},
 };
 
 /// What every field means is what `synguard status --json` shows of it.
@@ -30,6 +30,10 @@ pub struct RunInfo {
     pub pid: u32,
     pub iface: String,
     pub netns: Option<String>,
+    /// The namespace's cookie (`host::netns::current_cookie`): tells a namespace apart from a
+    /// later one that got the same inode. Absent in files of the earlier release.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub netns_cookie: Option<u64>,
     pub ports: Vec<u16>,
     /// "auto" or "always".
     pub mode: String,
@@ -47,6 +51,9 @@ pub struct RunInfo {
     pub started_unix_s: u64,
     /// "fresh" or "replaced" (took over a pinned link without a gap).
     pub attach: String,
+    /// Where the instance serves Prometheus metrics, if it does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_addr: Option<String>,
 }
 
 /// The kernel-derived part of the configuration, for humans checking what was computed.
@@ -84,20 +91,23 @@ impl RunInfo {
             .map_err(|e| e.to_string())
     }
 
-    /// The file of `iface` in `run_dir`: None when there is none; an unreadable one is reported
-    /// and ignored.
-    pub fn of(run_dir: &Path, iface: &str) -> Option<RunInfo> {
-        let path = paths::run_info(run_dir, iface);
+    /// The file of instance `key` in `run_dir`: None when there is none; an unreadable one is
+    /// reported and ignored.
+    pub fn load(run_dir: &Path, key: &Key) -> Option<RunInfo> {
+        let path = paths::run_info(run_dir, key);
         Self::read(&path).unwrap_or_else(|e| {
             warn!("ignoring unreadable {}: {e}", path.display());
             None
         })
     }
 
-    /// Writes the file of `self.iface` in `run_dir` (write, then rename: a reader, status or a
-    /// successor after a crash, never sees half a file). Returns its path.
-    pub fn write(&self, run_dir: &Path) -> io::Result<PathBuf> {
-        let path = paths::run_info(run_dir, &self.iface);
+    /// Writes the file of instance `key` in `run_dir` (write, then rename: a reader, status or
+    /// a successor after a crash, never sees half a file). Returns its path.
+    pub fn write(&self, run_dir: &Path, key: &Key) -> io::Result<PathBuf> {
+        let path = paths::run_info(run_dir, key);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent)?;
+        }
         let text = serde_json::to_string_pretty(self).expect("run info serialises");
         let tmp = paths::tmp_of(&path);
         fs::write(&tmp, text + "\n")?;
@@ -105,9 +115,15 @@ impl RunInfo {
         Ok(path)
     }
 
-    /// Its kernel settings are ours to restore only if it ran in our network namespace.
+    /// Its kernel settings are ours to restore only if it ran in our network namespace: same
+    /// identity, and the same cookie when both are known (a namespace that is gone may have
+    /// left its files under an inode the kernel gave to ours since).
     pub fn same_netns(&self) -> bool {
-        self.netns.is_some() && self.netns == netns::current()
+        let cookie_matches = match (self.netns_cookie, netns::current_cookie()) {
+            (Some(theirs), Some(ours)) => theirs == ours,
+            _ => true,
+        };
+        self.netns.is_some() && self.netns == netns::current() && cookie_matches
     }
 
     /// Puts back the kernel settings this instance recorded and left changed, if it ran in our
@@ -180,10 +196,11 @@ mod tests {
             sysctl_originals: [("net.ipv4.tcp_syncookies".to_string(), 1)].into(),
             ..Default::default()
         };
-        let path = info.write(&dir).unwrap();
-        assert_eq!(path, paths::run_info(&dir, "eth9"));
-        assert_eq!(RunInfo::of(&dir, "eth9"), Some(info));
-        assert_eq!(RunInfo::of(&dir, "eth8"), None);
+        let key = Key::scoped(1, "eth9", 3);
+        let path = info.write(&dir, &key).unwrap();
+        assert_eq!(path, paths::run_info(&dir, &key));
+        assert_eq!(RunInfo::load(&dir, &key), Some(info));
+        assert_eq!(RunInfo::load(&dir, &Key::scoped(1, "eth8", 3)), None);
         fs::write(&path, "{ not json").unwrap();
         assert!(RunInfo::read(&path).is_err());
         fs::remove_dir_all(&dir).unwrap();

@@ -8,39 +8,57 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use clap::Args;
 
-use crate::{config::DEFAULT_PIN_BASE, datapath::counters};
+use crate::{
+    config::{DEFAULT_PIN_BASE, DEFAULT_RUN_DIR},
+    datapath::counters,
+};
 use report::Report;
 
 #[derive(Debug, Args)]
 pub struct StatsArgs {
-    /// Interface of the instance [default: the only running one].
+    /// Interface of the instance [default: the only one in this network namespace].
     #[arg(long)]
     pub iface: Option<String>,
     /// Seconds between refreshes.
-    #[arg(long, value_name = "S", default_value_t = 1.0)]
+    #[arg(long, value_name = "S", default_value_t = 1.0, value_parser = positive_seconds)]
     pub interval: f64,
     /// One JSON object per line per refresh.
     #[arg(long)]
     pub json: bool,
     /// Stop after this many refreshes (the first one is printed at once, with zero rates).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
     pub count: Option<u64>,
     /// Base directory of pinned maps.
     #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_BASE, hide = true)]
     pub pin_base: PathBuf,
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_RUN_DIR, hide = true)]
+    pub run_dir: PathBuf,
+}
+
+/// `--interval`: checked by clap, so a bad value is a usage error like any other.
+fn positive_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 => Ok(s),
+        _ => Err("expected a positive number of seconds, e.g. 0.5".into()),
+    }
+}
+
+/// `--count`: a number of refreshes.
+fn at_least_one(text: &str) -> Result<u64, String> {
+    match text.parse::<u64>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err("expected a number of refreshes, 1 or more".into()),
+    }
 }
 
 pub async fn stats(args: &StatsArgs) -> anyhow::Result<()> {
-    if !(args.interval.is_finite() && args.interval > 0.0) {
-        bail!("--interval must be a positive number of seconds");
+    if let Some(iface) = &args.iface {
+        crate::cmd::status::check_iface(iface, &args.pin_base, &args.run_dir)?;
     }
-    if args.count == Some(0) {
-        bail!("--count must be at least 1");
-    }
-    let dir = counters::find_instance(&args.pin_base, args.iface.as_deref())?;
+    let dir = counters::find_instance(&args.pin_base, &args.run_dir, args.iface.as_deref())?;
     let interval = Duration::from_secs_f64(args.interval);
     let mut prev = None;
     let mut printed = 0u64;

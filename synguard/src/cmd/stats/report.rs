@@ -90,7 +90,7 @@ impl Report {
             interval_s,
             mode: cur.mode_name(),
             cookies_active: cur.cookies_active,
-            syn_rate_pps: cur.mode_state.last_rate_pps,
+            syn_rate_pps: cur.syn_rate_pps,
             verdicts,
             events,
             ports,
@@ -219,6 +219,7 @@ mod tests {
                 last_rate_pps: 5000,
                 ..Default::default()
             },
+            syn_rate_pps: 4000,
             verdicts,
             events,
             port_syns: [(80, sent)].into(),
@@ -286,7 +287,7 @@ mod tests {
         assert_eq!(v["time_ns"], 42);
         assert_eq!(v["mode"], "auto");
         assert_eq!(v["cookies_active"], true);
-        assert_eq!(v["syn_rate_pps"], 5000);
+        assert_eq!(v["syn_rate_pps"], 4000);
         assert!(v["interval_s"].is_f64());
         let verdicts = v["verdicts"].as_object().unwrap();
         assert_eq!(
@@ -314,7 +315,7 @@ mod tests {
         let b = sample(1_000_000_000, 1_234_567, 0, 1_234_567);
         let text = Report::new(Some(&a), &b).to_text();
         assert!(
-            text.contains("auto mode, cookies ON, SYN rate 5000 pps"),
+            text.contains("auto mode, cookies ON, SYN rate 4000 pps"),
             "{text}"
         );
         assert!(text.contains("tx_synack_cookie"), "{text}");

@@ -1,0 +1,103 @@
+//! What synguard says about the interface's driver before it attaches (`datapath::nic_check`),
+//! on a veth pair whose two ends share one namespace, so the peer's XDP program is visible:
+//! `doctor` and `run` name the missing peer program and the fix, and stop naming it once the
+//! peer has one. Root and namespaces; run with `--test-threads=1`.
+
+use anyhow::{Context as _, Result, ensure};
+use synguard_lab::lab::netns::Netns;
+use synguard_lab::lab::synguard_proc::{self, Synguard};
+use synguard_lab::lab::topology::PeerXdp;
+
+mod common;
+use common::{bin, require_root};
+
+/// A namespace holding both ends of one veth pair, up.
+struct Pair {
+    ns: Netns,
+    iface: String,
+    peer: String,
+}
+
+impl Pair {
+    fn new() -> Result<Pair> {
+        let pid = std::process::id();
+        let ns = Netns::create(&format!("sgl-{pid}-nic"))?;
+        // Unique names: synguard's pins live on the host's bpffs, named by interface.
+        let (iface, peer) = (format!("sg{pid}a"), format!("sg{pid}b"));
+        ns.ip(&["link", "add", &iface, "type", "veth", "peer", "name", &peer])?;
+        for dev in [&iface, &peer] {
+            ns.ip(&["link", "set", dev, "up"])?;
+        }
+        Ok(Pair { ns, iface, peer })
+    }
+
+    /// `synguard doctor --iface IFACE`'s output.
+    fn doctor(&self) -> Result<String> {
+        let out = synguard_proc::run_once(
+            &bin()?,
+            &self.ns.path(),
+            &["doctor", "--iface", &self.iface],
+        )?;
+        ensure!(out.status.success(), "doctor failed: {out:?}");
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// The doctor line of the veth peer check.
+    fn peer_line(&self) -> Result<String> {
+        let text = self.doctor()?;
+        text.lines()
+            .find(|l| l.contains("XDP program on the veth peer"))
+            .map(str::to_string)
+            .with_context(|| format!("no veth peer line in doctor's output:\n{text}"))
+    }
+}
+
+#[test]
+fn veth_peer_without_a_program_is_named_with_the_fix() -> Result<()> {
+    require_root();
+    let pair = Pair::new()?;
+    let line = pair.peer_line()?;
+    eprintln!("doctor: {line}");
+    ensure!(line.starts_with("WARN"), "doctor should warn: {line}");
+    ensure!(
+        line.contains(&format!("missing on peer {}", pair.peer))
+            && line.contains(&format!(
+                "fix: attach an XDP program (XDP_PASS is enough) to {}",
+                pair.peer
+            )),
+        "doctor names the peer and the fix: {line}"
+    );
+
+    let sg = Synguard::start(&bin()?, &pair.ns, &pair.iface, &["--ports", "80"])?;
+    let log = sg.log_text();
+    sg.stop()?;
+    let warning = log
+        .lines()
+        .find(|l| l.contains("XDP program on the veth peer"))
+        .with_context(|| format!("run logged no veth peer warning:\n{log}"))?;
+    eprintln!("run: {warning}");
+    ensure!(
+        warning.contains("WARN")
+            && warning.contains(&format!(
+                "{}: XDP program on the veth peer: missing on peer {}",
+                pair.iface, pair.peer
+            ))
+            && warning.contains("fix: attach an XDP program"),
+        "run's warning: {warning}"
+    );
+    Ok(())
+}
+
+#[test]
+fn veth_peer_with_a_program_passes() -> Result<()> {
+    require_root();
+    let pair = Pair::new()?;
+    let _pass = PeerXdp::attach(&pair.ns, &pair.peer, "lab_pass")?;
+    let line = pair.peer_line()?;
+    eprintln!("doctor: {line}");
+    ensure!(
+        line.starts_with("ok") && line.contains(&format!("on peer {}", pair.peer)),
+        "doctor finds the peer's program: {line}"
+    );
+    Ok(())
+}

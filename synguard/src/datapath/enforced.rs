@@ -1,0 +1,164 @@
+//! What the program enforces right now, read back from its pinned maps (not from what a `run`
+//! was started with: a reload or `block add` changes the maps, not the start-up arguments).
+//! `status` shows it and the metrics endpoint exports it.
+
+use std::path::Path;
+
+use serde::Serialize;
+use synguard_common::{
+    maps::{Config, PortConfig, names},
+    policy::{Policy, gcra_to_rate},
+};
+
+use crate::datapath::{
+    counters::mode_name,
+    maps::{self, PinnedMapError},
+};
+
+/// Entries in the allow and block lists, per family.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ListSizes {
+    pub allow_v4: u32,
+    pub allow_v6: u32,
+    pub block_v4: u32,
+    pub block_v6: u32,
+}
+
+/// The limits as the program applies them (0: none).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct EnforcedLimits {
+    pub source_rate_pps: u64,
+    pub source_burst: u64,
+    pub source_block_s: u64,
+    pub reflect_cap_pps: u64,
+    pub reflect_burst: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Enforced {
+    /// "auto", "always" (or "off" for a value the program does not know).
+    pub mode: &'static str,
+    /// Everything is decided and counted, nothing is dropped or answered.
+    pub monitor: bool,
+    pub ports: Vec<u16>,
+    pub syn_threshold: u32,
+    pub syn_off_threshold: u32,
+    pub hold_s: f64,
+    pub lists: ListSizes,
+    pub limits: EnforcedLimits,
+}
+
+impl Enforced {
+    /// Pure, so the reading back of every field is unit-tested.
+    pub fn from_maps(config: &Config, policy: &Policy, ports: Vec<u16>) -> Self {
+        let (source_rate_pps, source_burst) = gcra_to_rate(policy.src_cost_ns, policy.src_burst_ns);
+        let (reflect_cap_pps, reflect_burst) =
+            gcra_to_rate(policy.reflect_cost_ns, policy.reflect_burst_ns);
+        Enforced {
+            mode: mode_name(config.mode),
+            monitor: policy.monitor != 0,
+            ports,
+            syn_threshold: config.syn_on_pps,
+            syn_off_threshold: config.syn_off_pps,
+            hold_s: config.hold_ns as f64 / 1e9,
+            lists: ListSizes {
+                allow_v4: policy.allow_v4,
+                allow_v6: policy.allow_v6,
+                block_v4: policy.block_v4,
+                block_v6: policy.block_v6,
+            },
+            limits: EnforcedLimits {
+                source_rate_pps,
+                source_burst,
+                source_block_s: policy.src_block_ns / 1_000_000_000,
+                reflect_cap_pps,
+                reflect_burst,
+            },
+        }
+    }
+}
+
+/// Reads the instance pinned in `dir`.
+pub fn read(dir: &Path) -> Result<Enforced, PinnedMapError> {
+    let config: Config = maps::read_single(dir, names::CONFIG)?;
+    let policy: Policy = maps::read_single(dir, names::POLICY)?;
+    Ok(Enforced::from_maps(&config, &policy, protected_ports(dir)?))
+}
+
+/// The ports whose entry in the port map is set.
+pub fn protected_ports(dir: &Path) -> Result<Vec<u16>, PinnedMapError> {
+    let map = maps::array::<PortConfig>(dir, names::PORTS)?;
+    let mut out = Vec::new();
+    for port in 0..=u16::MAX {
+        let p = map
+            .get(&(port as u32), 0)
+            .map_err(PinnedMapError::read(dir, names::PORTS))?;
+        if p.flags != 0 {
+            out.push(port);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Limits;
+    use synguard_common::maps::MODE_AUTO;
+
+    #[test]
+    fn every_field_reads_back() {
+        let config = Config {
+            mode: MODE_AUTO,
+            syn_on_pps: 400,
+            syn_off_pps: 200,
+            hold_ns: 2_500_000_000,
+            ..Default::default()
+        };
+        let mut policy = Policy {
+            allow_v4: 1,
+            block_v4: 2,
+            block_v6: 3,
+            ..Default::default()
+        };
+        Limits {
+            source_rate: 50,
+            source_burst: 10,
+            source_block_secs: 30,
+            reflect_rate: 1000,
+            reflect_burst: 100,
+            monitor: true,
+        }
+        .apply(&mut policy);
+        let e = Enforced::from_maps(&config, &policy, vec![80, 443]);
+        assert_eq!(e.mode, "auto");
+        assert!(e.monitor);
+        assert_eq!(e.ports, [80, 443]);
+        assert_eq!(
+            (e.syn_threshold, e.syn_off_threshold, e.hold_s),
+            (400, 200, 2.5)
+        );
+        assert_eq!(
+            e.lists,
+            ListSizes {
+                allow_v4: 1,
+                allow_v6: 0,
+                block_v4: 2,
+                block_v6: 3
+            }
+        );
+        assert_eq!(
+            e.limits,
+            EnforcedLimits {
+                source_rate_pps: 50,
+                source_burst: 10,
+                source_block_s: 30,
+                reflect_cap_pps: 1000,
+                reflect_burst: 100
+            }
+        );
+        let none = Enforced::from_maps(&config, &Policy::default(), vec![]);
+        assert!(!none.monitor);
+        assert_eq!(none.limits, EnforcedLimits::default());
+    }
+}

@@ -1,0 +1,381 @@
+//! What the interface's driver needs before the program's XDP_TX works there: a per-driver table
+//! and [`judge`], a pure function from the driver's facts (read by `daemon::nic_gate` from
+//! `host::ethtool`, `host::rtnl` and `host::nic`) to findings. `run` logs them and refuses what
+//! would break the host, `doctor` shows the same findings. The facts behind each rule are in
+//! docs/virtio-net.md and docs/veth-and-nics.md.
+
+use crate::host::ethtool::{Channels, RxOffloads};
+
+/// What XDP_TX needs from a driver, beyond native XDP itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TxNeed {
+    /// A TX queue pair per possible CPU on top of the pairs in use (`virtnet_xdp_set`,
+    /// drivers/net/virtio_net.c); without them XDP_TX runs in a locked mode that crashed a Debian
+    /// 6.12 guest (docs/virtio-net.md).
+    SpareQueuePairs,
+    /// An XDP program on the peer, or XDP_TX frames are lost (docs/veth-and-nics.md).
+    PeerProgram,
+}
+
+/// The per-driver facts, by the driver name `ethtool -i` shows.
+const DRIVERS: &[(&str, TxNeed)] = &[
+    ("virtio_net", TxNeed::SpareQueuePairs),
+    ("veth", TxNeed::PeerProgram),
+];
+
+/// Receive offloads that change what XDP sees, for every driver: (name as `ethtool -k` shows it,
+/// the `ethtool -K` word that turns it off, whether it is on, why it matters).
+type OffloadRule = (
+    &'static str,
+    &'static str,
+    fn(&RxOffloads) -> bool,
+    &'static str,
+);
+const OFFLOADS: [OffloadRule; 3] = [
+    (
+        "large-receive-offload",
+        "lro",
+        |o| o.lro,
+        "the NIC merges segments before XDP sees them; most drivers refuse native XDP with it on",
+    ),
+    (
+        "rx-gro-hw",
+        "rx-gro-hw",
+        |o| o.gro_hw,
+        "hardware GRO merges segments before XDP sees them; most drivers refuse native XDP with \
+         it on",
+    ),
+    (
+        RX_VLAN,
+        "rxvlan",
+        |o| o.rx_vlan,
+        "VLAN tags are stripped before XDP, so SYN-ACKs to tagged clients would leave untagged \
+         (docs/veth-and-nics.md); matters on a VLAN trunk",
+    ),
+];
+
+/// The receive VLAN offload check. In `run` its warning belongs to `daemon::prepare`, which
+/// knows whether VLANs are in use; `doctor` shows it here.
+pub const RX_VLAN: &str = "rx-vlan-offload";
+
+/// A veth's peer as far as this namespace can see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Peer {
+    /// In this namespace, with or without an XDP program.
+    Visible { name: String, xdp: bool },
+    /// In another network namespace: its programs cannot be seen from here.
+    OtherNetns,
+    /// Not readable (or not a pair).
+    Unknown,
+}
+
+/// Everything the rules look at, read once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NicFacts {
+    pub iface: String,
+    /// `None` when the driver does not answer `ETHTOOL_GDRVINFO`.
+    pub driver: Option<String>,
+    /// Possible CPUs (`nr_cpu_ids`), the count the drivers size XDP TX queues by.
+    pub cpus: u32,
+    pub channels: Option<Channels>,
+    /// A program (ours from a previous run, or another) is attached now.
+    pub xdp_attached: bool,
+    pub offloads: Option<RxOffloads>,
+    pub peer: Peer,
+}
+
+/// How serious a finding is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Ok,
+    /// Worth knowing, nothing to fix from here (`run` says it in its debug log).
+    Note,
+    Warn,
+    /// `run` does not attach natively unless told to (`ignore_nic_checks`).
+    Refuse,
+}
+
+/// One judged fact, with the fix when there is one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NicFinding {
+    pub check: &'static str,
+    pub level: Level,
+    pub current: String,
+    pub recommended: String,
+    pub why: String,
+    pub fix: Option<String>,
+}
+
+impl NicFinding {
+    /// One plain sentence: what is wrong, why, and the fix.
+    pub fn message(&self, iface: &str) -> String {
+        let fix = self
+            .fix
+            .as_ref()
+            .map(|f| format!("; fix: {f}"))
+            .unwrap_or_default();
+        format!(
+            "{iface}: {}: {}: {}{fix}",
+            self.check, self.current, self.why
+        )
+    }
+}
+
+/// The findings for `facts`: the driver's own rule (from [`DRIVERS`]) and the offloads.
+pub fn judge(facts: &NicFacts) -> Vec<NicFinding> {
+    let need = facts
+        .driver
+        .as_deref()
+        .and_then(|d| DRIVERS.iter().find(|(name, _)| *name == d))
+        .map(|&(_, need)| need);
+    let mut out: Vec<NicFinding> = match need {
+        Some(TxNeed::SpareQueuePairs) => vec![queue_pairs(facts)],
+        Some(TxNeed::PeerProgram) => vec![peer_program(facts)],
+        None => Vec::new(),
+    };
+    out.extend(offloads(facts));
+    out
+}
+
+/// virtio-net: pairs in use + CPUs <= maximum.
+fn queue_pairs(facts: &NicFacts) -> NicFinding {
+    let iface = &facts.iface;
+    let cpus = facts.cpus;
+    let recommended = format!("in use + {cpus} CPUs <= max");
+    let Some(ch) = facts.channels else {
+        return NicFinding {
+            check: "XDP_TX queue pairs",
+            level: Level::Warn,
+            current: "unreadable".into(),
+            recommended,
+            why: "virtio-net needs a spare queue pair per CPU for XDP_TX".into(),
+            fix: Some(format!("check `ethtool -l {iface}`")),
+        };
+    };
+    // While a program is attached the driver counts the pairs it took for XDP as in use
+    // (`ethtool -l` shows them in Combined, docs/virtio-net.md): a restart must not count them
+    // twice.
+    let in_use = if facts.xdp_attached && ch.combined > cpus {
+        ch.combined - cpus
+    } else {
+        ch.combined
+    };
+    let ok = in_use + cpus <= ch.max_combined;
+    let fix = if ch.max_combined > cpus {
+        format!("`ethtool -L {iface} combined {}`", ch.max_combined - cpus)
+    } else {
+        format!(
+            "give the NIC at least {} queue pairs (QEMU: -netdev tap,queues=N and -device \
+             virtio-net-pci,mq=on,vectors=2N+2)",
+            cpus + 1
+        )
+    };
+    NicFinding {
+        check: "XDP_TX queue pairs",
+        level: if ok { Level::Ok } else { Level::Refuse },
+        current: format!("{in_use} in use of {} max", ch.max_combined),
+        recommended,
+        why: format!(
+            "virtio-net needs a spare queue pair per CPU for XDP_TX ({} needed, {} max); \
+             without them it uses a locked mode in which the first XDP_TX crashed a Debian \
+             6.12 guest (docs/virtio-net.md)",
+            in_use + cpus,
+            ch.max_combined
+        ),
+        fix: (!ok).then_some(fix),
+    }
+}
+
+/// veth: an XDP program on the peer.
+fn peer_program(facts: &NicFacts) -> NicFinding {
+    let why = "a veth delivers XDP_TX frames (the SYN-ACKs) reliably only when its peer has an \
+               XDP program, a pass-through one is enough (docs/veth-and-nics.md)";
+    let (level, current, fix) = match &facts.peer {
+        Peer::Visible { name, xdp: true } => (Level::Ok, format!("on peer {name}"), None),
+        Peer::Visible { name, xdp: false } => (
+            Level::Warn,
+            format!("missing on peer {name}"),
+            Some(format!(
+                "attach an XDP program (XDP_PASS is enough) to {name}"
+            )),
+        ),
+        Peer::OtherNetns => (
+            Level::Note,
+            "peer in another namespace".into(),
+            Some("make sure the peer has an XDP program, in its namespace".into()),
+        ),
+        Peer::Unknown => (
+            Level::Note,
+            "peer unknown".into(),
+            Some("make sure the peer has an XDP program".into()),
+        ),
+    };
+    NicFinding {
+        check: "XDP program on the veth peer",
+        level,
+        current,
+        recommended: "present".into(),
+        why: why.into(),
+        fix,
+    }
+}
+
+fn offloads(facts: &NicFacts) -> Vec<NicFinding> {
+    let Some(o) = facts.offloads else {
+        return Vec::new();
+    };
+    OFFLOADS
+        .iter()
+        .map(|&(check, word, on, why)| {
+            let on = on(&o);
+            NicFinding {
+                check,
+                level: if on { Level::Warn } else { Level::Ok },
+                current: if on { "on" } else { "off" }.into(),
+                recommended: "off".into(),
+                why: why.into(),
+                fix: on.then(|| format!("`ethtool -K {} {word} off`", facts.iface)),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(driver: &str) -> NicFacts {
+        NicFacts {
+            iface: "eth0".into(),
+            driver: Some(driver.into()),
+            cpus: 2,
+            channels: None,
+            xdp_attached: false,
+            offloads: Some(RxOffloads::default()),
+            peer: Peer::Unknown,
+        }
+    }
+
+    fn virtio(max_combined: u32, combined: u32, attached: bool) -> NicFinding {
+        let mut f = facts("virtio_net");
+        f.channels = Some(Channels {
+            max_combined,
+            combined,
+        });
+        f.xdp_attached = attached;
+        judge(&f).remove(0)
+    }
+
+    #[test]
+    fn virtio_needs_a_spare_pair_per_cpu() {
+        // The VM's NIC: 4 pairs, 2 CPUs. Two in use fit; four in use is the locked mode.
+        let fine = virtio(4, 2, false);
+        assert_eq!((fine.level, fine.fix.as_deref()), (Level::Ok, None));
+        let short = virtio(4, 4, false);
+        assert_eq!(short.level, Level::Refuse);
+        assert_eq!(short.current, "4 in use of 4 max");
+        assert_eq!(short.fix.as_deref(), Some("`ethtool -L eth0 combined 2`"));
+        assert!(short.why.contains("6 needed, 4 max"), "{}", short.why);
+        assert_eq!(virtio(4, 3, false).level, Level::Refuse);
+    }
+
+    #[test]
+    fn a_program_already_attached_holds_its_pairs() {
+        // While attached the driver shows its XDP pairs as in use: a restart sees 4 of 4.
+        let restart = virtio(4, 4, true);
+        assert_eq!(
+            (restart.level, restart.current.as_str()),
+            (Level::Ok, "2 in use of 4 max")
+        );
+        // No more pairs than CPUs: the driver cannot have taken any for XDP, so all are in use.
+        let locked = virtio(3, 2, true);
+        assert_eq!(
+            (locked.level, locked.current.as_str()),
+            (Level::Refuse, "2 in use of 3 max")
+        );
+    }
+
+    #[test]
+    fn too_few_pairs_at_all_ask_for_more_queues() {
+        let f = virtio(2, 1, false);
+        assert_eq!(f.level, Level::Refuse);
+        assert!(f.fix.unwrap().contains("at least 3 queue pairs"));
+    }
+
+    #[test]
+    fn unreadable_channels_warn_without_refusing() {
+        let f = judge(&facts("virtio_net")).remove(0);
+        assert_eq!((f.level, f.current.as_str()), (Level::Warn, "unreadable"));
+    }
+
+    #[test]
+    fn veth_wants_a_program_on_a_visible_peer() {
+        let mut f = facts("veth");
+        let level = |f: &NicFacts| judge(f)[0].level;
+        f.peer = Peer::Visible {
+            name: "vb".into(),
+            xdp: false,
+        };
+        assert_eq!(level(&f), Level::Warn);
+        assert_eq!(
+            judge(&f)[0].fix.as_deref(),
+            Some("attach an XDP program (XDP_PASS is enough) to vb")
+        );
+        f.peer = Peer::Visible {
+            name: "vb".into(),
+            xdp: true,
+        };
+        assert_eq!(level(&f), Level::Ok);
+        f.peer = Peer::OtherNetns;
+        assert_eq!(level(&f), Level::Note);
+    }
+
+    #[test]
+    fn other_drivers_get_only_the_offload_checks() {
+        let mut f = facts("mlx5_core");
+        f.channels = Some(Channels {
+            max_combined: 1,
+            combined: 1,
+        });
+        let found = judge(&f);
+        let checks: Vec<&str> = found.iter().map(|f| f.check).collect();
+        assert_eq!(checks, ["large-receive-offload", "rx-gro-hw", RX_VLAN]);
+        assert!(found.iter().all(|f| f.level == Level::Ok));
+        f.driver = None;
+        f.offloads = None;
+        assert!(judge(&f).is_empty());
+    }
+
+    #[test]
+    fn offloads_on_warn_with_the_ethtool_word() {
+        let mut f = facts("ixgbe");
+        f.offloads = Some(RxOffloads {
+            lro: true,
+            gro_hw: true,
+            rx_vlan: true,
+        });
+        let fixes: Vec<String> = judge(&f)
+            .into_iter()
+            .inspect(|f| assert_eq!(f.level, Level::Warn))
+            .filter_map(|f| f.fix)
+            .collect();
+        assert_eq!(
+            fixes,
+            [
+                "`ethtool -K eth0 lro off`",
+                "`ethtool -K eth0 rx-gro-hw off`",
+                "`ethtool -K eth0 rxvlan off`"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_message_names_the_fix() {
+        let m = virtio(4, 4, false).message("eth0");
+        assert!(
+            m.starts_with("eth0: XDP_TX queue pairs: 4 in use of 4 max: "),
+            "{m}"
+        );
+        assert!(m.ends_with("; fix: `ethtool -L eth0 combined 2`"), "{m}");
+    }
+}
