@@ -119,6 +119,10 @@ pub fn run(duration: Duration, synguard_bin: &Path, stop: &AtomicBool) -> Result
         SYNGUARD_ARGS.join(" ")
     );
     let base = soak.probe(0.0, &ContinuousStats::default(), 0, 0)?;
+    println!(
+        "{} (baseline)",
+        verdict::period_line(&base, &base, &bounds())
+    );
     let clients = Continuous::start(&lab.client.ns, vec![v4, v6], Duration::from_millis(10))?;
     let mut probes = vec![base];
     let t0 = Instant::now();
@@ -140,7 +144,8 @@ pub fn run(duration: Duration, synguard_bin: &Path, stop: &AtomicBool) -> Result
     }
     let cl = clients.stop();
     sleep_until(Instant::now() + SETTLE, stop)?;
-    let acct = soak.accounting()?;
+    let (acct, end) = soak.accounting()?;
+    println!("{}", counters_line(&soak.stats0, &end));
     let alive = probe::alive(pid);
     drop(server);
     let clean = alive && sg.stop().is_ok_and(|s| s.success());
@@ -289,7 +294,7 @@ impl<'a> Soak<'a> {
     }
 
     /// Sum of every verdict counter's growth against the interface's, both read around.
-    fn accounting(&self) -> Result<Accounting> {
+    fn accounting(&self) -> Result<(Accounting, Stats)> {
         let before = probe::rx_packets(&self.lab.server)?;
         let s = self.sg.stats()?;
         let after = probe::rx_packets(&self.lab.server)?;
@@ -298,12 +303,31 @@ impl<'a> Soak<'a> {
         let Some(counted) = counted else {
             bail!("verdict counters went backwards");
         };
-        Ok(Accounting {
+        let acct = Accounting {
             counted,
             rx_min: before.saturating_sub(self.rx0.1),
             rx_max: after.saturating_sub(self.rx0.0),
-        })
+        };
+        Ok((acct, s))
     }
+}
+
+/// The growth of every verdict counter and event over the soak, nonzero ones only.
+fn counters_line(before: &Stats, after: &Stats) -> String {
+    let grew = |now: u64, was: u64| (now > was).then(|| now - was);
+    let reasons = after.verdicts.iter().filter_map(|(name, v)| {
+        let was = before.verdicts.get(name).map_or(0, |b| b.packets);
+        grew(v.packets, was).map(|d| format!("{name}=+{d}"))
+    });
+    let events = after.events.iter().filter_map(|(name, e)| {
+        let was = before.events.get(name).map_or(0, |b| b.total);
+        grew(e.total, was).map(|d| format!("{name}=+{d}"))
+    });
+    format!(
+        "soak counters: {} | events: {}",
+        reasons.collect::<Vec<_>>().join(" "),
+        events.collect::<Vec<_>>().join(" ")
+    )
 }
 
 /// Sleeps until `t` in short steps, so SIGINT/SIGTERM ends the soak promptly.

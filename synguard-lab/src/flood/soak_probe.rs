@@ -126,7 +126,8 @@ fn closing(dir: &Path) -> Result<(u64, u64)> {
 }
 
 /// Packets the node's interface received so far (`ip -s -j link`): on a veth with an XDP
-/// program, every frame the program ran on (docs/veth-and-nics.md).
+/// program, every frame the program ran on (docs/veth-and-nics.md, "The receive counter of a
+/// veth with XDP counts what XDP saw").
 pub fn rx_packets(node: &Node) -> Result<u64> {
     let out = node
         .ns
