@@ -22,6 +22,7 @@ use crate::flood::measure::{SENDER_CPU, pin_pid, steer_receive};
 use crate::flood::soak_probe::{self as probe, Occupancy};
 use crate::flood::soak_verdict::{self as verdict, Accounting, Bounds, Probe, Verdict};
 use crate::lab::hping::{self, Flood, FloodKind, FloodSpec};
+use crate::lab::kstats::KStats;
 use crate::lab::synguard_proc::{Stats, Synguard};
 use crate::lab::topology::{Lab, spoof_addr};
 use crate::lab::traffic::{Continuous, ContinuousStats, Server, percentile};
@@ -99,6 +100,12 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
 
 /// Runs the soak and prints its lines; returns the verdicts (the caller fails if one fails).
 pub fn run(duration: Duration, synguard_bin: &Path, stop: &AtomicBool) -> Result<Vec<Verdict>> {
+    // Growth is judged by comparing halves: at least two periods after the baseline.
+    ensure!(
+        duration >= 2 * PERIOD,
+        "a soak needs at least {}s (two report periods)",
+        2 * PERIOD.as_secs()
+    );
     let lab = Lab::new().context("building the lab")?;
     let _atk_peer = lab.attach_peer_pass("atk")?;
     steer_receive(&lab)?;
@@ -143,9 +150,18 @@ pub fn run(duration: Duration, synguard_bin: &Path, stop: &AtomicBool) -> Result
         probes.push(p);
     }
     let cl = clients.stop();
+    if let Some(e) = &cl.last_error {
+        println!("soak legit: last failure: {e}");
+    }
     sleep_until(Instant::now() + SETTLE, stop)?;
     let (acct, end) = soak.accounting()?;
     println!("{}", counters_line(&soak.stats0, &end));
+    let k = KStats::read(&lab.server.ns)?;
+    println!(
+        "soak kernel: {} OutRsts=+{}",
+        k.summary(&soak.k0),
+        k.delta(&soak.k0, "Tcp.OutRsts")
+    );
     let alive = probe::alive(pid);
     drop(server);
     let clean = alive && sg.stop().is_ok_and(|s| s.success());
@@ -179,6 +195,8 @@ struct Soak<'a> {
     /// Counters before any traffic, and the interface's receive counter around them.
     stats0: Stats,
     rx0: (u64, u64),
+    /// The server kernel's counters before any traffic.
+    k0: KStats,
 }
 
 impl<'a> Soak<'a> {
@@ -193,6 +211,7 @@ impl<'a> Soak<'a> {
             pins: probe::pin_dir(&lab.server.ifname),
             stats0,
             rx0: (before, after),
+            k0: KStats::read(&lab.server.ns)?,
         })
     }
 
