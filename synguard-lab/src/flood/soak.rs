@@ -131,47 +131,13 @@ pub fn run(duration: Duration, synguard_bin: &Path, stop: &AtomicBool) -> Result
         verdict::period_line(&base, &base, &bounds())
     );
     let clients = Continuous::start(&lab.client.ns, vec![v4, v6], Duration::from_millis(10))?;
-    let mut probes = vec![base];
-    let t0 = Instant::now();
-    let mut offered = 0;
-    let mut lat_seen = 0;
-    let periods = duration.as_secs().div_ceil(PERIOD.as_secs());
-    for cycle in 0..periods {
-        let start = t0 + PERIOD * cycle as u32;
-        let end = (start + PERIOD).min(t0 + duration);
-        offered += soak.cycle(cycle, start, end, stop)?;
-        let cl = clients.snapshot();
-        let p = soak.probe(t0.elapsed().as_secs_f64(), &cl, lat_seen, offered)?;
-        lat_seen = cl.latencies_us.len();
-        println!(
-            "{}",
-            verdict::period_line(&p, &probes[probes.len() - 1], &bounds())
-        );
-        probes.push(p);
-    }
+    let probes = soak.periods(base, &clients, duration, stop)?;
     let cl = clients.stop();
-    if let Some(e) = &cl.last_error {
-        println!("soak legit: last failure: {e}");
-    }
-    sleep_until(Instant::now() + SETTLE, stop)?;
-    let (acct, end) = soak.accounting()?;
-    println!("{}", counters_line(&soak.stats0, &end));
-    let k = KStats::read(&lab.server.ns)?;
-    println!(
-        "soak kernel: {} OutRsts=+{}",
-        k.summary(&soak.k0),
-        k.delta(&soak.k0, "Tcp.OutRsts")
-    );
+    let acct = soak.finish(&cl, stop)?;
     let alive = probe::alive(pid);
     drop(server);
     let clean = alive && sg.stop().is_ok_and(|s| s.success());
-    Ok(verdict::verdicts(
-        &probes,
-        &acct,
-        &cl.latencies_us,
-        clean,
-        &bounds(),
-    ))
+    Ok(verdict::verdicts(&probes, &acct, &cl, clean, &bounds()))
 }
 
 fn bounds() -> Bounds {
@@ -213,6 +179,49 @@ impl<'a> Soak<'a> {
             rx0: (before, after),
             k0: KStats::read(&lab.server.ns)?,
         })
+    }
+
+    /// Runs the cycles, one probe and one line after each; returns the probes, `base` first.
+    fn periods(
+        &self,
+        base: Probe,
+        clients: &Continuous,
+        duration: Duration,
+        stop: &AtomicBool,
+    ) -> Result<Vec<Probe>> {
+        let mut probes = vec![base];
+        let t0 = Instant::now();
+        let (mut offered, mut lat_seen) = (0, 0);
+        for cycle in 0..duration.as_secs().div_ceil(PERIOD.as_secs()) {
+            let start = t0 + PERIOD * cycle as u32;
+            let end = (start + PERIOD).min(t0 + duration);
+            offered += self.cycle(cycle, start, end, stop)?;
+            let cl = clients.snapshot();
+            let p = self.probe(t0.elapsed().as_secs_f64(), &cl, lat_seen, offered)?;
+            lat_seen = cl.latencies_us.len();
+            let prev = &probes[probes.len() - 1];
+            println!("{}", verdict::period_line(&p, prev, &bounds()));
+            probes.push(p);
+        }
+        Ok(probes)
+    }
+
+    /// After the clients stopped: lets the traffic settle, then the final accounting, with every
+    /// counter's growth and the server kernel's on their own lines.
+    fn finish(&self, cl: &ContinuousStats, stop: &AtomicBool) -> Result<Accounting> {
+        if let Some(e) = &cl.last_error {
+            println!("soak legit: last failure: {e}");
+        }
+        sleep_until(Instant::now() + SETTLE, stop)?;
+        let (acct, end) = self.accounting()?;
+        println!("{}", counters_line(&self.stats0, &end));
+        let k = KStats::read(&self.lab.server.ns)?;
+        println!(
+            "soak kernel: {} OutRsts=+{}",
+            k.summary(&self.k0),
+            k.delta(&self.k0, "Tcp.OutRsts")
+        );
+        Ok(acct)
     }
 
     /// Runs the cycle's phases from `start` until `end`; returns the flood frames sent.

@@ -2,7 +2,7 @@
 //! periodic line, and a pure function from the probes and the final packet accounting to one
 //! [`Verdict`] per property. Nothing here reads the system: the unit tests feed it samples.
 
-use crate::lab::traffic::percentile;
+use crate::lab::traffic::{ContinuousStats, percentile};
 
 /// One periodic sample of everything the soak watches. Counters are cumulative since the soak's
 /// baseline (taken before any traffic); occupancies are what the maps hold at that moment.
@@ -115,11 +115,12 @@ pub fn period_line(p: &Probe, prev: &Probe, b: &Bounds) -> String {
 }
 
 /// One verdict per property, from the probes (the first is the baseline before any traffic),
-/// the final accounting, the legitimate clients' latencies (us) and how the daemon ended.
+/// the final accounting, the legitimate clients' totals once stopped (connections after the
+/// last probe count too) and how the daemon ended.
 pub fn verdicts(
     probes: &[Probe],
     acct: &Accounting,
-    latencies_us: &[u64],
+    legit_totals: &ContinuousStats,
     daemon_clean_exit: bool,
     b: &Bounds,
 ) -> Vec<Verdict> {
@@ -131,7 +132,7 @@ pub fn verdicts(
         }];
     };
     vec![
-        legit(last, latencies_us, b),
+        legit(legit_totals, b),
         rss(probes, b),
         cpu(probes),
         table(
@@ -181,21 +182,21 @@ pub fn verdicts(
     ]
 }
 
-fn legit(last: &Probe, latencies_us: &[u64], b: &Bounds) -> Verdict {
-    let attempts = last.legit_ok + last.legit_failed;
+fn legit(cl: &ContinuousStats, b: &Bounds) -> Verdict {
+    let attempts = cl.ok + cl.failed;
     let pct = if attempts == 0 {
         0.0
     } else {
-        100.0 * last.legit_ok as f64 / attempts as f64
+        100.0 * cl.ok as f64 / attempts as f64
     };
     let p99 =
-        percentile(latencies_us, 99.0).map_or("-".into(), |u| format!("{:.1}", u as f64 / 1e3));
+        percentile(&cl.latencies_us, 99.0).map_or("-".into(), |u| format!("{:.1}", u as f64 / 1e3));
     Verdict {
         property: "legit clients",
         ok: attempts > 0 && pct >= b.min_success_pct,
         figures: format!(
             "{} ok, {} failed of {attempts} ({pct:.2}%, need >= {}%), connect p99 {p99} ms",
-            last.legit_ok, last.legit_failed, b.min_success_pct
+            cl.ok, cl.failed, b.min_success_pct
         ),
     }
 }
@@ -364,13 +365,24 @@ mod tests {
         }
     }
 
+    /// The clients' totals as the last probe saw them.
+    fn legit(p: &[Probe]) -> ContinuousStats {
+        let last = p.last().cloned().unwrap_or_default();
+        ContinuousStats {
+            ok: last.legit_ok,
+            failed: last.legit_failed,
+            latencies_us: vec![1000, 2000],
+            last_error: None,
+        }
+    }
+
     fn failing(v: &[Verdict]) -> Vec<&'static str> {
         v.iter().filter(|v| !v.ok).map(|v| v.property).collect()
     }
 
     #[test]
     fn a_steady_run_passes_every_property() {
-        let v = verdicts(&steady(5), &acct(), &[1000, 2000], true, &bounds());
+        let v = verdicts(&steady(5), &acct(), &legit(&steady(5)), true, &bounds());
         assert_eq!(failing(&v), Vec::<&str>::new(), "{v:#?}");
         assert!(v.iter().all(|v| v.line().starts_with("verdict PASS")));
     }
@@ -381,10 +393,10 @@ mod tests {
         for (i, x) in p.iter_mut().enumerate() {
             x.rss_kib = 8000 + 2000 * i as u64;
         }
-        let v = verdicts(&p, &acct(), &[1000], true, &bounds());
+        let v = verdicts(&p, &acct(), &legit(&p), true, &bounds());
         assert_eq!(failing(&v), ["daemon RSS"]);
         // Too few probes to judge is a failure, not a pass.
-        let v = verdicts(&steady(2), &acct(), &[1000], true, &bounds());
+        let v = verdicts(&steady(2), &acct(), &legit(&steady(2)), true, &bounds());
         assert!(failing(&v).contains(&"daemon RSS"));
     }
 
@@ -395,7 +407,7 @@ mod tests {
             x.cpu_s = 0.5 * (i * i) as f64;
         }
         assert_eq!(
-            failing(&verdicts(&p, &acct(), &[1], true, &bounds())),
+            failing(&verdicts(&p, &acct(), &legit(&p), true, &bounds())),
             ["daemon CPU"]
         );
     }
@@ -407,7 +419,7 @@ mod tests {
         p[3].allow = 2;
         p[3].event_lost = 1;
         p[1].closing_live = 1001;
-        let v = verdicts(&p, &acct(), &[1], true, &bounds());
+        let v = verdicts(&p, &acct(), &legit(&p), true, &bounds());
         assert_eq!(
             failing(&v),
             ["per-source LRU", "recently-closed", "lists", "flood events"]
@@ -419,11 +431,11 @@ mod tests {
         let p = steady(4);
         for counted in [999_999, 1_000_004] {
             let a = Accounting { counted, ..acct() };
-            let v = verdicts(&p, &a, &[1], true, &bounds());
+            let v = verdicts(&p, &a, &legit(&p), true, &bounds());
             assert_eq!(failing(&v), ["every packet counted once"]);
         }
         // Nothing received at all proves nothing.
-        let v = verdicts(&p, &Accounting::default(), &[1], true, &bounds());
+        let v = verdicts(&p, &Accounting::default(), &legit(&p), true, &bounds());
         assert_eq!(failing(&v), ["every packet counted once"]);
     }
 
@@ -431,10 +443,10 @@ mod tests {
     fn legit_failures_and_a_dead_daemon_fail() {
         let mut p = steady(4);
         p[3].legit_failed = 100; // 3000 ok, 100 failed: 96.8 %
-        let v = verdicts(&p, &acct(), &[1], false, &bounds());
+        let v = verdicts(&p, &acct(), &legit(&p), false, &bounds());
         assert_eq!(failing(&v), ["legit clients", "daemon"]);
         assert!(
-            verdicts(&[], &acct(), &[], true, &bounds())[0]
+            verdicts(&[], &acct(), &legit(&[]), true, &bounds())[0]
                 .figures
                 .contains("no probe")
         );
