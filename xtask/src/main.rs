@@ -48,7 +48,8 @@ enum Cmd {
     },
     /// Setup, build, then run synguard-flood (root): flood runs in the lab, scenarios x defences,
     /// table, JSON and charts under target/lab/. E.g. `cargo xtask lab --quick`, `cargo xtask lab
-    /// --scenario syn --defence synguard-always --runs 5`.
+    /// --scenario syn --defence synguard-always --runs 5`; the soak: `cargo xtask lab --soak
+    /// [--duration 600s]` (not in CI).
     Lab {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{Context as _, Result};
 use clap::Parser;
 use nix::sys::signal::{SigHandler, Signal, signal};
-use synguard_lab::flood::{defence, runner, scenario};
+use synguard_lab::flood::{defence, runner, scenario, soak};
 use synguard_lab::lab::synguard_proc;
 
 #[derive(Parser)]
@@ -27,6 +27,13 @@ struct Args {
     /// CI mode: one short SYN flood per defence, one run each (syn-direct unless --scenario).
     #[arg(long)]
     quick: bool,
+    /// The soak instead: one long mixed flood with legitimate traffic against synguard in auto
+    /// mode with its policy on, a line every 30 s and one verdict per property at the end.
+    #[arg(long)]
+    soak: bool,
+    /// How long the soak runs (e.g. 600s, 10m, 90).
+    #[arg(long, value_parser = soak::parse_duration, default_value = "600s", requires = "soak")]
+    duration: std::time::Duration,
     /// Where the JSON and charts go.
     #[arg(long, default_value = "target/lab")]
     out: PathBuf,
@@ -46,6 +53,9 @@ fn main() -> Result<()> {
         // SAFETY: the handler only stores to an atomic.
         unsafe { signal(sig, SigHandler::Handler(on_signal)) }
             .context("installing a signal handler")?;
+    }
+    if args.soak {
+        return run_soak(&args);
     }
     let scenarios = if args.scenario.is_empty() && args.quick {
         vec![scenario::by_name("syn-direct")?]
@@ -79,5 +89,21 @@ fn main() -> Result<()> {
     for f in runner::write(&report, &args.out).context("writing results")? {
         println!("wrote {}", f.display());
     }
+    Ok(())
+}
+
+/// `--soak`: prints the soak's lines and verdicts; fails when a verdict fails.
+fn run_soak(args: &Args) -> Result<()> {
+    let bin = synguard_proc::binary()?;
+    let verdicts = soak::run(args.duration, &bin, &INTERRUPTED)?;
+    for v in &verdicts {
+        println!("{}", v.line());
+    }
+    let failed: Vec<&str> = verdicts
+        .iter()
+        .filter(|v| !v.ok)
+        .map(|v| v.property)
+        .collect();
+    anyhow::ensure!(failed.is_empty(), "soak failed: {}", failed.join(", "));
     Ok(())
 }

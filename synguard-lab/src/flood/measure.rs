@@ -216,6 +216,24 @@ fn metrics(
     m
 }
 
+/// The server's receive path (RPS) on its own CPU, away from the generator
+/// (docs/veth-and-nics.md, "RPS").
+/// `ip netns exec` mounts the namespace's own /sys, where the veth's queue lives.
+pub fn steer_receive(lab: &Lab) -> Result<()> {
+    let mask = format!("{:x}", 1u32 << SERVER_CPU);
+    let file = format!("/sys/class/net/{}/queues/rx-0/rps_cpus", lab.server.ifname);
+    crate::lab::netns::run_checked(std::process::Command::new("ip").args([
+        "netns",
+        "exec",
+        lab.server.ns.name(),
+        "sh",
+        "-c",
+        &format!("echo {mask} > {file}"),
+    ]))
+    .context("setting RPS on the server's interface")?;
+    Ok(())
+}
+
 /// What happened while the flood ran.
 struct Driven {
     offered_pps: f64,
@@ -355,7 +373,8 @@ fn flood_window(
     }
 }
 
-fn pin_pid(pid: u32, cpu: usize) -> Result<()> {
+/// Pins a process (hping3) to one CPU.
+pub fn pin_pid(pid: u32, cpu: usize) -> Result<()> {
     let mut set = nix::sched::CpuSet::new();
     set.set(cpu)?;
     nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(pid as i32), &set)

@@ -2,7 +2,7 @@
 //! fresh lab ([`measure`]; [`sampler`] records in the background, [`bulk`] keeps an established
 //! connection streaming), floods from the live-frames [`generator`] or hping3, then the
 //! [`report`] (table, ratios, JSON) and the [`chart`]s. Driven by [`runner`] for
-//! `synguard-flood` / `cargo xtask lab`.
+//! `synguard-flood` / `cargo xtask lab`. [`soak`] is the long mixed run (`--soak`).
 
 pub mod bulk;
 pub mod chart;
@@ -13,3 +13,6 @@ pub mod report;
 pub mod runner;
 pub mod sampler;
 pub mod scenario;
+pub mod soak;
+pub mod soak_probe;
+pub mod soak_verdict;
