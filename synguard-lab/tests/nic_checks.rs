@@ -38,7 +38,12 @@ impl Pair {
             &self.ns.path(),
             &["doctor", "--iface", &self.iface],
         )?;
-        ensure!(out.status.success(), "doctor failed: {out:?}");
+        // doctor exits 1 while any check warns (a fresh namespace's backlog sysctls do), 2 on a
+        // usage error: only the latter is a failure here.
+        ensure!(
+            matches!(out.status.code(), Some(0 | 1)),
+            "doctor failed: {out:?}"
+        );
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
