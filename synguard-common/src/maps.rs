@@ -53,11 +53,18 @@ pub struct Config {
     /// `tcp_win_from_space`); bounds the SYN-ACK's window so the client never sends past what
     /// the kernel's `tcp_select_initial_window` will accept.
     pub rcv_space: u32,
-    pub _pad: u32,
+    /// [`COOKIES_KERNEL`] or [`COOKIES_OWN`]: whose SYN cookies answer SYNs.
+    pub cookies: u32,
     pub hold_ns: u64,
     /// While cookies are active, one SYN per listener per this period goes to the kernel.
     pub refresh_ns: u64,
 }
+
+/// SYN-ACKs carry the kernel's cookies (`bpf_tcp_raw_gen_syncookie_*`, docs/kernel-cookies.md).
+pub const COOKIES_KERNEL: u32 = 0;
+/// SYN-ACKs carry synguard's own cookies; the TC program hands valid handshakes to the kernel
+/// (`crate::own_cookie`, docs/own-cookies.md).
+pub const COOKIES_OWN: u32 = 1;
 
 /// One entry of [`names::PORTS`], indexed by port number.
 #[repr(C)]

@@ -27,6 +27,7 @@ macro_rules! map_name {
     (MONITOR) => { "SG_MONITOR" };
     (FLOOD_EVENTS) => { "SG_FLOOD_EVENTS" };
     (PORT_SYNS) => { "SG_PORT_SYNS" };
+    (COOKIE_SECRET) => { "SG_COOKIE_SECRET" };
     // The lab's own programs (`crate::lab`).
     (LAB_TEMPLATE) => { "LAB_TEMPLATE" };
     (LAB_TARGET) => { "LAB_TARGET" };
@@ -79,7 +80,14 @@ name_consts! {
     FLOOD_EVENTS,
     /// SYNs per protected port, per CPU.
     PORT_SYNS,
+    /// [`crate::reqsk::CookieSecret`], one entry: own cookies' key. Never pinned (see
+    /// [`UNPINNED`]).
+    COOKIE_SECRET,
 }
+
+/// Maps that live only as long as the program that created them: the cookie secret exists
+/// only in its map, never in a file another process could open.
+pub const UNPINNED: &[&str] = &[COOKIE_SECRET];
 
 /// Maps of the lab's own programs (`synguard-ebpf/src/bin/lab.rs`).
 pub mod lab {

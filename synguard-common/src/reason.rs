@@ -185,6 +185,19 @@ counter_table! {
         SourceBlocked = 5, "source_blocked";
         /// A flood event could not be queued (ring buffer full); the counters still saw it.
         FloodEventLost = 6, "flood_event_lost";
+        /// Own cookies: a valid cookie ACK passed with the request socket's attributes in its
+        /// XDP metadata for the TC program.
+        OwnCookieAckMarked = 7, "own_cookie_ack_marked";
+        /// Own cookies: the driver refused XDP metadata (`bpf_xdp_adjust_meta`), so a valid
+        /// cookie ACK reached TC unmarked.
+        OwnMetaUnsupported = 8, "own_meta_unsupported";
+        /// Own cookies: the TC program handed the kernel a request socket
+        /// (`bpf_sk_assign_tcp_reqsk` returned 0).
+        OwnReqskAssigned = 9, "own_reqsk_assigned";
+        /// Own cookies: `bpf_sk_assign_tcp_reqsk` refused the attributes.
+        OwnReqskFailed = 10, "own_reqsk_failed";
+        /// Own cookies: a marked ACK found no listener (or found a socket of its own) in TC.
+        OwnNoListener = 11, "own_no_listener";
     }
 }
 

@@ -114,6 +114,8 @@ const OPT_TIMESTAMP: u8 = 8;
 /// most stacks send NOP, NOP, timestamp first: checked at fixed offsets; anything else takes a
 /// bounded walk (unrolled: see `tcp::parse_syn_options` for why).
 #[inline(always)]
+// The last unrolled step's `next` is never read.
+#[allow(unused_assignments)]
 pub fn ack_timestamp(opts: &[u8; 40], len: usize) -> Option<(u32, u32)> {
     if len >= 12
         && opts[0] == OPT_NOP

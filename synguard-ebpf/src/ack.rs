@@ -21,7 +21,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use synguard_common::{
-    maps::{closed_within_time_wait, closing_entry},
+    maps::{COOKIES_OWN, Config, closed_within_time_wait, closing_entry},
     reason::{Event, Reason},
     tcp::FIN,
 };
@@ -29,12 +29,16 @@ use synguard_common::{
 use crate::{count, maps::SG_CLOSING, parse::Packet};
 
 #[inline(always)]
-pub fn check(ctx: &XdpContext, pkt: &Packet) -> Reason {
+pub fn check(ctx: &XdpContext, pkt: &Packet, cfg: &Config) -> Reason {
     if has_socket(ctx, pkt) {
         if pkt.flags() & FIN != 0 {
             remember_close(pkt);
         }
         return Reason::PassEstablished;
+    }
+    if cfg.cookies == COOKIES_OWN {
+        // SAFETY: helper without arguments.
+        return crate::own::check_ack(ctx, pkt, cfg, unsafe { bpf_ktime_get_ns() });
     }
     let ip = &pkt.ip as *const _ as *mut c_void;
     let th = pkt.tcp.as_ptr() as *mut tcphdr;

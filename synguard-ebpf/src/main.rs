@@ -10,15 +10,20 @@ mod ack;
 mod count;
 mod decide;
 mod maps;
+mod own;
+mod own_tc;
 mod parse;
 mod policy;
 mod synack;
 
 use aya_ebpf::{
-    bindings::xdp_action, helpers::bpf_ktime_get_ns, macros::xdp, programs::XdpContext,
+    bindings::xdp_action,
+    helpers::bpf_ktime_get_ns,
+    macros::{classifier, xdp},
+    programs::{TcContext, XdpContext},
 };
 use synguard_common::{
-    maps::Config,
+    maps::{COOKIES_OWN, Config},
     policy::Policy,
     reason::{Event, Reason, Verdict},
     tcp::{FlagClass, classify},
@@ -72,7 +77,7 @@ fn handle(ctx: &XdpContext) -> Reason {
     }
     match class {
         FlagClass::Syn => syn(ctx, &pkt, cfg, pol),
-        FlagClass::Ack => ack::check(ctx, &pkt),
+        FlagClass::Ack => ack::check(ctx, &pkt, cfg),
         FlagClass::SynAck => Reason::PassSynAck,
         FlagClass::Rst => Reason::PassRst,
         FlagClass::SynFin => Reason::DropSynFin,
@@ -101,8 +106,9 @@ fn syn(ctx: &XdpContext, pkt: &Packet, cfg: &Config, pol: &Policy) -> Reason {
     let monitor = pol.monitor != 0;
     match decide::syn_action(cfg, wanted, pkt.dport(), pkt.ipv6, now, monitor) {
         SynAction::ToKernel => Reason::PassSynToKernel,
-        SynAction::Refresh => Reason::PassSynListenerRefresh,
-        SynAction::Cookie => {
+        // Own cookies need no "recently overflowed" listener: no refresh SYN for the kernel.
+        SynAction::Refresh if cfg.cookies != COOKIES_OWN => Reason::PassSynListenerRefresh,
+        SynAction::Refresh | SynAction::Cookie => {
             if ack::closed_recently(pkt, now) {
                 return Reason::PassSynRecentClose;
             }
@@ -127,6 +133,13 @@ fn answer(ctx: &XdpContext, pkt: &Packet, cfg: &Config, now: u64) -> Reason {
         }
         Err(reason) => reason,
     }
+}
+
+/// TC ingress: hands the kernel the handshakes whose own cookie the XDP program validated
+/// (`own_tc.rs`). Attached only in own-cookie mode.
+#[classifier]
+pub fn synguard_own(ctx: TcContext) -> i32 {
+    own_tc::handle(&ctx)
 }
 
 #[cfg(not(test))]

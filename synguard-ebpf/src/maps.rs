@@ -13,11 +13,17 @@ use synguard_common::{
         SourceState,
     },
     reason::{EVENT_SLOTS, REASON_SLOTS},
+    reqsk::CookieSecret,
 };
 
 use synguard_ebpf::sg_map;
 
 use crate::synack::Scratch;
+
+sg_map! {
+    /// Own cookies' key, written only by the loader (`synguard_common::reqsk::CookieSecret`).
+    COOKIE_SECRET => static SG_COOKIE_SECRET: Array<CookieSecret> = Array::with_max_entries(1, 0);
+}
 
 sg_map! {
     CONFIG => static SG_CONFIG: Array<Config> = Array::with_max_entries(1, 0);

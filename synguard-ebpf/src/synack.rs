@@ -18,13 +18,14 @@ use aya_ebpf::{
 };
 use synguard_common::{
     checksum, cookie,
-    maps::Config,
+    maps::{COOKIES_OWN, Config},
     reason::Reason,
     tcp::{self, MAX_OPTIONS, SYNACK_OPTIONS_MAX, SynAckOptions, SynOptions},
 };
 
 use crate::{
     maps::SG_SCRATCH,
+    own,
     parse::{self, IPV4_LEN, IPV6_LEN, Packet, TCP_LEN},
 };
 
@@ -65,10 +66,21 @@ pub fn answer(ctx: &XdpContext, pkt: &Packet, cfg: &Config, now_ns: u64) -> Resu
         frame,
     } = unsafe { &mut *s };
     let th_len = load_syn_header(ctx, pkt, syn)?;
-    let (cookie, cookie_mss) = gen_cookie(pkt, syn, th_len)?;
-    let opts = tcp::parse_syn_options(&syn.opts, (th_len - TCP_LEN) as usize);
-
-    let tcp_len = build_tcp(pkt, cfg, &opts, cookie, cookie_mss, now_ns, tcp_hdr);
+    let own = cfg.cookies == COOKIES_OWN;
+    let (cookie, cookie_mss, opts, ecn) = if own {
+        let opts = tcp::parse_syn_options(&syn.opts, (th_len - TCP_LEN) as usize);
+        let ecn = own::syn_ecn(pkt, cfg);
+        let (cookie, mss) = own::syn_isn(pkt, &opts, ecn, now_ns)?;
+        (cookie, mss, opts, ecn)
+    } else {
+        let (cookie, mss) = gen_cookie(pkt, syn, th_len)?;
+        let opts = tcp::parse_syn_options(&syn.opts, (th_len - TCP_LEN) as usize);
+        // ECN survives a kernel cookie only through the timestamp.
+        let ecn = opts.tsval.is_some() && own::syn_ecn(pkt, cfg);
+        (cookie, mss, opts, ecn)
+    };
+    let c = Cookie { isn: cookie, mss: cookie_mss, ecn, own };
+    let tcp_len = build_tcp(pkt, cfg, &opts, &c, now_ns, tcp_hdr);
     let l2: [u8; 22] = parse::load(ctx, 0).ok_or(Reason::ErrLoadBytes)?;
     let (start, frame_len) = assemble(pkt, &l2, tcp_hdr, tcp_len, frame)?;
     resize(ctx, pkt.frame_len, frame_len)?;
@@ -141,26 +153,31 @@ fn gen_cookie(pkt: &Packet, syn: &mut SynHeader, th_len: u64) -> Result<(u32, u1
     Ok((ret as u32, (ret >> 32) as u16))
 }
 
+/// The SYN-ACK's cookie: its ISN, the MSS it encodes, whether it agreed to ECN, and whose it is.
+struct Cookie {
+    isn: u32,
+    mss: u16,
+    ecn: bool,
+    own: bool,
+}
+
 /// Builds the SYN-ACK's TCP header (checksum still zero) into `out`; returns its length.
 #[inline(always)]
 fn build_tcp(
     pkt: &Packet,
     cfg: &Config,
     opts: &SynOptions,
-    cookie: u32,
-    cookie_mss: u16,
+    c: &Cookie,
     now_ns: u64,
     out: &mut [u8; 40],
 ) -> u64 {
+    let (cookie, cookie_mss, ecn) = (c.isn, c.mss, c.ecn);
     let mss_cap = if pkt.ipv6 { cfg.mss_v6 } else { cfg.mss_v4 };
     let mss = tcp::synack_mss(cookie_mss, opts.mss, mss_cap as u16, pkt.ipv6);
-    // ECN survives a cookie only through the timestamp, and only if the kernel will accept it
-    // (`cookie_ecn_ok`); RFC 3168 asks for ECE and CWR both on the SYN.
-    let syn_flags = pkt.flags();
-    let ecn = opts.tsval.is_some()
-        && cfg.ecn != 0
-        && syn_flags & (tcp::ECE | tcp::CWR) == (tcp::ECE | tcp::CWR);
     let timestamp = match opts.tsval {
+        // Own cookies: any TSval will do; the kernel takes its offset from the echo
+        // (`bpf_sk_assign_tcp_reqsk`).
+        Some(client_ts) if c.own => Some(((now_ns / 1_000_000) as u32, client_ts)),
         Some(client_ts) => {
             let now_ms = (now_ns / 1_000_000) as u32;
             let tsval = cookie::cookie_tsval(now_ms, opts.wscale, opts.sack_permitted, ecn);
@@ -168,8 +185,9 @@ fn build_tcp(
         }
         None => None,
     };
-    // Window scaling and SACK survive only inside the timestamp (cookie_timestamp_decode).
-    let with_ts = timestamp.is_some();
+    // Window scaling and SACK survive a kernel cookie only inside the timestamp
+    // (cookie_timestamp_decode); an own cookie carries them itself.
+    let with_ts = c.own || timestamp.is_some();
     let synack = SynAckOptions {
         mss,
         timestamp,

@@ -37,7 +37,7 @@ pub fn default_config() -> Config {
         syn_off_pps: 500,
         nr_cpus: (aya::util::nr_cpus().map(|n| n as u32).unwrap_or(1)).min(MAX_CPUS),
         rcv_space: 65536,
-        _pad: 0,
+        cookies: synguard_common::maps::COOKIES_KERNEL,
         hold_ns: 1_000_000_000,
         refresh_ns: u64::MAX,
     }

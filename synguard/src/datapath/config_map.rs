@@ -40,7 +40,7 @@ pub fn build_config(cfg: &RunConfig, tcp: &TcpParams, mtu: u32, nr_cpus: u32) ->
         syn_off_pps: cfg.syn_off_pps,
         nr_cpus: nr_cpus.clamp(1, MAX_CPUS),
         rcv_space: tcp.rcv_space,
-        _pad: 0,
+        cookies: synguard_common::maps::COOKIES_KERNEL,
         hold_ns: cfg.hold.as_nanos().min(u64::MAX as u128) as u64,
         refresh_ns: LISTENER_REFRESH.as_nanos() as u64,
     }

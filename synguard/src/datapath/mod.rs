@@ -7,6 +7,7 @@ pub mod config_map;
 pub mod counters;
 pub mod diagnose;
 pub mod error;
+pub mod kfunc;
 pub mod link;
 pub mod load;
 pub mod maps;
