@@ -28,6 +28,8 @@ macro_rules! map_name {
     (FLOOD_EVENTS) => { "SG_FLOOD_EVENTS" };
     (PORT_SYNS) => { "SG_PORT_SYNS" };
     (COOKIE_SECRET) => { "SG_COOKIE_SECRET" };
+    (OWN_PROG) => { "SG_OWN_PROG" };
+    (OWN_HANDOFF) => { "SG_OWN_HANDOFF" };
     // The lab's own programs (`crate::lab`).
     (LAB_TEMPLATE) => { "LAB_TEMPLATE" };
     (LAB_TARGET) => { "LAB_TARGET" };
@@ -83,6 +85,12 @@ name_consts! {
     /// [`crate::reqsk::CookieSecret`], one entry: own cookies' key. Never pinned (see
     /// [`UNPINNED`]).
     COOKIE_SECRET,
+    /// Program array: entry 0 is the XDP program `synguard_own_xdp`, which `synguard` tail-calls
+    /// for own-cookie SYNs and ACKs.
+    OWN_PROG,
+    /// Per CPU: the parsed packet `synguard` hands to `synguard_own_xdp` (never read by the
+    /// loader).
+    OWN_HANDOFF,
 }
 
 /// Maps that live only as long as the program that created them: the cookie secret exists

@@ -37,8 +37,7 @@ pub fn check(ctx: &XdpContext, pkt: &Packet, cfg: &Config) -> Reason {
         return Reason::PassEstablished;
     }
     if cfg.cookies == COOKIES_OWN {
-        // SAFETY: helper without arguments.
-        return crate::own::check_ack(ctx, pkt, cfg, unsafe { bpf_ktime_get_ns() });
+        return crate::own_entry::hand_over(ctx, pkt, crate::own_entry::ACK);
     }
     let ip = &pkt.ip as *const _ as *mut c_void;
     let th = pkt.tcp.as_ptr() as *mut tcphdr;

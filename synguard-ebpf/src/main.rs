@@ -11,6 +11,7 @@ mod count;
 mod decide;
 mod maps;
 mod own;
+mod own_entry;
 mod own_tc;
 mod parse;
 mod policy;
@@ -38,7 +39,19 @@ use crate::{
 #[xdp]
 pub fn synguard(ctx: XdpContext) -> u32 {
     let len = parse::frame_len(&ctx);
-    let mut reason = handle(&ctx);
+    finish(handle(&ctx), len)
+}
+
+/// Own cookies' SYN and ACK steps, tail-called from `synguard` (`own_entry.rs`).
+#[xdp]
+pub fn synguard_own_xdp(ctx: XdpContext) -> u32 {
+    let len = parse::frame_len(&ctx);
+    finish(own_entry::handle(&ctx), len)
+}
+
+/// Step 5, count, and the XDP action.
+#[inline(always)]
+fn finish(mut reason: Reason, len: u64) -> u32 {
     // Monitor mode: every decision was made (and nothing rewritten, see `syn`), but anything
     // other than a pass is only counted as what would have happened.
     if reason.verdict() != Verdict::Pass && monitoring() {
@@ -126,7 +139,10 @@ fn syn(ctx: &XdpContext, pkt: &Packet, cfg: &Config, pol: &Policy) -> Reason {
 
 #[inline(always)]
 fn answer(ctx: &XdpContext, pkt: &Packet, cfg: &Config, now: u64) -> Reason {
-    match synack::answer(ctx, pkt, cfg, now) {
+    if cfg.cookies == COOKIES_OWN {
+        return own_entry::hand_over(ctx, pkt, own_entry::SYN);
+    }
+    match synack::answer(ctx, pkt, cfg, now, false) {
         Ok(()) => {
             count::event(Event::CookieSent);
             Reason::TxSynAckCookie

@@ -45,7 +45,12 @@ fn flow(pkt: &Packet) -> Flow {
 
 /// The own cookie for a SYN with options `opts`: (ISN, the MSS its class stands for).
 #[inline(always)]
-pub fn syn_isn(pkt: &Packet, opts: &SynOptions, ecn: bool, now_ns: u64) -> Result<(u32, u16), Reason> {
+pub fn syn_isn(
+    pkt: &Packet,
+    opts: &SynOptions,
+    ecn: bool,
+    now_ns: u64,
+) -> Result<(u32, u16), Reason> {
     let secret = SG_COOKIE_SECRET.get(0).ok_or(Reason::ErrConfig)?;
     let o = CookieOpts {
         mss_class: own_cookie::mss_class(opts.mss, pkt.ipv6),

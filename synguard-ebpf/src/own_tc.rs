@@ -17,7 +17,9 @@ use aya_ebpf::{
         __sk_buff, BPF_F_CURRENT_NETNS, BPF_TCP_LISTEN, TC_ACT_OK, bpf_sock_tuple,
         bpf_sock_tuple__bindgen_ty_1__bindgen_ty_1, bpf_sock_tuple__bindgen_ty_1__bindgen_ty_2,
     },
-    helpers::generated::{bpf_sk_release, bpf_skb_load_bytes, bpf_skc_lookup_tcp, bpf_skc_to_tcp_sock},
+    helpers::generated::{
+        bpf_sk_release, bpf_skb_load_bytes, bpf_skc_lookup_tcp, bpf_skc_to_tcp_sock,
+    },
     programs::TcContext,
 };
 use synguard_common::{
@@ -83,7 +85,11 @@ fn assign(ctx: &TcContext, mut m: OwnAckMeta) {
             sport,
             dport,
         };
-        lookup(skb, &mut t as *mut _ as *mut bpf_sock_tuple, core::mem::size_of_val(&t) as u32)
+        lookup(
+            skb,
+            &mut t as *mut _ as *mut bpf_sock_tuple,
+            core::mem::size_of_val(&t) as u32,
+        )
     } else if m.ipv6 == 0 && proto == ETH_P_IP {
         let Some(a) = load::<8>(ctx, ETH_LEN + 12) else {
             return;
@@ -94,7 +100,11 @@ fn assign(ctx: &TcContext, mut m: OwnAckMeta) {
             sport,
             dport,
         };
-        lookup(skb, &mut t as *mut _ as *mut bpf_sock_tuple, core::mem::size_of_val(&t) as u32)
+        lookup(
+            skb,
+            &mut t as *mut _ as *mut bpf_sock_tuple,
+            core::mem::size_of_val(&t) as u32,
+        )
     } else {
         // A VLAN tag the kernel did not take out of the frame: not handled (README limits).
         count::event(Event::OwnNoListener);
@@ -134,15 +144,34 @@ fn assign(ctx: &TcContext, mut m: OwnAckMeta) {
 
 /// `bpf_skc_lookup_tcp` in the device's netns.
 #[inline(always)]
-fn lookup(skb: *mut __sk_buff, tuple: *mut bpf_sock_tuple, size: u32) -> *mut aya_ebpf::bindings::bpf_sock {
+fn lookup(
+    skb: *mut __sk_buff,
+    tuple: *mut bpf_sock_tuple,
+    size: u32,
+) -> *mut aya_ebpf::bindings::bpf_sock {
     // SAFETY: helper call with a stack tuple of `size` initialised bytes.
-    unsafe { bpf_skc_lookup_tcp(skb as *mut c_void, tuple, size, BPF_F_CURRENT_NETNS as u64, 0) }
+    unsafe {
+        bpf_skc_lookup_tcp(
+            skb as *mut c_void,
+            tuple,
+            size,
+            BPF_F_CURRENT_NETNS as u64,
+            0,
+        )
+    }
 }
 
 #[inline(always)]
 fn load<const N: usize>(ctx: &TcContext, off: u32) -> Option<[u8; N]> {
     let mut b = [0u8; N];
     // SAFETY: helper call writing N bytes into an N-byte stack buffer.
-    let r = unsafe { bpf_skb_load_bytes(ctx.skb.skb as *const c_void, off, b.as_mut_ptr() as *mut c_void, N as u32) };
+    let r = unsafe {
+        bpf_skb_load_bytes(
+            ctx.skb.skb as *const c_void,
+            off,
+            b.as_mut_ptr() as *mut c_void,
+            N as u32,
+        )
+    };
     (r == 0).then_some(b)
 }

@@ -18,7 +18,7 @@ use aya_ebpf::{
 };
 use synguard_common::{
     checksum, cookie,
-    maps::{COOKIES_OWN, Config},
+    maps::Config,
     reason::Reason,
     tcp::{self, MAX_OPTIONS, SYNACK_OPTIONS_MAX, SynAckOptions, SynOptions},
 };
@@ -57,7 +57,17 @@ const IP_TTL: u8 = 64;
 /// Answers the SYN in `pkt` with a cookie SYN-ACK. On error the frame is untouched (every
 /// failure point comes before the first write) and the reason says which step failed.
 #[inline(always)]
-pub fn answer(ctx: &XdpContext, pkt: &Packet, cfg: &Config, now_ns: u64) -> Result<(), Reason> {
+///
+/// `own`: a constant at each call site, so that each program carries only its kind of cookie
+/// (`synguard` the kernel's, `synguard_own_xdp` its own: verifying both in one program went past
+/// the verifier's 1 M-instruction limit, docs/verifier.md).
+pub fn answer(
+    ctx: &XdpContext,
+    pkt: &Packet,
+    cfg: &Config,
+    now_ns: u64,
+    own: bool,
+) -> Result<(), Reason> {
     let s = SG_SCRATCH.get_ptr_mut(0).ok_or(Reason::ErrStore)?;
     // SAFETY: this CPU's slot of a per-CPU map; XDP does not nest on a CPU.
     let Scratch {
@@ -66,20 +76,18 @@ pub fn answer(ctx: &XdpContext, pkt: &Packet, cfg: &Config, now_ns: u64) -> Resu
         frame,
     } = unsafe { &mut *s };
     let th_len = load_syn_header(ctx, pkt, syn)?;
-    let own = cfg.cookies == COOKIES_OWN;
-    let (cookie, cookie_mss, opts, ecn) = if own {
+    let (c, opts) = if own {
         let opts = tcp::parse_syn_options(&syn.opts, (th_len - TCP_LEN) as usize);
         let ecn = own::syn_ecn(pkt, cfg);
-        let (cookie, mss) = own::syn_isn(pkt, &opts, ecn, now_ns)?;
-        (cookie, mss, opts, ecn)
+        let (isn, mss) = own::syn_isn(pkt, &opts, ecn, now_ns)?;
+        (Cookie { isn, mss, ecn, own }, opts)
     } else {
-        let (cookie, mss) = gen_cookie(pkt, syn, th_len)?;
+        let (isn, mss) = gen_cookie(pkt, syn, th_len)?;
         let opts = tcp::parse_syn_options(&syn.opts, (th_len - TCP_LEN) as usize);
         // ECN survives a kernel cookie only through the timestamp.
         let ecn = opts.tsval.is_some() && own::syn_ecn(pkt, cfg);
-        (cookie, mss, opts, ecn)
+        (Cookie { isn, mss, ecn, own }, opts)
     };
-    let c = Cookie { isn: cookie, mss: cookie_mss, ecn, own };
     let tcp_len = build_tcp(pkt, cfg, &opts, &c, now_ns, tcp_hdr);
     let l2: [u8; 22] = parse::load(ctx, 0).ok_or(Reason::ErrLoadBytes)?;
     let (start, frame_len) = assemble(pkt, &l2, tcp_hdr, tcp_len, frame)?;

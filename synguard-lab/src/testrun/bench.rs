@@ -107,7 +107,7 @@ impl Bench {
         ensure!(frame.len() <= TEMPLATE_MAX, "template too long");
         let mut t = Template {
             len: frame.len() as u32,
-            cookies: synguard_common::maps::COOKIES_KERNEL,
+            _pad: 0,
             bytes: [0; TEMPLATE_MAX],
         };
         t.bytes[..frame.len()].copy_from_slice(frame);

@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::config::{
-    self, ConfigError, DEFAULT_CONFIG, DEFAULT_PIN_BASE, DEFAULT_RUN_DIR, LogFormat, ModeArg,
-    RunArgs, RunConfig, Settings, XdpModeArg,
+    self, ConfigError, Cookies, DEFAULT_CONFIG, DEFAULT_PIN_BASE, DEFAULT_RUN_DIR, LogFormat,
+    ModeArg, RunArgs, RunConfig, Settings, XdpModeArg,
 };
 
 #[derive(Debug, Error)]
@@ -53,6 +53,8 @@ pub struct FileConfig {
     pub hold: Option<f64>,
     pub xdp_mode: Option<XdpModeArg>,
     pub wscale: Option<u8>,
+    pub cookies: Option<Cookies>,
+    pub cookie_secret_file: Option<PathBuf>,
     pub metrics_addr: Option<String>,
     pub log_format: Option<LogFormat>,
     pub source_rate: Option<u64>,
@@ -133,6 +135,11 @@ fn merge(args: &RunArgs, file: &FileConfig, path: &Path) -> Result<Settings, Con
         hold: args.hold.or(file.hold),
         xdp_mode: args.xdp_mode.or(file.xdp_mode),
         wscale: args.wscale.or(file.wscale),
+        cookies: args.cookies.or(file.cookies),
+        cookie_secret_file: args
+            .cookie_secret_file
+            .clone()
+            .or(file.cookie_secret_file.clone()),
         metrics_addr: args.metrics_addr.clone().or(file.metrics_addr.clone()),
         log_format: args.log_format.or(file.log_format),
         pin_base: args.pin_base.clone(),
@@ -192,6 +199,8 @@ pub fn dump(cfg: &RunConfig) -> String {
             config::XdpAttach::Skb => Some(XdpModeArg::Skb),
         },
         wscale: cfg.wscale,
+        cookies: Some(cfg.cookies),
+        cookie_secret_file: cfg.cookie_secret_file.clone(),
         metrics_addr: cfg.metrics_addr.map(|a| a.to_string()),
         log_format: Some(cfg.log_format),
         source_rate: Some(cfg.limits.source_rate),
@@ -209,6 +218,9 @@ pub fn dump(cfg: &RunConfig) -> String {
     }
     if file.wscale.is_none() {
         text.push_str("# wscale unset: the kernel's own, from tcp_rmem/rmem_max\n");
+    }
+    if file.cookie_secret_file.is_none() {
+        text.push_str("# cookie_secret_file unset: own cookies use a random key per start\n");
     }
     if file.metrics_addr.is_none() {
         text.push_str("# metrics_addr unset: no metrics endpoint\n");

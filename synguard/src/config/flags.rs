@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::config::{DEFAULT_PIN_BASE, DEFAULT_RUN_DIR, LogFormat, ModeArg, XdpModeArg};
+use crate::config::{Cookies, DEFAULT_PIN_BASE, DEFAULT_RUN_DIR, LogFormat, ModeArg, XdpModeArg};
 
 /// Everything `run` can be told. Every setting is optional here: unset ones come from the
 /// configuration file, then from the defaults (see `config_file`).
@@ -40,6 +40,13 @@ pub struct RunArgs {
     /// Window scale the SYN-ACK advertises [default: the kernel's, from tcp_rmem/rmem_max].
     #[arg(long, value_name = "N")]
     pub wscale: Option<u8>,
+    /// Whose SYN cookies [default: auto: own where the kernel can, else the kernel's].
+    #[arg(long, value_enum)]
+    pub cookies: Option<Cookies>,
+    /// Own cookies: read the key from this file (32 hex digits, mode 600) instead of a random
+    /// one per start, so that servers sharing it accept each other's cookies.
+    #[arg(long, value_name = "FILE")]
+    pub cookie_secret_file: Option<PathBuf>,
     /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9724) [default: off].
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<String>,

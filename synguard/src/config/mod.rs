@@ -11,7 +11,7 @@ pub mod validate;
 pub use cidr::{Cidr, CidrError, Limits, ListKind};
 pub use file::ConfigFileError;
 pub use flags::RunArgs;
-pub use kinds::{CookieMode, LogFormat, ModeArg, XdpAttach, XdpModeArg};
+pub use kinds::{CookieMode, Cookies, LogFormat, ModeArg, XdpAttach, XdpModeArg};
 pub use validate::{ConfigError, RunConfig, Settings, parse_ports, validate_iface};
 
 /// Where instances keep their lock, run-info and flood-history files.

@@ -5,7 +5,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use thiserror::Error;
 
-use crate::config::{Cidr, CookieMode, Limits, LogFormat, ModeArg, XdpAttach, XdpModeArg};
+use crate::config::{Cidr, CookieMode, Cookies, Limits, LogFormat, ModeArg, XdpAttach, XdpModeArg};
 
 /// Largest window shift TCP allows (RFC 7323).
 pub const MAX_WSCALE: u8 = 14;
@@ -81,6 +81,10 @@ pub struct RunConfig {
     pub xdp: XdpAttach,
     /// Overrides the window scale computed from the kernel's settings.
     pub wscale: Option<u8>,
+    /// Whose cookies; `auto` is decided per kernel at start.
+    pub cookies: Cookies,
+    /// Own cookies' shared key (`host::secret`); None: random per start.
+    pub cookie_secret_file: Option<PathBuf>,
     pub metrics_addr: Option<SocketAddr>,
     pub log_format: LogFormat,
     pub pin_base: PathBuf,
@@ -110,6 +114,8 @@ pub struct Settings {
     pub hold: Option<f64>,
     pub xdp_mode: Option<XdpModeArg>,
     pub wscale: Option<u8>,
+    pub cookies: Option<Cookies>,
+    pub cookie_secret_file: Option<PathBuf>,
     pub metrics_addr: Option<String>,
     pub log_format: Option<LogFormat>,
     pub pin_base: PathBuf,
@@ -238,6 +244,8 @@ impl RunConfig {
                 Some(XdpModeArg::Skb) => XdpAttach::Skb,
             },
             wscale: s.wscale,
+            cookies: s.cookies.unwrap_or_default(),
+            cookie_secret_file: s.cookie_secret_file.clone(),
             metrics_addr,
             log_format: s.log_format.unwrap_or_default(),
             pin_base: s.pin_base.clone(),

@@ -18,6 +18,8 @@ pub struct MapBackend {
     mode: Array<MapData, ModeState>,
     ready: Array<MapData, ReadyState>,
     syncookies: SyncookieVotes,
+    /// False with own cookies: the kernel's cookie setting is never touched.
+    kernel_settings: bool,
 }
 
 impl MapBackend {
@@ -32,7 +34,14 @@ impl MapBackend {
             mode: take_array(ebpf, names::MODE)?,
             ready: take_array(ebpf, names::READY)?,
             syncookies,
+            kernel_settings: true,
         })
+    }
+
+    /// Own cookies: leave `tcp_syncookies` as the host has it.
+    pub fn without_kernel_settings(mut self) -> Self {
+        self.kernel_settings = false;
+        self
     }
 }
 
@@ -61,6 +70,9 @@ impl Backend for MapBackend {
     }
 
     fn set_syncookies(&mut self, value: u64) -> Result<(), ControlError> {
+        if !self.kernel_settings {
+            return Ok(());
+        }
         Ok(self.syncookies.set(&self.iface, value)?)
     }
 

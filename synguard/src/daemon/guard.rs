@@ -44,6 +44,19 @@ impl Guard {
         Ok((started.controller, started.logger))
     }
 
+    /// Reload: every own-cookie interface gets its next secret.
+    pub fn rotate_secrets(&mut self, cfg: &RunConfig) {
+        for inst in &mut self.instances {
+            if let Err(e) = inst.rotate_secret(cfg) {
+                warn!(
+                    "{}: cookie secret not rotated: {:#}",
+                    inst.iface(),
+                    anyhow::Error::from(e)
+                );
+            }
+        }
+    }
+
     /// Leaves everything attached for the next `run` to take over; restores nothing.
     pub fn hand_over(mut self) {
         std::mem::take(&mut self.instances)

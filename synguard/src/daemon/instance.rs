@@ -15,7 +15,7 @@ use std::{
 
 use aya::{Ebpf, programs::XdpMode};
 use log::{debug, info, warn};
-use synguard_common::maps::{Config, MAX_CPUS, ReadyState, names};
+use synguard_common::maps::{COOKIES_OWN, Config, MAX_CPUS, ReadyState, names};
 use thiserror::Error;
 
 use crate::{
@@ -23,6 +23,7 @@ use crate::{
     daemon::{
         cookie_backend::MapBackend,
         mode::{ControlError, Controller},
+        own_cookies::{self, OwnError},
     },
     datapath::{
         config_map::{build_config, write_config},
@@ -30,7 +31,7 @@ use crate::{
         link::{self, Attachment, How},
         load::{self, ProgramLogger},
         maps::{self, PinnedMapError},
-        objects,
+        own::{self, SecretMap},
         pins::{self, Layout},
     },
     host::{
@@ -61,6 +62,8 @@ pub enum StartError {
     Sysctl(#[from] SysctlError),
     #[error(transparent)]
     Control(#[from] ControlError),
+    #[error(transparent)]
+    Own(#[from] OwnError),
 }
 
 impl From<pins::PinError> for StartError {
@@ -81,6 +84,8 @@ pub struct Instance {
     iface: String,
     ebpf: Option<Ebpf>,
     link: Option<Attachment>,
+    /// Own cookies' key map (the TC program lives with `ebpf`).
+    secret: Option<SecretMap>,
     pin_dir: Option<PathBuf>,
     run_info: Option<PathBuf>,
     /// Leave link, pins and run-info for a successor (hand-over, or a failed take-over while
@@ -211,6 +216,7 @@ impl Instance {
             iface: iface.to_string(),
             ebpf: None,
             link: None,
+            secret: None,
             pin_dir: None,
             run_info: None,
             // A program left behind keeps protecting if we fail before replacing it.
@@ -243,7 +249,7 @@ impl Instance {
     fn inherit_pins(&mut self, pin_dir: &Path) -> Result<Inherited, StartError> {
         pins::prepare_dir(pin_dir)?;
         self.pin_dir = Some(pin_dir.to_path_buf());
-        let layouts = pins::object_layouts(objects::synguard())
+        let layouts = pins::object_layouts(crate::datapath::objects::synguard())
             .map_err(|e| LoaderError::Missing(format!("readable map definitions ({e})")))?;
         let kept = pins::reconcile(&self.iface, pin_dir, &layouts)?;
         let ready = if kept.iter().any(|n| n == names::READY) {
@@ -268,19 +274,35 @@ impl Instance {
         syncookies: SyncookieVotes,
     ) -> Result<(Controller<MapBackend>, Option<ProgramLogger>), StartError> {
         let iface = self.iface.clone();
-        let config = kernel_config(cfg, &iface)?;
+        let own = own_cookies::decide(cfg, &iface)?;
+        let mut config = kernel_config(cfg, &iface)?;
+        if own {
+            config.cookies = COOKIES_OWN;
+        }
         load::raise_memlock_limit();
+        let object = own::object(own).map_err(LoaderError::from)?;
         let inherited = self.inherit_pins(pin_dir)?;
         let adopting_cookies = inherited.ready.kernel_ready != 0;
-        let idle = set_sysctls(cfg.mode, saver, adopting_cookies)?;
+        let idle = if own {
+            // Own cookies change no kernel setting.
+            Sysctls::default().read_u64(SYNCOOKIES)?
+        } else {
+            set_sysctls(cfg.mode, saver, adopting_cookies)?
+        };
 
         // Maps are pinned while loading, and a pinned map is what `stats` waits for: the kernel
         // settings above come first, so whoever sees the maps sees them in effect.
-        let ebpf = self
-            .ebpf
-            .insert(load::load_object(pin_dir, &inherited.layouts)?);
+        let ebpf = self.ebpf.insert(load::load_object(
+            pin_dir,
+            &inherited.layouts,
+            object.bytes(),
+        )?);
         let logger = load::logger(ebpf);
         load::load_program(ebpf)?;
+        // The TC program and the key before the XDP program can send an own cookie.
+        if own {
+            self.secret = Some(own_cookies::start(ebpf, &iface, cfg)?);
+        }
         // The maps may be the running program's: the new config applies to it at once.
         let inherited_ports = inherited.kept.iter().any(|n| n == names::PORTS);
         write_config(ebpf, &config, &cfg.ports, inherited_ports)?;
@@ -288,7 +310,10 @@ impl Instance {
         // Recorded now, before anything can crash, so a successor can undo these settings.
         self.write_run_info(cfg, pin_dir, None, "pending", &config, saver)?;
         let ebpf = self.ebpf.as_mut().expect("loaded above");
-        let backend = MapBackend::take(ebpf, &iface, syncookies)?;
+        let mut backend = MapBackend::take(ebpf, &iface, syncookies)?;
+        if own {
+            backend = backend.without_kernel_settings();
+        }
         let mut controller = Controller::new(backend, cfg.mode, idle).named(&iface);
         controller.resume(adopting_cookies.then_some(inherited.ready))?;
 
@@ -386,6 +411,14 @@ impl Instance {
         Ok(())
     }
 
+    /// Reload: a new cookie secret, when this interface uses own cookies.
+    pub fn rotate_secret(&mut self, cfg: &RunConfig) -> Result<(), OwnError> {
+        match &mut self.secret {
+            Some(map) => own_cookies::rotate(map, &self.iface, cfg),
+            None => Ok(()),
+        }
+    }
+
     /// Exit without undoing anything: the pinned link keeps the program attached with its
     /// maps, and the run-info keeps what the next `run` (or `detach`) needs.
     pub fn hand_over(mut self) {
@@ -401,6 +434,7 @@ impl Instance {
     pub fn shutdown(&mut self) {
         if self.leave_in_place {
             // Dropping our fds leaves the pinned link and maps alive.
+            self.secret = None;
             self.link = None;
             self.ebpf = None;
             return;
@@ -411,7 +445,8 @@ impl Instance {
                 Err(e) => warn!("detaching from {}: {e}", self.iface),
             }
         }
-        // Closing the object frees the program and every unpinned map.
+        // Closing the object frees the programs (the TC link with them) and every unpinned map.
+        self.secret = None;
         self.ebpf = None;
         if let Some(dir) = self.pin_dir.take()
             && let Err(e) = pins::remove_dir(&dir)

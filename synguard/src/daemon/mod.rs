@@ -9,5 +9,6 @@ pub mod instance;
 pub mod logs;
 pub mod metrics;
 pub mod mode;
+pub mod own_cookies;
 pub mod reload;
 pub mod run;

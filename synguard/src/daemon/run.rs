@@ -94,7 +94,10 @@ pub async fn run(cfg: &RunConfig, args: &RunArgs) -> anyhow::Result<i32> {
             _ = signals.term.recv() => break Ok(Exit::Detach("SIGTERM")),
             _ = signals.usr1.recv() => break Ok(Exit::HandOver),
             _ = signals.hup.recv() => match reload::reload(&current, args) {
-                Ok(next) => current = next,
+                Ok(next) => {
+                    guard.rotate_secrets(&next);
+                    current = next;
+                }
                 Err(e) => warn!("SIGHUP: {e:#}"),
             },
             _ = tick.tick() => controllers.iter_mut().for_each(|c| c.tick()),

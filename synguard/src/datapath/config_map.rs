@@ -116,6 +116,8 @@ mod tests {
             hold: Duration::from_secs(10),
             xdp: XdpAttach::NativeThenSkb,
             wscale: None,
+            cookies: crate::config::Cookies::Auto,
+            cookie_secret_file: None,
             metrics_addr: None,
             log_format: crate::config::LogFormat::Human,
             pin_base: PathBuf::from(crate::config::DEFAULT_PIN_BASE),

@@ -70,6 +70,8 @@ pub enum LoaderError {
     NoXdpLink { iface: String },
     #[error(transparent)]
     Sysctl(#[from] SysctlError),
+    #[error(transparent)]
+    Kfunc(#[from] crate::datapath::kfunc::KfuncError),
 }
 
 pub fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> LoaderError {

@@ -199,7 +199,9 @@ mod tests {
         for (i, (a, b)) in orig.iter().zip(out).enumerate() {
             if a != b {
                 assert!(
-                    calls.iter().any(|c| (c.file_offset..c.file_offset + 8).contains(&i)),
+                    calls
+                        .iter()
+                        .any(|c| (c.file_offset..c.file_offset + 8).contains(&i)),
                     "byte {i} changed outside a call"
                 );
                 changed += 1;

@@ -12,5 +12,6 @@ pub mod link;
 pub mod load;
 pub mod maps;
 pub mod objects;
+pub mod own;
 pub mod pins;
 pub mod policy;

@@ -20,6 +20,7 @@ use std::{
 
 use aya::maps::MapData;
 use log::{info, warn};
+use synguard_common::names;
 use thiserror::Error;
 
 use crate::host::bpffs::is_bpffs;
@@ -199,7 +200,11 @@ pub fn object_layouts(object: &[u8]) -> Result<BTreeMap<String, Layout>, aya_obj
     Ok(obj
         .maps
         .iter()
-        .filter(|(name, _)| !name.starts_with("AYA_") && !name.starts_with('.'))
+        .filter(|(name, _)| {
+            !name.starts_with("AYA_")
+                && !name.starts_with('.')
+                && !names::UNPINNED.contains(&name.as_str())
+        })
         .map(|(name, m)| {
             (
                 name.clone(),

@@ -5,5 +5,6 @@ pub mod bpffs;
 pub mod clock;
 pub mod netns;
 pub mod nic;
+pub mod secret;
 pub mod sysctl;
 pub mod tuning;

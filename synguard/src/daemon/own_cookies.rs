@@ -1,0 +1,106 @@
+//! Which cookies an interface gets, and own cookies' start and key rotation: the decision for
+//! `--cookies auto|kernel|own` (logged with its reason), the TC program attached, the key put in
+//! its map (docs/own-cookies.md).
+
+use aya::Ebpf;
+use log::info;
+use thiserror::Error;
+
+use crate::{
+    config::{Cookies, RunConfig},
+    datapath::{
+        error::LoaderError,
+        own::{self, SecretMap},
+    },
+    host::{
+        secret::{self, Key, SecretError},
+        sysctl::{SYNCOOKIES, SysctlError, Sysctls},
+    },
+};
+
+#[derive(Debug, Error)]
+pub enum OwnError {
+    #[error("--cookies own: {0}")]
+    Unsupported(String),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error(transparent)]
+    Loader(#[from] LoaderError),
+    #[error(transparent)]
+    Sysctl(#[from] SysctlError),
+}
+
+/// Why own cookies cannot work here, or None: the kernel function must exist, and the kernel
+/// looks at a handed-over request socket only while `tcp_syncookies` is not 0
+/// (`cookie_v4_check` returns early otherwise).
+fn own_unsupported(sysctls: &Sysctls) -> Result<Option<String>, SysctlError> {
+    if let Some(why) = own::unsupported_because() {
+        return Ok(Some(why));
+    }
+    if sysctls.read_u64(SYNCOOKIES)? == 0 {
+        return Ok(Some(
+            "net.ipv4.tcp_syncookies is 0, and own cookies change no kernel setting".into(),
+        ));
+    }
+    Ok(None)
+}
+
+/// Whether `iface` gets own cookies; says which and why.
+pub fn decide(cfg: &RunConfig, iface: &str) -> Result<bool, OwnError> {
+    let sysctls = Sysctls::default();
+    let own = match (cfg.cookies, own_unsupported(&sysctls)?) {
+        (Cookies::Kernel, _) => {
+            info!("{iface}: kernel cookies (--cookies kernel)");
+            false
+        }
+        (Cookies::Own, Some(why)) => return Err(OwnError::Unsupported(why)),
+        (Cookies::Own, None) => {
+            info!("{iface}: own cookies (--cookies own)");
+            true
+        }
+        (Cookies::Auto, Some(why)) => {
+            info!("{iface}: kernel cookies (--cookies auto: {why})");
+            false
+        }
+        (Cookies::Auto, None) => {
+            info!(
+                "{iface}: own cookies (--cookies auto: the kernel has {}; no kernel setting \
+                 changes)",
+                own::REQSK_KFUNC
+            );
+            true
+        }
+    };
+    Ok(own)
+}
+
+/// The key the configuration asks for: the file's, or a fresh random one.
+pub fn key(cfg: &RunConfig) -> Result<Key, SecretError> {
+    match &cfg.cookie_secret_file {
+        Some(path) => secret::read_key_file(path),
+        None => secret::random_key(),
+    }
+}
+
+/// With the program loaded: attaches the TC program and puts the key in its map.
+pub fn start(ebpf: &mut Ebpf, iface: &str, cfg: &RunConfig) -> Result<SecretMap, OwnError> {
+    let mut map = SecretMap::take(ebpf)?;
+    map.install(key(cfg)?)?;
+    own::attach_tc(ebpf, iface)?;
+    own::load_own_xdp(ebpf)?;
+    let from = match &cfg.cookie_secret_file {
+        Some(p) => format!("from {}", p.display()),
+        None => "random for this run".into(),
+    };
+    info!("{iface}: TC ingress program attached; cookie secret {from}");
+    Ok(map)
+}
+
+/// On reload: the file's key if it changed, else (no file) a fresh random one; the previous
+/// key stays valid one more time slot.
+pub fn rotate(map: &mut SecretMap, iface: &str, cfg: &RunConfig) -> Result<(), OwnError> {
+    if map.rotate(key(cfg)?)? {
+        info!("{iface}: cookie secret rotated; the previous one is accepted for one more slot");
+    }
+    Ok(())
+}

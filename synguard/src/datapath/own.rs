@@ -1,0 +1,147 @@
+//! Own-cookie mode as the loader sees it (docs/own-cookies.md): whether the running kernel can
+//! do it, the object with its kfunc calls resolved, the TC ingress program, and the secret map.
+
+use aya::{
+    Ebpf,
+    maps::{Array, MapData, ProgramArray},
+    programs::{SchedClassifier, TcAttachType, Xdp},
+};
+use synguard_common::{names, own_cookie, reqsk::CookieSecret, siphash::Key};
+
+use crate::{
+    datapath::{
+        error::LoaderError,
+        kfunc::{self, AlignedObject, KfuncError},
+        load::{program_error, take_map},
+        objects,
+    },
+    host::clock::monotonic_ns,
+};
+
+/// The kernel function own cookies need (Linux 6.9, net/core/filter.c).
+pub const REQSK_KFUNC: &str = "bpf_sk_assign_tcp_reqsk";
+/// The TC program's name in the object.
+pub const TC_PROGRAM: &str = "synguard_own";
+/// The XDP program `synguard` tail-calls for own-cookie SYNs and ACKs.
+pub const XDP_PROGRAM: &str = "synguard_own_xdp";
+
+/// Why the running kernel cannot do own cookies, or None when it can.
+pub fn unsupported_because() -> Option<String> {
+    match kfunc::running_kernel_has(REQSK_KFUNC) {
+        None => Some("the kernel has no BTF (/sys/kernel/btf/vmlinux)".into()),
+        Some(false) => Some(format!("the kernel has no {REQSK_KFUNC} (Linux 6.9+)")),
+        Some(true) => None,
+    }
+}
+
+/// The object to load: with own cookies every kfunc call must resolve (an error names the ones
+/// that do not); otherwise the TC program is never loaded, so calls the kernel lacks get id 0,
+/// which the verifier would refuse if that program were ever loaded.
+pub fn object(own: bool) -> Result<AlignedObject, KfuncError> {
+    if own {
+        return kfunc::rewrite_for_running_kernel(objects::synguard());
+    }
+    let btf = aya::Btf::from_sys_fs().ok();
+    kfunc::rewrite(objects::synguard(), |name| {
+        Some(
+            btf.as_ref()
+                .and_then(|b| kfunc::vmlinux_func_id(b, name))
+                .unwrap_or(0),
+        )
+    })
+}
+
+/// Loads `synguard_own_xdp` and puts it where `synguard` tail-calls it.
+pub fn load_own_xdp(ebpf: &mut Ebpf) -> Result<(), LoaderError> {
+    let prog: &mut Xdp = ebpf
+        .program_mut(XDP_PROGRAM)
+        .ok_or_else(|| LoaderError::Missing(format!("program {XDP_PROGRAM}")))?
+        .try_into()
+        .map_err(|source| LoaderError::Program {
+            what: "use the own-cookie program as XDP",
+            source,
+        })?;
+    prog.load()
+        .map_err(|e| program_error("load the own-cookie XDP program", e))?;
+    let fd = prog
+        .fd()
+        .and_then(|fd| fd.try_clone().map_err(Into::into))
+        .map_err(|source| LoaderError::Program {
+            what: "take the own-cookie XDP program's descriptor",
+            source,
+        })?;
+    let map_err = |source| LoaderError::Map {
+        name: names::OWN_PROG,
+        source,
+    };
+    let map = ebpf
+        .map_mut(names::OWN_PROG)
+        .ok_or_else(|| LoaderError::Missing(format!("map {}", names::OWN_PROG)))?;
+    let mut progs = ProgramArray::try_from(map).map_err(map_err)?;
+    progs.set(0, &fd, 0).map_err(map_err)
+}
+
+/// Loads the TC program and attaches it at ingress of `iface` (tcx: the link lives as long as
+/// the loaded object and goes with it).
+pub fn attach_tc(ebpf: &mut Ebpf, iface: &str) -> Result<(), LoaderError> {
+    let prog: &mut SchedClassifier = ebpf
+        .program_mut(TC_PROGRAM)
+        .ok_or_else(|| LoaderError::Missing(format!("program {TC_PROGRAM}")))?
+        .try_into()
+        .map_err(|source| LoaderError::Program {
+            what: "use the program as TC",
+            source,
+        })?;
+    prog.load()
+        .map_err(|e| program_error("load the TC program", e))?;
+    prog.attach(iface, TcAttachType::Ingress)
+        .map_err(|source| LoaderError::Program {
+            what: "attach the TC program at ingress",
+            source,
+        })?;
+    Ok(())
+}
+
+/// The secret map, taken out of the loaded object: the key lives only there.
+pub struct SecretMap(Array<MapData, CookieSecret>);
+
+impl SecretMap {
+    pub fn take(ebpf: &mut Ebpf) -> Result<Self, LoaderError> {
+        let map = take_map(ebpf, names::COOKIE_SECRET)?;
+        Array::try_from(map)
+            .map(SecretMap)
+            .map_err(|source| LoaderError::Map {
+                name: names::COOKIE_SECRET,
+                source,
+            })
+    }
+
+    /// Puts `key` in use with no previous one (a fresh start).
+    pub fn install(&mut self, key: Key) -> Result<(), LoaderError> {
+        self.write(CookieSecret {
+            current: key,
+            ..Default::default()
+        })
+    }
+
+    /// Puts `key` in use; the one in use until now stays valid for this slot and the next.
+    /// Returns false (and changes nothing) when `key` is already in use.
+    pub fn rotate(&mut self, key: Key) -> Result<bool, LoaderError> {
+        let now = self.0.get(&0, 0).map_err(|source| LoaderError::Map {
+            name: names::COOKIE_SECRET,
+            source,
+        })?;
+        if now.current == key {
+            return Ok(false);
+        }
+        self.write(now.rotate(key, own_cookie::slot_of(monotonic_ns())))?;
+        Ok(true)
+    }
+
+    fn write(&mut self, value: CookieSecret) -> Result<(), LoaderError> {
+        self.0.set(0, value, 0).map_err(|source| LoaderError::Map {
+            name: names::COOKIE_SECRET,
+            source,
+        })
+    }
+}
