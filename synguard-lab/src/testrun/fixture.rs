@@ -14,9 +14,13 @@ use aya::{
     programs::{ProgramError, TestRun as _, TestRunOptions, Xdp},
 };
 use synguard_common::{
-    maps::{Config, Counter, MAX_CPUS, MODE_ALWAYS, PORT_PROTECTED, PortConfig, ReadyState, names},
+    maps::{
+        COOKIES_OWN, Config, Counter, MAX_CPUS, MODE_ALWAYS, PORT_PROTECTED, PortConfig,
+        ReadyState, names,
+    },
     policy::{self, FloodEvent, Policy},
     reason::{Event, REASON_SLOTS, Reason},
+    reqsk::CookieSecret,
 };
 
 /// XDP actions as the kernel numbers them.
@@ -56,14 +60,23 @@ pub struct Outcome {
 }
 
 impl Fixture {
-    /// Loads the program, protects `ports` and writes `cfg`; the kernel is marked ready.
+    /// Loads the program, protects `ports` and writes `cfg`; the kernel is marked ready. With
+    /// `cfg.cookies` own, also the own-cookie program `synguard` tail-calls (its key is the
+    /// caller's to set, [`Fixture::set_secret`]).
     pub fn new(cfg: Config, ports: &[u16]) -> Result<Self> {
-        let mut ebpf = Ebpf::load(synguard::objects::synguard()).context("loading synguard")?;
+        use synguard::datapath::own;
+        let is_own = cfg.cookies == COOKIES_OWN;
+        // The object as the loader loads it: its kfunc calls resolved.
+        let object = own::object(is_own).context("resolving the object's kfunc calls")?;
+        let mut ebpf = Ebpf::load(object.bytes()).context("loading synguard")?;
         let prog: &mut Xdp = ebpf
             .program_mut("synguard")
             .ok_or_else(|| anyhow!("no program `synguard` in the object"))?
             .try_into()?;
         prog.load().map_err(verifier_error)?;
+        if is_own {
+            own::load_own_xdp(&mut ebpf).context("loading the own-cookie program")?;
+        }
         let mut f = Fixture { ebpf };
         f.set_config(cfg)?;
         for &p in ports {
@@ -76,6 +89,14 @@ impl Fixture {
     pub fn set_config(&mut self, cfg: Config) -> Result<()> {
         let mut m: Array<&mut MapData, Config> = Array::try_from(self.map(names::CONFIG)?)?;
         m.set(0, cfg, 0)?;
+        Ok(())
+    }
+
+    /// Own cookies' key map.
+    pub fn set_secret(&mut self, secret: CookieSecret) -> Result<()> {
+        let mut m: Array<&mut MapData, CookieSecret> =
+            Array::try_from(self.map(names::COOKIE_SECRET)?)?;
+        m.set(0, secret, 0)?;
         Ok(())
     }
 
