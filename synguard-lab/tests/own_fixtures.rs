@@ -1,0 +1,279 @@
+//! Own cookies on crafted frames (BPF_PROG_TEST_RUN): `synguard` tail-calls its own-cookie
+//! program, which answers a SYN with an ISN from `synguard_common::own_cookie` under a key the
+//! test knows, keeps window scale and SACK without a timestamp, and passes the returning ACK
+//! marked for the TC program; bogus and tampered ACKs are dropped. Root (`cargo xtask test`).
+
+use etherparse::{SlicedPacket, TcpOptionElement, TransportSlice};
+use synguard_common::{
+    maps::COOKIES_OWN,
+    own_cookie::{self, CookieOpts, Flow},
+    reason::{Event, Reason},
+    reqsk::CookieSecret,
+    tcp::{ACK, CWR, ECE, SYN},
+};
+use synguard_lab::testrun::{
+    fixture::{Fixture, XDP_DROP, XDP_PASS, XDP_TX, default_config},
+    frames::*,
+};
+
+mod common;
+use common::PORT;
+
+const CLIENT_PORT: u16 = 40001;
+const ISN: u32 = 0x2345_6789;
+const KEY: [u64; 2] = [0x1111_2222_3333_4444, 0x5555_6666_7777_8888];
+
+fn fixture() -> Fixture {
+    let mut cfg = default_config();
+    cfg.cookies = COOKIES_OWN;
+    let mut f = Fixture::new(cfg, &[PORT]).expect("load synguard (needs root)");
+    f.set_secret(CookieSecret {
+        current: KEY,
+        ..Default::default()
+    })
+    .unwrap();
+    f
+}
+
+fn now_slot() -> u32 {
+    own_cookie::slot_of(synguard::host::clock::monotonic_ns())
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Syn {
+    ipv6: bool,
+    tags: Tags,
+    mss: u16,
+    ts: bool,
+    sack: bool,
+    wscale: Option<u8>,
+    ecn: bool,
+}
+
+impl Syn {
+    fn segment(&self, flags: u8, seq: u32, ack: u32, options: Vec<TcpOptionElement>) -> Vec<u8> {
+        let seg = Segment {
+            sport: CLIENT_PORT,
+            dport: PORT,
+            seq,
+            ack,
+            flags,
+            window: 64240,
+            options,
+            payload: Vec::new(),
+        };
+        if self.ipv6 {
+            client_syn_v6(self.tags, &seg)
+        } else {
+            client_syn_v4(self.tags, &seg)
+        }
+    }
+
+    fn frame(&self) -> Vec<u8> {
+        let mut o = vec![TcpOptionElement::MaximumSegmentSize(self.mss)];
+        if self.sack {
+            o.push(TcpOptionElement::SelectiveAcknowledgementPermitted);
+        }
+        if self.ts {
+            o.push(TcpOptionElement::Timestamp(777, 0));
+        }
+        if let Some(w) = self.wscale {
+            o.push(TcpOptionElement::Noop);
+            o.push(TcpOptionElement::WindowScale(w));
+        }
+        let flags = if self.ecn { SYN | ECE | CWR } else { SYN };
+        self.segment(flags, ISN, 0, o)
+    }
+
+    fn flow(&self) -> Flow {
+        if self.ipv6 {
+            Flow::v6(&CLIENT_V6, &SERVER_V6, CLIENT_PORT, PORT)
+        } else {
+            Flow::v4(CLIENT_V4, SERVER_V4, CLIENT_PORT, PORT)
+        }
+    }
+
+    fn opts(&self) -> CookieOpts {
+        CookieOpts {
+            mss_class: own_cookie::mss_class(self.mss, self.ipv6),
+            wscale: self.wscale,
+            sack: self.sack,
+            ecn: self.ecn,
+        }
+    }
+
+    /// The client's last ACK for a SYN-ACK with `cookie` (and `tsval`, echoed).
+    fn ack(&self, cookie: u32, tsval: Option<u32>) -> Vec<u8> {
+        let o = match tsval {
+            Some(t) => vec![
+                TcpOptionElement::Noop,
+                TcpOptionElement::Noop,
+                TcpOptionElement::Timestamp(778, t),
+            ],
+            None => Vec::new(),
+        };
+        self.segment(ACK, ISN.wrapping_add(1), cookie.wrapping_add(1), o)
+    }
+}
+
+/// What a SYN-ACK says: (ISN, flags, MSS, SACK-permitted, (TSval, TSecr), window scale).
+type Said = (u32, u8, Option<u16>, bool, Option<(u32, u32)>, Option<u8>);
+
+fn synack(frame: &[u8]) -> Said {
+    let p = SlicedPacket::from_ethernet(frame).expect("SYN-ACK parses");
+    let Some(TransportSlice::Tcp(tcp)) = p.transport else {
+        panic!("no TCP");
+    };
+    let (mut mss, mut sack, mut ts, mut ws) = (None, false, None, None);
+    for o in tcp.options_iterator() {
+        match o.unwrap() {
+            TcpOptionElement::MaximumSegmentSize(m) => mss = Some(m),
+            TcpOptionElement::SelectiveAcknowledgementPermitted => sack = true,
+            TcpOptionElement::Timestamp(v, e) => ts = Some((v, e)),
+            TcpOptionElement::WindowScale(w) => ws = Some(w),
+            _ => {}
+        }
+    }
+    (tcp.sequence_number(), tcp.slice()[13], mss, sack, ts, ws)
+}
+
+fn variants() -> Vec<Syn> {
+    let mut v = Vec::new();
+    for ipv6 in [false, true] {
+        for tags in [Tags::None, Tags::Dot1q(5), Tags::QinQ(6, 7)] {
+            for ts in [true, false] {
+                v.push(Syn {
+                    ipv6,
+                    tags,
+                    mss: 1460,
+                    ts,
+                    sack: true,
+                    wscale: Some(7),
+                    ecn: false,
+                });
+            }
+        }
+        v.push(Syn {
+            ipv6,
+            tags: Tags::None,
+            mss: 1300,
+            ts: false,
+            sack: false,
+            wscale: None,
+            ecn: true,
+        });
+        v.push(Syn {
+            ipv6,
+            tags: Tags::None,
+            mss: 9000,
+            ts: false,
+            sack: true,
+            wscale: Some(14),
+            ecn: true,
+        });
+        v.push(Syn {
+            ipv6,
+            tags: Tags::None,
+            mss: 536,
+            ts: true,
+            sack: false,
+            wscale: Some(0),
+            ecn: false,
+        });
+    }
+    v
+}
+
+/// SYN -> SYN-ACK with exactly the own cookie and the client's options kept without a
+/// timestamp -> final ACK passed, marked for TC; counters as expected.
+#[test]
+fn own_cookie_handshake_keeps_options_without_timestamps() {
+    let f = fixture();
+    let cfg = default_config();
+    let mut n = 0;
+    for syn in variants() {
+        let before = now_slot();
+        let out = f.run(&syn.frame()).unwrap();
+        assert_eq!(out.action, XDP_TX, "{syn:?}");
+        let (isn, flags, mss, sack, ts, ws) = synack(&out.frame);
+        let made = [before, now_slot()]
+            .iter()
+            .any(|&s| isn == own_cookie::make(&KEY, &syn.flow(), ISN, s, &syn.opts()));
+        assert!(made, "ISN {isn:#x} is not the own cookie, {syn:?}");
+        assert_eq!(flags, SYN | ACK | if syn.ecn { ECE } else { 0 }, "{syn:?}");
+        assert!(mss.is_some(), "{syn:?}");
+        assert_eq!(sack, syn.sack, "SACK kept without a timestamp, {syn:?}");
+        assert_eq!(
+            ws,
+            syn.wscale.map(|_| cfg.wscale as u8),
+            "our wscale, {syn:?}"
+        );
+        assert_eq!(
+            ts.map(|t| t.1),
+            syn.ts.then_some(777),
+            "TSecr echoes, {syn:?}"
+        );
+
+        let ack = syn.ack(isn, ts.map(|t| t.0));
+        let a = f.run(&ack).unwrap();
+        assert_eq!(a.action, XDP_PASS, "final ACK, {syn:?}");
+        n += 1;
+    }
+    assert_eq!(f.verdict(Reason::TxSynAckCookie).unwrap(), n);
+    assert_eq!(f.verdict(Reason::PassCookieAck).unwrap(), n);
+    assert_eq!(f.event(Event::CookieAckAccepted).unwrap(), n);
+    // BPF_PROG_TEST_RUN gives XDP a metadata area, as veth does.
+    assert_eq!(f.event(Event::OwnCookieAckMarked).unwrap(), n);
+    assert_eq!(f.verdict(Reason::PassSynListenerRefresh).unwrap(), 0);
+}
+
+/// Random, tampered, wrong-key and expired-key ACKs are dropped in XDP; the previous key is
+/// accepted while it lasts.
+#[test]
+fn bogus_and_tampered_acks_are_dropped_and_the_previous_key_lasts_one_slot() {
+    let mut f = fixture();
+    let syn = variants()[1];
+    let out = f.run(&syn.frame()).unwrap();
+    let (isn, ..) = synack(&out.frame);
+    for bit in [0, 3, 5, 7, 8, 12, 20, 31] {
+        let a = f.run(&syn.ack(isn ^ 1 << bit, None)).unwrap();
+        assert_eq!(a.action, XDP_DROP, "bit {bit} flipped");
+    }
+    assert_eq!(f.verdict(Reason::DropAckBadCookie).unwrap(), 8);
+    assert_eq!(f.run(&syn.ack(isn, None)).unwrap().action, XDP_PASS);
+
+    // Rotated: the old key as previous, valid through the next slot.
+    let next = [KEY[0] ^ 0xff, KEY[1]];
+    let rotated = CookieSecret {
+        current: KEY,
+        ..Default::default()
+    }
+    .rotate(next, now_slot());
+    f.set_secret(rotated).unwrap();
+    assert_eq!(
+        f.run(&syn.ack(isn, None)).unwrap().action,
+        XDP_PASS,
+        "previous key"
+    );
+    // Expired (its last slot is behind us) or a wrong key alone: dropped.
+    f.set_secret(CookieSecret {
+        previous_until: now_slot().wrapping_sub(1),
+        ..rotated
+    })
+    .unwrap();
+    assert_eq!(
+        f.run(&syn.ack(isn, None)).unwrap().action,
+        XDP_DROP,
+        "expired key"
+    );
+    f.set_secret(CookieSecret {
+        current: next,
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(
+        f.run(&syn.ack(isn, None)).unwrap().action,
+        XDP_DROP,
+        "wrong key"
+    );
+}
