@@ -277,3 +277,26 @@ fn bogus_and_tampered_acks_are_dropped_and_the_previous_key_lasts_one_slot() {
         "wrong key"
     );
 }
+
+/// Two servers loaded with one key (`--cookie-secret-file` on both): a handshake answered by
+/// one completes on the other, as when a route change steers the ACK elsewhere; a server with
+/// another key drops it.
+#[test]
+fn servers_sharing_a_key_accept_each_others_cookies() {
+    let a = fixture();
+    let b = fixture();
+    let mut c = fixture();
+    c.set_secret(CookieSecret {
+        current: [KEY[0], KEY[1] ^ 1],
+        ..Default::default()
+    })
+    .unwrap();
+    for syn in variants() {
+        let out = a.run(&syn.frame()).unwrap();
+        assert_eq!(out.action, XDP_TX);
+        let (isn, _, _, _, ts, _) = synack(&out.frame);
+        let ack = syn.ack(isn, ts.map(|t| t.0));
+        assert_eq!(b.run(&ack).unwrap().action, XDP_PASS, "shared key, {syn:?}");
+        assert_eq!(c.run(&ack).unwrap().action, XDP_DROP, "other key, {syn:?}");
+    }
+}
