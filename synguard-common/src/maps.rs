@@ -65,6 +65,19 @@ pub const COOKIES_KERNEL: u32 = 0;
 /// SYN-ACKs carry synguard's own cookies; the TC program hands valid handshakes to the kernel
 /// (`crate::own_cookie`, docs/own-cookies.md).
 pub const COOKIES_OWN: u32 = 1;
+/// Own cookies, flags above the mode byte of [`Config::cookies`]: options the host's TCP has
+/// switched off (`net.ipv4.tcp_timestamps`, `tcp_sack`, `tcp_window_scaling` = 0). The SYN-ACK
+/// does not offer them, because `bpf_sk_assign_tcp_reqsk` refuses a request socket that asks
+/// for them.
+pub const OWN_NO_TIMESTAMPS: u32 = 1 << 8;
+pub const OWN_NO_SACK: u32 = 1 << 9;
+pub const OWN_NO_WSCALE: u32 = 1 << 10;
+
+/// Whether [`Config::cookies`] says own cookies.
+#[inline(always)]
+pub const fn cookies_own(cookies: u32) -> bool {
+    cookies & 0xff == COOKIES_OWN
+}
 
 /// One entry of [`names::PORTS`], indexed by port number.
 #[repr(C)]

@@ -21,7 +21,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use synguard_common::{
-    maps::{COOKIES_OWN, Config, closed_within_time_wait, closing_entry},
+    maps::{Config, closed_within_time_wait, closing_entry, cookies_own},
     reason::{Event, Reason},
     tcp::FIN,
 };
@@ -36,7 +36,7 @@ pub fn check(ctx: &XdpContext, pkt: &Packet, cfg: &Config) -> Reason {
         }
         return Reason::PassEstablished;
     }
-    if cfg.cookies == COOKIES_OWN {
+    if cookies_own(cfg.cookies) {
         return crate::own_entry::hand_over(ctx, pkt, crate::own_entry::ACK);
     }
     let ip = &pkt.ip as *const _ as *mut c_void;

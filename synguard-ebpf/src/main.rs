@@ -24,7 +24,7 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 use synguard_common::{
-    maps::{COOKIES_OWN, Config},
+    maps::{Config, cookies_own},
     policy::Policy,
     reason::{Event, Reason, Verdict},
     tcp::{FlagClass, classify},
@@ -120,7 +120,7 @@ fn syn(ctx: &XdpContext, pkt: &Packet, cfg: &Config, pol: &Policy) -> Reason {
     match decide::syn_action(cfg, wanted, pkt.dport(), pkt.ipv6, now, monitor) {
         SynAction::ToKernel => Reason::PassSynToKernel,
         // Own cookies need no "recently overflowed" listener: no refresh SYN for the kernel.
-        SynAction::Refresh if cfg.cookies != COOKIES_OWN => Reason::PassSynListenerRefresh,
+        SynAction::Refresh if !cookies_own(cfg.cookies) => Reason::PassSynListenerRefresh,
         SynAction::Refresh | SynAction::Cookie => {
             if ack::closed_recently(pkt, now) {
                 return Reason::PassSynRecentClose;
@@ -139,7 +139,7 @@ fn syn(ctx: &XdpContext, pkt: &Packet, cfg: &Config, pol: &Policy) -> Reason {
 
 #[inline(always)]
 fn answer(ctx: &XdpContext, pkt: &Packet, cfg: &Config, now: u64) -> Reason {
-    if cfg.cookies == COOKIES_OWN {
+    if cookies_own(cfg.cookies) {
         return own_entry::hand_over(ctx, pkt, own_entry::SYN);
     }
     match synack::answer(ctx, pkt, cfg, now, false) {

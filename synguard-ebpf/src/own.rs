@@ -10,7 +10,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use synguard_common::{
-    maps::Config,
+    maps::{Config, OWN_NO_SACK, OWN_NO_TIMESTAMPS, OWN_NO_WSCALE},
     own_cookie::{self, CookieOpts, Flow},
     reason::{Event, Reason},
     reqsk::{self, CookieSecret, META_LEN, META_MAGIC, OwnAckMeta},
@@ -41,6 +41,21 @@ fn flow(pkt: &Packet) -> Flow {
             dport,
         )
     }
+}
+
+/// The client's options less those the host's TCP has switched off (`Config::cookies` flags).
+#[inline(always)]
+pub fn host_options(mut opts: SynOptions, cfg: &Config) -> SynOptions {
+    if cfg.cookies & OWN_NO_TIMESTAMPS != 0 {
+        opts.tsval = None;
+    }
+    if cfg.cookies & OWN_NO_SACK != 0 {
+        opts.sack_permitted = false;
+    }
+    if cfg.cookies & OWN_NO_WSCALE != 0 {
+        opts.wscale = None;
+    }
+    opts
 }
 
 /// The own cookie for a SYN with options `opts`: (ISN, the MSS its class stands for).
@@ -95,7 +110,11 @@ pub fn check_ack(ctx: &XdpContext, pkt: &Packet, cfg: &Config, now_ns: u64) -> R
     let Some(opts) = check_cookie(secret, pkt, now_ns) else {
         return Reason::DropAckBadCookie;
     };
-    let ts = ack_timestamp(ctx, pkt);
+    let ts = if cfg.cookies & OWN_NO_TIMESTAMPS != 0 {
+        None
+    } else {
+        ack_timestamp(ctx, pkt)
+    };
     let meta = OwnAckMeta {
         attrs: reqsk::req_attrs(&opts, pkt.ipv6, cfg.wscale as u8, ts),
         tcp_off: (pkt.tcp_off - pkt.l2_len) as u16,

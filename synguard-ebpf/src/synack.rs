@@ -77,7 +77,10 @@ pub fn answer(
     } = unsafe { &mut *s };
     let th_len = load_syn_header(ctx, pkt, syn)?;
     let (c, opts) = if own {
-        let opts = tcp::parse_syn_options(&syn.opts, (th_len - TCP_LEN) as usize);
+        let opts = own::host_options(
+            tcp::parse_syn_options(&syn.opts, (th_len - TCP_LEN) as usize),
+            cfg,
+        );
         let ecn = own::syn_ecn(pkt, cfg);
         let (isn, mss) = own::syn_isn(pkt, &opts, ecn, now_ns)?;
         (Cookie { isn, mss, ecn, own }, opts)

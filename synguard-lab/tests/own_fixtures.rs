@@ -300,3 +300,26 @@ fn servers_sharing_a_key_accept_each_others_cookies() {
         assert_eq!(c.run(&ack).unwrap().action, XDP_DROP, "other key, {syn:?}");
     }
 }
+
+/// A host with timestamps, SACK and window scaling switched off: the SYN-ACK offers none of
+/// them (the kernel would refuse a request socket asking for them), and the handshake completes.
+#[test]
+fn options_the_host_switched_off_are_not_offered() {
+    use synguard_common::maps::{OWN_NO_SACK, OWN_NO_TIMESTAMPS, OWN_NO_WSCALE};
+    let mut cfg = default_config();
+    cfg.cookies = COOKIES_OWN | OWN_NO_TIMESTAMPS | OWN_NO_SACK | OWN_NO_WSCALE;
+    let mut f = Fixture::new(cfg, &[PORT]).unwrap();
+    f.set_secret(CookieSecret {
+        current: KEY,
+        ..Default::default()
+    })
+    .unwrap();
+    let syn = variants()[0];
+    assert!(syn.ts && syn.sack && syn.wscale.is_some());
+    let out = f.run(&syn.frame()).unwrap();
+    assert_eq!(out.action, XDP_TX);
+    let (isn, _, mss, sack, ts, ws) = synack(&out.frame);
+    assert_eq!((mss.is_some(), sack, ts, ws), (true, false, None, None));
+    let ack = syn.ack(isn, Some(5));
+    assert_eq!(f.run(&ack).unwrap().action, XDP_PASS);
+}

@@ -15,8 +15,8 @@ use aya::{
 };
 use synguard_common::{
     maps::{
-        COOKIES_OWN, Config, Counter, MAX_CPUS, MODE_ALWAYS, PORT_PROTECTED, PortConfig,
-        ReadyState, names,
+        Config, Counter, MAX_CPUS, MODE_ALWAYS, PORT_PROTECTED, PortConfig, ReadyState,
+        cookies_own, names,
     },
     policy::{self, FloodEvent, Policy},
     reason::{Event, REASON_SLOTS, Reason},
@@ -65,7 +65,7 @@ impl Fixture {
     /// caller's to set, [`Fixture::set_secret`]).
     pub fn new(cfg: Config, ports: &[u16]) -> Result<Self> {
         use synguard::datapath::own;
-        let is_own = cfg.cookies == COOKIES_OWN;
+        let is_own = cookies_own(cfg.cookies);
         // The object as the loader loads it: its kfunc calls resolved.
         let object = own::object(is_own).context("resolving the object's kfunc calls")?;
         let mut ebpf = Ebpf::load(object.bytes()).context("loading synguard")?;

@@ -15,7 +15,7 @@ use std::{
 
 use aya::{Ebpf, programs::XdpMode};
 use log::{debug, info, warn};
-use synguard_common::maps::{COOKIES_OWN, Config, MAX_CPUS, ReadyState, names};
+use synguard_common::maps::{Config, MAX_CPUS, ReadyState, names};
 use thiserror::Error;
 
 use crate::{
@@ -277,7 +277,7 @@ impl Instance {
         let own = own_cookies::decide(cfg, &iface)?;
         let mut config = kernel_config(cfg, &iface)?;
         if own {
-            config.cookies = COOKIES_OWN;
+            config.cookies = own_cookies::config_value()?;
         }
         load::raise_memlock_limit();
         let object = own::object(own).map_err(LoaderError::from)?;
