@@ -50,15 +50,15 @@ pub fn handle(ctx: &TcContext) -> i32 {
     // SAFETY: context field reads.
     let (meta, data) = unsafe { ((*skb).data_meta as usize, (*skb).data as usize) };
     if meta + META_LEN > data {
-        return TC_ACT_OK as i32;
+        return TC_ACT_OK;
     }
     // SAFETY: META_LEN bytes of metadata, checked above.
     let m: OwnAckMeta = unsafe { core::ptr::read_unaligned(meta as *const OwnAckMeta) };
     if m.magic != META_MAGIC {
-        return TC_ACT_OK as i32;
+        return TC_ACT_OK;
     }
     assign(ctx, m);
-    TC_ACT_OK as i32
+    TC_ACT_OK
 }
 
 #[inline(always)]
