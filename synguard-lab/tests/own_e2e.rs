@@ -254,3 +254,57 @@ fn own_cookies_absorb_syn_and_ack_floods() -> Result<()> {
     assert!(sg.stop()?.success());
     Ok(())
 }
+
+/// `--cookies auto` picks own cookies on this kernel and says so; a secret file readable by
+/// others is refused; the file's key is used, and a new key in it is taken on reload (SIGHUP)
+/// while handshakes keep completing.
+#[test]
+fn auto_mode_secret_file_and_rotation_on_reload() -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let fx = Fixture::new()?;
+    let dir = std::env::temp_dir().join(format!("synguard-own-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let key = dir.join("cookie.key");
+    std::fs::write(&key, "00112233445566778899aabbccddeeff\n")?;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644))?;
+    let key_arg = key.to_string_lossy().into_owned();
+    let args = ["--ports", "80", "--mode", "always", "--cookies", "auto"];
+    let refused = fx.synguard(&[&args[..], &["--cookie-secret-file", &key_arg]].concat());
+    let err = format!(
+        "{:#}",
+        refused
+            .err()
+            .context("a mode-644 secret file was accepted")?
+    );
+    assert!(err.contains("chmod 600"), "{err}");
+
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
+    let sg = fx.synguard(&[&args[..], &["--cookie-secret-file", &key_arg]].concat())?;
+    let log = sg.log_text();
+    assert!(log.contains("own cookies (--cookies auto"), "{log}");
+    assert!(
+        log.contains(&format!("cookie secret from {key_arg}")),
+        "{log}"
+    );
+    let s0 = sg.stats()?;
+    batch(&fx, false, 20)?;
+
+    std::fs::write(&key, "ffeeddccbbaa99887766554433221100\n")?;
+    let pid = nix::unistd::Pid::from_raw(sg.pid().context("running")? as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP)?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !sg.log_text().contains("cookie secret rotated") {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "no rotation:\n{}",
+            sg.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    batch(&fx, true, 20)?;
+    let s1 = sg.stats()?;
+    assert!(s1.event_delta(&s0, Event::OwnReqskAssigned) >= 40);
+    assert!(sg.stop()?.success());
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
