@@ -82,8 +82,8 @@ name_consts! {
     FLOOD_EVENTS,
     /// SYNs per protected port, per CPU.
     PORT_SYNS,
-    /// [`crate::reqsk::CookieSecret`], one entry: own cookies' key. Never pinned (see
-    /// [`UNPINNED`]).
+    /// [`crate::reqsk::CookieSecret`], one entry: own cookies' key (pinned like the others, so
+    /// that a take-over keeps it; bpffs pins are the owner's only).
     COOKIE_SECRET,
     /// Program array: entry 0 is the XDP program `synguard_own_xdp`, which `synguard` tail-calls
     /// for own-cookie SYNs and ACKs.
@@ -92,10 +92,6 @@ name_consts! {
     /// loader).
     OWN_HANDOFF,
 }
-
-/// Maps that live only as long as the program that created them: the cookie secret exists
-/// only in its map, never in a file another process could open.
-pub const UNPINNED: &[&str] = &[COOKIE_SECRET];
 
 /// Maps of the lab's own programs (`synguard-ebpf/src/bin/lab.rs`).
 pub mod lab {

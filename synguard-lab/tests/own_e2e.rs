@@ -308,3 +308,74 @@ fn auto_mode_secret_file_and_rotation_on_reload() -> Result<()> {
     std::fs::remove_dir_all(&dir)?;
     Ok(())
 }
+
+/// `synguard detach` for the lab's interface when dropped: a hand-over leaves pins on the host's
+/// bpffs that only a detach removes, also when the test fails half-way.
+struct Detach<'a>(&'a Fixture);
+
+impl Drop for Detach<'_> {
+    fn drop(&mut self) {
+        if let Ok(bin) = common::bin() {
+            let _ = synguard_lab::lab::synguard_proc::run_once(
+                &bin,
+                &self.0.ns().path(),
+                &["detach", "--iface", self.0.iface()],
+            );
+        }
+    }
+}
+
+/// A hand-over (SIGUSR1, then a new `run`) with own cookies: the XDP and TC links stay, the key
+/// is carried over, and clients connecting all along never fail.
+#[test]
+fn own_cookies_survive_a_hand_over() -> Result<()> {
+    const HAND_OVER_EXIT: i32 = 75;
+    let fx = Fixture::new()?;
+    let _detach = Detach(&fx);
+    let args = ["--ports", "80", "--mode", "always", "--cookies", "own"];
+    let first = fx.synguard(&args)?;
+    let s0 = first.stats()?;
+    let client = Continuous::start(
+        &fx.lab.client.ns,
+        vec![addr(false), addr(true)],
+        Duration::from_millis(20),
+    )?;
+    std::thread::sleep(Duration::from_millis(800));
+    let status = first.signal_and_wait(nix::sys::signal::Signal::SIGUSR1)?;
+    assert_eq!(status.code(), Some(HAND_OVER_EXIT), "hand-over exit status");
+    // Handshakes while no process runs: the pinned links keep both programs attached.
+    std::thread::sleep(Duration::from_millis(800));
+    let second = fx.synguard(&args)?;
+    // `stats` answers from the pins at once; the new program is in once the log says so.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !second.log_text().contains("replaced the running program") {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "no take-over:\n{}",
+            second.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = second.log_text();
+    assert!(
+        log.contains("carried over from the previous program"),
+        "{log}"
+    );
+    std::thread::sleep(Duration::from_millis(800));
+    let legit = client.stop();
+    let s1 = second.stats()?;
+    eprintln!(
+        "across the hand-over: {} ok, {} failed; {} request sockets",
+        legit.ok,
+        legit.failed,
+        s1.event_delta(&s0, Event::OwnReqskAssigned)
+    );
+    assert!(
+        legit.ok > 0 && legit.failed == 0,
+        "legit: {:?}",
+        legit.last_error
+    );
+    assert!(s1.event_delta(&s0, Event::OwnReqskAssigned) >= legit.ok);
+    assert!(second.stop()?.success());
+    Ok(())
+}

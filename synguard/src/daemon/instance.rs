@@ -300,8 +300,11 @@ impl Instance {
         let logger = load::logger(ebpf);
         load::load_program(ebpf)?;
         // The TC program and the key before the XDP program can send an own cookie.
+        let tc_pin = pin_dir.join(pins::TC_LINK);
         if own {
-            self.secret = Some(own_cookies::start(ebpf, &iface, cfg)?);
+            self.secret = Some(own_cookies::start(ebpf, &iface, cfg, &tc_pin)?);
+        } else {
+            own::remove_tc_link(&tc_pin);
         }
         // The maps may be the running program's: the new config applies to it at once.
         let inherited_ports = inherited.kept.iter().any(|n| n == names::PORTS);

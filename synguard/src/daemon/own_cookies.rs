@@ -100,16 +100,37 @@ pub fn key(cfg: &RunConfig) -> Result<Key, SecretError> {
     }
 }
 
-/// With the program loaded: attaches the TC program and puts the key in its map.
-pub fn start(ebpf: &mut Ebpf, iface: &str, cfg: &RunConfig) -> Result<SecretMap, OwnError> {
+/// With the program loaded: puts the key in its map, loads the own-cookie XDP program and
+/// attaches the TC program (its link pinned at `tc_pin`). A key a previous program left (a
+/// take-over) stays in use, so that handshakes in flight complete; a secret file's key replaces
+/// it by rotation.
+pub fn start(
+    ebpf: &mut Ebpf,
+    iface: &str,
+    cfg: &RunConfig,
+    tc_pin: &std::path::Path,
+) -> Result<SecretMap, OwnError> {
     let mut map = SecretMap::take(ebpf)?;
-    map.install(key(cfg)?)?;
-    own::attach_tc(ebpf, iface)?;
-    own::load_own_xdp(ebpf)?;
-    let from = match &cfg.cookie_secret_file {
-        Some(p) => format!("from {}", p.display()),
-        None => "random for this run".into(),
+    let from = match (&cfg.cookie_secret_file, map.current()?) {
+        (Some(p), Some(_)) => {
+            map.rotate(key(cfg)?)?;
+            format!(
+                "from {} (the previous program's kept one more slot)",
+                p.display()
+            )
+        }
+        (Some(p), None) => {
+            map.install(key(cfg)?)?;
+            format!("from {}", p.display())
+        }
+        (None, Some(_)) => "carried over from the previous program".into(),
+        (None, None) => {
+            map.install(key(cfg)?)?;
+            "random for this run".into()
+        }
     };
+    own::load_own_xdp(ebpf)?;
+    own::attach_tc(ebpf, iface, tc_pin)?;
     info!("{iface}: TC ingress program attached; cookie secret {from}");
     Ok(map)
 }

@@ -1,11 +1,18 @@
 //! Own-cookie mode as the loader sees it (docs/own-cookies.md): whether the running kernel can
 //! do it, the object with its kfunc calls resolved, the TC ingress program, and the secret map.
 
+use std::path::Path;
+
 use aya::{
     Ebpf,
     maps::{Array, MapData, ProgramArray},
-    programs::{SchedClassifier, TcAttachType, Xdp},
+    programs::{
+        SchedClassifier, TcAttachType, Xdp,
+        links::{FdLink, PinnedLink},
+        tc::SchedClassifierLink,
+    },
 };
+use log::warn;
 use synguard_common::{names, own_cookie, reqsk::CookieSecret, siphash::Key};
 
 use crate::{
@@ -81,9 +88,11 @@ pub fn load_own_xdp(ebpf: &mut Ebpf) -> Result<(), LoaderError> {
     progs.set(0, &fd, 0).map_err(map_err)
 }
 
-/// Loads the TC program and attaches it at ingress of `iface` (tcx: the link lives as long as
-/// the loaded object and goes with it).
-pub fn attach_tc(ebpf: &mut Ebpf, iface: &str) -> Result<(), LoaderError> {
+/// Loads the TC program and attaches it at ingress of `iface` through a tcx link pinned at
+/// `pin`: a previous program's link there gets the new program atomically
+/// (`bpf_link_update`), as the XDP link does, so a hand-over leaves no moment without it;
+/// removing the pin (detach) releases the link.
+pub fn attach_tc(ebpf: &mut Ebpf, iface: &str, pin: &Path) -> Result<(), LoaderError> {
     let prog: &mut SchedClassifier = ebpf
         .program_mut(TC_PROGRAM)
         .ok_or_else(|| LoaderError::Missing(format!("program {TC_PROGRAM}")))?
@@ -94,12 +103,46 @@ pub fn attach_tc(ebpf: &mut Ebpf, iface: &str) -> Result<(), LoaderError> {
         })?;
     prog.load()
         .map_err(|e| program_error("load the TC program", e))?;
-    prog.attach(iface, TcAttachType::Ingress)
-        .map_err(|source| LoaderError::Program {
-            what: "attach the TC program at ingress",
-            source,
-        })?;
+    if pin.exists() {
+        let old = PinnedLink::from_pin(pin)
+            .map_err(|e| e.to_string())
+            .and_then(|l| {
+                SchedClassifierLink::try_from(FdLink::from(l)).map_err(|e| e.to_string())
+            });
+        match old.map(|link| prog.attach_to_link(link).map_err(|e| e.to_string())) {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(e)) | Err(e) => {
+                warn!(
+                    "{iface}: cannot reuse the TC link at {} ({e}); attaching anew",
+                    pin.display()
+                );
+                remove_tc_link(pin);
+            }
+        }
+    }
+    let tc_err = |what| move |source| LoaderError::Program { what, source };
+    let id = prog
+        .attach(iface, TcAttachType::Ingress)
+        .map_err(tc_err("attach the TC program at ingress"))?;
+    let link = prog.take_link(id).map_err(tc_err("take the TC link"))?;
+    let fd =
+        FdLink::try_from(link).map_err(|e| LoaderError::Missing(format!("a tcx link ({e})")))?;
+    fd.pin(pin).map_err(|source| LoaderError::Pin {
+        name: "the TC link",
+        path: pin.to_path_buf(),
+        source,
+    })?;
     Ok(())
+}
+
+/// Releases a TC link left pinned by an own-cookie program (a kernel-cookie program does not
+/// need it).
+pub fn remove_tc_link(pin: &Path) {
+    if let Err(e) = std::fs::remove_file(pin)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        warn!("cannot remove {}: {e}", pin.display());
+    }
 }
 
 /// The secret map, taken out of the loaded object: the key lives only there.
@@ -114,6 +157,15 @@ impl SecretMap {
                 name: names::COOKIE_SECRET,
                 source,
             })
+    }
+
+    /// The key in use, if any (a map a previous program left holds one).
+    pub fn current(&self) -> Result<Option<Key>, LoaderError> {
+        let now = self.0.get(&0, 0).map_err(|source| LoaderError::Map {
+            name: names::COOKIE_SECRET,
+            source,
+        })?;
+        Ok((now.current != [0, 0]).then_some(now.current))
     }
 
     /// Puts `key` in use with no previous one (a fresh start).

@@ -20,7 +20,6 @@ use std::{
 
 use aya::maps::MapData;
 use log::{info, warn};
-use synguard_common::names;
 use thiserror::Error;
 
 use crate::host::bpffs::is_bpffs;
@@ -32,6 +31,8 @@ const BPFFS_ROOT: &str = "/sys/fs/bpf";
 pub const SCHEMA_VERSION: u32 = 1;
 /// The pinned XDP link's file name.
 pub const LINK: &str = "link";
+/// Own cookies' TC link (`datapath::own::attach_tc`), kept across a hand-over like the XDP one.
+pub const TC_LINK: &str = "tc_link";
 // bpffs refuses names with a dot.
 const SCHEMA_PREFIX: &str = "schema_";
 
@@ -200,11 +201,7 @@ pub fn object_layouts(object: &[u8]) -> Result<BTreeMap<String, Layout>, aya_obj
     Ok(obj
         .maps
         .iter()
-        .filter(|(name, _)| {
-            !name.starts_with("AYA_")
-                && !name.starts_with('.')
-                && !names::UNPINNED.contains(&name.as_str())
-        })
+        .filter(|(name, _)| !name.starts_with("AYA_") && !name.starts_with('.'))
         .map(|(name, m)| {
             (
                 name.clone(),
@@ -270,7 +267,7 @@ pub fn pinned_maps(dir: &Path) -> Result<BTreeMap<String, Option<Layout>>, PinEr
     for entry in fs::read_dir(dir).map_err(io_err("cannot list", dir))? {
         let entry = entry.map_err(io_err("cannot list", dir))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name == LINK || name.starts_with(SCHEMA_PREFIX) {
+        if name == LINK || name == TC_LINK || name.starts_with(SCHEMA_PREFIX) {
             continue;
         }
         out.insert(name, pinned_layout(&entry.path()));
