@@ -200,6 +200,9 @@ impl Bench {
             let paths: Vec<_> = paths.into_iter().filter(|p| p.0.contains(filter)).collect();
             results.extend(self.rewriting_paths(&paths, rounds, repeat, own)?);
         }
+        if "own: TC".contains(filter) || filter.is_empty() {
+            results.push(self.tc_unmarked(&est, rounds, repeat)?);
+        }
         results.extend(self.floors(&syn, rounds, repeat)?);
         Ok(results)
     }
@@ -273,6 +276,42 @@ impl Bench {
             results.push(summarize(name, v, Reason::TxSynAckCookie.name()));
         }
         Ok(results)
+    }
+
+    /// What own cookies' TC program costs every packet that is not a marked handshake ACK: the
+    /// metadata check and return. Checked to take that path: TC_ACT_OK and no event of the
+    /// program's other paths.
+    fn tc_unmarked(&self, frame: &[u8], rounds: usize, repeat: u32) -> Result<PathResult> {
+        use synguard_common::reason::Event;
+        let tc = self.own.tc_program()?;
+        let events = || -> Result<u64> {
+            let mut n = 0;
+            for e in [
+                Event::OwnReqskAssigned,
+                Event::OwnReqskFailed,
+                Event::OwnNoListener,
+            ] {
+                n += self.own.event(e)?;
+            }
+            Ok(n)
+        };
+        let before = events()?;
+        let mut v = Vec::new();
+        for _ in 0..rounds {
+            let r = tc.test_run(TestRunOptions {
+                data_in: Some(frame),
+                repeat,
+                ..Default::default()
+            })?;
+            ensure!(
+                r.return_value == 0,
+                "TC program returned {}",
+                r.return_value
+            );
+            v.push(r.duration.as_nanos() as f64);
+        }
+        ensure!(events()? == before, "the TC program took another path");
+        Ok(summarize("own: TC, packet without mark", v, "tc_act_ok"))
     }
 
     /// The floors, measured the same way in the same run.

@@ -11,7 +11,7 @@ use aya::{
         Array, MapData, PerCpuArray, RingBuf,
         lpm_trie::{Key, LpmTrie},
     },
-    programs::{ProgramError, TestRun as _, TestRunOptions, Xdp},
+    programs::{ProgramError, SchedClassifier, TestRun as _, TestRunOptions, Xdp},
 };
 use synguard_common::{
     maps::{
@@ -76,6 +76,11 @@ impl Fixture {
         prog.load().map_err(verifier_error)?;
         if is_own {
             own::load_own_xdp(&mut ebpf).context("loading the own-cookie program")?;
+            let tc: &mut SchedClassifier = ebpf
+                .program_mut(own::TC_PROGRAM)
+                .ok_or_else(|| anyhow!("no program {}", own::TC_PROGRAM))?
+                .try_into()?;
+            tc.load().map_err(verifier_error)?;
         }
         let mut f = Fixture { ebpf };
         f.set_config(cfg)?;
@@ -189,6 +194,16 @@ impl Fixture {
             .ebpf
             .program("synguard")
             .ok_or_else(|| anyhow!("no program `synguard`"))?
+            .try_into()?)
+    }
+
+    /// The TC program (loaded in own mode only, not attached).
+    pub fn tc_program(&self) -> Result<&SchedClassifier> {
+        use synguard::datapath::own::TC_PROGRAM;
+        Ok(self
+            .ebpf
+            .program(TC_PROGRAM)
+            .ok_or_else(|| anyhow!("no program {TC_PROGRAM}"))?
             .try_into()?)
     }
 
