@@ -39,6 +39,18 @@ pub fn check(ctx: &XdpContext, pkt: &Packet, cfg: &Config) -> Reason {
     if cookies_own(cfg.cookies) {
         return crate::own_entry::hand_over(ctx, pkt, crate::own_entry::ACK);
     }
+    if kernel_cookie_valid(pkt) {
+        count::event(Event::CookieAckAccepted);
+        Reason::PassCookieAck
+    } else {
+        Reason::DropAckBadCookie
+    }
+}
+
+/// Whether the ACK carries a cookie the kernel's own checker accepts
+/// (`bpf_tcp_raw_check_syncookie_ipv4/6`).
+#[inline(always)]
+pub fn kernel_cookie_valid(pkt: &Packet) -> bool {
     let ip = &pkt.ip as *const _ as *mut c_void;
     let th = pkt.tcp.as_ptr() as *mut tcphdr;
     // SAFETY: helper calls reading the stack copies of the IP (20 or 40 bytes) and TCP (20
@@ -50,12 +62,7 @@ pub fn check(ctx: &XdpContext, pkt: &Packet, cfg: &Config) -> Reason {
             bpf_tcp_raw_check_syncookie_ipv4(ip as *mut iphdr, th)
         }
     };
-    if r == 0 {
-        count::event(Event::CookieAckAccepted);
-        Reason::PassCookieAck
-    } else {
-        Reason::DropAckBadCookie
-    }
+    r == 0
 }
 
 /// A real connection's client is closing: the server may keep a TIME_WAIT socket for this

@@ -108,6 +108,12 @@ pub fn check_ack(ctx: &XdpContext, pkt: &Packet, cfg: &Config, now_ns: u64) -> R
         return Reason::ErrConfig;
     };
     let Some(opts) = check_cookie(secret, pkt, now_ns) else {
+        // A cookie the kernel sent itself (its SYN queue overflowed while SYNs still went to
+        // it: auto mode before a flood is detected) is the kernel's to check.
+        if crate::ack::kernel_cookie_valid(pkt) {
+            count::event(Event::CookieAckAccepted);
+            return Reason::PassCookieAck;
+        }
         return Reason::DropAckBadCookie;
     };
     let ts = if cfg.cookies & OWN_NO_TIMESTAMPS != 0 {

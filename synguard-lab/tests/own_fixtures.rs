@@ -323,3 +323,23 @@ fn options_the_host_switched_off_are_not_offered() {
     let ack = syn.ack(isn, Some(5));
     assert_eq!(f.run(&ack).unwrap().action, XDP_PASS);
 }
+
+/// An ACK for a cookie the kernel made itself (its SYN queue overflowed while SYNs still went
+/// to it) passes unmarked for the kernel to check; own cookies do not shut it out.
+#[test]
+fn kernel_made_cookies_still_pass() {
+    let own = fixture();
+    let kernel = Fixture::new(default_config(), &[PORT]).unwrap();
+    let syn = variants()[0];
+    let out = kernel.run(&syn.frame()).unwrap();
+    assert_eq!(out.action, XDP_TX);
+    let (isn, _, _, _, ts, _) = synack(&out.frame);
+    let ack = syn.ack(isn, ts.map(|t| t.0));
+    assert_eq!(own.run(&ack).unwrap().action, XDP_PASS);
+    assert_eq!(own.verdict(Reason::PassCookieAck).unwrap(), 1);
+    assert_eq!(
+        own.event(Event::OwnCookieAckMarked).unwrap(),
+        0,
+        "not marked for TC"
+    );
+}
