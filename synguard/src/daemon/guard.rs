@@ -44,6 +44,11 @@ impl Guard {
         Ok((started.controller, started.logger))
     }
 
+    /// Own cookies' health, checked now and then from the run loop.
+    pub fn watch_own(&mut self) {
+        self.instances.iter_mut().for_each(Instance::watch_own);
+    }
+
     /// Reload: every own-cookie interface gets its next secret.
     pub fn rotate_secrets(&mut self, cfg: &RunConfig) {
         for inst in &mut self.instances {

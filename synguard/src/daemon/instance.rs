@@ -86,6 +86,8 @@ pub struct Instance {
     link: Option<Attachment>,
     /// Own cookies' key map (the TC program lives with `ebpf`).
     secret: Option<SecretMap>,
+    /// The driver's lack of XDP metadata has been reported.
+    meta_warned: bool,
     pin_dir: Option<PathBuf>,
     run_info: Option<PathBuf>,
     /// Leave link, pins and run-info for a successor (hand-over, or a failed take-over while
@@ -217,6 +219,7 @@ impl Instance {
             ebpf: None,
             link: None,
             secret: None,
+            meta_warned: false,
             pin_dir: None,
             run_info: None,
             // A program left behind keeps protecting if we fail before replacing it.
@@ -412,6 +415,17 @@ impl Instance {
             .map_err(io_err("cannot write", &path))?;
         self.run_info = Some(path);
         Ok(())
+    }
+
+    /// Own cookies: a one-time warning when the driver has no XDP metadata (see
+    /// `own_cookies::warn_if_meta_unsupported`).
+    pub fn watch_own(&mut self) {
+        if self.secret.is_some()
+            && !self.meta_warned
+            && let Some(dir) = &self.pin_dir
+        {
+            self.meta_warned = own_cookies::warn_if_meta_unsupported(&self.iface, dir);
+        }
     }
 
     /// Reload: a new cookie secret, when this interface uses own cookies.

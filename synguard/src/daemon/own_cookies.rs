@@ -135,6 +135,23 @@ pub fn start(
     Ok(map)
 }
 
+/// Says once, loudly, when the interface's driver turned out to carry no XDP metadata: valid
+/// own-cookie ACKs then reach the kernel unmarked and their handshakes fail. Returns whether it
+/// has said so (nothing more to watch).
+pub fn warn_if_meta_unsupported(iface: &str, pin_dir: &std::path::Path) -> bool {
+    use synguard_common::reason::Event;
+    match crate::datapath::counters::read_sample(pin_dir) {
+        Ok(s) if s.event(Event::OwnMetaUnsupported) > 0 => {
+            log::warn!(
+                "{iface}: the driver carries no XDP metadata ({} cookie ACKs could not be marked):                  own-cookie handshakes fail on this interface; run it with --cookies kernel",
+                s.event(Event::OwnMetaUnsupported)
+            );
+            true
+        }
+        _ => false,
+    }
+}
+
 /// On reload: the file's key if it changed, else (no file) a fresh random one; the previous
 /// key stays valid one more time slot.
 pub fn rotate(map: &mut SecretMap, iface: &str, cfg: &RunConfig) -> Result<(), OwnError> {

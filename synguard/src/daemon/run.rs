@@ -86,6 +86,7 @@ pub async fn run(cfg: &RunConfig, args: &RunArgs) -> anyhow::Result<i32> {
     };
 
     let mut current = cfg.clone();
+    let mut own_watch = tokio::time::interval(std::time::Duration::from_secs(5));
     let mut tick = tokio::time::interval(mode::TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let outcome = loop {
@@ -101,6 +102,7 @@ pub async fn run(cfg: &RunConfig, args: &RunArgs) -> anyhow::Result<i32> {
                 Err(e) => warn!("SIGHUP: {e:#}"),
             },
             _ = tick.tick() => controllers.iter_mut().for_each(|c| c.tick()),
+            _ = own_watch.tick() => guard.watch_own(),
             r = logs::forward(&mut loggers) => {
                 if let Err(e) = r {
                     break Err(anyhow::Error::from(e).context("reading the XDP program's log"));
