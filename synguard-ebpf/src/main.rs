@@ -13,6 +13,7 @@ mod maps;
 mod own;
 mod own_entry;
 mod own_tc;
+mod own_tc_check;
 mod parse;
 mod policy;
 mod synack;
@@ -156,6 +157,13 @@ fn answer(ctx: &XdpContext, pkt: &Packet, cfg: &Config, now: u64) -> Reason {
 #[classifier]
 pub fn synguard_own(ctx: TcContext) -> i32 {
     own_tc::handle(&ctx)
+}
+
+/// TC ingress for drivers without XDP metadata: checks the cookie again (`own_tc_check.rs`).
+/// Attached in place of `synguard_own` only when the driver turned out to need it.
+#[classifier]
+pub fn synguard_own_check(ctx: TcContext) -> i32 {
+    own_tc_check::handle(&ctx)
 }
 
 #[cfg(not(test))]

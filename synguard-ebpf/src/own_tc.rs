@@ -62,7 +62,7 @@ pub fn handle(ctx: &TcContext) -> i32 {
 }
 
 #[inline(always)]
-fn assign(ctx: &TcContext, mut m: OwnAckMeta) {
+pub fn assign(ctx: &TcContext, mut m: OwnAckMeta) {
     let skb = ctx.skb.skb;
     let Some(ethertype) = load::<2>(ctx, 12) else {
         return;
@@ -162,7 +162,7 @@ fn lookup(
 }
 
 #[inline(always)]
-fn load<const N: usize>(ctx: &TcContext, off: u32) -> Option<[u8; N]> {
+pub fn load<const N: usize>(ctx: &TcContext, off: u32) -> Option<[u8; N]> {
     let mut b = [0u8; N];
     // SAFETY: helper call writing N bytes into an N-byte stack buffer.
     let r = unsafe {

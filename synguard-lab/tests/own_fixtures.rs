@@ -343,3 +343,45 @@ fn kernel_made_cookies_still_pass() {
         "not marked for TC"
     );
 }
+
+/// The TC program for drivers without XDP metadata checks the cookie itself: a valid unmarked
+/// cookie ACK gets as far as the listener lookup (no listener in this test: `own_no_listener`),
+/// a bogus one, an established-looking segment and a SYN do not.
+#[test]
+fn the_checking_tc_program_validates_unmarked_acks() {
+    use aya::programs::{TestRun as _, TestRunOptions};
+    let f = fixture();
+    let tc = f.tc_check_program().unwrap();
+    let run = |frame: &[u8]| {
+        let r = tc
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(r.return_value, 0, "TC_ACT_OK");
+    };
+    let mut reached = 0;
+    for syn in variants()
+        .into_iter()
+        .filter(|s| matches!(s.tags, Tags::None))
+    {
+        let out = f.run(&syn.frame()).unwrap();
+        let (isn, _, _, _, ts, _) = synack(&out.frame);
+        run(&syn.ack(isn, ts.map(|t| t.0)));
+        reached += 1;
+        assert_eq!(
+            f.event(Event::OwnNoListener).unwrap(),
+            reached,
+            "valid, {syn:?}"
+        );
+        run(&syn.ack(isn ^ 0x100, None));
+        run(&syn.frame());
+        assert_eq!(
+            f.event(Event::OwnNoListener).unwrap(),
+            reached,
+            "bogus or SYN, {syn:?}"
+        );
+    }
+    assert!(reached >= 6);
+}

@@ -76,11 +76,13 @@ impl Fixture {
         prog.load().map_err(verifier_error)?;
         if is_own {
             own::load_own_xdp(&mut ebpf).context("loading the own-cookie program")?;
-            let tc: &mut SchedClassifier = ebpf
-                .program_mut(own::TC_PROGRAM)
-                .ok_or_else(|| anyhow!("no program {}", own::TC_PROGRAM))?
-                .try_into()?;
-            tc.load().map_err(verifier_error)?;
+            for name in [own::TC_PROGRAM, own::TC_CHECK_PROGRAM] {
+                let tc: &mut SchedClassifier = ebpf
+                    .program_mut(name)
+                    .ok_or_else(|| anyhow!("no program {name}"))?
+                    .try_into()?;
+                tc.load().map_err(verifier_error)?;
+            }
         }
         let mut f = Fixture { ebpf };
         f.set_config(cfg)?;
@@ -199,11 +201,19 @@ impl Fixture {
 
     /// The TC program (loaded in own mode only, not attached).
     pub fn tc_program(&self) -> Result<&SchedClassifier> {
-        use synguard::datapath::own::TC_PROGRAM;
+        self.tc(synguard::datapath::own::TC_PROGRAM)
+    }
+
+    /// The TC program that checks cookies again (own mode only, not attached).
+    pub fn tc_check_program(&self) -> Result<&SchedClassifier> {
+        self.tc(synguard::datapath::own::TC_CHECK_PROGRAM)
+    }
+
+    fn tc(&self, name: &str) -> Result<&SchedClassifier> {
         Ok(self
             .ebpf
-            .program(TC_PROGRAM)
-            .ok_or_else(|| anyhow!("no program {TC_PROGRAM}"))?
+            .program(name)
+            .ok_or_else(|| anyhow!("no program {name}"))?
             .try_into()?)
     }
 

@@ -423,8 +423,15 @@ impl Instance {
         if self.secret.is_some()
             && !self.meta_warned
             && let Some(dir) = &self.pin_dir
+            && own_cookies::warn_if_meta_unsupported(&self.iface, dir)
         {
-            self.meta_warned = own_cookies::warn_if_meta_unsupported(&self.iface, dir);
+            self.meta_warned = true;
+            let pin = dir.join(pins::TC_LINK);
+            if let Some(ebpf) = self.ebpf.as_mut()
+                && let Err(e) = own::use_tc_check(ebpf, &pin)
+            {
+                warn!("{}: {:#}", self.iface, anyhow::Error::from(e));
+            }
         }
     }
 

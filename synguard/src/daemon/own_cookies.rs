@@ -143,8 +143,11 @@ pub fn warn_if_meta_unsupported(iface: &str, pin_dir: &std::path::Path) -> bool 
     match crate::datapath::counters::read_sample(pin_dir) {
         Ok(s) if s.event(Event::OwnMetaUnsupported) > 0 => {
             log::warn!(
-                "{iface}: the driver carries no XDP metadata ({} cookie ACKs could not be marked):                  own-cookie handshakes fail on this interface; run it with --cookies kernel",
-                s.event(Event::OwnMetaUnsupported)
+                "{iface}: the driver carries no XDP metadata ({} cookie ACKs could not be \
+                 marked, their handshakes failed): switching to the TC program that checks \
+                 cookies again ({}); every packet to a protected port now pays a parse in TC",
+                s.event(Event::OwnMetaUnsupported),
+                crate::datapath::own::TC_CHECK_PROGRAM
             );
             true
         }

@@ -29,6 +29,8 @@ use crate::{
 pub const REQSK_KFUNC: &str = "bpf_sk_assign_tcp_reqsk";
 /// The TC program's name in the object.
 pub const TC_PROGRAM: &str = "synguard_own";
+/// The TC program for drivers without XDP metadata, which checks the cookie again.
+pub const TC_CHECK_PROGRAM: &str = "synguard_own_check";
 /// The XDP program `synguard` tail-calls for own-cookie SYNs and ACKs.
 pub const XDP_PROGRAM: &str = "synguard_own_xdp";
 
@@ -93,6 +95,10 @@ pub fn load_own_xdp(ebpf: &mut Ebpf) -> Result<(), LoaderError> {
 /// (`bpf_link_update`), as the XDP link does, so a hand-over leaves no moment without it;
 /// removing the pin (detach) releases the link.
 pub fn attach_tc(ebpf: &mut Ebpf, iface: &str, pin: &Path) -> Result<(), LoaderError> {
+    // Loaded now, attached only if the driver turns out to carry no metadata (`use_tc_check`).
+    tc_program(ebpf, TC_CHECK_PROGRAM)?
+        .load()
+        .map_err(|e| program_error("load the TC checking program", e))?;
     let prog: &mut SchedClassifier = ebpf
         .program_mut(TC_PROGRAM)
         .ok_or_else(|| LoaderError::Missing(format!("program {TC_PROGRAM}")))?
@@ -132,6 +138,32 @@ pub fn attach_tc(ebpf: &mut Ebpf, iface: &str, pin: &Path) -> Result<(), LoaderE
         path: pin.to_path_buf(),
         source,
     })?;
+    Ok(())
+}
+
+fn tc_program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut SchedClassifier, LoaderError> {
+    ebpf.program_mut(name)
+        .ok_or_else(|| LoaderError::Missing(format!("program {name}")))?
+        .try_into()
+        .map_err(|source| LoaderError::Program {
+            what: "use the program as TC",
+            source,
+        })
+}
+
+/// Puts `synguard_own_check` behind the TC link pinned at `pin` (atomically, `bpf_link_update`):
+/// for a driver without XDP metadata, whose valid cookie ACKs reach TC unmarked.
+pub fn use_tc_check(ebpf: &mut Ebpf, pin: &Path) -> Result<(), LoaderError> {
+    let link = PinnedLink::from_pin(pin)
+        .map_err(|e| LoaderError::Missing(format!("the TC link at {} ({e})", pin.display())))?;
+    let link = SchedClassifierLink::try_from(FdLink::from(link))
+        .map_err(|e| LoaderError::Missing(format!("a tcx link at {} ({e})", pin.display())))?;
+    tc_program(ebpf, TC_CHECK_PROGRAM)?
+        .attach_to_link(link)
+        .map_err(|source| LoaderError::Program {
+            what: "put the TC checking program behind the link",
+            source,
+        })?;
     Ok(())
 }
 
