@@ -201,7 +201,8 @@ impl Bench {
             results.extend(self.rewriting_paths(&paths, rounds, repeat, own)?);
         }
         if "own: TC".contains(filter) || filter.is_empty() {
-            results.push(self.tc_unmarked(&est, rounds, repeat)?);
+            results.push(self.tc_unmarked(&est, rounds, repeat, false)?);
+            results.push(self.tc_unmarked(&est, rounds, repeat, true)?);
         }
         results.extend(self.floors(&syn, rounds, repeat)?);
         Ok(results)
@@ -281,9 +282,21 @@ impl Bench {
     /// What own cookies' TC program costs every packet that is not a marked handshake ACK: the
     /// metadata check and return. Checked to take that path: TC_ACT_OK and no event of the
     /// program's other paths.
-    fn tc_unmarked(&self, frame: &[u8], rounds: usize, repeat: u32) -> Result<PathResult> {
+    /// With `check`, the program for drivers without metadata, which checks the cookie of
+    /// every pure ACK to a protected port (here: established data, whose "cookie" fails).
+    fn tc_unmarked(
+        &self,
+        frame: &[u8],
+        rounds: usize,
+        repeat: u32,
+        check: bool,
+    ) -> Result<PathResult> {
         use synguard_common::reason::Event;
-        let tc = self.own.tc_program()?;
+        let tc = if check {
+            self.own.tc_check_program()?
+        } else {
+            self.own.tc_program()?
+        };
         let events = || -> Result<u64> {
             let mut n = 0;
             for e in [
@@ -311,7 +324,12 @@ impl Bench {
             v.push(r.duration.as_nanos() as f64);
         }
         ensure!(events()? == before, "the TC program took another path");
-        Ok(summarize("own: TC, packet without mark", v, "tc_act_ok"))
+        let name = if check {
+            "own: TC check, established data"
+        } else {
+            "own: TC, packet without mark"
+        };
+        Ok(summarize(name, v, "tc_act_ok"))
     }
 
     /// The floors, measured the same way in the same run.
