@@ -11,8 +11,8 @@ const L: f64 = 70.0;
 const R: f64 = 170.0;
 const T: f64 = 40.0;
 const B: f64 = 50.0;
-const COLOURS: [&str; 7] = [
-    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#7f7f7f",
+const COLOURS: [&str; 8] = [
+    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#17becf", "#8c564b", "#7f7f7f",
 ];
 
 /// One line of a chart.

@@ -54,9 +54,17 @@ impl Synguard {
     pub fn start(bin: &Path, ns: &Netns, iface: &str, args: &[&str]) -> Result<Synguard> {
         let log = std::env::temp_dir().join(format!("{}-synguard.log", ns.name()));
         let out = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        // Tests written before own cookies test the kernel's: they say `--cookies` when they
+        // mean otherwise (`auto` picks own cookies on Linux 6.9+).
+        let cookies: &[&str] = if args.contains(&"--cookies") {
+            &[]
+        } else {
+            &["--cookies", "kernel"]
+        };
         let child = ns
             .command(&bin.to_string_lossy())
             .args(["run", "--iface", iface])
+            .args(cookies)
             .args(args)
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
