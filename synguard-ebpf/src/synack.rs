@@ -76,16 +76,20 @@ pub fn answer(
         frame,
     } = unsafe { &mut *s };
     let th_len = load_syn_header(ctx, pkt, syn)?;
-    crate::verify::tcp(pkt, &syn.base, &syn.opts, th_len)?;
     let (c, opts) = if own {
         let opts = own::host_options(
             tcp::parse_syn_options(&syn.opts, (th_len - TCP_LEN) as usize),
             cfg,
         );
+        // Verifier workaround: checked after the option walk, not before it. Before it, the
+        // checksum's two outcomes reach the walk with different knowledge of `th_len` and the
+        // walk is verified twice over, past the 1 M-instruction limit (docs/verifier.md).
+        crate::verify::tcp(pkt, &syn.base, &syn.opts, th_len)?;
         let ecn = own::syn_ecn(pkt, cfg);
         let (isn, mss) = own::syn_isn(pkt, &opts, ecn, now_ns)?;
         (Cookie { isn, mss, ecn, own }, opts)
     } else {
+        crate::verify::tcp(pkt, &syn.base, &syn.opts, th_len)?;
         let (isn, mss) = gen_cookie(pkt, syn, th_len)?;
         let opts = tcp::parse_syn_options(&syn.opts, (th_len - TCP_LEN) as usize);
         // ECN survives a kernel cookie only through the timestamp.
