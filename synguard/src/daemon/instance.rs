@@ -7,6 +7,8 @@
 //! order, so an error half-way through setup leaves nothing behind. The kernel settings belong
 //! to the process (`SysctlSaver`, see `daemon::guard`), shared by all interfaces.
 
+mod own_cookies_watch;
+
 use std::{
     collections::BTreeMap,
     fs, io,
@@ -22,8 +24,7 @@ use crate::{
     daemon::{
         cookie_backend::MapBackend,
         mode::Controller,
-        nic_gate,
-        own_cookies::{self, OwnError},
+        nic_gate, own_cookies,
         prepare::{StartError, kernel_config, set_sysctls, warn_about_vlan_offload},
         takeover::{self, Legacy},
     },
@@ -338,32 +339,6 @@ impl Instance {
             .map_err(io_err("cannot write", &path))?;
         self.run_info = Some(path);
         Ok(())
-    }
-
-    /// Own cookies: a one-time warning when the driver has no XDP metadata (see
-    /// `own_cookies::warn_if_meta_unsupported`).
-    pub fn watch_own(&mut self) {
-        if self.secret.is_some()
-            && !self.meta_warned
-            && let Some(dir) = &self.pin_dir
-            && own_cookies::warn_if_meta_unsupported(&self.iface, dir)
-        {
-            self.meta_warned = true;
-            let pin = dir.join(pins::TC_LINK);
-            if let Some(ebpf) = self.ebpf.as_mut()
-                && let Err(e) = own::use_tc_check(ebpf, &pin)
-            {
-                warn!("{}: {:#}", self.iface, anyhow::Error::from(e));
-            }
-        }
-    }
-
-    /// Reload: a new cookie secret, when this interface uses own cookies.
-    pub fn rotate_secret(&mut self, cfg: &RunConfig) -> Result<(), OwnError> {
-        match &mut self.secret {
-            Some(map) => own_cookies::rotate(map, &self.iface, cfg),
-            None => Ok(()),
-        }
     }
 
     /// Exit without undoing anything: the pinned link keeps the program attached with its
