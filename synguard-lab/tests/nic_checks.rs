@@ -38,7 +38,11 @@ impl Pair {
             &self.ns.path(),
             &["doctor", "--iface", &self.iface],
         )?;
-        ensure!(out.status.success(), "doctor failed: {out:?}");
+        // 1: some check warns (this host's backlog settings may), which is not a failure here.
+        ensure!(
+            matches!(out.status.code(), Some(0 | 1)),
+            "doctor failed: {out:?}"
+        );
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
