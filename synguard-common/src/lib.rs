@@ -16,8 +16,11 @@ pub mod host;
 pub mod lab;
 pub mod maps;
 pub mod names;
+pub mod own_cookie;
 pub mod policy;
 pub mod reason;
+pub mod reqsk;
+pub mod siphash;
 pub mod tcp;
 #[cfg(test)]
 mod testrand;

@@ -53,7 +53,8 @@ pub struct Config {
     /// `tcp_win_from_space`); bounds the SYN-ACK's window so the client never sends past what
     /// the kernel's `tcp_select_initial_window` will accept.
     pub rcv_space: u32,
-    pub _pad: u32,
+    /// [`COOKIES_KERNEL`] or [`COOKIES_OWN`]: whose SYN cookies answer SYNs.
+    pub cookies: u32,
     pub hold_ns: u64,
     /// While cookies are active, one SYN per listener per this period goes to the kernel.
     pub refresh_ns: u64,
@@ -68,6 +69,25 @@ pub struct Config {
     /// loader reads it with `btf::member_offset`). 0: unknown, ACKs to request sockets pass.
     pub reqsk_isn_off: u32,
     pub _pad_isn: u32,
+}
+
+/// SYN-ACKs carry the kernel's cookies (`bpf_tcp_raw_gen_syncookie_*`, docs/kernel-cookies.md).
+pub const COOKIES_KERNEL: u32 = 0;
+/// SYN-ACKs carry synguard's own cookies; the TC program hands valid handshakes to the kernel
+/// (`crate::own_cookie`, docs/own-cookies.md).
+pub const COOKIES_OWN: u32 = 1;
+/// Own cookies, flags above the mode byte of [`Config::cookies`]: options the host's TCP has
+/// switched off (`net.ipv4.tcp_timestamps`, `tcp_sack`, `tcp_window_scaling` = 0). The SYN-ACK
+/// does not offer them, because `bpf_sk_assign_tcp_reqsk` refuses a request socket that asks
+/// for them.
+pub const OWN_NO_TIMESTAMPS: u32 = 1 << 8;
+pub const OWN_NO_SACK: u32 = 1 << 9;
+pub const OWN_NO_WSCALE: u32 = 1 << 10;
+
+/// Whether [`Config::cookies`] says own cookies.
+#[inline(always)]
+pub const fn cookies_own(cookies: u32) -> bool {
+    cookies & 0xff == COOKIES_OWN
 }
 
 /// One entry of [`names::PORTS`], indexed by port number.

@@ -27,6 +27,9 @@ macro_rules! map_name {
     (MONITOR) => { "SG_MONITOR" };
     (FLOOD_EVENTS) => { "SG_FLOOD_EVENTS" };
     (PORT_SYNS) => { "SG_PORT_SYNS" };
+    (COOKIE_SECRET) => { "SG_COOKIE_SECRET" };
+    (OWN_PROG) => { "SG_OWN_PROG" };
+    (OWN_HANDOFF) => { "SG_OWN_HANDOFF" };
     // The lab's own programs (`crate::lab`).
     (LAB_TEMPLATE) => { "LAB_TEMPLATE" };
     (LAB_TARGET) => { "LAB_TARGET" };
@@ -79,6 +82,15 @@ name_consts! {
     FLOOD_EVENTS,
     /// SYNs per protected port, per CPU.
     PORT_SYNS,
+    /// [`crate::reqsk::CookieSecret`], one entry: own cookies' key (pinned like the others, so
+    /// that a take-over keeps it; bpffs pins are the owner's only).
+    COOKIE_SECRET,
+    /// Program array: entry 0 is the XDP program `synguard_own_xdp`, which `synguard` tail-calls
+    /// for own-cookie SYNs and ACKs.
+    OWN_PROG,
+    /// Per CPU: the parsed packet `synguard` hands to `synguard_own_xdp` (never read by the
+    /// loader).
+    OWN_HANDOFF,
 }
 
 /// Maps of the lab's own programs (`synguard-ebpf/src/bin/lab.rs`).

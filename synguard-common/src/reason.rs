@@ -214,6 +214,19 @@ counter_table! {
         /// TIME_WAIT period (the table is direct-mapped): that client's quick reconnect gets a cookie
         /// instead of reaching the kernel.
         CloseRecordReplaced = 8, "close_record_replaced";
+        /// Own cookies: a valid cookie ACK passed with the request socket's attributes in its
+        /// XDP metadata for the TC program.
+        OwnCookieAckMarked = 9, "own_cookie_ack_marked";
+        /// Own cookies: the driver refused XDP metadata (`bpf_xdp_adjust_meta`), so a valid
+        /// cookie ACK reached TC unmarked.
+        OwnMetaUnsupported = 10, "own_meta_unsupported";
+        /// Own cookies: the TC program handed the kernel a request socket
+        /// (`bpf_sk_assign_tcp_reqsk` returned 0).
+        OwnReqskAssigned = 11, "own_reqsk_assigned";
+        /// Own cookies: `bpf_sk_assign_tcp_reqsk` refused the attributes.
+        OwnReqskFailed = 12, "own_reqsk_failed";
+        /// Own cookies: a marked ACK found no listener (or found a socket of its own) in TC.
+        OwnNoListener = 13, "own_no_listener";
     }
 }
 
@@ -255,6 +268,8 @@ mod tests {
         assert_eq!(Reason::DropAckBadRequest as u32, 36);
         assert_eq!(Event::SourceTracked as u32, 7);
         assert_eq!(Event::CloseRecordReplaced as u32, 8);
+        assert_eq!(Event::OwnCookieAckMarked as u32, 9);
+        assert_eq!(Event::OwnNoListener as u32, 13);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use synguard_common::{
-    maps::{Config, closed_within_time_wait, closing_entry, replaces_live_record},
+    maps::{Config, closed_within_time_wait, closing_entry, cookies_own, replaces_live_record},
     reason::{Event, Reason},
     tcp::FIN,
 };
@@ -56,6 +56,21 @@ pub fn check(ctx: &XdpContext, pkt: &Packet, cfg: &Config) -> Reason {
         Found::Request(false) => return Reason::DropAckBadRequest,
         Found::Nothing => {}
     }
+    if cookies_own(cfg.cookies) {
+        return crate::own_entry::hand_over(ctx, pkt, crate::own_entry::ACK);
+    }
+    if kernel_cookie_valid(pkt) {
+        count::event(Event::CookieAckAccepted);
+        Reason::PassCookieAck
+    } else {
+        Reason::DropAckBadCookie
+    }
+}
+
+/// Whether the ACK carries a cookie the kernel's own checker accepts
+/// (`bpf_tcp_raw_check_syncookie_ipv4/6`).
+#[inline(always)]
+pub fn kernel_cookie_valid(pkt: &Packet) -> bool {
     let ip = &pkt.ip as *const _ as *mut c_void;
     let th = pkt.tcp.as_ptr() as *mut tcphdr;
     // SAFETY: helper calls reading the stack copies of the IP (20 or 40 bytes) and TCP (20
@@ -67,12 +82,7 @@ pub fn check(ctx: &XdpContext, pkt: &Packet, cfg: &Config) -> Reason {
             bpf_tcp_raw_check_syncookie_ipv4(ip as *mut iphdr, th)
         }
     };
-    if r == 0 {
-        count::event(Event::CookieAckAccepted);
-        Reason::PassCookieAck
-    } else {
-        Reason::DropAckBadCookie
-    }
+    r == 0
 }
 
 /// A real connection's client is closing: the server may keep a TIME_WAIT socket for this

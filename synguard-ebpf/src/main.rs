@@ -11,16 +11,23 @@ mod classify;
 mod count;
 mod decide;
 mod maps;
+mod own;
+mod own_entry;
+mod own_tc;
+mod own_tc_check;
 mod parse;
 mod policy;
 mod synack;
 mod verify;
 
 use aya_ebpf::{
-    bindings::xdp_action, helpers::bpf_ktime_get_ns, macros::xdp, programs::XdpContext,
+    bindings::xdp_action,
+    helpers::bpf_ktime_get_ns,
+    macros::{classifier, xdp},
+    programs::{TcContext, XdpContext},
 };
 use synguard_common::{
-    maps::Config,
+    maps::{Config, cookies_own},
     policy::Policy,
     reason::{Event, Reason, Verdict},
     tcp::{FlagClass, classify},
@@ -35,7 +42,19 @@ use crate::{
 #[xdp]
 pub fn synguard(ctx: XdpContext) -> u32 {
     let len = parse::frame_len(&ctx);
-    let mut reason = handle(&ctx);
+    finish(handle(&ctx), len)
+}
+
+/// Own cookies' SYN and ACK steps, tail-called from `synguard` (`own_entry.rs`).
+#[xdp]
+pub fn synguard_own_xdp(ctx: XdpContext) -> u32 {
+    let len = parse::frame_len(&ctx);
+    finish(own_entry::handle(&ctx), len)
+}
+
+/// Step 5, count, and the XDP action.
+#[inline(always)]
+fn finish(mut reason: Reason, len: u64) -> u32 {
     // Monitor mode: every decision was made (and nothing rewritten, see `syn`), but anything
     // other than a pass is only counted as what would have happened.
     if reason.verdict() != Verdict::Pass && monitoring() {
@@ -106,8 +125,9 @@ fn syn(ctx: &XdpContext, pkt: &Packet, cfg: &Config, pol: &Policy) -> Reason {
     let monitor = pol.monitor != 0;
     match decide::syn_action(cfg, wanted, pkt.dport(), pkt.ipv6, now, monitor) {
         SynAction::ToKernel => Reason::PassSynToKernel,
-        SynAction::Refresh => Reason::PassSynListenerRefresh,
-        SynAction::Cookie => {
+        // Own cookies need no "recently overflowed" listener: no refresh SYN for the kernel.
+        SynAction::Refresh if !cookies_own(cfg.cookies) => Reason::PassSynListenerRefresh,
+        SynAction::Refresh | SynAction::Cookie => {
             if ack::closed_recently(pkt, now) {
                 return Reason::PassSynRecentClose;
             }
@@ -128,13 +148,30 @@ fn syn(ctx: &XdpContext, pkt: &Packet, cfg: &Config, pol: &Policy) -> Reason {
 
 #[inline(always)]
 fn answer(ctx: &XdpContext, pkt: &Packet, cfg: &Config, now: u64) -> Reason {
-    match synack::answer(ctx, pkt, cfg, now) {
+    if cookies_own(cfg.cookies) {
+        return own_entry::hand_over(ctx, pkt, own_entry::SYN);
+    }
+    match synack::answer(ctx, pkt, cfg, now, false) {
         Ok(()) => {
             count::event(Event::CookieSent);
             Reason::TxSynAckCookie
         }
         Err(reason) => reason,
     }
+}
+
+/// TC ingress: hands the kernel the handshakes whose own cookie the XDP program validated
+/// (`own_tc.rs`). Attached only in own-cookie mode.
+#[classifier]
+pub fn synguard_own(ctx: TcContext) -> i32 {
+    own_tc::handle(&ctx)
+}
+
+/// TC ingress for drivers without XDP metadata: checks the cookie again (`own_tc_check.rs`).
+/// Attached in place of `synguard_own` only when the driver turned out to need it.
+#[classifier]
+pub fn synguard_own_check(ctx: TcContext) -> i32 {
+    own_tc_check::handle(&ctx)
 }
 
 #[cfg(not(test))]

@@ -2,7 +2,7 @@
 //! from `synguard_common::names`; the loader pins the shared ones under
 //! /sys/fs/bpf/synguard/<iface>/.
 
-use aya_ebpf::maps::{Array, LpmTrie, LruHashMap, PerCpuArray, RingBuf};
+use aya_ebpf::maps::{Array, LpmTrie, LruHashMap, PerCpuArray, ProgramArray, RingBuf};
 use synguard_common::{
     maps::{
         CLOSING_SLOTS, Config, Counter, ModeState, PORT_SLOTS, PortConfig, REFRESH_SLOTS,
@@ -13,11 +13,28 @@ use synguard_common::{
         SourceState,
     },
     reason::{EVENT_SLOTS, REASON_SLOTS},
+    reqsk::CookieSecret,
 };
 
 use synguard_ebpf::sg_map;
 
-use crate::synack::Scratch;
+use crate::{own_entry::Handoff, synack::Scratch};
+
+sg_map! {
+    /// `synguard_own_xdp`, loaded and inserted by the loader in own-cookie mode.
+    OWN_PROG => static SG_OWN_PROG: ProgramArray = ProgramArray::with_max_entries(1, 0);
+}
+
+sg_map! {
+    /// What `synguard` parsed, for `synguard_own_xdp` (see `own_entry`).
+    OWN_HANDOFF => static SG_OWN_HANDOFF: PerCpuArray<Handoff> =
+        PerCpuArray::with_max_entries(1, 0);
+}
+
+sg_map! {
+    /// Own cookies' key, written only by the loader (`synguard_common::reqsk::CookieSecret`).
+    COOKIE_SECRET => static SG_COOKIE_SECRET: Array<CookieSecret> = Array::with_max_entries(1, 0);
+}
 
 sg_map! {
     CONFIG => static SG_CONFIG: Array<Config> = Array::with_max_entries(1, 0);

@@ -43,6 +43,7 @@ pub union IpHeader {
 /// 8-byte aligned so that LLVM copies and clears the header arrays a word at a time; with the
 /// arrays' natural alignment of 1 it emits byte loops and calls to a byte-wise `memset`.
 #[repr(C, align(8))]
+#[derive(Clone, Copy)]
 pub struct Packet {
     /// Which member is valid is `ipv6`.
     pub ip: IpHeader,

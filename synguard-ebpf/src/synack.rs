@@ -25,6 +25,7 @@ use synguard_common::{
 
 use crate::{
     maps::SG_SCRATCH,
+    own,
     parse::{self, IPV4_LEN, IPV6_LEN, Packet, TCP_LEN},
 };
 
@@ -56,7 +57,17 @@ const IP_TTL: u8 = 64;
 /// Answers the SYN in `pkt` with a cookie SYN-ACK. On error the frame is untouched (every
 /// failure point comes before the first write) and the reason says which step failed.
 #[inline(always)]
-pub fn answer(ctx: &XdpContext, pkt: &Packet, cfg: &Config, now_ns: u64) -> Result<(), Reason> {
+///
+/// `own`: a constant at each call site, so that each program carries only its kind of cookie
+/// (`synguard` the kernel's, `synguard_own_xdp` its own: verifying both in one program went past
+/// the verifier's 1 M-instruction limit, docs/verifier.md).
+pub fn answer(
+    ctx: &XdpContext,
+    pkt: &Packet,
+    cfg: &Config,
+    now_ns: u64,
+    own: bool,
+) -> Result<(), Reason> {
     let s = SG_SCRATCH.get_ptr_mut(0).ok_or(Reason::ErrStore)?;
     // SAFETY: this CPU's slot of a per-CPU map; XDP does not nest on a CPU.
     let Scratch {
@@ -65,11 +76,27 @@ pub fn answer(ctx: &XdpContext, pkt: &Packet, cfg: &Config, now_ns: u64) -> Resu
         frame,
     } = unsafe { &mut *s };
     let th_len = load_syn_header(ctx, pkt, syn)?;
-    crate::verify::tcp(pkt, &syn.base, &syn.opts, th_len)?;
-    let (cookie, cookie_mss) = gen_cookie(pkt, syn, th_len)?;
-    let opts = tcp::parse_syn_options(&syn.opts, (th_len - TCP_LEN) as usize);
-
-    let tcp_len = build_tcp(pkt, cfg, &opts, cookie, cookie_mss, now_ns, tcp_hdr);
+    let (c, opts) = if own {
+        let opts = own::host_options(
+            tcp::parse_syn_options(&syn.opts, (th_len - TCP_LEN) as usize),
+            cfg,
+        );
+        // Verifier workaround: checked after the option walk, not before it. Before it, the
+        // checksum's two outcomes reach the walk with different knowledge of `th_len` and the
+        // walk is verified twice over, past the 1 M-instruction limit (docs/verifier.md).
+        crate::verify::tcp(pkt, &syn.base, &syn.opts, th_len)?;
+        let ecn = own::syn_ecn(pkt, cfg);
+        let (isn, mss) = own::syn_isn(pkt, &opts, ecn, now_ns)?;
+        (Cookie { isn, mss, ecn, own }, opts)
+    } else {
+        crate::verify::tcp(pkt, &syn.base, &syn.opts, th_len)?;
+        let (isn, mss) = gen_cookie(pkt, syn, th_len)?;
+        let opts = tcp::parse_syn_options(&syn.opts, (th_len - TCP_LEN) as usize);
+        // ECN survives a kernel cookie only through the timestamp.
+        let ecn = opts.tsval.is_some() && own::syn_ecn(pkt, cfg);
+        (Cookie { isn, mss, ecn, own }, opts)
+    };
+    let tcp_len = build_tcp(pkt, cfg, &opts, &c, now_ns, tcp_hdr);
     let l2: [u8; 22] = parse::load(ctx, 0).ok_or(Reason::ErrLoadBytes)?;
     let (start, frame_len) = assemble(pkt, &l2, tcp_hdr, tcp_len, frame)?;
     resize(ctx, pkt.frame_len, frame_len)?;
@@ -144,26 +171,31 @@ fn gen_cookie(pkt: &Packet, syn: &mut SynHeader, th_len: u64) -> Result<(u32, u1
     Ok((ret as u32, (ret >> 32) as u16))
 }
 
+/// The SYN-ACK's cookie: its ISN, the MSS it encodes, whether it agreed to ECN, and whose it is.
+struct Cookie {
+    isn: u32,
+    mss: u16,
+    ecn: bool,
+    own: bool,
+}
+
 /// Builds the SYN-ACK's TCP header (checksum still zero) into `out`; returns its length.
 #[inline(always)]
 fn build_tcp(
     pkt: &Packet,
     cfg: &Config,
     opts: &SynOptions,
-    cookie: u32,
-    cookie_mss: u16,
+    c: &Cookie,
     now_ns: u64,
     out: &mut [u8; 40],
 ) -> u64 {
+    let (cookie, cookie_mss, ecn) = (c.isn, c.mss, c.ecn);
     let mss_cap = if pkt.ipv6 { cfg.mss_v6 } else { cfg.mss_v4 };
     let mss = tcp::synack_mss(cookie_mss, opts.mss, mss_cap as u16, pkt.ipv6);
-    // ECN survives a cookie only through the timestamp, and only if the kernel will accept it
-    // (`cookie_ecn_ok`); RFC 3168 asks for ECE and CWR both on the SYN.
-    let syn_flags = pkt.flags();
-    let ecn = opts.tsval.is_some()
-        && cfg.ecn != 0
-        && syn_flags & (tcp::ECE | tcp::CWR) == (tcp::ECE | tcp::CWR);
     let timestamp = match opts.tsval {
+        // Own cookies: any TSval will do; the kernel takes its offset from the echo
+        // (`bpf_sk_assign_tcp_reqsk`).
+        Some(client_ts) if c.own => Some(((now_ns / 1_000_000) as u32, client_ts)),
         Some(client_ts) => {
             let now_ms = (now_ns / 1_000_000) as u32;
             let tsval = cookie::cookie_tsval(now_ms, opts.wscale, opts.sack_permitted, ecn);
@@ -171,8 +203,9 @@ fn build_tcp(
         }
         None => None,
     };
-    // Window scaling and SACK survive only inside the timestamp (cookie_timestamp_decode).
-    let with_ts = timestamp.is_some();
+    // Window scaling and SACK survive a kernel cookie only inside the timestamp
+    // (cookie_timestamp_decode); an own cookie carries them itself.
+    let with_ts = c.own || timestamp.is_some();
     let synack = SynAckOptions {
         mss,
         timestamp,

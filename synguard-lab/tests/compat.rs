@@ -33,7 +33,7 @@ fn takes_over_an_instance_of_an_earlier_release() -> Result<()> {
     let original_ts = ns.sysctl_get("net.ipv4.tcp_timestamps")?;
     let args = ["--ports", "80", "--mode", "always"];
 
-    let first = Synguard::start(&old, ns, iface, &args)?;
+    let first = Synguard::start_as_given(&old, ns, iface, &args)?;
     ensure!(
         Path::new(PIN_BASE).join(iface).exists(),
         "the earlier release did not pin in its flat layout"
@@ -96,7 +96,7 @@ fn detaches_an_instance_of_an_earlier_release() -> Result<()> {
     let _clean = cleanup(&fx, &[fx.iface()]);
     let (ns, iface) = (fx.ns(), fx.iface());
     let original_ts = ns.sysctl_get("net.ipv4.tcp_timestamps")?;
-    let first = Synguard::start(&old, ns, iface, &["--ports", "80", "--mode", "always"])?;
+    let first = Synguard::start_as_given(&old, ns, iface, &["--ports", "80", "--mode", "always"])?;
     first.signal_and_wait(Signal::SIGKILL)?;
     ensure!(pins_left(ns, iface)?, "the earlier release left no pins");
     let st = fx.status()?;

@@ -15,7 +15,8 @@ use common::ops::{cleanup, pins_left, run_info_left, wait_log, xdp_attached};
 
 /// The steps `synguard::host::fault::Step` names.
 const STEPS: [&str; 4] = ["recorded", "sysctls", "loaded", "attached"];
-const ARGS: [&str; 4] = ["--ports", "80", "--mode", "always"];
+/// Kernel cookies: their kernel settings are what a crash must not leave changed.
+const ARGS: [&str; 6] = ["--ports", "80", "--mode", "always", "--cookies", "kernel"];
 const SYSCTLS: [&str; 2] = ["net.ipv4.tcp_timestamps", "net.ipv4.tcp_syncookies"];
 
 /// The host as the test found it: the namespace's kernel settings.

@@ -17,6 +17,33 @@ fn fixture() -> Fixture {
     Fixture::new(default_config(), &[PORT]).expect("load synguard (needs root)")
 }
 
+/// The checks hold for both kinds of cookie: a fixture with the kernel's and one with own
+/// cookies (the own-cookie program tail-called, its key set).
+fn both_kinds() -> [(&'static str, Fixture); 2] {
+    let own_cfg = synguard_common::maps::Config {
+        cookies: synguard_common::maps::COOKIES_OWN,
+        ..default_config()
+    };
+    let mut own = Fixture::new(own_cfg, &[PORT]).expect("load synguard (needs root)");
+    own.set_secret(synguard_common::reqsk::CookieSecret {
+        current: [0x0123_4567_89ab_cdef, 0x0f1e_2d3c_4b5a_6978],
+        ..Default::default()
+    })
+    .unwrap();
+    [("kernel", fixture()), ("own", own)]
+}
+
+/// [`expect`] on each kind of cookie, the case names prefixed with the kind.
+fn expect_both(cases: &[(String, Vec<u8>, u32, Reason)]) {
+    for (kind, f) in both_kinds() {
+        let named: Vec<_> = cases
+            .iter()
+            .map(|(w, fr, a, r)| (format!("{kind} cookies: {w}"), fr.clone(), *a, *r))
+            .collect();
+        expect(&f, &named);
+    }
+}
+
 fn syn_seg() -> Segment {
     Segment::syn(40000, PORT, 7, linux_syn_options(1460, 1, 7))
 }
@@ -113,7 +140,6 @@ fn unknown_own_mac_fails_open_for_unicast_only() {
 
 #[test]
 fn martian_sources_are_dropped() {
-    let f = fixture();
     let seg = syn_seg();
     let mut ack = Segment::syn(40000, PORT, 7, vec![]);
     ack.flags = ACK;
@@ -169,7 +195,7 @@ fn martian_sources_are_dropped() {
         XDP_TX,
         Reason::TxSynAckCookie,
     ));
-    expect(&f, &cases);
+    expect_both(&cases);
 }
 
 /// Offset of the TCP checksum in an untagged frame.
@@ -179,7 +205,6 @@ fn tcp_csum_at(ipv6: bool) -> usize {
 
 #[test]
 fn bad_checksums_are_dropped_and_the_partial_form_is_answered() {
-    let f = fixture();
     let seg = syn_seg();
     let good4 = client_syn_v4(Tags::None, &seg);
     let good6 = client_syn_v6(Tags::None, &seg);
@@ -234,7 +259,7 @@ fn bad_checksums_are_dropped_and_the_partial_form_is_answered() {
             Reason::TxSynAckCookie,
         ));
     }
-    expect(&f, &cases);
+    expect_both(&cases);
 }
 
 /// `~csum_tcpudp_magic(saddr, daddr, len, IPPROTO_TCP, 0)`, as `__tcp_v4_send_check` leaves it,

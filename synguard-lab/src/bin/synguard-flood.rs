@@ -18,7 +18,7 @@ struct Args {
     #[arg(long)]
     scenario: Vec<String>,
     /// Defence to measure (repeatable; default: all). Known: none, kernel-cookies, synproxy,
-    /// synguard-always, synguard-auto, floor-xdp-tx, floor-xdp-drop.
+    /// synguard-always, synguard-auto, synguard-own, floor-xdp-tx, floor-xdp-drop.
     #[arg(long)]
     defence: Vec<String>,
     /// Runs per scenario and defence (min/median/max are over these).

@@ -14,8 +14,8 @@ const B: f64 = 50.0;
 /// One colour per defence, in the order of `defence::ALL`, whichever defences a chart shows (a
 /// chart that leaves one out, as the latency chart does with the floors, keeps the others'
 /// colours).
-const COLOURS: [&str; 7] = [
-    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#7f7f7f",
+const COLOURS: [&str; 8] = [
+    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#17becf", "#8c564b", "#7f7f7f",
 ];
 
 /// The colour of a series named for a defence; black for any other name.

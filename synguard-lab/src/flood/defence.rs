@@ -29,18 +29,21 @@ pub enum Defence {
     SynguardAlways,
     /// `synguard run --mode auto` with a threshold far below any flood.
     SynguardAuto,
+    /// `synguard run --mode always --cookies own`: own cookies, no kernel setting changed.
+    SynguardOwn,
     /// Floor: `lab_swap_tx` (swap addresses, XDP_TX) on the server's interface.
     FloorXdpTx,
     /// Floor: `lab_drop` (XDP_DROP) on the server's interface.
     FloorXdpDrop,
 }
 
-pub const ALL: [Defence; 7] = [
+pub const ALL: [Defence; 8] = [
     Defence::None,
     Defence::KernelCookies,
     Defence::Synproxy,
     Defence::SynguardAlways,
     Defence::SynguardAuto,
+    Defence::SynguardOwn,
     Defence::FloorXdpTx,
     Defence::FloorXdpDrop,
 ];
@@ -53,6 +56,7 @@ impl Defence {
             Defence::Synproxy => "synproxy",
             Defence::SynguardAlways => "synguard-always",
             Defence::SynguardAuto => "synguard-auto",
+            Defence::SynguardOwn => "synguard-own",
             Defence::FloorXdpTx => "floor-xdp-tx",
             Defence::FloorXdpDrop => "floor-xdp-drop",
         }
@@ -86,11 +90,12 @@ impl Defence {
             Defence::None => {}
             Defence::KernelCookies => ns.sysctl("net.ipv4.tcp_syncookies", "2")?,
             Defence::Synproxy => synproxy(ns, iface)?,
-            Defence::SynguardAlways | Defence::SynguardAuto => {
+            Defence::SynguardAlways | Defence::SynguardAuto | Defence::SynguardOwn => {
                 let port = PORT.to_string();
                 let mut args = vec!["--ports", &port];
                 args.extend(match self {
                     Defence::SynguardAlways => ["--mode", "always"].as_slice(),
+                    Defence::SynguardOwn => ["--mode", "always", "--cookies", "own"].as_slice(),
                     // Far below any flood here, far above the legitimate clients' few SYN/s.
                     _ => ["--mode", "auto", "--syn-threshold", "2000", "--hold", "1"].as_slice(),
                 });

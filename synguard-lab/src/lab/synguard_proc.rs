@@ -52,6 +52,18 @@ impl Synguard {
     /// Starts `synguard run --iface <iface> <args>` in `ns` and waits until `stats` answers, i.e.
     /// its maps are pinned and readable.
     pub fn start(bin: &Path, ns: &Netns, iface: &str, args: &[&str]) -> Result<Synguard> {
+        // Tests written before own cookies test the kernel's: they say `--cookies` when they
+        // mean otherwise (`auto` picks own cookies on Linux 6.9+).
+        let mut all = args.to_vec();
+        if !args.contains(&"--cookies") {
+            all.extend(["--cookies", "kernel"]);
+        }
+        Self::start_as_given(bin, ns, iface, &all)
+    }
+
+    /// As [`Synguard::start`] with `args` exactly as given: for an earlier release, which knows
+    /// no `--cookies` (and has only the kernel's).
+    pub fn start_as_given(bin: &Path, ns: &Netns, iface: &str, args: &[&str]) -> Result<Synguard> {
         let log = std::env::temp_dir().join(format!("{}-synguard.log", ns.name()));
         let out = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let child = ns

@@ -18,8 +18,10 @@ use aya::{
 use etherparse::TcpOptionElement;
 use synguard_common::{
     lab::{TEMPLATE_MAX, Template},
+    maps::COOKIES_OWN,
     names::lab::{LAB_TARGET, LAB_TEMPLATE},
     reason::Reason,
+    reqsk::CookieSecret,
     tcp::ACK,
 };
 
@@ -43,6 +45,8 @@ pub struct PathResult {
 /// Loaded programs and the frames of every path.
 pub struct Bench {
     fixture: Fixture,
+    /// The same program with own cookies (`--cookies own`), measured side by side.
+    own: Fixture,
     lab: Ebpf,
     /// Keeps the established connection the "established data" path needs alive.
     _conn: (TcpListener, TcpStream, TcpStream),
@@ -84,6 +88,15 @@ impl Bench {
             ..default_config()
         };
         let fixture = Fixture::new(cfg, &[PORT, est_port])?;
+        let own_cfg = synguard_common::maps::Config {
+            cookies: COOKIES_OWN,
+            ..cfg
+        };
+        let mut own = Fixture::new(own_cfg, &[PORT, est_port])?;
+        own.set_secret(CookieSecret {
+            current: [0x0123_4567_89ab_cdef, 0x0f1e_2d3c_4b5a_6978],
+            ..Default::default()
+        })?;
         let mut lab = Ebpf::load(synguard::objects::lab()).context("loading lab programs")?;
         for name in ["lab_restore", "lab_pass", "lab_swap_tx", "lab_drop"] {
             let p: &mut Xdp = lab
@@ -94,6 +107,7 @@ impl Bench {
         }
         Ok(Bench {
             fixture,
+            own,
             lab,
             _conn: (listener, client, server),
             est_frame,
@@ -155,7 +169,8 @@ impl Bench {
             Tags::None,
             &Segment::syn(40000, PORT, 7, frames::linux_syn_options(1440, 1, 7)),
         );
-        let (good_ack, bogus_ack) = self.acks(&syn)?;
+        let (good_ack, bogus_ack) = self.acks(&syn, false)?;
+        let (own_good, own_bogus) = self.acks(&syn, true)?;
         let unprotected = frames::client_syn_v4(
             Tags::None,
             &Segment::syn(40000, 8080, 7, frames::linux_syn_options(1460, 1, 7)),
@@ -171,15 +186,31 @@ impl Bench {
                 Reason::PassUnprotectedPort,
             ),
         ];
-        let mut results = self.direct_paths(&direct, rounds, repeat, filter)?;
-        results.extend(self.rewriting_paths(
-            &[
-                ("SYN answered (IPv4)", &syn),
-                ("SYN answered (IPv6)", &syn6),
-            ],
-            rounds,
-            repeat,
-        )?);
+        let own_direct: [(&'static str, &[u8], Reason); 3] = [
+            ("own: valid cookie ACK", &own_good, Reason::PassCookieAck),
+            (
+                "own: bogus ACK (dropped)",
+                &own_bogus,
+                Reason::DropAckBadCookie,
+            ),
+            ("own: established data", &est, Reason::PassEstablished),
+        ];
+        let mut results = self.direct_paths(&direct, rounds, repeat, filter, false)?;
+        results.extend(self.direct_paths(&own_direct, rounds, repeat, filter, true)?);
+        for own in [false, true] {
+            let names = if own {
+                ["own: SYN answered (IPv4)", "own: SYN answered (IPv6)"]
+            } else {
+                ["SYN answered (IPv4)", "SYN answered (IPv6)"]
+            };
+            let paths = [(names[0], &syn), (names[1], &syn6)];
+            let paths: Vec<_> = paths.into_iter().filter(|p| p.0.contains(filter)).collect();
+            results.extend(self.rewriting_paths(&paths, rounds, repeat, own)?);
+        }
+        if "own: TC".contains(filter) || filter.is_empty() {
+            results.push(self.tc_unmarked(&est, rounds, repeat, false)?);
+            results.push(self.tc_unmarked(&est, rounds, repeat, true)?);
+        }
         results.extend(self.floors(&syn, rounds, repeat)?);
         Ok(results)
     }
@@ -192,17 +223,19 @@ impl Bench {
         rounds: usize,
         repeat: u32,
         filter: &str,
+        own: bool,
     ) -> Result<Vec<PathResult>> {
         let mut results = Vec::new();
+        let fx = if own { &self.own } else { &self.fixture };
         for &(name, frame, reason) in paths {
             if !name.contains(filter) {
                 continue;
             }
             let mut v = Vec::new();
             for _ in 0..rounds {
-                let before = self.fixture.verdict(reason)?;
-                let (ns, act) = Self::time(self.fixture.program()?, frame, repeat)?;
-                let after = self.fixture.verdict(reason)?;
+                let before = fx.verdict(reason)?;
+                let (ns, act) = Self::time(fx.program()?, frame, repeat)?;
+                let after = fx.verdict(reason)?;
                 ensure!(
                     after - before == repeat as u64,
                     "{name}: {} of {repeat} runs took the path ({reason:?}); the figure would be wrong",
@@ -223,10 +256,12 @@ impl Bench {
         paths: &[(&'static str, &Vec<u8>)],
         rounds: usize,
         repeat: u32,
+        own: bool,
     ) -> Result<Vec<PathResult>> {
         let mut results = Vec::new();
         let pass_fd = self.lab_prog("lab_pass")?.fd()?.try_clone()?;
-        let syn_fd = self.fixture.program()?.fd()?.try_clone()?;
+        let fx = if own { &self.own } else { &self.fixture };
+        let syn_fd = fx.program()?.fd()?.try_clone()?;
         for &(name, frame) in paths {
             let mut v = Vec::new();
             for _ in 0..rounds {
@@ -234,9 +269,10 @@ impl Bench {
                 let (wrapper, act) = Self::time(self.lab_prog("lab_restore")?, frame, repeat)?;
                 ensure!(act == XDP_PASS, "wrapper with lab_pass returned {act}");
                 self.set_target(syn_fd.try_clone()?, frame)?;
-                let before = self.fixture.verdict(Reason::TxSynAckCookie)?;
+                let fx = if own { &self.own } else { &self.fixture };
+                let before = fx.verdict(Reason::TxSynAckCookie)?;
                 let (total, act) = Self::time(self.lab_prog("lab_restore")?, frame, repeat)?;
-                let after = self.fixture.verdict(Reason::TxSynAckCookie)?;
+                let after = fx.verdict(Reason::TxSynAckCookie)?;
                 ensure!(act == XDP_TX, "{name}: returned {act}, not XDP_TX");
                 ensure!(
                     after - before == repeat as u64,
@@ -248,6 +284,59 @@ impl Bench {
             results.push(summarize(name, v, Reason::TxSynAckCookie.name()));
         }
         Ok(results)
+    }
+
+    /// What own cookies' TC program costs every packet that is not a marked handshake ACK: the
+    /// metadata check and return. Checked to take that path: TC_ACT_OK and no event of the
+    /// program's other paths.
+    /// With `check`, the program for drivers without metadata, which checks the cookie of
+    /// every pure ACK to a protected port (here: established data, whose "cookie" fails).
+    fn tc_unmarked(
+        &self,
+        frame: &[u8],
+        rounds: usize,
+        repeat: u32,
+        check: bool,
+    ) -> Result<PathResult> {
+        use synguard_common::reason::Event;
+        let tc = if check {
+            self.own.tc_check_program()?
+        } else {
+            self.own.tc_program()?
+        };
+        let events = || -> Result<u64> {
+            let mut n = 0;
+            for e in [
+                Event::OwnReqskAssigned,
+                Event::OwnReqskFailed,
+                Event::OwnNoListener,
+            ] {
+                n += self.own.event(e)?;
+            }
+            Ok(n)
+        };
+        let before = events()?;
+        let mut v = Vec::new();
+        for _ in 0..rounds {
+            let r = tc.test_run(TestRunOptions {
+                data_in: Some(frame),
+                repeat,
+                ..Default::default()
+            })?;
+            ensure!(
+                r.return_value == 0,
+                "TC program returned {}",
+                r.return_value
+            );
+            v.push(r.duration.as_nanos() as f64);
+        }
+        ensure!(events()? == before, "the TC program took another path");
+        let name = if check {
+            "own: TC check, established data"
+        } else {
+            "own: TC, packet without mark"
+        };
+        Ok(summarize(name, v, "tc_act_ok"))
     }
 
     /// The floors, measured the same way in the same run.
@@ -273,9 +362,11 @@ impl Bench {
         Ok(results)
     }
 
-    /// The final ACK for the cookie synguard gives `syn`, and one with a wrong cookie.
-    fn acks(&self, syn: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
-        let out = self.fixture.run(syn)?;
+    /// The final ACK for the cookie synguard gives `syn` (own cookies with `own`), and one with
+    /// a wrong cookie.
+    fn acks(&self, syn: &[u8], own: bool) -> Result<(Vec<u8>, Vec<u8>)> {
+        let fx = if own { &self.own } else { &self.fixture };
+        let out = fx.run(syn)?;
         if out.action != XDP_TX {
             bail!("the SYN was not answered (action {})", out.action);
         }

@@ -11,12 +11,16 @@ use aya::{
         Array, MapData, PerCpuArray, RingBuf,
         lpm_trie::{Key, LpmTrie},
     },
-    programs::{ProgramError, TestRun as _, TestRunOptions, Xdp},
+    programs::{ProgramError, SchedClassifier, TestRun as _, TestRunOptions, Xdp},
 };
 use synguard_common::{
-    maps::{Config, Counter, MAX_CPUS, MODE_ALWAYS, PORT_PROTECTED, PortConfig, ReadyState, names},
+    maps::{
+        Config, Counter, MAX_CPUS, MODE_ALWAYS, PORT_PROTECTED, PortConfig, ReadyState,
+        cookies_own, names,
+    },
     policy::{self, FloodEvent, Policy},
     reason::{Event, REASON_SLOTS, Reason},
+    reqsk::CookieSecret,
 };
 
 /// XDP actions as the kernel numbers them.
@@ -37,7 +41,7 @@ pub fn default_config() -> Config {
         syn_off_pps: 500,
         nr_cpus: (aya::util::nr_cpus().map(|n| n as u32).unwrap_or(1)).min(MAX_CPUS),
         rcv_space: 65536,
-        _pad: 0,
+        cookies: synguard_common::maps::COOKIES_KERNEL,
         hold_ns: 1_000_000_000,
         refresh_ns: u64::MAX,
         own_mac: crate::testrun::frames::SERVER_MAC,
@@ -64,7 +68,9 @@ pub struct Outcome {
 }
 
 impl Fixture {
-    /// Loads the program, protects `ports` and writes `cfg`; the kernel is marked ready.
+    /// Loads the program, protects `ports` and writes `cfg`; the kernel is marked ready. With
+    /// `cfg.cookies` own, also the own-cookie program `synguard` tail-calls (its key is the
+    /// caller's to set, [`Fixture::set_secret`]).
     pub fn new(cfg: Config, ports: &[u16]) -> Result<Self> {
         Self::with_event_ring(cfg, ports, None)
     }
@@ -72,18 +78,30 @@ impl Fixture {
     /// As [`Fixture::new`], with the flood-event ring buffer resized to `ring_bytes` (a power of
     /// two, at least a page), for tests that fill it.
     pub fn with_event_ring(cfg: Config, ports: &[u16], ring_bytes: Option<u32>) -> Result<Self> {
+        use synguard::datapath::own;
+        let is_own = cookies_own(cfg.cookies);
+        // The object as the loader loads it: its kfunc calls resolved.
+        let object = own::object(is_own).context("resolving the object's kfunc calls")?;
         let mut loader = aya::EbpfLoader::new();
         if let Some(bytes) = ring_bytes {
             loader.map_max_entries(policy::names::FLOOD_EVENTS, bytes);
         }
-        let mut ebpf = loader
-            .load(synguard::objects::synguard())
-            .context("loading synguard")?;
+        let mut ebpf = loader.load(object.bytes()).context("loading synguard")?;
         let prog: &mut Xdp = ebpf
             .program_mut("synguard")
             .ok_or_else(|| anyhow!("no program `synguard` in the object"))?
             .try_into()?;
         prog.load().map_err(verifier_error)?;
+        if is_own {
+            own::load_own_xdp(&mut ebpf).context("loading the own-cookie program")?;
+            for name in [own::TC_PROGRAM, own::TC_CHECK_PROGRAM] {
+                let tc: &mut SchedClassifier = ebpf
+                    .program_mut(name)
+                    .ok_or_else(|| anyhow!("no program {name}"))?
+                    .try_into()?;
+                tc.load().map_err(verifier_error)?;
+            }
+        }
         let mut f = Fixture { ebpf };
         f.set_config(cfg)?;
         for &p in ports {
@@ -96,6 +114,14 @@ impl Fixture {
     pub fn set_config(&mut self, cfg: Config) -> Result<()> {
         let mut m: Array<&mut MapData, Config> = Array::try_from(self.map(names::CONFIG)?)?;
         m.set(0, cfg, 0)?;
+        Ok(())
+    }
+
+    /// Own cookies' key map.
+    pub fn set_secret(&mut self, secret: CookieSecret) -> Result<()> {
+        let mut m: Array<&mut MapData, CookieSecret> =
+            Array::try_from(self.map(names::COOKIE_SECRET)?)?;
+        m.set(0, secret, 0)?;
         Ok(())
     }
 
@@ -195,6 +221,24 @@ impl Fixture {
             .ebpf
             .program("synguard")
             .ok_or_else(|| anyhow!("no program `synguard`"))?
+            .try_into()?)
+    }
+
+    /// The TC program (loaded in own mode only, not attached).
+    pub fn tc_program(&self) -> Result<&SchedClassifier> {
+        self.tc(synguard::datapath::own::TC_PROGRAM)
+    }
+
+    /// The TC program that checks cookies again (own mode only, not attached).
+    pub fn tc_check_program(&self) -> Result<&SchedClassifier> {
+        self.tc(synguard::datapath::own::TC_CHECK_PROGRAM)
+    }
+
+    fn tc(&self, name: &str) -> Result<&SchedClassifier> {
+        Ok(self
+            .ebpf
+            .program(name)
+            .ok_or_else(|| anyhow!("no program {name}"))?
             .try_into()?)
     }
 

@@ -175,6 +175,8 @@ pub fn dump(cfg: &RunConfig) -> String {
             XdpAttach::Skb => Some(XdpModeArg::Skb),
         },
         wscale: cfg.wscale,
+        cookies: Some(cfg.cookies),
+        cookie_secret_file: cfg.cookie_secret_file.clone(),
         metrics_addr: cfg.metrics_addr.map(|a| a.to_string()),
         log_format: Some(cfg.log_format),
         source_rate: Some(cfg.limits.source_rate),
@@ -194,6 +196,9 @@ pub fn dump(cfg: &RunConfig) -> String {
     }
     if file.wscale.is_none() {
         text.push_str("# wscale unset: the kernel's own, from tcp_rmem/rmem_max\n");
+    }
+    if file.cookie_secret_file.is_none() {
+        text.push_str("# cookie_secret_file unset: own cookies use a random key per start\n");
     }
     if file.metrics_addr.is_none() {
         text.push_str("# metrics_addr unset: no metrics endpoint\n");

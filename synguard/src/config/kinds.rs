@@ -14,6 +14,29 @@ pub enum ModeArg {
     Always,
 }
 
+/// Whose SYN cookies answer SYNs (docs/own-cookies.md).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Cookies {
+    /// Own where the kernel has bpf_sk_assign_tcp_reqsk (Linux 6.9+), the kernel's otherwise.
+    #[default]
+    Auto,
+    /// The kernel's cookies (tcp_syncookies and tcp_timestamps set while attached).
+    Kernel,
+    /// synguard's own cookies, handed to the kernel from TC; no kernel setting changes.
+    Own,
+}
+
+impl Cookies {
+    pub fn name(self) -> &'static str {
+        match self {
+            Cookies::Auto => "auto",
+            Cookies::Kernel => "kernel",
+            Cookies::Own => "own",
+        }
+    }
+}
+
 /// Where the XDP program runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

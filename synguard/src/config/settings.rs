@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use clap::Args;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::config::{DEFAULT_PIN_BASE, DEFAULT_RUN_DIR, LogFormat, ModeArg, XdpModeArg};
+use crate::config::{Cookies, DEFAULT_PIN_BASE, DEFAULT_RUN_DIR, LogFormat, ModeArg, XdpModeArg};
 
 /// How a flag and the file's key combine.
 mod merge {
@@ -121,6 +121,13 @@ settings! {
         /// Window scale the SYN-ACK advertises [default: the kernel's, from tcp_rmem/rmem_max].
         #[arg(long, value_name = "N")]
         pub wscale: Option<u8> => first,
+        /// Whose SYN cookies [default: auto: own where the kernel can, else the kernel's].
+        #[arg(long, value_enum)]
+        pub cookies: Option<Cookies> => first,
+        /// Own cookies: read the key from this file (32 hex digits, mode 600) instead of a random
+        /// one per start, so that servers sharing it accept each other's cookies.
+        #[arg(long, value_name = "FILE")]
+        pub cookie_secret_file: Option<PathBuf> => first,
         /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9724) [default: off].
         #[arg(long, value_name = "ADDR")]
         pub metrics_addr: Option<String> => first,

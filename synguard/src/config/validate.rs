@@ -6,7 +6,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use thiserror::Error;
 
 use crate::config::{
-    Cidr, CookieMode, Limits, LogFormat, ModeArg, XdpAttach, XdpModeArg,
+    Cidr, CookieMode, Cookies, Limits, LogFormat, ModeArg, XdpAttach, XdpModeArg,
     settings::{Ports, Settings},
 };
 
@@ -86,6 +86,10 @@ pub struct RunConfig {
     pub xdp: XdpAttach,
     /// Overrides the window scale computed from the kernel's settings.
     pub wscale: Option<u8>,
+    /// Whose cookies; `auto` is decided per kernel at start.
+    pub cookies: Cookies,
+    /// Own cookies' shared key (`host::secret`); None: random per start.
+    pub cookie_secret_file: Option<PathBuf>,
     pub metrics_addr: Option<SocketAddr>,
     pub log_format: LogFormat,
     pub pin_base: PathBuf,
@@ -225,6 +229,8 @@ impl RunConfig {
                 Some(XdpModeArg::Skb) => XdpAttach::Skb,
             },
             wscale: s.wscale,
+            cookies: s.cookies.unwrap_or_default(),
+            cookie_secret_file: s.cookie_secret_file.clone(),
             metrics_addr,
             log_format: s.log_format.unwrap_or_default(),
             pin_base: s.pin_base.clone(),

@@ -26,6 +26,8 @@ pub struct MapBackend {
     windows: PerCpuArray<MapData, SynWindow>,
     events: PerCpuArray<MapData, u64>,
     syncookies: SyncookieVotes,
+    /// False with own cookies: the kernel's cookie setting is never touched.
+    kernel_settings: bool,
 }
 
 impl MapBackend {
@@ -50,7 +52,14 @@ impl MapBackend {
                 .map_err(wrap(names::SYN_WINDOW))?,
             events: PerCpuArray::try_from(pinned(names::EVENTS)?).map_err(wrap(names::EVENTS))?,
             syncookies,
+            kernel_settings: true,
         })
+    }
+
+    /// Own cookies: leave `tcp_syncookies` as the host has it.
+    pub fn without_kernel_settings(mut self) -> Self {
+        self.kernel_settings = false;
+        self
     }
 }
 
@@ -120,6 +129,9 @@ impl Backend for MapBackend {
     }
 
     fn set_syncookies(&mut self, value: u64) -> Result<(), ControlError> {
+        if !self.kernel_settings {
+            return Ok(());
+        }
         Ok(self.syncookies.set(&self.iface, value)?)
     }
 

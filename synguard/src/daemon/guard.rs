@@ -48,6 +48,24 @@ impl Guard {
         self.instances.iter().map(|i| i.key().clone()).collect()
     }
 
+    /// Own cookies' health, checked now and then from the run loop.
+    pub fn watch_own(&mut self) {
+        self.instances.iter_mut().for_each(Instance::watch_own);
+    }
+
+    /// Reload: every own-cookie interface gets its next secret.
+    pub fn rotate_secrets(&mut self, cfg: &RunConfig) {
+        for inst in &mut self.instances {
+            if let Err(e) = inst.rotate_secret(cfg) {
+                warn!(
+                    "{}: cookie secret not rotated: {:#}",
+                    inst.iface(),
+                    anyhow::Error::from(e)
+                );
+            }
+        }
+    }
+
     /// Leaves everything attached for the next `run` to take over; restores nothing.
     pub fn hand_over(mut self) {
         std::mem::take(&mut self.instances)

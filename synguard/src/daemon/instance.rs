@@ -7,6 +7,8 @@
 //! order, so an error half-way through setup leaves nothing behind. The kernel settings belong
 //! to the process (`SysctlSaver`, see `daemon::guard`), shared by all interfaces.
 
+mod own_cookies_watch;
+
 use std::{
     collections::BTreeMap,
     fs, io,
@@ -22,7 +24,7 @@ use crate::{
     daemon::{
         cookie_backend::MapBackend,
         mode::Controller,
-        nic_gate,
+        nic_gate, own_cookies,
         prepare::{StartError, kernel_config, set_sysctls, warn_about_vlan_offload},
         takeover::{self, Legacy},
     },
@@ -31,7 +33,8 @@ use crate::{
         error::{LoaderError, io_err},
         link::{self, Attachment, How},
         load::{self, ProgramLogger},
-        maps, objects,
+        maps,
+        own::{self, SecretMap},
         pins::{self, Layout},
     },
     host::{
@@ -39,7 +42,7 @@ use crate::{
         fault::{self, Step},
         io::io_err as path_err,
         netns, nic,
-        sysctl::{SYNCOOKIES, SyncookieVotes, SysctlSaver, TIMESTAMPS},
+        sysctl::{SYNCOOKIES, SyncookieVotes, SysctlSaver, Sysctls, TIMESTAMPS},
     },
     state::{
         lock::InstanceLock,
@@ -57,6 +60,10 @@ pub struct Instance {
     legacy: Option<Legacy>,
     ebpf: Option<Ebpf>,
     link: Option<Attachment>,
+    /// Own cookies' key map (the TC program lives with `ebpf`).
+    secret: Option<SecretMap>,
+    /// The driver's lack of XDP metadata has been reported.
+    meta_warned: bool,
     pin_dir: Option<PathBuf>,
     run_info: Option<PathBuf>,
     /// Leave link, pins and run-info for a successor (hand-over, or a failed take-over while
@@ -112,6 +119,8 @@ impl Instance {
             legacy,
             ebpf: None,
             link: None,
+            secret: None,
+            meta_warned: false,
             pin_dir: None,
             run_info: None,
             // A program left behind keeps protecting if we fail before replacing it.
@@ -149,7 +158,7 @@ impl Instance {
     fn inherit_pins(&mut self, pin_dir: &Path) -> Result<Inherited, StartError> {
         pins::prepare_dir(pin_dir)?;
         self.pin_dir = Some(pin_dir.to_path_buf());
-        let layouts = pins::object_layouts(objects::synguard())
+        let layouts = pins::object_layouts(crate::datapath::objects::synguard())
             .map_err(|e| LoaderError::Missing(format!("readable map definitions ({e})")))?;
         let kept = pins::reconcile(&self.iface, pin_dir, &layouts)?;
         let ready = if kept.iter().any(|n| n == names::READY) {
@@ -174,8 +183,13 @@ impl Instance {
         syncookies: SyncookieVotes,
     ) -> Result<(Controller<MapBackend>, Option<ProgramLogger>), StartError> {
         let iface = self.iface.clone();
-        let config = kernel_config(cfg, &iface)?;
+        let own = own_cookies::decide(cfg, &iface)?;
+        let mut config = kernel_config(cfg, &iface)?;
+        if own {
+            config.cookies = own_cookies::config_value()?;
+        }
         load::raise_memlock_limit();
+        let object = own::object(own).map_err(LoaderError::from)?;
         let inherited = self.inherit_pins(pin_dir)?;
         let adopting_cookies = inherited.ready.kernel_ready != 0;
         // Recorded before anything changes, so that whoever comes after a crash (`run` or
@@ -193,23 +207,40 @@ impl Instance {
             legacy.finish(&cfg.run_dir);
         }
         fault::point(Step::Recorded);
-        let idle = set_sysctls(cfg.mode, saver, adopting_cookies)?;
+        let idle = if own {
+            // Own cookies change no kernel setting.
+            Sysctls::default().read_u64(SYNCOOKIES)?
+        } else {
+            set_sysctls(cfg.mode, saver, adopting_cookies)?
+        };
         fault::point(Step::Sysctls);
 
         // Maps are pinned while loading, and a pinned map is what `stats` waits for: the kernel
         // settings above come first, so whoever sees the maps sees them in effect.
-        let ebpf = self
-            .ebpf
-            .insert(load::load_object(pin_dir, &inherited.layouts)?);
+        let ebpf = self.ebpf.insert(load::load_object(
+            pin_dir,
+            &inherited.layouts,
+            object.bytes(),
+        )?);
         let logger = load::logger(ebpf);
         load::load_program(ebpf)?;
+        // The TC program and the key before the XDP program can send an own cookie.
+        let tc_pin = pin_dir.join(pins::TC_LINK);
+        if own {
+            self.secret = Some(own_cookies::start(ebpf, &iface, cfg, &tc_pin)?);
+        } else {
+            own::remove_tc_link(&tc_pin);
+        }
         // The maps may be the running program's: the new config applies to it at once.
         let inherited_ports = inherited.kept.iter().any(|n| n == names::PORTS);
         write_config(ebpf, &config, &cfg.ports, inherited_ports)?;
         self.write_run_info(cfg, pin_dir, pending, "pending", &config, saver)?;
         fault::point(Step::Loaded);
         let ebpf = self.ebpf.as_mut().expect("loaded above");
-        let backend = MapBackend::take(ebpf, &iface, pin_dir, syncookies)?;
+        let mut backend = MapBackend::take(ebpf, &iface, pin_dir, syncookies)?;
+        if own {
+            backend = backend.without_kernel_settings();
+        }
         let mut controller = Controller::new(backend, cfg.mode, idle).named(&iface);
         controller.resume(adopting_cookies.then_some(inherited.ready))?;
 
@@ -325,6 +356,7 @@ impl Instance {
     pub fn shutdown(&mut self) {
         if self.leave_in_place {
             // Dropping our fds leaves the pinned link and maps alive.
+            self.secret = None;
             self.link = None;
             self.ebpf = None;
             return;
@@ -335,7 +367,8 @@ impl Instance {
                 Err(e) => warn!("detaching from {}: {e}", self.iface),
             }
         }
-        // Closing the object frees the program and every unpinned map.
+        // Closing the object frees the programs (the TC link with them) and every unpinned map.
+        self.secret = None;
         self.ebpf = None;
         if let Some(dir) = self.pin_dir.take()
             && let Err(e) = pins::remove_dir(&dir)

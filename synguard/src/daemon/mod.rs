@@ -13,6 +13,7 @@ pub mod logs;
 pub mod metrics;
 pub mod mode;
 pub mod nic_gate;
+pub mod own_cookies;
 pub mod prepare;
 pub mod reload;
 pub mod run;

@@ -44,6 +44,8 @@ pub enum StartError {
     Io(#[from] crate::host::io::PathError),
     #[error(transparent)]
     Nic(#[from] NicRefusal),
+    #[error(transparent)]
+    Own(#[from] crate::daemon::own_cookies::OwnError),
 }
 
 impl From<PinError> for StartError {

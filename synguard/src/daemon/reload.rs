@@ -164,6 +164,9 @@ fn needs_restart(old: &RunConfig, new: &RunConfig) -> Vec<&'static str> {
     if old.wscale != new.wscale {
         out.push("wscale");
     }
+    if old.cookies != new.cookies {
+        out.push("cookies");
+    }
     if old.metrics_addr != new.metrics_addr {
         out.push("metrics_addr");
     }
@@ -197,6 +200,7 @@ pub fn reload(current: &RunConfig, args: &RunArgs, keys: &[Key]) -> Result<Reloa
         mode: current.mode,
         xdp: current.xdp,
         wscale: current.wscale,
+        cookies: current.cookies,
         metrics_addr: current.metrics_addr,
         log_format: current.log_format,
         ..new
@@ -244,6 +248,11 @@ mod tests {
         b.mode = CookieMode::Always;
         b.ifaces = vec!["eth1".into()];
         assert_eq!(needs_restart(&a, &b), ["interfaces", "mode"]);
+        b.cookies = crate::config::Cookies::Kernel;
+        assert_eq!(needs_restart(&a, &b), ["interfaces", "mode", "cookies"]);
+        // The secret file is re-read on reload, not a restart matter.
+        b.cookie_secret_file = Some("/k".into());
+        assert_eq!(needs_restart(&a, &b), ["interfaces", "mode", "cookies"]);
     }
 
     #[test]

@@ -37,6 +37,9 @@ enum Exit {
 /// `RestartForceExitStatus=75`). EX_TEMPFAIL: "try again", which is what the successor does.
 pub const HAND_OVER_EXIT: i32 = 75;
 
+/// How often own cookies' health (XDP metadata reaching TC) is checked.
+const OWN_WATCH: std::time::Duration = std::time::Duration::from_secs(5);
+
 struct Signals {
     int: Signal,
     term: Signal,
@@ -162,6 +165,7 @@ pub async fn run(cfg: &RunConfig, args: &RunArgs) -> anyhow::Result<i32> {
     let mut serving = Serving {
         signals: &mut signals,
         notifier: &notifier,
+        guard: &mut guard,
         control: &mut control,
         keys: &keys,
         last_reload: &last_reload,
@@ -191,6 +195,7 @@ pub async fn run(cfg: &RunConfig, args: &RunArgs) -> anyhow::Result<i32> {
 struct Serving<'a> {
     signals: &'a mut Signals,
     notifier: &'a Notifier,
+    guard: &'a mut Guard,
     control: &'a mut Control,
     keys: &'a [Key],
     last_reload: &'a LastReload,
@@ -206,6 +211,7 @@ impl Serving<'_> {
         let mut current = cfg.clone();
         let mut tick = tokio::time::interval(mode::TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut own_watch = tokio::time::interval(OWN_WATCH);
         loop {
             tokio::select! {
                 _ = self.signals.int.recv() => return Ok(Exit::Detach("SIGINT")),
@@ -222,6 +228,7 @@ impl Serving<'_> {
                     control::answer(stream, &reply).await;
                 }
                 _ = tick.tick() => self.tick_controllers(),
+                _ = own_watch.tick() => self.guard.watch_own(),
                 r = logs::forward(self.loggers) => {
                     if let Err(e) = r {
                         return Err(anyhow::Error::from(e).context("reading the XDP program's log"));
@@ -252,9 +259,14 @@ impl Serving<'_> {
     }
 
     /// A reload, told to the service manager while it runs.
-    fn reload(&self, current: &mut RunConfig, args: &RunArgs) -> Reply {
+    fn reload(&mut self, current: &mut RunConfig, args: &RunArgs) -> Reply {
         tell(self.notifier.reloading());
         let reply = reload_now(current, args, self.keys, self.last_reload);
+        if !matches!(reply.outcome, Outcome::Refused) {
+            // Own cookies: each reload takes the next secret (re-read from the file if one is
+            // configured); the previous one stays valid for the handshakes under way.
+            self.guard.rotate_secrets(current);
+        }
         tell(self.notifier.ready(&service_status(current)));
         reply
     }

@@ -67,4 +67,6 @@ pub enum LoaderError {
     NoXdpLink { iface: String },
     #[error(transparent)]
     Sysctl(#[from] SysctlError),
+    #[error(transparent)]
+    Kfunc(#[from] crate::datapath::kfunc::KfuncError),
 }

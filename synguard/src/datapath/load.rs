@@ -10,7 +10,7 @@ use aya::{
 };
 use log::{debug, warn};
 
-use crate::datapath::{diagnose, error::LoaderError, objects, pins::Layout};
+use crate::datapath::{diagnose, error::LoaderError, pins::Layout};
 
 /// The XDP program's name in the object.
 pub const PROGRAM: &str = "synguard";
@@ -20,12 +20,17 @@ pub type ProgramLogger = aya_log::EbpfLogger<&'static dyn log::Log>;
 
 /// Loads the object with every shareable map pinned in `dir`: aya opens a pin that exists (its
 /// contents carry over) and creates and pins one that does not.
-pub fn load_object(dir: &Path, layouts: &BTreeMap<String, Layout>) -> Result<Ebpf, LoaderError> {
+/// `object`: the embedded object with its kfunc calls resolved (`own::object`).
+pub fn load_object(
+    dir: &Path,
+    layouts: &BTreeMap<String, Layout>,
+    object: &[u8],
+) -> Result<Ebpf, LoaderError> {
     let mut loader = EbpfLoader::new();
     for name in layouts.keys() {
         loader.map_pin_path(name.as_str(), dir.join(name));
     }
-    loader.load(objects::synguard()).map_err(|e| {
+    loader.load(object).map_err(|e| {
         if diagnose::is_permission_error(&e) {
             LoaderError::NotPermitted {
                 what: "creating BPF maps",

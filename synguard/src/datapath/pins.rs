@@ -38,6 +38,8 @@ const BPFFS_ROOT: &str = "/sys/fs/bpf";
 pub const SCHEMA_VERSION: u32 = 1;
 /// The pinned XDP link's file name.
 pub const LINK: &str = "link";
+/// Own cookies' TC link (`datapath::own::attach_tc`), kept across a hand-over like the XDP one.
+pub const TC_LINK: &str = "tc_link";
 // bpffs refuses names with a dot.
 const SCHEMA_PREFIX: &str = "schema_";
 
@@ -271,7 +273,7 @@ pub fn pinned_maps(dir: &Path) -> Result<BTreeMap<String, Option<Layout>>, PinEr
     for entry in fs::read_dir(dir).map_err(io_err("cannot list", dir))? {
         let entry = entry.map_err(io_err("cannot list", dir))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name == LINK || name.starts_with(SCHEMA_PREFIX) {
+        if name == LINK || name == TC_LINK || name.starts_with(SCHEMA_PREFIX) {
             continue;
         }
         out.insert(name, pinned_layout(&entry.path()));

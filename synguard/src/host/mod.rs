@@ -16,5 +16,6 @@ pub mod nic;
 pub mod notify;
 pub mod privilege;
 pub mod rtnl;
+pub mod secret;
 pub mod sysctl;
 pub mod tuning;

@@ -1,0 +1,188 @@
+//! Own cookies in XDP (docs/own-cookies.md): the SYN-ACK's ISN from `synguard_common::own_cookie`
+//! instead of the kernel's generator, and the returning ACK checked here; a valid one passes
+//! with the request socket's attributes in the XDP metadata, where the TC program `synguard_own`
+//! (`own_tc.rs`) finds them and calls `bpf_sk_assign_tcp_reqsk`.
+
+use core::ffi::c_void;
+
+use aya_ebpf::{
+    helpers::generated::{bpf_xdp_adjust_meta, bpf_xdp_load_bytes},
+    programs::XdpContext,
+};
+use synguard_common::{
+    maps::{Config, OWN_NO_SACK, OWN_NO_TIMESTAMPS, OWN_NO_WSCALE},
+    own_cookie::{self, CookieOpts, Flow},
+    reason::{Event, Reason},
+    reqsk::{self, CookieSecret, META_LEN, META_MAGIC, OwnAckMeta},
+    tcp::{self, SynOptions},
+};
+
+use crate::{count, maps::SG_COOKIE_SECRET, parse::Packet};
+
+/// The client-to-server 4-tuple as the cookie's hash input.
+#[inline(always)]
+fn flow(pkt: &Packet) -> Flow {
+    let sport = u16::from_be_bytes([pkt.tcp[0], pkt.tcp[1]]);
+    let dport = pkt.dport();
+    if pkt.ipv6 {
+        let ip = pkt.ip6();
+        let a = |at: usize| -> [u8; 16] {
+            let mut x = [0u8; 16];
+            x.copy_from_slice(&ip[at..at + 16]);
+            x
+        };
+        Flow::v6(&a(8), &a(24), sport, dport)
+    } else {
+        let ip = pkt.ip4();
+        Flow::v4(
+            [ip[12], ip[13], ip[14], ip[15]],
+            [ip[16], ip[17], ip[18], ip[19]],
+            sport,
+            dport,
+        )
+    }
+}
+
+/// The client's options less those the host's TCP has switched off (`Config::cookies` flags).
+#[inline(always)]
+pub fn host_options(mut opts: SynOptions, cfg: &Config) -> SynOptions {
+    if cfg.cookies & OWN_NO_TIMESTAMPS != 0 {
+        opts.tsval = None;
+    }
+    if cfg.cookies & OWN_NO_SACK != 0 {
+        opts.sack_permitted = false;
+    }
+    if cfg.cookies & OWN_NO_WSCALE != 0 {
+        opts.wscale = None;
+    }
+    opts
+}
+
+/// The own cookie for a SYN with options `opts`: (ISN, the MSS its class stands for).
+#[inline(always)]
+pub fn syn_isn(
+    pkt: &Packet,
+    opts: &SynOptions,
+    ecn: bool,
+    now_ns: u64,
+) -> Result<(u32, u16), Reason> {
+    let secret = SG_COOKIE_SECRET.get(0).ok_or(Reason::ErrConfig)?;
+    let o = CookieOpts {
+        mss_class: own_cookie::mss_class(opts.mss, pkt.ipv6),
+        wscale: opts.wscale,
+        sack: opts.sack_permitted,
+        ecn,
+    };
+    let isn = own_cookie::make(
+        &secret.current,
+        &flow(pkt),
+        pkt.seq(),
+        own_cookie::slot_of(now_ns),
+        &o,
+    );
+    Ok((isn, o.mss(pkt.ipv6)))
+}
+
+/// The options of a valid cookie under the current key, or the previous one while it lasts.
+#[inline(always)]
+fn check_cookie(secret: &CookieSecret, pkt: &Packet, now_ns: u64) -> Option<CookieOpts> {
+    let f = flow(pkt);
+    let client_isn = pkt.seq().wrapping_sub(1);
+    let t = &pkt.tcp;
+    let isn = u32::from_be_bytes([t[8], t[9], t[10], t[11]]).wrapping_sub(1);
+    let slot = own_cookie::slot_of(now_ns);
+    if let Some(o) = own_cookie::check(&secret.current, &f, client_isn, isn, slot) {
+        return Some(o);
+    }
+    if secret.previous_valid(slot) {
+        return own_cookie::check(&secret.previous, &f, client_isn, isn, slot);
+    }
+    None
+}
+
+/// Step 4b for an ACK without a socket, in own mode: a valid cookie passes marked for the TC
+/// program; anything else is dropped as an ACK flood.
+#[inline(always)]
+pub fn check_ack(ctx: &XdpContext, pkt: &Packet, cfg: &Config, now_ns: u64) -> Reason {
+    let Some(secret) = SG_COOKIE_SECRET.get(0) else {
+        return Reason::ErrConfig;
+    };
+    let Some(opts) = check_cookie(secret, pkt, now_ns) else {
+        // A cookie the kernel sent itself (its SYN queue overflowed while SYNs still went to
+        // it: auto mode before a flood is detected) is the kernel's to check.
+        if crate::ack::kernel_cookie_valid(pkt) {
+            count::event(Event::CookieAckAccepted);
+            return Reason::PassCookieAck;
+        }
+        return Reason::DropAckBadCookie;
+    };
+    let ts = if cfg.cookies & OWN_NO_TIMESTAMPS != 0 {
+        None
+    } else {
+        ack_timestamp(ctx, pkt)
+    };
+    let meta = OwnAckMeta {
+        attrs: reqsk::req_attrs(&opts, pkt.ipv6, cfg.wscale as u8, ts),
+        tcp_off: (pkt.tcp_off - pkt.l2_len) as u16,
+        ipv6: pkt.ipv6 as u8,
+        _pad: 0,
+        magic: META_MAGIC,
+    };
+    if write_meta(ctx, &meta) {
+        count::event(Event::OwnCookieAckMarked);
+    } else {
+        // The driver carries no XDP metadata (`bpf_xdp_adjust_meta` refused): the TC program
+        // finds nothing and the kernel answers this ACK with a RST (docs/own-cookies.md).
+        count::event(Event::OwnMetaUnsupported);
+    }
+    count::event(Event::CookieAckAccepted);
+    Reason::PassCookieAck
+}
+
+/// The ACK's timestamp option, if it has one.
+#[inline(always)]
+fn ack_timestamp(ctx: &XdpContext, pkt: &Packet) -> Option<(u32, u32)> {
+    let olen = pkt.tcp_len.checked_sub(20)?;
+    if olen == 0 || olen > 40 {
+        return None;
+    }
+    let mut opts = [0u8; 40];
+    // SAFETY: helper call writing at most 40 bytes into a 40-byte stack buffer; the length is
+    // bounded on the register passed (verifier workaround, docs/verifier.md).
+    let r = unsafe {
+        bpf_xdp_load_bytes(
+            ctx.ctx,
+            (pkt.tcp_off + 20) as u32,
+            opts.as_mut_ptr() as *mut c_void,
+            olen as u32,
+        )
+    };
+    if r != 0 {
+        return None;
+    }
+    reqsk::ack_timestamp(&opts, olen as usize)
+}
+
+/// Puts `meta` in front of the frame; false when the driver does not support metadata.
+#[inline(always)]
+fn write_meta(ctx: &XdpContext, meta: &OwnAckMeta) -> bool {
+    // SAFETY: helper call on our own context; packet pointers are re-read below.
+    if unsafe { bpf_xdp_adjust_meta(ctx.ctx, -(META_LEN as i32)) } != 0 {
+        return false;
+    }
+    // SAFETY: reading the context's pointers.
+    let (meta_start, data) = unsafe { ((*ctx.ctx).data_meta as usize, (*ctx.ctx).data as usize) };
+    if meta_start + META_LEN > data {
+        return false;
+    }
+    // SAFETY: META_LEN bytes between data_meta and data, checked above.
+    unsafe { core::ptr::write_unaligned(meta_start as *mut OwnAckMeta, *meta) };
+    true
+}
+
+/// Whether this SYN's client negotiated ECN in a way the kernel accepts (RFC 3168: ECE and CWR
+/// both on the SYN; `net.ipv4.tcp_ecn` allows it, `cookie_ecn_ok`).
+#[inline(always)]
+pub fn syn_ecn(pkt: &Packet, cfg: &Config) -> bool {
+    cfg.ecn != 0 && pkt.flags() & (tcp::ECE | tcp::CWR) == (tcp::ECE | tcp::CWR)
+}

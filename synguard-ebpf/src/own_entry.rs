@@ -1,0 +1,67 @@
+//! Own cookies' entry: `synguard` parses and decides as always, then for a SYN to answer or an
+//! ACK without a socket it hands the parsed packet over (per-CPU `SG_OWN_HANDOFF`) and
+//! tail-calls `synguard_own_xdp` (`SG_OWN_PROG`), which answers or checks with an own cookie.
+//!
+//! Verifier workaround: both kinds of cookie in one program went past the 1 M-instruction
+//! limit (every parse outcome verified through both). A tail-called program is verified on its
+//! own, and what it reads from the handoff map is one unknown state, not thousands
+//! (docs/verifier.md).
+
+use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::XdpContext};
+use synguard_common::reason::{Event, Reason};
+
+use crate::{
+    count,
+    maps::{SG_CONFIG, SG_OWN_HANDOFF, SG_OWN_PROG},
+    own,
+    parse::Packet,
+    synack,
+};
+
+pub const SYN: u64 = 1;
+pub const ACK: u64 = 2;
+
+/// The parsed packet and which step `synguard_own_xdp` is to take.
+#[repr(C, align(8))]
+pub struct Handoff {
+    pkt: Packet,
+    kind: u64,
+}
+
+/// Hands `pkt` to `synguard_own_xdp`; returns only when the tail call failed (no program in
+/// `SG_OWN_PROG`): the packet passes, counted as a configuration error (fail open).
+#[inline(always)]
+pub fn hand_over(ctx: &XdpContext, pkt: &Packet, kind: u64) -> Reason {
+    let Some(h) = SG_OWN_HANDOFF.get_ptr_mut(0) else {
+        return Reason::ErrConfig;
+    };
+    // SAFETY: this CPU's slot; XDP does not nest on a CPU and the tail-called program runs on
+    // the same CPU before anything else can.
+    unsafe {
+        (*h).pkt = *pkt;
+        (*h).kind = kind;
+        SG_OWN_PROG.tail_call(ctx, 0);
+    }
+    Reason::ErrConfig
+}
+
+/// `synguard_own_xdp`'s step.
+#[inline(always)]
+pub fn handle(ctx: &XdpContext) -> Reason {
+    let (Some(h), Some(cfg)) = (SG_OWN_HANDOFF.get(0), SG_CONFIG.get(0)) else {
+        return Reason::ErrConfig;
+    };
+    // SAFETY: helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    match h.kind {
+        SYN => match synack::answer(ctx, &h.pkt, cfg, now, true) {
+            Ok(()) => {
+                count::event(Event::CookieSent);
+                Reason::TxSynAckCookie
+            }
+            Err(reason) => reason,
+        },
+        ACK => own::check_ack(ctx, &h.pkt, cfg, now),
+        _ => Reason::ErrConfig,
+    }
+}

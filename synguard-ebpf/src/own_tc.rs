@@ -1,0 +1,177 @@
+//! The TC ingress program `synguard_own`: for a handshake ACK that the XDP program validated
+//! against an own cookie (`own.rs`), hands the kernel a request socket built from the cookie
+//! through the kfunc `bpf_sk_assign_tcp_reqsk` (net/core/filter.c, Linux 6.9), the way the
+//! kernel selftest `test_tcp_custom_syncookie` does: the listener from `bpf_skc_lookup_tcp`,
+//! `bpf_skc_to_tcp_sock`, then the kfunc. The kernel then completes the handshake in
+//! `cookie_v4_check` / `cookie_v6_check` (`cookie_bpf_check`) without its own cookie check.
+//!
+//! Every other packet pays two loads and a compare: no metadata of ours, return at once.
+//!
+//! The kfunc is declared `extern "C"`; the compiler leaves its call unresolved, and the loader
+//! turns it into a kfunc call by the function's BTF id (`synguard::datapath::kfunc`).
+
+use core::ffi::c_void;
+
+use aya_ebpf::{
+    bindings::{
+        __sk_buff, BPF_F_CURRENT_NETNS, BPF_TCP_LISTEN, TC_ACT_OK, bpf_sock_tuple,
+        bpf_sock_tuple__bindgen_ty_1__bindgen_ty_1, bpf_sock_tuple__bindgen_ty_1__bindgen_ty_2,
+    },
+    helpers::generated::{
+        bpf_sk_release, bpf_skb_load_bytes, bpf_skc_lookup_tcp, bpf_skc_to_tcp_sock,
+    },
+    programs::TcContext,
+};
+use synguard_common::{
+    reason::Event,
+    reqsk::{BpfTcpReqAttrs, META_LEN, META_MAGIC, OwnAckMeta},
+};
+
+use crate::count;
+
+unsafe extern "C" {
+    /// `int bpf_sk_assign_tcp_reqsk(struct __sk_buff *skb, struct sock *sk,
+    /// struct bpf_tcp_req_attrs *attrs, int attrs__sz)`, net/core/filter.c.
+    fn bpf_sk_assign_tcp_reqsk(
+        skb: *mut __sk_buff,
+        sk: *mut c_void,
+        attrs: *mut BpfTcpReqAttrs,
+        attrs_sz: i32,
+    ) -> i32;
+}
+
+const ETH_LEN: u32 = 14;
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+
+#[inline(always)]
+pub fn handle(ctx: &TcContext) -> i32 {
+    let skb = ctx.skb.skb;
+    // SAFETY: context field reads.
+    let (meta, data) = unsafe { ((*skb).data_meta as usize, (*skb).data as usize) };
+    if meta + META_LEN > data {
+        return TC_ACT_OK;
+    }
+    // SAFETY: META_LEN bytes of metadata, checked above.
+    let m: OwnAckMeta = unsafe { core::ptr::read_unaligned(meta as *const OwnAckMeta) };
+    if m.magic != META_MAGIC {
+        return TC_ACT_OK;
+    }
+    assign(ctx, m);
+    TC_ACT_OK
+}
+
+#[inline(always)]
+pub fn assign(ctx: &TcContext, mut m: OwnAckMeta) {
+    let skb = ctx.skb.skb;
+    let Some(ethertype) = load::<2>(ctx, 12) else {
+        return;
+    };
+    let proto = u16::from_be_bytes(ethertype);
+    let ports_at = ETH_LEN + m.tcp_off as u32;
+    let Some(ports) = load::<4>(ctx, ports_at) else {
+        return;
+    };
+    let sport = u16::from_ne_bytes([ports[0], ports[1]]);
+    let dport = u16::from_ne_bytes([ports[2], ports[3]]);
+    let word = |b: &[u8], at: usize| u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+    let sk = if m.ipv6 != 0 && proto == ETH_P_IPV6 {
+        let Some(a) = load::<32>(ctx, ETH_LEN + 8) else {
+            return;
+        };
+        let mut t = bpf_sock_tuple__bindgen_ty_1__bindgen_ty_2 {
+            saddr: [word(&a, 0), word(&a, 4), word(&a, 8), word(&a, 12)],
+            daddr: [word(&a, 16), word(&a, 20), word(&a, 24), word(&a, 28)],
+            sport,
+            dport,
+        };
+        lookup(
+            skb,
+            &mut t as *mut _ as *mut bpf_sock_tuple,
+            core::mem::size_of_val(&t) as u32,
+        )
+    } else if m.ipv6 == 0 && proto == ETH_P_IP {
+        let Some(a) = load::<8>(ctx, ETH_LEN + 12) else {
+            return;
+        };
+        let mut t = bpf_sock_tuple__bindgen_ty_1__bindgen_ty_1 {
+            saddr: word(&a, 0),
+            daddr: word(&a, 4),
+            sport,
+            dport,
+        };
+        lookup(
+            skb,
+            &mut t as *mut _ as *mut bpf_sock_tuple,
+            core::mem::size_of_val(&t) as u32,
+        )
+    } else {
+        // A VLAN tag the kernel did not take out of the frame: not handled (README limits).
+        count::event(Event::OwnNoListener);
+        return;
+    };
+    if sk.is_null() {
+        count::event(Event::OwnNoListener);
+        return;
+    }
+    // SAFETY: `sk` is a referenced socket from the lookup, released below on every path.
+    unsafe {
+        if (*sk).state == BPF_TCP_LISTEN {
+            let tp = bpf_skc_to_tcp_sock(sk as *mut c_void);
+            if tp.is_null() {
+                count::event(Event::OwnNoListener);
+            } else {
+                let r = bpf_sk_assign_tcp_reqsk(
+                    skb,
+                    tp as *mut c_void,
+                    &mut m.attrs,
+                    core::mem::size_of::<BpfTcpReqAttrs>() as i32,
+                );
+                count::event(if r == 0 {
+                    Event::OwnReqskAssigned
+                } else {
+                    Event::OwnReqskFailed
+                });
+            }
+        } else {
+            // A socket for this 4-tuple exists after all (the handshake raced a retransmitted
+            // ACK): the kernel has it.
+            count::event(Event::OwnNoListener);
+        }
+        bpf_sk_release(sk as *mut c_void);
+    }
+}
+
+/// `bpf_skc_lookup_tcp` in the device's netns.
+#[inline(always)]
+fn lookup(
+    skb: *mut __sk_buff,
+    tuple: *mut bpf_sock_tuple,
+    size: u32,
+) -> *mut aya_ebpf::bindings::bpf_sock {
+    // SAFETY: helper call with a stack tuple of `size` initialised bytes.
+    unsafe {
+        bpf_skc_lookup_tcp(
+            skb as *mut c_void,
+            tuple,
+            size,
+            BPF_F_CURRENT_NETNS as u64,
+            0,
+        )
+    }
+}
+
+#[inline(always)]
+pub fn load<const N: usize>(ctx: &TcContext, off: u32) -> Option<[u8; N]> {
+    let mut b = [0u8; N];
+    // SAFETY: helper call writing N bytes into an N-byte stack buffer.
+    let r = unsafe {
+        bpf_skb_load_bytes(
+            ctx.skb.skb as *const c_void,
+            off,
+            b.as_mut_ptr() as *mut c_void,
+            N as u32,
+        )
+    };
+    (r == 0).then_some(b)
+}

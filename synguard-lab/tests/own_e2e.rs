@@ -1,0 +1,379 @@
+//! End to end with own cookies (`--cookies own`, docs/own-cookies.md): real TCP stacks in the
+//! lab, a TC program handing handshakes to the kernel, no kernel setting changed. Root, one at
+//! a time (`cargo xtask test`).
+
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, ensure};
+use synguard_common::reason::{Event, Reason};
+use synguard_lab::lab::hping::{Flood, FloodKind, FloodSpec};
+use synguard_lab::lab::kstats;
+use synguard_lab::lab::tcp_info::{TCPI_OPT_SACK, TCPI_OPT_TIMESTAMPS, TCPI_OPT_WSCALE, TcpInfo};
+use synguard_lab::lab::topology::{SERVER_V4, spoof_addr};
+use synguard_lab::lab::traffic::{self, ConnReport, Continuous, Transfer};
+
+mod common;
+use common::{Fixture, PORT, addr};
+
+const MIB: u64 = 1 << 20;
+const SERVER_WAIT: Duration = Duration::from_secs(5);
+const SYSCTLS: [&str; 2] = ["net.ipv4.tcp_timestamps", "net.ipv4.tcp_syncookies"];
+
+fn sysctls(fx: &Fixture) -> Result<Vec<String>> {
+    SYSCTLS.iter().map(|k| fx.ns().sysctl_get(k)).collect()
+}
+
+/// Every 25th connection moves 1 MiB each way, the others 1000 bytes.
+fn transfer(i: usize) -> Transfer {
+    let n = if i.is_multiple_of(25) { MIB } else { 1000 };
+    Transfer {
+        upload: n,
+        download: n,
+    }
+}
+
+fn batch(fx: &Fixture, v6: bool, n: usize) -> Result<Vec<ConnReport>> {
+    traffic::run_batch(&fx.lab.client.ns, addr(v6), n, transfer)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| r.with_context(|| format!("connection {i} to {}", addr(v6))))
+        .collect()
+}
+
+/// The window scale the server's kernel picks for itself, from a handshake synguard does not
+/// answer (it is not running yet).
+fn kernel_wscale(fx: &Fixture) -> Result<u8> {
+    let before = fx.server.connections().len();
+    batch(fx, false, 1)?;
+    let conns = fx.server.wait_for(before + 1, SERVER_WAIT)?;
+    Ok(conns
+        .get(before)
+        .context("baseline connection")?
+        .info
+        .rcv_wscale)
+}
+
+/// Both ends negotiated `opts` (and no timestamps unless asked), with the kernel's window scale.
+fn check(client: &[ConnReport], server: &[TcpInfo], opts: u8, wscale: u8) {
+    let ts = opts & TCPI_OPT_TIMESTAMPS;
+    for r in client {
+        assert!(
+            r.info.has(opts),
+            "client: options {:#x}, want {opts:#x}",
+            r.info.options
+        );
+        assert_eq!(
+            r.info.options & TCPI_OPT_TIMESTAMPS,
+            ts,
+            "client timestamps"
+        );
+        assert_eq!(
+            r.info.snd_wscale, wscale,
+            "server's wscale as the client sees it"
+        );
+    }
+    for info in server {
+        assert!(
+            info.has(opts),
+            "server: options {:#x}, want {opts:#x}",
+            info.options
+        );
+        assert_eq!(info.options & TCPI_OPT_TIMESTAMPS, ts, "server timestamps");
+        assert_eq!(info.rcv_wscale, wscale, "server's own wscale");
+    }
+}
+
+/// One round of `n` connections per family; returns the server side of them.
+fn round(fx: &Fixture, n: usize, opts: u8, wscale: u8) -> Result<()> {
+    let seen = fx.server.connections().len();
+    let v4 = batch(fx, false, n)?;
+    let v6 = batch(fx, true, n)?;
+    let conns = fx.server.wait_for(seen + 2 * n, SERVER_WAIT)?;
+    let new = &conns[seen..];
+    ensure!(
+        new.len() == 2 * n,
+        "server accepted {} of {}",
+        new.len(),
+        2 * n
+    );
+    for c in new {
+        ensure!(
+            c.error.is_none(),
+            "server side of {}: {:?}",
+            c.peer,
+            c.error
+        );
+    }
+    let big = new
+        .iter()
+        .filter(|c| c.received == MIB && c.sent == MIB)
+        .count();
+    ensure!(
+        big == 2 * n.div_ceil(25),
+        "{big} 1 MiB transfers completed both ways"
+    );
+    let infos: Vec<TcpInfo> = new.iter().map(|c| c.info).collect();
+    check(&v4, &infos, opts, wscale);
+    check(&v6, &infos, opts, wscale);
+    Ok(())
+}
+
+/// Own cookies keep window scaling and SACK with and without client timestamps, over IPv4 and
+/// IPv6, move data, and change no kernel setting; the kernel's own cookie code sees nothing.
+#[test]
+fn own_cookies_keep_options_without_timestamps() -> Result<()> {
+    let fx = Fixture::new()?;
+    let wscale = kernel_wscale(&fx)?;
+    let before = sysctls(&fx)?;
+    let sg = fx.synguard(&["--ports", "80,443", "--mode", "always", "--cookies", "own"])?;
+    assert_eq!(
+        sysctls(&fx)?,
+        before,
+        "own cookies changed a kernel setting"
+    );
+    let s0 = sg.stats()?;
+    let k0 = fx.kstats()?;
+
+    round(
+        &fx,
+        50,
+        TCPI_OPT_TIMESTAMPS | TCPI_OPT_SACK | TCPI_OPT_WSCALE,
+        wscale,
+    )?;
+    // Clients without timestamps: the kernel's cookies would lose wscale and SACK here.
+    fx.lab.client.ns.sysctl("net.ipv4.tcp_timestamps", "0")?;
+    round(&fx, 50, TCPI_OPT_SACK | TCPI_OPT_WSCALE, wscale)?;
+
+    let s1 = sg.stats()?;
+    let k1 = fx.kstats()?;
+    let n = 200;
+    let cookies = s1.delta(&s0, Reason::TxSynAckCookie);
+    let acks = s1.delta(&s0, Reason::PassCookieAck);
+    let assigned = s1.event_delta(&s0, Event::OwnReqskAssigned);
+    eprintln!("synguard: {cookies} cookies, {acks} cookie ACKs, {assigned} request sockets");
+    assert!(
+        cookies >= n,
+        "{cookies} own-cookie SYN-ACKs for {n} connections"
+    );
+    assert!(
+        acks >= n && assigned >= n,
+        "{acks} ACKs, {assigned} assigned for {n}"
+    );
+    assert_eq!(s1.event_delta(&s0, Event::OwnReqskFailed), 0);
+    assert_eq!(
+        s1.delta(&s0, Reason::PassSynListenerRefresh),
+        0,
+        "refresh SYN in own mode"
+    );
+    assert_eq!(
+        k1.delta(&k0, kstats::SYNCOOKIES_SENT),
+        0,
+        "the kernel sent cookies"
+    );
+    assert_eq!(
+        k1.delta(&k0, kstats::SYNCOOKIES_FAILED),
+        0,
+        "the kernel checked cookies"
+    );
+
+    assert!(sg.stop()?.success());
+    assert_eq!(
+        sysctls(&fx)?,
+        before,
+        "a kernel setting differs after detach"
+    );
+    Ok(())
+}
+
+/// Under bounded SYN and ACK floods with own cookies: legit clients keep connecting, flood ACKs
+/// are dropped in XDP, the kernel's cookie code sees none of it.
+#[test]
+fn own_cookies_absorb_syn_and_ack_floods() -> Result<()> {
+    let fx = Fixture::new()?;
+    let sg = fx.synguard(&["--ports", "80", "--mode", "always", "--cookies", "own"])?;
+    let s0 = sg.stats()?;
+    let k0 = fx.kstats()?;
+    let client = Continuous::start(
+        &fx.lab.client.ns,
+        vec![addr(false), addr(true)],
+        Duration::from_millis(20),
+    )?;
+    let spec = |kind, count, spoof| FloodSpec {
+        kind,
+        dst: SERVER_V4,
+        port: PORT,
+        count,
+        interval_us: 20,
+        spoof: Some(spoof_addr(spoof)),
+    };
+    let syn =
+        Flood::start(&fx.lab.attacker, spec(FloodKind::Syn, 50_000, 72))?.wait(&fx.lab.attacker)?;
+    let ack =
+        Flood::start(&fx.lab.attacker, spec(FloodKind::Ack, 50_000, 73))?.wait(&fx.lab.attacker)?;
+    let legit = client.stop();
+    let s1 = sg.stats()?;
+    let k1 = fx.kstats()?;
+    let dropped = s1.delta(&s0, Reason::DropAckBadCookie);
+    let cookies = s1.delta(&s0, Reason::TxSynAckCookie);
+    eprintln!(
+        "floods: {} SYN, {} ACK sent; synguard {cookies} cookies, {dropped} bad ACKs dropped; \
+         legit {} ok {} failed",
+        syn.sent(),
+        ack.sent(),
+        legit.ok,
+        legit.failed
+    );
+    assert!(
+        legit.ok > 0 && legit.failed == 0,
+        "legit: {:?}",
+        legit.last_error
+    );
+    assert!(
+        cookies >= syn.sent(),
+        "{cookies} cookies for {} SYNs",
+        syn.sent()
+    );
+    assert!(
+        dropped >= ack.sent(),
+        "{dropped} dropped of {} flood ACKs",
+        ack.sent()
+    );
+    assert!(
+        dropped <= ack.sent() + 5,
+        "{dropped} dropped, {} sent",
+        ack.sent()
+    );
+    assert_eq!(k1.delta(&k0, kstats::SYNCOOKIES_SENT), 0);
+    assert_eq!(
+        k1.delta(&k0, kstats::SYNCOOKIES_FAILED),
+        0,
+        "flood ACKs reached the kernel"
+    );
+    assert!(sg.stop()?.success());
+    Ok(())
+}
+
+/// `--cookies auto` picks own cookies on this kernel and says so; a secret file readable by
+/// others is refused; the file's key is used, and a new key in it is taken on reload (SIGHUP)
+/// while handshakes keep completing.
+#[test]
+fn auto_mode_secret_file_and_rotation_on_reload() -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let fx = Fixture::new()?;
+    let dir = std::env::temp_dir().join(format!("synguard-own-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let key = dir.join("cookie.key");
+    std::fs::write(&key, "00112233445566778899aabbccddeeff\n")?;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644))?;
+    let key_arg = key.to_string_lossy().into_owned();
+    let args = ["--ports", "80", "--mode", "always", "--cookies", "auto"];
+    let refused = fx.synguard(&[&args[..], &["--cookie-secret-file", &key_arg]].concat());
+    let err = format!(
+        "{:#}",
+        refused
+            .err()
+            .context("a mode-644 secret file was accepted")?
+    );
+    assert!(err.contains("chmod 600"), "{err}");
+
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
+    let sg = fx.synguard(&[&args[..], &["--cookie-secret-file", &key_arg]].concat())?;
+    let log = sg.log_text();
+    assert!(log.contains("own cookies (--cookies auto"), "{log}");
+    assert!(
+        log.contains(&format!("cookie secret from {key_arg}")),
+        "{log}"
+    );
+    let s0 = sg.stats()?;
+    batch(&fx, false, 20)?;
+
+    std::fs::write(&key, "ffeeddccbbaa99887766554433221100\n")?;
+    let pid = nix::unistd::Pid::from_raw(sg.pid().context("running")? as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP)?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !sg.log_text().contains("cookie secret rotated") {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "no rotation:\n{}",
+            sg.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    batch(&fx, true, 20)?;
+    let s1 = sg.stats()?;
+    assert!(s1.event_delta(&s0, Event::OwnReqskAssigned) >= 40);
+    assert!(sg.stop()?.success());
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+/// `synguard detach` for the lab's interface when dropped: a hand-over leaves pins on the host's
+/// bpffs that only a detach removes, also when the test fails half-way.
+struct Detach<'a>(&'a Fixture);
+
+impl Drop for Detach<'_> {
+    fn drop(&mut self) {
+        if let Ok(bin) = common::bin() {
+            let _ = synguard_lab::lab::synguard_proc::run_once(
+                &bin,
+                &self.0.ns().path(),
+                &["detach", "--iface", self.0.iface()],
+            );
+        }
+    }
+}
+
+/// A hand-over (SIGUSR1, then a new `run`) with own cookies: the XDP and TC links stay, the key
+/// is carried over, and clients connecting all along never fail.
+#[test]
+fn own_cookies_survive_a_hand_over() -> Result<()> {
+    const HAND_OVER_EXIT: i32 = 75;
+    let fx = Fixture::new()?;
+    let _detach = Detach(&fx);
+    let args = ["--ports", "80", "--mode", "always", "--cookies", "own"];
+    let first = fx.synguard(&args)?;
+    let s0 = first.stats()?;
+    let client = Continuous::start(
+        &fx.lab.client.ns,
+        vec![addr(false), addr(true)],
+        Duration::from_millis(20),
+    )?;
+    std::thread::sleep(Duration::from_millis(800));
+    let status = first.signal_and_wait(nix::sys::signal::Signal::SIGUSR1)?;
+    assert_eq!(status.code(), Some(HAND_OVER_EXIT), "hand-over exit status");
+    // Handshakes while no process runs: the pinned links keep both programs attached.
+    std::thread::sleep(Duration::from_millis(800));
+    let second = fx.synguard(&args)?;
+    // `stats` answers from the pins at once; the new program is in once the log says so.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !second.log_text().contains("replaced the running program") {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "no take-over:\n{}",
+            second.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = second.log_text();
+    assert!(
+        log.contains("carried over from the previous program"),
+        "{log}"
+    );
+    std::thread::sleep(Duration::from_millis(800));
+    let legit = client.stop();
+    let s1 = second.stats()?;
+    eprintln!(
+        "across the hand-over: {} ok, {} failed; {} request sockets",
+        legit.ok,
+        legit.failed,
+        s1.event_delta(&s0, Event::OwnReqskAssigned)
+    );
+    assert!(
+        legit.ok > 0 && legit.failed == 0,
+        "legit: {:?}",
+        legit.last_error
+    );
+    assert!(s1.event_delta(&s0, Event::OwnReqskAssigned) >= legit.ok);
+    assert!(second.stop()?.success());
+    Ok(())
+}
