@@ -13,8 +13,8 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::package::{command_output, paths};
 use crate::run;
+use crate::{output, package::paths};
 
 const SCRIPT: &str = include_str!("install_test.sh");
 const CACHE_DIR: &str = "/var/cache/synguard-xtask";
@@ -25,7 +25,7 @@ const HOST_SOURCES: &str = "/etc/apt/sources.list.d/debian.sources";
 
 /// Runs the test on `deb` in `rootfs` (from [`cached_rootfs`]).
 pub fn install_test(deb: &Path, rootfs: &Path) -> Result<()> {
-    let version = command_output(
+    let version = output(
         Command::new("dpkg-deb")
             .args(["--field"])
             .arg(deb)

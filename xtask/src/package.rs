@@ -9,7 +9,7 @@ use std::process::Command;
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::{cargo, run, target_dir};
+use crate::{cargo, output, run, target_dir};
 
 pub const PACKAGE: &str = "synguard";
 const MAINTAINER: &str = "synguard developers <synguard@example.invalid>";
@@ -47,7 +47,7 @@ pub fn package(root: &Path) -> Result<PathBuf> {
     }
     let bin = target.join("release/synguard");
     stage_files(root, &bin, &stage)?;
-    let arch = command_output(Command::new("dpkg").arg("--print-architecture"))?;
+    let arch = output(Command::new("dpkg").arg("--print-architecture"))?;
     let version = version(&bin)?;
     let depends = depends(&out, &stage.join(paths::BINARY))?;
     write_control(&stage, &version, &arch, &depends)?;
@@ -85,7 +85,7 @@ fn stage_files(root: &Path, bin: &Path, stage: &Path) -> Result<()> {
         ("zsh", paths::ZSH),
         ("fish", paths::FISH),
     ] {
-        let script = command_output(Command::new(bin).args(["generate", "completions", shell]))?;
+        let script = output(Command::new(bin).args(["generate", "completions", shell]))?;
         write(&stage.join(path), &(script + "\n"), 0o644)?;
     }
     let doc = stage.join(paths::DOC_DIR);
@@ -102,7 +102,7 @@ fn stage_files(root: &Path, bin: &Path, stage: &Path) -> Result<()> {
 }
 
 fn man_pages(bin: &Path, dir: &Path) -> Result<()> {
-    let written = command_output(
+    let written = output(
         Command::new(bin)
             .args(["generate", "man", "--out-dir"])
             .arg(dir),
@@ -118,7 +118,7 @@ fn man_pages(bin: &Path, dir: &Path) -> Result<()> {
 
 /// The version `synguard --version` prints ("synguard 0.1.0" -> "0.1.0").
 fn version(bin: &Path) -> Result<String> {
-    let out = command_output(Command::new(bin).arg("--version"))?;
+    let out = output(Command::new(bin).arg("--version"))?;
     out.strip_prefix("synguard ")
         .map(str::to_owned)
         .with_context(|| format!("unexpected `synguard --version` output: {out:?}"))
@@ -133,7 +133,7 @@ fn depends(out: &Path, binary: &Path) -> Result<String> {
         &format!("Source: {PACKAGE}\n\nPackage: {PACKAGE}\nArchitecture: any\n"),
         0o644,
     )?;
-    let line = command_output(
+    let line = output(
         Command::new("dpkg-shlibdeps")
             .arg("-O")
             .arg(binary)
@@ -168,7 +168,7 @@ fn md5sums(stage: &Path) -> Result<String> {
     collect_files(stage, stage, &mut files)?;
     files.retain(|f| f != paths::CONFIG);
     files.sort();
-    command_output(Command::new("md5sum").args(&files).current_dir(stage)).map(|s| s + "\n")
+    output(Command::new("md5sum").args(&files).current_dir(stage)).map(|s| s + "\n")
 }
 
 /// Regular files below `dir`, relative to `stage`, without DEBIAN/.
@@ -230,7 +230,7 @@ fn maintainer_scripts(debian: &Path) -> Result<()> {
 /// The date of the commit being packaged (RFC 2822), so that the same commit gives the same
 /// package.
 fn release_date(root: &Path) -> Result<String> {
-    command_output(
+    output(
         Command::new("git")
             .args(["log", "-1", "--format=%aD"])
             .current_dir(root),
@@ -295,21 +295,6 @@ fn gzip_copy(from: &Path, to: &Path) -> Result<()> {
         bail!("gzip {} failed: {}", from.display(), out.status);
     }
     write_bytes(to, &out.stdout, 0o644)
-}
-
-/// A command's stdout, trimmed; fails with its stderr.
-pub fn command_output(cmd: &mut Command) -> Result<String> {
-    let out = cmd
-        .output()
-        .with_context(|| format!("starting {:?}", cmd.get_program()))?;
-    if !out.status.success() {
-        bail!(
-            "{cmd:?} failed: {}: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 #[cfg(test)]

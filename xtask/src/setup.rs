@@ -7,7 +7,7 @@ use std::process::Command;
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::run;
+use crate::{output, run};
 
 /// Debian packages the tests, the lab, the demo and the benchmark use; a machine that only
 /// builds (or packages) synguard never gets them.
@@ -65,20 +65,6 @@ pub fn rustup_cmd(program: &str) -> Command {
         .env_remove("RUSTC")
         .env_remove("CARGO");
     cmd
-}
-
-fn output(cmd: &mut Command) -> Result<String> {
-    let out = cmd
-        .output()
-        .with_context(|| format!("starting {:?}", cmd.get_program()))?;
-    if !out.status.success() {
-        bail!(
-            "{cmd:?} failed: {}: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn dpkg_installed(pkg: &str) -> bool {
