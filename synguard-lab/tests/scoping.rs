@@ -4,7 +4,6 @@
 
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::Output;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, ensure};
@@ -64,22 +63,9 @@ impl Site {
         Synguard::start(&bin()?, &self.ns, IFACE, &["--config", &config])
     }
 
-    /// `synguard <args>` in this namespace, whatever its exit status.
-    fn cli(&self, args: &[&str]) -> Result<Output> {
-        synguard_proc::run_once(&bin()?, &self.ns.path(), args)
-    }
-
     /// `synguard <args>`, which must succeed; its stdout.
     fn ok(&self, args: &[&str]) -> Result<String> {
-        let out = self.cli(args)?;
-        ensure!(
-            out.status.success(),
-            "synguard {} failed ({}): {}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        common::cli_ok(&self.ns, args)
     }
 
     /// Every instance `status --json` shows in this namespace.

@@ -107,15 +107,7 @@ impl Fixture {
 
     /// `synguard <args>` in the server namespace; its stdout, or an error with its stderr.
     pub fn cli(&self, args: &[&str]) -> Result<String> {
-        let out = synguard_proc::run_once(&bin()?, &self.ns().path(), args)?;
-        ensure!(
-            out.status.success(),
-            "synguard {} failed ({}): {}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        cli_ok(self.ns(), args)
     }
 
     /// The server kernel's TCP counters.
@@ -134,4 +126,17 @@ impl Drop for Fixture {
                 synguard_proc::run_once(&bin, &self.ns().path(), &["detach", "--iface", &iface]);
         }
     }
+}
+
+/// `synguard <args>` in `ns`, which must succeed; its stdout, or an error with its stderr.
+pub fn cli_ok(ns: &Netns, args: &[&str]) -> Result<String> {
+    let out = synguard_proc::run_once(&bin()?, &ns.path(), args)?;
+    ensure!(
+        out.status.success(),
+        "synguard {} failed ({}): {}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
