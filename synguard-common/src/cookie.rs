@@ -17,9 +17,11 @@ pub const TS_OPT_ECN: u32 = 1 << 5;
 /// The TSval of a cookie SYN-ACK, as `cookie_init_timestamp` builds it: the current millisecond
 /// clock with its low 6 bits replaced by the options, never ahead of the clock.
 ///
-/// `now_ms` must be the clock the kernel uses for TCP timestamps: `tcp_clock_ms()`, which is
-/// `bpf_ktime_get_ns() / 1_000_000` (CLOCK_MONOTONIC), and `net.ipv4.tcp_timestamps` must be 2
-/// so that no per-connection offset is added (`secure_tcp_ts_off`).
+/// `now_ms` must be the clock the kernel uses for TCP timestamps, `tcp_clock_ms()` (CLOCK_MONOTONIC
+/// in ms), or its coarse reading, at most a tick behind (the programs read
+/// `bpf_ktime_get_coarse_ns`: the first RTT sample grows by up to a tick, nothing else changes).
+/// `net.ipv4.tcp_timestamps` must be 2 so that no per-connection offset is added
+/// (`secure_tcp_ts_off`).
 #[inline(always)]
 pub fn cookie_tsval(now_ms: u32, client_wscale: Option<u8>, sack: bool, ecn: bool) -> u32 {
     let mut options = match client_wscale {

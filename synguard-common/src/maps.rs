@@ -106,7 +106,7 @@ pub struct ModeState {
     /// Non-zero while the SYN rate calls for cookies (auto mode).
     pub cookies_wanted: u32,
     pub _pad: u32,
-    /// `bpf_ktime_get_ns` when cookies were last turned on.
+    /// The programs' clock (`bpf_ktime_get_coarse_ns`) when cookies were last turned on.
     pub wanted_since_ns: u64,
     /// Last time the summed SYN rate was at or above `syn_off_pps`.
     pub last_above_ns: u64,
@@ -134,7 +134,7 @@ impl ModeState {
 pub struct ReadyState {
     pub kernel_ready: u32,
     pub _pad: u32,
-    /// `bpf_ktime_get_ns` (CLOCK_MONOTONIC) when the loader last set `kernel_ready`. Listener
+    /// The programs' clock (CLOCK_MONOTONIC_COARSE) when the loader last set `kernel_ready`. Listener
     /// refresh stamps older than this are stale: the first SYN after it goes to the kernel.
     pub ready_since_ns: u64,
 }

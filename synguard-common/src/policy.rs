@@ -55,7 +55,7 @@ pub struct AddrKey {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SourceState {
-    /// GCRA theoretical arrival time of the next SYN, `bpf_ktime_get_ns` clock.
+    /// GCRA theoretical arrival time of the next SYN, the programs' clock.
     pub tat_ns: u64,
     /// Dropped while `now` is before this.
     pub blocked_until_ns: u64,
@@ -83,7 +83,7 @@ pub struct FloodEvent {
     pub port: u32,
     /// SYNs per second to all protected ports, all CPUs, over the last closed window.
     pub rate_pps: u64,
-    /// `bpf_ktime_get_ns` of the decision.
+    /// The programs' clock at the decision.
     pub time_ns: u64,
 }
 

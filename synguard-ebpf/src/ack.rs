@@ -8,7 +8,6 @@
 
 use core::ffi::c_void;
 
-use aya_ebpf::helpers::bpf_ktime_get_ns;
 use aya_ebpf::{
     bindings::{
         BPF_F_CURRENT_NETNS, BPF_TCP_LISTEN, BPF_TCP_NEW_SYN_RECV, bpf_sock_tuple,
@@ -92,8 +91,7 @@ pub fn kernel_cookie_valid(pkt: &Packet) -> bool {
 /// cannot fill the map.
 #[inline(always)]
 fn remember_close(pkt: &Packet) {
-    // SAFETY: helper without arguments.
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = crate::clock::now_ns();
     let hash = pkt.flow_hash();
     let (slot, entry) = closing_entry(hash, now);
     if let Some(p) = SG_CLOSING.get_ptr_mut(slot) {

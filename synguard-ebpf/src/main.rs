@@ -8,6 +8,7 @@
 
 mod ack;
 mod classify;
+mod clock;
 mod count;
 mod decide;
 mod maps;
@@ -22,7 +23,6 @@ mod verify;
 
 use aya_ebpf::{
     bindings::xdp_action,
-    helpers::bpf_ktime_get_ns,
     macros::{classifier, xdp},
     programs::{TcContext, XdpContext},
 };
@@ -113,8 +113,7 @@ fn monitoring() -> bool {
 
 #[inline(always)]
 fn syn(ctx: &XdpContext, pkt: &Packet, cfg: &Config, pol: &Policy) -> Reason {
-    // SAFETY: helper without arguments.
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = crate::clock::now_ns();
     let wanted = decide::observe_syn(ctx, cfg, pkt.dport(), now);
     if let Some(reason) = policy::lists(pkt, pol) {
         return reason;

@@ -7,7 +7,7 @@
 //! own, and what it reads from the handoff map is one unknown state, not thousands
 //! (docs/verifier.md).
 
-use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::XdpContext};
+use aya_ebpf::programs::XdpContext;
 use synguard_common::reason::{Event, Reason};
 
 use crate::{
@@ -51,8 +51,7 @@ pub fn handle(ctx: &XdpContext) -> Reason {
     let (Some(h), Some(cfg)) = (SG_OWN_HANDOFF.get(0), SG_CONFIG.get(0)) else {
         return Reason::ErrConfig;
     };
-    // SAFETY: helper without arguments.
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = crate::clock::now_ns();
     match h.kind {
         SYN => match synack::answer(ctx, &h.pkt, cfg, now, true) {
             Ok(()) => {

@@ -6,7 +6,7 @@
 //!
 //! Handles untagged frames with IPv4 or IPv6 without extension headers.
 
-use aya_ebpf::{bindings::TC_ACT_OK, helpers::bpf_ktime_get_ns, programs::TcContext};
+use aya_ebpf::{bindings::TC_ACT_OK, programs::TcContext};
 use synguard_common::{
     maps::{OWN_NO_TIMESTAMPS, cookies_own},
     own_cookie::{self, Flow},
@@ -95,8 +95,7 @@ fn check(ctx: &TcContext) -> Option<OwnAckMeta> {
     };
     let client_isn = u32::from_be_bytes([th[4], th[5], th[6], th[7]]).wrapping_sub(1);
     let isn = u32::from_be_bytes([th[8], th[9], th[10], th[11]]).wrapping_sub(1);
-    // SAFETY: helper without arguments.
-    let slot = own_cookie::slot_of(unsafe { bpf_ktime_get_ns() });
+    let slot = own_cookie::slot_of(crate::clock::now_ns());
     let opts = match own_cookie::check(&secret.current, &flow, client_isn, isn, slot) {
         Some(o) => o,
         None if secret.previous_valid(slot) => {

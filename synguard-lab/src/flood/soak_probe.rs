@@ -111,13 +111,13 @@ pub fn occupancy(dir: &Path) -> Result<Occupancy> {
 /// TIME_WAIT period (`synguard_common::maps::closed_within_time_wait`, without the flow).
 fn closing(dir: &Path) -> Result<(u64, u64)> {
     let table: Array<MapData, u64> = maps::array(dir, names::CLOSING)?;
-    // The program stamps records with bpf_ktime_get_ns, i.e. CLOCK_MONOTONIC.
+    // The program stamps records with bpf_ktime_get_coarse_ns, i.e. CLOCK_MONOTONIC_COARSE.
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: clock_gettime writes into the timespec we own.
-    if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) } != 0 {
+    if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) } != 0 {
         return Err(anyhow!(
             "clock_gettime: {}",
             std::io::Error::last_os_error()

@@ -25,13 +25,14 @@ pub fn cookie_mss(client: u16, ipv6: bool) -> u16 {
         .unwrap_or(&table[0])
 }
 
+/// The programs' clock (`bpf_ktime_get_coarse_ns`) in milliseconds.
 pub fn monotonic_ms() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: plain libc call with a valid out pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
     ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
 }
 

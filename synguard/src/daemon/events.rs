@@ -43,7 +43,7 @@ pub struct FloodRecord {
     pub top_sources: Vec<SourceRow>,
 }
 
-/// A program event as a record: its CLOCK_MONOTONIC stamp turned into wall-clock time.
+/// A program event as a record: its stamp of the programs' clock turned into wall-clock time.
 pub fn record(
     ev: &FloodEvent,
     now_mono_ns: u64,

@@ -55,7 +55,7 @@ pub trait Backend {
     fn count_mode_off(&mut self) -> Result<(), ControlError>;
     fn set_ready(&mut self, ready: ReadyState) -> Result<(), ControlError>;
     fn set_syncookies(&mut self, value: u64) -> Result<(), ControlError>;
-    /// CLOCK_MONOTONIC in ns, the clock of `bpf_ktime_get_ns`.
+    /// The programs' clock in ns (`host::clock::monotonic_ns`).
     fn now_ns(&self) -> u64;
 }
 

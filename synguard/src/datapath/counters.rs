@@ -85,7 +85,7 @@ pub fn find_instance(
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Sample {
     pub iface: String,
-    /// CLOCK_MONOTONIC when the sample was taken (the clock of `bpf_ktime_get_ns`).
+    /// The programs' clock when the sample was taken (`host::clock::monotonic_ns`).
     pub time_ns: u64,
     /// `MODE_ALWAYS` / `MODE_AUTO` from the config map.
     pub mode: u32,

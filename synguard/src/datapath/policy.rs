@@ -237,7 +237,7 @@ fn source_name(k: &AddrKey) -> String {
 }
 
 /// The `n` heaviest sources by SYNs seen, then every blocked source; `now_ns` on the program's
-/// clock (CLOCK_MONOTONIC).
+/// clock (`host::clock::monotonic_ns`).
 pub fn top(
     entries: &[(AddrKey, SourceState)],
     now_ns: u64,

@@ -10,7 +10,7 @@ use synguard_common::maps::{SynWindow, names, syn_rate_at};
 
 use crate::datapath::maps::{self, PinnedMapError};
 
-/// SYNs per second to protected ports at `now_ns` (CLOCK_MONOTONIC).
+/// SYNs per second to protected ports at `now_ns` (the programs' clock).
 pub fn syn_rate(windows: &PerCpuArray<MapData, SynWindow>, now_ns: u64) -> Result<u64, MapError> {
     let per_cpu = windows.get(&0, 0)?;
     Ok(syn_rate_at(&per_cpu, now_ns))

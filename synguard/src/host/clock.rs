@@ -1,16 +1,21 @@
-//! The two clocks synguard converts between: CLOCK_MONOTONIC (the program's, `bpf_ktime_get_ns`)
-//! and wall-clock time (what files and humans read).
+//! The two clocks synguard converts between: CLOCK_MONOTONIC_COARSE (the programs',
+//! `bpf_ktime_get_coarse_ns`) and wall-clock time (what files and humans read).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// CLOCK_MONOTONIC in nanoseconds: what `bpf_ktime_get_ns` returns.
+/// CLOCK_MONOTONIC_COARSE in nanoseconds: what `bpf_ktime_get_coarse_ns` returns. The loader
+/// reads the programs' clock, not the finer CLOCK_MONOTONIC: a stamp it writes for the program
+/// to compare against (the kernel's readiness, `ReadyState::ready_since_ns`) must not lie up to
+/// a tick ahead of the program's clock, or every SYN of that tick would look due a listener
+/// refresh.
 pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    // SAFETY: clock_gettime writes only into `ts`; CLOCK_MONOTONIC always exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    // SAFETY: clock_gettime writes only into `ts`; CLOCK_MONOTONIC_COARSE exists since Linux
+    // 2.6.32.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
@@ -28,7 +33,7 @@ pub fn unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// A CLOCK_MONOTONIC stamp as unix seconds.
+/// A stamp of the programs' clock as unix seconds.
 pub fn mono_to_unix(stamp_ns: u64) -> Option<u64> {
     let ago = Duration::from_nanos(monotonic_ns().checked_sub(stamp_ns)?);
     Some(
