@@ -96,17 +96,11 @@ fn byte(opts: &[u8; MAX_OPTIONS], i: usize) -> u8 {
 /// - MSS 0 is ignored; window scale above 14 is clamped to 14;
 /// - unknown kinds are skipped by their length.
 #[inline(always)]
-fn step(
-    opts: &[u8; MAX_OPTIONS],
-    len: usize,
-    i: usize,
-    next: &mut usize,
-    o: &mut SynOptions,
-) -> bool {
+fn step(opts: &[u8; MAX_OPTIONS], len: usize, i: usize, st: &mut WalkState) -> bool {
     if i >= len {
         return false;
     }
-    if *next != i {
+    if get(&st.next) != i as u64 {
         // Inside an option that an earlier position consumed.
         return true;
     }
@@ -115,7 +109,7 @@ fn step(
         return false;
     }
     if kind == OPT_NOP {
-        *next = i + 1;
+        set(&mut st.next, i as u64 + 1);
         return true;
     }
     let olen = byte(opts, i + 1) as usize;
@@ -128,23 +122,84 @@ fn step(
             // last non-zero MSS, so `MSS 88, MSS 0` means 88.
             let mss = u16::from_be_bytes([byte(opts, i + 2), byte(opts, i + 3)]);
             if mss != 0 {
-                o.mss = mss;
+                set(&mut st.mss, mss as u64);
             }
         }
-        (OPT_WSCALE, 3) => o.wscale = Some(byte(opts, i + 2).min(MAX_WSCALE)),
-        (OPT_SACK_PERM, 2) => o.sack_permitted = true,
-        (OPT_TIMESTAMP, 10) => {
-            o.tsval = Some(u32::from_be_bytes([
-                byte(opts, i + 2),
-                byte(opts, i + 3),
-                byte(opts, i + 4),
-                byte(opts, i + 5),
-            ]))
-        }
+        (OPT_WSCALE, 3) => set(
+            &mut st.wscale,
+            WALK_SEEN | byte(opts, i + 2).min(MAX_WSCALE) as u64,
+        ),
+        (OPT_SACK_PERM, 2) => set(&mut st.sack, 1),
+        (OPT_TIMESTAMP, 10) => set(
+            &mut st.tsval,
+            WALK_SEEN
+                | u32::from_be_bytes([
+                    byte(opts, i + 2),
+                    byte(opts, i + 3),
+                    byte(opts, i + 4),
+                    byte(opts, i + 5),
+                ]) as u64,
+        ),
         _ => {}
     }
-    *next = i + olen;
+    set(&mut st.next, (i + olen) as u64);
     true
+}
+
+/// The option walk's state: where the next option starts and what was found so far.
+///
+/// Verifier workaround: kept in memory and read and written with volatile accesses, so that in
+/// the XDP program it lives in map memory (the per-CPU scratch value), whose contents the
+/// verifier does not track. Held in registers, every combination of options found so far and
+/// every position of the next option was a state of its own at each of the 40 steps, and the
+/// walk alone took 200 k (kernel cookies) to 800 k (own cookies) of the verifier's 1 M
+/// instructions; in memory the paths meet again after every step (docs/verifier.md).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WalkState {
+    next: u64,
+    mss: u64,
+    /// `WALK_SEEN | shift` once a window scale option was read.
+    wscale: u64,
+    sack: u64,
+    /// `WALK_SEEN | TSval` once a timestamp was read.
+    tsval: u64,
+}
+
+const WALK_SEEN: u64 = 1 << 32;
+
+#[inline(always)]
+fn get(v: &u64) -> u64 {
+    // SAFETY: a plain read of a reference.
+    unsafe { core::ptr::read_volatile(v) }
+}
+
+#[inline(always)]
+fn set(v: &mut u64, x: u64) {
+    // SAFETY: a plain write through a unique reference.
+    unsafe { core::ptr::write_volatile(v, x) }
+}
+
+impl WalkState {
+    #[inline(always)]
+    fn start(&mut self) {
+        set(&mut self.next, 0);
+        set(&mut self.mss, 0);
+        set(&mut self.wscale, 0);
+        set(&mut self.sack, 0);
+        set(&mut self.tsval, 0);
+    }
+
+    #[inline(always)]
+    fn options(&self) -> SynOptions {
+        let (ws, ts) = (get(&self.wscale), get(&self.tsval));
+        SynOptions {
+            mss: get(&self.mss) as u16,
+            wscale: (ws & WALK_SEEN != 0).then_some(ws as u8),
+            sack_permitted: get(&self.sack) != 0,
+            tsval: (ts & WALK_SEEN != 0).then_some(ts as u32),
+        }
+    }
 }
 
 /// Parses the option area of a SYN: `opts[..len]` (`len` = data offset * 4 - 20).
@@ -154,10 +209,21 @@ fn step(
 /// the end of the options (an hping3 SYN has none: one comparison).
 #[inline(always)]
 pub fn parse_syn_options(opts: &[u8; MAX_OPTIONS], len: usize) -> SynOptions {
+    parse_syn_options_in(opts, len, &mut WalkState::default())
+}
+
+/// [`parse_syn_options`] with the walk's state in `st` (in the XDP program: map memory, see
+/// [`WalkState`]).
+#[inline(always)]
+pub fn parse_syn_options_in(
+    opts: &[u8; MAX_OPTIONS],
+    len: usize,
+    st: &mut WalkState,
+) -> SynOptions {
     if let Some(o) = linux_layout(opts, len) {
         return o;
     }
-    walk_options(opts, len)
+    walk_options(opts, len, st)
 }
 
 /// The option layout every Linux client sends in its SYN (`tcp_syn_options` and
@@ -189,15 +255,14 @@ fn linux_layout(opts: &[u8; MAX_OPTIONS], len: usize) -> Option<SynOptions> {
 
 /// The general walk, for any other layout.
 #[inline(always)]
-fn walk_options(opts: &[u8; MAX_OPTIONS], len: usize) -> SynOptions {
-    let mut o = SynOptions::default();
-    let mut next = 0usize;
+fn walk_options(opts: &[u8; MAX_OPTIONS], len: usize, st: &mut WalkState) -> SynOptions {
+    st.start();
     macro_rules! steps {
-        ($($i:literal)*) => { $( if !step(opts, len, $i, &mut next, &mut o) { return o; } )* };
+        ($($i:literal)*) => { $( if !step(opts, len, $i, st) { return st.options(); } )* };
     }
     steps!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19
            20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39);
-    o
+    st.options()
 }
 
 /// MSS a client may assume without the option: RFC 9293 (536) for IPv4, the IPv6 minimum MTU

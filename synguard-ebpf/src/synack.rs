@@ -20,7 +20,7 @@ use synguard_common::{
     checksum, cookie,
     maps::Config,
     reason::Reason,
-    tcp::{self, MAX_OPTIONS, SYNACK_OPTIONS_MAX, SynAckOptions, SynOptions},
+    tcp::{self, MAX_OPTIONS, SYNACK_OPTIONS_MAX, SynAckOptions, SynOptions, WalkState},
 };
 
 use crate::{
@@ -51,6 +51,8 @@ pub struct Scratch {
     syn: SynHeader,
     tcp: [u8; 40],
     frame: [u8; FRAME_BUF],
+    /// The option walk's state (`tcp::WalkState`: kept in map memory for the verifier).
+    walk: WalkState,
 }
 const IP_TTL: u8 = 64;
 
@@ -74,11 +76,12 @@ pub fn answer(
         syn,
         tcp: tcp_hdr,
         frame,
+        walk,
     } = unsafe { &mut *s };
     let th_len = load_syn_header(ctx, pkt, syn)?;
     let (c, opts) = if own {
         let opts = own::host_options(
-            tcp::parse_syn_options(&syn.opts, (th_len - TCP_LEN) as usize),
+            tcp::parse_syn_options_in(&syn.opts, (th_len - TCP_LEN) as usize, walk),
             cfg,
         );
         // Verifier workaround: checked after the option walk, not before it. Before it, the
@@ -91,7 +94,7 @@ pub fn answer(
     } else {
         crate::verify::tcp(pkt, &syn.base, &syn.opts, th_len)?;
         let (isn, mss) = gen_cookie(pkt, syn, th_len)?;
-        let opts = tcp::parse_syn_options(&syn.opts, (th_len - TCP_LEN) as usize);
+        let opts = tcp::parse_syn_options_in(&syn.opts, (th_len - TCP_LEN) as usize, walk);
         // ECN survives a kernel cookie only through the timestamp.
         let ecn = opts.tsval.is_some() && own::syn_ecn(pkt, cfg);
         (Cookie { isn, mss, ecn, own }, opts)

@@ -27,6 +27,15 @@ fn main() -> Result<()> {
     let mut bench = Bench::new()?;
     let results = bench.run(args.rounds, args.repeat, &args.path)?;
     print_table(&results, args.rounds, args.repeat);
+    let verified: Vec<String> = bench
+        .verified_insns()
+        .iter()
+        .map(|(name, n)| format!("{name} {n}"))
+        .collect();
+    println!(
+        "verifier, instructions processed (limit 1000000): {}",
+        verified.join(", ")
+    );
     if let Some(path) = args.json {
         std::fs::write(&path, serde_json::to_string_pretty(&results)?)?;
         println!("results written to {}", path.display());

@@ -56,6 +56,12 @@ pub struct Bench {
 const PORT: u16 = 80;
 
 impl Bench {
+    /// Instructions the verifier processed for each program of the own-cookie object (which
+    /// holds every program; the kernel-cookie object's `synguard` is the same code).
+    pub fn verified_insns(&self) -> Vec<(String, u32)> {
+        self.own.verified_insns()
+    }
+
     pub fn new() -> Result<Self> {
         // A real established TCP connection on loopback in this netns: BPF_PROG_TEST_RUN runs
         // XDP on the loopback device of the caller's netns, so the socket lookup finds it.

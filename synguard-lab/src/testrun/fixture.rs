@@ -282,6 +282,18 @@ impl Fixture {
         }
     }
 
+    /// Instructions the verifier processed for each loaded program (`verified_insns`, Linux
+    /// 5.16+): how close each is to the 1 M limit (docs/verifier.md).
+    pub fn verified_insns(&self) -> Vec<(String, u32)> {
+        self.ebpf
+            .programs()
+            .filter_map(|(name, p)| {
+                let count = p.info().ok()?.verified_instruction_count()?;
+                Some((name.to_string(), count))
+            })
+            .collect()
+    }
+
     /// Packets counted under `reason`, summed over CPUs.
     pub fn verdict(&self, reason: Reason) -> Result<u64> {
         Ok(self.counter(reason)?.packets)
