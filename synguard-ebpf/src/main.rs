@@ -5,6 +5,8 @@
 //! reason), never on policy.
 #![no_std]
 #![no_main]
+// BPF inline assembly: unaligned packet loads in one instruction (`parse::copy_words`).
+#![feature(asm_experimental_arch)]
 
 mod ack;
 mod classify;
@@ -76,6 +78,9 @@ fn handle(ctx: &XdpContext) -> Reason {
         Ok(pkt) => pkt,
         Err(reason) => return reason,
     };
+    let Some(pkt) = own_entry::keep(&pkt) else {
+        return Reason::ErrConfig;
+    };
     // Classify.
     if !decide::port_protected(pkt.dport()) {
         return Reason::PassUnprotectedPort;
@@ -83,20 +88,20 @@ fn handle(ctx: &XdpContext) -> Reason {
     let (Some(cfg), Some(pol)) = (SG_CONFIG.get(0), SG_POLICY.get(0)) else {
         return Reason::ErrConfig;
     };
-    if let Some(reason) = classify::not_ours(ctx, &pkt, cfg) {
+    if let Some(reason) = classify::not_ours(ctx, pkt, cfg) {
         return reason;
     }
     // Decide and act, by flags. The lists come first for every packet; a SYN meets them in
     // `syn`, right after it is counted for flood detection.
     let class = classify(pkt.flags());
     if class != FlagClass::Syn
-        && let Some(reason) = policy::lists(&pkt, pol)
+        && let Some(reason) = policy::lists(pkt, pol)
     {
         return reason;
     }
     match class {
-        FlagClass::Syn => syn(ctx, &pkt, cfg, pol),
-        FlagClass::Ack => ack::check(ctx, &pkt, cfg),
+        FlagClass::Syn => syn(ctx, pkt, cfg, pol),
+        FlagClass::Ack => ack::check(ctx, pkt, cfg),
         FlagClass::SynAck => Reason::PassSynAck,
         FlagClass::Rst => Reason::PassRst,
         FlagClass::SynFin => Reason::DropSynFin,

@@ -123,7 +123,7 @@ pub fn check_ack(ctx: &XdpContext, pkt: &Packet, cfg: &Config, now_ns: u64) -> R
     };
     let meta = OwnAckMeta {
         attrs: reqsk::req_attrs(&opts, pkt.ipv6, cfg.wscale as u8, ts),
-        tcp_off: (pkt.tcp_off - pkt.l2_len) as u16,
+        tcp_off: (pkt.tcp_off() - pkt.l2_len()) as u16,
         ipv6: pkt.ipv6 as u8,
         _pad: 0,
         magic: META_MAGIC,
@@ -142,7 +142,7 @@ pub fn check_ack(ctx: &XdpContext, pkt: &Packet, cfg: &Config, now_ns: u64) -> R
 /// The ACK's timestamp option, if it has one.
 #[inline(always)]
 fn ack_timestamp(ctx: &XdpContext, pkt: &Packet) -> Option<(u32, u32)> {
-    let olen = pkt.tcp_len.checked_sub(20)?;
+    let olen = pkt.tcp_len().checked_sub(20)?;
     if olen == 0 || olen > 40 {
         return None;
     }
@@ -152,7 +152,7 @@ fn ack_timestamp(ctx: &XdpContext, pkt: &Packet) -> Option<(u32, u32)> {
     let r = unsafe {
         bpf_xdp_load_bytes(
             ctx.ctx,
-            (pkt.tcp_off + 20) as u32,
+            (pkt.tcp_off() + 20) as u32,
             opts.as_mut_ptr() as *mut c_void,
             olen as u32,
         )

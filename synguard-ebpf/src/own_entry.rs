@@ -28,6 +28,17 @@ pub struct Handoff {
     kind: u64,
 }
 
+/// Keeps the parsed packet in map memory for the rest of the path (and for `synguard_own_xdp`).
+#[inline(always)]
+pub fn keep(pkt: &Packet) -> Option<&'static Packet> {
+    let h = SG_OWN_HANDOFF.get_ptr_mut(0)?;
+    // SAFETY: this CPU's slot; XDP does not nest on a CPU.
+    unsafe {
+        (*h).pkt = *pkt;
+        Some(&(*h).pkt)
+    }
+}
+
 /// Hands `pkt` to `synguard_own_xdp`; returns only when the tail call failed (no program in
 /// `SG_OWN_PROG`): the packet passes, counted as a configuration error (fail open).
 #[inline(always)]
@@ -38,7 +49,7 @@ pub fn hand_over(ctx: &XdpContext, pkt: &Packet, kind: u64) -> Reason {
     // SAFETY: this CPU's slot; XDP does not nest on a CPU and the tail-called program runs on
     // the same CPU before anything else can.
     unsafe {
-        (*h).pkt = *pkt;
+        let _ = pkt;
         (*h).kind = kind;
         SG_OWN_PROG.tail_call(ctx, 0);
     }

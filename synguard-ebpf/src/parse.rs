@@ -27,6 +27,10 @@ pub const VLAN_LEN: u64 = 4;
 pub const IPV4_LEN: u64 = 20;
 pub const IPV6_LEN: u64 = 40;
 pub const TCP_LEN: u64 = 20;
+/// Largest offset `load` reads at. XDP sees a frame's first buffer, at most a page (or a jumbo
+/// frame's), and the verifier marks a bounds check only while offset + size stays within
+/// `MAX_PACKET_OFF` (0xffff, `find_good_pkt_pointers`).
+const MAX_FRAME: u64 = 0x7fff;
 
 /// The fixed IP header of a segment: IPv4 (first 20 bytes; options are not kept) or IPv6. A
 /// union rather than a 40-byte array so that the IPv4 case does not pay for clearing bytes it
@@ -50,15 +54,43 @@ pub struct Packet {
     /// TCP fixed header.
     pub tcp: [u8; 20],
     /// Ethernet plus VLAN tags: 14, 18 or 22.
-    pub l2_len: u64,
-    pub tcp_off: u64,
+    l2_len: u64,
+    tcp_off: u64,
     /// TCP header length with options (data offset * 4).
-    pub tcp_len: u64,
-    pub frame_len: u64,
+    tcp_len: u64,
+    frame_len: u64,
     pub ipv6: bool,
 }
 
+/// The lengths and offsets come back masked to the widths they can have. Verifier workaround:
+/// the path after parsing reads the packet from map memory (`own_entry::keep`), whose values
+/// the verifier does not track; a mask gives each an unsigned bound it proves at once (a range
+/// check instead may be turned by LLVM into a signed comparison that leaves the minimum
+/// negative). Parsing guaranteed the same bounds, so the masks change nothing.
 impl Packet {
+    /// Ethernet plus VLAN tags: 14, 18 or 22.
+    #[inline(always)]
+    pub fn l2_len(&self) -> u64 {
+        self.l2_len & 0x1f
+    }
+
+    /// Where the TCP header starts in the frame.
+    #[inline(always)]
+    pub fn tcp_off(&self) -> u64 {
+        self.tcp_off & MAX_FRAME
+    }
+
+    /// TCP header length with options (data offset * 4).
+    #[inline(always)]
+    pub fn tcp_len(&self) -> u64 {
+        self.tcp_len & 0x3c
+    }
+
+    #[inline(always)]
+    pub fn frame_len(&self) -> u64 {
+        self.frame_len & MAX_FRAME
+    }
+
     /// The IPv4 header; only for `!ipv6` packets.
     pub fn ip4(&self) -> &[u8; 20] {
         // SAFETY: parse() wrote `v4` for IPv4 packets; every byte of it is initialised, and for
@@ -119,13 +151,91 @@ pub fn frame_len(ctx: &XdpContext) -> u64 {
 pub fn load<const N: usize>(ctx: &XdpContext, off: u64) -> Option<[u8; N]> {
     let start = ctx.data() as u64;
     let end = ctx.data_end() as u64;
+    // Verifier workaround: offsets read back from map memory (the kept `Packet`) carry no
+    // bounds, and a packet pointer may only move by a bounded amount.
+    if off > MAX_FRAME {
+        return None;
+    }
     let p = start + off;
     if p + N as u64 > end {
         return None;
     }
+    let mut out = Words([0; N]);
     // SAFETY: [p, p + N) is inside the packet, checked just above on this pointer.
-    Some(unsafe { (p as *const [u8; N]).read_unaligned() })
+    unsafe { copy_words(p, &mut out.0) };
+    Some(out.0)
 }
+
+/// An 8-byte aligned byte array: the stores into it can be whole words.
+#[repr(C, align(8))]
+struct Words<const N: usize>([u8; N]);
+
+/// Copies `N` bytes from packet address `p` a word at a time where it can.
+///
+/// Codegen workaround: packet data has no alignment Rust could promise, and the BPF backend
+/// turns every load it cannot prove aligned into single-byte loads, shifts and ors (a 20-byte
+/// header took 40 instructions). The loads here are written in BPF assembly, one instruction
+/// each whatever the address: the kernel allows unaligned packet loads where the architecture
+/// does them efficiently (`check_pkt_ptr_alignment` is strict only under
+/// `BPF_F_STRICT_ALIGNMENT`, which synguard never sets) and the JITs emit plain moves. The
+/// stores go to the stack, whose alignment the verifier does check: `dst` is word-aligned
+/// (`Words`).
+///
+/// # Safety
+/// `[p, p + N)` must be inside the packet, checked on this very pointer.
+#[inline(always)]
+unsafe fn copy_words<const N: usize>(p: u64, dst: &mut [u8; N]) {
+    let mut i = 0;
+    while i + 8 <= N {
+        // SAFETY: within the checked range (caller).
+        let w = unsafe { load_u64(p + i as u64) };
+        dst[i..i + 8].copy_from_slice(&w.to_ne_bytes());
+        i += 8;
+    }
+    if i + 4 <= N {
+        // SAFETY: as above.
+        let w = unsafe { load_u32(p + i as u64) };
+        dst[i..i + 4].copy_from_slice(&w.to_ne_bytes());
+        i += 4;
+    }
+    if i + 2 <= N {
+        // SAFETY: as above.
+        let w = unsafe { load_u16(p + i as u64) };
+        dst[i..i + 2].copy_from_slice(&w.to_ne_bytes());
+        i += 2;
+    }
+    if i < N {
+        // SAFETY: as above.
+        dst[i] = unsafe { *((p + i as u64) as *const u8) };
+    }
+}
+
+macro_rules! packet_load {
+    ($name:ident, $ty:ty, $size:literal) => {
+        /// One unaligned packet load (see [`copy_words`]).
+        ///
+        /// # Safety
+        /// The bytes must be inside the packet, checked on a pointer this one derives from by a
+        /// constant offset.
+        #[inline(always)]
+        unsafe fn $name(p: u64) -> $ty {
+            let v: u64;
+            // SAFETY: a load the caller proved in bounds; the verifier checks it again.
+            unsafe {
+                core::arch::asm!(
+                    concat!("{v} = *(", $size, " *)({p} + 0)"),
+                    p = in(reg) p,
+                    v = lateout(reg) v,
+                    options(pure, readonly, nostack, preserves_flags),
+                )
+            };
+            v as $ty
+        }
+    };
+}
+packet_load!(load_u64, u64, "u64");
+packet_load!(load_u32, u32, "u32");
+packet_load!(load_u16, u16, "u16");
 
 #[inline(always)]
 fn be16(b: [u8; 2]) -> u16 {

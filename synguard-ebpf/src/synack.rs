@@ -102,7 +102,7 @@ pub fn answer(
     let tcp_len = build_tcp(pkt, cfg, &opts, &c, now_ns, tcp_hdr);
     let l2: [u8; 22] = parse::load(ctx, 0).ok_or(Reason::ErrLoadBytes)?;
     let (start, frame_len) = assemble(pkt, &l2, tcp_hdr, tcp_len, frame)?;
-    resize(ctx, pkt.frame_len, frame_len)?;
+    resize(ctx, pkt.frame_len(), frame_len)?;
     // Verifier workaround: the size passed to a helper must be proven > 0 and bounded on the
     // very register that is passed, and so must the offset into the map value.
     if frame_len == 0 || frame_len > FRAME_MAX as u64 || start > 6 {
@@ -127,7 +127,7 @@ pub fn answer(
 /// Copies the SYN's whole TCP header to the stack; returns its length.
 #[inline(always)]
 fn load_syn_header(ctx: &XdpContext, pkt: &Packet, syn: &mut SynHeader) -> Result<u64, Reason> {
-    let len = pkt.tcp_len;
+    let len = pkt.tcp_len();
     // Verifier workaround: bound the length on the register the helper gets.
     if len < TCP_LEN || len > TCP_LEN + MAX_OPTIONS as u64 {
         return Err(Reason::ErrLoadBytes);
@@ -138,7 +138,7 @@ fn load_syn_header(ctx: &XdpContext, pkt: &Packet, syn: &mut SynHeader) -> Resul
     let r = unsafe {
         bpf_xdp_load_bytes(
             ctx.ctx,
-            pkt.tcp_off as u32,
+            pkt.tcp_off() as u32,
             syn as *mut SynHeader as *mut c_void,
             len as u32,
         )
@@ -252,7 +252,7 @@ fn assemble(
     tcp_len: u64,
     frame: &mut [u8; FRAME_BUF],
 ) -> Result<(u64, u64), Reason> {
-    let start = match (pkt.ipv6, pkt.l2_len) {
+    let start = match (pkt.ipv6, pkt.l2_len()) {
         (false, 14) => place::<14, 20, 6>(pkt, l2, tcp_hdr, tcp_len, frame),
         (false, 18) => place::<18, 20, 2>(pkt, l2, tcp_hdr, tcp_len, frame),
         (false, 22) => place::<22, 20, 6>(pkt, l2, tcp_hdr, tcp_len, frame),
@@ -262,7 +262,7 @@ fn assemble(
         _ => return Err(Reason::ErrStore),
     };
     let ip_len = if pkt.ipv6 { IPV6_LEN } else { IPV4_LEN };
-    Ok((start, pkt.l2_len + ip_len + tcp_len))
+    Ok((start, pkt.l2_len() + ip_len + tcp_len))
 }
 
 #[inline(always)]

@@ -18,14 +18,14 @@ pub fn ip_header(ctx: &XdpContext, pkt: &Packet) -> Result<(), Reason> {
     if pkt.ipv6 {
         return Ok(());
     }
-    let ihl = pkt.tcp_off - pkt.l2_len;
+    let ihl = pkt.tcp_off() - pkt.l2_len();
     let mut opts = 0u64;
     // Up to ten option words, an unrolled sequence at constant offsets (verifier workaround:
     // no loop counter); each load is bounds-checked on its own pointer.
     macro_rules! words {
         ($($k:literal)*) => { $(
             if IPV4_LEN + 4 * $k < ihl {
-                let w: [u8; 4] = parse::load(ctx, pkt.l2_len + IPV4_LEN + 4 * $k)
+                let w: [u8; 4] = parse::load(ctx, pkt.l2_len() + IPV4_LEN + 4 * $k)
                     .ok_or(Reason::PassMalformedIp)?;
                 opts += u32::from_be_bytes(w) as u64;
             }
@@ -47,7 +47,7 @@ pub fn tcp(pkt: &Packet, base: &[u8; 20], opts: &[u8; 40], th_len: u64) -> Resul
     let (pseudo, seg_len) = if pkt.ipv6 {
         let ip = pkt.ip6();
         let payload = u16::from_be_bytes([ip[4], ip[5]]) as u64;
-        let seg_len = (pkt.l2_len + IPV6_LEN + payload).wrapping_sub(pkt.tcp_off);
+        let seg_len = (pkt.l2_len() + IPV6_LEN + payload).wrapping_sub(pkt.tcp_off());
         (
             checksum::pseudo_v6_slice(&ip[8..40], seg_len as u32),
             seg_len,
@@ -55,7 +55,7 @@ pub fn tcp(pkt: &Packet, base: &[u8; 20], opts: &[u8; 40], th_len: u64) -> Resul
     } else {
         let ip = pkt.ip4();
         let total = u16::from_be_bytes([ip[2], ip[3]]) as u64;
-        let seg_len = total.wrapping_sub(pkt.tcp_off - pkt.l2_len);
+        let seg_len = total.wrapping_sub(pkt.tcp_off() - pkt.l2_len());
         (
             checksum::pseudo_v4_slice(&ip[12..20], seg_len as u16),
             seg_len,
