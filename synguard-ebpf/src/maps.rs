@@ -135,3 +135,17 @@ sg_map! {
     /// (`synguard_common::maps::closing_entry`; see `ack::check`).
     CLOSING => static SG_CLOSING: Array<u64> = Array::with_max_entries(CLOSING_SLOTS, 0);
 }
+
+/// `p`, with the promise that it is 8-byte aligned, which lets LLVM read and write the
+/// value's fields a word at a time (it cannot know the alignment of a pointer a helper
+/// returned, and for BPF it splits every access it cannot prove aligned into bytes).
+///
+/// Only for values of array maps: the kernel lays them out at 8-byte alignment
+/// (`array_map_alloc` rounds the element size up to 8; per-CPU values come from
+/// `bpf_map_alloc_percpu` with 8-byte alignment).
+#[inline(always)]
+pub fn aligned<T>(p: *mut T) -> *mut T {
+    // SAFETY: true for every array map value, see above.
+    unsafe { core::hint::assert_unchecked((p as usize).is_multiple_of(8)) };
+    p
+}

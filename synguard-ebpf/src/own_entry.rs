@@ -31,7 +31,7 @@ pub struct Handoff {
 /// Keeps the parsed packet in map memory for the rest of the path (and for `synguard_own_xdp`).
 #[inline(always)]
 pub fn keep(pkt: &Packet) -> Option<&'static Packet> {
-    let h = SG_OWN_HANDOFF.get_ptr_mut(0)?;
+    let h = crate::maps::aligned(SG_OWN_HANDOFF.get_ptr_mut(0)?);
     // SAFETY: this CPU's slot; XDP does not nest on a CPU.
     unsafe {
         (*h).pkt = *pkt;
@@ -59,9 +59,11 @@ pub fn hand_over(ctx: &XdpContext, pkt: &Packet, kind: u64) -> Reason {
 /// `synguard_own_xdp`'s step.
 #[inline(always)]
 pub fn handle(ctx: &XdpContext) -> Reason {
-    let (Some(h), Some(cfg)) = (SG_OWN_HANDOFF.get(0), SG_CONFIG.get(0)) else {
+    let (Some(h), Some(cfg)) = (SG_OWN_HANDOFF.get_ptr_mut(0), SG_CONFIG.get(0)) else {
         return Reason::ErrConfig;
     };
+    // SAFETY: this CPU's slot, written by `synguard` before the tail call.
+    let h = unsafe { &*crate::maps::aligned(h) };
     let now = crate::clock::now_ns();
     match h.kind {
         SYN => match synack::answer(ctx, &h.pkt, cfg, now, true) {

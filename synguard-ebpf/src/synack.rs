@@ -70,7 +70,7 @@ pub fn answer(
     now_ns: u64,
     own: bool,
 ) -> Result<(), Reason> {
-    let s = SG_SCRATCH.get_ptr_mut(0).ok_or(Reason::ErrStore)?;
+    let s = crate::maps::aligned(SG_SCRATCH.get_ptr_mut(0).ok_or(Reason::ErrStore)?);
     // SAFETY: this CPU's slot of a per-CPU map; XDP does not nest on a CPU.
     let Scratch {
         syn,
