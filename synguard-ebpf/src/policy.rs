@@ -17,13 +17,16 @@ use crate::{
 /// The packet's source address, IPv4 in the first four bytes.
 #[inline(always)]
 fn source(pkt: &Packet) -> [u8; 16] {
-    let mut a = [0u8; 16];
+    // Whole arrays per family: a partial copy into a zeroed array became a call to a byte-wise
+    // memset of variable length (see `synguard_common::policy::source_key`).
     if pkt.ipv6 {
+        let mut a = [0u8; 16];
         a.copy_from_slice(&pkt.ip6()[8..24]);
+        a
     } else {
-        a[..4].copy_from_slice(&pkt.ip4()[12..16]);
+        let s = &pkt.ip4()[12..16];
+        [s[0], s[1], s[2], s[3], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
     }
-    a
 }
 
 /// Blocked prefixes are dropped first; allowed ones pass with no limits and no cookies (the

@@ -132,8 +132,15 @@ fn load_syn_header(ctx: &XdpContext, pkt: &Packet, syn: &mut SynHeader) -> Resul
     if len < TCP_LEN || len > TCP_LEN + MAX_OPTIONS as u64 {
         return Err(Reason::ErrLoadBytes);
     }
-    // The checksum sums all 40 option bytes: those past the header must be zero.
-    syn.opts = [0; MAX_OPTIONS];
+    // The checksum sums all 40 option bytes: those past the header must be zero. Ten word
+    // stores, volatile so that LLVM does not turn them back into a memset, which the BPF backend
+    // makes a call to a byte-wise loop (`opts` is 4-byte aligned in the aligned scratch value,
+    // `maps::aligned`).
+    let words = syn.opts.as_mut_ptr() as *mut u32;
+    for i in 0..MAX_OPTIONS / 4 {
+        // SAFETY: in bounds of `opts`, and 4-byte aligned (above).
+        unsafe { core::ptr::write_volatile(words.add(i), 0) };
+    }
     // SAFETY: helper call writing at most 60 bytes into a 60-byte repr(C) struct.
     let r = unsafe {
         bpf_xdp_load_bytes(

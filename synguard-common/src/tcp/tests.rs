@@ -228,12 +228,18 @@ fn the_fast_path_agrees_with_the_walk() {
     ];
     let (a, n) = opts(&linux);
     assert!(linux_layout(&a, n).is_some());
-    assert_eq!(linux_layout(&a, n), Some(walk_options(&a, n, &mut WalkState::default())));
+    assert_eq!(
+        linux_layout(&a, n),
+        Some(walk_options(&a, n, &mut WalkState::default()))
+    );
     // Window scale above 14 is clamped on both paths.
     let mut big = linux;
     big[19] = 20;
     let (a, n) = opts(&big);
-    assert_eq!(linux_layout(&a, n), Some(walk_options(&a, n, &mut WalkState::default())));
+    assert_eq!(
+        linux_layout(&a, n),
+        Some(walk_options(&a, n, &mut WalkState::default()))
+    );
     // Any other layout takes the walk: same bytes, one flipped, or a different length.
     for i in [0usize, 1, 4, 5, 6, 7, 16, 17, 18] {
         let mut other = linux;
