@@ -10,7 +10,10 @@
 //!   `data_end - data` into arithmetic on `data_end`, which the verifier rejects.
 
 use aya_ebpf::programs::XdpContext;
-use synguard_common::{maps::flow_hash, reason::Reason};
+use synguard_common::{
+    maps::{flow_hash, flow_hash_v4},
+    reason::Reason,
+};
 
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
@@ -104,25 +107,24 @@ impl Packet {
         unsafe { &self.ip.v6 }
     }
 
-    /// Hash of the 4-tuple as the client sends it (`synguard_common::maps::flow_hash`).
+    /// Hash of the 4-tuple as the client sends it (`synguard_common::maps::flow_hash` and
+    /// `flow_hash_v4`).
+    #[inline(always)]
     pub fn flow_hash(&self) -> u64 {
         let w = |b: &[u8]| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
-        let (s, d) = if self.ipv6 {
+        let sport = u16::from_be_bytes([self.tcp[0], self.tcp[1]]);
+        if self.ipv6 {
             let ip = self.ip6();
-            (
-                [w(&ip[8..]), w(&ip[12..]), w(&ip[16..]), w(&ip[20..])],
-                [w(&ip[24..]), w(&ip[28..]), w(&ip[32..]), w(&ip[36..])],
+            flow_hash(
+                &[w(&ip[8..]), w(&ip[12..]), w(&ip[16..]), w(&ip[20..])],
+                &[w(&ip[24..]), w(&ip[28..]), w(&ip[32..]), w(&ip[36..])],
+                sport,
+                self.dport(),
             )
         } else {
             let ip = self.ip4();
-            ([w(&ip[12..]), 0, 0, 0], [w(&ip[16..]), 0, 0, 0])
-        };
-        flow_hash(
-            &s,
-            &d,
-            u16::from_be_bytes([self.tcp[0], self.tcp[1]]),
-            self.dport(),
-        )
+            flow_hash_v4(w(&ip[12..]), w(&ip[16..]), sport, self.dport())
+        }
     }
 
     pub fn dport(&self) -> u16 {

@@ -8,7 +8,7 @@ use std::net::{TcpListener, TcpStream};
 
 use aya::maps::HashMap;
 use synguard_common::{
-    maps::{Config, closing_entry, flow_hash},
+    maps::{Config, closing_entry, flow_hash_v4},
     policy::{AddrKey, Policy, SOURCE_SLOTS, SourceState, names},
     reason::{Event, Reason},
     tcp::{ACK, FIN},
@@ -77,11 +77,11 @@ fn a_full_source_table_evicts_unused_sources_which_start_over() {
     );
 }
 
-/// `flow_hash` of a loopback 4-tuple as the program computes it (addresses as read from the
+/// `flow_hash_v4` of a loopback 4-tuple as the program computes it (addresses as read from the
 /// packet, ports as numbers).
 fn lo_hash(sport: u16, dport: u16) -> u64 {
     let lo = u32::from_ne_bytes([127, 0, 0, 1]);
-    flow_hash(&[lo, 0, 0, 0], &[lo, 0, 0, 0], sport, dport)
+    flow_hash_v4(lo, lo, sport, dport)
 }
 
 fn slot(sport: u16, dport: u16) -> u32 {
