@@ -179,7 +179,10 @@ fn kill9_then_detach_cleans_up() -> Result<()> {
     // Nothing of the namespace is left in the run directory or on bpffs, not even its
     // directories.
     let ino = netns_inode(fx.ns())?.to_string();
-    let dirs = [Path::new(RUN_DIR).join(&ino), Path::new(PIN_BASE).join(&ino)];
+    let dirs = [
+        Path::new(RUN_DIR).join(&ino),
+        Path::new(PIN_BASE).join(&ino),
+    ];
     for d in &dirs {
         ensure!(!d.exists(), "{} left after detach", d.display());
     }
@@ -187,7 +190,11 @@ fn kill9_then_detach_cleans_up() -> Result<()> {
     // earlier run left goes with it.
     std::fs::create_dir_all(&dirs[0])?;
     fx.cli(&["detach", "--iface", fx.iface()])?;
-    ensure!(!dirs[0].exists(), "{} left by the second detach", dirs[0].display());
+    ensure!(
+        !dirs[0].exists(),
+        "{} left by the second detach",
+        dirs[0].display()
+    );
     Ok(())
 }
 

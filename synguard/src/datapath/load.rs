@@ -54,9 +54,20 @@ pub fn logger(ebpf: &mut Ebpf) -> Option<ProgramLogger> {
 
 /// Verifies and loads the program into the kernel.
 pub fn load_program(ebpf: &mut Ebpf) -> Result<(), LoaderError> {
-    program_of(ebpf)?
-        .load()
-        .map_err(|e| program_error("load the XDP program", e))
+    let prog = program_of(ebpf)?;
+    prog.load()
+        .map_err(|e| program_error("load the XDP program", e))?;
+    log_verified(PROGRAM, prog.info());
+    Ok(())
+}
+
+/// Says at debug level how many instructions the verifier processed for `program` (the
+/// kernel's `verified_insns`, Linux 5.16+): the figure that must stay far from its limit of
+/// 1 M (docs/verifier.md).
+pub fn log_verified(program: &str, info: Result<aya::programs::ProgramInfo, ProgramError>) {
+    if let Some(n) = info.ok().and_then(|i| i.verified_instruction_count()) {
+        debug!("{program}: the verifier processed {n} instructions");
+    }
 }
 
 pub fn program_of(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoaderError> {

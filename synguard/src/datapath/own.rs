@@ -20,7 +20,7 @@ use crate::{
         diagnose,
         error::LoaderError,
         kfunc::{self, AlignedObject},
-        load::{program_error, take_map},
+        load::{self, program_error, take_map},
         objects, spoil,
     },
     host::{
@@ -80,7 +80,7 @@ pub fn load_own_xdp(ebpf: &mut Ebpf) -> Result<(), LoaderError> {
         })?;
     prog.load()
         .map_err(|e| own_program_error(XDP_PROGRAM, "load the own-cookie XDP program", e))?;
-    verified(XDP_PROGRAM, prog.info());
+    load::log_verified(XDP_PROGRAM, prog.info());
     let fd = prog
         .fd()
         .and_then(|fd| fd.try_clone().map_err(Into::into))
@@ -169,14 +169,6 @@ fn own_program_error(
             }
         }
         _ => program_error(what, source),
-    }
-}
-
-/// Says at debug level how much verifying `program` took (`bpftool prog show` says it too, as
-/// `verified_insns`): the figure that must stay far from the verifier's limit of 1 M.
-fn verified(program: &str, info: Result<aya::programs::ProgramInfo, aya::programs::ProgramError>) {
-    if let Some(n) = info.ok().and_then(|i| i.verified_instruction_count()) {
-        log::debug!("{program}: the verifier processed {n} instructions");
     }
 }
 
