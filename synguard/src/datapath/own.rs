@@ -105,9 +105,11 @@ pub fn load_own_xdp(ebpf: &mut Ebpf) -> Result<(), LoaderError> {
 /// removing the pin (detach) releases the link.
 pub fn attach_tc(ebpf: &mut Ebpf, iface: &str, pin: &Path) -> Result<(), LoaderError> {
     // Loaded now, attached only if the driver turns out to carry no metadata (`use_tc_check`).
-    tc_program(ebpf, TC_CHECK_PROGRAM)?
+    let check = tc_program(ebpf, TC_CHECK_PROGRAM)?;
+    check
         .load()
         .map_err(|e| own_program_error(TC_CHECK_PROGRAM, "load the TC checking program", e))?;
+    load::log_verified(TC_CHECK_PROGRAM, check.info());
     let prog: &mut SchedClassifier = ebpf
         .program_mut(TC_PROGRAM)
         .ok_or_else(|| LoaderError::Missing(format!("program {TC_PROGRAM}")))?
@@ -118,6 +120,7 @@ pub fn attach_tc(ebpf: &mut Ebpf, iface: &str, pin: &Path) -> Result<(), LoaderE
         })?;
     prog.load()
         .map_err(|e| own_program_error(TC_PROGRAM, "load the TC program", e))?;
+    load::log_verified(TC_PROGRAM, prog.info());
     if pin.exists() {
         let old = PinnedLink::from_pin(pin)
             .map_err(|e| e.to_string())
