@@ -11,7 +11,7 @@ use synguard_common::{names, reason::Reason};
 use synguard_lab::lab::synguard_proc::Synguard;
 
 mod common;
-use common::ops::{cleanup, pins_of, wait_log, xdp_attached};
+use common::ops::{cleanup, pins_of, tcx_ingress_programs, wait_log, xdp_attached};
 use common::{Fixture, bin};
 
 const FAULT: (&str, &str) = ("SYNGUARD_FAIL_AT", "own-verifier");
@@ -20,35 +20,6 @@ const SYSCTLS: [&str; 2] = ["net.ipv4.tcp_timestamps", "net.ipv4.tcp_syncookies"
 fn start(fx: &Fixture, cookies: &str) -> Result<Synguard> {
     let args = ["--ports", "80", "--mode", "always", "--cookies", cookies];
     Synguard::start_with_env(&bin()?, fx.ns(), fx.iface(), &args, &[FAULT])
-}
-
-/// `bpftool -j <args>` in the server's namespace, parsed.
-fn bpftool(fx: &Fixture, args: &[&str]) -> Result<serde_json::Value> {
-    let out = fx
-        .ns()
-        .command("bpftool")
-        .arg("-j")
-        .args(args)
-        .output()
-        .context("running bpftool")?;
-    ensure!(
-        out.status.success(),
-        "bpftool {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).context("bpftool's JSON")
-}
-
-/// The BPF programs at the interface's TC hooks (tcx or classic).
-fn tc_programs(fx: &Fixture) -> Result<Vec<serde_json::Value>> {
-    let v = bpftool(fx, &["net", "show", "dev", fx.iface()])?;
-    Ok(v.as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|hooks| ["tc", "tcx"].map(|k| hooks.get(k).cloned()))
-        .flatten()
-        .flat_map(|list| list.as_array().cloned().unwrap_or_default())
-        .collect())
 }
 
 /// The entries of a pinned map, as bpftool dumps them.
@@ -70,7 +41,7 @@ fn map_entries(pin: &Path) -> Result<Vec<serde_json::Value>> {
 
 /// Nothing of own cookies: no TC program, no TC link pinned, no key, no program to tail-call.
 fn no_own_cookies_left(fx: &Fixture) -> Result<()> {
-    let tc = tc_programs(fx)?;
+    let tc = tcx_ingress_programs(fx.ns(), fx.iface())?;
     ensure!(tc.is_empty(), "TC programs left: {tc:?}");
     let dir = pins_of(fx.ns(), fx.iface())?
         .into_iter()
@@ -182,7 +153,10 @@ fn own_fails_hard_when_the_verifier_refuses_it() -> Result<()> {
         "pins left: {:?}",
         pins_of(fx.ns(), fx.iface())?
     );
-    ensure!(tc_programs(&fx)?.is_empty(), "TC program left");
+    ensure!(
+        tcx_ingress_programs(fx.ns(), fx.iface())?.is_empty(),
+        "TC program left"
+    );
     let after: Vec<String> = SYSCTLS
         .iter()
         .map(|k| fx.sysctl(k))
