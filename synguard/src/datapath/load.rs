@@ -4,7 +4,7 @@
 use std::{collections::BTreeMap, io, path::Path};
 
 use aya::{
-    Ebpf, EbpfLoader,
+    Ebpf, EbpfLoader, VerifierLogLevel,
     maps::Map,
     programs::{ProgramError, Xdp},
 };
@@ -27,6 +27,12 @@ pub fn load_object(
     object: &[u8],
 ) -> Result<Ebpf, LoaderError> {
     let mut loader = EbpfLoader::new();
+    // A refused program's log: the verifier's messages and statistics, not its trace of every
+    // instruction (aya's default). With the trace, a program refused at the 1 M-instruction
+    // limit overflows the log buffer, and aya verifies it again with a ten times larger buffer,
+    // up to ten times, before giving up: minutes before `--cookies auto` can fall back. The
+    // messages are what `diagnose` reads (`missing_helper`, `verifier_summary`).
+    loader.verifier_log_level(VerifierLogLevel::STATS);
     for name in layouts.keys() {
         loader.map_pin_path(name.as_str(), dir.join(name));
     }
