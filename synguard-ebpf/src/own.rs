@@ -17,7 +17,11 @@ use synguard_common::{
     tcp::{self, SynOptions},
 };
 
-use crate::{count, maps::SG_COOKIE_SECRET, parse::Packet};
+use crate::{
+    count,
+    maps::{SG_COOKIE_SECRET, SG_OWN_HANDOFF},
+    parse::Packet,
+};
 
 /// The client-to-server 4-tuple as the cookie's hash input.
 #[inline(always)]
@@ -56,6 +60,22 @@ pub fn host_options(mut opts: SynOptions, cfg: &Config) -> SynOptions {
         opts.wscale = None;
     }
     opts
+}
+
+/// `opts` as read back from this CPU's handoff slot. Verifier workaround: the option walk
+/// leaves one state per path through it (each with its own knowledge of every field); a value
+/// read from map memory is one unknown state, so what follows the walk is verified once rather
+/// than once per path (docs/verifier.md). Volatile: LLVM must not forward the store to the load.
+#[inline(always)]
+pub fn settle(opts: SynOptions) -> Result<SynOptions, Reason> {
+    let h = SG_OWN_HANDOFF.get_ptr_mut(0).ok_or(Reason::ErrConfig)?;
+    // SAFETY: this CPU's slot; only its `opts` field is touched here, through its own pointer
+    // (`own_entry::handle` holds references to other fields only).
+    unsafe {
+        let slot = &raw mut (*h).opts;
+        core::ptr::write_volatile(slot, opts);
+        Ok(core::ptr::read_volatile(slot))
+    }
 }
 
 /// The own cookie for a SYN with options `opts`: (ISN, the MSS its class stands for).

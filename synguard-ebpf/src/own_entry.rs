@@ -8,7 +8,10 @@
 //! (docs/verifier.md).
 
 use aya_ebpf::programs::XdpContext;
-use synguard_common::reason::{Event, Reason};
+use synguard_common::{
+    reason::{Event, Reason},
+    tcp::SynOptions,
+};
 
 use crate::{
     count,
@@ -21,11 +24,13 @@ use crate::{
 pub const SYN: u64 = 1;
 pub const ACK: u64 = 2;
 
-/// The parsed packet and which step `synguard_own_xdp` is to take.
+/// The parsed packet and which step `synguard_own_xdp` is to take; `opts` is where the SYN's
+/// options pass through memory (`own::settle`).
 #[repr(C, align(8))]
 pub struct Handoff {
     pkt: Packet,
     kind: u64,
+    pub opts: SynOptions,
 }
 
 /// Keeps the parsed packet in map memory for the rest of the path (and for `synguard_own_xdp`).
@@ -62,18 +67,20 @@ pub fn handle(ctx: &XdpContext) -> Reason {
     let (Some(h), Some(cfg)) = (SG_OWN_HANDOFF.get_ptr_mut(0), SG_CONFIG.get(0)) else {
         return Reason::ErrConfig;
     };
-    // SAFETY: this CPU's slot, written by `synguard` before the tail call.
-    let h = unsafe { &*crate::maps::aligned(h) };
+    let h = crate::maps::aligned(h);
+    // SAFETY: this CPU's slot (see `hand_over`). References to `pkt` and `kind` only: `opts`
+    // is written through its own pointer while `pkt` is borrowed (`own::settle`).
+    let (pkt, kind) = unsafe { (&(*h).pkt, (*h).kind) };
     let now = crate::clock::now_ns();
-    match h.kind {
-        SYN => match synack::answer(ctx, &h.pkt, cfg, now, true) {
+    match kind {
+        SYN => match synack::answer(ctx, pkt, cfg, now, true) {
             Ok(()) => {
                 count::event(Event::CookieSent);
                 Reason::TxSynAckCookie
             }
             Err(reason) => reason,
         },
-        ACK => own::check_ack(ctx, &h.pkt, cfg, now),
+        ACK => own::check_ack(ctx, pkt, cfg, now),
         _ => Reason::ErrConfig,
     }
 }

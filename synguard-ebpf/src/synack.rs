@@ -80,10 +80,10 @@ pub fn answer(
     } = unsafe { &mut *s };
     let th_len = load_syn_header(ctx, pkt, syn)?;
     let (c, opts) = if own {
-        let opts = own::host_options(
+        let opts = own::settle(own::host_options(
             tcp::parse_syn_options_in(&syn.opts, (th_len - TCP_LEN) as usize, walk),
             cfg,
-        );
+        ))?;
         // Verifier workaround: checked after the option walk, not before it. Before it, the
         // checksum's two outcomes reach the walk with different knowledge of `th_len` and the
         // walk is verified twice over, past the 1 M-instruction limit (docs/verifier.md).

@@ -3,6 +3,7 @@
 //! `--test-threads=1`.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, ensure};
@@ -175,8 +176,25 @@ fn kill9_then_detach_cleans_up() -> Result<()> {
     let st = fx.status()?;
     assert_eq!(st["attached"], false, "{st}");
     fx.connections(5)?;
-    // A second detach finds nothing and says so without failing.
+    // Nothing of the namespace is left in the run directory or on bpffs, not even its
+    // directories.
+    let ino = netns_inode(fx.ns())?.to_string();
+    let dirs = [
+        Path::new(RUN_DIR).join(&ino),
+        Path::new(PIN_BASE).join(&ino),
+    ];
+    for d in &dirs {
+        ensure!(!d.exists(), "{} left after detach", d.display());
+    }
+    // A second detach finds nothing and says so without failing; an empty directory some
+    // earlier run left goes with it.
+    std::fs::create_dir_all(&dirs[0])?;
     fx.cli(&["detach", "--iface", fx.iface()])?;
+    ensure!(
+        !dirs[0].exists(),
+        "{} left by the second detach",
+        dirs[0].display()
+    );
     Ok(())
 }
 

@@ -280,6 +280,8 @@ fn auto_mode_secret_file_and_rotation_on_reload() -> Result<()> {
     let sg = fx.synguard(&[&args[..], &["--cookie-secret-file", &key_arg]].concat())?;
     let log = sg.log_text();
     assert!(log.contains("own cookies (--cookies auto"), "{log}");
+    let tc = common::ops::tcx_ingress_programs(fx.ns(), fx.iface())?;
+    assert_eq!(tc, ["synguard_own"], "TC ingress");
     assert!(
         log.contains(&format!("cookie secret from {key_arg}")),
         "{log}"

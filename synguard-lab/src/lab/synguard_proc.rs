@@ -64,12 +64,25 @@ impl Synguard {
     /// As [`Synguard::start`] with `args` exactly as given: for an earlier release, which knows
     /// no `--cookies` (and has only the kernel's).
     pub fn start_as_given(bin: &Path, ns: &Netns, iface: &str, args: &[&str]) -> Result<Synguard> {
+        Self::start_with_env(bin, ns, iface, args, &[])
+    }
+
+    /// As [`Synguard::start_as_given`] with variables added to its environment (a fault to
+    /// inject, `SYNGUARD_FAIL_AT`).
+    pub fn start_with_env(
+        bin: &Path,
+        ns: &Netns,
+        iface: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Synguard> {
         let log = std::env::temp_dir().join(format!("{}-synguard.log", ns.name()));
         let out = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let child = ns
             .command(&bin.to_string_lossy())
             .args(["run", "--iface", iface])
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)

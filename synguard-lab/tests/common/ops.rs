@@ -156,6 +156,23 @@ pub fn run_info_left(ns: &Netns, iface: &str) -> Result<bool> {
         || Path::new(RUN_DIR).join(format!("{iface}.json")).exists())
 }
 
+/// The names of the programs attached at `iface`'s TC ingress through tcx (what own cookies
+/// attach), asked of the kernel in `ns` (BPF_PROG_QUERY; bpftool before 7.3 does not list tcx).
+pub fn tcx_ingress_programs(ns: &Netns, iface: &str) -> Result<Vec<String>> {
+    use aya::programs::{SchedClassifier, TcAttachType};
+    let iface = iface.to_string();
+    ns.enter(move || {
+        SchedClassifier::query_tcx(&iface, TcAttachType::Ingress)
+            .map(|(_, progs)| {
+                progs
+                    .iter()
+                    .map(|p| p.name_as_str().unwrap_or("?").to_string())
+                    .collect()
+            })
+            .map_err(|e| anyhow::anyhow!("tcx query of {iface}: {e}"))
+    })?
+}
+
 pub fn xdp_attached(ns: &Netns, iface: &str) -> Result<bool> {
     let out = ns.ip(&["-j", "link", "show", "dev", iface])?;
     let v: serde_json::Value = serde_json::from_str(&out)?;

@@ -46,6 +46,21 @@ pub fn detach(args: &DetachArgs) -> anyhow::Result<()> {
     for key in keys {
         detach_one(args, &key).with_context(|| format!("cannot detach from {key}"))?;
     }
+    remove_empty_netns_dirs(args)
+}
+
+/// This namespace's directories under the run directory and the pin base, if detaching (or an
+/// earlier run) left them empty.
+fn remove_empty_netns_dirs(args: &DetachArgs) -> anyhow::Result<()> {
+    let ours = netns::current_inode().context("cannot read this network namespace")?;
+    for base in [&args.run_dir, &args.pin_base] {
+        let dir = paths::netns_dir(base, ours);
+        if paths::remove_if_empty(&dir)
+            .with_context(|| format!("cannot remove {}", dir.display()))?
+        {
+            info!("removed {}", dir.display());
+        }
+    }
     Ok(())
 }
 

@@ -234,10 +234,11 @@ fn enforced_lines(e: &Enforced) -> String {
         _ => format!("{pps}/s burst {burst}"),
     };
     format!(
-        "  {} mode{monitor}\n  ports {:?}, thresholds on {} / off {} pps, hold {} s\n  \
+        "  {} mode, {} cookies{monitor}\n  ports {:?}, thresholds on {} / off {} pps, hold {} s\n  \
          allow {} v4 + {} v6, block {} v4 + {} v6 prefixes; per source {} (block {} s), \
          reflection cap {}\n",
         e.mode,
+        e.cookies,
         e.ports,
         e.syn_threshold,
         e.syn_off_threshold,

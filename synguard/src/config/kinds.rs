@@ -18,13 +18,11 @@ pub enum ModeArg {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Cookies {
-    /// Own where the kernel has bpf_sk_assign_tcp_reqsk (Linux 6.9+), the kernel's otherwise.
-    Auto,
-    /// The kernel's cookies (tcp_syncookies and tcp_timestamps set while attached). The default
-    /// for now: the own-cookie XDP program passes the verifier on Linux 6.18 but goes past its
-    /// 1 M-instruction limit on 6.12 (seen in the VM test), and `auto` does not yet fall back
-    /// when it does (docs/own-cookies.md).
+    /// Own where the kernel has bpf_sk_assign_tcp_reqsk (Linux 6.9+) and accepts the own-cookie
+    /// programs, the kernel's otherwise (`daemon::own_cookies::choose`).
     #[default]
+    Auto,
+    /// The kernel's cookies (tcp_syncookies and tcp_timestamps set while attached).
     Kernel,
     /// synguard's own cookies, handed to the kernel from TC; no kernel setting changes.
     Own,

@@ -121,7 +121,7 @@ settings! {
         /// Window scale the SYN-ACK advertises [default: the kernel's, from tcp_rmem/rmem_max].
         #[arg(long, value_name = "N")]
         pub wscale: Option<u8> => first,
-        /// Whose SYN cookies [default: kernel; auto: own where the kernel has the kfunc].
+        /// Whose SYN cookies [default: auto: own where the kernel can, else the kernel's].
         #[arg(long, value_enum)]
         pub cookies: Option<Cookies> => first,
         /// Own cookies: read the key from this file (32 hex digits, mode 600) instead of a random

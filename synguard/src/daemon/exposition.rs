@@ -211,6 +211,15 @@ fn labelled_families(out: &mut String, ok: &[(&str, &Reading)]) {
         |r, m| (r.enforced.mode == m) as u64,
     );
     family(out, "synguard_mode", "gauge", help, &lines);
+    let help = "Whose SYN cookies answer SYNs (1 for the kind in effect: own, or the kernel's, \
+                also where --cookies auto fell back to them).";
+    let lines = labelled(
+        ok,
+        &["kernel", "own"],
+        |k| format!("cookies=\"{k}\""),
+        |r, k| (r.enforced.cookies == k) as u64,
+    );
+    family(out, "synguard_cookies_kind", "gauge", help, &lines);
     let kinds = [
         ("start", Event::CookieModeOn),
         ("end", Event::CookieModeOff),
@@ -378,6 +387,8 @@ mod tests {
         assert!(text.contains("synguard_cookies_sent_total{device=\"eth0\"} 7\n"));
         assert!(text.contains("synguard_mode_switches_total{device=\"eth0\"} 3\n"));
         assert!(text.contains("synguard_mode{device=\"eth0\",mode=\"always\"} 1\n"));
+        assert!(text.contains("synguard_cookies_kind{device=\"eth0\",cookies=\"kernel\"} 1\n"));
+        assert!(text.contains("synguard_cookies_kind{device=\"eth0\",cookies=\"own\"} 0\n"));
         assert!(text.contains("synguard_up{device=\"eth1\"} 0\n"));
         assert!(
             !text.contains("device=\"eth1\",reason"),

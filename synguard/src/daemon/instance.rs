@@ -24,7 +24,8 @@ use crate::{
     daemon::{
         cookie_backend::MapBackend,
         mode::Controller,
-        nic_gate, own_cookies,
+        nic_gate,
+        own_cookies::{self, Choice},
         prepare::{StartError, kernel_config, set_sysctls, warn_about_vlan_offload},
         takeover::{self, Legacy},
     },
@@ -183,13 +184,10 @@ impl Instance {
         syncookies: SyncookieVotes,
     ) -> Result<(Controller<MapBackend>, Option<ProgramLogger>), StartError> {
         let iface = self.iface.clone();
-        let own = own_cookies::decide(cfg, &iface)?;
+        let mut own = own_cookies::decide(cfg, &iface)? == Choice::Own;
         let mut config = kernel_config(cfg, &iface)?;
-        if own {
-            config.cookies = own_cookies::config_value()?;
-        }
         load::raise_memlock_limit();
-        let object = own::object(own).map_err(LoaderError::from)?;
+        let object = own::object(own)?;
         let inherited = self.inherit_pins(pin_dir)?;
         let adopting_cookies = inherited.ready.kernel_ready != 0;
         // Recorded before anything changes, so that whoever comes after a crash (`run` or
@@ -207,8 +205,8 @@ impl Instance {
             legacy.finish(&cfg.run_dir);
         }
         fault::point(Step::Recorded);
-        let idle = if own {
-            // Own cookies change no kernel setting.
+        // Own cookies change no kernel setting (unless they fall back, below).
+        let mut idle = if own {
             Sysctls::default().read_u64(SYNCOOKIES)?
         } else {
             set_sysctls(cfg.mode, saver, adopting_cookies)?
@@ -227,12 +225,20 @@ impl Instance {
         // The TC program and the key before the XDP program can send an own cookie.
         let tc_pin = pin_dir.join(pins::TC_LINK);
         if own {
-            self.secret = Some(own_cookies::start(ebpf, &iface, cfg, &tc_pin)?);
+            own = self.start_own(
+                cfg,
+                &tc_pin,
+                &mut config,
+                saver,
+                adopting_cookies,
+                &mut idle,
+            )?;
         } else {
             own::remove_tc_link(&tc_pin);
         }
         // The maps may be the running program's: the new config applies to it at once.
         let inherited_ports = inherited.kept.iter().any(|n| n == names::PORTS);
+        let ebpf = self.ebpf.as_mut().expect("loaded above");
         write_config(ebpf, &config, &cfg.ports, inherited_ports)?;
         self.write_run_info(cfg, pin_dir, pending, "pending", &config, saver)?;
         fault::point(Step::Loaded);

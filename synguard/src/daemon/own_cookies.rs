@@ -3,7 +3,7 @@
 //! its map (docs/own-cookies.md).
 
 use aya::Ebpf;
-use log::info;
+use log::{info, warn};
 use synguard_common::maps::{COOKIES_OWN, OWN_NO_SACK, OWN_NO_TIMESTAMPS, OWN_NO_WSCALE};
 use thiserror::Error;
 
@@ -46,33 +46,78 @@ fn own_unsupported(sysctls: &Sysctls) -> Result<Option<String>, SysctlError> {
     Ok(None)
 }
 
-/// Whether `iface` gets own cookies; says which and why.
-pub fn decide(cfg: &RunConfig, iface: &str) -> Result<bool, OwnError> {
-    let sysctls = Sysctls::default();
-    let own = match (cfg.cookies, own_unsupported(&sysctls)?) {
-        (Cookies::Kernel, _) => {
-            info!("{iface}: kernel cookies (--cookies kernel)");
-            false
-        }
-        (Cookies::Own, Some(why)) => return Err(OwnError::Unsupported(why)),
-        (Cookies::Own, None) => {
-            info!("{iface}: own cookies (--cookies own)");
-            true
-        }
-        (Cookies::Auto, Some(why)) => {
-            info!("{iface}: kernel cookies (--cookies auto: {why})");
-            false
-        }
-        (Cookies::Auto, None) => {
-            info!(
-                "{iface}: own cookies (--cookies auto: the kernel has {}; no kernel setting \
-                 changes)",
-                own::REQSK_KFUNC
-            );
-            true
-        }
+/// Which cookies an interface gets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Choice {
+    /// The kernel's, and the log line's words for why.
+    Kernel(String),
+    Own,
+}
+
+/// Pure: what `--cookies` asked for and what stands in the way of own cookies (None: nothing
+/// known yet) decide. `auto` falls back to the kernel's cookies; `own` refuses to start.
+pub fn choose(requested: Cookies, obstacle: Option<&str>) -> Result<Choice, OwnError> {
+    match (requested, obstacle) {
+        (Cookies::Kernel, _) => Ok(Choice::Kernel("kernel cookies (--cookies kernel)".into())),
+        (Cookies::Own, Some(why)) => Err(OwnError::Unsupported(why.to_string())),
+        (Cookies::Auto, Some(why)) => Ok(Choice::Kernel(format!(
+            "own cookies unavailable: {why}; using kernel cookies (--cookies auto)"
+        ))),
+        (Cookies::Own | Cookies::Auto, None) => Ok(Choice::Own),
+    }
+}
+
+/// Before anything is loaded: whether `iface` is to try own cookies. A kernel choice is logged
+/// here; own cookies are logged once they are in place (`announce_own`), since the kernel may
+/// still refuse their programs (`fall_back`).
+pub fn decide(cfg: &RunConfig, iface: &str) -> Result<Choice, OwnError> {
+    let obstacle = match cfg.cookies {
+        Cookies::Kernel => None,
+        _ => own_unsupported(&Sysctls::default())?,
     };
-    Ok(own)
+    let choice = choose(cfg.cookies, obstacle.as_deref())?;
+    if let Choice::Kernel(line) = &choice {
+        info!("{iface}: {line}");
+    }
+    Ok(choice)
+}
+
+/// Own cookies are in place: says so, and why.
+pub fn announce_own(cfg: &RunConfig, iface: &str) {
+    info!(
+        "{iface}: own cookies (--cookies {}: the kernel has {} and accepted the programs; no \
+         kernel setting changes)",
+        cfg.cookies.name(),
+        own::REQSK_KFUNC
+    );
+}
+
+/// `start` failed: where the kernel refused something (a program, the TC attachment), `auto`
+/// falls back to the kernel's cookies (logged, with the reason in one line) and `own` fails
+/// with that reason. A secret file that cannot be used is the operator's to fix: an error
+/// either way.
+pub fn fall_back(cfg: &RunConfig, iface: &str, failure: OwnError) -> Result<Choice, OwnError> {
+    let why = match &failure {
+        OwnError::Unsupported(why) => why.clone(),
+        OwnError::Loader(e) => with_sources(e),
+        OwnError::Secret(_) | OwnError::Sysctl(_) => return Err(failure),
+    };
+    let choice = choose(cfg.cookies, Some(&why))?;
+    if let Choice::Kernel(line) = &choice {
+        warn!("{iface}: {line}");
+    }
+    Ok(choice)
+}
+
+/// An error and its sources on one line.
+fn with_sources(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        out = format!("{out}: {s}");
+        next = s.source();
+    }
+    out
 }
 
 /// `Config::cookies` for own cookies on this host: the mode with a flag for each option the
@@ -111,6 +156,26 @@ pub fn start(
     tc_pin: &std::path::Path,
 ) -> Result<SecretMap, OwnError> {
     let mut map = SecretMap::take(ebpf)?;
+    match put_in_place(ebpf, &mut map, iface, cfg, tc_pin) {
+        Ok(()) => Ok(map),
+        Err(e) => {
+            // Nothing half set up stays: no key, no TC link, no own program to tail-call.
+            own::withdraw(ebpf, tc_pin);
+            if let Err(erase) = map.erase() {
+                warn!("{iface}: cannot erase the cookie secret: {erase}");
+            }
+            Err(e)
+        }
+    }
+}
+
+fn put_in_place(
+    ebpf: &mut Ebpf,
+    map: &mut SecretMap,
+    iface: &str,
+    cfg: &RunConfig,
+    tc_pin: &std::path::Path,
+) -> Result<(), OwnError> {
     let from = match (&cfg.cookie_secret_file, map.current()?) {
         (Some(p), Some(_)) => {
             map.rotate(key(cfg)?)?;
@@ -132,7 +197,7 @@ pub fn start(
     own::load_own_xdp(ebpf)?;
     own::attach_tc(ebpf, iface, tc_pin)?;
     info!("{iface}: TC ingress program attached; cookie secret {from}");
-    Ok(map)
+    Ok(())
 }
 
 /// Says once, loudly, when the interface's driver turned out to carry no XDP metadata: valid
@@ -162,4 +227,87 @@ pub fn rotate(map: &mut SecretMap, iface: &str, cfg: &RunConfig) -> Result<(), O
         info!("{iface}: cookie secret rotated; the previous one is accepted for one more slot");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REFUSED: &str =
+        "synguard_own_xdp rejected by the verifier (1000001 insns processed, limit 1000000)";
+
+    #[test]
+    fn kernel_cookies_when_asked_whatever_stands_in_the_way() {
+        for obstacle in [None, Some(REFUSED)] {
+            let c = choose(Cookies::Kernel, obstacle).unwrap();
+            assert_eq!(
+                c,
+                Choice::Kernel("kernel cookies (--cookies kernel)".into())
+            );
+        }
+    }
+
+    #[test]
+    fn auto_falls_back_saying_why() {
+        assert_eq!(choose(Cookies::Auto, None).unwrap(), Choice::Own);
+        let Choice::Kernel(line) = choose(Cookies::Auto, Some(REFUSED)).unwrap() else {
+            panic!("auto kept own cookies over a refusal");
+        };
+        assert_eq!(
+            line,
+            format!("own cookies unavailable: {REFUSED}; using kernel cookies (--cookies auto)")
+        );
+    }
+
+    #[test]
+    fn own_fails_with_the_reason() {
+        assert_eq!(choose(Cookies::Own, None).unwrap(), Choice::Own);
+        let err = choose(Cookies::Own, Some(REFUSED)).unwrap_err();
+        assert_eq!(err.to_string(), format!("--cookies own: {REFUSED}"));
+    }
+
+    /// What a refusal at start-up comes to: the verifier's, the TC attachment's (with its
+    /// cause), and a secret file, which is an error in every mode.
+    #[test]
+    fn refusals_fall_back_a_bad_secret_file_does_not() {
+        let cfg = |cookies| RunConfig {
+            cookies,
+            ..RunConfig::from_settings(&crate::config::Settings {
+                ifaces: vec!["eth0".into()],
+                ports: Some(crate::config::Ports::File(vec![80])),
+                ..Default::default()
+            })
+            .unwrap()
+        };
+        let rejected = || {
+            OwnError::Loader(LoaderError::Rejected {
+                program: own::XDP_PROGRAM,
+                summary: "1000001 insns processed, limit 1000000".into(),
+            })
+        };
+        let c = fall_back(&cfg(Cookies::Auto), "eth0", rejected()).unwrap();
+        assert_eq!(
+            c,
+            Choice::Kernel(format!(
+                "own cookies unavailable: {REFUSED}; using kernel cookies (--cookies auto)"
+            ))
+        );
+        let err = fall_back(&cfg(Cookies::Own), "eth0", rejected()).unwrap_err();
+        assert_eq!(err.to_string(), format!("--cookies own: {REFUSED}"));
+
+        let attach = OwnError::Loader(LoaderError::Missing("a tcx link (EINVAL)".into()));
+        let Choice::Kernel(line) = fall_back(&cfg(Cookies::Auto), "eth0", attach).unwrap() else {
+            panic!("kept own cookies without a TC link");
+        };
+        assert!(line.contains("tcx link (EINVAL)"), "{line}");
+
+        let secret = OwnError::Secret(SecretError::Permissions {
+            path: "/etc/k".into(),
+            mode: 0o644,
+        });
+        assert!(matches!(
+            fall_back(&cfg(Cookies::Auto), "eth0", secret),
+            Err(OwnError::Secret(_))
+        ));
+    }
 }

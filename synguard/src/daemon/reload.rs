@@ -248,7 +248,7 @@ mod tests {
         b.mode = CookieMode::Always;
         b.ifaces = vec!["eth1".into()];
         assert_eq!(needs_restart(&a, &b), ["interfaces", "mode"]);
-        b.cookies = crate::config::Cookies::Own;
+        b.cookies = crate::config::Cookies::Kernel;
         assert_eq!(needs_restart(&a, &b), ["interfaces", "mode", "cookies"]);
         // The secret file is re-read on reload, not a restart matter.
         b.cookie_secret_file = Some("/k".into());

@@ -142,6 +142,44 @@ pub fn missing_helper(verifier_log: &str) -> Option<MissingHelper> {
     })
 }
 
+/// The verifier's statistics line: "processed N insns (limit L) max_states_per_insn ...".
+fn processed(line: &str) -> Option<(u64, u64)> {
+    let rest = line.strip_prefix("processed ")?;
+    let (n, rest) = rest.split_once(" insns (limit ")?;
+    let (limit, _) = rest.split_once(')')?;
+    Some((n.parse().ok()?, limit.parse().ok()?))
+}
+
+/// Lines the verifier prints after its verdict (statistics), not the verdict itself.
+fn is_statistics(line: &str) -> bool {
+    processed(line).is_some()
+        || line.starts_with("verification time ")
+        || line.starts_with("stack depth ")
+        || line.starts_with("BPF program is too large")
+}
+
+/// A refusal in a few words, from the verifier log's last lines: how many instructions it
+/// processed against its limit (kernel/bpf/verifier.c, `print_verification_stats`) and, unless
+/// it ran out of them, the message it stopped at.
+pub fn verifier_summary(log: &str) -> String {
+    let lines: Vec<&str> = log
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let stats = lines.iter().rev().find_map(|l| processed(l));
+    let verdict = lines.iter().rev().find(|l| !is_statistics(l));
+    match (stats, verdict) {
+        (Some((n, limit)), _) if n >= limit => {
+            format!("{n} insns processed, limit {limit}")
+        }
+        (Some((n, _)), Some(v)) => format!("{v}; {n} insns processed"),
+        (None, Some(v)) => v.to_string(),
+        (Some((n, _)), None) => format!("{n} insns processed"),
+        (None, None) => "no verifier output".into(),
+    }
+}
+
 /// The first `io::Error` in an error's source chain.
 pub fn io_error<'a>(err: &'a (dyn Error + 'static)) -> Option<&'a io::Error> {
     let mut cur: Option<&(dyn Error + 'static)> = Some(err);
@@ -194,6 +232,32 @@ mod tests {
         assert_eq!(missing_helper("R2 invalid mem access 'scalar'"), None);
         assert_eq!(missing_helper(""), None);
         assert_eq!(missing_helper("invalid func unknown#xyz"), None);
+    }
+
+    #[test]
+    fn summarises_the_instruction_limit() {
+        let log = "8363: (bf) r8 = r1\n; ...\n12001: (05) goto pc+3\n\
+                   BPF program is too large. Processed 1000001 insn\n\
+                   processed 1000001 insns (limit 1000000) max_states_per_insn 33 \
+                   total_states 52100 peak_states 2813 mark_read 377\n";
+        assert_eq!(
+            verifier_summary(log),
+            "1000001 insns processed, limit 1000000"
+        );
+    }
+
+    #[test]
+    fn summarises_a_refusal_by_its_message() {
+        let log = "func#0 @0\n0: R1=ctx() R10=fp0\n0: (bf) r0 = r7\nR7 !read_ok\n\
+                   verification time 12 usec\nstack depth 0\n\
+                   processed 1 insns (limit 1000000) max_states_per_insn 0 total_states 0 \
+                   peak_states 0 mark_read 0\n";
+        assert_eq!(verifier_summary(log), "R7 !read_ok; 1 insns processed");
+        assert_eq!(
+            verifier_summary("R2 invalid mem access 'scalar'\n"),
+            "R2 invalid mem access 'scalar'"
+        );
+        assert_eq!(verifier_summary(""), "no verifier output");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::Serialize;
 use synguard_common::{
-    maps::{Config, PortConfig, names},
+    maps::{Config, PortConfig, cookies_own, names},
     policy::{Policy, gcra_to_rate},
 };
 
@@ -38,6 +38,9 @@ pub struct EnforcedLimits {
 pub struct Enforced {
     /// "auto", "always" (or "off" for a value the program does not know).
     pub mode: &'static str,
+    /// Whose cookies answer SYNs: "kernel" or "own" (what `--cookies` came to on this host,
+    /// `auto` having fallen back or not).
+    pub cookies: &'static str,
     /// Everything is decided and counted, nothing is dropped or answered.
     pub monitor: bool,
     pub ports: Vec<u16>,
@@ -56,6 +59,7 @@ impl Enforced {
             gcra_to_rate(policy.reflect_cost_ns, policy.reflect_burst_ns);
         Enforced {
             mode: mode_name(config.mode),
+            cookies: cookies_name(config.cookies),
             monitor: policy.monitor != 0,
             ports,
             syn_threshold: config.syn_on_pps,
@@ -75,6 +79,15 @@ impl Enforced {
                 reflect_burst,
             },
         }
+    }
+}
+
+/// The name of `Config::cookies`'s kind.
+pub fn cookies_name(cookies: u32) -> &'static str {
+    if cookies_own(cookies) {
+        "own"
+    } else {
+        "kernel"
     }
 }
 
@@ -132,6 +145,7 @@ mod tests {
         .apply(&mut policy);
         let e = Enforced::from_maps(&config, &policy, vec![80, 443]);
         assert_eq!(e.mode, "auto");
+        assert_eq!(e.cookies, "kernel");
         assert!(e.monitor);
         assert_eq!(e.ports, [80, 443]);
         assert_eq!(
@@ -157,6 +171,11 @@ mod tests {
                 reflect_burst: 100
             }
         );
+        let own = Config {
+            cookies: synguard_common::maps::COOKIES_OWN | synguard_common::maps::OWN_NO_SACK,
+            ..config
+        };
+        assert_eq!(Enforced::from_maps(&own, &policy, vec![]).cookies, "own");
         let none = Enforced::from_maps(&config, &Policy::default(), vec![]);
         assert!(!none.monitor);
         assert_eq!(none.limits, EnforcedLimits::default());

@@ -27,6 +27,12 @@ pub enum LoaderError {
         #[source]
         source: ProgramError,
     },
+    #[error("{program} rejected by the verifier ({summary})")]
+    Rejected {
+        program: &'static str,
+        /// `diagnose::verifier_summary` of the log.
+        summary: String,
+    },
     #[error("the XDP object has no {0}: loader and program come from different builds")]
     Missing(String),
     #[error("cannot use map {name}")]
@@ -69,4 +75,6 @@ pub enum LoaderError {
     Sysctl(#[from] SysctlError),
     #[error(transparent)]
     Kfunc(#[from] crate::datapath::kfunc::KfuncError),
+    #[error("fault injection")]
+    Spoil(#[from] crate::datapath::spoil::SpoilError),
 }

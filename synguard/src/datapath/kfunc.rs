@@ -91,7 +91,7 @@ pub struct AlignedObject {
 }
 
 impl AlignedObject {
-    fn new(bytes: &[u8]) -> Self {
+    pub(crate) fn new(bytes: &[u8]) -> Self {
         let mut words = vec![0u64; bytes.len().div_ceil(8)];
         // SAFETY: `words` holds at least `bytes.len()` bytes; u64 has no invalid bit patterns.
         let dst = unsafe {
@@ -109,7 +109,7 @@ impl AlignedObject {
         unsafe { std::slice::from_raw_parts(self.words.as_ptr() as *const u8, self.len) }
     }
 
-    fn bytes_mut(&mut self) -> &mut [u8] {
+    pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
         // SAFETY: as in `bytes`, with exclusive access.
         unsafe { std::slice::from_raw_parts_mut(self.words.as_mut_ptr() as *mut u8, self.len) }
     }

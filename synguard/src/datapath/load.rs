@@ -4,7 +4,7 @@
 use std::{collections::BTreeMap, io, path::Path};
 
 use aya::{
-    Ebpf, EbpfLoader,
+    Ebpf, EbpfLoader, VerifierLogLevel,
     maps::Map,
     programs::{ProgramError, Xdp},
 };
@@ -27,6 +27,12 @@ pub fn load_object(
     object: &[u8],
 ) -> Result<Ebpf, LoaderError> {
     let mut loader = EbpfLoader::new();
+    // A refused program's log: the verifier's messages and statistics, not its trace of every
+    // instruction (aya's default). With the trace, a program refused at the 1 M-instruction
+    // limit overflows the log buffer, and aya verifies it again with a ten times larger buffer,
+    // up to ten times, before giving up: minutes before `--cookies auto` can fall back. The
+    // messages are what `diagnose` reads (`missing_helper`, `verifier_summary`).
+    loader.verifier_log_level(VerifierLogLevel::STATS);
     for name in layouts.keys() {
         loader.map_pin_path(name.as_str(), dir.join(name));
     }
@@ -54,9 +60,20 @@ pub fn logger(ebpf: &mut Ebpf) -> Option<ProgramLogger> {
 
 /// Verifies and loads the program into the kernel.
 pub fn load_program(ebpf: &mut Ebpf) -> Result<(), LoaderError> {
-    program_of(ebpf)?
-        .load()
-        .map_err(|e| program_error("load the XDP program", e))
+    let prog = program_of(ebpf)?;
+    prog.load()
+        .map_err(|e| program_error("load the XDP program", e))?;
+    log_verified(PROGRAM, prog.info());
+    Ok(())
+}
+
+/// Says at debug level how many instructions the verifier processed for `program` (the
+/// kernel's `verified_insns`, Linux 5.16+): the figure that must stay far from its limit of
+/// 1 M (docs/verifier.md).
+pub fn log_verified(program: &str, info: Result<aya::programs::ProgramInfo, ProgramError>) {
+    if let Some(n) = info.ok().and_then(|i| i.verified_instruction_count()) {
+        debug!("{program}: the verifier processed {n} instructions");
+    }
 }
 
 pub fn program_of(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoaderError> {

@@ -2,7 +2,8 @@
 //! (`load`), what it is told (`config_map`), its pinned link (`link`) and pins (`pins`), typed
 //! access to pinned maps (`maps`), what it enforces (`enforced`), its counters (`counters`) and
 //! SYN rate (`rate`), its policy maps (`policy`), what the NIC needs for XDP_TX (`nic_check`),
-//! and explaining the kernel's refusals (`diagnose`, `error`).
+//! and explaining the kernel's refusals (`diagnose`, `error`); `spoil` makes a program
+//! unverifiable for a fault-injection test.
 
 pub mod config_map;
 pub mod counters;
@@ -19,3 +20,4 @@ pub mod own;
 pub mod pins;
 pub mod policy;
 pub mod rate;
+pub mod spoil;

@@ -17,12 +17,16 @@ use synguard_common::{names, own_cookie, reqsk::CookieSecret, siphash::Key};
 
 use crate::{
     datapath::{
+        diagnose,
         error::LoaderError,
-        kfunc::{self, AlignedObject, KfuncError},
-        load::{program_error, take_map},
-        objects,
+        kfunc::{self, AlignedObject},
+        load::{self, program_error, take_map},
+        objects, spoil,
     },
-    host::clock::monotonic_ns,
+    host::{
+        clock::monotonic_ns,
+        fault::{self, Fault},
+    },
 };
 
 /// The kernel function own cookies need (Linux 6.9, net/core/filter.c).
@@ -46,18 +50,22 @@ pub fn unsupported_because() -> Option<String> {
 /// The object to load: with own cookies every kfunc call must resolve (an error names the ones
 /// that do not); otherwise the TC program is never loaded, so calls the kernel lacks get id 0,
 /// which the verifier would refuse if that program were ever loaded.
-pub fn object(own: bool) -> Result<AlignedObject, KfuncError> {
+pub fn object(own: bool) -> Result<AlignedObject, LoaderError> {
     if own {
-        return kfunc::rewrite_for_running_kernel(objects::synguard());
+        let mut obj = kfunc::rewrite_for_running_kernel(objects::synguard())?;
+        if fault::injected(Fault::OwnVerifier) {
+            spoil::spoil(&mut obj, XDP_PROGRAM)?;
+        }
+        return Ok(obj);
     }
     let btf = aya::Btf::from_sys_fs().ok();
-    kfunc::rewrite(objects::synguard(), |name| {
+    Ok(kfunc::rewrite(objects::synguard(), |name| {
         Some(
             btf.as_ref()
                 .and_then(|b| kfunc::vmlinux_func_id(b, name))
                 .unwrap_or(0),
         )
-    })
+    })?)
 }
 
 /// Loads `synguard_own_xdp` and puts it where `synguard` tail-calls it.
@@ -71,7 +79,8 @@ pub fn load_own_xdp(ebpf: &mut Ebpf) -> Result<(), LoaderError> {
             source,
         })?;
     prog.load()
-        .map_err(|e| program_error("load the own-cookie XDP program", e))?;
+        .map_err(|e| own_program_error(XDP_PROGRAM, "load the own-cookie XDP program", e))?;
+    load::log_verified(XDP_PROGRAM, prog.info());
     let fd = prog
         .fd()
         .and_then(|fd| fd.try_clone().map_err(Into::into))
@@ -96,9 +105,11 @@ pub fn load_own_xdp(ebpf: &mut Ebpf) -> Result<(), LoaderError> {
 /// removing the pin (detach) releases the link.
 pub fn attach_tc(ebpf: &mut Ebpf, iface: &str, pin: &Path) -> Result<(), LoaderError> {
     // Loaded now, attached only if the driver turns out to carry no metadata (`use_tc_check`).
-    tc_program(ebpf, TC_CHECK_PROGRAM)?
+    let check = tc_program(ebpf, TC_CHECK_PROGRAM)?;
+    check
         .load()
-        .map_err(|e| program_error("load the TC checking program", e))?;
+        .map_err(|e| own_program_error(TC_CHECK_PROGRAM, "load the TC checking program", e))?;
+    load::log_verified(TC_CHECK_PROGRAM, check.info());
     let prog: &mut SchedClassifier = ebpf
         .program_mut(TC_PROGRAM)
         .ok_or_else(|| LoaderError::Missing(format!("program {TC_PROGRAM}")))?
@@ -108,7 +119,8 @@ pub fn attach_tc(ebpf: &mut Ebpf, iface: &str, pin: &Path) -> Result<(), LoaderE
             source,
         })?;
     prog.load()
-        .map_err(|e| program_error("load the TC program", e))?;
+        .map_err(|e| own_program_error(TC_PROGRAM, "load the TC program", e))?;
+    load::log_verified(TC_PROGRAM, prog.info());
     if pin.exists() {
         let old = PinnedLink::from_pin(pin)
             .map_err(|e| e.to_string())
@@ -139,6 +151,57 @@ pub fn attach_tc(ebpf: &mut Ebpf, iface: &str, pin: &Path) -> Result<(), LoaderE
         source,
     })?;
     Ok(())
+}
+
+/// A verifier refusal as one line that names the program (`diagnose::verifier_summary`);
+/// the whole log at debug level.
+fn own_program_error(
+    program: &'static str,
+    what: &'static str,
+    source: aya::programs::ProgramError,
+) -> LoaderError {
+    match &source {
+        aya::programs::ProgramError::LoadError { verifier_log, .. }
+            if !diagnose::is_permission_error(&source) =>
+        {
+            let log = verifier_log.to_string();
+            log::debug!("{program}: verifier log:\n{log}");
+            LoaderError::Rejected {
+                program,
+                summary: diagnose::verifier_summary(&log),
+            }
+        }
+        _ => program_error(what, source),
+    }
+}
+
+/// Undoes a partial own-cookie start: the programs unloaded, the tail-call slot emptied, no TC
+/// link left pinned at `tc_pin`. The key is the caller's to erase (`SecretMap::erase`).
+pub fn withdraw(ebpf: &mut Ebpf, tc_pin: &Path) {
+    remove_tc_link(tc_pin);
+    if let Some(map) = ebpf.map_mut(names::OWN_PROG)
+        && let Ok(mut progs) = ProgramArray::try_from(map)
+        && let Err(e) = progs.clear_index(&0)
+        && diagnose::errno(&e) != Some(libc::ENOENT)
+    {
+        warn!("cannot empty {}: {e}", names::OWN_PROG);
+    }
+    for name in [XDP_PROGRAM, TC_PROGRAM, TC_CHECK_PROGRAM] {
+        let Some(prog) = ebpf.program_mut(name) else {
+            continue;
+        };
+        let unloaded = match prog {
+            aya::programs::Program::Xdp(p) => p.unload(),
+            aya::programs::Program::SchedClassifier(p) => p.unload(),
+            _ => Ok(()),
+        };
+        // Not loaded (it failed, or came after the one that did): nothing to undo.
+        if let Err(e) = unloaded
+            && !matches!(e, aya::programs::ProgramError::NotLoaded)
+        {
+            warn!("cannot unload {name}: {e}");
+        }
+    }
 }
 
 fn tc_program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut SchedClassifier, LoaderError> {
@@ -220,6 +283,11 @@ impl SecretMap {
         }
         self.write(now.rotate(key, own_cookie::slot_of(monotonic_ns())))?;
         Ok(true)
+    }
+
+    /// No key at all: own cookies are not in use (a start that fell back to the kernel's).
+    pub fn erase(&mut self) -> Result<(), LoaderError> {
+        self.write(CookieSecret::default())
     }
 
     fn write(&mut self, value: CookieSecret) -> Result<(), LoaderError> {

@@ -119,12 +119,13 @@ impl Drop for InstanceLock {
         if let Err(e) = fs::remove_file(&self.path) {
             warn!("cannot remove {}: {e}", self.path.display());
         }
-        // The namespace's directory goes with its last file (fails harmlessly before that).
+        // The namespace's directory goes with its last file.
         if let Some(dir) = self.path.parent().filter(|d| {
             d.file_name()
                 .is_some_and(|n| paths::is_netns_dir(&n.to_string_lossy()))
-        }) {
-            let _ = fs::remove_dir(dir);
+        }) && let Err(e) = paths::remove_if_empty(dir)
+        {
+            warn!("cannot remove {}: {e}", dir.display());
         }
     }
 }

@@ -102,6 +102,22 @@ pub fn netns_dir(base: &Path, netns: u64) -> PathBuf {
     base.join(netns.to_string())
 }
 
+/// Removes `dir`, a namespace's directory under the run directory or the pin base, if nothing is
+/// left in it: a namespace's directory goes with its last file. True when it was removed; an
+/// absent or non-empty directory is left as it is.
+pub fn remove_if_empty(dir: &Path) -> std::io::Result<bool> {
+    match std::fs::remove_dir(dir) {
+        Ok(()) => Ok(true),
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                || e.kind() == std::io::ErrorKind::DirectoryNotEmpty =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Whether a directory entry name under a base is a namespace directory (all digits); every
 /// other directory there is an instance of the flat, earlier layout.
 pub fn is_netns_dir(name: &str) -> bool {
@@ -172,6 +188,25 @@ mod tests {
         assert_eq!(Key::from_stem(1, "veth"), None);
         assert_eq!(Key::from_stem(1, "-7"), None);
         assert!(is_netns_dir("4026532000") && !is_netns_dir("eth0"));
+    }
+
+    #[test]
+    fn a_namespace_directory_goes_only_when_empty() {
+        let base = std::env::temp_dir().join(format!("synguard-paths-{}", std::process::id()));
+        let dir = netns_dir(&base, 4026532000);
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = Key::scoped(4026532000, "eth0", 2);
+        std::fs::write(run_info(&base, &key), "{}").unwrap();
+        assert!(
+            !remove_if_empty(&dir).unwrap(),
+            "removed with a run-info in it"
+        );
+        assert!(dir.exists());
+        std::fs::remove_file(run_info(&base, &key)).unwrap();
+        assert!(remove_if_empty(&dir).unwrap());
+        assert!(!dir.exists());
+        assert!(!remove_if_empty(&dir).unwrap(), "absent is not an error");
+        std::fs::remove_dir(&base).unwrap();
     }
 
     #[test]

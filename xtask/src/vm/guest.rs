@@ -108,8 +108,8 @@ pub fn start_synguard(g: &Guest, label: &str) -> Result<Run> {
     let log = format!("/root/synguard-{label}.log");
     let out = g.run(
         &format!(
-            "nohup {BIN} run --iface {IFACE} --ports {WEB_PORT},{INFO_PORT} --mode always \
-             >{log} 2>&1 </dev/null & echo $!"
+            "RUST_LOG=info,synguard::datapath::load=debug nohup {BIN} run --iface {IFACE} \
+             --ports {WEB_PORT},{INFO_PORT} --mode always >{log} 2>&1 </dev/null & echo $!"
         ),
         SHORT,
     )?;

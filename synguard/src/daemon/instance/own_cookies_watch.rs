@@ -1,17 +1,53 @@
-//! An instance's own-cookie duties while it runs: the metadata watch and the secret's rotation.
+//! An instance's own-cookie duties: their start, or the fall-back to the kernel's cookies when
+//! the kernel refuses them; while it runs, the metadata watch and the secret's rotation.
+
+use std::path::Path;
 
 use log::warn;
+use synguard_common::maps::Config;
 
 use crate::{
     config::RunConfig,
     daemon::{
         instance::Instance,
         own_cookies::{self, OwnError},
+        prepare::{StartError, set_sysctls},
     },
     datapath::{own, pins},
+    host::sysctl::SysctlSaver,
 };
 
 impl Instance {
+    /// Own cookies' key, programs and TC link, with `config` saying so. Where the kernel refuses
+    /// them and `--cookies auto`, the kernel's cookies instead, with the settings they need
+    /// (`idle` then is their value for `tcp_syncookies`): `own_cookies::start` left nothing of
+    /// own cookies behind, and `config` keeps saying kernel cookies. Returns whether own cookies
+    /// are in place.
+    pub(super) fn start_own(
+        &mut self,
+        cfg: &RunConfig,
+        tc_pin: &Path,
+        config: &mut Config,
+        saver: &mut SysctlSaver,
+        adopting_cookies: bool,
+        idle: &mut u64,
+    ) -> Result<bool, StartError> {
+        let ebpf = self.ebpf.as_mut().expect("loaded before own cookies start");
+        match own_cookies::start(ebpf, &self.iface, cfg, tc_pin) {
+            Ok(map) => {
+                self.secret = Some(map);
+                own_cookies::announce_own(cfg, &self.iface);
+                config.cookies = own_cookies::config_value()?;
+                Ok(true)
+            }
+            Err(e) => {
+                own_cookies::fall_back(cfg, &self.iface, e)?;
+                *idle = set_sysctls(cfg.mode, saver, adopting_cookies)?;
+                Ok(false)
+            }
+        }
+    }
+
     /// Own cookies: a one-time warning when the driver has no XDP metadata (see
     /// `own_cookies::warn_if_meta_unsupported`).
     pub fn watch_own(&mut self) {

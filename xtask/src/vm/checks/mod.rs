@@ -61,6 +61,7 @@ pub fn run(build: ReleaseBuild) -> Result<()> {
     phases.begin("fresh attach (load and verify)");
     let first = guest::start_synguard(g, "first")?;
     check_native(&mut v, g, &first)?;
+    check_cookie_kind(&mut v, g, &first)?;
     print_driver("after attach", g)?;
     phases.begin("floods, capture, handshake");
     // The capture stays in the run directory beside the serial log, for a look after a failure.
@@ -137,6 +138,34 @@ fn check_native(v: &mut Verdicts, g: &Guest, run: &guest::Run) -> Result<()> {
             net::GUEST_CPUS,
             locked.unwrap_or("no locked-mode warning")
         ),
+    );
+    Ok(())
+}
+
+/// Which cookies `--cookies auto` (the default) chose in the guest, with the log's reason and
+/// what the verifier processed for each synguard program (the limit is 1 M). The guest's kernel (6.12) has `bpf_sk_assign_tcp_reqsk`,
+/// so anything but own cookies there is a failure unless the kernel lacks it.
+fn check_cookie_kind(v: &mut Verdicts, g: &Guest, run: &guest::Run) -> Result<()> {
+    let log = run.log_text(g)?;
+    let choice = log
+        .lines()
+        .find(|l| {
+            l.contains("own cookies (--cookies")
+                || l.contains("own cookies unavailable")
+                || l.contains("kernel cookies (--cookies")
+        })
+        .unwrap_or("(no line says which cookies)")
+        .to_string();
+    // `synguard run` in the guest logs these at debug level (`datapath::load::log_verified`).
+    let verified: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.split_once("synguard::datapath::load] ").map(|(_, m)| m))
+        .filter(|m| m.contains("the verifier processed"))
+        .collect();
+    v.check(
+        "cookie kind chosen (default --cookies auto)",
+        choice.contains("own cookies (--cookies auto") || choice.contains("has no"),
+        format!("log: {}; {}", choice.trim(), verified.join("; ")),
     );
     Ok(())
 }
