@@ -56,7 +56,7 @@ pub fn check(ctx: &XdpContext, pkt: &Packet, cfg: &Config) -> Reason {
         Found::Nothing => {}
     }
     if cookies_own(cfg.cookies) {
-        return crate::own_entry::hand_over(ctx, pkt, crate::own_entry::ACK);
+        return crate::own_entry::hand_over(ctx, crate::own_entry::ACK);
     }
     if kernel_cookie_valid(pkt) {
         count::event(Event::CookieAckAccepted);

@@ -44,17 +44,17 @@ pub fn keep(pkt: &Packet) -> Option<&'static Packet> {
     }
 }
 
-/// Hands `pkt` to `synguard_own_xdp`; returns only when the tail call failed (no program in
-/// `SG_OWN_PROG`): the packet passes, counted as a configuration error (fail open).
+/// Hands the kept packet (`keep`) to `synguard_own_xdp`; returns only when the tail call
+/// failed (no program in `SG_OWN_PROG`): the packet passes, counted as a configuration error
+/// (fail open).
 #[inline(always)]
-pub fn hand_over(ctx: &XdpContext, pkt: &Packet, kind: u64) -> Reason {
+pub fn hand_over(ctx: &XdpContext, kind: u64) -> Reason {
     let Some(h) = SG_OWN_HANDOFF.get_ptr_mut(0) else {
         return Reason::ErrConfig;
     };
     // SAFETY: this CPU's slot; XDP does not nest on a CPU and the tail-called program runs on
     // the same CPU before anything else can.
     unsafe {
-        let _ = pkt;
         (*h).kind = kind;
         SG_OWN_PROG.tail_call(ctx, 0);
     }
