@@ -126,6 +126,40 @@ impl ModeState {
     }
 }
 
+/// How long a cookie the kernel sent itself stays valid, rounded up: it is checked against the
+/// minute it was made in, which may be up to `MAX_SYNCOOKIE_AGE` (2) minutes old
+/// (`check_tcp_syn_cookie`, net/ipv4/syncookies.c), so at most three minutes.
+pub const KERNEL_COOKIE_LIFE_NS: u64 = 4 * 60 * 1_000_000_000;
+
+/// Own cookies: whether an ACK without an own cookie may still carry a valid cookie the kernel
+/// sent itself, so that the kernel's check (another hash) is worth running before it is
+/// dropped. With own cookies the kernel answers a SYN itself only while the program passes SYNs
+/// to it: auto mode with cookies off (`state`), the kernel not yet ready (`kernel_ready`), or
+/// monitor mode. Once auto mode has had cookies on for a kernel cookie's life, and in always
+/// mode, no such cookie can still be valid. (A SYN on a 4-tuple in TIME_WAIT also reaches the
+/// kernel, which answers it with a cookie only while a listener's queue overflows, which the
+/// SYNs synguard answers do not fill; docs/own-cookies.md.)
+#[inline(always)]
+pub fn kernel_cookies_possible(
+    mode: u32,
+    state: &ModeState,
+    kernel_ready: bool,
+    monitor: bool,
+    now_ns: u64,
+) -> bool {
+    if monitor || !kernel_ready {
+        return true;
+    }
+    match mode {
+        MODE_ALWAYS => false,
+        MODE_AUTO => {
+            state.cookies_wanted == 0
+                || now_ns.wrapping_sub(state.wanted_since_ns) < KERNEL_COOKIE_LIFE_NS
+        }
+        _ => true,
+    }
+}
+
 /// The single entry of [`names::READY`]. Written only by the loader: whether the kernel accepts
 /// cookie ACKs right now (`net.ipv4.tcp_syncookies=2`, see docs/kernel-cookies.md). Cookies are
 /// sent only while this is set, so no client gets a cookie the kernel would refuse.
@@ -380,6 +414,51 @@ mod tests {
         assert_eq!(refresh_slot(0, false), 0);
         assert_eq!(refresh_slot(0, true), 1);
         assert_eq!(refresh_slot(65535, true), REFRESH_SLOTS - 1);
+    }
+
+    #[test]
+    fn kernel_cookies_are_checked_only_while_the_kernel_may_have_sent_them() {
+        let now = 1_000 * 1_000_000_000;
+        let on_since = |ago: u64| ModeState {
+            cookies_wanted: 1,
+            wanted_since_ns: now - ago,
+            ..Default::default()
+        };
+        let off = ModeState::default();
+        // Always mode: the kernel answers no SYN.
+        assert!(!kernel_cookies_possible(
+            MODE_ALWAYS,
+            &off,
+            true,
+            false,
+            now
+        ));
+        // Auto mode: while cookies are off, and for a cookie's life after they went on.
+        assert!(kernel_cookies_possible(MODE_AUTO, &off, true, false, now));
+        assert!(kernel_cookies_possible(
+            MODE_AUTO,
+            &on_since(KERNEL_COOKIE_LIFE_NS - 1),
+            true,
+            false,
+            now
+        ));
+        assert!(!kernel_cookies_possible(
+            MODE_AUTO,
+            &on_since(KERNEL_COOKIE_LIFE_NS),
+            true,
+            false,
+            now
+        ));
+        // Every SYN goes to the kernel: monitor mode, a kernel not ready, cookies off.
+        assert!(kernel_cookies_possible(MODE_ALWAYS, &off, true, true, now));
+        assert!(kernel_cookies_possible(
+            MODE_ALWAYS,
+            &off,
+            false,
+            false,
+            now
+        ));
+        assert!(kernel_cookies_possible(0, &off, true, false, now));
     }
 
     #[test]

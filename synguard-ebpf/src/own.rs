@@ -10,7 +10,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use synguard_common::{
-    maps::{Config, OWN_NO_SACK, OWN_NO_TIMESTAMPS, OWN_NO_WSCALE},
+    maps::{Config, OWN_NO_SACK, OWN_NO_TIMESTAMPS, OWN_NO_WSCALE, kernel_cookies_possible},
     own_cookie::{self, CookieOpts, Flow},
     reason::{Event, Reason},
     reqsk::{self, CookieSecret, META_LEN, META_MAGIC, OwnAckMeta},
@@ -19,7 +19,7 @@ use synguard_common::{
 
 use crate::{
     count,
-    maps::{SG_COOKIE_SECRET, SG_OWN_HANDOFF},
+    maps::{SG_COOKIE_SECRET, SG_MODE, SG_OWN_HANDOFF, SG_POLICY, SG_READY},
     parse::Packet,
 };
 
@@ -120,6 +120,22 @@ fn check_cookie(secret: &CookieSecret, pkt: &Packet, now_ns: u64) -> Option<Cook
     None
 }
 
+/// `maps::kernel_cookies_possible` from the program's mode, readiness and monitor flag.
+#[inline(always)]
+fn kernel_may_have_sent(cfg: &Config, now_ns: u64) -> bool {
+    let (Some(state), Some(ready), Some(pol)) = (SG_MODE.get(0), SG_READY.get(0), SG_POLICY.get(0))
+    else {
+        return true;
+    };
+    kernel_cookies_possible(
+        cfg.mode,
+        state,
+        ready.kernel_ready != 0,
+        pol.monitor != 0,
+        now_ns,
+    )
+}
+
 /// Step 4b for an ACK without a socket, in own mode: a valid cookie passes marked for the TC
 /// program; anything else is dropped as an ACK flood.
 #[inline(always)]
@@ -129,8 +145,9 @@ pub fn check_ack(ctx: &XdpContext, pkt: &Packet, cfg: &Config, now_ns: u64) -> R
     };
     let Some(opts) = check_cookie(secret, pkt, now_ns) else {
         // A cookie the kernel sent itself (its SYN queue overflowed while SYNs still went to
-        // it: auto mode before a flood is detected) is the kernel's to check.
-        if crate::ack::kernel_cookie_valid(pkt) {
+        // it: auto mode before a flood is detected) is the kernel's to check, while one can
+        // still be valid: a sustained flood's bogus ACKs are spared the kernel's hash.
+        if kernel_may_have_sent(cfg, now_ns) && crate::ack::kernel_cookie_valid(pkt) {
             count::event(Event::CookieAckAccepted);
             return Reason::PassCookieAck;
         }

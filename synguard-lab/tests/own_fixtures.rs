@@ -5,7 +5,7 @@
 
 use etherparse::{SlicedPacket, TcpOptionElement, TransportSlice};
 use synguard_common::{
-    maps::COOKIES_OWN,
+    maps::{COOKIES_OWN, MODE_ALWAYS, MODE_AUTO},
     own_cookie::{self, CookieOpts, Flow},
     reason::{Event, Reason},
     reqsk::CookieSecret,
@@ -325,16 +325,22 @@ fn options_the_host_switched_off_are_not_offered() {
 }
 
 /// An ACK for a cookie the kernel made itself (its SYN queue overflowed while SYNs still went
-/// to it) passes unmarked for the kernel to check; own cookies do not shut it out.
+/// to it) passes unmarked for the kernel to check while the kernel may have sent one: auto mode
+/// with cookies off. In always mode the kernel answers no SYN, and a sustained flood's bogus
+/// ACKs are spared the kernel's hash (`maps::kernel_cookies_possible`).
 #[test]
-fn kernel_made_cookies_still_pass() {
-    let own = fixture();
+fn kernel_made_cookies_pass_while_the_kernel_may_have_sent_them() {
+    let mut own = fixture();
     let kernel = Fixture::new(default_config(), &[PORT]).unwrap();
     let syn = variants()[0];
     let out = kernel.run(&syn.frame()).unwrap();
     assert_eq!(out.action, XDP_TX);
     let (isn, _, _, _, ts, _) = synack(&out.frame);
     let ack = syn.ack(isn, ts.map(|t| t.0));
+    let mut cfg = default_config();
+    cfg.cookies = COOKIES_OWN;
+    cfg.mode = MODE_AUTO;
+    own.set_config(cfg).unwrap();
     assert_eq!(own.run(&ack).unwrap().action, XDP_PASS);
     assert_eq!(own.verdict(Reason::PassCookieAck).unwrap(), 1);
     assert_eq!(
@@ -342,6 +348,10 @@ fn kernel_made_cookies_still_pass() {
         0,
         "not marked for TC"
     );
+    cfg.mode = MODE_ALWAYS;
+    own.set_config(cfg).unwrap();
+    assert_eq!(own.run(&ack).unwrap().action, XDP_DROP, "always mode");
+    assert_eq!(own.verdict(Reason::DropAckBadCookie).unwrap(), 1);
 }
 
 /// The TC program for drivers without XDP metadata checks the cookie itself: a valid unmarked
