@@ -3,8 +3,9 @@
 //! checks ([`tcp_info`]), bounded hping3 floods ([`hping`]), the server kernel's TCP counters
 //! ([`kstats`]), a running `synguard` ([`synguard_proc`]), receive paths on threads of their own
 //! ([`napi`]) and the XDP programs' run-time statistics ([`xdpstats`]), all entered through
-//! [`netns`].
+//! [`netns`]. [`fleet`] is a second topology: two servers behind one anycast address.
 
+pub mod fleet;
 pub mod hping;
 pub mod idle_xdp;
 pub mod kstats;

@@ -1,0 +1,360 @@
+//! End to end, own cookies across a fleet (`lab::fleet`): two servers hold one anycast address,
+//! the router sends a client's SYN to A and its final ACK and all data to B. With one secret
+//! file the handshake completes on B from A's cookie; with different keys B drops the ACK; a
+//! rotation keeps working when the servers that check cookies rotate before the ones that make
+//! them (docs/own-cookies.md, "A fleet"). Root, one at a time (`cargo xtask test`).
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, ensure};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use synguard_common::reason::{Event, Reason};
+use synguard_lab::lab::fleet::{Fleet, FleetServer, service_addr};
+use synguard_lab::lab::synguard_proc::{self, Stats, Synguard};
+use synguard_lab::lab::tcp_info::{TCPI_OPT_SACK, TCPI_OPT_TIMESTAMPS, TCPI_OPT_WSCALE};
+use synguard_lab::lab::traffic::{self, ConnReport, Server, ServerConn, Transfer};
+
+mod common;
+use common::{PORT, bin, require_root};
+
+const KEY_1: &str = "00112233445566778899aabbccddeeff";
+const KEY_2: &str = "ffeeddccbbaa99887766554433221100";
+const KEY_3: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f0";
+const SERVER_WAIT: Duration = Duration::from_secs(5);
+/// How long a probe waits for its answer: a working handshake answers in milliseconds.
+const PROBE_WAIT: Duration = Duration::from_secs(2);
+
+/// The fleet with a server on the service address in A and in B, and the key files. Declared
+/// so that the servers and synguard go before the namespaces.
+struct FleetFixture {
+    a: Server,
+    b: Server,
+    fleet: Fleet,
+    dir: PathBuf,
+}
+
+impl FleetFixture {
+    fn new() -> Result<FleetFixture> {
+        require_root();
+        let fleet = Fleet::new()?;
+        let addrs = [service_addr(false, PORT), service_addr(true, PORT)];
+        let a = Server::start(&fleet.a.ns, &addrs)?;
+        let b = Server::start(&fleet.b.ns, &addrs)?;
+        let dir = std::env::temp_dir().join(format!(
+            "synguard-fleet-{}-{}",
+            std::process::id(),
+            fleet.a.ifname
+        ));
+        std::fs::create_dir_all(&dir)?;
+        Ok(FleetFixture { a, b, fleet, dir })
+    }
+
+    /// A secret file holding `key`, mode 600.
+    fn key_file(&self, name: &str, key: &str) -> Result<PathBuf> {
+        let p = self.dir.join(name);
+        std::fs::write(&p, format!("{key}\n"))?;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))?;
+        Ok(p)
+    }
+
+    /// `synguard run` with own cookies on `srv`'s interface, keyed from `key`.
+    fn synguard(&self, srv: &FleetServer, key: &Path) -> Result<Synguard> {
+        let key = key.to_string_lossy();
+        let args = ["--ports", "80", "--mode", "always", "--cookies", "own"];
+        Synguard::start(
+            &bin()?,
+            &srv.ns,
+            &srv.ifname,
+            &[&args[..], &["--cookie-secret-file", &key]].concat(),
+        )
+    }
+
+    /// `n` connections to the service address, one after another; every one must succeed.
+    fn batch(&self, v6: bool, n: usize) -> Result<Vec<ConnReport>> {
+        let addr = service_addr(v6, PORT);
+        traffic::run_batch(&self.fleet.client, addr, n, transfer)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| r.with_context(|| format!("connection {i} to {addr}")))
+            .collect()
+    }
+
+    /// One connection whose request must not be answered: the handshake's final ACK and the
+    /// request go nowhere. The client's connect succeeds (A's SYN-ACK reached it); Ok(true) if
+    /// an answer came anyway.
+    fn probe_answered(&self, v6: bool) -> Result<bool> {
+        let addr = service_addr(v6, PORT);
+        self.fleet.client.enter(move || probe(addr))?
+    }
+}
+
+impl Drop for FleetFixture {
+    fn drop(&mut self) {
+        // A failed test may leave pins on the host's bpffs that only a detach removes.
+        if let Ok(bin) = bin() {
+            for srv in [&self.fleet.a, &self.fleet.b] {
+                let _ = synguard_proc::run_once(
+                    &bin,
+                    &srv.ns.path(),
+                    &["detach", "--iface", &srv.ifname],
+                );
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The first connection of a batch moves 1 MiB each way, the others 1000 bytes.
+fn transfer(i: usize) -> Transfer {
+    let n = if i == 0 { 1 << 20 } else { 1000 };
+    Transfer {
+        upload: n,
+        download: n,
+    }
+}
+
+fn probe(addr: SocketAddr) -> Result<bool> {
+    let mut s = TcpStream::connect_timeout(&addr, PROBE_WAIT)
+        .with_context(|| format!("connect {addr} (A's SYN-ACK)"))?;
+    s.set_read_timeout(Some(PROBE_WAIT))?;
+    let mut req = [0u8; 16];
+    req[8..].copy_from_slice(&1u64.to_be_bytes());
+    s.write_all(&req)?;
+    let mut b = [0u8; 1];
+    let answered = matches!(s.read(&mut b), Ok(1));
+    abort(&s)?;
+    Ok(answered)
+}
+
+/// Closes with a RST (SO_LINGER 0) instead of a FIN: a half-open probe must not retransmit into
+/// a later step of the test (where its old cookie might become valid).
+fn abort(s: &TcpStream) -> Result<()> {
+    use std::os::fd::AsRawFd as _;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid socket and a linger struct of the size passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    ensure!(rc == 0, "SO_LINGER: {}", std::io::Error::last_os_error());
+    Ok(())
+}
+
+/// Both servers' counters, and the router's steering counter, at one moment.
+struct Sample {
+    a: Stats,
+    b: Stats,
+    steered: u64,
+}
+
+fn sample(fx: &FleetFixture, a: &Synguard, b: &Synguard) -> Result<Sample> {
+    Ok(Sample {
+        a: a.stats()?,
+        b: b.stats()?,
+        steered: fx.fleet.steered_packets()?,
+    })
+}
+
+/// Waits until `srv`'s server recorded `n` connections in all, and returns the new ones.
+fn new_conns(srv: &Server, seen: usize, n: usize) -> Result<Vec<ServerConn>> {
+    let conns = srv.wait_for(seen + n, SERVER_WAIT)?;
+    Ok(conns[seen..].to_vec())
+}
+
+/// Every client connection has `opts` (timestamps exactly as asked) and the window scale B's
+/// socket uses; B's sockets have the same options and moved the data.
+fn check_options(client: &[ConnReport], on_b: &[ServerConn], opts: u8) {
+    let wscale = on_b[0].info.rcv_wscale;
+    for r in client {
+        assert!(r.info.has(opts), "client options {:#x}", r.info.options);
+        assert_eq!(
+            r.info.options & TCPI_OPT_TIMESTAMPS,
+            opts & TCPI_OPT_TIMESTAMPS
+        );
+        assert_eq!(r.info.snd_wscale, wscale, "A advertised what B uses");
+    }
+    for c in on_b {
+        assert!(c.error.is_none(), "B's side of {}: {:?}", c.peer, c.error);
+        assert!(c.info.has(opts), "B's options {:#x}", c.info.options);
+        assert_eq!(
+            c.info.options & TCPI_OPT_TIMESTAMPS,
+            opts & TCPI_OPT_TIMESTAMPS
+        );
+        assert_eq!(c.info.rcv_wscale, wscale);
+    }
+    let big = on_b
+        .iter()
+        .filter(|c| c.received == 1 << 20 && c.sent == 1 << 20);
+    assert_eq!(big.count(), 2, "one 1 MiB transfer per family on B");
+}
+
+/// One round of `n` steered connections per family: all complete on B, none reach A's
+/// application, with `opts`.
+fn steered_round(fx: &FleetFixture, n: usize, opts: u8) -> Result<()> {
+    let (seen_a, seen_b) = (fx.a.connections().len(), fx.b.connections().len());
+    let mut client = fx.batch(false, n)?;
+    client.extend(fx.batch(true, n)?);
+    let on_b = new_conns(&fx.b, seen_b, 2 * n)?;
+    ensure!(
+        fx.a.connections().len() == seen_a,
+        "A's application accepted a steered connection"
+    );
+    check_options(&client, &on_b, opts);
+    Ok(())
+}
+
+/// A fleet sharing a secret file: the client's SYN goes to A, its final ACK and data to B, and
+/// B's kernel makes the connection from A's cookie, with window scaling and SACK negotiated
+/// with and without client timestamps, over IPv4 and IPv6.
+#[test]
+fn a_handshake_steered_to_another_server_completes_there() -> Result<()> {
+    let fx = FleetFixture::new()?;
+    let key = fx.key_file("shared.key", KEY_1)?;
+    let sg_a = fx.synguard(&fx.fleet.a, &key)?;
+    let sg_b = fx.synguard(&fx.fleet.b, &key)?;
+    fx.fleet.steer(true)?;
+    let s0 = sample(&fx, &sg_a, &sg_b)?;
+    let n = 20;
+    steered_round(
+        &fx,
+        n,
+        TCPI_OPT_TIMESTAMPS | TCPI_OPT_SACK | TCPI_OPT_WSCALE,
+    )?;
+    fx.fleet.client.sysctl("net.ipv4.tcp_timestamps", "0")?;
+    steered_round(&fx, n, TCPI_OPT_SACK | TCPI_OPT_WSCALE)?;
+    let s1 = sample(&fx, &sg_a, &sg_b)?;
+    let conns = 4 * n as u64;
+    let a_cookies = s1.a.delta(&s0.a, Reason::TxSynAckCookie);
+    let b_assigned = s1.b.event_delta(&s0.b, Event::OwnReqskAssigned);
+    eprintln!(
+        "A: {a_cookies} cookies, {} request sockets; B: {} cookies, {b_assigned} request \
+         sockets, {} bad ACKs; router steered {} segments",
+        s1.a.event_delta(&s0.a, Event::OwnReqskAssigned),
+        s1.b.delta(&s0.b, Reason::TxSynAckCookie),
+        s1.b.delta(&s0.b, Reason::DropAckBadCookie),
+        s1.steered - s0.steered
+    );
+    assert!(a_cookies >= conns, "A answered {a_cookies} SYNs of {conns}");
+    assert_eq!(
+        s1.a.event_delta(&s0.a, Event::OwnReqskAssigned),
+        0,
+        "ACK reached A"
+    );
+    assert_eq!(
+        s1.b.delta(&s0.b, Reason::TxSynAckCookie),
+        0,
+        "a SYN reached B"
+    );
+    assert!(b_assigned >= conns, "B assigned {b_assigned} of {conns}");
+    assert_eq!(s1.b.event_delta(&s0.b, Event::OwnReqskFailed), 0);
+    assert_eq!(s1.b.delta(&s0.b, Reason::DropAckBadCookie), 0);
+    assert!(
+        s1.steered - s0.steered >= conns,
+        "the router steered too little"
+    );
+    assert!(sg_b.stop()?.success() && sg_a.stop()?.success());
+    Ok(())
+}
+
+/// With different keys on A and B the steered ACK is dropped on B as a bad cookie and the
+/// request is never answered; unsteered, the same client completes on A.
+#[test]
+fn different_secrets_drop_the_steered_ack() -> Result<()> {
+    let fx = FleetFixture::new()?;
+    let sg_a = fx.synguard(&fx.fleet.a, &fx.key_file("a.key", KEY_1)?)?;
+    let sg_b = fx.synguard(&fx.fleet.b, &fx.key_file("b.key", KEY_2)?)?;
+    fx.batch(false, 3)?;
+    fx.batch(true, 3)?;
+    new_conns(&fx.a, 0, 6).context("unsteered connections on A")?;
+
+    fx.fleet.steer(true)?;
+    let s0 = sample(&fx, &sg_a, &sg_b)?;
+    for v6 in [false, true] {
+        assert!(!fx.probe_answered(v6)?, "answered with B on another key");
+    }
+    let s1 = sample(&fx, &sg_a, &sg_b)?;
+    let dropped = s1.b.delta(&s0.b, Reason::DropAckBadCookie);
+    eprintln!("B dropped {dropped} steered segments as bad cookies");
+    // The final ACK and the request of each probe at least.
+    assert!(dropped >= 4, "B dropped {dropped}");
+    assert_eq!(s1.b.event_delta(&s0.b, Event::OwnReqskAssigned), 0);
+    assert_eq!(
+        fx.b.connections().len(),
+        0,
+        "B's application got a connection"
+    );
+    assert_eq!(
+        fx.a.connections().len(),
+        6,
+        "A's application got a steered one"
+    );
+    assert!(sg_b.stop()?.success() && sg_a.stop()?.success());
+    Ok(())
+}
+
+/// SIGHUP to one `synguard run`, then waits until its log says the key rotated once more.
+fn reload(sg: &Synguard) -> Result<()> {
+    let rotations = |sg: &Synguard| sg.log_text().matches("cookie secret rotated").count();
+    let before = rotations(sg);
+    kill(
+        Pid::from_raw(sg.pid().context("running")? as i32),
+        Signal::SIGHUP,
+    )?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while rotations(sg) == before {
+        ensure!(Instant::now() < deadline, "no rotation:\n{}", sg.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+/// A rotation across the fleet, one server at a time: B (which checks, here) first, then A
+/// (which makes the cookies). While B is ahead it accepts A's cookies under the previous key.
+/// Rotated the other way round (the maker first), B refuses the new key's cookies until it
+/// rotates too: so a fleet rotates every server's file and reloads them all within one slot,
+/// or reloads the ones that check first.
+#[test]
+fn rotation_across_the_fleet() -> Result<()> {
+    let fx = FleetFixture::new()?;
+    let key = fx.key_file("shared.key", KEY_1)?;
+    let sg_a = fx.synguard(&fx.fleet.a, &key)?;
+    let sg_b = fx.synguard(&fx.fleet.b, &key)?;
+    fx.fleet.steer(true)?;
+    let all = TCPI_OPT_TIMESTAMPS | TCPI_OPT_SACK | TCPI_OPT_WSCALE;
+    steered_round(&fx, 3, all)?;
+
+    // B ahead: current key 2, previous key 1 (A's).
+    fx.key_file("shared.key", KEY_2)?;
+    reload(&sg_b)?;
+    steered_round(&fx, 3, all).context("B a key ahead of A")?;
+    reload(&sg_a)?;
+    steered_round(&fx, 3, all).context("both on key 2")?;
+
+    // A ahead: it makes cookies under key 3, which B does not know yet.
+    fx.key_file("shared.key", KEY_3)?;
+    reload(&sg_a)?;
+    let s0 = sg_b.stats()?;
+    assert!(
+        !fx.probe_answered(false)?,
+        "B accepted a key it does not have"
+    );
+    let dropped = sg_b.stats()?.delta(&s0, Reason::DropAckBadCookie);
+    assert!(dropped >= 2, "B dropped {dropped}");
+    reload(&sg_b)?;
+    steered_round(&fx, 3, all).context("both on key 3")?;
+    assert!(sg_b.stop()?.success() && sg_a.stop()?.success());
+    Ok(())
+}
