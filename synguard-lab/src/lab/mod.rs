@@ -15,6 +15,7 @@ pub mod synguard_proc;
 pub mod tcp_info;
 pub mod topology;
 pub mod traffic;
+pub mod vlan_tag;
 pub mod xdpstats;
 
 pub use topology::Lab;
