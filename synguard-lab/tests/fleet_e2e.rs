@@ -65,13 +65,17 @@ impl FleetFixture {
 
     /// `synguard run` with own cookies on `srv`'s interface, keyed from `key`.
     fn synguard(&self, srv: &FleetServer, key: &Path) -> Result<Synguard> {
+        self.synguard_with(srv, key, &[])
+    }
+
+    fn synguard_with(&self, srv: &FleetServer, key: &Path, extra: &[&str]) -> Result<Synguard> {
         let key = key.to_string_lossy();
         let args = ["--ports", "80", "--mode", "always", "--cookies", "own"];
         Synguard::start(
             &bin()?,
             &srv.ns,
             &srv.ifname,
-            &[&args[..], &["--cookie-secret-file", &key]].concat(),
+            &[&args[..], &["--cookie-secret-file", &key], extra].concat(),
         )
     }
 
@@ -266,6 +270,27 @@ fn a_handshake_steered_to_another_server_completes_there() -> Result<()> {
         s1.steered - s0.steered >= conns,
         "the router steered too little"
     );
+    assert!(sg_b.stop()?.success() && sg_a.stop()?.success());
+    Ok(())
+}
+
+/// The same with the TC program that checks cookies again on B (a driver without XDP
+/// metadata): it validates A's cookie itself.
+#[test]
+fn a_steered_handshake_completes_through_the_checking_tc_program() -> Result<()> {
+    let fx = FleetFixture::new()?;
+    let key = fx.key_file("shared.key", KEY_1)?;
+    let sg_a = fx.synguard(&fx.fleet.a, &key)?;
+    let sg_b = fx.synguard_with(&fx.fleet.b, &key, &["--own-tc", "check"])?;
+    fx.fleet.steer(true)?;
+    let s0 = sg_b.stats()?;
+    steered_round(
+        &fx,
+        10,
+        TCPI_OPT_TIMESTAMPS | TCPI_OPT_SACK | TCPI_OPT_WSCALE,
+    )?;
+    let assigned = sg_b.stats()?.event_delta(&s0, Event::OwnReqskAssigned);
+    assert!(assigned >= 20, "B assigned {assigned} of 20");
     assert!(sg_b.stop()?.success() && sg_a.stop()?.success());
     Ok(())
 }
