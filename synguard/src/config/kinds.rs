@@ -54,15 +54,6 @@ pub enum OwnTc {
     Check,
 }
 
-impl OwnTc {
-    pub fn name(self) -> &'static str {
-        match self {
-            OwnTc::Auto => "auto",
-            OwnTc::Check => "check",
-        }
-    }
-}
-
 /// Where the XDP program runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
