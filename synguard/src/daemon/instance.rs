@@ -228,6 +228,7 @@ impl Instance {
         let tc_pin = pin_dir.join(pins::TC_LINK);
         if own {
             self.secret = Some(own_cookies::start(ebpf, &iface, cfg, &tc_pin)?);
+            self.meta_warned = own_cookies_watch::tc_check_from_start(ebpf, &iface, cfg, &tc_pin)?;
         } else {
             own::remove_tc_link(&tc_pin);
         }

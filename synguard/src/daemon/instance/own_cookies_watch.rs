@@ -1,15 +1,39 @@
 //! An instance's own-cookie duties while it runs: the metadata watch and the secret's rotation.
 
-use log::warn;
+use std::path::Path;
+
+use aya::Ebpf;
+use log::{info, warn};
 
 use crate::{
-    config::RunConfig,
+    config::{OwnTc, RunConfig},
     daemon::{
         instance::Instance,
         own_cookies::{self, OwnError},
     },
-    datapath::{own, pins},
+    datapath::{error::LoaderError, own, pins},
 };
+
+/// `--own-tc check`: the TC program that checks cookies again, behind the link from the start
+/// instead of after the metadata watch found the driver without metadata. Returns whether it
+/// is in place (then there is nothing left to watch for).
+pub fn tc_check_from_start(
+    ebpf: &mut Ebpf,
+    iface: &str,
+    cfg: &RunConfig,
+    tc_pin: &Path,
+) -> Result<bool, LoaderError> {
+    if cfg.own_tc != OwnTc::Check {
+        return Ok(false);
+    }
+    own::use_tc_check(ebpf, tc_pin)?;
+    info!(
+        "{iface}: TC program {} from the start (--own-tc check): every packet to a protected \
+         port pays a parse in TC",
+        own::TC_CHECK_PROGRAM
+    );
+    Ok(true)
+}
 
 impl Instance {
     /// Own cookies: a one-time warning when the driver has no XDP metadata (see
