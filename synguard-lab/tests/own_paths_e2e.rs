@@ -1,6 +1,6 @@
 //! End to end, own cookies on the less common paths with the real TCP stack: a client whose
 //! IPv6 packets carry an extension header (a destination options header on every packet,
-//! handshake included), and a client whose frames carry an 802.1Q tag. Root, one at a time
+//! handshake included), and a client whose frames carry one or two 802.1Q tags. Root, one at a time
 //! (`cargo xtask test`).
 
 use std::io::{Read as _, Write as _};
@@ -92,10 +92,9 @@ fn own_cookies_with_ipv6_extension_headers() -> Result<()> {
     extension_headers(&[])
 }
 
-/// The same with the TC program that checks cookies again (a driver without XDP metadata).
+/// The same with the TC program that checks cookies again (a driver without XDP metadata): it
+/// walks the extension headers itself (`own_tc_check::v6_tcp`).
 #[test]
-#[ignore = "synguard_own_check parses IPv6 without extension headers only (own_tc_check.rs, \
-            `ip`): the ACK reaches the kernel unmarked, which answers it with a RST"]
 fn the_checking_tc_program_with_ipv6_extension_headers() -> Result<()> {
     extension_headers(&["--own-tc", "check"])
 }
@@ -186,14 +185,17 @@ fn the_checking_tc_program_behind_a_vlan_tag() -> Result<()> {
     vlan_tags(1, &["--own-tc", "check"])
 }
 
-/// Two tags (802.1Q in 802.1Q): the kernel takes only the outer one out before TC.
+/// Two tags (802.1Q in 802.1Q): the kernel takes only the outer one out before TC, so the TC
+/// program skips the inner one (`own_tc::l3`).
 #[test]
-#[ignore = "the TC programs expect IPv4 or IPv6 right after the Ethernet header, and the kernel \
-            takes only the outer of two tags out of the frame before TC (the inner one after \
-            it, `__netif_receive_skb_core`): the valid ACK is counted own_no_listener and the \
-            kernel answers it with a RST"]
 fn own_cookies_behind_two_vlan_tags() -> Result<()> {
     vlan_tags(2, &[])
+}
+
+/// The same with the TC program that checks cookies again: it parses past the inner tag too.
+#[test]
+fn the_checking_tc_program_behind_two_vlan_tags() -> Result<()> {
+    vlan_tags(2, &["--own-tc", "check"])
 }
 
 fn vlan_tags(tags: usize, extra: &[&str]) -> Result<()> {
@@ -209,16 +211,18 @@ fn vlan_tags(tags: usize, extra: &[&str]) -> Result<()> {
     let args = ["--ports", "80", "--mode", "always", "--cookies", "own"];
     let sg = fx.synguard(&[&args[..], extra].concat())?;
     // A tagged SYN-ACK can only come from the XDP program having had the tag in the frame (it
-    // turns the SYN's frame around; the kernel never sees these SYNs).
+    // turns the SYN's frame around; the kernel never sees these SYNs). Each `vlan 0` in a
+    // filter steps over one tag.
+    let vlans = "vlan 0 and ".repeat(tags);
     let synack = capture(
         client_ns,
         &fx.lab.client.ifname,
-        "vlan 0 and tcp src port 80 and tcp[tcpflags] & tcp-syn != 0",
+        &format!("{vlans}tcp src port 80 and tcp[tcpflags] & tcp-syn != 0"),
     )?;
     let ack = capture(
         fx.ns(),
         fx.iface(),
-        "vlan 0 and tcp dst port 80 and tcp[tcpflags] == tcp-ack",
+        &format!("{vlans}tcp dst port 80 and tcp[tcpflags] == tcp-ack"),
     )?;
     let s0 = sg.stats()?;
     let seen = fx.server.connections().len();
