@@ -115,7 +115,7 @@ fn check(ctx: &TcContext) -> Option<OwnAckMeta> {
     };
     let client_isn = u32::from_be_bytes([th[4], th[5], th[6], th[7]]).wrapping_sub(1);
     let isn = u32::from_be_bytes([th[8], th[9], th[10], th[11]]).wrapping_sub(1);
-    let slot = own_cookie::slot_of(crate::clock::now_ns());
+    let slot = own_cookie::slot_of(crate::clock::tai_ns(crate::clock::now_ns()));
     let opts = match own_cookie::check(&secret.current, &flow, client_isn, isn, slot) {
         Some(o) => o,
         None if secret.previous_valid(slot) => {

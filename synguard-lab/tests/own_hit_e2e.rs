@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, ensure};
-use synguard::host::{clock::monotonic_ns, secret};
+use synguard::host::{clock::tai_ns, secret};
 use synguard_common::own_cookie::{self, CookieOpts, Flow};
 use synguard_common::reason::Event;
 use synguard_common::tcp::{ACK, PSH};
@@ -85,12 +85,12 @@ fn an_accepted_forged_ack_is_an_established_connection_with_data() -> Result<()>
         sack: true,
         ecn: false,
     };
-    // The XDP program's clock is CLOCK_MONOTONIC too (bpf_ktime_get_ns), on the same kernel.
+    // The cookie's slot is CLOCK_TAI's (`bpf_ktime_get_tai_ns` in the programs).
     let cookie = own_cookie::make(
         &secret::parse_key(KEY).map_err(anyhow::Error::msg)?,
         &Flow::v4(src.octets(), SERVER_V4.octets(), sport, 80),
         client_isn,
-        own_cookie::slot_of(monotonic_ns()),
+        own_cookie::slot_of(tai_ns()),
         &opts,
     );
     // The lab server's protocol: no upload, 1000 bytes back.

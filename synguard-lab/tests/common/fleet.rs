@@ -69,6 +69,25 @@ impl FleetFixture {
         )
     }
 
+    /// [`FleetFixture::synguard`] with a loader that sees its machine booted `shift_s` seconds
+    /// after the host (`Synguard::start_booted_later`).
+    pub fn synguard_booted_later(
+        &self,
+        srv: &FleetServer,
+        key: &Path,
+        shift_s: u64,
+    ) -> Result<Synguard> {
+        let key = key.to_string_lossy();
+        let args = ["--ports", "80", "--mode", "always", "--cookies", "own"];
+        Synguard::start_booted_later(
+            &bin()?,
+            &srv.ns,
+            &srv.ifname,
+            &[&args[..], &["--cookie-secret-file", &key]].concat(),
+            shift_s,
+        )
+    }
+
     /// `n` connections to the service address, one after another; every one must succeed.
     pub fn batch(&self, v6: bool, n: usize) -> Result<Vec<ConnReport>> {
         let addr = service_addr(v6, PORT);

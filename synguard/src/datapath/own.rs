@@ -22,7 +22,7 @@ use crate::{
         load::{program_error, take_map},
         objects,
     },
-    host::clock::monotonic_ns,
+    host::clock::tai_ns,
 };
 
 /// The kernel function own cookies need (Linux 6.9, net/core/filter.c).
@@ -218,7 +218,9 @@ impl SecretMap {
         if now.current == key {
             return Ok(false);
         }
-        self.write(now.rotate(key, own_cookie::slot_of(monotonic_ns())))?;
+        // TAI, the programs' slot clock, not the monotonic one (shifted in a time namespace,
+        // and every server's own): `host::clock::tai_ns`.
+        self.write(now.rotate(key, own_cookie::slot_of(tai_ns())))?;
         Ok(true)
     }
 
