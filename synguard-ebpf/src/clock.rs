@@ -40,6 +40,14 @@ pub fn tai_ns(coarse_ns: u64) -> u64 {
         if (*p).stale(coarse_ns) {
             *p = TaiOffset::read(bpf_ktime_get_tai_ns(), coarse_ns);
         }
-        (*p).tai(coarse_ns)
+        // Verifier workaround: the offset read back from the map on both paths, so that the
+        // two join in one state (an unknown scalar from the map) rather than carrying the fresh
+        // helper result down one of them (docs/verifier.md).
+        let offset = core::ptr::read_volatile(&(*p).offset);
+        TaiOffset {
+            read_at: coarse_ns,
+            offset,
+        }
+        .tai(coarse_ns)
     }
 }
