@@ -21,6 +21,7 @@ pub mod policy;
 pub mod reason;
 pub mod reqsk;
 pub mod siphash;
+pub mod tai;
 pub mod tcp;
 #[cfg(test)]
 mod testrand;

@@ -30,6 +30,7 @@ macro_rules! map_name {
     (COOKIE_SECRET) => { "SG_COOKIE_SECRET" };
     (OWN_PROG) => { "SG_OWN_PROG" };
     (OWN_HANDOFF) => { "SG_OWN_HANDOFF" };
+    (TAI_OFFSET) => { "SG_TAI_OFFSET" };
     // The lab's own programs (`crate::lab`).
     (LAB_TEMPLATE) => { "LAB_TEMPLATE" };
     (LAB_TARGET) => { "LAB_TARGET" };
@@ -91,6 +92,8 @@ name_consts! {
     /// Per CPU: the parsed packet `synguard` hands to `synguard_own_xdp` (never read by the
     /// loader).
     OWN_HANDOFF,
+    /// Per CPU: [`crate::tai::TaiOffset`], own cookies' clock (never read by the loader).
+    TAI_OFFSET,
 }
 
 /// Maps of the lab's own programs (`synguard-ebpf/src/bin/lab.rs`).

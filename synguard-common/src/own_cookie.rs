@@ -33,7 +33,8 @@ const OPT_MSS_SHIFT: u8 = 6;
 pub const MSS_V4: [u16; 4] = [536, 1300, 1440, 1460];
 pub const MSS_V6: [u16; 4] = [1280 - 60, 1480 - 60, 1500 - 60, 9000 - 60];
 
-/// The time slot of a reading of the programs' clock (`bpf_ktime_get_coarse_ns`).
+/// The time slot of a CLOCK_TAI reading (`bpf_ktime_get_tai_ns`, [`crate::tai`]): the same
+/// on every server whose clock NTP or PTP keeps in step, whenever it booted.
 #[inline(always)]
 pub fn slot_of(now_ns: u64) -> u32 {
     (now_ns >> SLOT_NS_SHIFT) as u32

@@ -6,14 +6,48 @@
 //! time of the last tick. Everything the programs time is far longer than a tick (1-4 ms): the
 //! 100 ms flood-detection windows, the per-source and reflection rates (GCRA stays exact on
 //! average; a tick's SYNs meet the burst allowance together), the 1 s listener refresh, the
-//! 60 s close records, the cookies' 64 s time slots and millisecond timestamps. It shares
-//! CLOCK_MONOTONIC's base, so the loader's clock and the programs' stamps compare directly
-//! (they differ by at most a tick).
+//! 60 s close records and millisecond timestamps. It shares CLOCK_MONOTONIC's base, so the
+//! loader's clock and the programs' stamps compare directly (they differ by at most a tick).
+//!
+//! Own cookies' time slot is the exception: it must mean the same on every server of a fleet,
+//! so it comes from CLOCK_TAI ([`tai_ns`]), derived from the coarse clock through a per-CPU
+//! offset (`synguard_common::tai`).
 
-use aya_ebpf::helpers::generated::bpf_ktime_get_coarse_ns;
+use aya_ebpf::helpers::generated::{bpf_ktime_get_coarse_ns, bpf_ktime_get_tai_ns};
+use synguard_common::tai::TaiOffset;
+
+use crate::maps::SG_TAI_OFFSET;
 
 #[inline(always)]
 pub fn now_ns() -> u64 {
     // SAFETY: helper without arguments.
     unsafe { bpf_ktime_get_coarse_ns() }
+}
+
+/// CLOCK_TAI (`bpf_ktime_get_tai_ns`, Linux 6.1), within a tick, from the coarse reading
+/// `coarse_ns` and this CPU's cached offset; TAI itself is read at most once a second per CPU
+/// (`synguard_common::tai`). Without the map (cannot happen once loaded) it reads TAI.
+#[inline(always)]
+pub fn tai_ns(coarse_ns: u64) -> u64 {
+    let Some(p) = SG_TAI_OFFSET.get_ptr_mut(0) else {
+        // SAFETY: helper without arguments.
+        return unsafe { bpf_ktime_get_tai_ns() };
+    };
+    let p = crate::maps::aligned(p);
+    // SAFETY: this CPU's slot. XDP and TC ingress run in softirq context and do not nest on a
+    // CPU; if they ever did, either writer stores a valid reading.
+    unsafe {
+        if (*p).stale(coarse_ns) {
+            *p = TaiOffset::read(bpf_ktime_get_tai_ns(), coarse_ns);
+        }
+        // Verifier workaround: the offset read back from the map on both paths, so that the
+        // two join in one state (an unknown scalar from the map) rather than carrying the fresh
+        // helper result down one of them (docs/verifier.md).
+        let offset = core::ptr::read_volatile(&(*p).offset);
+        TaiOffset {
+            read_at: coarse_ns,
+            offset,
+        }
+        .tai(coarse_ns)
+    }
 }

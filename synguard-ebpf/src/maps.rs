@@ -14,6 +14,7 @@ use synguard_common::{
     },
     reason::{EVENT_SLOTS, REASON_SLOTS},
     reqsk::CookieSecret,
+    tai::TaiOffset,
 };
 
 use synguard_ebpf::sg_map;
@@ -28,6 +29,12 @@ sg_map! {
 sg_map! {
     /// What `synguard` parsed, for `synguard_own_xdp` (see `own_entry`).
     OWN_HANDOFF => static SG_OWN_HANDOFF: PerCpuArray<Handoff> =
+        PerCpuArray::with_max_entries(1, 0);
+}
+
+sg_map! {
+    /// Per CPU: TAI minus the coarse clock, for own cookies' time slot (`crate::clock::tai_ns`).
+    TAI_OFFSET => static SG_TAI_OFFSET: PerCpuArray<TaiOffset> =
         PerCpuArray::with_max_entries(1, 0);
 }
 

@@ -78,7 +78,8 @@ pub fn settle(opts: SynOptions) -> Result<SynOptions, Reason> {
     }
 }
 
-/// The own cookie for a SYN with options `opts`: (ISN, the MSS its class stands for).
+/// The own cookie for a SYN with options `opts`: (ISN, the MSS its class stands for). `now_ns`:
+/// the coarse clock (`crate::clock`); the cookie's slot is CLOCK_TAI's.
 #[inline(always)]
 pub fn syn_isn(
     pkt: &Packet,
@@ -97,7 +98,7 @@ pub fn syn_isn(
         &secret.current,
         &flow(pkt),
         pkt.seq(),
-        own_cookie::slot_of(now_ns),
+        own_cookie::slot_of(crate::clock::tai_ns(now_ns)),
         &o,
     );
     Ok((isn, o.mss(pkt.ipv6)))
@@ -110,7 +111,7 @@ fn check_cookie(secret: &CookieSecret, pkt: &Packet, now_ns: u64) -> Option<Cook
     let client_isn = pkt.seq().wrapping_sub(1);
     let t = &pkt.tcp;
     let isn = u32::from_be_bytes([t[8], t[9], t[10], t[11]]).wrapping_sub(1);
-    let slot = own_cookie::slot_of(now_ns);
+    let slot = own_cookie::slot_of(crate::clock::tai_ns(now_ns));
     if let Some(o) = own_cookie::check(&secret.current, &f, client_isn, isn, slot) {
         return Some(o);
     }

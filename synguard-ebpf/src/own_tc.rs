@@ -18,7 +18,8 @@ use aya_ebpf::{
         bpf_sock_tuple__bindgen_ty_1__bindgen_ty_1, bpf_sock_tuple__bindgen_ty_1__bindgen_ty_2,
     },
     helpers::generated::{
-        bpf_sk_release, bpf_skb_load_bytes, bpf_skc_lookup_tcp, bpf_skc_to_tcp_sock,
+        bpf_sk_release, bpf_skb_load_bytes, bpf_skb_vlan_pop, bpf_skb_vlan_push,
+        bpf_skc_lookup_tcp, bpf_skc_to_tcp_sock,
     },
     programs::TcContext,
 };
@@ -27,7 +28,10 @@ use synguard_common::{
     reqsk::{BpfTcpReqAttrs, META_LEN, META_MAGIC, OwnAckMeta},
 };
 
-use crate::count;
+use crate::{
+    count,
+    parse::{ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6},
+};
 
 unsafe extern "C" {
     /// `int bpf_sk_assign_tcp_reqsk(struct __sk_buff *skb, struct sock *sk,
@@ -41,8 +45,7 @@ unsafe extern "C" {
 }
 
 const ETH_LEN: u32 = 14;
-const ETH_P_IP: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86dd;
+const VLAN_LEN: u32 = 4;
 
 #[inline(always)]
 pub fn handle(ctx: &TcContext) -> i32 {
@@ -64,11 +67,10 @@ pub fn handle(ctx: &TcContext) -> i32 {
 #[inline(always)]
 pub fn assign(ctx: &TcContext, mut m: OwnAckMeta) {
     let skb = ctx.skb.skb;
-    let Some(ethertype) = load::<2>(ctx, 12) else {
+    let Some((proto, l2)) = l3(ctx) else {
         return;
     };
-    let proto = u16::from_be_bytes(ethertype);
-    let ports_at = ETH_LEN + m.tcp_off as u32;
+    let ports_at = l2 + m.tcp_off as u32;
     let Some(ports) = load::<4>(ctx, ports_at) else {
         return;
     };
@@ -76,7 +78,7 @@ pub fn assign(ctx: &TcContext, mut m: OwnAckMeta) {
     let dport = u16::from_ne_bytes([ports[2], ports[3]]);
     let word = |b: &[u8], at: usize| u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
     let sk = if m.ipv6 != 0 && proto == ETH_P_IPV6 {
-        let Some(a) = load::<32>(ctx, ETH_LEN + 8) else {
+        let Some(a) = load::<32>(ctx, l2 + 8) else {
             return;
         };
         let mut t = bpf_sock_tuple__bindgen_ty_1__bindgen_ty_2 {
@@ -91,7 +93,7 @@ pub fn assign(ctx: &TcContext, mut m: OwnAckMeta) {
             core::mem::size_of_val(&t) as u32,
         )
     } else if m.ipv6 == 0 && proto == ETH_P_IP {
-        let Some(a) = load::<8>(ctx, ETH_LEN + 12) else {
+        let Some(a) = load::<8>(ctx, l2 + 12) else {
             return;
         };
         let mut t = bpf_sock_tuple__bindgen_ty_1__bindgen_ty_1 {
@@ -106,7 +108,7 @@ pub fn assign(ctx: &TcContext, mut m: OwnAckMeta) {
             core::mem::size_of_val(&t) as u32,
         )
     } else {
-        // A VLAN tag the kernel did not take out of the frame: not handled (README limits).
+        // A third VLAN tag, or a family other than the one XDP parsed: not ours.
         count::event(Event::OwnNoListener);
         return;
     };
@@ -121,12 +123,7 @@ pub fn assign(ctx: &TcContext, mut m: OwnAckMeta) {
             if tp.is_null() {
                 count::event(Event::OwnNoListener);
             } else {
-                let r = bpf_sk_assign_tcp_reqsk(
-                    skb,
-                    tp as *mut c_void,
-                    &mut m.attrs,
-                    core::mem::size_of::<BpfTcpReqAttrs>() as i32,
-                );
+                let r = assign_reqsk(skb, tp as *mut c_void, &mut m.attrs, l2 != ETH_LEN);
                 count::event(if r == 0 {
                     Event::OwnReqskAssigned
                 } else {
@@ -140,6 +137,55 @@ pub fn assign(ctx: &TcContext, mut m: OwnAckMeta) {
         }
         bpf_sk_release(sk as *mut c_void);
     }
+}
+
+/// `bpf_sk_assign_tcp_reqsk` for the listener `tp`. The kfunc wants `skb->protocol` IPv4 or
+/// IPv6; behind two tags (`inner_tag`) it is the inner tag's type here, so the inner tag leaves
+/// the frame for the call and both come back after it: `bpf_skb_vlan_pop` drops the outer tag
+/// the kernel holds outside the frame and moves the inner one there (`skb_vlan_pop`), and
+/// `bpf_skb_vlan_push` of the outer one moves the inner one back into the frame first
+/// (`skb_vlan_push`), so the kernel goes on with the frame as it came, now carrying the request
+/// socket. -1 when the tags cannot be moved.
+///
+/// # Safety
+/// `skb` is this program's context and `tp` a trusted listener from `bpf_skc_to_tcp_sock`.
+#[inline(always)]
+unsafe fn assign_reqsk(
+    skb: *mut __sk_buff,
+    tp: *mut c_void,
+    attrs: &mut BpfTcpReqAttrs,
+    inner_tag: bool,
+) -> i32 {
+    let size = core::mem::size_of::<BpfTcpReqAttrs>() as i32;
+    // SAFETY (all below): helper and kfunc calls on our own context, see the function's.
+    if !inner_tag {
+        return unsafe { bpf_sk_assign_tcp_reqsk(skb, tp, attrs, size) };
+    }
+    let (present, proto, tci) =
+        unsafe { ((*skb).vlan_present, (*skb).vlan_proto, (*skb).vlan_tci) };
+    if present == 0 || unsafe { bpf_skb_vlan_pop(skb) } != 0 {
+        return -1;
+    }
+    let r = unsafe { bpf_sk_assign_tcp_reqsk(skb, tp, attrs, size) };
+    // Fails only without memory for the tag (`skb_cow_head`); the frame then goes on with the
+    // inner tag outside it, as one tagged with the inner tag alone.
+    let _ = unsafe { bpf_skb_vlan_push(skb, proto as u16, tci as u16) };
+    r
+}
+
+/// The frame's network protocol and where its header starts. The kernel takes one VLAN tag out
+/// of the frame before TC (`skb_vlan_untag` in `__netif_receive_skb_core`) and the inner one of
+/// two only after TC (`vlan_do_receive`, or the priority-tag branch after it), so behind
+/// 802.1Q-in-802.1Q (or 802.1ad) one tag is still in the frame here: skip it
+/// (docs/own-cookies.md, "Limits").
+#[inline(always)]
+pub fn l3(ctx: &TcContext) -> Option<(u16, u32)> {
+    let proto = u16::from_be_bytes(load::<2>(ctx, 12)?);
+    if proto == ETH_P_8021Q || proto == ETH_P_8021AD {
+        let inner = u16::from_be_bytes(load::<2>(ctx, ETH_LEN + 2)?);
+        return Some((inner, ETH_LEN + VLAN_LEN));
+    }
+    Some((proto, ETH_LEN))
 }
 
 /// `bpf_skc_lookup_tcp` in the device's netns.

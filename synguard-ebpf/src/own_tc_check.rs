@@ -4,7 +4,8 @@
 //! for a pure ACK, the hash, which is why the loader attaches this program only once the XDP
 //! program has found the driver without metadata (docs/own-cookies.md).
 //!
-//! Handles untagged frames with IPv4 or IPv6 without extension headers.
+//! Handles IPv4 and IPv6 with up to four extension headers, untagged or behind the VLAN tag the
+//! kernel leaves in the frame (`own_tc::l3`).
 
 use aya_ebpf::{bindings::TC_ACT_OK, programs::TcContext};
 use synguard_common::{
@@ -18,9 +19,8 @@ use crate::{
     decide,
     maps::{SG_CONFIG, SG_COOKIE_SECRET},
     own_tc::{self, load},
+    parse::{ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, is_v6_ext},
 };
-
-const ETH_LEN: u32 = 14;
 
 #[inline(always)]
 pub fn handle(ctx: &TcContext) -> i32 {
@@ -30,17 +30,17 @@ pub fn handle(ctx: &TcContext) -> i32 {
     TC_ACT_OK
 }
 
-/// The IP header's facts the check needs: (IPv6, offset of TCP from the IP header, flow
-/// addresses as bytes).
+/// The IP header's facts the check needs: (IPv6, where the IP header starts, offset of TCP
+/// from the IP header, flow addresses as bytes).
 #[inline(always)]
-fn ip(ctx: &TcContext) -> Option<(bool, u32, [u8; 32])> {
-    let et = load::<2>(ctx, 12)?;
+fn ip(ctx: &TcContext) -> Option<(bool, u32, u32, [u8; 32])> {
+    let (proto, l2) = own_tc::l3(ctx)?;
     let mut addrs = [0u8; 32];
-    match u16::from_be_bytes(et) {
-        0x0800 => {
-            let h = load::<20>(ctx, ETH_LEN)?;
+    match proto {
+        ETH_P_IP => {
+            let h = load::<20>(ctx, l2)?;
             // Not TCP, or a fragment: not a handshake ACK of ours.
-            if h[0] >> 4 != 4 || h[9] != 6 || (h[6] & 0x3f) | h[7] != 0 {
+            if h[0] >> 4 != 4 || h[9] != IPPROTO_TCP || (h[6] & 0x3f) | h[7] != 0 {
                 return None;
             }
             let ihl = (h[0] & 0xf) as u32 * 4;
@@ -48,24 +48,44 @@ fn ip(ctx: &TcContext) -> Option<(bool, u32, [u8; 32])> {
                 return None;
             }
             addrs[..8].copy_from_slice(&h[12..20]);
-            Some((false, ihl, addrs))
+            Some((false, l2, ihl, addrs))
         }
-        0x86dd => {
-            let h = load::<40>(ctx, ETH_LEN)?;
-            if h[6] != 6 {
-                return None;
-            }
+        ETH_P_IPV6 => {
+            let h = load::<40>(ctx, l2)?;
+            let tcp = v6_tcp(ctx, h[6], l2 + 40)?;
             addrs.copy_from_slice(&h[8..40]);
-            Some((true, 40, addrs))
+            Some((true, l2, tcp - l2, addrs))
         }
         _ => None,
     }
 }
 
+/// Where TCP starts after the IPv6 header (`off`) and up to four hop-by-hop, routing and
+/// destination-options headers, as the XDP parser walks them (`parse::ipv6`: an unrolled,
+/// fixed sequence for the verifier); None for a fragment, another protocol or more headers.
+#[inline(always)]
+fn v6_tcp(ctx: &TcContext, nh: u8, off: u32) -> Option<u32> {
+    let (nh, off) = v6_ext(ctx, nh, off)?;
+    let (nh, off) = v6_ext(ctx, nh, off)?;
+    let (nh, off) = v6_ext(ctx, nh, off)?;
+    let (nh, off) = v6_ext(ctx, nh, off)?;
+    (nh == IPPROTO_TCP).then_some(off)
+}
+
+/// One extension header: (next header, offset after it); anything else as it is.
+#[inline(always)]
+fn v6_ext(ctx: &TcContext, nh: u8, off: u32) -> Option<(u8, u32)> {
+    if !is_v6_ext(nh) {
+        return Some((nh, off));
+    }
+    let e = load::<2>(ctx, off)?;
+    Some((e[0], off + (e[1] as u32 + 1) * 8))
+}
+
 #[inline(always)]
 fn check(ctx: &TcContext) -> Option<OwnAckMeta> {
-    let (ipv6, tcp_off, a) = ip(ctx)?;
-    let th = load::<20>(ctx, ETH_LEN + tcp_off)?;
+    let (ipv6, l2, tcp_off, a) = ip(ctx)?;
+    let th = load::<20>(ctx, l2 + tcp_off)?;
     if th[13] & ACK == 0 || th[13] & (SYN | RST) != 0 {
         return None;
     }
@@ -95,7 +115,7 @@ fn check(ctx: &TcContext) -> Option<OwnAckMeta> {
     };
     let client_isn = u32::from_be_bytes([th[4], th[5], th[6], th[7]]).wrapping_sub(1);
     let isn = u32::from_be_bytes([th[8], th[9], th[10], th[11]]).wrapping_sub(1);
-    let slot = own_cookie::slot_of(crate::clock::now_ns());
+    let slot = own_cookie::slot_of(crate::clock::tai_ns(crate::clock::now_ns()));
     let opts = match own_cookie::check(&secret.current, &flow, client_isn, isn, slot) {
         Some(o) => o,
         None if secret.previous_valid(slot) => {
@@ -105,7 +125,7 @@ fn check(ctx: &TcContext) -> Option<OwnAckMeta> {
     };
     let doff = (th[12] >> 4) as u32 * 4;
     let ts = if cfg.cookies & OWN_NO_TIMESTAMPS == 0 && doff >= 32 {
-        let o = load::<12>(ctx, ETH_LEN + tcp_off + 20)?;
+        let o = load::<12>(ctx, l2 + tcp_off + 20)?;
         let mut opts40 = [0u8; 40];
         opts40[..12].copy_from_slice(&o);
         reqsk::ack_timestamp(&opts40, 12)

@@ -15,14 +15,14 @@ use synguard_common::{
     reason::Reason,
 };
 
-const ETH_P_IP: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86dd;
-const ETH_P_8021Q: u16 = 0x8100;
-const ETH_P_8021AD: u16 = 0x88a8;
-const IPPROTO_TCP: u8 = 6;
+pub const ETH_P_IP: u16 = 0x0800;
+pub const ETH_P_IPV6: u16 = 0x86dd;
+pub const ETH_P_8021Q: u16 = 0x8100;
+pub const ETH_P_8021AD: u16 = 0x88a8;
+pub const IPPROTO_TCP: u8 = 6;
 const IPV6_HOPOPTS: u8 = 0;
 const IPV6_ROUTING: u8 = 43;
-const IPV6_FRAGMENT: u8 = 44;
+pub const IPV6_FRAGMENT: u8 = 44;
 const IPV6_DSTOPTS: u8 = 60;
 
 pub const ETH_LEN: u64 = 14;
@@ -282,8 +282,10 @@ fn ipv4(ctx: &XdpContext, off: u64, frame: u64) -> Result<(IpHeader, u64, u64), 
     Ok((IpHeader { v4: h }, off + ihl, off + total))
 }
 
+/// Whether `nh` is an IPv6 extension header the parsers skip (hop-by-hop, routing,
+/// destination options; a fragment header ends the walk).
 #[inline(always)]
-fn is_v6_ext(nh: u8) -> bool {
+pub fn is_v6_ext(nh: u8) -> bool {
     nh == IPV6_HOPOPTS || nh == IPV6_ROUTING || nh == IPV6_DSTOPTS
 }
 

@@ -3,8 +3,9 @@
 //! checks ([`tcp_info`]), bounded hping3 floods ([`hping`]), the server kernel's TCP counters
 //! ([`kstats`]), a running `synguard` ([`synguard_proc`]), receive paths on threads of their own
 //! ([`napi`]) and the XDP programs' run-time statistics ([`xdpstats`]), all entered through
-//! [`netns`].
+//! [`netns`]. [`fleet`] is a second topology: two servers behind one anycast address.
 
+pub mod fleet;
 pub mod hping;
 pub mod idle_xdp;
 pub mod kstats;
@@ -14,6 +15,7 @@ pub mod synguard_proc;
 pub mod tcp_info;
 pub mod topology;
 pub mod traffic;
+pub mod vlan_tag;
 pub mod xdpstats;
 
 pub use topology::Lab;

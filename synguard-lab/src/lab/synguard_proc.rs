@@ -76,10 +76,45 @@ impl Synguard {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Result<Synguard> {
+        let cmd = ns.command(&bin.to_string_lossy());
+        Self::start_command(cmd, bin, ns, iface, args, env)
+    }
+
+    /// As [`Synguard::start`], in a new time namespace whose CLOCK_MONOTONIC and
+    /// CLOCK_BOOTTIME run `shift_s` seconds behind the host's: the process sees a machine booted
+    /// `shift_s` seconds later (`unshare --time`, which execs without forking since Linux 5.18,
+    /// so the process is still the child this struct signals). The programs it loads do not
+    /// see the shift: it is what a loader on another machine sees of its own clock.
+    pub fn start_booted_later(
+        bin: &Path,
+        ns: &Netns,
+        iface: &str,
+        args: &[&str],
+        shift_s: u64,
+    ) -> Result<Synguard> {
+        let mut cmd = std::process::Command::new("unshare");
+        cmd.args([
+            "--time".to_string(),
+            format!("--monotonic=-{shift_s}"),
+            format!("--boottime=-{shift_s}"),
+            "nsenter".to_string(),
+            format!("--net={}", ns.path().display()),
+            bin.to_string_lossy().into_owned(),
+        ]);
+        Self::start_command(cmd, bin, ns, iface, args, &[])
+    }
+
+    fn start_command(
+        mut cmd: std::process::Command,
+        bin: &Path,
+        ns: &Netns,
+        iface: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Synguard> {
         let log = std::env::temp_dir().join(format!("{}-synguard.log", ns.name()));
         let out = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
-        let child = ns
-            .command(&bin.to_string_lossy())
+        let child = cmd
             .args(["run", "--iface", iface])
             .args(args)
             .envs(env.iter().copied())

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod e2e;
+pub mod fleet;
 pub mod ops;
 pub mod syn;
 

@@ -177,6 +177,7 @@ pub fn dump(cfg: &RunConfig) -> String {
         wscale: cfg.wscale,
         cookies: Some(cfg.cookies),
         cookie_secret_file: cfg.cookie_secret_file.clone(),
+        own_tc: Some(cfg.own_tc),
         metrics_addr: cfg.metrics_addr.map(|a| a.to_string()),
         log_format: Some(cfg.log_format),
         source_rate: Some(cfg.limits.source_rate),

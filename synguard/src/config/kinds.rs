@@ -38,6 +38,20 @@ impl Cookies {
     }
 }
 
+/// Own cookies: which TC ingress program hands valid handshakes to the kernel
+/// (docs/own-cookies.md, "XDP metadata, and drivers without it").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OwnTc {
+    /// The one that reads the XDP program's mark (metadata); switched to `check` by itself
+    /// when the driver turns out to carry no metadata.
+    #[default]
+    Auto,
+    /// The one that checks each pure ACK's cookie again, from the start: for a driver known
+    /// to carry no XDP metadata (no handshake fails before the switch), and for tests.
+    Check,
+}
+
 /// Where the XDP program runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -11,7 +11,7 @@ pub mod validate;
 
 pub use cidr::{Cidr, CidrError, Limits, ListKind};
 pub use file::ConfigFileError;
-pub use kinds::{CookieMode, Cookies, LogFormat, ModeArg, XdpAttach, XdpModeArg};
+pub use kinds::{CookieMode, Cookies, LogFormat, ModeArg, OwnTc, XdpAttach, XdpModeArg};
 pub use settings::{Ports, RunArgs, Settings};
 pub use validate::{ConfigError, RunConfig, parse_ports, validate_iface};
 

@@ -11,7 +11,9 @@ use std::path::PathBuf;
 use clap::Args;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::config::{Cookies, DEFAULT_PIN_BASE, DEFAULT_RUN_DIR, LogFormat, ModeArg, XdpModeArg};
+use crate::config::{
+    Cookies, DEFAULT_PIN_BASE, DEFAULT_RUN_DIR, LogFormat, ModeArg, OwnTc, XdpModeArg,
+};
 
 /// How a flag and the file's key combine.
 mod merge {
@@ -128,6 +130,11 @@ settings! {
         /// one per start, so that servers sharing it accept each other's cookies.
         #[arg(long, value_name = "FILE")]
         pub cookie_secret_file: Option<PathBuf> => first,
+        /// Own cookies' TC program: auto (reads the XDP program's mark, switches to check on a
+        /// driver without XDP metadata) or check (checks every pure ACK's cookie again, from
+        /// the start) [default: auto].
+        #[arg(long, value_enum)]
+        pub own_tc: Option<OwnTc> => first,
         /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9724) [default: off].
         #[arg(long, value_name = "ADDR")]
         pub metrics_addr: Option<String> => first,

@@ -6,7 +6,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use thiserror::Error;
 
 use crate::config::{
-    Cidr, CookieMode, Cookies, Limits, LogFormat, ModeArg, XdpAttach, XdpModeArg,
+    Cidr, CookieMode, Cookies, Limits, LogFormat, ModeArg, OwnTc, XdpAttach, XdpModeArg,
     settings::{Ports, Settings},
 };
 
@@ -46,6 +46,11 @@ pub enum ConfigError {
         "wscale (--wscale) {0} is larger than {MAX_WSCALE}, the largest window scale TCP allows"
     )]
     WscaleTooLarge(u8),
+    #[error(
+        "own_tc (--own-tc) check is a setting of own cookies: give cookies = \"own\" or \"auto\" \
+         (--cookies own|auto) with it"
+    )]
+    OwnTcWithKernelCookies,
     #[error("invalid interface name '{0}': expected 1 to 15 characters without '/' or whitespace")]
     InvalidIface(String),
     #[error("interface {0} is listed twice")]
@@ -90,6 +95,8 @@ pub struct RunConfig {
     pub cookies: Cookies,
     /// Own cookies' shared key (`host::secret`); None: random per start.
     pub cookie_secret_file: Option<PathBuf>,
+    /// Own cookies' TC program.
+    pub own_tc: OwnTc,
     pub metrics_addr: Option<SocketAddr>,
     pub log_format: LogFormat,
     pub pin_base: PathBuf,
@@ -202,6 +209,9 @@ impl RunConfig {
         if !(0.0..=MAX_HOLD_S).contains(&hold) {
             return Err(ConfigError::InvalidHold(hold));
         }
+        if s.own_tc == Some(OwnTc::Check) && s.cookies.unwrap_or_default() == Cookies::Kernel {
+            return Err(ConfigError::OwnTcWithKernelCookies);
+        }
         if let Some(ws) = s.wscale.filter(|&ws| ws > MAX_WSCALE) {
             return Err(ConfigError::WscaleTooLarge(ws));
         }
@@ -231,6 +241,7 @@ impl RunConfig {
             wscale: s.wscale,
             cookies: s.cookies.unwrap_or_default(),
             cookie_secret_file: s.cookie_secret_file.clone(),
+            own_tc: s.own_tc.unwrap_or_default(),
             metrics_addr,
             log_format: s.log_format.unwrap_or_default(),
             pin_base: s.pin_base.clone(),
@@ -440,6 +451,13 @@ mod tests {
         assert_eq!(
             err(|s| s.wscale = Some(15)),
             ConfigError::WscaleTooLarge(15)
+        );
+        assert_eq!(
+            err(|s| {
+                s.own_tc = Some(OwnTc::Check);
+                s.cookies = Some(Cookies::Kernel);
+            }),
+            ConfigError::OwnTcWithKernelCookies
         );
         assert_eq!(err(|s| s.ifaces.clear()), ConfigError::NoIface);
         assert_eq!(err(|s| s.ports = None), ConfigError::NoPortsGiven);

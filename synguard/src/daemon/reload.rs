@@ -167,6 +167,9 @@ fn needs_restart(old: &RunConfig, new: &RunConfig) -> Vec<&'static str> {
     if old.cookies != new.cookies {
         out.push("cookies");
     }
+    if old.own_tc != new.own_tc {
+        out.push("own_tc");
+    }
     if old.metrics_addr != new.metrics_addr {
         out.push("metrics_addr");
     }
@@ -201,6 +204,7 @@ pub fn reload(current: &RunConfig, args: &RunArgs, keys: &[Key]) -> Result<Reloa
         xdp: current.xdp,
         wscale: current.wscale,
         cookies: current.cookies,
+        own_tc: current.own_tc,
         metrics_addr: current.metrics_addr,
         log_format: current.log_format,
         ..new

@@ -125,6 +125,7 @@ mod tests {
             wscale: None,
             cookies: crate::config::Cookies::Auto,
             cookie_secret_file: None,
+            own_tc: crate::config::OwnTc::Auto,
             metrics_addr: None,
             log_format: crate::config::LogFormat::Human,
             pin_base: PathBuf::from(crate::config::DEFAULT_PIN_BASE),

@@ -24,7 +24,7 @@ use crate::{
         objects, spoil,
     },
     host::{
-        clock::monotonic_ns,
+        clock::tai_ns,
         fault::{self, Fault},
     },
 };
@@ -281,7 +281,9 @@ impl SecretMap {
         if now.current == key {
             return Ok(false);
         }
-        self.write(now.rotate(key, own_cookie::slot_of(monotonic_ns())))?;
+        // TAI, the programs' slot clock, not the monotonic one (shifted in a time namespace,
+        // and every server's own): `host::clock::tai_ns`.
+        self.write(now.rotate(key, own_cookie::slot_of(tai_ns())))?;
         Ok(true)
     }
 

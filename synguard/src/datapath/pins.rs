@@ -409,7 +409,10 @@ mod tests {
         let reset: Vec<&str> = plan.reset.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(
             reset,
-            [synguard_common::names::CONFIG, synguard_common::names::SCRATCH],
+            [
+                synguard_common::names::CONFIG,
+                synguard_common::names::SCRATCH
+            ],
             "{:?}",
             plan.reset
         );

@@ -1,5 +1,6 @@
-//! The two clocks synguard converts between: CLOCK_MONOTONIC_COARSE (the programs',
-//! `bpf_ktime_get_coarse_ns`) and wall-clock time (what files and humans read).
+//! The clocks synguard reads: CLOCK_MONOTONIC_COARSE (the programs',
+//! `bpf_ktime_get_coarse_ns`), CLOCK_TAI (own cookies' time slot, shared by a fleet) and
+//! wall-clock time (what files and humans read).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -9,13 +10,26 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// a tick ahead of the program's clock, or every SYN of that tick would look due a listener
 /// refresh.
 pub fn monotonic_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC_COARSE)
+}
+
+/// CLOCK_TAI in nanoseconds: own cookies' time slot (`synguard_common::own_cookie::slot_of`),
+/// the clock a fleet's servers share (the programs read it through `bpf_ktime_get_tai_ns`).
+/// Unlike CLOCK_MONOTONIC it is not shifted in a time namespace (`timens_add_monotonic`
+/// covers MONOTONIC and BOOTTIME only), so the loader and the programs agree wherever the
+/// loader runs.
+pub fn tai_ns() -> u64 {
+    clock_ns(libc::CLOCK_TAI)
+}
+
+fn clock_ns(clock: libc::clockid_t) -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    // SAFETY: clock_gettime writes only into `ts`; CLOCK_MONOTONIC_COARSE exists since Linux
-    // 2.6.32.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    // SAFETY: clock_gettime writes only into `ts`; both clocks synguard reads exist since
+    // Linux 3.10.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
@@ -54,5 +68,24 @@ mod tests {
         let a = monotonic_ns();
         let b = monotonic_ns();
         assert!(a > 0 && b >= a);
+    }
+
+    /// The programs' way to TAI (`synguard_common::tai`: the coarse clock plus a cached
+    /// offset) against CLOCK_TAI itself, on this machine's clocks: within a tick (at most 4 ms
+    /// at HZ=250) plus the time between the reads.
+    #[test]
+    fn tai_from_the_coarse_clock_and_a_cached_offset() {
+        use synguard_common::tai::TaiOffset;
+        let cached = TaiOffset::read(tai_ns(), monotonic_ns());
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        let (before, coarse, after) = (tai_ns(), monotonic_ns(), tai_ns());
+        let est = cached.tai(coarse);
+        let tick = 4_000_000 + 1_000_000;
+        assert!(
+            est + tick >= before && est <= after + tick,
+            "estimate {est}, TAI {before}..{after}"
+        );
+        // And TAI is not the monotonic clock: it counts from 1970, not from boot.
+        assert!(before > 1_700_000_000 * 1_000_000_000, "TAI {before}");
     }
 }

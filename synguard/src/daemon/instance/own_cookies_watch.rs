@@ -3,19 +3,41 @@
 
 use std::path::Path;
 
-use log::warn;
+use aya::Ebpf;
+use log::{info, warn};
 use synguard_common::maps::Config;
 
 use crate::{
-    config::RunConfig,
+    config::{OwnTc, RunConfig},
     daemon::{
         instance::Instance,
         own_cookies::{self, OwnError},
         prepare::{StartError, set_sysctls},
     },
-    datapath::{own, pins},
+    datapath::{error::LoaderError, own, pins},
     host::sysctl::SysctlSaver,
 };
+
+/// `--own-tc check`: the TC program that checks cookies again, behind the link from the start
+/// instead of after the metadata watch found the driver without metadata. Returns whether it
+/// is in place (then there is nothing left to watch for).
+pub fn tc_check_from_start(
+    ebpf: &mut Ebpf,
+    iface: &str,
+    cfg: &RunConfig,
+    tc_pin: &Path,
+) -> Result<bool, LoaderError> {
+    if cfg.own_tc != OwnTc::Check {
+        return Ok(false);
+    }
+    own::use_tc_check(ebpf, tc_pin)?;
+    info!(
+        "{iface}: TC program {} from the start (--own-tc check): every packet to a protected \
+         port pays a parse in TC",
+        own::TC_CHECK_PROGRAM
+    );
+    Ok(true)
+}
 
 impl Instance {
     /// Own cookies' key, programs and TC link, with `config` saying so. Where the kernel refuses
@@ -36,6 +58,7 @@ impl Instance {
         match own_cookies::start(ebpf, &self.iface, cfg, tc_pin) {
             Ok(map) => {
                 self.secret = Some(map);
+                self.meta_warned = tc_check_from_start(ebpf, &self.iface, cfg, tc_pin)?;
                 own_cookies::announce_own(cfg, &self.iface);
                 config.cookies = own_cookies::config_value()?;
                 Ok(true)
