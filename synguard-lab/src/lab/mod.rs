@@ -2,7 +2,8 @@
 //! ([`topology::Lab`]), and what runs in it: real TCP traffic ([`traffic`]) with TCP_INFO
 //! checks ([`tcp_info`]), bounded hping3 floods ([`hping`]), the server kernel's TCP counters
 //! ([`kstats`]), a running `synguard` ([`synguard_proc`]), receive paths on threads of their own
-//! ([`napi`]) and the XDP programs' run-time statistics ([`xdpstats`]), all entered through
+//! ([`napi`]), the XDP programs' run-time statistics ([`xdpstats`]) and the veths'
+//! ring losses ([`ringstats`]), all entered through
 //! [`netns`].
 
 pub mod hping;
@@ -10,6 +11,7 @@ pub mod idle_xdp;
 pub mod kstats;
 pub mod napi;
 pub mod netns;
+pub mod ringstats;
 pub mod synguard_proc;
 pub mod tcp_info;
 pub mod topology;
