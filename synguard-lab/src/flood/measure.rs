@@ -141,8 +141,7 @@ pub fn run(
     drop(active);
     let latencies =
         after_cl.latencies_us[out.clients_before.latencies_us.len()..out.latency_end].to_vec();
-    let flood_s = timeline.flood_time().as_secs_f64();
-    let drops = drops_by_reason(out.sg_before.as_ref(), out.sg_after.as_ref(), flood_s);
+    let drops = drops_by_reason(out.sg_before.as_ref(), out.sg_after.as_ref(), out.send_s);
     Ok(RunResult {
         metrics: metrics(&out, &timeline, &samples, &latencies, &drops),
         drops_by_reason: drops,
@@ -166,7 +165,6 @@ fn metrics(
     latencies: &[u64],
     drops: &BTreeMap<String, f64>,
 ) -> BTreeMap<String, Option<f64>> {
-    let flood_s = timeline.flood_time().as_secs_f64();
     let span = timeline.span();
     let (s0, s1) = (
         sample_at(samples, span.0.as_secs_f64()),
@@ -177,12 +175,14 @@ fn metrics(
         .saturating_sub(before_cl.ok + before_cl.failed);
     let ok = out.clients_end.ok.saturating_sub(before_cl.ok);
     let span_s = (span.1 - span.0).as_secs_f64();
-    let per_s = |a: u64, b: u64| b.saturating_sub(a) as f64 / flood_s;
     let mut m = BTreeMap::new();
     let mut put = |k: &str, v: Option<f64>| m.insert(k.to_string(), v);
     put("offered_pps", Some(out.offered_pps));
     put("server_rx_pps", Some(out.arrived_pps));
-    put("replies_pps", Some(per_s(s0.replies, s1.replies)));
+    put(
+        "replies_pps",
+        Some(out.replies as f64 / out.send_s.max(1e-9)),
+    );
     // Drops by reason come from synguard's counters: other defences have none to read.
     let drops_total = out
         .sg_after
@@ -222,27 +222,47 @@ fn metrics(
         "server_cpu_pct",
         Some(100.0 * out.server_thread_s / out.server_wall_s.max(1e-9) / out.server_cpus as f64),
     );
-    put("daemon_cpu_pct", out.daemon_s.map(|s| 100.0 * s / flood_s));
+    put(
+        "daemon_cpu_pct",
+        out.daemon_s
+            .map(|s| 100.0 * s / out.server_wall_s.max(1e-9)),
+    );
     put("sender_cpu_pct", Some(out.cpu_busy[SENDER_CPU]));
-    let (r0, r1) = &out.rings;
-    let lost_ring = (r1.server_peer.xmit_errors() + r1.server.rx_drops())
-        .saturating_sub(r0.server_peer.xmit_errors() + r0.server.rx_drops());
-    put("lost_ring_pps", Some(lost_ring as f64 / flood_s));
-    put(
-        "lost_sender_pps",
-        Some(per_s(r0.attacker.xmit_errors(), r1.attacker.xmit_errors())),
-    );
-    put(
-        "replies_lost_pps",
-        Some(per_s(r0.server.tx_errors(), r1.server.tx_errors())),
-    );
-    let generator = out.generator.as_ref();
-    put(
-        "gen_ns_per_frame",
-        generator.and_then(GenReport::cpu_ns_per_frame),
-    );
-    put("gen_cpu_pct", generator.map(|g| 100.0 * g.cpu_s / flood_s));
+    for (k, v) in loss_metrics(out) {
+        put(k, v);
+    }
     m
+}
+
+/// Where frames were lost and what the generator's CPU time bought (see [`METRICS`]).
+fn loss_metrics(out: &Driven) -> [(&'static str, Option<f64>); 5] {
+    let per_s = |n: u64| Some(n as f64 / out.send_s.max(1e-9));
+    let (r0, r1) = &out.rings;
+    let lost = |r: &Rings| r.server_peer.xmit_errors() + r.server.rx_drops();
+    let generator = out.generator.as_ref();
+    [
+        ("lost_ring_pps", per_s(lost(r1).saturating_sub(lost(r0)))),
+        (
+            "lost_sender_pps",
+            per_s(
+                r1.attacker
+                    .xmit_errors()
+                    .saturating_sub(r0.attacker.xmit_errors()),
+            ),
+        ),
+        (
+            "replies_lost_pps",
+            per_s(r1.server.tx_errors().saturating_sub(r0.server.tx_errors())),
+        ),
+        (
+            "gen_ns_per_frame",
+            generator.and_then(GenReport::cpu_ns_per_frame),
+        ),
+        (
+            "gen_cpu_pct",
+            generator.map(|g| 100.0 * g.cpu_s / out.send_s.max(1e-9)),
+        ),
+    ]
 }
 
 /// The server's receive path (RPS) on its own CPU, away from the generator
@@ -265,6 +285,11 @@ pub fn steer_receive(lab: &Lab) -> Result<()> {
 
 /// What happened while the flood ran.
 struct Driven {
+    /// Seconds the generator (or hping3) sent: what every rate of the flood is divided by.
+    send_s: f64,
+    /// The server's replies to the flood, as [`crate::flood::sampler::Sample::replies`] counts
+    /// them, from just before to just after the flood.
+    replies: u64,
     offered_pps: f64,
     /// Frames the server's interface received while the flood ran, per second of sending.
     arrived_pps: f64,
@@ -315,6 +340,7 @@ fn drive(
     // The server's intake and its receive threads' CPU time, read together right before and
     // right after the flood: per-packet cost and busy share cover the same frames and time.
     let k_before = KStats::read(&lab.server.ns)?;
+    let replies0 = replies(lab)?;
     let (thread0, wall0) = (server_rx.cpu_s()?, Instant::now());
     let sg_before = active.synguard_stats()?;
     let clients_before = clients.snapshot();
@@ -335,6 +361,7 @@ fn drive(
     let server_thread_s = server_rx.cpu_s()? - thread0;
     let server_wall_s = wall0.elapsed().as_secs_f64();
     let k_after = KStats::read(&lab.server.ns)?;
+    let replies = replies(lab)?.saturating_sub(replies0);
     let cpu_busy = CpuTimes::read()?.busy_pct_since(&cpu0);
     let rings = (rings0, Rings::read(lab)?);
     let daemon_s = match (daemon, daemon0) {
@@ -348,6 +375,8 @@ fn drive(
     sleep_until(t0 + timeline.total, interrupted)?;
     let arrived = k_after.delta(&k_before, &format!("Dev.{}.RxPackets", lab.server.ifname));
     Ok(Driven {
+        send_s: busy_s,
+        replies,
         offered_pps: sent as f64 / busy_s.max(1e-9),
         arrived_pps: arrived as f64 / busy_s.max(1e-9),
         arrived,
@@ -367,6 +396,13 @@ fn drive(
         server_wall_s,
         daemon_s,
     })
+}
+
+/// Frames the server sent to anyone but the client so far (flood::sampler, `replies`).
+fn replies(lab: &Lab) -> Result<u64> {
+    let peer = KStats::read(lab.bridge_ns())?.get(&format!("Dev.{}.RxPackets", lab.server_peer()));
+    let client = KStats::read(&lab.client.ns)?.get(&format!("Dev.{}.RxPackets", lab.client.ifname));
+    Ok(peer.saturating_sub(client))
 }
 
 /// The ring counters of the veths a flood crosses (lab::ringstats).
