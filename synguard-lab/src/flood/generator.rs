@@ -43,9 +43,10 @@ pub const MAX_DURATION: Duration = Duration::from_secs(60);
 /// enough (tens of ms at full rate) that a stop request is seen promptly.
 const FRAMES_PER_CALL: u64 = 32_768;
 /// Live-frames batch size: frames per page-pool batch, and per flush, which wakes the receiving
-/// veth. The veth ring holds 256 frames: with batches of 256 the server is woken only once per
-/// full ring and the next batch arrives before it drained (fewer frames arrived, measured).
-pub const BATCH: u32 = 32;
+/// veth; 256 is the kernel's maximum (`TEST_XDP_MAX_BATCH`). Against 32 it costs the sender and
+/// the receiving thread less per frame at the same share of frames arriving (docs/measuring.md,
+/// "The live-frames generator").
+pub const BATCH: u32 = 256;
 const XDP_TX: u32 = 3;
 
 /// What the frames are.
