@@ -5,14 +5,17 @@
 //!
 //! Two routes ([`Route`]): across the lab's bridge (out of the attacker's veth), or straight into
 //! the server's veth (out of its bridge-side peer), as a NIC's receive ring would deliver them.
-//! While it sends, `lab_gen` is also attached to an idle device ([`IDLE_DEV`]): a program the
-//! XDP dispatcher already holds does not make each `BPF_PROG_TEST_RUN` call wait out RCU grace
-//! periods (docs/measuring.md, "The RCU wait of each TestRun call").
+//! While it sends, `lab_gen` is also attached to an idle device
+//! ([`crate::lab::topology::IDLE_DEV`]): a program the XDP dispatcher already holds does not make
+//! each `BPF_PROG_TEST_RUN` call wait out RCU grace periods (docs/measuring.md, "The RCU wait of
+//! each TestRun call").
 //!
-//! hping3 sends ~0.23 M SYN/s here; live frames offer 2-4 M frames/s (docs/measuring.md), enough to
-//! saturate the server's core. Bounds: sources only from 198.18.0.128/25 (enforced in the program
-//! itself and here), destination inside 198.18.0.0/24, a frame count and a duration that are both
-//! capped, and a stop flag checked between calls.
+//! hping3 sends ~0.23 M SYN/s here; live frames offer 3-5 M frames/s straight into the server's
+//! ring from one real-time CPU: about what the XDP_DROP floor absorbs on one CPU, more than
+//! anything that costs the server more per frame (docs/measuring.md, "What limits the offered
+//! rate"). Several sending threads: [`crate::flood::senders`]. Bounds: sources only from
+//! 198.18.0.128/25 (enforced in the program itself and here), destination inside 198.18.0.0/24,
+//! a frame count and a duration that are both capped, and a stop flag checked between calls.
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
