@@ -238,7 +238,8 @@ fn metrics(
 fn loss_metrics(out: &Driven) -> [(&'static str, Option<f64>); 5] {
     let per_s = |n: u64| Some(n as f64 / out.send_s.max(1e-9));
     let (r0, r1) = &out.rings;
-    let lost = |r: &Rings| r.server_peer.xmit_errors() + r.server.rx_drops();
+    let lost =
+        |r: &Rings| r.server_peer.xmit_errors() + r.server_peer.tx_dropped() + r.server.rx_drops();
     let generator = out.generator.as_ref();
     [
         ("lost_ring_pps", per_s(lost(r1).saturating_sub(lost(r0)))),
@@ -407,10 +408,10 @@ fn replies(lab: &Lab) -> Result<u64> {
 
 /// The ring counters of the veths a flood crosses (lab::ringstats).
 struct Rings {
-    /// The server's bridge-side peer: direct-route frames that did not fit into the server's
-    /// rings (`xmit_errors`).
+    /// The server's bridge-side peer: direct-route frames (`xmit_errors`) and skbs from the
+    /// bridge (`tx_dropped`) that did not fit into the server's rings.
     server_peer: RingStats,
-    /// The server's veth: skbs from the bridge that did not fit into its rings (`rx_drops`),
+    /// The server's veth: skbs that did not fit into its rings by its own count (`rx_drops`),
     /// its XDP_TX replies that did not fit into its peer's (`tx_errors`).
     server: RingStats,
     /// The attacker's veth: bridge-route frames that did not fit into its peer's ring, lost

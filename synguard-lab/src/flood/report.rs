@@ -294,6 +294,9 @@ pub fn spread_table(report: &Report) -> String {
         }
         let pair = |k: &str, rate: bool| {
             let (a, b) = (c1.median(k), c2.median(k));
+            if a.is_none() && b.is_none() {
+                return "-".to_string();
+            }
             let f = |v| if rate { fmt_rate(v) } else { fmt_num(v, 0) };
             let ratio = match (a, b) {
                 (Some(a), Some(b)) if a > 0.0 => format!("{:.2}x", b / a),

@@ -38,9 +38,8 @@ pub fn thread_napi(ns: &Netns, dev: &str, cpu: usize, realtime: bool) -> Result<
     thread_napi_on(ns, dev, &[cpu], realtime)
 }
 
-/// [`thread_napi`] for a device with several receive queues: one NAPI thread per queue, the
-/// i-th (in the order the kernel created them, queue order for veth) pinned to `cpus[i]`,
-/// round robin when there are more threads than CPUs.
+/// [`thread_napi`] for a device with several receive queues: one NAPI thread per queue, queue
+/// i's pinned to `cpus[i]` (round robin when there are more threads than CPUs).
 pub fn thread_napi_on(
     ns: &Netns,
     dev: &str,
@@ -76,8 +75,11 @@ pub fn thread_napi_on(
         }
         std::thread::sleep(Duration::from_millis(10));
     };
-    // Threads of one device are created together, queue by queue: pid order is queue order.
-    pids.sort_unstable();
+    // Threads of one device are created together, one per entry of the device's NAPI list,
+    // which the kernel keeps sorted by NAPI ID, highest first (`netif_napi_dev_list_add`,
+    // net/core/dev.c): a veth adds its queues' NAPIs in queue order, each at the head, so the
+    // last queue's thread is created first. Descending pid order is queue order.
+    pids.sort_unstable_by(|a, b| b.cmp(a));
     for (i, &pid) in pids.iter().enumerate() {
         let cpu = cpus[i % cpus.len()];
         let mut set = nix::sched::CpuSet::new();

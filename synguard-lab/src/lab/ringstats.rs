@@ -8,6 +8,8 @@
 //! - `rx_queue_N_xdp_tx_errors` on a device: frames its XDP program returned XDP_TX for that did
 //!   not fit into its peer's ring (the server's replies).
 //! - `rx_queue_N_drops` on a device: skbs that did not fit into its own receive ring N.
+//! - the transmit drops of a device (`ip -s link`, `tx_dropped`): skbs it sent that did not fit
+//!   into its peer's ring (`veth_xmit` counts them on the sender, not in `ethtool -S`).
 
 use std::collections::BTreeMap;
 
@@ -15,7 +17,9 @@ use anyhow::{Context as _, Result};
 
 use crate::lab::netns::Netns;
 
-/// One device's `ethtool -S` counters.
+const TX_DROPPED: &str = "tx_dropped";
+
+/// One device's `ethtool -S` counters, and its transmit drops.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RingStats(BTreeMap<String, u64>);
 
@@ -24,7 +28,20 @@ impl RingStats {
         let out = ns
             .run("ethtool", &["-S", dev])
             .with_context(|| format!("ethtool -S {dev}"))?;
-        Ok(parse(&out))
+        let mut stats = parse(&out);
+        let link = ns.ip(&["-s", "-j", "link", "show", "dev", dev])?;
+        let json: serde_json::Value =
+            serde_json::from_str(&link).context("parsing ip -j output")?;
+        let dropped = json[0]["stats64"]["tx"]["dropped"]
+            .as_u64()
+            .context("no stats64.tx.dropped in `ip -s -j link` output")?;
+        stats.0.insert(TX_DROPPED.to_string(), dropped);
+        Ok(stats)
+    }
+
+    /// skbs this device sent that did not fit into its peer's rings.
+    pub fn tx_dropped(&self) -> u64 {
+        self.0.get(TX_DROPPED).copied().unwrap_or(0)
     }
 
     /// The sum over queues of `<dir>_queue_N_<name>`.

@@ -155,6 +155,20 @@ impl Lab {
             node.ns.run("ethtool", &["-K", &node.ifname, "tx", "off"])?;
         }
         self.spoof_neighbours()?;
+        // hping3 resolves the server's MAC before it sends, and the floors answer no ARP
+        // (XDP_DROP drops it, the swap floor echoes it): a permanent entry, as the server has
+        // for the spoof pool.
+        self.attacker.ns.ip(&[
+            "neigh",
+            "replace",
+            &self.server.v4.to_string(),
+            "lladdr",
+            self.server.mac,
+            "dev",
+            &self.attacker.ifname,
+            "nud",
+            "permanent",
+        ])?;
         for ns in [&self.attacker.ns, &self.bridge] {
             ns.ip(&[
                 "link",
@@ -248,6 +262,13 @@ impl Lab {
         self.server
             .ns
             .run("ethtool", &["-K", &self.server.ifname, "gro", "on"])?;
+        // A veth hands an skb to its peer's NAPI only if the skb is eligible for GRO, which
+        // with TSO on the sending side it is not (`veth_skb_is_eligible_for_gro`): without an
+        // XDP program on the server (which turns TSO off on its peer, `veth_xdp_set`), frames
+        // from the bridge would go through `netif_rx` on the sending CPU, the server's stack
+        // work with them (docs/measuring.md, "CPUs and busy time").
+        self.bridge
+            .run("ethtool", &["-K", &peer_name("srv"), "tso", "off"])?;
         crate::lab::napi::thread_napi_on(&self.server.ns, &self.server.ifname, cpus, true)
     }
 
