@@ -238,8 +238,9 @@ fn metrics(
 fn loss_metrics(out: &Driven) -> [(&'static str, Option<f64>); 5] {
     let per_s = |n: u64| Some(n as f64 / out.send_s.max(1e-9));
     let (r0, r1) = &out.rings;
-    let lost =
-        |r: &Rings| r.server_peer.xmit_errors() + r.server_peer.tx_dropped() + r.server.rx_drops();
+    // The peer's transmit drops include its redirected frames the ring refused
+    // (`veth_get_stats64` adds the server queues' `peer_tq_xdp_xmit_err`): not added again.
+    let lost = |r: &Rings| r.server_peer.tx_dropped() + r.server.rx_drops();
     let generator = out.generator.as_ref();
     [
         ("lost_ring_pps", per_s(lost(r1).saturating_sub(lost(r0)))),
@@ -408,8 +409,8 @@ fn replies(lab: &Lab) -> Result<u64> {
 
 /// The ring counters of the veths a flood crosses (lab::ringstats).
 struct Rings {
-    /// The server's bridge-side peer: direct-route frames (`xmit_errors`) and skbs from the
-    /// bridge (`tx_dropped`) that did not fit into the server's rings.
+    /// The server's bridge-side peer: direct-route frames and skbs from the bridge that did not
+    /// fit into the server's rings (`tx_dropped` counts both; `xmit_errors` the frames alone).
     server_peer: RingStats,
     /// The server's veth: skbs that did not fit into its rings by its own count (`rx_drops`),
     /// its XDP_TX replies that did not fit into its peer's (`tx_errors`).

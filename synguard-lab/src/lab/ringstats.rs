@@ -9,7 +9,9 @@
 //!   not fit into its peer's ring (the server's replies).
 //! - `rx_queue_N_drops` on a device: skbs that did not fit into its own receive ring N.
 //! - the transmit drops of a device (`ip -s link`, `tx_dropped`): skbs it sent that did not fit
-//!   into its peer's ring (`veth_xmit` counts them on the sender, not in `ethtool -S`).
+//!   into its peer's ring (`veth_xmit` counts them on the sender, not in `ethtool -S`), plus
+//!   its redirected frames that did not (`veth_get_stats64` adds the peer's
+//!   `peer_tq_xdp_xmit_err`, the same count as `tx_queue_N_xdp_xmit_errors`).
 
 use std::collections::BTreeMap;
 
@@ -39,7 +41,7 @@ impl RingStats {
         Ok(stats)
     }
 
-    /// skbs this device sent that did not fit into its peer's rings.
+    /// skbs and redirected frames this device sent that did not fit into its peer's rings.
     pub fn tx_dropped(&self) -> u64 {
         self.0.get(TX_DROPPED).copied().unwrap_or(0)
     }
