@@ -27,6 +27,10 @@ struct Args {
     /// CI mode: one short SYN flood per defence, one run each (syn-direct unless --scenario).
     #[arg(long)]
     quick: bool,
+    /// Also run every scenario with the server's receive path spread over both CPUs (two
+    /// receive queues, one real-time NAPI thread per CPU), beside the one-CPU runs.
+    #[arg(long)]
+    spread: bool,
     /// The soak instead: one long mixed flood with legitimate traffic against synguard in auto
     /// mode with its policy on, a line every 30 s and one verdict per property at the end.
     #[arg(long)]
@@ -81,11 +85,20 @@ fn main() -> Result<()> {
         runner::Plan::full(scenarios, defences.clone(), args.runs.max(1))
     };
     plan.defences = defences;
+    if args.spread {
+        plan.layouts
+            .push(synguard_lab::flood::layout::Layout::Spread);
+    }
     let bin = synguard_proc::binary()?;
     let report = runner::run(&plan, &bin, &INTERRUPTED)?;
     println!("{}", synguard_lab::flood::report::table(&report));
     println!("ratios of medians (synguard / other):");
     println!("{}", synguard_lab::flood::report::ratio_table(&report));
+    let spread = synguard_lab::flood::report::spread_table(&report);
+    if !spread.is_empty() {
+        println!("one server CPU -> spread over two (medians, ratio 2cpu / 1cpu):");
+        println!("{spread}");
+    }
     for f in runner::write(&report, &args.out).context("writing results")? {
         println!("wrote {}", f.display());
     }

@@ -5,35 +5,36 @@
 //!
 //! Two routes ([`Route`]): across the lab's bridge (out of the attacker's veth), or straight into
 //! the server's veth (out of its bridge-side peer), as a NIC's receive ring would deliver them.
-//! While it sends, `lab_gen` is also attached to an idle device ([`IDLE_DEV`]): a program the
-//! XDP dispatcher already holds does not make each `BPF_PROG_TEST_RUN` call wait out RCU grace
-//! periods (docs/measuring.md, "The RCU wait of each TestRun call").
+//! While it sends, `lab_gen` is also attached to an idle device
+//! ([`crate::lab::topology::IDLE_DEV`]): a program the XDP dispatcher already holds does not make
+//! each `BPF_PROG_TEST_RUN` call wait out RCU grace periods (docs/measuring.md, "The RCU wait of
+//! each TestRun call").
 //!
-//! hping3 sends ~0.23 M SYN/s here; live frames offer 2-4 M frames/s (docs/measuring.md), enough to
-//! saturate the server's core. Bounds: sources only from 198.18.0.128/25 (enforced in the program
-//! itself and here), destination inside 198.18.0.0/24, a frame count and a duration that are both
-//! capped, and a stop flag checked between calls.
+//! hping3 sends ~0.23 M SYN/s here; live frames offer 3-5 M frames/s straight into the server's
+//! ring from one real-time CPU: about what the XDP_DROP floor absorbs on one CPU, more than
+//! anything that costs the server more per frame (docs/measuring.md, "What limits the offered
+//! rate"). Several sending threads: [`crate::flood::senders`]. Bounds: sources only from
+//! 198.18.0.128/25 (enforced in the program itself and here), destination inside 198.18.0.0/24,
+//! a frame count and a duration that are both capped, and a stop flag checked between calls.
 
 use std::net::Ipv4Addr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, ensure};
 use aya::{
     Ebpf,
-    maps::Array,
+    maps::{Array, PerCpuArray, PerCpuValues},
     programs::{TestRun as _, TestRunAttrs, TestRunOptions, Xdp, XdpMode},
 };
 use serde::Serialize;
 
 use synguard_common::{
     lab::{GenConfig, MIX_ACK, MIX_BOTH, MIX_SYN},
-    names::lab::LAB_GEN,
+    names::lab::{LAB_GEN, LAB_GEN_SEQ},
 };
 
-use crate::lab::topology::{IDLE_DEV, Lab};
+pub use crate::flood::senders::GenFlood;
 
 /// Ethernet + IPv4 + TCP, no options: what `lab_gen` writes.
 pub use synguard_common::lab::GEN_LEN;
@@ -45,9 +46,10 @@ pub const MAX_DURATION: Duration = Duration::from_secs(60);
 /// enough (tens of ms at full rate) that a stop request is seen promptly.
 const FRAMES_PER_CALL: u64 = 32_768;
 /// Live-frames batch size: frames per page-pool batch, and per flush, which wakes the receiving
-/// veth. The veth ring holds 256 frames: with batches of 256 the server is woken only once per
-/// full ring and the next batch arrives before it drained (fewer frames arrived, measured).
-const BATCH: u32 = 32;
+/// veth; 256 is the kernel's maximum (`TEST_XDP_MAX_BATCH`). Against 32 it costs the sender and
+/// the receiving thread less per frame at the same share of frames arriving (docs/measuring.md,
+/// "The live-frames generator").
+pub const BATCH: u32 = 256;
 const XDP_TX: u32 = 3;
 
 /// What the frames are.
@@ -161,6 +163,7 @@ pub fn parse_mac(s: &str) -> Result<[u8; 6]> {
 /// `lab_gen` loaded and configured.
 pub struct Generator {
     ebpf: Ebpf,
+    batch: u32,
 }
 
 impl Generator {
@@ -172,7 +175,7 @@ impl Generator {
             .try_into()
             .context("lab_gen is not an XDP program")?;
         prog.load().context("loading lab_gen")?;
-        Ok(Generator { ebpf })
+        Ok(Generator { ebpf, batch: BATCH })
     }
 
     /// Sets what the next frames are.
@@ -201,6 +204,33 @@ impl Generator {
             .try_into()?;
         prog.attach(dev, XdpMode::Driver)
             .with_context(|| format!("attaching lab_gen to the idle {dev}"))?;
+        Ok(())
+    }
+
+    /// Frames per live-frames batch (and per flush into the receiving ring), at most 256
+    /// (`TEST_XDP_MAX_BATCH` in net/bpf/test_run.c).
+    pub fn set_batch(&mut self, batch: u32) -> Result<()> {
+        ensure!(
+            (1..=256).contains(&batch),
+            "live-frames batch {batch} not in 1..=256"
+        );
+        self.batch = batch;
+        Ok(())
+    }
+
+    /// Starts every CPU's frame counter at `cpu << 40`: threads sending on different CPUs then
+    /// send different flows (ports and sequence numbers derive from the counter), not the same
+    /// sequence twice.
+    pub fn seed_counters(&mut self) -> Result<()> {
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
+        let mut map: PerCpuArray<_, u64> = PerCpuArray::try_from(
+            self.ebpf
+                .map_mut(LAB_GEN_SEQ)
+                .context("no LAB_GEN_SEQ map")?,
+        )?;
+        let values: Vec<u64> = (0..cpus as u64).map(|c| c << 40).collect();
+        map.set(0, PerCpuValues::try_from(values)?, 0)
+            .context("writing LAB_GEN_SEQ")?;
         Ok(())
     }
 
@@ -246,6 +276,7 @@ impl Generator {
         let data = [0u8; GEN_LEN];
         let ctx = xdp_md(ifindex, GEN_LEN as u32);
         let start = Instant::now();
+        let cpu0 = thread_cpu_s();
         let (mut sent, mut calls) = (0u64, 0u64);
         while sent < spec.count && start.elapsed() < spec.duration && !stop.load(Ordering::Relaxed)
         {
@@ -254,7 +285,7 @@ impl Generator {
                 data_in: Some(&data),
                 ctx_in: Some(&ctx),
                 repeat: n as u32,
-                attrs: TestRunAttrs::new().xdp_live_frames(BATCH),
+                attrs: TestRunAttrs::new().xdp_live_frames(self.batch),
                 ..Default::default()
             })
             .context("BPF_PROG_TEST_RUN with live frames")?;
@@ -267,6 +298,8 @@ impl Generator {
             calls,
             elapsed_s: elapsed.as_secs_f64(),
             pps: sent as f64 / elapsed.as_secs_f64().max(1e-9),
+            cpu_s: thread_cpu_s() - cpu0,
+            threads: 1,
         })
     }
 }
@@ -289,74 +322,59 @@ pub struct GenReport {
     pub elapsed_s: f64,
     /// The generator's own send rate.
     pub pps: f64,
+    /// CPU time the sending threads used (`CLOCK_THREAD_CPUTIME_ID`): with `elapsed_s`, whether
+    /// the generator had its CPUs to itself or was preempted.
+    pub cpu_s: f64,
+    /// Sending threads.
+    pub threads: usize,
 }
 
-/// A generator flood running on its own thread in the attacker's namespace.
-pub struct GenFlood {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<Result<Result<GenReport>>>>,
-}
-
-impl GenFlood {
-    /// Starts sending, from the attacker's MAC and pool to the server, by `spec.route`. `cpu`
-    /// pins the sending thread (on 2 cores the generator and the server's receive path must not
-    /// share one, docs/measuring.md).
-    pub fn start(lab: &Lab, spec: GenSpec, cpu: Option<usize>) -> Result<GenFlood> {
-        spec.validate()?;
-        let tpl = template(
-            parse_mac(lab.attacker.mac)?,
-            parse_mac(lab.server.mac)?,
-            spec.dst,
-            spec.dport,
-        );
-        let (ns, ifname) = match spec.route {
-            Route::Bridge => (&lab.attacker.ns, lab.attacker.ifname.clone()),
-            Route::Direct => (lab.bridge_ns(), lab.server_peer()),
-        };
-        let stop = Arc::new(AtomicBool::new(false));
-        let stop2 = stop.clone();
-        let thread = ns.spawn("lab-gen", move || -> Result<GenReport> {
-            if let Some(cpu) = cpu {
-                pin_to_cpu(cpu)?;
-            }
-            let mut generator = Generator::load()?;
-            generator.configure(&spec, tpl)?;
-            generator.register_on(IDLE_DEV)?;
-            let ifindex = nix::net::if_::if_nametoindex(ifname.as_str())
-                .with_context(|| format!("no interface {ifname} to send from"))?;
-            generator.send_live(ifindex, &spec, &stop2)
-        })?;
-        Ok(GenFlood {
-            stop,
-            thread: Some(thread),
-        })
-    }
-
-    /// Stops sending now and reports.
-    pub fn stop(mut self) -> Result<GenReport> {
-        self.stop.store(true, Ordering::Relaxed);
-        self.join()
-    }
-
-    /// Waits for the flood to end by itself (count or duration) and reports.
-    pub fn wait(mut self) -> Result<GenReport> {
-        self.join()
-    }
-
-    fn join(&mut self) -> Result<GenReport> {
-        let t = self.thread.take().context("generator already joined")?;
-        t.join()
-            .map_err(|_| anyhow!("generator thread panicked"))??
-    }
-}
-
-impl Drop for GenFlood {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+impl GenReport {
+    /// Two reports of one flood side by side (threads) or one after the other (windows): frames
+    /// and CPU time add up, `elapsed_s` is `elapsed` of the whole.
+    pub fn merge(&self, other: &GenReport, elapsed_s: f64) -> GenReport {
+        let sent = self.sent + other.sent;
+        GenReport {
+            sent,
+            calls: self.calls + other.calls,
+            elapsed_s,
+            pps: sent as f64 / elapsed_s.max(1e-9),
+            cpu_s: self.cpu_s + other.cpu_s,
+            threads: self.threads.max(other.threads),
         }
     }
+
+    /// The generator's CPU time per frame sent, in ns.
+    pub fn cpu_ns_per_frame(&self) -> Option<f64> {
+        (self.sent > 0).then(|| self.cpu_s * 1e9 / self.sent as f64)
+    }
+}
+
+/// CPU time of the calling thread so far, in seconds.
+pub fn thread_cpu_s() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec to fill; CLOCK_THREAD_CPUTIME_ID always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
+/// Schedules the calling thread SCHED_FIFO at `priority` (1-99): ahead of every ordinary task on
+/// its CPU, behind real-time threads of a higher priority (the server's receive thread).
+pub fn set_realtime(priority: i32) -> Result<()> {
+    let param = libc::sched_param {
+        sched_priority: priority,
+    };
+    // SAFETY: a valid sched_param for the calling thread (pid 0); no memory is shared.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } != 0 {
+        anyhow::bail!(
+            "SCHED_FIFO {priority} for the generator: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(())
 }
 
 /// Pins the calling thread to one CPU.

@@ -15,22 +15,20 @@ use serde::Serialize;
 
 use crate::flood::bulk::Bulk;
 use crate::flood::defence::{Active, Defence, PORT};
-use crate::flood::generator::{GenFlood, GenReport, GenSpec};
+use crate::flood::generator::{GenReport, GenSpec};
+use crate::flood::layout::Layout;
+pub use crate::flood::layout::{SENDER_CPU, SERVER_CPU};
 use crate::flood::sampler::{CpuTimes, Sample, Sampler, sample_at};
 use crate::flood::scenario::{Engine, Scenario, Timeline};
+use crate::flood::senders::GenFlood;
 use crate::lab::hping::{Flood, FloodKind, FloodSpec};
 use crate::lab::kstats::{self, KStats};
 use crate::lab::napi::{NapiThreads, process_cpu_s};
+use crate::lab::ringstats::RingStats;
 use crate::lab::synguard_proc::Stats;
 use crate::lab::topology::{Lab, spoof_addr};
 use crate::lab::traffic::{Continuous, Server, percentile};
 use crate::lab::xdpstats::{self, ProgRun, StatsOn};
-
-/// On 2 vCPUs the roles are split (docs/measuring.md, "CPUs and busy time"): generator, legitimate
-/// clients and the bridge on CPU 0, the server's receive path (its veth's NAPI thread, with the
-/// hand-over of its replies to the peer veth) on CPU 1.
-pub const SENDER_CPU: usize = 0;
-pub const SERVER_CPU: usize = 1;
 
 /// How long each part of a run lasts.
 #[derive(Clone, Copy, Debug, Serialize)]
@@ -47,9 +45,17 @@ pub struct RunConfig {
 /// - `xdp_ns_per_pkt`: run_time_ns / run_cnt of the server's XDP program over the flood;
 /// - `server_ns_per_pkt`: the server receive thread's CPU time per arrived frame (XDP, and the
 ///   stack for whatever XDP passes);
-/// - `server_cpu_pct`: that thread's CPU time over the flood time;
-/// - `daemon_cpu_pct`: `synguard run`'s own CPU time over the flood time (synguard only).
-pub const METRICS: [&str; 14] = [
+/// - `server_cpu_pct`: those threads' CPU time over the flood's wall time, per server CPU;
+/// - `daemon_cpu_pct`: `synguard run`'s own CPU time over the flood time (synguard only);
+/// - `lost_ring_pps`: flood frames per second that did not fit into the server's receive rings;
+/// - `lost_sender_pps`: bridge route, frames per second lost before the bridge (the attacker
+///   veth's peer ring);
+/// - `replies_lost_pps`: the server's XDP_TX replies per second that did not fit into its peer's
+///   ring;
+/// - `gen_ns_per_frame`, `gen_cpu_pct`: the generator threads' CPU time per frame sent and over
+///   the flood time (above 100 with two threads): whether the sender or the CPU it got limited
+///   `offered_pps`.
+pub const METRICS: [&str; 19] = [
     "offered_pps",
     "server_rx_pps",
     "replies_pps",
@@ -64,6 +70,11 @@ pub const METRICS: [&str; 14] = [
     "server_cpu_pct",
     "daemon_cpu_pct",
     "sender_cpu_pct",
+    "lost_ring_pps",
+    "lost_sender_pps",
+    "replies_lost_pps",
+    "gen_ns_per_frame",
+    "gen_cpu_pct",
 ];
 
 #[derive(Clone, Debug, Serialize)]
@@ -85,17 +96,18 @@ pub struct RunResult {
 pub fn run(
     scenario: &Scenario,
     defence: Defence,
+    layout: Layout,
     cfg: &RunConfig,
     synguard_bin: &Path,
     interrupted: &AtomicBool,
 ) -> Result<RunResult> {
-    let mut lab = Lab::new().context("building the lab")?;
+    let mut lab = Lab::with_server_queues(layout.queues()).context("building the lab")?;
     lab.sink_replies()?;
     // The generator's XDP_TX frames leave the attacker's veth only into a peer with XDP. This
     // attached program also keeps each BPF_PROG_TEST_RUN call from waiting out RCU grace periods
     // (~20 ms per call without any XDP program attached, docs/measuring.md).
     let _atk_peer = lab.attach_peer_pass("atk")?;
-    let server_rx = lab.server_receive_thread(SERVER_CPU)?;
+    let server_rx = lab.server_receive_threads(layout.server_cpus())?;
     let active = defence.apply(&lab, synguard_bin)?;
     let addr = SocketAddr::from((lab.server.v4, PORT));
     let server = Server::start(&lab.server.ns, &[addr])?;
@@ -115,7 +127,7 @@ pub fn run(
     let sampler = Sampler::start(&lab, bulk_bytes)?;
     let out = drive(
         &lab,
-        scenario,
+        (scenario, layout),
         &timeline,
         &active,
         &clients,
@@ -129,8 +141,7 @@ pub fn run(
     drop(active);
     let latencies =
         after_cl.latencies_us[out.clients_before.latencies_us.len()..out.latency_end].to_vec();
-    let flood_s = timeline.flood_time().as_secs_f64();
-    let drops = drops_by_reason(out.sg_before.as_ref(), out.sg_after.as_ref(), flood_s);
+    let drops = drops_by_reason(out.sg_before.as_ref(), out.sg_after.as_ref(), out.send_s);
     Ok(RunResult {
         metrics: metrics(&out, &timeline, &samples, &latencies, &drops),
         drops_by_reason: drops,
@@ -154,7 +165,6 @@ fn metrics(
     latencies: &[u64],
     drops: &BTreeMap<String, f64>,
 ) -> BTreeMap<String, Option<f64>> {
-    let flood_s = timeline.flood_time().as_secs_f64();
     let span = timeline.span();
     let (s0, s1) = (
         sample_at(samples, span.0.as_secs_f64()),
@@ -165,12 +175,14 @@ fn metrics(
         .saturating_sub(before_cl.ok + before_cl.failed);
     let ok = out.clients_end.ok.saturating_sub(before_cl.ok);
     let span_s = (span.1 - span.0).as_secs_f64();
-    let per_s = |a: u64, b: u64| b.saturating_sub(a) as f64 / flood_s;
     let mut m = BTreeMap::new();
     let mut put = |k: &str, v: Option<f64>| m.insert(k.to_string(), v);
     put("offered_pps", Some(out.offered_pps));
-    put("server_rx_pps", Some(per_s(s0.server_rx, s1.server_rx)));
-    put("replies_pps", Some(per_s(s0.replies, s1.replies)));
+    put("server_rx_pps", Some(out.arrived_pps));
+    put(
+        "replies_pps",
+        Some(out.replies as f64 / out.send_s.max(1e-9)),
+    );
     // Drops by reason come from synguard's counters: other defences have none to read.
     let drops_total = out
         .sg_after
@@ -181,10 +193,9 @@ fn metrics(
         "xdp_ns_per_pkt",
         out.xdp.and_then(|(a, b)| b.ns_per_run_since(&a)),
     );
-    let arrived = s1.server_rx.saturating_sub(s0.server_rx);
     put(
         "server_ns_per_pkt",
-        (arrived > 0).then(|| out.server_thread_s * 1e9 / arrived as f64),
+        (out.arrived > 0).then(|| out.server_thread_s * 1e9 / out.arrived as f64),
     );
     put("legit_attempts", Some(attempts as f64));
     put(
@@ -209,11 +220,51 @@ fn metrics(
     );
     put(
         "server_cpu_pct",
-        Some(100.0 * out.server_thread_s / flood_s),
+        Some(100.0 * out.server_thread_s / out.server_wall_s.max(1e-9) / out.server_cpus as f64),
     );
-    put("daemon_cpu_pct", out.daemon_s.map(|s| 100.0 * s / flood_s));
+    put(
+        "daemon_cpu_pct",
+        out.daemon_s
+            .map(|s| 100.0 * s / out.server_wall_s.max(1e-9)),
+    );
     put("sender_cpu_pct", Some(out.cpu_busy[SENDER_CPU]));
+    for (k, v) in loss_metrics(out) {
+        put(k, v);
+    }
     m
+}
+
+/// Where frames were lost and what the generator's CPU time bought (see [`METRICS`]).
+fn loss_metrics(out: &Driven) -> [(&'static str, Option<f64>); 5] {
+    let per_s = |n: u64| Some(n as f64 / out.send_s.max(1e-9));
+    let (r0, r1) = &out.rings;
+    // The peer's transmit drops include its redirected frames the ring refused
+    // (`veth_get_stats64` adds the server queues' `peer_tq_xdp_xmit_err`): not added again.
+    let lost = |r: &Rings| r.server_peer.tx_dropped() + r.server.rx_drops();
+    let generator = out.generator.as_ref();
+    [
+        ("lost_ring_pps", per_s(lost(r1).saturating_sub(lost(r0)))),
+        (
+            "lost_sender_pps",
+            per_s(
+                r1.attacker
+                    .xmit_errors()
+                    .saturating_sub(r0.attacker.xmit_errors()),
+            ),
+        ),
+        (
+            "replies_lost_pps",
+            per_s(r1.server.tx_errors().saturating_sub(r0.server.tx_errors())),
+        ),
+        (
+            "gen_ns_per_frame",
+            generator.and_then(GenReport::cpu_ns_per_frame),
+        ),
+        (
+            "gen_cpu_pct",
+            generator.map(|g| 100.0 * g.cpu_s / out.send_s.max(1e-9)),
+        ),
+    ]
 }
 
 /// The server's receive path (RPS) on its own CPU, away from the generator
@@ -236,7 +287,17 @@ pub fn steer_receive(lab: &Lab) -> Result<()> {
 
 /// What happened while the flood ran.
 struct Driven {
+    /// Seconds the generator (or hping3) sent: what every rate of the flood is divided by.
+    send_s: f64,
+    /// The server's replies to the flood, as [`crate::flood::sampler::Sample::replies`] counts
+    /// them, from just before to just after the flood.
+    replies: u64,
     offered_pps: f64,
+    /// Frames the server's interface received while the flood ran, per second of sending.
+    arrived_pps: f64,
+    arrived: u64,
+    /// CPUs the server's receive threads are pinned to.
+    server_cpus: usize,
     generator: Option<GenReport>,
     clients_before: crate::lab::traffic::ContinuousStats,
     clients_end: crate::lab::traffic::ContinuousStats,
@@ -248,8 +309,12 @@ struct Driven {
     cpu_busy: Vec<f64>,
     /// The server's XDP program's counters at the flood's start and end (none attached: `None`).
     xdp: Option<(ProgRun, ProgRun)>,
-    /// CPU seconds of the server's receive thread over the flood.
+    /// The veths' ring counters at the flood's start and end.
+    rings: (Rings, Rings),
+    /// CPU seconds of the server's receive threads over the flood, and the wall time that
+    /// covered.
     server_thread_s: f64,
+    server_wall_s: f64,
     /// CPU seconds of `synguard run` over the flood, when it is the defence.
     daemon_s: Option<f64>,
 }
@@ -258,7 +323,7 @@ struct Driven {
 /// out the tail.
 fn drive(
     lab: &Lab,
-    scenario: &Scenario,
+    (scenario, layout): (&Scenario, Layout),
     timeline: &Timeline,
     active: &Active,
     clients: &Continuous,
@@ -272,32 +337,35 @@ fn drive(
     let stats = StatsOn::enable()?;
     let prog = xdpstats::attached_prog_id(&lab.server.ns, &lab.server.ifname)?;
     let xdp0 = prog.map(xdpstats::read).transpose()?;
-    let thread0 = server_rx.cpu_s()?;
     let daemon = active.synguard_pid().map(|p| p as i32);
     let daemon0 = daemon.map(process_cpu_s).transpose()?;
+    // The server's intake and its receive threads' CPU time, read together right before and
+    // right after the flood: per-packet cost and busy share cover the same frames and time.
     let k_before = KStats::read(&lab.server.ns)?;
+    let replies0 = replies(lab)?;
+    let (thread0, wall0) = (server_rx.cpu_s()?, Instant::now());
     let sg_before = active.synguard_stats()?;
     let clients_before = clients.snapshot();
     let cpu0 = CpuTimes::read()?;
+    let rings0 = Rings::read(lab)?;
     let (mut sent, mut busy_s) = (0u64, 0f64);
     let mut generator: Option<GenReport> = None;
     for &(start, end) in &timeline.windows {
         sleep_until(t0 + start, interrupted)?;
-        let (n, secs, report) = flood_window(lab, scenario, end - start, interrupted)?;
+        let (n, secs, report) = flood_window(lab, scenario, layout, end - start, interrupted)?;
         sent += n;
         busy_s += secs;
         generator = match (generator, report) {
-            (Some(g), Some(r)) => Some(GenReport {
-                sent: g.sent + r.sent,
-                calls: g.calls + r.calls,
-                elapsed_s: g.elapsed_s + r.elapsed_s,
-                pps: (g.sent + r.sent) as f64 / (g.elapsed_s + r.elapsed_s),
-            }),
+            (Some(g), Some(r)) => Some(g.merge(&r, g.elapsed_s + r.elapsed_s)),
             (g, r) => g.or(r),
         };
     }
-    let cpu_busy = CpuTimes::read()?.busy_pct_since(&cpu0);
     let server_thread_s = server_rx.cpu_s()? - thread0;
+    let server_wall_s = wall0.elapsed().as_secs_f64();
+    let k_after = KStats::read(&lab.server.ns)?;
+    let replies = replies(lab)?.saturating_sub(replies0);
+    let cpu_busy = CpuTimes::read()?.busy_pct_since(&cpu0);
+    let rings = (rings0, Rings::read(lab)?);
     let daemon_s = match (daemon, daemon0) {
         (Some(pid), Some(t0)) => Some(process_cpu_s(pid)? - t0),
         _ => None,
@@ -306,10 +374,15 @@ fn drive(
     drop(stats);
     let clients_end = clients.snapshot();
     let sg_after = active.synguard_stats()?;
-    let k_after = KStats::read(&lab.server.ns)?;
     sleep_until(t0 + timeline.total, interrupted)?;
+    let arrived = k_after.delta(&k_before, &format!("Dev.{}.RxPackets", lab.server.ifname));
     Ok(Driven {
+        send_s: busy_s,
+        replies,
         offered_pps: sent as f64 / busy_s.max(1e-9),
+        arrived_pps: arrived as f64 / busy_s.max(1e-9),
+        arrived,
+        server_cpus: server_rx.cpus(),
         generator,
         latency_end: clients_end.latencies_us.len(),
         clients_before,
@@ -320,15 +393,48 @@ fn drive(
         k_after,
         cpu_busy,
         xdp: xdp0.zip(xdp1),
+        rings,
         server_thread_s,
+        server_wall_s,
         daemon_s,
     })
+}
+
+/// Frames the server sent to anyone but the client so far (flood::sampler, `replies`).
+fn replies(lab: &Lab) -> Result<u64> {
+    let peer = KStats::read(lab.bridge_ns())?.get(&format!("Dev.{}.RxPackets", lab.server_peer()));
+    let client = KStats::read(&lab.client.ns)?.get(&format!("Dev.{}.RxPackets", lab.client.ifname));
+    Ok(peer.saturating_sub(client))
+}
+
+/// The ring counters of the veths a flood crosses (lab::ringstats).
+struct Rings {
+    /// The server's bridge-side peer: direct-route frames and skbs from the bridge that did not
+    /// fit into the server's rings (`tx_dropped` counts both; `xmit_errors` the frames alone).
+    server_peer: RingStats,
+    /// The server's veth: skbs that did not fit into its rings by its own count (`rx_drops`),
+    /// its XDP_TX replies that did not fit into its peer's (`tx_errors`).
+    server: RingStats,
+    /// The attacker's veth: bridge-route frames that did not fit into its peer's ring, lost
+    /// before the bridge (`xmit_errors`).
+    attacker: RingStats,
+}
+
+impl Rings {
+    fn read(lab: &Lab) -> Result<Rings> {
+        Ok(Rings {
+            server_peer: RingStats::read(lab.bridge_ns(), &lab.server_peer())?,
+            server: RingStats::read(&lab.server.ns, &lab.server.ifname)?,
+            attacker: RingStats::read(&lab.attacker.ns, &lab.attacker.ifname)?,
+        })
+    }
 }
 
 /// Floods for `len`: returns frames sent, seconds spent and the generator's report.
 fn flood_window(
     lab: &Lab,
     scenario: &Scenario,
+    layout: Layout,
     len: Duration,
     interrupted: &AtomicBool,
 ) -> Result<(u64, f64, Option<GenReport>)> {
@@ -348,7 +454,7 @@ fn flood_window(
                 count: (len.as_secs_f64() * 20e6) as u64,
                 duration: len,
             };
-            let flood = GenFlood::start(lab, spec, Some(SENDER_CPU))?;
+            let flood = GenFlood::start_with(lab, spec, &layout.senders(route))?;
             let r = flood.wait()?;
             anyhow::ensure!(!interrupted.load(Ordering::Relaxed), "interrupted");
             Ok((r.sent, r.elapsed_s, Some(r)))

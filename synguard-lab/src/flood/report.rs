@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::flood::layout::Layout;
 use crate::flood::measure::{METRICS, RunConfig, RunResult};
 
 /// min / median / max over runs; `None` where no run had a value.
@@ -37,6 +38,8 @@ impl Spread {
 pub struct Cell {
     pub scenario: String,
     pub defence: String,
+    /// `flood::layout::Layout::name`: where the server's receive path ran.
+    pub layout: String,
     pub metrics: BTreeMap<String, Spread>,
     pub drops_by_reason: BTreeMap<String, Spread>,
     pub runs: Vec<RunResult>,
@@ -66,9 +69,18 @@ impl Cell {
         Cell {
             scenario: scenario.to_string(),
             defence: defence.to_string(),
+            layout: Layout::OneCpu.name().to_string(),
             metrics,
             drops_by_reason,
             runs,
+        }
+    }
+
+    /// The cell as measured in `layout`.
+    pub fn on(self, layout: Layout) -> Cell {
+        Cell {
+            layout: layout.name().to_string(),
+            ..self
         }
     }
 
@@ -81,6 +93,7 @@ impl Cell {
 #[derive(Clone, Debug, Serialize)]
 pub struct Ratio {
     pub scenario: String,
+    pub layout: String,
     pub metric: String,
     pub synguard: String,
     pub other: String,
@@ -109,10 +122,9 @@ fn ratio_metrics(other: &str) -> &'static [&'static str] {
 pub fn ratios(cells: &[Cell]) -> Vec<Ratio> {
     let mut out = Vec::new();
     for sg in cells.iter().filter(|c| c.defence.starts_with("synguard")) {
-        for other in cells
-            .iter()
-            .filter(|c| c.scenario == sg.scenario && !c.defence.starts_with("synguard"))
-        {
+        for other in cells.iter().filter(|c| {
+            c.scenario == sg.scenario && c.layout == sg.layout && !c.defence.starts_with("synguard")
+        }) {
             for &metric in ratio_metrics(&other.defence) {
                 let ratio = match (sg.median(metric), other.median(metric)) {
                     (Some(a), Some(b)) if b > 0.0 => Some(a / b),
@@ -120,6 +132,7 @@ pub fn ratios(cells: &[Cell]) -> Vec<Ratio> {
                 };
                 out.push(Ratio {
                     scenario: sg.scenario.clone(),
+                    layout: sg.layout.clone(),
                     metric: metric.to_string(),
                     synguard: sg.defence.clone(),
                     other: other.defence.clone(),
@@ -181,24 +194,40 @@ fn fmt_num(v: Option<f64>, digits: usize) -> String {
     v.map_or_else(|| "-".into(), |v| format!("{v:.digits$}"))
 }
 
-/// Medians, with [min..max] for the rates the claims rest on. Columns: offered by the generator,
-/// arrived at (absorbed by) the server, answered (replies), dropped by synguard, XDP ns per packet
-/// (bpf_stats), the server receive thread's ns per arrived packet and busy share, `synguard
-/// run`'s own CPU share, legitimate success and connect latency, the established stream.
+/// The XDP_DROP floor's cell beside `c` (same scenario and layout).
+fn drop_floor<'a>(report: &'a Report, c: &Cell) -> Option<&'a Cell> {
+    report
+        .cells
+        .iter()
+        .find(|f| f.defence == "floor-xdp-drop" && f.scenario == c.scenario && f.layout == c.layout)
+}
+
+/// Medians, with [min..max] for the rates the claims rest on. Columns: the server's CPUs, offered
+/// by the generator and that rate over what the XDP_DROP floor absorbed in the same run (`off/dr`:
+/// at 2 or more the sender is not what limits the floor), arrived at (absorbed by) the server,
+/// lost at the server's full receive ring, answered (replies), dropped by synguard, XDP ns per
+/// packet (bpf_stats), the server receive threads' ns per arrived packet and busy share, the
+/// generator's CPU ns per frame sent, `synguard run`'s own CPU share, legitimate success and
+/// connect latency, the established stream.
 pub fn table(report: &Report) -> String {
     let mut t = String::new();
     let _ = writeln!(
         t,
-        "{:<11} {:<16} {:>8} {:>8} {:>17} {:>7} {:>6} {:>6} {:>5} {:>5} {:>7} {:>7} {:>8} {:>5}",
+        "{:<11} {:<4} {:<16} {:>7} {:>6} {:>7} {:>7} {:>17} {:>6} {:>6} {:>6} {:>4} {:>6} {:>4} \
+         {:>6} {:>7} {:>8} {:>5}",
         "scenario",
+        "cpus",
         "defence",
         "offered",
+        "off/dr",
         "arrived",
+        "lost",
         "answered [min..max]",
         "drops",
         "xdp ns",
         "srv ns",
         "srv%",
+        "gen ns",
         "sg%",
         "legit%",
         "p50 ms",
@@ -208,13 +237,22 @@ pub fn table(report: &Report) -> String {
     for c in &report.cells {
         let m = |k: &str| c.metrics.get(k).copied().unwrap_or_default();
         let r = m("replies_pps");
+        let floor = drop_floor(report, c).and_then(|f| f.median("server_rx_pps"));
+        let off_dr = match (m("offered_pps").median, floor) {
+            (Some(o), Some(f)) if f > 0.0 => Some(o / f),
+            _ => None,
+        };
         let _ = writeln!(
             t,
-            "{:<11} {:<16} {:>8} {:>8} {:>5} [{}..{}] {:>7} {:>6} {:>6} {:>5} {:>5} {:>7} {:>7} {:>8} {:>5}",
+            "{:<11} {:<4} {:<16} {:>7} {:>6} {:>7} {:>7} {:>5} [{}..{}] {:>6} {:>6} {:>6} {:>4} \
+             {:>6} {:>4} {:>6} {:>7} {:>8} {:>5}",
             c.scenario,
+            c.layout,
             c.defence,
             fmt_rate(m("offered_pps").median),
+            fmt_num(off_dr, 2),
             fmt_rate(m("server_rx_pps").median),
+            fmt_rate(m("lost_ring_pps").median),
             fmt_rate(r.median),
             fmt_rate(r.min),
             fmt_rate(r.max),
@@ -222,11 +260,58 @@ pub fn table(report: &Report) -> String {
             fmt_num(m("xdp_ns_per_pkt").median, 0),
             fmt_num(m("server_ns_per_pkt").median, 0),
             fmt_num(m("server_cpu_pct").median, 0),
+            fmt_num(m("gen_ns_per_frame").median, 0),
             fmt_num(m("daemon_cpu_pct").median, 1),
             fmt_num(m("legit_success_pct").median, 1),
             fmt_num(m("connect_p50_ms").median, 2),
             fmt_num(m("connect_p99_ms").median, 2),
             fmt_num(m("established_mbps").median, 0),
+        );
+    }
+    t
+}
+
+/// Each defence's one-CPU run beside its spread run (same scenario, same invocation): XDP ns per
+/// packet, the receive threads' ns per arrived packet and the rate absorbed, with the ratio
+/// spread / one CPU. Empty without spread runs.
+pub fn spread_table(report: &Report) -> String {
+    let (one, two) = (Layout::OneCpu.name(), Layout::Spread.name());
+    let mut t = String::new();
+    for c2 in report.cells.iter().filter(|c| c.layout == two) {
+        let Some(c1) = report
+            .cells
+            .iter()
+            .find(|c| c.layout == one && c.scenario == c2.scenario && c.defence == c2.defence)
+        else {
+            continue;
+        };
+        if t.is_empty() {
+            let _ = writeln!(
+                t,
+                "{:<11} {:<16} {:>15} {:>15} {:>23}",
+                "scenario", "defence", "xdp ns 1->2cpu", "srv ns 1->2cpu", "absorbed/s 1->2cpu"
+            );
+        }
+        let pair = |k: &str, rate: bool| {
+            let (a, b) = (c1.median(k), c2.median(k));
+            if a.is_none() && b.is_none() {
+                return "-".to_string();
+            }
+            let f = |v| if rate { fmt_rate(v) } else { fmt_num(v, 0) };
+            let ratio = match (a, b) {
+                (Some(a), Some(b)) if a > 0.0 => format!("{:.2}x", b / a),
+                _ => "-".into(),
+            };
+            format!("{}->{} {ratio}", f(a), f(b))
+        };
+        let _ = writeln!(
+            t,
+            "{:<11} {:<16} {:>15} {:>15} {:>23}",
+            c2.scenario,
+            c2.defence,
+            pair("xdp_ns_per_pkt", false),
+            pair("server_ns_per_pkt", false),
+            pair("server_rx_pps", true),
         );
     }
     t
@@ -238,8 +323,9 @@ pub fn ratio_table(report: &Report) -> String {
     for r in report.ratios.iter().filter(|r| r.ratio.is_some()) {
         let _ = writeln!(
             t,
-            "{:<11} {:<17} {:<16} / {:<16} {:>7.2}x",
+            "{:<11} {:<4} {:<17} {:<16} / {:<16} {:>7.2}x",
             r.scenario,
+            r.layout,
             r.metric,
             r.synguard,
             r.other,

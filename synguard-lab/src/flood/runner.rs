@@ -9,6 +9,7 @@ use anyhow::{Context as _, Result};
 
 use crate::flood::chart;
 use crate::flood::defence::Defence;
+use crate::flood::layout::Layout;
 use crate::flood::measure::{self, RunConfig};
 use crate::flood::report::{self, Cell, Machine, Report};
 use crate::flood::scenario::Scenario;
@@ -16,6 +17,8 @@ use crate::flood::scenario::Scenario;
 pub struct Plan {
     pub scenarios: Vec<Scenario>,
     pub defences: Vec<Defence>,
+    /// Each scenario runs in each layout (one server CPU; spread over both), side by side.
+    pub layouts: Vec<Layout>,
     pub runs: usize,
     pub config: RunConfig,
 }
@@ -26,6 +29,7 @@ impl Plan {
         Plan {
             scenarios: vec![scenario],
             defences: crate::flood::defence::ALL.to_vec(),
+            layouts: vec![Layout::OneCpu],
             runs: 1,
             config: RunConfig {
                 lead: Duration::from_millis(750),
@@ -39,6 +43,7 @@ impl Plan {
         Plan {
             scenarios,
             defences,
+            layouts: vec![Layout::OneCpu],
             runs,
             config: RunConfig {
                 lead: Duration::from_secs(1),
@@ -54,23 +59,26 @@ impl Plan {
 pub fn run(plan: &Plan, synguard_bin: &Path, interrupted: &AtomicBool) -> Result<Report> {
     let mut cells = Vec::new();
     for scenario in &plan.scenarios {
-        for &defence in &plan.defences {
-            let mut runs = Vec::new();
-            for i in 0..plan.runs {
-                eprintln!(
-                    "lab: {} vs {} (run {}/{})",
-                    scenario.name,
-                    defence.name(),
-                    i + 1,
-                    plan.runs
-                );
-                let r = measure::run(scenario, defence, &plan.config, synguard_bin, interrupted)
-                    .with_context(|| {
-                        format!("{} vs {} run {}", scenario.name, defence.name(), i + 1)
-                    })?;
-                runs.push(r);
+        for &layout in &plan.layouts {
+            for &defence in &plan.defences {
+                let runs = (0..plan.runs)
+                    .map(|i| {
+                        let what = format!(
+                            "{} vs {} on {} (run {}/{})",
+                            scenario.name,
+                            defence.name(),
+                            layout.name(),
+                            i + 1,
+                            plan.runs
+                        );
+                        eprintln!("lab: {what}");
+                        let (cfg, bin) = (&plan.config, synguard_bin);
+                        measure::run(scenario, defence, layout, cfg, bin, interrupted)
+                            .with_context(|| what)
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                cells.push(Cell::new(scenario.name, defence.name(), runs).on(layout));
             }
-            cells.push(Cell::new(scenario.name, defence.name(), runs));
         }
     }
     let ratios = report::ratios(&cells);
@@ -92,10 +100,22 @@ pub fn write(report: &Report, dir: &Path) -> Result<Vec<PathBuf>> {
     std::fs::write(&json, serde_json::to_string_pretty(report)?)
         .with_context(|| format!("writing {}", json.display()))?;
     files.push(json);
-    let mut scenarios: Vec<&str> = report.cells.iter().map(|c| c.scenario.as_str()).collect();
+    // The charts show the one-CPU runs (the spread ones are in the table and the JSON).
+    let one_cpu = |c: &&Cell| c.layout == Layout::OneCpu.name();
+    let mut scenarios: Vec<&str> = report
+        .cells
+        .iter()
+        .filter(one_cpu)
+        .map(|c| c.scenario.as_str())
+        .collect();
     scenarios.dedup();
     for s in scenarios {
-        let cells: Vec<&Cell> = report.cells.iter().filter(|c| c.scenario == s).collect();
+        let cells: Vec<&Cell> = report
+            .cells
+            .iter()
+            .filter(|c| c.scenario == s)
+            .filter(one_cpu)
+            .collect();
         let rates = chart::rates_over_time(
             &format!("{s}: replies to the flood per second (SYN-ACKs for SYN floods)"),
             "replies / s",

@@ -2,8 +2,9 @@
 //! ([`topology::Lab`]), and what runs in it: real TCP traffic ([`traffic`]) with TCP_INFO
 //! checks ([`tcp_info`]), bounded hping3 floods ([`hping`]), the server kernel's TCP counters
 //! ([`kstats`]), a running `synguard` ([`synguard_proc`]), receive paths on threads of their own
-//! ([`napi`]) and the XDP programs' run-time statistics ([`xdpstats`]), all entered through
-//! [`netns`]. [`fleet`] is a second topology: two servers behind one anycast address.
+//! ([`napi`]), the XDP programs' run-time statistics ([`xdpstats`]) and the veths' ring losses
+//! ([`ringstats`]), all entered through [`netns`]. [`fleet`] is a second topology: two servers
+//! behind one anycast address.
 
 pub mod fleet;
 pub mod hping;
@@ -11,6 +12,7 @@ pub mod idle_xdp;
 pub mod kstats;
 pub mod napi;
 pub mod netns;
+pub mod ringstats;
 pub mod synguard_proc;
 pub mod tcp_info;
 pub mod topology;

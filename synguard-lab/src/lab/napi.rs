@@ -14,6 +14,10 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::lab::netns::{Netns, run_checked};
 
+/// SCHED_FIFO priority of real-time NAPI threads: ahead of whatever else the lab runs
+/// real-time (the flood generator's senders, flood::layout).
+pub const REALTIME_PRIO: i32 = 50;
+
 /// Kernel thread names are cut to 15 characters (TASK_COMM_LEN - 1).
 const COMM_MAX: usize = 15;
 
@@ -22,6 +26,8 @@ const COMM_MAX: usize = 15;
 pub struct NapiThreads {
     pub dev: String,
     pub pids: Vec<i32>,
+    /// The distinct CPUs they run on.
+    pub cpus: Vec<usize>,
 }
 
 /// Switches `dev` (in `ns`) to threaded NAPI, pins its poll threads to `cpu` and, with
@@ -29,6 +35,18 @@ pub struct NapiThreads {
 /// and softirq would be (the kernel's real-time throttling still leaves other tasks 5% of the
 /// CPU). The device must already poll in NAPI: a veth does once it has an XDP program or GRO on.
 pub fn thread_napi(ns: &Netns, dev: &str, cpu: usize, realtime: bool) -> Result<NapiThreads> {
+    thread_napi_on(ns, dev, &[cpu], realtime)
+}
+
+/// [`thread_napi`] for a device with several receive queues: one NAPI thread per queue, queue
+/// i's pinned to `cpus[i]` (round robin when there are more threads than CPUs).
+pub fn thread_napi_on(
+    ns: &Netns,
+    dev: &str,
+    cpus: &[usize],
+    realtime: bool,
+) -> Result<NapiThreads> {
+    anyhow::ensure!(!cpus.is_empty(), "no CPU for the NAPI threads of {dev}");
     let before = napi_pids()?;
     let file = format!("/sys/class/net/{dev}/threaded");
     // `ip netns exec` mounts the namespace's own /sys, where the device lives.
@@ -43,7 +61,7 @@ pub fn thread_napi(ns: &Netns, dev: &str, cpu: usize, realtime: bool) -> Result<
     .with_context(|| format!("switching {dev} to threaded NAPI"))?;
     let prefix: String = format!("napi/{dev}-").chars().take(COMM_MAX).collect();
     let deadline = Instant::now() + Duration::from_secs(2);
-    let pids = loop {
+    let mut pids = loop {
         let new: Vec<i32> = napi_pids()?
             .difference(&before)
             .copied()
@@ -57,13 +75,21 @@ pub fn thread_napi(ns: &Netns, dev: &str, cpu: usize, realtime: bool) -> Result<
         }
         std::thread::sleep(Duration::from_millis(10));
     };
-    for &pid in &pids {
+    // Threads of one device are created together, one per entry of the device's NAPI list,
+    // which the kernel keeps sorted by NAPI ID, highest first (`netif_napi_dev_list_add`,
+    // net/core/dev.c): a veth adds its queues' NAPIs in queue order, each at the head, so the
+    // last queue's thread is created first. Descending pid order is queue order.
+    pids.sort_unstable_by(|a, b| b.cmp(a));
+    for (i, &pid) in pids.iter().enumerate() {
+        let cpu = cpus[i % cpus.len()];
         let mut set = nix::sched::CpuSet::new();
         set.set(cpu).context("CPU index out of range")?;
         nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(pid), &set)
             .with_context(|| format!("pinning NAPI thread {pid} of {dev}"))?;
         if realtime {
-            let param = libc::sched_param { sched_priority: 50 };
+            let param = libc::sched_param {
+                sched_priority: REALTIME_PRIO,
+            };
             // SAFETY: a valid sched_param for a pid; no memory is shared.
             if unsafe { libc::sched_setscheduler(pid, libc::SCHED_FIFO, &param) } != 0 {
                 bail!(
@@ -73,13 +99,22 @@ pub fn thread_napi(ns: &Netns, dev: &str, cpu: usize, realtime: bool) -> Result<
             }
         }
     }
+    let mut on: Vec<usize> = cpus.iter().take(pids.len()).copied().collect();
+    on.sort_unstable();
+    on.dedup();
     Ok(NapiThreads {
         dev: dev.to_string(),
         pids,
+        cpus: on,
     })
 }
 
 impl NapiThreads {
+    /// CPUs the threads are pinned to.
+    pub fn cpus(&self) -> usize {
+        self.cpus.len()
+    }
+
     /// CPU time these threads have used so far, in seconds.
     pub fn cpu_s(&self) -> Result<f64> {
         let mut total = 0.0;

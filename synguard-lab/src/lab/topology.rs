@@ -87,6 +87,16 @@ impl Lab {
     /// Builds a fresh lab with names unique to this process (`sgl-<pid>-<seq>-*`), after removing
     /// namespaces that dead lab processes left behind.
     pub fn new() -> Result<Lab> {
+        Lab::with_server_queues(1)
+    }
+
+    /// [`Lab::new`] with `queues` receive and transmit queues on the server's veth and its peer
+    /// (one NAPI poll per queue, as a multi-queue NIC has one per receive ring).
+    pub fn with_server_queues(queues: usize) -> Result<Lab> {
+        anyhow::ensure!(
+            (1..=64).contains(&queues),
+            "server queues {queues} not in 1..=64"
+        );
         let removed = netns::cleanup_stale().context("cleaning up stale lab namespaces")?;
         if removed > 0 {
             log::info!("removed {removed} stale lab namespaces");
@@ -101,7 +111,7 @@ impl Lab {
         let server = add_node(
             &bridge,
             &id,
-            "srv",
+            ("srv", queues),
             SERVER_V4,
             SERVER_V6,
             "02:5e:00:00:00:01",
@@ -110,7 +120,7 @@ impl Lab {
         let client = add_node(
             &bridge,
             &id,
-            "cli",
+            ("cli", 1),
             CLIENT_V4,
             CLIENT_V6,
             "02:5e:00:00:00:02",
@@ -119,7 +129,7 @@ impl Lab {
         let attacker = add_node(
             &bridge,
             &id,
-            "atk",
+            ("atk", 1),
             ATTACKER_V4,
             ATTACKER_V6,
             "02:5e:00:00:00:03",
@@ -145,6 +155,20 @@ impl Lab {
             node.ns.run("ethtool", &["-K", &node.ifname, "tx", "off"])?;
         }
         self.spoof_neighbours()?;
+        // hping3 resolves the server's MAC before it sends, and the floors answer no ARP
+        // (XDP_DROP drops it, the swap floor echoes it): a permanent entry, as the server has
+        // for the spoof pool.
+        self.attacker.ns.ip(&[
+            "neigh",
+            "replace",
+            &self.server.v4.to_string(),
+            "lladdr",
+            self.server.mac,
+            "dev",
+            &self.attacker.ifname,
+            "nud",
+            "permanent",
+        ])?;
         for ns in [&self.attacker.ns, &self.bridge] {
             ns.ip(&[
                 "link",
@@ -230,10 +254,22 @@ impl Lab {
     /// veth polls in NAPI with or without an XDP program; receive steering (RPS) is left off, so
     /// the whole path stays in that thread.
     pub fn server_receive_thread(&self, cpu: usize) -> Result<crate::lab::napi::NapiThreads> {
+        self.server_receive_threads(&[cpu])
+    }
+
+    /// [`Lab::server_receive_thread`] with one thread per receive queue, queue i's on `cpus[i]`.
+    pub fn server_receive_threads(&self, cpus: &[usize]) -> Result<crate::lab::napi::NapiThreads> {
         self.server
             .ns
             .run("ethtool", &["-K", &self.server.ifname, "gro", "on"])?;
-        crate::lab::napi::thread_napi(&self.server.ns, &self.server.ifname, cpu, true)
+        // A veth hands an skb to its peer's NAPI only if the skb is eligible for GRO, which
+        // with TSO on the sending side it is not (`veth_skb_is_eligible_for_gro`): without an
+        // XDP program on the server (which turns TSO off on its peer, `veth_xdp_set`), frames
+        // from the bridge would go through `netif_rx` on the sending CPU, the server's stack
+        // work with them (docs/measuring.md, "CPUs and busy time").
+        self.bridge
+            .run("ethtool", &["-K", &peer_name("srv"), "tso", "off"])?;
+        crate::lab::napi::thread_napi_on(&self.server.ns, &self.server.ifname, cpus, true)
     }
 
     /// Kills the processes started in the lab's namespaces (hping3, synguard, ...).
@@ -256,12 +292,12 @@ fn peer_name(role: &str) -> String {
     format!("v-{role}")
 }
 
-/// Creates a namespace for `role` with interface `ifname` connected to the bridge, addresses and
-/// MAC set.
+/// Creates a namespace for `role` with interface `ifname` (and its bridge-side peer) of `queues`
+/// queues each way, connected to the bridge, addresses and MAC set.
 fn add_node(
     bridge: &Netns,
     id: &str,
-    role: &str,
+    (role, queues): (&str, usize),
     v4: Ipv4Addr,
     v6: Ipv6Addr,
     mac: &'static str,
@@ -269,17 +305,28 @@ fn add_node(
 ) -> Result<Node> {
     let ns = Netns::create(&format!("{id}-{role}"))?;
     let peer = peer_name(role);
+    let q = queues.to_string();
     // Created inside the bridge namespace with the other end moved straight into the node's: no
-    // device ever appears in the host's namespace.
+    // device ever appears in the host's namespace. Both ends get as many receive as transmit
+    // queues: XDP on a veth needs at least as many receive queues as its peer transmits on
+    // (`veth_xdp_set`).
     bridge.ip(&[
         "link",
         "add",
         &peer,
+        "numtxqueues",
+        &q,
+        "numrxqueues",
+        &q,
         "type",
         "veth",
         "peer",
         "name",
         ifname,
+        "numtxqueues",
+        &q,
+        "numrxqueues",
+        &q,
         "netns",
         ns.name(),
     ])?;
