@@ -17,6 +17,11 @@ use common::{Fixture, bin};
 const FAULT: (&str, &str) = ("SYNGUARD_FAIL_AT", "own-verifier");
 const SYSCTLS: [&str; 2] = ["net.ipv4.tcp_timestamps", "net.ipv4.tcp_syncookies"];
 
+/// The cookie settings' current values, in `SYSCTLS` order.
+fn settings(fx: &Fixture) -> Result<Vec<String>> {
+    SYSCTLS.iter().map(|k| fx.sysctl(k)).collect()
+}
+
 fn start(fx: &Fixture, cookies: &str) -> Result<Synguard> {
     let args = ["--ports", "80", "--mode", "always", "--cookies", cookies];
     Synguard::start_with_env(&bin()?, fx.ns(), fx.iface(), &args, &[FAULT])
@@ -71,10 +76,7 @@ fn no_own_cookies_left(fx: &Fixture) -> Result<()> {
 fn auto_falls_back_to_kernel_cookies_when_the_verifier_refuses_own() -> Result<()> {
     let fx = Fixture::new()?;
     let _clean = cleanup(&fx, &[fx.iface()]);
-    let before: Vec<String> = SYSCTLS
-        .iter()
-        .map(|k| fx.sysctl(k))
-        .collect::<Result<_>>()?;
+    let before = settings(&fx)?;
     let sg = start(&fx, "auto")?;
     wait_log(&sg, "protecting TCP ports")?;
     let log = sg.log_text();
@@ -122,10 +124,7 @@ fn auto_falls_back_to_kernel_cookies_when_the_verifier_refuses_own() -> Result<(
         "no listener refresh: not the kernel-cookie path"
     );
     ensure!(sg.stop()?.success(), "synguard run did not stop cleanly");
-    let after: Vec<String> = SYSCTLS
-        .iter()
-        .map(|k| fx.sysctl(k))
-        .collect::<Result<_>>()?;
+    let after = settings(&fx)?;
     ensure!(after == before, "settings {after:?}, were {before:?}");
     Ok(())
 }
@@ -135,10 +134,7 @@ fn auto_falls_back_to_kernel_cookies_when_the_verifier_refuses_own() -> Result<(
 fn own_fails_hard_when_the_verifier_refuses_it() -> Result<()> {
     let fx = Fixture::new()?;
     let _clean = cleanup(&fx, &[fx.iface()]);
-    let before: Vec<String> = SYSCTLS
-        .iter()
-        .map(|k| fx.sysctl(k))
-        .collect::<Result<_>>()?;
+    let before = settings(&fx)?;
     let err = match start(&fx, "own") {
         Ok(_) => anyhow::bail!("--cookies own started although its program was refused"),
         Err(e) => format!("{e:#}"),
@@ -157,10 +153,7 @@ fn own_fails_hard_when_the_verifier_refuses_it() -> Result<()> {
         tcx_ingress_programs(fx.ns(), fx.iface())?.is_empty(),
         "TC program left"
     );
-    let after: Vec<String> = SYSCTLS
-        .iter()
-        .map(|k| fx.sysctl(k))
-        .collect::<Result<_>>()?;
+    let after = settings(&fx)?;
     ensure!(after == before, "settings {after:?}, were {before:?}");
     Ok(())
 }
