@@ -78,13 +78,13 @@ fn handle(ctx: &XdpContext) -> Reason {
         Ok(pkt) => pkt,
         Err(reason) => return reason,
     };
-    let Some(pkt) = own_entry::keep(&pkt) else {
-        return Reason::ErrConfig;
-    };
-    // Classify.
+    // Classify. The port first: traffic to other ports pays nothing more.
     if !decide::port_protected(pkt.dport()) {
         return Reason::PassUnprotectedPort;
     }
+    let Some(pkt) = own_entry::keep(&pkt) else {
+        return Reason::ErrConfig;
+    };
     let (Some(cfg), Some(pol)) = (SG_CONFIG.get(0), SG_POLICY.get(0)) else {
         return Reason::ErrConfig;
     };
