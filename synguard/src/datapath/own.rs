@@ -110,14 +110,7 @@ pub fn attach_tc(ebpf: &mut Ebpf, iface: &str, pin: &Path) -> Result<(), LoaderE
         .load()
         .map_err(|e| own_program_error(TC_CHECK_PROGRAM, "load the TC checking program", e))?;
     load::log_verified(TC_CHECK_PROGRAM, check.info());
-    let prog: &mut SchedClassifier = ebpf
-        .program_mut(TC_PROGRAM)
-        .ok_or_else(|| LoaderError::Missing(format!("program {TC_PROGRAM}")))?
-        .try_into()
-        .map_err(|source| LoaderError::Program {
-            what: "use the program as TC",
-            source,
-        })?;
+    let prog = tc_program(ebpf, TC_PROGRAM)?;
     prog.load()
         .map_err(|e| own_program_error(TC_PROGRAM, "load the TC program", e))?;
     load::log_verified(TC_PROGRAM, prog.info());
