@@ -304,8 +304,8 @@ fn auto_mode_ends_on_time_after_a_flood() -> Result<()> {
         interval_us: 20,
         spoof: Some(spoof_addr(74)),
     };
-    let report = Flood::start(&fx.lab.attacker, spec)?.wait(&fx.lab.attacker)?;
-    let ended = Instant::now();
+    let (report, ended) =
+        Flood::start(&fx.lab.attacker, spec)?.wait_dating_end(&fx.lab.attacker)?;
     eprintln!("flood: {} SYNs, {:.0} pps", report.sent(), report.pps());
     ensure!(!report.killed, "hping3 did not finish within its deadline");
     let st = fx.status()?;
@@ -317,10 +317,14 @@ fn auto_mode_ends_on_time_after_a_flood() -> Result<()> {
 
     // Silence from here on. Off within hold + margin (two windows, the tick, reading status).
     let margin = Duration::from_millis(1500);
-    let off = wait_for("cookies off", hold + margin, || {
-        let st = fx.status().ok()?;
-        (st["cookies_active"] == false).then_some(st)
-    })?;
+    let off = wait_for(
+        "cookies off",
+        (hold + margin).saturating_sub(ended.elapsed()),
+        || {
+            let st = fx.status().ok()?;
+            (st["cookies_active"] == false).then_some(st)
+        },
+    )?;
     let took = ended.elapsed();
     eprintln!("cookies off {took:?} after the flood's last SYN: {off}");
     // The hold starts at the last window at or above the off threshold, about when the flood ended.

@@ -158,6 +158,22 @@ impl Flood {
         self.finish(attacker, deadline)
     }
 
+    /// Waits like [`Flood::wait`] and also says when the attacker's interface last sent a frame
+    /// (its counter polled every 50 ms while hping3 runs). hping3 may stay up to a second after
+    /// its last packet, waiting for replies, so its exit does not date the flood's end.
+    pub fn wait_dating_end(mut self, attacker: &Node) -> Result<(FloodReport, Instant)> {
+        let deadline = self.started + self.spec.deadline();
+        let mut last = (attacker.tx_packets()?, Instant::now());
+        while self.is_running() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+            let sent = attacker.tx_packets()?;
+            if sent != last.0 {
+                last = (sent, Instant::now());
+            }
+        }
+        Ok((self.finish(attacker, deadline)?, last.1))
+    }
+
     /// Stops hping3 now (if it still runs) and reports what it sent.
     pub fn stop(self, attacker: &Node) -> Result<FloodReport> {
         self.finish(attacker, Instant::now())
