@@ -41,7 +41,10 @@ use crate::{
     parse::Packet,
 };
 
+// Inlined into the entry point the macro generates: a BPF-to-BPF call costs a call and a return,
+// and on kernels with return-thunk mitigations (SRSO "Safe RET") a return is not cheap.
 #[xdp]
+#[inline(always)]
 pub fn synguard(ctx: XdpContext) -> u32 {
     let len = parse::frame_len(&ctx);
     finish(handle(&ctx), len)
@@ -49,6 +52,7 @@ pub fn synguard(ctx: XdpContext) -> u32 {
 
 /// Own cookies' SYN and ACK steps, tail-called from `synguard` (`own_entry.rs`).
 #[xdp]
+#[inline(always)]
 pub fn synguard_own_xdp(ctx: XdpContext) -> u32 {
     let len = parse::frame_len(&ctx);
     finish(own_entry::handle(&ctx), len)
@@ -167,6 +171,7 @@ fn answer(ctx: &XdpContext, pkt: &Packet, cfg: &Config, now: u64) -> Reason {
 /// TC ingress: hands the kernel the handshakes whose own cookie the XDP program validated
 /// (`own_tc.rs`). Attached only in own-cookie mode.
 #[classifier]
+#[inline(always)]
 pub fn synguard_own(ctx: TcContext) -> i32 {
     own_tc::handle(&ctx)
 }
@@ -174,6 +179,7 @@ pub fn synguard_own(ctx: TcContext) -> i32 {
 /// TC ingress for drivers without XDP metadata: checks the cookie again (`own_tc_check.rs`).
 /// Attached in place of `synguard_own` only when the driver turned out to need it.
 #[classifier]
+#[inline(always)]
 pub fn synguard_own_check(ctx: TcContext) -> i32 {
     own_tc_check::handle(&ctx)
 }
