@@ -105,18 +105,22 @@ pub fn req_attrs(
     }
 }
 
+/// How much of an ACK's option area [`ack_timestamp`] reads: NOP, NOP and the option.
+pub const ACK_TS_HEAD: usize = 12;
+
 /// TCP option kinds read here.
 const OPT_NOP: u8 = 1;
 const OPT_TIMESTAMP: u8 = 8;
 
-/// The timestamp option of an ACK (TSval, TSecr), from its option area `opts[..len]`, where
+/// The timestamp option of an ACK (TSval, TSecr), from the first 12 bytes of its option area
+/// (`len` bytes long), where
 /// every common stack puts it in an ACK: NOP, NOP, timestamp first (Linux `tcp_options_write`,
 /// the BSDs, Windows). Only that layout is read. Verifier workaround: a walk over the options
 /// here, on top of the SYN's, made verification ten times slower (docs/verifier.md); an ACK
 /// with the option elsewhere gets a connection without timestamps, which TCP tolerates
 /// (RFC 7323 section 3.2: a side that did not negotiate them ignores them).
 #[inline(always)]
-pub fn ack_timestamp(opts: &[u8; 40], len: usize) -> Option<(u32, u32)> {
+pub fn ack_timestamp(opts: &[u8; ACK_TS_HEAD], len: usize) -> Option<(u32, u32)> {
     if len >= 12
         && opts[0] == OPT_NOP
         && opts[1] == OPT_NOP
@@ -129,7 +133,7 @@ pub fn ack_timestamp(opts: &[u8; 40], len: usize) -> Option<(u32, u32)> {
 }
 
 #[inline(always)]
-fn ts_at(opts: &[u8; 40], i: usize) -> (u32, u32) {
+fn ts_at(opts: &[u8; ACK_TS_HEAD], i: usize) -> (u32, u32) {
     let b = |k: usize| opts.get(i + k).copied().unwrap_or(0);
     (
         u32::from_be_bytes([b(2), b(3), b(4), b(5)]),
@@ -194,24 +198,21 @@ mod tests {
 
     #[test]
     fn ack_timestamp_fixed_layout_only() {
-        let mut o = [0u8; 40];
-        o[..12].copy_from_slice(&[1, 1, 8, 10, 0, 0, 0, 5, 0, 0, 0, 9]);
+        let o = [1, 1, 8, 10, 0, 0, 0, 5, 0, 0, 0, 9];
         assert_eq!(ack_timestamp(&o, 12), Some((5, 9)));
+        assert_eq!(ack_timestamp(&o, 40), Some((5, 9)));
         // Elsewhere than first: not read.
-        let mut o = [0u8; 40];
-        o[..16].copy_from_slice(&[1, 1, 5, 2, 1, 1, 8, 10, 0, 0, 1, 0, 0, 0, 2, 0]);
+        let o = [1, 1, 5, 2, 1, 1, 8, 10, 0, 0, 1, 0];
         assert_eq!(ack_timestamp(&o, 16), None);
         // Too short for the option it announces.
-        let mut o = [0u8; 40];
-        o[..12].copy_from_slice(&[1, 1, 8, 10, 0, 0, 0, 5, 0, 0, 0, 9]);
+        let o = [1, 1, 8, 10, 0, 0, 0, 5, 0, 0, 0, 9];
         assert_eq!(ack_timestamp(&o, 11), None);
-        assert_eq!(ack_timestamp(&[0u8; 40], 0), None);
+        assert_eq!(ack_timestamp(&[0u8; 12], 0), None);
         // Truncated option, EOL first, bad length.
-        let mut o = [0u8; 40];
-        o[..4].copy_from_slice(&[8, 10, 0, 0]);
+        let o = [8, 10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
         assert_eq!(ack_timestamp(&o, 4), None);
-        assert_eq!(ack_timestamp(&[0u8; 40], 12), None);
-        let mut o = [0u8; 40];
+        assert_eq!(ack_timestamp(&[0u8; 12], 12), None);
+        let mut o = [0u8; 12];
         o[0] = 8;
         o[1] = 1;
         assert_eq!(ack_timestamp(&o, 12), None);

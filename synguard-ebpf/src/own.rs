@@ -3,12 +3,7 @@
 //! with the request socket's attributes in the XDP metadata, where the TC program `synguard_own`
 //! (`own_tc.rs`) finds them and calls `bpf_sk_assign_tcp_reqsk`.
 
-use core::ffi::c_void;
-
-use aya_ebpf::{
-    helpers::generated::{bpf_xdp_adjust_meta, bpf_xdp_load_bytes},
-    programs::XdpContext,
-};
+use aya_ebpf::{helpers::generated::bpf_xdp_adjust_meta, programs::XdpContext};
 use synguard_common::{
     maps::{Config, OWN_NO_SACK, OWN_NO_TIMESTAMPS, OWN_NO_WSCALE, kernel_cookies_possible},
     own_cookie::{self, CookieOpts, Flow},
@@ -177,39 +172,16 @@ pub fn check_ack(ctx: &XdpContext, pkt: &Packet, cfg: &Config, now_ns: u64) -> R
     Reason::PassCookieAck
 }
 
-/// An ACK's option area, word-aligned for the stores that clear it.
-#[repr(C, align(8))]
-struct OptionArea([u8; 40]);
-
-/// The ACK's timestamp option, if it has one.
+/// The ACK's timestamp option, if it has one where `reqsk::ack_timestamp` looks. Its bytes are
+/// read straight from the frame (`parse::load`): a `bpf_xdp_load_bytes` call cost more.
 #[inline(always)]
 fn ack_timestamp(ctx: &XdpContext, pkt: &Packet) -> Option<(u32, u32)> {
     let olen = pkt.tcp_len().checked_sub(20)?;
-    if olen == 0 || olen > 40 {
+    if olen < reqsk::ACK_TS_HEAD as u64 {
         return None;
     }
-    let mut opts = OptionArea([0; 40]);
-    // Cleared with volatile word stores: a plain `[0; 40]` became a call to a byte-wise memset
-    // loop (docs/verifier.md, "No zeroing that LLVM turns into `memset`").
-    let words = opts.0.as_mut_ptr() as *mut u64;
-    for i in 0..5 {
-        // SAFETY: in bounds of the 8-byte aligned 40-byte buffer.
-        unsafe { core::ptr::write_volatile(words.add(i), 0) };
-    }
-    // SAFETY: helper call writing at most 40 bytes into a 40-byte stack buffer; the length is
-    // bounded on the register passed (verifier workaround, docs/verifier.md).
-    let r = unsafe {
-        bpf_xdp_load_bytes(
-            ctx.ctx,
-            (pkt.tcp_off() + 20) as u32,
-            opts.0.as_mut_ptr() as *mut c_void,
-            olen as u32,
-        )
-    };
-    if r != 0 {
-        return None;
-    }
-    reqsk::ack_timestamp(&opts.0, olen as usize)
+    let head = crate::parse::load::<{ reqsk::ACK_TS_HEAD }>(ctx, pkt.tcp_off() + 20)?;
+    reqsk::ack_timestamp(&head, olen as usize)
 }
 
 /// Puts `meta` in front of the frame; false when the driver does not support metadata.

@@ -125,10 +125,8 @@ fn check(ctx: &TcContext) -> Option<OwnAckMeta> {
     };
     let doff = (th[12] >> 4) as u32 * 4;
     let ts = if cfg.cookies & OWN_NO_TIMESTAMPS == 0 && doff >= 32 {
-        let o = load::<12>(ctx, l2 + tcp_off + 20)?;
-        let mut opts40 = [0u8; 40];
-        opts40[..12].copy_from_slice(&o);
-        reqsk::ack_timestamp(&opts40, 12)
+        let o = load::<{ reqsk::ACK_TS_HEAD }>(ctx, l2 + tcp_off + 20)?;
+        reqsk::ack_timestamp(&o, reqsk::ACK_TS_HEAD)
     } else {
         None
     };
