@@ -11,6 +11,7 @@
 
 pub mod btf;
 pub mod checksum;
+pub mod conns;
 pub mod cookie;
 pub mod host;
 pub mod lab;

@@ -31,6 +31,8 @@ macro_rules! map_name {
     (OWN_PROG) => { "SG_OWN_PROG" };
     (OWN_HANDOFF) => { "SG_OWN_HANDOFF" };
     (TAI_OFFSET) => { "SG_TAI_OFFSET" };
+    (CONNS) => { "SG_CONNS" };
+    (CONNS_STATE) => { "SG_CONNS_STATE" };
     // The lab's own programs (`crate::lab`).
     (LAB_TEMPLATE) => { "LAB_TEMPLATE" };
     (LAB_TARGET) => { "LAB_TARGET" };
@@ -94,6 +96,10 @@ name_consts! {
     OWN_HANDOFF,
     /// Per CPU: [`crate::tai::TaiOffset`], own cookies' clock (never read by the loader).
     TAI_OFFSET,
+    /// The connection table's stamps, [`crate::conns::conn_slot`].
+    CONNS,
+    /// [`crate::conns::ConnsState`], one entry.
+    CONNS_STATE,
 }
 
 /// Maps of the lab's own programs (`synguard-ebpf/src/bin/lab.rs`).

@@ -227,6 +227,9 @@ counter_table! {
         OwnReqskFailed = 12, "own_reqsk_failed";
         /// Own cookies: a marked ACK found no listener (or found a socket of its own) in TC.
         OwnNoListener = 13, "own_no_listener";
+        /// An ACK the connection table showed to belong to no socket: checked for a cookie and
+        /// dropped or passed without the kernel's socket lookup (docs/connection-table.md).
+        AckLookupSkipped = 14, "ack_lookup_skipped";
     }
 }
 

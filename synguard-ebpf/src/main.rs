@@ -11,6 +11,7 @@
 mod ack;
 mod classify;
 mod clock;
+mod conns;
 mod count;
 mod decide;
 mod maps;
@@ -25,8 +26,8 @@ mod verify;
 
 use aya_ebpf::{
     bindings::xdp_action,
-    macros::{classifier, xdp},
-    programs::{TcContext, XdpContext},
+    macros::{classifier, sock_ops, xdp},
+    programs::{SockOpsContext, TcContext, XdpContext},
 };
 use synguard_common::{
     maps::{Config, cookies_own},
@@ -182,6 +183,15 @@ pub fn synguard_own(ctx: TcContext) -> i32 {
 #[inline(always)]
 pub fn synguard_own_check(ctx: TcContext) -> i32 {
     own_tc_check::handle(&ctx)
+}
+
+/// sock_ops on the root cgroup: stamps the connection table (`conns.rs`) when connections to
+/// protected ports are established and when the kernel answers a SYN itself.
+#[sock_ops]
+#[inline(always)]
+pub fn synguard_conns(ctx: SockOpsContext) -> u32 {
+    conns::on_sock_ops(&ctx);
+    1
 }
 
 #[cfg(not(test))]

@@ -4,6 +4,7 @@
 
 use aya_ebpf::maps::{Array, LpmTrie, LruHashMap, PerCpuArray, ProgramArray, RingBuf};
 use synguard_common::{
+    conns::{CONN_SLOTS, ConnsState},
     maps::{
         CLOSING_SLOTS, Config, Counter, ModeState, PORT_SLOTS, PortConfig, REFRESH_SLOTS,
         ReadyState, SynWindow,
@@ -135,6 +136,16 @@ sg_map! {
     /// SYNs per protected port, per CPU (the loader derives per-port rates from it).
     PORT_SYNS => static SG_PORT_SYNS: PerCpuArray<u64> =
         PerCpuArray::with_max_entries(PORT_SLOTS, 0);
+}
+
+sg_map! {
+    /// The connection table's stamps (`synguard_common::conns`).
+    CONNS => static SG_CONNS: Array<u32> = Array::with_max_entries(CONN_SLOTS, 0);
+}
+
+sg_map! {
+    /// The loader's promise about the connection table.
+    CONNS_STATE => static SG_CONNS_STATE: Array<ConnsState> = Array::with_max_entries(1, 0);
 }
 
 sg_map! {

@@ -1,0 +1,167 @@
+//! The connection table: which 4-tuples to protected ports may belong to a socket of the host,
+//! so that the XDP program can tell an ACK that belongs to none (an ACK flood) without the
+//! kernel's socket lookup, and pass the packets of live connections without it too
+//! (docs/connection-table.md).
+//!
+//! A direct-mapped array of time stamps, indexed by [`conn_slot`] of the 4-tuple's
+//! [`crate::maps::flow_hash`]. Two writers stamp it: the `synguard_conns` sock_ops program when
+//! a connection is established or the kernel creates a request socket, and the loader, which
+//! stamps every socket it finds in `/proc/net/tcp{,6}` each [`CONN_REFRESH_NS`]. A slot shared
+//! by two connections only makes the table say "maybe" for both, which sends the ACK to the
+//! kernel's lookup, as without the table. The table may say "none" only while
+//! [`ConnsState::valid_until_ns`] lies ahead: the loader sets it to the start of its last
+//! complete pass plus [`CONN_TTL_NS`], when every socket alive at that start carries a stamp at
+//! least that recent. If the loader stops (or is late), the table stops being trusted and every
+//! ACK goes through the socket lookup again.
+
+/// Slots of the table (a power of two): 4 MiB of stamps.
+pub const CONN_SLOTS: u32 = 1 << 20;
+/// Stamps count units of 2^30 ns (~1.07 s) of the programs' clock (`bpf_ktime_get_coarse_ns`).
+pub const CONN_TIME_SHIFT: u32 = 30;
+/// How long a stamp says "maybe a socket".
+pub const CONN_TTL_NS: u64 = 60_000_000_000;
+/// How often the loader stamps every socket it finds.
+pub const CONN_REFRESH_NS: u64 = 10_000_000_000;
+
+/// The loader's promise about the table, one entry of [`crate::names::CONNS_STATE`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnsState {
+    /// Until then (programs' clock), a slot without a live stamp means no socket. 0: never.
+    pub valid_until_ns: u64,
+    /// Sockets stamped by the loader's last complete pass (shown by `status`).
+    pub last_pass_sockets: u64,
+}
+
+/// The table slot of a 4-tuple's hash. Bits 40..60: the recently-closed table takes the low
+/// bits (`maps::closing_entry`), so the two tables do not collide on the same flows.
+#[inline(always)]
+pub const fn conn_slot(hash: u64) -> u32 {
+    (hash >> 40) as u32 & (CONN_SLOTS - 1)
+}
+
+/// The stamp to write at `now_ns` (never 0, which marks an empty slot).
+#[inline(always)]
+pub const fn conn_stamp(now_ns: u64) -> u32 {
+    let s = (now_ns >> CONN_TIME_SHIFT) as u32;
+    if s == 0 { 1 } else { s }
+}
+
+/// Whether a slot stamped `stamp` may hold a live socket at `now_ns`. One unit of slack: the
+/// stamps are truncated, and the loader's promise counts from a start that may lie anywhere
+/// in the unit it was stamped in.
+#[inline(always)]
+pub const fn conn_maybe_live(stamp: u32, now_ns: u64) -> bool {
+    stamp != 0
+        && conn_stamp(now_ns).wrapping_sub(stamp) <= (CONN_TTL_NS >> CONN_TIME_SHIFT) as u32 + 1
+}
+
+/// What the table says about a 4-tuple.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnLookup {
+    /// A recent stamp: maybe a socket. The packet passes to the kernel.
+    Maybe,
+    /// No recent stamp, and the loader's promise holds: no socket.
+    None,
+    /// The table cannot be trusted now: ask the kernel (`bpf_skc_lookup_tcp`).
+    Unknown,
+}
+
+/// The table's answer for a slot stamped `stamp` at `now_ns`.
+#[inline(always)]
+pub const fn conn_lookup(stamp: u32, state: &ConnsState, now_ns: u64) -> ConnLookup {
+    if conn_maybe_live(stamp, now_ns) {
+        ConnLookup::Maybe
+    } else if now_ns < state.valid_until_ns {
+        ConnLookup::None
+    } else {
+        ConnLookup::Unknown
+    }
+}
+
+/// The promise a complete pass that started at `started_ns` makes (every socket alive then was
+/// stamped at or after it, and every one established since was stamped by the sock_ops
+/// program).
+#[inline(always)]
+pub const fn conns_valid_until(started_ns: u64) -> u64 {
+    started_ns + CONN_TTL_NS
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: repr(C), two u64 fields, no padding, every bit pattern valid.
+    unsafe impl aya::Pod for super::ConnsState {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEC: u64 = 1_000_000_000;
+
+    #[test]
+    fn a_stamp_lives_its_ttl_and_no_longer() {
+        let t0 = 1_000 * SEC;
+        let s = conn_stamp(t0);
+        assert!(conn_maybe_live(s, t0));
+        assert!(conn_maybe_live(s, t0 + CONN_TTL_NS));
+        assert!(!conn_maybe_live(s, t0 + CONN_TTL_NS + 3 * SEC));
+        assert!(!conn_maybe_live(0, t0));
+        assert_ne!(conn_stamp(0), 0);
+    }
+
+    /// The loader's promise: a socket stamped at or after a pass's start reads as live for as
+    /// long as the table is trusted, whatever the truncation.
+    #[test]
+    fn every_socket_stamped_after_the_start_is_live_while_trusted() {
+        for start in [
+            0,
+            1,
+            SEC - 1,
+            5 * SEC + 7,
+            (1 << 30) - 1,
+            1 << 30,
+            12_345 * SEC + 999,
+        ] {
+            let state = ConnsState {
+                valid_until_ns: conns_valid_until(start),
+                last_pass_sockets: 0,
+            };
+            for stamped_after in [0, 1, SEC / 2, 3 * SEC, CONN_TTL_NS - 1] {
+                let s = conn_stamp(start + stamped_after);
+                let mut now = start + stamped_after;
+                while now < state.valid_until_ns {
+                    assert_eq!(
+                        conn_lookup(s, &state, now),
+                        ConnLookup::Maybe,
+                        "{start} {now}"
+                    );
+                    now += SEC / 3;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn trust_ends_with_the_promise() {
+        let state = ConnsState {
+            valid_until_ns: 100 * SEC,
+            last_pass_sockets: 0,
+        };
+        assert_eq!(conn_lookup(0, &state, 99 * SEC), ConnLookup::None);
+        assert_eq!(conn_lookup(0, &state, 100 * SEC), ConnLookup::Unknown);
+        assert_eq!(
+            conn_lookup(0, &ConnsState::default(), 5),
+            ConnLookup::Unknown
+        );
+        let old = conn_stamp(10 * SEC);
+        assert_eq!(conn_lookup(old, &state, 99 * SEC), ConnLookup::None);
+    }
+
+    #[test]
+    fn slots_stay_in_range_and_differ_from_the_closing_tables() {
+        let h = 0xfedc_ba98_7654_3210u64;
+        assert!(conn_slot(h) < CONN_SLOTS);
+        assert_ne!(conn_slot(h), (h as u32) & (crate::maps::CLOSING_SLOTS - 1));
+    }
+}

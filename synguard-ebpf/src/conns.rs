@@ -1,0 +1,80 @@
+//! The connection table (`synguard_common::conns`, docs/connection-table.md): the
+//! `synguard_conns` sock_ops program stamps it, the ACK step reads it.
+
+use aya_ebpf::{
+    bindings::{
+        BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB, BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB,
+        BPF_SOCK_OPS_TIMEOUT_INIT,
+    },
+    programs::SockOpsContext,
+};
+use synguard_common::{
+    conns::{ConnLookup, conn_lookup, conn_slot, conn_stamp},
+    maps::{flow_hash, flow_hash_v4},
+};
+
+use crate::{
+    decide::port_protected,
+    maps::{SG_CONNS, SG_CONNS_STATE},
+    parse::Packet,
+};
+
+const AF_INET: u32 = 2;
+const AF_INET6: u32 = 10;
+/// The third word of an IPv4-mapped IPv6 address (::ffff:a.b.c.d) as the socket holds it.
+const V4_MAPPED: u32 = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
+
+/// What the table says about this packet's 4-tuple at `now_ns`.
+#[inline(always)]
+pub fn lookup(pkt: &Packet, now_ns: u64) -> ConnLookup {
+    let (Some(state), Some(stamp)) = (
+        SG_CONNS_STATE.get(0),
+        SG_CONNS.get(conn_slot(pkt.flow_hash())),
+    ) else {
+        return ConnLookup::Unknown;
+    };
+    conn_lookup(*stamp, state, now_ns)
+}
+
+/// sock_ops: stamps the 4-tuple of a connection to a protected port when it is established
+/// (either side), and of every request socket the kernel creates for one: `TIMEOUT_INIT` is
+/// the one callback a request socket gets (`tcp_conn_request` -> `tcp_timeout_init`, which runs
+/// the listener's programs with the request socket's addresses). Nothing else is changed: the
+/// reply stays as other programs left it, and the caller returns 1 (a 0 would make the kernel
+/// ignore every program's reply, `tcp_call_bpf`).
+#[inline(always)]
+pub fn on_sock_ops(ctx: &SockOpsContext) {
+    let op = ctx.op();
+    if op != BPF_SOCK_OPS_TIMEOUT_INIT
+        && op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB
+        && op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB
+    {
+        return;
+    }
+    // `local_port` is in host order; `remote_port` holds the network-order port in its upper
+    // half on little-endian hosts (`sock_ops_convert_ctx_access` shifts it), so `ntohl` of the
+    // whole word is the port on either byte order.
+    let lport = ctx.local_port() as u16;
+    if !port_protected(lport) {
+        return;
+    }
+    let rport = u32::from_be(ctx.remote_port()) as u16;
+    // The packets come as the client sends them: source = remote. A dual-stack listener's IPv4
+    // connection is an IPv6 socket with mapped addresses; its packets are IPv4.
+    let hash = match ctx.family() {
+        AF_INET => flow_hash_v4(ctx.remote_ip4(), ctx.local_ip4(), rport, lport),
+        AF_INET6 => {
+            let (r, l) = (ctx.remote_ip6(), ctx.local_ip6());
+            if r[0] == 0 && r[1] == 0 && r[2] == V4_MAPPED {
+                flow_hash_v4(r[3], l[3], rport, lport)
+            } else {
+                flow_hash(&r, &l, rport, lport)
+            }
+        }
+        _ => return,
+    };
+    if let Some(slot) = SG_CONNS.get_ptr_mut(conn_slot(hash)) {
+        // SAFETY: array value pointer; a racing writer stores the same kind of stamp.
+        unsafe { *slot = conn_stamp(crate::clock::now_ns()) };
+    }
+}
