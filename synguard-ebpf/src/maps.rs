@@ -2,7 +2,10 @@
 //! from `synguard_common::names`; the loader pins the shared ones under
 //! /sys/fs/bpf/synguard/<iface>/.
 
-use aya_ebpf::maps::{Array, LpmTrie, LruHashMap, PerCpuArray, ProgramArray, RingBuf};
+use aya_ebpf::{
+    bindings::BPF_F_MMAPABLE,
+    maps::{Array, LpmTrie, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
+};
 use synguard_common::{
     conns::{CONN_SLOTS, ConnsState},
     maps::{
@@ -139,8 +142,9 @@ sg_map! {
 }
 
 sg_map! {
-    /// The connection table's stamps (`synguard_common::conns`).
-    CONNS => static SG_CONNS: Array<u32> = Array::with_max_entries(CONN_SLOTS, 0);
+    /// The connection table's stamps (`synguard_common::conns`). Mappable: the loader stamps
+    /// every socket it finds through a memory map of the table rather than a syscall each.
+    CONNS => static SG_CONNS: Array<u32> = Array::with_max_entries(CONN_SLOTS, BPF_F_MMAPABLE);
 }
 
 sg_map! {
