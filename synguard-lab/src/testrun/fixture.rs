@@ -14,6 +14,7 @@ use aya::{
     programs::{ProgramError, SchedClassifier, TestRun as _, TestRunOptions, Xdp},
 };
 use synguard_common::{
+    conns::{ConnsState, conn_slot, conn_stamp},
     maps::{
         Config, Counter, MAX_CPUS, MODE_ALWAYS, PORT_PROTECTED, PortConfig, ReadyState,
         cookies_own, names,
@@ -135,6 +136,28 @@ impl Fixture {
     pub fn set_ready(&mut self, ready: bool, since_ns: u64) -> Result<()> {
         let mut m: Array<&mut MapData, ReadyState> = Array::try_from(self.map(names::READY)?)?;
         m.set(0, ReadyState::new(ready, since_ns), 0)?;
+        Ok(())
+    }
+
+    /// The loader's promise about the connection table: misses mean "no socket" until
+    /// `valid_until_ns` (the programs' clock, `synguard::host::clock::monotonic_ns`).
+    pub fn set_conns_state(&mut self, valid_until_ns: u64) -> Result<()> {
+        let mut m: Array<&mut MapData, ConnsState> =
+            Array::try_from(self.map(names::CONNS_STATE)?)?;
+        let state = ConnsState {
+            valid_until_ns,
+            last_pass_sockets: 0,
+        };
+        m.set(0, state, 0)?;
+        Ok(())
+    }
+
+    /// Stamps the connection table for the 4-tuple of `frame` (client to server, as the client
+    /// sends it) at `now_ns`, as the sock_ops program or the loader's pass would.
+    pub fn stamp_conn(&mut self, frame: &[u8], now_ns: u64) -> Result<()> {
+        let slot = conn_slot(super::frames::flow_hash_of(frame)?);
+        let mut m: Array<&mut MapData, u32> = Array::try_from(self.map(names::CONNS)?)?;
+        m.set(slot, conn_stamp(now_ns), 0)?;
         Ok(())
     }
 

@@ -201,3 +201,39 @@ pub fn client_v6_ext(seg: &Segment, ext: &[u8], first_next: IpNumber) -> Vec<u8>
 pub fn client_syn_v6(tags: Tags, seg: &Segment) -> Vec<u8> {
     tcp_v6(CLIENT_V6, SERVER_V6, tags, (CLIENT_MAC, SERVER_MAC), seg)
 }
+
+/// `synguard_common::maps::flow_hash` of a frame's 4-tuple (as its sender sends it), whatever
+/// its tags and IP version: the connection table's and the recently-closed table's key.
+pub fn flow_hash_of(frame: &[u8]) -> anyhow::Result<u64> {
+    use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+    use synguard_common::maps::{flow_hash, flow_hash_v4};
+    let p = SlicedPacket::from_ethernet(frame)?;
+    let Some(TransportSlice::Tcp(tcp)) = p.transport else {
+        anyhow::bail!("not a TCP frame");
+    };
+    let (sport, dport) = (tcp.source_port(), tcp.destination_port());
+    // Addresses as the program loads them: native-endian words of the network-order bytes.
+    let words = |b: &[u8]| -> Vec<u32> {
+        b.chunks(4)
+            .map(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    };
+    match p.net {
+        Some(NetSlice::Ipv4(ip)) => {
+            let h = ip.header();
+            let (s, d) = (words(&h.source()), words(&h.destination()));
+            Ok(flow_hash_v4(s[0], d[0], sport, dport))
+        }
+        Some(NetSlice::Ipv6(ip)) => {
+            let h = ip.header();
+            let (s, d) = (words(&h.source()), words(&h.destination()));
+            Ok(flow_hash(
+                &[s[0], s[1], s[2], s[3]],
+                &[d[0], d[1], d[2], d[3]],
+                sport,
+                dport,
+            ))
+        }
+        _ => anyhow::bail!("no IP header"),
+    }
+}

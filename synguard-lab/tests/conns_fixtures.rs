@@ -1,0 +1,151 @@
+//! The connection table on crafted frames (BPF_PROG_TEST_RUN): a stamped 4-tuple passes as
+//! established without the kernel's socket lookup, an unstamped one is checked for a cookie
+//! without it while the loader's promise holds, and without the promise (or once it lapsed)
+//! the lookup decides as before. No socket exists for any frame here, so a pass as established
+//! can only come from the table. Root (`cargo xtask test`).
+
+use std::time::Duration;
+
+use synguard::host::clock::monotonic_ns;
+use synguard_common::{
+    conns::CONN_TTL_NS,
+    maps::{COOKIES_OWN, Config},
+    reason::{Event, Reason},
+    reqsk::CookieSecret,
+    tcp::{ACK, FIN},
+};
+use synguard_lab::testrun::{
+    fixture::{Fixture, XDP_DROP, XDP_PASS, XDP_TX, default_config},
+    frames::*,
+};
+
+mod common;
+use common::PORT;
+use common::syn::*;
+
+const HOUR: u64 = 3_600_000_000_000;
+
+fn fixture(cfg: Config) -> Fixture {
+    let mut f = Fixture::new(cfg, &[PORT]).expect("load synguard (needs root)");
+    f.set_secret(CookieSecret {
+        current: [0x0101_0202_0303_0404, 0x0505_0606_0707_0808],
+        ..Default::default()
+    })
+    .unwrap();
+    f
+}
+
+fn own_config() -> Config {
+    Config {
+        cookies: COOKIES_OWN,
+        ..default_config()
+    }
+}
+
+/// An ACK of the client's tuple (`CLIENT_PORT` -> `PORT`) with an ack number no cookie has.
+fn stray_ack(ipv6: bool, tags: Tags, flags: u8) -> Vec<u8> {
+    stray_ack_from(CLIENT_PORT, ipv6, tags, flags)
+}
+
+fn stray_ack_from(sport: u16, ipv6: bool, tags: Tags, flags: u8) -> Vec<u8> {
+    let seg = Segment {
+        sport,
+        dport: PORT,
+        seq: ISN.wrapping_add(1),
+        ack: 0x0bad_c0de,
+        flags,
+        window: 502,
+        options: vec![],
+        payload: b"data".to_vec(),
+    };
+    if ipv6 {
+        client_syn_v6(tags, &seg)
+    } else {
+        client_syn_v4(tags, &seg)
+    }
+}
+
+#[test]
+fn a_stamped_connection_passes_without_a_socket_lookup() {
+    for cfg in [default_config(), own_config()] {
+        let mut f = fixture(cfg);
+        f.set_conns_state(monotonic_ns() + HOUR).unwrap();
+        let mut n = 0;
+        for (sport, ipv6, tags) in [
+            (CLIENT_PORT, false, Tags::None),
+            (CLIENT_PORT, true, Tags::None),
+            (CLIENT_PORT + 1, false, Tags::QinQ(3, 4)),
+        ] {
+            let frame = stray_ack_from(sport, ipv6, tags, ACK);
+            // Not stamped: no socket, no cookie: an ACK flood's packet.
+            assert_eq!(f.run(&frame).unwrap().action, XDP_DROP, "ipv6={ipv6}");
+            f.stamp_conn(&frame, monotonic_ns()).unwrap();
+            let out = f.run(&frame).unwrap();
+            assert_eq!(out.action, XDP_PASS, "ipv6={ipv6} {tags:?}");
+            assert_eq!(out.frame, frame);
+            n += 1;
+        }
+        assert_eq!(f.verdict(Reason::PassEstablished).unwrap(), n);
+        assert_eq!(f.verdict(Reason::DropAckBadCookie).unwrap(), n);
+        assert_eq!(f.event(Event::AckLookupSkipped).unwrap(), n);
+    }
+}
+
+#[test]
+fn an_unstamped_ack_is_checked_for_a_cookie_without_the_lookup() {
+    let mut f = fixture(default_config());
+    f.set_conns_state(monotonic_ns() + HOUR).unwrap();
+    let syn = Syn::linux(Tags::None, false);
+    let out = f.run(&syn.frame()).unwrap();
+    assert_eq!(out.action, XDP_TX);
+    let good = final_ack(&syn, &out.frame);
+    assert_eq!(f.run(&good).unwrap().action, XDP_PASS);
+    assert_eq!(f.verdict(Reason::PassCookieAck).unwrap(), 1);
+    let bogus = stray_ack(false, Tags::None, ACK);
+    assert_eq!(f.run(&bogus).unwrap().action, XDP_DROP);
+    assert_eq!(f.verdict(Reason::DropAckBadCookie).unwrap(), 1);
+    assert_eq!(f.event(Event::AckLookupSkipped).unwrap(), 2);
+}
+
+#[test]
+fn without_the_promise_the_socket_lookup_decides() {
+    let mut f = fixture(default_config());
+    let bogus = stray_ack(false, Tags::None, ACK);
+    // Never promised (a loader without the table, or before its first pass).
+    assert_eq!(f.run(&bogus).unwrap().action, XDP_DROP);
+    // A promise that lapsed (the loader stopped or is late).
+    f.set_conns_state(monotonic_ns().saturating_sub(1)).unwrap();
+    assert_eq!(f.run(&bogus).unwrap().action, XDP_DROP);
+    assert_eq!(f.verdict(Reason::DropAckBadCookie).unwrap(), 2);
+    assert_eq!(f.event(Event::AckLookupSkipped).unwrap(), 0);
+    // A stamp still says "maybe" without the promise.
+    f.stamp_conn(&bogus, monotonic_ns()).unwrap();
+    assert_eq!(f.run(&bogus).unwrap().action, XDP_PASS);
+    assert_eq!(f.verdict(Reason::PassEstablished).unwrap(), 1);
+}
+
+#[test]
+fn a_stamp_older_than_its_life_is_no_connection() {
+    let mut f = fixture(default_config());
+    f.set_conns_state(monotonic_ns() + HOUR).unwrap();
+    let bogus = stray_ack(true, Tags::Dot1q(9), ACK);
+    let old = monotonic_ns() - CONN_TTL_NS - 3 * Duration::from_secs(1).as_nanos() as u64;
+    f.stamp_conn(&bogus, old).unwrap();
+    assert_eq!(f.run(&bogus).unwrap().action, XDP_DROP);
+    assert_eq!(f.event(Event::AckLookupSkipped).unwrap(), 1);
+}
+
+/// A FIN of a connection the table vouches for is remembered like one the lookup found: a new
+/// SYN on its 4-tuple then reaches the kernel (TIME_WAIT recycling).
+#[test]
+fn a_fin_of_a_stamped_connection_is_remembered() {
+    let mut f = fixture(default_config());
+    f.set_conns_state(monotonic_ns() + HOUR).unwrap();
+    let fin = stray_ack(false, Tags::None, FIN | ACK);
+    f.stamp_conn(&fin, monotonic_ns()).unwrap();
+    assert_eq!(f.run(&fin).unwrap().action, XDP_PASS);
+    let syn = Syn::linux(Tags::None, false).frame();
+    let out = f.run(&syn).unwrap();
+    assert_eq!(out.action, XDP_PASS);
+    assert_eq!(f.verdict(Reason::PassSynRecentClose).unwrap(), 1);
+}
