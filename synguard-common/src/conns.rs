@@ -6,7 +6,8 @@
 //! A direct-mapped array of time stamps, indexed by [`conn_slot`] of the 4-tuple's
 //! [`crate::maps::flow_hash`]. Two writers stamp it: the `synguard_conns` sock_ops program when
 //! a connection is established or the kernel creates a request socket, and the loader, which
-//! stamps every socket it finds in `/proc/net/tcp{,6}` each [`CONN_REFRESH_NS`]. A slot shared
+//! stamps every socket it finds in `/proc/net/tcp{,6}` each [`CONN_REFRESH_NS`] and empties the
+//! slots no socket stamped for [`CONN_TTL_NS`] ([`conn_expired`]). A slot shared
 //! by two connections only makes the table say "maybe" for both, which sends the ACK to the
 //! kernel's lookup, as without the table. The table may say "none" only while
 //! [`ConnsState::valid_until_ns`] lies ahead: the loader sets it to the start of its last
@@ -18,7 +19,7 @@
 pub const CONN_SLOTS: u32 = 1 << 20;
 /// Stamps count units of 2^30 ns (~1.07 s) of the programs' clock (`bpf_ktime_get_coarse_ns`).
 pub const CONN_TIME_SHIFT: u32 = 30;
-/// How long a stamp says "maybe a socket".
+/// How long a slot keeps a stamp no socket renews before the loader's pass empties it.
 pub const CONN_TTL_NS: u64 = 60_000_000_000;
 /// How often the loader stamps every socket it finds.
 pub const CONN_REFRESH_NS: u64 = 10_000_000_000;
@@ -47,32 +48,36 @@ pub const fn conn_stamp(now_ns: u64) -> u32 {
     if s == 0 { 1 } else { s }
 }
 
-/// Whether a slot stamped `stamp` may hold a live socket at `now_ns`. One unit of slack: the
-/// stamps are truncated, and the loader's promise counts from a start that may lie anywhere
-/// in the unit it was stamped in.
+/// Whether the loader's pass may empty a slot stamped `stamp` at `now_ns`: no socket has
+/// stamped it for [`CONN_TTL_NS`], while every live socket is stamped again each pass. One unit
+/// of slack: stamps are truncated. The pass empties a slot only if it still holds the stamp it
+/// read (compare-and-swap), so a stamp the sock_ops program writes meanwhile survives.
 #[inline(always)]
-pub const fn conn_maybe_live(stamp: u32, now_ns: u64) -> bool {
+pub const fn conn_expired(stamp: u32, now_ns: u64) -> bool {
     stamp != 0
-        && conn_stamp(now_ns).wrapping_sub(stamp) <= (CONN_TTL_NS >> CONN_TIME_SHIFT) as u32 + 1
+        && conn_stamp(now_ns).wrapping_sub(stamp) > (CONN_TTL_NS >> CONN_TIME_SHIFT) as u32 + 1
 }
 
 /// What the table says about a 4-tuple.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConnLookup {
-    /// A recent stamp: maybe a socket. The packet passes to the kernel.
+    /// A stamp: maybe a socket. The packet passes to the kernel.
     Maybe,
-    /// No recent stamp, and the loader's promise holds: no socket.
+    /// No stamp, and the loader's promise holds: no socket.
     None,
-    /// The table cannot be trusted now: ask the kernel (`bpf_skc_lookup_tcp`).
+    /// No stamp, but the table cannot be trusted now: ask the kernel (`bpf_skc_lookup_tcp`).
     Unknown,
 }
 
-/// The table's answer for a slot stamped `stamp` at `now_ns`.
+/// The table's answer for a slot holding `stamp`. Any stamp counts, however old: the pass
+/// empties expired slots ([`conn_expired`]), and a stale "maybe" only passes a packet to the
+/// kernel. So the clock (`now_ns`, called at most once) is read only for an empty slot, where
+/// the loader's promise is checked: the packets of live connections need no clock.
 #[inline(always)]
-pub const fn conn_lookup(stamp: u32, state: &ConnsState, now_ns: u64) -> ConnLookup {
-    if conn_maybe_live(stamp, now_ns) {
+pub fn conn_lookup(stamp: u32, state: &ConnsState, now_ns: impl FnOnce() -> u64) -> ConnLookup {
+    if stamp != 0 {
         ConnLookup::Maybe
-    } else if now_ns < state.valid_until_ns {
+    } else if now_ns() < state.valid_until_ns {
         ConnLookup::None
     } else {
         ConnLookup::Unknown
@@ -100,20 +105,20 @@ mod tests {
     const SEC: u64 = 1_000_000_000;
 
     #[test]
-    fn a_stamp_lives_its_ttl_and_no_longer() {
+    fn a_stamp_expires_after_its_ttl_and_no_sooner() {
         let t0 = 1_000 * SEC;
         let s = conn_stamp(t0);
-        assert!(conn_maybe_live(s, t0));
-        assert!(conn_maybe_live(s, t0 + CONN_TTL_NS));
-        assert!(!conn_maybe_live(s, t0 + CONN_TTL_NS + 3 * SEC));
-        assert!(!conn_maybe_live(0, t0));
+        assert!(!conn_expired(s, t0));
+        assert!(!conn_expired(s, t0 + CONN_TTL_NS));
+        assert!(conn_expired(s, t0 + CONN_TTL_NS + 3 * SEC));
+        assert!(!conn_expired(0, t0 + 100 * CONN_TTL_NS));
         assert_ne!(conn_stamp(0), 0);
     }
 
-    /// The loader's promise: a socket stamped at or after a pass's start reads as live for as
-    /// long as the table is trusted, whatever the truncation.
+    /// The loader's promise: a socket alive when a pass started was stamped at or after that
+    /// start, and no pass empties its slot while the promise holds, whatever the truncation.
     #[test]
-    fn every_socket_stamped_after_the_start_is_live_while_trusted() {
+    fn no_stamp_written_after_the_start_expires_while_trusted() {
         for start in [
             0,
             1,
@@ -123,19 +128,12 @@ mod tests {
             1 << 30,
             12_345 * SEC + 999,
         ] {
-            let state = ConnsState {
-                valid_until_ns: conns_valid_until(start),
-                last_pass_sockets: 0,
-            };
+            let until = conns_valid_until(start);
             for stamped_after in [0, 1, SEC / 2, 3 * SEC, CONN_TTL_NS - 1] {
                 let s = conn_stamp(start + stamped_after);
                 let mut now = start + stamped_after;
-                while now < state.valid_until_ns {
-                    assert_eq!(
-                        conn_lookup(s, &state, now),
-                        ConnLookup::Maybe,
-                        "{start} {now}"
-                    );
+                while now < until {
+                    assert!(!conn_expired(s, now), "{start} {now}");
                     now += SEC / 3;
                 }
             }
@@ -143,19 +141,23 @@ mod tests {
     }
 
     #[test]
-    fn trust_ends_with_the_promise() {
+    fn an_empty_slot_is_no_socket_only_while_trusted() {
         let state = ConnsState {
             valid_until_ns: 100 * SEC,
             last_pass_sockets: 0,
         };
-        assert_eq!(conn_lookup(0, &state, 99 * SEC), ConnLookup::None);
-        assert_eq!(conn_lookup(0, &state, 100 * SEC), ConnLookup::Unknown);
+        assert_eq!(conn_lookup(0, &state, || 99 * SEC), ConnLookup::None);
+        assert_eq!(conn_lookup(0, &state, || 100 * SEC), ConnLookup::Unknown);
         assert_eq!(
-            conn_lookup(0, &ConnsState::default(), 5),
+            conn_lookup(0, &ConnsState::default(), || 5),
             ConnLookup::Unknown
         );
+        // Any stamp is a "maybe", without reading the clock.
         let old = conn_stamp(10 * SEC);
-        assert_eq!(conn_lookup(old, &state, 99 * SEC), ConnLookup::None);
+        assert_eq!(
+            conn_lookup(old, &state, || unreachable!()),
+            ConnLookup::Maybe
+        );
     }
 
     #[test]

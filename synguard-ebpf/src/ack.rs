@@ -47,7 +47,7 @@ pub fn check(ctx: &XdpContext, pkt: &Packet, cfg: &Config) -> Reason {
     // socket lookup (~45 ns when a socket is found, ~75 ns when not, docs/measuring.md). A
     // "maybe" passes as the kernel would see it; only while the table cannot be trusted does
     // the lookup decide.
-    let found = match crate::conns::lookup(pkt, crate::clock::now_ns()) {
+    let found = match crate::conns::lookup(pkt) {
         ConnLookup::Maybe => Found::Socket,
         ConnLookup::None => {
             count::event(Event::AckLookupSkipped);

@@ -24,16 +24,16 @@ const AF_INET6: u32 = 10;
 /// The third word of an IPv4-mapped IPv6 address (::ffff:a.b.c.d) as the socket holds it.
 const V4_MAPPED: u32 = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
 
-/// What the table says about this packet's 4-tuple at `now_ns`.
+/// What the table says about this packet's 4-tuple (the clock is read only for an empty slot).
 #[inline(always)]
-pub fn lookup(pkt: &Packet, now_ns: u64) -> ConnLookup {
+pub fn lookup(pkt: &Packet) -> ConnLookup {
     let (Some(state), Some(stamp)) = (
         SG_CONNS_STATE.get(0),
         SG_CONNS.get(conn_slot(pkt.flow_hash())),
     ) else {
         return ConnLookup::Unknown;
     };
-    conn_lookup(*stamp, state, now_ns)
+    conn_lookup(*stamp, state, crate::clock::now_ns)
 }
 
 /// sock_ops: stamps the 4-tuple of a connection to a protected port when it is established

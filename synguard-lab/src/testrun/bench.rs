@@ -17,6 +17,7 @@ use aya::{
 };
 use etherparse::TcpOptionElement;
 use synguard_common::{
+    conns::conns_valid_until,
     lab::{TEMPLATE_MAX, Template},
     maps::COOKIES_OWN,
     names::lab::{LAB_TARGET, LAB_TEMPLATE},
@@ -29,6 +30,24 @@ use super::{
     fixture::{Fixture, XDP_DROP, XDP_PASS, XDP_TX, default_config},
     frames::{self, Segment, Tags},
 };
+
+/// A path that does not rewrite the frame: name, frame, the verdict it must take, and
+/// whether the connection table is trusted (as the loader keeps it) or not (the socket
+/// lookup decides, as before the loader's first pass).
+type Direct<'a> = (&'static str, &'a [u8], Reason, bool);
+
+/// The connection table as the loader keeps it (`on`: promised for the next minute, the
+/// established connection stamped), or untrusted and empty.
+fn connection_table(fx: &mut Fixture, est: &[u8], on: bool) -> Result<()> {
+    let now = synguard::host::clock::monotonic_ns();
+    if on {
+        fx.set_conns_state(conns_valid_until(now))?;
+        fx.stamp_conn(est, now)
+    } else {
+        fx.set_conns_state(0)?;
+        fx.clear_conn(est)
+    }
+}
 
 /// One measured path.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -182,24 +201,48 @@ impl Bench {
             &Segment::syn(40000, 8080, 7, frames::linux_syn_options(1460, 1, 7)),
         );
         let est = self.est_frame.clone();
-        let direct: [(&'static str, &[u8], Reason); 4] = [
-            ("valid cookie ACK", &good_ack, Reason::PassCookieAck),
-            ("bogus ACK (dropped)", &bogus_ack, Reason::DropAckBadCookie),
-            ("established data", &est, Reason::PassEstablished),
+        let direct: [Direct; 6] = [
+            ("valid cookie ACK", &good_ack, Reason::PassCookieAck, true),
+            (
+                "bogus ACK (dropped)",
+                &bogus_ack,
+                Reason::DropAckBadCookie,
+                true,
+            ),
+            ("established data", &est, Reason::PassEstablished, true),
+            (
+                "bogus ACK, socket lookup (table not trusted)",
+                &bogus_ack,
+                Reason::DropAckBadCookie,
+                false,
+            ),
+            (
+                "established data, socket lookup (table not trusted)",
+                &est,
+                Reason::PassEstablished,
+                false,
+            ),
             (
                 "unprotected port",
                 &unprotected,
                 Reason::PassUnprotectedPort,
+                true,
             ),
         ];
-        let own_direct: [(&'static str, &[u8], Reason); 3] = [
-            ("own: valid cookie ACK", &own_good, Reason::PassCookieAck),
+        let own_direct: [Direct; 3] = [
+            (
+                "own: valid cookie ACK",
+                &own_good,
+                Reason::PassCookieAck,
+                true,
+            ),
             (
                 "own: bogus ACK (dropped)",
                 &own_bogus,
                 Reason::DropAckBadCookie,
+                true,
             ),
-            ("own: established data", &est, Reason::PassEstablished),
+            ("own: established data", &est, Reason::PassEstablished, true),
         ];
         let mut results = self.direct_paths(&direct, rounds, repeat, filter, false)?;
         results.extend(self.direct_paths(&own_direct, rounds, repeat, filter, true)?);
@@ -225,20 +268,25 @@ impl Bench {
     /// figure counts only if the path's verdict counter grew by exactly `repeat`.
     fn direct_paths(
         &mut self,
-        paths: &[(&'static str, &[u8], Reason)],
+        paths: &[Direct],
         rounds: usize,
         repeat: u32,
         filter: &str,
         own: bool,
     ) -> Result<Vec<PathResult>> {
         let mut results = Vec::new();
-        let fx = if own { &self.own } else { &self.fixture };
-        for &(name, frame, reason) in paths {
+        let fx = if own {
+            &mut self.own
+        } else {
+            &mut self.fixture
+        };
+        for &(name, frame, reason, table) in paths {
             if !name.contains(filter) {
                 continue;
             }
             let mut v = Vec::new();
             for _ in 0..rounds {
+                connection_table(fx, &self.est_frame, table)?;
                 let before = fx.verdict(reason)?;
                 let (ns, act) = Self::time(fx.program()?, frame, repeat)?;
                 let after = fx.verdict(reason)?;

@@ -161,6 +161,14 @@ impl Fixture {
         Ok(())
     }
 
+    /// Empties the connection table's slot of `frame`'s 4-tuple.
+    pub fn clear_conn(&mut self, frame: &[u8]) -> Result<()> {
+        let slot = conn_slot(super::frames::flow_hash_of(frame)?);
+        let mut m: Array<&mut MapData, u32> = Array::try_from(self.map(names::CONNS)?)?;
+        m.set(slot, 0, 0)?;
+        Ok(())
+    }
+
     pub fn set_policy(&mut self, p: Policy) -> Result<()> {
         let mut m: Array<&mut MapData, Policy> = Array::try_from(self.map(policy::names::POLICY)?)?;
         m.set(0, p, 0)?;
