@@ -13,6 +13,7 @@ pub mod btf;
 pub mod checksum;
 pub mod conns;
 pub mod cookie;
+pub mod divide;
 pub mod host;
 pub mod lab;
 pub mod maps;

@@ -119,10 +119,13 @@ fn track_rate(ctx: &XdpContext, cfg: &Config, port: u16, now: u64) -> bool {
         // SAFETY: map value pointer.
         return unsafe { (*mode).cookies_wanted != 0 };
     };
-    let start = now - now % SYN_WINDOW_NS;
     // SAFETY: per-CPU slot of this CPU; mode is a shared array value (plain stores, benign races).
     unsafe {
-        if (*w).start_ns != start {
+        // Still in this CPU's window: no division (a `div` per SYN; the window's start is
+        // computed only when it rolls over). Not `wrapping_sub`: a reading a tick behind the
+        // stamp (another CPU's) must not look like a new window.
+        if now >= (*w).start_ns + SYN_WINDOW_NS {
+            let start = now - now % SYN_WINDOW_NS;
             roll_window(&mut *w, start);
             let rate = summed_rate(cfg, start - SYN_WINDOW_NS);
             update_mode(ctx, cfg, &mut *mode, rate, port, now);
