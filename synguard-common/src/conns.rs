@@ -41,11 +41,23 @@ pub const fn conn_slot(hash: u64) -> u32 {
     (hash >> 40) as u32 & (CONN_SLOTS - 1)
 }
 
-/// The stamp to write at `now_ns` (never 0, which marks an empty slot).
+/// A stamp: the time unit in the upper 31 bits, the kind in bit 0.
+const KIND_REQUEST: u32 = 1;
+
+/// The stamp of an established (or closing, or TIME_WAIT) socket at `now_ns`: never 0, which
+/// marks an empty slot.
 #[inline(always)]
 pub const fn conn_stamp(now_ns: u64) -> u32 {
-    let s = (now_ns >> CONN_TIME_SHIFT) as u32;
-    if s == 0 { 1 } else { s }
+    let units = (now_ns >> CONN_TIME_SHIFT) as u32 & (u32::MAX >> 1);
+    (if units == 0 { 1 } else { units }) << 1
+}
+
+/// The stamp of a request socket (a handshake the kernel answered itself) at `now_ns`. Its
+/// ACKs go through the socket lookup, which tells the final ACK (the kernel's ISN + 1) from an
+/// ACK flood's guess at it (`ack::check`, `DropAckBadRequest`).
+#[inline(always)]
+pub const fn conn_request_stamp(now_ns: u64) -> u32 {
+    conn_stamp(now_ns) | KIND_REQUEST
 }
 
 /// Whether the loader's pass may empty a slot stamped `stamp` at `now_ns`: no socket has
@@ -54,8 +66,9 @@ pub const fn conn_stamp(now_ns: u64) -> u32 {
 /// read (compare-and-swap), so a stamp the sock_ops program writes meanwhile survives.
 #[inline(always)]
 pub const fn conn_expired(stamp: u32, now_ns: u64) -> bool {
+    let (then, now) = (stamp >> 1, conn_stamp(now_ns) >> 1);
     stamp != 0
-        && conn_stamp(now_ns).wrapping_sub(stamp) > (CONN_TTL_NS >> CONN_TIME_SHIFT) as u32 + 1
+        && now.wrapping_sub(then) & (u32::MAX >> 1) > (CONN_TTL_NS >> CONN_TIME_SHIFT) as u32 + 1
 }
 
 /// What the table says about a 4-tuple.
@@ -63,6 +76,8 @@ pub const fn conn_expired(stamp: u32, now_ns: u64) -> bool {
 pub enum ConnLookup {
     /// A stamp: maybe a socket. The packet passes to the kernel.
     Maybe,
+    /// A request socket's stamp: the socket lookup decides (see [`conn_request_stamp`]).
+    Request,
     /// No stamp, and the loader's promise holds: no socket.
     None,
     /// No stamp, but the table cannot be trusted now: ask the kernel (`bpf_skc_lookup_tcp`).
@@ -75,7 +90,9 @@ pub enum ConnLookup {
 /// the loader's promise is checked: the packets of live connections need no clock.
 #[inline(always)]
 pub fn conn_lookup(stamp: u32, state: &ConnsState, now_ns: impl FnOnce() -> u64) -> ConnLookup {
-    if stamp != 0 {
+    if stamp & KIND_REQUEST != 0 {
+        ConnLookup::Request
+    } else if stamp != 0 {
         ConnLookup::Maybe
     } else if now_ns() < state.valid_until_ns {
         ConnLookup::None
@@ -113,6 +130,9 @@ mod tests {
         assert!(conn_expired(s, t0 + CONN_TTL_NS + 3 * SEC));
         assert!(!conn_expired(0, t0 + 100 * CONN_TTL_NS));
         assert_ne!(conn_stamp(0), 0);
+        let r = conn_request_stamp(t0);
+        assert!(!conn_expired(r, t0 + CONN_TTL_NS));
+        assert!(conn_expired(r, t0 + CONN_TTL_NS + 3 * SEC));
     }
 
     /// The loader's promise: a socket alive when a pass started was stamped at or after that
@@ -130,7 +150,7 @@ mod tests {
         ] {
             let until = conns_valid_until(start);
             for stamped_after in [0, 1, SEC / 2, 3 * SEC, CONN_TTL_NS - 1] {
-                let s = conn_stamp(start + stamped_after);
+                let s = conn_request_stamp(start + stamped_after);
                 let mut now = start + stamped_after;
                 while now < until {
                     assert!(!conn_expired(s, now), "{start} {now}");
@@ -157,6 +177,10 @@ mod tests {
         assert_eq!(
             conn_lookup(old, &state, || unreachable!()),
             ConnLookup::Maybe
+        );
+        assert_eq!(
+            conn_lookup(conn_request_stamp(10 * SEC), &state, || unreachable!()),
+            ConnLookup::Request
         );
     }
 

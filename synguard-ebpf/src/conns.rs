@@ -9,7 +9,7 @@ use aya_ebpf::{
     programs::SockOpsContext,
 };
 use synguard_common::{
-    conns::{ConnLookup, conn_lookup, conn_slot, conn_stamp},
+    conns::{ConnLookup, conn_lookup, conn_request_stamp, conn_slot, conn_stamp},
     maps::{flow_hash, flow_hash_v4},
 };
 
@@ -73,8 +73,18 @@ pub fn on_sock_ops(ctx: &SockOpsContext) {
         }
         _ => return,
     };
+    let now = crate::clock::now_ns();
+    // A request socket's ACKs keep the socket lookup (it checks the kernel's ISN); an
+    // established socket's pass without it. (TIMEOUT_INIT also comes for a connection this
+    // host opens from a protected port: a full socket, stamped as a request until it is
+    // established, which only costs its ACKs the lookup meanwhile.)
+    let stamp = if op == BPF_SOCK_OPS_TIMEOUT_INIT {
+        conn_request_stamp(now)
+    } else {
+        conn_stamp(now)
+    };
     if let Some(slot) = SG_CONNS.get_ptr_mut(conn_slot(hash)) {
-        // SAFETY: array value pointer; a racing writer stores the same kind of stamp.
-        unsafe { *slot = conn_stamp(crate::clock::now_ns()) };
+        // SAFETY: array value pointer; a racing writer stores a stamp too.
+        unsafe { *slot = stamp };
     }
 }

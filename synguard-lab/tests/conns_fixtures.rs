@@ -139,6 +139,20 @@ fn an_old_stamp_still_passes_until_the_pass_empties_it() {
     assert_eq!(f.event(Event::AckLookupSkipped).unwrap(), 1);
 }
 
+/// A request socket's stamp keeps the socket lookup, which alone can tell the final ACK of the
+/// kernel's own handshake from an ACK flood's guess at it.
+#[test]
+fn a_request_sockets_stamp_sends_its_acks_to_the_lookup() {
+    let mut f = fixture(default_config());
+    f.set_conns_state(monotonic_ns() + HOUR).unwrap();
+    let ack = stray_ack(false, Tags::None, ACK);
+    f.stamp_request(&ack, monotonic_ns()).unwrap();
+    // No socket behind it here: the lookup finds nothing, the cookie check fails.
+    assert_eq!(f.run(&ack).unwrap().action, XDP_DROP);
+    assert_eq!(f.verdict(Reason::DropAckBadCookie).unwrap(), 1);
+    assert_eq!(f.event(Event::AckLookupSkipped).unwrap(), 0);
+}
+
 /// A FIN of a connection the table vouches for is remembered like one the lookup found: a new
 /// SYN on its 4-tuple then reaches the kernel (TIME_WAIT recycling).
 #[test]

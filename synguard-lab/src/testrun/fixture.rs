@@ -14,7 +14,7 @@ use aya::{
     programs::{ProgramError, SchedClassifier, TestRun as _, TestRunOptions, Xdp},
 };
 use synguard_common::{
-    conns::{ConnsState, conn_slot, conn_stamp},
+    conns::{ConnsState, conn_request_stamp, conn_slot, conn_stamp},
     maps::{
         Config, Counter, MAX_CPUS, MODE_ALWAYS, PORT_PROTECTED, PortConfig, ReadyState,
         cookies_own, names,
@@ -155,17 +155,23 @@ impl Fixture {
     /// Stamps the connection table for the 4-tuple of `frame` (client to server, as the client
     /// sends it) at `now_ns`, as the sock_ops program or the loader's pass would.
     pub fn stamp_conn(&mut self, frame: &[u8], now_ns: u64) -> Result<()> {
-        let slot = conn_slot(super::frames::flow_hash_of(frame)?);
-        let mut m: Array<&mut MapData, u32> = Array::try_from(self.map(names::CONNS)?)?;
-        m.set(slot, conn_stamp(now_ns), 0)?;
-        Ok(())
+        self.set_conn_slot(frame, conn_stamp(now_ns))
+    }
+
+    /// As [`Fixture::stamp_conn`], as a request socket's stamp.
+    pub fn stamp_request(&mut self, frame: &[u8], now_ns: u64) -> Result<()> {
+        self.set_conn_slot(frame, conn_request_stamp(now_ns))
     }
 
     /// Empties the connection table's slot of `frame`'s 4-tuple.
     pub fn clear_conn(&mut self, frame: &[u8]) -> Result<()> {
+        self.set_conn_slot(frame, 0)
+    }
+
+    fn set_conn_slot(&mut self, frame: &[u8], stamp: u32) -> Result<()> {
         let slot = conn_slot(super::frames::flow_hash_of(frame)?);
         let mut m: Array<&mut MapData, u32> = Array::try_from(self.map(names::CONNS)?)?;
-        m.set(slot, 0, 0)?;
+        m.set(slot, stamp, 0)?;
         Ok(())
     }
 
