@@ -3,17 +3,17 @@
 //! kernel's socket lookup, and pass the packets of live connections without it too
 //! (docs/connection-table.md).
 //!
-//! A direct-mapped array of time stamps, indexed by [`conn_slot`] of the 4-tuple's
+//! A direct-mapped array of stamps, indexed by [`conn_slot`] of the 4-tuple's
 //! [`crate::maps::flow_hash`]. Two writers stamp it: the `synguard_conns` sock_ops program when
 //! a connection is established or the kernel creates a request socket, and the loader, which
 //! stamps every socket it finds in `/proc/net/tcp{,6}` each [`CONN_REFRESH_NS`] and empties the
-//! slots no socket stamped for [`CONN_TTL_NS`] ([`conn_expired`]). A slot shared
-//! by two connections only makes the table say "maybe" for both, which sends the ACK to the
-//! kernel's lookup, as without the table. The table may say "none" only while
+//! slots no socket stamped for [`CONN_TTL_NS`] ([`conn_expired`]). A stamp carries 16 bits of
+//! the hash: a packet of another 4-tuple in the same slot gets the socket lookup, as without
+//! the table. The table may say "none" only for an empty slot, and only while
 //! [`ConnsState::valid_until_ns`] lies ahead: the loader sets it to the start of its last
 //! complete pass plus [`CONN_TTL_NS`], when every socket alive at that start carries a stamp at
 //! least that recent. If the loader stops (or is late), the table stops being trusted and every
-//! ACK goes through the socket lookup again.
+//! ACK it does not vouch for goes through the socket lookup again.
 
 /// Slots of the table (a power of two): 4 MiB of stamps.
 pub const CONN_SLOTS: u32 = 1 << 20;
@@ -41,63 +41,85 @@ pub const fn conn_slot(hash: u64) -> u32 {
     (hash >> 40) as u32 & (CONN_SLOTS - 1)
 }
 
-/// A stamp: the time unit in the upper 31 bits, the kind in bit 0.
+// A stamp: the 4-tuple's tag in bits 31..16 (hash bits 16..31, apart from the slot's), the time
+// in bits 15..1 (units of 2^CONN_TIME_SHIFT ns, wrapping every ~9.7 hours, never 0), the kind
+// in bit 0 (1: a request socket). 0: an empty slot.
 const KIND_REQUEST: u32 = 1;
+const TIME_BITS: u32 = 15;
+const TIME_MASK: u32 = (1 << TIME_BITS) - 1;
 
-/// The stamp of an established (or closing, or TIME_WAIT) socket at `now_ns`: never 0, which
-/// marks an empty slot.
 #[inline(always)]
-pub const fn conn_stamp(now_ns: u64) -> u32 {
-    let units = (now_ns >> CONN_TIME_SHIFT) as u32 & (u32::MAX >> 1);
-    (if units == 0 { 1 } else { units }) << 1
+const fn tag(hash: u64) -> u32 {
+    (hash as u32) & 0xffff_0000
 }
 
-/// The stamp of a request socket (a handshake the kernel answered itself) at `now_ns`. Its
-/// ACKs go through the socket lookup, which tells the final ACK (the kernel's ISN + 1) from an
-/// ACK flood's guess at it (`ack::check`, `DropAckBadRequest`).
 #[inline(always)]
-pub const fn conn_request_stamp(now_ns: u64) -> u32 {
-    conn_stamp(now_ns) | KIND_REQUEST
+const fn units(now_ns: u64) -> u32 {
+    let u = (now_ns >> CONN_TIME_SHIFT) as u32 & TIME_MASK;
+    if u == 0 { 1 } else { u }
+}
+
+/// The stamp of an established (or closing, or TIME_WAIT) socket of the 4-tuple hashed `hash`
+/// at `now_ns` (never 0).
+#[inline(always)]
+pub const fn conn_stamp(hash: u64, now_ns: u64) -> u32 {
+    tag(hash) | units(now_ns) << 1
+}
+
+/// The stamp of a request socket (a handshake the kernel answered itself). Its ACKs go through
+/// the socket lookup, which tells the final ACK (the kernel's ISN + 1) from an ACK flood's
+/// guess at it (`ack::check`, `DropAckBadRequest`).
+#[inline(always)]
+pub const fn conn_request_stamp(hash: u64, now_ns: u64) -> u32 {
+    conn_stamp(hash, now_ns) | KIND_REQUEST
 }
 
 /// Whether the loader's pass may empty a slot stamped `stamp` at `now_ns`: no socket has
 /// stamped it for [`CONN_TTL_NS`], while every live socket is stamped again each pass. One unit
-/// of slack: stamps are truncated. The pass empties a slot only if it still holds the stamp it
-/// read (compare-and-swap), so a stamp the sock_ops program writes meanwhile survives.
+/// of slack: the time is truncated (and 0 is written as 1). The pass empties a slot only if it
+/// still holds the stamp it read (compare-and-swap), so a stamp the sock_ops program writes
+/// meanwhile survives.
 #[inline(always)]
 pub const fn conn_expired(stamp: u32, now_ns: u64) -> bool {
-    let (then, now) = (stamp >> 1, conn_stamp(now_ns) >> 1);
-    stamp != 0
-        && now.wrapping_sub(then) & (u32::MAX >> 1) > (CONN_TTL_NS >> CONN_TIME_SHIFT) as u32 + 1
+    let age = units(now_ns).wrapping_sub(stamp >> 1 & TIME_MASK) & TIME_MASK;
+    stamp != 0 && age > (CONN_TTL_NS >> CONN_TIME_SHIFT) as u32 + 1
 }
 
 /// What the table says about a 4-tuple.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConnLookup {
-    /// A stamp: maybe a socket. The packet passes to the kernel.
+    /// This 4-tuple's stamp: maybe a socket. The packet passes to the kernel.
     Maybe,
-    /// A request socket's stamp: the socket lookup decides (see [`conn_request_stamp`]).
-    Request,
+    /// This 4-tuple's request socket stamp, or another 4-tuple's stamp in its slot: the socket
+    /// lookup decides.
+    Ask,
     /// No stamp, and the loader's promise holds: no socket.
     None,
-    /// No stamp, but the table cannot be trusted now: ask the kernel (`bpf_skc_lookup_tcp`).
+    /// No stamp, but the table cannot be trusted now: the socket lookup decides.
     Unknown,
 }
 
-/// The table's answer for a slot holding `stamp`. Any stamp counts, however old: the pass
-/// empties expired slots ([`conn_expired`]), and a stale "maybe" only passes a packet to the
-/// kernel. So the clock (`now_ns`, called at most once) is read only for an empty slot, where
-/// the loader's promise is checked: the packets of live connections need no clock.
+/// The table's answer for a 4-tuple hashed `hash` whose slot holds `stamp`. Its own stamp
+/// counts however old: the pass empties expired slots, and a stale "maybe" only passes a
+/// packet to the kernel. So the clock (`now_ns`, called at most once) is read only for an
+/// empty slot, where the loader's promise is checked: live connections' packets need no clock.
 #[inline(always)]
-pub fn conn_lookup(stamp: u32, state: &ConnsState, now_ns: impl FnOnce() -> u64) -> ConnLookup {
-    if stamp & KIND_REQUEST != 0 {
-        ConnLookup::Request
-    } else if stamp != 0 {
-        ConnLookup::Maybe
-    } else if now_ns() < state.valid_until_ns {
-        ConnLookup::None
+pub fn conn_lookup(
+    stamp: u32,
+    hash: u64,
+    state: &ConnsState,
+    now_ns: impl FnOnce() -> u64,
+) -> ConnLookup {
+    if stamp == 0 {
+        if now_ns() < state.valid_until_ns {
+            ConnLookup::None
+        } else {
+            ConnLookup::Unknown
+        }
+    } else if stamp & 0xffff_0000 != tag(hash) || stamp & KIND_REQUEST != 0 {
+        ConnLookup::Ask
     } else {
-        ConnLookup::Unknown
+        ConnLookup::Maybe
     }
 }
 
@@ -120,19 +142,25 @@ mod tests {
     use super::*;
 
     const SEC: u64 = 1_000_000_000;
+    const H: u64 = 0x0123_4567_89ab_cdef;
 
     #[test]
     fn a_stamp_expires_after_its_ttl_and_no_sooner() {
-        let t0 = 1_000 * SEC;
-        let s = conn_stamp(t0);
-        assert!(!conn_expired(s, t0));
-        assert!(!conn_expired(s, t0 + CONN_TTL_NS));
-        assert!(conn_expired(s, t0 + CONN_TTL_NS + 3 * SEC));
-        assert!(!conn_expired(0, t0 + 100 * CONN_TTL_NS));
-        assert_ne!(conn_stamp(0), 0);
-        let r = conn_request_stamp(t0);
-        assert!(!conn_expired(r, t0 + CONN_TTL_NS));
-        assert!(conn_expired(r, t0 + CONN_TTL_NS + 3 * SEC));
+        for t0 in [
+            1_000 * SEC,
+            0,
+            (TIME_MASK as u64) << CONN_TIME_SHIFT,
+            10 * 3_600 * SEC,
+        ] {
+            for s in [conn_stamp(H, t0), conn_request_stamp(H, t0)] {
+                assert_ne!(s, 0);
+                assert!(!conn_expired(s, t0));
+                assert!(!conn_expired(s, t0 + CONN_TTL_NS));
+                assert!(conn_expired(s, t0 + CONN_TTL_NS + 3 * SEC), "{t0}");
+            }
+        }
+        assert!(!conn_expired(0, 100 * CONN_TTL_NS));
+        assert_ne!(conn_stamp(0, 0), 0);
     }
 
     /// The loader's promise: a socket alive when a pass started was stamped at or after that
@@ -150,7 +178,7 @@ mod tests {
         ] {
             let until = conns_valid_until(start);
             for stamped_after in [0, 1, SEC / 2, 3 * SEC, CONN_TTL_NS - 1] {
-                let s = conn_request_stamp(start + stamped_after);
+                let s = conn_request_stamp(H, start + stamped_after);
                 let mut now = start + stamped_after;
                 while now < until {
                     assert!(!conn_expired(s, now), "{start} {now}");
@@ -166,28 +194,33 @@ mod tests {
             valid_until_ns: 100 * SEC,
             last_pass_sockets: 0,
         };
-        assert_eq!(conn_lookup(0, &state, || 99 * SEC), ConnLookup::None);
-        assert_eq!(conn_lookup(0, &state, || 100 * SEC), ConnLookup::Unknown);
+        assert_eq!(conn_lookup(0, H, &state, || 99 * SEC), ConnLookup::None);
+        assert_eq!(conn_lookup(0, H, &state, || 100 * SEC), ConnLookup::Unknown);
         assert_eq!(
-            conn_lookup(0, &ConnsState::default(), || 5),
+            conn_lookup(0, H, &ConnsState::default(), || 5),
             ConnLookup::Unknown
         );
-        // Any stamp is a "maybe", without reading the clock.
-        let old = conn_stamp(10 * SEC);
-        assert_eq!(
-            conn_lookup(old, &state, || unreachable!()),
-            ConnLookup::Maybe
-        );
-        assert_eq!(
-            conn_lookup(conn_request_stamp(10 * SEC), &state, || unreachable!()),
-            ConnLookup::Request
-        );
+    }
+
+    /// Any stamp is answered without the clock: this 4-tuple's (however old) is a "maybe";
+    /// a request socket's or another 4-tuple's sends the packet to the socket lookup.
+    #[test]
+    fn a_stamp_is_a_maybe_only_for_its_own_established_socket() {
+        let state = ConnsState::default();
+        let clock = || -> u64 { unreachable!("no clock for a stamped slot") };
+        let old = conn_stamp(H, 10 * SEC);
+        assert_eq!(conn_lookup(old, H, &state, clock), ConnLookup::Maybe);
+        let req = conn_request_stamp(H, 10 * SEC);
+        assert_eq!(conn_lookup(req, H, &state, clock), ConnLookup::Ask);
+        // Same slot, another tag.
+        let other = H ^ 0x0001_0000;
+        assert_eq!(conn_slot(other), conn_slot(H));
+        assert_eq!(conn_lookup(old, other, &state, clock), ConnLookup::Ask);
     }
 
     #[test]
     fn slots_stay_in_range_and_differ_from_the_closing_tables() {
-        let h = 0xfedc_ba98_7654_3210u64;
-        assert!(conn_slot(h) < CONN_SLOTS);
-        assert_ne!(conn_slot(h), (h as u32) & (crate::maps::CLOSING_SLOTS - 1));
+        assert!(conn_slot(H) < CONN_SLOTS);
+        assert_ne!(conn_slot(H), (H as u32) & (crate::maps::CLOSING_SLOTS - 1));
     }
 }

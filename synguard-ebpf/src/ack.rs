@@ -53,7 +53,7 @@ pub fn check(ctx: &XdpContext, pkt: &Packet, cfg: &Config) -> Reason {
             count::event(Event::AckLookupSkipped);
             Found::Nothing
         }
-        ConnLookup::Request | ConnLookup::Unknown => find_socket(ctx, pkt, cfg.reqsk_isn_off),
+        ConnLookup::Ask | ConnLookup::Unknown => find_socket(ctx, pkt, cfg.reqsk_isn_off),
     };
     match found {
         Found::Socket => {

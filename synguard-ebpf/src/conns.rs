@@ -27,13 +27,16 @@ const V4_MAPPED: u32 = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
 /// What the table says about this packet's 4-tuple (the clock is read only for an empty slot).
 #[inline(always)]
 pub fn lookup(pkt: &Packet) -> ConnLookup {
-    let (Some(state), Some(stamp)) = (
-        SG_CONNS_STATE.get(0),
-        SG_CONNS.get(conn_slot(pkt.flow_hash())),
-    ) else {
+    lookup_hash(pkt.flow_hash())
+}
+
+/// What the table says about the 4-tuple hashed `hash` (`synguard_common::maps::flow_hash`).
+#[inline(always)]
+pub fn lookup_hash(hash: u64) -> ConnLookup {
+    let (Some(state), Some(stamp)) = (SG_CONNS_STATE.get(0), SG_CONNS.get(conn_slot(hash))) else {
         return ConnLookup::Unknown;
     };
-    conn_lookup(*stamp, state, crate::clock::now_ns)
+    conn_lookup(*stamp, hash, state, crate::clock::now_ns)
 }
 
 /// sock_ops: stamps the 4-tuple of a connection to a protected port when it is established
@@ -79,9 +82,9 @@ pub fn on_sock_ops(ctx: &SockOpsContext) {
     // host opens from a protected port: a full socket, stamped as a request until it is
     // established, which only costs its ACKs the lookup meanwhile.)
     let stamp = if op == BPF_SOCK_OPS_TIMEOUT_INIT {
-        conn_request_stamp(now)
+        conn_request_stamp(hash, now)
     } else {
-        conn_stamp(now)
+        conn_stamp(hash, now)
     };
     if let Some(slot) = SG_CONNS.get_ptr_mut(conn_slot(hash)) {
         // SAFETY: array value pointer; a racing writer stores a stamp too.

@@ -1,15 +1,17 @@
 //! TC ingress for drivers that carry no XDP metadata (`synguard_own_check`): the valid cookie
 //! ACK arrives unmarked, so this program checks the cookie again before handing the handshake
 //! to the kernel (`own_tc::assign`). Every other packet to a protected port pays the parse and,
-//! for a pure ACK, the hash, which is why the loader attaches this program only once the XDP
-//! program has found the driver without metadata (docs/own-cookies.md).
+//! for a pure ACK of a connection the connection table does not vouch for, the hash, which is
+//! why the loader attaches this program only once the XDP program has found the driver without
+//! metadata (docs/own-cookies.md).
 //!
 //! Handles IPv4 and IPv6 with up to four extension headers, untagged or behind the VLAN tag the
 //! kernel leaves in the frame (`own_tc::l3`).
 
 use aya_ebpf::{bindings::TC_ACT_OK, programs::TcContext};
 use synguard_common::{
-    maps::{OWN_NO_TIMESTAMPS, cookies_own},
+    conns::ConnLookup,
+    maps::{OWN_NO_TIMESTAMPS, cookies_own, flow_hash, flow_hash_v4},
     own_cookie::{self, Flow},
     reqsk::{self, META_MAGIC, OwnAckMeta},
     tcp::{ACK, RST, SYN},
@@ -82,6 +84,23 @@ fn v6_ext(ctx: &TcContext, nh: u8, off: u32) -> Option<(u8, u32)> {
     Some((e[0], off + (e[1] as u32 + 1) * 8))
 }
 
+/// `synguard_common::maps::flow_hash` of the client's 4-tuple (`a`: source and destination
+/// address bytes, IPv4 in the first eight).
+#[inline(always)]
+fn flow_hash_of(ipv6: bool, a: &[u8; 32], sport: u16, dport: u16) -> u64 {
+    let w = |i: usize| u32::from_ne_bytes([a[i], a[i + 1], a[i + 2], a[i + 3]]);
+    if ipv6 {
+        flow_hash(
+            &[w(0), w(4), w(8), w(12)],
+            &[w(16), w(20), w(24), w(28)],
+            sport,
+            dport,
+        )
+    } else {
+        flow_hash_v4(w(0), w(4), sport, dport)
+    }
+}
+
 #[inline(always)]
 fn check(ctx: &TcContext) -> Option<OwnAckMeta> {
     let (ipv6, l2, tcp_off, a) = ip(ctx)?;
@@ -92,6 +111,10 @@ fn check(ctx: &TcContext) -> Option<OwnAckMeta> {
     let sport = u16::from_be_bytes([th[0], th[1]]);
     let dport = u16::from_be_bytes([th[2], th[3]]);
     if !decide::port_protected(dport) {
+        return None;
+    }
+    // A connection the table vouches for is no handshake: its packets skip the hash.
+    if crate::conns::lookup_hash(flow_hash_of(ipv6, &a, sport, dport)) == ConnLookup::Maybe {
         return None;
     }
     let cfg = SG_CONFIG.get(0)?;

@@ -153,6 +153,18 @@ fn a_request_sockets_stamp_sends_its_acks_to_the_lookup() {
     assert_eq!(f.event(Event::AckLookupSkipped).unwrap(), 0);
 }
 
+/// Another 4-tuple's stamp in the slot vouches for nothing: the lookup decides.
+#[test]
+fn another_tuples_stamp_in_the_slot_sends_the_ack_to_the_lookup() {
+    let mut f = fixture(default_config());
+    f.set_conns_state(monotonic_ns() + HOUR).unwrap();
+    let ack = stray_ack(true, Tags::None, ACK);
+    f.stamp_other_in_slot(&ack, monotonic_ns()).unwrap();
+    assert_eq!(f.run(&ack).unwrap().action, XDP_DROP);
+    assert_eq!(f.verdict(Reason::DropAckBadCookie).unwrap(), 1);
+    assert_eq!(f.event(Event::AckLookupSkipped).unwrap(), 0);
+}
+
 /// A FIN of a connection the table vouches for is remembered like one the lookup found: a new
 /// SYN on its 4-tuple then reaches the kernel (TIME_WAIT recycling).
 #[test]

@@ -155,23 +155,28 @@ impl Fixture {
     /// Stamps the connection table for the 4-tuple of `frame` (client to server, as the client
     /// sends it) at `now_ns`, as the sock_ops program or the loader's pass would.
     pub fn stamp_conn(&mut self, frame: &[u8], now_ns: u64) -> Result<()> {
-        self.set_conn_slot(frame, conn_stamp(now_ns))
+        self.set_conn_slot(frame, |h| conn_stamp(h, now_ns))
     }
 
     /// As [`Fixture::stamp_conn`], as a request socket's stamp.
     pub fn stamp_request(&mut self, frame: &[u8], now_ns: u64) -> Result<()> {
-        self.set_conn_slot(frame, conn_request_stamp(now_ns))
+        self.set_conn_slot(frame, |h| conn_request_stamp(h, now_ns))
+    }
+
+    /// Stamps the slot of `frame`'s 4-tuple for another 4-tuple that shares it.
+    pub fn stamp_other_in_slot(&mut self, frame: &[u8], now_ns: u64) -> Result<()> {
+        self.set_conn_slot(frame, |h| conn_stamp(h ^ 0x0001_0000, now_ns))
     }
 
     /// Empties the connection table's slot of `frame`'s 4-tuple.
     pub fn clear_conn(&mut self, frame: &[u8]) -> Result<()> {
-        self.set_conn_slot(frame, 0)
+        self.set_conn_slot(frame, |_| 0)
     }
 
-    fn set_conn_slot(&mut self, frame: &[u8], stamp: u32) -> Result<()> {
-        let slot = conn_slot(super::frames::flow_hash_of(frame)?);
+    fn set_conn_slot(&mut self, frame: &[u8], stamp: impl FnOnce(u64) -> u32) -> Result<()> {
+        let hash = super::frames::flow_hash_of(frame)?;
         let mut m: Array<&mut MapData, u32> = Array::try_from(self.map(names::CONNS)?)?;
-        m.set(slot, stamp, 0)?;
+        m.set(conn_slot(hash), stamp(hash), 0)?;
         Ok(())
     }
 
