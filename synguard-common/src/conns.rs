@@ -5,11 +5,12 @@
 //!
 //! A direct-mapped array of stamps, indexed by [`conn_slot`] of the 4-tuple's
 //! [`crate::maps::flow_hash`]. Two writers stamp it: the `synguard_conns` sock_ops program when
-//! a connection is established or the kernel creates a request socket, and the loader, which
-//! stamps every socket it finds in `/proc/net/tcp{,6}` each [`CONN_REFRESH_NS`] and empties the
-//! slots no socket stamped for [`CONN_TTL_NS`] ([`conn_expired`]). A stamp carries 16 bits of
-//! the hash: a packet of another 4-tuple in the same slot gets the socket lookup, as without
-//! the table. The table may say "none" only for an empty slot, and only while
+//! a connection is established or closes or the kernel creates a request socket, and the
+//! loader, which stamps every socket it finds in `/proc/net/tcp{,6}` each [`CONN_REFRESH_NS`]
+//! and empties the slots no socket stamped for [`CONN_TTL_NS`] ([`conn_expired`]). Only an
+//! established socket's stamp lets its packets pass without the socket lookup; the others
+//! ([`conn_ask_stamp`]) ask for it. A stamp carries 16 bits of the hash: a packet of another
+//! 4-tuple in the same slot gets the socket lookup, as without the table. The table may say "none" only for an empty slot, and only while
 //! [`ConnsState::valid_until_ns`] lies ahead: the loader sets it to the start of its last
 //! complete pass plus [`CONN_TTL_NS`], when every socket alive at that start carries a stamp at
 //! least that recent. If the loader stops (or is late), the table stops being trusted and every
@@ -43,8 +44,8 @@ pub const fn conn_slot(hash: u64) -> u32 {
 
 // A stamp: the 4-tuple's tag in bits 31..16 (hash bits 16..31, apart from the slot's), the time
 // in bits 15..1 (units of 2^CONN_TIME_SHIFT ns, wrapping every ~9.7 hours, never 0), the kind
-// in bit 0 (1: a request socket). 0: an empty slot.
-const KIND_REQUEST: u32 = 1;
+// in bit 0 (1: ask the socket lookup, [`conn_ask_stamp`]). 0: an empty slot.
+const KIND_ASK: u32 = 1;
 const TIME_BITS: u32 = 15;
 const TIME_MASK: u32 = (1 << TIME_BITS) - 1;
 
@@ -66,12 +67,13 @@ pub const fn conn_stamp(hash: u64, now_ns: u64) -> u32 {
     tag(hash) | units(now_ns) << 1
 }
 
-/// The stamp of a request socket (a handshake the kernel answered itself). Its ACKs go through
-/// the socket lookup, which tells the final ACK (the kernel's ISN + 1) from an ACK flood's
-/// guess at it (`ack::check`, `DropAckBadRequest`).
+/// A stamp that asks for the socket lookup on the 4-tuple's packets: a request socket's (a
+/// handshake the kernel answered itself: the lookup tells its final ACK, the kernel's ISN + 1,
+/// from an ACK flood's guess at it, `DropAckBadRequest`), a TIME_WAIT socket's, a closed
+/// connection's (a new handshake on its 4-tuple must not pass as the old connection).
 #[inline(always)]
-pub const fn conn_request_stamp(hash: u64, now_ns: u64) -> u32 {
-    conn_stamp(hash, now_ns) | KIND_REQUEST
+pub const fn conn_ask_stamp(hash: u64, now_ns: u64) -> u32 {
+    conn_stamp(hash, now_ns) | KIND_ASK
 }
 
 /// Whether the loader's pass may empty a slot stamped `stamp` at `now_ns`: no socket has
@@ -90,8 +92,8 @@ pub const fn conn_expired(stamp: u32, now_ns: u64) -> bool {
 pub enum ConnLookup {
     /// This 4-tuple's stamp: maybe a socket. The packet passes to the kernel.
     Maybe,
-    /// This 4-tuple's request socket stamp, or another 4-tuple's stamp in its slot: the socket
-    /// lookup decides.
+    /// This 4-tuple's "ask" stamp ([`conn_ask_stamp`]), or another 4-tuple's stamp in its
+    /// slot: the socket lookup decides.
     Ask,
     /// No stamp, and the loader's promise holds: no socket.
     None,
@@ -116,7 +118,7 @@ pub fn conn_lookup(
         } else {
             ConnLookup::Unknown
         }
-    } else if stamp & 0xffff_0000 != tag(hash) || stamp & KIND_REQUEST != 0 {
+    } else if stamp & 0xffff_0000 != tag(hash) || stamp & KIND_ASK != 0 {
         ConnLookup::Ask
     } else {
         ConnLookup::Maybe
@@ -152,7 +154,7 @@ mod tests {
             (TIME_MASK as u64) << CONN_TIME_SHIFT,
             10 * 3_600 * SEC,
         ] {
-            for s in [conn_stamp(H, t0), conn_request_stamp(H, t0)] {
+            for s in [conn_stamp(H, t0), conn_ask_stamp(H, t0)] {
                 assert_ne!(s, 0);
                 assert!(!conn_expired(s, t0));
                 assert!(!conn_expired(s, t0 + CONN_TTL_NS));
@@ -178,7 +180,7 @@ mod tests {
         ] {
             let until = conns_valid_until(start);
             for stamped_after in [0, 1, SEC / 2, 3 * SEC, CONN_TTL_NS - 1] {
-                let s = conn_request_stamp(H, start + stamped_after);
+                let s = conn_ask_stamp(H, start + stamped_after);
                 let mut now = start + stamped_after;
                 while now < until {
                     assert!(!conn_expired(s, now), "{start} {now}");
@@ -210,7 +212,7 @@ mod tests {
         let clock = || -> u64 { unreachable!("no clock for a stamped slot") };
         let old = conn_stamp(H, 10 * SEC);
         assert_eq!(conn_lookup(old, H, &state, clock), ConnLookup::Maybe);
-        let req = conn_request_stamp(H, 10 * SEC);
+        let req = conn_ask_stamp(H, 10 * SEC);
         assert_eq!(conn_lookup(req, H, &state, clock), ConnLookup::Ask);
         // Same slot, another tag.
         let other = H ^ 0x0001_0000;

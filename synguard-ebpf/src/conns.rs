@@ -4,12 +4,13 @@
 use aya_ebpf::{
     bindings::{
         BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB, BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB,
-        BPF_SOCK_OPS_TIMEOUT_INIT,
+        BPF_SOCK_OPS_STATE_CB, BPF_SOCK_OPS_STATE_CB_FLAG, BPF_SOCK_OPS_TIMEOUT_INIT,
+        BPF_TCP_CLOSE,
     },
     programs::SockOpsContext,
 };
 use synguard_common::{
-    conns::{ConnLookup, conn_lookup, conn_request_stamp, conn_slot, conn_stamp},
+    conns::{ConnLookup, conn_ask_stamp, conn_lookup, conn_slot, conn_stamp},
     maps::{flow_hash, flow_hash_v4},
 };
 
@@ -40,18 +41,19 @@ pub fn lookup_hash(hash: u64) -> ConnLookup {
 }
 
 /// sock_ops: stamps the 4-tuple of a connection to a protected port when it is established
-/// (either side), and of every request socket the kernel creates for one: `TIMEOUT_INIT` is
-/// the one callback a request socket gets (`tcp_conn_request` -> `tcp_timeout_init`, which runs
-/// the listener's programs with the request socket's addresses). Nothing else is changed: the
-/// reply stays as other programs left it, and the caller returns 1 (a 0 would make the kernel
-/// ignore every program's reply, `tcp_call_bpf`).
+/// (either side), and asks for the socket lookup on its packets once it closes and when the
+/// kernel creates a request socket for one: `TIMEOUT_INIT` is the one callback a request socket
+/// gets (`tcp_conn_request` -> `tcp_timeout_init`, which runs the listener's programs with the
+/// request socket's addresses). Nothing else is changed: the reply stays as other programs left
+/// it, and the caller returns 1 (a 0 would make the kernel ignore every program's reply,
+/// `tcp_call_bpf`).
 #[inline(always)]
 pub fn on_sock_ops(ctx: &SockOpsContext) {
     let op = ctx.op();
-    if op != BPF_SOCK_OPS_TIMEOUT_INIT
-        && op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB
-        && op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB
-    {
+    let established =
+        op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB || op == BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB;
+    let closed = op == BPF_SOCK_OPS_STATE_CB && ctx.arg(1) == BPF_TCP_CLOSE;
+    if !established && !closed && op != BPF_SOCK_OPS_TIMEOUT_INIT {
         return;
     }
     // `local_port` is in host order; `remote_port` holds the network-order port in its upper
@@ -61,33 +63,47 @@ pub fn on_sock_ops(ctx: &SockOpsContext) {
     if !port_protected(lport) {
         return;
     }
-    let rport = u32::from_be(ctx.remote_port()) as u16;
-    // The packets come as the client sends them: source = remote. A dual-stack listener's IPv4
-    // connection is an IPv6 socket with mapped addresses; its packets are IPv4.
-    let hash = match ctx.family() {
-        AF_INET => flow_hash_v4(ctx.remote_ip4(), ctx.local_ip4(), rport, lport),
-        AF_INET6 => {
-            let (r, l) = (ctx.remote_ip6(), ctx.local_ip6());
-            if r[0] == 0 && r[1] == 0 && r[2] == V4_MAPPED {
-                flow_hash_v4(r[3], l[3], rport, lport)
-            } else {
-                flow_hash(&r, &l, rport, lport)
-            }
-        }
-        _ => return,
+    let Some(hash) = hash(ctx, u32::from_be(ctx.remote_port()) as u16, lport) else {
+        return;
     };
     let now = crate::clock::now_ns();
-    // A request socket's ACKs keep the socket lookup (it checks the kernel's ISN); an
-    // established socket's pass without it. (TIMEOUT_INIT also comes for a connection this
-    // host opens from a protected port: a full socket, stamped as a request until it is
-    // established, which only costs its ACKs the lookup meanwhile.)
-    let stamp = if op == BPF_SOCK_OPS_TIMEOUT_INIT {
-        conn_request_stamp(hash, now)
-    } else {
+    // An established socket's packets pass on the stamp alone. The others keep the socket
+    // lookup: a request socket's ACKs (it checks the kernel's ISN), and a closed connection's
+    // 4-tuple (TIME_WAIT, or a new handshake on it that must not pass as the old connection).
+    // (TIMEOUT_INIT also comes for a connection this host opens from a protected port: a full
+    // socket, asked about until it is established.)
+    let stamp = if established {
+        // Tell us when it closes (`tcp_set_state`). Failing that, its stamp expires.
+        let _ = ctx.set_cb_flags((ctx.cb_flags() | BPF_SOCK_OPS_STATE_CB_FLAG) as i32);
         conn_stamp(hash, now)
+    } else {
+        conn_ask_stamp(hash, now)
     };
     if let Some(slot) = SG_CONNS.get_ptr_mut(conn_slot(hash)) {
         // SAFETY: array value pointer; a racing writer stores a stamp too.
         unsafe { *slot = stamp };
+    }
+}
+
+/// The 4-tuple's hash as the client sends it (source = remote). A dual-stack listener's IPv4
+/// connection is an IPv6 socket with mapped addresses; its packets are IPv4.
+#[inline(always)]
+fn hash(ctx: &SockOpsContext, rport: u16, lport: u16) -> Option<u64> {
+    match ctx.family() {
+        AF_INET => Some(flow_hash_v4(
+            ctx.remote_ip4(),
+            ctx.local_ip4(),
+            rport,
+            lport,
+        )),
+        AF_INET6 => {
+            let (r, l) = (ctx.remote_ip6(), ctx.local_ip6());
+            Some(if r[0] == 0 && r[1] == 0 && r[2] == V4_MAPPED {
+                flow_hash_v4(r[3], l[3], rport, lport)
+            } else {
+                flow_hash(&r, &l, rport, lport)
+            })
+        }
+        _ => None,
     }
 }

@@ -14,7 +14,7 @@ use aya::{
     programs::{ProgramError, SchedClassifier, TestRun as _, TestRunOptions, Xdp},
 };
 use synguard_common::{
-    conns::{ConnsState, conn_request_stamp, conn_slot, conn_stamp},
+    conns::{ConnsState, conn_ask_stamp, conn_slot, conn_stamp},
     maps::{
         Config, Counter, MAX_CPUS, MODE_ALWAYS, PORT_PROTECTED, PortConfig, ReadyState,
         cookies_own, names,
@@ -160,7 +160,7 @@ impl Fixture {
 
     /// As [`Fixture::stamp_conn`], as a request socket's stamp.
     pub fn stamp_request(&mut self, frame: &[u8], now_ns: u64) -> Result<()> {
-        self.set_conn_slot(frame, |h| conn_request_stamp(h, now_ns))
+        self.set_conn_slot(frame, |h| conn_ask_stamp(h, now_ns))
     }
 
     /// Stamps the slot of `frame`'s 4-tuple for another 4-tuple that shares it.
