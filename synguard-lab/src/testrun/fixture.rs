@@ -11,7 +11,7 @@ use aya::{
         Array, MapData, PerCpuArray, RingBuf,
         lpm_trie::{Key, LpmTrie},
     },
-    programs::{ProgramError, SchedClassifier, TestRun as _, TestRunOptions, Xdp},
+    programs::{ProgramError, SchedClassifier, SockOps, TestRun as _, TestRunOptions, Xdp},
 };
 use synguard_common::{
     conns::{ConnsState, conn_ask_stamp, conn_slot, conn_stamp},
@@ -103,6 +103,12 @@ impl Fixture {
                 tc.load().map_err(verifier_error)?;
             }
         }
+        // The connection table's sock_ops program, verified with the rest (never attached here).
+        let conns: &mut SockOps = ebpf
+            .program_mut("synguard_conns")
+            .ok_or_else(|| anyhow!("no program `synguard_conns` in the object"))?
+            .try_into()?;
+        conns.load().map_err(verifier_error)?;
         let mut f = Fixture { ebpf };
         f.set_config(cfg)?;
         for &p in ports {
