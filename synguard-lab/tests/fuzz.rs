@@ -8,7 +8,7 @@ use synguard_lab::fuzz::Fuzzer;
 
 #[test]
 fn fixed_seed_run_has_no_violations() {
-    let fuzzer = Fuzzer::new().expect("fuzzer setup (needs root)");
+    let mut fuzzer = Fuzzer::new().expect("fuzzer setup (needs root)");
     let r = fuzzer.run(6_000, 0x5eed, 5).unwrap();
     let shown: Vec<String> = r.violations.iter().map(|v| v.render()).collect();
     assert!(shown.is_empty(), "violations:\n{}", shown.join("\n"));

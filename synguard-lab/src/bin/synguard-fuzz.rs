@@ -22,7 +22,7 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let fuzzer = Fuzzer::new()?;
+    let mut fuzzer = Fuzzer::new()?;
     let r = fuzzer.run(args.frames, args.seed, args.max_violations)?;
     println!(
         "seed {}: {} frames, {} program runs in {:.1} s: {:.0} runs/s ({:.0} frames/s); {} SYNs answered",

@@ -93,12 +93,23 @@ impl Fuzzer {
     }
 
     /// Runs `frames` generated frames from `seed`; stops collecting after `max_violations`.
-    pub fn run(&self, frames: u64, seed: u64, max_violations: usize) -> Result<Report> {
+    /// Batches alternate between the connection table trusted (an ACK without a socket skips
+    /// the socket lookup, as the loader keeps it) and not (the lookup decides): no frame here
+    /// has a socket, so both must give the same verdicts.
+    pub fn run(&mut self, frames: u64, seed: u64, max_violations: usize) -> Result<Report> {
         let mut rng = Rng::new(seed);
         let mut report = Report::default();
         let start = Instant::now();
         let mut done = 0u64;
+        let mut trusted = true;
         while done < frames && report.violations.len() < max_violations {
+            let until = if trusted {
+                synguard::host::clock::monotonic_ns() + 3_600_000_000_000
+            } else {
+                0
+            };
+            self.fixture.set_conns_state(until)?;
+            trusted = !trusted;
             let n = (frames - done).min(BATCH as u64) as usize;
             let batch: Vec<Vec<u8>> = (0..n).map(|_| generate::next(&mut rng).frame).collect();
             self.batch(&batch, &mut report)?;
