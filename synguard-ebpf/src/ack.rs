@@ -3,8 +3,9 @@
 //! socket), if it acknowledges the kernel's ISN; anything else is an ACK flood and is dropped.
 //!
 //! A cookie check alone would drop every established flow's ACKs (their ack numbers are no
-//! cookies), so the socket lookup comes first (docs/kernel-cookies.md: ~150 ns lookup, ~17 ns
-//! check).
+//! cookies), so whether a socket exists is settled first: by the connection table
+//! (`conns.rs`, docs/connection-table.md) where it can vouch for a connection or for the
+//! absence of one, otherwise by the kernel's socket lookup (`bpf_skc_lookup_tcp`).
 
 use core::ffi::c_void;
 
@@ -44,9 +45,9 @@ enum Found {
 #[inline(always)]
 pub fn check(ctx: &XdpContext, pkt: &Packet, cfg: &Config) -> Reason {
     // The connection table first: it answers for almost every ACK without the kernel's
-    // socket lookup (~45 ns when a socket is found, ~75 ns when not, docs/measuring.md). A
-    // "maybe" passes as the kernel would see it; only while the table cannot be trusted does
-    // the lookup decide.
+    // socket lookup (~45 ns when a socket is found, ~75 ns when not, docs/measuring.md). Its
+    // "maybe" passes to the kernel; a request socket's, a closed connection's or another
+    // 4-tuple's stamp, and an empty slot while the table is not trusted, go to the lookup.
     let found = match crate::conns::lookup(pkt) {
         ConnLookup::Maybe => Found::Socket,
         ConnLookup::None => {
