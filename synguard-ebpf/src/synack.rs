@@ -1,8 +1,8 @@
 //! Step 4a, act on a SYN: rewrite the frame in place into a SYN-ACK whose sequence number is a
 //! SYN cookie the host kernel will accept, and send it back out of the same interface (XDP_TX).
 //!
-//! The reply is built whole in a zeroed stack buffer and written over the frame with
-//! `bpf_xdp_store_bytes`, after resizing the frame at the head (growing) or the tail (shrinking).
+//! The reply is built whole in per-CPU scratch memory and copied over the frame with packet
+//! stores (`frame_write`), after resizing the frame at the head (growing) or the tail (shrinking).
 //! Growing the tail fails for most hping3 SYNs on veth for lack of tailroom
 //! (docs/veth-and-nics.md); headroom is always there (XDP_PACKET_HEADROOM).
 
@@ -12,7 +12,7 @@ use aya_ebpf::{
     bindings::{iphdr, ipv6hdr, tcphdr},
     helpers::generated::{
         bpf_tcp_raw_gen_syncookie_ipv4, bpf_tcp_raw_gen_syncookie_ipv6, bpf_xdp_adjust_head,
-        bpf_xdp_adjust_tail, bpf_xdp_load_bytes, bpf_xdp_store_bytes,
+        bpf_xdp_adjust_tail,
     },
     programs::XdpContext,
 };
@@ -25,6 +25,7 @@ use synguard_common::{
 };
 
 use crate::{
+    frame_write,
     maps::SG_SCRATCH,
     own,
     parse::{self, IPV4_LEN, IPV6_LEN, Packet, TCP_LEN},
@@ -103,56 +104,49 @@ pub fn answer(
     let tcp_len = build_tcp(pkt, cfg, &opts, &c, now_ns, tcp_hdr);
     let l2: [u8; 22] = parse::load(ctx, 0).ok_or(Reason::ErrLoadBytes)?;
     let (start, frame_len) = assemble(pkt, &l2, tcp_hdr, tcp_len, frame)?;
+    // Verifier workaround: the reply's length and where it starts in map memory bounded on the
+    // registers the copy uses (docs/verifier.md, "Replies written with packet stores").
+    if frame_len < frame_write::MIN_LEN || frame_len > FRAME_MAX as u64 || start > 6 {
+        return Err(Reason::ErrStore);
+    }
+    // Every failure up to here leaves the frame untouched (a failed resize too).
     resize(ctx, pkt.frame_len(), frame_len)?;
-    // Verifier workaround: the size passed to a helper must be proven > 0 and bounded on the
-    // very register that is passed, and so must the offset into the map value.
-    if frame_len == 0 || frame_len > FRAME_MAX as u64 || start > 6 {
-        return Err(Reason::ErrStore);
-    }
-    // SAFETY: helper call; start + frame_len <= 6 + FRAME_MAX <= FRAME_BUF bytes of map memory,
-    // all written above.
-    let r = unsafe {
-        bpf_xdp_store_bytes(
-            ctx.ctx,
-            0,
-            frame.as_mut_ptr().add(start as usize) as *mut c_void,
-            frame_len as u32,
-        )
-    };
-    if r != 0 {
-        return Err(Reason::ErrStore);
-    }
-    Ok(())
+    // The frame now has the reply's length but not its bytes: should the copy fail, the frame
+    // is dropped (`DropReplyUnwritten`), never sent or passed half-written.
+    // SAFETY: start + frame_len <= 6 + FRAME_MAX <= FRAME_BUF bytes of map memory, all written
+    // by `assemble`.
+    let src = unsafe { frame.as_ptr().add(start as usize) };
+    frame_write::copy_to_frame(ctx, src, frame_len).map_err(|_| Reason::DropReplyUnwritten)
 }
 
-/// Copies the SYN's whole TCP header to the stack; returns its length.
+/// Copies the SYN's whole TCP header into `syn`; returns its length. The fixed header comes from
+/// the parsed packet, the options straight from the frame a word at a time (`parse::load`, one
+/// bounds check and one load instruction per word; a `bpf_xdp_load_bytes` call cost more).
 #[inline(always)]
 fn load_syn_header(ctx: &XdpContext, pkt: &Packet, syn: &mut SynHeader) -> Result<u64, Reason> {
     let len = pkt.tcp_len();
-    // Verifier workaround: bound the length on the register the helper gets.
-    if len < TCP_LEN || len > TCP_LEN + MAX_OPTIONS as u64 {
+    if len < TCP_LEN {
         return Err(Reason::ErrLoadBytes);
     }
-    // The checksum sums all 40 option bytes: those past the header must be zero. Ten word
-    // stores, volatile so that LLVM does not turn them back into a memset, which the BPF backend
-    // makes a call to a byte-wise loop (`opts` is 4-byte aligned in the aligned scratch value,
-    // `maps::aligned`).
+    syn.base = pkt.tcp;
+    let opt_len = len - TCP_LEN;
+    let at = pkt.tcp_off() + TCP_LEN;
+    // The checksum sums all 40 option bytes: those past the header must be zero. Each word is
+    // written once, volatile so that LLVM does not turn the zeros into a memset, which the BPF
+    // backend makes a call to a byte-wise loop (`opts` is 4-byte aligned in the aligned scratch
+    // value, `maps::aligned`). A fixed count of steps at constant positions (docs/verifier.md,
+    // "No loop with a counter over TCP options"); `tcp_len` is a multiple of 4.
     let words = syn.opts.as_mut_ptr() as *mut u32;
     for i in 0..MAX_OPTIONS / 4 {
+        let pos = 4 * i as u64;
+        let w = if pos < opt_len {
+            let b: [u8; 4] = parse::load(ctx, at + pos).ok_or(Reason::ErrLoadBytes)?;
+            u32::from_ne_bytes(b)
+        } else {
+            0
+        };
         // SAFETY: in bounds of `opts`, and 4-byte aligned (above).
-        unsafe { core::ptr::write_volatile(words.add(i), 0) };
-    }
-    // SAFETY: helper call writing at most 60 bytes into a 60-byte repr(C) struct.
-    let r = unsafe {
-        bpf_xdp_load_bytes(
-            ctx.ctx,
-            pkt.tcp_off() as u32,
-            syn as *mut SynHeader as *mut c_void,
-            len as u32,
-        )
-    };
-    if r != 0 {
-        return Err(Reason::ErrLoadBytes);
+        unsafe { core::ptr::write_volatile(words.add(i), w) };
     }
     Ok(len)
 }
