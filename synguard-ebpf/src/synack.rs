@@ -1,8 +1,9 @@
 //! Step 4a, act on a SYN: rewrite the frame in place into a SYN-ACK whose sequence number is a
 //! SYN cookie the host kernel will accept, and send it back out of the same interface (XDP_TX).
 //!
-//! The reply is built whole in per-CPU scratch memory and copied over the frame with packet
-//! stores (`frame_write`), after resizing the frame at the head (growing) or the tail (shrinking).
+//! The reply's IP and TCP headers are built in per-CPU scratch memory and written into the frame
+//! with packet stores (`frame_write`), after resizing the frame at the head (growing) or the tail
+//! (shrinking).
 //! Growing the tail fails for most hping3 SYNs on veth for lack of tailroom
 //! (docs/veth-and-nics.md); headroom is always there (XDP_PACKET_HEADROOM).
 
@@ -39,29 +40,38 @@ pub struct SynHeader {
     opts: [u8; MAX_OPTIONS],
 }
 
-/// Largest reply: two VLAN tags, IPv6, TCP with 20 bytes of options.
-pub const FRAME_MAX: usize = 22 + 40 + 40;
-/// The reply buffer: the largest reply plus up to 6 bytes of alignment padding in front.
-pub const FRAME_BUF: usize = 112;
-
 /// Per-CPU scratch space for building a reply. Verifier workaround: these buffers together with
 /// the parsed headers exceed the 512-byte BPF stack, so they live in a per-CPU array map value
 /// (`maps::SG_SCRATCH`). Every byte that is read is written first for each packet. Aligned for
-/// word-wise copies (see `parse::Packet`).
+/// word-wise copies (see `parse::Packet`): `tcp` and `ip` are read as 8-byte words by
+/// `frame_write`.
 #[repr(C, align(8))]
 pub struct Scratch {
     syn: SynHeader,
-    tcp: [u8; 40],
-    frame: [u8; FRAME_BUF],
+    tcp: Words40,
+    /// The reply's IP header: 20 (IPv4) or 40 (IPv6) bytes.
+    ip: Words40,
     /// The option walk's state (`tcp::WalkState`: kept in map memory for the verifier).
     walk: WalkState,
     /// The SYN's TCP header length, passed through map memory (`load_syn_header`).
     th_len: u64,
 }
+
+/// 40 bytes, built byte by byte and read as five 8-byte words.
+#[repr(C, align(8))]
+pub union Words40 {
+    bytes: [u8; 40],
+    words: [u64; 5],
+}
+
+// `frame_write` takes the words' halves in little-endian order.
+const _: () = assert!(cfg!(target_endian = "little"));
+
 const IP_TTL: u8 = 64;
 
 /// Answers the SYN in `pkt` with a cookie SYN-ACK. On error the frame is untouched (every
-/// failure point comes before the first write) and the reason says which step failed.
+/// failure point but one comes before the resize, the first change to the frame) and the reason
+/// says which step failed; the one after it, `DropReplyUnwritten`, drops the frame.
 #[inline(always)]
 ///
 /// `own`: a constant at each call site, so that each program carries only its kind of cookie
@@ -78,11 +88,13 @@ pub fn answer(
     // SAFETY: this CPU's slot of a per-CPU map; XDP does not nest on a CPU.
     let Scratch {
         syn,
-        tcp: tcp_hdr,
-        frame,
+        tcp,
+        ip,
         walk,
         th_len,
     } = unsafe { &mut *s };
+    // SAFETY: every bit pattern is valid for both members of `Words40`.
+    let (tcp_hdr, ip_hdr) = unsafe { (&mut tcp.bytes, &mut ip.bytes) };
     let th_len = load_syn_header(ctx, pkt, syn, th_len)?;
     let (c, opts) = if own {
         let opts = own::settle(own::host_options(
@@ -105,21 +117,27 @@ pub fn answer(
         (Cookie { isn, mss, ecn, own }, opts)
     };
     let tcp_len = build_tcp(pkt, cfg, &opts, &c, now_ns, tcp_hdr);
-    let l2: [u8; 22] = parse::load(ctx, 0).ok_or(Reason::ErrLoadBytes)?;
-    let (start, frame_len) = assemble(pkt, &l2, tcp_hdr, tcp_len, frame)?;
-    // Verifier workaround: the reply's length and where it starts in map memory bounded on the
-    // registers the copy uses (docs/verifier.md, "Replies written with packet stores").
-    if frame_len < frame_write::MIN_LEN || frame_len > FRAME_MAX as u64 || start > 6 {
+    let ip_len = ip_and_checksums(pkt, tcp_hdr, tcp_len, ip_hdr);
+    let eth = frame_write::Eth::read(ctx).ok_or(Reason::ErrLoadBytes)?;
+    if !matches!(pkt.l2_len(), 14 | 18 | 22) {
         return Err(Reason::ErrStore);
     }
     // Every failure up to here leaves the frame untouched (a failed resize too).
-    resize(ctx, pkt.frame_len(), frame_len)?;
-    // The frame now has the reply's length but not its bytes: should the copy fail, the frame
-    // is dropped (`DropReplyUnwritten`), never sent or passed half-written.
-    // SAFETY: start + frame_len <= 6 + FRAME_MAX <= FRAME_BUF bytes of map memory, all written
-    // by `assemble`.
-    let src = unsafe { frame.as_ptr().add(start as usize) };
-    frame_write::copy_to_frame(ctx, src, frame_len).map_err(|_| Reason::DropReplyUnwritten)
+    resize(ctx, pkt.frame_len(), pkt.l2_len() + ip_len + tcp_len)?;
+    // The frame now has the reply's length but not its bytes: should the writing fail, the
+    // frame is dropped (`DropReplyUnwritten`), never sent or passed half-written.
+    // SAFETY: every bit pattern is valid for both members of `Words40`.
+    let (tcp_words, ip_words) = unsafe { (&tcp.words, &ip.words) };
+    frame_write::reply(
+        ctx,
+        &eth,
+        pkt.l2_len(),
+        pkt.ipv6,
+        ip_words,
+        tcp_words,
+        tcp_len,
+    )
+    .map_err(|_| Reason::DropReplyUnwritten)
 }
 
 /// Copies the SYN's whole TCP header into `syn`; returns its length. The fixed header comes from
@@ -255,62 +273,32 @@ fn build_tcp(
     out[13] = tcp::SYN | tcp::ACK | if ecn { tcp::ECE } else { 0 };
     let window = cookie::synack_window(cfg.rcv_space, cookie_mss);
     out[14..16].copy_from_slice(&window.to_be_bytes());
-    // Checksum (filled in by `assemble`) and urgent pointer: zero.
+    // Checksum (filled in by `ip_and_checksums`) and urgent pointer: zero.
     out[16..20].copy_from_slice(&[0; 4]);
     out[20..40].copy_from_slice(&o);
     len
 }
 
-/// Lays out Ethernet (addresses swapped, VLAN tags kept), a fresh IP header and the TCP header
-/// into `frame`, fills in both checksums, and returns (where the reply starts in `frame`, its
-/// length). Each (L2 length, IP version) pair has its own copy of the layout so that every offset
-/// is a constant, and the reply starts at the offset that puts its TCP header on an 8-byte
-/// boundary: LLVM then copies the TCP header a word at a time instead of byte by byte.
+/// Writes the reply's IP header into `ip` and fills in the TCP checksum in `tcp_hdr` (whose bytes
+/// past `tcp_len` are zero); returns the IP header's length.
 #[inline(always)]
-fn assemble(
-    pkt: &Packet,
-    l2: &[u8; 22],
-    tcp_hdr: &mut [u8; 40],
-    tcp_len: u64,
-    frame: &mut [u8; FRAME_BUF],
-) -> Result<(u64, u64), Reason> {
-    let start = match (pkt.ipv6, pkt.l2_len()) {
-        (false, 14) => place::<14, 20, 6>(pkt, l2, tcp_hdr, tcp_len, frame),
-        (false, 18) => place::<18, 20, 2>(pkt, l2, tcp_hdr, tcp_len, frame),
-        (false, 22) => place::<22, 20, 6>(pkt, l2, tcp_hdr, tcp_len, frame),
-        (true, 14) => place::<14, 40, 2>(pkt, l2, tcp_hdr, tcp_len, frame),
-        (true, 18) => place::<18, 40, 6>(pkt, l2, tcp_hdr, tcp_len, frame),
-        (true, 22) => place::<22, 40, 2>(pkt, l2, tcp_hdr, tcp_len, frame),
-        _ => return Err(Reason::ErrStore),
-    };
-    let ip_len = if pkt.ipv6 { IPV6_LEN } else { IPV4_LEN };
-    Ok((start, pkt.l2_len() + ip_len + tcp_len))
-}
-
-#[inline(always)]
-fn place<const L2: usize, const IP: usize, const PAD: usize>(
-    pkt: &Packet,
-    l2: &[u8; 22],
-    tcp_hdr: &mut [u8; 40],
-    tcp_len: u64,
-    frame: &mut [u8; FRAME_BUF],
-) -> u64 {
-    const { assert!((PAD + L2 + IP).is_multiple_of(8) && PAD + L2 + IP + 40 <= FRAME_BUF) };
-    frame[PAD..PAD + 6].copy_from_slice(&l2[6..12]);
-    frame[PAD + 6..PAD + 12].copy_from_slice(&l2[0..6]);
-    frame[PAD + 12..PAD + L2].copy_from_slice(&l2[12..L2]);
-    let ip = &mut frame[PAD + L2..PAD + L2 + IP];
-    let pseudo = if IP == 40 {
+fn ip_and_checksums(pkt: &Packet, tcp_hdr: &mut [u8; 40], tcp_len: u64, ip: &mut [u8; 40]) -> u64 {
+    let (pseudo, ip_len) = if pkt.ipv6 {
         ipv6_header(pkt, tcp_len, ip);
-        checksum::pseudo_v6_slice(&ip[8..40], tcp_len as u32)
+        (
+            checksum::pseudo_v6_slice(&ip[8..40], tcp_len as u32),
+            IPV6_LEN,
+        )
     } else {
         ipv4_header(pkt, tcp_len, ip);
-        checksum::pseudo_v4_slice(&ip[12..20], tcp_len as u16)
+        (
+            checksum::pseudo_v4_slice(&ip[12..20], tcp_len as u16),
+            IPV4_LEN,
+        )
     };
     let csum = checksum::finish(checksum::add_words(pseudo, tcp_hdr));
     tcp_hdr[16..18].copy_from_slice(&csum.to_be_bytes());
-    frame[PAD + L2 + IP..PAD + L2 + IP + 40].copy_from_slice(tcp_hdr);
-    PAD as u64
+    ip_len
 }
 
 /// A fresh IPv4 header, addresses swapped; DF set and ID 0 as Linux does for SYN-ACKs with
