@@ -17,6 +17,22 @@ use aya_ebpf::programs::XdpContext;
 
 use crate::parse::{self, IPV4_LEN, IPV6_LEN, TCP_LEN};
 
+/// One unaligned packet store of the value's low bytes, `st!(u32, base, offset, value)`, as one
+/// BPF instruction with the offset in it (see the module comment).
+///
+/// Safety: the bytes must be inside the packet, checked on `base` plus a constant.
+macro_rules! st {
+    ($size:ident, $p:expr, $off:tt, $v:expr) => {
+        core::arch::asm!(
+            concat!("*(", stringify!($size), " *)({p} + {off}) = {v}"),
+            p = in(reg) $p,
+            off = const $off,
+            v = in(reg) $v,
+            options(nostack, preserves_flags),
+        )
+    };
+}
+
 /// The SYN's Ethernet header and VLAN tags, 8-byte aligned so that its pieces are read with
 /// aligned loads.
 #[repr(C, align(8))]
@@ -87,77 +103,57 @@ fn layout<const L2: usize, const IP: usize>(
     // SAFETY (every store below up to the options): within [data, data + fixed), checked above.
     unsafe {
         // Destination MAC = the SYN's source, source MAC = the SYN's destination.
-        store_u16(data, eth.u16_at(6));
-        store_u32(data + 2, eth.u32_at(8));
-        store_u32(data + 6, eth.u32_at(0));
-        store_u16(data + 10, eth.u16_at(4));
+        st!(u16, data, 0, eth.u16_at(6));
+        st!(u32, data, 2, eth.u32_at(8));
+        st!(u32, data, 6, eth.u32_at(0));
+        st!(u16, data, 10, eth.u16_at(4));
         // The ethertype or TPID, and each tag with the type after it, as they came.
-        store_u16(data + 12, eth.u16_at(12));
+        st!(u16, data, 12, eth.u16_at(12));
         if L2 >= 18 {
-            store_u16(data + 14, eth.u16_at(14));
-            store_u16(data + 16, eth.u16_at(16));
+            st!(u16, data, 14, eth.u16_at(14));
+            st!(u16, data, 16, eth.u16_at(16));
         }
         if L2 >= 22 {
-            store_u16(data + 18, eth.u16_at(18));
-            store_u16(data + 20, eth.u16_at(20));
+            st!(u16, data, 18, eth.u16_at(18));
+            st!(u16, data, 20, eth.u16_at(20));
         }
         let ip_at = data + L2 as u64;
-        let mut i = 0;
-        while i + 8 <= IP {
-            store_u64(ip_at + i as u64, ip[i / 8]);
-            i += 8;
-        }
-        if i < IP {
+        st!(u64, ip_at, 0, ip[0]);
+        st!(u64, ip_at, 8, ip[1]);
+        if IP == IPV6_LEN as usize {
+            st!(u64, ip_at, 16, ip[2]);
+            st!(u64, ip_at, 24, ip[3]);
+            st!(u64, ip_at, 32, ip[4]);
+        } else {
             // The IPv4 header's last 4 bytes (little-endian: the low half of the word).
-            store_u32(ip_at + i as u64, ip[i / 8]);
+            st!(u32, ip_at, 16, ip[2]);
         }
         let tcp_at = ip_at + IP as u64;
-        store_u64(tcp_at, tcp[0]);
-        store_u64(tcp_at + 8, tcp[1]);
-        store_u32(tcp_at + 16, tcp[2]);
+        st!(u64, tcp_at, 0, tcp[0]);
+        st!(u64, tcp_at, 8, tcp[1]);
+        st!(u32, tcp_at, 16, tcp[2]);
     }
-    // The options, a word at a time from TCP byte 20: the upper half of `tcp[2]`, then `tcp[3]`
-    // and `tcp[4]` in halves (little-endian word order).
-    let words = [tcp[2] >> 32, tcp[3], tcp[3] >> 32, tcp[4], tcp[4] >> 32];
+    // The options, a word at a time from TCP byte 20 (`opts` below): the upper half of `tcp[2]`,
+    // then `tcp[3]` and `tcp[4]` in halves (little-endian word order). Each word has its own
+    // bounds check, on `opts` plus a constant.
+    let opts = data + fixed;
     let opt_len = tcp_len - TCP_LEN;
-    let mut k = 0;
-    while k < words.len() {
-        let off = 4 * k as u64;
-        if off >= opt_len {
-            break;
-        }
-        let p = data + fixed + off;
-        if p + 4 > end {
-            return Err(TooShort);
-        }
-        // SAFETY: checked just above on this pointer.
-        unsafe { store_u32(p, words[k]) };
-        k += 1;
+    macro_rules! option_word {
+        ($k:literal, $v:expr) => {
+            if opt_len <= 4 * $k {
+                return Ok(());
+            }
+            if opts + 4 * $k + 4 > end {
+                return Err(TooShort);
+            }
+            // SAFETY: checked just above, on `opts` plus a constant.
+            unsafe { st!(u32, opts, (4 * $k), $v) };
+        };
     }
+    option_word!(0, tcp[2] >> 32);
+    option_word!(1, tcp[3]);
+    option_word!(2, tcp[3] >> 32);
+    option_word!(3, tcp[4]);
+    option_word!(4, tcp[4] >> 32);
     Ok(())
 }
-
-macro_rules! packet_store {
-    ($name:ident, $size:literal) => {
-        /// One unaligned packet store of the value's low bytes (see the module comment).
-        ///
-        /// # Safety
-        /// The bytes must be inside the packet, checked on a pointer this one derives from by a
-        /// constant offset.
-        #[inline(always)]
-        unsafe fn $name(p: u64, v: u64) {
-            // SAFETY: a store the caller proved in bounds; the verifier checks it again.
-            unsafe {
-                core::arch::asm!(
-                    concat!("*(", $size, " *)({p} + 0) = {v}"),
-                    p = in(reg) p,
-                    v = in(reg) v,
-                    options(nostack, preserves_flags),
-                )
-            };
-        }
-    };
-}
-packet_store!(store_u64, "u64");
-packet_store!(store_u32, "u32");
-packet_store!(store_u16, "u16");
