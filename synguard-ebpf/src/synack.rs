@@ -189,6 +189,8 @@ fn load_syn_header(
     Ok(len)
 }
 
+const _: () = assert!(core::mem::offset_of!(Packet, tcp).is_multiple_of(8));
+
 /// Copies the SYN's fixed TCP header as two 8-byte words and one 4-byte word. Codegen
 /// workaround: LLVM cannot tell that the parsed packet and the scratch value (two map values)
 /// do not overlap and made a plain assignment a call to a byte-wise `memmove`.
