@@ -145,13 +145,14 @@ counter_table! {
         DropNoFlags = 18, "drop_no_flags" => Drop;
         /// FIN/PSH/URG without ACK: no valid TCP state sends that.
         DropNoAck = 19, "drop_no_ack" => Drop;
-        /// Fail-open: `bpf_xdp_load_bytes` of the TCP header failed.
+        /// Fail-open: the SYN's TCP header could not be read from the frame.
         ErrLoadBytes = 20, "err_load_bytes" => Pass;
         /// Fail-open: the kernel's cookie generator refused the SYN.
         ErrCookieGen = 21, "err_cookie_gen" => Pass;
         /// Fail-open: resizing the frame for the SYN-ACK failed.
         ErrAdjust = 22, "err_adjust" => Pass;
-        /// Fail-open: writing the SYN-ACK into the frame failed.
+        /// Fail-open: the SYN-ACK could not be laid out (no scratch space, or a layout it does not
+        /// know); the frame passes untouched.
         ErrStore = 23, "err_store" => Pass;
         /// Fail-open: a configuration map could not be read.
         ErrConfig = 24, "err_config" => Pass;
@@ -186,6 +187,9 @@ counter_table! {
         /// ACK to one of the kernel's own half-open handshakes (a request socket) whose ack number
         /// is not the ISN + 1 the kernel sent: `tcp_check_req` would answer it with an RST.
         DropAckBadRequest = 36, "drop_ack_bad_request" => Drop;
+        /// The frame was resized for a SYN-ACK but the reply could not be written into it whole
+        /// (the frame came out shorter than asked for): dropped, never sent half-written.
+        DropReplyUnwritten = 37, "drop_reply_unwritten" => Drop;
     }
 }
 
@@ -269,6 +273,7 @@ mod tests {
         assert_eq!(Reason::PassNotForHost as u32, 32);
         assert_eq!(Reason::DropBadTcpChecksum as u32, 35);
         assert_eq!(Reason::DropAckBadRequest as u32, 36);
+        assert_eq!(Reason::DropReplyUnwritten as u32, 37);
         assert_eq!(Event::SourceTracked as u32, 7);
         assert_eq!(Event::CloseRecordReplaced as u32, 8);
         assert_eq!(Event::OwnCookieAckMarked as u32, 9);

@@ -14,6 +14,7 @@ mod clock;
 mod conns;
 mod count;
 mod decide;
+mod frame_write;
 mod maps;
 mod own;
 mod own_entry;
