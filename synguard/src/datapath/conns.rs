@@ -1,0 +1,298 @@
+//! The connection table as the loader sees it (`synguard_common::conns`,
+//! docs/connection-table.md): the `synguard_conns` sock_ops program attached to the cgroup v2
+//! root through a link pinned beside the XDP one, the stamps written through a memory map of
+//! the pinned table, and the loader's promise in the state map.
+
+use std::{
+    fs::File,
+    io,
+    os::fd::{AsFd as _, AsRawFd as _},
+    path::{Path, PathBuf},
+    ptr::NonNull,
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use aya::{
+    Ebpf,
+    maps::{Array, MapData, MapError},
+    programs::{CgroupAttachMode, ProgramError, SockOps, links::FdLink},
+};
+use serde::Serialize;
+use synguard_common::{
+    conns::{CONN_SLOTS, ConnsState, conn_slot},
+    maps::{flow_hash, flow_hash_v4},
+    names,
+};
+use thiserror::Error;
+
+use crate::{
+    datapath::{
+        load,
+        maps::{self, PinnedMapError},
+    },
+    host::{
+        cgroup,
+        clock::monotonic_ns,
+        proc_net::{Addr, Socket},
+    },
+};
+
+/// The sock_ops program's name in the object.
+pub const PROGRAM: &str = "synguard_conns";
+
+#[derive(Debug, Error)]
+pub enum ConnsError {
+    #[error("no cgroup v2 hierarchy is mounted (none in {})", cgroup::MOUNTINFO)]
+    NoCgroup2,
+    #[error("cannot read {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot {what}")]
+    Program {
+        what: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("the object has no sock_ops program {PROGRAM}: loader and program differ")]
+    Missing,
+    #[error(transparent)]
+    Map(#[from] PinnedMapError),
+    #[error("cannot map {} into memory", .0.display())]
+    Mmap(PathBuf, #[source] io::Error),
+    #[error(
+        "{}: value size {value_size}, {entries} entries; expected 4 and {CONN_SLOTS}",
+        path.display()
+    )]
+    Layout {
+        path: PathBuf,
+        value_size: u32,
+        entries: u32,
+    },
+}
+
+fn io_at(path: &Path) -> impl Fn(io::Error) -> ConnsError + '_ {
+    move |source| ConnsError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Loads `synguard_conns` and attaches it to the cgroup v2 root through a link pinned at
+/// `pin`. A link a previous program left there is replaced only once the new one is attached
+/// (the new pin is renamed over the old, which releases it): the table is stamped throughout a
+/// hand-over. Returns the cgroup it attached to.
+pub fn attach(ebpf: &mut Ebpf, pin: &Path) -> Result<PathBuf, ConnsError> {
+    let mountinfo =
+        std::fs::read_to_string(cgroup::MOUNTINFO).map_err(io_at(Path::new(cgroup::MOUNTINFO)))?;
+    let root = cgroup::cgroup2_root(&mountinfo).ok_or(ConnsError::NoCgroup2)?;
+    let dir = File::open(&root).map_err(io_at(&root))?;
+    let prog: &mut SockOps = ebpf
+        .program_mut(PROGRAM)
+        .ok_or(ConnsError::Missing)?
+        .try_into()
+        .map_err(|source| ConnsError::Program {
+            what: "use synguard_conns as sock_ops",
+            source,
+        })?;
+    let err = |what| move |source| ConnsError::Program { what, source };
+    prog.load().map_err(err("load the sock_ops program"))?;
+    load::log_verified(PROGRAM, prog.info());
+    // A link is always one of several programs on the cgroup (`cgroup_bpf_link_attach` wants
+    // no flags): other programs there keep running.
+    let id = prog
+        .attach(dir, CgroupAttachMode::Single)
+        .map_err(err("attach the sock_ops program to the cgroup v2 root"))?;
+    let link = prog.take_link(id).map_err(err("take the sock_ops link"))?;
+    let fd = FdLink::try_from(link).map_err(|e| ConnsError::Program {
+        what: "pin the sock_ops link (the kernel attached it without a BPF link, Linux 5.7+)",
+        source: ProgramError::IOError(io::Error::other(e.to_string())),
+    })?;
+    let fresh = pin.with_file_name(format!(
+        "{}_new",
+        pin.file_name().unwrap_or_default().to_string_lossy()
+    ));
+    let _ = std::fs::remove_file(&fresh);
+    fd.pin(&fresh).map_err(|e| ConnsError::Io {
+        path: fresh.clone(),
+        source: io::Error::other(e.to_string()),
+    })?;
+    std::fs::rename(&fresh, pin).map_err(io_at(pin))?;
+    Ok(root)
+}
+
+/// The table's slot of a socket of this host, hashed as its packets arrive: source = remote.
+pub fn socket_hash(s: &Socket) -> Option<u64> {
+    match (s.remote, s.local) {
+        (Addr::V4(r), Addr::V4(l)) => Some(flow_hash_v4(r, l, s.remote_port, s.local_port)),
+        (Addr::V6(r), Addr::V6(l)) => Some(flow_hash(&r, &l, s.remote_port, s.local_port)),
+        // One side mapped, the other not: no packet carries such a pair.
+        _ => None,
+    }
+}
+
+/// The pinned table, mapped into memory for the pass's stores, and its state map.
+pub struct ConnTable {
+    stamps: NonNull<u8>,
+    len: usize,
+    /// Bytes from one slot to the next: an array map keeps its values 8-byte aligned
+    /// (`array_map_alloc`, `round_up(value_size, 8)`), also in the mappable area.
+    stride: usize,
+    _map: MapData,
+    state: Array<MapData, ConnsState>,
+}
+
+// SAFETY: the mapping belongs to this value alone; stores to it are atomic.
+unsafe impl Send for ConnTable {}
+
+impl ConnTable {
+    /// Maps the table pinned in `dir` (read and write, shared with the programs).
+    pub fn open(dir: &Path) -> Result<Self, ConnsError> {
+        let path = dir.join(names::CONNS);
+        let map = MapData::from_pin(&path).map_err(|source| PinnedMapError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        let info = map
+            .info()
+            .map_err(PinnedMapError::read(dir, names::CONNS))?;
+        if info.value_size() != 4 || info.max_entries() != CONN_SLOTS {
+            return Err(ConnsError::Layout {
+                path,
+                value_size: info.value_size(),
+                entries: info.max_entries(),
+            });
+        }
+        let stride = 8;
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
+        let len = (CONN_SLOTS as usize * stride).div_ceil(page) * page;
+        // SAFETY: a fresh shared mapping of the map's fd; the kernel checks the length against
+        // the map (`array_map_mmap`) and the mapping lives until `drop`.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                map.fd().as_fd().as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(ConnsError::Mmap(path, io::Error::last_os_error()));
+        }
+        Ok(ConnTable {
+            stamps: NonNull::new(ptr.cast()).expect("mmap returned a mapping"),
+            len,
+            stride,
+            _map: map,
+            state: maps::array(dir, names::CONNS_STATE)?,
+        })
+    }
+
+    /// Stamps the slot of `hash`.
+    pub fn stamp(&mut self, hash: u64, stamp: u32) {
+        let off = conn_slot(hash) as usize * self.stride;
+        debug_assert!(off + 4 <= self.len);
+        // SAFETY: `conn_slot` < CONN_SLOTS, so the slot lies inside the mapping; the programs
+        // store to the same words, so the store is atomic (a u32 at an 8-aligned offset).
+        let slot = unsafe { &*self.stamps.as_ptr().add(off).cast::<AtomicU32>() };
+        slot.store(stamp, Ordering::Relaxed);
+    }
+
+    /// The stamp of `hash`'s slot (tests and checks).
+    pub fn read(&self, hash: u64) -> u32 {
+        let off = conn_slot(hash) as usize * self.stride;
+        // SAFETY: as in `stamp`.
+        let slot = unsafe { &*self.stamps.as_ptr().add(off).cast::<AtomicU32>() };
+        slot.load(Ordering::Relaxed)
+    }
+
+    /// Writes the loader's promise.
+    pub fn promise(&mut self, state: ConnsState) -> Result<(), MapError> {
+        self.state.set(0, state, 0)
+    }
+}
+
+impl Drop for ConnTable {
+    fn drop(&mut self) {
+        // SAFETY: the mapping `open` made, unmapped once.
+        unsafe { libc::munmap(self.stamps.as_ptr().cast(), self.len) };
+    }
+}
+
+/// Withdraws the promise of the table pinned in `dir`: every ACK goes through the socket
+/// lookup until the next complete pass. Always safe; needed whenever sockets may exist that
+/// neither a pass nor the sock_ops program stamped (a port just protected, a table that was
+/// just created or reset).
+pub fn distrust(dir: &Path) -> Result<(), PinnedMapError> {
+    maps::array::<ConnsState>(dir, names::CONNS_STATE)?
+        .set(0, ConnsState::default(), 0)
+        .map_err(PinnedMapError::read(dir, names::CONNS_STATE))
+}
+
+/// What `status` and the metrics show of the table.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TableState {
+    /// The XDP program may skip the socket lookup for an unstamped ACK now.
+    pub trusted: bool,
+    /// Sockets the loader's last complete pass stamped.
+    pub sockets: u64,
+}
+
+impl TableState {
+    pub fn of(state: &ConnsState, now_ns: u64) -> Self {
+        TableState {
+            trusted: now_ns < state.valid_until_ns,
+            sockets: state.last_pass_sockets,
+        }
+    }
+}
+
+/// The table's state in the instance pinned in `dir`.
+pub fn read_state(dir: &Path) -> Result<TableState, PinnedMapError> {
+    let state = maps::read_single::<ConnsState>(dir, names::CONNS_STATE)?;
+    Ok(TableState::of(&state, monotonic_ns()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mixed_families_have_no_slot() {
+        let s = Socket {
+            local: Addr::V4(1),
+            local_port: 80,
+            remote: Addr::V6([0, 0, 0, 1]),
+            remote_port: 1234,
+            state: 1,
+        };
+        assert_eq!(socket_hash(&s), None);
+        let v4 = Socket {
+            remote: Addr::V4(2),
+            ..s
+        };
+        assert_eq!(socket_hash(&v4), Some(flow_hash_v4(2, 1, 1234, 80)));
+    }
+
+    #[test]
+    fn trusted_only_before_the_promise_ends() {
+        let st = ConnsState {
+            valid_until_ns: 100,
+            last_pass_sockets: 7,
+        };
+        assert_eq!(
+            TableState::of(&st, 99),
+            TableState {
+                trusted: true,
+                sockets: 7
+            }
+        );
+        assert!(!TableState::of(&st, 100).trusted);
+        assert!(!TableState::of(&ConnsState::default(), 0).trusted);
+    }
+}
