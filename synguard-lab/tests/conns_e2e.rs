@@ -362,3 +362,110 @@ fn ipv6_and_v4_mapped_connections_from_before_attach_keep_talking() -> Result<()
     ensure!(sg.stop()?.success());
     Ok(())
 }
+
+/// A loader in a time namespace (its CLOCK_MONOTONIC an hour behind the programs'): its stamps
+/// and promise are still in the programs' time, so the table is trusted and an old
+/// connection's packets pass while a flood is dropped without the lookup.
+#[test]
+fn a_loader_in_a_time_namespace_stamps_in_the_programs_time() -> Result<()> {
+    let fx = Fixture::new()?;
+    let to = SocketAddr::from((SERVER_V4, V4_PORT));
+    echo_server(fx.ns(), to)?;
+    let old = OldConn::open(&fx.lab.client.ns, to)?;
+    let sg = synguard_lab::lab::synguard_proc::Synguard::start_booted_later(
+        &common::bin()?,
+        fx.ns(),
+        fx.iface(),
+        &["--ports", PORTS, "--cookies", "kernel"],
+        3600,
+    )?;
+    wait_trusted(&fx, 1)?;
+    let s0 = sg.stats()?;
+    let report = fx.flood(ack_flood(V4_PORT, 50_000))?;
+    old.talk()?;
+    old.check()?;
+    let s1 = sg.stats()?;
+    check_flood_dropped(&s0, &s1, report.sent())?;
+    ensure!(sg.stop()?.success());
+    Ok(())
+}
+
+/// Accepts connections on `addr` in `ns` and holds them open, without a thread each.
+fn holding_server(ns: &Netns, addr: SocketAddr) -> Result<()> {
+    let (tx, rx) = mpsc::channel();
+    drop(ns.spawn("holder", move || -> Result<()> {
+        let listener = TcpListener::bind(addr)?;
+        tx.send(()).ok();
+        let mut held = Vec::new();
+        for conn in listener.incoming() {
+            held.push(conn?);
+        }
+        Ok(())
+    })?);
+    rx.recv_timeout(Duration::from_secs(5))
+        .with_context(|| format!("server on {addr} did not start"))
+}
+
+/// CPU time (user + system) of process `pid` in clock ticks.
+fn cpu_ticks(pid: u32) -> Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command's closing parenthesis: utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').context("/proc/PID/stat")?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Ok(f[11].parse::<u64>()? + f[12].parse::<u64>()?)
+}
+
+/// The pass over a namespace with a few thousand sockets: every one on a protected port is
+/// stamped (status counts them), and what a pass and the daemon cost is printed (a figure,
+/// not a check).
+#[test]
+fn a_pass_stamps_thousands_of_sockets() -> Result<()> {
+    const CONNS: usize = 3000;
+    let fx = Fixture::new()?;
+    let to = SocketAddr::from((SERVER_V4, V4_PORT));
+    holding_server(fx.ns(), to)?;
+    let opened = fx
+        .lab
+        .client
+        .ns
+        .spawn("many-clients", move || -> Result<Vec<TcpStream>> {
+            (0..CONNS).map(|_| connect(to)).collect()
+        })?;
+    let clients = opened
+        .join()
+        .map_err(|_| anyhow::anyhow!("client thread panicked"))?
+        .context("netns")??;
+    let sg = synguard_lab::lab::synguard_proc::Synguard::start_with_env(
+        &common::bin()?,
+        fx.ns(),
+        fx.iface(),
+        &["--ports", PORTS, "--cookies", "kernel"],
+        &[("RUST_LOG", "info,synguard::daemon::conns=debug")],
+    )?;
+    let stamped = wait_trusted(&fx, CONNS as u64)?;
+    let pid = sg.pid().context("synguard pid")?;
+    let (t0, c0) = (std::time::Instant::now(), cpu_ticks(pid)?);
+    std::thread::sleep(Duration::from_secs(31));
+    let (t1, c1) = (t0.elapsed(), cpu_ticks(pid)?);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let passes: Vec<String> = sg
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("connection table:"))
+        .map(str::to_string)
+        .collect();
+    eprintln!(
+        "{stamped} sockets stamped; passes:\n{}\ndaemon CPU over {t1:.1?}: {:.2}% of one core",
+        passes.join("\n"),
+        (c1 - c0) as f64 / hz / t1.as_secs_f64() * 100.0
+    );
+    ensure!(
+        passes.len() >= 3,
+        "fewer passes than expected:\n{}",
+        sg.log_text()
+    );
+    drop(clients);
+    ensure!(sg.stop()?.success());
+    Ok(())
+}

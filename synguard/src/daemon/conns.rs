@@ -21,7 +21,7 @@ use thiserror::Error;
 use crate::{
     datapath::conns::{ConnTable, socket_hash},
     host::{
-        clock::monotonic_ns,
+        clock::programs_monotonic_ns,
         proc_net::{self, LISTEN, ProcNetError},
     },
 };
@@ -53,7 +53,7 @@ pub struct Pass {
 /// only after every socket is stamped.
 pub fn pass(tables: &mut [&mut ConnTable], ports: &[u16]) -> Result<Pass, PassError> {
     let began = Instant::now();
-    let t0 = monotonic_ns();
+    let t0 = programs_monotonic_ns();
     let stamp = conn_stamp(t0);
     let (mut sockets, mut seen) = (0u64, 0u64);
     for path in [proc_net::TCP4, proc_net::TCP6] {

@@ -32,7 +32,7 @@ use crate::{
     },
     host::{
         cgroup,
-        clock::monotonic_ns,
+        clock::programs_monotonic_ns,
         proc_net::{Addr, Socket},
     },
 };
@@ -255,7 +255,7 @@ impl TableState {
 /// The table's state in the instance pinned in `dir`.
 pub fn read_state(dir: &Path) -> Result<TableState, PinnedMapError> {
     let state = maps::read_single::<ConnsState>(dir, names::CONNS_STATE)?;
-    Ok(TableState::of(&state, monotonic_ns()))
+    Ok(TableState::of(&state, programs_monotonic_ns()))
 }
 
 #[cfg(test)]

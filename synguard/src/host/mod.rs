@@ -2,8 +2,9 @@
 //! offload facts (`ethtool`), link partner and XDP attachment (`rtnl`), clocks (`clock`),
 //! network namespaces (`netns`), the BPF filesystem (`bpffs`), errors on paths (`io`), facts from
 //! the kernel's BTF (`btf`), readiness and status to systemd (`notify`), whether we may use BPF
-//! (`privilege`), the cgroup v2 mount (`cgroup`), the TCP socket lists (`proc_net`), the SYN-flood tuning `doctor` checks (`tuning`) and fault injection for tests
-//! (`fault`). Imports only `config`.
+//! (`privilege`), the cgroup v2 mount (`cgroup`), the TCP socket lists (`proc_net`), the
+//! SYN-flood tuning `doctor` checks (`tuning`) and fault injection for tests (`fault`). Imports
+//! only `config`.
 
 pub mod bpffs;
 pub mod btf;
