@@ -469,3 +469,43 @@ fn a_pass_stamps_thousands_of_sockets() -> Result<()> {
     ensure!(sg.stop()?.success());
     Ok(())
 }
+
+/// No cgroup v2 hierarchy: one line says so, the table is never trusted, and everything else
+/// works: flood ACKs are dropped after the socket lookup, connections complete.
+#[test]
+fn without_cgroup2_the_table_is_never_trusted() -> Result<()> {
+    let fx = Fixture::new()?;
+    let to = SocketAddr::from((SERVER_V4, V4_PORT));
+    echo_server(fx.ns(), to)?;
+    let sg = synguard_lab::lab::synguard_proc::Synguard::start_without_cgroup2(
+        &common::bin()?,
+        fx.ns(),
+        fx.iface(),
+        &["--ports", PORTS],
+    )?;
+    common::ops::wait_log(&sg, "connection table unavailable")?;
+    let s0 = sg.stats()?;
+    let report = fx.flood(ack_flood(V4_PORT, 20_000))?;
+    joined(new_connections(&fx.lab.client.ns, to, 10)?)?;
+    let s1 = sg.stats()?;
+    let (dropped, skipped) = (
+        s1.delta(&s0, Reason::DropAckBadCookie),
+        s1.event_delta(&s0, Event::AckLookupSkipped),
+    );
+    eprintln!(
+        "{} flood ACKs: {dropped} dropped, lookup skipped for {skipped}",
+        report.sent()
+    );
+    ensure!(dropped * 100 >= report.sent() * 99, "flood not dropped");
+    ensure!(skipped == 0, "the lookup was skipped without a table");
+    let st = fx.status()?;
+    ensure!(st["conn_table"]["trusted"] == false, "{st}");
+    let lines = sg.log_text().matches("connection table").count();
+    ensure!(
+        lines == 1,
+        "{lines} lines about the table:\n{}",
+        sg.log_text()
+    );
+    ensure!(sg.stop()?.success());
+    Ok(())
+}

@@ -44,8 +44,9 @@ pub const PROGRAM: &str = "synguard_conns";
 pub enum ConnsError {
     #[error("no cgroup v2 hierarchy is mounted (none in {})", cgroup::MOUNTINFO)]
     NoCgroup2,
-    #[error("cannot read {path}")]
+    #[error("cannot {what} {}", path.display())]
     Io {
+        what: &'static str,
         path: PathBuf,
         #[source]
         source: io::Error,
@@ -55,6 +56,14 @@ pub enum ConnsError {
         what: &'static str,
         #[source]
         source: ProgramError,
+    },
+    #[error("the kernel attached the sock_ops program without a BPF link (Linux 5.7+ needed)")]
+    NoLink,
+    #[error("cannot pin the sock_ops link at {}", path.display())]
+    Pin {
+        path: PathBuf,
+        #[source]
+        source: aya::pin::PinError,
     },
     #[error("the object has no sock_ops program {PROGRAM}: loader and program differ")]
     Missing,
@@ -73,11 +82,19 @@ pub enum ConnsError {
     },
 }
 
-fn io_at(path: &Path) -> impl Fn(io::Error) -> ConnsError + '_ {
+fn io_err<'a>(what: &'static str, path: &'a Path) -> impl Fn(io::Error) -> ConnsError + 'a {
     move |source| ConnsError::Io {
+        what,
         path: path.to_path_buf(),
         source,
     }
+}
+
+/// The root of the cgroup v2 hierarchy this process sees.
+fn cgroup2_root() -> Result<PathBuf, ConnsError> {
+    let mountinfo = Path::new(cgroup::MOUNTINFO);
+    let text = std::fs::read_to_string(mountinfo).map_err(io_err("read", mountinfo))?;
+    cgroup::cgroup2_root(&text).ok_or(ConnsError::NoCgroup2)
 }
 
 /// Loads `synguard_conns` and attaches it to the cgroup v2 root through a link pinned at
@@ -85,19 +102,14 @@ fn io_at(path: &Path) -> impl Fn(io::Error) -> ConnsError + '_ {
 /// (the new pin is renamed over the old, which releases it): the table is stamped throughout a
 /// hand-over. Returns the cgroup it attached to.
 pub fn attach(ebpf: &mut Ebpf, pin: &Path) -> Result<PathBuf, ConnsError> {
-    let mountinfo =
-        std::fs::read_to_string(cgroup::MOUNTINFO).map_err(io_at(Path::new(cgroup::MOUNTINFO)))?;
-    let root = cgroup::cgroup2_root(&mountinfo).ok_or(ConnsError::NoCgroup2)?;
-    let dir = File::open(&root).map_err(io_at(&root))?;
+    let root = cgroup2_root()?;
+    let dir = File::open(&root).map_err(io_err("open", &root))?;
+    let err = |what| move |source| ConnsError::Program { what, source };
     let prog: &mut SockOps = ebpf
         .program_mut(PROGRAM)
         .ok_or(ConnsError::Missing)?
         .try_into()
-        .map_err(|source| ConnsError::Program {
-            what: "use synguard_conns as sock_ops",
-            source,
-        })?;
-    let err = |what| move |source| ConnsError::Program { what, source };
+        .map_err(err("use synguard_conns as sock_ops"))?;
     prog.load().map_err(err("load the sock_ops program"))?;
     load::log_verified(PROGRAM, prog.info());
     // A link is always one of several programs on the cgroup (`cgroup_bpf_link_attach` wants
@@ -106,20 +118,18 @@ pub fn attach(ebpf: &mut Ebpf, pin: &Path) -> Result<PathBuf, ConnsError> {
         .attach(dir, CgroupAttachMode::Single)
         .map_err(err("attach the sock_ops program to the cgroup v2 root"))?;
     let link = prog.take_link(id).map_err(err("take the sock_ops link"))?;
-    let fd = FdLink::try_from(link).map_err(|e| ConnsError::Program {
-        what: "pin the sock_ops link (the kernel attached it without a BPF link, Linux 5.7+)",
-        source: ProgramError::IOError(io::Error::other(e.to_string())),
-    })?;
+    let fd = FdLink::try_from(link).map_err(|_| ConnsError::NoLink)?;
     let fresh = pin.with_file_name(format!(
         "{}_new",
         pin.file_name().unwrap_or_default().to_string_lossy()
     ));
+    // Left by a start that stopped between the pin and the rename.
     let _ = std::fs::remove_file(&fresh);
-    fd.pin(&fresh).map_err(|e| ConnsError::Io {
+    fd.pin(&fresh).map_err(|source| ConnsError::Pin {
         path: fresh.clone(),
-        source: io::Error::other(e.to_string()),
+        source,
     })?;
-    std::fs::rename(&fresh, pin).map_err(io_at(pin))?;
+    std::fs::rename(&fresh, pin).map_err(io_err("rename the new sock_ops link to", pin))?;
     Ok(root)
 }
 
