@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use anyhow::{Context as _, Result, bail, ensure};
+use anyhow::{Context as _, Result, ensure};
 use synguard_common::reason::{Event, Reason};
 use synguard_common::tcp::ACK;
 use synguard_lab::lab::hping::{Flood, FloodKind, FloodSpec};
@@ -35,6 +35,8 @@ const PORTS: &str = "80,8443,8444";
 const IDLE_PAST_TTL: Duration = Duration::from_secs(70);
 const IDLE: Duration = Duration::from_secs(12);
 const ROUNDS: usize = 15;
+/// Bogus IPv6 ACKs sent (hping3 sends IPv4 only).
+const V6_ACKS: u16 = 500;
 
 /// Echoes every chunk back on every connection accepted on `addr`, in `ns`.
 fn echo_server(ns: &Netns, addr: SocketAddr) -> Result<()> {
@@ -176,7 +178,10 @@ fn ack_flood(port: u16, count: u64) -> FloodSpec {
     }
 }
 
-/// The flood was dropped without the socket lookup: every flood ACK counted as skipped.
+/// The flood was dropped without the socket lookup. Not every ACK of it need be: one whose
+/// slot a live connection of the host stamped (any namespace, any test running beside this
+/// one, on a protected port number) is a "maybe" and passes to the kernel, as designed
+/// (docs/connection-table.md); that is a few in 10 000 here.
 fn check_flood_dropped(s0: &Stats, s1: &Stats, sent: u64) -> Result<()> {
     let dropped = s1.delta(s0, Reason::DropAckBadCookie);
     let skipped = s1.event_delta(s0, Event::AckLookupSkipped);
@@ -346,19 +351,17 @@ fn ipv6_and_v4_mapped_connections_from_before_attach_keep_talking() -> Result<()
     wait_trusted(&fx, 2)?;
     std::thread::sleep(IDLE);
     let s0 = sg.stats()?;
-    bogus_v6_acks(&fx, DUAL_PORT, 500)?;
-    let report =
-        Flood::start(&fx.lab.attacker, ack_flood(DUAL_PORT, 50_000))?.wait(&fx.lab.attacker)?;
+    bogus_v6_acks(&fx, DUAL_PORT, V6_ACKS)?;
+    let s_v6 = sg.stats()?;
+    let report = fx.flood(ack_flood(DUAL_PORT, 50_000))?;
     v6.talk()?;
     mapped.talk()?;
     let (r6, r4) = (v6.check(), mapped.check());
     let s1 = sg.stats()?;
     r6.context("IPv6")?;
     r4.context("IPv4 on the dual-stack listener")?;
-    check_flood_dropped(&s0, &s1, report.sent() + 500)?;
-    if s1.event_delta(&s0, Event::AckLookupSkipped) < report.sent() + 500 {
-        bail!("the IPv6 ACKs did not skip the lookup");
-    }
+    check_flood_dropped(&s0, &s_v6, V6_ACKS.into()).context("IPv6 ACKs")?;
+    check_flood_dropped(&s_v6, &s1, report.sent()).context("IPv4 flood")?;
     ensure!(sg.stop()?.success());
     Ok(())
 }
