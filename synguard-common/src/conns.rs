@@ -16,7 +16,8 @@
 //! least that recent. If the loader stops (or is late), the table stops being trusted and every
 //! ACK it does not vouch for goes through the socket lookup again.
 
-/// Slots of the table (a power of two): 4 MiB of stamps.
+/// Slots of the table (a power of two): 8 MiB, since an array map keeps each value 8-byte
+/// aligned (`array_map_alloc` rounds the value size up), also in its mappable area.
 pub const CONN_SLOTS: u32 = 1 << 20;
 /// Stamps count units of 2^30 ns (~1.07 s) of the programs' clock (`bpf_ktime_get_coarse_ns`).
 pub const CONN_TIME_SHIFT: u32 = 30;
@@ -125,6 +126,40 @@ pub fn conn_lookup(
     }
 }
 
+/// The stamp the loader's pass gives a socket it read in state `state` (`TCP_*`,
+/// include/net/tcp_states.h) at `now_ns`: a socket that still carries its connection (up to
+/// the close of both sides) passes on its stamp; the others ask for the socket lookup
+/// (`SYN_SENT`, `SYN_RECV` and `NEW_SYN_RECV` request sockets, `TIME_WAIT`, `CLOSE`).
+#[inline(always)]
+pub const fn conn_pass_stamp(hash: u64, state: u8, now_ns: u64) -> u32 {
+    const ESTABLISHED: u8 = 1;
+    const FIN_WAIT1: u8 = 4;
+    const FIN_WAIT2: u8 = 5;
+    const CLOSE_WAIT: u8 = 8;
+    const LAST_ACK: u8 = 9;
+    const CLOSING: u8 = 11;
+    match state {
+        ESTABLISHED | FIN_WAIT1 | FIN_WAIT2 | CLOSE_WAIT | LAST_ACK | CLOSING => {
+            conn_stamp(hash, now_ns)
+        }
+        _ => conn_ask_stamp(hash, now_ns),
+    }
+}
+
+/// Whether the pass that started at `started_ns` may replace the slot's stamp `current` with
+/// `new`: not when `new` would let packets pass on a 4-tuple whose close the sock_ops program
+/// stamped after the pass began (the pass read the socket before it closed). Anything else it
+/// may: its stamps are at least as recent as what they replace, and a stamp in the slot for
+/// another 4-tuple only turns into "ask the lookup" for that one.
+#[inline(always)]
+pub const fn conn_pass_may_write(current: u32, new: u32, started_ns: u64) -> bool {
+    let closed_since = current & KIND_ASK != 0
+        && current & 0xffff_0000 == new & 0xffff_0000
+        && (current >> 1 & TIME_MASK).wrapping_sub(units(started_ns)) & TIME_MASK
+            <= (CONN_TTL_NS >> CONN_TIME_SHIFT) as u32;
+    !(closed_since && new & KIND_ASK == 0)
+}
+
 /// The promise a complete pass that started at `started_ns` makes (every socket alive then was
 /// stamped at or after it, and every one established since was stamped by the sock_ops
 /// program).
@@ -218,6 +253,47 @@ mod tests {
         let other = H ^ 0x0001_0000;
         assert_eq!(conn_slot(other), conn_slot(H));
         assert_eq!(conn_lookup(old, other, &state, clock), ConnLookup::Ask);
+    }
+
+    #[test]
+    fn the_pass_stamps_live_connections_and_asks_for_the_rest() {
+        let t = 500 * SEC;
+        for state in [1, 4, 5, 8, 9, 11] {
+            assert_eq!(conn_pass_stamp(H, state, t), conn_stamp(H, t), "{state}");
+        }
+        for state in [2, 3, 6, 7, 12] {
+            assert_eq!(
+                conn_pass_stamp(H, state, t),
+                conn_ask_stamp(H, t),
+                "{state}"
+            );
+        }
+    }
+
+    /// A close the sock_ops program stamped after the pass began is not undone by the pass's
+    /// older view of the socket; everything else the pass may write.
+    #[test]
+    fn the_pass_does_not_undo_a_close_it_did_not_see() {
+        let start = 700 * SEC;
+        let est = conn_stamp(H, start);
+        let closed_after = conn_ask_stamp(H, start + SEC / 2);
+        assert!(!conn_pass_may_write(closed_after, est, start));
+        // A close before the pass began (the socket is not in its lists, or is again).
+        let closed_before = conn_ask_stamp(H, start - 5 * SEC);
+        assert!(conn_pass_may_write(closed_before, est, start));
+        // Another 4-tuple's close, an ask stamp, an empty or established slot.
+        assert!(conn_pass_may_write(
+            conn_ask_stamp(H ^ 0x0001_0000, start + SEC),
+            est,
+            start
+        ));
+        assert!(conn_pass_may_write(
+            closed_after,
+            conn_ask_stamp(H, start),
+            start
+        ));
+        assert!(conn_pass_may_write(0, est, start));
+        assert!(conn_pass_may_write(conn_stamp(H, start - SEC), est, start));
     }
 
     #[test]

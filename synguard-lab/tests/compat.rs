@@ -10,6 +10,7 @@
 //! wrote) are checked by host tests on every build.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Result, ensure};
 use nix::sys::signal::Signal;
@@ -61,6 +62,13 @@ fn takes_over_an_instance_of_an_earlier_release() -> Result<()> {
         s1.packets(Reason::TxSynAckCookie) >= s0.packets(Reason::TxSynAckCookie),
         "the counters of the earlier instance were not carried over"
     );
+    // That release had no connection table: the new program gets one, and trusts it once its
+    // first pass is done.
+    common::ops::wait_for(
+        "a trusted connection table",
+        Duration::from_secs(10),
+        || (fx.status().ok()?["conn_table"]["trusted"] == true).then_some(()),
+    )?;
     fx.connections(5)?;
     let s2 = second.stats()?;
     // Always mode: every SYN but the listener's refresh SYN (one a second) gets a cookie.

@@ -17,6 +17,7 @@ use synguard_lab::lab::{Lab, netns};
 mod common;
 use common::e2e::{
     SERVER_WAIT, ack_flood, check_client_options, check_server_options, kernel_wscale, syn_flood,
+    table_maybes,
 };
 use common::{Fixture, assert_no_failures, require_root};
 
@@ -225,9 +226,10 @@ fn always_mode_absorbs_syn_and_ack_floods() -> Result<()> {
         syns <= syn.sent() + 4 * attempts,
         "{syns} SYNs counted: more than were sent"
     );
-    // Every flood ACK is dropped; a handful of stray legit ACKs may join them.
+    // Every flood ACK is dropped but the few the connection table lets pass as "maybe"
+    // (`table_maybes`); a handful of stray legit ACKs may join them.
     assert!(
-        dropped >= ack.sent(),
+        dropped + table_maybes(ack.sent()) >= ack.sent(),
         "{dropped} bad ACKs dropped, {} sent",
         ack.sent()
     );
@@ -249,7 +251,7 @@ fn always_mode_absorbs_syn_and_ack_floods() -> Result<()> {
         "kernel sent {kernel_cookies} cookies"
     );
     assert!(
-        k1.delta(&k0, kstats::SYNCOOKIES_FAILED) <= 5,
+        k1.delta(&k0, kstats::SYNCOOKIES_FAILED) <= table_maybes(ack.sent()),
         "bogus ACKs reached the kernel"
     );
     assert!(sg.stop()?.success());

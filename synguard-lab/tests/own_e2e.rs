@@ -13,6 +13,7 @@ use synguard_lab::lab::topology::{SERVER_V4, spoof_addr};
 use synguard_lab::lab::traffic::{self, ConnReport, Continuous, Transfer};
 
 mod common;
+use common::e2e::table_maybes;
 use common::{Fixture, PORT, addr};
 
 const MIB: u64 = 1 << 20;
@@ -234,7 +235,7 @@ fn own_cookies_absorb_syn_and_ack_floods() -> Result<()> {
         syn.sent()
     );
     assert!(
-        dropped >= ack.sent(),
+        dropped + table_maybes(ack.sent()) >= ack.sent(),
         "{dropped} dropped of {} flood ACKs",
         ack.sent()
     );
@@ -244,9 +245,9 @@ fn own_cookies_absorb_syn_and_ack_floods() -> Result<()> {
         ack.sent()
     );
     assert_eq!(k1.delta(&k0, kstats::SYNCOOKIES_SENT), 0);
-    assert_eq!(
-        k1.delta(&k0, kstats::SYNCOOKIES_FAILED),
-        0,
+    // Only those the connection table let pass as "maybe" (`table_maybes`).
+    assert!(
+        k1.delta(&k0, kstats::SYNCOOKIES_FAILED) <= table_maybes(ack.sent()),
         "flood ACKs reached the kernel"
     );
     assert!(sg.stop()?.success());

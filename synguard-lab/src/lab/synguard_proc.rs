@@ -104,6 +104,47 @@ impl Synguard {
         Self::start_command(cmd, bin, ns, iface, args, &[])
     }
 
+    /// As [`Synguard::start`], in a mount namespace of its own where no cgroup v2 hierarchy is
+    /// mounted (each cgroup2 mount the test sees is unmounted there): a host where the
+    /// connection table's sock_ops program cannot be attached. The BPF filesystem stays the
+    /// test's, so `stats` and `status` see the pins.
+    pub fn start_without_cgroup2(
+        bin: &Path,
+        ns: &Netns,
+        iface: &str,
+        args: &[&str],
+    ) -> Result<Synguard> {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
+        // `id parent dev root mount-point options [optional...] - fstype ...`
+        let cgroup2: Vec<String> = mountinfo
+            .lines()
+            .filter_map(|l| {
+                let (left, right) = l.split_once(" - ")?;
+                (right.split_whitespace().next()? == "cgroup2")
+                    .then(|| left.split_whitespace().nth(4).map(str::to_string))?
+            })
+            .collect();
+        let mut cmd = std::process::Command::new("unshare");
+        // `run --iface ...` follows as "$@".
+        cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(
+                "for m in $SG_CGROUP2; do umount -l \"$m\" || exit 1; done; \
+                 exec nsenter --net=\"$SG_NETNS\" \"$0\" \"$@\"",
+            )
+            .arg(bin);
+        let netns = ns.path().to_string_lossy().into_owned();
+        let mut all = args.to_vec();
+        all.extend(["--cookies", "kernel"]);
+        Self::start_command(
+            cmd,
+            bin,
+            ns,
+            iface,
+            &all,
+            &[("SG_CGROUP2", &cgroup2.join(" ")), ("SG_NETNS", &netns)],
+        )
+    }
+
     fn start_command(
         mut cmd: std::process::Command,
         bin: &Path,

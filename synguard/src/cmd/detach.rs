@@ -1,6 +1,6 @@
 //! `synguard detach [--iface IF]`: removes what a synguard left on the interfaces of this
 //! network namespace when it did not detach itself (kill -9, OOM, a hand-over nobody took): the
-//! pinned link (which detaches the program), the pinned maps, the run-info, the flood history,
+//! pinned links (which detach the programs), the pinned maps, the run-info, the flood history,
 //! the runtime list entries, and the kernel settings it recorded changing. Instances of the
 //! earlier release's flat layout are found too (`state::scope`).
 
@@ -102,6 +102,9 @@ fn detach_one(args: &DetachArgs, key: &Key) -> anyhow::Result<()> {
     if dir.exists() {
         if dir.join(pins::LINK).exists() {
             done.push("detached the XDP program".to_string());
+        }
+        if dir.join(pins::CONNS_LINK).exists() {
+            done.push("detached the connection table's sock_ops program".to_string());
         }
         // Removing the link pin releases the last reference to the link: the program detaches.
         pins::remove_dir(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;

@@ -15,7 +15,12 @@ use synguard_common::maps::{ReadyState, names};
 use crate::{
     config::{DEFAULT_PIN_BASE, DEFAULT_RUN_DIR},
     daemon::events::{self, FloodRecord},
-    datapath::{counters, enforced, enforced::Enforced, link, maps, pins},
+    datapath::{
+        conns::{self, TableState},
+        counters, enforced,
+        enforced::Enforced,
+        link, maps, pins,
+    },
     host::{clock::mono_to_unix, netns, nic},
     state::{
         lock,
@@ -54,6 +59,9 @@ pub struct IfaceStatus {
     pub cookies_since_unix_s: Option<u64>,
     pub syn_rate_pps: Option<u64>,
     pub mode_switches: Option<u64>,
+    /// The connection table (docs/connection-table.md): whether the XDP program may skip the
+    /// socket lookup for ACKs now, and how many sockets the loader's last pass stamped.
+    pub conn_table: Option<TableState>,
     /// Where the instance serves Prometheus metrics.
     pub metrics_addr: Option<String>,
     /// The last flood starts and ends, oldest first.
@@ -113,13 +121,15 @@ pub fn of_instance(args: &StatusArgs, key: &Key) -> IfaceStatus {
     });
     let program_id = link::program_id(&dir.join(pins::LINK)).ok();
     let mut note = |e: anyhow::Error| errors.push(format!("{e:#}"));
-    let (sample, enforced) = if dir.exists() {
+    let (sample, enforced, conn_table) = if dir.exists() {
         (
             counters::read_sample(&dir).map_err(|e| note(e.into())).ok(),
             enforced::read(&dir).map_err(|e| note(e.into())).ok(),
+            // An instance of a release without the table has none to show.
+            conns::read_state(&dir).ok(),
         )
     } else {
-        (None, None)
+        (None, None, None)
     };
     let ready_since = sample.as_ref().and_then(|_| {
         maps::read_single::<ReadyState>(&dir, names::READY)
@@ -148,6 +158,7 @@ pub fn of_instance(args: &StatusArgs, key: &Key) -> IfaceStatus {
         cookies_since_unix_s: ready_since.filter(|&t| t != 0).and_then(mono_to_unix),
         syn_rate_pps: sample.as_ref().map(|s| s.syn_rate_pps),
         mode_switches: sample.as_ref().map(|s| s.mode_state.switches),
+        conn_table,
         metrics_addr: info.and_then(|i| i.metrics_addr.clone()),
         flood_events: events::read_history(&paths::history(&args.run_dir, key)),
         sysctl_changes: info.map(|i| i.sysctl_changes.clone()).unwrap_or_default(),
@@ -253,12 +264,27 @@ fn enforced_lines(e: &Enforced) -> String {
     )
 }
 
+fn conn_table_line(t: &TableState) -> String {
+    if t.trusted {
+        format!(
+            "  connection table trusted: {} sockets stamped by the last pass (ACKs of no socket              skip the socket lookup)
+",
+            t.sockets
+        )
+    } else {
+        "  connection table not trusted (every ACK goes through the socket lookup)\n".to_string()
+    }
+}
+
 fn text(s: &IfaceStatus) -> String {
     let mut out = state_line(s);
     if let Some(e) = &s.enforced {
         out += &enforced_lines(e);
     }
     out += &cookies_line(s);
+    if let Some(t) = &s.conn_table {
+        out += &conn_table_line(t);
+    }
     for c in &s.sysctl_changes {
         out += &format!("  changed {} {} -> {} ({})\n", c.name, c.old, c.new, c.why);
     }

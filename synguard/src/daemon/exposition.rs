@@ -8,6 +8,7 @@ use std::{fmt::Write as _, path::Path};
 use synguard_common::reason::{EVENTS, Event, REASONS, Reason, Verdict};
 
 use crate::datapath::{
+    conns::{self, TableState},
     counters::{self, Sample},
     enforced::{self, Enforced},
 };
@@ -24,6 +25,7 @@ fn verdict_label(v: Verdict) -> &'static str {
 pub struct Reading {
     pub sample: Sample,
     pub enforced: Enforced,
+    pub conns: TableState,
 }
 
 /// Reads the instance pinned in `dir`; `None` if any of it cannot be read.
@@ -31,6 +33,8 @@ pub fn read(dir: &Path) -> Option<Reading> {
     Some(Reading {
         sample: counters::read_sample(dir).ok()?,
         enforced: enforced::read(dir).ok()?,
+        // An instance of a release without the table: never trusted, nothing stamped.
+        conns: conns::read_state(dir).unwrap_or_default(),
     })
 }
 
@@ -80,7 +84,7 @@ const COUNTS: [PerIface; 3] = [
 ];
 
 /// The per-interface families after the per-port one: state and what is enforced.
-const STATE: [PerIface; 9] = [
+const STATE: [PerIface; 11] = [
     (
         "synguard_mode_switches_total",
         "counter",
@@ -135,6 +139,19 @@ const STATE: [PerIface; 9] = [
         "gauge",
         "SYN-ACKs per second to one destination prefix (0: no cap).",
         |r| r.enforced.limits.reflect_cap_pps,
+    ),
+    (
+        "synguard_conn_table_trusted",
+        "gauge",
+        "1 while the connection table is trusted: ACKs that belong to no socket skip the \
+         kernel's socket lookup.",
+        |r| r.conns.trusted as u64,
+    ),
+    (
+        "synguard_conn_table_sockets",
+        "gauge",
+        "Sockets on protected ports the loader's last pass stamped in the connection table.",
+        |r| r.conns.sockets,
     ),
 ];
 
@@ -347,6 +364,10 @@ mod tests {
         Reading {
             sample: sample(),
             enforced: Enforced::from_maps(&config, &policy, vec![80, 443]),
+            conns: TableState {
+                trusted: true,
+                sockets: 12,
+            },
         }
     }
 
@@ -405,6 +426,8 @@ mod tests {
             "synguard_flood_events_total{device=\"eth0\",kind=\"end\"} 2\n",
             "synguard_events_total{device=\"eth0\",event=\"cookie_sent\"} 7\n",
             "synguard_port_syns_total{device=\"eth0\",port=\"80\"} 9\n",
+            "synguard_conn_table_trusted{device=\"eth0\"} 1\n",
+            "synguard_conn_table_sockets{device=\"eth0\"} 12\n",
         ] {
             assert!(text.contains(line), "{line} missing from\n{text}");
         }

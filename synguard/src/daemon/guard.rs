@@ -8,7 +8,8 @@ use log::warn;
 use crate::{
     config::RunConfig,
     daemon::{
-        cookie_backend::MapBackend, instance::Instance, mode::Controller, prepare::StartError,
+        conns::Refresher, cookie_backend::MapBackend, instance::Instance, mode::Controller,
+        prepare::StartError,
     },
     datapath::load::ProgramLogger,
     host::sysctl::{SyncookieVotes, SysctlSaver, Sysctls},
@@ -19,6 +20,7 @@ pub struct Guard {
     instances: Vec<Instance>,
     saver: SysctlSaver,
     votes: SyncookieVotes,
+    conns: Refresher,
 }
 
 impl Guard {
@@ -28,6 +30,7 @@ impl Guard {
             instances: Vec::new(),
             saver: SysctlSaver::new(sysctls.clone()),
             votes: SyncookieVotes::new(sysctls),
+            conns: Refresher::default(),
         }
     }
 
@@ -51,6 +54,17 @@ impl Guard {
     /// Own cookies' health, checked now and then from the run loop.
     pub fn watch_own(&mut self) {
         self.instances.iter_mut().for_each(Instance::watch_own);
+    }
+
+    /// The connection table's pass over every instance whose sock_ops program is attached
+    /// (`daemon::conns`), for `ports` (sorted), the ports the port maps hold now.
+    pub fn refresh_conns(&mut self, ports: &[u16]) {
+        let mut tables: Vec<_> = self
+            .instances
+            .iter_mut()
+            .filter_map(Instance::conn_table)
+            .collect();
+        self.conns.run(&mut tables, ports);
     }
 
     /// Reload: every own-cookie interface gets its next secret.

@@ -31,6 +31,7 @@ use crate::{
     },
     datapath::{
         config_map::write_config,
+        conns::{self, ConnTable},
         error::{LoaderError, io_err},
         link::{self, Attachment, How},
         load::{self, ProgramLogger},
@@ -63,6 +64,9 @@ pub struct Instance {
     link: Option<Attachment>,
     /// Own cookies' key map (the TC program lives with `ebpf`).
     secret: Option<SecretMap>,
+    /// The connection table, mapped for the pass; None when its sock_ops program could not be
+    /// attached (the table is then never trusted).
+    conns: Option<ConnTable>,
     /// The driver's lack of XDP metadata has been reported.
     meta_warned: bool,
     pin_dir: Option<PathBuf>,
@@ -121,6 +125,7 @@ impl Instance {
             ebpf: None,
             link: None,
             secret: None,
+            conns: None,
             meta_warned: false,
             pin_dir: None,
             run_info: None,
@@ -220,6 +225,9 @@ impl Instance {
             &inherited.layouts,
             object.bytes(),
         )?);
+        // The table and its promise may be the running program's: until this instance's first
+        // pass, with its ports in the map and its sock_ops program attached, promise nothing.
+        conns::distrust(pin_dir)?;
         let logger = load::logger(ebpf);
         load::load_program(ebpf)?;
         // The TC program and the key before the XDP program can send an own cookie.
@@ -251,6 +259,7 @@ impl Instance {
         controller.resume(adopting_cookies.then_some(inherited.ready))?;
 
         let (xdp_mode, how) = self.attach(cfg, if_index, pin_dir, prev_mode)?;
+        self.attach_conns(pin_dir);
         fault::point(Step::Attached);
         self.write_run_info(cfg, pin_dir, link::mode_name(xdp_mode), how, &config, saver)?;
         Ok((controller, logger))
@@ -290,6 +299,34 @@ impl Instance {
             cfg.mode.name()
         );
         Ok((xdp_mode, attach))
+    }
+
+    /// The connection table's sock_ops program and the mapping the pass stamps through. A
+    /// refusal (no cgroup v2, an old kernel) leaves the table untrusted and is said once: the
+    /// XDP program keeps asking the kernel's socket lookup about every ACK.
+    fn attach_conns(&mut self, pin_dir: &Path) {
+        let ebpf = self.ebpf.as_mut().expect("loaded before attaching");
+        let table = conns::attach(ebpf, &pin_dir.join(pins::CONNS_LINK)).and_then(|root| {
+            info!(
+                "{}: connection table's sock_ops program attached to {}",
+                self.iface,
+                root.display()
+            );
+            ConnTable::open(pin_dir)
+        });
+        match table {
+            Ok(t) => self.conns = Some(t),
+            Err(e) => warn!(
+                "{}: connection table unavailable ({:#}); ACKs keep using the socket lookup",
+                self.iface,
+                anyhow::Error::from(e)
+            ),
+        }
+    }
+
+    /// The connection table the pass stamps, when its sock_ops program is attached.
+    pub fn conn_table(&mut self) -> Option<&mut ConnTable> {
+        self.conns.as_mut()
     }
 
     fn write_run_info(
@@ -362,6 +399,7 @@ impl Instance {
     pub fn shutdown(&mut self) {
         if self.leave_in_place {
             // Dropping our fds leaves the pinned link and maps alive.
+            self.conns = None;
             self.secret = None;
             self.link = None;
             self.ebpf = None;
@@ -373,7 +411,9 @@ impl Instance {
                 Err(e) => warn!("detaching from {}: {e}", self.iface),
             }
         }
-        // Closing the object frees the programs (the TC link with them) and every unpinned map.
+        // Closing the object frees the programs (the TC link with them) and every unpinned map;
+        // removing the pin directory below releases the sock_ops link.
+        self.conns = None;
         self.secret = None;
         self.ebpf = None;
         if let Some(dir) = self.pin_dir.take()

@@ -1,8 +1,10 @@
 //! The long-running `synguard run`: one [`instance::Instance`] per interface owned by the
 //! [`guard::Guard`], the cookie-mode controller (`mode`, with its kernel side in
 //! `cookie_backend`), flood events, metrics (`metrics` serves what `exposition` renders),
-//! reload, the programs' logs, the NIC check before attaching (`nic_gate`), and the run loop.
+//! reload, the programs' logs, the NIC check before attaching (`nic_gate`), the connection
+//! table's pass (`conns`), and the run loop.
 
+pub mod conns;
 pub mod control;
 pub mod cookie_backend;
 pub mod events;

@@ -15,7 +15,7 @@ use synguard_common::maps::{Config, PortConfig, names};
 
 use crate::{
     config::{Cidr, ListKind, RunArgs, RunConfig, file},
-    datapath::{config_map::sync_ports, maps, policy},
+    datapath::{config_map::sync_ports, conns, maps, policy},
     host::clock,
     state::{
         paths::{self, Key},
@@ -209,8 +209,15 @@ pub fn reload(current: &RunConfig, args: &RunArgs, keys: &[Key]) -> Result<Reloa
         log_format: current.log_format,
         ..new
     };
+    let added = effective.ports.iter().any(|p| !current.ports.contains(p));
     for key in keys {
-        apply_settings(&paths::pin_dir(&effective.pin_base, key), &effective)
+        let dir = paths::pin_dir(&effective.pin_base, key);
+        if added {
+            // Connections to a port about to be protected were never stamped: no promise
+            // until the next pass (`daemon::conns`), which the caller runs at once.
+            conns::distrust(&dir).with_context(|| format!("{key}: connection table"))?;
+        }
+        apply_settings(&dir, &effective)
             .with_context(|| format!("{key}: applying thresholds and ports"))?;
     }
     apply_policy(&effective, keys, Some(current))?;

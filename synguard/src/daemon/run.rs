@@ -12,6 +12,7 @@ use std::sync::Arc;
 use crate::{
     config::{RunArgs, RunConfig},
     daemon::{
+        conns,
         control::{self, Control, Outcome, Reply},
         cookie_backend::MapBackend,
         events::{self, FloodWatcher},
@@ -212,6 +213,9 @@ impl Serving<'_> {
         let mut tick = tokio::time::interval(mode::TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut own_watch = tokio::time::interval(OWN_WATCH);
+        // The first tick is at once: the pass that makes the table trusted.
+        let mut conns_pass = tokio::time::interval(conns::PERIOD);
+        conns_pass.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = self.signals.int.recv() => return Ok(Exit::Detach("SIGINT")),
@@ -229,6 +233,7 @@ impl Serving<'_> {
                 }
                 _ = tick.tick() => self.tick_controllers(),
                 _ = own_watch.tick() => self.guard.watch_own(),
+                _ = conns_pass.tick() => self.guard.refresh_conns(&current.ports),
                 r = logs::forward(self.loggers) => {
                     if let Err(e) = r {
                         return Err(anyhow::Error::from(e).context("reading the XDP program's log"));
@@ -266,6 +271,9 @@ impl Serving<'_> {
             // Own cookies: each reload takes the next secret (re-read from the file if one is
             // configured); the previous one stays valid for the handshakes under way.
             self.guard.rotate_secrets(current);
+            // A port just protected has connections no pass stamped yet: the reload withdrew
+            // the promise; this pass gives it again.
+            self.guard.refresh_conns(&current.ports);
         }
         tell(self.notifier.ready(&service_status(current)));
         reply

@@ -2,10 +2,12 @@
 //! (`load`), what it is told (`config_map`), its pinned link (`link`) and pins (`pins`), typed
 //! access to pinned maps (`maps`), what it enforces (`enforced`), its counters (`counters`) and
 //! SYN rate (`rate`), its policy maps (`policy`), what the NIC needs for XDP_TX (`nic_check`),
-//! and explaining the kernel's refusals (`diagnose`, `error`); `spoil` makes a program
-//! unverifiable for a fault-injection test.
+//! the connection table's sock_ops program and stamps (`conns`), and explaining the kernel's
+//! refusals (`diagnose`, `error`); `spoil` makes a program unverifiable for a fault-injection
+//! test.
 
 pub mod config_map;
+pub mod conns;
 pub mod counters;
 pub mod diagnose;
 pub mod enforced;

@@ -5,6 +5,8 @@
 //! /sys/fs/bpf/synguard/<netns>/<iface>-<ifindex>/
 //!     schema_1      empty directory: the layout version of everything here
 //!     link          the XDP link (the program stays attached while this pin exists)
+//!     tc_link       own cookies' TC link, when they are in use
+//!     conns_link    the connection table's sock_ops link on the cgroup v2 root
 //!     SG_*          the program's maps (config, counters, mode state, ...)
 //! ```
 //!
@@ -40,6 +42,10 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub const LINK: &str = "link";
 /// Own cookies' TC link (`datapath::own::attach_tc`), kept across a hand-over like the XDP one.
 pub const TC_LINK: &str = "tc_link";
+/// The connection table's sock_ops link (`datapath::conns::attach`), kept across a hand-over
+/// like the others; a new one is pinned beside it under this name plus `_new`, then renamed
+/// over it.
+pub const CONNS_LINK: &str = "conns_link";
 // bpffs refuses names with a dot.
 const SCHEMA_PREFIX: &str = "schema_";
 
@@ -273,7 +279,11 @@ pub fn pinned_maps(dir: &Path) -> Result<BTreeMap<String, Option<Layout>>, PinEr
     for entry in fs::read_dir(dir).map_err(io_err("cannot list", dir))? {
         let entry = entry.map_err(io_err("cannot list", dir))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name == LINK || name == TC_LINK || name.starts_with(SCHEMA_PREFIX) {
+        if name == LINK
+            || name == TC_LINK
+            || name.starts_with(CONNS_LINK)
+            || name.starts_with(SCHEMA_PREFIX)
+        {
             continue;
         }
         out.insert(name, pinned_layout(&entry.path()));

@@ -19,17 +19,23 @@ pub enum SpoilError {
     NoBody(String),
 }
 
-/// Where the body of `program` starts in the file: the `#[xdp]`/`#[classifier]` macros put it
-/// in `.text` as `<crate>::<program>::<program>` (mangled, so the name ends with the program
-/// name twice, each after its length), the section named for the program holding only a call
-/// to it. An instruction a relocation points at is not used (aya would refuse the object).
+/// Where the body of `program` starts in the file: in `.text` as `<crate>::<program>::<program>`
+/// (mangled, so the name ends with the program name twice, each after its length) when the
+/// `#[xdp]`/`#[classifier]` macros left the section named for the program holding only a call
+/// to it; else the program's own symbol in its section, when its body is inlined into the entry
+/// point. An instruction a relocation points at is not used (aya would refuse the object).
 fn body_offset(elf: &[u8], program: &str) -> Result<usize, SpoilError> {
     let file = object::File::parse(elf)?;
     let suffix = format!("{n}{program}{n}{program}", n = program.len());
     let none = || SpoilError::NoBody(program.to_string());
+    let text = |s: &object::Symbol| s.kind() == SymbolKind::Text;
     let sym = file
         .symbols()
-        .find(|s| s.kind() == SymbolKind::Text && s.name().is_ok_and(|n| n.ends_with(&suffix)))
+        .find(|s| text(s) && s.name().is_ok_and(|n| n.ends_with(&suffix)))
+        .or_else(|| {
+            file.symbols()
+                .find(|s| text(s) && s.name().is_ok_and(|n| n == program))
+        })
         .ok_or_else(none)?;
     let section = file.section_by_index(sym.section_index().ok_or_else(none)?)?;
     if section.kind() != SectionKind::Text

@@ -13,6 +13,43 @@ pub fn monotonic_ns() -> u64 {
     clock_ns(libc::CLOCK_MONOTONIC_COARSE)
 }
 
+/// The programs' clock (`bpf_ktime_get_coarse_ns`) as this process can know it:
+/// CLOCK_MONOTONIC_COARSE less its time namespace's offset. In a time namespace
+/// (`unshare --time`) `clock_gettime` adds the namespace's offset (`timens_add_monotonic`);
+/// the programs read the host's clock. What must be compared with the programs' clock exactly
+/// (the connection table's stamps and promise) is read here.
+pub fn programs_monotonic_ns() -> u64 {
+    static OFFSET: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    // A namespace's offsets are fixed once a process entered it (`timens_offsets` refuses
+    // writes then): read once.
+    let offset = *OFFSET.get_or_init(|| {
+        std::fs::read_to_string(TIMENS_OFFSETS)
+            .ok()
+            .and_then(|t| monotonic_offset_ns(&t))
+            .unwrap_or(0)
+    });
+    monotonic_ns().wrapping_add_signed(offset.wrapping_neg())
+}
+
+/// This process's time namespace offsets (`proc_timens_show_offsets`); absent on kernels
+/// without time namespaces, where there is no offset.
+const TIMENS_OFFSETS: &str = "/proc/self/timens_offsets";
+
+/// The monotonic offset in nanoseconds from the text of a `timens_offsets` file
+/// (`monotonic <seconds> <nanoseconds>` per line, seconds signed).
+pub fn monotonic_offset_ns(text: &str) -> Option<i64> {
+    text.lines().find_map(|l| {
+        let mut f = l.split_whitespace();
+        // The clock is named, or given by its id (CLOCK_MONOTONIC = 1) on older kernels.
+        if !matches!(f.next()?, "monotonic" | "1") {
+            return None;
+        }
+        let s: i64 = f.next()?.parse().ok()?;
+        let ns: i64 = f.next()?.parse().ok()?;
+        s.checked_mul(1_000_000_000)?.checked_add(ns)
+    })
+}
+
 /// CLOCK_TAI in nanoseconds: own cookies' time slot (`synguard_common::own_cookie::slot_of`),
 /// the clock a fleet's servers share (the programs read it through `bpf_ktime_get_tai_ns`).
 /// Unlike CLOCK_MONOTONIC it is not shifted in a time namespace (`timens_add_monotonic`
@@ -62,6 +99,15 @@ pub fn mono_to_unix(stamp_ns: u64) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn time_namespace_offsets_parse() {
+        let text = "monotonic      -3600         0\nboottime       -3600         0\n";
+        assert_eq!(monotonic_offset_ns(text), Some(-3_600_000_000_000));
+        assert_eq!(monotonic_offset_ns("1 5 7\n7 0 0\n"), Some(5_000_000_007));
+        assert_eq!(monotonic_offset_ns("boottime 1 0\n"), None);
+        assert_eq!(monotonic_offset_ns("monotonic x 0\n"), None);
+    }
 
     #[test]
     fn monotonic_clock_moves_forward() {

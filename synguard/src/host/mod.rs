@@ -2,11 +2,13 @@
 //! offload facts (`ethtool`), link partner and XDP attachment (`rtnl`), clocks (`clock`),
 //! network namespaces (`netns`), the BPF filesystem (`bpffs`), errors on paths (`io`), facts from
 //! the kernel's BTF (`btf`), readiness and status to systemd (`notify`), whether we may use BPF
-//! (`privilege`), the SYN-flood tuning `doctor` checks (`tuning`) and fault injection for tests
-//! (`fault`). Imports only `config`.
+//! (`privilege`), the cgroup v2 mount (`cgroup`), the TCP socket lists (`proc_net`), the
+//! SYN-flood tuning `doctor` checks (`tuning`) and fault injection for tests (`fault`). Imports
+//! only `config`.
 
 pub mod bpffs;
 pub mod btf;
+pub mod cgroup;
 pub mod clock;
 pub mod ethtool;
 pub mod fault;
@@ -15,6 +17,7 @@ pub mod netns;
 pub mod nic;
 pub mod notify;
 pub mod privilege;
+pub mod proc_net;
 pub mod rtnl;
 pub mod secret;
 pub mod sysctl;

@@ -1,0 +1,340 @@
+//! The connection table as the loader sees it (`synguard_common::conns`,
+//! docs/connection-table.md): the `synguard_conns` sock_ops program attached to the cgroup v2
+//! root through a link pinned beside the XDP one, the stamps written through a memory map of
+//! the pinned table, and the loader's promise in the state map.
+
+use std::{
+    fs::File,
+    io,
+    os::fd::{AsFd as _, AsRawFd as _},
+    path::{Path, PathBuf},
+    ptr::NonNull,
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use aya::{
+    Ebpf,
+    maps::{Array, MapData, MapError},
+    programs::{CgroupAttachMode, ProgramError, SockOps, links::FdLink},
+};
+use serde::Serialize;
+use synguard_common::{
+    conns::{
+        CONN_SLOTS, ConnsState, conn_expired, conn_pass_may_write, conn_pass_stamp, conn_slot,
+    },
+    maps::{flow_hash, flow_hash_v4},
+    names,
+};
+use thiserror::Error;
+
+use crate::{
+    datapath::{
+        load,
+        maps::{self, PinnedMapError},
+    },
+    host::{
+        cgroup,
+        clock::programs_monotonic_ns,
+        proc_net::{Addr, Socket},
+    },
+};
+
+/// The sock_ops program's name in the object.
+pub const PROGRAM: &str = "synguard_conns";
+
+#[derive(Debug, Error)]
+pub enum ConnsError {
+    #[error("no cgroup v2 hierarchy is mounted (none in {})", cgroup::MOUNTINFO)]
+    NoCgroup2,
+    #[error("cannot {what} {}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot {what}")]
+    Program {
+        what: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("the kernel attached the sock_ops program without a BPF link (Linux 5.7+ needed)")]
+    NoLink,
+    #[error("cannot pin the sock_ops link at {}", path.display())]
+    Pin {
+        path: PathBuf,
+        #[source]
+        source: aya::pin::PinError,
+    },
+    #[error("the object has no sock_ops program {PROGRAM}: loader and program differ")]
+    Missing,
+    #[error(transparent)]
+    Map(#[from] PinnedMapError),
+    #[error("cannot map {} into memory", .0.display())]
+    Mmap(PathBuf, #[source] io::Error),
+    #[error(
+        "{}: value size {value_size}, {entries} entries; expected 4 and {CONN_SLOTS}",
+        path.display()
+    )]
+    Layout {
+        path: PathBuf,
+        value_size: u32,
+        entries: u32,
+    },
+}
+
+fn io_err<'a>(what: &'static str, path: &'a Path) -> impl Fn(io::Error) -> ConnsError + 'a {
+    move |source| ConnsError::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The root of the cgroup v2 hierarchy this process sees.
+fn cgroup2_root() -> Result<PathBuf, ConnsError> {
+    let mountinfo = Path::new(cgroup::MOUNTINFO);
+    let text = std::fs::read_to_string(mountinfo).map_err(io_err("read", mountinfo))?;
+    cgroup::cgroup2_root(&text).ok_or(ConnsError::NoCgroup2)
+}
+
+/// Loads `synguard_conns` and attaches it to the cgroup v2 root through a link pinned at
+/// `pin`. A link a previous program left there is replaced only once the new one is attached
+/// (the new pin is renamed over the old, which releases it): the table is stamped throughout a
+/// hand-over. Returns the cgroup it attached to.
+pub fn attach(ebpf: &mut Ebpf, pin: &Path) -> Result<PathBuf, ConnsError> {
+    let root = cgroup2_root()?;
+    let dir = File::open(&root).map_err(io_err("open", &root))?;
+    let err = |what| move |source| ConnsError::Program { what, source };
+    let prog: &mut SockOps = ebpf
+        .program_mut(PROGRAM)
+        .ok_or(ConnsError::Missing)?
+        .try_into()
+        .map_err(err("use synguard_conns as sock_ops"))?;
+    prog.load().map_err(err("load the sock_ops program"))?;
+    load::log_verified(PROGRAM, prog.info());
+    // A link is always one of several programs on the cgroup (`cgroup_bpf_link_attach` wants
+    // no flags): other programs there keep running.
+    let id = prog
+        .attach(dir, CgroupAttachMode::Single)
+        .map_err(err("attach the sock_ops program to the cgroup v2 root"))?;
+    let link = prog.take_link(id).map_err(err("take the sock_ops link"))?;
+    let fd = FdLink::try_from(link).map_err(|_| ConnsError::NoLink)?;
+    let fresh = pin.with_file_name(format!(
+        "{}_new",
+        pin.file_name().unwrap_or_default().to_string_lossy()
+    ));
+    // Left by a start that stopped between the pin and the rename.
+    let _ = std::fs::remove_file(&fresh);
+    fd.pin(&fresh).map_err(|source| ConnsError::Pin {
+        path: fresh.clone(),
+        source,
+    })?;
+    std::fs::rename(&fresh, pin).map_err(io_err("rename the new sock_ops link to", pin))?;
+    Ok(root)
+}
+
+/// The table's slot of a socket of this host, hashed as its packets arrive: source = remote.
+pub fn socket_hash(s: &Socket) -> Option<u64> {
+    match (s.remote, s.local) {
+        (Addr::V4(r), Addr::V4(l)) => Some(flow_hash_v4(r, l, s.remote_port, s.local_port)),
+        (Addr::V6(r), Addr::V6(l)) => Some(flow_hash(&r, &l, s.remote_port, s.local_port)),
+        // One side mapped, the other not: no packet carries such a pair.
+        _ => None,
+    }
+}
+
+/// The pinned table, mapped into memory for the pass's stores, and its state map.
+pub struct ConnTable {
+    stamps: NonNull<u8>,
+    len: usize,
+    /// Bytes from one slot to the next: an array map keeps its values 8-byte aligned
+    /// (`array_map_alloc`, `round_up(value_size, 8)`), also in the mappable area.
+    stride: usize,
+    _map: MapData,
+    state: Array<MapData, ConnsState>,
+}
+
+// SAFETY: the mapping belongs to this value alone; stores to it are atomic.
+unsafe impl Send for ConnTable {}
+
+impl ConnTable {
+    /// Maps the table pinned in `dir` (read and write, shared with the programs).
+    pub fn open(dir: &Path) -> Result<Self, ConnsError> {
+        let path = dir.join(names::CONNS);
+        let map = MapData::from_pin(&path).map_err(|source| PinnedMapError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        let info = map
+            .info()
+            .map_err(PinnedMapError::read(dir, names::CONNS))?;
+        if info.value_size() != 4 || info.max_entries() != CONN_SLOTS {
+            return Err(ConnsError::Layout {
+                path,
+                value_size: info.value_size(),
+                entries: info.max_entries(),
+            });
+        }
+        let stride = 8;
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
+        let len = (CONN_SLOTS as usize * stride).div_ceil(page) * page;
+        // SAFETY: a fresh shared mapping of the map's fd; the kernel checks the length against
+        // the map (`array_map_mmap`) and the mapping lives until `drop`.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                map.fd().as_fd().as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(ConnsError::Mmap(path, io::Error::last_os_error()));
+        }
+        Ok(ConnTable {
+            stamps: NonNull::new(ptr.cast()).expect("mmap returned a mapping"),
+            len,
+            stride,
+            _map: map,
+            state: maps::array(dir, names::CONNS_STATE)?,
+        })
+    }
+
+    /// Stamps the slot of a socket hashed `hash` that the pass started at `started_ns` read in
+    /// state `state` (`conn_pass_stamp`), unless the sock_ops program stamped its close since
+    /// (`conn_pass_may_write`). Compare-and-swap: a stamp the programs store meanwhile is
+    /// looked at again, never lost.
+    pub fn stamp_socket(&mut self, hash: u64, state: u8, started_ns: u64) {
+        let new = conn_pass_stamp(hash, state, started_ns);
+        let slot = self.slot(conn_slot(hash));
+        let mut current = slot.load(Ordering::Relaxed);
+        while conn_pass_may_write(current, new, started_ns) {
+            match slot.compare_exchange(current, new, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return,
+                Err(now) => current = now,
+            }
+        }
+    }
+
+    /// Empties every slot whose stamp no socket renewed for `CONN_TTL_NS` at `now_ns`
+    /// (`conn_expired`); returns how many. Compare-and-swap, so a stamp the sock_ops program
+    /// writes meanwhile survives.
+    pub fn sweep(&mut self, now_ns: u64) -> u64 {
+        let mut emptied = 0;
+        for i in 0..CONN_SLOTS {
+            let slot = self.slot(i);
+            let stamp = slot.load(Ordering::Relaxed);
+            if conn_expired(stamp, now_ns)
+                && slot
+                    .compare_exchange(stamp, 0, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+            {
+                emptied += 1;
+            }
+        }
+        emptied
+    }
+
+    /// The stamp of `hash`'s slot (tests and checks).
+    pub fn read(&self, hash: u64) -> u32 {
+        self.slot(conn_slot(hash)).load(Ordering::Relaxed)
+    }
+
+    fn slot(&self, i: u32) -> &AtomicU32 {
+        let off = i as usize * self.stride;
+        assert!(i < CONN_SLOTS && off + 4 <= self.len);
+        // SAFETY: inside the mapping (checked above); the programs store to the same 4-byte
+        // words, at 8-aligned offsets, so atomic access is sound.
+        unsafe { &*self.stamps.as_ptr().add(off).cast::<AtomicU32>() }
+    }
+
+    /// Writes the loader's promise.
+    pub fn promise(&mut self, state: ConnsState) -> Result<(), MapError> {
+        self.state.set(0, state, 0)
+    }
+}
+
+impl Drop for ConnTable {
+    fn drop(&mut self) {
+        // SAFETY: the mapping `open` made, unmapped once.
+        unsafe { libc::munmap(self.stamps.as_ptr().cast(), self.len) };
+    }
+}
+
+/// Withdraws the promise of the table pinned in `dir`: every ACK goes through the socket
+/// lookup until the next complete pass. Always safe; needed whenever sockets may exist that
+/// neither a pass nor the sock_ops program stamped (a port just protected, a table that was
+/// just created or reset).
+pub fn distrust(dir: &Path) -> Result<(), PinnedMapError> {
+    maps::array::<ConnsState>(dir, names::CONNS_STATE)?
+        .set(0, ConnsState::default(), 0)
+        .map_err(PinnedMapError::read(dir, names::CONNS_STATE))
+}
+
+/// What `status` and the metrics show of the table.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TableState {
+    /// The XDP program may skip the socket lookup for an unstamped ACK now.
+    pub trusted: bool,
+    /// Sockets the loader's last complete pass stamped.
+    pub sockets: u64,
+}
+
+impl TableState {
+    pub fn of(state: &ConnsState, now_ns: u64) -> Self {
+        TableState {
+            trusted: now_ns < state.valid_until_ns,
+            sockets: state.last_pass_sockets,
+        }
+    }
+}
+
+/// The table's state in the instance pinned in `dir`.
+pub fn read_state(dir: &Path) -> Result<TableState, PinnedMapError> {
+    let state = maps::read_single::<ConnsState>(dir, names::CONNS_STATE)?;
+    Ok(TableState::of(&state, programs_monotonic_ns()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mixed_families_have_no_slot() {
+        let s = Socket {
+            local: Addr::V4(1),
+            local_port: 80,
+            remote: Addr::V6([0, 0, 0, 1]),
+            remote_port: 1234,
+            state: 1,
+        };
+        assert_eq!(socket_hash(&s), None);
+        let v4 = Socket {
+            remote: Addr::V4(2),
+            ..s
+        };
+        assert_eq!(socket_hash(&v4), Some(flow_hash_v4(2, 1, 1234, 80)));
+    }
+
+    #[test]
+    fn trusted_only_before_the_promise_ends() {
+        let st = ConnsState {
+            valid_until_ns: 100,
+            last_pass_sockets: 7,
+        };
+        assert_eq!(
+            TableState::of(&st, 99),
+            TableState {
+                trusted: true,
+                sockets: 7
+            }
+        );
+        assert!(!TableState::of(&st, 100).trusted);
+        assert!(!TableState::of(&ConnsState::default(), 0).trusted);
+    }
+}
