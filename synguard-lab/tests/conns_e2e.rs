@@ -178,10 +178,11 @@ fn ack_flood(port: u16, count: u64) -> FloodSpec {
     }
 }
 
-/// The flood was dropped without the socket lookup. Not every ACK of it need be: one whose
-/// slot a live connection of the host stamped (any namespace, any test running beside this
-/// one, on a protected port number) is a "maybe" and passes to the kernel, as designed
-/// (docs/connection-table.md); that is a few in 10 000 here.
+/// The flood was dropped, nearly all of it without the socket lookup. Not every ACK of it
+/// need skip it: one whose slot a socket of the host stamped (any namespace, any test running
+/// beside this one, on a protected port number) goes to the lookup (another tuple's stamp) or,
+/// once in 2^16 such, passes to the kernel as a "maybe" (the same tag), as designed
+/// (docs/connection-table.md); a few in 100 000 here.
 fn check_flood_dropped(s0: &Stats, s1: &Stats, sent: u64) -> Result<()> {
     let dropped = s1.delta(s0, Reason::DropAckBadCookie);
     let skipped = s1.event_delta(s0, Event::AckLookupSkipped);
@@ -191,7 +192,7 @@ fn check_flood_dropped(s0: &Stats, s1: &Stats, sent: u64) -> Result<()> {
         "flood ACKs dropped: {dropped} of {sent}"
     );
     ensure!(
-        skipped >= dropped,
+        skipped <= dropped && skipped * 100 >= dropped * 99,
         "the socket lookup was skipped for {skipped} ACKs, {dropped} dropped: the table was not \
          trusted"
     );
