@@ -31,6 +31,7 @@ macro_rules! map_name {
     (OWN_PROG) => { "SG_OWN_PROG" };
     (OWN_HANDOFF) => { "SG_OWN_HANDOFF" };
     (TAI_OFFSET) => { "SG_TAI_OFFSET" };
+    (CLOSING_FILTER) => { "SG_CLOSING_FILTER" };
     (CONNS) => { "SG_CONNS" };
     (CONNS_STATE) => { "SG_CONNS_STATE" };
     // The lab's own programs (`crate::lab`).
@@ -96,6 +97,8 @@ name_consts! {
     OWN_HANDOFF,
     /// Per CPU: [`crate::tai::TaiOffset`], own cookies' clock (never read by the loader).
     TAI_OFFSET,
+    /// The recently-closed table's filter, [`crate::maps::closing_filter_slot`].
+    CLOSING_FILTER,
     /// The connection table's stamps, [`crate::conns::conn_slot`].
     CONNS,
     /// [`crate::conns::ConnsState`], one entry.

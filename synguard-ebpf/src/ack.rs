@@ -23,12 +23,19 @@ use aya_ebpf::{
 };
 use synguard_common::{
     conns::ConnLookup,
-    maps::{Config, closed_within_time_wait, closing_entry, cookies_own, replaces_live_record},
+    maps::{
+        Config, closed_within_time_wait, closing_entry, closing_filter_hit, closing_filter_slot,
+        closing_gen, cookies_own, replaces_live_record,
+    },
     reason::{Event, Reason},
     tcp::FIN,
 };
 
-use crate::{count, maps::SG_CLOSING, parse::Packet};
+use crate::{
+    count,
+    maps::{SG_CLOSING, SG_CLOSING_FILTER},
+    parse::Packet,
+};
 
 /// What the socket lookup found for a segment.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -108,6 +115,12 @@ fn remember_close(pkt: &Packet) {
     let now = crate::clock::now_ns();
     let hash = pkt.flow_hash();
     let (slot, entry) = closing_entry(hash, now);
+    let (word, byte) = closing_filter_slot(hash);
+    if let Some(w) = SG_CLOSING_FILTER.get_ptr_mut(word) {
+        // SAFETY: one byte inside the map value (byte < 8); a racing CPU files the same or a
+        // later period.
+        unsafe { *(w as *mut u8).add((byte & 7) as usize) = closing_gen(now) };
+    }
     if let Some(p) = SG_CLOSING.get_ptr_mut(slot) {
         // SAFETY: array value pointer; a racing writer at worst replaces this record.
         unsafe {
@@ -123,6 +136,16 @@ fn remember_close(pkt: &Packet) {
 #[inline(always)]
 pub fn closed_recently(pkt: &Packet, now: u64) -> bool {
     let hash = pkt.flow_hash();
+    // The filter first: a flood's random 4-tuples find no close there and never touch the
+    // 8 MiB table, whose every read was a cache miss (`closing_filter_slot`).
+    let (word, byte) = closing_filter_slot(hash);
+    let filed = match SG_CLOSING_FILTER.get(word) {
+        Some(w) => (*w >> ((byte & 7) * 8)) as u8,
+        None => 0,
+    };
+    if !closing_filter_hit(filed, now) {
+        return false;
+    }
     let (slot, _) = closing_entry(hash, now);
     match SG_CLOSING.get(slot) {
         Some(entry) => closed_within_time_wait(*entry, hash, now),

@@ -9,8 +9,8 @@ use aya_ebpf::{
 use synguard_common::{
     conns::{CONN_SLOTS, ConnsState},
     maps::{
-        CLOSING_SLOTS, Config, Counter, ModeState, PORT_SLOTS, PortConfig, REFRESH_SLOTS,
-        ReadyState, SynWindow,
+        CLOSING_FILTER_WORDS, CLOSING_SLOTS, Config, Counter, ModeState, PORT_SLOTS, PortConfig,
+        REFRESH_SLOTS, ReadyState, SynWindow,
     },
     policy::{
         AddrKey, FLOOD_EVENT_BYTES, LIST_SLOTS, Policy, REFLECT_SLOTS, ReflectState, SOURCE_SLOTS,
@@ -150,6 +150,12 @@ sg_map! {
 sg_map! {
     /// The loader's promise about the connection table.
     CONNS_STATE => static SG_CONNS_STATE: Array<ConnsState> = Array::with_max_entries(1, 0);
+}
+
+sg_map! {
+    /// The recently-closed table's filter (`synguard_common::maps::closing_filter_slot`).
+    CLOSING_FILTER => static SG_CLOSING_FILTER: Array<u64> =
+        Array::with_max_entries(CLOSING_FILTER_WORDS, 0);
 }
 
 sg_map! {
