@@ -5,7 +5,6 @@
 //! IPv4, IPv6 and a dual-stack listener's IPv4 connections. Root, one at a time
 //! (`cargo xtask test`).
 
-use std::io::{Read as _, Write as _};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -23,7 +22,9 @@ use synguard_lab::testrun::frames::{Segment, Tags, tcp_v6};
 
 mod common;
 use common::Fixture;
+use common::echo::{connect, echo_server, round_trip};
 use common::ops::wait_for;
+use common::raw::{mac, send_frames};
 
 /// An echo service on the server's IPv4 address.
 const V4_PORT: u16 = 8443;
@@ -37,49 +38,6 @@ const IDLE: Duration = Duration::from_secs(12);
 const ROUNDS: usize = 15;
 /// Bogus IPv6 ACKs sent (hping3 sends IPv4 only).
 const V6_ACKS: u16 = 500;
-
-/// Echoes every chunk back on every connection accepted on `addr`, in `ns`.
-fn echo_server(ns: &Netns, addr: SocketAddr) -> Result<()> {
-    let (tx, rx) = mpsc::channel();
-    let name = format!("echo-{}", addr.port());
-    // The thread blocks in accept until the namespace goes with the lab.
-    drop(ns.spawn(&name, move || -> Result<()> {
-        let listener = TcpListener::bind(addr)?;
-        tx.send(()).ok();
-        for conn in listener.incoming() {
-            let mut conn = conn?;
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 256];
-                while let Ok(n) = conn.read(&mut buf) {
-                    if n == 0 || conn.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        Ok(())
-    })?);
-    rx.recv_timeout(Duration::from_secs(5))
-        .with_context(|| format!("echo server on {addr} did not start"))
-}
-
-/// One message and its echo, within the stream's read timeout.
-fn round_trip(conn: &mut TcpStream, i: usize) -> Result<()> {
-    let msg = format!("ping {i:04} {}", "x".repeat(100));
-    conn.write_all(msg.as_bytes())?;
-    let mut back = vec![0u8; msg.len()];
-    conn.read_exact(&mut back)
-        .with_context(|| format!("echo {i} did not come back"))?;
-    ensure!(back == msg.as_bytes(), "echo {i} garbled");
-    Ok(())
-}
-
-fn connect(to: SocketAddr) -> Result<TcpStream> {
-    let conn = TcpStream::connect_timeout(&to, Duration::from_secs(3))
-        .with_context(|| format!("connect to {to}"))?;
-    conn.set_read_timeout(Some(Duration::from_millis(800)))?;
-    Ok(conn)
-}
 
 /// A client connection opened now (before synguard attaches), which talks once, then waits
 /// for [`OldConn::talk`] and talks [`ROUNDS`] times more.
@@ -261,54 +219,6 @@ fn handshakes_the_kernel_answers_complete_while_trusted() -> Result<()> {
     ensure!(fx.status()?["conn_table"]["trusted"] == true);
     ensure!(sg.stop()?.success());
     Ok(())
-}
-
-/// Sends `frames` out of `ifname` in `ns` through an AF_PACKET socket.
-fn send_frames(ns: &Netns, ifname: &str, frames: Vec<Vec<u8>>) -> Result<()> {
-    let ifname = ifname.to_string();
-    ns.enter(move || -> Result<()> {
-        let c = std::ffi::CString::new(ifname.clone())?;
-        // SAFETY: plain socket calls on a descriptor closed below; the buffers outlive them.
-        unsafe {
-            let ifindex = libc::if_nametoindex(c.as_ptr());
-            ensure!(ifindex != 0, "no interface {ifname}");
-            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
-            ensure!(fd >= 0, "AF_PACKET: {}", std::io::Error::last_os_error());
-            let mut sll: libc::sockaddr_ll = std::mem::zeroed();
-            sll.sll_family = libc::AF_PACKET as u16;
-            sll.sll_ifindex = ifindex as i32;
-            sll.sll_halen = 6;
-            let mut result = Ok(());
-            for frame in &frames {
-                sll.sll_addr[..6].copy_from_slice(&frame[..6]);
-                let n = libc::sendto(
-                    fd,
-                    frame.as_ptr().cast(),
-                    frame.len(),
-                    0,
-                    (&sll as *const libc::sockaddr_ll).cast(),
-                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
-                );
-                if n != frame.len() as isize {
-                    result = Err(anyhow::anyhow!(
-                        "sendto: {}",
-                        std::io::Error::last_os_error()
-                    ));
-                    break;
-                }
-            }
-            libc::close(fd);
-            result
-        }
-    })?
-}
-
-fn mac(text: &str) -> Result<[u8; 6]> {
-    let mut m = [0u8; 6];
-    for (b, part) in m.iter_mut().zip(text.split(':')) {
-        *b = u8::from_str_radix(part, 16).with_context(|| format!("MAC {text}"))?;
-    }
-    Ok(m)
 }
 
 /// `n` bare ACKs over IPv6 from the attacker's own address to `port`, none of a connection.

@@ -3,8 +3,7 @@
 //! the ACK path does to skip work for flood ACKs, it must never drop a packet of a live
 //! connection, including one synguard never saw being opened.
 
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -16,6 +15,9 @@ use synguard_lab::lab::synguard_proc::{self, Synguard};
 use synguard_lab::lab::tcp_info::TcpInfo;
 use synguard_lab::lab::topology::{SERVER_V4, spoof_addr};
 
+mod common;
+use common::echo::{echo_server, round_trip};
+
 /// A port of its own: the lab's usual server is not running here.
 const PORT: u16 = 8443;
 /// How long the connection stays silent after synguard attached. Long enough that nothing about
@@ -23,41 +25,10 @@ const PORT: u16 = 8443;
 const IDLE: Duration = Duration::from_secs(15);
 const ROUNDS: usize = 20;
 
-/// Echoes every chunk back on every accepted connection, in the server's namespace.
-fn echo_server(lab: &Lab) -> Result<()> {
-    let (tx, rx) = mpsc::channel();
-    lab.server.ns.spawn("echo-server", move || -> Result<()> {
-        let listener = TcpListener::bind(SocketAddr::from((SERVER_V4, PORT)))?;
-        tx.send(()).ok();
-        let (mut conn, _) = listener.accept()?;
-        let mut buf = [0u8; 64];
-        loop {
-            let n = conn.read(&mut buf)?;
-            if n == 0 {
-                return Ok(());
-            }
-            conn.write_all(&buf[..n])?;
-        }
-    })?;
-    rx.recv_timeout(Duration::from_secs(5))
-        .context("echo server did not start")
-}
-
-/// One request and its echo, within a bound.
-fn round_trip(conn: &mut TcpStream, i: usize) -> Result<()> {
-    let msg = format!("ping {i:04}");
-    conn.write_all(msg.as_bytes())?;
-    let mut back = vec![0u8; msg.len()];
-    conn.read_exact(&mut back)
-        .with_context(|| format!("echo {i} did not come back"))?;
-    ensure!(back == msg.as_bytes(), "echo {i} garbled");
-    Ok(())
-}
-
 #[test]
 fn a_connection_from_before_attach_survives_an_ack_flood_after_idling() -> Result<()> {
     let lab = Lab::new()?;
-    echo_server(&lab)?;
+    echo_server(&lab.server.ns, SocketAddr::from((SERVER_V4, PORT)))?;
     let (tx, rx) = mpsc::channel::<()>();
     // The client: connects before synguard runs, exchanges once, idles, then talks through the
     // flood (told to by `rx`).

@@ -7,60 +7,20 @@
 use std::os::unix::fs::PermissionsExt as _;
 use std::time::Duration;
 
-use anyhow::{Context as _, Result, ensure};
+use anyhow::Result;
 use synguard::host::{clock::tai_ns, secret};
 use synguard_common::own_cookie::{self, CookieOpts, Flow};
 use synguard_common::reason::Event;
 use synguard_common::tcp::{ACK, PSH};
-use synguard_lab::lab::netns::Netns;
 use synguard_lab::lab::topology::{SERVER_V4, spoof_addr};
 use synguard_lab::testrun::frames::{Segment, Tags, tcp_v4};
 
 mod common;
 use common::Fixture;
 use common::e2e::SERVER_WAIT;
+use common::raw::{mac, send_frames};
 
 const KEY: &str = "00112233445566778899aabbccddeeff";
-
-fn mac(text: &str) -> Result<[u8; 6]> {
-    let mut m = [0u8; 6];
-    for (b, part) in m.iter_mut().zip(text.split(':')) {
-        *b = u8::from_str_radix(part, 16).with_context(|| format!("MAC {text}"))?;
-    }
-    Ok(m)
-}
-
-/// Sends one Ethernet frame out of `ifname` in `ns` (an AF_PACKET socket that receives nothing).
-fn send_frame(ns: &Netns, ifname: &str, frame: Vec<u8>) -> Result<()> {
-    let ifname = ifname.to_string();
-    ns.enter(move || -> Result<()> {
-        let c = std::ffi::CString::new(ifname.clone())?;
-        // SAFETY: plain socket calls on a descriptor closed below; the buffers outlive them.
-        unsafe {
-            let ifindex = libc::if_nametoindex(c.as_ptr());
-            ensure!(ifindex != 0, "no interface {ifname}");
-            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
-            ensure!(fd >= 0, "AF_PACKET: {}", std::io::Error::last_os_error());
-            let mut sll: libc::sockaddr_ll = std::mem::zeroed();
-            sll.sll_family = libc::AF_PACKET as u16;
-            sll.sll_ifindex = ifindex as i32;
-            sll.sll_halen = 6;
-            sll.sll_addr[..6].copy_from_slice(&frame[..6]);
-            let n = libc::sendto(
-                fd,
-                frame.as_ptr().cast(),
-                frame.len(),
-                0,
-                (&sll as *const libc::sockaddr_ll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            );
-            let err = std::io::Error::last_os_error();
-            libc::close(fd);
-            ensure!(n == frame.len() as isize, "sendto: {err}");
-        }
-        Ok(())
-    })?
-}
 
 /// An ACK with a valid own cookie for a handshake that never happened, from a spoofed address
 /// of the lab's pool, carrying a request: the server's kernel makes an established connection
@@ -104,7 +64,7 @@ fn an_accepted_forged_ack_is_an_established_connection_with_data() -> Result<()>
     };
     let macs = (mac(fx.lab.attacker.mac)?, mac(fx.lab.server.mac)?);
     let frame = tcp_v4(src.octets(), SERVER_V4.octets(), Tags::None, macs, &seg);
-    send_frame(&fx.lab.attacker.ns, &fx.lab.attacker.ifname, frame)?;
+    send_frames(&fx.lab.attacker.ns, &fx.lab.attacker.ifname, vec![frame])?;
 
     let conns = fx.server.wait_for(1, SERVER_WAIT)?;
     let s1 = sg.stats()?;

@@ -3,8 +3,10 @@
 #![allow(dead_code)]
 
 pub mod e2e;
+pub mod echo;
 pub mod fleet;
 pub mod ops;
+pub mod raw;
 pub mod syn;
 
 use std::net::SocketAddr;
