@@ -126,18 +126,25 @@ pub fn conn_lookup(
     }
 }
 
+/// The kernel's TCP socket states (include/net/tcp_states.h), as `/proc/net/tcp` prints them.
+pub mod tcp_state {
+    pub const ESTABLISHED: u8 = 1;
+    pub const FIN_WAIT1: u8 = 4;
+    pub const FIN_WAIT2: u8 = 5;
+    pub const CLOSE_WAIT: u8 = 8;
+    pub const LAST_ACK: u8 = 9;
+    /// A listening socket, which has no peer.
+    pub const LISTEN: u8 = 10;
+    pub const CLOSING: u8 = 11;
+}
+
 /// The stamp the loader's pass gives a socket it read in state `state` (`TCP_*`,
 /// include/net/tcp_states.h) at `now_ns`: a socket that still carries its connection (up to
 /// the close of both sides) passes on its stamp; the others ask for the socket lookup
 /// (`SYN_SENT`, `SYN_RECV` and `NEW_SYN_RECV` request sockets, `TIME_WAIT`, `CLOSE`).
 #[inline(always)]
 pub const fn conn_pass_stamp(hash: u64, state: u8, now_ns: u64) -> u32 {
-    const ESTABLISHED: u8 = 1;
-    const FIN_WAIT1: u8 = 4;
-    const FIN_WAIT2: u8 = 5;
-    const CLOSE_WAIT: u8 = 8;
-    const LAST_ACK: u8 = 9;
-    const CLOSING: u8 = 11;
+    use tcp_state::*;
     match state {
         ESTABLISHED | FIN_WAIT1 | FIN_WAIT2 | CLOSE_WAIT | LAST_ACK | CLOSING => {
             conn_stamp(hash, now_ns)

@@ -14,8 +14,7 @@ use thiserror::Error;
 /// The lists of this process's network namespace.
 pub const TCP4: &str = "/proc/self/net/tcp";
 pub const TCP6: &str = "/proc/self/net/tcp6";
-/// The state of a listening socket (`TCP_LISTEN`), which has no peer.
-pub const LISTEN: u8 = 0x0a;
+pub use synguard_common::conns::tcp_state::LISTEN;
 /// Bytes per read: the seq_file behind these files fills as much as the reader asks for, so a
 /// large buffer reads a few thousand sockets in a handful of system calls.
 const READ_CHUNK: usize = 1 << 20;
