@@ -240,11 +240,6 @@ impl ConnTable {
         emptied
     }
 
-    /// The stamp of `hash`'s slot (tests and checks).
-    pub fn read(&self, hash: u64) -> u32 {
-        self.slot(conn_slot(hash)).load(Ordering::Relaxed)
-    }
-
     fn slot(&self, i: u32) -> &AtomicU32 {
         let off = i as usize * self.stride;
         assert!(i < CONN_SLOTS && off + 4 <= self.len);
