@@ -43,29 +43,73 @@ pub const fn conn_slot(hash: u64) -> u32 {
     (hash >> 40) as u32 & (CONN_SLOTS - 1)
 }
 
-// A stamp: the 4-tuple's tag in bits 31..16 (hash bits 16..31, apart from the slot's), the time
-// in bits 15..1 (units of 2^CONN_TIME_SHIFT ns, wrapping every ~9.7 hours, never 0), the kind
-// in bit 0 (1: ask the socket lookup, [`conn_ask_stamp`]). 0: an empty slot.
+// A stamp: the 4-tuple's tag in bits 31..16 (hash bits 16..31, apart from the slot's), a time
+// in bits 15..2 (never 0), the kind in bits 1..0. 0: an empty slot. Pass and ask stamps count
+// time in units of 2^CONN_TIME_SHIFT ns (wrapping every ~4.9 hours); handshake stamps in units
+// of 2^HANDSHAKE_TIME_SHIFT ns (wrapping every ~69 s), since they matter for a moment only.
+const KIND_MASK: u32 = 3;
+/// An established (or closing) connection: its packets pass on the stamp alone.
+const KIND_PASS: u32 = 0;
+/// The socket lookup decides ([`conn_ask_stamp`]).
 const KIND_ASK: u32 = 1;
-const TIME_BITS: u32 = 15;
+/// A handshake the XDP program has just validated and passed ([`conn_handshake_stamp`]).
+const KIND_HANDSHAKE: u32 = 2;
+/// The same, still to be handed to the kernel by the TC program that checks cookies again.
+const KIND_HANDOFF: u32 = 3;
+const TIME_BITS: u32 = 14;
 const TIME_MASK: u32 = (1 << TIME_BITS) - 1;
+const TAG_MASK: u32 = 0xffff_0000;
+/// Handshake stamps count units of 2^22 ns (~4.2 ms).
+const HANDSHAKE_TIME_SHIFT: u32 = 22;
+/// How long a handshake stamp lets its 4-tuple's packets pass: 24 units, ~100 ms. Long enough
+/// for the segments that reach XDP before the stack has processed the validated ACK (the same
+/// NAPI poll, sub-millisecond); shorter than the shortest retransmission timeout (200 ms,
+/// `TCP_RTO_MIN`), so that a segment the client sends again because the host did not take the
+/// handshake (its accept queue full) is checked again rather than passed.
+const HANDSHAKE_UNITS: u32 = 24;
 
 #[inline(always)]
 const fn tag(hash: u64) -> u32 {
-    (hash as u32) & 0xffff_0000
+    (hash as u32) & TAG_MASK
+}
+
+#[inline(always)]
+const fn units_of(now_ns: u64, shift: u32) -> u32 {
+    let u = (now_ns >> shift) as u32 & TIME_MASK;
+    if u == 0 { 1 } else { u }
 }
 
 #[inline(always)]
 const fn units(now_ns: u64) -> u32 {
-    let u = (now_ns >> CONN_TIME_SHIFT) as u32 & TIME_MASK;
-    if u == 0 { 1 } else { u }
+    units_of(now_ns, CONN_TIME_SHIFT)
+}
+
+#[inline(always)]
+const fn stamp_units(stamp: u32) -> u32 {
+    stamp >> 2 & TIME_MASK
+}
+
+#[inline(always)]
+const fn is_handshake(stamp: u32) -> bool {
+    stamp & KIND_HANDSHAKE != 0
+}
+
+/// Age in its own units of a stamp at `now_ns`, modulo the time's wrap.
+#[inline(always)]
+const fn age(stamp: u32, now_ns: u64) -> u32 {
+    let shift = if is_handshake(stamp) {
+        HANDSHAKE_TIME_SHIFT
+    } else {
+        CONN_TIME_SHIFT
+    };
+    units_of(now_ns, shift).wrapping_sub(stamp_units(stamp)) & TIME_MASK
 }
 
 /// The stamp of an established (or closing, or TIME_WAIT) socket of the 4-tuple hashed `hash`
 /// at `now_ns` (never 0).
 #[inline(always)]
 pub const fn conn_stamp(hash: u64, now_ns: u64) -> u32 {
-    tag(hash) | units(now_ns) << 1
+    tag(hash) | units(now_ns) << 2 | KIND_PASS
 }
 
 /// A stamp that asks for the socket lookup on the 4-tuple's packets: a request socket's (a
@@ -74,18 +118,51 @@ pub const fn conn_stamp(hash: u64, now_ns: u64) -> u32 {
 /// connection's (a new handshake on its 4-tuple must not pass as the old connection).
 #[inline(always)]
 pub const fn conn_ask_stamp(hash: u64, now_ns: u64) -> u32 {
-    conn_stamp(hash, now_ns) | KIND_ASK
+    tag(hash) | units(now_ns) << 2 | KIND_ASK
+}
+
+/// The stamp the XDP program writes when it passes a handshake's final ACK on a valid cookie.
+/// The client's next segments often follow that ACK into the same NAPI poll, and the XDP
+/// program sees them all before the stack has made the connection from the ACK (the stack
+/// gets the poll's packets as a batch, `gro_normal_list`, and runs TC ingress for the whole
+/// batch before IP, `__netif_receive_skb_list_core`): without this stamp, a segment with data
+/// before it carries no valid cookie (its sequence number moved on) and was dropped, and the
+/// first data segment was handed over as a second handshake, which the kernel discards
+/// (`tcp_v4_syn_recv_sock` finds the first child). For [`HANDSHAKE_UNITS`] the 4-tuple's
+/// packets pass; by then the sock_ops program has stamped the connection established.
+/// `handoff`: an own cookie's handshake, which the TC program that checks cookies again
+/// (`synguard_own_check`, drivers without XDP metadata), where attached, is still to hand to
+/// the kernel ([`ConnLookup::Handoff`]).
+#[inline(always)]
+pub const fn conn_handshake_stamp(hash: u64, now_ns: u64, handoff: bool) -> u32 {
+    let kind = if handoff {
+        KIND_HANDOFF
+    } else {
+        KIND_HANDSHAKE
+    };
+    tag(hash) | units_of(now_ns, HANDSHAKE_TIME_SHIFT) << 2 | kind
+}
+
+/// The stamp that records that the TC program handed over the handshake of a
+/// [`ConnLookup::Handoff`] stamp `stamp`: its time, no longer waiting.
+#[inline(always)]
+pub const fn conn_handed_over(stamp: u32) -> u32 {
+    stamp & !KIND_MASK | KIND_HANDSHAKE
 }
 
 /// Whether the loader's pass may empty a slot stamped `stamp` at `now_ns`: no socket has
-/// stamped it for [`CONN_TTL_NS`], while every live socket is stamped again each pass. One unit
-/// of slack: the time is truncated (and 0 is written as 1). The pass empties a slot only if it
-/// still holds the stamp it read (compare-and-swap), so a stamp the sock_ops program writes
-/// meanwhile survives.
+/// stamped it for [`CONN_TTL_NS`], while every live socket is stamped again each pass (one unit
+/// of slack: the time is truncated, and 0 is written as 1); a handshake stamp once its moment
+/// is over. The pass empties a slot only if it still holds the stamp it read
+/// (compare-and-swap), so a stamp the sock_ops program writes meanwhile survives.
 #[inline(always)]
 pub const fn conn_expired(stamp: u32, now_ns: u64) -> bool {
-    let age = units(now_ns).wrapping_sub(stamp >> 1 & TIME_MASK) & TIME_MASK;
-    stamp != 0 && age > (CONN_TTL_NS >> CONN_TIME_SHIFT) as u32 + 1
+    let limit = if is_handshake(stamp) {
+        HANDSHAKE_UNITS
+    } else {
+        (CONN_TTL_NS >> CONN_TIME_SHIFT) as u32 + 1
+    };
+    stamp != 0 && age(stamp, now_ns) > limit
 }
 
 /// What the table says about a 4-tuple.
@@ -93,8 +170,12 @@ pub const fn conn_expired(stamp: u32, now_ns: u64) -> bool {
 pub enum ConnLookup {
     /// This 4-tuple's stamp: maybe a socket. The packet passes to the kernel.
     Maybe,
-    /// This 4-tuple's "ask" stamp ([`conn_ask_stamp`]), or another 4-tuple's stamp in its
-    /// slot: the socket lookup decides.
+    /// This 4-tuple's handshake, validated by the XDP program moments ago and still to be
+    /// handed to the kernel by the TC program that checks cookies again: the XDP program
+    /// passes the packet as for [`ConnLookup::Maybe`]; that TC program hands it over.
+    Handoff,
+    /// This 4-tuple's "ask" stamp ([`conn_ask_stamp`]), a handshake stamp whose moment is
+    /// over, or another 4-tuple's stamp in its slot: the socket lookup decides.
     Ask,
     /// No stamp, and the loader's promise holds: no socket.
     None,
@@ -102,10 +183,11 @@ pub enum ConnLookup {
     Unknown,
 }
 
-/// The table's answer for a 4-tuple hashed `hash` whose slot holds `stamp`. Its own stamp
+/// The table's answer for a 4-tuple hashed `hash` whose slot holds `stamp`. Its own pass stamp
 /// counts however old: the pass empties expired slots, and a stale "maybe" only passes a
 /// packet to the kernel. So the clock (`now_ns`, called at most once) is read only for an
-/// empty slot, where the loader's promise is checked: live connections' packets need no clock.
+/// empty slot, where the loader's promise is checked, and for a handshake stamp: live
+/// connections' packets need no clock.
 #[inline(always)]
 pub fn conn_lookup(
     stamp: u32,
@@ -114,15 +196,27 @@ pub fn conn_lookup(
     now_ns: impl FnOnce() -> u64,
 ) -> ConnLookup {
     if stamp == 0 {
-        if now_ns() < state.valid_until_ns {
+        return if now_ns() < state.valid_until_ns {
             ConnLookup::None
         } else {
             ConnLookup::Unknown
+        };
+    }
+    if stamp & TAG_MASK != tag(hash) {
+        return ConnLookup::Ask;
+    }
+    match stamp & KIND_MASK {
+        KIND_PASS => ConnLookup::Maybe,
+        KIND_ASK => ConnLookup::Ask,
+        kind => {
+            if age(stamp, now_ns()) > HANDSHAKE_UNITS {
+                ConnLookup::Ask
+            } else if kind == KIND_HANDOFF {
+                ConnLookup::Handoff
+            } else {
+                ConnLookup::Maybe
+            }
         }
-    } else if stamp & 0xffff_0000 != tag(hash) || stamp & KIND_ASK != 0 {
-        ConnLookup::Ask
-    } else {
-        ConnLookup::Maybe
     }
 }
 
@@ -160,11 +254,11 @@ pub const fn conn_pass_stamp(hash: u64, state: u8, now_ns: u64) -> u32 {
 /// another 4-tuple only turns into "ask the lookup" for that one.
 #[inline(always)]
 pub const fn conn_pass_may_write(current: u32, new: u32, started_ns: u64) -> bool {
-    let closed_since = current & KIND_ASK != 0
-        && current & 0xffff_0000 == new & 0xffff_0000
-        && (current >> 1 & TIME_MASK).wrapping_sub(units(started_ns)) & TIME_MASK
+    let closed_since = current & KIND_MASK == KIND_ASK
+        && current & TAG_MASK == new & TAG_MASK
+        && stamp_units(current).wrapping_sub(units(started_ns)) & TIME_MASK
             <= (CONN_TTL_NS >> CONN_TIME_SHIFT) as u32;
-    !(closed_since && new & KIND_ASK == 0)
+    !(closed_since && new & KIND_MASK != KIND_ASK)
 }
 
 /// The promise a complete pass that started at `started_ns` makes (every socket alive then was
@@ -260,6 +354,65 @@ mod tests {
         let other = H ^ 0x0001_0000;
         assert_eq!(conn_slot(other), conn_slot(H));
         assert_eq!(conn_lookup(old, other, &state, clock), ConnLookup::Ask);
+    }
+
+    /// A handshake stamp passes its own 4-tuple's packets for its moment only, then sends them
+    /// to the socket lookup; the TC program that checks cookies again sees its handoff.
+    #[test]
+    fn a_handshake_stamp_passes_for_a_moment_then_asks() {
+        let state = ConnsState::default();
+        let ms = 1_000_000u64;
+        for t0 in [
+            0,
+            1_000 * SEC + 3,
+            ((TIME_MASK as u64) << HANDSHAKE_TIME_SHIFT) - 1,
+            9 * 3_600 * SEC,
+        ] {
+            for (handoff, fresh) in [(false, ConnLookup::Maybe), (true, ConnLookup::Handoff)] {
+                let s = conn_handshake_stamp(H, t0, handoff);
+                assert_ne!(s, 0);
+                for dt in [0, ms, 50 * ms, 95 * ms] {
+                    assert_eq!(conn_lookup(s, H, &state, || t0 + dt), fresh, "{t0} {dt}");
+                    assert!(!conn_expired(s, t0 + dt));
+                }
+                for dt in [110 * ms, 199 * ms, 5 * SEC, 30 * SEC] {
+                    assert_eq!(
+                        conn_lookup(s, H, &state, || t0 + dt),
+                        ConnLookup::Ask,
+                        "{t0} {dt}"
+                    );
+                    assert!(conn_expired(s, t0 + dt), "{t0} {dt}");
+                }
+                assert_eq!(
+                    conn_lookup(s, H ^ 0x0001_0000, &state, || t0),
+                    ConnLookup::Ask
+                );
+            }
+            let handed = conn_handed_over(conn_handshake_stamp(H, t0, true));
+            assert_eq!(handed, conn_handshake_stamp(H, t0, false));
+            assert_eq!(conn_lookup(handed, H, &state, || t0), ConnLookup::Maybe);
+        }
+    }
+
+    /// The kinds and times never bleed into each other or into the tag.
+    #[test]
+    fn stamps_of_each_kind_differ() {
+        let t = 12_345 * SEC;
+        let all = [
+            conn_stamp(H, t),
+            conn_ask_stamp(H, t),
+            conn_handshake_stamp(H, t, false),
+            conn_handshake_stamp(H, t, true),
+        ];
+        for (i, a) in all.iter().enumerate() {
+            assert_eq!(a & TAG_MASK, tag(H));
+            for b in &all[i + 1..] {
+                assert_ne!(a & KIND_MASK, b & KIND_MASK);
+            }
+        }
+        // The daemon may write a pass stamp over a handshake stamp (it saw the socket).
+        assert!(conn_pass_may_write(all[2], all[0], t));
+        assert!(conn_pass_may_write(all[3], all[0], t));
     }
 
     #[test]

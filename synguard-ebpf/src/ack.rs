@@ -56,7 +56,7 @@ pub fn check(ctx: &XdpContext, pkt: &Packet, cfg: &Config) -> Reason {
     // "maybe" passes to the kernel; a request socket's, a closed connection's or another
     // 4-tuple's stamp, and an empty slot while the table is not trusted, go to the lookup.
     let found = match crate::conns::lookup(pkt) {
-        ConnLookup::Maybe => Found::Socket,
+        ConnLookup::Maybe | ConnLookup::Handoff => Found::Socket,
         ConnLookup::None => {
             count::event(Event::AckLookupSkipped);
             Found::Nothing
@@ -81,6 +81,7 @@ pub fn check(ctx: &XdpContext, pkt: &Packet, cfg: &Config) -> Reason {
     }
     if kernel_cookie_valid(pkt) {
         count::event(Event::CookieAckAccepted);
+        crate::conns::stamp_handshake(pkt, crate::clock::now_ns(), false);
         Reason::PassCookieAck
     } else {
         Reason::DropAckBadCookie

@@ -10,7 +10,10 @@ use aya_ebpf::{
     programs::SockOpsContext,
 };
 use synguard_common::{
-    conns::{ConnLookup, conn_ask_stamp, conn_lookup, conn_slot, conn_stamp},
+    conns::{
+        ConnLookup, conn_ask_stamp, conn_handed_over, conn_handshake_stamp, conn_lookup, conn_slot,
+        conn_stamp,
+    },
     maps::{flow_hash, flow_hash_v4},
 };
 
@@ -38,6 +41,31 @@ pub fn lookup_hash(hash: u64) -> ConnLookup {
         return ConnLookup::Unknown;
     };
     conn_lookup(*stamp, hash, state, crate::clock::now_ns)
+}
+
+/// Stamps the 4-tuple of a handshake whose final ACK passes on a valid cookie, so that the
+/// client's segments behind it pass too until the stack has made the connection
+/// (`conn_handshake_stamp`). `handoff`: the TC program that checks cookies again is to hand it
+/// to the kernel. Only valid cookies get here: a flood cannot fill the table this way.
+#[inline(always)]
+pub fn stamp_handshake(pkt: &Packet, now_ns: u64, handoff: bool) {
+    let hash = pkt.flow_hash();
+    if let Some(slot) = SG_CONNS.get_ptr_mut(conn_slot(hash)) {
+        // SAFETY: array value pointer; a racing writer stores a stamp too.
+        unsafe { *slot = conn_handshake_stamp(hash, now_ns, handoff) };
+    }
+}
+
+/// Records that the TC program handed over the handshake whose slot (4-tuple hashed `hash`)
+/// waited for it, so the segments behind its ACK are not handed over again.
+#[inline(always)]
+pub fn handed_over(hash: u64) {
+    if let Some(slot) = SG_CONNS.get_ptr_mut(conn_slot(hash)) {
+        // SAFETY: array value pointer. A stamp the sock_ops program wrote meanwhile (the
+        // connection established) may be replaced: the handshake stamp passes the 4-tuple's
+        // packets for its moment, and the socket lookup finds the connection after it.
+        unsafe { *slot = conn_handed_over(*slot) };
+    }
 }
 
 /// sock_ops: stamps the 4-tuple of a connection to a protected port when it is established

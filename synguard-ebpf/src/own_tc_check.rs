@@ -26,8 +26,13 @@ use crate::{
 
 #[inline(always)]
 pub fn handle(ctx: &TcContext) -> i32 {
-    if let Some(m) = check(ctx) {
+    if let Some((m, hash, table)) = check(ctx) {
         own_tc::assign(ctx, m);
+        if table == ConnLookup::Handoff {
+            // The segments behind this ACK, which may also carry a valid cookie, pass: the
+            // kernel discards a second handshake for one connection.
+            crate::conns::handed_over(hash);
+        }
     }
     TC_ACT_OK
 }
@@ -101,8 +106,10 @@ fn flow_hash_of(ipv6: bool, a: &[u8; 32], sport: u16, dport: u16) -> u64 {
     }
 }
 
+/// The request socket's attributes for a handshake ACK with a valid cookie, with its
+/// 4-tuple's hash and what the connection table says about it.
 #[inline(always)]
-fn check(ctx: &TcContext) -> Option<OwnAckMeta> {
+fn check(ctx: &TcContext) -> Option<(OwnAckMeta, u64, ConnLookup)> {
     let (ipv6, l2, tcp_off, a) = ip(ctx)?;
     let th = load::<20>(ctx, l2 + tcp_off)?;
     if th[13] & ACK == 0 || th[13] & (SYN | RST) != 0 {
@@ -113,8 +120,11 @@ fn check(ctx: &TcContext) -> Option<OwnAckMeta> {
     if !decide::port_protected(dport) {
         return None;
     }
-    // A connection the table vouches for is no handshake: its packets skip the hash.
-    if crate::conns::lookup_hash(flow_hash_of(ipv6, &a, sport, dport)) == ConnLookup::Maybe {
+    // A connection the table vouches for is no handshake: its packets skip the hash. So do the
+    // segments behind a handshake's final ACK once that ACK was handed over (`handle`).
+    let hash = flow_hash_of(ipv6, &a, sport, dport);
+    let table = crate::conns::lookup_hash(hash);
+    if table == ConnLookup::Maybe {
         return None;
     }
     let cfg = SG_CONFIG.get(0)?;
@@ -153,11 +163,12 @@ fn check(ctx: &TcContext) -> Option<OwnAckMeta> {
     } else {
         None
     };
-    Some(OwnAckMeta {
+    let meta = OwnAckMeta {
         attrs: reqsk::req_attrs(&opts, ipv6, cfg.wscale as u8, ts),
         tcp_off: tcp_off as u16,
         ipv6: ipv6 as u8,
         _pad: 0,
         magic: META_MAGIC,
-    })
+    };
+    Some((meta, hash, table))
 }

@@ -101,10 +101,50 @@ fn an_unstamped_ack_is_checked_for_a_cookie_without_the_lookup() {
     let good = final_ack(&syn, &out.frame);
     assert_eq!(f.run(&good).unwrap().action, XDP_PASS);
     assert_eq!(f.verdict(Reason::PassCookieAck).unwrap(), 1);
-    let bogus = stray_ack(false, Tags::None, ACK);
+    let bogus = stray_ack_from(CLIENT_PORT + 7, false, Tags::None, ACK);
     assert_eq!(f.run(&bogus).unwrap().action, XDP_DROP);
     assert_eq!(f.verdict(Reason::DropAckBadCookie).unwrap(), 1);
     assert_eq!(f.event(Event::AckLookupSkipped).unwrap(), 2);
+}
+
+/// The client's segments right behind a valid final ACK reach XDP before the stack has made
+/// the connection: they pass on the handshake's stamp (none is dropped for a cookie its moved
+/// sequence number no longer matches, none is handed over as a second handshake). Once the
+/// moment is over, the lookup and the cookie check decide again.
+#[test]
+fn the_segments_behind_a_valid_final_ack_pass() {
+    for (cfg, own) in [(default_config(), false), (own_config(), true)] {
+        for ipv6 in [false, true] {
+            let mut f = fixture(cfg);
+            f.set_conns_state(monotonic_ns() + HOUR).unwrap();
+            let syn = Syn::linux(Tags::None, ipv6);
+            let synack = f.run(&syn.frame()).unwrap().frame;
+            assert_eq!(f.run(&final_ack(&syn, &synack)).unwrap().action, XDP_PASS);
+            for (sent, len) in [(0, 1000), (1000, 1000), (2000, 1400)] {
+                let seg = data_after_handshake(&syn, &synack, sent, len);
+                let out = f.run(&seg).unwrap();
+                assert_eq!(
+                    (out.action, &out.frame),
+                    (XDP_PASS, &seg),
+                    "own={own} {sent}"
+                );
+            }
+            assert_eq!(f.verdict(Reason::PassCookieAck).unwrap(), 1, "own={own}");
+            assert_eq!(f.verdict(Reason::PassEstablished).unwrap(), 3, "own={own}");
+            if own {
+                assert_eq!(f.event(Event::OwnCookieAckMarked).unwrap(), 1);
+            }
+            // A second later: no socket came of it here, and the lookup finds none.
+            let late = data_after_handshake(&syn, &synack, 3400, 100);
+            f.stamp_handshake(&late, monotonic_ns() - 1_000_000_000, false)
+                .unwrap();
+            assert_eq!(f.run(&late).unwrap().action, XDP_DROP, "own={own}");
+            assert_eq!(f.verdict(Reason::DropAckBadCookie).unwrap(), 1);
+            // Waiting for the TC program's handoff: passes in XDP.
+            f.stamp_handshake(&late, monotonic_ns(), true).unwrap();
+            assert_eq!(f.run(&late).unwrap().action, XDP_PASS, "own={own}");
+        }
+    }
 }
 
 #[test]

@@ -189,7 +189,7 @@ fn variants() -> Vec<Syn> {
 /// timestamp -> final ACK passed, marked for TC; counters as expected.
 #[test]
 fn own_cookie_handshake_keeps_options_without_timestamps() {
-    let f = fixture();
+    let mut f = fixture();
     let cfg = default_config();
     let mut n = 0;
     for syn in variants() {
@@ -218,6 +218,9 @@ fn own_cookie_handshake_keeps_options_without_timestamps() {
         let ack = syn.ack(isn, ts.map(|t| t.0));
         let a = f.run(&ack).unwrap();
         assert_eq!(a.action, XDP_PASS, "final ACK, {syn:?}");
+        // The variants share a 4-tuple, whose packets pass for a moment after a valid final
+        // ACK (`conn_handshake_stamp`): each variant is a later handshake.
+        f.clear_conn(&ack).unwrap();
         n += 1;
     }
     assert_eq!(f.verdict(Reason::TxSynAckCookie).unwrap(), n);
@@ -265,6 +268,8 @@ fn bogus_and_tampered_acks_are_dropped_and_the_previous_key_lasts_one_slot() {
     }
     assert_eq!(f.verdict(Reason::DropAckBadCookie).unwrap(), 8);
     assert_eq!(f.run(&syn.ack(isn, None)).unwrap().action, XDP_PASS);
+    // Each ACK below stands for a handshake of its own: the last one's moment is over.
+    f.clear_conn(&syn.ack(isn, None)).unwrap();
 
     // Rotated: the old key as previous, valid through the next slot.
     let next = [KEY[0] ^ 0xff, KEY[1]];
@@ -279,6 +284,7 @@ fn bogus_and_tampered_acks_are_dropped_and_the_previous_key_lasts_one_slot() {
         XDP_PASS,
         "previous key"
     );
+    f.clear_conn(&syn.ack(isn, None)).unwrap();
     // Expired (its last slot is behind us) or a wrong key alone: dropped.
     f.set_secret(CookieSecret {
         previous_until: now_slot().wrapping_sub(1),
@@ -372,6 +378,7 @@ fn kernel_made_cookies_pass_while_the_kernel_may_have_sent_them() {
         0,
         "not marked for TC"
     );
+    own.clear_conn(&ack).unwrap();
     cfg.mode = MODE_ALWAYS;
     own.set_config(cfg).unwrap();
     assert_eq!(own.run(&ack).unwrap().action, XDP_DROP, "always mode");

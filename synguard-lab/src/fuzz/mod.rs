@@ -123,7 +123,7 @@ impl Fuzzer {
         Ok(report)
     }
 
-    fn batch(&self, batch: &[Vec<u8>], report: &mut Report) -> Result<()> {
+    fn batch(&mut self, batch: &[Vec<u8>], report: &mut Report) -> Result<()> {
         let before = self.fixture.verdicts()?;
         let mut want = vec![0u64; before.len()];
         for frame in batch {
@@ -150,7 +150,7 @@ impl Fuzzer {
     }
 
     /// Finds the frame of a batch whose counters went wrong, by running each alone.
-    fn locate(&self, batch: &[Vec<u8>]) -> Result<Violation> {
+    fn locate(&mut self, batch: &[Vec<u8>]) -> Result<Violation> {
         for frame in batch {
             let before = self.fixture.verdicts()?;
             let (_, reasons) = self.one(frame)?;
@@ -177,7 +177,7 @@ impl Fuzzer {
 
     /// Runs one frame (and, for an answered SYN, its final ACK and a tampered one): the verdict,
     /// and the reasons that must have been counted.
-    fn one(&self, frame: &[u8]) -> Result<(Result<(), String>, Vec<Reason>)> {
+    fn one(&mut self, frame: &[u8]) -> Result<(Result<(), String>, Vec<Reason>)> {
         let (expect, syn) = model::expect(frame);
         let out = self.fixture.run(frame)?;
         let action = |r: Reason| match r.verdict() {
@@ -201,7 +201,10 @@ impl Fuzzer {
             }
             Expect::CookieCheck => {
                 let r = match out.action {
-                    XDP_PASS => Reason::PassCookieAck,
+                    XDP_PASS => {
+                        self.forget_handshake(frame)?;
+                        Reason::PassCookieAck
+                    }
                     XDP_DROP => Reason::DropAckBadCookie,
                     a => return Ok((Err(format!("ACK got action {a}")), vec![])),
                 };
@@ -225,6 +228,7 @@ impl Fuzzer {
         if o.action != XDP_PASS || o.frame != good {
             return Ok((Err(format!("final ACK got action {}", o.action)), reasons));
         }
+        self.forget_handshake(&good)?;
         // Bits 2..23: a change of the low two bits would name another valid MSS index.
         let bit = 1u32 << (2 + (answer.0 % 22));
         let bad = reply::final_ack(&syn, answer, bit);
@@ -239,13 +243,20 @@ impl Fuzzer {
         Ok((Ok(()), reasons))
     }
 
-    fn violates(&self, frame: &[u8]) -> Result<bool> {
+    /// Empties the connection table's slot of a handshake whose final ACK passed: its 4-tuple's
+    /// packets pass for a moment after it (`conn_handshake_stamp`), and each frame here stands
+    /// for a later one.
+    fn forget_handshake(&mut self, ack: &[u8]) -> Result<()> {
+        self.fixture.clear_conn(ack)
+    }
+
+    fn violates(&mut self, frame: &[u8]) -> Result<bool> {
         Ok(self.one(frame)?.0.is_err())
     }
 
     /// Shrinks a violating frame: cuts the tail while it still violates, then zeroes each byte
     /// that can be zeroed.
-    fn minimise(&self, frame: &[u8]) -> Result<Vec<u8>> {
+    fn minimise(&mut self, frame: &[u8]) -> Result<Vec<u8>> {
         let mut f = frame.to_vec();
         if f.is_empty() || !self.violates(&f)? {
             return Ok(f);

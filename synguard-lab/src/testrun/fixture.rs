@@ -14,7 +14,7 @@ use aya::{
     programs::{ProgramError, SchedClassifier, SockOps, TestRun as _, TestRunOptions, Xdp},
 };
 use synguard_common::{
-    conns::{ConnsState, conn_ask_stamp, conn_slot, conn_stamp},
+    conns::{ConnsState, conn_ask_stamp, conn_handshake_stamp, conn_slot, conn_stamp},
     maps::{
         Config, Counter, MAX_CPUS, MODE_ALWAYS, PORT_PROTECTED, PortConfig, ReadyState,
         cookies_own, names,
@@ -167,6 +167,12 @@ impl Fixture {
     /// As [`Fixture::stamp_conn`], as a request socket's stamp.
     pub fn stamp_request(&mut self, frame: &[u8], now_ns: u64) -> Result<()> {
         self.set_conn_slot(frame, |h| conn_ask_stamp(h, now_ns))
+    }
+
+    /// As [`Fixture::stamp_conn`], as the XDP program stamps a handshake it passed
+    /// (`conn_handshake_stamp`).
+    pub fn stamp_handshake(&mut self, frame: &[u8], now_ns: u64, handoff: bool) -> Result<()> {
+        self.set_conn_slot(frame, |h| conn_handshake_stamp(h, now_ns, handoff))
     }
 
     /// Stamps the slot of `frame`'s 4-tuple for another 4-tuple that shares it.

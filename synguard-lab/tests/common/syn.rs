@@ -200,6 +200,12 @@ pub fn assert_checksums(frame: &[u8]) {
 
 /// The final ACK of a client that got `synack`: seq ISN+1, ack cookie+1, echoing the TSval.
 pub fn final_ack(syn: &Syn, synack: &[u8]) -> Vec<u8> {
+    data_after_handshake(syn, synack, 0, 0)
+}
+
+/// A segment of `len` bytes of data that the client sends after `sent` bytes, acknowledging
+/// `synack` (`final_ack` when both are 0).
+pub fn data_after_handshake(syn: &Syn, synack: &[u8], sent: u32, len: usize) -> Vec<u8> {
     let (cookie, tsval) = cookie_and_tsval(synack, syn.tags);
     let mut opts = Vec::new();
     if let Some(ts) = tsval {
@@ -210,12 +216,12 @@ pub fn final_ack(syn: &Syn, synack: &[u8]) -> Vec<u8> {
     let seg = Segment {
         sport: CLIENT_PORT,
         dport: PORT,
-        seq: ISN.wrapping_add(1),
+        seq: ISN.wrapping_add(1).wrapping_add(sent),
         ack: cookie.wrapping_add(1),
         flags: ACK,
         window: 502,
         options: opts,
-        payload: Vec::new(),
+        payload: vec![0x5a; len],
     };
     if syn.ipv6 {
         client_syn_v6(syn.tags, &seg)
