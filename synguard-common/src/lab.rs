@@ -9,7 +9,10 @@ pub const TEMPLATE_MAX: usize = 128;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Template {
     pub len: u32,
-    pub _pad: u32,
+    /// A slot of the connection table (`LAB_CONNS`) to empty before each run, plus one; 0:
+    /// none. A handshake's final ACK stamps its 4-tuple (`conns::conn_handshake_stamp`), so
+    /// without this only the first of the runs would check its cookie.
+    pub forget_slot: u32,
     pub bytes: [u8; TEMPLATE_MAX],
 }
 

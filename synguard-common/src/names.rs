@@ -39,6 +39,7 @@ macro_rules! map_name {
     (LAB_TARGET) => { "LAB_TARGET" };
     (LAB_GEN) => { "LAB_GEN" };
     (LAB_GEN_SEQ) => { "LAB_GEN_SEQ" };
+    (LAB_CONNS) => { "LAB_CONNS" };
 }
 
 macro_rules! name_consts {
@@ -116,6 +117,10 @@ pub mod lab {
         LAB_GEN,
         /// `lab_gen`'s per-CPU frame counter.
         LAB_GEN_SEQ,
+        /// The connection table of the synguard program under test (its pinned [`super::CONNS`]
+        /// map, shared through `map_pin_path`), where `lab_restore` empties
+        /// [`crate::lab::Template::forget_slot`].
+        LAB_CONNS,
     }
 }
 

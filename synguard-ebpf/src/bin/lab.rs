@@ -13,7 +13,8 @@
 //!   and again on the same buffer, so a program that rewrites a SYN into a SYN-ACK sees its own
 //!   SYN-ACK from the second run on (docs/measuring.md). This wrapper puts the template frame back
 //!   each time and tail-calls the program under test; its own cost is measured the same way with
-//!   `lab_pass` as the target and subtracted.
+//!   `lab_pass` as the target and subtracted. It can also empty one slot of the program's
+//!   connection table before each run (`Template::forget_slot`), for a handshake's final ACK.
 //! - `lab_gen`: the flood runs' packet generator, run with `BPF_PROG_TEST_RUN` in XDP live-frames
 //!   mode in the attacker's namespace. Live frames recycle pages without rewriting their
 //!   contents (kernel doc bpf_prog_run.rst, docs/measuring.md), so it writes the whole frame on
@@ -44,6 +45,12 @@ sg_map! {
     LAB_TARGET => static LAB_TARGET: ProgramArray = ProgramArray::with_max_entries(1, 0);
 }
 
+sg_map! {
+    /// One slot here; the bench loads this object with the program under test's connection
+    /// table in its place (`map_pin_path`), whose size the verifier then checks against.
+    LAB_CONNS => static LAB_CONNS: Array<u32> = Array::with_max_entries(1, 0);
+}
+
 #[xdp]
 pub fn lab_restore(ctx: XdpContext) -> u32 {
     let Some(t) = LAB_TEMPLATE.get(0) else {
@@ -56,6 +63,12 @@ pub fn lab_restore(ctx: XdpContext) -> u32 {
     let len = t.len as u64;
     if len == 0 || len > TEMPLATE_MAX as u64 {
         return xdp_action::XDP_ABORTED;
+    }
+    if t.forget_slot != 0
+        && let Some(slot) = LAB_CONNS.get_ptr_mut(t.forget_slot - 1)
+    {
+        // SAFETY: array value pointer.
+        unsafe { *slot = 0 };
     }
     // Positive delta to adjust_head shrinks at the head, negative grows.
     let delta = cur as i64 - len as i64;

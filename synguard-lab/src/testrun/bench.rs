@@ -5,7 +5,8 @@
 //! Each figure is checked to measure the path it names: the verdict counter of that path must grow
 //! by exactly the number of runs. Rewriting paths (a SYN answered) run under `lab_restore`, which
 //! restores the frame before every run; the wrapper's own cost (measured with `lab_pass` as its
-//! target) is subtracted.
+//! target) is subtracted. So do handshakes' final ACKs, which stamp the connection table: the
+//! wrapper empties their slot before every run, so that each checks its cookie.
 
 use std::net::{TcpListener, TcpStream};
 
@@ -17,10 +18,14 @@ use aya::{
 };
 use etherparse::TcpOptionElement;
 use synguard_common::{
+    conns::conn_slot,
     conns::conns_valid_until,
     lab::{TEMPLATE_MAX, Template},
     maps::COOKIES_OWN,
-    names::lab::{LAB_TARGET, LAB_TEMPLATE},
+    names::{
+        self,
+        lab::{LAB_CONNS, LAB_TARGET, LAB_TEMPLATE},
+    },
     reason::Reason,
     reqsk::CookieSecret,
     tcp::ACK,
@@ -49,6 +54,35 @@ fn connection_table(fx: &mut Fixture, est: &[u8], on: bool) -> Result<()> {
     }
 }
 
+/// A path run under `lab_restore`: name, frame, the verdict it must take, the action it must
+/// return, and whether the wrapper empties the frame's connection-table slot before each run.
+type Wrapped<'a> = (&'static str, &'a [u8], Reason, u32, bool);
+
+/// The lab's programs, loaded with `fx`'s connection table as `LAB_CONNS`: shared through a
+/// pin that exists only while the object loads.
+fn lab_for(fx: &Fixture, tag: &str) -> Result<Ebpf> {
+    let pin = std::path::PathBuf::from(format!(
+        "/sys/fs/bpf/synguard-bench-{}-{tag}",
+        std::process::id()
+    ));
+    fx.map_ref(names::CONNS)?
+        .pin(&pin)
+        .with_context(|| format!("pinning the connection table at {}", pin.display()))?;
+    let loaded = aya::EbpfLoader::new()
+        .map_pin_path(LAB_CONNS, pin.as_path())
+        .load(synguard::objects::lab());
+    std::fs::remove_file(&pin).with_context(|| format!("removing {}", pin.display()))?;
+    let mut lab = loaded.context("loading lab programs")?;
+    for name in ["lab_restore", "lab_pass", "lab_swap_tx", "lab_drop"] {
+        let p: &mut Xdp = lab
+            .program_mut(name)
+            .ok_or_else(|| anyhow!("no {name}"))?
+            .try_into()?;
+        p.load().with_context(|| format!("loading {name}"))?;
+    }
+    Ok(lab)
+}
+
 /// One measured path.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PathResult {
@@ -66,7 +100,10 @@ pub struct Bench {
     fixture: Fixture,
     /// The same program with own cookies (`--cookies own`), measured side by side.
     own: Fixture,
+    /// The lab's programs, sharing `fixture`'s connection table.
     lab: Ebpf,
+    /// The same, sharing `own`'s.
+    lab_own: Ebpf,
     /// Keeps the established connection the "established data" path needs alive.
     _conn: (TcpListener, TcpStream, TcpStream),
     est_frame: Vec<u8>,
@@ -122,48 +159,59 @@ impl Bench {
             current: [0x0123_4567_89ab_cdef, 0x0f1e_2d3c_4b5a_6978],
             ..Default::default()
         })?;
-        let mut lab = Ebpf::load(synguard::objects::lab()).context("loading lab programs")?;
-        for name in ["lab_restore", "lab_pass", "lab_swap_tx", "lab_drop"] {
-            let p: &mut Xdp = lab
-                .program_mut(name)
-                .ok_or_else(|| anyhow!("no {name}"))?
-                .try_into()?;
-            p.load().with_context(|| format!("loading {name}"))?;
-        }
+        let lab = lab_for(&fixture, "kernel")?;
+        let lab_own = lab_for(&own, "own")?;
         Ok(Bench {
             fixture,
             own,
             lab,
+            lab_own,
             _conn: (listener, client, server),
             est_frame,
         })
     }
 
-    fn lab_prog(&self, name: &str) -> Result<&Xdp> {
+    /// The lab object that shares the connection table of the kernel-cookie fixture, or of the
+    /// own-cookie one.
+    fn lab(&self, own: bool) -> &Ebpf {
+        if own { &self.lab_own } else { &self.lab }
+    }
+
+    fn lab_prog(&self, own: bool, name: &str) -> Result<&Xdp> {
         Ok(self
-            .lab
+            .lab(own)
             .program(name)
             .ok_or_else(|| anyhow!("no {name}"))?
             .try_into()?)
     }
 
-    fn set_target(&mut self, fd: ProgramFd, frame: &[u8]) -> Result<()> {
+    /// Makes `lab_restore` of the lab object `own` write `frame` back and run `fd`; `forget`:
+    /// empty `frame`'s connection-table slot first.
+    fn set_target(&mut self, own: bool, fd: ProgramFd, frame: &[u8], forget: bool) -> Result<()> {
         ensure!(frame.len() <= TEMPLATE_MAX, "template too long");
+        let forget_slot = if forget {
+            conn_slot(frames::flow_hash_of(frame)?) + 1
+        } else {
+            0
+        };
         let mut t = Template {
             len: frame.len() as u32,
-            _pad: 0,
+            forget_slot,
             bytes: [0; TEMPLATE_MAX],
         };
         t.bytes[..frame.len()].copy_from_slice(frame);
+        let lab = if own {
+            &mut self.lab_own
+        } else {
+            &mut self.lab
+        };
         let mut tpl: Array<_, Template> = Array::try_from(
-            self.lab
-                .map_mut(LAB_TEMPLATE)
+            lab.map_mut(LAB_TEMPLATE)
                 .ok_or_else(|| anyhow!("no LAB_TEMPLATE"))?,
         )?;
         tpl.set(0, t, 0)?;
         let mut target = ProgramArray::try_from(
-            self.lab
-                .map_mut(LAB_TARGET)
+            lab.map_mut(LAB_TARGET)
                 .ok_or_else(|| anyhow!("no LAB_TARGET"))?,
         )?;
         target.set(0, &fd, 0)?;
@@ -201,8 +249,7 @@ impl Bench {
             &Segment::syn(40000, 8080, 7, frames::linux_syn_options(1460, 1, 7)),
         );
         let est = self.est_frame.clone();
-        let direct: [Direct; 6] = [
-            ("valid cookie ACK", &good_ack, Reason::PassCookieAck, true),
+        let direct: [Direct; 5] = [
             (
                 "bogus ACK (dropped)",
                 &bogus_ack,
@@ -229,13 +276,7 @@ impl Bench {
                 true,
             ),
         ];
-        let own_direct: [Direct; 3] = [
-            (
-                "own: valid cookie ACK",
-                &own_good,
-                Reason::PassCookieAck,
-                true,
-            ),
+        let own_direct: [Direct; 2] = [
             (
                 "own: bogus ACK (dropped)",
                 &own_bogus,
@@ -244,7 +285,45 @@ impl Bench {
             ),
             ("own: established data", &est, Reason::PassEstablished, true),
         ];
-        let mut results = self.direct_paths(&direct, rounds, repeat, filter, false)?;
+        let mut results = Vec::new();
+        let valid: [(bool, Wrapped); 2] = [
+            (
+                false,
+                (
+                    "valid cookie ACK",
+                    &good_ack,
+                    Reason::PassCookieAck,
+                    XDP_PASS,
+                    true,
+                ),
+            ),
+            (
+                true,
+                (
+                    "own: valid cookie ACK",
+                    &own_good,
+                    Reason::PassCookieAck,
+                    XDP_PASS,
+                    true,
+                ),
+            ),
+        ];
+        for (own, path) in valid {
+            if path.0.contains(filter) {
+                let fx = if own {
+                    &mut self.own
+                } else {
+                    &mut self.fixture
+                };
+                connection_table(fx, &self.est_frame, true)?;
+                results.extend(self.wrapped_paths(&[path], rounds, repeat, own)?);
+            }
+        }
+        // The last of those runs left the ACK's 4-tuple stamped: the bogus ACK (same 4-tuple)
+        // is to find its slot empty, as a flood's ACK does.
+        self.fixture.clear_conn(&good_ack)?;
+        self.own.clear_conn(&own_good)?;
+        results.extend(self.direct_paths(&direct, rounds, repeat, filter, false)?);
         results.extend(self.direct_paths(&own_direct, rounds, repeat, filter, true)?);
         for own in [false, true] {
             let names = if own {
@@ -252,9 +331,13 @@ impl Bench {
             } else {
                 ["SYN answered (IPv4)", "SYN answered (IPv6)"]
             };
-            let paths = [(names[0], &syn), (names[1], &syn6)];
+            let (tx, answered) = (XDP_TX, Reason::TxSynAckCookie);
+            let paths: [Wrapped; 2] = [
+                (names[0], &syn, answered, tx, false),
+                (names[1], &syn6, answered, tx, false),
+            ];
             let paths: Vec<_> = paths.into_iter().filter(|p| p.0.contains(filter)).collect();
-            results.extend(self.rewriting_paths(&paths, rounds, repeat, own)?);
+            results.extend(self.wrapped_paths(&paths, rounds, repeat, own)?);
         }
         if "own: TC".contains(filter) || filter.is_empty() {
             results.push(self.tc_unmarked(&est, rounds, repeat, false)?);
@@ -303,39 +386,43 @@ impl Bench {
         Ok(results)
     }
 
-    /// SYNs answered: the program rewrites the frame, so each run goes through `lab_restore`
-    /// (docs/measuring.md), whose own cost with `lab_pass` as its target is subtracted.
-    fn rewriting_paths(
+    /// Paths that need the frame restored before each run: SYNs answered (the program rewrites
+    /// the frame) and final ACKs (they stamp the connection table, which the wrapper empties
+    /// again). Each run goes through `lab_restore` (docs/measuring.md), whose own cost with
+    /// `lab_pass` as its target, doing the same, is subtracted.
+    fn wrapped_paths(
         &mut self,
-        paths: &[(&'static str, &Vec<u8>)],
+        paths: &[Wrapped],
         rounds: usize,
         repeat: u32,
         own: bool,
     ) -> Result<Vec<PathResult>> {
         let mut results = Vec::new();
-        let pass_fd = self.lab_prog("lab_pass")?.fd()?.try_clone()?;
+        let pass_fd = self.lab_prog(own, "lab_pass")?.fd()?.try_clone()?;
         let fx = if own { &self.own } else { &self.fixture };
-        let syn_fd = fx.program()?.fd()?.try_clone()?;
-        for &(name, frame) in paths {
+        let target_fd = fx.program()?.fd()?.try_clone()?;
+        for &(name, frame, reason, want, forget) in paths {
             let mut v = Vec::new();
             for _ in 0..rounds {
-                self.set_target(pass_fd.try_clone()?, frame)?;
-                let (wrapper, act) = Self::time(self.lab_prog("lab_restore")?, frame, repeat)?;
+                self.set_target(own, pass_fd.try_clone()?, frame, forget)?;
+                let wrapper = self.lab_prog(own, "lab_restore")?;
+                let (wrapper, act) = Self::time(wrapper, frame, repeat)?;
                 ensure!(act == XDP_PASS, "wrapper with lab_pass returned {act}");
-                self.set_target(syn_fd.try_clone()?, frame)?;
+                self.set_target(own, target_fd.try_clone()?, frame, forget)?;
                 let fx = if own { &self.own } else { &self.fixture };
-                let before = fx.verdict(Reason::TxSynAckCookie)?;
-                let (total, act) = Self::time(self.lab_prog("lab_restore")?, frame, repeat)?;
-                let after = fx.verdict(Reason::TxSynAckCookie)?;
-                ensure!(act == XDP_TX, "{name}: returned {act}, not XDP_TX");
+                let before = fx.verdict(reason)?;
+                let (total, act) = Self::time(self.lab_prog(own, "lab_restore")?, frame, repeat)?;
+                let after = fx.verdict(reason)?;
+                ensure!(act == want, "{name}: returned {act}, not {want}");
                 ensure!(
                     after - before == repeat as u64,
-                    "{name}: {} of {repeat} runs answered the SYN",
+                    "{name}: {} of {repeat} runs took the path ({reason:?}); the figure would \
+                     be wrong",
                     after - before
                 );
                 v.push((total - wrapper).max(0.0));
             }
-            results.push(summarize(name, v, Reason::TxSynAckCookie.name()));
+            results.push(summarize(name, v, reason.name()));
         }
         Ok(results)
     }
@@ -407,7 +494,7 @@ impl Bench {
         ] {
             let mut v = Vec::new();
             for _ in 0..rounds {
-                let (ns, act) = Self::time(self.lab_prog(prog)?, syn, repeat)?;
+                let (ns, act) = Self::time(self.lab_prog(false, prog)?, syn, repeat)?;
                 ensure!(act == want, "{name}: returned {act}");
                 v.push(ns);
             }
