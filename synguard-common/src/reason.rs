@@ -171,7 +171,9 @@ counter_table! {
         PassMonitor = 30, "pass_monitor" => Pass;
         /// SYN for a connection whose client sent a FIN within the TIME_WAIT period: the server may
         /// hold a TIME_WAIT socket for this 4-tuple, which only the kernel can recycle (a cookie
-        /// handshake's ACK would be swallowed by it).
+        /// handshake's ACK would be swallowed by it). Also a SYN on a 4-tuple for which the kernel
+        /// created a request socket within that period (it answered an earlier SYN itself): only
+        /// the kernel answers its retransmission with the request socket's ISN.
         PassSynRecentClose = 31, "pass_syn_recent_close" => Pass;
         /// Destination MAC broadcast, multicast or another host's (promiscuous mode, a bridge port,
         /// macvlan): the kernel discards TCP that is not `PACKET_HOST` (`tcp_v4_rcv`); not ours to

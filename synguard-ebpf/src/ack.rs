@@ -23,19 +23,12 @@ use aya_ebpf::{
 };
 use synguard_common::{
     conns::ConnLookup,
-    maps::{
-        Config, closed_within_time_wait, closing_entry, closing_filter_hit, closing_filter_slot,
-        closing_gen, cookies_own, replaces_live_record,
-    },
+    maps::{Config, cookies_own},
     reason::{Event, Reason},
     tcp::FIN,
 };
 
-use crate::{
-    count,
-    maps::{SG_CLOSING, SG_CLOSING_FILTER},
-    parse::Packet,
-};
+use crate::{count, parse::Packet};
 
 /// What the socket lookup found for a segment.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -55,7 +48,9 @@ pub fn check(ctx: &XdpContext, pkt: &Packet, cfg: &Config) -> Reason {
     // socket lookup (~45 ns when a socket is found, ~75 ns when not, docs/measuring.md). Its
     // "maybe" passes to the kernel; a request socket's, a closed connection's or another
     // 4-tuple's stamp, and an empty slot while the table is not trusted, go to the lookup.
-    let found = match crate::conns::lookup(pkt) {
+    // One hash of the 4-tuple for the table's read, a FIN's record and a handshake's stamp.
+    let hash = pkt.flow_hash();
+    let found = match crate::conns::lookup_hash(hash) {
         ConnLookup::Maybe | ConnLookup::Handoff => Found::Socket,
         ConnLookup::None => {
             count::event(Event::AckLookupSkipped);
@@ -66,7 +61,10 @@ pub fn check(ctx: &XdpContext, pkt: &Packet, cfg: &Config) -> Reason {
     match found {
         Found::Socket => {
             if pkt.flags() & FIN != 0 {
-                remember_close(pkt);
+                // A real connection's client is closing: the server may keep a TIME_WAIT socket
+                // for this 4-tuple for up to 60 s. Only FINs of connections that have a socket
+                // get here, so spoofed FINs cannot fill the table.
+                crate::closing::remember(hash, crate::clock::now_ns());
             }
             return Reason::PassEstablished;
         }
@@ -81,7 +79,7 @@ pub fn check(ctx: &XdpContext, pkt: &Packet, cfg: &Config) -> Reason {
     }
     if kernel_cookie_valid(pkt) {
         count::event(Event::CookieAckAccepted);
-        crate::conns::stamp_handshake(pkt, crate::clock::now_ns(), false);
+        crate::conns::stamp_handshake(hash, crate::clock::now_ns(), false);
         Reason::PassCookieAck
     } else {
         Reason::DropAckBadCookie
@@ -104,54 +102,6 @@ pub fn kernel_cookie_valid(pkt: &Packet) -> bool {
         }
     };
     r == 0
-}
-
-/// A real connection's client is closing: the server may keep a TIME_WAIT socket for this
-/// 4-tuple for up to 60 s, and a new handshake on the same 4-tuple must then reach the kernel as
-/// a SYN (`tcp_timewait_state_process` recycles the TIME_WAIT socket only for a SYN); see
-/// `closed_recently`. Only FINs of connections that have a socket get here, so spoofed FINs
-/// cannot fill the map.
-#[inline(always)]
-fn remember_close(pkt: &Packet) {
-    let now = crate::clock::now_ns();
-    let hash = pkt.flow_hash();
-    let (slot, entry) = closing_entry(hash, now);
-    let (word, byte) = closing_filter_slot(hash);
-    if let Some(w) = SG_CLOSING_FILTER.get_ptr_mut(word) {
-        // SAFETY: one byte inside the map value (byte < 8); a racing CPU files the same or a
-        // later period.
-        unsafe { *(w as *mut u8).add((byte & 7) as usize) = closing_gen(now) };
-    }
-    if let Some(p) = SG_CLOSING.get_ptr_mut(slot) {
-        // SAFETY: array value pointer; a racing writer at worst replaces this record.
-        unsafe {
-            if replaces_live_record(*p, hash, now) {
-                count::event(Event::CloseRecordReplaced);
-            }
-            *p = entry;
-        }
-    }
-}
-
-/// Whether the client of this SYN's 4-tuple sent a FIN within the TIME_WAIT period.
-#[inline(always)]
-pub fn closed_recently(pkt: &Packet, now: u64) -> bool {
-    let hash = pkt.flow_hash();
-    // The filter first: a flood's random 4-tuples find no close there and never touch the
-    // 8 MiB table, whose every read was a cache miss (`closing_filter_slot`).
-    let (word, byte) = closing_filter_slot(hash);
-    let filed = match SG_CLOSING_FILTER.get(word) {
-        Some(w) => (*w >> ((byte & 7) * 8)) as u8,
-        None => 0,
-    };
-    if !closing_filter_hit(filed, now) {
-        return false;
-    }
-    let (slot, _) = closing_entry(hash, now);
-    match SG_CLOSING.get(slot) {
-        Some(entry) => closed_within_time_wait(*entry, hash, now),
-        None => false,
-    }
 }
 
 /// The socket the segment belongs to, other than a listener: established, time-wait, or a

@@ -20,19 +20,12 @@ use synguard_common::{
 use crate::{
     decide::port_protected,
     maps::{SG_CONNS, SG_CONNS_STATE},
-    parse::Packet,
 };
 
 const AF_INET: u32 = 2;
 const AF_INET6: u32 = 10;
 /// The third word of an IPv4-mapped IPv6 address (::ffff:a.b.c.d) as the socket holds it.
 const V4_MAPPED: u32 = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
-
-/// What the table says about this packet's 4-tuple (the clock is read only for an empty slot).
-#[inline(always)]
-pub fn lookup(pkt: &Packet) -> ConnLookup {
-    lookup_hash(pkt.flow_hash())
-}
 
 /// What the table says about the 4-tuple hashed `hash` (`synguard_common::maps::flow_hash`).
 #[inline(always)]
@@ -43,13 +36,12 @@ pub fn lookup_hash(hash: u64) -> ConnLookup {
     conn_lookup(*stamp, hash, state, crate::clock::now_ns)
 }
 
-/// Stamps the 4-tuple of a handshake whose final ACK passes on a valid cookie, so that the
-/// client's segments behind it pass too until the stack has made the connection
+/// Stamps the 4-tuple (hashed `hash`) of a handshake whose final ACK passes on a valid cookie,
+/// so that the client's segments behind it pass too until the stack has made the connection
 /// (`conn_handshake_stamp`). `handoff`: the TC program that checks cookies again is to hand it
 /// to the kernel. Only valid cookies get here: a flood cannot fill the table this way.
 #[inline(always)]
-pub fn stamp_handshake(pkt: &Packet, now_ns: u64, handoff: bool) {
-    let hash = pkt.flow_hash();
+pub fn stamp_handshake(hash: u64, now_ns: u64, handoff: bool) {
     if let Some(slot) = SG_CONNS.get_ptr_mut(conn_slot(hash)) {
         // SAFETY: array value pointer; a racing writer stores a stamp too.
         unsafe { *slot = conn_handshake_stamp(hash, now_ns, handoff) };
@@ -110,6 +102,12 @@ pub fn on_sock_ops(ctx: &SockOpsContext) {
     if let Some(slot) = SG_CONNS.get_ptr_mut(conn_slot(hash)) {
         // SAFETY: array value pointer; a racing writer stores a stamp too.
         unsafe { *slot = stamp };
+    }
+    if op == BPF_SOCK_OPS_TIMEOUT_INIT {
+        // A request socket (or this host's own SYN): a retransmission of the client's SYN must
+        // reach the kernel, which answers it with this request socket's ISN, never a cookie
+        // with another (`closing.rs`).
+        crate::closing::remember(hash, now);
     }
 }
 

@@ -11,6 +11,7 @@
 mod ack;
 mod classify;
 mod clock;
+mod closing;
 mod conns;
 mod count;
 mod decide;
@@ -138,7 +139,7 @@ fn syn(ctx: &XdpContext, pkt: &Packet, cfg: &Config, pol: &Policy) -> Reason {
         // Own cookies need no "recently overflowed" listener: no refresh SYN for the kernel.
         SynAction::Refresh if !cookies_own(cfg.cookies) => Reason::PassSynListenerRefresh,
         SynAction::Refresh | SynAction::Cookie => {
-            if ack::closed_recently(pkt, now) {
+            if closing::recent(pkt.flow_hash(), now) {
                 return Reason::PassSynRecentClose;
             }
             if let Err(reason) = verify::ip_header(ctx, pkt) {

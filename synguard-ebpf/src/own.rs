@@ -145,7 +145,7 @@ pub fn check_ack(ctx: &XdpContext, pkt: &Packet, cfg: &Config, now_ns: u64) -> R
         // still be valid: a sustained flood's bogus ACKs are spared the kernel's hash.
         if kernel_may_have_sent(cfg, now_ns) && crate::ack::kernel_cookie_valid(pkt) {
             count::event(Event::CookieAckAccepted);
-            crate::conns::stamp_handshake(pkt, now_ns, false);
+            crate::conns::stamp_handshake(pkt.flow_hash(), now_ns, false);
             return Reason::PassCookieAck;
         }
         return Reason::DropAckBadCookie;
@@ -173,7 +173,7 @@ pub fn check_ack(ctx: &XdpContext, pkt: &Packet, cfg: &Config, now_ns: u64) -> R
     // Waiting for a handoff: the TC program that checks cookies again (drivers without
     // metadata, or `--own-tc check`) hands over what this stamp names; the metadata one
     // ignores the table (the segments behind this ACK pass here unmarked).
-    crate::conns::stamp_handshake(pkt, now_ns, true);
+    crate::conns::stamp_handshake(pkt.flow_hash(), now_ns, true);
     count::event(Event::CookieAckAccepted);
     Reason::PassCookieAck
 }

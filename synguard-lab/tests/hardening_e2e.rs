@@ -1,7 +1,8 @@
 //! End-to-end checks for issue 9 in the namespace lab (root; run one at a time through
 //! `cargo xtask test`): after a SYN flood in auto mode, an ACK flood from the same spoofed source
 //! must not reach the kernel through the request sockets of the kernel's own half-open
-//! handshakes, and real clients still connect.
+//! handshakes, and real clients still connect. A SYN the kernel answered itself, sent again
+//! once cookies are on, reaches the kernel's request socket rather than a cookie.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -14,9 +15,11 @@ use synguard_lab::lab::kstats::{self, KStats};
 use synguard_lab::lab::synguard_proc::{self, Synguard};
 use synguard_lab::lab::topology::{SERVER_V4, spoof_addr};
 use synguard_lab::lab::traffic::{Continuous, Server};
+use synguard_lab::testrun::frames::{Segment, Tags, linux_syn_options, tcp_v4};
 
 mod common;
 use common::e2e::table_maybes;
+use common::raw::{mac, send_frames};
 
 const PORT: u16 = 80;
 
@@ -124,6 +127,76 @@ fn auto_mode_ack_flood_after_a_syn_flood_does_not_reach_the_kernel() -> Result<(
         "legit: {} ok, {} failed",
         legit.ok,
         legit.failed
+    );
+    ensure!(sg.stop()?.success());
+    Ok(())
+}
+
+/// A client whose SYN the kernel answered itself (auto mode with cookies off: a request socket)
+/// but whose SYN-ACK it never got sends the SYN again once cookies are on. The kernel would
+/// answer it from its request socket with the same ISN; a cookie would give the client another
+/// ISN, whose ACK the request socket refuses (`drop_ack_bad_request`) for as long as it lives,
+/// and the client, established on its side, would stall. So the retransmission reaches the
+/// kernel, counted as `pass_syn_recent_close`.
+#[test]
+fn a_retransmitted_syn_of_a_kernel_request_socket_reaches_the_kernel() -> Result<()> {
+    let lab = Lab::new()?;
+    let _server = Server::start(&lab.server.ns, &[addr(false)])?;
+    let bin = synguard_proc::binary()?;
+    let args = [
+        "--ports",
+        "80",
+        "--mode",
+        "auto",
+        "--syn-threshold",
+        "2000",
+        "--hold",
+        "60",
+    ];
+    let sg = Synguard::start(&bin, &lab.server.ns, &lab.server.ifname, &args)?;
+    let macs = (mac(lab.attacker.mac)?, mac(lab.server.mac)?);
+    let syn_from = |src: std::net::Ipv4Addr, sport: u16| {
+        let seg = Segment::syn(sport, PORT, 0x0bad_cafe, linux_syn_options(1460, 1, 7));
+        tcp_v4(src.octets(), SERVER_V4.octets(), Tags::None, macs, &seg)
+    };
+    // The pool address's SYN-ACKs never arrive (the lab drops the server's replies to the spoof
+    // pool): a SYN-ACK lost on the way.
+    let client = spoof_addr(91);
+    let syn = syn_from(client, 41_000);
+    let s0 = sg.stats()?;
+    send_frames(&lab.attacker.ns, &lab.attacker.ifname, vec![syn.clone()])?;
+    std::thread::sleep(Duration::from_millis(300));
+    let s1 = sg.stats()?;
+    ensure!(
+        s1.delta(&s0, Reason::PassSynToKernel) == 1,
+        "the first SYN did not go to the kernel"
+    );
+    ensure!(
+        syn_recv_from(&lab, &client.to_string())? == 1,
+        "the kernel holds no request socket for the client"
+    );
+    // A burst above the threshold from another address switches cookies on.
+    let burst: Vec<_> = (0..1500u16)
+        .map(|i| syn_from(spoof_addr(92), 20_000 + i))
+        .collect();
+    send_frames(&lab.attacker.ns, &lab.attacker.ifname, burst)?;
+    std::thread::sleep(Duration::from_millis(300));
+    let s2 = sg.stats()?;
+    ensure!(
+        s2.event_delta(&s1, synguard_common::reason::Event::CookieModeOn) == 1,
+        "the burst did not switch cookies on"
+    );
+    send_frames(&lab.attacker.ns, &lab.attacker.ifname, vec![syn])?;
+    std::thread::sleep(Duration::from_millis(300));
+    let s3 = sg.stats()?;
+    let (to_kernel, cookie) = (
+        s3.delta(&s2, Reason::PassSynRecentClose),
+        s3.delta(&s2, Reason::TxSynAckCookie),
+    );
+    eprintln!("the client's second SYN: pass_syn_recent_close +{to_kernel}, cookies +{cookie}");
+    ensure!(
+        to_kernel == 1 && cookie == 0,
+        "the retransmitted SYN got a cookie"
     );
     ensure!(sg.stop()?.success());
     Ok(())

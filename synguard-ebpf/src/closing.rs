@@ -1,0 +1,69 @@
+//! The recently-closed table (`synguard_common::maps::closing_entry`): 4-tuples whose SYNs
+//! must reach the kernel rather than be answered with a cookie, because the kernel holds (or
+//! may hold) state for them that a cookie handshake would collide with:
+//! - a TIME_WAIT socket, after the client's FIN: `tcp_timewait_state_process` recycles it only
+//!   for a SYN, and would swallow a cookie handshake's ACK;
+//! - a request socket, after the kernel answered a SYN itself (auto mode with cookies off, or a
+//!   listener refresh): a retransmission of that SYN (its SYN-ACK was lost or late) answered
+//!   with a cookie would give the client a second ISN, and its ACK of that one is not the
+//!   request socket's (`ack::check`, `DropAckBadRequest`) for as long as the request socket
+//!   lives (up to a minute of SYN-ACK retransmissions): the client, established on its side,
+//!   stalls. The kernel itself answers a retransmitted SYN with its request socket's SYN-ACK.
+//!
+//! Records go in at a FIN of a live connection (`ack::check`) and at a request socket's
+//! creation (the sock_ops program, `conns::on_sock_ops`); a SYN checks them ([`recent`]).
+
+use synguard_common::{
+    maps::{
+        closed_within_time_wait, closing_entry, closing_filter_hit, closing_filter_slot,
+        closing_gen, replaces_live_record,
+    },
+    reason::Event,
+};
+
+use crate::{
+    count,
+    maps::{SG_CLOSING, SG_CLOSING_FILTER},
+};
+
+/// Records that the 4-tuple hashed `hash` (`synguard_common::maps::flow_hash`) has kernel state
+/// a SYN must reach, at `now` (the coarse clock), for the TIME_WAIT period.
+#[inline(always)]
+pub fn remember(hash: u64, now: u64) {
+    let (slot, entry) = closing_entry(hash, now);
+    let (word, byte) = closing_filter_slot(hash);
+    if let Some(w) = SG_CLOSING_FILTER.get_ptr_mut(word) {
+        // SAFETY: one byte inside the map value (byte < 8); a racing CPU files the same or a
+        // later period.
+        unsafe { *(w as *mut u8).add((byte & 7) as usize) = closing_gen(now) };
+    }
+    if let Some(p) = SG_CLOSING.get_ptr_mut(slot) {
+        // SAFETY: array value pointer; a racing writer at worst replaces this record.
+        unsafe {
+            if replaces_live_record(*p, hash, now) {
+                count::event(Event::CloseRecordReplaced);
+            }
+            *p = entry;
+        }
+    }
+}
+
+/// Whether the 4-tuple hashed `hash` was recorded within the TIME_WAIT period.
+#[inline(always)]
+pub fn recent(hash: u64, now: u64) -> bool {
+    // The filter first: a flood's random 4-tuples find no record there and never touch the
+    // 8 MiB table, whose every read was a cache miss (`closing_filter_slot`).
+    let (word, byte) = closing_filter_slot(hash);
+    let filed = match SG_CLOSING_FILTER.get(word) {
+        Some(w) => (*w >> ((byte & 7) * 8)) as u8,
+        None => 0,
+    };
+    if !closing_filter_hit(filed, now) {
+        return false;
+    }
+    let (slot, _) = closing_entry(hash, now);
+    match SG_CLOSING.get(slot) {
+        Some(entry) => closed_within_time_wait(*entry, hash, now),
+        None => false,
+    }
+}
