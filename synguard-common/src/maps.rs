@@ -238,12 +238,21 @@ pub const TIME_WAIT_NS: u64 = 60_000_000_000;
 /// Slots of [`names::CLOSING`], a power of two.
 pub const CLOSING_SLOTS: u32 = 1 << 20;
 
-/// The recently-closed table is direct-mapped: a 64-bit hash of the 4-tuple picks the slot,
-/// which holds the hash's upper 32 bits as a tag and the time in units of 2^30 ns (~1.07 s).
-/// A false "recently closed" only sends that SYN to the kernel, which is always safe; a lost
-/// record (another connection closing into the same slot within the minute) can leave a client
-/// to wait out the server's TIME_WAIT, as without the table.
+/// The recently-closed table is set-associative: a 64-bit hash of the 4-tuple picks a bucket of
+/// [`CLOSING_WAYS`] slots (one cache line), any of which may hold its record: the hash's upper
+/// 32 bits as a tag and the time in units of 2^30 ns (~1.07 s). A false "recently closed" only
+/// sends that SYN to the kernel, which is always safe; a lost record (all slots of the bucket
+/// taken by other live records) can leave a client to wait out the server's TIME_WAIT, as
+/// without the table.
 pub const CLOSING_TIME_SHIFT: u32 = 30;
+
+/// Slots per bucket of the recently-closed table. Direct-mapped, the table lost a record
+/// whenever another close landed in its slot within the minute: with n live records, n in 2^20
+/// closes (132 of about 38 000 in a 10-minute soak with ~4 000 live), and a client that reused
+/// such a 4-tuple within TIME_WAIT got a cookie whose ACK the TIME_WAIT socket swallowed (it
+/// stalled, established on its side). With eight ways a record is lost only when eight other
+/// live records share its bucket.
+pub const CLOSING_WAYS: u32 = 8;
 
 /// 64-bit mix of an IPv6 4-tuple (source and destination address words, ports), for the slot
 /// and tag. Plain steps rather than an iterator chain: LLVM turned the chain into a BPF
@@ -326,12 +335,39 @@ pub const fn closing_filter_hit(filed: u8, now_ns: u64) -> bool {
     closing_gen(now_ns).wrapping_sub(filed) <= 1
 }
 
-/// (slot, entry) to record a close at `now_ns`.
+/// (first slot of the 4-tuple's bucket, entry) to record a close at `now_ns`.
 #[inline(always)]
 pub fn closing_entry(hash: u64, now_ns: u64) -> (u32, u64) {
-    let slot = (hash as u32) & (CLOSING_SLOTS - 1);
+    let bucket = (hash as u32) & (CLOSING_SLOTS - 1) & !(CLOSING_WAYS - 1);
     let entry = (hash >> 32) << 32 | (now_ns >> CLOSING_TIME_SHIFT) & 0xffff_ffff;
-    (slot, entry)
+    (bucket, entry)
+}
+
+/// Which way of its bucket (`way(i)`: the entry in way `i`) a record of `hash` at `now_ns`
+/// goes to, and whether that loses another flow's live record: the flow's own record, else an
+/// empty or expired way, else the oldest record. A constant number of steps (the verifier).
+#[inline(always)]
+pub fn closing_way(way: impl Fn(u32) -> u64, hash: u64, now_ns: u64) -> (u32, bool) {
+    let mut free = None;
+    let (mut oldest, mut oldest_age) = (0, 0u64);
+    let now = (now_ns >> CLOSING_TIME_SHIFT) & 0xffff_ffff;
+    for i in 0..CLOSING_WAYS {
+        let e = way(i);
+        if e != 0 && e >> 32 == hash >> 32 {
+            return (i, false);
+        }
+        if free.is_none() && !replaces_live_record(e, hash, now_ns) {
+            free = Some(i);
+        }
+        let age = now.wrapping_sub(e & 0xffff_ffff) & 0xffff_ffff;
+        if age > oldest_age {
+            (oldest, oldest_age) = (i, age);
+        }
+    }
+    match free {
+        Some(i) => (i, false),
+        None => (oldest, true),
+    }
 }
 
 /// Whether `entry` records a close of this flow (`hash`) within the TIME_WAIT period.
@@ -392,12 +428,44 @@ mod tests {
         let (a, b) = (0x1111_2222_0000_0005u64, 0x3333_4444_0000_0005u64);
         let (slot_a, rec_a) = closing_entry(a, now);
         let (slot_b, _) = closing_entry(b, now + 1);
-        assert_eq!(slot_a, slot_b, "the two flows share a slot");
+        assert_eq!(slot_a, slot_b, "the two flows share a bucket");
         assert!(replaces_live_record(rec_a, b, now + 1));
         // Its own record, an empty slot, or a record older than TIME_WAIT: nothing lost.
         assert!(!replaces_live_record(rec_a, a, now + 1));
         assert!(!replaces_live_record(0, b, now));
         assert!(!replaces_live_record(rec_a, b, now + 2 * TIME_WAIT_NS));
+    }
+
+    /// A record goes to its own flow's way, else a free or expired one; only a bucket full of
+    /// other live records loses one, the oldest.
+    #[test]
+    fn a_bucket_loses_a_record_only_when_every_way_is_live() {
+        let s = 1_000_000_000u64;
+        let now = 5_000 * s;
+        let flow = |i: u64| (0x1000 + i) << 32 | 0x40;
+        let mut ways = [0u64; CLOSING_WAYS as usize];
+        let h = flow(99);
+        assert_eq!(closing_way(|i| ways[i as usize], h, now), (0, false));
+        for (i, w) in ways.iter_mut().enumerate() {
+            // Way 3 holds the oldest live record, way 5 an expired one.
+            let at = match i {
+                3 => now - 50 * s,
+                5 => now - 2 * TIME_WAIT_NS,
+                _ => now - (i as u64) * s,
+            };
+            *w = closing_entry(flow(i as u64), at).1;
+        }
+        assert_eq!(closing_way(|i| ways[i as usize], h, now), (5, false));
+        ways[5] = closing_entry(flow(5), now).1;
+        assert_eq!(closing_way(|i| ways[i as usize], h, now), (3, true));
+        // The flow's own record, wherever it is, is rewritten.
+        ways[6] = closing_entry(h, now - 10 * s).1;
+        assert_eq!(closing_way(|i| ways[i as usize], h, now), (6, false));
+        // Far more live records than ways over the table: no bucket overflows while each
+        // holds at most its ways.
+        let (b0, _) = closing_entry(h, now);
+        assert_eq!(b0 % CLOSING_WAYS, 0);
+        assert!(b0 < CLOSING_SLOTS);
     }
 
     #[test]

@@ -15,8 +15,8 @@
 
 use synguard_common::{
     maps::{
-        closed_within_time_wait, closing_entry, closing_filter_hit, closing_filter_slot,
-        closing_gen, replaces_live_record,
+        CLOSING_WAYS, closed_within_time_wait, closing_entry, closing_filter_hit,
+        closing_filter_slot, closing_gen, closing_way,
     },
     reason::Event,
 };
@@ -30,21 +30,21 @@ use crate::{
 /// a SYN must reach, at `now` (the coarse clock), for the TIME_WAIT period.
 #[inline(always)]
 pub fn remember(hash: u64, now: u64) {
-    let (slot, entry) = closing_entry(hash, now);
+    let (bucket, entry) = closing_entry(hash, now);
     let (word, byte) = closing_filter_slot(hash);
     if let Some(w) = SG_CLOSING_FILTER.get_ptr_mut(word) {
         // SAFETY: one byte inside the map value (byte < 8); a racing CPU files the same or a
         // later period.
         unsafe { *(w as *mut u8).add((byte & 7) as usize) = closing_gen(now) };
     }
-    if let Some(p) = SG_CLOSING.get_ptr_mut(slot) {
+    let way = |i: u32| SG_CLOSING.get(bucket + i).copied().unwrap_or(0);
+    let (i, replaces) = closing_way(way, hash, now);
+    if replaces {
+        count::event(Event::CloseRecordReplaced);
+    }
+    if let Some(p) = SG_CLOSING.get_ptr_mut(bucket + i) {
         // SAFETY: array value pointer; a racing writer at worst replaces this record.
-        unsafe {
-            if replaces_live_record(*p, hash, now) {
-                count::event(Event::CloseRecordReplaced);
-            }
-            *p = entry;
-        }
+        unsafe { *p = entry };
     }
 }
 
@@ -61,9 +61,10 @@ pub fn recent(hash: u64, now: u64) -> bool {
     if !closing_filter_hit(filed, now) {
         return false;
     }
-    let (slot, _) = closing_entry(hash, now);
-    match SG_CLOSING.get(slot) {
-        Some(entry) => closed_within_time_wait(*entry, hash, now),
-        None => false,
-    }
+    let (bucket, _) = closing_entry(hash, now);
+    (0..CLOSING_WAYS).any(|i| {
+        SG_CLOSING
+            .get(bucket + i)
+            .is_some_and(|e| closed_within_time_wait(*e, hash, now))
+    })
 }

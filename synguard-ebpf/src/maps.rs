@@ -159,8 +159,9 @@ sg_map! {
 }
 
 sg_map! {
-    /// When the client of a real connection last sent a FIN: a direct-mapped table by 4-tuple hash
-    /// (`synguard_common::maps::closing_entry`; see `ack::check`).
+    /// When the client of a real connection last sent a FIN, or the kernel created a request
+    /// socket: buckets of `CLOSING_WAYS` slots by 4-tuple hash
+    /// (`synguard_common::maps::closing_entry`; see `closing.rs`).
     CLOSING => static SG_CLOSING: Array<u64> = Array::with_max_entries(CLOSING_SLOTS, 0);
 }
 

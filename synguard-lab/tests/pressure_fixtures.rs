@@ -8,7 +8,7 @@ use std::net::{TcpListener, TcpStream};
 
 use aya::maps::HashMap;
 use synguard_common::{
-    maps::{Config, closing_entry, flow_hash_v4},
+    maps::{CLOSING_WAYS, Config, closing_entry, flow_hash_v4},
     policy::{AddrKey, Policy, SOURCE_SLOTS, SourceState, names},
     reason::{Event, Reason},
     tcp::{ACK, FIN},
@@ -84,19 +84,19 @@ fn lo_hash(sport: u16, dport: u16) -> u64 {
     flow_hash_v4(lo, lo, sport, dport)
 }
 
-fn slot(sport: u16, dport: u16) -> u32 {
+fn bucket(sport: u16, dport: u16) -> u32 {
     closing_entry(lo_hash(sport, dport), 0).0
 }
 
-/// A listener port and a client port whose 4-tuple shares `want`'s slot (the table is
-/// direct-mapped: 2^20 slots, so about one pair in a million).
+/// A listener port and a client port whose 4-tuple shares `want`'s bucket (2^17 buckets, so
+/// about one pair in 131 072), the listener on none of `avoid`.
 fn colliding_pair(want: u32, avoid: &[u16]) -> Option<(TcpListener, TcpStream)> {
     for dport in 20000..30000u16 {
         if avoid.contains(&dport) {
             continue;
         }
         for sport in 40000..60000u16 {
-            if slot(sport, dport) != want {
+            if bucket(sport, dport) != want {
                 continue;
             }
             let Ok(l) = TcpListener::bind(("127.0.0.1", dport)) else {
@@ -149,24 +149,37 @@ fn connect_from(sport: u16, dport: u16) -> Option<TcpStream> {
     }
 }
 
+/// A bucket of the recently-closed table holds `CLOSING_WAYS` live records: the next close in
+/// it loses the oldest, which is counted, and that flow's reconnect gets a cookie (as without
+/// the table; the README's limits say so).
 #[test]
 fn an_overwritten_recently_closed_record_is_counted_and_its_flow_gets_a_cookie() {
-    // Two real connections on loopback whose 4-tuples share a slot of the table.
     let l1 = TcpListener::bind("127.0.0.1:0").unwrap();
     let p1 = l1.local_addr().unwrap().port();
     let c1 = TcpStream::connect(l1.local_addr().unwrap()).unwrap();
     let s1 = c1.local_addr().unwrap().port();
-    let (l2, c2) = colliding_pair(slot(s1, p1), &[p1]).expect("a colliding 4-tuple");
-    let p2 = l2.local_addr().unwrap().port();
-    let s2 = c2.local_addr().unwrap().port();
-    let _accepted = (l1.accept().unwrap(), l2.accept().unwrap());
-    assert_eq!(slot(s1, p1), slot(s2, p2));
+    let want = bucket(s1, p1);
+    // CLOSING_WAYS more real connections on loopback whose 4-tuples share that bucket.
+    let mut others = Vec::new();
+    let mut ports = vec![p1];
+    for _ in 0..CLOSING_WAYS {
+        let (l, c) = colliding_pair(want, &ports).expect("a colliding 4-tuple");
+        let (p, sp) = (
+            l.local_addr().unwrap().port(),
+            c.local_addr().unwrap().port(),
+        );
+        assert_eq!(bucket(sp, p), want);
+        ports.push(p);
+        let accepted = l.accept().unwrap();
+        others.push((l, c, accepted, sp, p));
+    }
+    let _accepted = l1.accept().unwrap();
 
     let cfg = Config {
         loopback: 1,
         ..default_config()
     };
-    let f = Fixture::new(cfg, &[p1, p2]).unwrap();
+    let f = Fixture::new(cfg, &ports).unwrap();
     let lo = [127, 0, 0, 1];
     let frame = |sport: u16, dport: u16, flags: u8| {
         let mut seg = Segment::syn(sport, dport, 1, vec![]);
@@ -178,19 +191,36 @@ fn an_overwritten_recently_closed_record_is_counted_and_its_flow_gets_a_cookie()
         let seg = Segment::syn(sport, dport, 9, frames::linux_syn_options(1460, 1, 7));
         frames::tcp_v4(lo, lo, Tags::None, (CLIENT_MAC, SERVER_MAC), &seg)
     };
-    // Client 1 closes: recorded.
+    // Client 1 closes first, then all but one of the others: every record fits.
     assert_eq!(f.run(&frame(s1, p1, FIN | ACK)).unwrap().action, XDP_PASS);
+    // The records' times are in units of ~1.07 s: client 1's must be the oldest.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let n = others.len();
+    for &(_, _, _, sp, p) in &others[..n - 1] {
+        assert_eq!(f.run(&frame(sp, p, FIN | ACK)).unwrap().action, XDP_PASS);
+    }
     assert_eq!(f.event(Event::CloseRecordReplaced).unwrap(), 0);
-    // Client 2 closes on the same slot: client 1's record is lost, and counted.
-    assert_eq!(f.run(&frame(s2, p2, FIN | ACK)).unwrap().action, XDP_PASS);
+    // One close more than the bucket holds: the oldest record, client 1's, is lost and counted.
+    let (_, _, _, s_last, p_last) = others[n - 1];
+    assert_eq!(
+        f.run(&frame(s_last, p_last, FIN | ACK)).unwrap().action,
+        XDP_PASS
+    );
     assert_eq!(f.event(Event::CloseRecordReplaced).unwrap(), 1);
-    // Client 2's reconnect reaches the kernel; client 1's gets a cookie, as it would without
-    // the table (the README's limits say so).
-    assert_eq!(f.run(&syn(s2, p2)).unwrap().action, XDP_PASS);
-    assert_eq!(f.verdict(Reason::PassSynRecentClose).unwrap(), 1);
+    // Every other client's reconnect reaches the kernel; client 1's gets a cookie.
+    for &(_, _, _, sp, p) in &others {
+        assert_eq!(f.run(&syn(sp, p)).unwrap().action, XDP_PASS);
+    }
+    assert_eq!(
+        f.verdict(Reason::PassSynRecentClose).unwrap(),
+        others.len() as u64
+    );
     assert_eq!(f.run(&syn(s1, p1)).unwrap().action, XDP_TX);
-    // A second FIN of client 2 rewrites its own record: nothing lost.
-    assert_eq!(f.run(&frame(s2, p2, FIN | ACK)).unwrap().action, XDP_PASS);
+    // A second FIN of a recorded client rewrites its own record: nothing lost.
+    assert_eq!(
+        f.run(&frame(s_last, p_last, FIN | ACK)).unwrap().action,
+        XDP_PASS
+    );
     assert_eq!(f.event(Event::CloseRecordReplaced).unwrap(), 1);
 }
 
