@@ -235,6 +235,11 @@ pub struct Counter {
 
 /// How long the kernel keeps a TIME_WAIT socket (`TCP_TIMEWAIT_LEN`, include/net/tcp.h).
 pub const TIME_WAIT_NS: u64 = 60_000_000_000;
+/// How long a recently-closed record counts: TIME_WAIT and a margin, because the TIME_WAIT
+/// socket's timer may fire late by up to its timer-wheel level's granularity (kernel/time/
+/// timer.c: 512 jiffies for a 60 s timeout, ~2 s at HZ=250), and a SYN that meets the socket
+/// then must reach the kernel too. Below the filter's period ([`CLOSING_GEN_SHIFT`]).
+pub const CLOSING_RECORD_NS: u64 = TIME_WAIT_NS + 4_000_000_000;
 /// Slots of [`names::CLOSING`], a power of two.
 pub const CLOSING_SLOTS: u32 = 1 << 20;
 
@@ -326,8 +331,8 @@ pub const fn closing_gen(now_ns: u64) -> u8 {
     (now_ns >> CLOSING_GEN_SHIFT) as u8
 }
 
-/// Whether a filter slot holding `filed` may have a record that is still within TIME_WAIT at
-/// `now_ns`: a close of this period or the one before (a period is longer than TIME_WAIT, so a
+/// Whether a filter slot holding `filed` may have a record that still counts at `now_ns`: a
+/// close of this period or the one before (a period is longer than a record counts, so a
 /// record from two periods back has expired). An empty slot (0) reads as period 0, which only
 /// sends SYNs to the table.
 #[inline(always)]
@@ -370,7 +375,10 @@ pub fn closing_way(way: impl Fn(u32) -> u64, hash: u64, now_ns: u64) -> (u32, bo
     }
 }
 
-/// Whether `entry` records a close of this flow (`hash`) within the TIME_WAIT period.
+/// [`CLOSING_RECORD_NS`] in the records' units, with one unit of slack: the stamp is truncated.
+pub const CLOSING_RECORD_UNITS: u64 = (CLOSING_RECORD_NS >> CLOSING_TIME_SHIFT) + 1;
+
+/// Whether `entry` records a close of this flow (`hash`) within [`CLOSING_RECORD_NS`].
 #[inline(always)]
 pub fn closed_within_time_wait(entry: u64, hash: u64, now_ns: u64) -> bool {
     if entry == 0 || entry >> 32 != hash >> 32 {
@@ -378,8 +386,7 @@ pub fn closed_within_time_wait(entry: u64, hash: u64, now_ns: u64) -> bool {
     }
     let then = entry & 0xffff_ffff;
     let now = (now_ns >> CLOSING_TIME_SHIFT) & 0xffff_ffff;
-    // One unit of slack: the stamp is truncated.
-    now.wrapping_sub(then) & 0xffff_ffff <= (TIME_WAIT_NS >> CLOSING_TIME_SHIFT) + 1
+    now.wrapping_sub(then) & 0xffff_ffff <= CLOSING_RECORD_UNITS
 }
 
 /// Whether writing a close of `hash` at `now_ns` over `old` loses another flow's record that is
@@ -575,7 +582,8 @@ mod tests {
         assert!(slot < CLOSING_SLOTS);
         assert!(closed_within_time_wait(entry, h, now));
         assert!(closed_within_time_wait(entry, h, now + 59_000_000_000));
-        assert!(!closed_within_time_wait(entry, h, now + 63_000_000_000));
+        assert!(closed_within_time_wait(entry, h, now + 63_000_000_000));
+        assert!(!closed_within_time_wait(entry, h, now + 67_000_000_000));
         assert!(
             !closed_within_time_wait(entry, other, now),
             "another flow's tag"
@@ -639,7 +647,7 @@ mod tests {
     fn the_closing_filter_finds_every_close_within_time_wait() {
         const S: u64 = 1_000_000_000;
         let period = 1u64 << CLOSING_GEN_SHIFT;
-        assert!(period > TIME_WAIT_NS);
+        assert!(period > CLOSING_RECORD_NS + (1 << CLOSING_TIME_SHIFT));
         for t in [
             0,
             1,
@@ -651,7 +659,7 @@ mod tests {
         ] {
             let g = closing_gen(t);
             let mut now = t;
-            while now <= t + TIME_WAIT_NS {
+            while now <= t + CLOSING_RECORD_NS {
                 assert!(
                     closing_filter_hit(g, now),
                     "closed at {t}, checked at {now}"

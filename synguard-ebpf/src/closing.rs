@@ -27,7 +27,8 @@ use crate::{
 };
 
 /// Records that the 4-tuple hashed `hash` (`synguard_common::maps::flow_hash`) has kernel state
-/// a SYN must reach, at `now` (the coarse clock), for the TIME_WAIT period.
+/// a SYN must reach, at `now` (the coarse clock), for TIME_WAIT and a margin
+/// (`CLOSING_RECORD_NS`).
 #[inline(always)]
 pub fn remember(hash: u64, now: u64) {
     let (bucket, entry) = closing_entry(hash, now);
@@ -48,7 +49,7 @@ pub fn remember(hash: u64, now: u64) {
     }
 }
 
-/// Whether the 4-tuple hashed `hash` was recorded within the TIME_WAIT period.
+/// Whether the 4-tuple hashed `hash` has a record that still counts (`CLOSING_RECORD_NS`).
 #[inline(always)]
 pub fn recent(hash: u64, now: u64) -> bool {
     // The filter first: a flood's random 4-tuples find no record there and never touch the

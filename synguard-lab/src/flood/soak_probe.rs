@@ -8,7 +8,7 @@ use anyhow::{Context as _, Result, anyhow};
 use aya::maps::{Array, HashMap, MapData};
 use synguard::datapath::{maps, policy};
 use synguard::policy::ListKind;
-use synguard_common::maps::{CLOSING_TIME_SHIFT, TIME_WAIT_NS};
+use synguard_common::maps::{CLOSING_RECORD_UNITS, CLOSING_TIME_SHIFT};
 use synguard_common::names;
 use synguard_common::policy::{AddrKey, ReflectState};
 
@@ -108,7 +108,7 @@ pub fn occupancy(dir: &Path) -> Result<Occupancy> {
 }
 
 /// Slots of the recently-closed table in use, and those whose record is still within the
-/// TIME_WAIT period (`synguard_common::maps::closed_within_time_wait`, without the flow).
+/// record's time (`synguard_common::maps::closed_within_time_wait`, without the flow).
 fn closing(dir: &Path) -> Result<(u64, u64)> {
     let table: Array<MapData, u64> = maps::array(dir, names::CLOSING)?;
     // The program stamps records with bpf_ktime_get_coarse_ns, i.e. CLOCK_MONOTONIC_COARSE.
@@ -125,7 +125,7 @@ fn closing(dir: &Path) -> Result<(u64, u64)> {
     }
     let now = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
     let now_units = (now >> CLOSING_TIME_SHIFT) & 0xffff_ffff;
-    let window = (TIME_WAIT_NS >> CLOSING_TIME_SHIFT) + 1;
+    let window = CLOSING_RECORD_UNITS;
     let (mut used, mut live) = (0, 0);
     for entry in table.iter() {
         let entry = entry.context("reading the recently-closed table")?;
