@@ -27,6 +27,20 @@ fn addr(v6: bool) -> SocketAddr {
     synguard_lab::lab::topology::server_addr(v6, PORT)
 }
 
+/// synguard's arguments: port 80 in auto mode, on at `threshold` SYN/s, off after `hold` s.
+fn auto_mode(threshold: &'static str, hold: &'static str) -> [&'static str; 8] {
+    [
+        "--ports",
+        "80",
+        "--mode",
+        "auto",
+        "--syn-threshold",
+        threshold,
+        "--hold",
+        hold,
+    ]
+}
+
 /// Half-open handshakes (request sockets, SYN-RECV) the server's kernel holds for `src`.
 fn syn_recv_from(lab: &Lab, src: &str) -> Result<usize> {
     let out = lab.server.ns.run("ss", &["-Htn", "state", "syn-recv"])?;
@@ -47,16 +61,7 @@ fn auto_mode_ack_flood_after_a_syn_flood_does_not_reach_the_kernel() -> Result<(
     let lab = Lab::new()?;
     let _server = Server::start(&lab.server.ns, &[addr(false), addr(true)])?;
     let bin = synguard_proc::binary()?;
-    let args = [
-        "--ports",
-        "80",
-        "--mode",
-        "auto",
-        "--syn-threshold",
-        "20000",
-        "--hold",
-        "30",
-    ];
+    let args = auto_mode("20000", "30");
     let sg = Synguard::start(&bin, &lab.server.ns, &lab.server.ifname, &args)?;
     let client = Continuous::start(&lab.client.ns, vec![addr(false)], Duration::from_millis(20))?;
     let spoof = spoof_addr(72);
@@ -143,16 +148,7 @@ fn a_retransmitted_syn_of_a_kernel_request_socket_reaches_the_kernel() -> Result
     let lab = Lab::new()?;
     let _server = Server::start(&lab.server.ns, &[addr(false)])?;
     let bin = synguard_proc::binary()?;
-    let args = [
-        "--ports",
-        "80",
-        "--mode",
-        "auto",
-        "--syn-threshold",
-        "2000",
-        "--hold",
-        "60",
-    ];
+    let args = auto_mode("2000", "60");
     let sg = Synguard::start(&bin, &lab.server.ns, &lab.server.ifname, &args)?;
     let macs = (mac(lab.attacker.mac)?, mac(lab.server.mac)?);
     let syn_from = |src: std::net::Ipv4Addr, sport: u16| {
