@@ -38,6 +38,9 @@ struct Args {
     /// How long the soak runs (e.g. 600s, 10m, 90).
     #[arg(long, value_parser = soak::parse_duration, default_value = "600s", requires = "soak")]
     duration: std::time::Duration,
+    /// The soak's cookies: kernel (the lab's default) or own.
+    #[arg(long, value_parser = ["kernel", "own"], default_value = "kernel", requires = "soak")]
+    soak_cookies: String,
     /// Where the JSON and charts go.
     #[arg(long, default_value = "target/lab")]
     out: PathBuf,
@@ -108,7 +111,7 @@ fn main() -> Result<()> {
 /// `--soak`: prints the soak's lines and verdicts; fails when a verdict fails.
 fn run_soak(args: &Args) -> Result<()> {
     let bin = synguard_proc::binary()?;
-    let verdicts = soak::run(args.duration, &bin, &INTERRUPTED)?;
+    let verdicts = soak::run(args.duration, &args.soak_cookies, &bin, &INTERRUPTED)?;
     for v in &verdicts {
         println!("{}", v.line());
     }

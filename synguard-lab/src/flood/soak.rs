@@ -99,7 +99,13 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
 }
 
 /// Runs the soak and prints its lines; returns the verdicts (the caller fails if one fails).
-pub fn run(duration: Duration, synguard_bin: &Path, stop: &AtomicBool) -> Result<Vec<Verdict>> {
+/// `cookies`: synguard's `--cookies` value (the lab's default is the kernel's).
+pub fn run(
+    duration: Duration,
+    cookies: &str,
+    synguard_bin: &Path,
+    stop: &AtomicBool,
+) -> Result<Vec<Verdict>> {
     // Growth is judged by comparing halves: at least two periods after the baseline.
     ensure!(
         duration >= 2 * PERIOD,
@@ -109,12 +115,8 @@ pub fn run(duration: Duration, synguard_bin: &Path, stop: &AtomicBool) -> Result
     let lab = Lab::new().context("building the lab")?;
     let _atk_peer = lab.attach_peer_pass("atk")?;
     steer_receive(&lab)?;
-    let sg = Synguard::start(
-        synguard_bin,
-        &lab.server.ns,
-        &lab.server.ifname,
-        &SYNGUARD_ARGS,
-    )?;
+    let args = [&SYNGUARD_ARGS[..], &["--cookies", cookies]].concat();
+    let sg = Synguard::start(synguard_bin, &lab.server.ns, &lab.server.ifname, &args)?;
     let pid = sg.pid().context("synguard has no pid")?;
     let v4 = SocketAddr::from((lab.server.v4, PORT));
     let v6 = SocketAddr::from((lab.server.v6, PORT));
@@ -123,7 +125,7 @@ pub fn run(duration: Duration, synguard_bin: &Path, stop: &AtomicBool) -> Result
     eprintln!(
         "soak: {}s of floods with legitimate traffic, synguard {}",
         duration.as_secs(),
-        SYNGUARD_ARGS.join(" ")
+        args.join(" ")
     );
     let base = soak.probe(0.0, &ContinuousStats::default(), 0, 0)?;
     println!(
