@@ -205,13 +205,12 @@ fn put_in_place(
 /// has said so (nothing more to watch).
 pub fn warn_if_meta_unsupported(iface: &str, pin_dir: &std::path::Path) -> bool {
     use synguard_common::reason::Event;
-    match crate::datapath::counters::read_sample(pin_dir) {
-        Ok(s) if s.event(Event::OwnMetaUnsupported) > 0 => {
+    match crate::datapath::counters::read_event(pin_dir, Event::OwnMetaUnsupported) {
+        Ok(unmarked) if unmarked > 0 => {
             log::warn!(
-                "{iface}: the driver carries no XDP metadata ({} cookie ACKs could not be \
+                "{iface}: the driver carries no XDP metadata ({unmarked} cookie ACKs could not be \
                  marked, their handshakes failed): switching to the TC program that checks \
                  cookies again ({}); every packet to a protected port now pays a parse in TC",
-                s.event(Event::OwnMetaUnsupported),
                 crate::datapath::own::TC_CHECK_PROGRAM
             );
             true

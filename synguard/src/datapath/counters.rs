@@ -163,6 +163,17 @@ fn read_per_cpu<V: aya::Pod + Default>(
         .collect()
 }
 
+/// One event's count over every CPU, and nothing else: for a check that runs every few seconds
+/// (a whole sample also reads the 65 536-entry port map).
+pub fn read_event(dir: &Path, event: Event) -> Result<u64, StatsError> {
+    crate::datapath::pins::check_schema(dir)?;
+    let map = maps::per_cpu_array::<u64>(dir, names::EVENTS)?;
+    let per_cpu = map
+        .get(&event.index(), 0)
+        .map_err(PinnedMapError::read(dir, names::EVENTS))?;
+    Ok(per_cpu.iter().sum())
+}
+
 /// Reads every pinned counter of the instance in `dir` (e.g. /sys/fs/bpf/synguard/veth0).
 pub fn read_sample(dir: &Path) -> Result<Sample, StatsError> {
     // Another schema's maps may have the same names and mean something else.
