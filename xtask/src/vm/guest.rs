@@ -169,6 +169,32 @@ pub fn verdict(stats: &Value, reason: &str) -> u64 {
     stats["verdicts"][reason]["packets"].as_u64().unwrap_or(0)
 }
 
+/// The verdict and event counters that differ between two stats samples, "name +n" joined by
+/// ", ".
+pub fn counters_moved(before: &Value, after: &Value) -> String {
+    let count = |v: &Value, group: &str, name: &str, field: &str| {
+        v[group][name][field].as_u64().unwrap_or(0)
+    };
+    let mut moved = Vec::new();
+    for (group, field) in [("verdicts", "packets"), ("events", "total")] {
+        let Some(names) = after[group].as_object() else {
+            continue;
+        };
+        for name in names.keys() {
+            let d =
+                count(after, group, name, field).saturating_sub(count(before, group, name, field));
+            if d > 0 {
+                moved.push(format!("{name} +{d}"));
+            }
+        }
+    }
+    if moved.is_empty() {
+        "none".into()
+    } else {
+        moved.join(", ")
+    }
+}
+
 /// The guest's TCP stack counters (`/proc/net/snmp` and `/proc/net/netstat`), as
 /// "Group:Name" -> value, and eth0's rx/tx packet counts as "eth0:rx", "eth0:tx".
 pub fn counters(g: &Guest) -> Result<HashMap<String, u64>> {
@@ -219,6 +245,17 @@ fn parse_counters(text: &str) -> HashMap<String, u64> {
 }
 
 /// `after - before` for one counter.
+/// The guest's TCP counters that grew, "Group:Name +n" joined by ", ".
+pub fn tcp_moved(before: &HashMap<String, u64>, after: &HashMap<String, u64>) -> String {
+    let mut moved: Vec<String> = after
+        .keys()
+        .filter(|k| k.starts_with("Tcp") && delta(before, after, k) > 0)
+        .map(|k| format!("{k} +{}", delta(before, after, k)))
+        .collect();
+    moved.sort();
+    moved.join(", ")
+}
+
 pub fn delta(before: &HashMap<String, u64>, after: &HashMap<String, u64>, key: &str) -> u64 {
     after
         .get(key)

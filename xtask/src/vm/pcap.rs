@@ -12,6 +12,12 @@ pub struct Segment {
     pub sport: u16,
     pub dport: u16,
     pub flags: u8,
+    pub seq: u32,
+    pub ack: u32,
+    /// Payload bytes.
+    pub len: usize,
+    /// Capture time, in the capture's units (micro- or nanoseconds) since the epoch.
+    pub at: u64,
     pub ip_csum_ok: bool,
     pub tcp_csum_ok: bool,
     /// The TCP checksum field holds only the pseudo-header sum: the sender's stack left the
@@ -30,6 +36,22 @@ pub const SYN: u8 = 0x02;
 pub const ACK: u8 = 0x10;
 
 impl Segment {
+    /// One line for a failure's detail: time (capture units), ports, flags, seq, ack, length.
+    pub fn line(&self) -> String {
+        format!(
+            "{} {}:{} -> {}:{} flags {:#04x} seq {} ack {} len {}",
+            self.at,
+            std::net::Ipv4Addr::from(self.src),
+            self.sport,
+            std::net::Ipv4Addr::from(self.dst),
+            self.dport,
+            self.flags,
+            self.seq,
+            self.ack,
+            self.len
+        )
+    }
+
     pub fn is_syn_ack(&self) -> bool {
         self.flags & (SYN | ACK) == SYN | ACK
     }
@@ -68,7 +90,9 @@ pub fn segments(pcap: &[u8]) -> Result<Vec<Segment>> {
         if start + caplen > pcap.len() {
             break;
         }
-        if let Some(seg) = parse_frame(&pcap[start..start + caplen]) {
+        if let Some(mut seg) = parse_frame(&pcap[start..start + caplen]) {
+            let (secs, frac) = (u32_at(pcap, off), u32_at(pcap, off + 4));
+            seg.at = u64::from(secs) * 1_000_000_000 + u64::from(frac);
             out.push(seg);
         }
         off = start + caplen;
@@ -107,6 +131,10 @@ fn parse_frame(f: &[u8]) -> Option<Segment> {
         sport: be16(tcp, 0),
         dport: be16(tcp, 2),
         flags: tcp[13],
+        seq: u32::from_be_bytes(tcp[4..8].try_into().ok()?),
+        ack: u32::from_be_bytes(tcp[8..12].try_into().ok()?),
+        len: tcp.len() - doff,
+        at: 0,
         ip_csum_ok: fold(sum(&ip[..ihl], 0)) == 0xffff,
         tcp_csum_ok: fold(sum(tcp, pseudo_header(ip, tcp.len()))) == 0xffff,
         tcp_csum_partial: be16(tcp, 16) == fold(pseudo_header(ip, tcp.len())),

@@ -30,13 +30,13 @@ pub(super) fn restart_checks(v: &mut Verdicts, g: &Guest, first: &guest::Run) ->
     first.signal_and_wait(g, "USR1")?;
     let state = guest::xdp_state(g)?;
     let answered = probe(g)?;
-    let fetched = traffic::fetch(guest::WEB_PORT, 30).is_ok();
+    let (fetched, why) = fetch_watched(g)?;
     v.check(
         "protection stays while no synguard process runs (hand-over)",
         state == XdpState::Native && answered * 10 >= PROBE_COUNT * 9 && fetched,
         format!(
             "ip link: {state:?}; {answered} of {PROBE_COUNT} probe SYNs answered in XDP; fetch \
-             ok {fetched}"
+             ok {fetched}{why}"
         ),
     );
     let second = guest::start_synguard(g, "restart")?;
@@ -65,6 +65,21 @@ pub(super) fn restart_checks(v: &mut Verdicts, g: &Guest, first: &guest::Run) ->
         format!("ip link: {state:?}; pins left under /sys/fs/bpf/synguard/eth0: {pins}"),
     );
     Ok(())
+}
+
+/// One fetch; when it fails, why: curl's error and the counters that moved while it
+/// ran (the pinned maps are read, so this works with no synguard process).
+fn fetch_watched(g: &Guest) -> Result<(bool, String)> {
+    let (before, tcp_before) = (guest::stats(g)?, guest::counters(g)?);
+    let Err(e) = traffic::fetch(guest::WEB_PORT, 30) else {
+        return Ok((true, String::new()));
+    };
+    let moved = guest::counters_moved(&before, &guest::stats(g)?);
+    let tcp = guest::tcp_moved(&tcp_before, &guest::counters(g)?);
+    Ok((
+        false,
+        format!(" ({e:#}; synguard counters meanwhile: {moved}; guest TCP counters: {tcp})"),
+    ))
 }
 
 fn pins_left(g: &Guest) -> Result<bool> {

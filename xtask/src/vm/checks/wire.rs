@@ -47,7 +47,7 @@ pub(super) fn traffic_checks(v: &mut Verdicts, g: &Guest, work: &Path) -> Result
     let segs = pcap::segments(&cap.finish()?)?;
     synack_check(v, &segs, &s0, &s1);
     vlan_check(v, &segs);
-    handshake_check(v, &segs, info, &s0, &s1)?;
+    handshake_check(v, &segs, info, (&s0, &s1), (&n0, &n1))?;
     flood_checks(v, &segs, (&s0, &s1), (&n0, &n1));
     Ok(())
 }
@@ -147,8 +147,8 @@ fn handshake_check(
     v: &mut Verdicts,
     segs: &[Segment],
     info: Result<String>,
-    s0: &Value,
-    s1: &Value,
+    (s0, s1): (&Value, &Value),
+    (n0, n1): (&Counters, &Counters),
 ) -> Result<()> {
     let body = match info {
         Ok(b) => b,
@@ -156,7 +156,11 @@ fn handshake_check(
             v.check(
                 "cookie handshake under a SYN flood",
                 false,
-                format!("{e:#}"),
+                format!(
+                    "{e:#}; synguard counters meanwhile: {}; guest TCP counters: {}",
+                    guest::counters_moved(s0, s1),
+                    guest::tcp_moved(n0, n1)
+                ),
             );
             return Ok(());
         }
@@ -201,6 +205,16 @@ fn handshake_check(
 
 type Counters = std::collections::HashMap<String, u64>;
 
+/// Every captured segment of `seg`'s connection, one per line: what a failure's detail shows.
+fn flow_of(segs: &[Segment], seg: &Segment) -> String {
+    let same = |s: &&Segment| {
+        (s.src, s.sport, s.dst, s.dport) == (seg.src, seg.sport, seg.dst, seg.dport)
+            || (s.src, s.sport, s.dst, s.dport) == (seg.dst, seg.dport, seg.src, seg.sport)
+    };
+    let lines: Vec<String> = segs.iter().filter(same).map(Segment::line).collect();
+    format!("flow: {}", lines.join(" | "))
+}
+
 fn flood_checks(
     v: &mut Verdicts,
     segs: &[Segment],
@@ -210,14 +224,23 @@ fn flood_checks(
     let dropped =
         guest::verdict(s1, "drop_ack_bad_cookie") - guest::verdict(s0, "drop_ack_bad_cookie");
     let guest_addr = addr(net::GUEST_ADDR);
-    let rsts = segs
+    let rsts: Vec<String> = segs
         .iter()
         .filter(|s| s.src == guest_addr && s.flags & 0x04 != 0)
-        .count();
+        .map(|rst| flow_of(segs, rst))
+        .collect();
     v.check(
         "ACK flood dropped in XDP",
-        dropped * 10 >= FLOOD_COUNT * 9 && rsts == 0,
-        format!("drop_ack_bad_cookie +{dropped} of {FLOOD_COUNT} sent; {rsts} RSTs from the guest"),
+        dropped * 10 >= FLOOD_COUNT * 9 && rsts.is_empty(),
+        format!(
+            "drop_ack_bad_cookie +{dropped} of {FLOOD_COUNT} sent; {} RSTs from the guest{}",
+            rsts.len(),
+            if rsts.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", rsts.join(", "))
+            }
+        ),
     );
     let d = |k: &str| guest::delta(n0, n1, k);
     let rx = d("eth0:rx");
