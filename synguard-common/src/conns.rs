@@ -143,6 +143,17 @@ pub const fn conn_handshake_stamp(hash: u64, now_ns: u64, handoff: bool) -> u32 
     tag(hash) | units_of(now_ns, HANDSHAKE_TIME_SHIFT) << 2 | kind
 }
 
+/// Slots per CPU of the record of own-cookie handshakes whose final ACK a CPU passed marked
+/// ([`crate::names::HANDSHAKES`]).
+pub const HANDSHAKE_CPU_SLOTS: u32 = 1 << 10;
+
+/// The 4-tuple's slot in a CPU's record of handshakes (the hash's low bits: the connection
+/// table uses the high ones).
+#[inline(always)]
+pub const fn handshake_cpu_slot(hash: u64) -> u32 {
+    hash as u32 & (HANDSHAKE_CPU_SLOTS - 1)
+}
+
 /// The stamp that records that the TC program handed over the handshake of a
 /// [`ConnLookup::Handoff`] stamp `stamp`: its time, no longer waiting.
 #[inline(always)]
@@ -460,5 +471,9 @@ mod tests {
     fn slots_stay_in_range_and_differ_from_the_closing_tables() {
         assert!(conn_slot(H) < CONN_SLOTS);
         assert_ne!(conn_slot(H), (H as u32) & (crate::maps::CLOSING_SLOTS - 1));
+        // A CPU's record of handshakes: every slot reachable, each from the hash's low bits.
+        for i in 0..u64::from(HANDSHAKE_CPU_SLOTS) {
+            assert_eq!(handshake_cpu_slot(H << 10 | i), i as u32);
+        }
     }
 }

@@ -34,6 +34,7 @@ macro_rules! map_name {
     (CLOSING_FILTER) => { "SG_CLOSING_FILTER" };
     (CONNS) => { "SG_CONNS" };
     (CONNS_STATE) => { "SG_CONNS_STATE" };
+    (HANDSHAKES) => { "SG_HANDSHAKES" };
     // The lab's own programs (`crate::lab`).
     (LAB_TEMPLATE) => { "LAB_TEMPLATE" };
     (LAB_TARGET) => { "LAB_TARGET" };
@@ -104,6 +105,9 @@ name_consts! {
     CONNS,
     /// [`crate::conns::ConnsState`], one entry.
     CONNS_STATE,
+    /// Per CPU: the 4-tuple hashes of the own-cookie handshakes whose final ACK this CPU
+    /// passed marked, by [`crate::conns::handshake_cpu_slot`] (never read by the loader).
+    HANDSHAKES,
 }
 
 /// Maps of the lab's own programs (`synguard-ebpf/src/bin/lab.rs`).

@@ -51,7 +51,10 @@ pub fn check(ctx: &XdpContext, pkt: &Packet, cfg: &Config) -> Reason {
     // One hash of the 4-tuple for the table's read, a FIN's record and a handshake's stamp.
     let hash = pkt.flow_hash();
     let found = match crate::conns::lookup_hash(hash) {
-        ConnLookup::Maybe | ConnLookup::Handoff => Found::Socket,
+        ConnLookup::Maybe => Found::Socket,
+        // Behind an own cookie's final ACK: passes where the ACK passed (`handshake_here`).
+        ConnLookup::Handoff if crate::conns::handshake_here(hash) => Found::Socket,
+        ConnLookup::Handoff => find_socket(ctx, pkt, cfg.reqsk_isn_off),
         ConnLookup::None => {
             count::event(Event::AckLookupSkipped);
             Found::Nothing

@@ -12,14 +12,14 @@ use aya_ebpf::{
 use synguard_common::{
     conns::{
         ConnLookup, conn_ask_stamp, conn_handed_over, conn_handshake_stamp, conn_lookup, conn_slot,
-        conn_stamp,
+        conn_stamp, handshake_cpu_slot,
     },
     maps::{flow_hash, flow_hash_v4},
 };
 
 use crate::{
     decide::port_protected,
-    maps::{SG_CONNS, SG_CONNS_STATE},
+    maps::{SG_CONNS, SG_CONNS_STATE, SG_HANDSHAKES},
 };
 
 const AF_INET: u32 = 2;
@@ -46,6 +46,34 @@ pub fn stamp_handshake(hash: u64, now_ns: u64, handoff: bool) {
         // SAFETY: array value pointer; a racing writer stores a stamp too.
         unsafe { *slot = conn_handshake_stamp(hash, now_ns, handoff) };
     }
+}
+
+/// Stamps an own cookie's handshake as [`stamp_handshake`] does, waiting for its handoff, and
+/// notes it in this CPU's record (`handshake_here`).
+#[inline(always)]
+pub fn stamp_own_handshake(hash: u64, now_ns: u64) {
+    stamp_handshake(hash, now_ns, true);
+    if let Some(slot) = SG_HANDSHAKES.get_ptr_mut(handshake_cpu_slot(hash)) {
+        // SAFETY: this CPU's value; XDP does not nest on a CPU.
+        unsafe { *slot = hash };
+    }
+}
+
+/// Whether this CPU passed the final ACK of the own-cookie handshake hashed `hash` (a slot of
+/// its record another handshake took since reads as no). The client's segments behind that
+/// ACK pass unmarked only where this holds: on this CPU they reach the stack behind the ACK,
+/// in the same batch or a later one, and find the connection it made. On another CPU (a
+/// multi-queue NIC whose queue choice for the 4-tuple changed between the ACK and the data,
+/// as a tap's does: `tun_flow_update` learns the queue from the XDP SYN-ACK only after a local
+/// client's ACK has left on the old one) the stack may take them before the ACK, reach the
+/// listener without the request socket, and answer with a RST (`cookie_v4_check` leaves them
+/// to the kernel's own cookies, `tcp_synq_no_recent_overflow`): there the socket lookup
+/// decides, and without a connection yet the segment's own cookie is checked and handed over.
+#[inline(always)]
+pub fn handshake_here(hash: u64) -> bool {
+    SG_HANDSHAKES
+        .get(handshake_cpu_slot(hash))
+        .is_some_and(|h| *h == hash)
 }
 
 /// Records that the TC program handed over the handshake whose slot (4-tuple hashed `hash`)

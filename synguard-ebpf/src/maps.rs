@@ -7,7 +7,7 @@ use aya_ebpf::{
     maps::{Array, LpmTrie, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
 };
 use synguard_common::{
-    conns::{CONN_SLOTS, ConnsState},
+    conns::{CONN_SLOTS, ConnsState, HANDSHAKE_CPU_SLOTS},
     maps::{
         CLOSING_FILTER_WORDS, CLOSING_SLOTS, Config, Counter, ModeState, PORT_SLOTS, PortConfig,
         REFRESH_SLOTS, ReadyState, SynWindow,
@@ -150,6 +150,13 @@ sg_map! {
 sg_map! {
     /// The loader's promise about the connection table.
     CONNS_STATE => static SG_CONNS_STATE: Array<ConnsState> = Array::with_max_entries(1, 0);
+}
+
+sg_map! {
+    /// Per CPU: the own-cookie handshakes whose final ACK this CPU passed marked
+    /// (`conns::handshake_here`).
+    HANDSHAKES => static SG_HANDSHAKES: PerCpuArray<u64> =
+        PerCpuArray::with_max_entries(HANDSHAKE_CPU_SLOTS, 0);
 }
 
 sg_map! {

@@ -172,8 +172,9 @@ pub fn check_ack(ctx: &XdpContext, pkt: &Packet, cfg: &Config, now_ns: u64) -> R
     }
     // Waiting for a handoff: the TC program that checks cookies again (drivers without
     // metadata, or `--own-tc check`) hands over what this stamp names; the metadata one
-    // ignores the table (the segments behind this ACK pass here unmarked).
-    crate::conns::stamp_handshake(pkt.flow_hash(), now_ns, true);
+    // ignores the table (the segments behind this ACK pass unmarked on this CPU,
+    // `conns::handshake_here`).
+    crate::conns::stamp_own_handshake(pkt.flow_hash(), now_ns);
     count::event(Event::CookieAckAccepted);
     Reason::PassCookieAck
 }

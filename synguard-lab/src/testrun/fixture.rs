@@ -297,6 +297,14 @@ impl Fixture {
     }
 
     /// Runs the program once on `frame`.
+    /// Runs from now on take place on `cpu`: pins the calling thread there
+    /// (`BPF_PROG_TEST_RUN` runs an XDP program on the caller's CPU), for what a program keeps
+    /// per CPU. The number of CPUs online, or an error.
+    pub fn on_cpu(&self, cpu: usize) -> Result<usize> {
+        crate::flood::generator::pin_to_cpu(cpu)?;
+        Ok(std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+
     pub fn run(&self, frame: &[u8]) -> Result<Outcome> {
         // Room for the largest reply the program builds from any input.
         let mut out = vec![0u8; frame.len() + 256];
