@@ -27,3 +27,4 @@ pub mod tai;
 pub mod tcp;
 #[cfg(test)]
 mod testrand;
+pub mod tick;

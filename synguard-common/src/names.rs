@@ -35,6 +35,7 @@ macro_rules! map_name {
     (CONNS) => { "SG_CONNS" };
     (CONNS_STATE) => { "SG_CONNS_STATE" };
     (HANDSHAKES) => { "SG_HANDSHAKES" };
+    (TICK_CLOCK) => { "SG_TICK_CLOCK" };
     // The lab's own programs (`crate::lab`).
     (LAB_TEMPLATE) => { "LAB_TEMPLATE" };
     (LAB_TARGET) => { "LAB_TARGET" };
@@ -108,6 +109,9 @@ name_consts! {
     /// Per CPU: the 4-tuple hashes of the own-cookie handshakes whose final ACK this CPU
     /// passed marked, by [`crate::conns::handshake_cpu_slot`] (never read by the loader).
     HANDSHAKES,
+    /// Per CPU: [`crate::tick::TickClock`], the programs' clock for the current tick (never
+    /// read by the loader).
+    TICK_CLOCK,
 }
 
 /// Maps of the lab's own programs (`synguard-ebpf/src/bin/lab.rs`).

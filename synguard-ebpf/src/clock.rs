@@ -7,19 +7,46 @@
 //! 100 ms flood-detection windows, the per-source and reflection rates (GCRA stays exact on
 //! average; a tick's SYNs meet the burst allowance together), the 1 s listener refresh, the
 //! 60 s close records and millisecond timestamps. It shares CLOCK_MONOTONIC's base, so the
-//! loader's clock and the programs' stamps compare directly (they differ by at most a tick).
+//! loader's clock and the programs' stamps compare directly (they differ by at most two ticks:
+//! each CPU keeps its reading for the rest of the tick, `synguard_common::tick`, since even the
+//! coarse clock's helper call cost ~12 ns a packet).
 //!
 //! Own cookies' time slot is the exception: it must mean the same on every server of a fleet,
 //! so it comes from CLOCK_TAI ([`tai_ns`]), derived from the coarse clock through a per-CPU
 //! offset (`synguard_common::tai`).
 
-use aya_ebpf::helpers::generated::{bpf_ktime_get_coarse_ns, bpf_ktime_get_tai_ns};
-use synguard_common::tai::TaiOffset;
+use aya_ebpf::helpers::generated::{bpf_jiffies64, bpf_ktime_get_coarse_ns, bpf_ktime_get_tai_ns};
+use synguard_common::{tai::TaiOffset, tick::TickClock};
 
-use crate::maps::SG_TAI_OFFSET;
+use crate::maps::{SG_TAI_OFFSET, SG_TICK_CLOCK};
 
+/// CLOCK_MONOTONIC_COARSE, read once a tick per CPU and cached for the rest of it
+/// (`synguard_common::tick`): per packet, an inlined jiffies load and a per-CPU value.
 #[inline(always)]
 pub fn now_ns() -> u64 {
+    // SAFETY: helper without arguments (inlined by the verifier).
+    let jiffies = unsafe { bpf_jiffies64() };
+    let Some(p) = SG_TICK_CLOCK.get_ptr_mut(0) else {
+        return coarse_ns();
+    };
+    let p = crate::maps::aligned(p);
+    // SAFETY: this CPU's slot. A program that interrupts another on this CPU (XDP during a
+    // sock_ops program) stores a reading of the same tick; any mix of the two is one.
+    unsafe {
+        if let Some(ns) = (*p).at(jiffies) {
+            return ns;
+        }
+        let ns = coarse_ns();
+        *p = TickClock {
+            jiffies,
+            coarse_ns: ns,
+        };
+        ns
+    }
+}
+
+#[inline(always)]
+fn coarse_ns() -> u64 {
     // SAFETY: helper without arguments.
     unsafe { bpf_ktime_get_coarse_ns() }
 }
