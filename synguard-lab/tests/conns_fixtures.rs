@@ -117,7 +117,7 @@ fn the_segments_behind_a_valid_final_ack_pass() {
         for ipv6 in [false, true] {
             let mut f = fixture(cfg);
             // The ACK and the segments behind it come through one CPU, as from one NIC queue.
-            f.on_cpu(0).unwrap();
+            assert!(f.on_cpu(0).unwrap(), "CPU 0 is online");
             f.set_conns_state(monotonic_ns() + HOUR).unwrap();
             let syn = Syn::linux(Tags::None, ipv6);
             let synack = f.run(&syn.frame()).unwrap().frame;
@@ -160,17 +160,19 @@ fn the_segments_behind_a_valid_final_ack_pass() {
 #[test]
 fn behind_an_own_cookie_ack_on_another_cpu_the_segments_are_checked() {
     let mut f = fixture(own_config());
-    if f.on_cpu(0).unwrap() < 2 {
-        eprintln!("skipped: one CPU online; the test needs two");
+    assert!(f.on_cpu(0).unwrap(), "CPU 0 is online");
+    if !f.on_cpu(1).unwrap() {
+        eprintln!("skipped: CPU 1 is not online; the test needs two CPUs");
         return;
     }
+    f.on_cpu(0).unwrap();
     f.set_conns_state(monotonic_ns() + HOUR).unwrap();
     let syn = Syn::linux(Tags::None, false);
     let synack = f.run(&syn.frame()).unwrap().frame;
     assert_eq!(f.run(&final_ack(&syn, &synack)).unwrap().action, XDP_PASS);
     let first = data_after_handshake(&syn, &synack, 0, 1000);
     let second = data_after_handshake(&syn, &synack, 1000, 1000);
-    f.on_cpu(1).unwrap();
+    assert!(f.on_cpu(1).unwrap());
     assert_eq!(f.run(&second).unwrap().action, XDP_DROP);
     assert_eq!(f.verdict(Reason::DropAckBadCookie).unwrap(), 1);
     assert_eq!(f.run(&first).unwrap().action, XDP_PASS);
@@ -180,7 +182,7 @@ fn behind_an_own_cookie_ack_on_another_cpu_the_segments_are_checked() {
     // Behind the segment handed over here, and on the CPU that passed the ACK, the segments
     // pass unmarked.
     assert_eq!(f.run(&second).unwrap().action, XDP_PASS);
-    f.on_cpu(0).unwrap();
+    assert!(f.on_cpu(0).unwrap());
     assert_eq!(f.run(&second).unwrap().action, XDP_PASS);
     assert_eq!(f.verdict(Reason::PassEstablished).unwrap(), 2);
     assert_eq!(f.event(Event::OwnCookieAckMarked).unwrap(), 2);
