@@ -50,9 +50,7 @@ pub fn check(ctx: &XdpContext, pkt: &Packet, cfg: &Config) -> Reason {
     // 4-tuple's stamp, and an empty slot while the table is not trusted, go to the lookup.
     // One hash of the 4-tuple for the table's read, a FIN's record and a handshake's stamp.
     let hash = pkt.flow_hash();
-    // The clock, if the table's read took it (0 if not): a packet reads it once.
-    let mut clock = 0;
-    let found = match crate::conns::lookup_hash_timed(hash, &mut clock) {
+    let found = match crate::conns::lookup_hash(hash) {
         ConnLookup::Maybe => Found::Socket,
         // Behind an own cookie's final ACK: passes where the ACK passed (`handshake_here`).
         ConnLookup::Handoff if crate::conns::handshake_here(hash) => Found::Socket,
@@ -69,7 +67,7 @@ pub fn check(ctx: &XdpContext, pkt: &Packet, cfg: &Config) -> Reason {
                 // A real connection's client is closing: the server may keep a TIME_WAIT socket
                 // for this 4-tuple for up to 60 s. Only FINs of connections that have a socket
                 // get here, so spoofed FINs cannot fill the table.
-                crate::closing::remember(hash, now_or_read(clock));
+                crate::closing::remember(hash, crate::clock::now_ns());
             }
             return Reason::PassEstablished;
         }
@@ -80,24 +78,14 @@ pub fn check(ctx: &XdpContext, pkt: &Packet, cfg: &Config) -> Reason {
         Found::Nothing => {}
     }
     if cookies_own(cfg.cookies) {
-        return crate::own_entry::hand_over(ctx, crate::own_entry::ACK, now_or_read(clock));
+        return crate::own_entry::hand_over(ctx, crate::own_entry::ACK);
     }
     if kernel_cookie_valid(pkt) {
         count::event(Event::CookieAckAccepted);
-        crate::conns::stamp_handshake(hash, now_or_read(clock), false);
+        crate::conns::stamp_handshake(hash, crate::clock::now_ns(), false);
         Reason::PassCookieAck
     } else {
         Reason::DropAckBadCookie
-    }
-}
-
-/// `clock` if the connection table's read took the time, else a fresh reading.
-#[inline(always)]
-fn now_or_read(clock: u64) -> u64 {
-    if clock != 0 {
-        clock
-    } else {
-        crate::clock::now_ns()
     }
 }
 

@@ -30,21 +30,10 @@ const V4_MAPPED: u32 = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
 /// What the table says about the 4-tuple hashed `hash` (`synguard_common::maps::flow_hash`).
 #[inline(always)]
 pub fn lookup_hash(hash: u64) -> ConnLookup {
-    lookup_hash_timed(hash, &mut 0)
-}
-
-/// [`lookup_hash`], leaving in `clock` the clock's reading when the lookup took one (it does
-/// only for an empty slot and a handshake stamp), for the caller to use instead of a second
-/// helper call.
-#[inline(always)]
-pub fn lookup_hash_timed(hash: u64, clock: &mut u64) -> ConnLookup {
     let (Some(state), Some(stamp)) = (SG_CONNS_STATE.get(0), SG_CONNS.get(conn_slot(hash))) else {
         return ConnLookup::Unknown;
     };
-    conn_lookup(*stamp, hash, state, || {
-        *clock = crate::clock::now_ns();
-        *clock
-    })
+    conn_lookup(*stamp, hash, state, crate::clock::now_ns)
 }
 
 /// Stamps the 4-tuple (hashed `hash`) of a handshake whose final ACK passes on a valid cookie,

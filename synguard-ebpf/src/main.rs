@@ -160,7 +160,7 @@ fn syn(ctx: &XdpContext, pkt: &Packet, cfg: &Config, pol: &Policy) -> Reason {
 #[inline(always)]
 fn answer(ctx: &XdpContext, pkt: &Packet, cfg: &Config, now: u64) -> Reason {
     if cookies_own(cfg.cookies) {
-        return own_entry::hand_over(ctx, own_entry::SYN, now);
+        return own_entry::hand_over(ctx, own_entry::SYN);
     }
     match synack::answer(ctx, pkt, cfg, now, false) {
         Ok(()) => {

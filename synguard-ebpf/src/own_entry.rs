@@ -30,8 +30,6 @@ pub const ACK: u64 = 2;
 pub struct Handoff {
     pkt: Packet,
     kind: u64,
-    /// The clock as `synguard` read it: one helper call per packet, not two.
-    now_ns: u64,
     pub opts: SynOptions,
 }
 
@@ -46,11 +44,11 @@ pub fn keep(pkt: &Packet) -> Option<&'static Packet> {
     }
 }
 
-/// Hands the kept packet (`keep`) and the clock's reading `now_ns` to `synguard_own_xdp`;
-/// returns only when the tail call failed (no program in `SG_OWN_PROG`): the packet passes,
-/// counted as a configuration error (fail open).
+/// Hands the kept packet (`keep`) to `synguard_own_xdp`; returns only when the tail call
+/// failed (no program in `SG_OWN_PROG`): the packet passes, counted as a configuration error
+/// (fail open).
 #[inline(always)]
-pub fn hand_over(ctx: &XdpContext, kind: u64, now_ns: u64) -> Reason {
+pub fn hand_over(ctx: &XdpContext, kind: u64) -> Reason {
     let Some(h) = SG_OWN_HANDOFF.get_ptr_mut(0) else {
         return Reason::ErrConfig;
     };
@@ -58,7 +56,6 @@ pub fn hand_over(ctx: &XdpContext, kind: u64, now_ns: u64) -> Reason {
     // the same CPU before anything else can.
     unsafe {
         (*h).kind = kind;
-        (*h).now_ns = now_ns;
         SG_OWN_PROG.tail_call(ctx, 0);
     }
     Reason::ErrConfig
@@ -71,9 +68,10 @@ pub fn handle(ctx: &XdpContext) -> Reason {
         return Reason::ErrConfig;
     };
     let h = crate::maps::aligned(h);
-    // SAFETY: this CPU's slot (see `hand_over`). References to `pkt`, `kind` and `now_ns` only: `opts`
+    // SAFETY: this CPU's slot (see `hand_over`). References to `pkt` and `kind` only: `opts`
     // is written through its own pointer while `pkt` is borrowed (`own::settle`).
-    let (pkt, kind, now) = unsafe { (&(*h).pkt, (*h).kind, (*h).now_ns) };
+    let (pkt, kind) = unsafe { (&(*h).pkt, (*h).kind) };
+    let now = crate::clock::now_ns();
     match kind {
         SYN => match synack::answer(ctx, pkt, cfg, now, true) {
             Ok(()) => {
