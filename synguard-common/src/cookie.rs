@@ -5,6 +5,8 @@
 //! (`cookie_init_timestamp` / `cookie_timestamp_decode` in net/ipv4/syncookies.c). This module
 //! writes exactly the encoding the kernel decodes.
 
+use crate::own_cookie;
+
 /// Low TSval bits that carry options (`TSBITS`).
 pub const TS_BITS: u32 = 6;
 /// Window scale field; all ones means "no window scaling" (`TS_OPT_WSCALE_MASK`).
@@ -89,6 +91,26 @@ pub fn synack_window(rcv_space: u32, mss: u16) -> u16 {
     w as u16
 }
 
+/// [`synack_window`] for every cookie MSS class: IPv4's classes ([`own_cookie::MSS_V4`]) then
+/// IPv6's ([`own_cookie::MSS_V6`]), the tables both kinds of cookie share with the kernel.
+pub fn synack_windows(rcv_space: u32) -> [u16; 8] {
+    let mut w = [0u16; 8];
+    for (i, mss) in own_cookie::MSS_V4
+        .iter()
+        .chain(&own_cookie::MSS_V6)
+        .enumerate()
+    {
+        w[i] = synack_window(rcv_space, *mss);
+    }
+    w
+}
+
+/// The slot of [`synack_windows`] for a cookie MSS class.
+#[inline(always)]
+pub fn window_slot(ipv6: bool, mss_class: u8) -> usize {
+    (ipv6 as usize) << 2 | (mss_class & 3) as usize
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,6 +173,19 @@ mod tests {
         assert_eq!(kernel_rcv_wscale(65_535, 0), 0);
         assert_eq!(kernel_rcv_wscale(1 << 40, 0), 14);
         assert_eq!(kernel_rcv_wscale(0, 0), 0);
+    }
+
+    #[test]
+    fn synack_windows_hold_each_class_window() {
+        for space in [0, 1000, 65536, 1 << 20] {
+            let w = synack_windows(space);
+            for class in 0..4u8 {
+                let v4 = own_cookie::MSS_V4[class as usize];
+                let v6 = own_cookie::MSS_V6[class as usize];
+                assert_eq!(w[window_slot(false, class)], synack_window(space, v4));
+                assert_eq!(w[window_slot(true, class)], synack_window(space, v6));
+            }
+        }
     }
 
     #[test]

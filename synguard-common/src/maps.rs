@@ -50,8 +50,8 @@ pub struct Config {
     /// CPUs to sum rate windows over (possible CPUs, at most [`MAX_CPUS`]).
     pub nr_cpus: u32,
     /// Receive space the kernel starts a cookie connection with (`tcp_rmem[1]` through
-    /// `tcp_win_from_space`); bounds the SYN-ACK's window so the client never sends past what
-    /// the kernel's `tcp_select_initial_window` will accept.
+    /// `tcp_win_from_space`), as recorded in the run info; the program reads what follows from
+    /// it, `synack_windows`.
     pub rcv_space: u32,
     /// [`COOKIES_KERNEL`] or [`COOKIES_OWN`]: whose SYN cookies answer SYNs.
     pub cookies: u32,
@@ -69,6 +69,11 @@ pub struct Config {
     /// loader reads it with `btf::member_offset`). 0: unknown, ACKs to request sockets pass.
     pub reqsk_isn_off: u32,
     pub _pad_isn: u32,
+    /// The SYN-ACK's window for each cookie MSS class, IPv4's four then IPv6's
+    /// ([`crate::cookie::synack_windows`] of `rcv_space`): bounds the window so the client never
+    /// sends past what the kernel's `tcp_select_initial_window` will accept. Computed by the
+    /// loader, so that no SYN pays for a division.
+    pub synack_windows: [u16; 8],
 }
 
 /// SYN-ACKs carry the kernel's cookies (`bpf_tcp_raw_gen_syncookie_*`, docs/kernel-cookies.md).
@@ -418,7 +423,7 @@ mod pod {
 }
 
 // No implicit padding anywhere: the sizes are the sums of the fields.
-const _: () = assert!(core::mem::size_of::<Config>() == 10 * 4 + 2 * 8 + 16);
+const _: () = assert!(core::mem::size_of::<Config>() == 10 * 4 + 2 * 8 + 16 + 16);
 const _: () = assert!(core::mem::size_of::<PortConfig>() == 4);
 const _: () = assert!(core::mem::size_of::<ModeState>() == 2 * 4 + 4 * 8);
 const _: () = assert!(core::mem::size_of::<ReadyState>() == 2 * 4 + 8);

@@ -82,9 +82,15 @@ impl CookieOpts {
     /// The MSS this class stands for.
     #[inline(always)]
     pub fn mss(&self, ipv6: bool) -> u16 {
-        let table = if ipv6 { &MSS_V6 } else { &MSS_V4 };
-        table[(self.mss_class & 3) as usize]
+        class_mss(self.mss_class, ipv6)
     }
+}
+
+/// The MSS an MSS class stands for.
+#[inline(always)]
+pub fn class_mss(class: u8, ipv6: bool) -> u16 {
+    let table = if ipv6 { &MSS_V6 } else { &MSS_V4 };
+    table[(class & 3) as usize]
 }
 
 /// The MSS class of a client's MSS option (0 when it sent none: the default MSS is class 0).

@@ -73,7 +73,7 @@ pub fn settle(opts: SynOptions) -> Result<SynOptions, Reason> {
     }
 }
 
-/// The own cookie for a SYN with options `opts`: (ISN, the MSS its class stands for). `now_ns`:
+/// The own cookie for a SYN with options `opts`: (ISN, its MSS class). `now_ns`:
 /// the coarse clock (`crate::clock`); the cookie's slot is CLOCK_TAI's.
 #[inline(always)]
 pub fn syn_isn(
@@ -81,7 +81,7 @@ pub fn syn_isn(
     opts: &SynOptions,
     ecn: bool,
     now_ns: u64,
-) -> Result<(u32, u16), Reason> {
+) -> Result<(u32, u8), Reason> {
     let secret = SG_COOKIE_SECRET.get(0).ok_or(Reason::ErrConfig)?;
     let o = CookieOpts {
         mss_class: own_cookie::mss_class(opts.mss, pkt.ipv6),
@@ -96,7 +96,7 @@ pub fn syn_isn(
         own_cookie::slot_of(crate::clock::tai_ns(now_ns)),
         &o,
     );
-    Ok((isn, o.mss(pkt.ipv6)))
+    Ok((isn, o.mss_class))
 }
 
 /// The options of a valid cookie under the current key, or the previous one while it lasts.

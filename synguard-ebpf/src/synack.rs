@@ -21,6 +21,7 @@ use synguard_common::{
     checksum, cookie,
     divide::ms_of_ns,
     maps::Config,
+    own_cookie,
     reason::Reason,
     tcp::{self, MAX_OPTIONS, SYNACK_OPTIONS_MAX, SynAckOptions, SynOptions, WalkState},
 };
@@ -106,15 +107,36 @@ pub fn answer(
         // walk is verified twice over, past the 1 M-instruction limit (docs/verifier.md).
         crate::verify::tcp(pkt, &syn.base, &syn.opts, th_len)?;
         let ecn = own::syn_ecn(pkt, cfg);
-        let (isn, mss) = own::syn_isn(pkt, &opts, ecn, now_ns)?;
-        (Cookie { isn, mss, ecn, own }, opts)
+        let (isn, class) = own::syn_isn(pkt, &opts, ecn, now_ns)?;
+        let mss = own_cookie::class_mss(class, pkt.ipv6);
+        (
+            Cookie {
+                isn,
+                mss,
+                class,
+                ecn,
+                own,
+            },
+            opts,
+        )
     } else {
         crate::verify::tcp(pkt, &syn.base, &syn.opts, th_len)?;
         let (isn, mss) = gen_cookie(pkt, syn, th_len)?;
         let opts = tcp::parse_syn_options_in(&syn.opts, (th_len - TCP_LEN) as usize, walk);
         // ECN survives a kernel cookie only through the timestamp.
         let ecn = opts.tsval.is_some() && own::syn_ecn(pkt, cfg);
-        (Cookie { isn, mss, ecn, own }, opts)
+        // The kernel's cookie MSS is an entry of the same tables.
+        let class = own_cookie::mss_class(mss, pkt.ipv6);
+        (
+            Cookie {
+                isn,
+                mss,
+                class,
+                ecn,
+                own,
+            },
+            opts,
+        )
     };
     let tcp_len = build_tcp(pkt, cfg, &opts, &c, now_ns, tcp_hdr);
     let ip_len = ip_and_checksums(pkt, tcp_hdr, tcp_len, ip_hdr);
@@ -238,10 +260,12 @@ fn gen_cookie(pkt: &Packet, syn: &mut SynHeader, th_len: u64) -> Result<(u32, u1
     Ok((ret as u32, (ret >> 32) as u16))
 }
 
-/// The SYN-ACK's cookie: its ISN, the MSS it encodes, whether it agreed to ECN, and whose it is.
+/// The SYN-ACK's cookie: its ISN, the MSS it encodes and that MSS's class, whether it agreed to
+/// ECN, and whose it is.
 struct Cookie {
     isn: u32,
     mss: u16,
+    class: u8,
     ecn: bool,
     own: bool,
 }
@@ -295,7 +319,12 @@ fn build_tcp(
     out[8..12].copy_from_slice(&pkt.seq().wrapping_add(1).to_be_bytes());
     out[12] = ((len / 4) as u8) << 4;
     out[13] = tcp::SYN | tcp::ACK | if ecn { tcp::ECE } else { 0 };
-    let window = cookie::synack_window(cfg.rcv_space, cookie_mss);
+    let slot = cookie::window_slot(pkt.ipv6, c.class);
+    // Verifier workaround: `pkt.ipv6` is a byte of map memory to the verifier, and LLVM drops
+    // a mask it knows a `bool` does not need; the mask on a value read back is kept.
+    // SAFETY: reading a local.
+    let slot = unsafe { core::ptr::read_volatile(&slot) } & 7;
+    let window = cfg.synack_windows[slot];
     out[14..16].copy_from_slice(&window.to_be_bytes());
     // Checksum (filled in by `ip_and_checksums`) and urgent pointer: zero.
     out[16..20].copy_from_slice(&[0; 4]);

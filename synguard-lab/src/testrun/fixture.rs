@@ -53,6 +53,7 @@ pub fn default_config() -> Config {
             .and_then(|b| synguard_common::btf::member_offset(&b, b"tcp_request_sock", b"snt_isn"))
             .unwrap_or(0),
         _pad_isn: 0,
+        synack_windows: synguard_common::cookie::synack_windows(65536),
     }
 }
 

@@ -50,6 +50,7 @@ pub fn build_config(cfg: &RunConfig, tcp: &TcpParams, mtu: u32, nr_cpus: u32) ->
         _pad_mac: 0,
         reqsk_isn_off: 0,
         _pad_isn: 0,
+        synack_windows: synguard_common::cookie::synack_windows(tcp.rcv_space),
     }
 }
 
@@ -148,6 +149,8 @@ mod tests {
         assert_eq!(c.mode, MODE_AUTO);
         assert_eq!((c.wscale, c.mss_v4, c.mss_v6), (10, 1460, 1440));
         assert_eq!((c.ecn, c.rcv_space, c.nr_cpus), (1, 65536, 2));
+        // The largest IPv4 class (1460) in 65536 bytes: 44 whole segments.
+        assert_eq!(c.synack_windows[3], 64240);
         assert_eq!((c.syn_on_pps, c.syn_off_pps), (1000, 500));
         assert_eq!(c.hold_ns, 10_000_000_000);
         assert_eq!(c.refresh_ns, 1_000_000_000);
