@@ -14,7 +14,7 @@
 //! (`TS_OPT_*` in net/ipv4/syncookies.c), with the MSS class on top. "slot" is the low bit of
 //! the time slot the cookie was made in: a cookie is valid in its own slot and the next one.
 
-use crate::siphash::{Key, siphash13};
+use crate::siphash::{Key, siphash13_tail};
 
 /// A time slot is 2^36 ns (68.7 s): a cookie lives 68.7 to 137 s (the kernel's: up to 2 min).
 pub const SLOT_NS_SHIFT: u32 = 36;
@@ -155,12 +155,13 @@ impl Flow {
 #[inline(always)]
 fn mac(key: &Key, flow: &Flow, client_isn: u32, slot: u32, opts: u8) -> u32 {
     let ports_isn = (flow.ports as u64) << 32 | client_isn as u64;
+    // Five bytes, the message's tail: it shares the last block with the length byte.
     let slot_opts = (slot as u64) << 8 | opts as u64;
     let a = &flow.addrs;
     let h = if flow.ipv6 {
-        siphash13(key, &[a[0], a[1], a[2], a[3], ports_isn, slot_opts])
+        siphash13_tail::<5, 5>(key, &[a[0], a[1], a[2], a[3], ports_isn], slot_opts)
     } else {
-        siphash13(key, &[a[0], ports_isn, slot_opts])
+        siphash13_tail::<2, 5>(key, &[a[0], ports_isn], slot_opts)
     };
     ((h ^ (h >> 32)) as u32) << MAC_SHIFT
 }

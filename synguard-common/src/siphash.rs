@@ -4,7 +4,10 @@
 //!
 //! The message is a fixed-size array of words, so that in the XDP program every loop unrolls to
 //! straight-line code (no counter for the verifier to track). A message of `N` words hashes like
-//! the `8 * N` little-endian bytes of those words under the reference algorithm.
+//! the `8 * N` little-endian bytes of those words under the reference algorithm; with a tail of
+//! `t` < 8 bytes ([`siphash_tail`]), like those bytes followed by the tail's `t` low bytes. A
+//! tail costs nothing: it shares the last block with the length byte, which a whole number of
+//! words leaves alone in a block of its own (one compression more).
 
 /// A 128-bit key as two little-endian words (`k0`, `k1` of the reference implementation).
 pub type Key = [u64; 2];
@@ -39,6 +42,19 @@ fn compress<const C: usize>(v: &mut [u64; 4], m: u64) {
 /// SipHash-`C`-`D` of `msg` (`8 * N` bytes) under `key`.
 #[inline(always)]
 pub fn siphash<const C: usize, const D: usize, const N: usize>(key: &Key, msg: &[u64; N]) -> u64 {
+    siphash_tail::<C, D, N, 0>(key, msg, 0)
+}
+
+/// SipHash-`C`-`D` under `key` of the `8 * N` bytes of `msg` followed by the `T` low bytes of
+/// `tail` (little-endian; its other bytes must be zero).
+#[inline(always)]
+pub fn siphash_tail<const C: usize, const D: usize, const N: usize, const T: usize>(
+    key: &Key,
+    msg: &[u64; N],
+    tail: u64,
+) -> u64 {
+    const { assert!(T < 8, "a tail is shorter than a word") };
+    debug_assert!(T == 0 || tail >> (8 * T) == 0, "tail wider than its length");
     let mut v = [
         key[0] ^ 0x736f_6d65_7073_6575,
         key[1] ^ 0x646f_7261_6e64_6f6d,
@@ -48,8 +64,8 @@ pub fn siphash<const C: usize, const D: usize, const N: usize>(key: &Key, msg: &
     for m in msg {
         compress::<C>(&mut v, *m);
     }
-    // The last block holds only the length byte: the message is a whole number of words.
-    compress::<C>(&mut v, ((8 * N) as u64 & 0xff) << 56);
+    // The last block: the tail's bytes and the length byte on top.
+    compress::<C>(&mut v, tail | ((8 * N + T) as u64 & 0xff) << 56);
     v[2] ^= 0xff;
     for _ in 0..D {
         round(&mut v);
@@ -61,6 +77,12 @@ pub fn siphash<const C: usize, const D: usize, const N: usize>(key: &Key, msg: &
 #[inline(always)]
 pub fn siphash13<const N: usize>(key: &Key, msg: &[u64; N]) -> u64 {
     siphash::<1, 3, N>(key, msg)
+}
+
+/// [`siphash_tail`] with SipHash-1-3.
+#[inline(always)]
+pub fn siphash13_tail<const N: usize, const T: usize>(key: &Key, msg: &[u64; N], tail: u64) -> u64 {
+    siphash_tail::<1, 3, N, T>(key, msg, tail)
 }
 
 #[cfg(test)]
@@ -98,6 +120,62 @@ mod tests {
                 reference_24(&key, &msg[..1])
             );
         }
+    }
+
+    #[allow(deprecated)]
+    fn reference_24_bytes(key: &Key, bytes: &[u8]) -> u64 {
+        use core::hash::{Hasher, SipHasher};
+        let mut h = SipHasher::new_with_keys(key[0], key[1]);
+        h.write(bytes);
+        h.finish()
+    }
+
+    /// The bytes `siphash_tail` hashes: the words, then the tail's `t` low bytes.
+    fn bytes_of(msg: &[u64], tail: u64, t: usize) -> std::vec::Vec<u8> {
+        let mut b: std::vec::Vec<u8> = msg.iter().flat_map(|m| m.to_le_bytes()).collect();
+        b.extend_from_slice(&tail.to_le_bytes()[..t]);
+        b
+    }
+
+    #[test]
+    fn siphash24_with_a_tail_matches_the_reference_on_bytes() {
+        let mut x = 0x0fed_cba9_8765_4321u64;
+        for _ in 0..200 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let msg = [x, x.rotate_left(29), !x];
+            let key = [x.rotate_left(3), x ^ 0xaaaa];
+            let tail5 = x.rotate_left(11) & 0xff_ffff_ffff;
+            assert_eq!(
+                siphash_tail::<2, 4, 3, 5>(&key, &msg, tail5),
+                reference_24_bytes(&key, &bytes_of(&msg, tail5, 5))
+            );
+            let tail7 = x >> 8;
+            assert_eq!(
+                siphash_tail::<2, 4, 2, 7>(&key, &msg[..2].try_into().unwrap(), tail7),
+                reference_24_bytes(&key, &bytes_of(&msg[..2], tail7, 7))
+            );
+            assert_eq!(
+                siphash_tail::<2, 4, 3, 0>(&key, &msg, 0),
+                siphash::<2, 4, 3>(&key, &msg)
+            );
+        }
+    }
+
+    #[test]
+    fn siphash13_tail_depends_on_every_byte_of_the_tail() {
+        let key = [1, 2];
+        let base = siphash13_tail::<2, 5>(&key, &[10, 20], 0x12_3456_789a);
+        for byte in 0..5 {
+            let other = 0x12_3456_789a ^ (1u64 << (8 * byte));
+            assert_ne!(base, siphash13_tail::<2, 5>(&key, &[10, 20], other));
+        }
+        // The tail's length is part of the message.
+        assert_ne!(
+            base,
+            siphash13_tail::<2, 6>(&key, &[10, 20], 0x12_3456_789a)
+        );
     }
 
     #[test]
