@@ -12,6 +12,8 @@
 //! tick's time and is kept for the new tick: readings lag the true time by at most two ticks
 //! (2-8 ms) instead of one. Everything the programs time is far longer (docs/measuring.md).
 
+use crate::divide::ms_of_ns;
+
 /// One CPU's cached reading (per-CPU map value).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -20,10 +22,33 @@ pub struct TickClock {
     pub jiffies: u64,
     /// CLOCK_MONOTONIC_COARSE then; 0: never read.
     pub coarse_ns: u64,
+    /// The same reading in milliseconds, for SYN-ACK timestamps: the division (by
+    /// multiplication, `divide::ms_of_ns`) once a tick rather than once a SYN.
+    pub coarse_ms: u64,
 }
-const _: () = assert!(core::mem::size_of::<TickClock>() == 16);
+const _: () = assert!(core::mem::size_of::<TickClock>() == 24);
 
 impl TickClock {
+    /// The cache entry for a reading `coarse_ns` taken at `jiffies`.
+    #[inline(always)]
+    pub fn read(jiffies: u64, coarse_ns: u64) -> Self {
+        TickClock {
+            jiffies,
+            coarse_ns,
+            coarse_ms: ms_of_ns(coarse_ns),
+        }
+    }
+
+    /// `ms_of_ns(ns)`, from the cache when `ns` is its reading.
+    #[inline(always)]
+    pub fn ms_of(&self, ns: u64) -> u64 {
+        if ns == self.coarse_ns && ns != 0 {
+            self.coarse_ms
+        } else {
+            ms_of_ns(ns)
+        }
+    }
+
     /// The cached reading if it is of tick `jiffies` (never one that was never taken: 0 is no
     /// reading, and `jiffies_64` does pass 0, five minutes after boot).
     #[inline(always)]
@@ -34,7 +59,7 @@ impl TickClock {
 
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY: plain old data, two u64 fields, no padding (size checked above).
+    // SAFETY: plain old data, three u64 fields, no padding (size checked above).
     unsafe impl aya::Pod for super::TickClock {}
 }
 
@@ -44,10 +69,7 @@ mod tests {
 
     #[test]
     fn a_reading_serves_its_own_tick_only() {
-        let c = TickClock {
-            jiffies: 4_294_967_296,
-            coarse_ns: 3_600_000_000_000,
-        };
+        let c = TickClock::read(4_294_967_296, 3_600_000_000_000);
         assert_eq!(c.at(4_294_967_296), Some(3_600_000_000_000));
         assert_eq!(c.at(4_294_967_297), None);
         assert_eq!(c.at(4_294_967_295), None);
@@ -56,10 +78,20 @@ mod tests {
     #[test]
     fn no_reading_is_never_served() {
         assert_eq!(TickClock::default().at(0), None);
-        let zero = TickClock {
-            jiffies: 7,
-            coarse_ns: 0,
-        };
+        let zero = TickClock::read(7, 0);
         assert_eq!(zero.at(7), None);
+        assert_eq!(zero.ms_of(0), 0);
+    }
+
+    #[test]
+    fn milliseconds_of_the_reading_and_of_any_other_time() {
+        let mut r = crate::testrand::Rng::new(11);
+        for _ in 0..10_000 {
+            let ns = r.next() >> (r.next() % 64);
+            let c = TickClock::read(r.next(), ns);
+            assert_eq!(c.ms_of(ns), ns / 1_000_000);
+            let other = r.next();
+            assert_eq!(c.ms_of(other), other / 1_000_000);
+        }
     }
 }

@@ -37,11 +37,18 @@ pub fn now_ns() -> u64 {
             return ns;
         }
         let ns = coarse_ns();
-        *p = TickClock {
-            jiffies,
-            coarse_ns: ns,
-        };
+        *p = TickClock::read(jiffies, ns);
         ns
+    }
+}
+
+/// `now_ns` (a reading of [`now_ns`]) in milliseconds: this CPU's cached value for its tick.
+#[inline(always)]
+pub fn ms_of(now_ns: u64) -> u64 {
+    match SG_TICK_CLOCK.get_ptr_mut(0) {
+        // SAFETY: this CPU's slot, read only.
+        Some(p) => unsafe { (*crate::maps::aligned(p)).ms_of(now_ns) },
+        None => synguard_common::divide::ms_of_ns(now_ns),
     }
 }
 

@@ -19,7 +19,6 @@ use aya_ebpf::{
 };
 use synguard_common::{
     checksum, cookie,
-    divide::ms_of_ns,
     maps::Config,
     own_cookie,
     reason::Reason,
@@ -286,9 +285,9 @@ fn build_tcp(
     let timestamp = match opts.tsval {
         // Own cookies: any TSval will do; the kernel takes its offset from the echo
         // (`bpf_sk_assign_tcp_reqsk`).
-        Some(client_ts) if c.own => Some((ms_of_ns(now_ns) as u32, client_ts)),
+        Some(client_ts) if c.own => Some((crate::clock::ms_of(now_ns) as u32, client_ts)),
         Some(client_ts) => {
-            let now_ms = ms_of_ns(now_ns) as u32;
+            let now_ms = crate::clock::ms_of(now_ns) as u32;
             let tsval = cookie::cookie_tsval(now_ms, opts.wscale, opts.sack_permitted, ecn);
             Some((tsval, client_ts))
         }
