@@ -23,6 +23,7 @@ pub mod policy;
 pub mod reason;
 pub mod reqsk;
 pub mod siphash;
+pub mod synack_words;
 pub mod tai;
 pub mod tcp;
 #[cfg(test)]

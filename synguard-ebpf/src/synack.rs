@@ -18,11 +18,12 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use synguard_common::{
-    checksum, cookie,
+    cookie,
     maps::Config,
     own_cookie,
     reason::Reason,
-    tcp::{self, MAX_OPTIONS, SYNACK_OPTIONS_MAX, SynAckOptions, SynOptions, WalkState},
+    synack_words::{self, SynAckOptions, TcpFields},
+    tcp::{self, MAX_OPTIONS, SynOptions, WalkState},
 };
 
 use crate::{
@@ -43,31 +44,19 @@ pub struct SynHeader {
 /// Per-CPU scratch space for building a reply. Verifier workaround: these buffers together with
 /// the parsed headers exceed the 512-byte BPF stack, so they live in a per-CPU array map value
 /// (`maps::SG_SCRATCH`). Every byte that is read is written first for each packet. Aligned for
-/// word-wise copies (see `parse::Packet`): `tcp` and `ip` are read as 8-byte words by
-/// `frame_write`.
+/// word-wise copies (see `parse::Packet`).
 #[repr(C, align(8))]
 pub struct Scratch {
     syn: SynHeader,
-    tcp: Words40,
-    /// The reply's IP header: 20 (IPv4) or 40 (IPv6) bytes.
-    ip: Words40,
+    /// The reply's TCP header, as `frame_write` stores it (`synack_words::pack`).
+    tcp: [u64; 5],
+    /// The reply's IP header: 20 (IPv4) or 40 (IPv6) bytes, packed as `tcp`.
+    ip: [u64; 5],
     /// The option walk's state (`tcp::WalkState`: kept in map memory for the verifier).
     walk: WalkState,
     /// The SYN's TCP header length, passed through map memory (`load_syn_header`).
     th_len: u64,
 }
-
-/// 40 bytes, built byte by byte and read as five 8-byte words.
-#[repr(C, align(8))]
-pub union Words40 {
-    bytes: [u8; 40],
-    words: [u64; 5],
-}
-
-// `frame_write` takes the words' halves in little-endian order.
-const _: () = assert!(cfg!(target_endian = "little"));
-
-const IP_TTL: u8 = 64;
 
 /// Answers the SYN in `pkt` with a cookie SYN-ACK. On error the frame is untouched (every
 /// failure point but one comes before the resize, the first change to the frame) and the reason
@@ -93,8 +82,6 @@ pub fn answer(
         walk,
         th_len,
     } = unsafe { &mut *s };
-    // SAFETY: every bit pattern is valid for both members of `Words40`.
-    let (tcp_hdr, ip_hdr) = unsafe { (&mut tcp.bytes, &mut ip.bytes) };
     let th_len = load_syn_header(ctx, pkt, syn, th_len)?;
     let (c, opts) = if own {
         let opts = own::settle(own::host_options(
@@ -137,8 +124,11 @@ pub fn answer(
             opts,
         )
     };
-    let tcp_len = build_tcp(pkt, cfg, &opts, &c, now_ns, tcp_hdr);
-    let ip_len = ip_and_checksums(pkt, tcp_hdr, tcp_len, ip_hdr);
+    let (mut tcp_w, tcp_len) = tcp_words(pkt, cfg, &opts, &c, now_ns);
+    let (ip_w, pseudo, ip_len) = ip_words(pkt, tcp_len);
+    synack_words::set_tcp_checksum(&mut tcp_w, pseudo);
+    *tcp = synack_words::pack(&tcp_w);
+    *ip = synack_words::pack(&ip_w);
     let eth = frame_write::Eth::read(ctx).ok_or(Reason::ErrLoadBytes)?;
     if !matches!(pkt.l2_len(), 14 | 18 | 22) {
         return Err(Reason::ErrStore);
@@ -147,18 +137,8 @@ pub fn answer(
     resize(ctx, pkt.frame_len(), pkt.l2_len() + ip_len + tcp_len)?;
     // The frame now has the reply's length but not its bytes: should the writing fail, the
     // frame is dropped (`DropReplyUnwritten`), never sent or passed half-written.
-    // SAFETY: every bit pattern is valid for both members of `Words40`.
-    let (tcp_words, ip_words) = unsafe { (&tcp.words, &ip.words) };
-    frame_write::reply(
-        ctx,
-        &eth,
-        pkt.l2_len(),
-        pkt.ipv6,
-        ip_words,
-        tcp_words,
-        tcp_len,
-    )
-    .map_err(|_| Reason::DropReplyUnwritten)
+    frame_write::reply(ctx, &eth, pkt.l2_len(), pkt.ipv6, ip, tcp, tcp_len)
+        .map_err(|_| Reason::DropReplyUnwritten)
 }
 
 /// Copies the SYN's whole TCP header into `syn`; returns its length. The fixed header comes from
@@ -269,26 +249,25 @@ struct Cookie {
     own: bool,
 }
 
-/// Builds the SYN-ACK's TCP header (checksum still zero) into `out`; returns its length.
+/// The SYN-ACK's TCP header as words (`synguard_common::synack_words`, checksum still zero) and
+/// its length.
 #[inline(always)]
-fn build_tcp(
+fn tcp_words(
     pkt: &Packet,
     cfg: &Config,
     opts: &SynOptions,
     c: &Cookie,
     now_ns: u64,
-    out: &mut [u8; 40],
-) -> u64 {
-    let (cookie, cookie_mss, ecn) = (c.isn, c.mss, c.ecn);
+) -> ([u32; 10], u64) {
     let mss_cap = if pkt.ipv6 { cfg.mss_v6 } else { cfg.mss_v4 };
-    let mss = tcp::synack_mss(cookie_mss, opts.mss, mss_cap as u16, pkt.ipv6);
+    let mss = tcp::synack_mss(c.mss, opts.mss, mss_cap as u16, pkt.ipv6);
     let timestamp = match opts.tsval {
         // Own cookies: any TSval will do; the kernel takes its offset from the echo
         // (`bpf_sk_assign_tcp_reqsk`).
         Some(client_ts) if c.own => Some((crate::clock::ms_of(now_ns) as u32, client_ts)),
         Some(client_ts) => {
             let now_ms = crate::clock::ms_of(now_ns) as u32;
-            let tsval = cookie::cookie_tsval(now_ms, opts.wscale, opts.sack_permitted, ecn);
+            let tsval = cookie::cookie_tsval(now_ms, opts.wscale, opts.sack_permitted, c.ecn);
             Some((tsval, client_ts))
         }
         None => None,
@@ -296,7 +275,7 @@ fn build_tcp(
     // Window scaling and SACK survive a kernel cookie only inside the timestamp
     // (cookie_timestamp_decode); an own cookie carries them itself.
     let with_ts = c.own || timestamp.is_some();
-    let synack = SynAckOptions {
+    let options = SynAckOptions {
         mss,
         timestamp,
         sack_permitted: with_ts && opts.sack_permitted,
@@ -306,87 +285,41 @@ fn build_tcp(
             None
         },
     };
-    let mut o = [0u8; SYNACK_OPTIONS_MAX];
-    let olen = tcp::encode_synack_options(&synack, &mut o) as u64;
-    let len = TCP_LEN + olen;
-
-    out[0] = pkt.tcp[2];
-    out[1] = pkt.tcp[3];
-    out[2] = pkt.tcp[0];
-    out[3] = pkt.tcp[1];
-    out[4..8].copy_from_slice(&cookie.to_be_bytes());
-    out[8..12].copy_from_slice(&pkt.seq().wrapping_add(1).to_be_bytes());
-    out[12] = ((len / 4) as u8) << 4;
-    out[13] = tcp::SYN | tcp::ACK | if ecn { tcp::ECE } else { 0 };
     let slot = cookie::window_slot(pkt.ipv6, c.class);
     // Verifier workaround: `pkt.ipv6` is a byte of map memory to the verifier, and LLVM drops
     // a mask it knows a `bool` does not need; the mask on a value read back is kept.
     // SAFETY: reading a local.
     let slot = unsafe { core::ptr::read_volatile(&slot) } & 7;
-    let window = cfg.synack_windows[slot];
-    out[14..16].copy_from_slice(&window.to_be_bytes());
-    // Checksum (filled in by `ip_and_checksums`) and urgent pointer: zero.
-    out[16..20].copy_from_slice(&[0; 4]);
-    out[20..40].copy_from_slice(&o);
-    len
-}
-
-/// Writes the reply's IP header into `ip` and fills in the TCP checksum in `tcp_hdr` (whose bytes
-/// past `tcp_len` are zero); returns the IP header's length.
-#[inline(always)]
-fn ip_and_checksums(pkt: &Packet, tcp_hdr: &mut [u8; 40], tcp_len: u64, ip: &mut [u8; 40]) -> u64 {
-    let (pseudo, ip_len) = if pkt.ipv6 {
-        ipv6_header(pkt, tcp_len, ip);
-        (
-            checksum::pseudo_v6_slice(&ip[8..40], tcp_len as u32),
-            IPV6_LEN,
-        )
-    } else {
-        ipv4_header(pkt, tcp_len, ip);
-        (
-            checksum::pseudo_v4_slice(&ip[12..20], tcp_len as u16),
-            IPV4_LEN,
-        )
+    let fields = TcpFields {
+        sport: pkt.dport(),
+        dport: u16::from_be_bytes([pkt.tcp[0], pkt.tcp[1]]),
+        seq: c.isn,
+        ack: pkt.seq().wrapping_add(1),
+        flags: tcp::SYN | tcp::ACK | if c.ecn { tcp::ECE } else { 0 },
+        window: cfg.synack_windows[slot],
     };
-    let csum = checksum::finish(checksum::add_words(pseudo, tcp_hdr));
-    tcp_hdr[16..18].copy_from_slice(&csum.to_be_bytes());
-    ip_len
+    synack_words::tcp_words(&fields, &options)
 }
 
-/// A fresh IPv4 header, addresses swapped; DF set and ID 0 as Linux does for SYN-ACKs with
-/// path MTU discovery on. IP options of the SYN are not echoed.
+/// The reply's IP header as words (addresses swapped; IPv4: DF set, ID 0, IP options of the SYN
+/// not echoed; IPv6: no extension headers), the TCP pseudo-header's sum, and the IP header's
+/// length.
 #[inline(always)]
-fn ipv4_header(pkt: &Packet, tcp_len: u64, h: &mut [u8]) {
-    let total = ((IPV4_LEN + tcp_len) as u16).to_be_bytes();
-    h[0] = 0x45;
-    h[1] = 0;
-    h[2] = total[0];
-    h[3] = total[1];
-    h[4..6].copy_from_slice(&[0, 0]);
-    h[6] = 0x40;
-    h[7] = 0;
-    h[8] = IP_TTL;
-    h[9] = 6;
-    h[10] = 0;
-    h[11] = 0;
-    h[12..16].copy_from_slice(&pkt.ip4()[16..20]);
-    h[16..20].copy_from_slice(&pkt.ip4()[12..16]);
-    let c = checksum::finish(checksum::add_slice(0, &h[..20])).to_be_bytes();
-    h[10] = c[0];
-    h[11] = c[1];
-}
-
-/// A fresh IPv6 header, addresses swapped, no extension headers.
-#[inline(always)]
-fn ipv6_header(pkt: &Packet, tcp_len: u64, h: &mut [u8]) {
-    let plen = (tcp_len as u16).to_be_bytes();
-    h[0..4].copy_from_slice(&[0x60, 0, 0, 0]);
-    h[4] = plen[0];
-    h[5] = plen[1];
-    h[6] = 6;
-    h[7] = IP_TTL;
-    h[8..24].copy_from_slice(&pkt.ip6()[24..40]);
-    h[24..40].copy_from_slice(&pkt.ip6()[8..24]);
+fn ip_words(pkt: &Packet, tcp_len: u64) -> ([u32; 10], u64, u64) {
+    let w = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    if pkt.ipv6 {
+        let ip = pkt.ip6();
+        let (src, dst) = (
+            [w(&ip[8..]), w(&ip[12..]), w(&ip[16..]), w(&ip[20..])],
+            [w(&ip[24..]), w(&ip[28..]), w(&ip[32..]), w(&ip[36..])],
+        );
+        let (words, pseudo) = synack_words::ipv6_words(&dst, &src, tcp_len);
+        (words, pseudo, IPV6_LEN)
+    } else {
+        let ip = pkt.ip4();
+        let (words, pseudo) = synack_words::ipv4_words(w(&ip[16..]), w(&ip[12..]), tcp_len);
+        (words, pseudo, IPV4_LEN)
+    }
 }
 
 /// Makes the frame exactly `new_len` bytes: grow at the head, shrink at the tail.

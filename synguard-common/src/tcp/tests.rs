@@ -2,6 +2,13 @@
 //! a line-by-line port of the kernel's `tcp_parse_options`.
 
 use super::*;
+use crate::synack_words::{SynAckOptions, bytes, option_words};
+
+/// The SYN-ACK option encoder's bytes and length.
+fn encode_synack_options(o: &SynAckOptions) -> ([u8; 20], usize) {
+    let (w, len) = option_words(o);
+    (bytes(&w), len as usize)
+}
 
 fn opts(bytes: &[u8]) -> ([u8; MAX_OPTIONS], usize) {
     let mut a = [0u8; MAX_OPTIONS];
@@ -153,8 +160,7 @@ fn encoding_round_trips_on_random_options() {
             sack_permitted: rng.below(2) == 0,
             wscale: (rng.below(2) == 0).then(|| rng.below(15) as u8),
         };
-        let mut out = [0u8; SYNACK_OPTIONS_MAX];
-        let n = encode_synack_options(&o, &mut out);
+        let (out, n) = encode_synack_options(&o);
         assert_eq!(n % 4, 0);
         let mut a = [0u8; MAX_OPTIONS];
         a[..n].copy_from_slice(&out[..n]);
@@ -326,16 +332,12 @@ fn synack_mss_never_exceeds_the_client_or_the_interface() {
 
 #[test]
 fn encode_full() {
-    let mut out = [0u8; SYNACK_OPTIONS_MAX];
-    let n = encode_synack_options(
-        &SynAckOptions {
-            mss: 1460,
-            timestamp: Some((0x01020304, 0x0a0b0c0d)),
-            sack_permitted: true,
-            wscale: Some(10),
-        },
-        &mut out,
-    );
+    let (out, n) = encode_synack_options(&SynAckOptions {
+        mss: 1460,
+        timestamp: Some((0x01020304, 0x0a0b0c0d)),
+        sack_permitted: true,
+        wscale: Some(10),
+    });
     assert_eq!(n, 20);
     assert_eq!(
         out,
@@ -356,8 +358,7 @@ fn encode_variants_round_trip_through_the_parser() {
                     sack_permitted: sack,
                     wscale: ws,
                 };
-                let mut out = [0u8; SYNACK_OPTIONS_MAX];
-                let n = encode_synack_options(&o, &mut out);
+                let (out, n) = encode_synack_options(&o);
                 assert_eq!(n % 4, 0);
                 let mut a = [0u8; MAX_OPTIONS];
                 a[..n].copy_from_slice(&out[..n]);
