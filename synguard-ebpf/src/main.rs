@@ -81,17 +81,17 @@ fn finish(mut reason: Reason, len: u64) -> u32 {
 #[inline(always)]
 fn handle(ctx: &XdpContext) -> Reason {
     // Parse.
-    let pkt = match parse::parse(ctx) {
-        Ok(pkt) => pkt,
-        Err(reason) => return reason,
+    let Some(slot) = own_entry::packet_slot() else {
+        return Reason::ErrConfig;
     };
+    if let Err(reason) = parse::parse(ctx, slot) {
+        return reason;
+    }
+    let pkt: &Packet = slot;
     // Classify. The port first: traffic to other ports pays nothing more.
     if !decide::port_protected(pkt.dport()) {
         return Reason::PassUnprotectedPort;
     }
-    let Some(pkt) = own_entry::keep(&pkt) else {
-        return Reason::ErrConfig;
-    };
     let (Some(cfg), Some(pol)) = (SG_CONFIG.get(0), SG_POLICY.get(0)) else {
         return Reason::ErrConfig;
     };

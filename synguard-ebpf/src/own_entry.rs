@@ -1,5 +1,5 @@
-//! Own cookies' entry: `synguard` parses and decides as always, then for a SYN to answer or an
-//! ACK without a socket it hands the parsed packet over (per-CPU `SG_OWN_HANDOFF`) and
+//! Own cookies' entry: `synguard` parses (into the per-CPU `SG_OWN_HANDOFF`) and decides as
+//! always, then for a SYN to answer or an ACK without a socket it hands the parsed packet over and
 //! tail-calls `synguard_own_xdp` (`SG_OWN_PROG`), which answers or checks with an own cookie.
 //!
 //! Verifier workaround: both kinds of cookie in one program went past the 1 M-instruction
@@ -33,18 +33,17 @@ pub struct Handoff {
     pub opts: SynOptions,
 }
 
-/// Keeps the parsed packet in map memory for the rest of the path (and for `synguard_own_xdp`).
+/// Where `synguard` parses each packet (`parse::parse`): in map memory, for the rest of the path
+/// and for `synguard_own_xdp`.
 #[inline(always)]
-pub fn keep(pkt: &Packet) -> Option<&'static Packet> {
+pub fn packet_slot() -> Option<&'static mut Packet> {
     let h = crate::maps::aligned(SG_OWN_HANDOFF.get_ptr_mut(0)?);
-    // SAFETY: this CPU's slot; XDP does not nest on a CPU.
-    unsafe {
-        (*h).pkt = *pkt;
-        Some(&(*h).pkt)
-    }
+    // SAFETY: this CPU's slot; XDP does not nest on a CPU, and only `synguard` writes it, once
+    // per packet, before anything reads it.
+    unsafe { Some(&mut (*h).pkt) }
 }
 
-/// Hands the kept packet (`keep`) to `synguard_own_xdp`; returns only when the tail call
+/// Hands the parsed packet (`packet_slot`) to `synguard_own_xdp`; returns only when the tail call
 /// failed (no program in `SG_OWN_PROG`): the packet passes, counted as a configuration error
 /// (fail open).
 #[inline(always)]

@@ -45,7 +45,7 @@ pub union IpHeader {
     pub v6: [u8; 40],
 }
 
-/// A parsed TCP segment: fixed headers copied to the stack, offsets into the frame.
+/// A parsed TCP segment: fixed headers copied out of the frame, offsets into it.
 ///
 /// 8-byte aligned so that LLVM copies and clears the header arrays a word at a time; with the
 /// arrays' natural alignment of 1 it emits byte loops and calls to a byte-wise `memset`.
@@ -66,7 +66,7 @@ pub struct Packet {
 }
 
 /// The lengths and offsets come back masked to the widths they can have. Verifier workaround:
-/// the path after parsing reads the packet from map memory (`own_entry::keep`), whose values
+/// the path after parsing reads the packet from map memory (`own_entry::packet_slot`), whose values
 /// the verifier does not track; a mask gives each an unsigned bound it proves at once (a range
 /// check instead may be turned by LLVM into a signed comparison that leaves the minimum
 /// negative). Parsing guaranteed the same bounds, so the masks change nothing.
@@ -151,6 +151,15 @@ pub fn frame_len(ctx: &XdpContext) -> u64 {
 /// Copies `N` bytes at `off` out of the frame, if they are all inside it.
 #[inline(always)]
 pub fn load<const N: usize>(ctx: &XdpContext, off: u64) -> Option<[u8; N]> {
+    let mut out = Words([0; N]);
+    load_into(ctx, off, &mut out.0)?;
+    Some(out.0)
+}
+
+/// Copies `N` bytes at `off` out of the frame into `dst` (8-byte aligned, so that the stores
+/// are whole words), if they are all inside it.
+#[inline(always)]
+fn load_into<const N: usize>(ctx: &XdpContext, off: u64, dst: &mut [u8; N]) -> Option<()> {
     let start = ctx.data() as u64;
     let end = ctx.data_end() as u64;
     // Verifier workaround: offsets read back from map memory (the kept `Packet`) carry no
@@ -162,10 +171,9 @@ pub fn load<const N: usize>(ctx: &XdpContext, off: u64) -> Option<[u8; N]> {
     if p + N as u64 > end {
         return None;
     }
-    let mut out = Words([0; N]);
     // SAFETY: [p, p + N) is inside the packet, checked just above on this pointer.
-    unsafe { copy_words(p, &mut out.0) };
-    Some(out.0)
+    unsafe { copy_words(p, dst) };
+    Some(())
 }
 
 /// An 8-byte aligned byte array: the stores into it can be whole words.
@@ -263,10 +271,13 @@ fn l2(ctx: &XdpContext) -> Result<(u16, u64), Reason> {
     Ok((proto, len))
 }
 
-/// IPv4: returns the offset of the TCP header and the end of the IP packet.
+/// IPv4: copies the fixed header into `ip`; returns the offset of the TCP header and the end of
+/// the IP packet.
 #[inline(always)]
-fn ipv4(ctx: &XdpContext, off: u64, frame: u64) -> Result<(IpHeader, u64, u64), Reason> {
-    let h: [u8; 20] = load(ctx, off).ok_or(Reason::PassMalformedIp)?;
+fn ipv4(ctx: &XdpContext, off: u64, frame: u64, ip: &mut IpHeader) -> Result<(u64, u64), Reason> {
+    // SAFETY: writing the IPv4 member of a union of byte arrays.
+    let h = unsafe { &mut ip.v4 };
+    load_into(ctx, off, h).ok_or(Reason::PassMalformedIp)?;
     let ihl = (h[0] & 0x0f) as u64 * 4;
     let total = be16([h[2], h[3]]) as u64;
     if h[0] >> 4 != 4 || ihl < IPV4_LEN || total < ihl || off + total > frame {
@@ -279,7 +290,7 @@ fn ipv4(ctx: &XdpContext, off: u64, frame: u64) -> Result<(IpHeader, u64, u64), 
     if h[9] != IPPROTO_TCP {
         return Err(Reason::PassNotTcp);
     }
-    Ok((IpHeader { v4: h }, off + ihl, off + total))
+    Ok((off + ihl, off + total))
 }
 
 /// Whether `nh` is an IPv6 extension header the parsers skip (hop-by-hop, routing,
@@ -299,12 +310,14 @@ fn v6_ext(ctx: &XdpContext, nh: u8, off: u64) -> Result<(u8, u64), Reason> {
     Ok((e[0], off + (e[1] as u64 + 1) * 8))
 }
 
-/// IPv6: skips up to four hop-by-hop, routing and destination-options headers (an unrolled,
-/// fixed sequence for the verifier); returns the offset of the TCP header and the end of the IP
-/// packet.
+/// IPv6: copies the fixed header into `ip` and skips up to four hop-by-hop, routing and
+/// destination-options headers (an unrolled, fixed sequence for the verifier); returns the
+/// offset of the TCP header and the end of the IP packet.
 #[inline(always)]
-fn ipv6(ctx: &XdpContext, off: u64, frame: u64) -> Result<(IpHeader, u64, u64), Reason> {
-    let h: [u8; 40] = load(ctx, off).ok_or(Reason::PassMalformedIp)?;
+fn ipv6(ctx: &XdpContext, off: u64, frame: u64, ip: &mut IpHeader) -> Result<(u64, u64), Reason> {
+    // SAFETY: writing the IPv6 member of a union of byte arrays.
+    let h = unsafe { &mut ip.v6 };
+    load_into(ctx, off, h).ok_or(Reason::PassMalformedIp)?;
     let payload = be16([h[4], h[5]]) as u64;
     if h[0] >> 4 != 6 || off + IPV6_LEN + payload > frame {
         return Err(Reason::PassMalformedIp);
@@ -322,12 +335,14 @@ fn ipv6(ctx: &XdpContext, off: u64, frame: u64) -> Result<(IpHeader, u64, u64), 
     if nh != IPPROTO_TCP {
         return Err(Reason::PassNotTcp);
     }
-    Ok((IpHeader { v6: h }, next, off + IPV6_LEN + payload))
+    Ok((next, off + IPV6_LEN + payload))
 }
 
-/// Parses a frame down to its TCP header.
+/// Parses a frame down to its TCP header, into `out` (this CPU's handoff slot,
+/// `own_entry::packet_slot`: the headers are copied once, straight where the rest of the path
+/// and the own-cookie program read them).
 #[inline(always)]
-pub fn parse(ctx: &XdpContext) -> Result<Packet, Reason> {
+pub fn parse(ctx: &XdpContext, out: &mut Packet) -> Result<(), Reason> {
     let frame = frame_len(ctx);
     let (proto, l2_len) = l2(ctx)?;
     let ipv6 = match proto {
@@ -335,24 +350,21 @@ pub fn parse(ctx: &XdpContext) -> Result<Packet, Reason> {
         ETH_P_IPV6 => true,
         _ => return Err(Reason::PassNotIp),
     };
-    let (ip, tcp_off, ip_end) = if ipv6 {
-        self::ipv6(ctx, l2_len, frame)?
+    let (tcp_off, ip_end) = if ipv6 {
+        self::ipv6(ctx, l2_len, frame, &mut out.ip)?
     } else {
-        ipv4(ctx, l2_len, frame)?
+        ipv4(ctx, l2_len, frame, &mut out.ip)?
     };
-    let tcp: [u8; 20] = load(ctx, tcp_off).ok_or(Reason::PassMalformedTcp)?;
-    let tcp_len = (tcp[12] >> 4) as u64 * 4;
+    load_into(ctx, tcp_off, &mut out.tcp).ok_or(Reason::PassMalformedTcp)?;
+    let tcp_len = (out.tcp[12] >> 4) as u64 * 4;
     // The IP end is within the frame (checked above), so this also keeps the header in the frame.
     if tcp_len < TCP_LEN || tcp_off + tcp_len > ip_end {
         return Err(Reason::PassMalformedTcp);
     }
-    Ok(Packet {
-        ip,
-        tcp,
-        l2_len,
-        tcp_off,
-        tcp_len,
-        frame_len: frame,
-        ipv6,
-    })
+    out.l2_len = l2_len;
+    out.tcp_off = tcp_off;
+    out.tcp_len = tcp_len;
+    out.frame_len = frame;
+    out.ipv6 = ipv6;
+    Ok(())
 }
