@@ -83,7 +83,7 @@ pub fn answer(
         th_len,
     } = unsafe { &mut *s };
     let th_len = load_syn_header(ctx, pkt, syn, th_len)?;
-    let (c, opts) = if own {
+    let (isn, mss, class, ecn, opts) = if own {
         let opts = own::settle(own::host_options(
             tcp::parse_syn_options_in(&syn.opts, (th_len - TCP_LEN) as usize, walk),
             cfg,
@@ -94,15 +94,11 @@ pub fn answer(
         crate::verify::tcp(pkt, &syn.base, &syn.opts, th_len)?;
         let ecn = own::syn_ecn(pkt, cfg);
         let (isn, class) = own::syn_isn(pkt, &opts, ecn, now_ns)?;
-        let mss = own_cookie::class_mss(class, pkt.ipv6);
         (
-            Cookie {
-                isn,
-                mss,
-                class,
-                ecn,
-                own,
-            },
+            isn,
+            own_cookie::class_mss(class, pkt.ipv6),
+            class,
+            ecn,
             opts,
         )
     } else {
@@ -113,16 +109,14 @@ pub fn answer(
         let ecn = opts.tsval.is_some() && own::syn_ecn(pkt, cfg);
         // The kernel's cookie MSS is an entry of the same tables.
         let class = own_cookie::mss_class(mss, pkt.ipv6);
-        (
-            Cookie {
-                isn,
-                mss,
-                class,
-                ecn,
-                own,
-            },
-            opts,
-        )
+        (isn, mss, class, ecn, opts)
+    };
+    let c = Cookie {
+        isn,
+        mss,
+        class,
+        ecn,
+        own,
     };
     let (mut tcp_w, tcp_len) = tcp_words(pkt, cfg, &opts, &c, now_ns);
     let (ip_w, pseudo, ip_len) = ip_words(pkt, tcp_len);
