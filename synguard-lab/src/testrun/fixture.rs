@@ -29,6 +29,9 @@ pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
 pub const XDP_TX: u32 = 3;
 
+/// The fixtures' initial receive space (`Config::rcv_space`, and the windows it gives).
+const RCV_SPACE: u32 = 65536;
+
 /// The configuration the fixtures run with unless a test changes it: cookies always on, the
 /// kernel ready, no listener refresh (the period is infinite, the ready stamp zero).
 pub fn default_config() -> Config {
@@ -41,7 +44,7 @@ pub fn default_config() -> Config {
         syn_on_pps: 1000,
         syn_off_pps: 500,
         nr_cpus: (aya::util::nr_cpus().map(|n| n as u32).unwrap_or(1)).min(MAX_CPUS),
-        rcv_space: 65536,
+        rcv_space: RCV_SPACE,
         cookies: synguard_common::maps::COOKIES_KERNEL,
         hold_ns: 1_000_000_000,
         refresh_ns: u64::MAX,
@@ -53,7 +56,7 @@ pub fn default_config() -> Config {
             .and_then(|b| synguard_common::btf::member_offset(&b, b"tcp_request_sock", b"snt_isn"))
             .unwrap_or(0),
         _pad_isn: 0,
-        synack_windows: synguard_common::cookie::synack_windows(65536),
+        synack_windows: synguard_common::cookie::synack_windows(RCV_SPACE),
     }
 }
 
@@ -297,7 +300,6 @@ impl Fixture {
             .try_into()?)
     }
 
-    /// Runs the program once on `frame`.
     /// Runs from now on take place on `cpu`: pins the calling thread there
     /// (`BPF_PROG_TEST_RUN` runs an XDP program on the caller's CPU), for what a program keeps
     /// per CPU. Whether the CPU is online: a test that needs it skips otherwise.
@@ -311,6 +313,7 @@ impl Fixture {
         Ok(true)
     }
 
+    /// Runs the program once on `frame`.
     pub fn run(&self, frame: &[u8]) -> Result<Outcome> {
         // Room for the largest reply the program builds from any input.
         let mut out = vec![0u8; frame.len() + 256];
