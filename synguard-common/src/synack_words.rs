@@ -104,16 +104,10 @@ pub fn tcp_words(f: &TcpFields, o: &SynAckOptions) -> ([u32; 10], u64) {
     (words, len)
 }
 
-/// One's-complement partial sum of words (fold with `checksum::finish`).
-#[inline(always)]
-pub fn sum(words: &[u32]) -> u64 {
-    words.iter().fold(0u64, |s, w| s + *w as u64)
-}
-
 /// Fills in the TCP checksum of `tcp` (from [`tcp_words`]): `pseudo` is the pseudo-header's sum.
 #[inline(always)]
 pub fn set_tcp_checksum(tcp: &mut [u32; 10], pseudo: u64) {
-    tcp[4] = (checksum::finish(pseudo + sum(tcp)) as u32) << 16;
+    tcp[4] = (checksum::finish(checksum::add_u32s(pseudo, tcp)) as u32) << 16;
 }
 
 /// A fresh IPv4 header from `src` to `dst` (DF set and ID 0 as Linux does for SYN-ACKs with
@@ -134,7 +128,7 @@ pub fn ipv4_words(src: u32, dst: u32, tcp_len: u64) -> ([u32; 10], u64) {
         0,
         0,
     ];
-    w[2] |= checksum::finish(sum(&w[..5])) as u32;
+    w[2] |= checksum::finish(checksum::add_u32s(0, &w[..5])) as u32;
     let pseudo = src as u64 + dst as u64 + IPPROTO_TCP as u64 + tcp_len;
     (w, pseudo)
 }
@@ -155,7 +149,7 @@ pub fn ipv6_words(src: &[u32; 4], dst: &[u32; 4], tcp_len: u64) -> ([u32; 10], u
         dst[2],
         dst[3],
     ];
-    let pseudo = sum(src) + sum(dst) + IPPROTO_TCP as u64 + tcp_len;
+    let pseudo = checksum::add_u32s(checksum::add_u32s(0, src), dst) + IPPROTO_TCP as u64 + tcp_len;
     (w, pseudo)
 }
 
@@ -168,8 +162,9 @@ pub fn pack(w: &[u32; 10]) -> [u64; 5] {
     [p(0), p(2), p(4), p(6), p(8)]
 }
 
-/// The bytes of the words, in order (tests and tools).
-pub fn bytes<const N: usize, const B: usize>(w: &[u32; N]) -> [u8; B] {
+/// The bytes of the words, in order.
+#[cfg(test)]
+pub(crate) fn bytes<const N: usize, const B: usize>(w: &[u32; N]) -> [u8; B] {
     const { assert!(B == 4 * N) };
     let mut b = [0u8; B];
     for (i, word) in w.iter().enumerate() {
