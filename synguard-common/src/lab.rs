@@ -16,6 +16,21 @@ pub struct Template {
     pub bytes: [u8; TEMPLATE_MAX],
 }
 
+/// The lab's IPv4 network, 198.18.0.0/24 (the benchmarking range, RFC 2544), whose upper half
+/// 198.18.0.128/25 is the spoof pool: the only sources the lab's floods and spoofed probes use,
+/// and what the lab's floor programs and reply sink act on.
+pub const LAB_NET_V4: [u8; 3] = [198, 18, 0];
+/// First host byte of the spoof pool.
+pub const SPOOF_POOL_FIRST: u8 = 128;
+
+/// Whether `addr` is in the spoof pool (198.18.0.128/25).
+#[inline(always)]
+pub fn in_spoof_pool(addr: [u8; 4]) -> bool {
+    // Byte by byte: a slice comparison may become a call to `bcmp`, which BPF does not have.
+    let [n0, n1, n2] = LAB_NET_V4;
+    addr[0] == n0 && addr[1] == n1 && addr[2] == n2 && addr[3] & SPOOF_POOL_FIRST != 0
+}
+
 /// Length of a generated frame: Ethernet, IPv4 without options, TCP without options.
 pub const GEN_LEN: usize = 54;
 
@@ -49,3 +64,18 @@ mod pod {
 
 const _: () = assert!(core::mem::size_of::<Template>() == 4 + 4 + TEMPLATE_MAX);
 const _: () = assert!(core::mem::size_of::<GenConfig>() == GEN_LEN + 1 + 1 + 8);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spoof_pool_is_the_upper_half_of_the_lab_net() {
+        assert!(in_spoof_pool([198, 18, 0, 128]));
+        assert!(in_spoof_pool([198, 18, 0, 255]));
+        assert!(!in_spoof_pool([198, 18, 0, 127]));
+        assert!(!in_spoof_pool([198, 18, 0, 2]));
+        assert!(!in_spoof_pool([198, 18, 1, 200]));
+        assert!(!in_spoof_pool([10, 18, 0, 200]));
+    }
+}

@@ -236,6 +236,13 @@ fn a_short_lab_run_writes_a_complete_json_result() {
             "{}: drops come from synguard's counters only",
             defence.name()
         );
+        for m in ["legit_cps", "connect_samples"] {
+            assert!(
+                cell["metrics"][m]["median"].is_number(),
+                "{}: no {m}",
+                defence.name()
+            );
+        }
         let attempts = cell["metrics"]["legit_attempts"]["median"]
             .as_f64()
             .unwrap();

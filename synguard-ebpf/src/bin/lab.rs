@@ -5,6 +5,11 @@
 //! - `lab_swap_tx`: swaps MAC and IPv4/IPv6 addresses and TCP ports and returns XDP_TX: the floor
 //!   `cargo xtask bench` measures synguard against.
 //! - `lab_drop`: XDP_DROP for everything.
+//! - `lab_floor_tx`, `lab_floor_drop`: the flood runs' floors. `lab_swap_tx` and XDP_DROP for
+//!   frames from the spoof pool (198.18.0.128/25, where every flood comes from); everything else
+//!   passes to the stack, so the legitimate clients connect through a floor as through a
+//!   defence, and their success and latency under the same flood have a reference. The check is
+//!   the least any filter does (a bounds check, the ethertype and one address).
 //! - `lab_sink`: on the server veth's bridge-side peer during flood runs: drops the server's
 //!   replies to the attacker's spoof pool (198.18.0.128/25) there, as a NIC would put them on
 //!   the wire, instead of forwarding them through the bridge on the generator's CPU; everything
@@ -33,7 +38,7 @@ use aya_ebpf::{
 };
 use synguard_common::{
     checksum,
-    lab::{GEN_LEN, GenConfig, MIX_ACK, MIX_SYN, TEMPLATE_MAX, Template},
+    lab::{GEN_LEN, GenConfig, MIX_ACK, MIX_SYN, TEMPLATE_MAX, Template, in_spoof_pool},
 };
 use synguard_ebpf::sg_map;
 
@@ -188,21 +193,44 @@ const ETH_LEN: usize = 14;
 
 #[xdp]
 pub fn lab_sink(ctx: XdpContext) -> u32 {
+    match ipv4_addr(&ctx, IPV4_DST) {
+        Some(dst) if in_spoof_pool(dst) => xdp_action::XDP_DROP,
+        _ => xdp_action::XDP_PASS,
+    }
+}
+
+#[xdp]
+pub fn lab_floor_drop(ctx: XdpContext) -> u32 {
+    match ipv4_addr(&ctx, IPV4_SRC) {
+        Some(src) if in_spoof_pool(src) => xdp_action::XDP_DROP,
+        _ => xdp_action::XDP_PASS,
+    }
+}
+
+#[xdp]
+pub fn lab_floor_tx(ctx: XdpContext) -> u32 {
+    match ipv4_addr(&ctx, IPV4_SRC) {
+        Some(src) if in_spoof_pool(src) => swap_tx(&ctx),
+        _ => xdp_action::XDP_PASS,
+    }
+}
+
+const IPV4_SRC: usize = 12;
+const IPV4_DST: usize = 16;
+
+/// The IPv4 address at `at` in the IP header of an untagged IPv4 frame; `None` for anything else.
+#[inline(always)]
+fn ipv4_addr(ctx: &XdpContext, at: usize) -> Option<[u8; 4]> {
     let start = ctx.data();
     if start + ETH_LEN + 20 > ctx.data_end() {
-        return xdp_action::XDP_PASS;
+        return None;
     }
-    // SAFETY: 34 bytes checked above.
-    let (proto, dst) = unsafe {
-        (
-            u16::from_be(*((start + 12) as *const u16)),
-            *((start + ETH_LEN + 16) as *const [u8; 4]),
-        )
-    };
-    if proto == 0x0800 && dst[..3] == [198, 18, 0] && dst[3] & 0x80 != 0 {
-        xdp_action::XDP_DROP
-    } else {
-        xdp_action::XDP_PASS
+    // SAFETY: 34 bytes checked above; `at` + 4 is at most 20.
+    unsafe {
+        if u16::from_be(*((start + 12) as *const u16)) != 0x0800 {
+            return None;
+        }
+        Some(*((start + ETH_LEN + at) as *const [u8; 4]))
     }
 }
 
@@ -232,17 +260,23 @@ fn swap<const N: usize>(ctx: &XdpContext, a: usize, b: usize) -> Option<()> {
 
 #[xdp]
 pub fn lab_swap_tx(ctx: XdpContext) -> u32 {
+    swap_tx(&ctx)
+}
+
+/// Swaps MAC and IPv4/IPv6 addresses and TCP ports, XDP_TX (XDP_PASS for anything else).
+#[inline(always)]
+fn swap_tx(ctx: &XdpContext) -> u32 {
     let start = ctx.data();
     if start + ETH_LEN > ctx.data_end() {
         return xdp_action::XDP_PASS;
     }
     // SAFETY: 14 bytes checked above.
     let proto = unsafe { u16::from_be(*((start + 12) as *const u16)) };
-    let ok = swap::<6>(&ctx, 0, 6).and_then(|()| match proto {
-        0x0800 => swap::<4>(&ctx, ETH_LEN + 12, ETH_LEN + 16)
-            .and_then(|()| swap::<2>(&ctx, ETH_LEN + 20, ETH_LEN + 22)),
-        0x86dd => swap::<16>(&ctx, ETH_LEN + 8, ETH_LEN + 24)
-            .and_then(|()| swap::<2>(&ctx, ETH_LEN + 40, ETH_LEN + 42)),
+    let ok = swap::<6>(ctx, 0, 6).and_then(|()| match proto {
+        0x0800 => swap::<4>(ctx, ETH_LEN + 12, ETH_LEN + 16)
+            .and_then(|()| swap::<2>(ctx, ETH_LEN + 20, ETH_LEN + 22)),
+        0x86dd => swap::<16>(ctx, ETH_LEN + 8, ETH_LEN + 24)
+            .and_then(|()| swap::<2>(ctx, ETH_LEN + 40, ETH_LEN + 42)),
         _ => None,
     });
     match ok {

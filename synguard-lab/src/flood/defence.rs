@@ -31,9 +31,11 @@ pub enum Defence {
     SynguardAuto,
     /// `synguard run --mode always --cookies own`: own cookies, no kernel setting changed.
     SynguardOwn,
-    /// Floor: `lab_swap_tx` (swap addresses, XDP_TX) on the server's interface.
+    /// Floor: `lab_floor_tx` on the server's interface: the flood's frames (spoof pool sources)
+    /// swapped and sent back with XDP_TX, everything else to the stack.
     FloorXdpTx,
-    /// Floor: `lab_drop` (XDP_DROP) on the server's interface.
+    /// Floor: `lab_floor_drop` on the server's interface: the flood's frames dropped, everything
+    /// else to the stack.
     FloorXdpDrop,
 }
 
@@ -72,12 +74,6 @@ impl Defence {
         }
     }
 
-    /// Floors answer or drop everything, legitimate clients included: they bound the rate, not
-    /// the service.
-    pub fn is_floor(self) -> bool {
-        matches!(self, Defence::FloorXdpTx | Defence::FloorXdpDrop)
-    }
-
     /// Puts the defence in place in `lab`'s server namespace.
     pub fn apply(self, lab: &Lab, synguard_bin: &Path) -> Result<Active> {
         let ns = &lab.server.ns;
@@ -101,8 +97,10 @@ impl Defence {
                 });
                 active.synguard = Some(Synguard::start(synguard_bin, ns, iface, &args)?);
             }
-            Defence::FloorXdpTx => active._xdp = Some(LabXdp::attach(ns, iface, "lab_swap_tx")?),
-            Defence::FloorXdpDrop => active._xdp = Some(LabXdp::attach(ns, iface, "lab_drop")?),
+            Defence::FloorXdpTx => active._xdp = Some(LabXdp::attach(ns, iface, "lab_floor_tx")?),
+            Defence::FloorXdpDrop => {
+                active._xdp = Some(LabXdp::attach(ns, iface, "lab_floor_drop")?)
+            }
         }
         Ok(active)
     }

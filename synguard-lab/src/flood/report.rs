@@ -190,6 +190,20 @@ fn fmt_rate(v: Option<f64>) -> String {
     }
 }
 
+/// Fewer connections than this completed during a flood make its latency percentiles a
+/// handful's (p99 of 7 is their maximum), mostly of connections made as the flood started or
+/// ended: the table stars them.
+pub const FEW_CONNECTS: f64 = 50.0;
+
+/// A latency percentile of `c` in ms, starred when its median run had few connections.
+fn fmt_latency(c: &Cell, metric: &str) -> String {
+    let v = fmt_num(c.median(metric), 2);
+    match c.median("connect_samples") {
+        Some(n) if n < FEW_CONNECTS && v != "-" => format!("{v}*"),
+        _ => v,
+    }
+}
+
 fn fmt_num(v: Option<f64>, digits: usize) -> String {
     v.map_or_else(|| "-".into(), |v| format!("{v:.digits$}"))
 }
@@ -207,14 +221,15 @@ fn drop_floor<'a>(report: &'a Report, c: &Cell) -> Option<&'a Cell> {
 /// at 2 or more the sender is not what limits the floor), arrived at (absorbed by) the server,
 /// lost at the server's full receive ring, answered (replies), dropped by synguard, XDP ns per
 /// packet (bpf_stats), the server receive threads' ns per arrived packet and busy share, the
-/// generator's CPU ns per frame sent, `synguard run`'s own CPU share, legitimate success and
-/// connect latency, the established stream.
+/// generator's CPU ns per frame sent, `synguard run`'s own CPU share, legitimate success,
+/// connections completed per second and connect latency, the established stream. A latency
+/// percentile from fewer than [`FEW_CONNECTS`] connections is starred (see the footnote).
 pub fn table(report: &Report) -> String {
     let mut t = String::new();
     let _ = writeln!(
         t,
         "{:<11} {:<4} {:<16} {:>7} {:>6} {:>7} {:>7} {:>17} {:>6} {:>6} {:>6} {:>4} {:>6} {:>4} \
-         {:>6} {:>7} {:>8} {:>5}",
+         {:>6} {:>6} {:>7} {:>8} {:>5}",
         "scenario",
         "cpus",
         "defence",
@@ -230,6 +245,7 @@ pub fn table(report: &Report) -> String {
         "gen ns",
         "sg%",
         "legit%",
+        "conn/s",
         "p50 ms",
         "p99 ms",
         "estMb"
@@ -245,7 +261,7 @@ pub fn table(report: &Report) -> String {
         let _ = writeln!(
             t,
             "{:<11} {:<4} {:<16} {:>7} {:>6} {:>7} {:>7} {:>5} [{}..{}] {:>6} {:>6} {:>6} {:>4} \
-             {:>6} {:>4} {:>6} {:>7} {:>8} {:>5}",
+             {:>6} {:>4} {:>6} {:>6} {:>7} {:>8} {:>5}",
             c.scenario,
             c.layout,
             c.defence,
@@ -263,9 +279,21 @@ pub fn table(report: &Report) -> String {
             fmt_num(m("gen_ns_per_frame").median, 0),
             fmt_num(m("daemon_cpu_pct").median, 1),
             fmt_num(m("legit_success_pct").median, 1),
-            fmt_num(m("connect_p50_ms").median, 2),
-            fmt_num(m("connect_p99_ms").median, 2),
+            fmt_num(m("legit_cps").median, 0),
+            fmt_latency(c, "connect_p50_ms"),
+            fmt_latency(c, "connect_p99_ms"),
             fmt_num(m("established_mbps").median, 0),
+        );
+    }
+    let few = |c: &Cell| {
+        c.median("connect_samples")
+            .is_some_and(|n| n < FEW_CONNECTS)
+    };
+    if report.cells.iter().any(few) {
+        let _ = writeln!(
+            t,
+            "* from fewer than {FEW_CONNECTS} connections completed during the flood (conn/s): \
+             not comparable with the others"
         );
     }
     t

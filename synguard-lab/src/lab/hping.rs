@@ -11,7 +11,7 @@ use anyhow::{Context as _, Result, ensure};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::lab::topology::{Node, SPOOF_POOL_FIRST};
+use crate::lab::topology::{Node, in_spoof_pool};
 
 /// Upper bound on one flood's packet count, whatever the caller asks.
 pub const MAX_COUNT: u64 = 2_000_000;
@@ -67,9 +67,8 @@ impl FloodSpec {
             format!("u{}", self.interval_us),
         ];
         if let Some(src) = self.spoof {
-            let [a, b, c, d] = src.octets();
             ensure!(
-                (a, b, c) == (198, 18, 0) && d >= SPOOF_POOL_FIRST,
+                in_spoof_pool(src.octets()),
                 "spoofed source {src} is outside the pool 198.18.0.128/25"
             );
             args.extend(["-a".to_string(), src.to_string()]);

@@ -14,17 +14,18 @@ use aya::programs::{Xdp, XdpMode};
 
 use crate::lab::netns::{self, Netns, run_checked};
 
-pub const SERVER_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
-pub const CLIENT_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
-pub const ATTACKER_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 3);
+pub const SERVER_V4: Ipv4Addr = lab_v4(1);
+pub const CLIENT_V4: Ipv4Addr = lab_v4(2);
+pub const ATTACKER_V4: Ipv4Addr = lab_v4(3);
 pub const SERVER_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 1);
 pub const CLIENT_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 2);
 pub const ATTACKER_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 3);
 /// A down veth in the attacker's and the bridge's namespace that nothing uses: the flood
 /// generator attaches its program there while it sends (flood::generator).
 pub const IDLE_DEV: &str = "sg-idle";
-/// The attacker spoofs sources only from 198.18.0.128/25.
-pub const SPOOF_POOL_FIRST: u8 = 128;
+use synguard_common::lab::LAB_NET_V4;
+/// The attacker spoofs sources only from 198.18.0.128/25 (`synguard_common::lab`).
+pub use synguard_common::lab::{SPOOF_POOL_FIRST, in_spoof_pool};
 
 /// The server's address and `port`, over IPv6 or IPv4.
 pub fn server_addr(v6: bool, port: u16) -> std::net::SocketAddr {
@@ -38,7 +39,13 @@ pub fn server_addr(v6: bool, port: u16) -> std::net::SocketAddr {
 
 /// The n-th address of the spoof pool (wraps inside 198.18.0.128/25).
 pub fn spoof_addr(n: u8) -> Ipv4Addr {
-    Ipv4Addr::new(198, 18, 0, SPOOF_POOL_FIRST | (n & 0x7f))
+    lab_v4(SPOOF_POOL_FIRST | (n & 0x7f))
+}
+
+/// Host `host` of the lab's IPv4 network (`synguard_common::lab::LAB_NET_V4`).
+const fn lab_v4(host: u8) -> Ipv4Addr {
+    let [a, b, c] = LAB_NET_V4;
+    Ipv4Addr::new(a, b, c, host)
 }
 
 /// One host of the lab.
