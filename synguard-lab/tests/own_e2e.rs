@@ -254,6 +254,64 @@ fn own_cookies_absorb_syn_and_ack_floods() -> Result<()> {
     Ok(())
 }
 
+/// Auto mode with own cookies switches inside the program the moment a flood starts: with
+/// `synguard run` stopped (SIGSTOP) for the whole flood, as a flood that leaves it no CPU would,
+/// the flood's SYNs get own cookies and only those before the switch reach the kernel. (With the
+/// kernel's cookies the program must wait for the loader to set `tcp_syncookies`.)
+#[test]
+fn auto_mode_with_own_cookies_switches_without_the_loader() -> Result<()> {
+    const THRESHOLD: u64 = 1000;
+    let fx = Fixture::new()?;
+    let threshold = THRESHOLD.to_string();
+    let sg = fx.synguard(&[
+        "--ports",
+        "80",
+        "--mode",
+        "auto",
+        "--cookies",
+        "own",
+        "--syn-threshold",
+        &threshold,
+        "--hold",
+        "1",
+    ])?;
+    let s0 = sg.stats()?;
+    let flood = {
+        let _paused = sg.pause()?;
+        let spec = FloodSpec {
+            kind: FloodKind::Syn,
+            dst: SERVER_V4,
+            port: PORT,
+            count: 20_000,
+            interval_us: 20,
+            spoof: Some(spoof_addr(74)),
+        };
+        Flood::start(&fx.lab.attacker, spec)?.wait(&fx.lab.attacker)?
+    };
+    let s1 = sg.stats()?;
+    let to_kernel = s1.delta(&s0, Reason::PassSynToKernel);
+    let cookies = s1.delta(&s0, Reason::TxSynAckCookie);
+    eprintln!(
+        "{} SYNs with the loader stopped: {cookies} own cookies, {to_kernel} to the kernel",
+        flood.sent()
+    );
+    // A CPU switches on once its window's count reaches the threshold's tenth (100 ms
+    // windows): at most that many SYNs per CPU reach the kernel first, and once more for each
+    // window in which the summed rate is still being learnt.
+    assert!(
+        to_kernel <= THRESHOLD,
+        "{to_kernel} of {} SYNs went to the kernel",
+        flood.sent()
+    );
+    assert!(
+        cookies + to_kernel >= flood.sent(),
+        "{cookies} cookies + {to_kernel} to the kernel for {} SYNs",
+        flood.sent()
+    );
+    assert!(sg.stop()?.success());
+    Ok(())
+}
+
 /// `--cookies auto` picks own cookies on this kernel and says so; a secret file readable by
 /// others is refused; the file's key is used, and a new key in it is taken on reload (SIGHUP)
 /// while handshakes keep completing.

@@ -231,6 +231,14 @@ impl Synguard {
         self.child.as_ref().map(Child::id)
     }
 
+    /// Stops the process (SIGSTOP) until the guard drops (SIGCONT): the programs and pinned maps
+    /// go on without the loader, as when a flood leaves it no CPU.
+    pub fn pause(&self) -> Result<Paused> {
+        let pid = Pid::from_raw(self.pid().context("synguard already stopped")? as i32);
+        kill(pid, Signal::SIGSTOP).context("SIGSTOP to synguard run")?;
+        Ok(Paused(pid))
+    }
+
     /// Sends `signal` and waits (bounded) for the process to exit, e.g. SIGKILL (a crash) or
     /// SIGUSR1 (hand-over). Unlike `stop`, nothing is expected to be cleaned up.
     pub fn signal_and_wait(mut self, signal: Signal) -> Result<ExitStatus> {
@@ -239,6 +247,15 @@ impl Synguard {
             Some(status) => Ok(status),
             None => bail!("synguard run ignored {signal:?} for {STOP_TIMEOUT:?}; killed"),
         }
+    }
+}
+
+/// A stopped `synguard run` ([`Synguard::pause`]); continued when dropped, also on a failure.
+pub struct Paused(Pid);
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        let _ = kill(self.0, Signal::SIGCONT);
     }
 }
 

@@ -135,6 +135,10 @@ impl Backend for MapBackend {
         Ok(self.syncookies.set(&self.iface, value)?)
     }
 
+    fn switches_kernel(&self) -> bool {
+        self.kernel_settings
+    }
+
     fn now_ns(&self) -> u64 {
         monotonic_ns()
     }

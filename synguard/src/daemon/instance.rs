@@ -17,7 +17,7 @@ use std::{
 
 use aya::{Ebpf, programs::XdpMode};
 use log::{info, warn};
-use synguard_common::maps::{Config, ReadyState, names};
+use synguard_common::maps::{Config, ReadyState, cookies_own, names};
 
 use crate::{
     config::RunConfig,
@@ -93,6 +93,18 @@ struct Inherited {
     kept: Vec<String>,
     /// The previous program's READY state: cookies may be on right now.
     ready: ReadyState,
+    /// Whether the previous program sent own cookies (its pinned configuration says so). Own
+    /// cookies are READY from the start and need no kernel setting, so its READY says nothing
+    /// about the kernel's cookies.
+    own: bool,
+}
+
+impl Inherited {
+    /// Whether the kernel's cookies are on right now (a flood in auto mode, or always mode):
+    /// the kernel must keep accepting them through the take-over.
+    fn kernel_cookies_on(&self) -> bool {
+        self.ready.kernel_ready != 0 && !self.own
+    }
 }
 
 impl Instance {
@@ -167,15 +179,19 @@ impl Instance {
         let layouts = pins::object_layouts(crate::datapath::objects::synguard())
             .map_err(|e| LoaderError::Missing(format!("readable map definitions ({e})")))?;
         let kept = pins::reconcile(&self.iface, pin_dir, &layouts)?;
-        let ready = if kept.iter().any(|n| n == names::READY) {
+        let is_kept = |name: &str| kept.iter().any(|n| n == name);
+        let ready = if is_kept(names::READY) {
             maps::read_single(pin_dir, names::READY)?
         } else {
             ReadyState::default()
         };
+        let own = is_kept(names::CONFIG)
+            && cookies_own(maps::read_single::<Config>(pin_dir, names::CONFIG)?.cookies);
         Ok(Inherited {
             layouts,
             kept,
             ready,
+            own,
         })
     }
 
@@ -194,7 +210,7 @@ impl Instance {
         load::raise_memlock_limit();
         let object = own::object(own)?;
         let inherited = self.inherit_pins(pin_dir)?;
-        let adopting_cookies = inherited.ready.kernel_ready != 0;
+        let adopting_cookies = inherited.kernel_cookies_on();
         // Recorded before anything changes, so that whoever comes after a crash (`run` or
         // `detach`) knows what to put back.
         saver.remember(TIMESTAMPS)?;

@@ -55,6 +55,11 @@ pub trait Backend {
     fn count_mode_off(&mut self) -> Result<(), ControlError>;
     fn set_ready(&mut self, ready: ReadyState) -> Result<(), ControlError>;
     fn set_syncookies(&mut self, value: u64) -> Result<(), ControlError>;
+    /// Whether cookies need the kernel switched (`tcp_syncookies`) before they may be sent. Not
+    /// with own cookies: the kernel takes them through `bpf_sk_assign_tcp_reqsk` whatever its
+    /// settings, so the program is ready from the start and switches by itself, without
+    /// waiting for a tick of this controller (which a flood can starve of CPU).
+    fn switches_kernel(&self) -> bool;
     /// The programs' clock in ns (`host::clock::monotonic_ns`).
     fn now_ns(&self) -> u64;
 }
@@ -133,19 +138,17 @@ impl<B: Backend> Controller<B> {
     }
 
     /// Initial READY state. Always mode: the sysctls were set before attach, so the kernel takes
-    /// cookies from the start. Auto mode: not until the program asks.
+    /// cookies from the start; so it does with own cookies in either mode. Auto mode with the
+    /// kernel's cookies: not until the program asks.
     pub fn start(&mut self) -> Result<(), ControlError> {
         let now = self.backend.now_ns();
-        match self.mode {
-            CookieMode::Always => {
-                self.backend.set_ready(ReadyState::new(true, now))?;
-                self.ready = true;
-            }
-            CookieMode::Auto => {
-                self.backend.set_ready(ReadyState::default())?;
-                self.ready = false;
-            }
+        let ready = self.mode == CookieMode::Always || !self.backend.switches_kernel();
+        if ready {
+            self.backend.set_ready(ReadyState::new(true, now))?;
+        } else {
+            self.backend.set_ready(ReadyState::default())?;
         }
+        self.ready = ready;
         Ok(())
     }
 
@@ -215,8 +218,11 @@ impl<B: Backend> Controller<B> {
         Ok(ended)
     }
 
-    /// Puts the kernel side in step with the program's wish.
+    /// Puts the kernel side in step with the program's wish (own cookies: nothing to follow).
     fn follow(&mut self, state: &ModeState) -> Result<(), ControlError> {
+        if !self.backend.switches_kernel() {
+            return Ok(());
+        }
         match decide(state.cookies_wanted != 0, self.ready) {
             Step::Nothing => Ok(()),
             Step::TurnOn => {

@@ -18,6 +18,8 @@ struct Fake {
     fail_ready: bool,
     ready: ReadyState,
     syncookies: u64,
+    /// Own cookies: no kernel setting to switch.
+    own: bool,
 }
 
 impl Backend for Fake {
@@ -71,6 +73,9 @@ impl Backend for Fake {
         }
         self.syncookies = value;
         Ok(())
+    }
+    fn switches_kernel(&self) -> bool {
+        !self.own
     }
     fn now_ns(&self) -> u64 {
         self.now.max(42)
@@ -247,4 +252,32 @@ fn failed_restore_is_retried_with_ready_already_off() {
     c.backend.fail_sysctl = false;
     c.tick();
     assert_eq!(c.backend.syncookies, 1);
+}
+
+#[test]
+fn own_cookies_are_ready_from_the_start_and_stay_ready_through_floods() {
+    // Nothing for the kernel to switch: the program answers with cookies the moment it wants
+    // them, without waiting for a tick, and the host's tcp_syncookies is never written.
+    let mut c = Controller::new(
+        Fake {
+            own: true,
+            ..Fake::default()
+        },
+        CookieMode::Auto,
+        1,
+    );
+    c.start().unwrap();
+    assert!(c.is_ready());
+    assert_eq!(c.backend.ready.kernel_ready, 1);
+    c.backend.wanted = 1;
+    c.backend.last_above = 10_000_000_000;
+    c.backend.now = 10_050_000_000;
+    c.tick();
+    assert!(c.is_ready());
+    // The flood ends on the clock: the off rule still runs and reports it, READY stays.
+    c.backend.now = 10_000_000_000 + HOLD;
+    let end = c.tick().expect("a flood end");
+    assert_eq!(end.kind, FLOOD_END);
+    assert!(c.is_ready());
+    assert_eq!(c.backend.calls, ["ready=1", "mode=0"]);
 }
