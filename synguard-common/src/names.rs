@@ -93,7 +93,7 @@ name_consts! {
     /// that a take-over keeps it; bpffs pins are the owner's only).
     COOKIE_SECRET,
     /// Program array: entry 0 is the XDP program `synguard_own_xdp`, which `synguard` tail-calls
-    /// for own-cookie SYNs and ACKs.
+    /// for own-cookie SYNs.
     OWN_PROG,
     /// Per CPU: the parsed packet `synguard` hands to `synguard_own_xdp` (never read by the
     /// loader).

@@ -53,7 +53,7 @@ pub fn synguard(ctx: XdpContext) -> u32 {
     finish(handle(&ctx), len)
 }
 
-/// Own cookies' SYN and ACK steps, tail-called from `synguard` (`own_entry.rs`).
+/// Own cookies' SYN step, tail-called from `synguard` (`own_entry.rs`).
 #[xdp]
 #[inline(always)]
 pub fn synguard_own_xdp(ctx: XdpContext) -> u32 {

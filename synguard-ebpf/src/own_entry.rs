@@ -1,8 +1,11 @@
 //! Own cookies' entry: `synguard` parses (into the per-CPU `SG_OWN_HANDOFF`) and decides as
-//! always, then for a SYN to answer or an ACK without a socket it hands the parsed packet over and
-//! tail-calls `synguard_own_xdp` (`SG_OWN_PROG`), which answers or checks with an own cookie.
+//! always, then for a SYN to answer it hands the parsed packet over and tail-calls
+//! `synguard_own_xdp` (`SG_OWN_PROG`), which answers with an own cookie. An ACK without a socket
+//! is checked in `synguard` itself (`ack.rs`); the ACK step here serves a take-over from a build
+//! that still handed ACKs over: the new `synguard_own_xdp` takes the pinned `SG_OWN_PROG` slot
+//! while the old `synguard` may still run for an instant, and its ACKs are checked, not passed.
 //!
-//! Verifier workaround: both kinds of cookie in one program went past the 1 M-instruction
+//! Verifier workaround: both kinds of SYN answer in one program went past the 1 M-instruction
 //! limit (every parse outcome verified through both). A tail-called program is verified on its
 //! own, and what it reads from the handoff map is one unknown state, not thousands
 //! (docs/verifier.md).
