@@ -196,21 +196,21 @@ pub enum ConnLookup {
 
 /// The table's answer for a 4-tuple hashed `hash` whose slot holds `stamp`. Its own pass stamp
 /// counts however old: the pass empties expired slots, and a stale "maybe" only passes a
-/// packet to the kernel. So the clock (`now_ns`, called at most once) is read only for an
-/// empty slot, where the loader's promise is checked, and for a handshake stamp: live
-/// connections' packets need no clock.
+/// packet to the kernel. So the clock (`now_ns`) and the table's state (`state`, the loader's
+/// promise; none: not trusted) are asked for, at most once each, only for an empty slot, and
+/// the clock for a handshake stamp: live connections' packets need neither (each is a map
+/// lookup in the program).
 #[inline(always)]
-pub fn conn_lookup(
+pub fn conn_lookup<'a>(
     stamp: u32,
     hash: u64,
-    state: &ConnsState,
+    state: impl FnOnce() -> Option<&'a ConnsState>,
     now_ns: impl FnOnce() -> u64,
 ) -> ConnLookup {
     if stamp == 0 {
-        return if now_ns() < state.valid_until_ns {
-            ConnLookup::None
-        } else {
-            ConnLookup::Unknown
+        return match state() {
+            Some(s) if now_ns() < s.valid_until_ns => ConnLookup::None,
+            _ => ConnLookup::Unknown,
         };
     }
     if stamp & TAG_MASK != tag(hash) {
@@ -343,12 +343,21 @@ mod tests {
             valid_until_ns: 100 * SEC,
             last_pass_sockets: 0,
         };
-        assert_eq!(conn_lookup(0, H, &state, || 99 * SEC), ConnLookup::None);
-        assert_eq!(conn_lookup(0, H, &state, || 100 * SEC), ConnLookup::Unknown);
         assert_eq!(
-            conn_lookup(0, H, &ConnsState::default(), || 5),
+            conn_lookup(0, H, || Some(&state), || 99 * SEC),
+            ConnLookup::None
+        );
+        assert_eq!(
+            conn_lookup(0, H, || Some(&state), || 100 * SEC),
             ConnLookup::Unknown
         );
+        let never_trusted = ConnsState::default();
+        assert_eq!(
+            conn_lookup(0, H, || Some(&never_trusted), || 5),
+            ConnLookup::Unknown
+        );
+        // No state to read: not trusted.
+        assert_eq!(conn_lookup(0, H, || None, || 5), ConnLookup::Unknown);
     }
 
     /// Any stamp is answered without the clock: this 4-tuple's (however old) is a "maybe";
@@ -358,13 +367,24 @@ mod tests {
         let state = ConnsState::default();
         let clock = || -> u64 { unreachable!("no clock for a stamped slot") };
         let old = conn_stamp(H, 10 * SEC);
-        assert_eq!(conn_lookup(old, H, &state, clock), ConnLookup::Maybe);
+        assert_eq!(
+            conn_lookup(old, H, || Some(&state), clock),
+            ConnLookup::Maybe
+        );
+        // A live stamp needs neither the table's state nor the clock.
+        let never =
+            || -> Option<&'static ConnsState> { unreachable!("state asked for a live stamp") };
+        let no_clock = || -> u64 { unreachable!("clock read for a live stamp") };
+        assert_eq!(conn_lookup(old, H, never, no_clock), ConnLookup::Maybe);
         let req = conn_ask_stamp(H, 10 * SEC);
-        assert_eq!(conn_lookup(req, H, &state, clock), ConnLookup::Ask);
+        assert_eq!(conn_lookup(req, H, || Some(&state), clock), ConnLookup::Ask);
         // Same slot, another tag.
         let other = H ^ 0x0001_0000;
         assert_eq!(conn_slot(other), conn_slot(H));
-        assert_eq!(conn_lookup(old, other, &state, clock), ConnLookup::Ask);
+        assert_eq!(
+            conn_lookup(old, other, || Some(&state), clock),
+            ConnLookup::Ask
+        );
     }
 
     /// A handshake stamp passes its own 4-tuple's packets for its moment only, then sends them
@@ -383,25 +403,32 @@ mod tests {
                 let s = conn_handshake_stamp(H, t0, handoff);
                 assert_ne!(s, 0);
                 for dt in [0, ms, 50 * ms, 95 * ms] {
-                    assert_eq!(conn_lookup(s, H, &state, || t0 + dt), fresh, "{t0} {dt}");
+                    assert_eq!(
+                        conn_lookup(s, H, || Some(&state), || t0 + dt),
+                        fresh,
+                        "{t0} {dt}"
+                    );
                     assert!(!conn_expired(s, t0 + dt));
                 }
                 for dt in [110 * ms, 199 * ms, 5 * SEC, 30 * SEC] {
                     assert_eq!(
-                        conn_lookup(s, H, &state, || t0 + dt),
+                        conn_lookup(s, H, || Some(&state), || t0 + dt),
                         ConnLookup::Ask,
                         "{t0} {dt}"
                     );
                     assert!(conn_expired(s, t0 + dt), "{t0} {dt}");
                 }
                 assert_eq!(
-                    conn_lookup(s, H ^ 0x0001_0000, &state, || t0),
+                    conn_lookup(s, H ^ 0x0001_0000, || Some(&state), || t0),
                     ConnLookup::Ask
                 );
             }
             let handed = conn_handed_over(conn_handshake_stamp(H, t0, true));
             assert_eq!(handed, conn_handshake_stamp(H, t0, false));
-            assert_eq!(conn_lookup(handed, H, &state, || t0), ConnLookup::Maybe);
+            assert_eq!(
+                conn_lookup(handed, H, || Some(&state), || t0),
+                ConnLookup::Maybe
+            );
         }
     }
 

@@ -144,10 +144,12 @@ pub const KERNEL_COOKIE_LIFE_NS: u64 = 4 * 60 * 1_000_000_000;
 /// mode, no such cookie can still be valid. (A SYN on a 4-tuple in TIME_WAIT also reaches the
 /// kernel, which answers it with a cookie only while a listener's queue overflows, which the
 /// SYNs synguard answers do not fill; docs/own-cookies.md.)
+/// `state` is auto mode's ([`ModeState`]), asked for only in auto mode (a map lookup the other
+/// modes skip); none there: possible.
 #[inline(always)]
-pub fn kernel_cookies_possible(
+pub fn kernel_cookies_possible<'a>(
     mode: u32,
-    state: &ModeState,
+    state: impl FnOnce() -> Option<&'a ModeState>,
     kernel_ready: bool,
     monitor: bool,
     now_ns: u64,
@@ -157,10 +159,9 @@ pub fn kernel_cookies_possible(
     }
     match mode {
         MODE_ALWAYS => false,
-        MODE_AUTO => {
-            state.cookies_wanted == 0
-                || now_ns.wrapping_sub(state.wanted_since_ns) < KERNEL_COOKIE_LIFE_NS
-        }
+        MODE_AUTO => state().is_none_or(|s| {
+            s.cookies_wanted == 0 || now_ns.wrapping_sub(s.wanted_since_ns) < KERNEL_COOKIE_LIFE_NS
+        }),
         _ => true,
     }
 }
@@ -542,37 +543,59 @@ mod tests {
         // Always mode: the kernel answers no SYN.
         assert!(!kernel_cookies_possible(
             MODE_ALWAYS,
-            &off,
+            || Some(&off),
             true,
             false,
             now
         ));
         // Auto mode: while cookies are off, and for a cookie's life after they went on.
-        assert!(kernel_cookies_possible(MODE_AUTO, &off, true, false, now));
         assert!(kernel_cookies_possible(
             MODE_AUTO,
-            &on_since(KERNEL_COOKIE_LIFE_NS - 1),
+            || Some(&off),
+            true,
+            false,
+            now
+        ));
+        let young = on_since(KERNEL_COOKIE_LIFE_NS - 1);
+        let old = on_since(KERNEL_COOKIE_LIFE_NS);
+        assert!(kernel_cookies_possible(
+            MODE_AUTO,
+            || Some(&young),
             true,
             false,
             now
         ));
         assert!(!kernel_cookies_possible(
             MODE_AUTO,
-            &on_since(KERNEL_COOKIE_LIFE_NS),
+            || Some(&old),
             true,
             false,
             now
         ));
         // Every SYN goes to the kernel: monitor mode, a kernel not ready, cookies off.
-        assert!(kernel_cookies_possible(MODE_ALWAYS, &off, true, true, now));
         assert!(kernel_cookies_possible(
             MODE_ALWAYS,
-            &off,
+            || Some(&off),
+            true,
+            true,
+            now
+        ));
+        assert!(kernel_cookies_possible(
+            MODE_ALWAYS,
+            || Some(&off),
             false,
             false,
             now
         ));
-        assert!(kernel_cookies_possible(0, &off, true, false, now));
+        assert!(kernel_cookies_possible(0, || Some(&off), true, false, now));
+        // Auto mode without its state: possible.
+        assert!(kernel_cookies_possible(
+            MODE_AUTO,
+            || None,
+            true,
+            false,
+            now
+        ));
     }
 
     #[test]

@@ -30,10 +30,10 @@ const V4_MAPPED: u32 = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
 /// What the table says about the 4-tuple hashed `hash` (`synguard_common::maps::flow_hash`).
 #[inline(always)]
 pub fn lookup_hash(hash: u64) -> ConnLookup {
-    let (Some(state), Some(stamp)) = (SG_CONNS_STATE.get(0), SG_CONNS.get(conn_slot(hash))) else {
+    let Some(stamp) = SG_CONNS.get(conn_slot(hash)) else {
         return ConnLookup::Unknown;
     };
-    conn_lookup(*stamp, hash, state, crate::clock::now_ns)
+    conn_lookup(*stamp, hash, || SG_CONNS_STATE.get(0), crate::clock::now_ns)
 }
 
 /// Stamps the 4-tuple (hashed `hash`) of a handshake whose final ACK passes on a valid cookie,
