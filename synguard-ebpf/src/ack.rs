@@ -24,7 +24,6 @@ use aya_ebpf::{
 use synguard_common::{
     conns::ConnLookup,
     maps::{Config, cookies_own},
-    policy::Policy,
     reason::{Event, Reason},
     tcp::FIN,
 };
@@ -44,7 +43,7 @@ enum Found {
 }
 
 #[inline(always)]
-pub fn check(ctx: &XdpContext, pkt: &Packet, cfg: &Config, pol: &Policy) -> Reason {
+pub fn check(ctx: &XdpContext, pkt: &Packet, cfg: &Config) -> Reason {
     // The connection table first: it answers for almost every ACK without the kernel's
     // socket lookup (~45 ns when a socket is found, ~75 ns when not, docs/measuring.md). Its
     // "maybe" passes to the kernel; a request socket's, a closed connection's or another
@@ -82,7 +81,7 @@ pub fn check(ctx: &XdpContext, pkt: &Packet, cfg: &Config, pol: &Policy) -> Reas
         // Here rather than behind the tail call that own SYNs take (`own_entry.rs`): the check
         // fits in this program's verification (about 3 k more instructions), and the bench's
         // own bogus ACK fell from 74-75 to 67-70 ns, the valid one from 68 to 60.
-        return crate::own::check_ack(ctx, pkt, cfg, pol, crate::clock::now_ns());
+        return crate::own::check_ack(ctx, pkt, cfg, crate::clock::now_ns());
     }
     if kernel_cookie_valid(pkt) {
         count::event(Event::CookieAckAccepted);

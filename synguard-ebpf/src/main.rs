@@ -113,7 +113,7 @@ fn handle(ctx: &XdpContext, pol_seen: &mut Option<&'static Policy>) -> Reason {
     }
     match class {
         FlagClass::Syn => syn(ctx, pkt, cfg, pol),
-        FlagClass::Ack => ack::check(ctx, pkt, cfg, pol),
+        FlagClass::Ack => ack::check(ctx, pkt, cfg),
         FlagClass::SynAck => Reason::PassSynAck,
         FlagClass::Rst => Reason::PassRst,
         FlagClass::SynFin => Reason::DropSynFin,

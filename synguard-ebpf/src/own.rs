@@ -7,7 +7,6 @@ use aya_ebpf::{helpers::generated::bpf_xdp_adjust_meta, programs::XdpContext};
 use synguard_common::{
     maps::{Config, OWN_NO_SACK, OWN_NO_TIMESTAMPS, OWN_NO_WSCALE, kernel_cookies_possible},
     own_cookie::{self, CookieOpts, Flow},
-    policy::Policy,
     reason::{Event, Reason},
     reqsk::{self, CookieSecret, META_LEN, META_MAGIC, OwnAckMeta},
     tcp::{self, SynOptions},
@@ -15,7 +14,7 @@ use synguard_common::{
 
 use crate::{
     count,
-    maps::{SG_COOKIE_SECRET, SG_MODE, SG_OWN_HANDOFF, SG_READY},
+    maps::{SG_COOKIE_SECRET, SG_MODE, SG_OWN_HANDOFF, SG_POLICY, SG_READY},
     parse::Packet,
 };
 
@@ -119,8 +118,8 @@ fn check_cookie(secret: &CookieSecret, pkt: &Packet, now_ns: u64) -> Option<Cook
 
 /// `maps::kernel_cookies_possible` from the program's mode, readiness and monitor flag.
 #[inline(always)]
-fn kernel_may_have_sent(cfg: &Config, pol: &Policy, now_ns: u64) -> bool {
-    let Some(ready) = SG_READY.get(0) else {
+fn kernel_may_have_sent(cfg: &Config, now_ns: u64) -> bool {
+    let (Some(ready), Some(pol)) = (SG_READY.get(0), SG_POLICY.get(0)) else {
         return true;
     };
     kernel_cookies_possible(
@@ -135,13 +134,7 @@ fn kernel_may_have_sent(cfg: &Config, pol: &Policy, now_ns: u64) -> bool {
 /// Step 4b for an ACK without a socket, in own mode: a valid cookie passes marked for the TC
 /// program; anything else is dropped as an ACK flood.
 #[inline(always)]
-pub fn check_ack(
-    ctx: &XdpContext,
-    pkt: &Packet,
-    cfg: &Config,
-    pol: &Policy,
-    now_ns: u64,
-) -> Reason {
+pub fn check_ack(ctx: &XdpContext, pkt: &Packet, cfg: &Config, now_ns: u64) -> Reason {
     let Some(secret) = SG_COOKIE_SECRET.get(0) else {
         return Reason::ErrConfig;
     };
@@ -149,7 +142,7 @@ pub fn check_ack(
         // A cookie the kernel sent itself (its SYN queue overflowed while SYNs still went to
         // it: auto mode before a flood is detected) is the kernel's to check, while one can
         // still be valid: a sustained flood's bogus ACKs are spared the kernel's hash.
-        if kernel_may_have_sent(cfg, pol, now_ns) && crate::ack::kernel_cookie_valid(pkt) {
+        if kernel_may_have_sent(cfg, now_ns) && crate::ack::kernel_cookie_valid(pkt) {
             count::event(Event::CookieAckAccepted);
             crate::conns::stamp_handshake(pkt.flow_hash(), now_ns, false);
             return Reason::PassCookieAck;

@@ -18,7 +18,7 @@ use synguard_common::{
 
 use crate::{
     count,
-    maps::{SG_CONFIG, SG_OWN_HANDOFF, SG_OWN_PROG, SG_POLICY},
+    maps::{SG_CONFIG, SG_OWN_HANDOFF, SG_OWN_PROG},
     own,
     parse::Packet,
     synack,
@@ -82,10 +82,7 @@ pub fn handle(ctx: &XdpContext) -> Reason {
             }
             Err(reason) => reason,
         },
-        ACK => match SG_POLICY.get(0) {
-            Some(pol) => own::check_ack(ctx, pkt, cfg, pol, now),
-            None => Reason::ErrConfig,
-        },
+        ACK => own::check_ack(ctx, pkt, cfg, now),
         _ => Reason::ErrConfig,
     }
 }
