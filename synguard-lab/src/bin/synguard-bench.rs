@@ -20,10 +20,16 @@ struct Args {
     /// Also write the results as JSON to this file.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
+    /// The CPU every measurement runs on (default: the last one, which on these VMs takes the
+    /// fewest interrupts).
+    #[arg(long)]
+    cpu: Option<usize>,
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    let cpu = synguard_lab::testrun::bench::pin(args.cpu)?;
+    println!("measuring on CPU {cpu}");
     let mut bench = Bench::new()?;
     let results = bench.run(args.rounds, args.repeat, &args.path)?;
     print_table(&results, args.rounds, args.repeat);

@@ -556,6 +556,30 @@ fn summarize(path: &'static str, mut v: Vec<f64>, verdict: &'static str) -> Path
 }
 
 /// Prints the table: ns per packet and the ratio to the XDP_TX floor.
+/// Pins this process to `cpu` (default: the last CPU it may run on) for the whole run.
+/// `BPF_PROG_TEST_RUN` runs the program on the calling CPU, and the floor and each path are
+/// measured in turn: a process moving between CPUs put them on CPUs with different interrupt
+/// loads (on these VMs CPU 0 takes most: the floor measured 24-32 ns and the unprotected
+/// port 31-45 there, 26 and 31 on CPU 1, in runs one after the other).
+pub fn pin(cpu: Option<usize>) -> Result<usize> {
+    let pid = nix::unistd::Pid::from_raw(0);
+    let cpu = match cpu {
+        Some(c) => c,
+        None => {
+            let allowed = nix::sched::sched_getaffinity(pid).context("reading CPU affinity")?;
+            (0..nix::sched::CpuSet::count())
+                .rev()
+                .find(|&c| allowed.is_set(c).unwrap_or(false))
+                .context("no CPU to run on")?
+        }
+    };
+    let mut set = nix::sched::CpuSet::new();
+    set.set(cpu)
+        .with_context(|| format!("CPU {cpu} is out of range"))?;
+    nix::sched::sched_setaffinity(pid, &set).with_context(|| format!("pinning to CPU {cpu}"))?;
+    Ok(cpu)
+}
+
 pub fn print_table(results: &[PathResult], rounds: usize, repeat: u32) {
     let floor = results
         .iter()
