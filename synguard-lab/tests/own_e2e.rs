@@ -438,3 +438,91 @@ fn own_cookies_survive_a_hand_over() -> Result<()> {
     assert!(second.stop()?.success());
     Ok(())
 }
+
+/// A hand-over from own cookies to the kernel's, in auto mode: own cookies leave the kernel
+/// ready flag set all the time, which says nothing about `tcp_syncookies`, so the new instance
+/// must not adopt it as "the kernel's cookies are on". At the next flood it switches the kernel
+/// to 2 before the program sends a cookie, and every legitimate handshake completes.
+#[test]
+fn a_hand_over_from_own_to_kernel_cookies_switches_the_kernel_at_the_next_flood() -> Result<()> {
+    const HAND_OVER_EXIT: i32 = 75;
+    let fx = Fixture::new()?;
+    let _detach = Detach(&fx);
+    let syncookies = || fx.ns().sysctl_get("net.ipv4.tcp_syncookies");
+    let host = syncookies()?;
+    let args = |cookies| {
+        [
+            "--ports",
+            "80",
+            "--mode",
+            "auto",
+            "--cookies",
+            cookies,
+            "--syn-threshold",
+            "1000",
+            "--hold",
+            "1",
+        ]
+    };
+    let first = fx.synguard(&args("own"))?;
+    let status = first.signal_and_wait(nix::sys::signal::Signal::SIGUSR1)?;
+    assert_eq!(status.code(), Some(HAND_OVER_EXIT), "hand-over exit status");
+    let second = fx.synguard(&args("kernel"))?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !second.log_text().contains("replaced the running program") {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "no take-over:\n{}",
+            second.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = second.log_text();
+    assert!(!log.contains("cookies stay on"), "{log}");
+    assert_eq!(syncookies()?, host, "no flood yet: the host's value");
+    let s0 = second.stats()?;
+    let client = Continuous::start(
+        &fx.lab.client.ns,
+        vec![addr(false), addr(true)],
+        Duration::from_millis(20),
+    )?;
+    let spec = FloodSpec {
+        kind: FloodKind::Syn,
+        dst: SERVER_V4,
+        port: PORT,
+        count: 50_000,
+        interval_us: 20,
+        spoof: Some(spoof_addr(75)),
+    };
+    let flood = Flood::start(&fx.lab.attacker, spec)?;
+    // While the flood runs, the controller switches the kernel before cookies leave.
+    let mut switched = false;
+    for _ in 0..40 {
+        std::thread::sleep(Duration::from_millis(25));
+        switched |= syncookies()? == "2";
+    }
+    let flood = flood.wait(&fx.lab.attacker)?;
+    let legit = client.stop();
+    let s1 = second.stats()?;
+    let cookies = s1.delta(&s0, Reason::TxSynAckCookie);
+    eprintln!(
+        "{} SYNs after the hand-over: {cookies} kernel cookies; legit {} ok {} failed",
+        flood.sent(),
+        legit.ok,
+        legit.failed
+    );
+    assert!(
+        switched,
+        "tcp_syncookies never 2 during the flood:\n{}",
+        second.log_text()
+    );
+    assert!(cookies > 0, "no cookie sent");
+    assert!(
+        legit.ok > 0 && legit.failed == 0,
+        "legit: {:?}",
+        legit.last_error
+    );
+    assert!(second.stop()?.success());
+    assert_eq!(syncookies()?, host, "put back at exit");
+    Ok(())
+}
