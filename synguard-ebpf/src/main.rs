@@ -50,9 +50,9 @@ use crate::{
 #[inline(always)]
 pub fn synguard(ctx: XdpContext) -> u32 {
     let len = parse::frame_len(&ctx);
-    let mut pol = None;
+    let mut pol: Option<&Policy> = None;
     let reason = handle(&ctx, &mut pol);
-    finish(reason, len, pol)
+    finish(reason, len, pol.map(|p| p.monitor != 0))
 }
 
 /// Own cookies' SYN step, tail-called from `synguard` (`own_entry.rs`).
@@ -60,16 +60,17 @@ pub fn synguard(ctx: XdpContext) -> u32 {
 #[inline(always)]
 pub fn synguard_own_xdp(ctx: XdpContext) -> u32 {
     let len = parse::frame_len(&ctx);
-    finish(own_entry::handle(&ctx), len, None)
+    let (reason, monitor) = own_entry::handle(&ctx);
+    finish(reason, len, monitor)
 }
 
-/// Step 5, count, and the XDP action. `pol`: the policy if the packet's way looked it up
-/// already (one map lookup fewer per dropped or answered packet).
+/// Step 5, count, and the XDP action. `monitor`: monitor mode's flag if the packet's way knows
+/// it already (one map lookup fewer per dropped or answered packet).
 #[inline(always)]
-fn finish(mut reason: Reason, len: u64, pol: Option<&Policy>) -> u32 {
+fn finish(mut reason: Reason, len: u64, monitor: Option<bool>) -> u32 {
     // Monitor mode: every decision was made (and nothing rewritten, see `syn`), but anything
     // other than a pass is only counted as what would have happened.
-    if reason.verdict() != Verdict::Pass && monitoring(pol) {
+    if reason.verdict() != Verdict::Pass && monitoring(monitor) {
         count::would(reason, len);
         reason = Reason::PassMonitor;
     }
@@ -124,9 +125,9 @@ fn handle(ctx: &XdpContext, pol_seen: &mut Option<&'static Policy>) -> Reason {
 }
 
 #[inline(always)]
-fn monitoring(pol: Option<&Policy>) -> bool {
-    match pol {
-        Some(p) => p.monitor != 0,
+fn monitoring(known: Option<bool>) -> bool {
+    match known {
+        Some(m) => m,
         None => SG_POLICY.get(0).is_some_and(|p| p.monitor != 0),
     }
 }
@@ -170,7 +171,7 @@ fn answer(ctx: &XdpContext, pkt: &Packet, cfg: &Config, now: u64) -> Reason {
     if cookies_own(cfg.cookies) {
         return own_entry::hand_over(ctx, own_entry::SYN);
     }
-    match synack::answer(ctx, pkt, cfg, now, false) {
+    match synack::answer(ctx, pkt, cfg, now, None) {
         Ok(()) => {
             count::event(Event::CookieSent);
             Reason::TxSynAckCookie

@@ -14,7 +14,7 @@ use synguard_common::{
 
 use crate::{
     count,
-    maps::{SG_COOKIE_SECRET, SG_MODE, SG_OWN_HANDOFF, SG_POLICY, SG_READY},
+    maps::{SG_COOKIE_SECRET, SG_MODE, SG_POLICY, SG_READY},
     parse::Packet,
 };
 
@@ -61,15 +61,16 @@ pub fn host_options(mut opts: SynOptions, cfg: &Config) -> SynOptions {
 /// leaves one state per path through it (each with its own knowledge of every field); a value
 /// read from map memory is one unknown state, so what follows the walk is verified once rather
 /// than once per path (docs/verifier.md). Volatile: LLVM must not forward the store to the load.
+///
+/// # Safety
+/// `slot` must be this CPU's handoff slot's `opts` (`own_entry::handle`), touched by nothing
+/// else meanwhile.
 #[inline(always)]
-pub fn settle(opts: SynOptions) -> Result<SynOptions, Reason> {
-    let h = SG_OWN_HANDOFF.get_ptr_mut(0).ok_or(Reason::ErrConfig)?;
-    // SAFETY: this CPU's slot; only its `opts` field is touched here, through its own pointer
-    // (`own_entry::handle` holds references to other fields only).
+pub unsafe fn settle(slot: *mut SynOptions, opts: SynOptions) -> SynOptions {
+    // SAFETY: the caller's.
     unsafe {
-        let slot = &raw mut (*h).opts;
         core::ptr::write_volatile(slot, opts);
-        Ok(core::ptr::read_volatile(slot))
+        core::ptr::read_volatile(slot)
     }
 }
 

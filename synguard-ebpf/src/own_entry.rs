@@ -63,26 +63,28 @@ pub fn hand_over(ctx: &XdpContext, kind: u64) -> Reason {
     Reason::ErrConfig
 }
 
-/// `synguard_own_xdp`'s step.
+/// `synguard_own_xdp`'s step, and monitor mode's flag where it is known: `synguard` hands a
+/// SYN over only to be answered, never in monitor mode (`syn` returns before), and the frame is
+/// a SYN-ACK by now, which must go out as one.
 #[inline(always)]
-pub fn handle(ctx: &XdpContext) -> Reason {
+pub fn handle(ctx: &XdpContext) -> (Reason, Option<bool>) {
     let (Some(h), Some(cfg)) = (SG_OWN_HANDOFF.get_ptr_mut(0), SG_CONFIG.get(0)) else {
-        return Reason::ErrConfig;
+        return (Reason::ErrConfig, None);
     };
     let h = crate::maps::aligned(h);
     // SAFETY: this CPU's slot (see `hand_over`). References to `pkt` and `kind` only: `opts`
     // is written through its own pointer while `pkt` is borrowed (`own::settle`).
-    let (pkt, kind) = unsafe { (&(*h).pkt, (*h).kind) };
+    let (pkt, kind, opts) = unsafe { (&(*h).pkt, (*h).kind, &raw mut (*h).opts) };
     let now = crate::clock::now_ns();
     match kind {
-        SYN => match synack::answer(ctx, pkt, cfg, now, true) {
+        SYN => match synack::answer(ctx, pkt, cfg, now, Some(opts)) {
             Ok(()) => {
                 count::event(Event::CookieSent);
-                Reason::TxSynAckCookie
+                (Reason::TxSynAckCookie, Some(false))
             }
-            Err(reason) => reason,
+            Err(reason) => (reason, Some(false)),
         },
-        ACK => own::check_ack(ctx, pkt, cfg, now),
-        _ => Reason::ErrConfig,
+        ACK => (own::check_ack(ctx, pkt, cfg, now), None),
+        _ => (Reason::ErrConfig, None),
     }
 }

@@ -63,15 +63,16 @@ pub struct Scratch {
 /// says which step failed; the one after it, `DropReplyUnwritten`, drops the frame.
 #[inline(always)]
 ///
-/// `own`: a constant at each call site, so that each program carries only its kind of cookie
-/// (`synguard` the kernel's, `synguard_own_xdp` its own: verifying both in one program went past
-/// the verifier's 1 M-instruction limit, docs/verifier.md).
+/// `own`: where the SYN's options settle (`own::settle`) for an own cookie, none for the
+/// kernel's; `Some` or `None` at each call site, so that each program carries only its kind of
+/// cookie (`synguard` the kernel's, `synguard_own_xdp` its own: verifying both in one program went
+/// past the verifier's 1 M-instruction limit, docs/verifier.md).
 pub fn answer(
     ctx: &XdpContext,
     pkt: &Packet,
     cfg: &Config,
     now_ns: u64,
-    own: bool,
+    own: Option<*mut SynOptions>,
 ) -> Result<(), Reason> {
     let s = crate::maps::aligned(SG_SCRATCH.get_ptr_mut(0).ok_or(Reason::ErrStore)?);
     // SAFETY: this CPU's slot of a per-CPU map; XDP does not nest on a CPU.
@@ -83,11 +84,13 @@ pub fn answer(
         th_len,
     } = unsafe { &mut *s };
     let th_len = load_syn_header(ctx, pkt, syn, th_len)?;
-    let (isn, mss, class, ecn, opts) = if own {
-        let opts = own::settle(own::host_options(
+    let (isn, mss, class, ecn, opts) = if let Some(opts_slot) = own {
+        let walked = own::host_options(
             tcp::parse_syn_options_in(&syn.opts, (th_len - TCP_LEN) as usize, walk),
             cfg,
-        ))?;
+        );
+        // SAFETY: the handoff slot's `opts`, which only this step touches (the caller's).
+        let opts = unsafe { own::settle(opts_slot, walked) };
         // Verifier workaround: checked after the option walk, not before it. Before it, the
         // checksum's two outcomes reach the walk with different knowledge of `th_len` and the
         // walk is verified twice over, past the 1 M-instruction limit (docs/verifier.md).
@@ -116,7 +119,7 @@ pub fn answer(
         mss,
         class,
         ecn,
-        own,
+        own: own.is_some(),
     };
     let (mut tcp_w, tcp_len) = tcp_words(pkt, cfg, &opts, &c, now_ns);
     let (ip_w, pseudo, ip_len) = ip_words(pkt, tcp_len);
