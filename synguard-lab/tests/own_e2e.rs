@@ -14,6 +14,7 @@ use synguard_lab::lab::traffic::{self, ConnReport, Continuous, Transfer};
 
 mod common;
 use common::e2e::table_maybes;
+use common::ops::{HAND_OVER_EXIT, wait_log};
 use common::{Fixture, PORT, addr};
 
 const MIB: u64 = 1 << 20;
@@ -388,7 +389,6 @@ impl Drop for Detach<'_> {
 /// is carried over, and clients connecting all along never fail.
 #[test]
 fn own_cookies_survive_a_hand_over() -> Result<()> {
-    const HAND_OVER_EXIT: i32 = 75;
     let fx = Fixture::new()?;
     let _detach = Detach(&fx);
     let args = ["--ports", "80", "--mode", "always", "--cookies", "own"];
@@ -406,15 +406,7 @@ fn own_cookies_survive_a_hand_over() -> Result<()> {
     std::thread::sleep(Duration::from_millis(800));
     let second = fx.synguard(&args)?;
     // `stats` answers from the pins at once; the new program is in once the log says so.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !second.log_text().contains("replaced the running program") {
-        ensure!(
-            std::time::Instant::now() < deadline,
-            "no take-over:\n{}",
-            second.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_log(&second, "replaced the running program")?;
     let log = second.log_text();
     assert!(
         log.contains("carried over from the previous program"),
@@ -445,7 +437,6 @@ fn own_cookies_survive_a_hand_over() -> Result<()> {
 /// to 2 before the program sends a cookie, and every legitimate handshake completes.
 #[test]
 fn a_hand_over_from_own_to_kernel_cookies_switches_the_kernel_at_the_next_flood() -> Result<()> {
-    const HAND_OVER_EXIT: i32 = 75;
     let fx = Fixture::new()?;
     let _detach = Detach(&fx);
     let syncookies = || fx.ns().sysctl_get("net.ipv4.tcp_syncookies");
@@ -468,15 +459,7 @@ fn a_hand_over_from_own_to_kernel_cookies_switches_the_kernel_at_the_next_flood(
     let status = first.signal_and_wait(nix::sys::signal::Signal::SIGUSR1)?;
     assert_eq!(status.code(), Some(HAND_OVER_EXIT), "hand-over exit status");
     let second = fx.synguard(&args("kernel"))?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !second.log_text().contains("replaced the running program") {
-        ensure!(
-            std::time::Instant::now() < deadline,
-            "no take-over:\n{}",
-            second.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_log(&second, "replaced the running program")?;
     let log = second.log_text();
     assert!(!log.contains("cookies stay on"), "{log}");
     assert_eq!(syncookies()?, host, "no flood yet: the host's value");
