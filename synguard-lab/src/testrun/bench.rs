@@ -555,7 +555,6 @@ fn summarize(path: &'static str, mut v: Vec<f64>, verdict: &'static str) -> Path
     }
 }
 
-/// Prints the table: ns per packet and the ratio to the XDP_TX floor.
 /// Pins this process to `cpu` (default: the last CPU it may run on) for the whole run.
 /// `BPF_PROG_TEST_RUN` runs the program on the calling CPU, and the floor and each path are
 /// measured in turn: a process moving between CPUs put them on CPUs with different interrupt
@@ -580,6 +579,7 @@ pub fn pin(cpu: Option<usize>) -> Result<usize> {
     Ok(cpu)
 }
 
+/// Prints the table: ns per packet and the ratio to the XDP_TX floor.
 pub fn print_table(results: &[PathResult], rounds: usize, repeat: u32) {
     let floor = results
         .iter()
