@@ -195,12 +195,19 @@ fn fmt_rate(v: Option<f64>) -> String {
 /// ended: the table stars them.
 pub const FEW_CONNECTS: f64 = 50.0;
 
+/// Whether `c`'s median run completed fewer than [`FEW_CONNECTS`] connections during the flood.
+fn few_connects(c: &Cell) -> bool {
+    c.median("connect_samples")
+        .is_some_and(|n| n < FEW_CONNECTS)
+}
+
 /// A latency percentile of `c` in ms, starred when its median run had few connections.
 fn fmt_latency(c: &Cell, metric: &str) -> String {
     let v = fmt_num(c.median(metric), 2);
-    match c.median("connect_samples") {
-        Some(n) if n < FEW_CONNECTS && v != "-" => format!("{v}*"),
-        _ => v,
+    if few_connects(c) && v != "-" {
+        format!("{v}*")
+    } else {
+        v
     }
 }
 
@@ -285,11 +292,7 @@ pub fn table(report: &Report) -> String {
             fmt_num(m("established_mbps").median, 0),
         );
     }
-    let few = |c: &Cell| {
-        c.median("connect_samples")
-            .is_some_and(|n| n < FEW_CONNECTS)
-    };
-    if report.cells.iter().any(few) {
+    if report.cells.iter().any(few_connects) {
         let _ = writeln!(
             t,
             "* from fewer than {FEW_CONNECTS} connections completed during the flood (conn/s): \
