@@ -13,7 +13,6 @@ macro_rules! map_name {
     (READY) => { "SG_READY" };
     (SYN_WINDOW) => { "SG_SYN_WINDOW" };
     (REFRESH) => { "SG_REFRESH" };
-    (SCRATCH) => { "SG_SCRATCH" };
     (VERDICTS) => { "SG_VERDICTS" };
     (EVENTS) => { "SG_EVENTS" };
     (CLOSING) => { "SG_CLOSING" };
@@ -29,7 +28,7 @@ macro_rules! map_name {
     (PORT_SYNS) => { "SG_PORT_SYNS" };
     (COOKIE_SECRET) => { "SG_COOKIE_SECRET" };
     (OWN_PROG) => { "SG_OWN_PROG" };
-    (OWN_HANDOFF) => { "SG_OWN_HANDOFF" };
+    (WORKSPACE) => { "SG_WORKSPACE" };
     (TAI_OFFSET) => { "SG_TAI_OFFSET" };
     (CLOSING_FILTER) => { "SG_CLOSING_FILTER" };
     (CONNS) => { "SG_CONNS" };
@@ -65,8 +64,6 @@ name_consts! {
     SYN_WINDOW,
     /// Listener refresh stamps, [`crate::maps::refresh_slot`].
     REFRESH,
-    /// The program's per-CPU reply-building buffers (never pinned, never read by the loader).
-    SCRATCH,
     /// [`crate::maps::Counter`] per reason, per CPU.
     VERDICTS,
     /// Event counts per CPU.
@@ -95,9 +92,9 @@ name_consts! {
     /// Program array: entry 0 is the XDP program `synguard_own_xdp`, which `synguard` tail-calls
     /// for own-cookie SYNs.
     OWN_PROG,
-    /// Per CPU: the parsed packet `synguard` hands to `synguard_own_xdp` (never read by the
-    /// loader).
-    OWN_HANDOFF,
+    /// Per CPU: the parsed packet, the hand-over to `synguard_own_xdp` and the reply being
+    /// built (never read by the loader).
+    WORKSPACE,
     /// Per CPU: [`crate::tai::TaiOffset`], own cookies' clock (never read by the loader).
     TAI_OFFSET,
     /// The recently-closed table's filter, [`crate::maps::closing_filter_slot`].

@@ -25,6 +25,7 @@ mod parse;
 mod policy;
 mod synack;
 mod verify;
+mod workspace;
 
 use aya_ebpf::{
     bindings::xdp_action,
@@ -42,6 +43,8 @@ use crate::{
     decide::SynAction,
     maps::{SG_CONFIG, SG_POLICY},
     parse::Packet,
+    synack::Scratch,
+    workspace::{HandOver, Workspace},
 };
 
 // Inlined into the entry point the macro generates: a BPF-to-BPF call costs a call and a return,
@@ -86,13 +89,16 @@ fn finish(mut reason: Reason, len: u64, monitor: Option<bool>) -> u32 {
 #[inline(always)]
 fn handle(ctx: &XdpContext, pol_seen: &mut Option<&'static Policy>) -> Reason {
     // Parse.
-    let Some(slot) = own_entry::packet_slot() else {
+    let Some(ws) = workspace::get() else {
         return Reason::ErrConfig;
     };
-    if let Err(reason) = parse::parse(ctx, slot) {
+    let Workspace {
+        pkt, hand, reply, ..
+    } = ws;
+    if let Err(reason) = parse::parse(ctx, pkt) {
         return reason;
     }
-    let pkt: &Packet = slot;
+    let pkt: &Packet = pkt;
     // Classify. The port first: traffic to other ports pays nothing more.
     if !decide::port_protected(pkt.dport()) {
         return Reason::PassUnprotectedPort;
@@ -113,7 +119,7 @@ fn handle(ctx: &XdpContext, pol_seen: &mut Option<&'static Policy>) -> Reason {
         return reason;
     }
     match class {
-        FlagClass::Syn => syn(ctx, pkt, cfg, pol),
+        FlagClass::Syn => syn(ctx, Syn { pkt, hand, reply }, cfg, pol),
         FlagClass::Ack => ack::check(ctx, pkt, cfg),
         FlagClass::SynAck => Reason::PassSynAck,
         FlagClass::Rst => Reason::PassRst,
@@ -122,6 +128,13 @@ fn handle(ctx: &XdpContext, pol_seen: &mut Option<&'static Policy>) -> Reason {
         FlagClass::NoFlags => Reason::DropNoFlags,
         FlagClass::NoAck => Reason::DropNoAck,
     }
+}
+
+/// A SYN in this CPU's workspace: the parsed packet and where its answer is prepared.
+struct Syn<'a> {
+    pkt: &'a Packet,
+    hand: &'a mut HandOver,
+    reply: &'a mut Scratch,
 }
 
 #[inline(always)]
@@ -133,7 +146,8 @@ fn monitoring(known: Option<bool>) -> bool {
 }
 
 #[inline(always)]
-fn syn(ctx: &XdpContext, pkt: &Packet, cfg: &Config, pol: &Policy) -> Reason {
+fn syn(ctx: &XdpContext, syn: Syn, cfg: &Config, pol: &Policy) -> Reason {
+    let pkt = syn.pkt;
     let now = crate::clock::now_ns();
     let wanted = decide::observe_syn(ctx, cfg, pkt.dport(), now);
     if let Some(reason) = policy::lists(pkt, pol) {
@@ -161,17 +175,17 @@ fn syn(ctx: &XdpContext, pkt: &Packet, cfg: &Config, pol: &Policy) -> Reason {
                 // Would answer; the frame stays as it is and passes (see `synguard`).
                 return Reason::TxSynAckCookie;
             }
-            answer(ctx, pkt, cfg, now)
+            answer(ctx, syn, cfg, now)
         }
     }
 }
 
 #[inline(always)]
-fn answer(ctx: &XdpContext, pkt: &Packet, cfg: &Config, now: u64) -> Reason {
+fn answer(ctx: &XdpContext, syn: Syn, cfg: &Config, now: u64) -> Reason {
     if cookies_own(cfg.cookies) {
-        return own_entry::hand_over(ctx, own_entry::SYN);
+        return own_entry::hand_over(ctx, syn.hand, own_entry::SYN, now);
     }
-    match synack::answer(ctx, pkt, cfg, now, None) {
+    match synack::answer(ctx, syn.pkt, syn.reply, cfg, now, None) {
         Ok(()) => {
             count::event(Event::CookieSent);
             Reason::TxSynAckCookie

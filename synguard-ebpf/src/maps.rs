@@ -24,7 +24,7 @@ use synguard_common::{
 
 use synguard_ebpf::sg_map;
 
-use crate::{own_entry::Handoff, synack::Scratch};
+use crate::workspace::Workspace;
 
 sg_map! {
     /// `synguard_own_xdp`, loaded and inserted by the loader in own-cookie mode.
@@ -32,8 +32,8 @@ sg_map! {
 }
 
 sg_map! {
-    /// What `synguard` parsed, for `synguard_own_xdp` (see `own_entry`).
-    OWN_HANDOFF => static SG_OWN_HANDOFF: PerCpuArray<Handoff> =
+    /// Per CPU: the packet's parsed headers, hand-over and reply buffers (`workspace`).
+    WORKSPACE => static SG_WORKSPACE: PerCpuArray<Workspace> =
         PerCpuArray::with_max_entries(1, 0);
 }
 
@@ -78,11 +78,6 @@ sg_map! {
 sg_map! {
     /// Last time a SYN went to the kernel per (port, family), see `decide::refresh_due`.
     REFRESH => static SG_REFRESH: Array<u64> = Array::with_max_entries(REFRESH_SLOTS, 0);
-}
-
-sg_map! {
-    /// Reply-building buffers, see `synack::Scratch`.
-    SCRATCH => static SG_SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 }
 
 sg_map! {

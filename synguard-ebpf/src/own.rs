@@ -57,13 +57,14 @@ pub fn host_options(mut opts: SynOptions, cfg: &Config) -> SynOptions {
     opts
 }
 
-/// `opts` as read back from this CPU's handoff slot. Verifier workaround: the option walk
-/// leaves one state per path through it (each with its own knowledge of every field); a value
-/// read from map memory is one unknown state, so what follows the walk is verified once rather
-/// than once per path (docs/verifier.md). Volatile: LLVM must not forward the store to the load.
+/// `opts` as read back from this CPU's workspace (`Workspace::opts`). Verifier workaround: the
+/// option walk leaves one state per path through it (each with its own knowledge of every
+/// field); a value read from map memory is one unknown state, so what follows the walk is
+/// verified once rather than once per path (docs/verifier.md). Volatile: LLVM must not forward
+/// the store to the load.
 ///
 /// # Safety
-/// `slot` must be this CPU's handoff slot's `opts` (`own_entry::handle`), touched by nothing
+/// `slot` must be this CPU's `Workspace::opts` (`own_entry::handle`), touched by nothing
 /// else meanwhile.
 #[inline(always)]
 pub unsafe fn settle(slot: *mut SynOptions, opts: SynOptions) -> SynOptions {

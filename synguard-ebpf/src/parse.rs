@@ -66,7 +66,7 @@ pub struct Packet {
 }
 
 /// The lengths and offsets come back masked to the widths they can have. Verifier workaround:
-/// the path after parsing reads the packet from map memory (`own_entry::packet_slot`), whose values
+/// the path after parsing reads the packet from map memory (`workspace::Workspace::pkt`), whose values
 /// the verifier does not track; a mask gives each an unsigned bound it proves at once (a range
 /// check instead may be turned by LLVM into a signed comparison that leaves the minimum
 /// negative). Parsing guaranteed the same bounds, so the masks change nothing.
@@ -338,8 +338,8 @@ fn ipv6(ctx: &XdpContext, off: u64, frame: u64, ip: &mut IpHeader) -> Result<(u6
     Ok((next, off + IPV6_LEN + payload))
 }
 
-/// Parses a frame down to its TCP header, into `out` (this CPU's handoff slot,
-/// `own_entry::packet_slot`: the headers are copied once, straight where the rest of the path
+/// Parses a frame down to its TCP header, into `out` (this CPU's workspace,
+/// `workspace.rs`: the headers are copied once, straight where the rest of the path
 /// and the own-cookie program read them).
 #[inline(always)]
 pub fn parse(ctx: &XdpContext, out: &mut Packet) -> Result<(), Reason> {

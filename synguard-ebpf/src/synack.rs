@@ -1,7 +1,7 @@
 //! Step 4a, act on a SYN: rewrite the frame in place into a SYN-ACK whose sequence number is a
 //! SYN cookie the host kernel will accept, and send it back out of the same interface (XDP_TX).
 //!
-//! The reply's IP and TCP headers are built in per-CPU scratch memory and written into the frame
+//! The reply's IP and TCP headers are built in this CPU's workspace (`Scratch`) and written into the frame
 //! with packet stores (`frame_write`), after resizing the frame at the head (growing) or the tail
 //! (shrinking).
 //! Growing the tail fails for most hping3 SYNs on veth for lack of tailroom
@@ -27,9 +27,7 @@ use synguard_common::{
 };
 
 use crate::{
-    frame_write,
-    maps::SG_SCRATCH,
-    own,
+    frame_write, own,
     parse::{self, IPV4_LEN, IPV6_LEN, Packet, TCP_LEN},
 };
 
@@ -41,10 +39,10 @@ pub struct SynHeader {
     opts: [u8; MAX_OPTIONS],
 }
 
-/// Per-CPU scratch space for building a reply. Verifier workaround: these buffers together with
-/// the parsed headers exceed the 512-byte BPF stack, so they live in a per-CPU array map value
-/// (`maps::SG_SCRATCH`). Every byte that is read is written first for each packet. Aligned for
-/// word-wise copies (see `parse::Packet`).
+/// Buffers for building a reply, in this CPU's workspace (`workspace::Workspace::reply`).
+/// Verifier workaround: these buffers together with the parsed headers exceed the 512-byte BPF
+/// stack, so they live in a per-CPU array map value. Every byte that is read is written first
+/// for each packet. Aligned for word-wise copies (see `parse::Packet`).
 #[repr(C, align(8))]
 pub struct Scratch {
     syn: SynHeader,
@@ -61,35 +59,35 @@ pub struct Scratch {
 /// Answers the SYN in `pkt` with a cookie SYN-ACK. On error the frame is untouched (every
 /// failure point but one comes before the resize, the first change to the frame) and the reason
 /// says which step failed; the one after it, `DropReplyUnwritten`, drops the frame.
-#[inline(always)]
 ///
-/// `own`: where the SYN's options settle (`own::settle`) for an own cookie, none for the
-/// kernel's; `Some` or `None` at each call site, so that each program carries only its kind of
-/// cookie (`synguard` the kernel's, `synguard_own_xdp` its own: verifying both in one program went
-/// past the verifier's 1 M-instruction limit, docs/verifier.md).
+/// `scratch`: this CPU's reply buffers. `own`: where the SYN's options settle (`own::settle`)
+/// for an own cookie, none for the kernel's; `Some` or `None` at each call site, so that each
+/// program carries only its kind of cookie (`synguard` the kernel's, `synguard_own_xdp` its own:
+/// verifying both in one program went past the verifier's 1 M-instruction limit,
+/// docs/verifier.md).
+#[inline(always)]
 pub fn answer(
     ctx: &XdpContext,
     pkt: &Packet,
+    scratch: &mut Scratch,
     cfg: &Config,
     now_ns: u64,
     own: Option<*mut SynOptions>,
 ) -> Result<(), Reason> {
-    let s = crate::maps::aligned(SG_SCRATCH.get_ptr_mut(0).ok_or(Reason::ErrStore)?);
-    // SAFETY: this CPU's slot of a per-CPU map; XDP does not nest on a CPU.
     let Scratch {
         syn,
         tcp,
         ip,
         walk,
         th_len,
-    } = unsafe { &mut *s };
+    } = scratch;
     let th_len = load_syn_header(ctx, pkt, syn, th_len)?;
     let (isn, mss, class, ecn, opts) = if let Some(opts_slot) = own {
         let walked = own::host_options(
             tcp::parse_syn_options_in(&syn.opts, (th_len - TCP_LEN) as usize, walk),
             cfg,
         );
-        // SAFETY: the handoff slot's `opts`, which only this step touches (the caller's).
+        // SAFETY: the workspace's `opts`, which only this step touches (the caller's).
         let opts = unsafe { own::settle(opts_slot, walked) };
         // Verifier workaround: checked after the option walk, not before it. Before it, the
         // checksum's two outcomes reach the walk with different knowledge of `th_len` and the

@@ -392,8 +392,9 @@ mod tests {
     /// this program must want every one of them with the same layout, or a take-over of such an
     /// instance would reset its state (or, for the link's maps, fail). The exceptions hold no
     /// state: the config map, which every start writes whole and which grew (own MAC,
-    /// request-socket ISN offset) since that release, and the per-packet scratch value, which
-    /// grew by the option walk's state (every byte of it is written before it is read).
+    /// request-socket ISN offset) since that release, and the per-packet scratch map, which
+    /// this program no longer has (its buffers moved into `SG_WORKSPACE`, which holds no state
+    /// between packets either).
     #[test]
     fn pins_of_an_earlier_release_are_reused() {
         let golden = include_str!("../../tests/fixtures/pin-layout-0434865.txt");
@@ -421,7 +422,8 @@ mod tests {
             reset,
             [
                 synguard_common::names::CONFIG,
-                synguard_common::names::SCRATCH
+                // That release's per-packet scratch map.
+                "SG_SCRATCH"
             ],
             "{:?}",
             plan.reset
