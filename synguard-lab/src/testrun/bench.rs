@@ -1,6 +1,8 @@
 //! `cargo xtask bench`: the XDP program's time per packet for each path, from
 //! `BPF_PROG_TEST_RUN` with `repeat`, beside a minimal address-swapping XDP_TX program measured in
-//! the same run as the floor.
+//! the same run as the floor. The floor is also measured right before every round of every
+//! path, and each path's ratio to the floor is the median of those pairs: the host's speed
+//! drifts by tens of percent over a run on these VMs, and a pair sees the same drift.
 //!
 //! Each figure is checked to measure the path it names: the verdict counter of that path must grow
 //! by exactly the number of runs. Rewriting paths (a SYN answered) run under `lab_restore`, which
@@ -91,6 +93,9 @@ pub struct PathResult {
     pub ns_median: f64,
     pub ns_min: f64,
     pub ns_max: f64,
+    /// Median over the rounds of the round's ns over the XDP_TX floor's, measured right before
+    /// it (`Bench::floor_round`).
+    pub floor_ratio: f64,
     /// What the program did on this path.
     pub verdict: &'static str,
 }
@@ -107,6 +112,8 @@ pub struct Bench {
     /// Keeps the established connection the "established data" path needs alive.
     _conn: (TcpListener, TcpStream, TcpStream),
     est_frame: Vec<u8>,
+    /// The frame the XDP_TX floor runs on (the IPv4 SYN of the SYN paths).
+    floor_frame: Vec<u8>,
 }
 
 const PORT: u16 = 80;
@@ -168,6 +175,7 @@ impl Bench {
             lab_own,
             _conn: (listener, client, server),
             est_frame,
+            floor_frame: Vec::new(),
         })
     }
 
@@ -231,6 +239,17 @@ impl Bench {
         Ok((r.duration.as_nanos() as f64, r.return_value))
     }
 
+    /// One round of the XDP_TX floor, on the SYN frame, as every path's round is paired with.
+    fn floor_round(lab: &Ebpf, frame: &[u8], repeat: u32) -> Result<f64> {
+        let prog: &Xdp = lab
+            .program("lab_swap_tx")
+            .ok_or_else(|| anyhow!("no lab_swap_tx"))?
+            .try_into()?;
+        let (ns, act) = Self::time(prog, frame, repeat)?;
+        ensure!(act == XDP_TX, "floor: returned {act}");
+        Ok(ns)
+    }
+
     /// Runs every path whose name contains `filter` (all with an empty filter) `rounds` times
     /// with `repeat` runs each and returns the figures.
     pub fn run(&mut self, rounds: usize, repeat: u32, filter: &str) -> Result<Vec<PathResult>> {
@@ -242,6 +261,7 @@ impl Bench {
             Tags::None,
             &Segment::syn(40000, PORT, 7, frames::linux_syn_options(1440, 1, 7)),
         );
+        self.floor_frame = syn.clone();
         let (good_ack, bogus_ack) = self.acks(&syn, false)?;
         let (own_good, own_bogus) = self.acks(&syn, true)?;
         let unprotected = frames::client_syn_v4(
@@ -358,18 +378,19 @@ impl Bench {
         own: bool,
     ) -> Result<Vec<PathResult>> {
         let mut results = Vec::new();
-        let fx = if own {
-            &mut self.own
+        let (fx, lab) = if own {
+            (&mut self.own, &self.lab_own)
         } else {
-            &mut self.fixture
+            (&mut self.fixture, &self.lab)
         };
         for &(name, frame, reason, table) in paths {
             if !name.contains(filter) {
                 continue;
             }
-            let mut v = Vec::new();
+            let (mut v, mut floors) = (Vec::new(), Vec::new());
             for _ in 0..rounds {
                 connection_table(fx, &self.est_frame, table)?;
+                floors.push(Self::floor_round(lab, &self.floor_frame, repeat)?);
                 let before = fx.verdict(reason)?;
                 let (ns, act) = Self::time(fx.program()?, frame, repeat)?;
                 let after = fx.verdict(reason)?;
@@ -381,7 +402,7 @@ impl Bench {
                 ensure!(act != XDP_TX, "{name}: unexpected XDP_TX");
                 v.push(ns);
             }
-            results.push(summarize(name, v, reason.name()));
+            results.push(summarize(name, v, &floors, reason.name()));
         }
         Ok(results)
     }
@@ -402,8 +423,9 @@ impl Bench {
         let fx = if own { &self.own } else { &self.fixture };
         let target_fd = fx.program()?.fd()?.try_clone()?;
         for &(name, frame, reason, want, forget) in paths {
-            let mut v = Vec::new();
+            let (mut v, mut floors) = (Vec::new(), Vec::new());
             for _ in 0..rounds {
+                floors.push(Self::floor_round(self.lab(own), &self.floor_frame, repeat)?);
                 self.set_target(own, pass_fd.try_clone()?, frame, forget)?;
                 let wrapper = self.lab_prog(own, "lab_restore")?;
                 let (wrapper, act) = Self::time(wrapper, frame, repeat)?;
@@ -422,7 +444,7 @@ impl Bench {
                 );
                 v.push((total - wrapper).max(0.0));
             }
-            results.push(summarize(name, v, reason.name()));
+            results.push(summarize(name, v, &floors, reason.name()));
         }
         Ok(results)
     }
@@ -457,8 +479,9 @@ impl Bench {
             Ok(n)
         };
         let before = events()?;
-        let mut v = Vec::new();
+        let (mut v, mut floors) = (Vec::new(), Vec::new());
         for _ in 0..rounds {
+            floors.push(Self::floor_round(&self.lab, &self.floor_frame, repeat)?);
             let r = tc.test_run(TestRunOptions {
                 data_in: Some(frame),
                 repeat,
@@ -477,7 +500,7 @@ impl Bench {
         } else {
             "own: TC, packet without mark"
         };
-        Ok(summarize(name, v, "tc_act_ok"))
+        Ok(summarize(name, v, &floors, "tc_act_ok"))
     }
 
     /// The floors, measured the same way in the same run.
@@ -492,13 +515,16 @@ impl Bench {
             ),
             ("floor: XDP_DROP", "lab_drop", XDP_DROP, "drop"),
         ] {
-            let mut v = Vec::new();
+            let (mut v, mut floors) = (Vec::new(), Vec::new());
             for _ in 0..rounds {
+                // The XDP_TX floor's pair is itself once more: its ratio shows the noise
+                // between two rounds one after the other.
+                floors.push(Self::floor_round(&self.lab, syn, repeat)?);
                 let (ns, act) = Self::time(self.lab_prog(false, prog)?, syn, repeat)?;
                 ensure!(act == want, "{name}: returned {act}");
                 v.push(ns);
             }
-            results.push(summarize(name, v, verdict));
+            results.push(summarize(name, v, &floors, verdict));
         }
         Ok(results)
     }
@@ -544,15 +570,28 @@ impl Bench {
     }
 }
 
-fn summarize(path: &'static str, mut v: Vec<f64>, verdict: &'static str) -> PathResult {
-    v.sort_by(|a, b| a.total_cmp(b));
+/// A path's figures from its rounds' ns `v` and the floor's ns measured right before each.
+fn summarize(path: &'static str, v: Vec<f64>, floors: &[f64], verdict: &'static str) -> PathResult {
+    let ratios: Vec<f64> = v.iter().zip(floors).map(|(ns, f)| ns / f).collect();
+    let ns = sorted(v);
     PathResult {
         path,
-        ns_median: v[v.len() / 2],
-        ns_min: v[0],
-        ns_max: v[v.len() - 1],
+        ns_median: median(&ns),
+        ns_min: ns[0],
+        ns_max: ns[ns.len() - 1],
+        floor_ratio: median(&sorted(ratios)),
         verdict,
     }
+}
+
+fn sorted(mut v: Vec<f64>) -> Vec<f64> {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v
+}
+
+/// The middle value of a sorted, non-empty slice (the upper one of two).
+fn median(sorted: &[f64]) -> f64 {
+    sorted[sorted.len() / 2]
 }
 
 /// Pins this process to `cpu` (default: the last CPU it may run on) for the whole run.
@@ -579,15 +618,14 @@ pub fn pin(cpu: Option<usize>) -> Result<usize> {
     Ok(cpu)
 }
 
-/// Prints the table: ns per packet and the ratio to the XDP_TX floor.
+/// Prints the table: ns per packet and the ratio to the XDP_TX floor (median of the rounds'
+/// pairs, [`PathResult::floor_ratio`]).
 pub fn print_table(results: &[PathResult], rounds: usize, repeat: u32) {
-    let floor = results
-        .iter()
-        .find(|r| r.path.starts_with("floor: swap"))
-        .map(|r| r.ns_median)
-        .unwrap_or(f64::NAN);
     println!(
         "synguard XDP program, ns per packet (BPF_PROG_TEST_RUN, {rounds} rounds x {repeat} runs; median [min..max])"
+    );
+    println!(
+        "x floor: median over the rounds of each round / the XDP_TX floor measured right before it"
     );
     println!(
         "{:<34} {:>9} {:>19} {:>10}  counted as",
@@ -599,8 +637,29 @@ pub fn print_table(results: &[PathResult], rounds: usize, repeat: u32) {
             r.path,
             r.ns_median,
             format!("[{:.1}..{:.1}]", r.ns_min, r.ns_max),
-            r.ns_median / floor,
+            r.floor_ratio,
             r.verdict
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ratio_pairs_each_round_with_its_own_floor() {
+        // The host slows down by half for the last two rounds: the path and its floor alike.
+        let path = vec![100.0, 100.0, 150.0, 150.0, 100.0];
+        let floors = [25.0, 25.0, 37.5, 37.5, 25.0];
+        let r = summarize("p", path, &floors, "v");
+        assert_eq!(r.floor_ratio, 4.0);
+        assert_eq!((r.ns_min, r.ns_median, r.ns_max), (100.0, 100.0, 150.0));
+    }
+
+    #[test]
+    fn the_median_of_an_odd_and_an_even_count() {
+        assert_eq!(median(&sorted(vec![3.0, 1.0, 2.0])), 2.0);
+        assert_eq!(median(&sorted(vec![4.0, 1.0, 3.0, 2.0])), 3.0);
     }
 }
