@@ -25,7 +25,8 @@ use crate::{
     workspace::{self, HandOver},
 };
 
-/// `HandOver::kind` of a SYN to answer (zero, a fresh workspace's, is no step).
+/// `HandOver::kind` of a SYN to answer (zero, a fresh workspace's or a consumed one's, is no
+/// step).
 pub const SYN: u64 = 1;
 
 /// Hands the packet parsed into this CPU's workspace to `synguard_own_xdp`, with the clock's
@@ -54,10 +55,12 @@ pub fn handle(ctx: &XdpContext) -> (Reason, Option<bool>) {
     let Some(ws) = workspace::get() else {
         return (Reason::ErrConfig, None);
     };
-    let (pkt, now) = (&ws.pkt, ws.hand.now_ns);
     if ws.hand.kind != SYN {
         return (Reason::ErrConfig, None);
     }
+    // Consumed: only a hand-over made for this packet can name a step.
+    ws.hand.kind = 0;
+    let (pkt, now) = (&ws.pkt, ws.hand.now_ns);
     match synack::answer(ctx, pkt, &mut ws.reply, cfg, now, Some(&raw mut ws.opts)) {
         Ok(()) => {
             count::event(Event::CookieSent);

@@ -3,6 +3,7 @@
 //! test knows, keeps window scale and SACK without a timestamp, and passes the returning ACK
 //! marked for the TC program; bogus and tampered ACKs are dropped. Root (`cargo xtask test`).
 
+use aya::programs::{TestRun as _, TestRunOptions};
 use etherparse::{SlicedPacket, TcpOptionElement, TransportSlice};
 use synguard_common::{
     maps::{COOKIES_OWN, MODE_ALWAYS, MODE_AUTO},
@@ -229,6 +230,41 @@ fn own_cookie_handshake_keeps_options_without_timestamps() {
     // BPF_PROG_TEST_RUN gives XDP a metadata area, as veth does.
     assert_eq!(f.event(Event::OwnCookieAckMarked).unwrap(), n);
     assert_eq!(f.verdict(Reason::PassSynListenerRefresh).unwrap(), 0);
+}
+
+/// `synguard_own_xdp` answers only the SYN `synguard` just handed over: run without a hand-over
+/// on the same CPU right after an answered SYN (as at a take-over, when a program of another
+/// build may tail-call it), it finds the hand-over consumed and passes the frame untouched,
+/// counted as a configuration error (fail open), instead of answering it from the previous
+/// packet's parsed headers.
+#[test]
+fn the_own_cookie_program_answers_only_a_fresh_hand_over() {
+    // One CPU for both runs: the hand-over lives in this CPU's workspace.
+    synguard_lab::testrun::bench::pin(None).unwrap();
+    let f = fixture();
+    let syn = variants().remove(0).frame();
+    assert_eq!(
+        f.run(&syn).unwrap().action,
+        XDP_TX,
+        "answered through the hand-over"
+    );
+    let other = variants().remove(1).frame();
+    assert_ne!(other, syn);
+    let mut out = vec![0u8; other.len() + 256];
+    let r = f
+        .own_xdp_program()
+        .unwrap()
+        .test_run(TestRunOptions {
+            data_in: Some(&other),
+            data_out: Some(&mut out),
+            ..Default::default()
+        })
+        .unwrap();
+    out.truncate(r.data_size_out as usize);
+    assert_eq!(r.return_value, XDP_PASS, "no hand-over: the frame passes");
+    assert_eq!(out, other, "and is not rewritten");
+    assert_eq!(f.verdict(Reason::ErrConfig).unwrap(), 1);
+    assert_eq!(f.verdict(Reason::TxSynAckCookie).unwrap(), 1);
 }
 
 /// The cookie's time slot is CLOCK_TAI's, the clock a fleet shares, and not the monotonic

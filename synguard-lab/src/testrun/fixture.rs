@@ -282,6 +282,17 @@ impl Fixture {
             .try_into()?)
     }
 
+    /// The own-cookie SYN program `synguard` tail-calls (loaded in own mode only), for running
+    /// it without a hand-over.
+    pub fn own_xdp_program(&self) -> Result<&Xdp> {
+        let name = synguard::datapath::own::XDP_PROGRAM;
+        Ok(self
+            .ebpf
+            .program(name)
+            .ok_or_else(|| anyhow!("no program {name}"))?
+            .try_into()?)
+    }
+
     /// The TC program (loaded in own mode only, not attached).
     pub fn tc_program(&self) -> Result<&SchedClassifier> {
         self.tc(synguard::datapath::own::TC_PROGRAM)
