@@ -34,6 +34,59 @@ pub struct ConnsState {
     pub valid_until_ns: u64,
     /// Sockets stamped by the loader's last complete pass (shown by `status`).
     pub last_pass_sockets: u64,
+    /// The number of the pass whose promise this is ([`conn_filter_fresh`]).
+    pub pass_no: u64,
+}
+
+/// The table's filter: one 16-bit pass number per 32 slots (64 KiB, four to a word of
+/// [`crate::names::CONNS_FILTER`]). Whoever stamps a slot writes, after the stamp, the number
+/// of the pass under way (the published [`ConnsState::pass_no`] + 1): the loader's pass its own,
+/// the sock_ops program the published one + 1. So, while a promise holds, every live socket's
+/// filter entry is fresh ([`conn_filter_fresh`]), and an ACK whose entry is not has no socket,
+/// known without a read of the 8 MiB table, which under a flood of
+/// random 4-tuples was a cache miss per ACK (docs/measuring.md).
+pub const CONN_FILTER_WORDS: u32 = 1 << 13;
+
+/// (word, 16-bit lane) of the filter entry of a 4-tuple's hash: its table slot / 32.
+#[inline(always)]
+pub const fn conn_filter_slot(hash: u64) -> (u32, u32) {
+    let i = conn_slot(hash) >> 5;
+    (i >> 2, i & 3)
+}
+
+/// Pass numbers as filter entries cycle through 1..=65535; 0 is an entry never written.
+const FILTER_CYCLE: u64 = 0xffff;
+
+/// The filter entry a writer puts after its stamp while pass `published` is the promised one:
+/// the number of the pass under way, `published + 1`, in the cycle of entries.
+#[inline(always)]
+pub const fn conn_filter_entry(published: u64) -> u16 {
+    (published % FILTER_CYCLE) as u16 + 1
+}
+
+/// Passes a filter entry stays fresh: a stamp's life in passes, so that a socket the pass's
+/// reading of `/proc/net/tcp` missed (it can skip sockets where it resumes between reads) keeps
+/// its entry as long as it keeps its stamp.
+pub const CONN_FILTER_PASSES: u16 = (CONN_TTL_NS / CONN_REFRESH_NS) as u16;
+const _: () = assert!(CONN_FILTER_PASSES >= 6);
+
+/// Passes an entry may be ahead of the reader's view of the promise: a writer that read the
+/// next promise before this reader did.
+const FILTER_AHEAD: u64 = 2;
+
+/// Whether a filter entry may belong to a live socket under the promise of pass `published`:
+/// written during the pass under way or one of the [`CONN_FILTER_PASSES`] before it, or by a
+/// writer that already saw a later promise. A never-written entry (0) or an older one: no
+/// socket stamped a slot of this entry in a stamp's life.
+#[inline(always)]
+pub const fn conn_filter_fresh(entry: u16, published: u64) -> bool {
+    if entry == 0 {
+        return false;
+    }
+    let (cur, e) = (conn_filter_entry(published) as u64, entry as u64);
+    let behind = (cur + FILTER_CYCLE - e) % FILTER_CYCLE;
+    let ahead = (e + FILTER_CYCLE - cur) % FILTER_CYCLE;
+    behind <= CONN_FILTER_PASSES as u64 || ahead <= FILTER_AHEAD
 }
 
 /// The table slot of a 4-tuple's hash. Bits 40..60: the recently-closed table takes the low
@@ -282,7 +335,7 @@ pub const fn conns_valid_until(started_ns: u64) -> u64 {
 
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY: repr(C), two u64 fields, no padding, every bit pattern valid.
+    // SAFETY: repr(C), three u64 fields, no padding, every bit pattern valid.
     unsafe impl aya::Pod for super::ConnsState {}
 }
 
@@ -342,6 +395,7 @@ mod tests {
         let state = ConnsState {
             valid_until_ns: 100 * SEC,
             last_pass_sockets: 0,
+            pass_no: 0,
         };
         assert_eq!(
             conn_lookup(0, H, || Some(&state), || 99 * SEC),
@@ -492,6 +546,35 @@ mod tests {
         ));
         assert!(conn_pass_may_write(0, est, start));
         assert!(conn_pass_may_write(conn_stamp(H, start - SEC), est, start));
+    }
+
+    /// An entry written under pass P's promise (P + 1) stays fresh for a stamp's life in
+    /// passes after it; numbers wrap at 2^16.
+    #[test]
+    fn filter_entries_stay_fresh_while_they_can_belong_to_a_live_socket() {
+        for p in [0u64, 1, 65_533, 65_534, 65_535, 65_536, 1 << 40] {
+            let e = conn_filter_entry(p);
+            assert_ne!(e, 0, "{p}");
+            for later in 0..=CONN_FILTER_PASSES as u64 {
+                assert!(conn_filter_fresh(e, p + later), "{p} +{later}");
+            }
+            assert!(
+                !conn_filter_fresh(e, p + CONN_FILTER_PASSES as u64 + 1),
+                "{p}"
+            );
+            // A writer that saw the next promise before the reader did (pass numbers count up
+            // from 0 and never wrap).
+            if p > FILTER_AHEAD {
+                for earlier in 1..=FILTER_AHEAD {
+                    assert!(conn_filter_fresh(e, p - earlier), "{p} -{earlier}");
+                }
+                assert!(!conn_filter_fresh(e, p - FILTER_AHEAD - 1), "{p}");
+            }
+            // Never written: no socket, whatever the pass.
+            assert!(!conn_filter_fresh(0, p), "{p}");
+        }
+        let (w, lane) = conn_filter_slot(u64::MAX);
+        assert!(w < CONN_FILTER_WORDS && lane < 4);
     }
 
     #[test]

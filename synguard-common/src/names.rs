@@ -35,6 +35,7 @@ macro_rules! map_name {
     (CONNS_STATE) => { "SG_CONNS_STATE" };
     (HANDSHAKES) => { "SG_HANDSHAKES" };
     (TICK_CLOCK) => { "SG_TICK_CLOCK" };
+    (CONNS_FILTER) => { "SG_CONNS_FILTER" };
     // The lab's own programs (`crate::lab`).
     (LAB_TEMPLATE) => { "LAB_TEMPLATE" };
     (LAB_TARGET) => { "LAB_TARGET" };
@@ -109,6 +110,8 @@ name_consts! {
     /// Per CPU: [`crate::tick::TickClock`], the programs' clock for the current tick (never
     /// read by the loader).
     TICK_CLOCK,
+    /// The connection table's filter, [`crate::conns::conn_filter_slot`].
+    CONNS_FILTER,
 }
 
 /// Maps of the lab's own programs (`synguard-ebpf/src/bin/lab.rs`).

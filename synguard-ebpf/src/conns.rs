@@ -11,15 +11,16 @@ use aya_ebpf::{
 };
 use synguard_common::{
     conns::{
-        ConnLookup, conn_ask_stamp, conn_handed_over, conn_handshake_stamp, conn_lookup, conn_slot,
-        conn_stamp, handshake_cpu_slot,
+        ConnLookup, conn_ask_stamp, conn_filter_entry, conn_filter_fresh, conn_filter_slot,
+        conn_handed_over, conn_handshake_stamp, conn_lookup, conn_slot, conn_stamp,
+        handshake_cpu_slot,
     },
     maps::{flow_hash, flow_hash_v4},
 };
 
 use crate::{
     decide::port_protected,
-    maps::{SG_CONNS, SG_CONNS_STATE, SG_HANDSHAKES},
+    maps::{SG_CONNS, SG_CONNS_FILTER, SG_CONNS_STATE, SG_HANDSHAKES},
 };
 
 const AF_INET: u32 = 2;
@@ -30,6 +31,17 @@ const V4_MAPPED: u32 = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
 /// What the table says about the 4-tuple hashed `hash` (`synguard_common::maps::flow_hash`).
 #[inline(always)]
 pub fn lookup_hash(hash: u64) -> ConnLookup {
+    // The filter first (64 KiB, stays cached): while the table is trusted, an entry no writer
+    // renewed lately means no live stamp in its slots, and the table's slot, a random one of
+    // 2^20 for each flood ACK and a miss to memory (docs/measuring.md), is not read.
+    let (word, lane) = conn_filter_slot(hash);
+    if let (Some(w), Some(state)) = (SG_CONNS_FILTER.get(word), SG_CONNS_STATE.get(0)) {
+        let entry = (*w >> ((lane & 3) * 16)) as u16;
+        if !conn_filter_fresh(entry, state.pass_no) && crate::clock::now_ns() < state.valid_until_ns
+        {
+            return ConnLookup::None;
+        }
+    }
     let Some(stamp) = SG_CONNS.get(conn_slot(hash)) else {
         return ConnLookup::Unknown;
     };
@@ -46,6 +58,7 @@ pub fn stamp_handshake(hash: u64, now_ns: u64, handoff: bool) {
         // SAFETY: array value pointer; a racing writer stores a stamp too.
         unsafe { *slot = conn_handshake_stamp(hash, now_ns, handoff) };
     }
+    file(hash);
 }
 
 /// Stamps an own cookie's handshake as [`stamp_handshake`] does, waiting for its handoff, and
@@ -85,6 +98,19 @@ pub fn handed_over(hash: u64) {
         // connection established) may be replaced: the handshake stamp passes the 4-tuple's
         // packets for its moment, and the socket lookup finds the connection after it.
         unsafe { *slot = conn_handed_over(*slot) };
+    }
+    file(hash);
+}
+
+/// After a stamp, its filter entry: the number of the pass under way (`conn_filter_entry`).
+#[inline(always)]
+fn file(hash: u64) {
+    let published = SG_CONNS_STATE.get(0).map_or(0, |s| s.pass_no);
+    let (word, lane) = conn_filter_slot(hash);
+    if let Some(w) = SG_CONNS_FILTER.get_ptr_mut(word) {
+        // SAFETY: a 16-bit lane inside the map value (lane < 4); racing writers store the same
+        // or a later pass number.
+        unsafe { *(w as *mut u16).add((lane & 3) as usize) = conn_filter_entry(published) };
     }
 }
 
@@ -131,6 +157,7 @@ pub fn on_sock_ops(ctx: &SockOpsContext) {
         // SAFETY: array value pointer; a racing writer stores a stamp too.
         unsafe { *slot = stamp };
     }
+    file(hash);
     if op == BPF_SOCK_OPS_TIMEOUT_INIT {
         // A request socket (or this host's own SYN): a retransmission of the client's SYN must
         // reach the kernel, which answers it with this request socket's ISN, never a cookie

@@ -7,7 +7,7 @@ use aya_ebpf::{
     maps::{Array, LpmTrie, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
 };
 use synguard_common::{
-    conns::{CONN_SLOTS, ConnsState, HANDSHAKE_CPU_SLOTS},
+    conns::{CONN_FILTER_WORDS, CONN_SLOTS, ConnsState, HANDSHAKE_CPU_SLOTS},
     maps::{
         CLOSING_FILTER_WORDS, CLOSING_SLOTS, Config, Counter, ModeState, PORT_SLOTS, PortConfig,
         REFRESH_SLOTS, ReadyState, SynWindow,
@@ -147,6 +147,13 @@ sg_map! {
     /// The connection table's stamps (`synguard_common::conns`). Mappable: the loader stamps
     /// every socket it finds through a memory map of the table rather than a syscall each.
     CONNS => static SG_CONNS: Array<u32> = Array::with_max_entries(CONN_SLOTS, BPF_F_MMAPABLE);
+}
+
+sg_map! {
+    /// The connection table's filter (`synguard_common::conns::conn_filter_slot`), mappable
+    /// like the table.
+    CONNS_FILTER => static SG_CONNS_FILTER: Array<u64> =
+        Array::with_max_entries(CONN_FILTER_WORDS, BPF_F_MMAPABLE);
 }
 
 sg_map! {

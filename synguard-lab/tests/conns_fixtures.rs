@@ -246,6 +246,21 @@ fn another_tuples_stamp_in_the_slot_sends_the_ack_to_the_lookup() {
     assert_eq!(f.event(Event::AckLookupSkipped).unwrap(), 0);
 }
 
+/// Under the promise, a filter entry no writer renewed lately means no socket, whatever the
+/// slot still holds (a stamp the pass has not emptied yet): the table is not read.
+#[test]
+fn a_stale_filter_entry_is_no_socket_while_trusted() {
+    let mut f = fixture(default_config());
+    let ack = stray_ack(false, Tags::None, ACK);
+    f.stamp_conn(&ack, monotonic_ns()).unwrap();
+    f.age_conn_filter(&ack).unwrap();
+    // Not trusted: the slot's stamp still answers.
+    assert_eq!(f.run(&ack).unwrap().action, XDP_PASS);
+    f.set_conns_state(monotonic_ns() + HOUR).unwrap();
+    assert_eq!(f.run(&ack).unwrap().action, XDP_DROP);
+    assert_eq!(f.event(Event::AckLookupSkipped).unwrap(), 1);
+}
+
 /// A FIN of a connection the table vouches for is remembered like one the lookup found: a new
 /// SYN on its 4-tuple then reaches the kernel (TIME_WAIT recycling).
 #[test]

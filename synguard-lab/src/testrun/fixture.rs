@@ -14,7 +14,10 @@ use aya::{
     programs::{ProgramError, SchedClassifier, SockOps, TestRun as _, TestRunOptions, Xdp},
 };
 use synguard_common::{
-    conns::{ConnsState, conn_ask_stamp, conn_handshake_stamp, conn_slot, conn_stamp},
+    conns::{
+        ConnsState, conn_ask_stamp, conn_filter_entry, conn_filter_slot, conn_handshake_stamp,
+        conn_slot, conn_stamp,
+    },
     maps::{
         Config, Counter, MAX_CPUS, MODE_ALWAYS, PORT_PROTECTED, PortConfig, ReadyState,
         cookies_own, names,
@@ -157,6 +160,7 @@ impl Fixture {
         let state = ConnsState {
             valid_until_ns,
             last_pass_sockets: 0,
+            pass_no: 0,
         };
         m.set(0, state, 0)?;
         Ok(())
@@ -189,10 +193,33 @@ impl Fixture {
         self.set_conn_slot(frame, |_| 0)
     }
 
+    /// Writes the slot of `frame`'s 4-tuple and, for a stamp, then its filter entry, as the
+    /// writers do under the promise of pass 0 (the fixture's, [`Fixture::set_conns_state`]).
     fn set_conn_slot(&mut self, frame: &[u8], stamp: impl FnOnce(u64) -> u32) -> Result<()> {
         let hash = super::frames::flow_hash_of(frame)?;
+        let stamp = stamp(hash);
         let mut m: Array<&mut MapData, u32> = Array::try_from(self.map(names::CONNS)?)?;
-        m.set(conn_slot(hash), stamp(hash), 0)?;
+        m.set(conn_slot(hash), stamp, 0)?;
+        if stamp != 0 {
+            let (word, lane) = conn_filter_slot(hash);
+            let mut f: Array<&mut MapData, u64> = Array::try_from(self.map(names::CONNS_FILTER)?)?;
+            let shift = lane * 16;
+            let w = f.get(&word, 0)? & !(0xffff << shift);
+            f.set(word, w | (conn_filter_entry(0) as u64) << shift, 0)?;
+        }
+        Ok(())
+    }
+
+    /// Marks the filter entry of `frame`'s 4-tuple as written long before the promised pass
+    /// (no socket stamped a slot of it lately), whatever its slot holds.
+    pub fn age_conn_filter(&mut self, frame: &[u8]) -> Result<()> {
+        let hash = super::frames::flow_hash_of(frame)?;
+        let (word, lane) = conn_filter_slot(hash);
+        let mut f: Array<&mut MapData, u64> = Array::try_from(self.map(names::CONNS_FILTER)?)?;
+        let shift = lane * 16;
+        let stale = conn_filter_entry(0).wrapping_sub(100);
+        let w = f.get(&word, 0)? & !(0xffff << shift);
+        f.set(word, w | (stale as u64) << shift, 0)?;
         Ok(())
     }
 

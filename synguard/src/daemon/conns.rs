@@ -57,6 +57,12 @@ pub struct Pass {
 pub fn pass(tables: &mut [&mut ConnTable], ports: &[u16]) -> Result<Pass, PassError> {
     let began = Instant::now();
     let t0 = programs_monotonic_ns();
+    // Each table's own promised pass: this pass is that + 1 (`conn_filter_entry`).
+    let published = tables
+        .iter()
+        .map(|t| t.published_pass())
+        .collect::<Result<Vec<u64>, _>>()
+        .map_err(PassError::State)?;
     let (mut sockets, mut seen) = (0u64, 0u64);
     for path in [proc_net::TCP4, proc_net::TCP6] {
         let text = match proc_net::read(path) {
@@ -77,20 +83,21 @@ pub fn pass(tables: &mut [&mut ConnTable], ports: &[u16]) -> Result<Pass, PassEr
             let Some(hash) = socket_hash(&s) else {
                 continue;
             };
-            tables
-                .iter_mut()
-                .for_each(|t| t.stamp_socket(hash, s.state, t0));
+            for (t, &p) in tables.iter_mut().zip(&published) {
+                t.stamp_socket(hash, s.state, t0, p);
+            }
             sockets += 1;
         }
     }
     // Slots no socket renewed for a stamp's life: connections gone, other namespaces'.
     let now = programs_monotonic_ns();
     let emptied = tables.iter_mut().map(|t| t.sweep(now)).sum();
-    let state = ConnsState {
-        valid_until_ns: conns_valid_until(t0),
-        last_pass_sockets: sockets,
-    };
-    for t in tables.iter_mut() {
+    for (t, &p) in tables.iter_mut().zip(&published) {
+        let state = ConnsState {
+            valid_until_ns: conns_valid_until(t0),
+            last_pass_sockets: sockets,
+            pass_no: p + 1,
+        };
         t.promise(state).map_err(PassError::State)?;
     }
     Ok(Pass {

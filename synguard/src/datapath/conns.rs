@@ -9,7 +9,7 @@ use std::{
     os::fd::{AsFd as _, AsRawFd as _},
     path::{Path, PathBuf},
     ptr::NonNull,
-    sync::atomic::{AtomicU32, Ordering},
+    sync::atomic::{AtomicU16, AtomicU32, Ordering},
 };
 
 use aya::{
@@ -20,7 +20,8 @@ use aya::{
 use serde::Serialize;
 use synguard_common::{
     conns::{
-        CONN_SLOTS, ConnsState, conn_expired, conn_pass_may_write, conn_pass_stamp, conn_slot,
+        CONN_FILTER_WORDS, CONN_SLOTS, ConnsState, conn_expired, conn_filter_entry,
+        conn_filter_slot, conn_pass_may_write, conn_pass_stamp, conn_slot,
     },
     maps::{flow_hash, flow_hash_v4},
     names,
@@ -74,13 +75,16 @@ pub enum ConnsError {
     #[error("cannot map {} into memory", .0.display())]
     Mmap(PathBuf, #[source] io::Error),
     #[error(
-        "{}: value size {value_size}, {entries} entries; expected 4 and {CONN_SLOTS}",
+        "{}: value size {value_size}, {entries} entries; expected {want_value_size} and \
+         {want_entries}",
         path.display()
     )]
     Layout {
         path: PathBuf,
         value_size: u32,
         entries: u32,
+        want_value_size: u32,
+        want_entries: u32,
     },
 }
 
@@ -153,72 +157,115 @@ pub struct ConnTable {
     /// (`array_map_alloc`, `round_up(value_size, 8)`), also in the mappable area.
     stride: usize,
     _map: MapData,
+    /// The filter (`conn_filter_slot`): 16-bit entries, four to an 8-byte value.
+    filter: NonNull<u8>,
+    filter_len: usize,
+    _filter_map: MapData,
     state: Array<MapData, ConnsState>,
+}
+
+/// Opens the array pinned as `name` in `dir`, checks its layout, and maps it shared (read and
+/// write): (map, mapping, its length).
+fn map_pinned(
+    dir: &Path,
+    name: &str,
+    value_size: u32,
+    entries: u32,
+) -> Result<(MapData, NonNull<u8>, usize), ConnsError> {
+    let path = dir.join(name);
+    let map = MapData::from_pin(&path).map_err(|source| PinnedMapError::Open {
+        path: path.clone(),
+        source,
+    })?;
+    let info = map.info().map_err(PinnedMapError::read(dir, name))?;
+    if info.value_size() != value_size || info.max_entries() != entries {
+        return Err(ConnsError::Layout {
+            path,
+            value_size: info.value_size(),
+            entries: info.max_entries(),
+            want_value_size: value_size,
+            want_entries: entries,
+        });
+    }
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
+    // An array map keeps each value 8-byte aligned, also in the mappable area.
+    let len = (entries as usize * 8).div_ceil(page) * page;
+    // SAFETY: a fresh shared mapping of the map's fd; the kernel checks the length against
+    // the map (`array_map_mmap`) and the mapping lives until the table is dropped.
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            map.fd().as_fd().as_raw_fd(),
+            0,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        return Err(ConnsError::Mmap(path, io::Error::last_os_error()));
+    }
+    Ok((
+        map,
+        NonNull::new(ptr.cast()).expect("mmap returned a mapping"),
+        len,
+    ))
 }
 
 // SAFETY: the mapping belongs to this value alone; stores to it are atomic.
 unsafe impl Send for ConnTable {}
 
 impl ConnTable {
-    /// Maps the table pinned in `dir` (read and write, shared with the programs).
+    /// Maps the table and its filter pinned in `dir` (read and write, shared with the
+    /// programs).
     pub fn open(dir: &Path) -> Result<Self, ConnsError> {
-        let path = dir.join(names::CONNS);
-        let map = MapData::from_pin(&path).map_err(|source| PinnedMapError::Open {
-            path: path.clone(),
-            source,
-        })?;
-        let info = map
-            .info()
-            .map_err(PinnedMapError::read(dir, names::CONNS))?;
-        if info.value_size() != 4 || info.max_entries() != CONN_SLOTS {
-            return Err(ConnsError::Layout {
-                path,
-                value_size: info.value_size(),
-                entries: info.max_entries(),
-            });
-        }
-        let stride = 8;
-        // SAFETY: sysconf has no preconditions.
-        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
-        let len = (CONN_SLOTS as usize * stride).div_ceil(page) * page;
-        // SAFETY: a fresh shared mapping of the map's fd; the kernel checks the length against
-        // the map (`array_map_mmap`) and the mapping lives until `drop`.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                map.fd().as_fd().as_raw_fd(),
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(ConnsError::Mmap(path, io::Error::last_os_error()));
-        }
+        let (map, stamps, len) = map_pinned(dir, names::CONNS, 4, CONN_SLOTS)?;
+        let (filter_map, filter, filter_len) =
+            map_pinned(dir, names::CONNS_FILTER, 8, CONN_FILTER_WORDS)?;
         Ok(ConnTable {
-            stamps: NonNull::new(ptr.cast()).expect("mmap returned a mapping"),
+            stamps,
             len,
-            stride,
+            stride: 8,
             _map: map,
+            filter,
+            filter_len,
+            _filter_map: filter_map,
             state: maps::array(dir, names::CONNS_STATE)?,
         })
+    }
+
+    /// The filter entry of `hash`, written after its slot's stamp (`conn_filter_entry`).
+    fn file(&mut self, hash: u64, entry: u16) {
+        let (word, lane) = conn_filter_slot(hash);
+        let off = word as usize * 8 + lane as usize * 2;
+        assert!(word < CONN_FILTER_WORDS && lane < 4 && off + 2 <= self.filter_len);
+        // SAFETY: inside the filter's mapping (checked above), 2-aligned; the programs store
+        // 16-bit values to the same lanes.
+        let e = unsafe { &*self.filter.as_ptr().add(off).cast::<AtomicU16>() };
+        e.store(entry, Ordering::Relaxed);
+    }
+
+    /// The promised pass's number (the next pass is this + 1).
+    pub fn published_pass(&self) -> Result<u64, MapError> {
+        Ok(self.state.get(&0, 0)?.pass_no)
     }
 
     /// Stamps the slot of a socket hashed `hash` that the pass started at `started_ns` read in
     /// state `state` (`conn_pass_stamp`), unless the sock_ops program stamped its close since
     /// (`conn_pass_may_write`). Compare-and-swap: a stamp the programs store meanwhile is
     /// looked at again, never lost.
-    pub fn stamp_socket(&mut self, hash: u64, state: u8, started_ns: u64) {
+    pub fn stamp_socket(&mut self, hash: u64, state: u8, started_ns: u64, published: u64) {
         let new = conn_pass_stamp(hash, state, started_ns);
         let slot = self.slot(conn_slot(hash));
         let mut current = slot.load(Ordering::Relaxed);
         while conn_pass_may_write(current, new, started_ns) {
             match slot.compare_exchange(current, new, Ordering::Relaxed, Ordering::Relaxed) {
-                Ok(_) => return,
+                Ok(_) => break,
                 Err(now) => current = now,
             }
         }
+        self.file(hash, conn_filter_entry(published));
     }
 
     /// Empties every slot whose stamp no socket renewed for `CONN_TTL_NS` at `now_ns`
@@ -256,8 +303,11 @@ impl ConnTable {
 
 impl Drop for ConnTable {
     fn drop(&mut self) {
-        // SAFETY: the mapping `open` made, unmapped once.
-        unsafe { libc::munmap(self.stamps.as_ptr().cast(), self.len) };
+        // SAFETY: the mappings `open` made, unmapped once.
+        unsafe {
+            libc::munmap(self.stamps.as_ptr().cast(), self.len);
+            libc::munmap(self.filter.as_ptr().cast(), self.filter_len);
+        }
     }
 }
 
@@ -266,8 +316,14 @@ impl Drop for ConnTable {
 /// neither a pass nor the sock_ops program stamped (a port just protected, a table that was
 /// just created or reset).
 pub fn distrust(dir: &Path) -> Result<(), PinnedMapError> {
-    maps::array::<ConnsState>(dir, names::CONNS_STATE)?
-        .set(0, ConnsState::default(), 0)
+    let mut m = maps::array::<ConnsState>(dir, names::CONNS_STATE)?;
+    // The pass number stays: filter entries keep their meaning.
+    let pass_no = m.get(&0, 0).map(|s| s.pass_no).unwrap_or(0);
+    let state = ConnsState {
+        pass_no,
+        ..ConnsState::default()
+    };
+    m.set(0, state, 0)
         .map_err(PinnedMapError::read(dir, names::CONNS_STATE))
 }
 
@@ -321,6 +377,7 @@ mod tests {
         let st = ConnsState {
             valid_until_ns: 100,
             last_pass_sockets: 7,
+            pass_no: 3,
         };
         assert_eq!(
             TableState::of(&st, 99),
