@@ -34,18 +34,20 @@ pub fn lookup_hash(hash: u64) -> ConnLookup {
     // The filter first (64 KiB, stays cached): while the table is trusted, an entry no writer
     // renewed lately means no live stamp in its slots, and the table's slot, a random one of
     // 2^20 for each flood ACK and a miss to memory (docs/measuring.md), is not read.
-    let (word, lane) = conn_filter_slot(hash);
-    if let (Some(w), Some(state)) = (SG_CONNS_FILTER.get(word), SG_CONNS_STATE.get(0)) {
-        let entry = (*w >> ((lane & 3) * 16)) as u16;
-        if !conn_filter_fresh(entry, state.pass_no) && crate::clock::now_ns() < state.valid_until_ns
-        {
-            return ConnLookup::None;
-        }
+    let (Some(state), Some(w)) = (
+        SG_CONNS_STATE.get(0),
+        SG_CONNS_FILTER.get(conn_filter_slot(hash).0),
+    ) else {
+        return ConnLookup::Unknown;
+    };
+    let entry = (*w >> ((conn_filter_slot(hash).1 & 3) * 16)) as u16;
+    if !conn_filter_fresh(entry, state.pass_no) && crate::clock::now_ns() < state.valid_until_ns {
+        return ConnLookup::None;
     }
     let Some(stamp) = SG_CONNS.get(conn_slot(hash)) else {
         return ConnLookup::Unknown;
     };
-    conn_lookup(*stamp, hash, || SG_CONNS_STATE.get(0), crate::clock::now_ns)
+    conn_lookup(*stamp, hash, || Some(state), crate::clock::now_ns)
 }
 
 /// Stamps the 4-tuple (hashed `hash`) of a handshake whose final ACK passes on a valid cookie,
