@@ -172,12 +172,7 @@ fn map_pinned(
     value_size: u32,
     entries: u32,
 ) -> Result<(MapData, NonNull<u8>, usize), ConnsError> {
-    let path = dir.join(name);
-    let map = MapData::from_pin(&path).map_err(|source| PinnedMapError::Open {
-        path: path.clone(),
-        source,
-    })?;
-    let info = map.info().map_err(PinnedMapError::read(dir, name))?;
+    let (path, map, info) = maps::open_pinned(dir, name)?;
     if info.value_size() != value_size || info.max_entries() != entries {
         return Err(ConnsError::Layout {
             path,

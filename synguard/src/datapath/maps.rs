@@ -92,6 +92,20 @@ struct BatchAttr {
     flags: u64,
 }
 
+/// The map pinned as `dir`/`name`, its path and its kernel info (type, sizes, entries).
+pub fn open_pinned(
+    dir: &Path,
+    name: &str,
+) -> Result<(PathBuf, MapData, aya::maps::MapInfo), PinnedMapError> {
+    let path = dir.join(name);
+    let map = MapData::from_pin(&path).map_err(|source| PinnedMapError::Open {
+        path: path.clone(),
+        source,
+    })?;
+    let info = map.info().map_err(PinnedMapError::read(dir, name))?;
+    Ok((path, map, info))
+}
+
 /// Every value of the pinned array map `dir`/`name`, with a few `BPF_MAP_LOOKUP_BATCH` calls
 /// instead of one syscall per key (the 65536-entry port map read key by key cost 65536 syscalls
 /// per `stats`, `status` or scrape). Plain arrays only (a per-CPU value is one per CPU, 8-byte
@@ -101,12 +115,7 @@ pub fn array_values<V: aya::Pod + Default>(
     name: &str,
 ) -> Result<Vec<V>, PinnedMapError> {
     use std::os::fd::{AsFd as _, AsRawFd as _};
-    let path = dir.join(name);
-    let map = MapData::from_pin(&path).map_err(|source| PinnedMapError::Open {
-        path: path.clone(),
-        source,
-    })?;
-    let info = map.info().map_err(PinnedMapError::read(dir, name))?;
+    let (path, map, info) = open_pinned(dir, name)?;
     let size = std::mem::size_of::<V>();
     if info.value_size() as usize != size || info.key_size() != 4 {
         return Err(PinnedMapError::Read {
