@@ -345,6 +345,25 @@ impl Bench {
         self.own.clear_conn(&own_good)?;
         results.extend(self.direct_paths(&direct, rounds, repeat, filter, false)?);
         results.extend(self.direct_paths(&own_direct, rounds, repeat, filter, true)?);
+        // A flood's ACK: no socket stamped a slot of its 4-tuple's filter entry lately, so the
+        // connection table is not read (docs/connection-table.md, "The filter in front of it").
+        // The rows above keep that entry fresh (the valid ACK's stamp): they read the table.
+        self.fixture.age_conn_filter(&bogus_ack)?;
+        self.own.age_conn_filter(&own_bogus)?;
+        let flood: [Direct; 1] = [(
+            "bogus ACK, a flood's (table not read)",
+            &bogus_ack,
+            Reason::DropAckBadCookie,
+            true,
+        )];
+        let own_flood: [Direct; 1] = [(
+            "own: bogus ACK, a flood's (table not read)",
+            &own_bogus,
+            Reason::DropAckBadCookie,
+            true,
+        )];
+        results.extend(self.direct_paths(&flood, rounds, repeat, filter, false)?);
+        results.extend(self.direct_paths(&own_flood, rounds, repeat, filter, true)?);
         for own in [false, true] {
             let names = if own {
                 ["own: SYN answered (IPv4)", "own: SYN answered (IPv6)"]
