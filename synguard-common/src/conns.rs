@@ -41,7 +41,7 @@ pub struct ConnsState {
 /// The table's filter: one 16-bit pass number per 32 slots (64 KiB, four to a word of
 /// [`crate::names::CONNS_FILTER`]). Whoever stamps a slot writes, after the stamp, the number
 /// of the pass under way (the published [`ConnsState::pass_no`] + 1): the loader's pass its own,
-/// the sock_ops program the published one + 1. So, while a promise holds, every live socket's
+/// the programs (sock_ops, XDP, TC) the published one + 1. So, while a promise holds, every live socket's
 /// filter entry is fresh ([`conn_filter_fresh`]), and an ACK whose entry is not has no socket,
 /// known without a read of the 8 MiB table, which under a flood of
 /// random 4-tuples was a cache miss per ACK (docs/measuring.md).
@@ -52,6 +52,14 @@ pub const CONN_FILTER_WORDS: u32 = 1 << 13;
 pub const fn conn_filter_slot(hash: u64) -> (u32, u32) {
     let i = conn_slot(hash) >> 5;
     (i >> 2, i & 3)
+}
+
+/// The entry in `lane` of a filter word as loaded: the lanes are the word's 16-bit halves in
+/// memory order, where the writers store them (byte offset 2 x lane; little-endian words, as
+/// on the BPF target `bpfel` and the hosts the loader runs on).
+#[inline(always)]
+pub const fn conn_filter_read(word: u64, lane: u32) -> u16 {
+    (word >> ((lane & 3) * 16)) as u16
 }
 
 /// Pass numbers as filter entries cycle through 1..=65535; 0 is an entry never written.
@@ -575,6 +583,20 @@ mod tests {
         }
         let (w, lane) = conn_filter_slot(u64::MAX);
         assert!(w < CONN_FILTER_WORDS && lane < 4);
+    }
+
+    /// A lane read from the word is what a 16-bit store at byte 2 x lane put there.
+    #[test]
+    fn a_filter_lane_is_the_16_bit_store_at_its_offset() {
+        let lanes: [u16; 4] = [0x1111, 0xabcd, 0x0001, 0xfffe];
+        let mut bytes = [0u8; 8];
+        for (i, l) in lanes.iter().enumerate() {
+            bytes[2 * i..2 * i + 2].copy_from_slice(&l.to_le_bytes());
+        }
+        let word = u64::from_le_bytes(bytes);
+        for (i, &l) in lanes.iter().enumerate() {
+            assert_eq!(conn_filter_read(word, i as u32), l, "lane {i}");
+        }
     }
 
     #[test]

@@ -11,9 +11,9 @@ use aya_ebpf::{
 };
 use synguard_common::{
     conns::{
-        ConnLookup, conn_ask_stamp, conn_filter_entry, conn_filter_fresh, conn_filter_slot,
-        conn_handed_over, conn_handshake_stamp, conn_lookup, conn_slot, conn_stamp,
-        handshake_cpu_slot,
+        ConnLookup, conn_ask_stamp, conn_filter_entry, conn_filter_fresh, conn_filter_read,
+        conn_filter_slot, conn_handed_over, conn_handshake_stamp, conn_lookup, conn_slot,
+        conn_stamp, handshake_cpu_slot,
     },
     maps::{flow_hash, flow_hash_v4},
 };
@@ -34,13 +34,11 @@ pub fn lookup_hash(hash: u64) -> ConnLookup {
     // The filter first (64 KiB, stays cached): while the table is trusted, an entry no writer
     // renewed lately means no live stamp in its slots, and the table's slot, a random one of
     // 2^20 for each flood ACK and a miss to memory (docs/measuring.md), is not read.
-    let (Some(state), Some(w)) = (
-        SG_CONNS_STATE.get(0),
-        SG_CONNS_FILTER.get(conn_filter_slot(hash).0),
-    ) else {
+    let (word, lane) = conn_filter_slot(hash);
+    let (Some(state), Some(w)) = (SG_CONNS_STATE.get(0), SG_CONNS_FILTER.get(word)) else {
         return ConnLookup::Unknown;
     };
-    let entry = (*w >> ((conn_filter_slot(hash).1 & 3) * 16)) as u16;
+    let entry = conn_filter_read(*w, lane);
     if !conn_filter_fresh(entry, state.pass_no) && crate::clock::now_ns() < state.valid_until_ns {
         return ConnLookup::None;
     }

@@ -183,7 +183,7 @@ fn syn(ctx: &XdpContext, syn: Syn, cfg: &Config, pol: &Policy) -> Reason {
 #[inline(always)]
 fn answer(ctx: &XdpContext, syn: Syn, cfg: &Config, now: u64) -> Reason {
     if cookies_own(cfg.cookies) {
-        return own_entry::hand_over(ctx, syn.hand, own_entry::SYN, now);
+        return own_entry::hand_over(ctx, syn.hand, now);
     }
     match synack::answer(ctx, syn.pkt, syn.reply, cfg, now, None) {
         Ok(()) => {

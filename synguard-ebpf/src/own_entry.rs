@@ -27,14 +27,14 @@ use crate::{
 
 /// `HandOver::kind` of a SYN to answer (zero, a fresh workspace's or a consumed one's, is no
 /// step).
-pub const SYN: u64 = 1;
+const SYN: u64 = 1;
 
-/// Hands the packet parsed into this CPU's workspace to `synguard_own_xdp`, with the clock's
-/// reading `now_ns`; returns only when the tail call failed (no program in `SG_OWN_PROG`): the
+/// Hands the SYN parsed into this CPU's workspace to `synguard_own_xdp` to answer, with the
+/// clock's reading `now_ns`; returns only when the tail call failed (no program in `SG_OWN_PROG`): the
 /// packet passes, counted as a configuration error (fail open).
 #[inline(always)]
-pub fn hand_over(ctx: &XdpContext, hand: &mut HandOver, kind: u64, now_ns: u64) -> Reason {
-    hand.kind = kind;
+pub fn hand_over(ctx: &XdpContext, hand: &mut HandOver, now_ns: u64) -> Reason {
+    hand.kind = SYN;
     hand.now_ns = now_ns;
     // SAFETY: tail call on our own context; on success it does not return.
     unsafe { SG_OWN_PROG.tail_call(ctx, 0) };

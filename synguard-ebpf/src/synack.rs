@@ -1,9 +1,9 @@
 //! Step 4a, act on a SYN: rewrite the frame in place into a SYN-ACK whose sequence number is a
 //! SYN cookie the host kernel will accept, and send it back out of the same interface (XDP_TX).
 //!
-//! The reply's IP and TCP headers are built in this CPU's workspace (`Scratch`) and written into the frame
-//! with packet stores (`frame_write`), after resizing the frame at the head (growing) or the tail
-//! (shrinking).
+//! The reply's IP and TCP headers are built in this CPU's workspace (`Scratch`) and written into
+//! the frame with packet stores (`frame_write`), after resizing the frame at the head (growing)
+//! or the tail (shrinking).
 //! Growing the tail fails for most hping3 SYNs on veth for lack of tailroom
 //! (docs/veth-and-nics.md); headroom is always there (XDP_PACKET_HEADROOM).
 

@@ -20,7 +20,8 @@ pub struct HandOver {
     pub now_ns: u64,
 }
 
-/// This CPU's workspace. Every field is written for a packet before it is read for it.
+/// This CPU's workspace. Every field is written for a packet before it is read for it, but
+/// `hand.kind`, which says whether a hand-over was made for this packet (`own_entry::handle`).
 #[repr(C, align(8))]
 pub struct Workspace {
     /// Where `synguard` parses each packet (`parse::parse`), for the rest of its way and for

@@ -175,7 +175,7 @@ impl Bench {
             lab_own,
             _conn: (listener, client, server),
             est_frame,
-            floor_frame: Vec::new(),
+            floor_frame: syn_v4(),
         })
     }
 
@@ -186,11 +186,7 @@ impl Bench {
     }
 
     fn lab_prog(&self, own: bool, name: &str) -> Result<&Xdp> {
-        Ok(self
-            .lab(own)
-            .program(name)
-            .ok_or_else(|| anyhow!("no {name}"))?
-            .try_into()?)
+        xdp_prog(self.lab(own), name)
     }
 
     /// Makes `lab_restore` of the lab object `own` write `frame` back and run `fd`; `forget`:
@@ -241,11 +237,7 @@ impl Bench {
 
     /// One round of the XDP_TX floor, on the SYN frame, as every path's round is paired with.
     fn floor_round(lab: &Ebpf, frame: &[u8], repeat: u32) -> Result<f64> {
-        let prog: &Xdp = lab
-            .program("lab_swap_tx")
-            .ok_or_else(|| anyhow!("no lab_swap_tx"))?
-            .try_into()?;
-        let (ns, act) = Self::time(prog, frame, repeat)?;
+        let (ns, act) = Self::time(xdp_prog(lab, "lab_swap_tx")?, frame, repeat)?;
         ensure!(act == XDP_TX, "floor: returned {act}");
         Ok(ns)
     }
@@ -253,15 +245,11 @@ impl Bench {
     /// Runs every path whose name contains `filter` (all with an empty filter) `rounds` times
     /// with `repeat` runs each and returns the figures.
     pub fn run(&mut self, rounds: usize, repeat: u32, filter: &str) -> Result<Vec<PathResult>> {
-        let syn = frames::client_syn_v4(
-            Tags::None,
-            &Segment::syn(40000, PORT, 7, frames::linux_syn_options(1460, 1, 7)),
-        );
+        let syn = syn_v4();
         let syn6 = frames::client_syn_v6(
             Tags::None,
             &Segment::syn(40000, PORT, 7, frames::linux_syn_options(1440, 1, 7)),
         );
-        self.floor_frame = syn.clone();
         let (good_ack, bogus_ack) = self.acks(&syn, false)?;
         let (own_good, own_bogus) = self.acks(&syn, true)?;
         let unprotected = frames::client_syn_v4(
@@ -587,6 +575,22 @@ impl Bench {
         let cookie = tcp.sequence_number();
         Ok((ack(cookie.wrapping_add(1)), ack(cookie.wrapping_add(12345))))
     }
+}
+
+/// The IPv4 SYN of the SYN paths, which the floors run on too.
+fn syn_v4() -> Vec<u8> {
+    frames::client_syn_v4(
+        Tags::None,
+        &Segment::syn(40000, PORT, 7, frames::linux_syn_options(1460, 1, 7)),
+    )
+}
+
+/// The XDP program `name` of `lab`.
+fn xdp_prog<'a>(lab: &'a Ebpf, name: &str) -> Result<&'a Xdp> {
+    Ok(lab
+        .program(name)
+        .ok_or_else(|| anyhow!("no {name}"))?
+        .try_into()?)
 }
 
 /// A path's figures from its rounds' ns `v` and the floor's ns measured right before each.

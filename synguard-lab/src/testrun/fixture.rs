@@ -201,12 +201,18 @@ impl Fixture {
         let mut m: Array<&mut MapData, u32> = Array::try_from(self.map(names::CONNS)?)?;
         m.set(conn_slot(hash), stamp, 0)?;
         if stamp != 0 {
-            let (word, lane) = conn_filter_slot(hash);
-            let mut f: Array<&mut MapData, u64> = Array::try_from(self.map(names::CONNS_FILTER)?)?;
-            let shift = lane * 16;
-            let w = f.get(&word, 0)? & !(0xffff << shift);
-            f.set(word, w | (conn_filter_entry(0) as u64) << shift, 0)?;
+            self.set_filter_entry(hash, conn_filter_entry(0))?;
         }
+        Ok(())
+    }
+
+    /// Writes the filter entry of the 4-tuple hashed `hash`, its word's other lanes kept.
+    fn set_filter_entry(&mut self, hash: u64, entry: u16) -> Result<()> {
+        let (word, lane) = conn_filter_slot(hash);
+        let mut f: Array<&mut MapData, u64> = Array::try_from(self.map(names::CONNS_FILTER)?)?;
+        let shift = lane * 16;
+        let w = f.get(&word, 0)? & !(0xffff << shift);
+        f.set(word, w | (entry as u64) << shift, 0)?;
         Ok(())
     }
 
@@ -214,13 +220,7 @@ impl Fixture {
     /// (no socket stamped a slot of it lately), whatever its slot holds.
     pub fn age_conn_filter(&mut self, frame: &[u8]) -> Result<()> {
         let hash = super::frames::flow_hash_of(frame)?;
-        let (word, lane) = conn_filter_slot(hash);
-        let mut f: Array<&mut MapData, u64> = Array::try_from(self.map(names::CONNS_FILTER)?)?;
-        let shift = lane * 16;
-        let stale = conn_filter_entry(0).wrapping_sub(100);
-        let w = f.get(&word, 0)? & !(0xffff << shift);
-        f.set(word, w | (stale as u64) << shift, 0)?;
-        Ok(())
+        self.set_filter_entry(hash, conn_filter_entry(0).wrapping_sub(100))
     }
 
     pub fn set_policy(&mut self, p: Policy) -> Result<()> {

@@ -153,9 +153,6 @@ pub fn socket_hash(s: &Socket) -> Option<u64> {
 pub struct ConnTable {
     stamps: NonNull<u8>,
     len: usize,
-    /// Bytes from one slot to the next: an array map keeps its values 8-byte aligned
-    /// (`array_map_alloc`, `round_up(value_size, 8)`), also in the mappable area.
-    stride: usize,
     _map: MapData,
     /// The filter (`conn_filter_slot`): 16-bit entries, four to an 8-byte value.
     filter: NonNull<u8>,
@@ -163,6 +160,10 @@ pub struct ConnTable {
     _filter_map: MapData,
     state: Array<MapData, ConnsState>,
 }
+
+/// Bytes from one value of a mapped array to the next: an array map keeps its values 8-byte
+/// aligned (`array_map_alloc`, `round_up(value_size, 8)`), also in the mappable area.
+const VALUE_STRIDE: usize = 8;
 
 /// Opens the array pinned as `name` in `dir`, checks its layout, and maps it shared (read and
 /// write): (map, mapping, its length).
@@ -184,8 +185,7 @@ fn map_pinned(
     }
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
-    // An array map keeps each value 8-byte aligned, also in the mappable area.
-    let len = (entries as usize * 8).div_ceil(page) * page;
+    let len = (entries as usize * VALUE_STRIDE).div_ceil(page) * page;
     // SAFETY: a fresh shared mapping of the map's fd; the kernel checks the length against
     // the map (`array_map_mmap`) and the mapping lives until the table is dropped.
     let ptr = unsafe {
@@ -221,7 +221,6 @@ impl ConnTable {
         Ok(ConnTable {
             stamps,
             len,
-            stride: 8,
             _map: map,
             filter,
             filter_len,
@@ -233,7 +232,7 @@ impl ConnTable {
     /// The filter entry of `hash`, written after its slot's stamp (`conn_filter_entry`).
     fn file(&mut self, hash: u64, entry: u16) {
         let (word, lane) = conn_filter_slot(hash);
-        let off = word as usize * 8 + lane as usize * 2;
+        let off = word as usize * VALUE_STRIDE + lane as usize * 2;
         assert!(word < CONN_FILTER_WORDS && lane < 4 && off + 2 <= self.filter_len);
         // SAFETY: inside the filter's mapping (checked above), 2-aligned; the programs store
         // 16-bit values to the same lanes.
@@ -283,7 +282,7 @@ impl ConnTable {
     }
 
     fn slot(&self, i: u32) -> &AtomicU32 {
-        let off = i as usize * self.stride;
+        let off = i as usize * VALUE_STRIDE;
         assert!(i < CONN_SLOTS && off + 4 <= self.len);
         // SAFETY: inside the mapping (checked above); the programs store to the same 4-byte
         // words, at 8-aligned offsets, so atomic access is sound.
