@@ -60,13 +60,27 @@ pub fn pseudo_v6_slice(addrs: &[u8], tcp_len: u32) -> u64 {
 /// Folds a 64-bit one's-complement sum to 16 bits and complements it: the value that goes into
 /// the header's checksum field.
 #[inline(always)]
-pub fn finish(mut sum: u64) -> u16 {
+pub fn finish(sum: u64) -> u16 {
+    !fold(sum)
+}
+
+/// Folds a 64-bit one's-complement sum to 16 bits.
+#[inline(always)]
+fn fold(mut sum: u64) -> u16 {
     // Four folds bring any u64 down to 16 bits; a fixed count keeps the BPF code loop-free.
     sum = (sum & 0xffff_ffff) + (sum >> 32);
     sum = (sum & 0xffff) + (sum >> 16);
     sum = (sum & 0xffff) + (sum >> 16);
     sum = (sum & 0xffff) + (sum >> 16);
-    !(sum as u16)
+    sum as u16
+}
+
+/// A sum of words read in little-endian order (`u32::from_le_bytes`, a plain load on BPF and
+/// x86, no byte swap) as a term of a sum of big-endian words: byte order does not change a
+/// one's-complement sum but swaps the bytes of the folded result (RFC 1071 section 2(B)).
+#[inline(always)]
+pub fn le_sum_as_be(sum: u64) -> u64 {
+    fold(sum).swap_bytes() as u64
 }
 
 /// Sum of the IPv4 pseudo header (RFC 793) for a TCP segment of `tcp_len` bytes.
@@ -112,6 +126,25 @@ pub fn tcp_checksum_ok(pseudo: u64, segment: u64, field: u16) -> bool {
 mod tests {
     use super::*;
     extern crate std;
+
+    #[test]
+    fn little_endian_sums_count_as_big_endian_ones() {
+        let mut rng = crate::testrand::Rng::new(11);
+        for _ in 0..10_000 {
+            let mut buf = [0u8; 40];
+            buf.iter_mut().for_each(|b| *b = rng.next() as u8);
+            let base = rng.next() >> 20;
+            let le = buf
+                .chunks_exact(4)
+                .map(|q| u32::from_le_bytes([q[0], q[1], q[2], q[3]]) as u64)
+                .sum::<u64>();
+            assert_eq!(
+                finish(add_slice(base, &buf)),
+                finish(base + le_sum_as_be(le)),
+                "{buf:?}"
+            );
+        }
+    }
 
     #[test]
     fn words_sum_as_their_bytes() {

@@ -18,7 +18,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use synguard_common::{
-    cookie,
+    checksum, cookie,
     maps::Config,
     own_cookie,
     reason::Reason,
@@ -81,7 +81,7 @@ pub fn answer(
         walk,
         th_len,
     } = scratch;
-    let th_len = load_syn_header(ctx, pkt, syn, th_len)?;
+    let (th_len, opts_sum) = load_syn_header(ctx, pkt, syn, th_len)?;
     let (isn, mss, class, ecn, opts) = if let Some(opts_slot) = own {
         let walked = own::host_options(
             tcp::parse_syn_options_in(&syn.opts, (th_len - TCP_LEN) as usize, walk),
@@ -92,7 +92,7 @@ pub fn answer(
         // Verifier workaround: checked after the option walk, not before it. Before it, the
         // checksum's two outcomes reach the walk with different knowledge of `th_len` and the
         // walk is verified twice over, past the 1 M-instruction limit (docs/verifier.md).
-        crate::verify::tcp(pkt, &syn.base, &syn.opts, th_len)?;
+        crate::verify::tcp(pkt, &syn.base, opts_sum, th_len)?;
         let ecn = own::syn_ecn(pkt, cfg);
         let (isn, class) = own::syn_isn(pkt, &opts, ecn, now_ns)?;
         (
@@ -103,7 +103,7 @@ pub fn answer(
             opts,
         )
     } else {
-        crate::verify::tcp(pkt, &syn.base, &syn.opts, th_len)?;
+        crate::verify::tcp(pkt, &syn.base, opts_sum, th_len)?;
         let (isn, mss) = gen_cookie(pkt, syn, th_len)?;
         let opts = tcp::parse_syn_options_in(&syn.opts, (th_len - TCP_LEN) as usize, walk);
         // ECN survives a kernel cookie only through the timestamp.
@@ -136,16 +136,18 @@ pub fn answer(
         .map_err(|_| Reason::DropReplyUnwritten)
 }
 
-/// Copies the SYN's whole TCP header into `syn`; returns its length. The fixed header comes from
-/// the parsed packet, the options straight from the frame a word at a time (`parse::load`, one
-/// bounds check and one load instruction per word; a `bpf_xdp_load_bytes` call cost more).
+/// Copies the SYN's whole TCP header into `syn`; returns its length and the sum of its option
+/// words for the checksum (`checksum::add_slice`'s, taken as they pass: summed afterwards from
+/// `syn`, each word was loaded again and byte-swapped). The fixed header comes from the parsed
+/// packet, the options straight from the frame a word at a time (`parse::load`, one bounds
+/// check and one load instruction per word; a `bpf_xdp_load_bytes` call cost more).
 #[inline(always)]
 fn load_syn_header(
     ctx: &XdpContext,
     pkt: &Packet,
     syn: &mut SynHeader,
     slot: &mut u64,
-) -> Result<u64, Reason> {
+) -> Result<(u64, u64), Reason> {
     let len = pkt.tcp_len();
     if len < TCP_LEN {
         return Err(Reason::ErrLoadBytes);
@@ -159,15 +161,18 @@ fn load_syn_header(
     // value, `maps::aligned`). A fixed count of steps at constant positions (docs/verifier.md,
     // "No loop with a counter over TCP options"); `tcp_len` is a multiple of 4.
     let words = syn.opts.as_mut_ptr() as *mut u32;
+    let mut sum = 0u64;
     for i in 0..MAX_OPTIONS / 4 {
         let pos = 4 * i as u64;
         let w = if pos < opt_len {
             let b: [u8; 4] = parse::load(ctx, at + pos).ok_or(Reason::ErrLoadBytes)?;
-            u32::from_ne_bytes(b)
+            u32::from_le_bytes(b)
         } else {
             0
         };
-        // SAFETY: in bounds of `opts`, and 4-byte aligned (above).
+        sum += w as u64;
+        // SAFETY: in bounds of `opts`, and 4-byte aligned (above). Little-endian target: the
+        // word's bytes land in the frame's order.
         unsafe { core::ptr::write_volatile(words.add(i), w) };
     }
     // Verifier workaround: the steps above leave one path per number of option words, each
@@ -182,7 +187,7 @@ fn load_syn_header(
     if len < TCP_LEN {
         return Err(Reason::ErrLoadBytes);
     }
-    Ok(len)
+    Ok((len, checksum::le_sum_as_be(sum)))
 }
 
 const _: () = assert!(core::mem::offset_of!(Packet, tcp).is_multiple_of(8));

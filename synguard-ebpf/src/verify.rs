@@ -39,11 +39,11 @@ pub fn ip_header(ctx: &XdpContext, pkt: &Packet) -> Result<(), Reason> {
     }
 }
 
-/// TCP checksum of a SYN whose whole header (`base`, then `opts` zero past the header's end)
-/// has been copied out. Checked only when the segment is the header alone, which every SYN
+/// TCP checksum of a SYN whose fixed header (`base`) has been copied out and whose option words
+/// sum to `opts_sum` (`checksum::add_slice`'s sum). Checked only when the segment is the header alone, which every SYN
 /// without data is; a SYN carrying data is answered unchecked (docs/host-checks.md).
 #[inline(always)]
-pub fn tcp(pkt: &Packet, base: &[u8; 20], opts: &[u8; 40], th_len: u64) -> Result<(), Reason> {
+pub fn tcp(pkt: &Packet, base: &[u8; 20], opts_sum: u64, th_len: u64) -> Result<(), Reason> {
     let (pseudo, seg_len) = if pkt.ipv6 {
         let ip = pkt.ip6();
         let payload = u16::from_be_bytes([ip[4], ip[5]]) as u64;
@@ -64,7 +64,7 @@ pub fn tcp(pkt: &Packet, base: &[u8; 20], opts: &[u8; 40], th_len: u64) -> Resul
     if seg_len != th_len {
         return Ok(());
     }
-    let sum = checksum::add_words(checksum::add_words(0, base), opts);
+    let sum = checksum::add_words(opts_sum, base);
     let field = u16::from_be_bytes([base[16], base[17]]);
     if tcp_checksum_ok(pseudo, sum, field) {
         Ok(())
