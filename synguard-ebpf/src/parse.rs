@@ -176,6 +176,49 @@ fn load_into<const N: usize>(ctx: &XdpContext, off: u64, dst: &mut [u8; N]) -> O
     Some(())
 }
 
+/// The frame's bounds, read once for a run of loads at offsets from one base (the SYN's option
+/// words): each load then costs an add, one bounds check and the load, where [`load`] reads
+/// the context's pointers again and checks the offset's range each time.
+pub struct Frame {
+    start: u64,
+    end: u64,
+}
+
+impl Frame {
+    #[inline(always)]
+    pub fn of(ctx: &XdpContext) -> Self {
+        Frame {
+            start: ctx.data() as u64,
+            end: ctx.data_end() as u64,
+        }
+    }
+
+    /// The four bytes at `base + pos` as a little-endian word (the frame's byte order in
+    /// memory), if they are inside the frame. `base` must be at most `MAX_FRAME` (checked by
+    /// [`Frame::base`]) and `pos` small: the verifier lets a packet pointer move only by a
+    /// bounded amount.
+    #[inline(always)]
+    pub fn u32_le(&self, base: Base, pos: u64) -> Option<u32> {
+        let p = self.start + base.0 + pos;
+        if p + 4 > self.end {
+            return None;
+        }
+        // SAFETY: [p, p + 4) is inside the packet, checked just above on this pointer.
+        Some(unsafe { load_u32(p) })
+    }
+
+    /// `off` as a base for [`Frame::u32_le`], if it is within `MAX_FRAME`. Verifier
+    /// workaround: offsets read back from map memory (the kept `Packet`) carry no bounds.
+    #[inline(always)]
+    pub fn base(&self, off: u64) -> Option<Base> {
+        (off <= MAX_FRAME).then_some(Base(off))
+    }
+}
+
+/// An offset into the frame known to be within `MAX_FRAME` ([`Frame::base`]).
+#[derive(Clone, Copy)]
+pub struct Base(u64);
+
 /// An 8-byte aligned byte array: the stores into it can be whole words.
 #[repr(C, align(8))]
 struct Words<const N: usize>([u8; N]);

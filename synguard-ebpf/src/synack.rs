@@ -139,7 +139,7 @@ pub fn answer(
 /// Copies the SYN's whole TCP header into `syn`; returns its length and the sum of its option
 /// words for the checksum (`checksum::add_slice`'s, taken as they pass: summed afterwards from
 /// `syn`, each word was loaded again and byte-swapped). The fixed header comes from the parsed
-/// packet, the options straight from the frame a word at a time (`parse::load`, one bounds
+/// packet, the options straight from the frame a word at a time (`parse::Frame`, one bounds
 /// check and one load instruction per word; a `bpf_xdp_load_bytes` call cost more).
 #[inline(always)]
 fn load_syn_header(
@@ -155,21 +155,23 @@ fn load_syn_header(
     copy_base(&pkt.tcp, &mut syn.base);
     let opt_len = len - TCP_LEN;
     let at = pkt.tcp_off() + TCP_LEN;
-    // The checksum sums all 40 option bytes: those past the header must be zero. Each word is
-    // written once, volatile so that LLVM does not turn the zeros into a memset, which the BPF
-    // backend makes a call to a byte-wise loop (`opts` is 4-byte aligned in the aligned scratch
-    // value, `maps::aligned`). A fixed count of steps at constant positions (docs/verifier.md,
-    // "No loop with a counter over TCP options"); `tcp_len` is a multiple of 4.
+    // Only the header's own option words: every reader stays within `th_len` (the option walk,
+    // the Linux layout's fixed compares at length 20, the kernel's cookie helper), and the
+    // checksum takes the words' sum from here. Stores volatile, one per word, so that LLVM does
+    // not make them a `memcpy`, which the BPF backend turns into a byte-wise loop (`opts` is
+    // 4-byte aligned in the aligned scratch value, `maps::aligned`). Constant positions
+    // (docs/verifier.md, "No loop with a counter over TCP options"); `tcp_len` is a multiple
+    // of 4.
     let words = syn.opts.as_mut_ptr() as *mut u32;
+    let frame = parse::Frame::of(ctx);
+    let at = frame.base(at).ok_or(Reason::ErrLoadBytes)?;
     let mut sum = 0u64;
     for i in 0..MAX_OPTIONS / 4 {
         let pos = 4 * i as u64;
-        let w = if pos < opt_len {
-            let b: [u8; 4] = parse::load(ctx, at + pos).ok_or(Reason::ErrLoadBytes)?;
-            u32::from_le_bytes(b)
-        } else {
-            0
-        };
+        if pos >= opt_len {
+            break;
+        }
+        let w = frame.u32_le(at, pos).ok_or(Reason::ErrLoadBytes)?;
         sum += w as u64;
         // SAFETY: in bounds of `opts`, and 4-byte aligned (above). Little-endian target: the
         // word's bytes land in the frame's order.
