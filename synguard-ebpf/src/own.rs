@@ -21,24 +21,25 @@ use crate::{
 /// The client-to-server 4-tuple as the cookie's hash input.
 #[inline(always)]
 fn flow(pkt: &Packet) -> Flow {
-    let sport = u16::from_be_bytes([pkt.tcp[0], pkt.tcp[1]]);
-    let dport = pkt.dport();
+    let ports = pkt.tcp_word(0);
     if pkt.ipv6 {
-        let ip = pkt.ip6();
-        let a = |at: usize| -> [u8; 16] {
-            let mut x = [0u8; 16];
-            x.copy_from_slice(&ip[at..at + 16]);
-            x
-        };
-        Flow::v6(&a(8), &a(24), sport, dport)
+        let w = |i| pkt.ip6_dword(i);
+        Flow {
+            ipv6: true,
+            addrs: [w(1), w(2), w(3), w(4)],
+            ports,
+        }
     } else {
-        let ip = pkt.ip4();
-        Flow::v4(
-            [ip[12], ip[13], ip[14], ip[15]],
-            [ip[16], ip[17], ip[18], ip[19]],
-            sport,
-            dport,
-        )
+        Flow {
+            ipv6: false,
+            addrs: [
+                (pkt.ip4_word(3) as u64) << 32 | pkt.ip4_word(4) as u64,
+                0,
+                0,
+                0,
+            ],
+            ports,
+        }
     }
 }
 

@@ -127,8 +127,51 @@ impl Packet {
         }
     }
 
+    /// The TCP header's 32-bit word `i` as a number (the wire's big-endian order undone): 0 is
+    /// source port << 16 | destination port, 1 the sequence number, 2 the acknowledgment
+    /// number. Codegen workaround: read as one aligned word (`tcp` is 8-aligned, asserted in
+    /// `synack.rs`); from byte arrays, LLVM loaded some of these fields a byte at a time and
+    /// joined them with shifts on the SYN path.
+    #[inline(always)]
+    pub fn tcp_word(&self, i: usize) -> u32 {
+        let words = self.tcp.as_ptr() as *const u32;
+        // SAFETY: `i` < 5 at every call site (a constant): within the 20 bytes, 4-aligned.
+        u32::from_be(unsafe { words.add(i % 5).read() })
+    }
+
+    /// The IPv4 header's 32-bit word `i` as a number: 3 is the source address, 4 the
+    /// destination (only for `!ipv6` packets). Aligned reads as [`Packet::tcp_word`].
+    #[inline(always)]
+    pub fn ip4_word(&self, i: usize) -> u32 {
+        let words = self.ip4().as_ptr() as *const u32;
+        // SAFETY: as in `tcp_word`: the header is the 8-aligned first field.
+        u32::from_be(unsafe { words.add(i % 5).read() })
+    }
+
+    /// The IPv6 header's 32-bit word `i` as a number: 2 to 5 are the source address, 6 to 9
+    /// the destination (only for `ipv6` packets). Aligned reads as [`Packet::tcp_word`].
+    #[inline(always)]
+    pub fn ip6_word(&self, i: usize) -> u32 {
+        let words = self.ip6().as_ptr() as *const u32;
+        // SAFETY: as in `tcp_word`, within the 40 bytes.
+        u32::from_be(unsafe { words.add(i % 10).read() })
+    }
+
+    /// The IPv6 header's 64-bit word `i` as a number: 1 and 2 are the source address, 3 and
+    /// 4 the destination (only for `ipv6` packets). Aligned reads as [`Packet::tcp_word`].
+    #[inline(always)]
+    pub fn ip6_dword(&self, i: usize) -> u64 {
+        let words = self.ip6().as_ptr() as *const u64;
+        // SAFETY: as in `tcp_word`, 8-aligned, within the 40 bytes.
+        u64::from_be(unsafe { words.add(i % 5).read() })
+    }
+
     pub fn dport(&self) -> u16 {
-        u16::from_be_bytes([self.tcp[2], self.tcp[3]])
+        self.tcp_word(0) as u16
+    }
+
+    pub fn sport(&self) -> u16 {
+        (self.tcp_word(0) >> 16) as u16
     }
 
     pub fn flags(&self) -> u8 {
@@ -136,7 +179,7 @@ impl Packet {
     }
 
     pub fn seq(&self) -> u32 {
-        u32::from_be_bytes([self.tcp[4], self.tcp[5], self.tcp[6], self.tcp[7]])
+        self.tcp_word(1)
     }
 }
 

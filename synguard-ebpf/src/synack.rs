@@ -294,7 +294,7 @@ fn tcp_words(
     let slot = unsafe { core::ptr::read_volatile(&slot) } & 7;
     let fields = TcpFields {
         sport: pkt.dport(),
-        dport: u16::from_be_bytes([pkt.tcp[0], pkt.tcp[1]]),
+        dport: pkt.sport(),
         seq: c.isn,
         ack: pkt.seq().wrapping_add(1),
         flags: tcp::SYN | tcp::ACK | if c.ecn { tcp::ECE } else { 0 },
@@ -308,18 +308,13 @@ fn tcp_words(
 /// length.
 #[inline(always)]
 fn ip_words(pkt: &Packet, tcp_len: u64) -> ([u32; 10], u64, u64) {
-    let w = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
     if pkt.ipv6 {
-        let ip = pkt.ip6();
-        let (src, dst) = (
-            [w(&ip[8..]), w(&ip[12..]), w(&ip[16..]), w(&ip[20..])],
-            [w(&ip[24..]), w(&ip[28..]), w(&ip[32..]), w(&ip[36..])],
-        );
+        let w = |i| pkt.ip6_word(i);
+        let (src, dst) = ([w(2), w(3), w(4), w(5)], [w(6), w(7), w(8), w(9)]);
         let (words, pseudo) = synack_words::ipv6_words(&dst, &src, tcp_len);
         (words, pseudo, IPV6_LEN)
     } else {
-        let ip = pkt.ip4();
-        let (words, pseudo) = synack_words::ipv4_words(w(&ip[16..]), w(&ip[12..]), tcp_len);
+        let (words, pseudo) = synack_words::ipv4_words(pkt.ip4_word(4), pkt.ip4_word(3), tcp_len);
         (words, pseudo, IPV4_LEN)
     }
 }
