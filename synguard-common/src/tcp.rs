@@ -229,27 +229,34 @@ pub fn parse_syn_options_in(
 /// The option layout every Linux client sends in its SYN (`tcp_syn_options` and
 /// `tcp_options_write`): MSS, SACK-permitted, timestamp, NOP, window scale, 20 bytes. Recognised
 /// with fixed-offset compares, so the common SYN skips the byte-by-byte walk (about 28 ns of the
-/// SYN path in `cargo xtask bench`).
+/// SYN path in `cargo xtask bench`). Compared a 32-bit word at a time: written byte by byte,
+/// LLVM loaded the ten bytes once for this and the walk together and kept them on the stack;
+/// read as words (the option area is 4-aligned in the XDP program's workspace, which LLVM
+/// knows there) it is four loads and three compares. Own SYN in the bench, alternated A/B, 5
+/// pairs, medians: IPv4 94 -> 92 ns, IPv6 109 -> 105.
 #[inline(always)]
 fn linux_layout(opts: &[u8; MAX_OPTIONS], len: usize) -> Option<SynOptions> {
+    // Little-endian words, first byte lowest: on the BPF target each is one plain load.
+    let w = |i: usize| -> u32 {
+        // SAFETY: `i + 4 <= MAX_OPTIONS` at every call below; an unaligned read of the array.
+        u32::from_le(unsafe { opts.as_ptr().add(i).cast::<u32>().read_unaligned() })
+    };
+    const MSS_KIND_LEN: u32 = u32::from_le_bytes([OPT_MSS, 4, 0, 0]);
+    const SACK_PERM_TIMESTAMP: u32 = u32::from_le_bytes([OPT_SACK_PERM, 2, OPT_TIMESTAMP, 10]);
+    const NOP_WSCALE: u32 = u32::from_le_bytes([OPT_NOP, OPT_WSCALE, 3, 0]);
+    let (mss, sack_ts, tsval, ws) = (w(0), w(4), w(8), w(16));
     let layout = len == 20
-        && opts[0] == OPT_MSS
-        && opts[1] == 4
-        && opts[4] == OPT_SACK_PERM
-        && opts[5] == 2
-        && opts[6] == OPT_TIMESTAMP
-        && opts[7] == 10
-        && opts[16] == OPT_NOP
-        && opts[17] == OPT_WSCALE
-        && opts[18] == 3;
+        && mss & 0xffff == MSS_KIND_LEN
+        && sack_ts == SACK_PERM_TIMESTAMP
+        && ws & 0x00ff_ffff == NOP_WSCALE;
     if !layout {
         return None;
     }
     Some(SynOptions {
-        mss: u16::from_be_bytes([opts[2], opts[3]]),
-        wscale: Some(opts[19].min(MAX_WSCALE)),
+        mss: ((mss >> 16) as u16).swap_bytes(),
+        wscale: Some(((ws >> 24) as u8).min(MAX_WSCALE)),
         sack_permitted: true,
-        tsval: Some(u32::from_be_bytes([opts[8], opts[9], opts[10], opts[11]])),
+        tsval: Some(tsval.swap_bytes()),
     })
 }
 
