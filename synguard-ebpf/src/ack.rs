@@ -115,7 +115,7 @@ pub fn kernel_cookie_valid(pkt: &Packet) -> bool {
 /// hash, which `bpf_skc_lookup_tcp` searches before the listeners).
 #[inline(always)]
 fn find_socket(ctx: &XdpContext, pkt: &Packet, isn_off: u32) -> Found {
-    let ack = u32::from_be_bytes([pkt.tcp[8], pkt.tcp[9], pkt.tcp[10], pkt.tcp[11]]);
+    let ack = pkt.ack();
     let (sport, dport) = (
         u16::from_ne_bytes([pkt.tcp[0], pkt.tcp[1]]),
         u16::from_ne_bytes([pkt.tcp[2], pkt.tcp[3]]),

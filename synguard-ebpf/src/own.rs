@@ -107,8 +107,7 @@ pub fn syn_isn(
 fn check_cookie(secret: &CookieSecret, pkt: &Packet, now_ns: u64) -> Option<CookieOpts> {
     let f = flow(pkt);
     let client_isn = pkt.seq().wrapping_sub(1);
-    let t = &pkt.tcp;
-    let isn = u32::from_be_bytes([t[8], t[9], t[10], t[11]]).wrapping_sub(1);
+    let isn = pkt.ack().wrapping_sub(1);
     let slot = own_cookie::slot_of(crate::clock::tai_ns(now_ns));
     if let Some(o) = own_cookie::check(&secret.current, &f, client_isn, isn, slot) {
         return Some(o);

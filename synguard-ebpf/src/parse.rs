@@ -181,6 +181,10 @@ impl Packet {
     pub fn seq(&self) -> u32 {
         self.tcp_word(1)
     }
+
+    pub fn ack(&self) -> u32 {
+        self.tcp_word(2)
+    }
 }
 
 /// Frame length, through a volatile local (see the module comment).
@@ -237,9 +241,8 @@ impl Frame {
     }
 
     /// The four bytes at `base + pos` as a little-endian word (the frame's byte order in
-    /// memory), if they are inside the frame. `base` must be at most `MAX_FRAME` (checked by
-    /// [`Frame::base`]) and `pos` small: the verifier lets a packet pointer move only by a
-    /// bounded amount.
+    /// memory), if they are inside the frame. `base` is at most `MAX_FRAME` ([`Base::new`]) and
+    /// `pos` must be small: the verifier lets a packet pointer move only by a bounded amount.
     #[inline(always)]
     pub fn u32_le(&self, base: Base, pos: u64) -> Option<u32> {
         let p = self.start + base.0 + pos;
@@ -249,18 +252,20 @@ impl Frame {
         // SAFETY: [p, p + 4) is inside the packet, checked just above on this pointer.
         Some(unsafe { load_u32(p) })
     }
+}
 
-    /// `off` as a base for [`Frame::u32_le`], if it is within `MAX_FRAME`. Verifier
-    /// workaround: offsets read back from map memory (the kept `Packet`) carry no bounds.
+/// An offset into the frame known to be within `MAX_FRAME`, for [`Frame::u32_le`].
+#[derive(Clone, Copy)]
+pub struct Base(u64);
+
+impl Base {
+    /// `off`, if it is within `MAX_FRAME`. Verifier workaround: offsets read back from map
+    /// memory (the kept `Packet`) carry no bounds.
     #[inline(always)]
-    pub fn base(&self, off: u64) -> Option<Base> {
+    pub fn new(off: u64) -> Option<Self> {
         (off <= MAX_FRAME).then_some(Base(off))
     }
 }
-
-/// An offset into the frame known to be within `MAX_FRAME` ([`Frame::base`]).
-#[derive(Clone, Copy)]
-pub struct Base(u64);
 
 /// An 8-byte aligned byte array: the stores into it can be whole words.
 #[repr(C, align(8))]

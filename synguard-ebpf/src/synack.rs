@@ -164,7 +164,7 @@ fn load_syn_header(
     // of 4.
     let words = syn.opts.as_mut_ptr() as *mut u32;
     let frame = parse::Frame::of(ctx);
-    let at = frame.base(at).ok_or(Reason::ErrLoadBytes)?;
+    let at = parse::Base::new(at).ok_or(Reason::ErrLoadBytes)?;
     let mut sum = 0u64;
     for i in 0..MAX_OPTIONS / 4 {
         let pos = 4 * i as u64;
