@@ -54,7 +54,7 @@ use crate::{
 pub fn synguard(ctx: XdpContext) -> u32 {
     let len = parse::frame_len(&ctx);
     let mut pol: Option<&Policy> = None;
-    let reason = handle(&ctx, &mut pol);
+    let reason = handle(&ctx, len, &mut pol);
     finish(reason, len, pol.map(|p| p.monitor != 0))
 }
 
@@ -85,9 +85,9 @@ fn finish(mut reason: Reason, len: u64, monitor: Option<bool>) -> u32 {
     }
 }
 
-/// Steps 1-4. `pol_seen` gets the policy once it is looked up, for step 5.
+/// Steps 1-4 for a frame of `len` bytes. `pol_seen` gets the policy once it is looked up, for step 5.
 #[inline(always)]
-fn handle(ctx: &XdpContext, pol_seen: &mut Option<&'static Policy>) -> Reason {
+fn handle(ctx: &XdpContext, len: u64, pol_seen: &mut Option<&'static Policy>) -> Reason {
     // Parse.
     let Some(ws) = workspace::get() else {
         return Reason::ErrConfig;
@@ -95,7 +95,7 @@ fn handle(ctx: &XdpContext, pol_seen: &mut Option<&'static Policy>) -> Reason {
     let Workspace {
         pkt, hand, reply, ..
     } = ws;
-    if let Err(reason) = parse::parse(ctx, pkt) {
+    if let Err(reason) = parse::parse(ctx, len, pkt) {
         return reason;
     }
     let pkt: &Packet = pkt;
