@@ -131,6 +131,15 @@ impl ModeState {
     }
 }
 
+/// Whether the mode calls for cookies: always, or auto mode while the SYN rate wants them
+/// (`cookies_wanted`, [`ModeState`]). The program answers with a cookie only then, and with the
+/// kernel's cookies also only while the loader says the kernel is ready ([`ReadyState`]); own
+/// cookies are ready from the start.
+#[inline(always)]
+pub fn cookies_called_for(mode: u32, cookies_wanted: bool) -> bool {
+    mode == MODE_ALWAYS || (mode == MODE_AUTO && cookies_wanted)
+}
+
 /// How long a cookie the kernel sent itself stays valid, rounded up: it is checked against the
 /// minute it was made in, which may be up to `MAX_SYNCOOKIE_AGE` (2) minutes old
 /// (`check_tcp_syn_cookie`, net/ipv4/syncookies.c), so at most three minutes.

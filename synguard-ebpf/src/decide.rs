@@ -10,8 +10,8 @@ use aya_ebpf::{helpers::generated::bpf_map_lookup_percpu_elem, programs::XdpCont
 use aya_log_ebpf::debug;
 use synguard_common::{
     maps::{
-        Config, MAX_CPUS, MODE_ALWAYS, MODE_AUTO, ModeState, PORT_PROTECTED, SYN_WINDOW_NS,
-        SynWindow, WINDOWS_PER_SEC, cookies_own, refresh_slot,
+        Config, MAX_CPUS, MODE_AUTO, ModeState, PORT_PROTECTED, SYN_WINDOW_NS, SynWindow,
+        WINDOWS_PER_SEC, cookies_called_for, cookies_own, refresh_slot,
     },
     policy::{FLOOD_END, FLOOD_START, FloodEvent},
     reason::Event,
@@ -62,7 +62,7 @@ pub fn syn_action(
     now: u64,
     monitor: bool,
 ) -> SynAction {
-    let on = cfg.mode == MODE_ALWAYS || (cfg.mode == MODE_AUTO && wanted);
+    let on = cookies_called_for(cfg.mode, wanted);
     // Own cookies change nothing in the kernel, so the loader has them ready from the start
     // (`Controller::start`), and no listener needs a refresh: two map reads and a store fewer
     // per SYN.

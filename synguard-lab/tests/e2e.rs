@@ -3,13 +3,13 @@
 //! `SYNGUARD_BIN`. Each test builds its own lab, which is torn down when the test ends, passes or
 //! panics.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Result, ensure};
+use anyhow::Result;
 use synguard_common::reason::{Event, Reason};
 use synguard_lab::lab::hping::Flood;
 use synguard_lab::lab::kstats;
-use synguard_lab::lab::synguard_proc::{self, Stats, Synguard};
+use synguard_lab::lab::synguard_proc::{self, Stats};
 use synguard_lab::lab::tcp_info::TcpInfo;
 use synguard_lab::lab::traffic::Transfer;
 use synguard_lab::lab::{Lab, netns};
@@ -17,7 +17,7 @@ use synguard_lab::lab::{Lab, netns};
 mod common;
 use common::e2e::{
     SERVER_WAIT, ack_flood, check_client_options, check_server_options, kernel_wscale, syn_flood,
-    table_maybes,
+    table_maybes, wait_for_stats,
 };
 use common::{Fixture, assert_no_failures, require_root};
 
@@ -256,26 +256,6 @@ fn always_mode_absorbs_syn_and_ack_floods() -> Result<()> {
     );
     assert!(sg.stop()?.success());
     Ok(())
-}
-
-/// Polls synguard's stats until `pred` holds or `timeout` passes; returns the matching sample.
-fn wait_for_stats(
-    sg: &Synguard,
-    timeout: Duration,
-    pred: impl Fn(&Stats) -> bool,
-) -> Result<Stats> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let s = sg.stats()?;
-        if pred(&s) {
-            return Ok(s);
-        }
-        ensure!(
-            Instant::now() < deadline,
-            "condition not reached in {timeout:?}; last: {s:?}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// Auto mode: quiet traffic goes to the kernel; a flood turns cookies on; after the flood and

@@ -13,7 +13,7 @@ use synguard_lab::lab::topology::{SERVER_V4, spoof_addr};
 use synguard_lab::lab::traffic::{self, ConnReport, Continuous, Transfer};
 
 mod common;
-use common::e2e::table_maybes;
+use common::e2e::{table_maybes, wait_for_stats};
 use common::ops::{HAND_OVER_EXIT, wait_log};
 use common::{Fixture, PORT, addr};
 
@@ -277,6 +277,11 @@ fn auto_mode_with_own_cookies_switches_without_the_loader() -> Result<()> {
         "1",
     ])?;
     let s0 = sg.stats()?;
+    // Own cookies are ready from the start; auto mode has them off until a flood.
+    ensure!(
+        !s0.cookies_active,
+        "cookies active before any flood: {s0:?}"
+    );
     let flood = {
         let _paused = sg.pause()?;
         let spec = FloodSpec {
@@ -308,6 +313,12 @@ fn auto_mode_with_own_cookies_switches_without_the_loader() -> Result<()> {
         cookies + to_kernel >= flood.sent(),
         "{cookies} cookies + {to_kernel} to the kernel for {} SYNs",
         flood.sent()
+    );
+    // And off again once the hold ran out, as `stats` says.
+    let off = wait_for_stats(&sg, Duration::from_secs(10), |s| !s.cookies_active)?;
+    ensure!(
+        off.event_delta(&s0, Event::CookieModeOff) >= 1,
+        "cookies reported off without a switch: {off:?}"
     );
     assert!(sg.stop()?.success());
     Ok(())

@@ -1,10 +1,11 @@
 //! What the end-to-end tests drive through the lab: batches and continuous clients, bounded
 //! hping3 floods.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, ensure};
 use synguard_lab::lab::hping::{Flood, FloodKind, FloodReport, FloodSpec};
+use synguard_lab::lab::synguard_proc::{Stats, Synguard};
 use synguard_lab::lab::tcp_info::{TS_SACK_WSCALE, TcpInfo};
 use synguard_lab::lab::topology::{SERVER_V4, spoof_addr};
 use synguard_lab::lab::traffic::{self, ConnReport, Continuous, Transfer};
@@ -131,5 +132,25 @@ pub fn check_server_options(infos: &[TcpInfo], wscale: u8) {
             info.rcv_wscale, wscale,
             "server's own wscale differs from the kernel's choice"
         );
+    }
+}
+
+/// Polls synguard's stats until `pred` holds or `timeout` passes; returns the matching sample.
+pub fn wait_for_stats(
+    sg: &Synguard,
+    timeout: Duration,
+    pred: impl Fn(&Stats) -> bool,
+) -> Result<Stats> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let s = sg.stats()?;
+        if pred(&s) {
+            return Ok(s);
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "condition not reached in {timeout:?}; last: {s:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
     }
 }

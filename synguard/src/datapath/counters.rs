@@ -9,7 +9,10 @@ use std::{
 
 use serde::Serialize;
 use synguard_common::{
-    maps::{Config, Counter, MODE_ALWAYS, MODE_AUTO, ModeState, PortConfig, ReadyState, names},
+    maps::{
+        Config, Counter, MODE_ALWAYS, MODE_AUTO, ModeState, PortConfig, ReadyState,
+        cookies_called_for, names,
+    },
     policy::names::PORT_SYNS,
     reason::{EVENT_SLOTS, Event, REASON_SLOTS, REASONS, Reason, Verdict},
 };
@@ -89,7 +92,8 @@ pub struct Sample {
     pub time_ns: u64,
     /// `MODE_ALWAYS` / `MODE_AUTO` from the config map.
     pub mode: u32,
-    /// The loader has told the program that the kernel accepts cookies.
+    /// SYNs to protected ports are answered with cookies now: the mode calls for them and the
+    /// kernel is ready ([`cookies_active`]).
     pub cookies_active: bool,
     pub mode_state: ModeState,
     /// SYNs per second to protected ports when the sample was taken (decays with time).
@@ -174,6 +178,14 @@ pub fn read_event(dir: &Path, event: Event) -> Result<u64, StatsError> {
     Ok(per_cpu.iter().sum())
 }
 
+/// Whether the program answers SYNs to protected ports with cookies now, as it decides
+/// (`decide::syn_action` in synguard-ebpf): the mode calls for them, and the kernel is ready.
+/// The readiness alone said "on" all the time with own cookies, which are ready from the start
+/// while auto mode has them off until a flood.
+pub fn cookies_active(config: &Config, mode: &ModeState, ready: &ReadyState) -> bool {
+    ready.kernel_ready != 0 && cookies_called_for(config.mode, mode.cookies_wanted != 0)
+}
+
 /// Reads every pinned counter of the instance in `dir` (e.g. /sys/fs/bpf/synguard/veth0).
 pub fn read_sample(dir: &Path) -> Result<Sample, StatsError> {
     // Another schema's maps may have the same names and mean something else.
@@ -195,7 +207,7 @@ pub fn read_sample(dir: &Path) -> Result<Sample, StatsError> {
             .unwrap_or_default(),
         time_ns,
         mode: config.mode,
-        cookies_active: ready.kernel_ready != 0,
+        cookies_active: cookies_active(&config, &mode_state, &ready),
         mode_state,
         syn_rate_pps: rate::read_syn_rate(dir, time_ns)?,
         verdicts,
@@ -229,6 +241,29 @@ mod tests {
     use super::*;
     use crate::state::paths::Key;
     use std::fs;
+
+    #[test]
+    fn cookies_are_active_when_the_mode_calls_for_them_and_the_kernel_is_ready() {
+        let (ready, not_ready) = (ReadyState::new(true, 0), ReadyState::new(false, 0));
+        let (wanted, quiet) = (
+            ModeState {
+                cookies_wanted: 1,
+                ..Default::default()
+            },
+            ModeState::default(),
+        );
+        let mode = |m| Config {
+            mode: m,
+            ..Default::default()
+        };
+        // Own cookies are ready from the start: auto mode is off until a flood wants them.
+        assert!(!cookies_active(&mode(MODE_AUTO), &quiet, &ready));
+        assert!(cookies_active(&mode(MODE_AUTO), &wanted, &ready));
+        assert!(cookies_active(&mode(MODE_ALWAYS), &quiet, &ready));
+        // The kernel's cookies wait for the loader's word.
+        assert!(!cookies_active(&mode(MODE_AUTO), &wanted, &not_ready));
+        assert!(!cookies_active(&mode(MODE_ALWAYS), &quiet, &not_ready));
+    }
 
     #[test]
     fn instance_discovery() {
