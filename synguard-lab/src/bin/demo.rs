@@ -31,6 +31,10 @@ struct Args {
     /// `auto` (cookies only during the flood) or `always`.
     #[arg(long, default_value = "auto")]
     mode: String,
+    /// Whose SYN cookies: `auto` (synguard's default: its own where the kernel has
+    /// `bpf_sk_assign_tcp_reqsk`, the kernel's otherwise), `own` or `kernel`.
+    #[arg(long, default_value = "auto")]
+    cookies: String,
     /// SYN rate that turns cookies on in auto mode.
     #[arg(long, default_value_t = 2000)]
     syn_threshold: u32,
@@ -129,6 +133,10 @@ fn demo(args: &Args, bin: &std::path::Path) -> Result<()> {
                 "80,443",
                 "--mode",
                 &args.mode,
+                // Always given: without it the lab's helper picks the kernel's cookies for the
+                // tests written before own cookies existed.
+                "--cookies",
+                &args.cookies,
                 "--syn-threshold",
                 &threshold,
                 "--hold",
@@ -136,9 +144,12 @@ fn demo(args: &Args, bin: &std::path::Path) -> Result<()> {
             ],
         )?;
         println!(
-            "synguard run --mode {} attached to the server's interface",
-            args.mode
+            "synguard run --mode {} --cookies {} attached to the server's interface",
+            args.mode, args.cookies
         );
+        if let Some(choice) = cookie_choice(&sg.log_text()) {
+            println!("  {choice}");
+        }
         Some(sg)
     };
     let k0 = KStats::read(&lab.server.ns)?;
@@ -164,6 +175,13 @@ fn demo(args: &Args, bin: &std::path::Path) -> Result<()> {
         println!("synguard run exited: {}", sg.stop()?);
     }
     Ok(())
+}
+
+/// The line in which `synguard run` says whose cookies it uses and why, without its log prefix.
+fn cookie_choice(log: &str) -> Option<&str> {
+    log.lines()
+        .filter_map(|l| l.split_once("] ").map(|(_, msg)| msg))
+        .find(|msg| msg.contains("own cookies (") || msg.contains("kernel cookies"))
 }
 
 /// Quiet, flood, quiet; one stats line per second. Returns the flood's report if it ran.
