@@ -320,6 +320,17 @@ fn auto_mode_with_own_cookies_switches_without_the_loader() -> Result<()> {
         off.event_delta(&s0, Event::CookieModeOff) >= 1,
         "cookies reported off without a switch: {off:?}"
     );
+    // `status` says so too, and since the flood's end, not since the start.
+    let st = fx.status()?;
+    ensure!(st["cookies_active"] == false, "status: {st}");
+    let since = st["cookies_since_unix_s"]
+        .as_u64()
+        .context("cookies_since_unix_s")?;
+    let started = st["started_unix_s"].as_u64().context("started_unix_s")?;
+    ensure!(
+        since > started,
+        "cookies off since {since}, started {started}: {st}"
+    );
     assert!(sg.stop()?.success());
     Ok(())
 }

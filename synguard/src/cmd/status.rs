@@ -10,14 +10,15 @@ use std::{
 
 use clap::Args;
 use serde::Serialize;
-use synguard_common::maps::{ReadyState, names};
+use synguard_common::maps::{MODE_AUTO, ReadyState, names};
 
 use crate::{
     config::{DEFAULT_PIN_BASE, DEFAULT_RUN_DIR},
     daemon::events::{self, FloodRecord},
     datapath::{
         conns::{self, TableState},
-        counters, enforced,
+        counters::{self, Sample},
+        enforced,
         enforced::Enforced,
         link, maps, pins,
     },
@@ -131,11 +132,10 @@ pub fn of_instance(args: &StatusArgs, key: &Key) -> IfaceStatus {
     } else {
         (None, None, None)
     };
-    let ready_since = sample.as_ref().and_then(|_| {
-        maps::read_single::<ReadyState>(&dir, names::READY)
-            .ok()
-            .map(|r| r.ready_since_ns)
-    });
+    let ready = sample
+        .as_ref()
+        .and_then(|_| maps::read_single::<ReadyState>(&dir, names::READY).ok());
+    let flood_events = events::read_history(&paths::history(&args.run_dir, key));
     let info = info.as_ref();
     errors.dedup();
     IfaceStatus {
@@ -155,12 +155,15 @@ pub fn of_instance(args: &StatusArgs, key: &Key) -> IfaceStatus {
         attach: info.map(|i| i.attach.clone()),
         enforced,
         cookies_active: sample.as_ref().map(|s| s.cookies_active),
-        cookies_since_unix_s: ready_since.filter(|&t| t != 0).and_then(mono_to_unix),
+        cookies_since_unix_s: sample
+            .as_ref()
+            .zip(ready)
+            .and_then(|(s, r)| cookies_since(s, &r, &flood_events)),
         syn_rate_pps: sample.as_ref().map(|s| s.syn_rate_pps),
         mode_switches: sample.as_ref().map(|s| s.mode_state.switches),
         conn_table,
         metrics_addr: info.and_then(|i| i.metrics_addr.clone()),
-        flood_events: events::read_history(&paths::history(&args.run_dir, key)),
+        flood_events,
         sysctl_changes: info.map(|i| i.sysctl_changes.clone()).unwrap_or_default(),
         sysctl_originals: info.map(|i| i.sysctl_originals.clone()).unwrap_or_default(),
         errors,
@@ -212,6 +215,47 @@ fn state_line(s: &IfaceStatus) -> String {
         opt(s.pid),
         opt(s.metrics_addr.as_deref()),
     )
+}
+
+/// When cookies last went on or off (unix seconds), from the programs' stamps (monotonic) and
+/// the flood history.
+fn cookies_since(s: &Sample, ready: &ReadyState, history: &[FloodRecord]) -> Option<u64> {
+    let stamp = |ns: u64| (ns != 0).then(|| mono_to_unix(ns)).flatten();
+    let last_end = history
+        .iter()
+        .rev()
+        .find(|r| r.kind == "end")
+        .map(|r| r.unix_ms / 1000);
+    switched_at(
+        s.cookies_active,
+        ready.kernel_ready != 0,
+        stamp(ready.ready_since_ns),
+        (s.mode == MODE_AUTO)
+            .then(|| stamp(s.mode_state.wanted_since_ns))
+            .flatten(),
+        last_end,
+    )
+}
+
+/// The time of the last switch, from what each side stamps: the loader when it sets the
+/// kernel's readiness (`ready_since`, both ways with the kernel's cookies; own cookies are ready
+/// from the start), the program when auto mode wants cookies (`wanted_since`), the flood
+/// history when a flood ended (`last_end`). Cookies are on since both the readiness and the
+/// mode's call held; off since the readiness went (the kernel's cookies) or since the last
+/// flood's end (readiness kept).
+fn switched_at(
+    active: bool,
+    ready: bool,
+    ready_since: Option<u64>,
+    wanted_since: Option<u64>,
+    last_end: Option<u64>,
+) -> Option<u64> {
+    let later = |a: Option<u64>, b: Option<u64>| a.max(b);
+    match (active, ready) {
+        (true, _) => later(ready_since, wanted_since),
+        (false, false) => ready_since,
+        (false, true) => later(ready_since, last_end),
+    }
 }
 
 fn cookies_line(s: &IfaceStatus) -> String {
@@ -311,4 +355,25 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<()> {
         all.iter().for_each(|s| print!("{}", text(s)));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_switched_at_the_later_stamp_of_their_conditions() {
+        let (start, flood, end) = (Some(100), Some(200), Some(300));
+        // Own cookies, auto mode: ready from the start; on when the flood wanted them, off
+        // since it ended (before any flood: since the start).
+        assert_eq!(switched_at(true, true, start, flood, None), flood);
+        assert_eq!(switched_at(false, true, start, flood, end), end);
+        assert_eq!(switched_at(false, true, start, None, None), start);
+        // Always mode: on since the start.
+        assert_eq!(switched_at(true, true, start, None, None), start);
+        // The kernel's cookies: on once the loader made the kernel ready after the flood
+        // began, off when it took the readiness back.
+        assert_eq!(switched_at(true, true, Some(210), flood, None), Some(210));
+        assert_eq!(switched_at(false, false, Some(310), flood, end), Some(310));
+    }
 }
