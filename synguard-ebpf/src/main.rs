@@ -85,7 +85,8 @@ fn finish(mut reason: Reason, len: u64, monitor: Option<bool>) -> u32 {
     }
 }
 
-/// Steps 1-4 for a frame of `len` bytes. `pol_seen` gets the policy once it is looked up, for step 5.
+/// Steps 1-4 for a frame of `len` bytes. `pol_seen` gets the policy once it is looked up, for
+/// step 5.
 #[inline(always)]
 fn handle(ctx: &XdpContext, len: u64, pol_seen: &mut Option<&'static Policy>) -> Reason {
     // Parse.
