@@ -4,10 +4,10 @@ use clap::Args;
 
 use crate::{
     config::parse_ports,
-    daemon::nic_gate,
+    daemon::{nic_gate, own_cookies},
     host::{
         sysctl::Sysctls,
-        tuning::{apply, examine, text},
+        tuning::{Finding, apply, examine, text},
     },
 };
 
@@ -33,11 +33,7 @@ pub fn doctor(args: &DoctorArgs) -> anyhow::Result<i32> {
         Some(text) => parse_ports(text)?,
         None => Vec::new(),
     };
-    let mut findings = examine(args.iface.as_deref(), &ports);
-    if let Some(iface) = &args.iface {
-        // What the driver needs for XDP_TX: the same findings `run` logs before it attaches.
-        findings.extend(nic_gate::doctor_findings(iface));
-    }
+    let findings = all_findings(args, &ports);
     if args.json {
         println!("{}", serde_json::to_string(&findings)?);
     } else {
@@ -48,13 +44,21 @@ pub fn doctor(args: &DoctorArgs) -> anyhow::Result<i32> {
         for change in apply(&findings, &Sysctls::default())? {
             println!("applied {change}");
         }
-        warnings = examine(args.iface.as_deref(), &ports)
-            .iter()
-            .filter(|f| !f.ok)
-            .count();
+        warnings = all_findings(args, &ports).iter().filter(|f| !f.ok).count();
     }
     if warnings > 0 && !args.json {
         eprintln!("synguard doctor: {warnings} check(s) warn (exit status 1)");
     }
     Ok((warnings > 0) as i32)
+}
+
+/// Every check: the host's tuning, whether own cookies work here, and with `--iface` what the
+/// driver needs for XDP_TX (the same findings `run` logs before it attaches).
+fn all_findings(args: &DoctorArgs, ports: &[u16]) -> Vec<Finding> {
+    let mut findings = examine(args.iface.as_deref(), ports);
+    findings.push(own_cookies::doctor_finding(&Sysctls::default()));
+    if let Some(iface) = &args.iface {
+        findings.extend(nic_gate::doctor_findings(iface));
+    }
+    findings
 }

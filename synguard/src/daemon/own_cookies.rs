@@ -16,6 +16,7 @@ use crate::{
     host::{
         secret::{self, Key, SecretError},
         sysctl::{SYNCOOKIES, SysctlError, Sysctls},
+        tuning::Finding,
     },
 };
 
@@ -44,6 +45,33 @@ fn own_unsupported(sysctls: &Sysctls) -> Result<Option<String>, SysctlError> {
         ));
     }
     Ok(None)
+}
+
+/// `synguard doctor`'s word on own cookies: whether `--cookies auto` will get them here, and
+/// what the kernel's cookies cost instead.
+pub fn doctor_finding(sysctls: &Sysctls) -> Finding {
+    let obstacle = own_unsupported(sysctls).unwrap_or_else(|e| Some(e.to_string()));
+    own_finding(obstacle.as_deref())
+}
+
+fn own_finding(obstacle: Option<&str>) -> Finding {
+    Finding {
+        check: "own cookies".into(),
+        current: match obstacle {
+            None => "available".into(),
+            Some(why) => format!("unavailable: {why}"),
+        },
+        recommended: "available".into(),
+        ok: obstacle.is_none(),
+        why: format!(
+            "--cookies auto (the default) uses synguard's own cookies where the kernel has {} \
+             (Linux 6.9+): no kernel setting changes, window scaling and SACK without \
+             timestamps; otherwise the kernel's cookies, with tcp_syncookies and \
+             tcp_timestamps at 2 while attached",
+            own::REQSK_KFUNC
+        ),
+        apply: None,
+    }
 }
 
 /// Which cookies an interface gets.
@@ -234,6 +262,21 @@ mod tests {
 
     const REFUSED: &str =
         "synguard_own_xdp rejected by the verifier (1000001 insns processed, limit 1000000)";
+
+    #[test]
+    fn doctor_says_whether_auto_gets_own_cookies_and_why_not() {
+        let f = own_finding(None);
+        assert!(f.ok && f.current == "available", "{f:?}");
+        let f = own_finding(Some(
+            "the kernel has no bpf_sk_assign_tcp_reqsk (Linux 6.9+)",
+        ));
+        assert!(!f.ok, "{f:?}");
+        assert_eq!(
+            f.current,
+            "unavailable: the kernel has no bpf_sk_assign_tcp_reqsk (Linux 6.9+)"
+        );
+        assert!(f.why.contains("tcp_timestamps at 2"), "{}", f.why);
+    }
 
     #[test]
     fn kernel_cookies_when_asked_whatever_stands_in_the_way() {

@@ -57,13 +57,15 @@ const SYSCTL_RULES: [(&str, Want, &str); 5] = [
         SYNCOOKIES,
         Want::OneOf(&[1, 2], 1),
         "kernel cookies when a SYN queue overflows: the last line of defence when synguard is not \
-         attached (synguard itself sets 2 while it sends cookies)",
+         attached (with the kernel's cookies synguard sets 2 while it sends them; its own cookies \
+         need it not 0 and change nothing)",
     ),
     (
         TIMESTAMPS,
         Want::OneOf(&[1, 2], 1),
-        "timestamps carry window scaling and SACK through a cookie; off, cookie connections lose \
-         them (synguard sets 2 while attached)",
+        "timestamps carry window scaling and SACK through a kernel cookie; off, its connections \
+         lose them (with the kernel's cookies synguard sets 2 while attached; its own cookies \
+         carry them without timestamps)",
     ),
     (
         "net.ipv4.tcp_max_syn_backlog",
