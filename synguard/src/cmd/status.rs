@@ -10,7 +10,7 @@ use std::{
 
 use clap::Args;
 use serde::Serialize;
-use synguard_common::maps::{MODE_AUTO, ReadyState, names};
+use synguard_common::maps::MODE_AUTO;
 
 use crate::{
     config::{DEFAULT_PIN_BASE, DEFAULT_RUN_DIR},
@@ -20,7 +20,7 @@ use crate::{
         counters::{self, Sample},
         enforced,
         enforced::Enforced,
-        link, maps, pins,
+        link, pins,
     },
     host::{clock::mono_to_unix, netns, nic},
     state::{
@@ -132,9 +132,6 @@ pub fn of_instance(args: &StatusArgs, key: &Key) -> IfaceStatus {
     } else {
         (None, None, None)
     };
-    let ready = sample
-        .as_ref()
-        .and_then(|_| maps::read_single::<ReadyState>(&dir, names::READY).ok());
     let flood_events = events::read_history(&paths::history(&args.run_dir, key));
     let info = info.as_ref();
     errors.dedup();
@@ -157,8 +154,7 @@ pub fn of_instance(args: &StatusArgs, key: &Key) -> IfaceStatus {
         cookies_active: sample.as_ref().map(|s| s.cookies_active),
         cookies_since_unix_s: sample
             .as_ref()
-            .zip(ready)
-            .and_then(|(s, r)| cookies_since(s, &r, &flood_events)),
+            .and_then(|s| cookies_since(s, &flood_events)),
         syn_rate_pps: sample.as_ref().map(|s| s.syn_rate_pps),
         mode_switches: sample.as_ref().map(|s| s.mode_state.switches),
         conn_table,
@@ -219,17 +215,17 @@ fn state_line(s: &IfaceStatus) -> String {
 
 /// When cookies last went on or off (unix seconds), from the programs' stamps (monotonic) and
 /// the flood history.
-fn cookies_since(s: &Sample, ready: &ReadyState, history: &[FloodRecord]) -> Option<u64> {
+fn cookies_since(s: &Sample, history: &[FloodRecord]) -> Option<u64> {
     let stamp = |ns: u64| (ns != 0).then(|| mono_to_unix(ns)).flatten();
     let last_end = history
         .iter()
         .rev()
-        .find(|r| r.kind == "end")
+        .find(|r| r.kind == events::KIND_END)
         .map(|r| r.unix_ms / 1000);
     switched_at(
         s.cookies_active,
-        ready.kernel_ready != 0,
-        stamp(ready.ready_since_ns),
+        s.ready.kernel_ready != 0,
+        stamp(s.ready.ready_since_ns),
         (s.mode == MODE_AUTO)
             .then(|| stamp(s.mode_state.wanted_since_ns))
             .flatten(),

@@ -43,6 +43,10 @@ pub struct FloodRecord {
     pub top_sources: Vec<SourceRow>,
 }
 
+/// [`FloodRecord::kind`] of a flood's start and of its end.
+pub const KIND_START: &str = "start";
+pub const KIND_END: &str = "end";
+
 /// A program event as a record: its stamp of the programs' clock turned into wall-clock time.
 pub fn record(
     ev: &FloodEvent,
@@ -53,9 +57,9 @@ pub fn record(
     let ago_ms = now_mono_ns.saturating_sub(ev.time_ns) / 1_000_000;
     FloodRecord {
         kind: if ev.kind == FLOOD_START {
-            "start"
+            KIND_START
         } else {
-            "end"
+            KIND_END
         }
         .to_string(),
         port: ev.port as u16,
@@ -84,7 +88,7 @@ pub fn append_history(path: &Path, new: &[FloodRecord]) -> io::Result<()> {
 }
 
 fn log_record(iface: &str, r: &FloodRecord) {
-    if r.kind == "start" {
+    if r.kind == KIND_START {
         let top: Vec<String> = r
             .top_sources
             .iter()

@@ -343,7 +343,7 @@ pub fn render_reload((ok, unix_s): (bool, u64)) -> String {
 mod tests {
     use super::*;
     use synguard_common::{
-        maps::{Config, Counter, MODE_ALWAYS, ModeState},
+        maps::{Config, Counter, MODE_ALWAYS, ModeState, ReadyState},
         policy::Policy,
         reason::{EVENT_SLOTS, REASON_SLOTS},
     };
@@ -385,6 +385,7 @@ mod tests {
             time_ns: 1,
             mode: MODE_ALWAYS,
             cookies_active: true,
+            ready: ReadyState::new(true, 0),
             mode_state: ModeState {
                 switches: 3,
                 ..Default::default()

@@ -95,6 +95,8 @@ pub struct Sample {
     /// SYNs to protected ports are answered with cookies now: the mode calls for them and the
     /// kernel is ready ([`cookies_active`]).
     pub cookies_active: bool,
+    /// The loader's word to the program, read with the rest (`cookies_active` comes from it).
+    pub ready: ReadyState,
     pub mode_state: ModeState,
     /// SYNs per second to protected ports when the sample was taken (decays with time).
     pub syn_rate_pps: u64,
@@ -208,6 +210,7 @@ pub fn read_sample(dir: &Path) -> Result<Sample, StatsError> {
         time_ns,
         mode: config.mode,
         cookies_active: cookies_active(&config, &mode_state, &ready),
+        ready,
         mode_state,
         syn_rate_pps: rate::read_syn_rate(dir, time_ns)?,
         verdicts,

@@ -189,7 +189,7 @@ fn group(n: u64) -> String {
 mod tests {
     use super::*;
     use synguard_common::{
-        maps::{Counter, MODE_AUTO, ModeState},
+        maps::{Counter, MODE_AUTO, ModeState, ReadyState},
         reason::{EVENT_SLOTS, Event, REASON_SLOTS, Reason},
     };
 
@@ -214,6 +214,7 @@ mod tests {
             time_ns,
             mode: MODE_AUTO,
             cookies_active: true,
+            ready: ReadyState::new(true, 0),
             mode_state: ModeState {
                 cookies_wanted: 1,
                 last_rate_pps: 5000,
