@@ -81,18 +81,24 @@ pub const COOKIES_KERNEL: u32 = 0;
 /// SYN-ACKs carry synguard's own cookies; the TC program hands valid handshakes to the kernel
 /// (`crate::own_cookie`, docs/own-cookies.md).
 pub const COOKIES_OWN: u32 = 1;
-/// Own cookies, flags above the mode byte of [`Config::cookies`]: options the host's TCP has
-/// switched off (`net.ipv4.tcp_timestamps`, `tcp_sack`, `tcp_window_scaling` = 0). The SYN-ACK
-/// does not offer them, because `bpf_sk_assign_tcp_reqsk` refuses a request socket that asks
-/// for them.
-pub const OWN_NO_TIMESTAMPS: u32 = 1 << 8;
-pub const OWN_NO_SACK: u32 = 1 << 9;
-pub const OWN_NO_WSCALE: u32 = 1 << 10;
+/// Flags above the mode byte of [`Config::cookies`], for both kinds of cookies: options the
+/// host's TCP has switched off (`net.ipv4.tcp_timestamps`, `tcp_sack`, `tcp_window_scaling` = 0).
+/// The SYN-ACK does not offer them: `bpf_sk_assign_tcp_reqsk` refuses a request socket that asks
+/// for them (own cookies), and the kernel's `cookie_timestamp_decode` refuses a cookie whose
+/// timestamp carries them, so the client's final ACK got a RST (the kernel's cookies; `tcp_sack=0`
+/// was a common mitigation of CVE-2019-11477). The kernel's cookies never get the timestamp
+/// flag: synguard itself keeps `tcp_timestamps` on while they are in use.
+pub const HOST_NO_TIMESTAMPS: u32 = 1 << 8;
+pub const HOST_NO_SACK: u32 = 1 << 9;
+pub const HOST_NO_WSCALE: u32 = 1 << 10;
+
+/// The mode byte of [`Config::cookies`]: [`COOKIES_KERNEL`] or [`COOKIES_OWN`].
+pub const COOKIES_KIND: u32 = 0xff;
 
 /// Whether [`Config::cookies`] says own cookies.
 #[inline(always)]
 pub const fn cookies_own(cookies: u32) -> bool {
-    cookies & 0xff == COOKIES_OWN
+    cookies & COOKIES_KIND == COOKIES_OWN
 }
 
 /// One entry of [`names::PORTS`], indexed by port number.

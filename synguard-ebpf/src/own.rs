@@ -5,7 +5,7 @@
 
 use aya_ebpf::{helpers::generated::bpf_xdp_adjust_meta, programs::XdpContext};
 use synguard_common::{
-    maps::{Config, OWN_NO_SACK, OWN_NO_TIMESTAMPS, OWN_NO_WSCALE, kernel_cookies_possible},
+    maps::{Config, HOST_NO_TIMESTAMPS, kernel_cookies_possible},
     own_cookie::{self, CookieOpts, Flow},
     reason::{Event, Reason},
     reqsk::{self, CookieSecret, META_LEN, META_MAGIC, OwnAckMeta},
@@ -41,21 +41,6 @@ fn flow(pkt: &Packet) -> Flow {
             ports,
         }
     }
-}
-
-/// The client's options less those the host's TCP has switched off (`Config::cookies` flags).
-#[inline(always)]
-pub fn host_options(mut opts: SynOptions, cfg: &Config) -> SynOptions {
-    if cfg.cookies & OWN_NO_TIMESTAMPS != 0 {
-        opts.tsval = None;
-    }
-    if cfg.cookies & OWN_NO_SACK != 0 {
-        opts.sack_permitted = false;
-    }
-    if cfg.cookies & OWN_NO_WSCALE != 0 {
-        opts.wscale = None;
-    }
-    opts
 }
 
 /// `opts` as read back from this CPU's workspace (`Workspace::opts`). Verifier workaround: the
@@ -151,7 +136,7 @@ pub fn check_ack(ctx: &XdpContext, pkt: &Packet, cfg: &Config, now_ns: u64) -> R
         }
         return Reason::DropAckBadCookie;
     };
-    let ts = if cfg.cookies & OWN_NO_TIMESTAMPS != 0 {
+    let ts = if cfg.cookies & HOST_NO_TIMESTAMPS != 0 {
         None
     } else {
         ack_timestamp(ctx, pkt)

@@ -11,7 +11,7 @@
 use aya_ebpf::{bindings::TC_ACT_OK, programs::TcContext};
 use synguard_common::{
     conns::ConnLookup,
-    maps::{OWN_NO_TIMESTAMPS, cookies_own, flow_hash, flow_hash_v4},
+    maps::{HOST_NO_TIMESTAMPS, cookies_own, flow_hash, flow_hash_v4},
     own_cookie::{self, Flow},
     reqsk::{self, META_MAGIC, OwnAckMeta},
     tcp::{ACK, RST, SYN},
@@ -157,7 +157,7 @@ fn check(ctx: &TcContext) -> Option<(OwnAckMeta, u64, ConnLookup)> {
         None => return None,
     };
     let doff = (th[12] >> 4) as u32 * 4;
-    let ts = if cfg.cookies & OWN_NO_TIMESTAMPS == 0 && doff >= 32 {
+    let ts = if cfg.cookies & HOST_NO_TIMESTAMPS == 0 && doff >= 32 {
         let o = load::<{ reqsk::ACK_TS_HEAD }>(ctx, l2 + tcp_off + 20)?;
         reqsk::ack_timestamp(&o, reqsk::ACK_TS_HEAD)
     } else {

@@ -371,9 +371,9 @@ fn servers_sharing_a_key_accept_each_others_cookies() {
 /// them (the kernel would refuse a request socket asking for them), and the handshake completes.
 #[test]
 fn options_the_host_switched_off_are_not_offered() {
-    use synguard_common::maps::{OWN_NO_SACK, OWN_NO_TIMESTAMPS, OWN_NO_WSCALE};
+    use synguard_common::maps::{HOST_NO_SACK, HOST_NO_TIMESTAMPS, HOST_NO_WSCALE};
     let mut cfg = default_config();
-    cfg.cookies = COOKIES_OWN | OWN_NO_TIMESTAMPS | OWN_NO_SACK | OWN_NO_WSCALE;
+    cfg.cookies = COOKIES_OWN | HOST_NO_TIMESTAMPS | HOST_NO_SACK | HOST_NO_WSCALE;
     let mut f = Fixture::new(cfg, &[PORT]).unwrap();
     f.set_secret(CookieSecret {
         current: KEY,

@@ -111,6 +111,40 @@ fn syn_gets_an_exact_cookie_synack_and_its_ack_is_accepted() {
     assert_eq!(f.event(Event::SynProtected).unwrap(), sent);
 }
 
+/// A host with SACK and window scaling switched off (`HOST_NO_*` flags from the loader): the
+/// SYN-ACK offers neither, in its options or in the TSval the kernel's `cookie_timestamp_decode`
+/// reads back, which refuses a cookie carrying an option the host has off (the client's final ACK
+/// would get a RST). Exactly the SYN-ACK of a client that asked for neither.
+#[test]
+fn options_the_host_switched_off_are_not_offered_with_kernel_cookies() {
+    use synguard_common::maps::{COOKIES_KERNEL, HOST_NO_SACK, HOST_NO_WSCALE};
+    let mut cfg = default_config();
+    cfg.cookies = COOKIES_KERNEL | HOST_NO_SACK | HOST_NO_WSCALE;
+    let f = Fixture::new(cfg, &[PORT, 443]).unwrap();
+    for ipv6 in [false, true] {
+        let syn = Syn::linux(Tags::None, ipv6);
+        let out = f.run(&syn.frame()).unwrap();
+        assert_eq!(out.action, XDP_TX, "ipv6={ipv6}");
+        let (cookie, tsval) = cookie_and_tsval(&out.frame, syn.tags);
+        let ts = tsval.expect("timestamps stay on");
+        let asked_for_neither = Syn {
+            sack: false,
+            wscale: None,
+            ..syn
+        };
+        assert_eq!(
+            ts & 0x3f,
+            asked_for_neither.expected_ts_bits(),
+            "ipv6={ipv6}"
+        );
+        assert_eq!(
+            out.frame,
+            asked_for_neither.expected_synack(cookie, ts),
+            "ipv6={ipv6}"
+        );
+    }
+}
+
 #[test]
 fn ack_with_a_wrong_cookie_is_dropped() {
     let f = fixture();

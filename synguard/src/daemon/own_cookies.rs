@@ -4,7 +4,7 @@
 
 use aya::Ebpf;
 use log::{info, warn};
-use synguard_common::maps::{COOKIES_OWN, OWN_NO_SACK, OWN_NO_TIMESTAMPS, OWN_NO_WSCALE};
+use synguard_common::maps::COOKIES_OWN;
 use thiserror::Error;
 
 use crate::{
@@ -14,6 +14,7 @@ use crate::{
         own::{self, SecretMap},
     },
     host::{
+        facts,
         secret::{self, Key, SecretError},
         sysctl::{SYNCOOKIES, SysctlError, Sysctls},
         tuning::Finding,
@@ -151,18 +152,7 @@ fn with_sources(e: &dyn std::error::Error) -> String {
 /// `Config::cookies` for own cookies on this host: the mode with a flag for each option the
 /// host's TCP has switched off.
 pub fn config_value() -> Result<u32, SysctlError> {
-    let sysctls = Sysctls::default();
-    let mut v = COOKIES_OWN;
-    for (key, flag) in [
-        ("net.ipv4.tcp_timestamps", OWN_NO_TIMESTAMPS),
-        ("net.ipv4.tcp_sack", OWN_NO_SACK),
-        ("net.ipv4.tcp_window_scaling", OWN_NO_WSCALE),
-    ] {
-        if sysctls.read_u64(key)? == 0 {
-            v |= flag;
-        }
-    }
-    Ok(v)
+    Ok(COOKIES_OWN | facts::options_off(&Sysctls::default())?)
 }
 
 /// The key the configuration asks for: the file's, or a fresh random one.

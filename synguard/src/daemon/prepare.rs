@@ -1,5 +1,5 @@
-//! What an instance settles before it loads anything: the interface's facts, the config map's contents from the kernel's settings, and the
-//! kernel settings cookies need.
+//! What an instance settles before it loads anything: the interface's facts, the config map's
+//! contents from the host (`host::facts`), and the kernel settings cookies need.
 
 use std::path::Path;
 
@@ -18,10 +18,10 @@ use crate::{
     },
     host::{
         btf,
+        facts::HostFacts,
         nic::{self, NoSuchInterface},
         sysctl::{
             self, SYNCOOKIES, SysctlError, SysctlSaver, Sysctls, TIMESTAMPS, TIMESTAMPS_NO_OFFSET,
-            TcpParams,
         },
     },
     state::lock::LockError,
@@ -80,10 +80,9 @@ pub fn warn_about_vlan_offload(iface: &str) {
     }
 }
 
-/// The config map's contents, from the run configuration and the kernel's settings.
+/// The config map's contents, from the run configuration and the host (`HostFacts`).
 pub fn kernel_config(cfg: &RunConfig, iface: &str) -> Result<Config, StartError> {
-    let tcp = TcpParams::read(&Sysctls::default())?;
-    let mtu = sysctl::iface_mtu(iface)?;
+    let facts = HostFacts::read(iface, &Sysctls::default())?;
     let nr_cpus = match aya::util::nr_cpus() {
         Ok(n) => n.min(MAX_CPUS as usize) as u32,
         Err((path, e)) => {
@@ -92,19 +91,16 @@ pub fn kernel_config(cfg: &RunConfig, iface: &str) -> Result<Config, StartError>
             );
         }
     };
-    let mut config = build_config(cfg, &tcp, mtu, nr_cpus);
-    // SYNs to another destination MAC are not the host's (docs/host-checks.md); unknown: fail
-    // open.
-    match nic::hw_addr(iface) {
-        Ok((mac, loopback)) => (config.own_mac, config.loopback) = (mac, loopback as u8),
-        Err(e) => warn!("cannot read the MAC address of {iface} ({e}); answering any unicast SYN"),
+    if facts.mac.is_none() {
+        warn!("cannot read the MAC address of {iface}; answering any unicast SYN");
     }
+    let mut config = build_config(cfg, &facts, nr_cpus);
     config.reqsk_isn_off = btf::request_isn_offset();
-    if let Some(ws) = cfg.wscale.filter(|&ws| ws != tcp.wscale) {
+    if let Some(ws) = cfg.wscale.filter(|&ws| ws != facts.tcp.wscale) {
         warn!(
             "--wscale {ws} differs from the kernel's {} for new listeners; cookie connections \
              may stall or lose throughput",
-            tcp.wscale
+            facts.tcp.wscale
         );
     }
     debug!("map config: {config:?}");

@@ -9,13 +9,14 @@ use aya::{
 };
 use log::info;
 use synguard_common::maps::{
-    Config, MAX_CPUS, MODE_ALWAYS, MODE_AUTO, PORT_PROTECTED, PortConfig, names,
+    COOKIES_KIND, Config, HOST_NO_TIMESTAMPS, MAX_CPUS, MODE_ALWAYS, MODE_AUTO, PORT_PROTECTED,
+    PortConfig, cookies_own, names,
 };
 
 use crate::{
     config::{CookieMode, RunConfig},
     datapath::error::LoaderError,
-    host::sysctl::{self, TcpParams},
+    host::{facts::HostFacts, sysctl},
 };
 
 /// While cookies are active, one SYN per listener per this period goes to the kernel. The kernel
@@ -24,34 +25,52 @@ use crate::{
 /// fresh with room to spare and costs the kernel nothing measurable.
 pub const LISTENER_REFRESH: Duration = Duration::from_secs(1);
 
-/// The map contents for a run configuration. Pure, so it is unit-tested.
-pub fn build_config(cfg: &RunConfig, tcp: &TcpParams, mtu: u32, nr_cpus: u32) -> Config {
-    let (mss_v4, mss_v6) = sysctl::mss_from_mtu(mtu);
-    Config {
+/// The map contents for a run configuration on a host with `facts`. Pure, so it is unit-tested.
+pub fn build_config(cfg: &RunConfig, facts: &HostFacts, nr_cpus: u32) -> Config {
+    let mut c = Config {
         mode: match cfg.mode {
             CookieMode::Always => MODE_ALWAYS,
             CookieMode::Auto => MODE_AUTO,
         },
-        wscale: cfg.wscale.unwrap_or(tcp.wscale) as u32,
-        mss_v4,
-        mss_v6,
-        ecn: tcp.ecn as u32,
         syn_on_pps: cfg.syn_on_pps,
         syn_off_pps: cfg.syn_off_pps,
         nr_cpus: nr_cpus.clamp(1, MAX_CPUS),
-        rcv_space: tcp.rcv_space,
         cookies: synguard_common::maps::COOKIES_KERNEL,
         hold_ns: cfg.hold.as_nanos().min(u64::MAX as u128) as u64,
         refresh_ns: LISTENER_REFRESH.as_nanos() as u64,
-        // Filled in from the interface and the kernel by the caller (`nic::hw_addr`,
-        // `btf::request_isn_offset`).
-        own_mac: [0; 6],
-        loopback: 0,
-        _pad_mac: 0,
+        // Filled in from the kernel's BTF by the caller (`btf::request_isn_offset`).
         reqsk_isn_off: 0,
-        _pad_isn: 0,
-        synack_windows: synguard_common::cookie::synack_windows(tcp.rcv_space),
-    }
+        ..Config::default()
+    };
+    set_host_fields(&mut c, facts, cfg.wscale);
+    c
+}
+
+/// The fields of `c` that follow the host (`facts`): the MSS caps from the MTU, the window scale
+/// (unless `--wscale` fixes it), the initial window and ECN from the kernel's TCP settings, the
+/// MAC address the SYNs must be sent to, and the options the kernel has switched off. Pure.
+pub fn set_host_fields(c: &mut Config, facts: &HostFacts, wscale: Option<u8>) {
+    let tcp = &facts.tcp;
+    (c.mss_v4, c.mss_v6) = sysctl::mss_from_mtu(facts.mtu);
+    c.wscale = wscale.unwrap_or(tcp.wscale) as u32;
+    c.ecn = tcp.ecn as u32;
+    c.rcv_space = tcp.rcv_space;
+    c.synack_windows = synguard_common::cookie::synack_windows(tcp.rcv_space);
+    // SYNs to another destination MAC are not the host's (docs/host-checks.md); unknown: fail
+    // open, any unicast SYN is answered.
+    (c.own_mac, c.loopback) = match facts.mac {
+        Some((mac, loopback)) => (mac, loopback as u8),
+        None => ([0; 6], 0),
+    };
+    // Options the host's TCP has switched off, which neither kind of cookie may offer. The
+    // kernel's cookies keep timestamps: synguard sets `tcp_timestamps` to 2 while they are in use
+    // (`prepare::set_sysctls`), after this first reading.
+    let off = if cookies_own(c.cookies) {
+        facts.options_off
+    } else {
+        facts.options_off & !HOST_NO_TIMESTAMPS
+    };
+    c.cookies = (c.cookies & COOKIES_KIND) | off;
 }
 
 /// Writes the config map and protects `ports`; `inherited_ports`: the port map came from a
@@ -113,6 +132,8 @@ mod tests {
     use std::path::PathBuf;
 
     use crate::config::{CookieMode, DEFAULT_RUN_DIR, XdpAttach};
+    use crate::host::sysctl::TcpParams;
+    use synguard_common::maps::{COOKIES_OWN, HOST_NO_SACK};
 
     fn run_config() -> RunConfig {
         RunConfig {
@@ -138,6 +159,15 @@ mod tests {
         }
     }
 
+    fn facts(tcp: TcpParams, mtu: u32) -> HostFacts {
+        HostFacts {
+            mtu,
+            mac: Some(([2, 0, 0, 0, 0, 1], false)),
+            tcp,
+            options_off: 0,
+        }
+    }
+
     #[test]
     fn config_from_kernel_settings() {
         let tcp = TcpParams {
@@ -145,7 +175,7 @@ mod tests {
             rcv_space: 65536,
             ecn: true,
         };
-        let c = build_config(&run_config(), &tcp, 1500, 2);
+        let c = build_config(&run_config(), &facts(tcp, 1500), 2);
         assert_eq!(c.mode, MODE_AUTO);
         assert_eq!((c.wscale, c.mss_v4, c.mss_v6), (10, 1460, 1440));
         assert_eq!((c.ecn, c.rcv_space, c.nr_cpus), (1, 65536, 2));
@@ -166,11 +196,69 @@ mod tests {
         let mut rc = run_config();
         rc.mode = CookieMode::Always;
         rc.wscale = Some(7);
-        let c = build_config(&rc, &tcp, 9000, 1000);
+        let c = build_config(&rc, &facts(tcp, 9000), 1000);
         assert_eq!(c.mode, MODE_ALWAYS);
         assert_eq!(c.wscale, 7);
         assert_eq!(c.ecn, 0);
         assert_eq!(c.nr_cpus, MAX_CPUS);
         assert_eq!(c.mss_v4, 8960);
+    }
+
+    /// A changed host rewrites exactly the fields that follow it; the run configuration's
+    /// stay, and so does own cookies' mode bit.
+    #[test]
+    fn host_changes_touch_only_the_host_fields() {
+        let tcp = TcpParams {
+            wscale: 7,
+            rcv_space: 65536,
+            ecn: false,
+        };
+        let mut c = build_config(&run_config(), &facts(tcp, 1500), 2);
+        assert_eq!((c.own_mac, c.loopback), ([2, 0, 0, 0, 0, 1], 0));
+        c.cookies = COOKIES_OWN;
+        c.reqsk_isn_off = 1234;
+        let before = c;
+        let mut now = facts(
+            TcpParams {
+                wscale: 9,
+                rcv_space: 131072,
+                ecn: true,
+            },
+            1400,
+        );
+        now.mac = Some(([2, 0, 0, 0, 0, 2], false));
+        now.options_off = HOST_NO_SACK;
+        set_host_fields(&mut c, &now, None);
+        assert_eq!((c.mss_v4, c.mss_v6, c.wscale, c.ecn), (1360, 1340, 9, 1));
+        assert_eq!((c.rcv_space, c.own_mac), (131072, [2, 0, 0, 0, 0, 2]));
+        assert_eq!(
+            c.synack_windows,
+            synguard_common::cookie::synack_windows(131072)
+        );
+        assert_eq!(c.cookies, COOKIES_OWN | HOST_NO_SACK);
+        let untouched = Config {
+            mss_v4: before.mss_v4,
+            mss_v6: before.mss_v6,
+            wscale: before.wscale,
+            ecn: before.ecn,
+            rcv_space: before.rcv_space,
+            synack_windows: before.synack_windows,
+            own_mac: before.own_mac,
+            cookies: before.cookies,
+            ..c
+        };
+        assert_eq!(untouched, before);
+        // Switched back on, the flag goes.
+        now.options_off = 0;
+        set_host_fields(&mut c, &now, None);
+        assert_eq!(c.cookies, COOKIES_OWN);
+        // `--wscale` stays; an unreadable MAC answers any unicast SYN; the kernel's cookies get
+        // the option flags but timestamps' (synguard keeps them on for those cookies).
+        now.mac = None;
+        now.options_off = HOST_NO_SACK | HOST_NO_TIMESTAMPS;
+        let mut k = before;
+        k.cookies = synguard_common::maps::COOKIES_KERNEL;
+        set_host_fields(&mut k, &now, Some(5));
+        assert_eq!((k.wscale, k.own_mac, k.cookies), (5, [0; 6], HOST_NO_SACK));
     }
 }

@@ -172,7 +172,7 @@ mod tests {
             }
         );
         let own = Config {
-            cookies: synguard_common::maps::COOKIES_OWN | synguard_common::maps::OWN_NO_SACK,
+            cookies: synguard_common::maps::COOKIES_OWN | synguard_common::maps::HOST_NO_SACK,
             ..config
         };
         assert_eq!(Enforced::from_maps(&own, &policy, vec![]).cookies, "own");

@@ -1,4 +1,5 @@
-//! The machine synguard runs on: kernel settings (`sysctl`), interface facts (`nic`), queue and
+//! The machine synguard runs on: kernel settings (`sysctl`), interface facts (`nic`), what a
+//! SYN-ACK takes from both (`facts`), queue and
 //! offload facts (`ethtool`), link partner and XDP attachment (`rtnl`), clocks (`clock`),
 //! network namespaces (`netns`), the BPF filesystem (`bpffs`), errors on paths (`io`), facts from
 //! the kernel's BTF (`btf`), readiness and status to systemd (`notify`), whether we may use BPF
@@ -11,6 +12,7 @@ pub mod btf;
 pub mod cgroup;
 pub mod clock;
 pub mod ethtool;
+pub mod facts;
 pub mod fault;
 pub mod io;
 pub mod netns;

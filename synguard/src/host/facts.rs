@@ -1,0 +1,175 @@
+//! What a SYN-ACK takes from the host: the interface's MTU and MAC address, and the kernel's TCP
+//! settings for a new connection, read when `run` starts.
+
+use std::fmt::Write as _;
+
+use synguard_common::maps::{HOST_NO_SACK, HOST_NO_TIMESTAMPS, HOST_NO_WSCALE};
+
+use crate::host::{
+    nic,
+    sysctl::{self, SysctlError, Sysctls, TcpParams},
+};
+
+/// The TCP options the kernel itself has switched off, as own cookies' `HOST_NO_*` flags (the
+/// kernel's cookies need no such flags: the kernel decodes them).
+const OPTIONS: [(&str, u32); 3] = [
+    (sysctl::TIMESTAMPS, HOST_NO_TIMESTAMPS),
+    ("net.ipv4.tcp_sack", HOST_NO_SACK),
+    ("net.ipv4.tcp_window_scaling", HOST_NO_WSCALE),
+];
+
+/// The host facts of one interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HostFacts {
+    pub mtu: u32,
+    /// The interface's MAC address and whether it is a loopback device; `None` when it cannot
+    /// be read (the program then answers any unicast SYN: fail open).
+    pub mac: Option<([u8; 6], bool)>,
+    pub tcp: TcpParams,
+    /// The `HOST_NO_*` flags of the options the kernel has switched off ([`options_off`]).
+    pub options_off: u32,
+}
+
+impl HostFacts {
+    /// Reads them for `iface`. The MAC address may be missing (`mac`); the rest may not.
+    pub fn read(iface: &str, sysctls: &Sysctls) -> Result<Self, SysctlError> {
+        Ok(HostFacts {
+            mtu: sysctl::iface_mtu(iface)?,
+            mac: nic::hw_addr(iface).ok(),
+            tcp: TcpParams::read(sysctls)?,
+            options_off: options_off(sysctls)?,
+        })
+    }
+
+    /// What differs from `before`, one phrase each, for the log.
+    pub fn changes_since(&self, before: &HostFacts) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.mtu != before.mtu {
+            let (v4, v6) = sysctl::mss_from_mtu(self.mtu);
+            out.push(format!(
+                "MTU {} -> {} (SYN-ACK MSS at most {v4} over IPv4, {v6} over IPv6)",
+                before.mtu, self.mtu
+            ));
+        }
+        if self.mac != before.mac {
+            out.push(format!(
+                "MAC address {} -> {}",
+                mac_text(before.mac),
+                mac_text(self.mac)
+            ));
+        }
+        let (t, b) = (&self.tcp, &before.tcp);
+        if t.wscale != b.wscale || t.rcv_space != b.rcv_space {
+            out.push(format!(
+                "receive buffers (tcp_rmem, rmem_max): window scale {} -> {}, initial window {} \
+                 -> {} bytes",
+                b.wscale, t.wscale, b.rcv_space, t.rcv_space
+            ));
+        }
+        if t.ecn != b.ecn {
+            out.push(format!("tcp_ecn {} -> {}", on_off(b.ecn), on_off(t.ecn)));
+        }
+        for (name, flag) in OPTIONS {
+            let (was, is) = (before.options_off & flag == 0, self.options_off & flag == 0);
+            if was != is {
+                out.push(format!("{name} {} -> {}", on_off(was), on_off(is)));
+            }
+        }
+        out
+    }
+}
+
+/// The `HOST_NO_*` flags of the options (timestamps, SACK, window scaling) whose sysctl is 0.
+pub fn options_off(sysctls: &Sysctls) -> Result<u32, SysctlError> {
+    let mut off = 0;
+    for (key, flag) in OPTIONS {
+        if sysctls.read_u64(key)? == 0 {
+            off |= flag;
+        }
+    }
+    Ok(off)
+}
+
+fn on_off(on: bool) -> &'static str {
+    if on { "on" } else { "off" }
+}
+
+/// `aa:bb:cc:dd:ee:ff`, or "unreadable".
+pub fn mac_text(mac: Option<([u8; 6], bool)>) -> String {
+    match mac {
+        Some((m, _)) => m.iter().enumerate().fold(String::new(), |mut s, (i, b)| {
+            let sep = if i == 0 { "" } else { ":" };
+            let _ = write!(s, "{sep}{b:02x}");
+            s
+        }),
+        None => "unreadable".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts() -> HostFacts {
+        HostFacts {
+            mtu: 1500,
+            mac: Some(([2, 0, 0, 0, 0, 1], false)),
+            tcp: TcpParams {
+                wscale: 7,
+                rcv_space: 65_483,
+                ecn: false,
+            },
+            options_off: 0,
+        }
+    }
+
+    #[test]
+    fn unchanged_facts_say_nothing() {
+        assert!(facts().changes_since(&facts()).is_empty());
+    }
+
+    #[test]
+    fn each_change_is_named_with_both_values() {
+        let before = facts();
+        let mut now = facts();
+        now.mtu = 9000;
+        now.mac = Some(([2, 0, 0, 0, 0, 0xab], false));
+        now.tcp.wscale = 9;
+        now.tcp.ecn = true;
+        now.options_off = HOST_NO_SACK;
+        let c = now.changes_since(&before);
+        assert_eq!(c.len(), 5, "{c:?}");
+        assert!(
+            c[0].contains("1500 -> 9000") && c[0].contains("8960"),
+            "{c:?}"
+        );
+        assert!(
+            c[1].contains("02:00:00:00:00:01 -> 02:00:00:00:00:ab"),
+            "{c:?}"
+        );
+        assert!(c[2].contains("window scale 7 -> 9"), "{c:?}");
+        assert!(c[3].contains("tcp_ecn off -> on"), "{c:?}");
+        assert!(c[4].contains("net.ipv4.tcp_sack on -> off"), "{c:?}");
+        now.mac = None;
+        assert!(now.changes_since(&before)[1].contains("-> unreadable"));
+    }
+
+    #[test]
+    fn options_off_reads_the_three_switches() {
+        let dir = std::env::temp_dir().join(format!("synguard-facts-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("net/ipv4")).unwrap();
+        let s = Sysctls::with_root(dir.clone());
+        for (v, key) in [
+            ("1", "tcp_timestamps"),
+            ("0", "tcp_sack"),
+            ("1", "tcp_window_scaling"),
+        ] {
+            std::fs::write(dir.join("net/ipv4").join(key), v).unwrap();
+        }
+        assert_eq!(options_off(&s).unwrap(), HOST_NO_SACK);
+        std::fs::write(dir.join("net/ipv4/tcp_window_scaling"), "0").unwrap();
+        assert_eq!(options_off(&s).unwrap(), HOST_NO_SACK | HOST_NO_WSCALE);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
