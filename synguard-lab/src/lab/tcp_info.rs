@@ -34,6 +34,8 @@ pub struct TcpInfo {
     pub unacked: u32,
     /// `tcpi_last_ack_recv`: milliseconds since an ACK last arrived.
     pub last_ack_recv_ms: u32,
+    /// `tcpi_snd_mss`: the largest segment this end sends (the peer's MSS less options).
+    pub snd_mss: u32,
 }
 
 impl TcpInfo {
@@ -60,8 +62,8 @@ impl TcpInfo {
     /// Decodes the start of `struct tcp_info` (include/uapi/linux/tcp.h): byte 5 is
     /// `tcpi_options`, byte 6 holds the 4-bit fields `tcpi_snd_wscale` (low nibble on
     /// little-endian) and `tcpi_rcv_wscale`; `tcpi_total_retrans` is the u32 at byte 100.
-    /// Bytes 0 and 2 are `tcpi_state` and `tcpi_retransmits`; the u32s at 8, 24 and 56 are
-    /// `tcpi_rto`, `tcpi_unacked` and `tcpi_last_ack_recv`.
+    /// Bytes 0 and 2 are `tcpi_state` and `tcpi_retransmits`; the u32s at 8, 16, 24 and 56 are
+    /// `tcpi_rto`, `tcpi_snd_mss`, `tcpi_unacked` and `tcpi_last_ack_recv`.
     pub fn parse(raw: &[u8]) -> Result<TcpInfo> {
         ensure!(raw.len() >= 104, "TCP_INFO too short: {} bytes", raw.len());
         let u32_at =
@@ -76,6 +78,7 @@ impl TcpInfo {
             rto_us: u32_at(8),
             unacked: u32_at(24),
             last_ack_recv_ms: u32_at(56),
+            snd_mss: u32_at(16),
         })
     }
 
@@ -111,7 +114,9 @@ mod tests {
         raw[5] = TS_SACK_WSCALE;
         raw[6] = 0xa7; // rcv 10, snd 7
         raw[100..104].copy_from_slice(&3u32.to_ne_bytes());
+        raw[16..20].copy_from_slice(&1448u32.to_ne_bytes());
         let info = TcpInfo::parse(&raw).unwrap();
+        assert_eq!(info.snd_mss, 1448);
         assert_eq!(info.snd_wscale, 7);
         assert_eq!(info.rcv_wscale, 10);
         assert!(info.has(TS_SACK_WSCALE));

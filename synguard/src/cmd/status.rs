@@ -284,10 +284,12 @@ fn enforced_lines(e: &Enforced) -> String {
         0 => "none".to_string(),
         _ => format!("{pps}/s burst {burst}"),
     };
+    let a = &e.synack;
     format!(
         "  {} mode, {} cookies{monitor}\n  ports {:?}, thresholds on {} / off {} pps, hold {} s\n  \
          allow {} v4 + {} v6, block {} v4 + {} v6 prefixes; per source {} (block {} s), \
-         reflection cap {}\n",
+         reflection cap {}\n  SYN-ACKs: MSS at most {} (IPv4) / {} (IPv6), window scale {}, \
+         ECN {}, for SYNs to MAC {}\n",
         e.mode,
         e.cookies,
         e.ports,
@@ -301,14 +303,19 @@ fn enforced_lines(e: &Enforced) -> String {
         limit(m.source_rate_pps, m.source_burst),
         m.source_block_s,
         limit(m.reflect_cap_pps, m.reflect_burst),
+        a.mss_v4,
+        a.mss_v6,
+        a.wscale,
+        if a.ecn { "on" } else { "off" },
+        a.mac,
     )
 }
 
 fn conn_table_line(t: &TableState) -> String {
     if t.trusted {
         format!(
-            "  connection table trusted: {} sockets stamped by the last pass (ACKs of no socket              skip the socket lookup)
-",
+            "  connection table trusted: {} sockets stamped by the last pass (ACKs of no socket \
+             skip the socket lookup)\n",
             t.sockets
         )
     } else {

@@ -56,6 +56,14 @@ impl Guard {
         self.instances.iter_mut().for_each(Instance::watch_own);
     }
 
+    /// Host facts the programs' answers depend on (MTU, MAC address, TCP settings), followed
+    /// from the run loop (`instance::host_follow`).
+    pub fn follow_host(&mut self, cfg: &RunConfig) {
+        for inst in &mut self.instances {
+            inst.follow_host(cfg);
+        }
+    }
+
     /// The connection table's pass over every instance whose sock_ops program is attached
     /// (`daemon::conns`), for `ports` (sorted), the ports the port maps hold now.
     pub fn refresh_conns(&mut self, ports: &[u16]) {

@@ -7,6 +7,7 @@
 //! order, so an error half-way through setup leaves nothing behind. The kernel settings belong
 //! to the process (`SysctlSaver`, see `daemon::guard`), shared by all interfaces.
 
+pub mod host_follow;
 mod own_cookies_watch;
 
 use std::{
@@ -41,6 +42,7 @@ use crate::{
     },
     host::{
         clock,
+        facts::HostFacts,
         fault::{self, Step},
         io::io_err as path_err,
         netns, nic,
@@ -69,6 +71,10 @@ pub struct Instance {
     conns: Option<ConnTable>,
     /// The driver's lack of XDP metadata has been reported.
     meta_warned: bool,
+    /// The host facts the config map holds (`host_follow`); None until it is written.
+    host: Option<HostFacts>,
+    /// The host facts could not be read at the last try, and that was reported.
+    host_unreadable: bool,
     pin_dir: Option<PathBuf>,
     run_info: Option<PathBuf>,
     /// Leave link, pins and run-info for a successor (hand-over, or a failed take-over while
@@ -139,6 +145,8 @@ impl Instance {
             secret: None,
             conns: None,
             meta_warned: false,
+            host: None,
+            host_unreadable: false,
             pin_dir: None,
             run_info: None,
             // A program left behind keeps protecting if we fail before replacing it.
@@ -206,7 +214,7 @@ impl Instance {
     ) -> Result<(Controller<MapBackend>, Option<ProgramLogger>), StartError> {
         let iface = self.iface.clone();
         let mut own = own_cookies::decide(cfg, &iface)? == Choice::Own;
-        let mut config = kernel_config(cfg, &iface)?;
+        let (mut config, host) = kernel_config(cfg, &iface)?;
         load::raise_memlock_limit();
         let object = own::object(own)?;
         let inherited = self.inherit_pins(pin_dir)?;
@@ -264,6 +272,7 @@ impl Instance {
         let inherited_ports = inherited.kept.iter().any(|n| n == names::PORTS);
         let ebpf = self.ebpf.as_mut().expect("loaded above");
         write_config(ebpf, &config, &cfg.ports, inherited_ports)?;
+        self.host = Some(host);
         self.write_run_info(cfg, pin_dir, pending, "pending", &config, saver)?;
         fault::point(Step::Loaded);
         let ebpf = self.ebpf.as_mut().expect("loaded above");
@@ -367,14 +376,7 @@ impl Instance {
             syn_on_pps: cfg.syn_on_pps,
             syn_off_pps: cfg.syn_off_pps,
             hold_s: cfg.hold.as_secs_f64(),
-            config: ConfigInfo {
-                wscale: config.wscale,
-                mss_v4: config.mss_v4,
-                mss_v6: config.mss_v6,
-                ecn: config.ecn != 0,
-                rcv_space: config.rcv_space,
-                nr_cpus: config.nr_cpus,
-            },
+            config: ConfigInfo::from(config),
             sysctl_changes: saver
                 .changes()
                 .iter()

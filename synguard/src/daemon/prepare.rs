@@ -80,8 +80,9 @@ pub fn warn_about_vlan_offload(iface: &str) {
     }
 }
 
-/// The config map's contents, from the run configuration and the host (`HostFacts`).
-pub fn kernel_config(cfg: &RunConfig, iface: &str) -> Result<Config, StartError> {
+/// The config map's contents, from the run configuration and the host (`HostFacts`, also
+/// returned: `daemon::instance::host_follow` compares later readings with it).
+pub fn kernel_config(cfg: &RunConfig, iface: &str) -> Result<(Config, HostFacts), StartError> {
     let facts = HostFacts::read(iface, &Sysctls::default())?;
     let nr_cpus = match aya::util::nr_cpus() {
         Ok(n) => n.min(MAX_CPUS as usize) as u32,
@@ -104,7 +105,7 @@ pub fn kernel_config(cfg: &RunConfig, iface: &str) -> Result<Config, StartError>
         );
     }
     debug!("map config: {config:?}");
-    Ok(config)
+    Ok((config, facts))
 }
 
 /// Kernel settings before the program can send a cookie: the kernel must accept them. Returns

@@ -17,6 +17,7 @@ use crate::{
         cookie_backend::MapBackend,
         events::{self, FloodWatcher},
         guard::Guard,
+        instance::host_follow,
         logs, metrics,
         mode::{self, Controller},
         reload::{self, LastReload},
@@ -213,6 +214,8 @@ impl Serving<'_> {
         let mut tick = tokio::time::interval(mode::TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut own_watch = tokio::time::interval(OWN_WATCH);
+        let mut host_watch = tokio::time::interval(host_follow::PERIOD);
+        host_watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // The first tick is at once: the pass that makes the table trusted.
         let mut conns_pass = tokio::time::interval(conns::PERIOD);
         conns_pass.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -233,6 +236,7 @@ impl Serving<'_> {
                 }
                 _ = tick.tick() => self.tick_controllers(),
                 _ = own_watch.tick() => self.guard.watch_own(),
+                _ = host_watch.tick() => self.guard.follow_host(&current),
                 _ = conns_pass.tick() => self.guard.refresh_conns(&current.ports),
                 r = logs::forward(self.loggers) => {
                     if let Err(e) = r {

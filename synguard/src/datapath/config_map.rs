@@ -48,7 +48,9 @@ pub fn build_config(cfg: &RunConfig, facts: &HostFacts, nr_cpus: u32) -> Config 
 
 /// The fields of `c` that follow the host (`facts`): the MSS caps from the MTU, the window scale
 /// (unless `--wscale` fixes it), the initial window and ECN from the kernel's TCP settings, the
-/// MAC address the SYNs must be sent to, and the options the kernel has switched off. Pure.
+/// MAC address the SYNs must be sent to, and the options the kernel has switched off. At start
+/// and whenever the host changes under a running program (`daemon::instance::host_follow`).
+/// Pure.
 pub fn set_host_fields(c: &mut Config, facts: &HostFacts, wscale: Option<u8>) {
     let tcp = &facts.tcp;
     (c.mss_v4, c.mss_v6) = sysctl::mss_from_mtu(facts.mtu);

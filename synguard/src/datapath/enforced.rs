@@ -10,9 +10,12 @@ use synguard_common::{
     policy::{Policy, gcra_to_rate},
 };
 
-use crate::datapath::{
-    counters::mode_name,
-    maps::{self, PinnedMapError},
+use crate::{
+    datapath::{
+        counters::mode_name,
+        maps::{self, PinnedMapError},
+    },
+    host::facts,
 };
 
 /// Entries in the allow and block lists, per family.
@@ -34,6 +37,20 @@ pub struct EnforcedLimits {
     pub reflect_burst: u64,
 }
 
+/// What the SYN-ACKs take from the host (`config_map::set_host_fields`), as the config map holds
+/// it now: it follows the interface and the kernel's settings while synguard runs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SynAckFacts {
+    /// The largest MSS advertised, from the interface's MTU.
+    pub mss_v4: u32,
+    pub mss_v6: u32,
+    pub wscale: u32,
+    pub ecn: bool,
+    /// The interface's MAC address the SYNs are answered for ("any": unknown, every unicast
+    /// SYN is answered).
+    pub mac: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Enforced {
     /// "auto", "always" (or "off" for a value the program does not know).
@@ -49,6 +66,7 @@ pub struct Enforced {
     pub hold_s: f64,
     pub lists: ListSizes,
     pub limits: EnforcedLimits,
+    pub synack: SynAckFacts,
 }
 
 impl Enforced {
@@ -77,6 +95,16 @@ impl Enforced {
                 source_block_s: policy.src_block_ns / 1_000_000_000,
                 reflect_cap_pps,
                 reflect_burst,
+            },
+            synack: SynAckFacts {
+                mss_v4: config.mss_v4,
+                mss_v6: config.mss_v6,
+                wscale: config.wscale,
+                ecn: config.ecn != 0,
+                mac: match config.own_mac {
+                    [0, 0, 0, 0, 0, 0] => "any".to_string(),
+                    m => facts::mac_text(Some((m, false))),
+                },
             },
         }
     }
@@ -126,6 +154,11 @@ mod tests {
             syn_on_pps: 400,
             syn_off_pps: 200,
             hold_ns: 2_500_000_000,
+            mss_v4: 1360,
+            mss_v6: 1340,
+            wscale: 9,
+            ecn: 1,
+            own_mac: [2, 0, 0, 0x5e, 0, 0x42],
             ..Default::default()
         };
         let mut policy = Policy {
@@ -169,6 +202,16 @@ mod tests {
                 source_block_s: 30,
                 reflect_cap_pps: 1000,
                 reflect_burst: 100
+            }
+        );
+        assert_eq!(
+            e.synack,
+            SynAckFacts {
+                mss_v4: 1360,
+                mss_v6: 1340,
+                wscale: 9,
+                ecn: true,
+                mac: "02:00:00:5e:00:42".into()
             }
         );
         let own = Config {

@@ -1,5 +1,8 @@
 //! What a SYN-ACK takes from the host: the interface's MTU and MAC address, and the kernel's TCP
-//! settings for a new connection, read when `run` starts.
+//! settings for a new connection. Read when `run` starts and again while it runs
+//! (`daemon::instance::host_follow`): an MTU, a MAC (a bond's fail-over with
+//! `fail_over_mac=active`) or a `tcp_rmem` changed under a running program would otherwise leave
+//! it answering as the host no longer would.
 
 use std::fmt::Write as _;
 

@@ -68,6 +68,19 @@ pub struct ConfigInfo {
     pub nr_cpus: u32,
 }
 
+impl From<&synguard_common::maps::Config> for ConfigInfo {
+    fn from(c: &synguard_common::maps::Config) -> Self {
+        ConfigInfo {
+            wscale: c.wscale,
+            mss_v4: c.mss_v4,
+            mss_v6: c.mss_v6,
+            ecn: c.ecn != 0,
+            rcv_space: c.rcv_space,
+            nr_cpus: c.nr_cpus,
+        }
+    }
+}
+
 /// One kernel setting the instance changed: what it was, what it set, and why.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]

@@ -1,0 +1,169 @@
+//! End to end, synguard following the host while it runs (`daemon::instance::host_follow`): the
+//! server's MTU lowered and its MAC address changed under a running program, with own cookies
+//! answering every SYN. Root, one at a time (`cargo xtask test`).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, ensure};
+use synguard_common::reason::Reason;
+use synguard_lab::lab::{
+    synguard_proc::Synguard,
+    tcp_info::{TCPI_OPT_SACK, TCPI_OPT_TIMESTAMPS, TCPI_OPT_WSCALE, TS_SACK_WSCALE},
+    traffic::{self, ConnReport, Transfer},
+};
+
+mod common;
+use common::{Fixture, addr, e2e::SERVER_WAIT};
+
+const MIB: u64 = 1 << 20;
+
+/// How long the daemon may take to notice (it reads the host every second).
+const NOTICE: Duration = Duration::from_secs(5);
+
+/// `n` IPv4 connections, each moving `bytes` both ways; every one must succeed.
+fn batch(fx: &Fixture, n: usize, bytes: u64) -> Result<Vec<ConnReport>> {
+    let seen = fx.server.connections().len();
+    let reports = traffic::run_batch(&fx.lab.client.ns, addr(false), n, move |_| Transfer {
+        upload: bytes,
+        download: bytes,
+    })?
+    .into_iter()
+    .enumerate()
+    .map(|(i, r)| r.with_context(|| format!("connection {i}")))
+    .collect::<Result<Vec<_>>>()?;
+    let conns = fx.server.wait_for(seen + n, SERVER_WAIT)?;
+    for c in &conns[seen..] {
+        ensure!(
+            c.error.is_none(),
+            "server side of {}: {:?}",
+            c.peer,
+            c.error
+        );
+        ensure!(
+            c.received == bytes,
+            "server received {} of {bytes}",
+            c.received
+        );
+    }
+    Ok(reports)
+}
+
+/// Waits until the daemon's log has a line containing `text`.
+fn wait_for_log(sg: &Synguard, text: &str) -> Result<String> {
+    let deadline = Instant::now() + NOTICE;
+    loop {
+        if let Some(line) = sg.log_text().lines().find(|l| l.contains(text)) {
+            return Ok(line.to_string());
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "no log line with {text:?} in {NOTICE:?}:\n{}",
+            sg.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The server's MTU lowered to 1400 while synguard answers every SYN: the next SYN-ACKs
+/// advertise an MSS that fits (1360), so 1 MiB uploads still arrive (with the start-up MSS of
+/// 1460 the client's full-size segments would not fit the server's interface and the transfer
+/// would stall). Then its MAC address changes: SYNs to the new address are still answered in
+/// XDP, none is passed as "not for this host".
+#[test]
+fn the_answers_follow_the_servers_mtu_and_mac_address() -> Result<()> {
+    let fx = Fixture::new()?;
+    let sg = fx.synguard(&["--ports", "80", "--mode", "always", "--cookies", "own"])?;
+    let iface = fx.iface().to_string();
+
+    let before = batch(&fx, 2, 1000)?;
+    for r in &before {
+        // MSS 1460 less the timestamp option.
+        ensure!(r.info.snd_mss == 1448, "before: {}", r.info.snd_mss);
+    }
+
+    fx.ns().ip(&["link", "set", "dev", &iface, "mtu", "1400"])?;
+    let line = wait_for_log(&sg, "MTU 1500 -> 1400")?;
+    eprintln!("{line}");
+    let s0 = sg.stats()?;
+    let after = batch(&fx, 4, MIB)?;
+    for r in &after {
+        ensure!(
+            r.info.snd_mss == 1348,
+            "after the MTU change: {}",
+            r.info.snd_mss
+        );
+    }
+    let s1 = sg.stats()?;
+    ensure!(
+        s1.delta(&s0, Reason::TxSynAckCookie) >= 4,
+        "SYN-ACKs from XDP: {}",
+        s1.delta(&s0, Reason::TxSynAckCookie)
+    );
+    let status = fx.cli(&["status", "--iface", &iface])?;
+    ensure!(
+        status.contains("MSS at most 1360 (IPv4) / 1340 (IPv6)"),
+        "status after the MTU change:\n{status}"
+    );
+
+    let new_mac = "02:00:00:5e:00:42";
+    fx.ns()
+        .ip(&["link", "set", "dev", &iface, "address", new_mac])?;
+    let line = wait_for_log(&sg, &format!("-> {new_mac}"))?;
+    eprintln!("{line}");
+    // The client must learn the new address (the lab's bridge learns it from the reply).
+    fx.lab.client.ns.ip(&["neigh", "flush", "all"])?;
+    let s2 = sg.stats()?;
+    batch(&fx, 4, 1000)?;
+    let s3 = sg.stats()?;
+    ensure!(
+        s3.delta(&s2, Reason::PassNotForHost) == 0,
+        "SYNs to the new MAC passed as not for this host: {}",
+        s3.delta(&s2, Reason::PassNotForHost)
+    );
+    ensure!(
+        s3.delta(&s2, Reason::TxSynAckCookie) >= 4,
+        "SYN-ACKs from XDP after the MAC change: {}",
+        s3.delta(&s2, Reason::TxSynAckCookie)
+    );
+    assert!(sg.stop()?.success());
+    Ok(())
+}
+
+/// The kernel's cookies on a host with SACK switched off (`tcp_sack=0`, a common mitigation of
+/// CVE-2019-11477): the SYN-ACK must not offer SACK, or the kernel refuses the cookie
+/// (`cookie_timestamp_decode`) and answers the client's final ACK with a RST. Switched back on
+/// while synguard runs, SACK is offered again.
+#[test]
+fn kernel_cookies_offer_only_what_the_host_has_on() -> Result<()> {
+    let fx = Fixture::new()?;
+    fx.ns().sysctl("net.ipv4.tcp_sack", "0")?;
+    let sg = fx.synguard(&["--ports", "80", "--mode", "always", "--cookies", "kernel"])?;
+    let s0 = sg.stats()?;
+    for r in batch(&fx, 4, 1000)? {
+        ensure!(
+            !r.info.has(TCPI_OPT_SACK) && r.info.has(TCPI_OPT_TIMESTAMPS | TCPI_OPT_WSCALE),
+            "with tcp_sack=0: {}",
+            r.info.summary()
+        );
+    }
+    let s1 = sg.stats()?;
+    // One SYN a second goes to the kernel for the listener refresh; the rest got synguard's.
+    ensure!(
+        s1.delta(&s0, Reason::PassCookieAck) >= 3,
+        "cookie ACKs passed: {}",
+        s1.delta(&s0, Reason::PassCookieAck)
+    );
+
+    fx.ns().sysctl("net.ipv4.tcp_sack", "1")?;
+    let line = wait_for_log(&sg, "net.ipv4.tcp_sack off -> on")?;
+    eprintln!("{line}");
+    for r in batch(&fx, 4, 1000)? {
+        ensure!(
+            r.info.has(TS_SACK_WSCALE),
+            "with tcp_sack=1: {}",
+            r.info.summary()
+        );
+    }
+    assert!(sg.stop()?.success());
+    Ok(())
+}

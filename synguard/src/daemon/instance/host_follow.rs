@@ -1,0 +1,94 @@
+//! Following the host while running. The SYN-ACK's MSS cap comes from the interface's MTU, its
+//! window and window scale from the kernel's receive buffers, its ECN and own cookies' options
+//! from the kernel's switches, and the SYNs worth answering are those sent to the interface's
+//! MAC address. All of them can change under a running program: an MTU raised for jumbo frames,
+//! a bond's fail-over that moves its MAC (`fail_over_mac=active`), an administrator's sysctl.
+//! Read once at start only, the program would then answer as the host no longer does (an MSS
+//! the path cannot carry) or stop answering at all (every SYN to the new MAC passed as not for
+//! the host). The run loop reads them again every [`PERIOD`] and rewrites the config map's host
+//! fields when they changed (`config_map::set_host_fields`).
+
+use std::{path::Path, time::Duration};
+
+use log::{info, warn};
+use synguard_common::maps::{Config, names};
+
+use crate::{
+    config::RunConfig,
+    daemon::instance::Instance,
+    datapath::{
+        config_map::set_host_fields,
+        maps::{self, PinnedMapError},
+    },
+    host::{facts::HostFacts, sysctl::Sysctls},
+    state::run_info::{ConfigInfo, RunInfo},
+};
+
+/// How often the host is read again: an ioctl for the MTU, one for the MAC address and six
+/// sysctl files per interface, well within the daemon's budget (README, "The daemon's own
+/// cost"), and soon enough after a bond's fail-over.
+pub const PERIOD: Duration = Duration::from_secs(1);
+
+impl Instance {
+    /// Reads the host's facts again; where they changed, the config map's host fields and the
+    /// run-info file follow, and the log says what changed. A failed reading or write changes
+    /// nothing and is said once; the next period tries again.
+    pub fn follow_host(&mut self, cfg: &RunConfig) {
+        let (Some(before), Some(dir)) = (self.host, self.pin_dir.as_deref()) else {
+            return;
+        };
+        let now = match HostFacts::read(&self.iface, &Sysctls::default()) {
+            Ok(f) => f,
+            Err(e) => {
+                if !self.host_unreadable {
+                    warn!("{}: cannot read the host's settings again: {e}", self.iface);
+                    self.host_unreadable = true;
+                }
+                return;
+            }
+        };
+        self.host_unreadable = false;
+        if now == before {
+            return;
+        }
+        match rewrite(dir, &now, cfg.wscale) {
+            Ok(config) => {
+                info!(
+                    "{}: {}; the program's answers follow",
+                    self.iface,
+                    now.changes_since(&before).join("; ")
+                );
+                self.host = Some(now);
+                self.record(cfg, &config);
+            }
+            Err(e) => warn!(
+                "{}: the host's settings changed but the config map was not rewritten: {:#}",
+                self.iface,
+                anyhow::Error::from(e)
+            ),
+        }
+    }
+
+    /// The run-info file's copy of what was computed, for `status`.
+    fn record(&self, cfg: &RunConfig, config: &Config) {
+        let Some(mut info) = RunInfo::load(&cfg.run_dir, &self.key) else {
+            return;
+        };
+        info.config = ConfigInfo::from(config);
+        if let Err(e) = info.write(&cfg.run_dir, &self.key) {
+            warn!("{}: cannot record the host's settings: {e}", self.iface);
+        }
+    }
+}
+
+/// The pinned config map's host fields from `facts`, the rest as the map holds it.
+fn rewrite(dir: &Path, facts: &HostFacts, wscale: Option<u8>) -> Result<Config, PinnedMapError> {
+    let mut map = maps::array::<Config>(dir, names::CONFIG)?;
+    let mut config = map
+        .get(&0, 0)
+        .map_err(PinnedMapError::read(dir, names::CONFIG))?;
+    set_host_fields(&mut config, facts, wscale);
+    map.set(0, config, 0)
+        .map_err(PinnedMapError::read(dir, names::CONFIG))?;
+    Ok(config)
+}
