@@ -167,3 +167,54 @@ fn kernel_cookies_offer_only_what_the_host_has_on() -> Result<()> {
     assert!(sg.stop()?.success());
     Ok(())
 }
+
+/// A protected interface deleted under a running synguard: its program went with the device and
+/// nothing protects it any more, so the run ends with an error (status 1: systemd's
+/// `Restart=on-failure` starts synguard again), detaching the lab's interface too and leaving no
+/// state behind. Started again once the interface is back, synguard attaches to the new device.
+#[test]
+fn an_interface_that_goes_away_ends_the_run_with_an_error() -> Result<()> {
+    let fx = Fixture::new()?;
+    let extra = "sgx0";
+    let add = || -> Result<()> {
+        fx.ns()
+            .ip(&["link", "add", extra, "type", "veth", "peer", "name", "sgx1"])?;
+        fx.ns().ip(&["link", "set", extra, "up"])?;
+        fx.ns().ip(&["link", "set", "sgx1", "up"])?;
+        Ok(())
+    };
+    let args = [
+        "--ports",
+        "80",
+        "--mode",
+        "always",
+        "--cookies",
+        "own",
+        "--iface",
+        extra,
+    ];
+    add()?;
+    let sg = fx.synguard(&args)?;
+    // Started: `stats` answers for the first interface; the second follows.
+    wait_for_log(&sg, "attached to sgx0")?;
+    fx.ns().ip(&["link", "del", extra])?;
+    let (status, log) = sg.wait_for_exit(NOTICE)?;
+    ensure!(status.code() == Some(1), "exit status {status}:\n{log}");
+    ensure!(log.contains("sgx0 went away"), "{log}");
+    let st = fx.cli(&["status"])?;
+    ensure!(
+        st.contains("not attached anywhere"),
+        "state left behind:\n{st}"
+    );
+
+    add()?;
+    let sg = fx.synguard(&args)?;
+    wait_for_log(&sg, "attached to sgx0")?;
+    let st = fx.cli(&["status"])?;
+    ensure!(
+        st.matches("attached, synguard running").count() == 2,
+        "after the restart:\n{st}"
+    );
+    assert!(sg.stop()?.success());
+    Ok(())
+}

@@ -239,6 +239,26 @@ impl Synguard {
         Ok(Paused(pid))
     }
 
+    /// Waits up to `timeout` for the process to exit on its own; its status and log. Killed
+    /// (and an error) if it does not.
+    pub fn wait_for_exit(mut self, timeout: Duration) -> Result<(ExitStatus, String)> {
+        let deadline = Instant::now() + timeout;
+        let mut child = self.child.take().context("synguard already stopped")?;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok((status, self.log_text()));
+            }
+            if Instant::now() >= deadline {
+                let _ = signal_and_reap(&mut child, Signal::SIGKILL);
+                bail!(
+                    "synguard run still running after {timeout:?}; killed\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Sends `signal` and waits (bounded) for the process to exit, e.g. SIGKILL (a crash) or
     /// SIGUSR1 (hand-over). Unlike `stop`, nothing is expected to be cleaned up.
     pub fn signal_and_wait(mut self, signal: Signal) -> Result<ExitStatus> {

@@ -8,7 +8,10 @@ use log::warn;
 use crate::{
     config::RunConfig,
     daemon::{
-        conns::Refresher, cookie_backend::MapBackend, instance::Instance, mode::Controller,
+        conns::Refresher,
+        cookie_backend::MapBackend,
+        instance::{Instance, host_follow::Lost},
+        mode::Controller,
         prepare::StartError,
     },
     datapath::load::ProgramLogger,
@@ -57,11 +60,11 @@ impl Guard {
     }
 
     /// Host facts the programs' answers depend on (MTU, MAC address, TCP settings), followed
-    /// from the run loop (`instance::host_follow`).
-    pub fn follow_host(&mut self, cfg: &RunConfig) {
-        for inst in &mut self.instances {
-            inst.follow_host(cfg);
-        }
+    /// from the run loop (`instance::host_follow`); an interface no longer there is an error.
+    pub fn follow_host(&mut self, cfg: &RunConfig) -> Result<(), Lost> {
+        self.instances
+            .iter_mut()
+            .try_for_each(|inst| inst.follow_host(cfg))
     }
 
     /// The connection table's pass over every instance whose sock_ops program is attached

@@ -75,6 +75,8 @@ pub struct Instance {
     host: Option<HostFacts>,
     /// The host facts could not be read at the last try, and that was reported.
     host_unreadable: bool,
+    /// The interface was renamed under the program, and that was reported.
+    renamed_warned: bool,
     pin_dir: Option<PathBuf>,
     run_info: Option<PathBuf>,
     /// Leave link, pins and run-info for a successor (hand-over, or a failed take-over while
@@ -147,6 +149,7 @@ impl Instance {
             meta_warned: false,
             host: None,
             host_unreadable: false,
+            renamed_warned: false,
             pin_dir: None,
             run_info: None,
             // A program left behind keeps protecting if we fail before replacing it.

@@ -236,7 +236,15 @@ impl Serving<'_> {
                 }
                 _ = tick.tick() => self.tick_controllers(),
                 _ = own_watch.tick() => self.guard.watch_own(),
-                _ = host_watch.tick() => self.guard.follow_host(&current),
+                _ = host_watch.tick() => {
+                    self.guard.follow_host(&current).map_err(|lost| {
+                        anyhow::anyhow!(
+                            "{lost}: the XDP program went with the device; exiting with an error \
+                             so that the service manager starts synguard again, which attaches \
+                             anew"
+                        )
+                    })?;
+                }
                 _ = conns_pass.tick() => self.guard.refresh_conns(&current.ports),
                 r = logs::forward(self.loggers) => {
                     if let Err(e) = r {

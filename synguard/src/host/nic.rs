@@ -162,6 +162,20 @@ pub fn interfaces() -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The name of the interface with index `index` in the caller's network namespace, if there
+/// is one.
+pub fn name_of(index: u32) -> Option<String> {
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: `buf` has the IF_NAMESIZE bytes `if_indextoname` may write, NUL included.
+    let p = unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: on success `buf` holds a NUL-terminated name.
+    let name = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) };
+    Some(name.to_string_lossy().into_owned())
+}
+
 /// Fails with the list of interfaces that do exist when `iface` is not one of them.
 pub fn check_interface(iface: &str) -> Result<u32, NoSuchInterface> {
     let name = CString::new(iface).map_err(|_| NoSuchInterface {
@@ -191,6 +205,13 @@ mod tests {
     #[test]
     fn loopback_is_a_loopback_without_a_mac() {
         assert_eq!(hw_addr("lo").unwrap(), ([0; 6], true));
+    }
+
+    #[test]
+    fn an_index_names_its_interface() {
+        let lo = check_interface("lo").unwrap();
+        assert_eq!(name_of(lo).as_deref(), Some("lo"));
+        assert_eq!(name_of(u32::MAX), None);
     }
 
     #[test]

@@ -1,17 +1,22 @@
 //! Following the host while running. The SYN-ACK's MSS cap comes from the interface's MTU, its
-//! window and window scale from the kernel's receive buffers, its ECN and own cookies' options
-//! from the kernel's switches, and the SYNs worth answering are those sent to the interface's
+//! window and window scale from the kernel's receive buffers, its ECN and options from the
+//! kernel's switches, and the SYNs worth answering are those sent to the interface's
 //! MAC address. All of them can change under a running program: an MTU raised for jumbo frames,
 //! a bond's fail-over that moves its MAC (`fail_over_mac=active`), an administrator's sysctl.
 //! Read once at start only, the program would then answer as the host no longer does (an MSS
 //! the path cannot carry) or stop answering at all (every SYN to the new MAC passed as not for
 //! the host). The run loop reads them again every [`PERIOD`] and rewrites the config map's host
 //! fields when they changed (`config_map::set_host_fields`).
+//!
+//! The same reading notices an interface that went away or was re-created under its name: the
+//! XDP program went with the old device, and the run ends with an error ([`Lost`]), so that the
+//! service manager starts synguard again (systemd: `Restart=on-failure`), which attaches anew.
 
 use std::{path::Path, time::Duration};
 
 use log::{info, warn};
 use synguard_common::maps::{Config, names};
+use thiserror::Error;
 
 use crate::{
     config::RunConfig,
@@ -20,22 +25,34 @@ use crate::{
         config_map::set_host_fields,
         maps::{self, PinnedMapError},
     },
-    host::{facts::HostFacts, sysctl::Sysctls},
+    host::{facts::HostFacts, nic, sysctl::Sysctls},
     state::run_info::{ConfigInfo, RunInfo},
 };
 
-/// How often the host is read again: an ioctl for the MTU, one for the MAC address and six
-/// sysctl files per interface, well within the daemon's budget (README, "The daemon's own
+/// How often the host is read again: three ioctls (the interface's name by index, its MTU, its
+/// MAC address) and six sysctl files per interface, well within the daemon's budget (README, "The daemon's own
 /// cost"), and soon enough after a bond's fail-over.
 pub const PERIOD: Duration = Duration::from_secs(1);
+
+/// The interface went away under the program, or was re-created under its name (a driver
+/// reload, a bond rebuilt): the XDP program went with the device it was attached to.
+#[derive(Debug, Error)]
+pub enum Lost {
+    #[error("{iface} went away (interface index {index} is gone)")]
+    Gone { iface: String, index: u32 },
+    #[error("{iface} was re-created (interface index {index} is now {now})")]
+    Recreated { iface: String, index: u32, now: u32 },
+}
 
 impl Instance {
     /// Reads the host's facts again; where they changed, the config map's host fields and the
     /// run-info file follow, and the log says what changed. A failed reading or write changes
-    /// nothing and is said once; the next period tries again.
-    pub fn follow_host(&mut self, cfg: &RunConfig) {
+    /// nothing and is said once; the next period tries again. An interface that is no longer
+    /// the one the program was attached to is an error: nothing protects it any more.
+    pub fn follow_host(&mut self, cfg: &RunConfig) -> Result<(), Lost> {
+        self.check_still_there()?;
         let (Some(before), Some(dir)) = (self.host, self.pin_dir.as_deref()) else {
-            return;
+            return Ok(());
         };
         let now = match HostFacts::read(&self.iface, &Sysctls::default()) {
             Ok(f) => f,
@@ -44,12 +61,12 @@ impl Instance {
                     warn!("{}: cannot read the host's settings again: {e}", self.iface);
                     self.host_unreadable = true;
                 }
-                return;
+                return Ok(());
             }
         };
         self.host_unreadable = false;
         if now == before {
-            return;
+            return Ok(());
         }
         match rewrite(dir, &now, cfg.wscale) {
             Ok(config) => {
@@ -66,6 +83,37 @@ impl Instance {
                 self.iface,
                 anyhow::Error::from(e)
             ),
+        }
+        Ok(())
+    }
+
+    /// The device the program was attached to (its interface index) still exists (an instance
+    /// of the earlier release's layout, keyed by name only, is not checked). Renamed, it is
+    /// still protected: said once.
+    fn check_still_there(&mut self) -> Result<(), Lost> {
+        let Some(index) = self.key.ifindex() else {
+            return Ok(());
+        };
+        match nic::name_of(index) {
+            Some(name) if name == self.iface => Ok(()),
+            Some(name) => {
+                if !self.renamed_warned {
+                    warn!(
+                        "{}: renamed to {name}; still protected, but the configuration names {}: \
+                         a restart would look for that name",
+                        self.iface, self.iface
+                    );
+                    self.renamed_warned = true;
+                }
+                Ok(())
+            }
+            None => {
+                let iface = self.iface.clone();
+                Err(match nic::check_interface(&self.iface) {
+                    Ok(now) => Lost::Recreated { iface, index, now },
+                    Err(_) => Lost::Gone { iface, index },
+                })
+            }
         }
     }
 
