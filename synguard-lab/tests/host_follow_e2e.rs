@@ -218,3 +218,35 @@ fn an_interface_that_goes_away_ends_the_run_with_an_error() -> Result<()> {
     assert!(sg.stop()?.success());
     Ok(())
 }
+
+/// The settings the kernel's cookies depend on, changed behind synguard's back (as `sysctl
+/// --system` re-applying a distribution's `tcp_syncookies = 1` does): set back within a second,
+/// and handshakes keep completing. Detach still restores the host's own values.
+#[test]
+fn the_kernel_settings_cookies_need_are_held() -> Result<()> {
+    let fx = Fixture::new()?;
+    let before = (
+        fx.ns().sysctl_get("net.ipv4.tcp_syncookies")?,
+        fx.ns().sysctl_get("net.ipv4.tcp_timestamps")?,
+    );
+    let sg = fx.synguard(&["--ports", "80", "--mode", "always", "--cookies", "kernel"])?;
+    fx.ns().sysctl("net.ipv4.tcp_syncookies", "1")?;
+    fx.ns().sysctl("net.ipv4.tcp_timestamps", "1")?;
+    let line = wait_for_log(&sg, "net.ipv4.tcp_syncookies was changed to 1")?;
+    eprintln!("{line}");
+    wait_for_log(&sg, "net.ipv4.tcp_timestamps was changed to 1")?;
+    ensure!(fx.ns().sysctl_get("net.ipv4.tcp_syncookies")? == "2");
+    ensure!(fx.ns().sysctl_get("net.ipv4.tcp_timestamps")? == "2");
+    let s0 = sg.stats()?;
+    for r in batch(&fx, 4, 1000)? {
+        ensure!(r.info.has(TS_SACK_WSCALE), "{}", r.info.summary());
+    }
+    ensure!(sg.stats()?.delta(&s0, Reason::PassCookieAck) >= 3);
+    assert!(sg.stop()?.success());
+    let after = (
+        fx.ns().sysctl_get("net.ipv4.tcp_syncookies")?,
+        fx.ns().sysctl_get("net.ipv4.tcp_timestamps")?,
+    );
+    ensure!(after == before, "after detach {after:?}, before {before:?}");
+    Ok(())
+}

@@ -15,7 +15,7 @@ use crate::{
         prepare::StartError,
     },
     datapath::load::ProgramLogger,
-    host::sysctl::{SyncookieVotes, SysctlSaver, Sysctls},
+    host::sysctl::{SYNCOOKIES, SYNCOOKIES_ALWAYS, SyncookieVotes, SysctlSaver, Sysctls},
     state::paths::Key,
 };
 
@@ -65,6 +65,32 @@ impl Guard {
         self.instances
             .iter_mut()
             .try_for_each(|inst| inst.follow_host(cfg))
+    }
+
+    /// Sets back the kernel settings the kernel's cookies depend on when something else
+    /// changed them (`sysctl --system` re-applying a distribution's `tcp_syncookies = 1`, a
+    /// configuration manager): `tcp_timestamps` while they are in use, `tcp_syncookies` while
+    /// they are on. Said each time, with what it had become.
+    pub fn keep_settings(&mut self) {
+        let on = [(
+            SYNCOOKIES,
+            SYNCOOKIES_ALWAYS,
+            "cookies are on: the kernel must accept every cookie ACK",
+        )];
+        let also = match self.votes.wanted() {
+            Some(SYNCOOKIES_ALWAYS) => &on[..],
+            _ => &[],
+        };
+        let (set, errors) = self.saver.keep(also);
+        for s in set {
+            warn!(
+                "{} was changed to {} behind synguard's back; set back to {} ({})",
+                s.name, s.found, s.value, s.why
+            );
+        }
+        for e in errors {
+            warn!("{:#}", anyhow::Error::from(e));
+        }
     }
 
     /// The connection table's pass over every instance whose sock_ops program is attached

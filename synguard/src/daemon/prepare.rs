@@ -115,7 +115,7 @@ pub fn set_sysctls(
     saver: &mut SysctlSaver,
     adopting_cookies: bool,
 ) -> Result<u64, SysctlError> {
-    saver.set(
+    saver.hold(
         TIMESTAMPS,
         TIMESTAMPS_NO_OFFSET,
         "options in a cookie's timestamp decode only without the per-connection offset",
@@ -125,16 +125,26 @@ pub fn set_sysctls(
         None => Sysctls::default().read_u64(SYNCOOKIES)?,
     };
     let idle = sysctl::syncookies_at_attach(mode, original);
-    if adopting_cookies {
-        // Cookies are on right now (a flood in auto mode): the kernel must keep accepting them;
-        // the controller puts the idle value back when the flood ends.
-        saver.remember(SYNCOOKIES)?;
-    } else {
-        let why = match mode {
-            CookieMode::Always => "always mode: the kernel must accept every cookie ACK",
-            CookieMode::Auto => "auto mode: kernel cookies as fallback, 2 while XDP sends them",
-        };
-        saver.set(SYNCOOKIES, idle, why)?;
+    match (mode, adopting_cookies) {
+        // Held at 2 all the time (`daemon::guard::keep_settings`); auto mode's only while the
+        // controller has cookies on.
+        (CookieMode::Always, _) => {
+            saver.hold(
+                SYNCOOKIES,
+                idle,
+                "always mode: the kernel must accept every cookie ACK",
+            )?;
+        }
+        // Cookies are on right now (a flood): the kernel must keep accepting them; the
+        // controller puts the idle value back when the flood ends.
+        (CookieMode::Auto, true) => saver.remember(SYNCOOKIES)?,
+        (CookieMode::Auto, false) => {
+            saver.set(
+                SYNCOOKIES,
+                idle,
+                "auto mode: kernel cookies as fallback, 2 while XDP sends them",
+            )?;
+        }
     }
     Ok(idle)
 }

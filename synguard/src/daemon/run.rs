@@ -237,6 +237,7 @@ impl Serving<'_> {
                 _ = tick.tick() => self.tick_controllers(),
                 _ = own_watch.tick() => self.guard.watch_own(),
                 _ = host_watch.tick() => {
+                    self.guard.keep_settings();
                     self.guard.follow_host(&current).map_err(|lost| {
                         anyhow::anyhow!(
                             "{lost}: the XDP program went with the device; exiting with an error \

@@ -124,6 +124,18 @@ pub struct SysctlSaver {
     /// Original values in the order they were first touched.
     originals: Vec<(&'static str, u64)>,
     changes: Vec<SysctlChange>,
+    /// Settings the programs depend on while they run, with the value they need ([`Self::hold`]).
+    held: Vec<(&'static str, u64, &'static str)>,
+}
+
+/// A setting something else changed while synguard needed it, set back ([`SysctlSaver::keep`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SetBack {
+    pub name: &'static str,
+    /// What it had been changed to.
+    pub found: u64,
+    pub value: u64,
+    pub why: &'static str,
 }
 
 impl SysctlSaver {
@@ -132,7 +144,48 @@ impl SysctlSaver {
             sysctls,
             originals: Vec::new(),
             changes: Vec::new(),
+            held: Vec::new(),
         }
+    }
+
+    /// As [`Self::set`], and the setting is held at `value` from now on: [`Self::keep`] sets it
+    /// back when something else changes it (`sysctl --system` re-applying a distribution's
+    /// `/etc/sysctl.d`, a configuration manager).
+    pub fn hold(
+        &mut self,
+        name: &'static str,
+        value: u64,
+        why: &'static str,
+    ) -> Result<u64, SysctlError> {
+        let old = self.set(name, value, why)?;
+        self.held.retain(|(n, _, _)| *n != name);
+        self.held.push((name, value, why));
+        Ok(old)
+    }
+
+    /// Sets back every held setting, and `also` (name, value, why), that no longer has its
+    /// value; what it set back, and the settings it could not read or write.
+    pub fn keep(
+        &self,
+        also: &[(&'static str, u64, &'static str)],
+    ) -> (Vec<SetBack>, Vec<SysctlError>) {
+        let (mut set, mut errors) = (Vec::new(), Vec::new());
+        for &(name, value, why) in self.held.iter().chain(also) {
+            match self.sysctls.read_u64(name) {
+                Ok(found) if found != value => match self.sysctls.write(name, value) {
+                    Ok(()) => set.push(SetBack {
+                        name,
+                        found,
+                        value,
+                        why,
+                    }),
+                    Err(e) => errors.push(e),
+                },
+                Ok(_) => {}
+                Err(e) => errors.push(e),
+            }
+        }
+        (set, errors)
     }
 
     /// Sets `name` to `value` (logging old -> new once, with the reason) and remembers the
@@ -246,6 +299,12 @@ impl SyncookieVotes {
         let max = votes.values().copied().max().unwrap_or(value);
         self.sysctls.write(SYNCOOKIES, max)
     }
+
+    /// The value the interfaces' wishes make, if any interface has one.
+    pub fn wanted(&self) -> Option<u64> {
+        let votes = self.votes.lock().unwrap_or_else(|e| e.into_inner());
+        votes.values().copied().max()
+    }
 }
 
 /// Settings a dead instance left changed: `originals` (from its run-info file) that differ from
@@ -346,6 +405,41 @@ mod tests {
         fs::create_dir_all(dir.join("net/ipv4")).unwrap();
         fs::create_dir_all(dir.join("net/core")).unwrap();
         (dir.clone(), Sysctls::with_root(dir))
+    }
+
+    /// A held setting changed behind synguard's back is set back, once; one it only set is not
+    /// held.
+    #[test]
+    fn held_settings_are_set_back() {
+        let (dir, s) = scratch("hold");
+        fs::write(dir.join("net/ipv4/tcp_timestamps"), "1\n").unwrap();
+        fs::write(dir.join("net/ipv4/tcp_syncookies"), "1\n").unwrap();
+        let mut saver = SysctlSaver::new(s.clone());
+        saver.hold(TIMESTAMPS, 2, "why").unwrap();
+        saver.set(SYNCOOKIES, 2, "why").unwrap();
+        assert_eq!(saver.keep(&[]).0, []);
+        s.write(TIMESTAMPS, 1).unwrap();
+        s.write(SYNCOOKIES, 1).unwrap();
+        let (set, errors) = saver.keep(&[]);
+        assert!(errors.is_empty());
+        assert_eq!(
+            set,
+            [SetBack {
+                name: TIMESTAMPS,
+                found: 1,
+                value: 2,
+                why: "why"
+            }]
+        );
+        assert_eq!(s.read_u64(TIMESTAMPS).unwrap(), 2);
+        assert_eq!(s.read_u64(SYNCOOKIES).unwrap(), 1, "only set, not held");
+        let (set, _) = saver.keep(&[(SYNCOOKIES, 2, "cookies on")]);
+        assert_eq!(set.len(), 1);
+        assert_eq!(s.read_u64(SYNCOOKIES).unwrap(), 2);
+        // Restoring puts the originals back, held or not.
+        assert!(saver.restore().is_empty());
+        assert_eq!(s.read_u64(TIMESTAMPS).unwrap(), 1);
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
