@@ -84,7 +84,7 @@ const COUNTS: [PerIface; 3] = [
 ];
 
 /// The per-interface families after the per-port one: state and what is enforced.
-const STATE: [PerIface; 11] = [
+const STATE: [PerIface; 12] = [
     (
         "synguard_mode_switches_total",
         "counter",
@@ -152,6 +152,13 @@ const STATE: [PerIface; 11] = [
         "gauge",
         "Sockets on protected ports the loader's last pass stamped in the connection table.",
         |r| r.conns.sockets,
+    ),
+    (
+        "synguard_synack_window_scale",
+        "gauge",
+        "The window scale the SYN-ACKs advertise (the kernel's for new connections, or \
+         --wscale).",
+        |r| r.enforced.synack.wscale as u64,
     ),
 ];
 
@@ -237,6 +244,18 @@ fn labelled_families(out: &mut String, ok: &[(&str, &Reading)]) {
         |r, k| (r.enforced.cookies == k) as u64,
     );
     family(out, "synguard_cookies_kind", "gauge", help, &lines);
+    let help = "The largest MSS the SYN-ACKs advertise, from the interface's MTU (it follows a \
+                changed MTU within a second).";
+    let lines = labelled(
+        ok,
+        &["ipv4", "ipv6"],
+        |f| format!("family=\"{f}\""),
+        |r, f| match f {
+            "ipv4" => r.enforced.synack.mss_v4 as u64,
+            _ => r.enforced.synack.mss_v6 as u64,
+        },
+    );
+    family(out, "synguard_synack_mss", "gauge", help, &lines);
     let kinds = [
         ("start", Event::CookieModeOn),
         ("end", Event::CookieModeOff),
@@ -354,6 +373,9 @@ mod tests {
             syn_on_pps: 1000,
             syn_off_pps: 500,
             hold_ns: 2_500_000_000,
+            mss_v4: 1460,
+            mss_v6: 1440,
+            wscale: 7,
             ..Default::default()
         };
         let policy = Policy {
@@ -429,6 +451,9 @@ mod tests {
             "synguard_port_syns_total{device=\"eth0\",port=\"80\"} 9\n",
             "synguard_conn_table_trusted{device=\"eth0\"} 1\n",
             "synguard_conn_table_sockets{device=\"eth0\"} 12\n",
+            "synguard_synack_window_scale{device=\"eth0\"} 7\n",
+            "synguard_synack_mss{device=\"eth0\",family=\"ipv4\"} 1460\n",
+            "synguard_synack_mss{device=\"eth0\",family=\"ipv6\"} 1440\n",
         ] {
             assert!(text.contains(line), "{line} missing from\n{text}");
         }
