@@ -259,7 +259,8 @@ fn always_mode_absorbs_syn_and_ack_floods() -> Result<()> {
 }
 
 /// Auto mode: quiet traffic goes to the kernel; a flood turns cookies on; after the flood and
-/// the hold time they go off again; legit clients connect throughout.
+/// the hold time they go off again; legit clients connect throughout. While they are on,
+/// `tcp_syncookies` changed behind synguard's back is set back.
 #[test]
 fn auto_mode_switches_cookies_on_and_off() -> Result<()> {
     let fx = Fixture::new()?;
@@ -299,6 +300,22 @@ fn auto_mode_switches_cookies_on_and_off() -> Result<()> {
         "2",
         "cookies on, sysctl not flipped"
     );
+    // Changed behind synguard's back while cookies are on: set back within a second (the flood
+    // and the hold keep them on for longer).
+    ns.sysctl("net.ipv4.tcp_syncookies", "1")?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while !sg
+        .log_text()
+        .contains("net.ipv4.tcp_syncookies was changed to 1")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not set back:\n{}",
+            sg.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(ns.sysctl_get("net.ipv4.tcp_syncookies")?, "2");
     let report = flood.wait(&fx.lab.attacker)?;
     eprintln!("flood sent {} at {:.0} pps", report.sent(), report.pps());
     let off = wait_for_stats(&sg, Duration::from_secs(15), |s| !s.cookies_active)?;
