@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use synguard_common::reason::{Event, Reason};
 use synguard_lab::lab::hping::Flood;
 use synguard_lab::lab::kstats;
@@ -19,7 +19,7 @@ use common::e2e::{
     SERVER_WAIT, ack_flood, check_client_options, check_server_options, kernel_wscale, syn_flood,
     table_maybes, wait_for_stats,
 };
-use common::{Fixture, assert_no_failures, require_root};
+use common::{Fixture, assert_no_failures, ops::wait_log_within, require_root};
 
 const PORTS: &str = "80,443";
 const MIB: u64 = 1 << 20;
@@ -303,18 +303,12 @@ fn auto_mode_switches_cookies_on_and_off() -> Result<()> {
     // Changed behind synguard's back while cookies are on: set back within a second (the flood
     // and the hold keep them on for longer).
     ns.sysctl("net.ipv4.tcp_syncookies", "1")?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(3);
-    while !sg
-        .log_text()
-        .contains("net.ipv4.tcp_syncookies was changed to 1")
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not set back:\n{}",
-            sg.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_log_within(
+        &sg,
+        "net.ipv4.tcp_syncookies was changed to 1",
+        Duration::from_secs(3),
+    )
+    .context("not set back")?;
     assert_eq!(ns.sysctl_get("net.ipv4.tcp_syncookies")?, "2");
     let report = flood.wait(&fx.lab.attacker)?;
     eprintln!("flood sent {} at {:.0} pps", report.sent(), report.pps());

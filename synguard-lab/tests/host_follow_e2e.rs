@@ -2,7 +2,7 @@
 //! server's MTU lowered and its MAC address changed under a running program, with own cookies
 //! answering every SYN. Root, one at a time (`cargo xtask test`).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context as _, Result, ensure};
 use synguard_common::reason::Reason;
@@ -13,7 +13,7 @@ use synguard_lab::lab::{
 };
 
 mod common;
-use common::{Fixture, addr, e2e::SERVER_WAIT};
+use common::{Fixture, addr, e2e::SERVER_WAIT, ops::wait_log_within};
 
 const MIB: u64 = 1 << 20;
 
@@ -48,20 +48,9 @@ fn batch(fx: &Fixture, n: usize, bytes: u64) -> Result<Vec<ConnReport>> {
     Ok(reports)
 }
 
-/// Waits until the daemon's log has a line containing `text`.
+/// The daemon's log line containing `text`, once it is there (within [`NOTICE`]).
 fn wait_for_log(sg: &Synguard, text: &str) -> Result<String> {
-    let deadline = Instant::now() + NOTICE;
-    loop {
-        if let Some(line) = sg.log_text().lines().find(|l| l.contains(text)) {
-            return Ok(line.to_string());
-        }
-        ensure!(
-            Instant::now() < deadline,
-            "no log line with {text:?} in {NOTICE:?}:\n{}",
-            sg.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_log_within(sg, text, NOTICE)
 }
 
 /// The server's MTU lowered to 1400 while synguard answers every SYN: the next SYN-ACKs

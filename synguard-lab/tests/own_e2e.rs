@@ -14,7 +14,7 @@ use synguard_lab::lab::traffic::{self, ConnReport, Continuous, Transfer};
 
 mod common;
 use common::e2e::{table_maybes, wait_for_stats};
-use common::ops::{HAND_OVER_EXIT, wait_log};
+use common::ops::{HAND_OVER_EXIT, wait_log, wait_log_within};
 use common::{Fixture, PORT, addr};
 
 const MIB: u64 = 1 << 20;
@@ -374,15 +374,8 @@ fn auto_mode_secret_file_and_rotation_on_reload() -> Result<()> {
     std::fs::write(&key, "ffeeddccbbaa99887766554433221100\n")?;
     let pid = nix::unistd::Pid::from_raw(sg.pid().context("running")? as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP)?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !sg.log_text().contains("cookie secret rotated") {
-        ensure!(
-            std::time::Instant::now() < deadline,
-            "no rotation:\n{}",
-            sg.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_log_within(&sg, "cookie secret rotated", Duration::from_secs(10))
+        .context("no rotation")?;
     batch(&fx, true, 20)?;
     let s1 = sg.stats()?;
     assert!(s1.event_delta(&s0, Event::OwnReqskAssigned) >= 40);

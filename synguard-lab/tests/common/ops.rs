@@ -99,8 +99,16 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
 /// A taken-over directory is readable from the start (the old program is live), so the new
 /// `run` is known to be done only when it says so.
 pub fn wait_log(sg: &Synguard, needle: &str) -> Result<()> {
-    wait_for(needle, Duration::from_secs(20), || {
-        sg.log_text().contains(needle).then_some(())
+    wait_log_within(sg, needle, Duration::from_secs(20)).map(drop)
+}
+
+/// The first line of the run's log that contains `needle`, once there is one, within `timeout`.
+pub fn wait_log_within(sg: &Synguard, needle: &str, timeout: Duration) -> Result<String> {
+    wait_for(needle, timeout, || {
+        sg.log_text()
+            .lines()
+            .find(|l| l.contains(needle))
+            .map(str::to_string)
     })
     .with_context(|| format!("run log:\n{}", sg.log_text()))
 }
