@@ -18,7 +18,7 @@ use std::{
 
 use aya::{Ebpf, programs::XdpMode};
 use log::{info, warn};
-use synguard_common::maps::{Config, ReadyState, cookies_own, names};
+use synguard_common::maps::{COOKIES_OWN, Config, ReadyState, cookies_own, names};
 
 use crate::{
     config::RunConfig,
@@ -31,7 +31,7 @@ use crate::{
         takeover::{self, Legacy},
     },
     datapath::{
-        config_map::write_config,
+        config_map::{set_host_fields, write_config},
         conns::{self, ConnTable},
         error::{LoaderError, io_err},
         link::{self, Attachment, How},
@@ -260,14 +260,12 @@ impl Instance {
         // The TC program and the key before the XDP program can send an own cookie.
         let tc_pin = pin_dir.join(pins::TC_LINK);
         if own {
-            own = self.start_own(
-                cfg,
-                &tc_pin,
-                &mut config,
-                saver,
-                adopting_cookies,
-                &mut idle,
-            )?;
+            own = self.start_own(cfg, &tc_pin, saver, adopting_cookies, &mut idle)?;
+            if own {
+                // The option flags follow the kind of cookies (`set_host_fields`).
+                config.cookies = COOKIES_OWN;
+                set_host_fields(&mut config, &host, cfg.wscale);
+            }
         } else {
             own::remove_tc_link(&tc_pin);
         }

@@ -4,7 +4,6 @@
 
 use aya::Ebpf;
 use log::{info, warn};
-use synguard_common::maps::COOKIES_OWN;
 use thiserror::Error;
 
 use crate::{
@@ -14,7 +13,6 @@ use crate::{
         own::{self, SecretMap},
     },
     host::{
-        facts,
         secret::{self, Key, SecretError},
         sysctl::{SYNCOOKIES, SysctlError, Sysctls},
         tuning::Finding,
@@ -147,12 +145,6 @@ fn with_sources(e: &dyn std::error::Error) -> String {
         next = s.source();
     }
     out
-}
-
-/// `Config::cookies` for own cookies on this host: the mode with a flag for each option the
-/// host's TCP has switched off.
-pub fn config_value() -> Result<u32, SysctlError> {
-    Ok(COOKIES_OWN | facts::options_off(&Sysctls::default())?)
 }
 
 /// The key the configuration asks for: the file's, or a fresh random one.

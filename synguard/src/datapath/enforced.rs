@@ -103,7 +103,7 @@ impl Enforced {
                 ecn: config.ecn != 0,
                 mac: match config.own_mac {
                     [0, 0, 0, 0, 0, 0] => "any".to_string(),
-                    m => facts::mac_text(Some((m, false))),
+                    m => facts::mac_text(&m),
                 },
             },
         }

@@ -57,8 +57,8 @@ impl HostFacts {
         if self.mac != before.mac {
             out.push(format!(
                 "MAC address {} -> {}",
-                mac_text(before.mac),
-                mac_text(self.mac)
+                read_mac_text(before.mac),
+                read_mac_text(self.mac)
             ));
         }
         let (t, b) = (&self.tcp, &before.tcp);
@@ -97,16 +97,18 @@ fn on_off(on: bool) -> &'static str {
     if on { "on" } else { "off" }
 }
 
-/// `aa:bb:cc:dd:ee:ff`, or "unreadable".
-pub fn mac_text(mac: Option<([u8; 6], bool)>) -> String {
-    match mac {
-        Some((m, _)) => m.iter().enumerate().fold(String::new(), |mut s, (i, b)| {
-            let sep = if i == 0 { "" } else { ":" };
-            let _ = write!(s, "{sep}{b:02x}");
-            s
-        }),
-        None => "unreadable".to_string(),
-    }
+/// `aa:bb:cc:dd:ee:ff`.
+pub fn mac_text(mac: &[u8; 6]) -> String {
+    mac.iter().enumerate().fold(String::new(), |mut s, (i, b)| {
+        let sep = if i == 0 { "" } else { ":" };
+        let _ = write!(s, "{sep}{b:02x}");
+        s
+    })
+}
+
+/// A reading's MAC address as [`mac_text`], or "unreadable".
+fn read_mac_text(mac: Option<([u8; 6], bool)>) -> String {
+    mac.map_or_else(|| "unreadable".to_string(), |(m, _)| mac_text(&m))
 }
 
 #[cfg(test)]

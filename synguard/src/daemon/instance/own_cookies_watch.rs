@@ -5,7 +5,6 @@ use std::path::Path;
 
 use aya::Ebpf;
 use log::{info, warn};
-use synguard_common::maps::Config;
 
 use crate::{
     config::{OwnTc, RunConfig},
@@ -40,16 +39,14 @@ pub fn tc_check_from_start(
 }
 
 impl Instance {
-    /// Own cookies' key, programs and TC link, with `config` saying so. Where the kernel refuses
-    /// them and `--cookies auto`, the kernel's cookies instead, with the settings they need
-    /// (`idle` then is their value for `tcp_syncookies`): `own_cookies::start` left nothing of
-    /// own cookies behind, and `config` keeps saying kernel cookies. Returns whether own cookies
-    /// are in place.
+    /// Own cookies' key, programs and TC link. Where the kernel refuses them and `--cookies
+    /// auto`, the kernel's cookies instead, with the settings they need (`idle` then is their
+    /// value for `tcp_syncookies`): `own_cookies::start` left nothing of own cookies behind.
+    /// Returns whether own cookies are in place (the caller's config map then says so).
     pub(super) fn start_own(
         &mut self,
         cfg: &RunConfig,
         tc_pin: &Path,
-        config: &mut Config,
         saver: &mut SysctlSaver,
         adopting_cookies: bool,
         idle: &mut u64,
@@ -60,7 +57,6 @@ impl Instance {
                 self.secret = Some(map);
                 self.meta_warned = tc_check_from_start(ebpf, &self.iface, cfg, tc_pin)?;
                 own_cookies::announce_own(cfg, &self.iface);
-                config.cookies = own_cookies::config_value()?;
                 Ok(true)
             }
             Err(e) => {
