@@ -12,7 +12,7 @@ use aya::programs::{
     links::{FdLink, LinkError, PinnedLink},
     xdp::{XdpLink, XdpLinkId},
 };
-use log::{info, warn};
+use log::warn;
 
 use crate::{
     config::XdpAttach,
@@ -143,14 +143,32 @@ fn attach_fresh(
         // program already attached fails the same way in every mode.
         Err(err @ LoaderError::Attach { .. }) if fallback.is_some() => {
             let fallback = fallback.expect("checked");
-            info!(
-                "{:#}; falling back to {} mode",
+            let hint = native_refusal_hint(&err);
+            // A warning: in skb mode the program runs after the kernel has built a socket
+            // buffer for every frame, the cost synguard is there to spare the host under a flood.
+            warn!(
+                "{:#}{hint}; falling back to {} mode, which runs only after the kernel has \
+                 allocated a socket buffer for each frame (`--xdp-mode native` refuses to start \
+                 instead)",
                 anyhow::Error::from(err),
                 mode_name(fallback)
             );
             attach_in(xdp, iface, if_index, fallback).map(|id| (fallback, id))
         }
         Err(err) => Err(err),
+    }
+}
+
+/// What a driver's refusal of native XDP most likely means, for the log line. A driver says
+/// why only in its netlink extended ack, which `bpf_link_create` does not return; ERANGE is
+/// what drivers return for an MTU their XDP buffers cannot hold (veth: larger than a page plus
+/// `MAX_SKB_FRAGS` pages, with synguard's multi-buffer programs).
+fn native_refusal_hint(err: &LoaderError) -> &'static str {
+    match err {
+        LoaderError::Attach { source, .. } if diagnose::errno(source) == Some(libc::ERANGE) => {
+            " (the driver refuses native XDP at this interface's MTU)"
+        }
+        _ => "",
     }
 }
 
@@ -201,5 +219,30 @@ fn pin_new(
         Err(_) => Err(LoaderError::NoXdpLink {
             iface: iface.to_string(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aya::sys::SyscallError;
+
+    use super::*;
+
+    fn refused(errno: i32) -> LoaderError {
+        LoaderError::Attach {
+            iface: "eth0".to_string(),
+            mode: "native",
+            source: ProgramError::SyscallError(SyscallError {
+                call: "bpf_link_create",
+                io_error: io::Error::from_raw_os_error(errno),
+            }),
+        }
+    }
+
+    #[test]
+    fn an_mtu_refusal_says_so_and_others_add_nothing() {
+        assert!(native_refusal_hint(&refused(libc::ERANGE)).contains("MTU"));
+        assert_eq!(native_refusal_hint(&refused(libc::EOPNOTSUPP)), "");
+        assert_eq!(native_refusal_hint(&LoaderError::XdpBusy { iface: "eth0".into() }), "");
     }
 }
