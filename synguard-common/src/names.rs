@@ -27,7 +27,7 @@ macro_rules! map_name {
     (FLOOD_EVENTS) => { "SG_FLOOD_EVENTS" };
     (PORT_SYNS) => { "SG_PORT_SYNS" };
     (COOKIE_SECRET) => { "SG_COOKIE_SECRET" };
-    (OWN_PROG) => { "SG_OWN_PROG" };
+    (OWN_PROG) => { "SG_OWN_PROG_MB" };
     (WORKSPACE) => { "SG_WORKSPACE" };
     (TAI_OFFSET) => { "SG_TAI_OFFSET" };
     (CLOSING_FILTER) => { "SG_CLOSING_FILTER" };
@@ -91,7 +91,11 @@ name_consts! {
     /// that a take-over keeps it; bpffs pins are the owner's only).
     COOKIE_SECRET,
     /// Program array: entry 0 is the XDP program `synguard_own_xdp`, which `synguard` tail-calls
-    /// for own-cookie SYNs.
+    /// for own-cookie SYNs. "_MB": it holds multi-buffer programs (`xdp.frags`). A program
+    /// array takes only programs of the kind it first held (`bpf_prog_map_compatible`), so the
+    /// earlier builds' `SG_OWN_PROG`, which held single-buffer ones, cannot serve these: a
+    /// take-over from such a build leaves that pin to the running program until the new one is
+    /// attached (`pins::retire`), then removes it.
     OWN_PROG,
     /// Per CPU: the parsed packet, the hand-over to `synguard_own_xdp` and the reply being
     /// built (never read by the loader).

@@ -192,6 +192,10 @@ counter_table! {
         /// The frame was resized for a SYN-ACK but the reply could not be written into it whole
         /// (the frame came out shorter than asked for): dropped, never sent half-written.
         DropReplyUnwritten = 37, "drop_reply_unwritten" => Drop;
+        /// Fail-open: a SYN spread over several buffers (a jumbo frame carrying data) whose first
+        /// buffer is shorter than its SYN-ACK would be; the reply is written into the first
+        /// buffer, so the kernel answers this one.
+        ErrSynShortBuffer = 38, "err_syn_short_buffer" => Pass;
     }
 }
 

@@ -49,21 +49,26 @@ use crate::{
 
 // Inlined into the entry point the macro generates: a BPF-to-BPF call costs a call and a return,
 // and on kernels with return-thunk mitigations (SRSO "Safe RET") a return is not cheap.
-#[xdp]
+//
+// `frags`: loaded with `BPF_F_XDP_HAS_FRAGS` (Linux 5.18), so that the program attaches to an
+// interface whose MTU is larger than a page's buffer (jumbo frames) and sees such frames as
+// multi-buffer ones (`parse.rs`). Without it a driver refuses native XDP at such an MTU. Every
+// program in one program array must agree on it (`bpf_prog_map_compatible`), so
+// `synguard_own_xdp`, and the lab's programs that share an array with these, carry it too.
+#[xdp(frags)]
 #[inline(always)]
 pub fn synguard(ctx: XdpContext) -> u32 {
-    let len = parse::frame_len(&ctx);
+    let mut len = parse::frame_len(&ctx);
     let mut pol: Option<&Policy> = None;
-    let reason = handle(&ctx, len, &mut pol);
+    let reason = handle(&ctx, &mut len, &mut pol);
     finish(reason, len, pol.map(|p| p.monitor != 0))
 }
 
 /// Own cookies' SYN step, tail-called from `synguard` (`own_entry.rs`).
-#[xdp]
+#[xdp(frags)]
 #[inline(always)]
 pub fn synguard_own_xdp(ctx: XdpContext) -> u32 {
-    let len = parse::frame_len(&ctx);
-    let (reason, monitor) = own_entry::handle(&ctx);
+    let (reason, monitor, len) = own_entry::handle(&ctx);
     finish(reason, len, monitor)
 }
 
@@ -85,10 +90,11 @@ fn finish(mut reason: Reason, len: u64, monitor: Option<bool>) -> u32 {
     }
 }
 
-/// Steps 1-4 for a frame of `len` bytes. `pol_seen` gets the policy once it is looked up, for
+/// Steps 1-4 for a frame whose first buffer is `len` bytes long (`parse` makes it the whole
+/// frame's length when it learns that). `pol_seen` gets the policy once it is looked up, for
 /// step 5.
 #[inline(always)]
-fn handle(ctx: &XdpContext, len: u64, pol_seen: &mut Option<&'static Policy>) -> Reason {
+fn handle(ctx: &XdpContext, len: &mut u64, pol_seen: &mut Option<&'static Policy>) -> Reason {
     // Parse.
     let Some(ws) = workspace::get() else {
         return Reason::ErrConfig;

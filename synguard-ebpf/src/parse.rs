@@ -8,8 +8,15 @@
 //! - offsets and lengths are u64: with u32 the checked and the used registers can differ;
 //! - the frame length is read through a volatile local, because LLVM may rewrite
 //!   `data_end - data` into arithmetic on `data_end`, which the verifier rejects.
+//!
+//! Multi-buffer frames (jumbo frames; the programs are loaded as `xdp.frags`): packet pointers
+//! reach only the first buffer, which holds the headers on every driver synguard knows (a
+//! veth's first buffer is a page; NICs put at least the first 256 bytes in it). Every header
+//! read is bounds-checked against that buffer. Only the IP length check needs the whole frame,
+//! and only a frame whose IP packet ends past its first buffer pays the helper call that
+//! measures it (`bpf_xdp_get_buff_len`).
 
-use aya_ebpf::programs::XdpContext;
+use aya_ebpf::{helpers::generated::bpf_xdp_get_buff_len, programs::XdpContext};
 use synguard_common::{
     maps::{flow_hash, flow_hash_v4},
     reason::Reason,
@@ -34,6 +41,9 @@ pub const TCP_LEN: u64 = 20;
 /// frame's), and the verifier marks a bounds check only while offset + size stays within
 /// `MAX_PACKET_OFF` (0xffff, `find_good_pkt_pointers`).
 const MAX_FRAME: u64 = 0x7fff;
+/// Bound of a whole frame's length, all buffers (a multi-buffer frame holds at most 17 pages
+/// after its first, `MAX_SKB_FRAGS`).
+const MAX_WHOLE_FRAME: u64 = 0x1_ffff;
 
 /// The fixed IP header of a segment: IPv4 (first 20 bytes; options are not kept) or IPv6. A
 /// union rather than a 40-byte array so that the IPv4 case does not pay for clearing bytes it
@@ -61,6 +71,7 @@ pub struct Packet {
     tcp_off: u64,
     /// TCP header length with options (data offset * 4).
     tcp_len: u64,
+    /// The whole frame, every buffer of a multi-buffer frame.
     frame_len: u64,
     pub ipv6: bool,
 }
@@ -89,9 +100,10 @@ impl Packet {
         self.tcp_len & 0x3c
     }
 
+    /// The whole frame's length, every buffer included.
     #[inline(always)]
     pub fn frame_len(&self) -> u64 {
-        self.frame_len & MAX_FRAME
+        self.frame_len & MAX_WHOLE_FRAME
     }
 
     /// The IPv4 header; only for `!ipv6` packets.
@@ -187,7 +199,8 @@ impl Packet {
     }
 }
 
-/// Frame length, through a volatile local (see the module comment).
+/// Length of the frame's first buffer (all of it unless the frame is a multi-buffer one),
+/// through a volatile local (see the module comment).
 #[inline(always)]
 pub fn frame_len(ctx: &XdpContext) -> u64 {
     let len = (ctx.data_end() - ctx.data()) as u64;
@@ -369,16 +382,38 @@ fn ethertype(ctx: &XdpContext, end: u64) -> Result<u16, Reason> {
     Ok(be16(b))
 }
 
+/// Whether an IP packet that ends at `end` fits in the frame, whose length `frame` is known so
+/// far as its first buffer's: a packet that ends past it asks for the whole frame's length
+/// (a multi-buffer frame) and updates `frame` to it.
+#[inline(always)]
+fn ends_within(ctx: &XdpContext, end: u64, frame: &mut u64) -> bool {
+    if end <= *frame {
+        return true;
+    }
+    // SAFETY: helper call on our own context.
+    let whole = unsafe { bpf_xdp_get_buff_len(ctx.ctx) };
+    if end <= whole {
+        *frame = whole;
+        return true;
+    }
+    false
+}
+
 /// IPv4: copies the fixed header into `ip`; returns the offset of the TCP header and the end of
 /// the IP packet.
 #[inline(always)]
-fn ipv4(ctx: &XdpContext, off: u64, frame: u64, ip: &mut IpHeader) -> Result<(u64, u64), Reason> {
+fn ipv4(
+    ctx: &XdpContext,
+    off: u64,
+    frame: &mut u64,
+    ip: &mut IpHeader,
+) -> Result<(u64, u64), Reason> {
     // SAFETY: writing the IPv4 member of a union of byte arrays.
     let h = unsafe { &mut ip.v4 };
     load_into(ctx, off, h).ok_or(Reason::PassMalformedIp)?;
     let ihl = (h[0] & 0x0f) as u64 * 4;
     let total = be16([h[2], h[3]]) as u64;
-    if h[0] >> 4 != 4 || ihl < IPV4_LEN || total < ihl || off + total > frame {
+    if h[0] >> 4 != 4 || ihl < IPV4_LEN || total < ihl || !ends_within(ctx, off + total, frame) {
         return Err(Reason::PassMalformedIp);
     }
     // More-fragments flag or a fragment offset: ports are only in the first fragment.
@@ -412,12 +447,17 @@ fn v6_ext(ctx: &XdpContext, nh: u8, off: u64) -> Result<(u8, u64), Reason> {
 /// destination-options headers (an unrolled, fixed sequence for the verifier); returns the
 /// offset of the TCP header and the end of the IP packet.
 #[inline(always)]
-fn ipv6(ctx: &XdpContext, off: u64, frame: u64, ip: &mut IpHeader) -> Result<(u64, u64), Reason> {
+fn ipv6(
+    ctx: &XdpContext,
+    off: u64,
+    frame: &mut u64,
+    ip: &mut IpHeader,
+) -> Result<(u64, u64), Reason> {
     // SAFETY: writing the IPv6 member of a union of byte arrays.
     let h = unsafe { &mut ip.v6 };
     load_into(ctx, off, h).ok_or(Reason::PassMalformedIp)?;
     let payload = be16([h[4], h[5]]) as u64;
-    if h[0] >> 4 != 6 || off + IPV6_LEN + payload > frame {
+    if h[0] >> 4 != 6 || !ends_within(ctx, off + IPV6_LEN + payload, frame) {
         return Err(Reason::PassMalformedIp);
     }
     let (nh, next) = v6_ext(ctx, h[6], off + IPV6_LEN)?;
@@ -436,12 +476,13 @@ fn ipv6(ctx: &XdpContext, off: u64, frame: u64, ip: &mut IpHeader) -> Result<(u6
     Ok((next, off + IPV6_LEN + payload))
 }
 
-/// Parses a frame of `frame` bytes ([`frame_len`], read once per packet by the entry point)
-/// down to its TCP header, into `out` (this CPU's workspace,
+/// Parses a frame whose first buffer is `frame` bytes long ([`frame_len`], read once per packet
+/// by the entry point) down to its TCP header, into `out` (this CPU's workspace,
 /// `workspace.rs`: the headers are copied once, straight where the rest of the path
-/// and the own-cookie program read them).
+/// and the own-cookie program read them). When the IP packet goes on past the first buffer,
+/// `frame` becomes the whole frame's length, whatever the outcome (the byte counters count it).
 #[inline(always)]
-pub fn parse(ctx: &XdpContext, frame: u64, out: &mut Packet) -> Result<(), Reason> {
+pub fn parse(ctx: &XdpContext, frame: &mut u64, out: &mut Packet) -> Result<(), Reason> {
     let (proto, l2_len) = l2(ctx)?;
     let ipv6 = match proto {
         ETH_P_IP => false,
@@ -462,7 +503,7 @@ pub fn parse(ctx: &XdpContext, frame: u64, out: &mut Packet) -> Result<(), Reaso
     out.l2_len = l2_len;
     out.tcp_off = tcp_off;
     out.tcp_len = tcp_len;
-    out.frame_len = frame;
+    out.frame_len = *frame;
     out.ipv6 = ipv6;
     Ok(())
 }

@@ -131,8 +131,15 @@ pub fn answer(
     if !matches!(pkt.l2_len(), 14 | 18 | 22) {
         return Err(Reason::ErrStore);
     }
+    let reply_len = pkt.l2_len() + ip_len + tcp_len;
+    // A multi-buffer SYN (one carrying kilobytes of data, `parse.rs`): the reply is written into
+    // the first buffer, and shrinking the frame releases the others (`bpf_xdp_frags_shrink_tail`,
+    // net/core/filter.c), so that buffer must hold the whole reply.
+    if pkt.frame_len() != parse::frame_len(ctx) && parse::frame_len(ctx) < reply_len {
+        return Err(Reason::ErrSynShortBuffer);
+    }
     // Every failure up to here leaves the frame untouched (a failed resize too).
-    resize(ctx, pkt.frame_len(), pkt.l2_len() + ip_len + tcp_len)?;
+    resize(ctx, pkt.frame_len(), reply_len)?;
     // The frame now has the reply's length but not its bytes: should the writing fail, the
     // frame is dropped (`DropReplyUnwritten`), never sent or passed half-written.
     frame_write::reply(ctx, &eth, pkt.l2_len(), pkt.ipv6, ip, tcp, tcp_len)

@@ -24,6 +24,11 @@
 //!   mode in the attacker's namespace. Live frames recycle pages without rewriting their
 //!   contents (kernel doc bpf_prog_run.rst, docs/measuring.md), so it writes the whole frame on
 //!   every run and returns XDP_TX, which sends it out of the attacker's veth.
+//!
+//! `lab_restore`, `lab_pass`, `lab_swap_tx` and `lab_drop` are multi-buffer programs
+//! (`xdp.frags`) as synguard's are: the first two share a program array with them (whose
+//! programs must agree on it), the floors run under `lab_restore`, and `lab_pass` on a veth peer
+//! must accept the jumbo MTU the end-to-end tests set.
 #![no_std]
 #![no_main]
 
@@ -56,7 +61,7 @@ sg_map! {
     LAB_CONNS => static LAB_CONNS: Array<u32> = Array::with_max_entries(1, 0);
 }
 
-#[xdp]
+#[xdp(frags)]
 pub fn lab_restore(ctx: XdpContext) -> u32 {
     let Some(t) = LAB_TEMPLATE.get(0) else {
         return xdp_action::XDP_ABORTED;
@@ -179,12 +184,12 @@ pub fn lab_gen(ctx: XdpContext) -> u32 {
     xdp_action::XDP_TX
 }
 
-#[xdp]
+#[xdp(frags)]
 pub fn lab_pass(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
 }
 
-#[xdp]
+#[xdp(frags)]
 pub fn lab_drop(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_DROP
 }
@@ -258,7 +263,7 @@ fn swap<const N: usize>(ctx: &XdpContext, a: usize, b: usize) -> Option<()> {
     Some(())
 }
 
-#[xdp]
+#[xdp(frags)]
 pub fn lab_swap_tx(ctx: XdpContext) -> u32 {
     swap_tx(&ctx)
 }

@@ -246,6 +246,24 @@ impl Lab {
         Ok(())
     }
 
+    /// Sets `mtu` on every link of the lab: each node's interface and its bridge-side peer (the
+    /// bridge follows its ports). A jumbo MTU needs multi-buffer XDP programs wherever one is
+    /// attached on the way (`lab_pass` on the server's peer is one).
+    pub fn set_mtu(&self, mtu: u32) -> Result<()> {
+        let mtu = mtu.to_string();
+        for (node, role) in [
+            (&self.server, "srv"),
+            (&self.client, "cli"),
+            (&self.attacker, "atk"),
+        ] {
+            node.ns
+                .ip(&["link", "set", "dev", &node.ifname, "mtu", &mtu])?;
+            self.bridge
+                .ip(&["link", "set", "dev", &peer_name(role), "mtu", &mtu])?;
+        }
+        Ok(())
+    }
+
     /// The bridge's namespace (where every node's peer veth lives).
     pub fn bridge_ns(&self) -> &Netns {
         &self.bridge

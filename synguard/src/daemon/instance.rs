@@ -99,6 +99,8 @@ struct Inherited {
     layouts: BTreeMap<String, Layout>,
     /// Names of the pinned maps the new program reuses.
     kept: Vec<String>,
+    /// Pinned maps only the running program uses: removed once the new one is attached.
+    retired: Vec<String>,
     /// The previous program's READY state: cookies may be on right now.
     ready: ReadyState,
     /// Whether the previous program sent own cookies (its pinned configuration says so). Own
@@ -189,7 +191,7 @@ impl Instance {
         self.pin_dir = Some(pin_dir.to_path_buf());
         let layouts = pins::object_layouts(crate::datapath::objects::synguard())
             .map_err(|e| LoaderError::Missing(format!("readable map definitions ({e})")))?;
-        let kept = pins::reconcile(&self.iface, pin_dir, &layouts)?;
+        let pins::Reuse { kept, retired, .. } = pins::reconcile(&self.iface, pin_dir, &layouts)?;
         let is_kept = |name: &str| kept.iter().any(|n| n == name);
         let ready = if is_kept(names::READY) {
             maps::read_single(pin_dir, names::READY)?
@@ -201,6 +203,7 @@ impl Instance {
         Ok(Inherited {
             layouts,
             kept,
+            retired,
             ready,
             own,
         })
@@ -285,6 +288,8 @@ impl Instance {
         controller.resume(adopting_cookies.then_some(inherited.ready))?;
 
         let (xdp_mode, how) = self.attach(cfg, if_index, pin_dir, prev_mode)?;
+        // The running program, if any, is replaced now: what only it used can go.
+        pins::retire(&iface, pin_dir, &inherited.retired);
         self.attach_conns(pin_dir);
         fault::point(Step::Attached);
         self.write_run_info(cfg, pin_dir, link::mode_name(xdp_mode), how, &config, saver)?;

@@ -246,8 +246,13 @@ pub fn pinned_layout(path: &Path) -> Option<Layout> {
 pub struct Reuse {
     /// Pinned, same layout: the new program uses them, contents carry over.
     pub kept: Vec<String>,
-    /// Pinned with another layout (or unreadable), or not in the new program: removed.
+    /// Pinned with another layout (or unreadable): removed before the new program is loaded,
+    /// which pins its own map under the name.
     pub reset: Vec<(String, String)>,
+    /// Not in the new program: removed once it is attached ([`retire`]). Until then the
+    /// running program may still use them, and some maps lose their contents with their last
+    /// pin (a program array is emptied when no file refers to it, `bpf_fd_array_map_clear`).
+    pub retired: Vec<String>,
 }
 
 /// Decides which pins to keep. Pure over its inputs, so the rule is unit-tested.
@@ -265,9 +270,7 @@ pub fn plan_reuse(
             (Some(_), None) => plan
                 .reset
                 .push((name.clone(), "unreadable pin".to_string())),
-            (None, _) => plan
-                .reset
-                .push((name.clone(), "no longer used by this program".to_string())),
+            (None, _) => plan.retired.push(name.clone()),
         }
     }
     plan
@@ -292,12 +295,13 @@ pub fn pinned_maps(dir: &Path) -> Result<BTreeMap<String, Option<Layout>>, PinEr
 }
 
 /// Removes the pins that cannot be reused (another schema, another layout) and says so; returns
-/// the names kept, whose contents the new program inherits.
+/// the plan: the names kept, whose contents the new program inherits, and the names to
+/// [`retire`] once it is attached.
 pub fn reconcile(
     iface: &str,
     dir: &Path,
     layouts: &BTreeMap<String, Layout>,
-) -> Result<Vec<String>, PinError> {
+) -> Result<Reuse, PinError> {
     let pinned = pinned_maps(dir)?;
     let plan = match inspect(dir)? {
         Found::Other(found) => {
@@ -313,6 +317,7 @@ pub fn reconcile(
                     .keys()
                     .map(|n| (n.clone(), "other schema".to_string()))
                     .collect(),
+                retired: Vec::new(),
             }
         }
         _ => plan_reuse(layouts, &pinned),
@@ -328,7 +333,20 @@ pub fn reconcile(
             plan.kept.join(", ")
         );
     }
-    Ok(plan.kept)
+    Ok(plan)
+}
+
+/// Removes the pins of maps the attached program no longer uses ([`Reuse::retired`]). A pin
+/// that cannot be removed is only worth a warning: the program does not use it.
+pub fn retire(iface: &str, dir: &Path, names: &[String]) {
+    for name in names {
+        let path = dir.join(name);
+        match fs::remove_file(&path) {
+            Ok(()) => info!("{iface}: {name} removed (no longer used by this program)"),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => warn!("{iface}: cannot remove {}: {e}", path.display()),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -360,8 +378,35 @@ mod tests {
         let plan = plan_reuse(&wanted, &pinned);
         assert_eq!(plan.kept, ["A"]);
         let reset: Vec<&str> = plan.reset.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(reset, ["B", "OLD"]);
+        assert_eq!(reset, ["B"]);
         assert!(plan.reset[0].1.contains("value 12 B"), "{:?}", plan.reset);
+        // Not this program's: left to the running program until the new one is attached.
+        assert_eq!(plan.retired, ["OLD"]);
+    }
+
+    /// The program array of the builds before multi-buffer programs held single-buffer ones and
+    /// cannot take the new ones: it goes under another name, so that a take-over retires the
+    /// old pin (after the attach) instead of reusing it (the new program would not load).
+    #[test]
+    fn an_earlier_builds_program_array_is_retired_not_reused() {
+        let ours = object_layouts(crate::datapath::objects::synguard()).unwrap();
+        let prog_array = Layout {
+            map_type: 3,
+            key_size: 4,
+            value_size: 4,
+            max_entries: 1,
+            flags: 0,
+        };
+        assert_eq!(
+            ours.get(synguard_common::names::OWN_PROG),
+            Some(&prog_array)
+        );
+        let pinned: BTreeMap<_, _> = [("SG_OWN_PROG".to_string(), Some(prog_array))]
+            .into_iter()
+            .collect();
+        let plan = plan_reuse(&ours, &pinned);
+        assert_eq!(plan.retired, ["SG_OWN_PROG"]);
+        assert!(plan.kept.is_empty() && plan.reset.is_empty(), "{plan:?}");
     }
 
     #[test]
@@ -418,16 +463,9 @@ mod tests {
         assert_eq!(pinned.len(), 20, "the fixture lists every map");
         let plan = plan_reuse(&ours, &pinned);
         let reset: Vec<&str> = plan.reset.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(
-            reset,
-            [
-                synguard_common::names::CONFIG,
-                // That release's per-packet scratch map.
-                "SG_SCRATCH"
-            ],
-            "{:?}",
-            plan.reset
-        );
+        assert_eq!(reset, [synguard_common::names::CONFIG], "{:?}", plan.reset);
+        // That release's per-packet scratch map.
+        assert_eq!(plan.retired, ["SG_SCRATCH"]);
         assert_eq!(plan.kept.len(), pinned.len() - 2);
     }
 }
