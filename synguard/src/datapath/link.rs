@@ -243,6 +243,11 @@ mod tests {
     fn an_mtu_refusal_says_so_and_others_add_nothing() {
         assert!(native_refusal_hint(&refused(libc::ERANGE)).contains("MTU"));
         assert_eq!(native_refusal_hint(&refused(libc::EOPNOTSUPP)), "");
-        assert_eq!(native_refusal_hint(&LoaderError::XdpBusy { iface: "eth0".into() }), "");
+        assert_eq!(
+            native_refusal_hint(&LoaderError::XdpBusy {
+                iface: "eth0".into()
+            }),
+            ""
+        );
     }
 }

@@ -1,10 +1,12 @@
 //! `cargo xtask vm test`: checks on the virtio-net driver that can fail, each printed with its
 //! figures. Order matters only to save program loads (each takes tens of seconds under software
 //! emulation): fresh attach -> traffic checks -> hand-over and take-over -> SIGTERM -> crash and
-//! `detach` -> short queues. `wire` checks what crosses the link, `lifecycle` what attach,
-//! hand-over, restart and detach leave on the NIC, `queues` that synguard refuses a NIC whose
-//! XDP_TX would run in the driver's locked mode.
+//! `detach` -> short queues -> jumbo MTU. `wire` checks what crosses the link, `lifecycle` what
+//! attach, hand-over, restart and detach leave on the NIC, `queues` that synguard refuses a NIC
+//! whose XDP_TX would run in the driver's locked mode, `jumbo` that it attaches natively at a
+//! jumbo MTU.
 
+mod jumbo;
 mod lifecycle;
 mod queues;
 mod wire;
@@ -72,6 +74,8 @@ pub fn run(build: ReleaseBuild) -> Result<()> {
     lifecycle::detach_check(&mut v, g)?;
     phases.begin("too few queue pairs: refused");
     queues::short_queue_check(&mut v, g)?;
+    phases.begin("jumbo MTU: native attach");
+    jumbo::jumbo_check(&mut v, g)?;
     let syncookies_after = g.run("sysctl -n net.ipv4.tcp_syncookies", SHORT)?;
     v.check(
         "kernel settings restored",
