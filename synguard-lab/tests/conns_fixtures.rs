@@ -9,9 +9,8 @@ use std::time::Duration;
 use synguard::host::clock::monotonic_ns;
 use synguard_common::{
     conns::CONN_TTL_NS,
-    maps::{COOKIES_OWN, Config},
+    maps::Config,
     reason::{Event, Reason},
-    reqsk::CookieSecret,
     tcp::{ACK, FIN},
 };
 use synguard_lab::testrun::{
@@ -20,26 +19,13 @@ use synguard_lab::testrun::{
 };
 
 mod common;
-use common::PORT;
 use common::syn::*;
+use common::{PORT, own_config};
 
 const HOUR: u64 = 3_600_000_000_000;
 
 fn fixture(cfg: Config) -> Fixture {
-    let mut f = Fixture::new(cfg, &[PORT]).expect("load synguard (needs root)");
-    f.set_secret(CookieSecret {
-        current: [0x0101_0202_0303_0404, 0x0505_0606_0707_0808],
-        ..Default::default()
-    })
-    .unwrap();
-    f
-}
-
-fn own_config() -> Config {
-    Config {
-        cookies: COOKIES_OWN,
-        ..default_config()
-    }
+    common::testrun_fixture_with_secret(cfg)
 }
 
 /// An ACK of the client's tuple (`CLIENT_PORT` -> `PORT`) with an ack number no cookie has.

@@ -4,16 +4,16 @@
 
 use std::time::Duration;
 
-use anyhow::{Context as _, Result, ensure};
+use anyhow::{Result, ensure};
 use synguard_common::reason::Reason;
 use synguard_lab::lab::{
     synguard_proc::Synguard,
     tcp_info::{TCPI_OPT_SACK, TCPI_OPT_TIMESTAMPS, TCPI_OPT_WSCALE, TS_SACK_WSCALE},
-    traffic::{self, ConnReport, Transfer},
+    traffic::ConnReport,
 };
 
 mod common;
-use common::{Fixture, addr, e2e::SERVER_WAIT, ops::wait_log_within};
+use common::{Fixture, ops::wait_log_within};
 
 const MIB: u64 = 1 << 20;
 
@@ -22,30 +22,7 @@ const NOTICE: Duration = Duration::from_secs(5);
 
 /// `n` IPv4 connections, each moving `bytes` both ways; every one must succeed.
 fn batch(fx: &Fixture, n: usize, bytes: u64) -> Result<Vec<ConnReport>> {
-    let seen = fx.server.connections().len();
-    let reports = traffic::run_batch(&fx.lab.client.ns, addr(false), n, move |_| Transfer {
-        upload: bytes,
-        download: bytes,
-    })?
-    .into_iter()
-    .enumerate()
-    .map(|(i, r)| r.with_context(|| format!("connection {i}")))
-    .collect::<Result<Vec<_>>>()?;
-    let conns = fx.server.wait_for(seen + n, SERVER_WAIT)?;
-    for c in &conns[seen..] {
-        ensure!(
-            c.error.is_none(),
-            "server side of {}: {:?}",
-            c.peer,
-            c.error
-        );
-        ensure!(
-            c.received == bytes,
-            "server received {} of {bytes}",
-            c.received
-        );
-    }
-    Ok(reports)
+    fx.exchange(false, n, bytes)
 }
 
 /// The daemon's log line containing `text`, once it is there (within [`NOTICE`]).

@@ -6,16 +6,16 @@
 
 use std::time::Duration;
 
-use anyhow::{Context as _, Result, ensure};
+use anyhow::{Result, ensure};
 use synguard_common::reason::Reason;
 use synguard_lab::lab::{
     synguard_proc::{Stats, Synguard},
     tcp_info::TS_SACK_WSCALE,
-    traffic::{self, ConnReport, Transfer},
+    traffic::ConnReport,
 };
 
 mod common;
-use common::{Fixture, addr, e2e::SERVER_WAIT, ops::wait_log_within};
+use common::{Fixture, ops::wait_log_within};
 
 const MIB: u64 = 1 << 20;
 const JUMBO: u32 = 9000;
@@ -32,29 +32,7 @@ fn batch(
     bytes: u64,
 ) -> Result<(Vec<ConnReport>, Stats, Stats)> {
     let before = sg.stats()?;
-    let seen = fx.server.connections().len();
-    let reports = traffic::run_batch(&fx.lab.client.ns, addr(v6), n, move |_| Transfer {
-        upload: bytes,
-        download: bytes,
-    })?
-    .into_iter()
-    .enumerate()
-    .map(|(i, r)| r.with_context(|| format!("connection {i}, ipv6={v6}")))
-    .collect::<Result<Vec<_>>>()?;
-    let conns = fx.server.wait_for(seen + n, SERVER_WAIT)?;
-    for c in &conns[seen..] {
-        ensure!(
-            c.error.is_none(),
-            "server side of {}: {:?}",
-            c.peer,
-            c.error
-        );
-        ensure!(
-            c.received == bytes,
-            "server received {} of {bytes}",
-            c.received
-        );
-    }
+    let reports = fx.exchange(v6, n, bytes)?;
     for r in &reports {
         ensure!(
             r.info.has(TS_SACK_WSCALE),

@@ -8,9 +8,8 @@
 use etherparse::{IpNumber, UdpHeader};
 use synguard::host::clock::monotonic_ns;
 use synguard_common::{
-    maps::{COOKIES_OWN, Config},
+    maps::Config,
     reason::{Event, Reason},
-    reqsk::CookieSecret,
     tcp::ACK,
 };
 use synguard_lab::testrun::{
@@ -19,8 +18,8 @@ use synguard_lab::testrun::{
 };
 
 mod common;
-use common::PORT;
 use common::syn::*;
+use common::{PORT, own_config};
 
 const HOUR: u64 = 3_600_000_000_000;
 /// More than a page: the kernel's test run keeps at most a page's buffer (less head- and
@@ -28,20 +27,7 @@ const HOUR: u64 = 3_600_000_000_000;
 const JUMBO_PAYLOAD: usize = 8900;
 
 fn fixture(cfg: Config) -> Fixture {
-    let mut f = Fixture::new(cfg, &[PORT]).expect("load synguard (needs root)");
-    f.set_secret(CookieSecret {
-        current: [0x0101_0202_0303_0404, 0x0505_0606_0707_0808],
-        ..Default::default()
-    })
-    .unwrap();
-    f
-}
-
-fn own_config() -> Config {
-    Config {
-        cookies: COOKIES_OWN,
-        ..default_config()
-    }
+    common::testrun_fixture_with_secret(cfg)
 }
 
 /// A data segment of the client's connection, `len` bytes of payload, no cookie in its ack.
@@ -61,6 +47,19 @@ fn data_segment(ipv6: bool, len: usize) -> Vec<u8> {
     } else {
         client_syn_v4(Tags::None, &seg)
     }
+}
+
+/// A Linux client's SYN carrying a jumbo payload (TCP Fast Open data, say), and its frame.
+fn jumbo_syn(ipv6: bool) -> (Syn, Vec<u8>) {
+    let syn = Syn::linux(Tags::None, ipv6);
+    let mut seg = syn.segment();
+    seg.payload = vec![0xab; JUMBO_PAYLOAD];
+    let frame = if ipv6 {
+        client_syn_v6(Tags::None, &seg)
+    } else {
+        client_syn_v4(Tags::None, &seg)
+    };
+    (syn, frame)
 }
 
 #[test]
@@ -94,14 +93,7 @@ fn a_jumbo_segment_of_a_connection_passes_whole_and_a_stray_one_is_dropped() {
 fn a_syn_carrying_a_jumbo_payload_gets_the_same_synack_as_a_bare_one() {
     for ipv6 in [false, true] {
         let f = fixture(default_config());
-        let syn = Syn::linux(Tags::None, ipv6);
-        let mut seg = syn.segment();
-        seg.payload = vec![0xab; JUMBO_PAYLOAD];
-        let frame = if ipv6 {
-            client_syn_v6(Tags::None, &seg)
-        } else {
-            client_syn_v4(Tags::None, &seg)
-        };
+        let (syn, frame) = jumbo_syn(ipv6);
         let out = f.run(&frame).unwrap();
         assert_eq!(out.action, XDP_TX, "ipv6={ipv6}");
         let (cookie, ts) = cookie_and_tsval(&out.frame, syn.tags);
@@ -123,14 +115,7 @@ fn a_syn_carrying_a_jumbo_payload_gets_the_same_synack_as_a_bare_one() {
 fn own_cookies_answer_a_jumbo_syn_and_accept_its_jumbo_final_ack() {
     let mut f = fixture(own_config());
     for ipv6 in [false, true] {
-        let syn = Syn::linux(Tags::None, ipv6);
-        let mut seg = syn.segment();
-        seg.payload = vec![0xab; JUMBO_PAYLOAD];
-        let frame = if ipv6 {
-            client_syn_v6(Tags::None, &seg)
-        } else {
-            client_syn_v4(Tags::None, &seg)
-        };
+        let (syn, frame) = jumbo_syn(ipv6);
         let out = f.run(&frame).unwrap();
         assert_eq!(out.action, XDP_TX, "ipv6={ipv6}");
         assert_checksums(&out.frame);

@@ -30,6 +30,35 @@ impl Fixture {
             .collect()
     }
 
+    /// `n` connections from the client, one after another, each moving `bytes` both ways; every
+    /// one must succeed, and the server must have received every byte of each.
+    pub fn exchange(&self, v6: bool, n: usize, bytes: u64) -> Result<Vec<ConnReport>> {
+        let seen = self.server.connections().len();
+        let reports = traffic::run_batch(&self.lab.client.ns, addr(v6), n, move |_| Transfer {
+            upload: bytes,
+            download: bytes,
+        })?
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| r.with_context(|| format!("connection {i} to {}", addr(v6))))
+        .collect::<Result<Vec<_>>>()?;
+        let conns = self.server.wait_for(seen + n, SERVER_WAIT)?;
+        for c in &conns[seen..] {
+            ensure!(
+                c.error.is_none(),
+                "server side of {}: {:?}",
+                c.peer,
+                c.error
+            );
+            ensure!(
+                c.received == bytes,
+                "server received {} of {bytes}",
+                c.received
+            );
+        }
+        Ok(reports)
+    }
+
     /// Clients connecting every 20 ms to the server over IPv4 and IPv6.
     pub fn continuous(&self) -> Result<Continuous> {
         Continuous::start(

@@ -13,7 +13,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{Result, ensure};
-use synguard_common::maps::{Config, MODE_AUTO};
+use synguard_common::maps::{COOKIES_OWN, Config, MODE_AUTO};
+use synguard_common::reqsk::CookieSecret;
 use synguard_lab::lab::Lab;
 use synguard_lab::lab::kstats::KStats;
 use synguard_lab::lab::netns::Netns;
@@ -48,6 +49,26 @@ pub fn bin() -> Result<PathBuf> {
 /// `ports`.
 pub fn testrun_fixture(ports: &[u16]) -> TestRunFixture {
     TestRunFixture::new(default_config(), ports).expect("load synguard (needs root)")
+}
+
+/// The XDP program loaded for `BPF_PROG_TEST_RUN` with `cfg`, protecting [`PORT`], with a fixed
+/// own-cookie secret (so that runs can be compared).
+pub fn testrun_fixture_with_secret(cfg: Config) -> TestRunFixture {
+    let mut f = TestRunFixture::new(cfg, &[PORT]).expect("load synguard (needs root)");
+    f.set_secret(CookieSecret {
+        current: [0x0101_0202_0303_0404, 0x0505_0606_0707_0808],
+        ..Default::default()
+    })
+    .expect("set the cookie secret");
+    f
+}
+
+/// The default configuration with own cookies.
+pub fn own_config() -> Config {
+    Config {
+        cookies: COOKIES_OWN,
+        ..default_config()
+    }
 }
 
 /// Auto mode that switches on at the second SYN in one 100 ms window (20 SYN/s; one SYN alone

@@ -6,8 +6,8 @@
 
 use anyhow::Result;
 
-use super::{SHORT, Verdicts};
-use crate::vm::guest::{self, IFACE, WEB_PORT, XdpState};
+use super::{SHORT, Verdicts, native_attach};
+use crate::vm::guest::{self, IFACE, WEB_PORT};
 use crate::vm::ssh::Guest;
 use crate::vm::traffic;
 
@@ -35,13 +35,7 @@ pub(super) fn jumbo_check(v: &mut Verdicts, g: &Guest) -> Result<()> {
 fn attach_at_jumbo_mtu(v: &mut Verdicts, g: &Guest) -> Result<()> {
     g.run(&format!("ip link set dev {IFACE} mtu {JUMBO_MTU}"), SHORT)?;
     let run = guest::start_synguard(g, "jumbo")?;
-    let state = guest::xdp_state(g)?;
-    let log = run.log_text(g)?;
-    let attach_line = log
-        .lines()
-        .find(|l| l.contains("synguard attached to"))
-        .unwrap_or("(no attach line)")
-        .to_string();
+    let (native, attached) = native_attach(g, &run)?;
     let s0 = guest::stats(g)?;
     let page = traffic::fetch(WEB_PORT, 10);
     let s1 = guest::stats(g)?;
@@ -50,14 +44,9 @@ fn attach_at_jumbo_mtu(v: &mut Verdicts, g: &Guest) -> Result<()> {
         guest::verdict(&s1, "tx_synack_cookie") - guest::verdict(&s0, "tx_synack_cookie");
     v.check(
         "MTU 9000: native attach, a handshake answered from XDP",
-        state == XdpState::Native
-            && !log.contains("falling back")
-            && attach_line.contains("native")
-            && page.is_ok()
-            && answered >= 1,
+        native && page.is_ok() && answered >= 1,
         format!(
-            "ip link: {state:?}; log: {}; fetch: {}; SYN-ACKs from XDP: {answered}",
-            attach_line.trim(),
+            "{attached}; fetch: {}; SYN-ACKs from XDP: {answered}",
             match &page {
                 Ok(_) => "ok".to_string(),
                 Err(e) => format!("{e:#}"),

@@ -116,21 +116,26 @@ fn print_driver(when: &str, g: &Guest) -> Result<()> {
     Ok(())
 }
 
-fn check_native(v: &mut Verdicts, g: &Guest, run: &guest::Run) -> Result<()> {
+/// Whether `run` attached in native mode without falling back, and what shows it.
+fn native_attach(g: &Guest, run: &guest::Run) -> Result<(bool, String)> {
     let state = guest::xdp_state(g)?;
     let log = run.log_text(g)?;
     let attach_line = log
         .lines()
         .find(|l| l.contains("synguard attached to"))
-        .unwrap_or("(no attach line)")
-        .to_string();
-    v.check(
-        "native attach, no fallback",
-        state == XdpState::Native
-            && !log.contains("falling back")
-            && attach_line.contains("native"),
-        format!("ip link: {state:?}; log: {attach_line}"),
-    );
+        .unwrap_or("(no attach line)");
+    let native = state == XdpState::Native
+        && !log.contains("falling back")
+        && attach_line.contains("native");
+    Ok((
+        native,
+        format!("ip link: {state:?}; log: {}", attach_line.trim()),
+    ))
+}
+
+fn check_native(v: &mut Verdicts, g: &Guest, run: &guest::Run) -> Result<()> {
+    let (native, figures) = native_attach(g, run)?;
+    v.check("native attach, no fallback", native, figures);
     let dmesg = guest::driver_messages(g)?;
     let locked = dmesg.lines().find(|l| l.contains("locked tx mode"));
     v.check(
