@@ -134,6 +134,37 @@ fn own_cookies_answer_a_jumbo_syn_and_accept_its_jumbo_final_ack() {
     assert_eq!(f.verdict(Reason::TxSynAckCookie).unwrap(), 4);
 }
 
+/// A SYN whose first buffer ends right after its headers, shorter than its SYN-ACK (which
+/// always carries an MSS option; this SYN has none): the reply cannot be written there, so the
+/// SYN goes to the kernel untouched, counted as the program's own limit.
+#[test]
+fn a_jumbo_syn_whose_first_buffer_cannot_hold_the_reply_goes_to_the_kernel() {
+    let f = fixture(own_config());
+    let syn = Syn {
+        mss: None,
+        sack: false,
+        ..Syn::linux(Tags::None, false)
+    };
+    let mut seg = syn.segment();
+    seg.payload = vec![0xab; JUMBO_PAYLOAD];
+    let frame = client_syn_v4(Tags::None, &seg);
+    let headers = 14 + 20 + seg.header().header_len();
+    let out = match f.run_split(&frame, headers as u32) {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!(
+                "skipped: this kernel's test run does not take a first buffer shorter than a \
+                 page ({e:#})"
+            );
+            return;
+        }
+    };
+    assert_eq!(out.action, XDP_PASS);
+    assert!(out.frame == frame, "frame changed");
+    assert_eq!(f.verdict(Reason::ErrSynShortBuffer).unwrap(), 1);
+    assert_eq!(f.verdict(Reason::TxSynAckCookie).unwrap(), 0);
+}
+
 #[test]
 fn a_jumbo_datagram_passes_whole_and_counted_whole() {
     let f = fixture(default_config());

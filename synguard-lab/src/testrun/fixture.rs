@@ -367,6 +367,30 @@ impl Fixture {
         })
     }
 
+    /// Runs the program once on `frame` split over buffers, the first of them `first` bytes
+    /// long (the context's `data_end`; the rest goes into fragments). Kernels that take the
+    /// first buffer's length only from the frame's size refuse such a context (EINVAL).
+    pub fn run_split(&self, frame: &[u8], first: u32) -> Result<Outcome> {
+        let mut out = vec![0u8; frame.len() + 256];
+        // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index,
+        // egress_ifindex.
+        let ctx: Vec<u8> = [0u32, first, 0, 0, 0, 0]
+            .iter()
+            .flat_map(|w| w.to_ne_bytes())
+            .collect();
+        let res = self.program()?.test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ctx_in: Some(&ctx),
+            ..Default::default()
+        })?;
+        out.truncate(res.data_size_out as usize);
+        Ok(Outcome {
+            action: res.return_value,
+            frame: out,
+        })
+    }
+
     /// Runs `frame` every `gap` until `done` holds (or `deadline` passes, an error); returns the
     /// action of the last run. For behaviour that depends on the kernel clock (rate windows):
     /// a busy machine can stretch any sleep, so tests wait for the effect, not for a time.
