@@ -86,6 +86,15 @@ impl CookieOpts {
     }
 }
 
+/// The largest MSS a SYN-ACK can offer on an interface whose MTU allows `cap` (0: no cap):
+/// the cookie keeps the client's MSS as a class of these tables, which the kernel's cookies
+/// share, and a SYN-ACK never offers more than the cookie's MSS (`tcp::synack_mss`). Over
+/// IPv4 that is at most 1460, whatever the MTU.
+pub fn largest_synack_mss(cap: u32, ipv6: bool) -> u32 {
+    let table = u32::from(class_mss(3, ipv6));
+    if cap == 0 { table } else { table.min(cap) }
+}
+
 /// The MSS an MSS class stands for.
 #[inline(always)]
 pub fn class_mss(class: u8, ipv6: bool) -> u16 {
@@ -359,5 +368,14 @@ mod tests {
             assert_eq!(mss_class(o.mss(false), false), c);
             assert_eq!(mss_class(o.mss(true), true), c);
         }
+    }
+
+    #[test]
+    fn the_largest_synack_mss_is_the_tables_or_the_interfaces() {
+        assert_eq!(largest_synack_mss(8960, false), 1460);
+        assert_eq!(largest_synack_mss(8940, true), 8940);
+        assert_eq!(largest_synack_mss(1360, false), 1360);
+        assert_eq!(largest_synack_mss(1440, true), 1440);
+        assert_eq!(largest_synack_mss(0, false), 1460);
     }
 }

@@ -244,8 +244,9 @@ fn labelled_families(out: &mut String, ok: &[(&str, &Reading)]) {
         |r, k| (r.enforced.cookies == k) as u64,
     );
     family(out, "synguard_cookies_kind", "gauge", help, &lines);
-    let help = "The largest MSS the SYN-ACKs advertise, from the interface's MTU (it follows a \
-                changed MTU within a second).";
+    let help = "The largest MSS the SYN-ACKs advertise: the interface's MTU less headers (it \
+                follows a changed MTU within a second), at most the cookie's MSS table allows \
+                (1460 over IPv4).";
     let lines = labelled(
         ok,
         &["ipv4", "ipv6"],

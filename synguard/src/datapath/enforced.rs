@@ -7,6 +7,7 @@ use std::path::Path;
 use serde::Serialize;
 use synguard_common::{
     maps::{Config, PortConfig, cookies_own, names},
+    own_cookie::largest_synack_mss,
     policy::{Policy, gcra_to_rate},
 };
 
@@ -41,7 +42,8 @@ pub struct EnforcedLimits {
 /// it now: it follows the interface and the kernel's settings while synguard runs.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct SynAckFacts {
-    /// The largest MSS advertised, from the interface's MTU.
+    /// The largest MSS advertised: the interface's MTU less headers, at most the cookie
+    /// table's largest entry (`own_cookie::largest_synack_mss`: 1460 over IPv4).
     pub mss_v4: u32,
     pub mss_v6: u32,
     pub wscale: u32,
@@ -97,8 +99,8 @@ impl Enforced {
                 reflect_burst,
             },
             synack: SynAckFacts {
-                mss_v4: config.mss_v4,
-                mss_v6: config.mss_v6,
+                mss_v4: largest_synack_mss(config.mss_v4, false),
+                mss_v6: largest_synack_mss(config.mss_v6, true),
                 wscale: config.wscale,
                 ecn: config.ecn != 0,
                 mac: match config.own_mac {

@@ -6,7 +6,10 @@
 
 use std::fmt::Write as _;
 
-use synguard_common::maps::{HOST_NO_SACK, HOST_NO_TIMESTAMPS, HOST_NO_WSCALE};
+use synguard_common::{
+    maps::{HOST_NO_SACK, HOST_NO_TIMESTAMPS, HOST_NO_WSCALE},
+    own_cookie::largest_synack_mss,
+};
 
 use crate::host::{
     nic,
@@ -49,6 +52,7 @@ impl HostFacts {
         let mut out = Vec::new();
         if self.mtu != before.mtu {
             let (v4, v6) = sysctl::mss_from_mtu(self.mtu);
+            let (v4, v6) = (largest_synack_mss(v4, false), largest_synack_mss(v6, true));
             out.push(format!(
                 "MTU {} -> {} (SYN-ACK MSS at most {v4} over IPv4, {v6} over IPv6)",
                 before.mtu, self.mtu
@@ -144,8 +148,10 @@ mod tests {
         now.options_off = HOST_NO_SACK;
         let c = now.changes_since(&before);
         assert_eq!(c.len(), 5, "{c:?}");
+        // Over IPv4 the cookie's MSS table ends at 1460, whatever the MTU.
         assert!(
-            c[0].contains("1500 -> 9000") && c[0].contains("8960"),
+            c[0].contains("1500 -> 9000")
+                && c[0].contains("at most 1460 over IPv4, 8940 over IPv6"),
             "{c:?}"
         );
         assert!(
