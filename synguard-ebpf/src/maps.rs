@@ -28,7 +28,7 @@ use crate::workspace::Workspace;
 
 sg_map! {
     /// `synguard_own_xdp`, loaded and inserted by the loader in own-cookie mode.
-    OWN_PROG => static SG_OWN_PROG: ProgramArray = ProgramArray::with_max_entries(1, 0);
+    OWN_PROG => static SG_OWN_PROG_MB: ProgramArray = ProgramArray::with_max_entries(1, 0);
 }
 
 sg_map! {

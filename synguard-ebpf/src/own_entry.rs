@@ -1,14 +1,16 @@
 //! Own cookies' entry: `synguard` parses (into this CPU's workspace, `workspace.rs`) and decides
 //! as always, then for a SYN to answer it hands the parsed packet over and tail-calls
-//! `synguard_own_xdp` (`SG_OWN_PROG`), which answers with an own cookie. An ACK without a socket
-//! is checked in `synguard` itself (`ack.rs`).
+//! `synguard_own_xdp` (`SG_OWN_PROG_MB`), which answers with an own cookie. An ACK without a
+//! socket is checked in `synguard` itself (`ack.rs`).
 //!
-//! At a take-over the new `synguard_own_xdp` takes the pinned `SG_OWN_PROG` slot while the old
-//! `synguard` may still run for an instant. When the workspace's layout is the same, the pinned
-//! map is shared and the hand-over works across builds; when it changed, the new program reads
-//! its own fresh workspace, whose `kind` is zero on every CPU the new `synguard` has not run on
-//! yet (a CPU finishes the old program's batch before it runs the new one), and the packet
-//! passes as `ErrConfig`: fail open for that instant.
+//! At a take-over the new `synguard_own_xdp` takes the pinned `SG_OWN_PROG_MB` slot while the
+//! old `synguard` may still run for an instant. When the workspace's layout is the same, the
+//! pinned map is shared and the hand-over works across builds; when it changed, the new program
+//! reads its own fresh workspace, whose `kind` is zero on every CPU the new `synguard` has not
+//! run on yet (a CPU finishes the old program's batch before it runs the new one), and the
+//! packet passes as `ErrConfig`: fail open for that instant. A build from before multi-buffer
+//! programs had its own array (`SG_OWN_PROG`, docs/veth-and-nics.md): its program keeps
+//! tail-calling through that one until the link is swapped.
 //!
 //! Verifier workaround: both kinds of SYN answer in one program went past the 1 M-instruction
 //! limit (every parse outcome verified through both). A tail-called program is verified on its
@@ -20,7 +22,7 @@ use synguard_common::reason::{Event, Reason};
 
 use crate::{
     count,
-    maps::{SG_CONFIG, SG_OWN_PROG},
+    maps::{SG_CONFIG, SG_OWN_PROG_MB},
     parse, synack,
     workspace::{self, HandOver},
 };
@@ -30,14 +32,14 @@ use crate::{
 const SYN: u64 = 1;
 
 /// Hands the SYN parsed into this CPU's workspace to `synguard_own_xdp` to answer, with the
-/// clock's reading `now_ns`; returns only when the tail call failed (no program in `SG_OWN_PROG`): the
-/// packet passes, counted as a configuration error (fail open).
+/// clock's reading `now_ns`; returns only when the tail call failed (no program in
+/// `SG_OWN_PROG_MB`): the packet passes, counted as a configuration error (fail open).
 #[inline(always)]
 pub fn hand_over(ctx: &XdpContext, hand: &mut HandOver, now_ns: u64) -> Reason {
     hand.kind = SYN;
     hand.now_ns = now_ns;
     // SAFETY: tail call on our own context; on success it does not return.
-    unsafe { SG_OWN_PROG.tail_call(ctx, 0) };
+    unsafe { SG_OWN_PROG_MB.tail_call(ctx, 0) };
     Reason::ErrConfig
 }
 
