@@ -67,7 +67,8 @@ fn veth_peer_without_a_program_is_named_with_the_fix() -> Result<()> {
     ensure!(
         line.contains(&format!("missing on peer {}", pair.peer))
             && line.contains(&format!(
-                "fix: attach an XDP program (XDP_PASS is enough) to {}",
+                "fix: attach an XDP program (XDP_PASS is enough; multi-buffer, `xdp.frags`, \
+                 at a jumbo MTU) to {}",
                 pair.peer
             )),
         "doctor names the peer and the fix: {line}"

@@ -186,18 +186,20 @@ fn queue_pairs(facts: &NicFacts) -> NicFinding {
     }
 }
 
+/// The program a veth peer needs, as the fix says it.
+const PASS_PROGRAM: &str = "XDP_PASS is enough; multi-buffer, `xdp.frags`, at a jumbo MTU";
+
 /// veth: an XDP program on the peer.
 fn peer_program(facts: &NicFacts) -> NicFinding {
     let why = "a veth delivers XDP_TX frames (the SYN-ACKs) reliably only when its peer has an \
-               XDP program, a pass-through one is enough (docs/veth-and-nics.md)";
+               XDP program, a pass-through one is enough (at a jumbo MTU a multi-buffer one: \
+               a veth refuses single-buffer programs there; docs/veth-and-nics.md)";
     let (level, current, fix) = match &facts.peer {
         Peer::Visible { name, xdp: true } => (Level::Ok, format!("on peer {name}"), None),
         Peer::Visible { name, xdp: false } => (
             Level::Warn,
             format!("missing on peer {name}"),
-            Some(format!(
-                "attach an XDP program (XDP_PASS is enough) to {name}"
-            )),
+            Some(format!("attach an XDP program ({PASS_PROGRAM}) to {name}")),
         ),
         Peer::OtherNetns => (
             Level::Note,
@@ -319,7 +321,10 @@ mod tests {
         assert_eq!(level(&f), Level::Warn);
         assert_eq!(
             judge(&f)[0].fix.as_deref(),
-            Some("attach an XDP program (XDP_PASS is enough) to vb")
+            Some(
+                "attach an XDP program (XDP_PASS is enough; multi-buffer, `xdp.frags`, at a \
+                 jumbo MTU) to vb"
+            )
         );
         f.peer = Peer::Visible {
             name: "vb".into(),
