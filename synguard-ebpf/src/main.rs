@@ -68,7 +68,8 @@ pub fn synguard(ctx: XdpContext) -> u32 {
 #[xdp(frags)]
 #[inline(always)]
 pub fn synguard_own_xdp(ctx: XdpContext) -> u32 {
-    let (reason, monitor, len) = own_entry::handle(&ctx);
+    let mut len = parse::frame_len(&ctx);
+    let (reason, monitor) = own_entry::handle(&ctx, &mut len);
     finish(reason, len, monitor)
 }
 

@@ -23,7 +23,7 @@ use synguard_common::reason::{Event, Reason};
 use crate::{
     count,
     maps::{SG_CONFIG, SG_OWN_PROG_MB},
-    parse, synack,
+    synack,
     workspace::{self, HandOver},
 };
 
@@ -43,34 +43,34 @@ pub fn hand_over(ctx: &XdpContext, hand: &mut HandOver, now_ns: u64) -> Reason {
     Reason::ErrConfig
 }
 
-/// `synguard_own_xdp`'s step, monitor mode's flag where it is known, and the length of the frame
-/// as it came (for the byte counters). `synguard` hands a SYN over only to be answered, never in
-/// monitor mode (`syn` returns before), and the frame is a SYN-ACK by now, which must go out as
-/// one.
+/// `synguard_own_xdp`'s step, and monitor mode's flag where it is known. `len`, the frame's
+/// first buffer as it came, becomes the SYN's whole length once the hand-over is found (for the
+/// byte counters; `parse` measured it, and the frame is resized below). `synguard` hands a SYN
+/// over only to be answered, never in monitor mode (`syn` returns before), and the frame is a
+/// SYN-ACK by now, which must go out as one.
 #[inline(always)]
-pub fn handle(ctx: &XdpContext) -> (Reason, Option<bool>, u64) {
+pub fn handle(ctx: &XdpContext, len: &mut u64) -> (Reason, Option<bool>) {
     let Some(cfg) = SG_CONFIG.get(0) else {
-        return (Reason::ErrConfig, None, parse::frame_len(ctx));
+        return (Reason::ErrConfig, None);
     };
     // Codegen workaround: the workspace after the config. Looked up before it, LLVM lost the
     // value's alignment (`maps::aligned`) across the lookup and read the packet and the reply
     // buffers byte by byte (docs/verifier.md, "Map values declared aligned").
     let Some(ws) = workspace::get() else {
-        return (Reason::ErrConfig, None, parse::frame_len(ctx));
+        return (Reason::ErrConfig, None);
     };
     if ws.hand.kind != SYN {
-        return (Reason::ErrConfig, None, parse::frame_len(ctx));
+        return (Reason::ErrConfig, None);
     }
     // Consumed: only a hand-over made for this packet can name a step.
     ws.hand.kind = 0;
     let (pkt, now) = (&ws.pkt, ws.hand.now_ns);
-    // The SYN's length, every buffer of it: `parse` measured it, and the frame is resized below.
-    let len = pkt.frame_len();
+    *len = pkt.frame_len();
     match synack::answer(ctx, pkt, &mut ws.reply, cfg, now, Some(&raw mut ws.opts)) {
         Ok(()) => {
             count::event(Event::CookieSent);
-            (Reason::TxSynAckCookie, Some(false), len)
+            (Reason::TxSynAckCookie, Some(false))
         }
-        Err(reason) => (reason, Some(false), len),
+        Err(reason) => (reason, Some(false)),
     }
 }

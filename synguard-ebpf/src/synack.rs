@@ -135,7 +135,8 @@ pub fn answer(
     // A multi-buffer SYN (one carrying kilobytes of data, `parse.rs`): the reply is written into
     // the first buffer, and shrinking the frame releases the others (`bpf_xdp_frags_shrink_tail`,
     // net/core/filter.c), so that buffer must hold the whole reply.
-    if pkt.frame_len() != parse::frame_len(ctx) && parse::frame_len(ctx) < reply_len {
+    let first = parse::frame_len(ctx);
+    if pkt.frame_len() != first && first < reply_len {
         return Err(Reason::ErrSynShortBuffer);
     }
     // Every failure up to here leaves the frame untouched (a failed resize too).
