@@ -9,7 +9,6 @@ use synguard_common::reason::Reason;
 use synguard_lab::lab::{
     synguard_proc::Synguard,
     tcp_info::{TCPI_OPT_SACK, TCPI_OPT_TIMESTAMPS, TCPI_OPT_WSCALE, TS_SACK_WSCALE},
-    traffic::ConnReport,
 };
 
 mod common;
@@ -19,11 +18,6 @@ const MIB: u64 = 1 << 20;
 
 /// How long the daemon may take to notice (it reads the host every second).
 const NOTICE: Duration = Duration::from_secs(5);
-
-/// `n` IPv4 connections, each moving `bytes` both ways; every one must succeed.
-fn batch(fx: &Fixture, n: usize, bytes: u64) -> Result<Vec<ConnReport>> {
-    fx.exchange(false, n, bytes)
-}
 
 /// The daemon's log line containing `text`, once it is there (within [`NOTICE`]).
 fn wait_for_log(sg: &Synguard, text: &str) -> Result<String> {
@@ -41,7 +35,7 @@ fn the_answers_follow_the_servers_mtu_and_mac_address() -> Result<()> {
     let sg = fx.synguard(&["--ports", "80", "--mode", "always", "--cookies", "own"])?;
     let iface = fx.iface().to_string();
 
-    let before = batch(&fx, 2, 1000)?;
+    let before = fx.exchange(false, 2, 1000)?;
     for r in &before {
         // MSS 1460 less the timestamp option.
         ensure!(r.info.snd_mss == 1448, "before: {}", r.info.snd_mss);
@@ -51,7 +45,7 @@ fn the_answers_follow_the_servers_mtu_and_mac_address() -> Result<()> {
     let line = wait_for_log(&sg, "MTU 1500 -> 1400")?;
     eprintln!("{line}");
     let s0 = sg.stats()?;
-    let after = batch(&fx, 4, MIB)?;
+    let after = fx.exchange(false, 4, MIB)?;
     for r in &after {
         ensure!(
             r.info.snd_mss == 1348,
@@ -79,7 +73,7 @@ fn the_answers_follow_the_servers_mtu_and_mac_address() -> Result<()> {
     // The client must learn the new address (the lab's bridge learns it from the reply).
     fx.lab.client.ns.ip(&["neigh", "flush", "all"])?;
     let s2 = sg.stats()?;
-    batch(&fx, 4, 1000)?;
+    fx.exchange(false, 4, 1000)?;
     let s3 = sg.stats()?;
     ensure!(
         s3.delta(&s2, Reason::PassNotForHost) == 0,
@@ -105,7 +99,7 @@ fn kernel_cookies_offer_only_what_the_host_has_on() -> Result<()> {
     fx.ns().sysctl("net.ipv4.tcp_sack", "0")?;
     let sg = fx.synguard(&["--ports", "80", "--mode", "always", "--cookies", "kernel"])?;
     let s0 = sg.stats()?;
-    for r in batch(&fx, 4, 1000)? {
+    for r in fx.exchange(false, 4, 1000)? {
         ensure!(
             !r.info.has(TCPI_OPT_SACK) && r.info.has(TCPI_OPT_TIMESTAMPS | TCPI_OPT_WSCALE),
             "with tcp_sack=0: {}",
@@ -123,7 +117,7 @@ fn kernel_cookies_offer_only_what_the_host_has_on() -> Result<()> {
     fx.ns().sysctl("net.ipv4.tcp_sack", "1")?;
     let line = wait_for_log(&sg, "net.ipv4.tcp_sack off -> on")?;
     eprintln!("{line}");
-    for r in batch(&fx, 4, 1000)? {
+    for r in fx.exchange(false, 4, 1000)? {
         ensure!(
             r.info.has(TS_SACK_WSCALE),
             "with tcp_sack=1: {}",
@@ -204,7 +198,7 @@ fn the_kernel_settings_cookies_need_are_held() -> Result<()> {
     ensure!(fx.ns().sysctl_get("net.ipv4.tcp_syncookies")? == "2");
     ensure!(fx.ns().sysctl_get("net.ipv4.tcp_timestamps")? == "2");
     let s0 = sg.stats()?;
-    for r in batch(&fx, 4, 1000)? {
+    for r in fx.exchange(false, 4, 1000)? {
         ensure!(r.info.has(TS_SACK_WSCALE), "{}", r.info.summary());
     }
     ensure!(sg.stats()?.delta(&s0, Reason::PassCookieAck) >= 3);

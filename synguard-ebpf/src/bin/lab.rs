@@ -27,8 +27,9 @@
 //!
 //! `lab_restore`, `lab_pass`, `lab_swap_tx` and `lab_drop` are multi-buffer programs
 //! (`xdp.frags`) as synguard's are: the first two share a program array with them (whose
-//! programs must agree on it), the floors run under `lab_restore`, and `lab_pass` on a veth peer
-//! must accept the jumbo MTU the end-to-end tests set.
+//! programs must agree on it), the bench's floors are of the kind of the programs they are
+//! compared with, and `lab_pass` on a veth peer must accept the jumbo MTU the end-to-end tests
+//! set.
 #![no_std]
 #![no_main]
 

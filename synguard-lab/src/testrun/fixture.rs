@@ -353,35 +353,29 @@ impl Fixture {
 
     /// Runs the program once on `frame`.
     pub fn run(&self, frame: &[u8]) -> Result<Outcome> {
-        // Room for the largest reply the program builds from any input.
-        let mut out = vec![0u8; frame.len() + 256];
-        let res = self.program()?.test_run(TestRunOptions {
-            data_in: Some(frame),
-            data_out: Some(&mut out),
-            ..Default::default()
-        })?;
-        out.truncate(res.data_size_out as usize);
-        Ok(Outcome {
-            action: res.return_value,
-            frame: out,
-        })
+        self.run_with_ctx(frame, None)
     }
 
     /// Runs the program once on `frame` split over buffers, the first of them `first` bytes
     /// long (the context's `data_end`; the rest goes into fragments). Kernels that take the
     /// first buffer's length only from the frame's size refuse such a context (EINVAL).
     pub fn run_split(&self, frame: &[u8], first: u32) -> Result<Outcome> {
-        let mut out = vec![0u8; frame.len() + 256];
         // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index,
         // egress_ifindex.
         let ctx: Vec<u8> = [0u32, first, 0, 0, 0, 0]
             .iter()
             .flat_map(|w| w.to_ne_bytes())
             .collect();
+        self.run_with_ctx(frame, Some(&ctx))
+    }
+
+    fn run_with_ctx(&self, frame: &[u8], ctx_in: Option<&[u8]>) -> Result<Outcome> {
+        // Room for the largest reply the program builds from any input.
+        let mut out = vec![0u8; frame.len() + 256];
         let res = self.program()?.test_run(TestRunOptions {
             data_in: Some(frame),
             data_out: Some(&mut out),
-            ctx_in: Some(&ctx),
+            ctx_in,
             ..Default::default()
         })?;
         out.truncate(res.data_size_out as usize);
