@@ -29,12 +29,10 @@ macro_rules! map_name {
     (COOKIE_SECRET) => { "SG_COOKIE_SECRET" };
     (OWN_PROG) => { "SG_OWN_PROG_MB" };
     (WORKSPACE) => { "SG_WORKSPACE" };
-    (TAI_OFFSET) => { "SG_TAI_OFFSET" };
     (CLOSING_FILTER) => { "SG_CLOSING_FILTER" };
     (CONNS) => { "SG_CONNS" };
     (CONNS_STATE) => { "SG_CONNS_STATE" };
     (HANDSHAKES) => { "SG_HANDSHAKES" };
-    (TICK_CLOCK) => { "SG_TICK_CLOCK" };
     (CONNS_FILTER) => { "SG_CONNS_FILTER" };
     // The lab's own programs (`crate::lab`).
     (LAB_TEMPLATE) => { "LAB_TEMPLATE" };
@@ -97,11 +95,10 @@ name_consts! {
     /// take-over from such a build leaves that pin to the running program until the new one is
     /// attached (`pins::retire`), then removes it.
     OWN_PROG,
-    /// Per CPU: the parsed packet, the hand-over to `synguard_own_xdp` and the reply being
-    /// built (never read by the loader).
+    /// Per CPU: the parsed packet, the hand-over to `synguard_own_xdp`, the reply being built,
+    /// and the programs' clocks ([`crate::tick::TickClock`], [`crate::tai::TaiOffset`]) (never
+    /// read by the loader).
     WORKSPACE,
-    /// Per CPU: [`crate::tai::TaiOffset`], own cookies' clock (never read by the loader).
-    TAI_OFFSET,
     /// The recently-closed table's filter, [`crate::maps::closing_filter_slot`].
     CLOSING_FILTER,
     /// The connection table's stamps, [`crate::conns::conn_slot`].
@@ -111,9 +108,6 @@ name_consts! {
     /// Per CPU: the 4-tuple hashes of the own-cookie handshakes whose final ACK this CPU
     /// passed marked, by [`crate::conns::handshake_cpu_slot`] (never read by the loader).
     HANDSHAKES,
-    /// Per CPU: [`crate::tick::TickClock`], the programs' clock for the current tick (never
-    /// read by the loader).
-    TICK_CLOCK,
     /// The connection table's filter, [`crate::conns::conn_filter_slot`].
     CONNS_FILTER,
 }

@@ -28,7 +28,7 @@ use synguard_common::{
     tcp::FIN,
 };
 
-use crate::{count, parse::Packet};
+use crate::{clock::Clocks, count, parse::Packet};
 
 /// What the socket lookup found for a segment.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -43,14 +43,14 @@ enum Found {
 }
 
 #[inline(always)]
-pub fn check(ctx: &XdpContext, pkt: &Packet, cfg: &Config) -> Reason {
+pub fn check(ctx: &XdpContext, pkt: &Packet, cfg: &Config, clocks: &mut Clocks) -> Reason {
     // The connection table first: it answers for almost every ACK without the kernel's
     // socket lookup (~45 ns when a socket is found, ~75 ns when not, docs/measuring.md). Its
     // "maybe" passes to the kernel; a request socket's, a closed connection's or another
     // 4-tuple's stamp, and an empty slot while the table is not trusted, go to the lookup.
     // One hash of the 4-tuple for the table's read, a FIN's record and a handshake's stamp.
     let hash = pkt.flow_hash();
-    let found = match crate::conns::lookup_hash(hash) {
+    let found = match crate::conns::lookup_hash(hash, clocks) {
         ConnLookup::Maybe => Found::Socket,
         // Behind an own cookie's final ACK: passes where the ACK passed (`handshake_here`).
         ConnLookup::Handoff if crate::conns::handshake_here(hash) => Found::Socket,
@@ -67,7 +67,7 @@ pub fn check(ctx: &XdpContext, pkt: &Packet, cfg: &Config) -> Reason {
                 // A real connection's client is closing: the server may keep a TIME_WAIT socket
                 // for this 4-tuple for up to 60 s. Only FINs of connections that have a socket
                 // get here, so spoofed FINs cannot fill the table.
-                crate::closing::remember(hash, crate::clock::now_ns());
+                crate::closing::remember(hash, clocks.now_ns());
             }
             return Reason::PassEstablished;
         }
@@ -81,11 +81,11 @@ pub fn check(ctx: &XdpContext, pkt: &Packet, cfg: &Config) -> Reason {
         // Here rather than behind the tail call that own SYNs take (`own_entry.rs`): the check
         // fits in this program's verification (about 3 k more instructions), and the bench's
         // own bogus ACK fell from 74-75 to 67-70 ns, the valid one from 68 to 60.
-        return crate::own::check_ack(ctx, pkt, cfg, crate::clock::now_ns());
+        return crate::own::check_ack(ctx, pkt, cfg, clocks);
     }
     if kernel_cookie_valid(pkt) {
         count::event(Event::CookieAckAccepted);
-        crate::conns::stamp_handshake(hash, crate::clock::now_ns(), false);
+        crate::conns::stamp_handshake(hash, clocks.now_ns(), false);
         Reason::PassCookieAck
     } else {
         Reason::DropAckBadCookie

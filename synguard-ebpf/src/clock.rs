@@ -12,43 +12,67 @@
 //! coarse clock's helper call cost ~12 ns a packet).
 //!
 //! Own cookies' time slot is the exception: it must mean the same on every server of a fleet,
-//! so it comes from CLOCK_TAI ([`tai_ns`]), derived from the coarse clock through a per-CPU
+//! so it comes from CLOCK_TAI ([`Clocks::tai_ns`]), derived from the coarse clock through a per-CPU
 //! offset (`synguard_common::tai`).
 
 use aya_ebpf::helpers::generated::{bpf_jiffies64, bpf_ktime_get_coarse_ns, bpf_ktime_get_tai_ns};
 use synguard_common::{tai::TaiOffset, tick::TickClock};
 
-use crate::maps::{SG_TAI_OFFSET, SG_TICK_CLOCK};
-
-/// CLOCK_MONOTONIC_COARSE, read once a tick per CPU and cached for the rest of it
-/// (`synguard_common::tick`): per packet, an inlined jiffies load and a per-CPU value.
-#[inline(always)]
-pub fn now_ns() -> u64 {
-    // SAFETY: helper without arguments (inlined by the verifier).
-    let jiffies = unsafe { bpf_jiffies64() };
-    let Some(p) = SG_TICK_CLOCK.get_ptr_mut(0) else {
-        return coarse_ns();
-    };
-    let p = crate::maps::aligned(p);
-    // SAFETY: this CPU's slot. A program that interrupts another on this CPU (XDP during a
-    // sock_ops program) stores a reading of the same tick; any mix of the two is one.
-    unsafe {
-        if let Some(ns) = (*p).at(jiffies) {
-            return ns;
-        }
-        let ns = coarse_ns();
-        *p = TickClock::read(jiffies, ns);
-        ns
-    }
+/// This CPU's clock caches. They live in the per-CPU workspace (`workspace::Workspace::clocks`),
+/// which the XDP programs look up once per packet anyway: as maps of their own they cost a
+/// per-CPU lookup at each reading, up to three on an own cookie's way (docs/measuring.md,
+/// "The clocks in the workspace").
+#[repr(C, align(8))]
+pub struct Clocks {
+    tick: TickClock,
+    tai: TaiOffset,
 }
 
-/// `now_ns` (a reading of [`now_ns`]) in milliseconds: this CPU's cached value for its tick.
-#[inline(always)]
-pub fn ms_of(now_ns: u64) -> u64 {
-    match SG_TICK_CLOCK.get_ptr_mut(0) {
-        // SAFETY: this CPU's slot, read only.
-        Some(p) => unsafe { (*crate::maps::aligned(p)).ms_of(now_ns) },
-        None => synguard_common::divide::ms_of_ns(now_ns),
+impl Clocks {
+    /// CLOCK_MONOTONIC_COARSE, read once a tick per CPU and cached for the rest of it
+    /// (`synguard_common::tick`): per packet, an inlined jiffies load and two of this value's.
+    #[inline(always)]
+    pub fn now_ns(&mut self) -> u64 {
+        // SAFETY: helper without arguments (inlined by the verifier).
+        let jiffies = unsafe { bpf_jiffies64() };
+        if let Some(ns) = self.tick.at(jiffies) {
+            return ns;
+        }
+        // A program that interrupts another on this CPU (XDP during a sock_ops program) stores
+        // a reading of the same tick; any mix of the two is one.
+        let ns = coarse_ns();
+        self.tick = TickClock::read(jiffies, ns);
+        ns
+    }
+
+    /// `now_ns` (a reading of [`Clocks::now_ns`]) in milliseconds: this CPU's cached value for
+    /// its tick.
+    #[inline(always)]
+    pub fn ms_of(&self, now_ns: u64) -> u64 {
+        self.tick.ms_of(now_ns)
+    }
+
+    /// CLOCK_TAI (`bpf_ktime_get_tai_ns`, Linux 6.1), within a tick, from the coarse reading
+    /// `coarse_ns` and this CPU's cached offset; TAI itself is read at most once a second per
+    /// CPU (`synguard_common::tai`).
+    #[inline(always)]
+    pub fn tai_ns(&mut self, coarse_ns: u64) -> u64 {
+        // XDP and TC ingress run in softirq context and do not nest on a CPU; if they ever did,
+        // either writer stores a valid reading.
+        if self.tai.stale(coarse_ns) {
+            // SAFETY: helper without arguments.
+            self.tai = TaiOffset::read(unsafe { bpf_ktime_get_tai_ns() }, coarse_ns);
+        }
+        // Verifier workaround: the offset read back from the map on both paths, so that the
+        // two join in one state (an unknown scalar from the map) rather than carrying the fresh
+        // helper result down one of them (docs/verifier.md).
+        // SAFETY: a field of this value.
+        let offset = unsafe { core::ptr::read_volatile(&self.tai.offset) };
+        TaiOffset {
+            read_at: coarse_ns,
+            offset,
+        }
+        .tai(coarse_ns)
     }
 }
 
@@ -56,32 +80,4 @@ pub fn ms_of(now_ns: u64) -> u64 {
 fn coarse_ns() -> u64 {
     // SAFETY: helper without arguments.
     unsafe { bpf_ktime_get_coarse_ns() }
-}
-
-/// CLOCK_TAI (`bpf_ktime_get_tai_ns`, Linux 6.1), within a tick, from the coarse reading
-/// `coarse_ns` and this CPU's cached offset; TAI itself is read at most once a second per CPU
-/// (`synguard_common::tai`). Without the map (cannot happen once loaded) it reads TAI.
-#[inline(always)]
-pub fn tai_ns(coarse_ns: u64) -> u64 {
-    let Some(p) = SG_TAI_OFFSET.get_ptr_mut(0) else {
-        // SAFETY: helper without arguments.
-        return unsafe { bpf_ktime_get_tai_ns() };
-    };
-    let p = crate::maps::aligned(p);
-    // SAFETY: this CPU's slot. XDP and TC ingress run in softirq context and do not nest on a
-    // CPU; if they ever did, either writer stores a valid reading.
-    unsafe {
-        if (*p).stale(coarse_ns) {
-            *p = TaiOffset::read(bpf_ktime_get_tai_ns(), coarse_ns);
-        }
-        // Verifier workaround: the offset read back from the map on both paths, so that the
-        // two join in one state (an unknown scalar from the map) rather than carrying the fresh
-        // helper result down one of them (docs/verifier.md).
-        let offset = core::ptr::read_volatile(&(*p).offset);
-        TaiOffset {
-            read_at: coarse_ns,
-            offset,
-        }
-        .tai(coarse_ns)
-    }
 }

@@ -19,6 +19,7 @@ use synguard_common::{
 };
 
 use crate::{
+    clock::Clocks,
     decide::port_protected,
     maps::{SG_CONNS, SG_CONNS_FILTER, SG_CONNS_STATE, SG_HANDSHAKES},
 };
@@ -30,7 +31,7 @@ const V4_MAPPED: u32 = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
 
 /// What the table says about the 4-tuple hashed `hash` (`synguard_common::maps::flow_hash`).
 #[inline(always)]
-pub fn lookup_hash(hash: u64) -> ConnLookup {
+pub fn lookup_hash(hash: u64, clocks: &mut Clocks) -> ConnLookup {
     // The filter first (64 KiB, stays cached): while the table is trusted, an entry no writer
     // renewed lately means no live stamp in its slots, and the table's slot, a random one of
     // 2^20 for each flood ACK and a miss to memory (docs/measuring.md), is not read.
@@ -39,13 +40,13 @@ pub fn lookup_hash(hash: u64) -> ConnLookup {
         return ConnLookup::Unknown;
     };
     let entry = conn_filter_read(*w, lane);
-    if !conn_filter_fresh(entry, state.pass_no) && crate::clock::now_ns() < state.valid_until_ns {
+    if !conn_filter_fresh(entry, state.pass_no) && clocks.now_ns() < state.valid_until_ns {
         return ConnLookup::None;
     }
     let Some(stamp) = SG_CONNS.get(conn_slot(hash)) else {
         return ConnLookup::Unknown;
     };
-    conn_lookup(*stamp, hash, || Some(state), crate::clock::now_ns)
+    conn_lookup(*stamp, hash, || Some(state), || clocks.now_ns())
 }
 
 /// Stamps the 4-tuple (hashed `hash`) of a handshake whose final ACK passes on a valid cookie,
@@ -140,7 +141,10 @@ pub fn on_sock_ops(ctx: &SockOpsContext) {
     let Some(hash) = hash(ctx, u32::from_be(ctx.remote_port()) as u16, lport) else {
         return;
     };
-    let now = crate::clock::now_ns();
+    let Some(clocks) = crate::workspace::clocks() else {
+        return;
+    };
+    let now = clocks.now_ns();
     // An established socket's packets pass on the stamp alone. The others keep the socket
     // lookup: a request socket's ACKs (it checks the kernel's ISN), and a closed connection's
     // 4-tuple (TIME_WAIT, or a new handshake on it that must not pass as the old connection).

@@ -40,6 +40,7 @@ use synguard_common::{
 };
 
 use crate::{
+    clock::Clocks,
     decide::SynAction,
     maps::{SG_CONFIG, SG_POLICY},
     parse::Packet,
@@ -101,7 +102,11 @@ fn handle(ctx: &XdpContext, len: &mut u64, pol_seen: &mut Option<&'static Policy
         return Reason::ErrConfig;
     };
     let Workspace {
-        pkt, hand, reply, ..
+        pkt,
+        hand,
+        reply,
+        clocks,
+        ..
     } = ws;
     if let Err(reason) = parse::parse(ctx, len, pkt) {
         return reason;
@@ -127,8 +132,18 @@ fn handle(ctx: &XdpContext, len: &mut u64, pol_seen: &mut Option<&'static Policy
         return reason;
     }
     match class {
-        FlagClass::Syn => syn(ctx, Syn { pkt, hand, reply }, cfg, pol),
-        FlagClass::Ack => ack::check(ctx, pkt, cfg),
+        FlagClass::Syn => syn(
+            ctx,
+            Syn {
+                pkt,
+                hand,
+                reply,
+                clocks,
+            },
+            cfg,
+            pol,
+        ),
+        FlagClass::Ack => ack::check(ctx, pkt, cfg, clocks),
         FlagClass::SynAck => Reason::PassSynAck,
         FlagClass::Rst => Reason::PassRst,
         FlagClass::SynFin => Reason::DropSynFin,
@@ -143,6 +158,7 @@ struct Syn<'a> {
     pkt: &'a Packet,
     hand: &'a mut HandOver,
     reply: &'a mut Scratch,
+    clocks: &'a mut Clocks,
 }
 
 #[inline(always)]
@@ -156,7 +172,7 @@ fn monitoring(known: Option<bool>) -> bool {
 #[inline(always)]
 fn syn(ctx: &XdpContext, syn: Syn, cfg: &Config, pol: &Policy) -> Reason {
     let pkt = syn.pkt;
-    let now = crate::clock::now_ns();
+    let now = syn.clocks.now_ns();
     let wanted = decide::observe_syn(ctx, cfg, pkt.dport(), now);
     if let Some(reason) = policy::lists(pkt, pol) {
         return reason;
@@ -193,7 +209,7 @@ fn answer(ctx: &XdpContext, syn: Syn, cfg: &Config, now: u64) -> Reason {
     if cookies_own(cfg.cookies) {
         return own_entry::hand_over(ctx, syn.hand, now);
     }
-    match synack::answer(ctx, syn.pkt, syn.reply, cfg, now, None) {
+    match synack::answer(ctx, syn.pkt, syn.reply, syn.clocks, cfg, now, None) {
         Ok(()) => {
             count::event(Event::CookieSent);
             Reason::TxSynAckCookie

@@ -18,8 +18,6 @@ use synguard_common::{
     },
     reason::{EVENT_SLOTS, REASON_SLOTS},
     reqsk::CookieSecret,
-    tai::TaiOffset,
-    tick::TickClock,
 };
 
 use synguard_ebpf::sg_map;
@@ -32,20 +30,9 @@ sg_map! {
 }
 
 sg_map! {
-    /// Per CPU: the packet's parsed headers, hand-over and reply buffers (`workspace`).
+    /// Per CPU: the packet's parsed headers, hand-over and reply buffers, and the clocks
+    /// (`workspace`).
     WORKSPACE => static SG_WORKSPACE: PerCpuArray<Workspace> =
-        PerCpuArray::with_max_entries(1, 0);
-}
-
-sg_map! {
-    /// Per CPU: TAI minus the coarse clock, for own cookies' time slot (`crate::clock::tai_ns`).
-    TAI_OFFSET => static SG_TAI_OFFSET: PerCpuArray<TaiOffset> =
-        PerCpuArray::with_max_entries(1, 0);
-}
-
-sg_map! {
-    /// Per CPU: the coarse clock's reading for the current tick (`crate::clock::now_ns`).
-    TICK_CLOCK => static SG_TICK_CLOCK: PerCpuArray<TickClock> =
         PerCpuArray::with_max_entries(1, 0);
 }
 

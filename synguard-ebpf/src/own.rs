@@ -13,6 +13,7 @@ use synguard_common::{
 };
 
 use crate::{
+    clock::Clocks,
     count,
     maps::{SG_COOKIE_SECRET, SG_MODE, SG_POLICY, SG_READY},
     parse::Packet,
@@ -61,14 +62,14 @@ pub unsafe fn settle(slot: *mut SynOptions, opts: SynOptions) -> SynOptions {
     }
 }
 
-/// The own cookie for a SYN with options `opts`: (ISN, its MSS class). `now_ns`:
-/// the coarse clock (`crate::clock`); the cookie's slot is CLOCK_TAI's.
+/// The own cookie for a SYN with options `opts`: (ISN, its MSS class). `tai_ns`: CLOCK_TAI
+/// (`Clocks::tai_ns`), whose slot the cookie carries.
 #[inline(always)]
 pub fn syn_isn(
     pkt: &Packet,
     opts: &SynOptions,
     ecn: bool,
-    now_ns: u64,
+    tai_ns: u64,
 ) -> Result<(u32, u8), Reason> {
     let secret = SG_COOKIE_SECRET.get(0).ok_or(Reason::ErrConfig)?;
     let o = CookieOpts {
@@ -81,19 +82,20 @@ pub fn syn_isn(
         &secret.current,
         &flow(pkt),
         pkt.seq(),
-        own_cookie::slot_of(crate::clock::tai_ns(now_ns)),
+        own_cookie::slot_of(tai_ns),
         &o,
     );
     Ok((isn, o.mss_class))
 }
 
-/// The options of a valid cookie under the current key, or the previous one while it lasts.
+/// The options of a valid cookie under the current key, or the previous one while it lasts, at
+/// CLOCK_TAI's `tai_ns`.
 #[inline(always)]
-fn check_cookie(secret: &CookieSecret, pkt: &Packet, now_ns: u64) -> Option<CookieOpts> {
+fn check_cookie(secret: &CookieSecret, pkt: &Packet, tai_ns: u64) -> Option<CookieOpts> {
     let f = flow(pkt);
     let client_isn = pkt.seq().wrapping_sub(1);
     let isn = pkt.ack().wrapping_sub(1);
-    let slot = own_cookie::slot_of(crate::clock::tai_ns(now_ns));
+    let slot = own_cookie::slot_of(tai_ns);
     if let Some(o) = own_cookie::check(&secret.current, &f, client_isn, isn, slot) {
         return Some(o);
     }
@@ -121,11 +123,12 @@ fn kernel_may_have_sent(cfg: &Config, now_ns: u64) -> bool {
 /// Step 4b for an ACK without a socket, in own mode: a valid cookie passes marked for the TC
 /// program; anything else is dropped as an ACK flood.
 #[inline(always)]
-pub fn check_ack(ctx: &XdpContext, pkt: &Packet, cfg: &Config, now_ns: u64) -> Reason {
+pub fn check_ack(ctx: &XdpContext, pkt: &Packet, cfg: &Config, clocks: &mut Clocks) -> Reason {
     let Some(secret) = SG_COOKIE_SECRET.get(0) else {
         return Reason::ErrConfig;
     };
-    let Some(opts) = check_cookie(secret, pkt, now_ns) else {
+    let now_ns = clocks.now_ns();
+    let Some(opts) = check_cookie(secret, pkt, clocks.tai_ns(now_ns)) else {
         // A cookie the kernel sent itself (its SYN queue overflowed while SYNs still went to
         // it: auto mode before a flood is detected) is the kernel's to check, while one can
         // still be valid: a sustained flood's bogus ACKs are spared the kernel's hash.

@@ -66,7 +66,15 @@ pub fn handle(ctx: &XdpContext, len: &mut u64) -> (Reason, Option<bool>) {
     ws.hand.kind = 0;
     let (pkt, now) = (&ws.pkt, ws.hand.now_ns);
     *len = pkt.frame_len();
-    match synack::answer(ctx, pkt, &mut ws.reply, cfg, now, Some(&raw mut ws.opts)) {
+    match synack::answer(
+        ctx,
+        pkt,
+        &mut ws.reply,
+        &mut ws.clocks,
+        cfg,
+        now,
+        Some(&raw mut ws.opts),
+    ) {
         Ok(()) => {
             count::event(Event::CookieSent);
             (Reason::TxSynAckCookie, Some(false))

@@ -123,7 +123,8 @@ fn check(ctx: &TcContext) -> Option<(OwnAckMeta, u64, ConnLookup)> {
     // A connection the table vouches for is no handshake: its packets skip the hash. So do the
     // segments behind a handshake's final ACK once that ACK was handed over (`handle`).
     let hash = flow_hash_of(ipv6, &a, sport, dport);
-    let table = crate::conns::lookup_hash(hash);
+    let clocks = crate::workspace::clocks()?;
+    let table = crate::conns::lookup_hash(hash, clocks);
     if table == ConnLookup::Maybe {
         return None;
     }
@@ -148,7 +149,8 @@ fn check(ctx: &TcContext) -> Option<(OwnAckMeta, u64, ConnLookup)> {
     };
     let client_isn = u32::from_be_bytes([th[4], th[5], th[6], th[7]]).wrapping_sub(1);
     let isn = u32::from_be_bytes([th[8], th[9], th[10], th[11]]).wrapping_sub(1);
-    let slot = own_cookie::slot_of(crate::clock::tai_ns(crate::clock::now_ns()));
+    let now = clocks.now_ns();
+    let slot = own_cookie::slot_of(clocks.tai_ns(now));
     let opts = match own_cookie::check(&secret.current, &flow, client_isn, isn, slot) {
         Some(o) => o,
         None if secret.previous_valid(slot) => {

@@ -27,6 +27,7 @@ use synguard_common::{
 };
 
 use crate::{
+    clock::Clocks,
     frame_write, own,
     parse::{self, IPV4_LEN, IPV6_LEN, Packet, TCP_LEN},
 };
@@ -60,7 +61,8 @@ pub struct Scratch {
 /// failure point but one comes before the resize, the first change to the frame) and the reason
 /// says which step failed; the one after it, `DropReplyUnwritten`, drops the frame.
 ///
-/// `scratch`: this CPU's reply buffers. `own`: where the SYN's options settle (`own::settle`)
+/// `scratch`: this CPU's reply buffers; `clocks`: this CPU's clocks, `now_ns` the reading this
+/// packet's way took (`Clocks::now_ns`). `own`: where the SYN's options settle (`own::settle`)
 /// for an own cookie, none for the kernel's; `Some` or `None` at each call site, so that each
 /// program carries only its kind of cookie (`synguard` the kernel's, `synguard_own_xdp` its own:
 /// verifying both in one program went past the verifier's 1 M-instruction limit,
@@ -70,6 +72,7 @@ pub fn answer(
     ctx: &XdpContext,
     pkt: &Packet,
     scratch: &mut Scratch,
+    clocks: &mut Clocks,
     cfg: &Config,
     now_ns: u64,
     own: Option<*mut SynOptions>,
@@ -94,7 +97,7 @@ pub fn answer(
         // walk is verified twice over, past the 1 M-instruction limit (docs/verifier.md).
         crate::verify::tcp(pkt, &syn.base, opts_sum, th_len)?;
         let ecn = own::syn_ecn(pkt, cfg);
-        let (isn, class) = own::syn_isn(pkt, &opts, ecn, now_ns)?;
+        let (isn, class) = own::syn_isn(pkt, &opts, ecn, clocks.tai_ns(now_ns))?;
         (
             isn,
             own_cookie::class_mss(class, pkt.ipv6),
@@ -122,7 +125,7 @@ pub fn answer(
         ecn,
         own: own.is_some(),
     };
-    let (mut tcp_w, tcp_len) = tcp_words(pkt, cfg, &opts, &c, now_ns);
+    let (mut tcp_w, tcp_len) = tcp_words(pkt, cfg, &opts, &c, clocks.ms_of(now_ns) as u32);
     let (ip_w, pseudo, ip_len) = ip_words(pkt, tcp_len);
     synack_words::set_tcp_checksum(&mut tcp_w, pseudo);
     *tcp = synack_words::pack(&tcp_w);
@@ -286,16 +289,15 @@ fn tcp_words(
     cfg: &Config,
     opts: &SynOptions,
     c: &Cookie,
-    now_ns: u64,
+    now_ms: u32,
 ) -> ([u32; 10], u64) {
     let mss_cap = if pkt.ipv6 { cfg.mss_v6 } else { cfg.mss_v4 };
     let mss = tcp::synack_mss(c.mss, opts.mss, mss_cap as u16, pkt.ipv6);
     let timestamp = match opts.tsval {
         // Own cookies: any TSval will do; the kernel takes its offset from the echo
         // (`bpf_sk_assign_tcp_reqsk`).
-        Some(client_ts) if c.own => Some((crate::clock::ms_of(now_ns) as u32, client_ts)),
+        Some(client_ts) if c.own => Some((now_ms, client_ts)),
         Some(client_ts) => {
-            let now_ms = crate::clock::ms_of(now_ns) as u32;
             let tsval = cookie::cookie_tsval(now_ms, opts.wscale, opts.sack_permitted, c.ecn);
             Some((tsval, client_ts))
         }

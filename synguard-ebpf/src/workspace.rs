@@ -1,7 +1,7 @@
 //! The per-CPU memory a packet's way works in (`maps::SG_WORKSPACE`): the parsed packet, the
-//! hand-over to `synguard_own_xdp`, and the reply being built. One value, so that each program
-//! looks it up once per packet (each per-CPU lookup costs a few instructions and a load on the
-//! SYN path, docs/measuring.md).
+//! hand-over to `synguard_own_xdp`, the reply being built, and the clocks' caches. One value,
+//! so that each program looks it up once per packet (each per-CPU lookup costs a few
+//! instructions and a load on the SYN path, docs/measuring.md).
 //!
 //! Verifier workaround: the parsed headers and the reply buffers together exceed the 512-byte
 //! BPF stack, and what a program reads back from map memory is one unknown state to the
@@ -10,7 +10,7 @@
 
 use synguard_common::tcp::SynOptions;
 
-use crate::{maps::SG_WORKSPACE, parse::Packet, synack::Scratch};
+use crate::{clock::Clocks, maps::SG_WORKSPACE, parse::Packet, synack::Scratch};
 
 /// What `synguard` hands to `synguard_own_xdp` besides the packet: which step to take and the
 /// clock's reading for this packet.
@@ -32,6 +32,9 @@ pub struct Workspace {
     pub reply: Scratch,
     /// Where the own-cookie SYN's options settle (`own::settle`).
     pub opts: SynOptions,
+    /// This CPU's clock readings (`clock.rs`): the one part that outlives a packet, and the
+    /// one part the programs without a packet in here use too ([`clocks`]).
+    pub clocks: Clocks,
 }
 
 /// This CPU's workspace. `None` cannot happen once the program is loaded (a one-entry array).
@@ -39,7 +42,18 @@ pub struct Workspace {
 pub fn get() -> Option<&'static mut Workspace> {
     let p = crate::maps::aligned(SG_WORKSPACE.get_ptr_mut(0)?);
     // SAFETY: this CPU's value of a per-CPU map. XDP does not nest on a CPU, and the program
-    // tail-called by `synguard` runs on the same CPU before anything else can; no other
-    // program uses this map.
+    // tail-called by `synguard` runs on the same CPU before anything else can; the other
+    // programs touch only `clocks` ([`clocks`]).
     unsafe { Some(&mut *p) }
+}
+
+/// This CPU's clocks, for the programs that have no packet in the workspace (TC, sock_ops).
+/// `None` cannot happen once loaded.
+#[inline(always)]
+pub fn clocks() -> Option<&'static mut Clocks> {
+    let p = crate::maps::aligned(SG_WORKSPACE.get_ptr_mut(0)?);
+    // SAFETY: this CPU's value; only its `clocks` is touched, which a nested program on this
+    // CPU (XDP interrupting sock_ops in process context) at worst rewrites with a reading of
+    // the same tick (`Clocks::now_ns`).
+    unsafe { Some(&mut (*p).clocks) }
 }
