@@ -42,6 +42,27 @@ macro_rules! map_name {
     (LAB_CONNS) => { "LAB_CONNS" };
 }
 
+/// The object section of a map the programs address directly, as a string literal: one data
+/// section per such map (see [`GLOBALS`]). aya makes each data section a one-entry array map
+/// named after the section, and the programs load the value's address as a constant
+/// (`BPF_PSEUDO_MAP_VALUE`) instead of looking it up.
+#[macro_export]
+macro_rules! global_section {
+    ($key:ident) => {
+        $crate::data_section!($crate::map_name!($key))
+    };
+}
+
+/// [`global_section!`] of a name literal (in this crate, where a `macro_export` macro cannot be
+/// named by its path).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! data_section {
+    ($name:expr) => {
+        concat!(".data.", $name)
+    };
+}
+
 macro_rules! name_consts {
     ($($(#[doc = $doc:literal])* $key:ident),* $(,)?) => {
         $( $(#[doc = $doc])* pub const $key: &str = map_name!($key); )*
@@ -112,6 +133,39 @@ name_consts! {
     CONNS_FILTER,
 }
 
+/// The maps the programs address directly rather than look up (`synguard-ebpf`'s `Global`):
+/// one-entry arrays read on every packet's way, each in its own data section
+/// ([`global_section!`]), paired with that section's name. Pinned under their plain names like
+/// every other map, and with the kernel layout they always had (an array of one entry, flags
+/// 0), so a take-over reuses an earlier build's pin of them as it is.
+pub const GLOBALS: &[(&str, &str)] = &[
+    (CONFIG, data_section!(map_name!(CONFIG))),
+    (POLICY, data_section!(map_name!(POLICY))),
+    (COOKIE_SECRET, data_section!(map_name!(COOKIE_SECRET))),
+    (MODE, data_section!(map_name!(MODE))),
+    (READY, data_section!(map_name!(READY))),
+    (CONNS_STATE, data_section!(map_name!(CONNS_STATE))),
+];
+
+/// The name aya knows the map `name` by in a loaded object: its data section's for a map in
+/// [`GLOBALS`], else `name` itself.
+pub fn object_name(name: &str) -> &str {
+    GLOBALS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or(name, |(_, section)| section)
+}
+
+/// The map name (and pin name) of a map aya knows as `object_name`; None for a data section
+/// that is not one of [`GLOBALS`] (constants, which are never pinned).
+pub fn pin_name(object_name: &str) -> Option<&str> {
+    match GLOBALS.iter().find(|(_, s)| *s == object_name) {
+        Some((name, _)) => Some(name),
+        None if object_name.starts_with('.') => None,
+        None => Some(object_name),
+    }
+}
+
 /// Maps of the lab's own programs (`synguard-ebpf/src/bin/lab.rs`).
 pub mod lab {
     name_consts! {
@@ -137,6 +191,20 @@ mod tests {
         for (i, a) in super::ALL.iter().enumerate() {
             assert!(a.starts_with("SG_"), "{a}");
             assert!(!super::ALL[i + 1..].contains(a), "{a} twice");
+        }
+    }
+
+    #[test]
+    fn a_global_is_known_by_its_section_in_the_object_and_by_its_name_in_a_pin() {
+        use super::*;
+        assert_eq!(object_name(CONFIG), ".data.SG_CONFIG");
+        assert_eq!(pin_name(".data.SG_CONFIG"), Some(CONFIG));
+        assert_eq!(object_name(VERDICTS), VERDICTS);
+        assert_eq!(pin_name(VERDICTS), Some(VERDICTS));
+        assert_eq!(pin_name(".rodata"), None);
+        for (name, _) in GLOBALS {
+            assert!(ALL.contains(name), "{name}");
+            assert_eq!(pin_name(object_name(name)), Some(*name));
         }
     }
 }

@@ -36,7 +36,8 @@ pub fn lookup_hash(hash: u64, clocks: &mut Clocks) -> ConnLookup {
     // renewed lately means no live stamp in its slots, and the table's slot, a random one of
     // 2^20 for each flood ACK and a miss to memory (docs/measuring.md), is not read.
     let (word, lane) = conn_filter_slot(hash);
-    let (Some(state), Some(w)) = (SG_CONNS_STATE.get(0), SG_CONNS_FILTER.get(word)) else {
+    let state = SG_CONNS_STATE.get();
+    let Some(w) = SG_CONNS_FILTER.get(word) else {
         return ConnLookup::Unknown;
     };
     let entry = conn_filter_read(*w, lane);
@@ -106,7 +107,7 @@ pub fn handed_over(hash: u64) {
 /// After a stamp, its filter entry: the number of the pass under way (`conn_filter_entry`).
 #[inline(always)]
 fn file(hash: u64) {
-    let published = SG_CONNS_STATE.get(0).map_or(0, |s| s.pass_no);
+    let published = SG_CONNS_STATE.get().pass_no;
     let (word, lane) = conn_filter_slot(hash);
     if let Some(w) = SG_CONNS_FILTER.get_ptr_mut(word) {
         // SAFETY: a 16-bit lane inside the map value (lane < 4); racing writers store the same

@@ -73,9 +73,7 @@ pub fn syn_action(
             SynAction::ToKernel
         };
     }
-    let Some(ready) = SG_READY.get(0) else {
-        return SynAction::ToKernel;
-    };
+    let ready = SG_READY.get();
     // Fail safe: until the loader says the kernel accepts cookie ACKs, a cookie would only earn
     // the client an RST.
     if !on || ready.kernel_ready == 0 {
@@ -115,11 +113,9 @@ fn refresh_due(port: u16, ipv6: bool, now: u64, ready_since: u64, period: u64) -
 fn track_rate(ctx: &XdpContext, cfg: &Config, port: u16, now: u64) -> bool {
     count::event(Event::SynProtected);
     count::port_syn(port);
-    let Some(mode) = SG_MODE.get_ptr_mut(0) else {
-        return false;
-    };
+    let mode = SG_MODE.as_ptr();
     let Some(w) = SG_SYN_WINDOW.get_ptr_mut(0) else {
-        // SAFETY: map value pointer.
+        // SAFETY: the global's value.
         return unsafe { (*mode).cookies_wanted != 0 };
     };
     // SAFETY: per-CPU slot of this CPU; mode is a shared array value (plain stores, benign races).

@@ -60,9 +60,8 @@ use crate::{
 #[inline(always)]
 pub fn synguard(ctx: XdpContext) -> u32 {
     let mut len = parse::frame_len(&ctx);
-    let mut pol: Option<&Policy> = None;
-    let reason = handle(&ctx, &mut len, &mut pol);
-    finish(reason, len, pol.map(|p| p.monitor != 0))
+    let reason = handle(&ctx, &mut len);
+    finish(reason, len, None)
 }
 
 /// Own cookies' SYN step, tail-called from `synguard` (`own_entry.rs`).
@@ -74,8 +73,8 @@ pub fn synguard_own_xdp(ctx: XdpContext) -> u32 {
     finish(reason, len, monitor)
 }
 
-/// Step 5, count, and the XDP action. `monitor`: monitor mode's flag if the packet's way knows
-/// it already (one map lookup fewer per dropped or answered packet).
+/// Step 5, count, and the XDP action. `monitor`: monitor mode's flag where the packet's way
+/// decided it (`synguard_own_xdp`: never, the frame is a SYN-ACK by then), else the policy's.
 #[inline(always)]
 fn finish(mut reason: Reason, len: u64, monitor: Option<bool>) -> u32 {
     // Monitor mode: every decision was made (and nothing rewritten, see `syn`), but anything
@@ -93,10 +92,9 @@ fn finish(mut reason: Reason, len: u64, monitor: Option<bool>) -> u32 {
 }
 
 /// Steps 1-4 for a frame whose first buffer is `len` bytes long (`parse` makes it the whole
-/// frame's length when it learns that). `pol_seen` gets the policy once it is looked up, for
-/// step 5.
+/// frame's length when it learns that).
 #[inline(always)]
-fn handle(ctx: &XdpContext, len: &mut u64, pol_seen: &mut Option<&'static Policy>) -> Reason {
+fn handle(ctx: &XdpContext, len: &mut u64) -> Reason {
     // Parse.
     let Some(ws) = workspace::get() else {
         return Reason::ErrConfig;
@@ -116,10 +114,7 @@ fn handle(ctx: &XdpContext, len: &mut u64, pol_seen: &mut Option<&'static Policy
     if !decide::port_protected(pkt.dport()) {
         return Reason::PassUnprotectedPort;
     }
-    let (Some(cfg), Some(pol)) = (SG_CONFIG.get(0), SG_POLICY.get(0)) else {
-        return Reason::ErrConfig;
-    };
-    *pol_seen = Some(pol);
+    let (cfg, pol) = (SG_CONFIG.get(), SG_POLICY.get());
     if let Some(reason) = classify::not_ours(ctx, pkt, cfg) {
         return reason;
     }
@@ -165,7 +160,7 @@ struct Syn<'a> {
 fn monitoring(known: Option<bool>) -> bool {
     match known {
         Some(m) => m,
-        None => SG_POLICY.get(0).is_some_and(|p| p.monitor != 0),
+        None => SG_POLICY.get().monitor != 0,
     }
 }
 

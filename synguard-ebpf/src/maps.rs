@@ -20,7 +20,7 @@ use synguard_common::{
     reqsk::CookieSecret,
 };
 
-use synguard_ebpf::sg_map;
+use synguard_ebpf::{sg_global, sg_map};
 
 use crate::workspace::Workspace;
 
@@ -36,25 +36,26 @@ sg_map! {
         PerCpuArray::with_max_entries(1, 0);
 }
 
-sg_map! {
+sg_global! {
     /// Own cookies' key, written only by the loader (`synguard_common::reqsk::CookieSecret`).
-    COOKIE_SECRET => static SG_COOKIE_SECRET: Array<CookieSecret> = Array::with_max_entries(1, 0);
+    COOKIE_SECRET => static SG_COOKIE_SECRET: CookieSecret;
 }
 
-sg_map! {
-    CONFIG => static SG_CONFIG: Array<Config> = Array::with_max_entries(1, 0);
+sg_global! {
+    CONFIG => static SG_CONFIG: Config;
 }
 
 sg_map! {
     PORTS => static SG_PORTS: Array<PortConfig> = Array::with_max_entries(PORT_SLOTS, 0);
 }
 
-sg_map! {
-    MODE => static SG_MODE: Array<ModeState> = Array::with_max_entries(1, 0);
+sg_global! {
+    /// Written by the programs too (`decide::track_rate`).
+    MODE => static SG_MODE: ModeState;
 }
 
-sg_map! {
-    READY => static SG_READY: Array<ReadyState> = Array::with_max_entries(1, 0);
+sg_global! {
+    READY => static SG_READY: ReadyState;
 }
 
 sg_map! {
@@ -76,9 +77,9 @@ sg_map! {
     EVENTS => static SG_EVENTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(EVENT_SLOTS, 0);
 }
 
-sg_map! {
+sg_global! {
     /// Who gets dropped (see `policy`).
-    POLICY => static SG_POLICY: Array<Policy> = Array::with_max_entries(1, 0);
+    POLICY => static SG_POLICY: Policy;
 }
 
 sg_map! {
@@ -143,9 +144,9 @@ sg_map! {
         Array::with_max_entries(CONN_FILTER_WORDS, BPF_F_MMAPABLE);
 }
 
-sg_map! {
+sg_global! {
     /// The loader's promise about the connection table.
-    CONNS_STATE => static SG_CONNS_STATE: Array<ConnsState> = Array::with_max_entries(1, 0);
+    CONNS_STATE => static SG_CONNS_STATE: ConnsState;
 }
 
 sg_map! {

@@ -71,7 +71,7 @@ pub fn syn_isn(
     ecn: bool,
     tai_ns: u64,
 ) -> Result<(u32, u8), Reason> {
-    let secret = SG_COOKIE_SECRET.get(0).ok_or(Reason::ErrConfig)?;
+    let secret = SG_COOKIE_SECRET.get();
     let o = CookieOpts {
         mss_class: own_cookie::mss_class(opts.mss, pkt.ipv6),
         wscale: opts.wscale,
@@ -108,14 +108,11 @@ fn check_cookie(secret: &CookieSecret, pkt: &Packet, tai_ns: u64) -> Option<Cook
 /// `maps::kernel_cookies_possible` from the program's mode, readiness and monitor flag.
 #[inline(always)]
 fn kernel_may_have_sent(cfg: &Config, now_ns: u64) -> bool {
-    let (Some(ready), Some(pol)) = (SG_READY.get(0), SG_POLICY.get(0)) else {
-        return true;
-    };
     kernel_cookies_possible(
         cfg.mode,
-        || SG_MODE.get(0),
-        ready.kernel_ready != 0,
-        pol.monitor != 0,
+        || Some(SG_MODE.get()),
+        SG_READY.get().kernel_ready != 0,
+        SG_POLICY.get().monitor != 0,
         now_ns,
     )
 }
@@ -124,9 +121,7 @@ fn kernel_may_have_sent(cfg: &Config, now_ns: u64) -> bool {
 /// program; anything else is dropped as an ACK flood.
 #[inline(always)]
 pub fn check_ack(ctx: &XdpContext, pkt: &Packet, cfg: &Config, clocks: &mut Clocks) -> Reason {
-    let Some(secret) = SG_COOKIE_SECRET.get(0) else {
-        return Reason::ErrConfig;
-    };
+    let secret = SG_COOKIE_SECRET.get();
     let now_ns = clocks.now_ns();
     let Some(opts) = check_cookie(secret, pkt, clocks.tai_ns(now_ns)) else {
         // A cookie the kernel sent itself (its SYN queue overflowed while SYNs still went to

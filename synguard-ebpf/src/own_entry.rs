@@ -50,12 +50,7 @@ pub fn hand_over(ctx: &XdpContext, hand: &mut HandOver, now_ns: u64) -> Reason {
 /// SYN-ACK by now, which must go out as one.
 #[inline(always)]
 pub fn handle(ctx: &XdpContext, len: &mut u64) -> (Reason, Option<bool>) {
-    let Some(cfg) = SG_CONFIG.get(0) else {
-        return (Reason::ErrConfig, None);
-    };
-    // Codegen workaround: the workspace after the config. Looked up before it, LLVM lost the
-    // value's alignment (`maps::aligned`) across the lookup and read the packet and the reply
-    // buffers byte by byte (docs/verifier.md, "Map values declared aligned").
+    let cfg = SG_CONFIG.get();
     let Some(ws) = workspace::get() else {
         return (Reason::ErrConfig, None);
     };

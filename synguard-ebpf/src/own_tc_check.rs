@@ -128,8 +128,8 @@ fn check(ctx: &TcContext) -> Option<(OwnAckMeta, u64, ConnLookup)> {
     if table == ConnLookup::Maybe {
         return None;
     }
-    let cfg = SG_CONFIG.get(0)?;
-    let secret = SG_COOKIE_SECRET.get(0)?;
+    let cfg = SG_CONFIG.get();
+    let secret = SG_COOKIE_SECRET.get();
     if !cookies_own(cfg.cookies) {
         return None;
     }

@@ -285,19 +285,19 @@ impl Fixture {
     /// Takes a map out of the fixture, for code that owns its maps (the loader's own map
     /// wrappers). The fixture's helpers for that map stop working.
     pub fn take_map(&mut self, name: &str) -> Option<aya::maps::Map> {
-        self.ebpf.take_map(name)
+        self.ebpf.take_map(names::object_name(name))
     }
 
     /// A map of the program, read-only, for tests that inspect its contents.
     pub fn map_ref(&self, name: &str) -> Result<&aya::maps::Map> {
         self.ebpf
-            .map(name)
+            .map(names::object_name(name))
             .ok_or_else(|| anyhow!("no map {name} in the object"))
     }
 
     fn map(&mut self, name: &str) -> Result<&mut aya::maps::Map> {
         self.ebpf
-            .map_mut(name)
+            .map_mut(names::object_name(name))
             .ok_or_else(|| anyhow!("no map {name} in the object"))
     }
 

@@ -85,7 +85,7 @@ pub fn write_config(
 ) -> Result<(), LoaderError> {
     let map_err = |name| move |source| LoaderError::Map { name, source };
     let mut cfg_map: Array<_, Config> = Array::try_from(
-        ebpf.map_mut(names::CONFIG)
+        ebpf.map_mut(names::object_name(names::CONFIG))
             .ok_or_else(|| LoaderError::Missing(format!("map {}", names::CONFIG)))?,
     )
     .map_err(map_err(names::CONFIG))?;

@@ -75,6 +75,8 @@ pub enum LoaderError {
     Sysctl(#[from] SysctlError),
     #[error(transparent)]
     Kfunc(#[from] crate::datapath::kfunc::KfuncError),
+    #[error(transparent)]
+    Globals(#[from] crate::datapath::globals::GlobalsError),
     #[error("fault injection")]
     Spoil(#[from] crate::datapath::spoil::SpoilError),
 }

@@ -9,8 +9,9 @@ use aya::{
     programs::{ProgramError, Xdp},
 };
 use log::{debug, warn};
+use synguard_common::names;
 
-use crate::datapath::{diagnose, error::LoaderError, pins::Layout};
+use crate::datapath::{diagnose, error::LoaderError, globals, pins::Layout};
 
 /// The XDP program's name in the object.
 pub const PROGRAM: &str = "synguard";
@@ -19,7 +20,9 @@ pub const PROGRAM: &str = "synguard";
 pub type ProgramLogger = aya_log::EbpfLogger<&'static dyn log::Log>;
 
 /// Loads the object with every shareable map pinned in `dir`: aya opens a pin that exists (its
-/// contents carry over) and creates and pins one that does not.
+/// contents carry over) and creates and pins one that does not. `layouts` are by pin name;
+/// aya knows a global by its data section (`names::object_name`), whose bytes it writes into
+/// the map, so they are the pin's own value first (`globals`).
 /// `object`: the embedded object with its kfunc calls resolved (`own::object`).
 pub fn load_object(
     dir: &Path,
@@ -34,9 +37,10 @@ pub fn load_object(
     // messages are what `diagnose` reads (`missing_helper`, `verifier_summary`).
     loader.verifier_log_level(VerifierLogLevel::STATS);
     for name in layouts.keys() {
-        loader.map_pin_path(name.as_str(), dir.join(name));
+        loader.map_pin_path(names::object_name(name), dir.join(name));
     }
-    loader.load(object).map_err(|e| {
+    let object = globals::with_pinned_values(object, dir)?;
+    loader.load(object.bytes()).map_err(|e| {
         if diagnose::is_permission_error(&e) {
             LoaderError::NotPermitted {
                 what: "creating BPF maps",
@@ -86,8 +90,9 @@ pub fn program_of(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoaderError> {
         })
 }
 
+/// The map `name` (a map's name, as pinned) out of the loaded object.
 pub fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<Map, LoaderError> {
-    ebpf.take_map(name)
+    ebpf.take_map(names::object_name(name))
         .ok_or_else(|| LoaderError::Missing(format!("map {name}")))
 }
 

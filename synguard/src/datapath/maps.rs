@@ -73,6 +73,55 @@ pub fn read_single<V: aya::Pod>(dir: &Path, name: &str) -> Result<V, PinnedMapEr
         .map_err(PinnedMapError::read(dir, name))
 }
 
+/// `BPF_MAP_LOOKUP_ELEM` (include/uapi/linux/bpf.h).
+const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
+
+/// The element members of `union bpf_attr`.
+#[repr(C)]
+#[derive(Default)]
+struct ElemAttr {
+    map_fd: u32,
+    _pad: u32,
+    key: u64,
+    value: u64,
+    flags: u64,
+}
+
+/// The single entry of the pinned array map `dir`/`name` as bytes, whatever its type (the
+/// globals' values carried into a new object, `globals`).
+pub fn single_value_bytes(dir: &Path, name: &str) -> Result<Vec<u8>, PinnedMapError> {
+    use std::os::fd::{AsFd as _, AsRawFd as _};
+    let (path, map, info) = open_pinned(dir, name)?;
+    let mut value = vec![0u8; info.value_size() as usize];
+    let key = 0u32;
+    let mut attr = ElemAttr {
+        map_fd: map.fd().as_fd().as_raw_fd() as u32,
+        key: &key as *const u32 as u64,
+        value: value.as_mut_ptr() as u64,
+        ..Default::default()
+    };
+    // SAFETY: `attr` points at a 4-byte key and a buffer of the map's value size, alive for
+    // the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_MAP_LOOKUP_ELEM,
+            &mut attr as *mut ElemAttr,
+            std::mem::size_of::<ElemAttr>(),
+        )
+    };
+    if rc != 0 {
+        return Err(PinnedMapError::Read {
+            path,
+            source: MapError::SyscallError(aya::sys::SyscallError {
+                call: "BPF_MAP_LOOKUP_ELEM",
+                io_error: std::io::Error::last_os_error(),
+            }),
+        });
+    }
+    Ok(value)
+}
+
 /// `BPF_MAP_LOOKUP_BATCH` (include/uapi/linux/bpf.h).
 const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 /// Keys per batch call: bounds the buffers while keeping a 65536-entry map to a few calls.

@@ -1,5 +1,5 @@
-//! The XDP program as the user side sees it: the embedded object (`objects`), loading it
-//! (`load`), what it is told (`config_map`), its pinned link (`link`) and pins (`pins`), typed
+//! The XDP program as the user side sees it: the embedded object (`objects`) and what is
+//! rewritten in it before loading (`kfunc`, `globals`), loading it (`load`), what it is told (`config_map`), its pinned link (`link`) and pins (`pins`), typed
 //! access to pinned maps (`maps`), what it enforces (`enforced`), its counters (`counters`) and
 //! SYN rate (`rate`), its policy maps (`policy`), what the NIC needs for XDP_TX (`nic_check`),
 //! the connection table's sock_ops program and stamps (`conns`), and explaining the kernel's
@@ -12,6 +12,7 @@ pub mod counters;
 pub mod diagnose;
 pub mod enforced;
 pub mod error;
+pub mod globals;
 pub mod kfunc;
 pub mod link;
 pub mod load;

@@ -23,6 +23,7 @@ use std::{
 
 use aya::maps::MapData;
 use log::{info, warn};
+use synguard_common::names;
 use thiserror::Error;
 
 use crate::{
@@ -206,17 +207,19 @@ impl std::fmt::Display for Layout {
     }
 }
 
-/// Maps another process needs, with their layouts, from the embedded object. aya-log's buffers
-/// and the object's data sections belong to one process and are never pinned.
+/// Maps another process needs, with their layouts, from the embedded object, by their pin
+/// names (a global's data section under its map's name, `names::pin_name`). aya-log's buffers
+/// and the object's other data sections (constants) belong to one process and are never pinned.
 pub fn object_layouts(object: &[u8]) -> Result<BTreeMap<String, Layout>, aya_obj::ParseError> {
     let obj = aya_obj::Object::parse(object)?;
     Ok(obj
         .maps
         .iter()
-        .filter(|(name, _)| !name.starts_with("AYA_") && !name.starts_with('.'))
+        .filter(|(name, _)| !name.starts_with("AYA_"))
+        .filter_map(|(name, m)| Some((names::pin_name(name)?, m)))
         .map(|(name, m)| {
             (
-                name.clone(),
+                name.to_string(),
                 Layout {
                     map_type: m.map_type(),
                     key_size: m.key_size(),
