@@ -14,7 +14,7 @@ pub const MODE_AUTO: u32 = 2;
 /// `PortConfig::flags` bit: the port is protected.
 pub const PORT_PROTECTED: u32 = 1;
 
-/// Entries in [`names::PORTS`]: one per TCP port number.
+/// TCP port numbers: the entries of [`PortTable`] and of [`names::PORT_SYNS`].
 pub const PORT_SLOTS: u32 = 65536;
 /// Entries in [`names::REFRESH`]: one per port and address family.
 pub const REFRESH_SLOTS: u32 = PORT_SLOTS * 2;
@@ -101,12 +101,17 @@ pub const fn cookies_own(cookies: u32) -> bool {
     cookies & COOKIES_KIND == COOKIES_OWN
 }
 
-/// One entry of [`names::PORTS`], indexed by port number.
+/// One port's entry in [`PortTable`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PortConfig {
     pub flags: u32,
 }
+
+/// The single value of [`names::PORTS`]: a [`PortConfig`] per TCP port number, by port (a
+/// global the programs index directly, `names::GLOBALS`; the loader reads and writes it whole).
+pub type PortTable = [PortConfig; PORT_SLOTS as usize];
+const _: () = assert!(core::mem::size_of::<PortTable>() == 4 * PORT_SLOTS as usize);
 
 /// The single entry of [`names::MODE`]: auto mode's decision, shared by all CPUs. Written by the
 /// XDP program when a SYN closes a window, and by the loader only to turn cookies off when the

@@ -22,12 +22,11 @@ use crate::{
     maps::{SG_FLOOD_EVENTS, SG_MODE, SG_PORTS, SG_READY, SG_REFRESH, SG_SYN_WINDOW},
 };
 
+/// Every packet's first decision: one load at the port's place in the table (a global,
+/// `synguard_ebpf::Global`: no lookup; a `u16` index is always inside its 65536 entries).
 #[inline(always)]
 pub fn port_protected(port: u16) -> bool {
-    match SG_PORTS.get(port as u32) {
-        Some(p) => p.flags & PORT_PROTECTED != 0,
-        None => false,
-    }
+    SG_PORTS.get()[port as usize].flags & PORT_PROTECTED != 0
 }
 
 /// What to do with a SYN to a protected port.

@@ -9,7 +9,7 @@ use aya_ebpf::{
 use synguard_common::{
     conns::{CONN_FILTER_WORDS, CONN_SLOTS, ConnsState, HANDSHAKE_CPU_SLOTS},
     maps::{
-        CLOSING_FILTER_WORDS, CLOSING_SLOTS, Config, Counter, ModeState, PORT_SLOTS, PortConfig,
+        CLOSING_FILTER_WORDS, CLOSING_SLOTS, Config, Counter, ModeState, PORT_SLOTS, PortTable,
         REFRESH_SLOTS, ReadyState, SynWindow,
     },
     policy::{
@@ -45,8 +45,9 @@ sg_global! {
     CONFIG => static SG_CONFIG: Config;
 }
 
-sg_map! {
-    PORTS => static SG_PORTS: Array<PortConfig> = Array::with_max_entries(PORT_SLOTS, 0);
+sg_global! {
+    /// Whether each port is protected (`decide::port_protected`), by port number.
+    PORTS => static SG_PORTS: PortTable;
 }
 
 sg_global! {

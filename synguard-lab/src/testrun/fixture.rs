@@ -19,8 +19,7 @@ use synguard_common::{
         conn_slot, conn_stamp,
     },
     maps::{
-        Config, Counter, MAX_CPUS, MODE_ALWAYS, PORT_PROTECTED, PortConfig, ReadyState,
-        cookies_own, names,
+        Config, Counter, MAX_CPUS, MODE_ALWAYS, PORT_PROTECTED, ReadyState, cookies_own, names,
     },
     policy::{self, FloodEvent, Policy},
     reason::{Event, REASON_SLOTS, Reason},
@@ -140,9 +139,11 @@ impl Fixture {
     }
 
     pub fn set_port(&mut self, port: u16, protected: bool) -> Result<()> {
-        let mut m: Array<&mut MapData, PortConfig> = Array::try_from(self.map(names::PORTS)?)?;
-        let flags = if protected { PORT_PROTECTED } else { 0 };
-        m.set(port as u32, PortConfig { flags }, 0)?;
+        use synguard::datapath::ports;
+        let map = ports::data(self.map(names::PORTS)?)?;
+        let mut table = ports::read(map)?;
+        table[port as usize].flags = if protected { PORT_PROTECTED } else { 0 };
+        ports::write(map, &table)?;
         Ok(())
     }
 

@@ -11,11 +11,11 @@ use std::{
 
 use anyhow::{Context as _, Result};
 use log::{info, warn};
-use synguard_common::maps::{Config, PortConfig, names};
+use synguard_common::maps::{Config, names};
 
 use crate::{
     config::{Cidr, ListKind, RunArgs, RunConfig, file},
-    datapath::{config_map::sync_ports, conns, maps, policy},
+    datapath::{conns, maps, policy, ports},
     host::clock,
     state::{
         paths::{self, Key},
@@ -122,7 +122,7 @@ pub fn apply_policy(cfg: &RunConfig, keys: &[Key], previous: Option<&RunConfig>)
     Ok(())
 }
 
-/// Thresholds and hold time into the config map, ports into the port map.
+/// Thresholds and hold time into the config map, ports into the port table.
 fn apply_settings(dir: &Path, cfg: &RunConfig) -> Result<()> {
     let mut config = maps::array::<Config>(dir, names::CONFIG)?;
     let mut c = config.get(&0, 0)?;
@@ -130,8 +130,8 @@ fn apply_settings(dir: &Path, cfg: &RunConfig) -> Result<()> {
     c.syn_off_pps = cfg.syn_off_pps;
     c.hold_ns = cfg.hold.as_nanos() as u64;
     config.set(0, c, 0)?;
-    let mut ports = maps::array::<PortConfig>(dir, names::PORTS)?;
-    sync_ports(&mut ports, &cfg.ports, true)?;
+    let table = maps::open(dir, names::PORTS)?;
+    ports::sync(ports::data(&table)?, &cfg.ports, true)?;
     Ok(())
 }
 

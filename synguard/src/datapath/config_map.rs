@@ -1,21 +1,16 @@
 //! What the program is told through its maps at start and on reload: the config map (from the
-//! run configuration and the kernel's TCP settings) and the port map.
+//! run configuration and the kernel's TCP settings) and the port table (`ports`).
 
-use std::{borrow::BorrowMut, time::Duration};
+use std::time::Duration;
 
-use aya::{
-    Ebpf,
-    maps::{Array, MapData, MapError},
-};
-use log::info;
+use aya::{Ebpf, maps::Array};
 use synguard_common::maps::{
-    COOKIES_KIND, Config, HOST_NO_TIMESTAMPS, MAX_CPUS, MODE_ALWAYS, MODE_AUTO, PORT_PROTECTED,
-    PortConfig, cookies_own, names,
+    COOKIES_KIND, Config, HOST_NO_TIMESTAMPS, MAX_CPUS, MODE_ALWAYS, MODE_AUTO, cookies_own, names,
 };
 
 use crate::{
     config::{CookieMode, RunConfig},
-    datapath::error::LoaderError,
+    datapath::{error::LoaderError, ports},
     host::{facts::HostFacts, sysctl},
 };
 
@@ -91,41 +86,12 @@ pub fn write_config(
     .map_err(map_err(names::CONFIG))?;
     cfg_map.set(0, config, 0).map_err(map_err(names::CONFIG))?;
 
-    let mut port_map: Array<_, PortConfig> = Array::try_from(
-        ebpf.map_mut(names::PORTS)
-            .ok_or_else(|| LoaderError::Missing(format!("map {}", names::PORTS)))?,
-    )
-    .map_err(map_err(names::PORTS))?;
-    sync_ports(&mut port_map, ports, inherited_ports).map_err(map_err(names::PORTS))
-}
-
-/// Protects `ports` in the port map; with `clear_others`, then unprotects every port not among
-/// them (a map inherited from a previous run, or a reload). New ports first, then the ones no
-/// longer wanted: no port that stays protected is ever off. `ports` must be sorted.
-pub fn sync_ports<T: BorrowMut<MapData>>(
-    port_map: &mut Array<T, PortConfig>,
-    ports: &[u16],
-    clear_others: bool,
-) -> Result<(), MapError> {
-    for &port in ports {
-        port_map.set(
-            port as u32,
-            PortConfig {
-                flags: PORT_PROTECTED,
-            },
-            0,
-        )?;
-    }
-    if clear_others {
-        for port in 0..=u16::MAX {
-            let flags = port_map.get(&(port as u32), 0)?.flags;
-            if flags != 0 && ports.binary_search(&port).is_err() {
-                port_map.set(port as u32, PortConfig { flags: 0 }, 0)?;
-                info!("port {port} no longer protected");
-            }
-        }
-    }
-    Ok(())
+    let port_map = ebpf
+        .map(names::object_name(names::PORTS))
+        .ok_or_else(|| LoaderError::Missing(format!("map {}", names::PORTS)))?;
+    ports::data(port_map)
+        .and_then(|m| ports::sync(m, ports, inherited_ports))
+        .map_err(map_err(names::PORTS))
 }
 
 #[cfg(test)]

@@ -10,8 +10,7 @@ use std::{
 use serde::Serialize;
 use synguard_common::{
     maps::{
-        Config, Counter, MODE_ALWAYS, MODE_AUTO, ModeState, PortConfig, ReadyState,
-        cookies_called_for, names,
+        Config, Counter, MODE_ALWAYS, MODE_AUTO, ModeState, ReadyState, cookies_called_for, names,
     },
     policy::names::PORT_SYNS,
     reason::{EVENT_SLOTS, Event, REASON_SLOTS, REASONS, Reason, Verdict},
@@ -21,7 +20,7 @@ use thiserror::Error;
 use crate::{
     datapath::{
         maps::{self, PinnedMapError},
-        rate,
+        ports, rate,
     },
     host::clock::monotonic_ns,
     state::{paths, scope},
@@ -227,14 +226,11 @@ fn read_port_syns(dir: &Path) -> Result<BTreeMap<u16, u64>, StatsError> {
     let Ok(syns) = maps::per_cpu_array::<u64>(dir, PORT_SYNS) else {
         return Ok(out);
     };
-    let ports = maps::array_values::<PortConfig>(dir, names::PORTS)?;
-    for (port, cfg) in ports.iter().enumerate().take(usize::from(u16::MAX) + 1) {
-        if cfg.flags != 0 {
-            let per_cpu = syns
-                .get(&(port as u32), 0)
-                .map_err(PinnedMapError::read(dir, PORT_SYNS))?;
-            out.insert(port as u16, per_cpu.iter().sum());
-        }
+    for port in ports::protected_pinned(dir)? {
+        let per_cpu = syns
+            .get(&(port as u32), 0)
+            .map_err(PinnedMapError::read(dir, PORT_SYNS))?;
+        out.insert(port, per_cpu.iter().sum());
     }
     Ok(out)
 }

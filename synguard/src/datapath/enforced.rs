@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::Serialize;
 use synguard_common::{
-    maps::{Config, PortConfig, cookies_own, names},
+    maps::{Config, cookies_own, names},
     own_cookie::largest_synack_mss,
     policy::{Policy, gcra_to_rate},
 };
@@ -15,6 +15,7 @@ use crate::{
     datapath::{
         counters::mode_name,
         maps::{self, PinnedMapError},
+        ports,
     },
     host::facts,
 };
@@ -125,22 +126,11 @@ pub fn cookies_name(cookies: u32) -> &'static str {
 pub fn read(dir: &Path) -> Result<Enforced, PinnedMapError> {
     let config: Config = maps::read_single(dir, names::CONFIG)?;
     let policy: Policy = maps::read_single(dir, names::POLICY)?;
-    Ok(Enforced::from_maps(&config, &policy, protected_ports(dir)?))
-}
-
-/// The ports whose entry in the port map is set.
-pub fn protected_ports(dir: &Path) -> Result<Vec<u16>, PinnedMapError> {
-    let map = maps::array::<PortConfig>(dir, names::PORTS)?;
-    let mut out = Vec::new();
-    for port in 0..=u16::MAX {
-        let p = map
-            .get(&(port as u32), 0)
-            .map_err(PinnedMapError::read(dir, names::PORTS))?;
-        if p.flags != 0 {
-            out.push(port);
-        }
-    }
-    Ok(out)
+    Ok(Enforced::from_maps(
+        &config,
+        &policy,
+        ports::protected_pinned(dir)?,
+    ))
 }
 
 #[cfg(test)]

@@ -73,8 +73,9 @@ pub fn read_single<V: aya::Pod>(dir: &Path, name: &str) -> Result<V, PinnedMapEr
         .map_err(PinnedMapError::read(dir, name))
 }
 
-/// `BPF_MAP_LOOKUP_ELEM` (include/uapi/linux/bpf.h).
+/// `BPF_MAP_LOOKUP_ELEM` and `BPF_MAP_UPDATE_ELEM` (include/uapi/linux/bpf.h).
 const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
+const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 
 /// The element members of `union bpf_attr`.
 #[repr(C)]
@@ -90,55 +91,77 @@ struct ElemAttr {
 /// The single entry of the pinned array map `dir`/`name` as bytes, whatever its type (the
 /// globals' values carried into a new object, `globals`).
 pub fn single_value_bytes(dir: &Path, name: &str) -> Result<Vec<u8>, PinnedMapError> {
-    use std::os::fd::{AsFd as _, AsRawFd as _};
     let (path, map, info) = open_pinned(dir, name)?;
-    let mut value = vec![0u8; info.value_size() as usize];
+    value_bytes(&map, info.value_size() as usize)
+        .map_err(|source| PinnedMapError::Read { path, source })
+}
+
+/// Entry 0 of the array map `map`, whose values must be `size` bytes long, as bytes: for values
+/// too large to copy onto the stack as a typed value (the port table, 256 KiB).
+pub fn value_bytes(map: &MapData, size: usize) -> Result<Vec<u8>, MapError> {
+    check_value_size(map, size)?;
+    let mut value = vec![0u8; size];
+    elem_syscall(
+        map,
+        BPF_MAP_LOOKUP_ELEM,
+        "BPF_MAP_LOOKUP_ELEM",
+        value.as_mut_ptr(),
+    )?;
+    Ok(value)
+}
+
+/// Writes `value` (the map's whole value size) as entry 0 of the array map `map`.
+pub fn set_value_bytes(map: &MapData, value: &[u8]) -> Result<(), MapError> {
+    check_value_size(map, value.len())?;
+    elem_syscall(
+        map,
+        BPF_MAP_UPDATE_ELEM,
+        "BPF_MAP_UPDATE_ELEM",
+        value.as_ptr() as *mut u8,
+    )
+}
+
+/// The kernel copies the map's value size to or from the buffer: it must be that long.
+fn check_value_size(map: &MapData, size: usize) -> Result<(), MapError> {
+    let expected = map.info()?.value_size() as usize;
+    if expected != size {
+        return Err(MapError::InvalidValueSize { size, expected });
+    }
+    Ok(())
+}
+
+/// `cmd` on key 0 of `map` with the value buffer `value`, which must hold the map's value size.
+fn elem_syscall(
+    map: &MapData,
+    cmd: libc::c_long,
+    call: &'static str,
+    value: *mut u8,
+) -> Result<(), MapError> {
+    use std::os::fd::{AsFd as _, AsRawFd as _};
     let key = 0u32;
     let mut attr = ElemAttr {
         map_fd: map.fd().as_fd().as_raw_fd() as u32,
         key: &key as *const u32 as u64,
-        value: value.as_mut_ptr() as u64,
+        value: value as u64,
         ..Default::default()
     };
-    // SAFETY: `attr` points at a 4-byte key and a buffer of the map's value size, alive for
-    // the call.
+    // SAFETY: `attr` points at a 4-byte key and the caller's buffer of the map's value size,
+    // alive for the call.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_bpf,
-            BPF_MAP_LOOKUP_ELEM,
+            cmd,
             &mut attr as *mut ElemAttr,
             std::mem::size_of::<ElemAttr>(),
         )
     };
     if rc != 0 {
-        return Err(PinnedMapError::Read {
-            path,
-            source: MapError::SyscallError(aya::sys::SyscallError {
-                call: "BPF_MAP_LOOKUP_ELEM",
-                io_error: std::io::Error::last_os_error(),
-            }),
-        });
+        return Err(MapError::SyscallError(aya::sys::SyscallError {
+            call,
+            io_error: std::io::Error::last_os_error(),
+        }));
     }
-    Ok(value)
-}
-
-/// `BPF_MAP_LOOKUP_BATCH` (include/uapi/linux/bpf.h).
-const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
-/// Keys per batch call: bounds the buffers while keeping a 65536-entry map to a few calls.
-const BATCH_KEYS: u32 = 8192;
-
-/// The `batch` member of `union bpf_attr`.
-#[repr(C)]
-#[derive(Default)]
-struct BatchAttr {
-    in_batch: u64,
-    out_batch: u64,
-    keys: u64,
-    values: u64,
-    count: u32,
-    map_fd: u32,
-    elem_flags: u64,
-    flags: u64,
+    Ok(())
 }
 
 /// The map pinned as `dir`/`name`, its path and its kernel info (type, sizes, entries).
@@ -153,74 +176,6 @@ pub fn open_pinned(
     })?;
     let info = map.info().map_err(PinnedMapError::read(dir, name))?;
     Ok((path, map, info))
-}
-
-/// Every value of the pinned array map `dir`/`name`, with a few `BPF_MAP_LOOKUP_BATCH` calls
-/// instead of one syscall per key (the 65536-entry port map read key by key cost 65536 syscalls
-/// per `stats`, `status` or scrape). Plain arrays only (a per-CPU value is one per CPU, 8-byte
-/// aligned: a different layout).
-pub fn array_values<V: aya::Pod + Default>(
-    dir: &Path,
-    name: &str,
-) -> Result<Vec<V>, PinnedMapError> {
-    use std::os::fd::{AsFd as _, AsRawFd as _};
-    let (path, map, info) = open_pinned(dir, name)?;
-    let size = std::mem::size_of::<V>();
-    if info.value_size() as usize != size || info.key_size() != 4 {
-        return Err(PinnedMapError::Read {
-            path,
-            source: MapError::InvalidValueSize {
-                size,
-                expected: info.value_size() as usize,
-            },
-        });
-    }
-    let entries = info.max_entries();
-    let mut values = vec![V::default(); entries as usize];
-    let mut keys = vec![0u32; BATCH_KEYS as usize];
-    let (mut done, mut next) = (0u32, 0u32);
-    while done < entries {
-        let want = BATCH_KEYS.min(entries - done);
-        let mut attr = BatchAttr {
-            in_batch: if done == 0 {
-                0
-            } else {
-                &next as *const u32 as u64
-            },
-            out_batch: &mut next as *mut u32 as u64,
-            keys: keys.as_mut_ptr() as u64,
-            values: values[done as usize..].as_mut_ptr() as u64,
-            count: want,
-            map_fd: map.fd().as_fd().as_raw_fd() as u32,
-            ..Default::default()
-        };
-        // SAFETY: `attr` points at buffers of at least `want` keys and `want` values of the map's
-        // value size, alive for the call; the kernel writes at most `count` of each.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_MAP_LOOKUP_BATCH,
-                &mut attr as *mut BatchAttr,
-                std::mem::size_of::<BatchAttr>(),
-            )
-        };
-        let err = std::io::Error::last_os_error();
-        done += attr.count;
-        // ENOENT: the last batch (`count` still says how many were filled).
-        if rc != 0 && err.raw_os_error() == Some(libc::ENOENT) {
-            break;
-        }
-        if rc != 0 || attr.count == 0 {
-            return Err(PinnedMapError::Read {
-                path,
-                source: MapError::SyscallError(aya::sys::SyscallError {
-                    call: "BPF_MAP_LOOKUP_BATCH",
-                    io_error: err,
-                }),
-            });
-        }
-    }
-    Ok(values)
 }
 
 #[cfg(test)]

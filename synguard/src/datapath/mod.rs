@@ -22,5 +22,6 @@ pub mod objects;
 pub mod own;
 pub mod pins;
 pub mod policy;
+pub mod ports;
 pub mod rate;
 pub mod spoil;

@@ -440,9 +440,10 @@ mod tests {
     /// this program must want every one of them with the same layout, or a take-over of such an
     /// instance would reset its state (or, for the link's maps, fail). The exceptions hold no
     /// state: the config map, which every start writes whole and which grew (own MAC,
-    /// request-socket ISN offset) since that release, and the per-packet scratch map, which
-    /// this program no longer has (its buffers moved into `SG_WORKSPACE`, which holds no state
-    /// between packets either).
+    /// request-socket ISN offset) since that release, the port table, which every start writes
+    /// whole too and which is one value now instead of an entry per port (`names::GLOBALS`),
+    /// and the per-packet scratch map, which this program no longer has (its buffers moved into
+    /// `SG_WORKSPACE`, which holds no state between packets either).
     #[test]
     fn pins_of_an_earlier_release_are_reused() {
         let golden = include_str!("../../tests/fixtures/pin-layout-0434865.txt");
@@ -466,9 +467,17 @@ mod tests {
         assert_eq!(pinned.len(), 20, "the fixture lists every map");
         let plan = plan_reuse(&ours, &pinned);
         let reset: Vec<&str> = plan.reset.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(reset, [synguard_common::names::CONFIG], "{:?}", plan.reset);
+        assert_eq!(
+            reset,
+            [
+                synguard_common::names::CONFIG,
+                synguard_common::names::PORTS
+            ],
+            "{:?}",
+            plan.reset
+        );
         // That release's per-packet scratch map.
         assert_eq!(plan.retired, ["SG_SCRATCH"]);
-        assert_eq!(plan.kept.len(), pinned.len() - 2);
+        assert_eq!(plan.kept.len(), pinned.len() - 3);
     }
 }
