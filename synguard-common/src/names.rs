@@ -135,11 +135,11 @@ name_consts! {
 
 /// The maps the programs address directly rather than look up (`synguard-ebpf`'s `Global`):
 /// one-entry arrays read on every packet's way, each in its own data section
-/// ([`global_section!`]), paired with that section's name. Pinned under their plain names like
-/// every other map, and but for [`PORTS`] with the kernel layout they always had (an array of
-/// one entry, flags 0), so a take-over reuses an earlier build's pin of them as it is; the port
-/// table was an array of an entry per port, whose pin a take-over from such a build replaces
-/// (it holds no state: every start writes it whole).
+/// ([`global_section!`]), paired with that section's name. They are pinned under their plain
+/// names like every other map and, but for [`PORTS`], with the kernel layout they always had
+/// (an array of one entry, flags 0), so a take-over reuses an earlier build's pin of them as it
+/// is. The port table was an array of an entry per port; a take-over from such a build
+/// replaces its pin (it holds no state: every start writes it whole).
 pub const GLOBALS: &[(&str, &str)] = &[
     (CONFIG, data_section!(map_name!(CONFIG))),
     (PORTS, data_section!(map_name!(PORTS))),
