@@ -60,8 +60,9 @@ use crate::{
 #[inline(always)]
 pub fn synguard(ctx: XdpContext) -> u32 {
     let mut len = parse::frame_len(&ctx);
-    let reason = handle(&ctx, &mut len);
-    finish(reason, len, None)
+    let mut monitor = None;
+    let reason = handle(&ctx, &mut len, &mut monitor);
+    finish(reason, len, monitor)
 }
 
 /// Own cookies' SYN step, tail-called from `synguard` (`own_entry.rs`).
@@ -73,8 +74,9 @@ pub fn synguard_own_xdp(ctx: XdpContext) -> u32 {
     finish(reason, len, monitor)
 }
 
-/// Step 5, count, and the XDP action. `monitor`: monitor mode's flag where the packet's way
-/// decided it (`synguard_own_xdp`: never, the frame is a SYN-ACK by then), else the policy's.
+/// Step 5, count, and the XDP action. `monitor`: monitor mode's flag as the packet's way
+/// decided by it (`synguard_own_xdp`: never, the frame is a SYN-ACK by then); None where
+/// nothing read it yet (parsing's verdicts), and the policy's is read here.
 #[inline(always)]
 fn finish(mut reason: Reason, len: u64, monitor: Option<bool>) -> u32 {
     // Monitor mode: every decision was made (and nothing rewritten, see `syn`), but anything
@@ -92,9 +94,10 @@ fn finish(mut reason: Reason, len: u64, monitor: Option<bool>) -> u32 {
 }
 
 /// Steps 1-4 for a frame whose first buffer is `len` bytes long (`parse` makes it the whole
-/// frame's length when it learns that).
+/// frame's length when it learns that). `monitor` gets monitor mode's flag as the decision
+/// read it, for step 5.
 #[inline(always)]
-fn handle(ctx: &XdpContext, len: &mut u64) -> Reason {
+fn handle(ctx: &XdpContext, len: &mut u64, monitor: &mut Option<bool>) -> Reason {
     // Parse.
     let Some(ws) = workspace::get() else {
         return Reason::ErrConfig;
@@ -115,6 +118,13 @@ fn handle(ctx: &XdpContext, len: &mut u64) -> Reason {
         return Reason::PassUnprotectedPort;
     }
     let (cfg, pol) = (SG_CONFIG.get(), SG_POLICY.get());
+    // Read once, for the decision and the verdict alike: a SYN decided in monitor mode is left
+    // as it came and must pass, not go out by XDP_TX because the flag changed meanwhile (the
+    // loader writes it while packets run); one answered outside it is a SYN-ACK by then and
+    // must go out. Volatile: LLVM may read a field behind a shared reference again.
+    // SAFETY: a field of the global's value.
+    let mon = unsafe { core::ptr::read_volatile(&pol.monitor) } != 0;
+    *monitor = Some(mon);
     if let Some(reason) = classify::not_ours(ctx, pkt, cfg) {
         return reason;
     }
@@ -137,6 +147,7 @@ fn handle(ctx: &XdpContext, len: &mut u64) -> Reason {
             },
             cfg,
             pol,
+            mon,
         ),
         FlagClass::Ack => ack::check(ctx, pkt, cfg, clocks),
         FlagClass::SynAck => Reason::PassSynAck,
@@ -165,7 +176,7 @@ fn monitoring(known: Option<bool>) -> bool {
 }
 
 #[inline(always)]
-fn syn(ctx: &XdpContext, syn: Syn, cfg: &Config, pol: &Policy) -> Reason {
+fn syn(ctx: &XdpContext, syn: Syn, cfg: &Config, pol: &Policy, monitor: bool) -> Reason {
     let pkt = syn.pkt;
     let now = syn.clocks.now_ns();
     let wanted = decide::observe_syn(ctx, cfg, pkt.dport(), now);
@@ -175,7 +186,6 @@ fn syn(ctx: &XdpContext, syn: Syn, cfg: &Config, pol: &Policy) -> Reason {
     if let Some(reason) = policy::source_limit(pkt, pol, now) {
         return reason;
     }
-    let monitor = pol.monitor != 0;
     match decide::syn_action(cfg, wanted, pkt.dport(), pkt.ipv6, now, monitor) {
         SynAction::ToKernel => Reason::PassSynToKernel,
         // Own cookies need no "recently overflowed" listener: no refresh SYN for the kernel.
