@@ -12,8 +12,8 @@
 //! coarse clock's helper call cost ~12 ns a packet).
 //!
 //! Own cookies' time slot is the exception: it must mean the same on every server of a fleet,
-//! so it comes from CLOCK_TAI ([`Clocks::tai_ns`]), derived from the coarse clock through a per-CPU
-//! offset (`synguard_common::tai`).
+//! so it comes from CLOCK_TAI ([`Clocks::tai_ns`]), derived from the coarse clock through a
+//! per-CPU offset (`synguard_common::tai`).
 
 use aya_ebpf::helpers::generated::{bpf_jiffies64, bpf_ktime_get_coarse_ns, bpf_ktime_get_tai_ns};
 use synguard_common::{tai::TaiOffset, tick::TickClock};

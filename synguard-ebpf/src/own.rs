@@ -65,12 +65,7 @@ pub unsafe fn settle(slot: *mut SynOptions, opts: SynOptions) -> SynOptions {
 /// The own cookie for a SYN with options `opts`: (ISN, its MSS class). `tai_ns`: CLOCK_TAI
 /// (`Clocks::tai_ns`), whose slot the cookie carries.
 #[inline(always)]
-pub fn syn_isn(
-    pkt: &Packet,
-    opts: &SynOptions,
-    ecn: bool,
-    tai_ns: u64,
-) -> Result<(u32, u8), Reason> {
+pub fn syn_isn(pkt: &Packet, opts: &SynOptions, ecn: bool, tai_ns: u64) -> (u32, u8) {
     let secret = SG_COOKIE_SECRET.get();
     let o = CookieOpts {
         mss_class: own_cookie::mss_class(opts.mss, pkt.ipv6),
@@ -85,7 +80,7 @@ pub fn syn_isn(
         own_cookie::slot_of(tai_ns),
         &o,
     );
-    Ok((isn, o.mss_class))
+    (isn, o.mss_class)
 }
 
 /// The options of a valid cookie under the current key, or the previous one while it lasts, at

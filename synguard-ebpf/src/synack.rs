@@ -97,7 +97,7 @@ pub fn answer(
         // walk is verified twice over, past the 1 M-instruction limit (docs/verifier.md).
         crate::verify::tcp(pkt, &syn.base, opts_sum, th_len)?;
         let ecn = own::syn_ecn(pkt, cfg);
-        let (isn, class) = own::syn_isn(pkt, &opts, ecn, clocks.tai_ns(now_ns))?;
+        let (isn, class) = own::syn_isn(pkt, &opts, ecn, clocks.tai_ns(now_ns));
         (
             isn,
             own_cookie::class_mss(class, pkt.ipv6),

@@ -51,9 +51,7 @@ pub fn get() -> Option<&'static mut Workspace> {
 /// `None` cannot happen once loaded.
 #[inline(always)]
 pub fn clocks() -> Option<&'static mut Clocks> {
-    let p = crate::maps::aligned(SG_WORKSPACE.get_ptr_mut(0)?);
-    // SAFETY: this CPU's value; only its `clocks` is touched, which a nested program on this
-    // CPU (XDP interrupting sock_ops in process context) at worst rewrites with a reading of
-    // the same tick (`Clocks::now_ns`).
-    unsafe { Some(&mut (*p).clocks) }
+    // Only `clocks` is touched, which a nested program on this CPU (XDP interrupting sock_ops
+    // in process context) at worst rewrites with a reading of the same tick (`Clocks::now_ns`).
+    Some(&mut get()?.clocks)
 }

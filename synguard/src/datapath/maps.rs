@@ -92,14 +92,18 @@ struct ElemAttr {
 /// globals' values carried into a new object, `globals`).
 pub fn single_value_bytes(dir: &Path, name: &str) -> Result<Vec<u8>, PinnedMapError> {
     let (path, map, info) = open_pinned(dir, name)?;
-    value_bytes(&map, info.value_size() as usize)
+    read_value(&map, info.value_size() as usize)
         .map_err(|source| PinnedMapError::Read { path, source })
 }
 
-/// Entry 0 of the array map `map`, whose values must be `size` bytes long, as bytes: for values
-/// too large to copy onto the stack as a typed value (the port table, 256 KiB).
-pub fn value_bytes(map: &MapData, size: usize) -> Result<Vec<u8>, MapError> {
-    check_value_size(map, size)?;
+/// Entry 0 of the array map `map` as bytes, as many as its value size: for values too large to
+/// copy onto the stack as a typed value (the port table, 256 KiB).
+pub fn value_bytes(map: &MapData) -> Result<Vec<u8>, MapError> {
+    read_value(map, map.info()?.value_size() as usize)
+}
+
+/// Entry 0 of `map`, whose value size (from the kernel's map info) is `size`.
+fn read_value(map: &MapData, size: usize) -> Result<Vec<u8>, MapError> {
     let mut value = vec![0u8; size];
     elem_syscall(
         map,

@@ -24,7 +24,13 @@ pub fn data(map: &Map) -> Result<&MapData, MapError> {
 
 /// The table in `map`.
 pub fn read(map: &MapData) -> Result<Vec<PortConfig>, MapError> {
-    let bytes = maps::value_bytes(map, TABLE_BYTES)?;
+    let bytes = maps::value_bytes(map)?;
+    if bytes.len() != TABLE_BYTES {
+        return Err(MapError::InvalidValueSize {
+            size: TABLE_BYTES,
+            expected: bytes.len(),
+        });
+    }
     Ok(bytes
         .chunks_exact(4)
         .map(|c| PortConfig {
