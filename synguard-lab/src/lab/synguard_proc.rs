@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
@@ -37,6 +38,14 @@ pub fn binary() -> Result<PathBuf> {
         }
     }
     bail!("synguard binary not found: set SYNGUARD_BIN or build it (`cargo build -p synguard`)")
+}
+
+/// Where a `synguard run` in `ns` writes its output: one file per process, since a take-over
+/// test runs a second one in the same namespace while the first still writes to its own.
+fn log_path(ns: &Netns) -> PathBuf {
+    static STARTED: AtomicUsize = AtomicUsize::new(0);
+    let n = STARTED.fetch_add(1, Ordering::Relaxed);
+    std::env::temp_dir().join(format!("{}-synguard-{n}.log", ns.name()))
 }
 
 /// A running `synguard run`.
@@ -153,7 +162,7 @@ impl Synguard {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Result<Synguard> {
-        let log = std::env::temp_dir().join(format!("{}-synguard.log", ns.name()));
+        let log = log_path(ns);
         let out = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let child = cmd
             .args(["run", "--iface", iface])
@@ -310,9 +319,16 @@ pub fn run_once(bin: &Path, ns_path: &Path, args: &[&str]) -> Result<std::proces
 }
 
 impl Drop for Synguard {
+    /// Stops the process if it still runs, and removes its log: every error above quotes the
+    /// log, so it is kept only while a test is failing (unwinding), for what came after.
     fn drop(&mut self) {
         if self.child.is_some() {
             let _ = self.stop_inner();
+        }
+        if std::thread::panicking() {
+            eprintln!("synguard run log kept: {}", self.log.display());
+        } else {
+            let _ = std::fs::remove_file(&self.log);
         }
     }
 }

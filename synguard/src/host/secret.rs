@@ -93,30 +93,49 @@ fn key_from_bytes(b: &[u8; 16]) -> Key {
 mod tests {
     use super::*;
 
-    fn file(name: &str, text: &str, mode: u32) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("synguard-secret-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        let p = dir.join(name);
-        fs::write(&p, text).unwrap();
-        fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
-        p
+    /// A directory of key files for one test, removed with everything in it when dropped
+    /// (also when the test fails).
+    struct Dir(PathBuf);
+
+    impl Dir {
+        fn new(test: &str) -> Self {
+            let dir =
+                std::env::temp_dir().join(format!("synguard-secret-{}-{test}", std::process::id()));
+            fs::create_dir_all(&dir).unwrap();
+            Dir(dir)
+        }
+
+        fn file(&self, name: &str, text: &str, mode: u32) -> PathBuf {
+            let p = self.0.join(name);
+            fs::write(&p, text).unwrap();
+            fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
+            p
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
     }
 
     #[test]
     fn reads_an_owner_only_file() {
-        let p = file("ok", "000102030405060708090a0b0c0d0e0f\n", 0o600);
+        let dir = Dir::new("owner");
+        let p = dir.file("ok", "000102030405060708090a0b0c0d0e0f\n", 0o600);
         assert_eq!(
             read_key_file(&p).unwrap(),
             [0x0706_0504_0302_0100, 0x0f0e_0d0c_0b0a_0908]
         );
-        let p = file("ro", "ffffffffffffffffffffffffffffffff", 0o400);
+        let p = dir.file("ro", "ffffffffffffffffffffffffffffffff", 0o400);
         assert_eq!(read_key_file(&p).unwrap(), [u64::MAX, u64::MAX]);
     }
 
     #[test]
     fn refuses_group_or_world_access() {
+        let dir = Dir::new("access");
         for mode in [0o640, 0o604, 0o644, 0o660, 0o602] {
-            let p = file(
+            let p = dir.file(
                 &format!("m{mode:o}"),
                 "000102030405060708090a0b0c0d0e0f",
                 mode,
@@ -138,7 +157,8 @@ mod tests {
                 .unwrap_err()
                 .contains("\"zz\"")
         );
-        let p = file("short", "abc", 0o600);
+        let dir = Dir::new("malformed");
+        let p = dir.file("short", "abc", 0o600);
         assert!(matches!(read_key_file(&p), Err(SecretError::Format { .. })));
         assert!(matches!(
             read_key_file(Path::new("/nonexistent/secret")),
