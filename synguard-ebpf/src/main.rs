@@ -98,7 +98,15 @@ fn finish(mut reason: Reason, len: u64, monitor: Option<bool>) -> u32 {
 /// read it, for step 5.
 #[inline(always)]
 fn handle(ctx: &XdpContext, len: &mut u64, monitor: &mut Option<bool>) -> Reason {
-    // Parse.
+    // Parse, and classify by port first: traffic to other ports pays nothing more (not even
+    // the workspace's lookup or the headers' copy).
+    let at = match parse::locate(ctx, len) {
+        Ok(at) => at,
+        Err(reason) => return reason,
+    };
+    if !decide::port_protected(at.dport) {
+        return Reason::PassUnprotectedPort;
+    }
     let Some(ws) = workspace::get() else {
         return Reason::ErrConfig;
     };
@@ -109,14 +117,9 @@ fn handle(ctx: &XdpContext, len: &mut u64, monitor: &mut Option<bool>) -> Reason
         clocks,
         ..
     } = ws;
-    if let Err(reason) = parse::parse(ctx, len, pkt) {
-        return reason;
-    }
+    parse::copy(&at, *len, pkt);
     let pkt: &Packet = pkt;
-    // Classify. The port first: traffic to other ports pays nothing more.
-    if !decide::port_protected(pkt.dport()) {
-        return Reason::PassUnprotectedPort;
-    }
+    // Classify the rest.
     let (cfg, pol) = (SG_CONFIG.get(), SG_POLICY.get());
     // Read once, for the decision and the verdict alike: a SYN decided in monitor mode is left
     // as it came and must pass, not go out by XDP_TX because the flag changed meanwhile (the

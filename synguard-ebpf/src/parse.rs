@@ -2,9 +2,14 @@
 //! IPv6 (with a bounded walk over extension headers), and TCP. Anything that does not parse to a
 //! TCP header comes back as the reason it passes.
 //!
+//! In two parts, so that traffic to ports synguard does not protect pays for no more than it
+//! needs: [`locate`] checks every header where it is in the frame and finds the destination
+//! port; only a segment to a protected port then has its fixed headers copied into the
+//! workspace ([`copy`]), through the pointers `locate` checked.
+//!
 //! Verifier workarounds used here:
-//! - every read goes through [`load`], which bounds-checks the very pointer it reads from: a
-//!   packet pointer plus a variable offset has no proven range of its own;
+//! - every read goes through a pointer bounds-checked on itself ([`load`], or a header's
+//!   [`View`]): a packet pointer plus a variable offset has no proven range of its own;
 //! - offsets and lengths are u64: with u32 the checked and the used registers can differ;
 //! - the frame length is read through a volatile local, because LLVM may rewrite
 //!   `data_end - data` into arithmetic on `data_end`, which the verifier rejects.
@@ -350,6 +355,7 @@ macro_rules! packet_load {
 packet_load!(load_u64, u64, "u64");
 packet_load!(load_u32, u32, "u32");
 packet_load!(load_u16, u16, "u16");
+packet_load!(load_u8, u8, "u8");
 
 #[inline(always)]
 fn be16(b: [u8; 2]) -> u16 {
@@ -399,31 +405,25 @@ fn ends_within(ctx: &XdpContext, end: u64, frame: &mut u64) -> bool {
     false
 }
 
-/// IPv4: copies the fixed header into `ip`; returns the offset of the TCP header and the end of
-/// the IP packet.
+/// IPv4: checks the fixed header in the frame; returns the offset of the TCP header and the end
+/// of the IP packet.
 #[inline(always)]
-fn ipv4(
-    ctx: &XdpContext,
-    off: u64,
-    frame: &mut u64,
-    ip: &mut IpHeader,
-) -> Result<(u64, u64), Reason> {
-    // SAFETY: writing the IPv4 member of a union of byte arrays.
-    let h = unsafe { &mut ip.v4 };
-    load_into(ctx, off, h).ok_or(Reason::PassMalformedIp)?;
-    let ihl = (h[0] & 0x0f) as u64 * 4;
-    let total = be16([h[2], h[3]]) as u64;
-    if h[0] >> 4 != 4 || ihl < IPV4_LEN || total < ihl || !ends_within(ctx, off + total, frame) {
+fn ipv4(ctx: &XdpContext, off: u64, frame: &mut u64) -> Result<(View<20>, u64, u64), Reason> {
+    let h = View::<20>::at(ctx, off).ok_or(Reason::PassMalformedIp)?;
+    let ver_ihl = h.u8(0);
+    let ihl = (ver_ihl & 0x0f) as u64 * 4;
+    let total = h.be16(2) as u64;
+    if ver_ihl >> 4 != 4 || ihl < IPV4_LEN || total < ihl || !ends_within(ctx, off + total, frame) {
         return Err(Reason::PassMalformedIp);
     }
     // More-fragments flag or a fragment offset: ports are only in the first fragment.
-    if be16([h[6], h[7]]) & 0x3fff != 0 {
+    if h.be16(6) & 0x3fff != 0 {
         return Err(Reason::PassFragment);
     }
-    if h[9] != IPPROTO_TCP {
+    if h.u8(9) != IPPROTO_TCP {
         return Err(Reason::PassNotTcp);
     }
-    Ok((off + ihl, off + total))
+    Ok((h, off + ihl, off + total))
 }
 
 /// Whether `nh` is an IPv6 extension header the parsers skip (hop-by-hop, routing,
@@ -443,24 +443,17 @@ fn v6_ext(ctx: &XdpContext, nh: u8, off: u64) -> Result<(u8, u64), Reason> {
     Ok((e[0], off + (e[1] as u64 + 1) * 8))
 }
 
-/// IPv6: copies the fixed header into `ip` and skips up to four hop-by-hop, routing and
+/// IPv6: checks the fixed header in the frame and skips up to four hop-by-hop, routing and
 /// destination-options headers (an unrolled, fixed sequence for the verifier); returns the
 /// offset of the TCP header and the end of the IP packet.
 #[inline(always)]
-fn ipv6(
-    ctx: &XdpContext,
-    off: u64,
-    frame: &mut u64,
-    ip: &mut IpHeader,
-) -> Result<(u64, u64), Reason> {
-    // SAFETY: writing the IPv6 member of a union of byte arrays.
-    let h = unsafe { &mut ip.v6 };
-    load_into(ctx, off, h).ok_or(Reason::PassMalformedIp)?;
-    let payload = be16([h[4], h[5]]) as u64;
-    if h[0] >> 4 != 6 || !ends_within(ctx, off + IPV6_LEN + payload, frame) {
+fn ipv6(ctx: &XdpContext, off: u64, frame: &mut u64) -> Result<(View<40>, u64, u64), Reason> {
+    let h = View::<40>::at(ctx, off).ok_or(Reason::PassMalformedIp)?;
+    let payload = h.be16(4) as u64;
+    if h.u8(0) >> 4 != 6 || !ends_within(ctx, off + IPV6_LEN + payload, frame) {
         return Err(Reason::PassMalformedIp);
     }
-    let (nh, next) = v6_ext(ctx, h[6], off + IPV6_LEN)?;
+    let (nh, next) = v6_ext(ctx, h.u8(6), off + IPV6_LEN)?;
     let (nh, next) = v6_ext(ctx, nh, next)?;
     let (nh, next) = v6_ext(ctx, nh, next)?;
     let (nh, next) = v6_ext(ctx, nh, next)?;
@@ -473,37 +466,133 @@ fn ipv6(
     if nh != IPPROTO_TCP {
         return Err(Reason::PassNotTcp);
     }
-    Ok((next, off + IPV6_LEN + payload))
+    Ok((h, next, off + IPV6_LEN + payload))
+}
+
+/// Where a TCP segment's headers are in the frame, every check of parsing passed
+/// ([`locate`]), and its destination port: what the first decision needs, before anything is
+/// copied ([`copy`]).
+pub struct Located {
+    ip: IpView,
+    tcp: View<20>,
+    l2_len: u64,
+    tcp_off: u64,
+    tcp_len: u64,
+    pub dport: u16,
+}
+
+/// The fixed IP header in the frame, by family.
+#[derive(Clone, Copy)]
+enum IpView {
+    V4(View<20>),
+    V6(View<40>),
 }
 
 /// Parses a frame whose first buffer is `frame` bytes long ([`frame_len`], read once per packet
-/// by the entry point) down to its TCP header, into `out` (this CPU's workspace,
-/// `workspace.rs`: the headers are copied once, straight where the rest of the path
-/// and the own-cookie program read them). When the IP packet goes on past the first buffer,
-/// `frame` becomes the whole frame's length, whatever the outcome (the byte counters count it).
+/// by the entry point) down to its TCP header, reading the fields it checks in place: traffic
+/// to a port that is not protected leaves after one more load ([`Located::dport`]) and copies
+/// nothing. When the IP packet goes on past the first buffer, `frame` becomes the whole frame's
+/// length, whatever the outcome (the byte counters count it).
 #[inline(always)]
-pub fn parse(ctx: &XdpContext, frame: &mut u64, out: &mut Packet) -> Result<(), Reason> {
+pub fn locate(ctx: &XdpContext, frame: &mut u64) -> Result<Located, Reason> {
     let (proto, l2_len) = l2(ctx)?;
-    let ipv6 = match proto {
-        ETH_P_IP => false,
-        ETH_P_IPV6 => true,
+    let (ip, tcp_off, ip_end) = match proto {
+        ETH_P_IP => {
+            let (h, tcp_off, ip_end) = ipv4(ctx, l2_len, frame)?;
+            (IpView::V4(h), tcp_off, ip_end)
+        }
+        ETH_P_IPV6 => {
+            let (h, tcp_off, ip_end) = ipv6(ctx, l2_len, frame)?;
+            (IpView::V6(h), tcp_off, ip_end)
+        }
         _ => return Err(Reason::PassNotIp),
     };
-    let (tcp_off, ip_end) = if ipv6 {
-        self::ipv6(ctx, l2_len, frame, &mut out.ip)?
-    } else {
-        ipv4(ctx, l2_len, frame, &mut out.ip)?
-    };
-    load_into(ctx, tcp_off, &mut out.tcp).ok_or(Reason::PassMalformedTcp)?;
-    let tcp_len = (out.tcp[12] >> 4) as u64 * 4;
+    let tcp = View::<20>::at(ctx, tcp_off).ok_or(Reason::PassMalformedTcp)?;
+    let tcp_len = (tcp.u8(12) >> 4) as u64 * 4;
     // The IP end is within the frame (checked above), so this also keeps the header in the frame.
     if tcp_len < TCP_LEN || tcp_off + tcp_len > ip_end {
         return Err(Reason::PassMalformedTcp);
     }
-    out.l2_len = l2_len;
-    out.tcp_off = tcp_off;
-    out.tcp_len = tcp_len;
-    out.frame_len = *frame;
+    Ok(Located {
+        ip,
+        tcp,
+        l2_len,
+        tcp_off,
+        tcp_len,
+        dport: tcp.be16(2),
+    })
+}
+
+/// Copies the located segment's fixed headers into `out` (this CPU's workspace,
+/// `workspace.rs`: once, straight where the rest of the path and the own-cookie program read
+/// them), through the pointers `locate` checked. `frame`: the frame's length as `locate` left
+/// it.
+#[inline(always)]
+pub fn copy(at: &Located, frame: u64, out: &mut Packet) {
+    // SAFETY: writing one member of a union of byte arrays.
+    let ipv6 = unsafe {
+        match at.ip {
+            IpView::V4(h) => {
+                h.copy_to(&mut out.ip.v4);
+                false
+            }
+            IpView::V6(h) => {
+                h.copy_to(&mut out.ip.v6);
+                true
+            }
+        }
+    };
+    at.tcp.copy_to(&mut out.tcp);
+    out.l2_len = at.l2_len;
+    out.tcp_off = at.tcp_off;
+    out.tcp_len = at.tcp_len;
+    out.frame_len = frame;
     out.ipv6 = ipv6;
-    Ok(())
+    // Codegen workaround: without this, LLVM keeps the words it just stored in registers and
+    // takes the rest of the path's header fields out of them by shifts; with the registers
+    // short, it spilled a dozen of those bytes to the stack. An empty block that may write
+    // memory makes later reads load from the workspace, as they did when parsing copied first.
+    // SAFETY: no instruction.
+    unsafe { core::arch::asm!("", options(nostack, preserves_flags)) };
+}
+
+/// `N` bytes of the frame at a checked offset, read in place a field at a time: one bounds
+/// check for the header, then loads at constant offsets from the checked pointer.
+#[derive(Clone, Copy)]
+struct View<const N: usize>(u64);
+
+impl<const N: usize> View<N> {
+    #[inline(always)]
+    fn at(ctx: &XdpContext, off: u64) -> Option<Self> {
+        let end = ctx.data_end() as u64;
+        // Verifier workaround: as in `load_into`.
+        if off > MAX_FRAME {
+            return None;
+        }
+        let p = ctx.data() as u64 + off;
+        (p + N as u64 <= end).then_some(View(p))
+    }
+
+    #[inline(always)]
+    fn u8(self, i: usize) -> u8 {
+        debug_assert!(i < N);
+        // SAFETY: `i` < N (a constant at every call site), inside the checked range.
+        unsafe { load_u8(self.0 + (i % N) as u64) }
+    }
+
+    /// Copies the whole header into `dst`.
+    #[inline(always)]
+    fn copy_to(self, dst: &mut [u8; N]) {
+        // SAFETY: the N bytes at the pointer were checked when the view was made, and the
+        // verifier keeps that range with the pointer (in a register or spilled).
+        unsafe { copy_words(self.0, dst) }
+    }
+
+    /// The big-endian 16-bit field at `i`.
+    #[inline(always)]
+    fn be16(self, i: usize) -> u16 {
+        debug_assert!(i + 2 <= N);
+        // SAFETY: `i` + 2 <= N (a constant at every call site), inside the checked range.
+        u16::from_be(unsafe { load_u16(self.0 + (i % (N - 1)) as u64) })
+    }
 }

@@ -24,8 +24,8 @@ pub struct HandOver {
 /// `hand.kind`, which says whether a hand-over was made for this packet (`own_entry::handle`).
 #[repr(C, align(8))]
 pub struct Workspace {
-    /// Where `synguard` parses each packet (`parse::parse`), for the rest of its way and for
-    /// `synguard_own_xdp`.
+    /// Where `synguard` copies the headers of each packet to a protected port (`parse::copy`),
+    /// for the rest of its way and for `synguard_own_xdp`.
     pub pkt: Packet,
     pub hand: HandOver,
     /// The reply's buffers (`synack`).
