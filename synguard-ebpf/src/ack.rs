@@ -116,19 +116,16 @@ pub fn kernel_cookie_valid(pkt: &Packet) -> bool {
 #[inline(always)]
 fn find_socket(ctx: &XdpContext, pkt: &Packet, isn_off: u32) -> Found {
     let ack = pkt.ack();
-    let (sport, dport) = (
-        u16::from_ne_bytes([pkt.tcp[0], pkt.tcp[1]]),
-        u16::from_ne_bytes([pkt.tcp[2], pkt.tcp[3]]),
-    );
+    // The tuple's ports are in network order, as in the frame.
+    let (sport, dport) = (pkt.sport().to_be(), pkt.dport().to_be());
     // Each family passes its own member of `bpf_sock_tuple` and its size: the helper reads only
     // that many bytes. Verifier workaround: building the union and copying it made LLVM store
     // the undefined bytes of the other member from an uninitialised register ("R3 !read_ok").
     if pkt.ipv6 {
-        let ip = pkt.ip6();
-        let word = |at: usize| u32::from_ne_bytes([ip[at], ip[at + 1], ip[at + 2], ip[at + 3]]);
+        let w = |i| pkt.ip6_raw(i);
         let mut t = bpf_sock_tuple__bindgen_ty_1__bindgen_ty_2 {
-            saddr: [word(8), word(12), word(16), word(20)],
-            daddr: [word(24), word(28), word(32), word(36)],
+            saddr: [w(2), w(3), w(4), w(5)],
+            daddr: [w(6), w(7), w(8), w(9)],
             sport,
             dport,
         };
@@ -141,10 +138,9 @@ fn find_socket(ctx: &XdpContext, pkt: &Packet, isn_off: u32) -> Found {
             isn_off,
         )
     } else {
-        let ip = pkt.ip4();
         let mut t = bpf_sock_tuple__bindgen_ty_1__bindgen_ty_1 {
-            saddr: u32::from_ne_bytes([ip[12], ip[13], ip[14], ip[15]]),
-            daddr: u32::from_ne_bytes([ip[16], ip[17], ip[18], ip[19]]),
+            saddr: pkt.ip4_raw(3),
+            daddr: pkt.ip4_raw(4),
             sport,
             dport,
         };

@@ -128,19 +128,17 @@ impl Packet {
     /// `flow_hash_v4`).
     #[inline(always)]
     pub fn flow_hash(&self) -> u64 {
-        let w = |b: &[u8]| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
-        let sport = u16::from_be_bytes([self.tcp[0], self.tcp[1]]);
+        let (sport, dport) = (self.sport(), self.dport());
         if self.ipv6 {
-            let ip = self.ip6();
+            let w = |i| self.ip6_raw(i);
             flow_hash(
-                &[w(&ip[8..]), w(&ip[12..]), w(&ip[16..]), w(&ip[20..])],
-                &[w(&ip[24..]), w(&ip[28..]), w(&ip[32..]), w(&ip[36..])],
+                &[w(2), w(3), w(4), w(5)],
+                &[w(6), w(7), w(8), w(9)],
                 sport,
-                self.dport(),
+                dport,
             )
         } else {
-            let ip = self.ip4();
-            flow_hash_v4(w(&ip[12..]), w(&ip[16..]), sport, self.dport())
+            flow_hash_v4(self.ip4_raw(3), self.ip4_raw(4), sport, dport)
         }
     }
 
@@ -160,18 +158,33 @@ impl Packet {
     /// destination (only for `!ipv6` packets). Aligned reads as [`Packet::tcp_word`].
     #[inline(always)]
     pub fn ip4_word(&self, i: usize) -> u32 {
+        u32::from_be(self.ip4_raw(i))
+    }
+
+    /// The IPv4 header's 32-bit word `i` as its bytes lie in memory (network order), as the
+    /// flow hash takes addresses. Codegen workaround: from a byte array, whose alignment LLVM
+    /// does not know, the BPF backend loads a word a byte at a time; this is one aligned load.
+    #[inline(always)]
+    pub fn ip4_raw(&self, i: usize) -> u32 {
         let words = self.ip4().as_ptr() as *const u32;
         // SAFETY: as in `tcp_word`: the header is the 8-aligned first field.
-        u32::from_be(unsafe { words.add(i % 5).read() })
+        unsafe { words.add(i % 5).read() }
     }
 
     /// The IPv6 header's 32-bit word `i` as a number: 2 to 5 are the source address, 6 to 9
     /// the destination (only for `ipv6` packets). Aligned reads as [`Packet::tcp_word`].
     #[inline(always)]
     pub fn ip6_word(&self, i: usize) -> u32 {
+        u32::from_be(self.ip6_raw(i))
+    }
+
+    /// The IPv6 header's 32-bit word `i` as its bytes lie in memory, as [`Packet::ip4_raw`]
+    /// (the flow hash of an IPv6 segment loaded its 32 address bytes one at a time).
+    #[inline(always)]
+    pub fn ip6_raw(&self, i: usize) -> u32 {
         let words = self.ip6().as_ptr() as *const u32;
         // SAFETY: as in `tcp_word`, within the 40 bytes.
-        u32::from_be(unsafe { words.add(i % 10).read() })
+        unsafe { words.add(i % 10).read() }
     }
 
     /// The IPv6 header's 64-bit word `i` as a number: 1 and 2 are the source address, 3 and
