@@ -30,7 +30,7 @@ use synguard_common::{
 
 use crate::{
     count,
-    parse::{ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6},
+    parse::{ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, Words},
 };
 
 unsafe extern "C" {
@@ -74,16 +74,16 @@ pub fn assign(ctx: &TcContext, mut m: OwnAckMeta) {
     let Some(ports) = load::<4>(ctx, ports_at) else {
         return;
     };
-    let sport = u16::from_ne_bytes([ports[0], ports[1]]);
-    let dport = u16::from_ne_bytes([ports[2], ports[3]]);
-    let word = |b: &[u8], at: usize| u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+    let sport = u16::from_ne_bytes([ports.0[0], ports.0[1]]);
+    let dport = u16::from_ne_bytes([ports.0[2], ports.0[3]]);
     let sk = if m.ipv6 != 0 && proto == ETH_P_IPV6 {
         let Some(a) = load::<32>(ctx, l2 + 8) else {
             return;
         };
+        let w = |i| a.u32_ne(i);
         let mut t = bpf_sock_tuple__bindgen_ty_1__bindgen_ty_2 {
-            saddr: [word(&a, 0), word(&a, 4), word(&a, 8), word(&a, 12)],
-            daddr: [word(&a, 16), word(&a, 20), word(&a, 24), word(&a, 28)],
+            saddr: [w(0), w(4), w(8), w(12)],
+            daddr: [w(16), w(20), w(24), w(28)],
             sport,
             dport,
         };
@@ -97,8 +97,8 @@ pub fn assign(ctx: &TcContext, mut m: OwnAckMeta) {
             return;
         };
         let mut t = bpf_sock_tuple__bindgen_ty_1__bindgen_ty_1 {
-            saddr: word(&a, 0),
-            daddr: word(&a, 4),
+            saddr: a.u32_ne(0),
+            daddr: a.u32_ne(4),
             sport,
             dport,
         };
@@ -180,9 +180,9 @@ unsafe fn assign_reqsk(
 /// (docs/own-cookies.md, "Limits").
 #[inline(always)]
 pub fn l3(ctx: &TcContext) -> Option<(u16, u32)> {
-    let proto = u16::from_be_bytes(load::<2>(ctx, 12)?);
+    let proto = u16::from_be_bytes(load::<2>(ctx, 12)?.0);
     if proto == ETH_P_8021Q || proto == ETH_P_8021AD {
-        let inner = u16::from_be_bytes(load::<2>(ctx, ETH_LEN + 2)?);
+        let inner = u16::from_be_bytes(load::<2>(ctx, ETH_LEN + 2)?.0);
         return Some((inner, ETH_LEN + VLAN_LEN));
     }
     Some((proto, ETH_LEN))
@@ -207,15 +207,24 @@ fn lookup(
     }
 }
 
+/// `N` bytes at `off` in the frame: read in place where they are in the skb's linear data, as
+/// a received frame's headers are on the drivers synguard knows (one bounds check and a load
+/// per word), else through `bpf_skb_load_bytes`, which also reads paged data. The helper for
+/// every header had made the TC check of an established connection's segment about five times
+/// the cost of a bare TC program (`cargo xtask bench`, docs/measuring.md).
 #[inline(always)]
-pub fn load<const N: usize>(ctx: &TcContext, off: u32) -> Option<[u8; N]> {
-    let mut b = [0u8; N];
+pub fn load<const N: usize>(ctx: &TcContext, off: u32) -> Option<Words<N>> {
+    let (start, end) = (ctx.data() as u64, ctx.data_end() as u64);
+    if let Some(b) = crate::parse::load_between(start, end, off as u64) {
+        return Some(b);
+    }
+    let mut b = Words([0u8; N]);
     // SAFETY: helper call writing N bytes into an N-byte stack buffer.
     let r = unsafe {
         bpf_skb_load_bytes(
             ctx.skb.skb as *const c_void,
             off,
-            b.as_mut_ptr() as *mut c_void,
+            b.0.as_mut_ptr() as *mut c_void,
             N as u32,
         )
     };

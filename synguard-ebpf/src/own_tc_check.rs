@@ -38,29 +38,31 @@ pub fn handle(ctx: &TcContext) -> i32 {
 }
 
 /// The IP header's facts the check needs: (IPv6, where the IP header starts, offset of TCP
-/// from the IP header, flow addresses as bytes).
+/// from the IP header, the source and destination addresses as words in network order, IPv4's
+/// in the first two).
 #[inline(always)]
-fn ip(ctx: &TcContext) -> Option<(bool, u32, u32, [u8; 32])> {
+fn ip(ctx: &TcContext) -> Option<(bool, u32, u32, [u32; 8])> {
     let (proto, l2) = own_tc::l3(ctx)?;
-    let mut addrs = [0u8; 32];
     match proto {
         ETH_P_IP => {
             let h = load::<20>(ctx, l2)?;
+            let b = &h.0;
             // Not TCP, or a fragment: not a handshake ACK of ours.
-            if h[0] >> 4 != 4 || h[9] != IPPROTO_TCP || (h[6] & 0x3f) | h[7] != 0 {
+            if b[0] >> 4 != 4 || b[9] != IPPROTO_TCP || (b[6] & 0x3f) | b[7] != 0 {
                 return None;
             }
-            let ihl = (h[0] & 0xf) as u32 * 4;
+            let ihl = (b[0] & 0xf) as u32 * 4;
             if ihl < 20 {
                 return None;
             }
-            addrs[..8].copy_from_slice(&h[12..20]);
+            let addrs = [h.u32_ne(12), h.u32_ne(16), 0, 0, 0, 0, 0, 0];
             Some((false, l2, ihl, addrs))
         }
         ETH_P_IPV6 => {
             let h = load::<40>(ctx, l2)?;
-            let tcp = v6_tcp(ctx, h[6], l2 + 40)?;
-            addrs.copy_from_slice(&h[8..40]);
+            let tcp = v6_tcp(ctx, h.0[6], l2 + 40)?;
+            let w = |i| h.u32_ne(i);
+            let addrs = [w(8), w(12), w(16), w(20), w(24), w(28), w(32), w(36)];
             Some((true, l2, tcp - l2, addrs))
         }
         _ => None,
@@ -85,24 +87,44 @@ fn v6_ext(ctx: &TcContext, nh: u8, off: u32) -> Option<(u8, u32)> {
     if !is_v6_ext(nh) {
         return Some((nh, off));
     }
-    let e = load::<2>(ctx, off)?;
+    let e = load::<2>(ctx, off)?.0;
     Some((e[0], off + (e[1] as u32 + 1) * 8))
 }
 
 /// `synguard_common::maps::flow_hash` of the client's 4-tuple (`a`: source and destination
-/// address bytes, IPv4 in the first eight).
+/// address words as [`ip`] gives them).
 #[inline(always)]
-fn flow_hash_of(ipv6: bool, a: &[u8; 32], sport: u16, dport: u16) -> u64 {
-    let w = |i: usize| u32::from_ne_bytes([a[i], a[i + 1], a[i + 2], a[i + 3]]);
+fn flow_hash_of(ipv6: bool, a: &[u32; 8], sport: u16, dport: u16) -> u64 {
     if ipv6 {
         flow_hash(
-            &[w(0), w(4), w(8), w(12)],
-            &[w(16), w(20), w(24), w(28)],
+            &[a[0], a[1], a[2], a[3]],
+            &[a[4], a[5], a[6], a[7]],
             sport,
             dport,
         )
     } else {
-        flow_hash_v4(w(0), w(4), sport, dport)
+        flow_hash_v4(a[0], a[1], sport, dport)
+    }
+}
+
+/// The cookie's hash input (`own_cookie::Flow`) from [`ip`]'s address words: each of its
+/// address words is two of those as numbers (`Flow::v4`, `Flow::v6`).
+#[inline(always)]
+fn cookie_flow(ipv6: bool, a: &[u32; 8], sport: u16, dport: u16) -> Flow {
+    let pair = |i: usize| (u32::from_be(a[i]) as u64) << 32 | u32::from_be(a[i + 1]) as u64;
+    let ports = (sport as u32) << 16 | dport as u32;
+    if ipv6 {
+        Flow {
+            ipv6: true,
+            addrs: [pair(0), pair(2), pair(4), pair(6)],
+            ports,
+        }
+    } else {
+        Flow {
+            ipv6: false,
+            addrs: [pair(0), 0, 0, 0],
+            ports,
+        }
     }
 }
 
@@ -112,11 +134,12 @@ fn flow_hash_of(ipv6: bool, a: &[u8; 32], sport: u16, dport: u16) -> u64 {
 fn check(ctx: &TcContext) -> Option<(OwnAckMeta, u64, ConnLookup)> {
     let (ipv6, l2, tcp_off, a) = ip(ctx)?;
     let th = load::<20>(ctx, l2 + tcp_off)?;
-    if th[13] & ACK == 0 || th[13] & (SYN | RST) != 0 {
+    let flags = th.0[13];
+    if flags & ACK == 0 || flags & (SYN | RST) != 0 {
         return None;
     }
-    let sport = u16::from_be_bytes([th[0], th[1]]);
-    let dport = u16::from_be_bytes([th[2], th[3]]);
+    let ports = u32::from_be(th.u32_ne(0));
+    let (sport, dport) = ((ports >> 16) as u16, ports as u16);
     if !decide::port_protected(dport) {
         return None;
     }
@@ -133,22 +156,9 @@ fn check(ctx: &TcContext) -> Option<(OwnAckMeta, u64, ConnLookup)> {
     if !cookies_own(cfg.cookies) {
         return None;
     }
-    let flow = if ipv6 {
-        let mut s = [0u8; 16];
-        let mut d = [0u8; 16];
-        s.copy_from_slice(&a[..16]);
-        d.copy_from_slice(&a[16..]);
-        Flow::v6(&s, &d, sport, dport)
-    } else {
-        Flow::v4(
-            [a[0], a[1], a[2], a[3]],
-            [a[4], a[5], a[6], a[7]],
-            sport,
-            dport,
-        )
-    };
-    let client_isn = u32::from_be_bytes([th[4], th[5], th[6], th[7]]).wrapping_sub(1);
-    let isn = u32::from_be_bytes([th[8], th[9], th[10], th[11]]).wrapping_sub(1);
+    let flow = cookie_flow(ipv6, &a, sport, dport);
+    let client_isn = u32::from_be(th.u32_ne(4)).wrapping_sub(1);
+    let isn = u32::from_be(th.u32_ne(8)).wrapping_sub(1);
     let now = clocks.now_ns();
     let slot = own_cookie::slot_of(clocks.tai_ns(now));
     let opts = match own_cookie::check(&secret.current, &flow, client_isn, isn, slot) {
@@ -158,10 +168,10 @@ fn check(ctx: &TcContext) -> Option<(OwnAckMeta, u64, ConnLookup)> {
         }
         None => return None,
     };
-    let doff = (th[12] >> 4) as u32 * 4;
+    let doff = (th.0[12] >> 4) as u32 * 4;
     let ts = if cfg.cookies & HOST_NO_TIMESTAMPS == 0 && doff >= 32 {
         let o = load::<{ reqsk::ACK_TS_HEAD }>(ctx, l2 + tcp_off + 20)?;
-        reqsk::ack_timestamp(&o, reqsk::ACK_TS_HEAD)
+        reqsk::ack_timestamp(&o.0, reqsk::ACK_TS_HEAD)
     } else {
         None
     };

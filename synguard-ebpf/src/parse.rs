@@ -229,17 +229,22 @@ pub fn frame_len(ctx: &XdpContext) -> u64 {
 /// Copies `N` bytes at `off` out of the frame, if they are all inside it.
 #[inline(always)]
 pub fn load<const N: usize>(ctx: &XdpContext, off: u64) -> Option<[u8; N]> {
-    let mut out = Words([0; N]);
-    load_into(ctx, off, &mut out.0)?;
-    Some(out.0)
+    Some(load_between(ctx.data() as u64, ctx.data_end() as u64, off)?.0)
 }
 
-/// Copies `N` bytes at `off` out of the frame into `dst` (8-byte aligned, so that the stores
-/// are whole words), if they are all inside it.
+/// [`load`] for any program with direct packet access: `start` and `end` are its context's
+/// `data` and `data_end` (for TC, the skb's linear data).
 #[inline(always)]
-fn load_into<const N: usize>(ctx: &XdpContext, off: u64, dst: &mut [u8; N]) -> Option<()> {
-    let start = ctx.data() as u64;
-    let end = ctx.data_end() as u64;
+pub fn load_between<const N: usize>(start: u64, end: u64, off: u64) -> Option<Words<N>> {
+    let mut out = Words([0; N]);
+    copy_between(start, end, off, &mut out.0)?;
+    Some(out)
+}
+
+/// Copies `N` bytes at `off` of the packet between `start` and `end` into `dst` (8-byte
+/// aligned, so that the stores are whole words), if they are all inside it.
+#[inline(always)]
+fn copy_between<const N: usize>(start: u64, end: u64, off: u64, dst: &mut [u8; N]) -> Option<()> {
     // Verifier workaround: offsets read back from map memory (the kept `Packet`) carry no
     // bounds, and a packet pointer may only move by a bounded amount.
     if off > MAX_FRAME {
@@ -298,9 +303,22 @@ impl Base {
     }
 }
 
-/// An 8-byte aligned byte array: the stores into it can be whole words.
+/// An 8-byte aligned byte array: the stores into it can be whole words, and so can the loads
+/// from it ([`Words::u32_ne`]).
 #[repr(C, align(8))]
-struct Words<const N: usize>([u8; N]);
+pub struct Words<const N: usize>(pub [u8; N]);
+
+impl<const N: usize> Words<N> {
+    /// The four bytes at `i` (a multiple of four) as one aligned load, in memory order (network
+    /// order for a header's fields). Codegen workaround: from a byte array the BPF backend
+    /// loads a word a byte at a time.
+    #[inline(always)]
+    pub fn u32_ne(&self, i: usize) -> u32 {
+        let words = self.0.as_ptr() as *const u32;
+        // SAFETY: the array is 8-aligned and the index is reduced into it.
+        unsafe { words.add((i / 4) % (N / 4)).read() }
+    }
+}
 
 /// Copies `N` bytes from packet address `p` a word at a time where it can.
 ///
