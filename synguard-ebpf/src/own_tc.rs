@@ -18,8 +18,8 @@ use aya_ebpf::{
         bpf_sock_tuple__bindgen_ty_1__bindgen_ty_1, bpf_sock_tuple__bindgen_ty_1__bindgen_ty_2,
     },
     helpers::generated::{
-        bpf_sk_release, bpf_skb_load_bytes, bpf_skb_vlan_pop, bpf_skb_vlan_push,
-        bpf_skc_lookup_tcp, bpf_skc_to_tcp_sock,
+        bpf_sk_release, bpf_skb_pull_data, bpf_skb_vlan_pop, bpf_skb_vlan_push, bpf_skc_lookup_tcp,
+        bpf_skc_to_tcp_sock,
     },
     programs::TcContext,
 };
@@ -207,26 +207,29 @@ fn lookup(
     }
 }
 
-/// `N` bytes at `off` in the frame: read in place where they are in the skb's linear data, as
-/// a received frame's headers are on the drivers synguard knows (one bounds check and a load
-/// per word), else through `bpf_skb_load_bytes`, which also reads paged data. The helper for
-/// every header had made the TC check of an established connection's segment about five times
-/// the cost of a bare TC program (`cargo xtask bench`, docs/measuring.md).
+/// `N` bytes at `off` in the frame, read in place in the skb's linear data (one bounds check
+/// and a load per word), where a received frame's headers are on the drivers synguard knows.
+/// Where they are not (paged data), `bpf_skb_pull_data` first moves that much into the linear
+/// data, as the stack's own `pskb_may_pull` would. A `bpf_skb_load_bytes` call for every
+/// header had made the TC check of an established connection's segment about five times the
+/// cost of a bare TC program (`cargo xtask bench`, docs/measuring.md).
+///
+/// Verifier workaround: both ways end in the same in-place read, so the states after a load
+/// are alike and prune; a helper's copy as the second way gave each load two kinds of stack
+/// contents, and `synguard_own_check` took six times the instructions to verify.
 #[inline(always)]
 pub fn load<const N: usize>(ctx: &TcContext, off: u32) -> Option<Words<N>> {
-    let (start, end) = (ctx.data() as u64, ctx.data_end() as u64);
-    if let Some(b) = crate::parse::load_between(start, end, off as u64) {
+    if let Some(b) = in_place(ctx, off) {
         return Some(b);
     }
-    let mut b = Words([0u8; N]);
-    // SAFETY: helper call writing N bytes into an N-byte stack buffer.
-    let r = unsafe {
-        bpf_skb_load_bytes(
-            ctx.skb.skb as *const c_void,
-            off,
-            b.0.as_mut_ptr() as *mut c_void,
-            N as u32,
-        )
-    };
-    (r == 0).then_some(b)
+    // SAFETY: helper call on our own context; packet pointers are read again after it.
+    if unsafe { bpf_skb_pull_data(ctx.skb.skb, off + N as u32) } != 0 {
+        return None;
+    }
+    in_place(ctx, off)
+}
+
+#[inline(always)]
+fn in_place<const N: usize>(ctx: &TcContext, off: u32) -> Option<Words<N>> {
+    crate::parse::load_between(ctx.data() as u64, ctx.data_end() as u64, off as u64)
 }
