@@ -120,10 +120,10 @@ pub fn gcra(tat: u64, now: u64, cost: u64, burst: u64) -> Option<u64> {
 }
 
 /// Per-source key: the IPv4 address, or the IPv6 /64 (one customer's network; a source picks any
-/// address in it at will).
+/// address in it at will). `w`: the address as the header's words in memory order, IPv4's in
+/// the first (the XDP program reads them as whole words from the parsed header).
 #[inline(always)]
-pub fn source_key(ipv6: bool, src: &[u8; 16]) -> AddrKey {
-    let w = words(src);
+pub fn source_key(ipv6: bool, w: &[u32; 4]) -> AddrKey {
     if ipv6 {
         key(FAMILY_V6, [w[0], w[1], 0, 0])
     } else {
@@ -131,11 +131,10 @@ pub fn source_key(ipv6: bool, src: &[u8; 16]) -> AddrKey {
     }
 }
 
-/// Reflection-cap key: the destination's /24 (IPv4) or /48 (IPv6). A victim cannot be hit
-/// harder by spreading spoofed sources over its network.
+/// Reflection-cap key: the destination's /24 (IPv4) or /48 (IPv6), `w` as in [`source_key`]. A
+/// victim cannot be hit harder by spreading spoofed sources over its network.
 #[inline(always)]
-pub fn reflect_key(ipv6: bool, dst: &[u8; 16]) -> AddrKey {
-    let w = words(dst);
+pub fn reflect_key(ipv6: bool, w: &[u32; 4]) -> AddrKey {
     // The first bytes in memory order: a mask of the low bytes of a native-endian word.
     let first = lower_bytes;
     if ipv6 {
@@ -154,12 +153,6 @@ const fn lower_bytes(n: u32) -> u32 {
         3 => [0xff, 0xff, 0xff, 0],
         _ => [0xff; 4],
     })
-}
-
-#[inline(always)]
-fn words(a: &[u8; 16]) -> [u32; 4] {
-    let w = |i: usize| u32::from_ne_bytes([a[i], a[i + 1], a[i + 2], a[i + 3]]);
-    [w(0), w(4), w(8), w(12)]
 }
 
 /// A key built from whole words: building it from bytes into a zeroed key made LLVM clear the
@@ -269,19 +262,27 @@ mod tests {
         assert_eq!(FloodEvent::from_bytes(&bytes[..23]), None);
     }
 
+    /// An address's bytes as the words the XDP program reads them as (memory order).
+    fn words(a: &[u8; 16]) -> [u32; 4] {
+        let w = |i: usize| u32::from_ne_bytes([a[i], a[i + 1], a[i + 2], a[i + 3]]);
+        [w(0), w(4), w(8), w(12)]
+    }
+
     #[test]
     fn keys_mask_to_the_prefix() {
-        let mut a = [0u8; 16];
-        a[..16].copy_from_slice(&[0x20, 1, 0xd, 0xb8, 1, 2, 3, 4, 9, 9, 9, 9, 9, 9, 9, 9]);
-        let k = source_key(true, &a);
+        let a = [0x20, 1, 0xd, 0xb8, 1, 2, 3, 4, 9, 9, 9, 9, 9, 9, 9, 9];
+        let k = source_key(true, &words(&a));
         assert_eq!(k.family, FAMILY_V6);
         assert_eq!(&k.addr[..8], &a[..8]);
         assert_eq!(&k.addr[8..], &[0; 8]);
-        let r = reflect_key(true, &a);
+        let r = reflect_key(true, &words(&a));
         assert_eq!(&r.addr[..6], &a[..6]);
         assert_eq!(&r.addr[6..], &[0; 10]);
-        let v4 = [198, 18, 0, 77, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-        assert_eq!(source_key(false, &v4).addr[..4], [198, 18, 0, 77]);
+        let v4 = words(&[198, 18, 0, 77, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            source_key(false, &v4).addr,
+            [198, 18, 0, 77, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+        );
         assert_eq!(reflect_key(false, &v4).addr[..4], [198, 18, 0, 0]);
         assert_eq!(source_key(false, &v4).family, FAMILY_V4);
     }

@@ -14,18 +14,21 @@ use crate::{
     parse::Packet,
 };
 
-/// The packet's source address, IPv4 in the first four bytes.
+/// The packet's source address as the header's words in memory order, IPv4's in the first.
+/// Codegen workaround: read as aligned words (`Packet::ip6_raw`); copied out of the header's
+/// byte array, the address became 16 byte loads, spills and byte stores on every packet's way
+/// while a list is in use, and again for each key built from it.
 #[inline(always)]
-fn source(pkt: &Packet) -> [u8; 16] {
-    // Whole arrays per family: a partial copy into a zeroed array became a call to a byte-wise
-    // memset of variable length (see `synguard_common::policy::source_key`).
+fn source(pkt: &Packet) -> [u32; 4] {
     if pkt.ipv6 {
-        let mut a = [0u8; 16];
-        a.copy_from_slice(&pkt.ip6()[8..24]);
-        a
+        [
+            pkt.ip6_raw(2),
+            pkt.ip6_raw(3),
+            pkt.ip6_raw(4),
+            pkt.ip6_raw(5),
+        ]
     } else {
-        let s = &pkt.ip4()[12..16];
-        [s[0], s[1], s[2], s[3], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+        [pkt.ip4_raw(3), 0, 0, 0]
     }
 }
 
@@ -52,15 +55,15 @@ pub fn lists(pkt: &Packet, p: &Policy) -> Option<Reason> {
 }
 
 #[inline(always)]
-fn listed(ipv6: bool, src: &[u8; 16], allow: bool) -> bool {
+fn listed(ipv6: bool, src: &[u32; 4], allow: bool) -> bool {
     if ipv6 {
-        let key = Key::new(128, *src);
+        // SAFETY: same size, every bit pattern of either is valid.
+        let addr = unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>(*src) };
         let trie = if allow { &SG_ALLOW_V6 } else { &SG_BLOCK_V6 };
-        trie.get(&key).is_some()
+        trie.get(Key::new(128, addr)).is_some()
     } else {
-        let key = Key::new(32, [src[0], src[1], src[2], src[3]]);
         let trie = if allow { &SG_ALLOW_V4 } else { &SG_BLOCK_V4 };
-        trie.get(&key).is_some()
+        trie.get(Key::new(32, src[0].to_ne_bytes())).is_some()
     }
 }
 
