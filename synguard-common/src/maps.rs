@@ -310,6 +310,22 @@ pub fn flow_hash_v4(saddr: u32, daddr: u32, sport: u16, dport: u16) -> u64 {
     flow_finish(flow_mix(h, daddr as u64))
 }
 
+/// [`flow_hash`] or [`flow_hash_v4`] by family, of the addresses as a header's words in memory
+/// order, source then destination (IPv4's in `a[0]` and `a[1]`).
+#[inline(always)]
+pub fn flow_hash_of(ipv6: bool, a: &[u32; 8], sport: u16, dport: u16) -> u64 {
+    if ipv6 {
+        flow_hash(
+            &[a[0], a[1], a[2], a[3]],
+            &[a[4], a[5], a[6], a[7]],
+            sport,
+            dport,
+        )
+    } else {
+        flow_hash_v4(a[0], a[1], sport, dport)
+    }
+}
+
 const FLOW_SEED: u64 = 0x243f_6a88_85a3_08d3;
 
 /// The ports as one word. They get a place of their own: XORed into an address word, different

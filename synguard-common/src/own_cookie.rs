@@ -128,36 +128,54 @@ pub struct Flow {
 }
 
 impl Flow {
+    /// From the addresses as 32-bit numbers (each four of their bytes in network order, as a
+    /// header's words read big-endian), source then destination: IPv4's in `a[0]` and `a[1]`,
+    /// the rest unused. `ports`: source port << 16 | destination port, the TCP header's first
+    /// word. The one place that says how a 4-tuple becomes the hash's input words.
     #[inline(always)]
-    pub fn v4(saddr: [u8; 4], daddr: [u8; 4], sport: u16, dport: u16) -> Self {
-        let a = (u32::from_be_bytes(saddr) as u64) << 32 | u32::from_be_bytes(daddr) as u64;
-        Flow {
-            ipv6: false,
-            addrs: [a, 0, 0, 0],
-            ports: (sport as u32) << 16 | dport as u32,
+    pub fn from_words(ipv6: bool, a: &[u32; 8], ports: u32) -> Self {
+        let pair = |i: usize| (a[i] as u64) << 32 | a[i + 1] as u64;
+        if ipv6 {
+            Flow {
+                ipv6: true,
+                addrs: [pair(0), pair(2), pair(4), pair(6)],
+                ports,
+            }
+        } else {
+            Flow {
+                ipv6: false,
+                addrs: [pair(0), 0, 0, 0],
+                ports,
+            }
         }
     }
 
     #[inline(always)]
-    pub fn v6(saddr: &[u8; 16], daddr: &[u8; 16], sport: u16, dport: u16) -> Self {
-        let w = |a: &[u8; 16], i: usize| {
-            u64::from_be_bytes([
-                a[i],
-                a[i + 1],
-                a[i + 2],
-                a[i + 3],
-                a[i + 4],
-                a[i + 5],
-                a[i + 6],
-                a[i + 7],
-            ])
-        };
-        Flow {
-            ipv6: true,
-            addrs: [w(saddr, 0), w(saddr, 8), w(daddr, 0), w(daddr, 8)],
-            ports: (sport as u32) << 16 | dport as u32,
-        }
+    pub fn v4(saddr: [u8; 4], daddr: [u8; 4], sport: u16, dport: u16) -> Self {
+        let (s, d) = (u32::from_be_bytes(saddr), u32::from_be_bytes(daddr));
+        Self::from_words(false, &[s, d, 0, 0, 0, 0, 0, 0], ports(sport, dport))
     }
+
+    #[inline(always)]
+    pub fn v6(saddr: &[u8; 16], daddr: &[u8; 16], sport: u16, dport: u16) -> Self {
+        let w = |a: &[u8; 16], i: usize| u32::from_be_bytes([a[i], a[i + 1], a[i + 2], a[i + 3]]);
+        let a = [
+            w(saddr, 0),
+            w(saddr, 4),
+            w(saddr, 8),
+            w(saddr, 12),
+            w(daddr, 0),
+            w(daddr, 4),
+            w(daddr, 8),
+            w(daddr, 12),
+        ];
+        Self::from_words(true, &a, ports(sport, dport))
+    }
+}
+
+#[inline(always)]
+fn ports(sport: u16, dport: u16) -> u32 {
+    (sport as u32) << 16 | dport as u32
 }
 
 /// The MAC bits of a cookie, in place (bits 31..9).
@@ -231,6 +249,29 @@ mod tests {
                 })
             })
         })
+    }
+
+    /// The hash's input words are the addresses' bytes in network order, source first: the
+    /// XDP program, the checking TC program and every other server of a fleet must build the
+    /// same ones.
+    #[test]
+    fn flow_words_are_the_address_bytes_in_network_order() {
+        let v4 = Flow::v4([10, 0, 0, 2], [10, 0, 0, 1], 40000, 80);
+        assert_eq!(v4.addrs, [0x0a00_0002_0a00_0001, 0, 0, 0]);
+        assert_eq!(v4.ports, 40000 << 16 | 80);
+        let s: [u8; 16] = core::array::from_fn(|i| i as u8);
+        let d: [u8; 16] = core::array::from_fn(|i| 0x80 | i as u8);
+        let v6 = Flow::v6(&s, &d, 1, 443);
+        assert_eq!(
+            v6.addrs,
+            [
+                0x0001_0203_0405_0607,
+                0x0809_0a0b_0c0d_0e0f,
+                0x8081_8283_8485_8687,
+                0x8889_8a8b_8c8d_8e8f
+            ]
+        );
+        assert!(v6.ipv6 && !v4.ipv6);
     }
 
     #[test]

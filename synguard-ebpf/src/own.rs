@@ -22,26 +22,13 @@ use crate::{
 /// The client-to-server 4-tuple as the cookie's hash input.
 #[inline(always)]
 fn flow(pkt: &Packet) -> Flow {
-    let ports = pkt.tcp_word(0);
-    if pkt.ipv6 {
-        let w = |i| pkt.ip6_dword(i);
-        Flow {
-            ipv6: true,
-            addrs: [w(1), w(2), w(3), w(4)],
-            ports,
-        }
+    let a = if pkt.ipv6 {
+        let w = |i| pkt.ip6_word(i);
+        [w(2), w(3), w(4), w(5), w(6), w(7), w(8), w(9)]
     } else {
-        Flow {
-            ipv6: false,
-            addrs: [
-                (pkt.ip4_word(3) as u64) << 32 | pkt.ip4_word(4) as u64,
-                0,
-                0,
-                0,
-            ],
-            ports,
-        }
-    }
+        [pkt.ip4_word(3), pkt.ip4_word(4), 0, 0, 0, 0, 0, 0]
+    };
+    Flow::from_words(pkt.ipv6, &a, pkt.tcp_word(0))
 }
 
 /// `opts` as read back from this CPU's workspace (`Workspace::opts`). Verifier workaround: the

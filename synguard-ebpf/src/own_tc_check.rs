@@ -11,7 +11,7 @@
 use aya_ebpf::{bindings::TC_ACT_OK, programs::TcContext};
 use synguard_common::{
     conns::ConnLookup,
-    maps::{HOST_NO_TIMESTAMPS, cookies_own, flow_hash, flow_hash_v4},
+    maps::{HOST_NO_TIMESTAMPS, cookies_own, flow_hash_of},
     own_cookie::{self, Flow},
     reqsk::{self, META_MAGIC, OwnAckMeta},
     tcp::{ACK, RST, SYN},
@@ -91,43 +91,6 @@ fn v6_ext(ctx: &TcContext, nh: u8, off: u32) -> Option<(u8, u32)> {
     Some((e[0], off + (e[1] as u32 + 1) * 8))
 }
 
-/// `synguard_common::maps::flow_hash` of the client's 4-tuple (`a`: source and destination
-/// address words as [`ip`] gives them).
-#[inline(always)]
-fn flow_hash_of(ipv6: bool, a: &[u32; 8], sport: u16, dport: u16) -> u64 {
-    if ipv6 {
-        flow_hash(
-            &[a[0], a[1], a[2], a[3]],
-            &[a[4], a[5], a[6], a[7]],
-            sport,
-            dport,
-        )
-    } else {
-        flow_hash_v4(a[0], a[1], sport, dport)
-    }
-}
-
-/// The cookie's hash input (`own_cookie::Flow`) from [`ip`]'s address words: each of its
-/// address words is two of those as numbers (`Flow::v4`, `Flow::v6`).
-#[inline(always)]
-fn cookie_flow(ipv6: bool, a: &[u32; 8], sport: u16, dport: u16) -> Flow {
-    let pair = |i: usize| (u32::from_be(a[i]) as u64) << 32 | u32::from_be(a[i + 1]) as u64;
-    let ports = (sport as u32) << 16 | dport as u32;
-    if ipv6 {
-        Flow {
-            ipv6: true,
-            addrs: [pair(0), pair(2), pair(4), pair(6)],
-            ports,
-        }
-    } else {
-        Flow {
-            ipv6: false,
-            addrs: [pair(0), 0, 0, 0],
-            ports,
-        }
-    }
-}
-
 /// The request socket's attributes for a handshake ACK with a valid cookie, with its
 /// 4-tuple's hash and what the connection table says about it.
 #[inline(always)]
@@ -156,7 +119,7 @@ fn check(ctx: &TcContext) -> Option<(OwnAckMeta, u64, ConnLookup)> {
     if !cookies_own(cfg.cookies) {
         return None;
     }
-    let flow = cookie_flow(ipv6, &a, sport, dport);
+    let flow = Flow::from_words(ipv6, &a.map(u32::from_be), ports);
     let client_isn = u32::from_be(th.u32_ne(4)).wrapping_sub(1);
     let isn = u32::from_be(th.u32_ne(8)).wrapping_sub(1);
     let now = clocks.now_ns();

@@ -22,10 +22,7 @@
 //! measures it (`bpf_xdp_get_buff_len`).
 
 use aya_ebpf::{helpers::generated::bpf_xdp_get_buff_len, programs::XdpContext};
-use synguard_common::{
-    maps::{flow_hash, flow_hash_v4},
-    reason::Reason,
-};
+use synguard_common::{maps::flow_hash_of, reason::Reason};
 
 pub const ETH_P_IP: u16 = 0x0800;
 pub const ETH_P_IPV6: u16 = 0x86dd;
@@ -113,33 +110,27 @@ impl Packet {
 
     /// The IPv4 header; only for `!ipv6` packets.
     pub fn ip4(&self) -> &[u8; 20] {
-        // SAFETY: parse() wrote `v4` for IPv4 packets; every byte of it is initialised, and for
+        // SAFETY: `copy` wrote `v4` for IPv4 packets; every byte of it is initialised, and for
         // IPv6 packets the first 20 bytes are initialised too.
         unsafe { &self.ip.v4 }
     }
 
     /// The IPv6 header; only for `ipv6` packets.
     pub fn ip6(&self) -> &[u8; 40] {
-        // SAFETY: parse() wrote `v6` for IPv6 packets; callers check `ipv6` first.
+        // SAFETY: `copy` wrote `v6` for IPv6 packets; callers check `ipv6` first.
         unsafe { &self.ip.v6 }
     }
 
-    /// Hash of the 4-tuple as the client sends it (`synguard_common::maps::flow_hash` and
-    /// `flow_hash_v4`).
+    /// Hash of the 4-tuple as the client sends it (`synguard_common::maps::flow_hash_of`).
     #[inline(always)]
     pub fn flow_hash(&self) -> u64 {
-        let (sport, dport) = (self.sport(), self.dport());
-        if self.ipv6 {
+        let a = if self.ipv6 {
             let w = |i| self.ip6_raw(i);
-            flow_hash(
-                &[w(2), w(3), w(4), w(5)],
-                &[w(6), w(7), w(8), w(9)],
-                sport,
-                dport,
-            )
+            [w(2), w(3), w(4), w(5), w(6), w(7), w(8), w(9)]
         } else {
-            flow_hash_v4(self.ip4_raw(3), self.ip4_raw(4), sport, dport)
-        }
+            [self.ip4_raw(3), self.ip4_raw(4), 0, 0, 0, 0, 0, 0]
+        };
+        flow_hash_of(self.ipv6, &a, self.sport(), self.dport())
     }
 
     /// The TCP header's 32-bit word `i` as a number (the wire's big-endian order undone): 0 is
@@ -185,15 +176,6 @@ impl Packet {
         let words = self.ip6().as_ptr() as *const u32;
         // SAFETY: as in `tcp_word`, within the 40 bytes.
         unsafe { words.add(i % 10).read() }
-    }
-
-    /// The IPv6 header's 64-bit word `i` as a number: 1 and 2 are the source address, 3 and
-    /// 4 the destination (only for `ipv6` packets). Aligned reads as [`Packet::tcp_word`].
-    #[inline(always)]
-    pub fn ip6_dword(&self, i: usize) -> u64 {
-        let words = self.ip6().as_ptr() as *const u64;
-        // SAFETY: as in `tcp_word`, 8-aligned, within the 40 bytes.
-        u64::from_be(unsafe { words.add(i % 5).read() })
     }
 
     pub fn dport(&self) -> u16 {
