@@ -81,7 +81,7 @@ pub fn check(ctx: &XdpContext, pkt: &Packet, cfg: &Config, clocks: &mut Clocks) 
         // Here rather than behind the tail call that own SYNs take (`own_entry.rs`): the check
         // fits in this program's verification (about 3 k more instructions), and the bench's
         // own bogus ACK fell from 74-75 to 67-70 ns, the valid one from 68 to 60.
-        return crate::own::check_ack(ctx, pkt, cfg, clocks);
+        return crate::own::check_ack(ctx, pkt, cfg, clocks, hash);
     }
     if kernel_cookie_valid(pkt) {
         count::event(Event::CookieAckAccepted);

@@ -100,9 +100,17 @@ fn kernel_may_have_sent(cfg: &Config, now_ns: u64) -> bool {
 }
 
 /// Step 4b for an ACK without a socket, in own mode: a valid cookie passes marked for the TC
-/// program; anything else is dropped as an ACK flood.
+/// program; anything else is dropped as an ACK flood. `hash`: the 4-tuple's
+/// (`Packet::flow_hash`, which `ack::check` took for the connection table), for the table's
+/// stamps.
 #[inline(always)]
-pub fn check_ack(ctx: &XdpContext, pkt: &Packet, cfg: &Config, clocks: &mut Clocks) -> Reason {
+pub fn check_ack(
+    ctx: &XdpContext,
+    pkt: &Packet,
+    cfg: &Config,
+    clocks: &mut Clocks,
+    hash: u64,
+) -> Reason {
     let secret = SG_COOKIE_SECRET.get();
     let now_ns = clocks.now_ns();
     let Some(opts) = check_cookie(secret, pkt, clocks.tai_ns(now_ns)) else {
@@ -111,7 +119,7 @@ pub fn check_ack(ctx: &XdpContext, pkt: &Packet, cfg: &Config, clocks: &mut Cloc
         // still be valid: a sustained flood's bogus ACKs are spared the kernel's hash.
         if kernel_may_have_sent(cfg, now_ns) && crate::ack::kernel_cookie_valid(pkt) {
             count::event(Event::CookieAckAccepted);
-            crate::conns::stamp_handshake(pkt.flow_hash(), now_ns, false);
+            crate::conns::stamp_handshake(hash, now_ns, false);
             return Reason::PassCookieAck;
         }
         return Reason::DropAckBadCookie;
@@ -140,7 +148,7 @@ pub fn check_ack(ctx: &XdpContext, pkt: &Packet, cfg: &Config, clocks: &mut Cloc
     // metadata, or `--own-tc check`) hands over what this stamp names; the metadata one
     // ignores the table (the segments behind this ACK pass unmarked on this CPU,
     // `conns::handshake_here`).
-    crate::conns::stamp_own_handshake(pkt.flow_hash(), now_ns);
+    crate::conns::stamp_own_handshake(hash, now_ns);
     count::event(Event::CookieAckAccepted);
     Reason::PassCookieAck
 }
