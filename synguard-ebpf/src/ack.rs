@@ -121,11 +121,11 @@ fn find_socket(ctx: &XdpContext, pkt: &Packet, isn_off: u32) -> Found {
     // Each family passes its own member of `bpf_sock_tuple` and its size: the helper reads only
     // that many bytes. Verifier workaround: building the union and copying it made LLVM store
     // the undefined bytes of the other member from an uninitialised register ("R3 !read_ok").
+    let a = pkt.addresses();
     if pkt.ipv6 {
-        let w = |i| pkt.ip6_raw(i);
         let mut t = bpf_sock_tuple__bindgen_ty_1__bindgen_ty_2 {
-            saddr: [w(2), w(3), w(4), w(5)],
-            daddr: [w(6), w(7), w(8), w(9)],
+            saddr: [a[0], a[1], a[2], a[3]],
+            daddr: [a[4], a[5], a[6], a[7]],
             sport,
             dport,
         };
@@ -139,8 +139,8 @@ fn find_socket(ctx: &XdpContext, pkt: &Packet, isn_off: u32) -> Found {
         )
     } else {
         let mut t = bpf_sock_tuple__bindgen_ty_1__bindgen_ty_1 {
-            saddr: pkt.ip4_raw(3),
-            daddr: pkt.ip4_raw(4),
+            saddr: a[0],
+            daddr: a[1],
             sport,
             dport,
         };

@@ -22,13 +22,11 @@ use crate::{
 /// The client-to-server 4-tuple as the cookie's hash input.
 #[inline(always)]
 fn flow(pkt: &Packet) -> Flow {
-    let a = if pkt.ipv6 {
-        let w = |i| pkt.ip6_word(i);
-        [w(2), w(3), w(4), w(5), w(6), w(7), w(8), w(9)]
-    } else {
-        [pkt.ip4_word(3), pkt.ip4_word(4), 0, 0, 0, 0, 0, 0]
-    };
-    Flow::from_words(pkt.ipv6, &a, pkt.tcp_word(0))
+    Flow::from_words(
+        pkt.ipv6,
+        &pkt.addresses().map(u32::from_be),
+        pkt.tcp_word(0),
+    )
 }
 
 /// `opts` as read back from this CPU's workspace (`Workspace::opts`). Verifier workaround: the

@@ -121,16 +121,23 @@ impl Packet {
         unsafe { &self.ip.v6 }
     }
 
-    /// Hash of the 4-tuple as the client sends it (`synguard_common::maps::flow_hash_of`).
+    /// The source and destination addresses as the header's words in memory (network) order,
+    /// source first: IPv4's in the first two, the rest zero. The one place that says where a
+    /// segment's addresses are; `u32::from_be` of a word is it as a number.
     #[inline(always)]
-    pub fn flow_hash(&self) -> u64 {
-        let a = if self.ipv6 {
+    pub fn addresses(&self) -> [u32; 8] {
+        if self.ipv6 {
             let w = |i| self.ip6_raw(i);
             [w(2), w(3), w(4), w(5), w(6), w(7), w(8), w(9)]
         } else {
             [self.ip4_raw(3), self.ip4_raw(4), 0, 0, 0, 0, 0, 0]
-        };
-        flow_hash_of(self.ipv6, &a, self.sport(), self.dport())
+        }
+    }
+
+    /// Hash of the 4-tuple as the client sends it (`synguard_common::maps::flow_hash_of`).
+    #[inline(always)]
+    pub fn flow_hash(&self) -> u64 {
+        flow_hash_of(self.ipv6, &self.addresses(), self.sport(), self.dport())
     }
 
     /// The TCP header's 32-bit word `i` as a number (the wire's big-endian order undone): 0 is
@@ -145,34 +152,21 @@ impl Packet {
         u32::from_be(unsafe { words.add(i % 5).read() })
     }
 
-    /// The IPv4 header's 32-bit word `i` as a number: 3 is the source address, 4 the
-    /// destination (only for `!ipv6` packets). Aligned reads as [`Packet::tcp_word`].
-    #[inline(always)]
-    pub fn ip4_word(&self, i: usize) -> u32 {
-        u32::from_be(self.ip4_raw(i))
-    }
-
-    /// The IPv4 header's 32-bit word `i` as its bytes lie in memory (network order), as the
-    /// flow hash takes addresses. Codegen workaround: from a byte array, whose alignment LLVM
+    /// The IPv4 header's 32-bit word `i` as its bytes lie in memory (network order): 3 is the
+    /// source address, 4 the destination ([`Packet::addresses`]). Codegen workaround: from a byte array, whose alignment LLVM
     /// does not know, the BPF backend loads a word a byte at a time; this is one aligned load.
     #[inline(always)]
-    pub fn ip4_raw(&self, i: usize) -> u32 {
+    fn ip4_raw(&self, i: usize) -> u32 {
         let words = self.ip4().as_ptr() as *const u32;
         // SAFETY: as in `tcp_word`: the header is the 8-aligned first field.
         unsafe { words.add(i % 5).read() }
     }
 
-    /// The IPv6 header's 32-bit word `i` as a number: 2 to 5 are the source address, 6 to 9
-    /// the destination (only for `ipv6` packets). Aligned reads as [`Packet::tcp_word`].
+    /// The IPv6 header's 32-bit word `i` as its bytes lie in memory, as [`Packet::ip4_raw`]: 2
+    /// to 5 are the source address, 6 to 9 the destination (the flow hash of an IPv6 segment
+    /// loaded its 32 address bytes one at a time).
     #[inline(always)]
-    pub fn ip6_word(&self, i: usize) -> u32 {
-        u32::from_be(self.ip6_raw(i))
-    }
-
-    /// The IPv6 header's 32-bit word `i` as its bytes lie in memory, as [`Packet::ip4_raw`]
-    /// (the flow hash of an IPv6 segment loaded its 32 address bytes one at a time).
-    #[inline(always)]
-    pub fn ip6_raw(&self, i: usize) -> u32 {
+    fn ip6_raw(&self, i: usize) -> u32 {
         let words = self.ip6().as_ptr() as *const u32;
         // SAFETY: as in `tcp_word`, within the 40 bytes.
         unsafe { words.add(i % 10).read() }

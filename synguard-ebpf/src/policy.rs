@@ -15,20 +15,16 @@ use crate::{
 };
 
 /// The packet's source address as the header's words in memory order, IPv4's in the first.
-/// Codegen workaround: read as aligned words (`Packet::ip6_raw`); copied out of the header's
+/// Codegen workaround: read as aligned words (`Packet::addresses`); copied out of the header's
 /// byte array, the address became 16 byte loads, spills and byte stores on every packet's way
 /// while a list is in use, and again for each key built from it.
 #[inline(always)]
 fn source(pkt: &Packet) -> [u32; 4] {
+    let a = pkt.addresses();
     if pkt.ipv6 {
-        [
-            pkt.ip6_raw(2),
-            pkt.ip6_raw(3),
-            pkt.ip6_raw(4),
-            pkt.ip6_raw(5),
-        ]
+        [a[0], a[1], a[2], a[3]]
     } else {
-        [pkt.ip4_raw(3), 0, 0, 0]
+        [a[0], 0, 0, 0]
     }
 }
 

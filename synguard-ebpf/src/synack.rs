@@ -337,13 +337,13 @@ fn tcp_words(
 /// length.
 #[inline(always)]
 fn ip_words(pkt: &Packet, tcp_len: u64) -> ([u32; 10], u64, u64) {
+    let a = pkt.addresses().map(u32::from_be);
     if pkt.ipv6 {
-        let w = |i| pkt.ip6_word(i);
-        let (src, dst) = ([w(2), w(3), w(4), w(5)], [w(6), w(7), w(8), w(9)]);
+        let (src, dst) = ([a[0], a[1], a[2], a[3]], [a[4], a[5], a[6], a[7]]);
         let (words, pseudo) = synack_words::ipv6_words(&dst, &src, tcp_len);
         (words, pseudo, IPV6_LEN)
     } else {
-        let (words, pseudo) = synack_words::ipv4_words(pkt.ip4_word(4), pkt.ip4_word(3), tcp_len);
+        let (words, pseudo) = synack_words::ipv4_words(a[1], a[0], tcp_len);
         (words, pseudo, IPV4_LEN)
     }
 }
