@@ -12,7 +12,7 @@ use synguard_lab::lab::netns::{Netns, PREFIX};
 use synguard_lab::lab::synguard_proc::{self, Synguard};
 
 mod common;
-use common::ops::{cleanup, netns_inode, pins_left, xdp_attached};
+use common::ops::{cleanup, netns_inode, pins_left, wait_log, xdp_attached};
 use common::{Fixture, bin, require_root};
 
 /// The interface name both namespaces use.
@@ -229,12 +229,8 @@ fn runtime_block_survives_a_restart() -> Result<()> {
     ensure!(sg.stop()?.success());
 
     let sg = fx.synguard(&args)?;
-    ensure!(
-        sg.log_text()
-            .contains("restored 0 allowed and 1 blocked prefixes"),
-        "{}",
-        sg.log_text()
-    );
+    // The restore is logged after the attach line `synguard` waits for: wait for it too.
+    wait_log(&sg, "restored 0 allowed and 1 blocked prefixes")?;
     let listed = fx.cli(&["block", "list", "--json"])?;
     eprintln!("after the restart: {listed}");
     ensure!(
