@@ -13,6 +13,11 @@
 //! the kernel and not by the loader: a loader in a time namespace sees a shifted
 //! CLOCK_MONOTONIC (`timens_add_monotonic`), the programs do not.
 
+/// How far a program's TAI reading may stray from CLOCK_TAI read at the same moment, outside
+/// a step: the coarse clock's lag when the offset was read and its lag now, a tick each (10 ms
+/// at the lowest HZ, 100). Near a slot's edge, a cookie can carry the slot on either side of it.
+pub const TAI_READING_SLACK_NS: u64 = 20_000_000;
+
 /// How old (coarse clock, ns) a CPU's offset may be before TAI is read again.
 pub const TAI_REFRESH_NS: u64 = 1_000_000_000;
 

@@ -15,6 +15,7 @@ use synguard_common::{
 use synguard_lab::testrun::{
     fixture::{Fixture, XDP_DROP, XDP_PASS, XDP_TX, default_config},
     frames::*,
+    own_slots,
 };
 
 mod common;
@@ -194,13 +195,11 @@ fn own_cookie_handshake_keeps_options_without_timestamps() {
     let cfg = default_config();
     let mut n = 0;
     for syn in variants() {
-        let before = now_slot();
-        let out = f.run(&syn.frame()).unwrap();
+        let (out, slots) = own_slots::around(|| f.run(&syn.frame()).unwrap());
         assert_eq!(out.action, XDP_TX, "{syn:?}");
         let (isn, flags, mss, sack, ts, ws) = synack(&out.frame);
-        let made = [before, now_slot()]
-            .iter()
-            .any(|&s| isn == own_cookie::make(&KEY, &syn.flow(), ISN, s, &syn.opts()));
+        let cookie = |s| own_cookie::make(&KEY, &syn.flow(), ISN, s, &syn.opts());
+        let made = own_slots::made_in(slots, isn, cookie);
         assert!(made, "ISN {isn:#x} is not the own cookie, {syn:?}");
         assert_eq!(flags, SYN | ACK | if syn.ecn { ECE } else { 0 }, "{syn:?}");
         assert!(mss.is_some(), "{syn:?}");
@@ -275,15 +274,16 @@ fn the_cookies_time_slot_is_the_tai_slot() {
     let f = fixture();
     let syn = variants()[0];
     let mono = own_cookie::slot_of(synguard::host::clock::monotonic_ns());
-    let before = now_slot();
-    let out = f.run(&syn.frame()).unwrap();
-    let after = now_slot();
-    assert!(mono + 1 < before, "TAI slot {before} too close to {mono}");
+    let (out, slots) = own_slots::around(|| f.run(&syn.frame()).unwrap());
+    assert!(
+        mono + 1 < slots[0],
+        "TAI slots {slots:?} too close to {mono}"
+    );
     let (isn, ..) = synack(&out.frame);
     let cookie = |slot| own_cookie::make(&KEY, &syn.flow(), ISN, slot, &syn.opts());
     assert!(
-        [before, after].iter().any(|&s| isn == cookie(s)),
-        "ISN {isn:#x} is not the cookie of TAI slot {before}"
+        own_slots::made_in(slots, isn, cookie),
+        "ISN {isn:#x} is not the cookie of TAI slots {slots:?}"
     );
     let a = f.run(&syn.ack(cookie(mono), None)).unwrap();
     assert_eq!(a.action, XDP_DROP, "a cookie of the monotonic slot passed");

@@ -11,6 +11,7 @@ use anyhow::Result;
 use synguard::host::{clock::tai_ns, secret};
 use synguard_common::own_cookie::{self, CookieOpts, Flow};
 use synguard_common::reason::Event;
+use synguard_common::tai::TAI_READING_SLACK_NS;
 use synguard_common::tcp::{ACK, PSH};
 use synguard_lab::lab::topology::{SERVER_V4, spoof_addr};
 use synguard_lab::testrun::frames::{Segment, Tags, tcp_v4};
@@ -45,12 +46,14 @@ fn an_accepted_forged_ack_is_an_established_connection_with_data() -> Result<()>
         sack: true,
         ecn: false,
     };
-    // The cookie's slot is CLOCK_TAI's (`bpf_ktime_get_tai_ns` in the programs).
+    // The cookie's slot is CLOCK_TAI's (`bpf_ktime_get_tai_ns` in the programs), taken a
+    // reading's slack early: the programs' own reading may lag ours (`tai::TAI_READING_SLACK_NS`),
+    // and they accept this slot's cookies and the one's before.
     let cookie = own_cookie::make(
         &secret::parse_key(KEY).map_err(anyhow::Error::msg)?,
         &Flow::v4(src.octets(), SERVER_V4.octets(), sport, 80),
         client_isn,
-        own_cookie::slot_of(tai_ns()),
+        own_cookie::slot_of(tai_ns() - TAI_READING_SLACK_NS),
         &opts,
     );
     // The lab server's protocol: no upload, 1000 bytes back.

@@ -4,3 +4,4 @@
 pub mod bench;
 pub mod fixture;
 pub mod frames;
+pub mod own_slots;
