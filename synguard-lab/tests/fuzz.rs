@@ -1,14 +1,13 @@
-//! A short, fixed-seed run of synguard's own fuzzer (`synguard_lab::fuzz`): the compiled
-//! program on generated and mutated frames, judged by an independent oracle. The long run is
-//! `cargo xtask fuzz --frames N --seed S`.
+//! A short, fixed-seed run of synguard's own fuzzer (`synguard_lab::fuzz`) with each kind of
+//! cookie: the compiled program on generated and mutated frames, judged by an independent
+//! oracle. The long run is `cargo xtask fuzz --frames N --seed S [--cookies own]`.
 //!
 //! Needs root (loading BPF programs, a namespace); run through `cargo xtask test`.
 
-use synguard_lab::fuzz::Fuzzer;
+use synguard_lab::fuzz::{Cookies, Fuzzer};
 
-#[test]
-fn fixed_seed_run_has_no_violations() {
-    let mut fuzzer = Fuzzer::new().expect("fuzzer setup (needs root)");
+fn fixed_seed_run(cookies: Cookies) {
+    let mut fuzzer = Fuzzer::new(cookies).expect("fuzzer setup (needs root)");
     let r = fuzzer.run(6_000, 0x5eed, 5).unwrap();
     let shown: Vec<String> = r.violations.iter().map(|v| v.render()).collect();
     assert!(shown.is_empty(), "violations:\n{}", shown.join("\n"));
@@ -34,4 +33,16 @@ fn fixed_seed_run_has_no_violations() {
             r.by_reason
         );
     }
+}
+
+#[test]
+fn fixed_seed_run_has_no_violations() {
+    fixed_seed_run(Cookies::Kernel);
+}
+
+/// Own cookies: every answered SYN's ISN is the own cookie of its options (kept with or
+/// without a timestamp), its final ACK passes and a tampered one is dropped.
+#[test]
+fn fixed_seed_run_with_own_cookies_has_no_violations() {
+    fixed_seed_run(Cookies::Own);
 }

@@ -68,6 +68,9 @@ enum Cmd {
         /// Seed: the same seed runs the same frames.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Whose cookies answer SYNs: kernel, or own (under a key drawn from the seed).
+        #[arg(long, value_parser = ["kernel", "own"], default_value = "kernel")]
+        cookies: String,
     },
     /// synguard on a real NIC driver: a Debian guest under QEMU with a multi-queue virtio-net
     /// NIC (root). `up`, `down`, `ssh`, `demo`, `test`.
@@ -115,13 +118,19 @@ fn main() -> Result<()> {
             build()?;
             run_lab_bin(&root, "synguard-bench", &args)
         }
-        Cmd::Fuzz { frames, seed } => {
+        Cmd::Fuzz {
+            frames,
+            seed,
+            cookies,
+        } => {
             build()?;
             let args = [
                 "--frames".to_string(),
                 frames.to_string(),
                 "--seed".to_string(),
                 seed.to_string(),
+                "--cookies".to_string(),
+                cookies,
             ];
             run_lab_bin(&root, "synguard-fuzz", &args)
         }

@@ -4,7 +4,7 @@
 
 use anyhow::{Result, bail};
 use clap::Parser;
-use synguard_lab::fuzz::Fuzzer;
+use synguard_lab::fuzz::{Cookies, Fuzzer};
 
 #[derive(Parser)]
 #[command(about = "structure-aware fuzzing of synguard's XDP program through BPF_PROG_TEST_RUN")]
@@ -18,15 +18,23 @@ struct Args {
     /// Stop after this many violations.
     #[arg(long, default_value_t = 10)]
     max_violations: usize,
+    /// Whose cookies answer SYNs: kernel, or own (under a key drawn from the seed).
+    #[arg(long, value_parser = ["kernel", "own"], default_value = "kernel")]
+    cookies: String,
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let mut fuzzer = Fuzzer::new()?;
+    let cookies = match args.cookies.as_str() {
+        "own" => Cookies::Own,
+        _ => Cookies::Kernel,
+    };
+    let mut fuzzer = Fuzzer::new(cookies)?;
     let r = fuzzer.run(args.frames, args.seed, args.max_violations)?;
     println!(
-        "seed {}: {} frames, {} program runs in {:.1} s: {:.0} runs/s ({:.0} frames/s); {} SYNs answered",
+        "seed {}, {} cookies: {} frames, {} program runs in {:.1} s: {:.0} runs/s ({:.0} frames/s); {} SYNs answered",
         args.seed,
+        args.cookies,
         r.frames,
         r.runs,
         r.secs,

@@ -3,8 +3,10 @@
 //! `reply`): TX only for a SYN the host would accept and then a correct SYN-ACK whose final ACK
 //! is accepted and whose tampered ACK is dropped; PASS leaves every byte unchanged; DROP only
 //! where policy says; every packet counted exactly once (the verdict counters compared with
-//! what was run, batch by batch). Seeded and reproducible: `cargo xtask fuzz --frames N --seed
-//! S`; a short fixed-seed run is part of the lab tests (`tests/fuzz.rs`).
+//! what was run, batch by batch). Either kind of cookie: the kernel's, or synguard's own under a
+//! key drawn from the seed (`Cookies`). Seeded and reproducible: `cargo xtask fuzz --frames N
+//! --seed S [--cookies own]`; a short fixed-seed run of each kind is part of the lab tests
+//! (`tests/fuzz.rs`).
 
 pub mod generate;
 pub mod model;
@@ -16,13 +18,18 @@ use std::time::Instant;
 
 use anyhow::Result;
 use synguard_common::{
-    maps::Config,
+    maps::{COOKIES_OWN, Config},
     reason::{REASONS, Reason, Verdict},
+    reqsk::CookieSecret,
+    siphash::Key,
 };
 
 use crate::{
     lab::idle_xdp::IdleXdp,
-    testrun::fixture::{Fixture, XDP_DROP, XDP_PASS, XDP_TX, default_config},
+    testrun::{
+        fixture::{Fixture, XDP_DROP, XDP_PASS, XDP_TX, default_config},
+        own_slots,
+    },
 };
 use model::Expect;
 use rng::Rng;
@@ -69,27 +76,58 @@ impl Report {
     }
 }
 
+/// Whose cookies the fuzzed program answers SYNs with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cookies {
+    /// The kernel's (`--cookies kernel`).
+    Kernel,
+    /// synguard's own (`--cookies own`), under a key each run draws from its seed.
+    Own,
+}
+
 /// The program loaded with the fuzzer's configuration, and an idle device with an XDP program
 /// in a namespace of its own: with any XDP program attached, a `BPF_PROG_TEST_RUN` call costs
 /// microseconds instead of an RCU grace period (docs/host-checks.md, "Fuzzing").
 pub struct Fuzzer {
     fixture: Fixture,
     cfg: Config,
+    /// The own cookies' key of the run under way; None with the kernel's cookies.
+    key: Option<Key>,
+    cookies: Cookies,
     _idle: IdleXdp,
 }
 
 const BATCH: usize = 512;
 
 impl Fuzzer {
-    pub fn new() -> Result<Self> {
+    pub fn new(cookies: Cookies) -> Result<Self> {
         let idle = IdleXdp::new("fuzz")?;
-        let cfg = default_config();
+        let mut cfg = default_config();
+        if cookies == Cookies::Own {
+            cfg.cookies = COOKIES_OWN;
+        }
         let fixture = Fixture::new(cfg, &generate::PROTECTED)?;
         Ok(Fuzzer {
             fixture,
             cfg,
+            key: None,
+            cookies,
             _idle: idle,
         })
+    }
+
+    /// Own cookies: a key drawn from the run's seed, in the secret map as the current one.
+    fn set_key(&mut self, rng: &mut Rng) -> Result<()> {
+        if self.cookies != Cookies::Own {
+            return Ok(());
+        }
+        let key = [rng.next_u64(), rng.next_u64()];
+        self.fixture.set_secret(CookieSecret {
+            current: key,
+            ..Default::default()
+        })?;
+        self.key = Some(key);
+        Ok(())
     }
 
     /// Runs `frames` generated frames from `seed`; stops collecting after `max_violations`.
@@ -98,6 +136,7 @@ impl Fuzzer {
     /// has a socket, so both must give the same verdicts.
     pub fn run(&mut self, frames: u64, seed: u64, max_violations: usize) -> Result<Report> {
         let mut rng = Rng::new(seed);
+        self.set_key(&mut rng)?;
         let mut report = Report::default();
         let start = Instant::now();
         let mut done = 0u64;
@@ -179,7 +218,8 @@ impl Fuzzer {
     /// and the reasons that must have been counted.
     fn one(&mut self, frame: &[u8]) -> Result<(Result<(), String>, Vec<Reason>)> {
         let (expect, syn) = model::expect(frame);
-        let out = self.fixture.run(frame)?;
+        let (out, slots) = own_slots::around(|| self.fixture.run(frame));
+        let out = out?;
         let action = |r: Reason| match r.verdict() {
             Verdict::Pass => XDP_PASS,
             Verdict::Tx => XDP_TX,
@@ -218,19 +258,37 @@ impl Fuzzer {
             return Ok((Err(format!("action {verdict}, want a SYN-ACK")), vec![r]));
         }
         let mut reasons = vec![Reason::TxSynAckCookie];
-        let answer = match reply::check(&syn, &out.frame, &self.cfg) {
+        let cookie = match &self.key {
+            Some(key) => reply::Cookie::Own { key, slots },
+            None => reply::Cookie::Kernel,
+        };
+        let answer = match reply::check(&syn, &out.frame, &self.cfg, cookie) {
             Ok(a) => a,
             Err(e) => return Ok((Err(format!("bad SYN-ACK: {e}")), reasons)),
         };
         let good = reply::final_ack(&syn, answer, 0);
         reasons.push(Reason::PassCookieAck);
         let o = self.fixture.run(&good)?;
-        if o.action != XDP_PASS || o.frame != good {
+        if o.action != XDP_PASS {
             return Ok((Err(format!("final ACK got action {}", o.action)), reasons));
         }
+        // Own cookies: the output starts at the metadata (`BPF_PROG_TEST_RUN` returns it from
+        // `data_meta`), where the TC program will read the request socket's attributes.
+        let want = match self.cookies {
+            Cookies::Kernel => good.clone(),
+            Cookies::Own => [reply::own_meta(&syn, answer, &self.cfg), good.clone()].concat(),
+        };
+        if o.frame != want {
+            let what = format!("final ACK passed as {:02x?}, want {want:02x?}", o.frame);
+            return Ok((Err(what), reasons));
+        }
         self.forget_handshake(&good)?;
-        // Bits 2..23: a change of the low two bits would name another valid MSS index.
-        let bit = 1u32 << (2 + (answer.0 % 22));
+        let bit = match self.cookies {
+            // Bits 2..23: a change of the low two bits would name another valid MSS index.
+            Cookies::Kernel => 1u32 << (2 + (answer.0 % 22)),
+            // The MAC's bits 9..31: the check recomputes the same MAC, which the flip changed.
+            Cookies::Own => 1u32 << (9 + (answer.0 % 23)),
+        };
         let bad = reply::final_ack(&syn, answer, bit);
         reasons.push(Reason::DropAckBadCookie);
         let o = self.fixture.run(&bad)?;

@@ -1,21 +1,47 @@
 //! Checks a SYN-ACK against the SYN it answers, with etherparse's own parsing and checksum code:
-//! addresses, ports, VLAN tags, ack, flags, both checksums, options, MSS, TS echo, window scale.
+//! addresses, ports, VLAN tags, ack, flags, both checksums, options, MSS, TS echo, window scale,
+//! and the cookie's own part: the kernel's option bits in the TSval, or an own cookie's ISN.
 //! Also builds the client's final ACK for it.
 
 use etherparse::{NetSlice, SlicedPacket, TcpOptionElement, TransportSlice};
-use synguard_common::{maps::Config, tcp::*};
+use synguard_common::{
+    maps::Config,
+    own_cookie::{self, CookieOpts, Flow},
+    reqsk::META_MAGIC,
+    siphash::Key,
+    tcp::*,
+};
 
 use super::generate::{pseudo_sum, sum16};
 use super::model::Syn;
+use crate::testrun::own_slots;
 
-/// The kernel's cookie MSS tables (`msstab`, net/ipv4/syncookies.c and net/ipv6/syncookies.c).
-fn cookie_mss(client: u16, ipv6: bool) -> u16 {
-    let t: [u16; 4] = if ipv6 {
+/// The kernel's cookie MSS tables (`msstab`, net/ipv4/syncookies.c and net/ipv6/syncookies.c),
+/// which own cookies keep as classes too (the README, "Own cookies").
+fn mss_table(ipv6: bool) -> [u16; 4] {
+    if ipv6 {
         [1220, 1420, 1440, 8940]
     } else {
         [536, 1300, 1440, 1460]
-    };
-    *t.iter().rev().find(|&&m| client >= m).unwrap_or(&t[0])
+    }
+}
+
+/// The cookie's MSS for a client's: its class (index in the table) and value, the largest entry
+/// not above the client's (the first entry below them all).
+fn cookie_mss(client: u16, ipv6: bool) -> (u8, u16) {
+    let t = mss_table(ipv6);
+    let class = t.iter().rposition(|&m| client >= m).unwrap_or(0);
+    (class as u8, t[class])
+}
+
+/// Whose cookie the SYN-ACK must carry.
+#[derive(Clone, Copy, Debug)]
+pub enum Cookie<'a> {
+    /// The kernel's: window scale, SACK and ECN only inside a timestamp, as its option bits.
+    Kernel,
+    /// synguard's own under `key`, made in one of the time slots `slots` (first..=last,
+    /// `testrun::own_slots`): the options in the ISN, with or without a timestamp.
+    Own { key: &'a Key, slots: [u32; 2] },
 }
 
 macro_rules! ensure {
@@ -26,7 +52,7 @@ macro_rules! ensure {
 pub type Answer = (u32, Option<u32>);
 
 /// Checks the whole SYN-ACK; returns what the client's final ACK needs.
-pub fn check(syn: &Syn, out: &[u8], cfg: &Config) -> Result<Answer, String> {
+pub fn check(syn: &Syn, out: &[u8], cfg: &Config, cookie: Cookie) -> Result<Answer, String> {
     let l2 = syn.l2.len();
     let p = SlicedPacket::from_ethernet(out).map_err(|e| format!("reply does not parse: {e}"))?;
     let Some(TransportSlice::Tcp(tcp)) = p.transport else {
@@ -46,7 +72,7 @@ pub fn check(syn: &Syn, out: &[u8], cfg: &Config) -> Result<Answer, String> {
         "ack is not seq + 1"
     );
     let flags = out[l2 + ip_len + 13];
-    options(syn, &tcp, flags, cfg)
+    options(syn, &tcp, flags, cfg, cookie)
 }
 
 /// Ethernet, VLAN tags and the IP header, and the TCP checksum over it: returns the IP header's
@@ -116,15 +142,19 @@ fn headers(
     })
 }
 
-/// Flags, MSS, window, timestamp echo and its option bits, SACK, window scale.
+/// Flags, MSS, window, timestamp echo, SACK, window scale, and the cookie's own part.
 fn options(
     syn: &Syn,
     tcp: &etherparse::TcpSlice<'_>,
     flags: u8,
     cfg: &Config,
+    cookie: Cookie,
 ) -> Result<Answer, String> {
     let o = syn.opts;
-    let ecn = o.tsval.is_some() && cfg.ecn != 0 && syn.flags & (ECE | CWR) == ECE | CWR;
+    let own = matches!(cookie, Cookie::Own { .. });
+    // ECN survives a kernel cookie only through the timestamp; an own cookie keeps it itself.
+    let asked_ecn = cfg.ecn != 0 && syn.flags & (ECE | CWR) == ECE | CWR;
+    let ecn = asked_ecn && (own || o.tsval.is_some());
     let want_flags = SYN | ACK | if ecn { ECE } else { 0 };
     ensure!(
         flags == want_flags,
@@ -133,7 +163,7 @@ fn options(
     let default = if syn.ipv6 { 1220 } else { 536 };
     let client = o.mss.unwrap_or(default);
     let cap = if syn.ipv6 { cfg.mss_v6 } else { cfg.mss_v4 } as u16;
-    let cmss = cookie_mss(client, syn.ipv6);
+    let (class, cmss) = cookie_mss(client, syn.ipv6);
     let want_mss = cmss.min(client).min(cap);
     let (mut mss, mut ts, mut sack, mut ws) = (None, None, false, None);
     for opt in tcp.options_iterator() {
@@ -158,12 +188,13 @@ fn options(
         tcp.window_size()
     );
     match (o.tsval, ts) {
-        (None, None) => {
+        (None, None) if !own => {
             ensure!(
                 !sack && ws.is_none(),
                 "SACK or window scale without a timestamp"
             );
         }
+        (None, None) => {}
         (Some(client_ts), Some((tsval, tsecr))) => {
             ensure!(
                 tsecr == client_ts,
@@ -172,17 +203,78 @@ fn options(
             let bits =
                 o.wscale.map(u32::from).unwrap_or(0xf) | (o.sack as u32) << 4 | (ecn as u32) << 5;
             ensure!(
-                tsval & 0x3f == bits,
+                own || tsval & 0x3f == bits,
                 "TSval option bits {:#x}, want {bits:#x}",
                 tsval & 0x3f
             );
-            ensure!(sack == o.sack, "SACK-permitted {sack}, client {}", o.sack);
-            let want_ws = o.wscale.map(|_| cfg.wscale as u8);
-            ensure!(ws == want_ws, "window scale {ws:?}, want {want_ws:?}");
         }
         (c, r) => return Err(format!("timestamp: client {c:?}, reply {r:?}")),
     }
-    Ok((tcp.sequence_number(), ts.map(|t| t.0)))
+    // What the options kept: all of them with a timestamp or an own cookie, else MSS only.
+    if own || o.tsval.is_some() {
+        ensure!(sack == o.sack, "SACK-permitted {sack}, client {}", o.sack);
+        let want_ws = o.wscale.map(|_| cfg.wscale as u8);
+        ensure!(ws == want_ws, "window scale {ws:?}, want {want_ws:?}");
+    }
+    let isn = tcp.sequence_number();
+    if let Cookie::Own { key, slots } = cookie {
+        let kept = CookieOpts {
+            mss_class: class,
+            wscale: o.wscale,
+            sack: o.sack,
+            ecn,
+        };
+        let flow = own_flow(syn);
+        let cookie = |slot| own_cookie::make(key, &flow, syn.seq, slot, &kept);
+        ensure!(
+            own_slots::made_in(slots, isn, cookie),
+            "ISN {isn:#010x} is not the own cookie of {kept:?} in slots {slots:?}"
+        );
+    }
+    Ok((isn, ts.map(|t| t.0)))
+}
+
+/// The SYN's 4-tuple as the own cookie's hash input.
+fn own_flow(syn: &Syn) -> Flow {
+    if syn.ipv6 {
+        let a = |v: &[u8]| <[u8; 16]>::try_from(v).expect("16-byte IPv6 address");
+        Flow::v6(&a(&syn.src), &a(&syn.dst), syn.sport, syn.dport)
+    } else {
+        let a = |v: &[u8]| <[u8; 4]>::try_from(v).expect("4-byte IPv4 address");
+        Flow::v4(a(&syn.src), a(&syn.dst), syn.sport, syn.dport)
+    }
+}
+
+/// The XDP metadata in front of an own-cookie final ACK (`final_ack`) once it passed, for the
+/// TC program: the request socket's attributes as the oracle reads them from the SYN and the
+/// reply, written out field by field in the order of the kernel's `struct bpf_tcp_req_attrs`
+/// and then ours (`synguard_common::reqsk::OwnAckMeta`), host byte order.
+pub fn own_meta(syn: &Syn, answer: Answer, cfg: &Config) -> Vec<u8> {
+    let o = syn.opts;
+    let default = if syn.ipv6 { 1220 } else { 536 };
+    let (_, mss) = cookie_mss(o.mss.unwrap_or(default), syn.ipv6);
+    // The final ACK echoes the reply's TSval and sends the client's next one (`final_ack`).
+    let ts = match (answer.1, o.tsval) {
+        (Some(ecr), Some(v)) => Some((v.wrapping_add(1), ecr)),
+        _ => None,
+    };
+    let ecn = cfg.ecn != 0 && syn.flags & (ECE | CWR) == ECE | CWR;
+    let (tsval, tsecr) = ts.unwrap_or((0, 0));
+    let mut m = Vec::new();
+    m.extend(tsval.to_ne_bytes());
+    m.extend(tsecr.to_ne_bytes());
+    m.extend(mss.to_ne_bytes());
+    m.push(o.wscale.map_or(0, |_| cfg.wscale as u8)); // rcv_wscale
+    m.push(o.wscale.unwrap_or(0)); // snd_wscale
+    m.push(ecn as u8);
+    m.push(o.wscale.is_some() as u8);
+    m.push(o.sack as u8);
+    m.push(ts.is_some() as u8);
+    m.extend([0; 4]); // usec_ts_ok, reserved
+    m.extend((if syn.ipv6 { 40u16 } else { 20 }).to_ne_bytes()); // TCP from the IP header
+    m.extend([syn.ipv6 as u8, 0]);
+    m.extend(META_MAGIC.to_ne_bytes());
+    m
 }
 
 /// The client's final ACK for an answered SYN: seq ISN+1, ack cookie+1 (`ack_delta` added to
