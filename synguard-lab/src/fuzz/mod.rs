@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use synguard_common::{
-    maps::{COOKIES_OWN, Config},
+    maps::{COOKIES_OWN, Config, HOST_NO_SACK, HOST_NO_TIMESTAMPS, HOST_NO_WSCALE},
     reason::{REASONS, Reason, Verdict},
     reqsk::CookieSecret,
     siphash::Key,
@@ -39,6 +39,8 @@ use rng::Rng;
 pub struct Violation {
     pub what: String,
     pub frame: Vec<u8>,
+    /// The configuration the frame ran under (its batch's).
+    pub cfg: Config,
 }
 
 impl Violation {
@@ -49,9 +51,15 @@ impl Violation {
             Ok(p) => format!("{:?} / {:?} / {:?}", p.link, p.net, p.transport),
             Err(e) => format!("does not parse: {e}"),
         };
+        let c = &self.cfg;
         format!(
-            "{}\n  frame ({} bytes): {hex}\n  decoded: {decoded}",
+            "{}\n  config: ecn {}, wscale {}, MSS caps {}/{}, cookies and host flags {:#x}\n  frame ({} bytes): {hex}\n  decoded: {decoded}",
             self.what,
+            c.ecn,
+            c.wscale,
+            c.mss_v4,
+            c.mss_v6,
+            c.cookies,
             self.frame.len()
         )
     }
@@ -90,6 +98,10 @@ pub enum Cookies {
 /// microseconds instead of an RCU grace period (docs/host-checks.md, "Fuzzing").
 pub struct Fuzzer {
     fixture: Fixture,
+    /// The configuration the fixture was loaded with (`default_config`, read once: it parses
+    /// the kernel's BTF), which every batch's varies.
+    base: Config,
+    /// The batch's configuration.
     cfg: Config,
     /// The own cookies' key of the run under way; None with the kernel's cookies.
     key: Option<Key>,
@@ -98,6 +110,8 @@ pub struct Fuzzer {
 }
 
 const BATCH: usize = 512;
+/// Mixed into the seed for the stream the batches' configurations come from.
+const CONFIG_STREAM: u64 = 0xc0f1_9000_0000_0001;
 
 impl Fuzzer {
     pub fn new(cookies: Cookies) -> Result<Self> {
@@ -109,11 +123,32 @@ impl Fuzzer {
         let fixture = Fixture::new(cfg, &generate::PROTECTED)?;
         Ok(Fuzzer {
             fixture,
+            base: cfg,
             cfg,
             key: None,
             cookies,
             _idle: idle,
         })
+    }
+
+    /// A configuration for the next batch, as the loader could write it: ECN on or off, our
+    /// window scale, the interfaces' MSS caps (0: none), and the host's TCP without timestamps,
+    /// SACK or window scaling (`HOST_NO_*`), each in a quarter of the batches.
+    fn vary_config(&mut self, rng: &mut Rng) -> Result<()> {
+        let pick = |rng: &mut Rng, from: &[u32]| from[rng.below(from.len() as u64) as usize];
+        let mut cfg = self.base;
+        cfg.ecn = rng.below(2) as u32;
+        cfg.wscale = rng.below(15) as u32;
+        cfg.mss_v4 = pick(rng, &[0, 1460, 1400, 1200, 8960]);
+        cfg.mss_v6 = pick(rng, &[0, 1440, 1380, 1220, 8940]);
+        for flag in [HOST_NO_TIMESTAMPS, HOST_NO_SACK, HOST_NO_WSCALE] {
+            if rng.pct(25) {
+                cfg.cookies |= flag;
+            }
+        }
+        self.fixture.set_config(cfg)?;
+        self.cfg = cfg;
+        Ok(())
     }
 
     /// Own cookies: a key drawn from the run's seed, in the secret map as the current one.
@@ -137,6 +172,8 @@ impl Fuzzer {
     pub fn run(&mut self, frames: u64, seed: u64, max_violations: usize) -> Result<Report> {
         let mut rng = Rng::new(seed);
         self.set_key(&mut rng)?;
+        // Configurations from a stream of their own: a seed's frames stay what they were.
+        let mut cfg_rng = Rng::new(seed ^ CONFIG_STREAM);
         let mut report = Report::default();
         let start = Instant::now();
         let mut done = 0u64;
@@ -148,6 +185,7 @@ impl Fuzzer {
                 0
             };
             self.fixture.set_conns_state(until)?;
+            self.vary_config(&mut cfg_rng)?;
             trusted = !trusted;
             let n = (frames - done).min(BATCH as u64) as usize;
             let batch: Vec<Vec<u8>> = (0..n).map(|_| generate::next(&mut rng).frame).collect();
@@ -156,7 +194,11 @@ impl Fuzzer {
         }
         report.frames = done;
         report.secs = start.elapsed().as_secs_f64();
+        // A batch's frames all run before the count is checked: keep the first ones asked for.
+        report.violations.truncate(max_violations);
         for v in &mut report.violations {
+            self.fixture.set_config(v.cfg)?;
+            self.cfg = v.cfg;
             v.frame = self.minimise(&v.frame)?;
         }
         Ok(report)
@@ -177,6 +219,7 @@ impl Fuzzer {
                 report.violations.push(Violation {
                     what,
                     frame: frame.clone(),
+                    cfg: self.cfg,
                 });
             }
         }
@@ -203,6 +246,7 @@ impl Fuzzer {
                 return Ok(Violation {
                     what: format!("counted {} but expected {:?}", slots(&got), reasons),
                     frame: frame.clone(),
+                    cfg: self.cfg,
                 });
             }
         }
@@ -211,6 +255,7 @@ impl Fuzzer {
                 "verdict counters of a batch differ from its frames, no single frame reproduces it"
                     .into(),
             frame: Vec::new(),
+            cfg: self.cfg,
         })
     }
 

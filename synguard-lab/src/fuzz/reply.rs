@@ -5,7 +5,7 @@
 
 use etherparse::{NetSlice, SlicedPacket, TcpOptionElement, TransportSlice};
 use synguard_common::{
-    maps::Config,
+    maps::{Config, HOST_NO_SACK, HOST_NO_TIMESTAMPS, HOST_NO_WSCALE},
     own_cookie::{self, CookieOpts, Flow},
     reqsk::META_MAGIC,
     siphash::Key,
@@ -13,7 +13,7 @@ use synguard_common::{
 };
 
 use super::generate::{pseudo_sum, sum16};
-use super::model::Syn;
+use super::model::{ClientOpts, Syn};
 use crate::testrun::own_slots;
 
 /// The kernel's cookie MSS tables (`msstab`, net/ipv4/syncookies.c and net/ipv6/syncookies.c),
@@ -32,6 +32,23 @@ fn cookie_mss(client: u16, ipv6: bool) -> (u8, u16) {
     let t = mss_table(ipv6);
     let class = t.iter().rposition(|&m| client >= m).unwrap_or(0);
     (class as u8, t[class])
+}
+
+/// The client's options the reply may take up: none the host's TCP has switched off
+/// (`HOST_NO_*` in `Config::cookies`, the README's "Kernel settings"), since the host would
+/// refuse them when the final ACK comes back.
+fn host_kept(mut o: ClientOpts, cfg: &Config) -> ClientOpts {
+    let off = |flag: u32| cfg.cookies & flag != 0;
+    if off(HOST_NO_TIMESTAMPS) {
+        o.tsval = None;
+    }
+    if off(HOST_NO_SACK) {
+        o.sack = false;
+    }
+    if off(HOST_NO_WSCALE) {
+        o.wscale = None;
+    }
+    o
 }
 
 /// Whose cookie the SYN-ACK must carry.
@@ -150,7 +167,7 @@ fn options(
     cfg: &Config,
     cookie: Cookie,
 ) -> Result<Answer, String> {
-    let o = syn.opts;
+    let o = host_kept(syn.opts, cfg);
     let own = matches!(cookie, Cookie::Own { .. });
     // ECN survives a kernel cookie only through the timestamp; an own cookie keeps it itself.
     let asked_ecn = cfg.ecn != 0 && syn.flags & (ECE | CWR) == ECE | CWR;
@@ -162,7 +179,10 @@ fn options(
     );
     let default = if syn.ipv6 { 1220 } else { 536 };
     let client = o.mss.unwrap_or(default);
-    let cap = if syn.ipv6 { cfg.mss_v6 } else { cfg.mss_v4 } as u16;
+    let cap = match if syn.ipv6 { cfg.mss_v6 } else { cfg.mss_v4 } {
+        0 => u16::MAX,
+        c => c as u16,
+    };
     let (class, cmss) = cookie_mss(client, syn.ipv6);
     let want_mss = cmss.min(client).min(cap);
     let (mut mss, mut ts, mut sack, mut ws) = (None, None, false, None);
@@ -250,7 +270,7 @@ fn own_flow(syn: &Syn) -> Flow {
 /// reply, written out field by field in the order of the kernel's `struct bpf_tcp_req_attrs`
 /// and then ours (`synguard_common::reqsk::OwnAckMeta`), host byte order.
 pub fn own_meta(syn: &Syn, answer: Answer, cfg: &Config) -> Vec<u8> {
-    let o = syn.opts;
+    let o = host_kept(syn.opts, cfg);
     let default = if syn.ipv6 { 1220 } else { 536 };
     let (_, mss) = cookie_mss(o.mss.unwrap_or(default), syn.ipv6);
     // The final ACK echoes the reply's TSval and sends the client's next one (`final_ack`).
