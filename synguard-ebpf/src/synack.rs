@@ -13,7 +13,7 @@ use aya_ebpf::{
     bindings::{iphdr, ipv6hdr, tcphdr},
     helpers::generated::{
         bpf_tcp_raw_gen_syncookie_ipv4, bpf_tcp_raw_gen_syncookie_ipv6, bpf_xdp_adjust_head,
-        bpf_xdp_adjust_tail,
+        bpf_xdp_adjust_tail, bpf_xdp_get_buff_len,
     },
     programs::XdpContext,
 };
@@ -135,15 +135,21 @@ pub fn answer(
         return Err(Reason::ErrStore);
     }
     let reply_len = pkt.l2_len() + ip_len + tcp_len;
+    // The frame's whole length, not `pkt.frame_len()`, which `parse` makes it only when the IP
+    // packet ends past the first buffer: the buffers after the first can hold bytes past the IP
+    // packet too (an Ethernet trailer; a header-split NIC's data buffer behind a SYN's
+    // headers), and the reply must not carry them out as trailing bytes.
+    // SAFETY: helper call on our own context.
+    let whole = unsafe { bpf_xdp_get_buff_len(ctx.ctx) };
     // A multi-buffer SYN (one carrying kilobytes of data, `parse.rs`): the reply is written into
     // the first buffer, and shrinking the frame releases the others (`bpf_xdp_frags_shrink_tail`,
     // net/core/filter.c), so that buffer must hold the whole reply.
     let first = parse::frame_len(ctx);
-    if pkt.frame_len() != first && first < reply_len {
+    if whole != first && first < reply_len {
         return Err(Reason::ErrSynShortBuffer);
     }
     // Every failure up to here leaves the frame untouched (a failed resize too).
-    resize(ctx, pkt.frame_len(), reply_len)?;
+    resize(ctx, whole, reply_len)?;
     // The frame now has the reply's length but not its bytes: should the writing fail, the
     // frame is dropped (`DropReplyUnwritten`), never sent or passed half-written.
     frame_write::reply(ctx, &eth, pkt.l2_len(), pkt.ipv6, ip, tcp, tcp_len)

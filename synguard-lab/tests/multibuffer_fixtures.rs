@@ -165,6 +165,46 @@ fn a_jumbo_syn_whose_first_buffer_cannot_hold_the_reply_goes_to_the_kernel() {
     assert_eq!(f.verdict(Reason::TxSynAckCookie).unwrap(), 0);
 }
 
+/// A SYN whose buffers after the first hold no part of its IP packet, only bytes behind it (an
+/// Ethernet trailer here; a header-split NIC's data buffer behind a SYN's headers): the
+/// SYN-ACK is the same as for the bare SYN, with none of those bytes behind it. The program
+/// had measured such a frame by its first buffer, and its reply went out with the trailer's
+/// bytes beyond the first buffer (found by the fuzzer's split frames).
+#[test]
+fn a_syn_with_a_trailer_in_its_other_buffers_gets_a_synack_without_it() {
+    for cookies in [default_config(), own_config()] {
+        for ipv6 in [false, true] {
+            let f = fixture(cookies);
+            let syn = Syn::linux(Tags::None, ipv6);
+            let bare = syn.frame();
+            let reply = f.run(&bare).unwrap().frame;
+            for (trailer, first) in [(1, 0), (6, 3), (JUMBO_PAYLOAD, 100)] {
+                let mut frame = bare.clone();
+                frame.resize(bare.len() + trailer, 0xee);
+                let first = (bare.len() + first) as u32;
+                let out = match f.run_split(&frame, first) {
+                    Ok(out) => out,
+                    Err(e) => {
+                        eprintln!(
+                            "skipped: this kernel's test run does not take a first buffer \
+                             shorter than a page ({e:#})"
+                        );
+                        return;
+                    }
+                };
+                let what = format!("ipv6={ipv6}, {trailer} trailing bytes, first buffer {first}");
+                assert_eq!(out.action, XDP_TX, "{what}");
+                assert_checksums(&out.frame);
+                assert_eq!(
+                    out.frame.len(),
+                    reply.len(),
+                    "{what}: reply with trailing bytes"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn a_jumbo_datagram_passes_whole_and_counted_whole() {
     let f = fixture(default_config());
