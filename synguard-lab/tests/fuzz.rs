@@ -12,6 +12,7 @@ fn fixed_seed_run(cookies: Cookies) {
     let shown: Vec<String> = r.violations.iter().map(|v| v.render()).collect();
     assert!(shown.is_empty(), "violations:\n{}", shown.join("\n"));
     assert_eq!(r.frames, 6_000);
+    assert!(r.split > 0, "no frame ran split over buffers");
     // The generator reaches the interesting verdicts, or the run proves little.
     for reason in [
         "tx_synack_cookie",

@@ -32,10 +32,11 @@ fn main() -> Result<()> {
     let mut fuzzer = Fuzzer::new(cookies)?;
     let r = fuzzer.run(args.frames, args.seed, args.max_violations)?;
     println!(
-        "seed {}, {} cookies: {} frames, {} program runs in {:.1} s: {:.0} runs/s ({:.0} frames/s); {} SYNs answered",
+        "seed {}, {} cookies: {} frames ({} split over buffers), {} program runs in {:.1} s: {:.0} runs/s ({:.0} frames/s); {} SYNs answered",
         args.seed,
         args.cookies,
         r.frames,
+        r.split,
         r.runs,
         r.secs,
         r.runs_per_sec(),

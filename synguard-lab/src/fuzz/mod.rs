@@ -27,7 +27,7 @@ use synguard_common::{
 use crate::{
     lab::idle_xdp::IdleXdp,
     testrun::{
-        fixture::{Fixture, XDP_DROP, XDP_PASS, XDP_TX, default_config},
+        fixture::{Fixture, Outcome, XDP_DROP, XDP_PASS, XDP_TX, default_config},
         own_slots,
     },
 };
@@ -41,6 +41,8 @@ pub struct Violation {
     pub frame: Vec<u8>,
     /// The configuration the frame ran under (its batch's).
     pub cfg: Config,
+    /// The first buffer's length when the frame ran split over buffers.
+    pub first: Option<u32>,
 }
 
 impl Violation {
@@ -53,14 +55,15 @@ impl Violation {
         };
         let c = &self.cfg;
         format!(
-            "{}\n  config: ecn {}, wscale {}, MSS caps {}/{}, cookies and host flags {:#x}\n  frame ({} bytes): {hex}\n  decoded: {decoded}",
+            "{}\n  config: ecn {}, wscale {}, MSS caps {}/{}, cookies and host flags {:#x}\n  frame ({} bytes, first buffer {:?}): {hex}\n  decoded: {decoded}",
             self.what,
             c.ecn,
             c.wscale,
             c.mss_v4,
             c.mss_v6,
             c.cookies,
-            self.frame.len()
+            self.frame.len(),
+            self.first.unwrap_or(self.frame.len() as u32),
         )
     }
 }
@@ -74,6 +77,8 @@ pub struct Report {
     pub runs: u64,
     pub secs: f64,
     pub answered: u64,
+    /// Frames run split over buffers.
+    pub split: u64,
     pub by_reason: BTreeMap<&'static str, u64>,
     pub violations: Vec<Violation>,
 }
@@ -106,12 +111,20 @@ pub struct Fuzzer {
     /// The own cookies' key of the run under way; None with the kernel's cookies.
     key: Option<Key>,
     cookies: Cookies,
+    /// Frames run since the last count whose reason is one of those that pass, not one known
+    /// ([`Fuzzer::split`]).
+    unknown_passes: u64,
     _idle: IdleXdp,
 }
 
 const BATCH: usize = 512;
 /// Mixed into the seed for the stream the batches' configurations come from.
 const CONFIG_STREAM: u64 = 0xc0f1_9000_0000_0001;
+/// Mixed into the seed for the stream that picks the frames run split, and where.
+const SPLIT_STREAM: u64 = 0x5b11_7000_0000_0002;
+/// The longest TCP header of a SYN-ACK the program builds: MSS, SACK-permitted, timestamps and
+/// window scale with their padding (`synguard_common::synack_words`).
+const MAX_REPLY_TCP: usize = 40;
 
 impl Fuzzer {
     pub fn new(cookies: Cookies) -> Result<Self> {
@@ -127,6 +140,7 @@ impl Fuzzer {
             cfg,
             key: None,
             cookies,
+            unknown_passes: 0,
             _idle: idle,
         })
     }
@@ -174,6 +188,7 @@ impl Fuzzer {
         self.set_key(&mut rng)?;
         // Configurations from a stream of their own: a seed's frames stay what they were.
         let mut cfg_rng = Rng::new(seed ^ CONFIG_STREAM);
+        let mut split_rng = Rng::new(seed ^ SPLIT_STREAM);
         let mut report = Report::default();
         let start = Instant::now();
         let mut done = 0u64;
@@ -188,7 +203,13 @@ impl Fuzzer {
             self.vary_config(&mut cfg_rng)?;
             trusted = !trusted;
             let n = (frames - done).min(BATCH as u64) as usize;
-            let batch: Vec<Vec<u8>> = (0..n).map(|_| generate::next(&mut rng).frame).collect();
+            let batch: Vec<Input> = (0..n)
+                .map(|_| {
+                    let frame = generate::next(&mut rng).frame;
+                    let first = split(&mut split_rng, frame.len());
+                    Input { frame, first }
+                })
+                .collect();
             self.batch(&batch, &mut report)?;
             done += n as u64;
         }
@@ -199,16 +220,18 @@ impl Fuzzer {
         for v in &mut report.violations {
             self.fixture.set_config(v.cfg)?;
             self.cfg = v.cfg;
-            v.frame = self.minimise(&v.frame)?;
+            v.frame = self.minimise(&v.frame, v.first)?;
         }
         Ok(report)
     }
 
-    fn batch(&mut self, batch: &[Vec<u8>], report: &mut Report) -> Result<()> {
+    fn batch(&mut self, batch: &[Input], report: &mut Report) -> Result<()> {
+        self.unknown_passes = 0;
         let before = self.fixture.verdicts()?;
         let mut want = vec![0u64; before.len()];
-        for frame in batch {
-            let (res, reasons) = self.one(frame)?;
+        for Input { frame, first } in batch {
+            report.split += u64::from(first.is_some());
+            let (res, reasons) = self.one(frame, *first)?;
             report.runs += reasons.len().max(1) as u64;
             for r in reasons {
                 want[r.index() as usize] += 1;
@@ -220,33 +243,36 @@ impl Fuzzer {
                     what,
                     frame: frame.clone(),
                     cfg: self.cfg,
+                    first: *first,
                 });
             }
         }
         let after = self.fixture.verdicts()?;
         let got: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
-        if got != want {
+        if !counts_match(&got, &want, std::mem::take(&mut self.unknown_passes)) {
             report.violations.push(self.locate(batch)?);
         }
         Ok(())
     }
 
     /// Finds the frame of a batch whose counters went wrong, by running each alone.
-    fn locate(&mut self, batch: &[Vec<u8>]) -> Result<Violation> {
-        for frame in batch {
+    fn locate(&mut self, batch: &[Input]) -> Result<Violation> {
+        for Input { frame, first } in batch {
+            self.unknown_passes = 0;
             let before = self.fixture.verdicts()?;
-            let (_, reasons) = self.one(frame)?;
+            let (_, reasons) = self.one(frame, *first)?;
             let after = self.fixture.verdicts()?;
             let mut want = vec![0u64; before.len()];
             for r in &reasons {
                 want[r.index() as usize] += 1;
             }
             let got: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
-            if got != want {
+            if !counts_match(&got, &want, std::mem::take(&mut self.unknown_passes)) {
                 return Ok(Violation {
                     what: format!("counted {} but expected {:?}", slots(&got), reasons),
                     frame: frame.clone(),
                     cfg: self.cfg,
+                    first: *first,
                 });
             }
         }
@@ -256,15 +282,29 @@ impl Fuzzer {
                     .into(),
             frame: Vec::new(),
             cfg: self.cfg,
+            first: None,
         })
     }
 
-    /// Runs one frame (and, for an answered SYN, its final ACK and a tampered one): the verdict,
-    /// and the reasons that must have been counted.
-    fn one(&mut self, frame: &[u8]) -> Result<(Result<(), String>, Vec<Reason>)> {
+    /// Runs one frame, split over buffers after `first` bytes if given (and, for an answered
+    /// SYN, its final ACK and a tampered one): the verdict, and the reasons that must have been
+    /// counted.
+    fn one(
+        &mut self,
+        frame: &[u8],
+        first: Option<u32>,
+    ) -> Result<(Result<(), String>, Vec<Reason>)> {
         let (expect, syn) = model::expect(frame);
-        let (out, slots) = own_slots::around(|| self.fixture.run(frame));
+        let (out, cookie_slots) = own_slots::around(|| match first {
+            Some(n) => self.fixture.run_split(frame, n),
+            None => self.fixture.run(frame),
+        });
         let out = out?;
+        if let Some(first) = first
+            && let Some(judged) = self.split(frame, first as usize, expect, syn.as_ref(), &out)
+        {
+            return Ok(judged);
+        }
         let action = |r: Reason| match r.verdict() {
             Verdict::Pass => XDP_PASS,
             Verdict::Tx => XDP_TX,
@@ -304,7 +344,10 @@ impl Fuzzer {
         }
         let mut reasons = vec![Reason::TxSynAckCookie];
         let cookie = match &self.key {
-            Some(key) => reply::Cookie::Own { key, slots },
+            Some(key) => reply::Cookie::Own {
+                key,
+                slots: cookie_slots,
+            },
             None => reply::Cookie::Kernel,
         };
         let answer = match reply::check(&syn, &out.frame, &self.cfg, cookie) {
@@ -346,6 +389,64 @@ impl Fuzzer {
         Ok((Ok(()), reasons))
     }
 
+    /// What a frame run split over buffers after `first` bytes may do that it would not do
+    /// whole, judged; None when it must do just what it would whole.
+    fn split(
+        &mut self,
+        frame: &[u8],
+        first: usize,
+        expect: Expect,
+        syn: Option<&model::Syn>,
+        out: &Outcome,
+    ) -> Option<(Result<(), String>, Vec<Reason>)> {
+        let as_it_came = |why: &str| {
+            if out.action != XDP_PASS || out.frame != frame {
+                Err(format!(
+                    "{why} ({first} bytes): action {}, not passed as it came",
+                    out.action
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        match model::tcp_ends(frame) {
+            // Headers cut by the buffer's end: the program cannot read them and must let the
+            // frame pass as it came (fail open), whatever it would do with them whole, under
+            // one reason or another of those that pass (checked with the batch's counters).
+            None => {
+                self.unknown_passes += 1;
+                return Some((as_it_came("frame cut"), vec![]));
+            }
+            Some((fixed, _)) if first < fixed => {
+                self.unknown_passes += 1;
+                return Some((as_it_came("headers cut"), vec![]));
+            }
+            // A SYN's options cut: its answer cannot read them (nor check the checksum over
+            // them) and it passes as a load error; every decision before the answer stands.
+            Some((_, options))
+                if first < options
+                    && matches!(
+                        expect,
+                        Expect::SynAck | Expect::Exactly(Reason::DropBadTcpChecksum)
+                    ) =>
+            {
+                return Some((as_it_came("SYN options cut"), vec![Reason::ErrLoadBytes]));
+            }
+            Some(_) => {}
+        }
+        // A SYN whose reply would not fit in its first buffer passes (`ErrSynShortBuffer`).
+        let syn = syn.filter(|_| expect == Expect::SynAck && out.action == XDP_PASS)?;
+        let ip = if syn.ipv6 { 40 } else { 20 };
+        let judged = if first >= syn.l2.len() + ip + MAX_REPLY_TCP {
+            Err(format!(
+                "reply fits in the first buffer ({first} bytes), yet passed"
+            ))
+        } else {
+            as_it_came("reply longer than the first buffer")
+        };
+        Some((judged, vec![Reason::ErrSynShortBuffer]))
+    }
+
     /// Empties the connection table's slot of a handshake whose final ACK passed: its 4-tuple's
     /// packets pass for a moment after it (`conn_handshake_stamp`), and each frame here stands
     /// for a later one.
@@ -353,20 +454,24 @@ impl Fuzzer {
         self.fixture.clear_conn(ack)
     }
 
-    fn violates(&mut self, frame: &[u8]) -> Result<bool> {
-        Ok(self.one(frame)?.0.is_err())
+    /// Whether `frame` (split after `first` bytes while it is longer) still violates.
+    fn violates(&mut self, frame: &[u8], first: Option<u32>) -> Result<bool> {
+        let first = first.filter(|&n| (n as usize) < frame.len());
+        Ok(self.one(frame, first)?.0.is_err())
     }
 
     /// Shrinks a violating frame: cuts the tail while it still violates, then zeroes each byte
     /// that can be zeroed.
-    fn minimise(&mut self, frame: &[u8]) -> Result<Vec<u8>> {
+    fn minimise(&mut self, frame: &[u8], first: Option<u32>) -> Result<Vec<u8>> {
         let mut f = frame.to_vec();
-        if f.is_empty() || !self.violates(&f)? {
+        if f.is_empty() || !self.violates(&f, first)? {
             return Ok(f);
         }
         let mut step = f.len() / 2;
         while step > 0 {
-            while f.len() >= generate::MIN_FRAME + step && self.violates(&f[..f.len() - step])? {
+            while f.len() >= generate::MIN_FRAME + step
+                && self.violates(&f[..f.len() - step], first)?
+            {
                 f.truncate(f.len() - step);
             }
             step /= 2;
@@ -375,13 +480,40 @@ impl Fuzzer {
             if f[i] != 0 {
                 let mut g = f.clone();
                 g[i] = 0;
-                if self.violates(&g)? {
+                if self.violates(&g, first)? {
                     f = g;
                 }
             }
         }
         Ok(f)
     }
+}
+
+/// A frame and, for one run split over buffers, its first buffer's length.
+struct Input {
+    frame: Vec<u8>,
+    first: Option<u32>,
+}
+
+/// One frame in eight runs split over buffers, as a multi-buffer frame reaches the program,
+/// with its first buffer cut anywhere from the Ethernet header's end to its last byte: within
+/// the headers as much as past them.
+fn split(rng: &mut Rng, len: usize) -> Option<u32> {
+    const ETH: usize = 14;
+    (len > ETH + 1 && rng.pct(12)).then(|| (ETH + rng.below((len - ETH) as u64) as usize) as u32)
+}
+
+/// Whether the verdict counters grew by `got` for frames that had to count `want`, and
+/// `unknown` more frames each under one reason of those that pass.
+fn counts_match(got: &[u64], want: &[u64], unknown: u64) -> bool {
+    let mut extra = 0;
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        if g < w || (g > w && REASONS.get(i).is_none_or(|r| r.verdict() != Verdict::Pass)) {
+            return false;
+        }
+        extra += g - w;
+    }
+    extra == unknown
 }
 
 fn slots(counts: &[u64]) -> String {

@@ -123,6 +123,14 @@ pub fn expect(f: &[u8]) -> (Expect, Option<Syn>) {
     }
 }
 
+/// Where the frame's fixed TCP header ends and where its options end, when it parses down to
+/// TCP. Every decision reads the headers up to the first; a SYN's answer (its checksum, which
+/// covers no data the README says is not checked, and the options it keeps) up to the second.
+pub fn tcp_ends(f: &[u8]) -> Option<(usize, usize)> {
+    let h = headers(f).ok()?;
+    Some((h.tcp + 20, h.tcp + (f[h.tcp + 12] >> 4) as usize * 4))
+}
+
 /// Where a frame's headers are, once it parsed down to TCP.
 struct Headers {
     l2_end: usize,
