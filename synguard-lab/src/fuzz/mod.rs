@@ -12,6 +12,7 @@ pub mod generate;
 pub mod model;
 pub mod reply;
 pub mod rng;
+pub mod tc;
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -114,6 +115,8 @@ pub struct Fuzzer {
     /// Frames run since the last count whose reason is one of those that pass, not one known
     /// ([`Fuzzer::split`]).
     unknown_passes: u64,
+    /// ACKs since the last count that the checking TC program must have accepted ([`tc`]).
+    tc_accepted: u64,
     _idle: IdleXdp,
 }
 
@@ -141,6 +144,7 @@ impl Fuzzer {
             key: None,
             cookies,
             unknown_passes: 0,
+            tc_accepted: 0,
             _idle: idle,
         })
     }
@@ -227,6 +231,8 @@ impl Fuzzer {
 
     fn batch(&mut self, batch: &[Input], report: &mut Report) -> Result<()> {
         self.unknown_passes = 0;
+        self.tc_accepted = 0;
+        let tc_before = tc::accepted(&self.fixture)?;
         let before = self.fixture.verdicts()?;
         let mut want = vec![0u64; before.len()];
         for Input { frame, first } in batch {
@@ -249,7 +255,10 @@ impl Fuzzer {
         }
         let after = self.fixture.verdicts()?;
         let got: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
-        if !counts_match(&got, &want, std::mem::take(&mut self.unknown_passes)) {
+        let tc_got = tc::accepted(&self.fixture)? - tc_before;
+        if !counts_match(&got, &want, std::mem::take(&mut self.unknown_passes))
+            || tc_got != std::mem::take(&mut self.tc_accepted)
+        {
             report.violations.push(self.locate(batch)?);
         }
         Ok(())
@@ -259,9 +268,23 @@ impl Fuzzer {
     fn locate(&mut self, batch: &[Input]) -> Result<Violation> {
         for Input { frame, first } in batch {
             self.unknown_passes = 0;
+            self.tc_accepted = 0;
+            let tc_before = tc::accepted(&self.fixture)?;
             let before = self.fixture.verdicts()?;
             let (_, reasons) = self.one(frame, *first)?;
             let after = self.fixture.verdicts()?;
+            let tc_got = tc::accepted(&self.fixture)? - tc_before;
+            if tc_got != self.tc_accepted {
+                return Ok(Violation {
+                    what: format!(
+                        "the checking TC program accepted {tc_got} ACKs, the XDP program {}",
+                        self.tc_accepted
+                    ),
+                    frame: frame.clone(),
+                    cfg: self.cfg,
+                    first: *first,
+                });
+            }
             let mut want = vec![0u64; before.len()];
             for r in &reasons {
                 want[r.index() as usize] += 1;
@@ -277,9 +300,8 @@ impl Fuzzer {
             }
         }
         Ok(Violation {
-            what:
-                "verdict counters of a batch differ from its frames, no single frame reproduces it"
-                    .into(),
+            what: "counters of a batch differ from its frames, no single frame reproduces it"
+                .into(),
             frame: Vec::new(),
             cfg: self.cfg,
             first: None,
@@ -295,6 +317,15 @@ impl Fuzzer {
         first: Option<u32>,
     ) -> Result<(Result<(), String>, Vec<Reason>)> {
         let (expect, syn) = model::expect(frame);
+        // Own cookies: the checking TC program first (the XDP program's pass of a valid ACK
+        // stamps the connection table, which that program then trusts).
+        let tc_ran = match first {
+            None if self.cookies == Cookies::Own => match tc::check(&self.fixture, frame)? {
+                Ok(ran) => ran,
+                Err(e) => return Ok((Err(e), vec![])),
+            },
+            _ => false,
+        };
         let (out, cookie_slots) = own_slots::around(|| match first {
             Some(n) => self.fixture.run_split(frame, n),
             None => self.fixture.run(frame),
@@ -328,6 +359,7 @@ impl Fuzzer {
                 let r = match out.action {
                     XDP_PASS => {
                         self.forget_handshake(frame)?;
+                        self.tc_accepted += u64::from(tc_ran);
                         Reason::PassCookieAck
                     }
                     XDP_DROP => Reason::DropAckBadCookie,
@@ -355,6 +387,13 @@ impl Fuzzer {
             Err(e) => return Ok((Err(format!("bad SYN-ACK: {e}")), reasons)),
         };
         let good = reply::final_ack(&syn, answer, 0);
+        if self.cookies == Cookies::Own {
+            match tc::check(&self.fixture, &good)? {
+                Ok(true) => self.tc_accepted += 1,
+                Ok(false) => return Ok((Err("final ACK: no TC test run".into()), reasons)),
+                Err(e) => return Ok((Err(format!("final ACK: {e}")), reasons)),
+            }
+        }
         reasons.push(Reason::PassCookieAck);
         let o = self.fixture.run(&good)?;
         if o.action != XDP_PASS {
