@@ -204,8 +204,13 @@ fn syn(ctx: &XdpContext, syn: Syn, cfg: &Config, pol: &Policy, monitor: bool) ->
                 return reason;
             }
             if monitor {
-                // Would answer; the frame stays as it is and passes (see `synguard`).
-                return Reason::TxSynAckCookie;
+                // Would answer; the frame stays as it is and passes (see `synguard`). The
+                // answer's own check that drops a SYN, its TCP checksum, is made here too, so
+                // that a corrupt SYN counts as what would happen to it.
+                return match synack::check_only(ctx, pkt, syn.reply) {
+                    Ok(()) => Reason::TxSynAckCookie,
+                    Err(reason) => reason,
+                };
             }
             answer(ctx, syn, cfg, now)
         }

@@ -156,6 +156,16 @@ pub fn answer(
         .map_err(|_| Reason::DropReplyUnwritten)
 }
 
+/// Monitor mode's part of [`answer`]: what it checks before it changes anything that can turn
+/// the SYN away (its TCP header read from the frame, the checksum over it), and nothing else;
+/// the frame stays as it came.
+#[inline(always)]
+pub fn check_only(ctx: &XdpContext, pkt: &Packet, scratch: &mut Scratch) -> Result<(), Reason> {
+    let Scratch { syn, th_len, .. } = scratch;
+    let (th_len, opts_sum) = load_syn_header(ctx, pkt, syn, th_len)?;
+    crate::verify::tcp(pkt, &syn.base, opts_sum, th_len)
+}
+
 /// The client's options less those the host's TCP has switched off (`HOST_NO_*` flags of
 /// `Config::cookies`): the SYN-ACK must not offer what the host would refuse when the final ACK
 /// comes back.

@@ -288,11 +288,16 @@ fn monitor_mode_decides_everything_and_passes_everything() {
         ..Default::default()
     })
     .unwrap();
-    let table: [(Vec<u8>, Reason); 4] = [
+    // A SYN whose TCP checksum is wrong: the answer's own check would drop it, and monitor
+    // mode makes that check too rather than count it as answered.
+    let mut corrupt = frame_v4(v4(3), SYN);
+    corrupt[14 + 20 + 16] ^= 0x5a;
+    let table: [(Vec<u8>, Reason); 5] = [
         (frame_v4(v4(2), SYN), Reason::TxSynAckCookie),
         (frame_v4(v4(2), ACK), Reason::DropAckBadCookie),
         (frame_v4(v4(2), SYN | FIN), Reason::DropSynFin),
         (frame_v4(v4(50), SYN), Reason::DropBlocklisted),
+        (corrupt, Reason::DropBadTcpChecksum),
     ];
     for (frame, would) in &table {
         expect(&f, frame, XDP_PASS, &format!("monitor: would {would:?}"));
