@@ -20,7 +20,8 @@ use std::time::Instant;
 use anyhow::Result;
 use synguard_common::{
     maps::{COOKIES_OWN, Config, HOST_NO_SACK, HOST_NO_TIMESTAMPS, HOST_NO_WSCALE},
-    reason::{REASONS, Reason, Verdict},
+    policy::Policy,
+    reason::{REASON_SLOTS, REASONS, Reason, Verdict},
     reqsk::CookieSecret,
     siphash::Key,
 };
@@ -117,6 +118,10 @@ pub struct Fuzzer {
     unknown_passes: u64,
     /// ACKs since the last count that the checking TC program must have accepted ([`tc`]).
     tc_accepted: u64,
+    /// Monitor mode in this batch: every frame passes, what would have been done is counted.
+    monitor: bool,
+    /// What monitor mode must have counted since the last count, by reason index.
+    would_want: Vec<u64>,
     _idle: IdleXdp,
 }
 
@@ -145,13 +150,16 @@ impl Fuzzer {
             cookies,
             unknown_passes: 0,
             tc_accepted: 0,
+            monitor: false,
+            would_want: vec![0; REASON_SLOTS as usize],
             _idle: idle,
         })
     }
 
     /// A configuration for the next batch, as the loader could write it: ECN on or off, our
     /// window scale, the interfaces' MSS caps (0: none), and the host's TCP without timestamps,
-    /// SACK or window scaling (`HOST_NO_*`), each in a quarter of the batches.
+    /// SACK or window scaling (`HOST_NO_*`), each in a quarter of the batches; monitor mode in
+    /// one batch in eight.
     fn vary_config(&mut self, rng: &mut Rng) -> Result<()> {
         let pick = |rng: &mut Rng, from: &[u32]| from[rng.below(from.len() as u64) as usize];
         let mut cfg = self.base;
@@ -166,7 +174,11 @@ impl Fuzzer {
         }
         self.fixture.set_config(cfg)?;
         self.cfg = cfg;
-        Ok(())
+        self.monitor = rng.pct(12);
+        self.fixture.set_policy(Policy {
+            monitor: self.monitor as u32,
+            ..Default::default()
+        })
     }
 
     /// Own cookies: a key drawn from the run's seed, in the secret map as the current one.
@@ -232,7 +244,9 @@ impl Fuzzer {
     fn batch(&mut self, batch: &[Input], report: &mut Report) -> Result<()> {
         self.unknown_passes = 0;
         self.tc_accepted = 0;
+        self.would_want.fill(0);
         let tc_before = tc::accepted(&self.fixture)?;
+        let would_before = self.fixture.woulds()?;
         let before = self.fixture.verdicts()?;
         let mut want = vec![0u64; before.len()];
         for Input { frame, first } in batch {
@@ -256,8 +270,10 @@ impl Fuzzer {
         let after = self.fixture.verdicts()?;
         let got: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
         let tc_got = tc::accepted(&self.fixture)? - tc_before;
+        let would_got = grown(&self.fixture.woulds()?, &would_before);
         if !counts_match(&got, &want, std::mem::take(&mut self.unknown_passes))
             || tc_got != std::mem::take(&mut self.tc_accepted)
+            || would_got != self.would_want
         {
             report.violations.push(self.locate(batch)?);
         }
@@ -269,11 +285,26 @@ impl Fuzzer {
         for Input { frame, first } in batch {
             self.unknown_passes = 0;
             self.tc_accepted = 0;
+            self.would_want.fill(0);
             let tc_before = tc::accepted(&self.fixture)?;
+            let would_before = self.fixture.woulds()?;
             let before = self.fixture.verdicts()?;
             let (_, reasons) = self.one(frame, *first)?;
             let after = self.fixture.verdicts()?;
             let tc_got = tc::accepted(&self.fixture)? - tc_before;
+            let would_got = grown(&self.fixture.woulds()?, &would_before);
+            if would_got != self.would_want {
+                return Ok(Violation {
+                    what: format!(
+                        "monitor mode counted {} as would-be, expected {}",
+                        slots(&would_got),
+                        slots(&self.would_want)
+                    ),
+                    frame: frame.clone(),
+                    cfg: self.cfg,
+                    first: *first,
+                });
+            }
             if tc_got != self.tc_accepted {
                 return Ok(Violation {
                     what: format!(
@@ -326,6 +357,10 @@ impl Fuzzer {
             },
             _ => false,
         };
+        let refused_before = match expect {
+            Expect::CookieCheck if self.monitor => Some(self.fixture.would(BAD_COOKIE)?),
+            _ => None,
+        };
         let (out, cookie_slots) = own_slots::around(|| match first {
             Some(n) => self.fixture.run_split(frame, n),
             None => self.fixture.run(frame),
@@ -335,6 +370,9 @@ impl Fuzzer {
             && let Some(judged) = self.split(frame, first as usize, expect, syn.as_ref(), &out)
         {
             return Ok(judged);
+        }
+        if self.monitor {
+            return self.monitored(frame, expect, &out, refused_before, tc_ran);
         }
         let action = |r: Reason| match r.verdict() {
             Verdict::Pass => XDP_PASS,
@@ -428,6 +466,51 @@ impl Fuzzer {
         Ok((Ok(()), reasons))
     }
 
+    /// Monitor mode: every frame passes as it came; a decision other than a pass is counted as
+    /// what would have been done (`pass_monitor`, and the reason in the monitor counters).
+    /// `refused_before`: for an ACK, the would-be bad-cookie drops before its run.
+    fn monitored(
+        &mut self,
+        frame: &[u8],
+        expect: Expect,
+        out: &Outcome,
+        refused_before: Option<u64>,
+        tc_ran: bool,
+    ) -> Result<(Result<(), String>, Vec<Reason>)> {
+        let would = match expect {
+            Expect::Exactly(r) if r.verdict() == Verdict::Pass => None,
+            Expect::Exactly(r) => Some(r),
+            Expect::SynAck => Some(Reason::TxSynAckCookie),
+            // An ACK whose cookie is valid (by chance: monitor mode answers no SYN) passes as
+            // such, not monitored.
+            Expect::CookieCheck => {
+                let refused = self.fixture.would(BAD_COOKIE)? - refused_before.unwrap_or(0);
+                if refused == 0 {
+                    self.forget_handshake(frame)?;
+                    self.tc_accepted += u64::from(tc_ran);
+                }
+                (refused != 0).then_some(BAD_COOKIE)
+            }
+        };
+        let reason = match (would, expect) {
+            (Some(r), _) => {
+                self.would_want[r.index() as usize] += 1;
+                Reason::PassMonitor
+            }
+            (None, Expect::Exactly(r)) => r,
+            (None, _) => Reason::PassCookieAck,
+        };
+        let judged = if out.action != XDP_PASS || out.frame != frame {
+            Err(format!(
+                "monitor mode: {reason:?} (would {would:?}), action {}, or the frame changed",
+                out.action
+            ))
+        } else {
+            Ok(())
+        };
+        Ok((judged, vec![reason]))
+    }
+
     /// What a frame run split over buffers after `first` bytes may do that it would not do
     /// whole, judged; None when it must do just what it would whole.
     fn split(
@@ -475,6 +558,10 @@ impl Fuzzer {
         }
         // A SYN whose reply would not fit in its first buffer passes (`ErrSynShortBuffer`).
         let syn = syn.filter(|_| expect == Expect::SynAck && out.action == XDP_PASS)?;
+        if self.monitor {
+            // Monitor mode answers nothing: no reply to fit.
+            return None;
+        }
         let ip = if syn.ipv6 { 40 } else { 20 };
         let judged = if first >= syn.l2.len() + ip + MAX_REPLY_TCP {
             Err(format!(
@@ -540,6 +627,14 @@ struct Input {
 fn split(rng: &mut Rng, len: usize) -> Option<u32> {
     const ETH: usize = 14;
     (len > ETH + 1 && rng.pct(12)).then(|| (ETH + rng.below((len - ETH) as u64) as usize) as u32)
+}
+
+/// What an ACK without a valid cookie would get: dropped.
+const BAD_COOKIE: Reason = Reason::DropAckBadCookie;
+
+/// How much each counter grew from `before` to `after`.
+fn grown(after: &[u64], before: &[u64]) -> Vec<u64> {
+    after.iter().zip(before).map(|(a, b)| a - b).collect()
 }
 
 /// Whether the verdict counters grew by `got` for frames that had to count `want`, and

@@ -253,12 +253,28 @@ impl Fixture {
 
     /// Monitor mode's count of what would have been done, summed over CPUs.
     pub fn would(&self, reason: Reason) -> Result<u64> {
-        let m: PerCpuArray<&MapData, Counter> = PerCpuArray::try_from(
+        Ok(self
+            .monitor_map()?
+            .get(&reason.index(), 0)?
+            .iter()
+            .map(|c| c.packets)
+            .sum())
+    }
+
+    /// Monitor mode's counters of what would have been done, every reason's, summed over CPUs.
+    pub fn woulds(&self) -> Result<Vec<u64>> {
+        let m = self.monitor_map()?;
+        (0..REASON_SLOTS)
+            .map(|i| Ok(m.get(&i, 0)?.iter().map(|c| c.packets).sum()))
+            .collect()
+    }
+
+    fn monitor_map(&self) -> Result<PerCpuArray<&MapData, Counter>> {
+        Ok(PerCpuArray::try_from(
             self.ebpf
                 .map(policy::names::MONITOR)
                 .ok_or_else(|| anyhow!("no monitor map"))?,
-        )?;
-        Ok(m.get(&reason.index(), 0)?.iter().map(|c| c.packets).sum())
+        )?)
     }
 
     /// SYNs counted for `port`, summed over CPUs.
