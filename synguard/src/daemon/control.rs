@@ -68,7 +68,8 @@ pub struct Control {
     /// bound its own meanwhile).
     sockets: Vec<(PathBuf, u64)>,
     tasks: Vec<JoinHandle<()>>,
-    requests: mpsc::Receiver<UnixStream>,
+    /// Clients whose request line has arrived, with it.
+    requests: mpsc::Receiver<(UnixStream, String)>,
 }
 
 impl Control {
@@ -92,26 +93,44 @@ impl Control {
             let tx = tx.clone();
             control.tasks.push(tokio::spawn(async move {
                 while let Ok((stream, _)) = listener.accept().await {
-                    if tx.send(stream).await.is_err() {
-                        break;
-                    }
+                    // Each request is read in a task of its own, not in `next`: the daemon's
+                    // loop awaits `next` in a `select!`, which drops what it awaits whenever
+                    // another branch (a tick) is ready first, and a client whose request was
+                    // still on its way had its connection closed unanswered.
+                    let tx = tx.clone();
+                    tokio::spawn(async move {
+                        if let Some(request) = request_of(stream).await {
+                            let _ = tx.send(request).await;
+                        }
+                    });
                 }
             }));
         }
         Ok(control)
     }
 
-    /// The next client, with its request; pending forever without sockets.
+    /// The next client, with its request; pending forever without sockets. Cancel-safe (a
+    /// channel's `recv`): a `select!` may drop it and call it again without losing a client.
     pub async fn next(&mut self) -> (UnixStream, String) {
-        loop {
-            let Some(mut stream) = self.requests.recv().await else {
-                return std::future::pending().await;
-            };
-            match tokio::time::timeout(REQUEST_TIMEOUT, read_line(&mut stream)).await {
-                Ok(Ok(line)) => return (stream, line),
-                Ok(Err(e)) => debug!("control request: {e}"),
-                Err(_) => debug!("control client sent nothing"),
-            }
+        match self.requests.recv().await {
+            Some(request) => request,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+/// A client's request line, read within [`REQUEST_TIMEOUT`]; None (and the connection closed)
+/// when it sends none.
+async fn request_of(mut stream: UnixStream) -> Option<(UnixStream, String)> {
+    match tokio::time::timeout(REQUEST_TIMEOUT, read_line(&mut stream)).await {
+        Ok(Ok(line)) => Some((stream, line)),
+        Ok(Err(e)) => {
+            debug!("control request: {e}");
+            None
+        }
+        Err(_) => {
+            debug!("control client sent nothing");
+            None
         }
     }
 }
@@ -190,6 +209,47 @@ mod tests {
         assert_eq!(client.join().unwrap().unwrap(), reply);
         drop(control);
         assert!(!path.exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// As the daemon's loop awaits `next`: in a `select!` beside a timer that fires many times
+    /// while a slow client is still writing its request. The client gets its answer.
+    #[tokio::test]
+    async fn a_slow_client_is_answered_while_other_branches_fire() {
+        let dir = std::env::temp_dir().join(format!("sg-control-slow-{}", std::process::id()));
+        let key = Key::scoped(1, "eth0", 3);
+        std::fs::create_dir_all(paths::netns_dir(&dir, 1)).unwrap();
+        let mut control = Control::bind(&dir, std::slice::from_ref(&key)).unwrap();
+        let path = paths::control_socket(&dir, &key);
+        let client = std::thread::spawn(move || {
+            let mut s = StdStream::connect(&path)?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            std::thread::sleep(Duration::from_millis(300));
+            s.write_all(format!("{RELOAD}\n").as_bytes())?;
+            let mut line = String::new();
+            BufReader::new(s).read_line(&mut line)?;
+            io::Result::Ok(line)
+        });
+        let mut ticks = 0;
+        let serve = async {
+            loop {
+                tokio::select! {
+                    got = control.next() => break got,
+                    _ = tokio::time::sleep(Duration::from_millis(10)) => ticks += 1,
+                }
+            }
+        };
+        let (stream, request) = tokio::time::timeout(Duration::from_secs(5), serve)
+            .await
+            .expect("the request was lost while the timer fired");
+        assert!(
+            ticks >= 10,
+            "the timer fired {ticks} times while the client wrote"
+        );
+        assert_eq!(request, RELOAD);
+        answer(stream, &Reply::unknown("x")).await;
+        let line = client.join().unwrap().unwrap();
+        assert!(line.contains("\"outcome\":\"refused\""), "{line}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
