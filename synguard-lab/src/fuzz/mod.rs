@@ -45,6 +45,8 @@ pub struct Violation {
     pub cfg: Config,
     /// The first buffer's length when the frame ran split over buffers.
     pub first: Option<u32>,
+    /// Whether its batch ran in monitor mode.
+    pub monitor: bool,
 }
 
 impl Violation {
@@ -57,13 +59,14 @@ impl Violation {
         };
         let c = &self.cfg;
         format!(
-            "{}\n  config: ecn {}, wscale {}, MSS caps {}/{}, cookies and host flags {:#x}\n  frame ({} bytes, first buffer {:?}): {hex}\n  decoded: {decoded}",
+            "{}\n  config: ecn {}, wscale {}, MSS caps {}/{}, cookies and host flags {:#x}, monitor {}\n  frame ({} bytes, first buffer {:?}): {hex}\n  decoded: {decoded}",
             self.what,
             c.ecn,
             c.wscale,
             c.mss_v4,
             c.mss_v6,
             c.cookies,
+            self.monitor,
             self.frame.len(),
             self.first.unwrap_or(self.frame.len() as u32),
         )
@@ -174,9 +177,13 @@ impl Fuzzer {
         }
         self.fixture.set_config(cfg)?;
         self.cfg = cfg;
-        self.monitor = rng.pct(12);
+        self.set_monitor(rng.pct(12))
+    }
+
+    fn set_monitor(&mut self, on: bool) -> Result<()> {
+        self.monitor = on;
         self.fixture.set_policy(Policy {
-            monitor: self.monitor as u32,
+            monitor: on as u32,
             ..Default::default()
         })
     }
@@ -236,6 +243,7 @@ impl Fuzzer {
         for v in &mut report.violations {
             self.fixture.set_config(v.cfg)?;
             self.cfg = v.cfg;
+            self.set_monitor(v.monitor)?;
             v.frame = self.minimise(&v.frame, v.first)?;
         }
         Ok(report)
@@ -264,6 +272,7 @@ impl Fuzzer {
                     frame: frame.clone(),
                     cfg: self.cfg,
                     first: *first,
+                    monitor: self.monitor,
                 });
             }
         }
@@ -303,6 +312,7 @@ impl Fuzzer {
                     frame: frame.clone(),
                     cfg: self.cfg,
                     first: *first,
+                    monitor: self.monitor,
                 });
             }
             if tc_got != self.tc_accepted {
@@ -314,6 +324,7 @@ impl Fuzzer {
                     frame: frame.clone(),
                     cfg: self.cfg,
                     first: *first,
+                    monitor: self.monitor,
                 });
             }
             let mut want = vec![0u64; before.len()];
@@ -327,6 +338,7 @@ impl Fuzzer {
                     frame: frame.clone(),
                     cfg: self.cfg,
                     first: *first,
+                    monitor: self.monitor,
                 });
             }
         }
@@ -336,6 +348,7 @@ impl Fuzzer {
             frame: Vec::new(),
             cfg: self.cfg,
             first: None,
+            monitor: self.monitor,
         })
     }
 
