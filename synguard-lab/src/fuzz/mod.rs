@@ -229,7 +229,7 @@ impl Fuzzer {
             let batch: Vec<Input> = (0..n)
                 .map(|_| {
                     let frame = generate::next(&mut rng).frame;
-                    let first = split(&mut split_rng, frame.len());
+                    let first = split_point(&mut split_rng, frame.len());
                     Input { frame, first }
                 })
                 .collect();
@@ -277,7 +277,7 @@ impl Fuzzer {
             }
         }
         let after = self.fixture.verdicts()?;
-        let got: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+        let got = grown(&after, &before);
         let tc_got = tc::accepted(&self.fixture)? - tc_before;
         let would_got = grown(&self.fixture.woulds()?, &would_before);
         if !counts_match(&got, &want, std::mem::take(&mut self.unknown_passes))
@@ -331,7 +331,7 @@ impl Fuzzer {
             for r in &reasons {
                 want[r.index() as usize] += 1;
             }
-            let got: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+            let got = grown(&after, &before);
             if !counts_match(&got, &want, std::mem::take(&mut self.unknown_passes)) {
                 return Ok(Violation {
                     what: format!("counted {} but expected {:?}", slots(&got), reasons),
@@ -637,7 +637,7 @@ struct Input {
 /// One frame in eight runs split over buffers, as a multi-buffer frame reaches the program,
 /// with its first buffer cut anywhere from the Ethernet header's end to its last byte: within
 /// the headers as much as past them.
-fn split(rng: &mut Rng, len: usize) -> Option<u32> {
+fn split_point(rng: &mut Rng, len: usize) -> Option<u32> {
     const ETH: usize = 14;
     (len > ETH + 1 && rng.pct(12)).then(|| (ETH + rng.below((len - ETH) as u64) as usize) as u32)
 }

@@ -51,6 +51,17 @@ fn host_kept(mut o: ClientOpts, cfg: &Config) -> ClientOpts {
     o
 }
 
+/// The client's MSS, or what it may assume without the option (RFC 9293: 536 over IPv4;
+/// IPv6's minimum MTU less headers: 1220).
+fn client_mss(o: &ClientOpts, ipv6: bool) -> u16 {
+    o.mss.unwrap_or(if ipv6 { 1220 } else { 536 })
+}
+
+/// Whether the SYN asks for ECN (ECE and CWR) and we offer it.
+fn ecn_asked(syn: &Syn, cfg: &Config) -> bool {
+    cfg.ecn != 0 && syn.flags & (ECE | CWR) == ECE | CWR
+}
+
 /// Whose cookie the SYN-ACK must carry.
 #[derive(Clone, Copy, Debug)]
 pub enum Cookie<'a> {
@@ -170,15 +181,13 @@ fn options(
     let o = host_kept(syn.opts, cfg);
     let own = matches!(cookie, Cookie::Own { .. });
     // ECN survives a kernel cookie only through the timestamp; an own cookie keeps it itself.
-    let asked_ecn = cfg.ecn != 0 && syn.flags & (ECE | CWR) == ECE | CWR;
-    let ecn = asked_ecn && (own || o.tsval.is_some());
+    let ecn = ecn_asked(syn, cfg) && (own || o.tsval.is_some());
     let want_flags = SYN | ACK | if ecn { ECE } else { 0 };
     ensure!(
         flags == want_flags,
         "flags {flags:#04x}, want {want_flags:#04x}"
     );
-    let default = if syn.ipv6 { 1220 } else { 536 };
-    let client = o.mss.unwrap_or(default);
+    let client = client_mss(&o, syn.ipv6);
     let cap = match if syn.ipv6 { cfg.mss_v6 } else { cfg.mss_v4 } {
         0 => u16::MAX,
         c => c as u16,
@@ -271,14 +280,13 @@ fn own_flow(syn: &Syn) -> Flow {
 /// and then ours (`synguard_common::reqsk::OwnAckMeta`), host byte order.
 pub fn own_meta(syn: &Syn, answer: Answer, cfg: &Config) -> Vec<u8> {
     let o = host_kept(syn.opts, cfg);
-    let default = if syn.ipv6 { 1220 } else { 536 };
-    let (_, mss) = cookie_mss(o.mss.unwrap_or(default), syn.ipv6);
+    let (_, mss) = cookie_mss(client_mss(&o, syn.ipv6), syn.ipv6);
     // The final ACK echoes the reply's TSval and sends the client's next one (`final_ack`).
     let ts = match (answer.1, o.tsval) {
         (Some(ecr), Some(v)) => Some((v.wrapping_add(1), ecr)),
         _ => None,
     };
-    let ecn = cfg.ecn != 0 && syn.flags & (ECE | CWR) == ECE | CWR;
+    let ecn = ecn_asked(syn, cfg);
     let (tsval, tsecr) = ts.unwrap_or((0, 0));
     let mut m = Vec::new();
     m.extend(tsval.to_ne_bytes());

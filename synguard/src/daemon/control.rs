@@ -186,13 +186,20 @@ pub fn ask(path: &Path, request: &str, timeout: Duration) -> io::Result<Reply> {
 mod tests {
     use super::*;
 
+    /// A run directory of its own (`name`), with one instance's socket bound: (directory,
+    /// control, socket path).
+    fn bound(name: &str, instance: u32) -> (PathBuf, Control, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+        let key = Key::scoped(1, "eth0", instance);
+        std::fs::create_dir_all(paths::netns_dir(&dir, 1)).unwrap();
+        let control = Control::bind(&dir, std::slice::from_ref(&key)).unwrap();
+        let path = paths::control_socket(&dir, &key);
+        (dir, control, path)
+    }
+
     #[tokio::test]
     async fn a_request_gets_its_reply_and_the_socket_goes_at_exit() {
-        let dir = std::env::temp_dir().join(format!("sg-control-{}", std::process::id()));
-        let key = Key::scoped(1, "eth0", 2);
-        std::fs::create_dir_all(paths::netns_dir(&dir, 1)).unwrap();
-        let mut control = Control::bind(&dir, std::slice::from_ref(&key)).unwrap();
-        let path = paths::control_socket(&dir, &key);
+        let (dir, mut control, path) = bound("sg-control", 2);
         let client = {
             let path = path.clone();
             std::thread::spawn(move || ask(&path, RELOAD, Duration::from_secs(5)))
@@ -216,11 +223,7 @@ mod tests {
     /// while a slow client is still writing its request. The client gets its answer.
     #[tokio::test]
     async fn a_slow_client_is_answered_while_other_branches_fire() {
-        let dir = std::env::temp_dir().join(format!("sg-control-slow-{}", std::process::id()));
-        let key = Key::scoped(1, "eth0", 3);
-        std::fs::create_dir_all(paths::netns_dir(&dir, 1)).unwrap();
-        let mut control = Control::bind(&dir, std::slice::from_ref(&key)).unwrap();
-        let path = paths::control_socket(&dir, &key);
+        let (dir, mut control, path) = bound("sg-control-slow", 3);
         let client = std::thread::spawn(move || {
             let mut s = StdStream::connect(&path)?;
             s.set_read_timeout(Some(Duration::from_secs(5)))?;
