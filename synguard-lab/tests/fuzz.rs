@@ -27,6 +27,10 @@ fn fixed_seed_run(cookies: Cookies) {
         "pass_malformed_l2",
         "pass_fragment",
         "pass_ipv6_ext_limit",
+        "drop_blocklisted",
+        "pass_allowlisted",
+        "drop_source_rate",
+        "drop_reflection_cap",
     ] {
         assert!(
             r.by_reason.get(reason).copied().unwrap_or(0) > 0,

@@ -1,5 +1,5 @@
 //! A fuzzer of synguard's own: the compiled XDP program run through `BPF_PROG_TEST_RUN` on
-//! generated and mutated frames (`gen`), each judged by an independent oracle (`model`,
+//! generated and mutated frames (`generate`), each judged by an independent oracle (`model`, `policies`,
 //! `reply`): TX only for a SYN the host would accept and then a correct SYN-ACK whose final ACK
 //! is accepted and whose tampered ACK is dropped; PASS leaves every byte unchanged; DROP only
 //! where policy says; every packet counted exactly once (the verdict counters compared with
@@ -10,6 +10,7 @@
 
 pub mod generate;
 pub mod model;
+pub mod policies;
 pub mod reply;
 pub mod rng;
 pub mod tc;
@@ -34,6 +35,7 @@ use crate::{
     },
 };
 use model::Expect;
+use policies::Policies;
 use rng::Rng;
 
 /// A frame the program got wrong, and how.
@@ -43,10 +45,11 @@ pub struct Violation {
     pub frame: Vec<u8>,
     /// The configuration the frame ran under (its batch's).
     pub cfg: Config,
+    /// The batch's lists, limits and monitor mode (the limits' state is not kept: shrinking
+    /// starts them over).
+    pub policy: Policy,
     /// The first buffer's length when the frame ran split over buffers.
     pub first: Option<u32>,
-    /// Whether its batch ran in monitor mode.
-    pub monitor: bool,
 }
 
 impl Violation {
@@ -57,16 +60,25 @@ impl Violation {
             Ok(p) => format!("{:?} / {:?} / {:?}", p.link, p.net, p.transport),
             Err(e) => format!("does not parse: {e}"),
         };
-        let c = &self.cfg;
+        let (c, p) = (&self.cfg, &self.policy);
         format!(
-            "{}\n  config: ecn {}, wscale {}, MSS caps {}/{}, cookies and host flags {:#x}, monitor {}\n  frame ({} bytes, first buffer {:?}): {hex}\n  decoded: {decoded}",
+            "{}\n  config: ecn {}, wscale {}, MSS caps {}/{}, cookies and host flags {:#x}, monitor {}\n  lists (allow/block v4, v6): {}/{}, {}/{}; per-source burst {}, blocks {}; reflection burst {}\n  frame ({} bytes, first buffer {:?}): {hex}\n  decoded: {decoded}",
             self.what,
             c.ecn,
             c.wscale,
             c.mss_v4,
             c.mss_v6,
             c.cookies,
-            self.monitor,
+            p.monitor,
+            p.allow_v4,
+            p.block_v4,
+            p.allow_v6,
+            p.block_v6,
+            p.src_burst_ns.checked_div(p.src_cost_ns).unwrap_or(0),
+            p.src_block_ns != 0,
+            p.reflect_burst_ns
+                .checked_div(p.reflect_cost_ns)
+                .unwrap_or(0),
             self.frame.len(),
             self.first.unwrap_or(self.frame.len() as u32),
         )
@@ -123,6 +135,8 @@ pub struct Fuzzer {
     tc_accepted: u64,
     /// Monitor mode in this batch: every frame passes, what would have been done is counted.
     monitor: bool,
+    /// The batch's lists and limits, and the oracle's state of the limits.
+    policies: Policies,
     /// What monitor mode must have counted since the last count, by reason index.
     would_want: Vec<u64>,
     _idle: IdleXdp,
@@ -131,6 +145,8 @@ pub struct Fuzzer {
 const BATCH: usize = 512;
 /// Mixed into the seed for the stream the batches' configurations come from.
 const CONFIG_STREAM: u64 = 0xc0f1_9000_0000_0001;
+/// Mixed into the seed for the stream the batches' lists and limits come from.
+const POLICY_STREAM: u64 = 0x9011_c700_0000_0003;
 /// Mixed into the seed for the stream that picks the frames run split, and where.
 const SPLIT_STREAM: u64 = 0x5b11_7000_0000_0002;
 /// The longest TCP header of a SYN-ACK the program builds: MSS, SACK-permitted, timestamps and
@@ -144,7 +160,13 @@ impl Fuzzer {
         if cookies == Cookies::Own {
             cfg.cookies = COOKIES_OWN;
         }
-        let fixture = Fixture::new(cfg, &generate::PROTECTED)?;
+        let mut fixture = Fixture::new(cfg, &generate::PROTECTED)?;
+        // The lists' contents stay; each batch turns each list on or off (`policies`).
+        for (list, allow) in [(&policies::BLOCK[..], false), (&policies::ALLOW[..], true)] {
+            for &(addr, len) in list {
+                fixture.list_add(allow, addr, len)?;
+            }
+        }
         Ok(Fuzzer {
             fixture,
             base: cfg,
@@ -154,6 +176,7 @@ impl Fuzzer {
             unknown_passes: 0,
             tc_accepted: 0,
             monitor: false,
+            policies: Policies::default(),
             would_want: vec![0; REASON_SLOTS as usize],
             _idle: idle,
         })
@@ -162,8 +185,8 @@ impl Fuzzer {
     /// A configuration for the next batch, as the loader could write it: ECN on or off, our
     /// window scale, the interfaces' MSS caps (0: none), and the host's TCP without timestamps,
     /// SACK or window scaling (`HOST_NO_*`), each in a quarter of the batches; monitor mode in
-    /// one batch in eight.
-    fn vary_config(&mut self, rng: &mut Rng) -> Result<()> {
+    /// one batch in eight; lists and limits from `pol_rng` (`Policies::draw`).
+    fn vary_config(&mut self, rng: &mut Rng, pol_rng: &mut Rng) -> Result<()> {
         let pick = |rng: &mut Rng, from: &[u32]| from[rng.below(from.len() as u64) as usize];
         let mut cfg = self.base;
         cfg.ecn = rng.below(2) as u32;
@@ -177,15 +200,29 @@ impl Fuzzer {
         }
         self.fixture.set_config(cfg)?;
         self.cfg = cfg;
-        self.set_monitor(rng.pct(12))
+        let monitor = rng.pct(12);
+        self.set_policies(Policies::draw(pol_rng, monitor))
     }
 
-    fn set_monitor(&mut self, on: bool) -> Result<()> {
-        self.monitor = on;
-        self.fixture.set_policy(Policy {
-            monitor: on as u32,
-            ..Default::default()
-        })
+    /// The batch's policies in the program, with both limits' tables emptied to match the
+    /// oracle's fresh state.
+    fn set_policies(&mut self, p: Policies) -> Result<()> {
+        self.monitor = p.policy.monitor != 0;
+        self.fixture.set_policy(p.policy)?;
+        self.fixture.clear_limits()?;
+        self.policies = p;
+        Ok(())
+    }
+
+    /// A violation of the frame `frame` (split after `first` bytes), in the batch under way.
+    fn violation(&self, what: String, frame: &[u8], first: Option<u32>) -> Violation {
+        Violation {
+            what,
+            frame: frame.to_vec(),
+            cfg: self.cfg,
+            policy: self.policies.policy,
+            first,
+        }
     }
 
     /// Own cookies: a key drawn from the run's seed, in the secret map as the current one.
@@ -212,6 +249,7 @@ impl Fuzzer {
         // Configurations from a stream of their own: a seed's frames stay what they were.
         let mut cfg_rng = Rng::new(seed ^ CONFIG_STREAM);
         let mut split_rng = Rng::new(seed ^ SPLIT_STREAM);
+        let mut pol_rng = Rng::new(seed ^ POLICY_STREAM);
         let mut report = Report::default();
         let start = Instant::now();
         let mut done = 0u64;
@@ -223,7 +261,7 @@ impl Fuzzer {
                 0
             };
             self.fixture.set_conns_state(until)?;
-            self.vary_config(&mut cfg_rng)?;
+            self.vary_config(&mut cfg_rng, &mut pol_rng)?;
             trusted = !trusted;
             let n = (frames - done).min(BATCH as u64) as usize;
             let batch: Vec<Input> = (0..n)
@@ -243,7 +281,7 @@ impl Fuzzer {
         for v in &mut report.violations {
             self.fixture.set_config(v.cfg)?;
             self.cfg = v.cfg;
-            self.set_monitor(v.monitor)?;
+            self.set_policies(Policies::fresh(v.policy))?;
             v.frame = self.minimise(&v.frame, v.first)?;
         }
         Ok(report)
@@ -267,13 +305,7 @@ impl Fuzzer {
                 report.answered += u64::from(r == Reason::TxSynAckCookie);
             }
             if let Err(what) = res {
-                report.violations.push(Violation {
-                    what,
-                    frame: frame.clone(),
-                    cfg: self.cfg,
-                    first: *first,
-                    monitor: self.monitor,
-                });
+                report.violations.push(self.violation(what, frame, *first));
             }
         }
         let after = self.fixture.verdicts()?;
@@ -303,29 +335,25 @@ impl Fuzzer {
             let tc_got = tc::accepted(&self.fixture)? - tc_before;
             let would_got = grown(&self.fixture.woulds()?, &would_before);
             if would_got != self.would_want {
-                return Ok(Violation {
-                    what: format!(
+                return Ok(self.violation(
+                    format!(
                         "monitor mode counted {} as would-be, expected {}",
                         slots(&would_got),
                         slots(&self.would_want)
                     ),
-                    frame: frame.clone(),
-                    cfg: self.cfg,
-                    first: *first,
-                    monitor: self.monitor,
-                });
+                    frame,
+                    *first,
+                ));
             }
             if tc_got != self.tc_accepted {
-                return Ok(Violation {
-                    what: format!(
+                return Ok(self.violation(
+                    format!(
                         "the checking TC program accepted {tc_got} ACKs, the XDP program {}",
                         self.tc_accepted
                     ),
-                    frame: frame.clone(),
-                    cfg: self.cfg,
-                    first: *first,
-                    monitor: self.monitor,
-                });
+                    frame,
+                    *first,
+                ));
             }
             let mut want = vec![0u64; before.len()];
             for r in &reasons {
@@ -333,23 +361,18 @@ impl Fuzzer {
             }
             let got = grown(&after, &before);
             if !counts_match(&got, &want, std::mem::take(&mut self.unknown_passes)) {
-                return Ok(Violation {
-                    what: format!("counted {} but expected {:?}", slots(&got), reasons),
-                    frame: frame.clone(),
-                    cfg: self.cfg,
-                    first: *first,
-                    monitor: self.monitor,
-                });
+                return Ok(self.violation(
+                    format!("counted {} but expected {:?}", slots(&got), reasons),
+                    frame,
+                    *first,
+                ));
             }
         }
-        Ok(Violation {
-            what: "counters of a batch differ from its frames, no single frame reproduces it"
-                .into(),
-            frame: Vec::new(),
-            cfg: self.cfg,
-            first: None,
-            monitor: self.monitor,
-        })
+        Ok(self.violation(
+            "counters of a batch differ from its frames, no single frame reproduces it".into(),
+            &[],
+            None,
+        ))
     }
 
     /// Runs one frame, split over buffers after `first` bytes if given (and, for an answered
@@ -360,7 +383,18 @@ impl Fuzzer {
         frame: &[u8],
         first: Option<u32>,
     ) -> Result<(Result<(), String>, Vec<Reason>)> {
-        let (expect, syn) = model::expect(frame);
+        // A frame whose headers its first buffer cuts meets no list or limit (it passes as it
+        // came, `split`): the oracle's limits must not be charged for it.
+        let cut = first
+            .is_some_and(|n| model::tcp_ends(frame).is_some_and(|(fixed, _)| (n as usize) < fixed));
+        let mut uncharged;
+        let pol = if cut {
+            uncharged = self.policies.clone();
+            &mut uncharged
+        } else {
+            &mut self.policies
+        };
+        let (expect, syn) = model::expect(frame, pol);
         // Own cookies: the checking TC program first (the XDP program's pass of a valid ACK
         // stamps the connection table, which that program then trusts).
         let tc_ran = match first {

@@ -33,6 +33,7 @@ fn class(f: u8) -> Class {
 }
 
 use super::generate::{PROTECTED, pseudo_sum, sum16};
+use super::policies::Policies;
 use crate::testrun::frames::SERVER_MAC;
 
 /// What the program must do with a frame.
@@ -115,9 +116,10 @@ fn martian(ipv6: bool, src: &[u8], dst: &[u8]) -> bool {
     }
 }
 
-/// The model: the expected outcome, and the SYN when one is to be answered.
-pub fn expect(f: &[u8]) -> (Expect, Option<Syn>) {
-    match walk(f) {
+/// The model: the expected outcome, and the SYN when one is to be answered. `pol`: the batch's
+/// lists and limits, whose state a SYN that meets them is charged to.
+pub fn expect(f: &[u8], pol: &mut Policies) -> (Expect, Option<Syn>) {
+    match walk(f, pol) {
         Ok(r) => r,
         Err(reason) => (Expect::Exactly(reason), None),
     }
@@ -236,7 +238,7 @@ fn headers(f: &[u8]) -> Result<Headers, Reason> {
     })
 }
 
-fn walk(f: &[u8]) -> Result<(Expect, Option<Syn>), Reason> {
+fn walk(f: &[u8], pol: &mut Policies) -> Result<(Expect, Option<Syn>), Reason> {
     use Reason::*;
     let h = headers(f)?;
     let dport = be16(f, h.tcp + 2);
@@ -249,8 +251,14 @@ fn walk(f: &[u8]) -> Result<(Expect, Option<Syn>), Reason> {
     if martian(h.ipv6, &h.src, &h.dst) {
         return Err(DropMartianSource);
     }
-    let expect = match class(f[h.tcp + 13]) {
-        Class::Syn => return syn(f, h).map(|s| (Expect::SynAck, Some(s))),
+    let class = class(f[h.tcp + 13]);
+    if !matches!(class, Class::Syn)
+        && let Some(r) = pol.listed(&h.src)
+    {
+        return Err(r);
+    }
+    let expect = match class {
+        Class::Syn => return syn(f, h, pol).map(|s| (Expect::SynAck, Some(s))),
         Class::Ack => Expect::CookieCheck,
         Class::SynAck => Expect::Exactly(PassSynAck),
         Class::Rst => Expect::Exactly(PassRst),
@@ -262,12 +270,19 @@ fn walk(f: &[u8]) -> Result<(Expect, Option<Syn>), Reason> {
     Ok((expect, None))
 }
 
-/// A SYN the host accepts (both checksums; TCP only without payload, as the README says), and
-/// what its answer is checked against.
-fn syn(f: &[u8], h: Headers) -> Result<Syn, Reason> {
+/// A SYN the host accepts (both checksums; TCP only without payload, as the README says) and
+/// the policies let through, and what its answer is checked against. The lists and the source's
+/// limit come before the checksums, the reflection cap between them (`policies`).
+fn syn(f: &[u8], h: Headers, pol: &mut Policies) -> Result<Syn, Reason> {
     let tcp = h.tcp;
+    if let Some(r) = pol.listed(&h.src).or_else(|| pol.charge_source(&h.src)) {
+        return Err(r);
+    }
     if !h.ipv6 && sum16(&f[h.l2_end..tcp], 0) != 0xffff {
         return Err(Reason::DropBadIpChecksum);
+    }
+    if let Some(r) = pol.charge_reflect(&h.src) {
+        return Err(r);
     }
     let doff = (f[tcp + 12] >> 4) as usize * 4;
     let seg = &f[tcp..h.ip_end];

@@ -230,6 +230,23 @@ impl Fixture {
         Ok(())
     }
 
+    /// Empties the per-source limiter's and the reflection cap's tables: every source and
+    /// network starts over.
+    pub fn clear_limits(&mut self) -> Result<()> {
+        self.clear_hash::<policy::SourceState>(policy::names::SOURCES)?;
+        self.clear_hash::<policy::ReflectState>(policy::names::REFLECT)
+    }
+
+    fn clear_hash<V: aya::Pod>(&mut self, name: &str) -> Result<()> {
+        let mut m: aya::maps::HashMap<&mut MapData, policy::AddrKey, V> =
+            aya::maps::HashMap::try_from(self.map(name)?)?;
+        let keys = m.keys().collect::<Result<Vec<_>, _>>()?;
+        for k in keys {
+            m.remove(&k)?;
+        }
+        Ok(())
+    }
+
     /// Adds `addr/len` to the allow or block list of its family. (The list sizes in the policy
     /// are the caller's to set: the program skips empty lists.)
     pub fn list_add(&mut self, allow: bool, addr: IpAddr, len: u32) -> Result<()> {
