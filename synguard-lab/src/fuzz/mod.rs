@@ -8,11 +8,15 @@
 //! --seed S [--cookies own]`; a short fixed-seed run of each kind is part of the lab tests
 //! (`tests/fuzz.rs`).
 
+mod counts;
 pub mod generate;
 pub mod model;
+mod monitor;
 pub mod policies;
 pub mod reply;
 pub mod rng;
+mod shrink;
+mod split;
 pub mod tc;
 
 use std::collections::BTreeMap;
@@ -22,7 +26,7 @@ use anyhow::Result;
 use synguard_common::{
     maps::{COOKIES_OWN, Config, HOST_NO_SACK, HOST_NO_TIMESTAMPS, HOST_NO_WSCALE},
     policy::Policy,
-    reason::{REASON_SLOTS, REASONS, Reason, Verdict},
+    reason::{REASON_SLOTS, Reason, Verdict},
     reqsk::CookieSecret,
     siphash::Key,
 };
@@ -30,13 +34,15 @@ use synguard_common::{
 use crate::{
     lab::idle_xdp::IdleXdp,
     testrun::{
-        fixture::{Fixture, Outcome, XDP_DROP, XDP_PASS, XDP_TX, default_config},
+        fixture::{Fixture, XDP_DROP, XDP_PASS, XDP_TX, default_config},
         own_slots,
     },
 };
+use counts::{counts_match, grown};
 use model::Expect;
 use policies::Policies;
 use rng::Rng;
+use split::split_point;
 
 /// A frame the program got wrong, and how.
 #[derive(Debug, Clone)]
@@ -149,10 +155,6 @@ const CONFIG_STREAM: u64 = 0xc0f1_9000_0000_0001;
 const POLICY_STREAM: u64 = 0x9011_c700_0000_0003;
 /// Mixed into the seed for the stream that picks the frames run split, and where.
 const SPLIT_STREAM: u64 = 0x5b11_7000_0000_0002;
-/// The longest TCP header of a SYN-ACK the program builds: MSS, SACK-permitted, timestamps and
-/// window scale with their padding (`synguard_common::synack_words`).
-const MAX_REPLY_TCP: usize = 40;
-
 impl Fuzzer {
     pub fn new(cookies: Cookies) -> Result<Self> {
         let idle = IdleXdp::new("fuzz")?;
@@ -321,60 +323,6 @@ impl Fuzzer {
         Ok(())
     }
 
-    /// Finds the frame of a batch whose counters went wrong, by running each alone.
-    fn locate(&mut self, batch: &[Input]) -> Result<Violation> {
-        for Input { frame, first } in batch {
-            self.unknown_passes = 0;
-            self.tc_accepted = 0;
-            self.would_want.fill(0);
-            let tc_before = tc::accepted(&self.fixture)?;
-            let would_before = self.fixture.woulds()?;
-            let before = self.fixture.verdicts()?;
-            let (_, reasons) = self.one(frame, *first)?;
-            let after = self.fixture.verdicts()?;
-            let tc_got = tc::accepted(&self.fixture)? - tc_before;
-            let would_got = grown(&self.fixture.woulds()?, &would_before);
-            if would_got != self.would_want {
-                return Ok(self.violation(
-                    format!(
-                        "monitor mode counted {} as would-be, expected {}",
-                        slots(&would_got),
-                        slots(&self.would_want)
-                    ),
-                    frame,
-                    *first,
-                ));
-            }
-            if tc_got != self.tc_accepted {
-                return Ok(self.violation(
-                    format!(
-                        "the checking TC program accepted {tc_got} ACKs, the XDP program {}",
-                        self.tc_accepted
-                    ),
-                    frame,
-                    *first,
-                ));
-            }
-            let mut want = vec![0u64; before.len()];
-            for r in &reasons {
-                want[r.index() as usize] += 1;
-            }
-            let got = grown(&after, &before);
-            if !counts_match(&got, &want, std::mem::take(&mut self.unknown_passes)) {
-                return Ok(self.violation(
-                    format!("counted {} but expected {:?}", slots(&got), reasons),
-                    frame,
-                    *first,
-                ));
-            }
-        }
-        Ok(self.violation(
-            "counters of a batch differ from its frames, no single frame reproduces it".into(),
-            &[],
-            None,
-        ))
-    }
-
     /// Runs one frame, split over buffers after `first` bytes if given (and, for an answered
     /// SYN, its final ACK and a tampered one): the verdict, and the reasons that must have been
     /// counted.
@@ -513,152 +461,11 @@ impl Fuzzer {
         Ok((Ok(()), reasons))
     }
 
-    /// Monitor mode: every frame passes as it came; a decision other than a pass is counted as
-    /// what would have been done (`pass_monitor`, and the reason in the monitor counters).
-    /// `refused_before`: for an ACK, the would-be bad-cookie drops before its run.
-    fn monitored(
-        &mut self,
-        frame: &[u8],
-        expect: Expect,
-        out: &Outcome,
-        refused_before: Option<u64>,
-        tc_ran: bool,
-    ) -> Result<(Result<(), String>, Vec<Reason>)> {
-        let would = match expect {
-            Expect::Exactly(r) if r.verdict() == Verdict::Pass => None,
-            Expect::Exactly(r) => Some(r),
-            Expect::SynAck => Some(Reason::TxSynAckCookie),
-            // An ACK whose cookie is valid (by chance: monitor mode answers no SYN) passes as
-            // such, not monitored.
-            Expect::CookieCheck => {
-                let refused = self.fixture.would(BAD_COOKIE)? - refused_before.unwrap_or(0);
-                if refused == 0 {
-                    self.forget_handshake(frame)?;
-                    self.tc_accepted += u64::from(tc_ran);
-                }
-                (refused != 0).then_some(BAD_COOKIE)
-            }
-        };
-        let reason = match (would, expect) {
-            (Some(r), _) => {
-                self.would_want[r.index() as usize] += 1;
-                Reason::PassMonitor
-            }
-            (None, Expect::Exactly(r)) => r,
-            (None, _) => Reason::PassCookieAck,
-        };
-        let judged = if out.action != XDP_PASS || out.frame != frame {
-            Err(format!(
-                "monitor mode: {reason:?} (would {would:?}), action {}, or the frame changed",
-                out.action
-            ))
-        } else {
-            Ok(())
-        };
-        Ok((judged, vec![reason]))
-    }
-
-    /// What a frame run split over buffers after `first` bytes may do that it would not do
-    /// whole, judged; None when it must do just what it would whole.
-    fn split(
-        &mut self,
-        frame: &[u8],
-        first: usize,
-        expect: Expect,
-        syn: Option<&model::Syn>,
-        out: &Outcome,
-    ) -> Option<(Result<(), String>, Vec<Reason>)> {
-        let as_it_came = |why: &str| {
-            if out.action != XDP_PASS || out.frame != frame {
-                Err(format!(
-                    "{why} ({first} bytes): action {}, not passed as it came",
-                    out.action
-                ))
-            } else {
-                Ok(())
-            }
-        };
-        match model::tcp_ends(frame) {
-            // Headers cut by the buffer's end: the program cannot read them and must let the
-            // frame pass as it came (fail open), whatever it would do with them whole, under
-            // one reason or another of those that pass (checked with the batch's counters).
-            None => {
-                self.unknown_passes += 1;
-                return Some((as_it_came("frame cut"), vec![]));
-            }
-            Some((fixed, _)) if first < fixed => {
-                self.unknown_passes += 1;
-                return Some((as_it_came("headers cut"), vec![]));
-            }
-            // A SYN's options cut: its answer cannot read them (nor check the checksum over
-            // them) and it passes as a load error; every decision before the answer stands.
-            Some((_, options))
-                if first < options
-                    && matches!(
-                        expect,
-                        Expect::SynAck | Expect::Exactly(Reason::DropBadTcpChecksum)
-                    ) =>
-            {
-                return Some((as_it_came("SYN options cut"), vec![Reason::ErrLoadBytes]));
-            }
-            Some(_) => {}
-        }
-        // A SYN whose reply would not fit in its first buffer passes (`ErrSynShortBuffer`).
-        let syn = syn.filter(|_| expect == Expect::SynAck && out.action == XDP_PASS)?;
-        if self.monitor {
-            // Monitor mode answers nothing: no reply to fit.
-            return None;
-        }
-        let ip = if syn.ipv6 { 40 } else { 20 };
-        let judged = if first >= syn.l2.len() + ip + MAX_REPLY_TCP {
-            Err(format!(
-                "reply fits in the first buffer ({first} bytes), yet passed"
-            ))
-        } else {
-            as_it_came("reply longer than the first buffer")
-        };
-        Some((judged, vec![Reason::ErrSynShortBuffer]))
-    }
-
     /// Empties the connection table's slot of a handshake whose final ACK passed: its 4-tuple's
     /// packets pass for a moment after it (`conn_handshake_stamp`), and each frame here stands
     /// for a later one.
     fn forget_handshake(&mut self, ack: &[u8]) -> Result<()> {
         self.fixture.clear_conn(ack)
-    }
-
-    /// Whether `frame` (split after `first` bytes while it is longer) still violates.
-    fn violates(&mut self, frame: &[u8], first: Option<u32>) -> Result<bool> {
-        let first = first.filter(|&n| (n as usize) < frame.len());
-        Ok(self.one(frame, first)?.0.is_err())
-    }
-
-    /// Shrinks a violating frame: cuts the tail while it still violates, then zeroes each byte
-    /// that can be zeroed.
-    fn minimise(&mut self, frame: &[u8], first: Option<u32>) -> Result<Vec<u8>> {
-        let mut f = frame.to_vec();
-        if f.is_empty() || !self.violates(&f, first)? {
-            return Ok(f);
-        }
-        let mut step = f.len() / 2;
-        while step > 0 {
-            while f.len() >= generate::MIN_FRAME + step
-                && self.violates(&f[..f.len() - step], first)?
-            {
-                f.truncate(f.len() - step);
-            }
-            step /= 2;
-        }
-        for i in 0..f.len() {
-            if f[i] != 0 {
-                let mut g = f.clone();
-                g[i] = 0;
-                if self.violates(&g, first)? {
-                    f = g;
-                }
-            }
-        }
-        Ok(f)
     }
 }
 
@@ -668,44 +475,5 @@ struct Input {
     first: Option<u32>,
 }
 
-/// One frame in eight runs split over buffers, as a multi-buffer frame reaches the program,
-/// with its first buffer cut anywhere from the Ethernet header's end to its last byte: within
-/// the headers as much as past them.
-fn split_point(rng: &mut Rng, len: usize) -> Option<u32> {
-    const ETH: usize = 14;
-    (len > ETH + 1 && rng.pct(12)).then(|| (ETH + rng.below((len - ETH) as u64) as usize) as u32)
-}
-
 /// What an ACK without a valid cookie would get: dropped.
 const BAD_COOKIE: Reason = Reason::DropAckBadCookie;
-
-/// How much each counter grew from `before` to `after`.
-fn grown(after: &[u64], before: &[u64]) -> Vec<u64> {
-    after.iter().zip(before).map(|(a, b)| a - b).collect()
-}
-
-/// Whether the verdict counters grew by `got` for frames that had to count `want`, and
-/// `unknown` more frames each under one reason of those that pass.
-fn counts_match(got: &[u64], want: &[u64], unknown: u64) -> bool {
-    let mut extra = 0;
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        if g < w || (g > w && REASONS.get(i).is_none_or(|r| r.verdict() != Verdict::Pass)) {
-            return false;
-        }
-        extra += g - w;
-    }
-    extra == unknown
-}
-
-fn slots(counts: &[u64]) -> String {
-    let named: Vec<String> = counts
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| **c != 0)
-        .map(|(i, c)| {
-            let name = REASONS.get(i).map(|r| r.name()).unwrap_or("unknown");
-            format!("{name}={c}")
-        })
-        .collect();
-    named.join(" ")
-}
