@@ -6,20 +6,52 @@ use synguard_common::reason::{REASONS, Verdict};
 
 use super::{Fuzzer, Input, Violation, tc};
 
+/// The counters as they were before a run: the verdicts, the monitor counters, and the
+/// checking TC program's accepted handshakes.
+pub(super) struct Before {
+    verdicts: Vec<u64>,
+    would: Vec<u64>,
+    tc: u64,
+}
+
+/// How much each grew since [`Before`].
+pub(super) struct Grown {
+    pub verdicts: Vec<u64>,
+    pub would: Vec<u64>,
+    pub tc: u64,
+}
+
 impl Fuzzer {
+    /// Clears what the frames to come must have counted, and reads the counters as they are.
+    pub(super) fn count_from(&mut self) -> Result<Before> {
+        self.unknown_passes = 0;
+        self.tc_accepted = 0;
+        self.would_want.fill(0);
+        Ok(Before {
+            tc: tc::accepted(&self.fixture)?,
+            would: self.fixture.woulds()?,
+            verdicts: self.fixture.verdicts()?,
+        })
+    }
+
+    pub(super) fn grown_since(&self, b: &Before) -> Result<Grown> {
+        Ok(Grown {
+            verdicts: grown(&self.fixture.verdicts()?, &b.verdicts),
+            would: grown(&self.fixture.woulds()?, &b.would),
+            tc: tc::accepted(&self.fixture)? - b.tc,
+        })
+    }
+
     /// Finds the frame of a batch whose counters went wrong, by running each alone.
     pub(super) fn locate(&mut self, batch: &[Input]) -> Result<Violation> {
         for Input { frame, first } in batch {
-            self.unknown_passes = 0;
-            self.tc_accepted = 0;
-            self.would_want.fill(0);
-            let tc_before = tc::accepted(&self.fixture)?;
-            let would_before = self.fixture.woulds()?;
-            let before = self.fixture.verdicts()?;
+            let before = self.count_from()?;
             let (_, reasons) = self.one(frame, *first)?;
-            let after = self.fixture.verdicts()?;
-            let tc_got = tc::accepted(&self.fixture)? - tc_before;
-            let would_got = grown(&self.fixture.woulds()?, &would_before);
+            let Grown {
+                verdicts: got,
+                tc: tc_got,
+                would: would_got,
+            } = self.grown_since(&before)?;
             if would_got != self.would_want {
                 return Ok(self.violation(
                     format!(
@@ -41,11 +73,10 @@ impl Fuzzer {
                     *first,
                 ));
             }
-            let mut want = vec![0u64; before.len()];
+            let mut want = vec![0u64; got.len()];
             for r in &reasons {
                 want[r.index() as usize] += 1;
             }
-            let got = grown(&after, &before);
             if !counts_match(&got, &want, std::mem::take(&mut self.unknown_passes)) {
                 return Ok(self.violation(
                     format!("counted {} but expected {:?}", slots(&got), reasons),
@@ -63,7 +94,7 @@ impl Fuzzer {
 }
 
 /// How much each counter grew from `before` to `after`.
-pub(super) fn grown(after: &[u64], before: &[u64]) -> Vec<u64> {
+fn grown(after: &[u64], before: &[u64]) -> Vec<u64> {
     after.iter().zip(before).map(|(a, b)| a - b).collect()
 }
 

@@ -38,7 +38,7 @@ use crate::{
         own_slots,
     },
 };
-use counts::{counts_match, grown};
+use counts::counts_match;
 use model::Expect;
 use policies::Policies;
 use rng::Rng;
@@ -290,13 +290,8 @@ impl Fuzzer {
     }
 
     fn batch(&mut self, batch: &[Input], report: &mut Report) -> Result<()> {
-        self.unknown_passes = 0;
-        self.tc_accepted = 0;
-        self.would_want.fill(0);
-        let tc_before = tc::accepted(&self.fixture)?;
-        let would_before = self.fixture.woulds()?;
-        let before = self.fixture.verdicts()?;
-        let mut want = vec![0u64; before.len()];
+        let before = self.count_from()?;
+        let mut want = vec![0u64; REASON_SLOTS as usize];
         for Input { frame, first } in batch {
             report.split += u64::from(first.is_some());
             let (res, reasons) = self.one(frame, *first)?;
@@ -310,13 +305,13 @@ impl Fuzzer {
                 report.violations.push(self.violation(what, frame, *first));
             }
         }
-        let after = self.fixture.verdicts()?;
-        let got = grown(&after, &before);
-        let tc_got = tc::accepted(&self.fixture)? - tc_before;
-        let would_got = grown(&self.fixture.woulds()?, &would_before);
-        if !counts_match(&got, &want, std::mem::take(&mut self.unknown_passes))
-            || tc_got != std::mem::take(&mut self.tc_accepted)
-            || would_got != self.would_want
+        let got = self.grown_since(&before)?;
+        if !counts_match(
+            &got.verdicts,
+            &want,
+            std::mem::take(&mut self.unknown_passes),
+        ) || got.tc != std::mem::take(&mut self.tc_accepted)
+            || got.would != self.would_want
         {
             report.violations.push(self.locate(batch)?);
         }
