@@ -31,6 +31,8 @@ fn fixed_seed_run(cookies: Cookies) {
         "pass_allowlisted",
         "drop_source_rate",
         "drop_reflection_cap",
+        "pass_established",
+        "pass_syn_recent_close",
     ] {
         assert!(
             r.by_reason.get(reason).copied().unwrap_or(0) > 0,

@@ -1,6 +1,7 @@
 //! A fuzzer of synguard's own: the compiled XDP program run through `BPF_PROG_TEST_RUN` on
-//! generated and mutated frames (`generate`), each judged by an independent oracle (`model`, `policies`,
-//! `reply`): TX only for a SYN the host would accept and then a correct SYN-ACK whose final ACK
+//! generated and mutated frames (`generate`), each judged by an independent oracle (`model`,
+//! `reply`, with the batch's lists and limits in `policies` and its live connections in
+//! `conns`): TX only for a SYN the host would accept and then a correct SYN-ACK whose final ACK
 //! is accepted and whose tampered ACK is dropped; PASS leaves every byte unchanged; DROP only
 //! where policy says; every packet counted exactly once (the verdict counters compared with
 //! what was run, batch by batch). Either kind of cookie: the kernel's, or synguard's own under a
@@ -8,6 +9,7 @@
 //! --seed S [--cookies own]`; a short fixed-seed run of each kind is part of the lab tests
 //! (`tests/fuzz.rs`).
 
+pub mod conns;
 mod counts;
 pub mod generate;
 pub mod model;
@@ -38,8 +40,10 @@ use crate::{
         own_slots,
     },
 };
+use conns::{Conns, Tuple};
 use counts::counts_match;
 use model::Expect;
+use model::World;
 use policies::Policies;
 use rng::Rng;
 use split::split_point;
@@ -51,9 +55,10 @@ pub struct Violation {
     pub frame: Vec<u8>,
     /// The configuration the frame ran under (its batch's).
     pub cfg: Config,
-    /// The batch's lists, limits and monitor mode (the limits' state is not kept: shrinking
-    /// starts them over).
+    /// The batch's lists, limits and monitor mode, and its live connections (the limits' state
+    /// and the closes are not kept: shrinking starts them over).
     pub policy: Policy,
+    pub conns: Vec<Tuple>,
     /// The first buffer's length when the frame ran split over buffers.
     pub first: Option<u32>,
 }
@@ -68,7 +73,7 @@ impl Violation {
         };
         let (c, p) = (&self.cfg, &self.policy);
         format!(
-            "{}\n  config: ecn {}, wscale {}, MSS caps {}/{}, cookies and host flags {:#x}, monitor {}\n  lists (allow/block v4, v6): {}/{}, {}/{}; per-source burst {}, blocks {}; reflection burst {}\n  frame ({} bytes, first buffer {:?}): {hex}\n  decoded: {decoded}",
+            "{}\n  config: ecn {}, wscale {}, MSS caps {}/{}, cookies and host flags {:#x}, monitor {}\n  lists (allow/block v4, v6): {}/{}, {}/{}; per-source burst {}, blocks {}; reflection burst {}\n  live connections: {}\n  frame ({} bytes, first buffer {:?}): {hex}\n  decoded: {decoded}",
             self.what,
             c.ecn,
             c.wscale,
@@ -85,6 +90,11 @@ impl Violation {
             p.reflect_burst_ns
                 .checked_div(p.reflect_cost_ns)
                 .unwrap_or(0),
+            self.conns
+                .iter()
+                .map(|t| format!("{:02x?}:{} -> {}", t.src, t.sport, t.dport))
+                .collect::<Vec<_>>()
+                .join(", "),
             self.frame.len(),
             self.first.unwrap_or(self.frame.len() as u32),
         )
@@ -141,8 +151,8 @@ pub struct Fuzzer {
     tc_accepted: u64,
     /// Monitor mode in this batch: every frame passes, what would have been done is counted.
     monitor: bool,
-    /// The batch's lists and limits, and the oracle's state of the limits.
-    policies: Policies,
+    /// The batch's lists, limits and live connections, and the oracle's state of them.
+    world: World,
     /// What monitor mode must have counted since the last count, by reason index.
     would_want: Vec<u64>,
     _idle: IdleXdp,
@@ -153,6 +163,8 @@ const BATCH: usize = 512;
 const CONFIG_STREAM: u64 = 0xc0f1_9000_0000_0001;
 /// Mixed into the seed for the stream the batches' lists and limits come from.
 const POLICY_STREAM: u64 = 0x9011_c700_0000_0003;
+/// Mixed into the seed for the stream the batches' live connections come from.
+const CONNS_STREAM: u64 = 0xc044_5000_0000_0004;
 /// Mixed into the seed for the stream that picks the frames run split, and where.
 const SPLIT_STREAM: u64 = 0x5b11_7000_0000_0002;
 impl Fuzzer {
@@ -178,7 +190,7 @@ impl Fuzzer {
             unknown_passes: 0,
             tc_accepted: 0,
             monitor: false,
-            policies: Policies::default(),
+            world: World::default(),
             would_want: vec![0; REASON_SLOTS as usize],
             _idle: idle,
         })
@@ -212,7 +224,23 @@ impl Fuzzer {
         self.monitor = p.policy.monitor != 0;
         self.fixture.set_policy(p.policy)?;
         self.fixture.clear_limits()?;
-        self.policies = p;
+        self.world.policies = p;
+        Ok(())
+    }
+
+    /// The batch's live connections stamped in the connection table, those of the batch before
+    /// and their closes taken out.
+    fn set_conns(&mut self, c: Conns) -> Result<()> {
+        for t in self.world.conns.live() {
+            let f = t.frame();
+            self.fixture.clear_conn(&f)?;
+            self.fixture.clear_closing(&f)?;
+        }
+        let now = synguard::host::clock::monotonic_ns();
+        for t in c.live() {
+            self.fixture.stamp_conn(&t.frame(), now)?;
+        }
+        self.world.conns = c;
         Ok(())
     }
 
@@ -222,7 +250,8 @@ impl Fuzzer {
             what,
             frame: frame.to_vec(),
             cfg: self.cfg,
-            policy: self.policies.policy,
+            policy: self.world.policies.policy,
+            conns: self.world.conns.live().cloned().collect(),
             first,
         }
     }
@@ -252,6 +281,7 @@ impl Fuzzer {
         let mut cfg_rng = Rng::new(seed ^ CONFIG_STREAM);
         let mut split_rng = Rng::new(seed ^ SPLIT_STREAM);
         let mut pol_rng = Rng::new(seed ^ POLICY_STREAM);
+        let mut conns_rng = Rng::new(seed ^ CONNS_STREAM);
         let mut report = Report::default();
         let start = Instant::now();
         let mut done = 0u64;
@@ -264,6 +294,7 @@ impl Fuzzer {
             };
             self.fixture.set_conns_state(until)?;
             self.vary_config(&mut cfg_rng, &mut pol_rng)?;
+            self.set_conns(Conns::draw(&mut conns_rng))?;
             trusted = !trusted;
             let n = (frames - done).min(BATCH as u64) as usize;
             let batch: Vec<Input> = (0..n)
@@ -284,6 +315,7 @@ impl Fuzzer {
             self.fixture.set_config(v.cfg)?;
             self.cfg = v.cfg;
             self.set_policies(Policies::fresh(v.policy))?;
+            self.set_conns(Conns::of(v.conns.clone()))?;
             v.frame = self.minimise(&v.frame, v.first)?;
         }
         Ok(report)
@@ -332,10 +364,10 @@ impl Fuzzer {
             .is_some_and(|n| model::tcp_ends(frame).is_some_and(|(fixed, _)| (n as usize) < fixed));
         let mut uncharged;
         let pol = if cut {
-            uncharged = self.policies.clone();
+            uncharged = self.world.clone();
             &mut uncharged
         } else {
-            &mut self.policies
+            &mut self.world
         };
         let (expect, syn) = model::expect(frame, pol);
         // Own cookies: the checking TC program first (the XDP program's pass of a valid ACK
@@ -415,6 +447,17 @@ impl Fuzzer {
             Err(e) => return Ok((Err(format!("bad SYN-ACK: {e}")), reasons)),
         };
         let good = reply::final_ack(&syn, answer, 0);
+        let bit = match self.cookies {
+            // Bits 2..23: a change of the low two bits would name another valid MSS index.
+            Cookies::Kernel => 1u32 << (2 + (answer.0 % 22)),
+            // The MAC's bits 9..31: the check recomputes the same MAC, which the flip changed.
+            Cookies::Own => 1u32 << (9 + (answer.0 % 23)),
+        };
+        let bad = reply::final_ack(&syn, answer, bit);
+        if model::tuple_of(&good).is_some_and(|t| self.world.conns.is_live(&t)) {
+            let judged = self.live_acks(&[&good, &bad], &mut reasons)?;
+            return Ok((judged, reasons));
+        }
         if self.cookies == Cookies::Own {
             match tc::check(&self.fixture, &good)? {
                 Ok(true) => self.tc_accepted += 1,
@@ -438,13 +481,6 @@ impl Fuzzer {
             return Ok((Err(what), reasons));
         }
         self.forget_handshake(&good)?;
-        let bit = match self.cookies {
-            // Bits 2..23: a change of the low two bits would name another valid MSS index.
-            Cookies::Kernel => 1u32 << (2 + (answer.0 % 22)),
-            // The MAC's bits 9..31: the check recomputes the same MAC, which the flip changed.
-            Cookies::Own => 1u32 << (9 + (answer.0 % 23)),
-        };
-        let bad = reply::final_ack(&syn, answer, bit);
         reasons.push(Reason::DropAckBadCookie);
         let o = self.fixture.run(&bad)?;
         if o.action != XDP_DROP {
@@ -454,6 +490,32 @@ impl Fuzzer {
             ));
         }
         Ok((Ok(()), reasons))
+    }
+
+    /// The final and the tampered ACK of a handshake answered for a live connection's 4-tuple
+    /// (a client that lost its connection's state starts over on the same ports): both pass as
+    /// established, untouched, and neither is handed over by the checking TC program.
+    fn live_acks(
+        &mut self,
+        acks: &[&[u8]],
+        reasons: &mut Vec<Reason>,
+    ) -> Result<Result<(), String>> {
+        for ack in acks {
+            if self.cookies == Cookies::Own {
+                match tc::check(&self.fixture, ack)? {
+                    Ok(true) => {}
+                    Ok(false) => return Ok(Err("live ACK: no TC test run".into())),
+                    Err(e) => return Ok(Err(format!("live ACK: {e}"))),
+                }
+            }
+            reasons.push(Reason::PassEstablished);
+            let o = self.fixture.run(ack)?;
+            if o.action != XDP_PASS || o.frame != *ack {
+                let what = format!("a live connection's ACK got action {}", o.action);
+                return Ok(Err(what + " or was changed"));
+            }
+        }
+        Ok(Ok(()))
     }
 
     /// Empties the connection table's slot of a handshake whose final ACK passed: its 4-tuple's

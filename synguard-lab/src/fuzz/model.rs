@@ -33,7 +33,18 @@ fn class(f: u8) -> Class {
 }
 
 use super::generate::{PROTECTED, pseudo_sum, sum16};
-use super::policies::Policies;
+use super::{
+    conns::{Conns, Tuple},
+    policies::Policies,
+};
+
+/// What the oracle knows beyond the frame: the batch's lists and limits and its live
+/// connections, with their state (a copy is charged for a frame that meets neither).
+#[derive(Clone, Debug, Default)]
+pub struct World {
+    pub policies: Policies,
+    pub conns: Conns,
+}
 use crate::testrun::frames::SERVER_MAC;
 
 /// What the program must do with a frame.
@@ -116,10 +127,10 @@ fn martian(ipv6: bool, src: &[u8], dst: &[u8]) -> bool {
     }
 }
 
-/// The model: the expected outcome, and the SYN when one is to be answered. `pol`: the batch's
-/// lists and limits, whose state a SYN that meets them is charged to.
-pub fn expect(f: &[u8], pol: &mut Policies) -> (Expect, Option<Syn>) {
-    match walk(f, pol) {
+/// The model: the expected outcome, and the SYN when one is to be answered. `world`: the
+/// batch's lists, limits and connections, whose state the frame is charged to.
+pub fn expect(f: &[u8], world: &mut World) -> (Expect, Option<Syn>) {
+    match walk(f, world) {
         Ok(r) => r,
         Err(reason) => (Expect::Exactly(reason), None),
     }
@@ -131,6 +142,21 @@ pub fn expect(f: &[u8], pol: &mut Policies) -> (Expect, Option<Syn>) {
 pub fn tcp_ends(f: &[u8]) -> Option<(usize, usize)> {
     let h = headers(f).ok()?;
     Some((h.tcp + 20, h.tcp + (f[h.tcp + 12] >> 4) as usize * 4))
+}
+
+/// The frame's 4-tuple, as the client sent it.
+fn tuple(f: &[u8], h: &Headers) -> Tuple {
+    Tuple {
+        src: h.src.clone(),
+        dst: h.dst.clone(),
+        sport: be16(f, h.tcp),
+        dport: be16(f, h.tcp + 2),
+    }
+}
+
+/// The 4-tuple of a frame that parses down to TCP.
+pub fn tuple_of(f: &[u8]) -> Option<Tuple> {
+    headers(f).ok().map(|h| tuple(f, &h))
 }
 
 /// Where a frame's headers are, once it parsed down to TCP.
@@ -238,7 +264,7 @@ fn headers(f: &[u8]) -> Result<Headers, Reason> {
     })
 }
 
-fn walk(f: &[u8], pol: &mut Policies) -> Result<(Expect, Option<Syn>), Reason> {
+fn walk(f: &[u8], world: &mut World) -> Result<(Expect, Option<Syn>), Reason> {
     use Reason::*;
     let h = headers(f)?;
     let dport = be16(f, h.tcp + 2);
@@ -251,14 +277,20 @@ fn walk(f: &[u8], pol: &mut Policies) -> Result<(Expect, Option<Syn>), Reason> {
     if martian(h.ipv6, &h.src, &h.dst) {
         return Err(DropMartianSource);
     }
-    let class = class(f[h.tcp + 13]);
+    let flags = f[h.tcp + 13];
+    let class = class(flags);
     if !matches!(class, Class::Syn)
-        && let Some(r) = pol.listed(&h.src)
+        && let Some(r) = world.policies.listed(&h.src)
     {
         return Err(r);
     }
+    let tuple = tuple(f, &h);
+    if matches!(class, Class::Ack) && world.conns.is_live(&tuple) {
+        world.conns.ack(&tuple, flags & FIN != 0);
+        return Err(PassEstablished);
+    }
     let expect = match class {
-        Class::Syn => return syn(f, h, pol).map(|s| (Expect::SynAck, Some(s))),
+        Class::Syn => return syn(f, h, world).map(|s| (Expect::SynAck, Some(s))),
         Class::Ack => Expect::CookieCheck,
         Class::SynAck => Expect::Exactly(PassSynAck),
         Class::Rst => Expect::Exactly(PassRst),
@@ -273,11 +305,17 @@ fn walk(f: &[u8], pol: &mut Policies) -> Result<(Expect, Option<Syn>), Reason> {
 /// A SYN the host accepts (both checksums; TCP only without payload, as the README says) and
 /// the policies let through, and what its answer is checked against. The lists and the source's
 /// limit come before the checksums, the reflection cap between them (`policies`).
-fn syn(f: &[u8], h: Headers, pol: &mut Policies) -> Result<Syn, Reason> {
+fn syn(f: &[u8], h: Headers, world: &mut World) -> Result<Syn, Reason> {
     let tcp = h.tcp;
+    let pol = &mut world.policies;
     if let Some(r) = pol.listed(&h.src).or_else(|| pol.charge_source(&h.src)) {
         return Err(r);
     }
+    // A close recorded for the 4-tuple: the host may hold its TIME_WAIT socket.
+    if world.conns.recently_closed(&tuple(f, &h)) {
+        return Err(Reason::PassSynRecentClose);
+    }
+    let pol = &mut world.policies;
     if !h.ipv6 && sum16(&f[h.l2_end..tcp], 0) != 0xffff {
         return Err(Reason::DropBadIpChecksum);
     }

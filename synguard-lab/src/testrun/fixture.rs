@@ -19,7 +19,8 @@ use synguard_common::{
         conn_slot, conn_stamp,
     },
     maps::{
-        Config, Counter, MAX_CPUS, MODE_ALWAYS, PORT_PROTECTED, ReadyState, cookies_own, names,
+        CLOSING_WAYS, Config, Counter, MAX_CPUS, MODE_ALWAYS, PORT_PROTECTED, ReadyState,
+        closing_entry, cookies_own, names,
     },
     policy::{self, FloodEvent, Policy},
     reason::{Event, REASON_SLOTS, Reason},
@@ -192,6 +193,18 @@ impl Fixture {
     /// Empties the connection table's slot of `frame`'s 4-tuple.
     pub fn clear_conn(&mut self, frame: &[u8]) -> Result<()> {
         self.set_conn_slot(frame, |_| 0)
+    }
+
+    /// Empties the recently-closed table's bucket of `frame`'s 4-tuple (every way of it): a
+    /// close recorded for the 4-tuple no longer counts.
+    pub fn clear_closing(&mut self, frame: &[u8]) -> Result<()> {
+        let hash = super::frames::flow_hash_of(frame)?;
+        let (bucket, _) = closing_entry(hash, 0);
+        let mut m: Array<&mut MapData, u64> = Array::try_from(self.map(names::CLOSING)?)?;
+        for way in 0..CLOSING_WAYS {
+            m.set(bucket + way, 0, 0)?;
+        }
+        Ok(())
     }
 
     /// Writes the slot of `frame`'s 4-tuple and, for a stamp, then its filter entry, as the
