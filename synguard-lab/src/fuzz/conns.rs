@@ -5,6 +5,10 @@
 //!   lists, whatever its sequence numbers (a cookie check would drop a live connection);
 //! - a FIN among them records a close: the host may hold a TIME_WAIT socket, so that 4-tuple's
 //!   SYNs go to the kernel (`pass_syn_recent_close`) instead of being answered with a cookie.
+//!
+//! A batch may also stamp a 4-tuple for the socket lookup to decide (a request socket's stamp,
+//! or another 4-tuple's stamp in its slot): with no socket behind it here, its segments must
+//! meet the cookie check exactly as an unstamped 4-tuple's do.
 
 use std::collections::HashSet;
 
@@ -30,64 +34,73 @@ impl Tuple {
     pub fn frame(&self) -> Vec<u8> {
         let seg = Segment::syn(self.sport, self.dport, 0, vec![]);
         let macs = (CLIENT_MAC, SERVER_MAC);
-        match (
-            self.src.as_slice().try_into(),
-            self.dst.as_slice().try_into(),
-        ) {
-            (Ok(s), Ok(d)) => tcp_v4(s, d, Tags::None, macs, &seg),
-            _ => {
-                let (s, d) = (self.src.as_slice(), self.dst.as_slice());
-                tcp_v6(
-                    s.try_into().unwrap(),
-                    d.try_into().unwrap(),
-                    Tags::None,
-                    macs,
-                    &seg,
-                )
-            }
+        let (src, dst) = (self.src.as_slice(), self.dst.as_slice());
+        if let (Ok(s), Ok(d)) = (src.try_into(), dst.try_into()) {
+            return tcp_v4(s, d, Tags::None, macs, &seg);
         }
+        let v6 = |a: &[u8]| <[u8; 16]>::try_from(a).expect("a 4-tuple of IPv4 or IPv6 addresses");
+        tcp_v6(v6(src), v6(dst), Tags::None, macs, &seg)
     }
 }
 
-/// A batch's live connections and the closes recorded among them.
+/// A batch's live connections and the closes recorded among them, and the 4-tuples it
+/// stamped for the socket lookup.
 #[derive(Clone, Debug, Default)]
 pub struct Conns {
     live: HashSet<Tuple>,
     closed: HashSet<Tuple>,
+    asked: Vec<Asked>,
+}
+
+/// A 4-tuple stamped for the socket lookup to decide.
+#[derive(Clone, Debug)]
+pub struct Asked {
+    pub tuple: Tuple,
+    /// Another 4-tuple's stamp in its slot, rather than a request socket's of its own.
+    pub other_in_slot: bool,
 }
 
 impl Conns {
     /// In half of the batches, one to three live connections from the generator's commonest
     /// client addresses, source ports and protected ports (so that many of its ACKs and SYNs
     /// meet them).
+    /// The same for the 4-tuples stamped for the socket lookup, one or two of those not live.
     pub fn draw(rng: &mut Rng) -> Self {
         let mut live = HashSet::new();
         if rng.pct(50) {
             for _ in 0..1 + rng.below(3) {
-                let (src, dst) = if rng.pct(30) {
-                    (CLIENT_V6.to_vec(), SERVER_V6.to_vec())
-                } else {
-                    (CLIENT_V4.to_vec(), SERVER_V4.to_vec())
-                };
-                live.insert(Tuple {
-                    src,
-                    dst,
-                    sport: rng.pick(&[40000u16, 40001, 1024, 65535]),
-                    dport: rng.pick(&PROTECTED),
-                });
+                live.insert(common_tuple(rng));
+            }
+        }
+        let mut asked = Vec::new();
+        if rng.pct(50) {
+            for _ in 0..1 + rng.below(2) {
+                let tuple = common_tuple(rng);
+                if !live.contains(&tuple) {
+                    let other_in_slot = rng.pct(50);
+                    asked.push(Asked {
+                        tuple,
+                        other_in_slot,
+                    });
+                }
             }
         }
         Conns {
             live,
             closed: HashSet::new(),
+            asked,
         }
+    }
+
+    pub fn asked(&self) -> &[Asked] {
+        &self.asked
     }
 
     /// These live connections, no close recorded.
     pub fn of(live: Vec<Tuple>) -> Self {
         Conns {
             live: live.into_iter().collect(),
-            closed: HashSet::new(),
+            ..Default::default()
         }
     }
 
@@ -108,5 +121,20 @@ impl Conns {
 
     pub fn recently_closed(&self, t: &Tuple) -> bool {
         self.closed.contains(t)
+    }
+}
+
+/// One of the generator's commonest client 4-tuples (`generate`).
+fn common_tuple(rng: &mut Rng) -> Tuple {
+    let (src, dst) = if rng.pct(30) {
+        (CLIENT_V6.to_vec(), SERVER_V6.to_vec())
+    } else {
+        (CLIENT_V4.to_vec(), SERVER_V4.to_vec())
+    };
+    Tuple {
+        src,
+        dst,
+        sport: rng.pick(&[40000u16, 40001, 1024, 65535]),
+        dport: rng.pick(&PROTECTED),
     }
 }

@@ -228,10 +228,11 @@ impl Fuzzer {
         Ok(())
     }
 
-    /// The batch's live connections stamped in the connection table, those of the batch before
-    /// and their closes taken out.
+    /// The batch's live connections and the 4-tuples for the socket lookup stamped in the
+    /// connection table, those of the batch before and their closes taken out.
     fn set_conns(&mut self, c: Conns) -> Result<()> {
-        for t in self.world.conns.live() {
+        let old = &self.world.conns;
+        for t in old.live().chain(old.asked().iter().map(|a| &a.tuple)) {
             let f = t.frame();
             self.fixture.clear_conn(&f)?;
             self.fixture.clear_closing(&f)?;
@@ -239,6 +240,14 @@ impl Fuzzer {
         let now = synguard::host::clock::monotonic_ns();
         for t in c.live() {
             self.fixture.stamp_conn(&t.frame(), now)?;
+        }
+        for a in c.asked() {
+            let f = a.tuple.frame();
+            if a.other_in_slot {
+                self.fixture.stamp_other_in_slot(&f, now)?;
+            } else {
+                self.fixture.stamp_request(&f, now)?;
+            }
         }
         self.world.conns = c;
         Ok(())
