@@ -196,6 +196,11 @@ counter_table! {
         /// buffer is shorter than its SYN-ACK would be; the reply is written into the first
         /// buffer, so the kernel answers this one.
         ErrSynShortBuffer = 38, "err_syn_short_buffer" => Pass;
+        /// SYN on the 4-tuple of a live connection (the connection table's stamp): its client
+        /// lost the connection and reconnects on the same ports. The host answers it with a
+        /// challenge ACK (RFC 5961), on which the client resets the old connection; a cookie
+        /// SYN-ACK would leave the client's final ACK to the old connection, and the new one stuck.
+        PassSynLiveConn = 39, "pass_syn_live_conn" => Pass;
     }
 }
 

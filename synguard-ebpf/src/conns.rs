@@ -50,6 +50,25 @@ pub fn lookup_hash(hash: u64, clocks: &mut Clocks) -> ConnLookup {
     conn_lookup(*stamp, hash, || Some(state), || clocks.now_ns())
 }
 
+/// Whether the table vouches for a connection of the 4-tuple hashed `hash` (its "maybe"), with
+/// the clock's reading `now_ns` of the packet's way: as [`lookup_hash`], without its own reading.
+#[inline(always)]
+pub fn live(hash: u64, now_ns: u64) -> bool {
+    let (word, lane) = conn_filter_slot(hash);
+    let state = SG_CONNS_STATE.get();
+    let Some(w) = SG_CONNS_FILTER.get(word) else {
+        return false;
+    };
+    if !conn_filter_fresh(conn_filter_read(*w, lane), state.pass_no)
+        && now_ns < state.valid_until_ns
+    {
+        return false;
+    }
+    SG_CONNS.get(conn_slot(hash)).is_some_and(|stamp| {
+        conn_lookup(*stamp, hash, || Some(state), || now_ns) == ConnLookup::Maybe
+    })
+}
+
 /// Stamps the 4-tuple (hashed `hash`) of a handshake whose final ACK passes on a valid cookie,
 /// so that the client's segments behind it pass too until the stack has made the connection
 /// (`conn_handshake_stamp`). `handoff`: the TC program that checks cookies again is to hand it

@@ -194,8 +194,14 @@ fn syn(ctx: &XdpContext, syn: Syn, cfg: &Config, pol: &Policy, monitor: bool) ->
         // Own cookies need no "recently overflowed" listener: no refresh SYN for the kernel.
         SynAction::Refresh if !cookies_own(cfg.cookies) => Reason::PassSynListenerRefresh,
         SynAction::Refresh | SynAction::Cookie => {
-            if closing::recent(pkt.flow_hash(), now) {
+            let hash = pkt.flow_hash();
+            if closing::recent(hash, now) {
                 return Reason::PassSynRecentClose;
+            }
+            // A live connection's 4-tuple: the host answers with a challenge ACK
+            // (`tcp_validate_incoming`), which a cookie SYN-ACK must not pre-empt.
+            if conns::live(hash, now) {
+                return Reason::PassSynLiveConn;
             }
             if let Err(reason) = verify::ip_header(ctx, pkt) {
                 return reason;

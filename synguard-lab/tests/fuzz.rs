@@ -8,10 +8,10 @@ use synguard_lab::fuzz::{Cookies, Fuzzer};
 
 fn fixed_seed_run(cookies: Cookies) {
     let mut fuzzer = Fuzzer::new(cookies).expect("fuzzer setup (needs root)");
-    let r = fuzzer.run(6_000, 0x5eed, 5).unwrap();
+    let r = fuzzer.run(12_000, 0x5eed, 5).unwrap();
     let shown: Vec<String> = r.violations.iter().map(|v| v.render()).collect();
     assert!(shown.is_empty(), "violations:\n{}", shown.join("\n"));
-    assert_eq!(r.frames, 6_000);
+    assert_eq!(r.frames, 12_000);
     assert!(r.split > 0, "no frame ran split over buffers");
     // The generator reaches the interesting verdicts, or the run proves little.
     for reason in [
@@ -33,6 +33,7 @@ fn fixed_seed_run(cookies: Cookies) {
         "drop_reflection_cap",
         "pass_established",
         "pass_syn_recent_close",
+        "pass_syn_live_conn",
     ] {
         assert!(
             r.by_reason.get(reason).copied().unwrap_or(0) > 0,

@@ -4,7 +4,9 @@
 //! - every ACK of a live 4-tuple passes as established once past the host checks and the
 //!   lists, whatever its sequence numbers (a cookie check would drop a live connection);
 //! - a FIN among them records a close: the host may hold a TIME_WAIT socket, so that 4-tuple's
-//!   SYNs go to the kernel (`pass_syn_recent_close`) instead of being answered with a cookie.
+//!   SYNs go to the kernel (`pass_syn_recent_close`) instead of being answered with a cookie;
+//! - so do a live 4-tuple's own SYNs (`pass_syn_live_conn`): its client lost the connection,
+//!   and the host answers with a challenge ACK.
 //!
 //! A batch may also stamp a 4-tuple for the socket lookup to decide (a request socket's stamp,
 //! or another 4-tuple's stamp in its slot): with no socket behind it here, its segments must

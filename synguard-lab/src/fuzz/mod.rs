@@ -463,10 +463,6 @@ impl Fuzzer {
             Cookies::Own => 1u32 << (9 + (answer.0 % 23)),
         };
         let bad = reply::final_ack(&syn, answer, bit);
-        if model::tuple_of(&good).is_some_and(|t| self.world.conns.is_live(&t)) {
-            let judged = self.live_acks(&[&good, &bad], &mut reasons)?;
-            return Ok((judged, reasons));
-        }
         if self.cookies == Cookies::Own {
             match tc::check(&self.fixture, &good)? {
                 Ok(true) => self.tc_accepted += 1,
@@ -499,32 +495,6 @@ impl Fuzzer {
             ));
         }
         Ok((Ok(()), reasons))
-    }
-
-    /// The final and the tampered ACK of a handshake answered for a live connection's 4-tuple
-    /// (a client that lost its connection's state starts over on the same ports): both pass as
-    /// established, untouched, and neither is handed over by the checking TC program.
-    fn live_acks(
-        &mut self,
-        acks: &[&[u8]],
-        reasons: &mut Vec<Reason>,
-    ) -> Result<Result<(), String>> {
-        for ack in acks {
-            if self.cookies == Cookies::Own {
-                match tc::check(&self.fixture, ack)? {
-                    Ok(true) => {}
-                    Ok(false) => return Ok(Err("live ACK: no TC test run".into())),
-                    Err(e) => return Ok(Err(format!("live ACK: {e}"))),
-                }
-            }
-            reasons.push(Reason::PassEstablished);
-            let o = self.fixture.run(ack)?;
-            if o.action != XDP_PASS || o.frame != *ack {
-                let what = format!("a live connection's ACK got action {}", o.action);
-                return Ok(Err(what + " or was changed"));
-            }
-        }
-        Ok(Ok(()))
     }
 
     /// Empties the connection table's slot of a handshake whose final ACK passed: its 4-tuple's

@@ -154,11 +154,6 @@ fn tuple(f: &[u8], h: &Headers) -> Tuple {
     }
 }
 
-/// The 4-tuple of a frame that parses down to TCP.
-pub fn tuple_of(f: &[u8]) -> Option<Tuple> {
-    headers(f).ok().map(|h| tuple(f, &h))
-}
-
 /// Where a frame's headers are, once it parsed down to TCP.
 struct Headers {
     l2_end: usize,
@@ -311,9 +306,14 @@ fn syn(f: &[u8], h: Headers, world: &mut World) -> Result<Syn, Reason> {
     if let Some(r) = pol.listed(&h.src).or_else(|| pol.charge_source(&h.src)) {
         return Err(r);
     }
-    // A close recorded for the 4-tuple: the host may hold its TIME_WAIT socket.
-    if world.conns.recently_closed(&tuple(f, &h)) {
+    // A close recorded for the 4-tuple: the host may hold its TIME_WAIT socket. A live
+    // connection's: the host answers with a challenge ACK.
+    let t = tuple(f, &h);
+    if world.conns.recently_closed(&t) {
         return Err(Reason::PassSynRecentClose);
+    }
+    if world.conns.is_live(&t) {
+        return Err(Reason::PassSynLiveConn);
     }
     let pol = &mut world.policies;
     if !h.ipv6 && sum16(&f[h.l2_end..tcp], 0) != 0xffff {
