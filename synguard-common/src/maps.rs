@@ -74,7 +74,20 @@ pub struct Config {
     /// sends past what the kernel's `tcp_select_initial_window` will accept. Computed by the
     /// loader, so that no SYN pays for a division.
     pub synack_windows: [u16; 8],
+    /// The host's own addresses, which a segment to a protected port must be addressed to
+    /// (`host::dst_local_v4` / `dst_local_v6`; a host that forwards sees others' too): how
+    /// many there are plus one, per family; 0 when not known (more than [`LOCAL_ADDRS`], a
+    /// loopback device, an older loader), and then every destination counts as the host's.
+    pub local_v4_n: u32,
+    pub local_v6_n: u32,
+    /// IPv4 addresses as the header's words (`u32::from_ne_bytes` of the address's bytes).
+    pub local_v4: [u32; LOCAL_ADDRS],
+    /// IPv6 addresses, each as four such words.
+    pub local_v6: [[u32; 4]; LOCAL_ADDRS],
 }
+
+/// The most addresses of one family [`Config`] holds for the destination check.
+pub const LOCAL_ADDRS: usize = 8;
 
 /// SYN-ACKs carry the kernel's cookies (`bpf_tcp_raw_gen_syncookie_*`, docs/kernel-cookies.md).
 pub const COOKIES_KERNEL: u32 = 0;
@@ -460,7 +473,9 @@ mod pod {
 }
 
 // No implicit padding anywhere: the sizes are the sums of the fields.
-const _: () = assert!(core::mem::size_of::<Config>() == 10 * 4 + 2 * 8 + 16 + 16);
+const _: () = assert!(
+    core::mem::size_of::<Config>() == 10 * 4 + 2 * 8 + 16 + 16 + 2 * 4 + LOCAL_ADDRS * (4 + 16)
+);
 const _: () = assert!(core::mem::size_of::<PortConfig>() == 4);
 const _: () = assert!(core::mem::size_of::<ModeState>() == 2 * 4 + 4 * 8);
 const _: () = assert!(core::mem::size_of::<ReadyState>() == 2 * 4 + 8);

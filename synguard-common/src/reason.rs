@@ -201,6 +201,10 @@ counter_table! {
         /// challenge ACK (RFC 5961), on which the client resets the old connection; a cookie
         /// SYN-ACK would leave the client's final ACK to the old connection, and the new one stuck.
         PassSynLiveConn = 39, "pass_syn_live_conn" => Pass;
+        /// Addressed to the host's MAC but not to one of its addresses: traffic the host
+        /// forwards (a router, a node whose containers' addresses are routed to it), not its
+        /// own to answer or to drop. The frame passes untouched.
+        PassNotLocal = 40, "pass_not_local" => Pass;
     }
 }
 

@@ -1,11 +1,11 @@
 //! Step 2, classify: is the segment for this host at all, and from a source the host's stack
 //! would accept? Frames for another MAC pass untouched (the kernel discards them: not
-//! `PACKET_HOST`); martian sources are dropped. The rules are pure functions in
-//! `synguard_common::host`.
+//! `PACKET_HOST`), and so do segments to an address that is not the host's (the kernel forwards
+//! them); martian sources are dropped. The rules are pure functions in `synguard_common::host`.
 
 use aya_ebpf::programs::XdpContext;
 use synguard_common::{
-    host::{MacClass, mac_class, martian_v4, martian_v6},
+    host::{MacClass, dst_local_v4, dst_local_v6, mac_class, martian_v4, martian_v6},
     maps::Config,
     reason::Reason,
 };
@@ -18,6 +18,15 @@ pub fn not_ours(ctx: &XdpContext, pkt: &Packet, cfg: &Config) -> Option<Reason> 
     let dst: [u8; 6] = parse::load(ctx, 0)?;
     if mac_class(&dst, &cfg.own_mac) != MacClass::Host {
         return Some(Reason::PassNotForHost);
+    }
+    let a = pkt.addresses();
+    let local = if pkt.ipv6 {
+        dst_local_v6(&[a[4], a[5], a[6], a[7]], cfg.local_v6_n, &cfg.local_v6)
+    } else {
+        dst_local_v4(a[1], cfg.local_v4_n, &cfg.local_v4)
+    };
+    if !local {
+        return Some(Reason::PassNotLocal);
     }
     let martian = if pkt.ipv6 {
         let ip = pkt.ip6();

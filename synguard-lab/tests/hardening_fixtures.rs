@@ -7,7 +7,7 @@
 use etherparse::{SlicedPacket, TcpOptionElement, TransportSlice};
 use synguard_common::{reason::Reason, tcp::ACK};
 use synguard_lab::{
-    testrun::fixture::{Fixture, XDP_DROP, XDP_PASS, XDP_TX, default_config},
+    testrun::fixture::{Fixture, XDP_DROP, XDP_PASS, XDP_TX, default_config, loopback_config},
     testrun::frames::*,
 };
 
@@ -106,6 +106,75 @@ fn syns_not_addressed_to_this_host_pass_untouched() {
         Reason::TxSynAckCookie,
     ));
     expect(&f, &cases);
+}
+
+/// Through the host's MAC to an address that is not the host's: traffic it forwards (a router,
+/// a node whose containers' addresses are routed to it). Neither answered nor dropped, SYN or
+/// ACK, with either kind of cookie; with the host's addresses not known (the loader lists none
+/// on a loopback device or beyond `LOCAL_ADDRS`), every destination counts as the host's.
+#[test]
+fn segments_the_host_forwards_pass_untouched() {
+    let syn = syn_seg();
+    let mut ack = Segment::syn(40000, PORT, 8, vec![]);
+    ack.flags = ACK;
+    ack.ack = 12345;
+    let (other4, other6) = ([198, 18, 0, 99], ip6("2001:2::99"));
+    let macs = (CLIENT_MAC, SERVER_MAC);
+    let mut cases = Vec::new();
+    for (what, seg) in [("SYN", &syn), ("ACK", &ack)] {
+        let to4 = v4(CLIENT_V4, other4, macs, seg);
+        let to6 = v6(CLIENT_V6, other6, seg);
+        cases.push((
+            format!("{what} to {other4:?}"),
+            to4,
+            XDP_PASS,
+            Reason::PassNotLocal,
+        ));
+        cases.push((
+            format!("{what} to 2001:2::99"),
+            to6,
+            XDP_PASS,
+            Reason::PassNotLocal,
+        ));
+    }
+    let to_host = |seg: &Segment| v4(CLIENT_V4, SERVER_V4, macs, seg);
+    cases.push((
+        "SYN to the host".into(),
+        to_host(&syn),
+        XDP_TX,
+        Reason::TxSynAckCookie,
+    ));
+    let to_host6 = v6(CLIENT_V6, SERVER_V6, &syn);
+    cases.push((
+        "SYN to the host v6".into(),
+        to_host6,
+        XDP_TX,
+        Reason::TxSynAckCookie,
+    ));
+    cases.push((
+        "bogus ACK to the host".into(),
+        to_host(&ack),
+        XDP_DROP,
+        Reason::DropAckBadCookie,
+    ));
+    expect_both(&cases);
+
+    let unknown = synguard_common::maps::Config {
+        local_v4_n: 0,
+        local_v6_n: 0,
+        ..default_config()
+    };
+    let f = Fixture::new(unknown, &[PORT]).expect("load synguard (needs root)");
+    let to_other = v4(CLIENT_V4, other4, macs, &syn);
+    expect(
+        &f,
+        &[(
+            "not known: answered".into(),
+            to_other,
+            XDP_TX,
+            Reason::TxSynAckCookie,
+        )],
+    );
 }
 
 #[test]
@@ -416,10 +485,7 @@ fn acks_to_a_request_socket_must_acknowledge_its_isn() {
     let cport = client.local_addr().unwrap().port();
     let isn_plus_1 = rcv_nxt(client.as_raw_fd());
 
-    let cfg = synguard_common::maps::Config {
-        loopback: 1,
-        ..default_config()
-    };
+    let cfg = loopback_config();
     assert_ne!(
         cfg.reqsk_isn_off, 0,
         "no kernel BTF offset for tcp_request_sock.snt_isn"

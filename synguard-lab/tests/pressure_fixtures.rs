@@ -15,7 +15,7 @@ use synguard_common::{
 };
 use synguard_lab::{
     lab::idle_xdp::IdleXdp,
-    testrun::fixture::{Fixture, XDP_DROP, XDP_PASS, XDP_TX, default_config},
+    testrun::fixture::{Fixture, XDP_DROP, XDP_PASS, XDP_TX, default_config, loopback_config},
     testrun::frames::{self, CLIENT_MAC, SERVER_MAC, SERVER_V4, Segment, Tags},
 };
 
@@ -175,10 +175,7 @@ fn an_overwritten_recently_closed_record_is_counted_and_its_flow_gets_a_cookie()
     }
     let _accepted = l1.accept().unwrap();
 
-    let cfg = Config {
-        loopback: 1,
-        ..default_config()
-    };
+    let cfg = loopback_config();
     let f = Fixture::new(cfg, &ports).unwrap();
     let lo = [127, 0, 0, 1];
     let frame = |sport: u16, dport: u16, flags: u8| {

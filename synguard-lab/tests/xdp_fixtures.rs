@@ -8,12 +8,12 @@
 use std::time::Duration;
 
 use synguard_common::{
-    maps::{Config, SYN_WINDOW_NS},
+    maps::SYN_WINDOW_NS,
     reason::{Event, Reason},
     tcp::{ACK, FIN},
 };
 use synguard_lab::testrun::{
-    fixture::{Fixture, XDP_DROP, XDP_PASS, XDP_TX, default_config},
+    fixture::{Fixture, XDP_DROP, XDP_PASS, XDP_TX, default_config, loopback_config},
     frames::{self, *},
 };
 
@@ -280,10 +280,7 @@ fn a_syn_reusing_a_recently_closed_connection_goes_to_the_kernel() {
     let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
     let (_server, _) = listener.accept().unwrap();
     let cport = client.local_addr().unwrap().port();
-    let cfg = Config {
-        loopback: 1,
-        ..default_config()
-    };
+    let cfg = loopback_config();
     let f = Fixture::new(cfg, &[port]).expect("load synguard (needs root)");
     let lo = [127, 0, 0, 1];
     let seg = |sport: u16, flags: u8| Segment {

@@ -45,7 +45,7 @@ pub struct World {
     pub policies: Policies,
     pub conns: Conns,
 }
-use crate::testrun::frames::SERVER_MAC;
+use crate::testrun::frames::{SERVER_MAC, SERVER_V4, SERVER_V6};
 
 /// What the program must do with a frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -268,6 +268,10 @@ fn walk(f: &[u8], world: &mut World) -> Result<(Expect, Option<Syn>), Reason> {
     }
     if f[0] & 1 != 0 || f[..6] != SERVER_MAC {
         return Err(PassNotForHost);
+    }
+    // To another address through the host's MAC: the host would forward it.
+    if h.dst != SERVER_V4 && h.dst != SERVER_V6 {
+        return Err(PassNotLocal);
     }
     if martian(h.ipv6, &h.src, &h.dst) {
         return Err(DropMartianSource);

@@ -151,9 +151,14 @@ impl Bench {
             &seg,
         );
 
-        // The established path runs on loopback, where 127.0.0.1 talking to itself is normal.
+        // The established path runs on loopback, where 127.0.0.1 talking to itself is normal;
+        // the destination check stays on, with that address the host's beside the server's.
+        let (local_v4_n, local_v4) =
+            synguard_common::host::local_words_v4(&[frames::SERVER_V4, [127, 0, 0, 1]]);
         let cfg = synguard_common::maps::Config {
             loopback: 1,
+            local_v4_n,
+            local_v4,
             ..default_config()
         };
         let fixture = Fixture::new(cfg, &[PORT, est_port])?;

@@ -18,6 +18,7 @@ use synguard_common::{
         ConnsState, conn_ask_stamp, conn_filter_entry, conn_filter_slot, conn_handshake_stamp,
         conn_slot, conn_stamp,
     },
+    host::{local_words_v4, local_words_v6},
     maps::{
         CLOSING_WAYS, Config, Counter, MAX_CPUS, MODE_ALWAYS, PORT_PROTECTED, ReadyState,
         closing_entry, cookies_own, names,
@@ -36,8 +37,12 @@ pub const XDP_TX: u32 = 3;
 const RCV_SPACE: u32 = 65536;
 
 /// The configuration the fixtures run with unless a test changes it: cookies always on, the
-/// kernel ready, no listener refresh (the period is infinite, the ready stamp zero).
+/// kernel ready, no listener refresh (the period is infinite, the ready stamp zero), the
+/// server's addresses the host's own.
 pub fn default_config() -> Config {
+    // The server's addresses are the host's own: segments to others are forwarded traffic.
+    let (local_v4_n, local_v4) = local_words_v4(&[crate::testrun::frames::SERVER_V4]);
+    let (local_v6_n, local_v6) = local_words_v6(&[crate::testrun::frames::SERVER_V6]);
     Config {
         mode: MODE_ALWAYS,
         wscale: 7,
@@ -60,6 +65,23 @@ pub fn default_config() -> Config {
             .unwrap_or(0),
         _pad_isn: 0,
         synack_windows: synguard_common::cookie::synack_windows(RCV_SPACE),
+        local_v4_n,
+        local_v4,
+        local_v6_n,
+        local_v6,
+    }
+}
+
+/// [`default_config`] as the loader writes it for a loopback device: loopback sources and a
+/// source equal to the destination are the host's own, and every destination address counts as
+/// the host's (the loader lists no address there: all of 127.0.0.0/8 is local). For the
+/// fixtures that meet real sockets, which live on the host's loopback addresses.
+pub fn loopback_config() -> Config {
+    Config {
+        loopback: 1,
+        local_v4_n: 0,
+        local_v6_n: 0,
+        ..default_config()
     }
 }
 

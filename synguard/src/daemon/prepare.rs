@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use log::{debug, warn};
+use log::{debug, info, warn};
 use synguard_common::maps::{Config, MAX_CPUS};
 use thiserror::Error;
 
@@ -95,6 +95,11 @@ pub fn kernel_config(cfg: &RunConfig, iface: &str) -> Result<(Config, HostFacts)
     if facts.mac.is_none() {
         warn!("cannot read the MAC address of {iface}; answering any unicast SYN");
     }
+    info!(
+        "{iface}: segments to protected ports are the host's when addressed to {} (others are \
+         forwarded traffic and pass untouched)",
+        facts.local.text()
+    );
     let mut config = build_config(cfg, &facts, nr_cpus);
     config.reqsk_isn_off = btf::request_isn_offset();
     if let Some(ws) = cfg.wscale.filter(|&ws| ws != facts.tcp.wscale) {

@@ -59,6 +59,8 @@ pub fn set_host_fields(c: &mut Config, facts: &HostFacts, wscale: Option<u8>) {
         Some((mac, loopback)) => (mac, loopback as u8),
         None => ([0; 6], 0),
     };
+    // Segments to another address are forwarded traffic, not the host's (docs/host-checks.md).
+    facts.local.set(c);
     // Options the host's TCP has switched off, which neither kind of cookie may offer. The
     // kernel's cookies keep timestamps: synguard sets `tcp_timestamps` to 2 while they are in use
     // (`prepare::set_sysctls`), after this first reading.
@@ -133,6 +135,7 @@ mod tests {
             mac: Some(([2, 0, 0, 0, 0, 1], false)),
             tcp,
             options_off: 0,
+            local: Default::default(),
         }
     }
 

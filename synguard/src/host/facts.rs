@@ -1,5 +1,5 @@
-//! What a SYN-ACK takes from the host: the interface's MTU and MAC address, and the kernel's TCP
-//! settings for a new connection. Read when `run` starts and again while it runs
+//! What a SYN-ACK takes from the host: the interface's MTU and MAC address, the host's own
+//! addresses, and the kernel's TCP settings for a new connection. Read when `run` starts and again while it runs
 //! (`daemon::instance::host_follow`): an MTU, a MAC (a bond's fail-over with
 //! `fail_over_mac=active`) or a `tcp_rmem` changed under a running program would otherwise leave
 //! it answering as the host no longer would.
@@ -12,6 +12,7 @@ use synguard_common::{
 };
 
 use crate::host::{
+    addrs::LocalAddrs,
     nic,
     sysctl::{self, SysctlError, Sysctls, TcpParams},
 };
@@ -34,16 +35,21 @@ pub struct HostFacts {
     pub tcp: TcpParams,
     /// The `HOST_NO_*` flags of the options the kernel has switched off ([`options_off`]).
     pub options_off: u32,
+    /// The host's own addresses, which segments to protected ports must be addressed to.
+    pub local: LocalAddrs,
 }
 
 impl HostFacts {
     /// Reads them for `iface`. The MAC address may be missing (`mac`); the rest may not.
     pub fn read(iface: &str, sysctls: &Sysctls) -> Result<Self, SysctlError> {
+        let mac = nic::hw_addr(iface).ok();
+        let loopback = mac.is_some_and(|(_, lo)| lo);
         Ok(HostFacts {
             mtu: sysctl::iface_mtu(iface)?,
-            mac: nic::hw_addr(iface).ok(),
+            mac,
             tcp: TcpParams::read(sysctls)?,
             options_off: options_off(sysctls)?,
+            local: LocalAddrs::read(iface, loopback),
         })
     }
 
@@ -63,6 +69,13 @@ impl HostFacts {
                 "MAC address {} -> {}",
                 read_mac_text(before.mac),
                 read_mac_text(self.mac)
+            ));
+        }
+        if self.local != before.local {
+            out.push(format!(
+                "addresses {} -> {}",
+                before.local.text(),
+                self.local.text()
             ));
         }
         let (t, b) = (&self.tcp, &before.tcp);
@@ -129,6 +142,7 @@ mod tests {
                 ecn: false,
             },
             options_off: 0,
+            local: Default::default(),
         }
     }
 

@@ -1,5 +1,5 @@
-//! The machine synguard runs on: kernel settings (`sysctl`), interface facts (`nic`), what a
-//! SYN-ACK takes from both (`facts`), queue and
+//! The machine synguard runs on: kernel settings (`sysctl`), interface facts (`nic`), the host's
+//! own addresses (`addrs`), what a SYN-ACK takes from them (`facts`), queue and
 //! offload facts (`ethtool`), link partner and XDP attachment (`rtnl`), clocks (`clock`),
 //! network namespaces (`netns`), the BPF filesystem (`bpffs`), errors on paths (`io`), facts from
 //! the kernel's BTF (`btf`), readiness and status to systemd (`notify`), whether we may use BPF
@@ -7,6 +7,7 @@
 //! SYN-flood tuning `doctor` checks (`tuning`) and fault injection for tests (`fault`). Imports
 //! only `config`.
 
+pub mod addrs;
 pub mod bpffs;
 pub mod btf;
 pub mod cgroup;
