@@ -32,6 +32,19 @@ const V4_MAPPED: u32 = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
 /// What the table says about the 4-tuple hashed `hash` (`synguard_common::maps::flow_hash`).
 #[inline(always)]
 pub fn lookup_hash(hash: u64, clocks: &mut Clocks) -> ConnLookup {
+    lookup_at(hash, || clocks.now_ns())
+}
+
+/// Whether the table vouches for a connection of the 4-tuple hashed `hash` (its "maybe"), with
+/// the clock's reading `now_ns` of the packet's way.
+#[inline(always)]
+pub fn live(hash: u64, now_ns: u64) -> bool {
+    lookup_at(hash, || now_ns) == ConnLookup::Maybe
+}
+
+/// [`lookup_hash`] with the clock read by `now_ns`, only where an answer needs it.
+#[inline(always)]
+fn lookup_at(hash: u64, mut now_ns: impl FnMut() -> u64) -> ConnLookup {
     // The filter first (64 KiB, stays cached): while the table is trusted, an entry no writer
     // renewed lately means no live stamp in its slots, and the table's slot, a random one of
     // 2^20 for each flood ACK and a miss to memory (docs/measuring.md), is not read.
@@ -41,32 +54,13 @@ pub fn lookup_hash(hash: u64, clocks: &mut Clocks) -> ConnLookup {
         return ConnLookup::Unknown;
     };
     let entry = conn_filter_read(*w, lane);
-    if !conn_filter_fresh(entry, state.pass_no) && clocks.now_ns() < state.valid_until_ns {
+    if !conn_filter_fresh(entry, state.pass_no) && now_ns() < state.valid_until_ns {
         return ConnLookup::None;
     }
     let Some(stamp) = SG_CONNS.get(conn_slot(hash)) else {
         return ConnLookup::Unknown;
     };
-    conn_lookup(*stamp, hash, || Some(state), || clocks.now_ns())
-}
-
-/// Whether the table vouches for a connection of the 4-tuple hashed `hash` (its "maybe"), with
-/// the clock's reading `now_ns` of the packet's way: as [`lookup_hash`], without its own reading.
-#[inline(always)]
-pub fn live(hash: u64, now_ns: u64) -> bool {
-    let (word, lane) = conn_filter_slot(hash);
-    let state = SG_CONNS_STATE.get();
-    let Some(w) = SG_CONNS_FILTER.get(word) else {
-        return false;
-    };
-    if !conn_filter_fresh(conn_filter_read(*w, lane), state.pass_no)
-        && now_ns < state.valid_until_ns
-    {
-        return false;
-    }
-    SG_CONNS.get(conn_slot(hash)).is_some_and(|stamp| {
-        conn_lookup(*stamp, hash, || Some(state), || now_ns) == ConnLookup::Maybe
-    })
+    conn_lookup(*stamp, hash, || Some(state), now_ns)
 }
 
 /// Stamps the 4-tuple (hashed `hash`) of a handshake whose final ACK passes on a valid cookie,
