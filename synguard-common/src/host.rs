@@ -137,13 +137,15 @@ pub fn local_words_v4(addrs: &[[u8; 4]]) -> (u32, [u32; LOCAL_ADDRS]) {
 
 /// [`local_words_v4`] for IPv6.
 pub fn local_words_v6(addrs: &[[u8; 16]]) -> (u32, [[u32; 4]; LOCAL_ADDRS]) {
-    let words = |a: &[u8; 16]| {
-        let w = |i: usize| u32::from_ne_bytes([a[4 * i], a[4 * i + 1], a[4 * i + 2], a[4 * i + 3]]);
-        [w(0), w(1), w(2), w(3)]
-    };
-    place(addrs, words(&NO_ADDR_V6), words, |w| {
+    place(addrs, addr_words(&NO_ADDR_V6), addr_words, |w| {
         w[0] ^ w[1] ^ w[2] ^ w[3]
     })
+}
+
+/// An IPv6 address as the header's four words, as the program loads them.
+pub fn addr_words(a: &[u8; 16]) -> [u32; 4] {
+    let w = |i: usize| u32::from_ne_bytes([a[4 * i], a[4 * i + 1], a[4 * i + 2], a[4 * i + 3]]);
+    [w(0), w(1), w(2), w(3)]
 }
 
 fn place<A, W: Copy + PartialEq>(
@@ -219,20 +221,13 @@ mod tests {
     fn an_ipv6_destination_matches_all_four_words() {
         let own = [0x20, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
         let (n, w) = local_words_v6(&[own]);
-        let words = |a: [u8; 16]| {
-            let mut out = [0u32; 4];
-            for (i, o) in out.iter_mut().enumerate() {
-                *o = u32::from_ne_bytes([a[4 * i], a[4 * i + 1], a[4 * i + 2], a[4 * i + 3]]);
-            }
-            out
-        };
-        assert!(dst_local_v6(&words(own), n, &w));
+        assert!(dst_local_v6(&addr_words(&own), n, &w));
         for byte in 0..16 {
             let mut other = own;
             other[byte] ^= 0x40;
-            assert!(!dst_local_v6(&words(other), n, &w), "byte {byte}");
+            assert!(!dst_local_v6(&addr_words(&other), n, &w), "byte {byte}");
         }
-        assert!(dst_local_v6(&words([0xfe; 16]), 0, &w));
+        assert!(dst_local_v6(&addr_words(&[0xfe; 16]), 0, &w));
     }
 
     #[test]

@@ -103,7 +103,7 @@ impl LocalAddrs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use synguard_common::host::{dst_local_v4, dst_local_v6};
+    use synguard_common::host::{addr_words, dst_local_v4, dst_local_v6};
 
     fn found(list: &[(&str, &str)]) -> Vec<(String, IpAddr)> {
         list.iter()
@@ -132,11 +132,7 @@ mod tests {
         assert!(dst_local_v4(v4("172.17.0.1"), l.v4_n, &l.v4));
         assert!(!dst_local_v4(v4("127.0.0.1"), l.v4_n, &l.v4));
         assert!(!dst_local_v4(v4("198.18.0.99"), l.v4_n, &l.v4));
-        let v6 = |s: &str| {
-            let b = s.parse::<Ipv6Addr>().unwrap().octets();
-            [0, 1, 2, 3]
-                .map(|i| u32::from_ne_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]]))
-        };
+        let v6 = |s: &str| addr_words(&s.parse::<Ipv6Addr>().unwrap().octets());
         assert!(dst_local_v6(&v6("fe80::1"), l.v6_n, &l.v6));
         assert!(!dst_local_v6(&v6("fe80::99"), l.v6_n, &l.v6));
     }
