@@ -149,8 +149,6 @@ pub struct Fuzzer {
     unknown_passes: u64,
     /// ACKs since the last count that the checking TC program must have accepted ([`tc`]).
     tc_accepted: u64,
-    /// Monitor mode in this batch: every frame passes, what would have been done is counted.
-    monitor: bool,
     /// The batch's lists, limits and live connections, and the oracle's state of them.
     world: World,
     /// What monitor mode must have counted since the last count, by reason index.
@@ -189,7 +187,6 @@ impl Fuzzer {
             cookies,
             unknown_passes: 0,
             tc_accepted: 0,
-            monitor: false,
             world: World::default(),
             would_want: vec![0; REASON_SLOTS as usize],
             _idle: idle,
@@ -221,7 +218,6 @@ impl Fuzzer {
     /// The batch's policies in the program, with both limits' tables emptied to match the
     /// oracle's fresh state.
     fn set_policies(&mut self, p: Policies) -> Result<()> {
-        self.monitor = p.policy.monitor != 0;
         self.fixture.set_policy(p.policy)?;
         self.fixture.clear_limits()?;
         self.world.policies = p;
@@ -251,6 +247,11 @@ impl Fuzzer {
         }
         self.world.conns = c;
         Ok(())
+    }
+
+    /// Monitor mode in this batch: every frame passes, what would have been done is counted.
+    fn monitor(&self) -> bool {
+        self.world.policies.policy.monitor != 0
     }
 
     /// A violation of the frame `frame` (split after `first` bytes), in the batch under way.
@@ -372,13 +373,13 @@ impl Fuzzer {
         let cut = first
             .is_some_and(|n| model::tcp_ends(frame).is_some_and(|(fixed, _)| (n as usize) < fixed));
         let mut uncharged;
-        let pol = if cut {
+        let world = if cut {
             uncharged = self.world.clone();
             &mut uncharged
         } else {
             &mut self.world
         };
-        let (expect, syn) = model::expect(frame, pol);
+        let (expect, syn) = model::expect(frame, world);
         // Own cookies: the checking TC program first (the XDP program's pass of a valid ACK
         // stamps the connection table, which that program then trusts).
         let tc_ran = match first {
@@ -389,7 +390,7 @@ impl Fuzzer {
             _ => false,
         };
         let refused_before = match expect {
-            Expect::CookieCheck if self.monitor => Some(self.fixture.would(BAD_COOKIE)?),
+            Expect::CookieCheck if self.monitor() => Some(self.fixture.would(BAD_COOKIE)?),
             _ => None,
         };
         let (out, cookie_slots) = own_slots::around(|| match first {
@@ -402,7 +403,7 @@ impl Fuzzer {
         {
             return Ok(judged);
         }
-        if self.monitor {
+        if self.monitor() {
             return self.monitored(frame, expect, &out, refused_before, tc_ran);
         }
         let action = |r: Reason| match r.verdict() {
@@ -456,13 +457,6 @@ impl Fuzzer {
             Err(e) => return Ok((Err(format!("bad SYN-ACK: {e}")), reasons)),
         };
         let good = reply::final_ack(&syn, answer, 0);
-        let bit = match self.cookies {
-            // Bits 2..23: a change of the low two bits would name another valid MSS index.
-            Cookies::Kernel => 1u32 << (2 + (answer.0 % 22)),
-            // The MAC's bits 9..31: the check recomputes the same MAC, which the flip changed.
-            Cookies::Own => 1u32 << (9 + (answer.0 % 23)),
-        };
-        let bad = reply::final_ack(&syn, answer, bit);
         if self.cookies == Cookies::Own {
             match tc::check(&self.fixture, &good)? {
                 Ok(true) => self.tc_accepted += 1,
@@ -486,6 +480,13 @@ impl Fuzzer {
             return Ok((Err(what), reasons));
         }
         self.forget_handshake(&good)?;
+        let bit = match self.cookies {
+            // Bits 2..23: a change of the low two bits would name another valid MSS index.
+            Cookies::Kernel => 1u32 << (2 + (answer.0 % 22)),
+            // The MAC's bits 9..31: the check recomputes the same MAC, which the flip changed.
+            Cookies::Own => 1u32 << (9 + (answer.0 % 23)),
+        };
+        let bad = reply::final_ack(&syn, answer, bit);
         reasons.push(Reason::DropAckBadCookie);
         let o = self.fixture.run(&bad)?;
         if o.action != XDP_DROP {

@@ -37,6 +37,7 @@ use super::{
     conns::{Conns, Tuple},
     policies::Policies,
 };
+use crate::testrun::frames::{SERVER_MAC, SERVER_V4, SERVER_V6};
 
 /// What the oracle knows beyond the frame: the batch's lists and limits and its live
 /// connections, with their state (a copy is charged for a frame that meets neither).
@@ -45,7 +46,6 @@ pub struct World {
     pub policies: Policies,
     pub conns: Conns,
 }
-use crate::testrun::frames::{SERVER_MAC, SERVER_V4, SERVER_V6};
 
 /// What the program must do with a frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -289,7 +289,7 @@ fn walk(f: &[u8], world: &mut World) -> Result<(Expect, Option<Syn>), Reason> {
         return Err(PassEstablished);
     }
     let expect = match class {
-        Class::Syn => return syn(f, h, world).map(|s| (Expect::SynAck, Some(s))),
+        Class::Syn => return syn(f, h, &tuple, world).map(|s| (Expect::SynAck, Some(s))),
         Class::Ack => Expect::CookieCheck,
         Class::SynAck => Expect::Exactly(PassSynAck),
         Class::Rst => Expect::Exactly(PassRst),
@@ -304,7 +304,7 @@ fn walk(f: &[u8], world: &mut World) -> Result<(Expect, Option<Syn>), Reason> {
 /// A SYN the host accepts (both checksums; TCP only without payload, as the README says) and
 /// the policies let through, and what its answer is checked against. The lists and the source's
 /// limit come before the checksums, the reflection cap between them (`policies`).
-fn syn(f: &[u8], h: Headers, world: &mut World) -> Result<Syn, Reason> {
+fn syn(f: &[u8], h: Headers, tuple: &Tuple, world: &mut World) -> Result<Syn, Reason> {
     let tcp = h.tcp;
     let pol = &mut world.policies;
     if let Some(r) = pol.listed(&h.src).or_else(|| pol.charge_source(&h.src)) {
@@ -312,18 +312,16 @@ fn syn(f: &[u8], h: Headers, world: &mut World) -> Result<Syn, Reason> {
     }
     // A close recorded for the 4-tuple: the host may hold its TIME_WAIT socket. A live
     // connection's: the host answers with a challenge ACK.
-    let t = tuple(f, &h);
-    if world.conns.recently_closed(&t) {
+    if world.conns.recently_closed(tuple) {
         return Err(Reason::PassSynRecentClose);
     }
-    if world.conns.is_live(&t) {
+    if world.conns.is_live(tuple) {
         return Err(Reason::PassSynLiveConn);
     }
-    let pol = &mut world.policies;
     if !h.ipv6 && sum16(&f[h.l2_end..tcp], 0) != 0xffff {
         return Err(Reason::DropBadIpChecksum);
     }
-    if let Some(r) = pol.charge_reflect(&h.src) {
+    if let Some(r) = world.policies.charge_reflect(&h.src) {
         return Err(r);
     }
     let doff = (f[tcp + 12] >> 4) as usize * 4;

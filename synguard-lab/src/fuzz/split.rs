@@ -66,7 +66,7 @@ impl Fuzzer {
         }
         // A SYN whose reply would not fit in its first buffer passes (`ErrSynShortBuffer`).
         let syn = syn.filter(|_| expect == Expect::SynAck && out.action == XDP_PASS)?;
-        if self.monitor {
+        if self.monitor() {
             // Monitor mode answers nothing: no reply to fit.
             return None;
         }
