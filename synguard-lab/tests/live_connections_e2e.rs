@@ -4,7 +4,6 @@
 //! connection, including one synguard never saw being opened. And a client that lost a live
 //! connection and comes back on the same ports gets through, as it does without synguard.
 
-use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, SocketAddrV4, TcpStream};
 use std::os::fd::{AsRawFd as _, FromRawFd as _, IntoRawFd as _};
 use std::sync::mpsc;
@@ -133,14 +132,6 @@ fn dial_from_reused_port(port: u16) -> Result<TcpStream> {
     Ok(conn)
 }
 
-fn echo_once(conn: &mut TcpStream, what: &[u8; 5]) -> Result<()> {
-    conn.write_all(what)?;
-    let mut back = [0u8; 5];
-    conn.read_exact(&mut back).context("the echo")?;
-    ensure!(&back == what, "echoed {back:?}");
-    Ok(())
-}
-
 /// The client loses its connection without the server hearing of it (its RST dropped on the
 /// way out) and connects again from the same port. The host answers that SYN with a challenge
 /// ACK (RFC 5961), on which the client resets the old connection and tries again; answered with
@@ -153,7 +144,7 @@ fn reconnect_on_the_live_tuple(cookies: &str) -> Result<()> {
     let sg = always_on(&lab, PORT, &["--cookies", cookies])?;
     let old = lab.client.ns.enter(|| -> Result<TcpStream> {
         let mut conn = dial_from_reused_port(PORT)?;
-        echo_once(&mut conn, b"first")?;
+        round_trip(&mut conn, 0)?;
         Ok(conn)
     })??;
     let s0 = sg.stats()?;
@@ -176,7 +167,7 @@ fn reconnect_on_the_live_tuple(cookies: &str) -> Result<()> {
     link("up")?;
     let again = lab.client.ns.enter(|| -> Result<()> {
         let mut conn = dial_from_reused_port(PORT)?;
-        echo_once(&mut conn, b"again")
+        round_trip(&mut conn, 1)
     })?;
     let s1 = sg.stats()?;
     let (to_kernel, answered) = (

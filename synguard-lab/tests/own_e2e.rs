@@ -153,28 +153,31 @@ fn own_cookies_keep_options_without_timestamps() -> Result<()> {
     let acks = s1.delta(&s0, Reason::PassCookieAck);
     let assigned = s1.event_delta(&s0, Event::OwnReqskAssigned);
     eprintln!("synguard: {cookies} cookies, {acks} cookie ACKs, {assigned} request sockets");
-    // What a SYN did instead of getting an own cookie. A SYN on a 4-tuple the connection table
-    // or the recently-closed table holds goes to the kernel on purpose, and its handshake is
-    // the kernel's; anything else is a failure. (Once in CI, 5 of 200 handshakes were not own
-    // ones and the reasons were not printed.)
-    let to_kernel =
-        s1.delta(&s0, Reason::PassSynLiveConn) + s1.delta(&s0, Reason::PassSynRecentClose);
+    // Where SYNs went that got no own cookie, said when the counts fall short (once in CI, 5
+    // of 200 handshakes were not own ones and nothing said why).
     let elsewhere: Vec<String> = REASONS
         .iter()
-        .filter(|r| r.name().starts_with("err_") || *r == &Reason::PassNotLocal)
+        .filter(|r| {
+            r.name().starts_with("err_")
+                || [
+                    Reason::PassSynLiveConn,
+                    Reason::PassSynRecentClose,
+                    Reason::PassSynToKernel,
+                    Reason::PassNotLocal,
+                ]
+                .contains(r)
+        })
         .map(|r| (r.name(), s1.delta(&s0, *r)))
         .filter(|(_, d)| *d != 0)
         .map(|(name, d)| format!("{name} +{d}"))
         .collect();
-    eprintln!("SYNs to the kernel on purpose: {to_kernel}; elsewhere: {elsewhere:?}");
     assert!(
-        cookies + to_kernel >= n && elsewhere.is_empty(),
-        "{cookies} own-cookie SYN-ACKs and {to_kernel} SYNs left to the kernel for {n} \
-         connections; {elsewhere:?}"
+        cookies >= n,
+        "{cookies} own-cookie SYN-ACKs for {n} connections; SYNs elsewhere: {elsewhere:?}"
     );
     assert!(
-        acks + to_kernel >= n && assigned + to_kernel >= n,
-        "{acks} ACKs, {assigned} assigned for {n}"
+        acks >= n && assigned >= n,
+        "{acks} ACKs, {assigned} assigned for {n}; SYNs elsewhere: {elsewhere:?}"
     );
     assert_eq!(s1.event_delta(&s0, Event::OwnReqskFailed), 0);
     assert_eq!(
