@@ -1,7 +1,9 @@
 //! End to end, synguard following the host while it runs (`daemon::instance::host_follow`): the
-//! server's MTU lowered and its MAC address changed under a running program, with own cookies
-//! answering every SYN. Root, one at a time (`cargo xtask test`).
+//! server's MTU lowered, its MAC address changed and an AnyIP prefix routed to it under a
+//! running program, with own cookies answering every SYN. Root, one at a time (`cargo xtask
+//! test`).
 
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::{Result, ensure};
@@ -12,7 +14,11 @@ use synguard_lab::lab::{
 };
 
 mod common;
-use common::{Fixture, ops::wait_log_within};
+use common::{
+    Fixture,
+    echo::{connect, echo_server, round_trip},
+    ops::wait_log_within,
+};
 
 const MIB: u64 = 1 << 20;
 
@@ -85,6 +91,45 @@ fn the_answers_follow_the_servers_mtu_and_mac_address() -> Result<()> {
         "SYN-ACKs from XDP after the MAC change: {}",
         s3.delta(&s2, Reason::TxSynAckCookie)
     );
+    assert!(sg.stop()?.success());
+    Ok(())
+}
+
+/// An AnyIP prefix routed to the server while synguard runs (`ip route add local
+/// 198.18.0.192/26 dev lo`: every address in it is the server's, though no interface holds
+/// one). The daemon reads it from the local routing table and stops telling the program which
+/// IPv4 addresses are the host's; SYNs to an address in the prefix are answered in XDP, not
+/// passed as for another host (`pass_not_local`, which they were while only interface
+/// addresses were read).
+#[test]
+fn an_anyip_prefix_routed_while_running_is_guarded_as_the_hosts() -> Result<()> {
+    const PORT: u16 = 8449;
+    let fx = Fixture::new()?;
+    let port = PORT.to_string();
+    let sg = fx.synguard(&["--ports", &port, "--mode", "always", "--cookies", "own"])?;
+    fx.ns()
+        .ip(&["route", "add", "local", "198.18.0.192/26", "dev", "lo"])?;
+    let line = wait_for_log(&sg, "any IPv4 (local route 198.18.0.192/26)")?;
+    eprintln!("{line}");
+    let anyip = SocketAddr::from((Ipv4Addr::new(198, 18, 0, 200), PORT));
+    echo_server(fx.ns(), anyip)?;
+    let s0 = sg.stats()?;
+    fx.lab.client.ns.enter(move || -> Result<()> {
+        for i in 0..4 {
+            round_trip(&mut connect(anyip)?, i)?;
+        }
+        Ok(())
+    })??;
+    let s1 = sg.stats()?;
+    let (not_local, answered) = (
+        s1.delta(&s0, Reason::PassNotLocal),
+        s1.delta(&s0, Reason::TxSynAckCookie),
+    );
+    ensure!(
+        not_local == 0,
+        "segments to the AnyIP address passed as not the host's: {not_local}"
+    );
+    ensure!(answered >= 4, "SYN-ACKs from XDP: {answered}");
     assert!(sg.stop()?.success());
     Ok(())
 }

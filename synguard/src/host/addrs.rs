@@ -6,15 +6,21 @@
 //! Which addresses: every IPv4 address of the namespace's interfaces (the kernel takes a
 //! segment for any of them on any interface), every IPv6 address but link-local ones of other
 //! interfaces (a link-local address is the host's only on its own link), and no loopback
-//! address (one arriving on a NIC is a martian destination). Local routes (AnyIP, `ip route add
-//! local PREFIX`) are not read: a segment to such an address passes to the kernel unanswered.
-//! More addresses of a family than the config holds, or a loopback device: not known, and the
-//! program takes every destination of that family as the host's (as before the check existed).
+//! address (one arriving on a NIC is a martian destination). The local routing table is read
+//! too (`local_routes`): an address's own route adds nothing new, a single address routed as
+//! local (`ip route add local 192.0.2.7 dev lo`) is listed like an interface's, and a wider
+//! local prefix (AnyIP, `ip route add local 192.0.2.0/24 dev lo`: every address in it is the
+//! host's) makes its family not known. So does a family with more addresses than the config
+//! holds, and both families on a loopback device or when either list cannot be read: the
+//! program then takes every destination of that family as the host's (as before the check
+//! existed).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use synguard_common::host::{NO_ADDR_V4, NO_ADDR_V6, local_words_v4, local_words_v6};
 use synguard_common::maps::{Config, LOCAL_ADDRS};
+
+use crate::host::local_routes::{self, LocalRoute};
 
 /// The addresses as `Config` holds them (`local_v4_n` ... `local_v6`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -23,6 +29,9 @@ pub struct LocalAddrs {
     pub v4: [u32; LOCAL_ADDRS],
     pub v6_n: u32,
     pub v6: [[u32; 4]; LOCAL_ADDRS],
+    /// The local route wider than one address that made a family not known, for the log.
+    pub v4_prefix: Option<LocalRoute>,
+    pub v6_prefix: Option<LocalRoute>,
 }
 
 impl LocalAddrs {
@@ -32,7 +41,7 @@ impl LocalAddrs {
         if loopback {
             return LocalAddrs::default();
         }
-        let Ok(list) = nix::ifaddrs::getifaddrs() else {
+        let (Ok(list), Ok(routes)) = (nix::ifaddrs::getifaddrs(), local_routes::read()) else {
             return LocalAddrs::default();
         };
         let found = list.filter_map(|a| {
@@ -44,13 +53,23 @@ impl LocalAddrs {
             };
             Some((a.interface_name, ip))
         });
-        Self::of(iface, found)
+        Self::of(iface, found, &routes)
     }
 
-    /// Pure: the addresses of `found` (interface, address) that count for `iface`.
-    pub fn of(iface: &str, found: impl IntoIterator<Item = (String, IpAddr)>) -> Self {
+    /// Pure: the addresses of `found` (interface, address) and `routes` that count for `iface`.
+    pub fn of(
+        iface: &str,
+        found: impl IntoIterator<Item = (String, IpAddr)>,
+        routes: &[LocalRoute],
+    ) -> Self {
         let (mut v4, mut v6): (Vec<Ipv4Addr>, Vec<Ipv6Addr>) = (Vec::new(), Vec::new());
-        for (name, ip) in found {
+        // A route's single address is taken as on no interface of its own: its link-local
+        // ones are left out (the interface's own come with `found`).
+        let routed = routes
+            .iter()
+            .filter(|r| r.is_host())
+            .map(|r| (String::new(), r.addr));
+        for (name, ip) in found.into_iter().chain(routed) {
             match ip {
                 IpAddr::V4(a) if !a.is_loopback() && !v4.contains(&a) => v4.push(a),
                 IpAddr::V6(a)
@@ -63,9 +82,24 @@ impl LocalAddrs {
                 _ => {}
             }
         }
-        let (v4_n, v4) = local_words_v4(&v4.iter().map(Ipv4Addr::octets).collect::<Vec<_>>());
-        let (v6_n, v6) = local_words_v6(&v6.iter().map(Ipv6Addr::octets).collect::<Vec<_>>());
-        LocalAddrs { v4_n, v4, v6_n, v6 }
+        let (mut v4_n, v4) = local_words_v4(&v4.iter().map(Ipv4Addr::octets).collect::<Vec<_>>());
+        let (mut v6_n, v6) = local_words_v6(&v6.iter().map(Ipv6Addr::octets).collect::<Vec<_>>());
+        let v4_prefix = wide_route(routes, true);
+        let v6_prefix = wide_route(routes, false);
+        if v4_prefix.is_some() {
+            v4_n = 0;
+        }
+        if v6_prefix.is_some() {
+            v6_n = 0;
+        }
+        LocalAddrs {
+            v4_n,
+            v4,
+            v6_n,
+            v6,
+            v4_prefix,
+            v6_prefix,
+        }
     }
 
     /// Into the config's fields.
@@ -78,14 +112,14 @@ impl LocalAddrs {
     pub fn text(&self) -> String {
         let mut parts = Vec::new();
         if self.v4_n == 0 {
-            parts.push("any IPv4".to_string());
+            parts.push(any("IPv4", self.v4_prefix));
         }
         let no_v4 = u32::from_ne_bytes(NO_ADDR_V4);
         for w in self.v4.iter().filter(|&&w| self.v4_n != 0 && w != no_v4) {
             parts.push(Ipv4Addr::from(w.to_ne_bytes()).to_string());
         }
         if self.v6_n == 0 {
-            parts.push("any IPv6".to_string());
+            parts.push(any("IPv6", self.v6_prefix));
         }
         for w in self.v6.iter().filter(|_| self.v6_n != 0) {
             let mut b = [0u8; 16];
@@ -97,6 +131,24 @@ impl LocalAddrs {
             }
         }
         parts.join(", ")
+    }
+}
+
+/// The first local route of the family wider than one address, but the loopback range's
+/// (`local 127.0.0.0/8 dev lo`, in every namespace: a loopback destination on a NIC is a
+/// martian).
+fn wide_route(routes: &[LocalRoute], v4: bool) -> Option<LocalRoute> {
+    routes
+        .iter()
+        .find(|r| r.addr.is_ipv4() == v4 && !r.is_host() && !r.addr.is_loopback())
+        .copied()
+}
+
+/// "any IPv4", and which local route made it so.
+fn any(family: &str, prefix: Option<LocalRoute>) -> String {
+    match prefix {
+        Some(r) => format!("any {family} (local route {r})"),
+        None => format!("any {family}"),
     }
 }
 
@@ -124,6 +176,7 @@ mod tests {
                 ("docker0", "172.17.0.1"),
                 ("veth1", "fe80::99"),
             ]),
+            &[],
         );
         let mut listed: Vec<String> = l.text().split(", ").map(String::from).collect();
         listed.sort();
@@ -142,9 +195,83 @@ mod tests {
         let many: Vec<(String, IpAddr)> = (1..=LOCAL_ADDRS as u8 + 1)
             .map(|i| ("eth0".to_string(), IpAddr::V4(Ipv4Addr::new(10, 0, 0, i))))
             .collect();
-        let l = LocalAddrs::of("eth0", many);
+        let l = LocalAddrs::of("eth0", many, &[]);
         assert_eq!(l.v4_n, 0);
         assert_eq!(l.v6_n, 1, "no IPv6 address: none is local");
         assert_eq!(l.text(), "any IPv4");
+    }
+
+    fn route(s: &str) -> LocalRoute {
+        let (addr, prefix) = s.split_once('/').unwrap();
+        LocalRoute {
+            addr: addr.parse().unwrap(),
+            prefix: prefix.parse().unwrap(),
+        }
+    }
+
+    /// What the local table holds for `found`'s addresses, the loopback's and the
+    /// interfaces' link-local ones included.
+    const KERNELS_OWN: [&str; 6] = [
+        "127.0.0.0/8",
+        "127.0.0.1/32",
+        "198.18.0.1/32",
+        "::1/128",
+        "2001:2::1/128",
+        "fe80::99/128",
+    ];
+
+    fn with_routes(extra: &[&str]) -> LocalAddrs {
+        let routes: Vec<LocalRoute> = KERNELS_OWN.iter().chain(extra).map(|r| route(r)).collect();
+        LocalAddrs::of(
+            "eth0",
+            found(&[
+                ("eth0", "198.18.0.1"),
+                ("eth0", "2001:2::1"),
+                ("veth1", "fe80::99"),
+            ]),
+            &routes,
+        )
+    }
+
+    #[test]
+    fn the_kernels_own_local_routes_add_nothing() {
+        let l = with_routes(&[]);
+        assert_eq!(l.text(), "198.18.0.1, 2001:2::1");
+        assert_eq!(
+            l,
+            LocalAddrs::of(
+                "eth0",
+                found(&[("eth0", "198.18.0.1"), ("eth0", "2001:2::1")]),
+                &[]
+            )
+        );
+    }
+
+    #[test]
+    fn an_address_routed_as_local_is_the_hosts() {
+        let l = with_routes(&["192.0.2.7/32", "2001:db8::7/128"]);
+        let mut listed: Vec<String> = l.text().split(", ").map(String::from).collect();
+        listed.sort();
+        assert_eq!(
+            listed,
+            ["192.0.2.7", "198.18.0.1", "2001:2::1", "2001:db8::7"]
+        );
+        let v4 = |s: &str| u32::from_ne_bytes(s.parse::<Ipv4Addr>().unwrap().octets());
+        assert!(dst_local_v4(v4("192.0.2.7"), l.v4_n, &l.v4));
+        assert!(!dst_local_v4(v4("192.0.2.8"), l.v4_n, &l.v4));
+    }
+
+    #[test]
+    fn an_anyip_prefix_makes_its_family_not_known() {
+        let l = with_routes(&["192.0.2.0/24"]);
+        assert_eq!((l.v4_n, l.v6_n != 0), (0, true));
+        assert_eq!(l.text(), "any IPv4 (local route 192.0.2.0/24), 2001:2::1");
+        let v4 = |s: &str| u32::from_ne_bytes(s.parse::<Ipv4Addr>().unwrap().octets());
+        assert!(dst_local_v4(v4("192.0.2.200"), l.v4_n, &l.v4));
+        let l = with_routes(&["2001:db8::/64"]);
+        assert_eq!((l.v4_n != 0, l.v6_n), (true, 0));
+        assert_eq!(l.text(), "198.18.0.1, any IPv6 (local route 2001:db8::/64)");
+        let v6 = |s: &str| addr_words(&s.parse::<Ipv6Addr>().unwrap().octets());
+        assert!(dst_local_v6(&v6("2001:db8::1234"), l.v6_n, &l.v6));
     }
 }

@@ -1,6 +1,7 @@
 //! The machine synguard runs on: kernel settings (`sysctl`), interface facts (`nic`), the host's
-//! own addresses (`addrs`), what a SYN-ACK takes from them (`facts`), queue and
-//! offload facts (`ethtool`), link partner and XDP attachment (`rtnl`), clocks (`clock`),
+//! own addresses (`addrs`) and local routes (`local_routes`), what a SYN-ACK takes from them
+//! (`facts`), queue and offload facts (`ethtool`), link partner and XDP attachment (`rtnl`, on
+//! the rtnetlink socket of `netlink`), clocks (`clock`),
 //! network namespaces (`netns`), the BPF filesystem (`bpffs`), errors on paths (`io`), facts from
 //! the kernel's BTF (`btf`), readiness and status to systemd (`notify`), whether we may use BPF
 //! (`privilege`), the cgroup v2 mount (`cgroup`), the TCP socket lists (`proc_net`), the
@@ -16,6 +17,8 @@ pub mod ethtool;
 pub mod facts;
 pub mod fault;
 pub mod io;
+pub mod local_routes;
+pub mod netlink;
 pub mod netns;
 pub mod nic;
 pub mod notify;
