@@ -272,11 +272,7 @@ fn rotation_across_the_fleet() -> Result<()> {
 /// once and B dropped the steered ACKs.
 #[test]
 fn servers_booted_at_different_times_accept_each_others_cookies() -> Result<()> {
-    let uptime_s = std::fs::read_to_string("/proc/uptime")?
-        .split('.')
-        .next()
-        .context("/proc/uptime")?
-        .parse::<u64>()?;
+    let uptime_s = common::uptime_s()?;
     // The monotonic slot is 68.7 s long: at least three slots apart, or the test shows nothing.
     ensure!(uptime_s > 240, "the host is up {uptime_s} s, too short");
     let fx = FleetFixture::new()?;

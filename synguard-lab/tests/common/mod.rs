@@ -45,6 +45,14 @@ pub fn bin() -> Result<PathBuf> {
     synguard_proc::binary()
 }
 
+/// Seconds since the host booted (`/proc/uptime`): how far back a time namespace can shift
+/// CLOCK_MONOTONIC (the kernel refuses an offset that makes it negative: ERANGE).
+pub fn uptime_s() -> Result<u64> {
+    let text = std::fs::read_to_string("/proc/uptime")?;
+    let whole = text.split('.').next().unwrap_or_default();
+    Ok(whole.parse::<u64>()?)
+}
+
 /// The XDP program loaded for `BPF_PROG_TEST_RUN` with the default configuration, protecting
 /// `ports`.
 pub fn testrun_fixture(ports: &[u16]) -> TestRunFixture {
