@@ -13,6 +13,21 @@ pub const MODE_AUTO: u32 = 2;
 
 /// `PortConfig::flags` bit: the port is protected.
 pub const PORT_PROTECTED: u32 = 1;
+/// `PortConfig::flags` bits: nothing listens on the port over IPv4 / IPv6, so the host answers
+/// a SYN to it with a RST, not a SYN-ACK (set by the loader from the namespace's listening
+/// sockets; neither set: a listener is assumed, as by a loader that does not set them).
+pub const PORT_NO_LISTENER_V4: u32 = 2;
+pub const PORT_NO_LISTENER_V6: u32 = 4;
+
+/// The `PORT_NO_LISTENER_*` bit of a family.
+#[inline(always)]
+pub const fn port_no_listener(ipv6: bool) -> u32 {
+    if ipv6 {
+        PORT_NO_LISTENER_V6
+    } else {
+        PORT_NO_LISTENER_V4
+    }
+}
 
 /// TCP port numbers: the entries of [`PortTable`] and of [`names::PORT_SYNS`].
 pub const PORT_SLOTS: u32 = 65536;

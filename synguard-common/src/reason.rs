@@ -205,6 +205,10 @@ counter_table! {
         /// forwards (a router, a node whose containers' addresses are routed to it), not its
         /// own to answer or to drop. The frame passes untouched.
         PassNotLocal = 40, "pass_not_local" => Pass;
+        /// SYN to a protected port nothing listens on (over the SYN's family): the host answers
+        /// it with a RST, and a cookie SYN-ACK would tell the client (a load balancer's health
+        /// check among them) that a stopped service is up. The kernel answers it.
+        PassSynNoListener = 41, "pass_syn_no_listener" => Pass;
     }
 }
 

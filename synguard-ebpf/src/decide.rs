@@ -11,7 +11,7 @@ use aya_log_ebpf::debug;
 use synguard_common::{
     maps::{
         Config, MAX_CPUS, MODE_AUTO, ModeState, PORT_PROTECTED, SYN_WINDOW_NS, SynWindow,
-        WINDOWS_PER_SEC, cookies_called_for, cookies_own, refresh_slot,
+        WINDOWS_PER_SEC, cookies_called_for, cookies_own, port_no_listener, refresh_slot,
     },
     policy::{FLOOD_END, FLOOD_START, FloodEvent},
     reason::Event,
@@ -29,6 +29,15 @@ pub fn port_protected(port: u16) -> bool {
     // SAFETY: `table_index` is at most 0xffff, and the table has 65536 entries.
     let entry = unsafe { SG_PORTS.get().get_unchecked(table_index(port)) };
     entry.flags & PORT_PROTECTED != 0
+}
+
+/// Whether something listens on `port` over the family, as the loader last saw it
+/// (`PORT_NO_LISTENER_*`): the same entry, and cache line, [`port_protected`] read.
+#[inline(always)]
+pub fn listening(port: u16, ipv6: bool) -> bool {
+    // SAFETY: as in `port_protected`.
+    let entry = unsafe { SG_PORTS.get().get_unchecked(table_index(port)) };
+    entry.flags & port_no_listener(ipv6) == 0
 }
 
 /// `port` as an index the verifier knows to be inside the table. Verifier workaround: a port

@@ -189,6 +189,12 @@ fn syn(ctx: &XdpContext, syn: Syn, cfg: &Config, pol: &Policy, monitor: bool) ->
     if let Some(reason) = policy::source_limit(pkt, pol, now) {
         return reason;
     }
+    // Nothing listens: the host's answer is a RST (`tcp_v4_send_reset`), not a SYN-ACK. Before
+    // `syn_action`, so that such a SYN does not take the listener refresh of the second: the
+    // listener that starts next would miss it and refuse the kernel's cookies meanwhile.
+    if !decide::listening(pkt.dport(), pkt.ipv6) {
+        return Reason::PassSynNoListener;
+    }
     match decide::syn_action(cfg, wanted, pkt.dport(), pkt.ipv6, now, monitor) {
         SynAction::ToKernel => Reason::PassSynToKernel,
         // Own cookies need no "recently overflowed" listener: no refresh SYN for the kernel.

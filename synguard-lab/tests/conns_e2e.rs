@@ -285,7 +285,10 @@ fn ipv6_and_v4_mapped_connections_from_before_attach_keep_talking() -> Result<()
 fn a_loader_in_a_time_namespace_stamps_in_the_programs_time() -> Result<()> {
     let shift_s = common::uptime_s()?.saturating_sub(30).min(3600);
     // Far past the table's horizons (a stamp's life, the promise's), or the test shows nothing.
-    ensure!(shift_s >= 200, "the host is up for too short a time to shift the loader's clock");
+    ensure!(
+        shift_s >= 200,
+        "the host is up for too short a time to shift the loader's clock"
+    );
     let fx = Fixture::new()?;
     let to = SocketAddr::from((SERVER_V4, V4_PORT));
     echo_server(fx.ns(), to)?;

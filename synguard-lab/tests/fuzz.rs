@@ -34,6 +34,7 @@ fn fixed_seed_run(cookies: Cookies) {
         "pass_established",
         "pass_syn_recent_close",
         "pass_syn_live_conn",
+        "pass_syn_no_listener",
     ] {
         assert!(
             r.by_reason.get(reason).copied().unwrap_or(0) > 0,

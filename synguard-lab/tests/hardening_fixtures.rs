@@ -78,6 +78,67 @@ fn expect(f: &Fixture, cases: &[(String, Vec<u8>, u32, Reason)]) {
     }
 }
 
+/// A SYN to a protected port nothing listens on over its family goes to the kernel untouched
+/// (which resets it): a SYN-ACK would tell a health check the stopped service is up. The other
+/// family, listened on, is answered; an ACK meets the cookie check as before.
+#[test]
+fn syns_to_a_port_nothing_listens_on_go_to_the_kernel() {
+    use synguard_common::maps::{PORT_NO_LISTENER_V4, PORT_NO_LISTENER_V6};
+    let syn = syn_seg();
+    let mut ack = Segment::syn(40000, PORT, 8, vec![]);
+    ack.flags = ACK;
+    ack.ack = 12345;
+    let macs = (CLIENT_MAC, SERVER_MAC);
+    let (syn4, syn6) = (
+        v4(CLIENT_V4, SERVER_V4, macs, &syn),
+        v6(CLIENT_V6, SERVER_V6, &syn),
+    );
+    let ack4 = v4(CLIENT_V4, SERVER_V4, macs, &ack);
+    for (kind, mut f) in both_kinds() {
+        let case = |w: &str, fr: &Vec<u8>, a, r| (format!("{kind} cookies: {w}"), fr.clone(), a, r);
+        f.set_no_listener(&[(PORT, PORT_NO_LISTENER_V4)]).unwrap();
+        expect(
+            &f,
+            &[
+                case(
+                    "IPv4 SYN, no IPv4 listener",
+                    &syn4,
+                    XDP_PASS,
+                    Reason::PassSynNoListener,
+                ),
+                case(
+                    "IPv6 SYN, an IPv6 listener",
+                    &syn6,
+                    XDP_TX,
+                    Reason::TxSynAckCookie,
+                ),
+                case("bogus ACK", &ack4, XDP_DROP, Reason::DropAckBadCookie),
+            ],
+        );
+        f.set_no_listener(&[(PORT, PORT_NO_LISTENER_V4 | PORT_NO_LISTENER_V6)])
+            .unwrap();
+        expect(
+            &f,
+            &[case(
+                "IPv6 SYN, no listener",
+                &syn6,
+                XDP_PASS,
+                Reason::PassSynNoListener,
+            )],
+        );
+        f.set_no_listener(&[(PORT, 0)]).unwrap();
+        expect(
+            &f,
+            &[case(
+                "IPv4 SYN, listening again",
+                &syn4,
+                XDP_TX,
+                Reason::TxSynAckCookie,
+            )],
+        );
+    }
+}
+
 #[test]
 fn syns_not_addressed_to_this_host_pass_untouched() {
     let f = fixture();

@@ -1,16 +1,17 @@
 //! End to end, synguard following the host while it runs (`daemon::instance::host_follow`): the
 //! server's MTU lowered, its MAC address changed and an AnyIP prefix routed to it under a
-//! running program, with own cookies answering every SYN. Root, one at a time (`cargo xtask
-//! test`).
+//! running program, with own cookies answering every SYN; a service stopped and started on a
+//! protected port. Root, one at a time (`cargo xtask test`).
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::Duration;
 
 use anyhow::{Result, ensure};
 use synguard_common::reason::Reason;
 use synguard_lab::lab::{
-    synguard_proc::Synguard,
+    synguard_proc::{Stats, Synguard},
     tcp_info::{TCPI_OPT_SACK, TCPI_OPT_TIMESTAMPS, TCPI_OPT_WSCALE, TS_SACK_WSCALE},
+    topology::{SERVER_V4, SERVER_V6},
 };
 
 mod common;
@@ -106,13 +107,15 @@ fn an_anyip_prefix_routed_while_running_is_guarded_as_the_hosts() -> Result<()> 
     const PORT: u16 = 8449;
     let fx = Fixture::new()?;
     let port = PORT.to_string();
+    // The service listens on the whole port (an address of the prefix cannot be bound before
+    // the route exists).
+    echo_server(fx.ns(), SocketAddr::from((Ipv4Addr::UNSPECIFIED, PORT)))?;
     let sg = fx.synguard(&["--ports", &port, "--mode", "always", "--cookies", "own"])?;
     fx.ns()
         .ip(&["route", "add", "local", "198.18.0.192/26", "dev", "lo"])?;
     let line = wait_for_log(&sg, "any IPv4 (local route 198.18.0.192/26)")?;
     eprintln!("{line}");
     let anyip = SocketAddr::from((Ipv4Addr::new(198, 18, 0, 200), PORT));
-    echo_server(fx.ns(), anyip)?;
     let s0 = sg.stats()?;
     fx.lab.client.ns.enter(move || -> Result<()> {
         for i in 0..4 {
@@ -132,6 +135,88 @@ fn an_anyip_prefix_routed_while_running_is_guarded_as_the_hosts() -> Result<()> 
     ensure!(answered >= 4, "SYN-ACKs from XDP: {answered}");
     assert!(sg.stop()?.success());
     Ok(())
+}
+
+/// A protected port whose service is not running: the client's connect is refused, as without
+/// synguard (answered with a cookie SYN-ACK, it succeeded, and a load balancer's TCP health
+/// check saw the stopped service as up). Once a service listens over IPv4 only, IPv4 SYNs are
+/// answered in XDP again and IPv6 ones are still refused by the host.
+fn a_port_without_listener_refuses(cookies: &str) -> Result<()> {
+    const PORT: u16 = 8450;
+    let fx = Fixture::new()?;
+    let port = PORT.to_string();
+    let sg = fx.synguard(&["--ports", &port, "--mode", "always", "--cookies", cookies])?;
+    let line = wait_for_log(&sg, &format!("port {PORT}: nothing listens"))?;
+    eprintln!("{line}");
+    let (to4, to6) = (
+        SocketAddr::from((SERVER_V4, PORT)),
+        SocketAddr::from((SERVER_V6, PORT)),
+    );
+    let refused = |to: SocketAddr| -> Result<()> {
+        let got = fx
+            .lab
+            .client
+            .ns
+            .enter(move || TcpStream::connect_timeout(&to, Duration::from_secs(3)).map(drop))?;
+        let e = got
+            .err()
+            .ok_or_else(|| anyhow::anyhow!("connect to {to} succeeded"))?;
+        ensure!(
+            e.kind() == std::io::ErrorKind::ConnectionRefused,
+            "connect to {to}: {e}"
+        );
+        Ok(())
+    };
+    // Left to the kernel: as having no listener, or (the kernel's cookies) as the port's
+    // listener refresh of the second, which goes to the kernel whatever the listeners.
+    let to_kernel = |a: &Stats, b: &Stats| {
+        a.delta(b, Reason::PassSynNoListener) + a.delta(b, Reason::PassSynListenerRefresh)
+    };
+    let s0 = sg.stats()?;
+    for to in [to4, to4, to6, to6] {
+        refused(to)?;
+    }
+    let s1 = sg.stats()?;
+    ensure!(
+        s1.delta(&s0, Reason::PassSynNoListener) >= 2
+            && to_kernel(&s1, &s0) == 4
+            && s1.delta(&s0, Reason::TxSynAckCookie) == 0,
+        "without a listener: pass_syn_no_listener +{}, to the kernel +{}, tx_synack_cookie +{}",
+        s1.delta(&s0, Reason::PassSynNoListener),
+        to_kernel(&s1, &s0),
+        s1.delta(&s0, Reason::TxSynAckCookie)
+    );
+
+    echo_server(fx.ns(), to4)?;
+    let line = wait_for_log(&sg, &format!("port {PORT}: a listener over IPv4 only"))?;
+    eprintln!("{line}");
+    let s2 = sg.stats()?;
+    fx.lab.client.ns.enter(move || -> Result<()> {
+        for i in 0..3 {
+            round_trip(&mut connect(to4)?, i)?;
+        }
+        Ok(())
+    })??;
+    refused(to6)?;
+    let s3 = sg.stats()?;
+    ensure!(
+        s3.delta(&s2, Reason::TxSynAckCookie) >= 2 && to_kernel(&s3, &s2) <= 2,
+        "with an IPv4 listener: tx_synack_cookie +{}, to the kernel +{}",
+        s3.delta(&s2, Reason::TxSynAckCookie),
+        to_kernel(&s3, &s2)
+    );
+    assert!(sg.stop()?.success());
+    Ok(())
+}
+
+#[test]
+fn a_port_without_listener_refuses_with_own_cookies() -> Result<()> {
+    a_port_without_listener_refuses("own")
+}
+
+#[test]
+fn a_port_without_listener_refuses_with_the_kernels_cookies() -> Result<()> {
+    a_port_without_listener_refuses("kernel")
 }
 
 /// The kernel's cookies on a host with SACK switched off (`tcp_sack=0`, a common mitigation of

@@ -26,7 +26,10 @@ use std::time::Instant;
 
 use anyhow::Result;
 use synguard_common::{
-    maps::{COOKIES_OWN, Config, HOST_NO_SACK, HOST_NO_TIMESTAMPS, HOST_NO_WSCALE},
+    maps::{
+        COOKIES_OWN, Config, HOST_NO_SACK, HOST_NO_TIMESTAMPS, HOST_NO_WSCALE, PORT_NO_LISTENER_V4,
+        PORT_NO_LISTENER_V6,
+    },
     policy::Policy,
     reason::{REASON_SLOTS, Reason, Verdict},
     reqsk::CookieSecret,
@@ -59,6 +62,8 @@ pub struct Violation {
     /// and the closes are not kept: shrinking starts them over).
     pub policy: Policy,
     pub conns: Vec<Tuple>,
+    /// The batch's ports without a listener (`World::no_listener`).
+    pub no_listener: Vec<(u16, u32)>,
     /// The first buffer's length when the frame ran split over buffers.
     pub first: Option<u32>,
 }
@@ -195,8 +200,9 @@ impl Fuzzer {
 
     /// A configuration for the next batch, as the loader could write it: ECN on or off, our
     /// window scale, the interfaces' MSS caps (0: none), and the host's TCP without timestamps,
-    /// SACK or window scaling (`HOST_NO_*`), each in a quarter of the batches; monitor mode in
-    /// one batch in eight; lists and limits from `pol_rng` (`Policies::draw`).
+    /// SACK or window scaling (`HOST_NO_*`), each in a quarter of the batches; in a quarter, no
+    /// listener on the second protected port over one family or both; monitor mode in one
+    /// batch in eight; lists and limits from `pol_rng` (`Policies::draw`).
     fn vary_config(&mut self, rng: &mut Rng, pol_rng: &mut Rng) -> Result<()> {
         let pick = |rng: &mut Rng, from: &[u32]| from[rng.below(from.len() as u64) as usize];
         let mut cfg = self.base;
@@ -211,8 +217,23 @@ impl Fuzzer {
         }
         self.fixture.set_config(cfg)?;
         self.cfg = cfg;
+        let no_listener = if rng.pct(25) {
+            let (v4, v6) = (PORT_NO_LISTENER_V4, PORT_NO_LISTENER_V6);
+            let bits = [v4, v6, v4 | v6][rng.below(3) as usize];
+            vec![(generate::PROTECTED[1], bits)]
+        } else {
+            Vec::new()
+        };
+        self.set_no_listener(no_listener)?;
         let monitor = rng.pct(12);
         self.set_policies(Policies::draw(pol_rng, monitor))
+    }
+
+    /// The batch's ports without a listener, in the program's port table.
+    fn set_no_listener(&mut self, bits: Vec<(u16, u32)>) -> Result<()> {
+        self.fixture.set_no_listener(&bits)?;
+        self.world.no_listener = bits;
+        Ok(())
     }
 
     /// The batch's policies in the program, with both limits' tables emptied to match the
@@ -262,6 +283,7 @@ impl Fuzzer {
             cfg: self.cfg,
             policy: self.world.policies.policy,
             conns: self.world.conns.live().cloned().collect(),
+            no_listener: self.world.no_listener.clone(),
             first,
         }
     }
@@ -326,6 +348,7 @@ impl Fuzzer {
             self.cfg = v.cfg;
             self.set_policies(Policies::fresh(v.policy))?;
             self.set_conns(Conns::of(v.conns.clone()))?;
+            self.set_no_listener(v.no_listener.clone())?;
             v.frame = self.minimise(&v.frame, v.first)?;
         }
         Ok(report)

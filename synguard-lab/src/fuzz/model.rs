@@ -40,11 +40,24 @@ use super::{
 use crate::testrun::frames::{SERVER_MAC, SERVER_V4, SERVER_V6};
 
 /// What the oracle knows beyond the frame: the batch's lists and limits and its live
-/// connections, with their state (a copy is charged for a frame that meets neither).
+/// connections, with their state (a copy is charged for a frame that meets neither), and the
+/// protected ports nothing listens on, by family (`PORT_NO_LISTENER_*` bits).
 #[derive(Clone, Debug, Default)]
 pub struct World {
     pub policies: Policies,
     pub conns: Conns,
+    pub no_listener: Vec<(u16, u32)>,
+}
+
+impl World {
+    /// Whether something listens on `port` over the family (the host resets a SYN otherwise).
+    fn listening(&self, port: u16, ipv6: bool) -> bool {
+        let bit = synguard_common::maps::port_no_listener(ipv6);
+        !self
+            .no_listener
+            .iter()
+            .any(|&(p, b)| p == port && b & bit != 0)
+    }
 }
 
 /// What the program must do with a frame.
@@ -309,6 +322,10 @@ fn syn(f: &[u8], h: Headers, tuple: &Tuple, world: &mut World) -> Result<Syn, Re
     let pol = &mut world.policies;
     if let Some(r) = pol.listed(&h.src).or_else(|| pol.charge_source(&h.src)) {
         return Err(r);
+    }
+    // Nothing listens: the host resets it.
+    if !world.listening(tuple.dport, h.ipv6) {
+        return Err(Reason::PassSynNoListener);
     }
     // A close recorded for the 4-tuple: the host may hold its TIME_WAIT socket. A live
     // connection's: the host answers with a challenge ACK.

@@ -170,6 +170,19 @@ impl Fixture {
         Ok(())
     }
 
+    /// The protected ports' `PORT_NO_LISTENER_*` bits, as the loader sets them from the
+    /// namespace's listeners: `bits` for the ports listed, none for the others.
+    pub fn set_no_listener(&mut self, bits: &[(u16, u32)]) -> Result<()> {
+        use synguard::datapath::ports;
+        let map = ports::data(self.map(names::PORTS)?)?;
+        let mut table = ports::read(map)?;
+        ports::with_listeners(&mut table, |p| {
+            bits.iter().find(|(q, _)| *q == p).map_or(0, |(_, b)| *b)
+        });
+        ports::write(map, &table)?;
+        Ok(())
+    }
+
     pub fn set_ready(&mut self, ready: bool, since_ns: u64) -> Result<()> {
         let mut m: Array<&mut MapData, ReadyState> = Array::try_from(self.map(names::READY)?)?;
         m.set(0, ReadyState::new(ready, since_ns), 0)?;

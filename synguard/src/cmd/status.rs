@@ -271,6 +271,31 @@ fn cookies_line(s: &IfaceStatus) -> String {
     )
 }
 
+/// The protected ports nothing listens on, by family; nothing when every one has a listener.
+fn listener_line(e: &Enforced) -> String {
+    let list = |ports: &[u16]| {
+        ports
+            .iter()
+            .map(u16::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let mut parts = Vec::new();
+    if !e.no_listener_v4.is_empty() {
+        parts.push(format!("{} over IPv4", list(&e.no_listener_v4)));
+    }
+    if !e.no_listener_v6.is_empty() {
+        parts.push(format!("{} over IPv6", list(&e.no_listener_v6)));
+    }
+    if parts.is_empty() {
+        return String::new();
+    }
+    format!(
+        "  nothing listens on port {}: their SYNs are left to the kernel\n",
+        parts.join(", ")
+    )
+}
+
 /// The enforced settings, as the maps hold them.
 fn enforced_lines(e: &Enforced) -> String {
     let monitor = if e.monitor {
@@ -285,11 +310,12 @@ fn enforced_lines(e: &Enforced) -> String {
         _ => format!("{pps}/s burst {burst}"),
     };
     let a = &e.synack;
+    let unlistened = listener_line(e);
     format!(
         "  {} mode, {} cookies{monitor}\n  ports {:?}, thresholds on {} / off {} pps, hold {} s\n  \
          allow {} v4 + {} v6, block {} v4 + {} v6 prefixes; per source {} (block {} s), \
          reflection cap {}\n  SYN-ACKs: MSS at most {} (IPv4) / {} (IPv6), window scale {}, \
-         ECN {}, for SYNs to MAC {}\n",
+         ECN {}, for SYNs to MAC {}\n{unlistened}",
         e.mode,
         e.cookies,
         e.ports,

@@ -257,6 +257,25 @@ fn labelled_families(out: &mut String, ok: &[(&str, &Reading)]) {
         },
     );
     family(out, "synguard_synack_mss", "gauge", help, &lines);
+    let help = "Protected ports nothing listens on over the family (their SYNs are left to the \
+                kernel, which resets them), as the daemon read the listening sockets within the \
+                last second.";
+    let lines = labelled(
+        ok,
+        &["ipv4", "ipv6"],
+        |f| format!("family=\"{f}\""),
+        |r, f| match f {
+            "ipv4" => r.enforced.no_listener_v4.len() as u64,
+            _ => r.enforced.no_listener_v6.len() as u64,
+        },
+    );
+    family(
+        out,
+        "synguard_ports_without_listener",
+        "gauge",
+        help,
+        &lines,
+    );
     let kinds = [
         ("start", Event::CookieModeOn),
         ("end", Event::CookieModeOff),
@@ -455,6 +474,7 @@ mod tests {
             "synguard_synack_window_scale{device=\"eth0\"} 7\n",
             "synguard_synack_mss{device=\"eth0\",family=\"ipv4\"} 1460\n",
             "synguard_synack_mss{device=\"eth0\",family=\"ipv6\"} 1440\n",
+            "synguard_ports_without_listener{device=\"eth0\",family=\"ipv4\"} 0\n",
         ] {
             assert!(text.contains(line), "{line} missing from\n{text}");
         }

@@ -15,7 +15,10 @@ use crate::{
         prepare::StartError,
     },
     datapath::load::ProgramLogger,
-    host::sysctl::{SYNCOOKIES, SYNCOOKIES_ALWAYS, SyncookieVotes, SysctlSaver, Sysctls},
+    host::{
+        listeners::Listening,
+        sysctl::{SYNCOOKIES, SYNCOOKIES_ALWAYS, SyncookieVotes, SysctlSaver, Sysctls},
+    },
     state::paths::Key,
 };
 
@@ -24,6 +27,8 @@ pub struct Guard {
     saver: SysctlSaver,
     votes: SyncookieVotes,
     conns: Refresher,
+    /// The listening sockets could not be read at the last try, and that was said.
+    listeners_unreadable: bool,
 }
 
 impl Guard {
@@ -34,6 +39,7 @@ impl Guard {
             saver: SysctlSaver::new(sysctls.clone()),
             votes: SyncookieVotes::new(sysctls),
             conns: Refresher::default(),
+            listeners_unreadable: false,
         }
     }
 
@@ -65,6 +71,26 @@ impl Guard {
         self.instances
             .iter_mut()
             .try_for_each(|inst| inst.follow_host(cfg))
+    }
+
+    /// The namespace's listeners into every instance's port table (`instance::listener_follow`).
+    /// Unreadable: the tables keep what they hold, and that is said once.
+    pub fn follow_listeners(&mut self) {
+        match Listening::read() {
+            Ok(listening) => {
+                self.listeners_unreadable = false;
+                for inst in &mut self.instances {
+                    inst.follow_listeners(&listening);
+                }
+            }
+            Err(e) if !self.listeners_unreadable => {
+                warn!(
+                    "cannot read the listening sockets (sock_diag): {e}; ports keep what they had"
+                );
+                self.listeners_unreadable = true;
+            }
+            Err(_) => {}
+        }
     }
 
     /// Sets back the kernel settings the kernel's cookies depend on when something else

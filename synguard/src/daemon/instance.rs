@@ -8,6 +8,7 @@
 //! to the process (`SysctlSaver`, see `daemon::guard`), shared by all interfaces.
 
 pub mod host_follow;
+mod listener_follow;
 mod own_cookies_watch;
 
 use std::{

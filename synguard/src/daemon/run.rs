@@ -238,6 +238,7 @@ impl Serving<'_> {
                 _ = own_watch.tick() => self.guard.watch_own(),
                 _ = host_watch.tick() => {
                     self.guard.keep_settings();
+                    self.guard.follow_listeners();
                     self.guard.follow_host(&current).map_err(|lost| {
                         anyhow::anyhow!(
                             "{lost}: the XDP program went with the device; exiting with an error \

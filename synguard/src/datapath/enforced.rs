@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::Serialize;
 use synguard_common::{
-    maps::{Config, cookies_own, names},
+    maps::{Config, PORT_NO_LISTENER_V4, PORT_NO_LISTENER_V6, cookies_own, names},
     own_cookie::largest_synack_mss,
     policy::{Policy, gcra_to_rate},
 };
@@ -64,6 +64,10 @@ pub struct Enforced {
     /// Everything is decided and counted, nothing is dropped or answered.
     pub monitor: bool,
     pub ports: Vec<u16>,
+    /// Protected ports nothing listens on over IPv4 / IPv6, as the daemon last saw the
+    /// listening sockets: their SYNs are left to the kernel (`pass_syn_no_listener`).
+    pub no_listener_v4: Vec<u16>,
+    pub no_listener_v6: Vec<u16>,
     pub syn_threshold: u32,
     pub syn_off_threshold: u32,
     pub hold_s: f64,
@@ -83,6 +87,8 @@ impl Enforced {
             cookies: cookies_name(config.cookies),
             monitor: policy.monitor != 0,
             ports,
+            no_listener_v4: Vec::new(),
+            no_listener_v6: Vec::new(),
             syn_threshold: config.syn_on_pps,
             syn_off_threshold: config.syn_off_pps,
             hold_s: config.hold_ns as f64 / 1e9,
@@ -126,11 +132,12 @@ pub fn cookies_name(cookies: u32) -> &'static str {
 pub fn read(dir: &Path) -> Result<Enforced, PinnedMapError> {
     let config: Config = maps::read_single(dir, names::CONFIG)?;
     let policy: Policy = maps::read_single(dir, names::POLICY)?;
-    Ok(Enforced::from_maps(
-        &config,
-        &policy,
-        ports::protected_pinned(dir)?,
-    ))
+    let table = ports::pinned(dir)?;
+    Ok(Enforced {
+        no_listener_v4: ports::without_listener(&table, PORT_NO_LISTENER_V4),
+        no_listener_v6: ports::without_listener(&table, PORT_NO_LISTENER_V6),
+        ..Enforced::from_maps(&config, &policy, ports::protected(&table))
+    })
 }
 
 #[cfg(test)]

@@ -5,7 +5,10 @@ use std::path::Path;
 
 use aya::maps::{Map, MapData, MapError};
 use log::info;
-use synguard_common::maps::{PORT_PROTECTED, PORT_SLOTS, PortConfig, PortTable, names};
+use synguard_common::maps::{
+    PORT_NO_LISTENER_V4, PORT_NO_LISTENER_V6, PORT_PROTECTED, PORT_SLOTS, PortConfig, PortTable,
+    names,
+};
 
 use crate::datapath::maps::{self, PinnedMapError};
 
@@ -46,7 +49,8 @@ pub fn write(map: &MapData, table: &[PortConfig]) -> Result<(), MapError> {
 }
 
 /// `table` with `ports` protected and, with `clear_others`, every other port unprotected; the
-/// ports no longer protected are returned too. `ports` must be sorted.
+/// ports no longer protected are returned too. `ports` must be sorted. A port protected before
+/// keeps its listener bits (`with_listeners` owns them).
 pub fn synced(
     mut table: Vec<PortConfig>,
     ports: &[u16],
@@ -57,10 +61,14 @@ pub fn synced(
     for (port, entry) in table.iter_mut().enumerate() {
         let port = port as u16;
         if ports.binary_search(&port).is_ok() {
-            entry.flags = PORT_PROTECTED;
+            if entry.flags & PORT_PROTECTED == 0 {
+                entry.flags = PORT_PROTECTED;
+            }
         } else if clear_others && entry.flags != 0 {
+            if entry.flags & PORT_PROTECTED != 0 {
+                dropped.push(port);
+            }
             entry.flags = 0;
-            dropped.push(port);
         }
     }
     (table, dropped)
@@ -84,18 +92,57 @@ pub fn protected(table: &[PortConfig]) -> Vec<u16> {
     table
         .iter()
         .enumerate()
-        .filter(|(_, p)| p.flags != 0)
+        .filter(|(_, p)| p.flags & PORT_PROTECTED != 0)
         .map(|(port, _)| port as u16)
         .collect()
 }
 
+/// The bits `with_listeners` sets.
+const NO_LISTENER: u32 = PORT_NO_LISTENER_V4 | PORT_NO_LISTENER_V6;
+
+/// `table` with each protected port's `PORT_NO_LISTENER_*` bits from `no_listener` (a port's
+/// bits, `host::listeners::Listening::no_listener_flags`); the ports whose bits changed are
+/// returned with their new bits.
+pub fn with_listeners(
+    table: &mut [PortConfig],
+    no_listener: impl Fn(u16) -> u32,
+) -> Vec<(u16, u32)> {
+    let mut changed = Vec::new();
+    for (port, entry) in table.iter_mut().enumerate() {
+        if entry.flags & PORT_PROTECTED == 0 {
+            continue;
+        }
+        let port = port as u16;
+        let bits = no_listener(port) & NO_LISTENER;
+        if entry.flags & NO_LISTENER != bits {
+            entry.flags = PORT_PROTECTED | bits;
+            changed.push((port, bits));
+        }
+    }
+    changed
+}
+
+/// The protected ports of `table` whose `bit` (a `PORT_NO_LISTENER_*`) is set.
+pub fn without_listener(table: &[PortConfig], bit: u32) -> Vec<u16> {
+    table
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.flags & PORT_PROTECTED != 0 && p.flags & bit != 0)
+        .map(|(port, _)| port as u16)
+        .collect()
+}
+
+/// The table pinned in `dir`.
+pub fn pinned(dir: &Path) -> Result<Vec<PortConfig>, PinnedMapError> {
+    let map = maps::open(dir, names::PORTS)?;
+    data(&map)
+        .and_then(read)
+        .map_err(PinnedMapError::read(dir, names::PORTS))
+}
+
 /// The ports the table pinned in `dir` protects.
 pub fn protected_pinned(dir: &Path) -> Result<Vec<u16>, PinnedMapError> {
-    let map = maps::open(dir, names::PORTS)?;
-    let table = data(&map)
-        .and_then(read)
-        .map_err(PinnedMapError::read(dir, names::PORTS))?;
-    Ok(protected(&table))
+    Ok(protected(&pinned(dir)?))
 }
 
 #[cfg(test)]
@@ -118,6 +165,35 @@ mod tests {
         let (t, dropped) = synced(table(&[80, 443, 8080]), &[80, 9000], true);
         assert_eq!(protected(&t), [80, 9000]);
         assert_eq!(dropped, [443, 8080]);
+    }
+
+    #[test]
+    fn listener_bits_follow_and_survive_a_resync() {
+        let mut t = table(&[80, 443]);
+        let none = |p: u16| {
+            if p == 443 {
+                PORT_NO_LISTENER_V4 | PORT_NO_LISTENER_V6
+            } else {
+                0
+            }
+        };
+        assert_eq!(
+            with_listeners(&mut t, none),
+            [(443, PORT_NO_LISTENER_V4 | PORT_NO_LISTENER_V6)]
+        );
+        assert_eq!(with_listeners(&mut t, none), [], "nothing changed");
+        // A reload keeping 443 keeps its bits; an unprotected port carries none.
+        let (mut t, dropped) = synced(t, &[443, 8080], true);
+        assert_eq!(dropped, [80]);
+        assert_eq!(protected(&t), [443, 8080]);
+        assert_eq!(t[443].flags, PORT_PROTECTED | NO_LISTENER);
+        assert_eq!((t[80].flags, t[8080].flags), (0, PORT_PROTECTED));
+        let v6_only = |p: u16| if p == 443 { PORT_NO_LISTENER_V4 } else { 0 };
+        assert_eq!(
+            with_listeners(&mut t, v6_only),
+            [(443, PORT_NO_LISTENER_V4)]
+        );
+        assert_eq!(t[1].flags, 0, "unprotected ports get no bits");
     }
 
     #[test]

@@ -50,13 +50,18 @@ pub fn read() -> io::Result<Vec<LocalRoute>> {
     filter[RTM_TABLE] = libc::RT_TABLE_LOCAL;
     filter[RTM_TYPE] = libc::RTN_LOCAL;
     let mut routes = Vec::new();
-    netlink::dump(libc::RTM_GETROUTE, &filter, |kind, body| {
-        if kind == libc::RTM_NEWROUTE
-            && let Some(route) = parse(body)
-        {
-            routes.push(route);
-        }
-    })?;
+    netlink::dump(
+        libc::NETLINK_ROUTE,
+        libc::RTM_GETROUTE,
+        &filter,
+        |kind, body| {
+            if kind == libc::RTM_NEWROUTE
+                && let Some(route) = parse(body)
+            {
+                routes.push(route);
+            }
+        },
+    )?;
     Ok(routes)
 }
 

@@ -17,6 +17,7 @@ pub mod ethtool;
 pub mod facts;
 pub mod fault;
 pub mod io;
+pub mod listeners;
 pub mod local_routes;
 pub mod netlink;
 pub mod netns;

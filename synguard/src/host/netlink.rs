@@ -1,6 +1,7 @@
-//! The rtnetlink socket and its message format, for `rtnl` (one interface's link facts) and
-//! `local_routes` (the local routing table): a request, the messages of its answer, their
-//! attributes. Asked on a socket in the caller's network namespace.
+//! Netlink sockets and their message format, for `rtnl` (one interface's link facts),
+//! `local_routes` (the local routing table) and `listeners` (the listening sockets, through
+//! sock_diag): a request, the messages of its answer, their attributes. Asked on a socket in the
+//! caller's network namespace.
 
 use std::{
     io,
@@ -19,14 +20,14 @@ const NETLINK_GET_STRICT_CHK: libc::c_int = 12;
 /// Large enough for any one datagram of a dump (the kernel fills at most 32 KiB).
 const RECV_BUF: usize = 64 * 1024;
 
-/// An `NETLINK_ROUTE` socket.
-pub fn socket() -> io::Result<OwnedFd> {
+/// A netlink socket of `protocol` (`NETLINK_ROUTE`, `NETLINK_SOCK_DIAG`).
+pub fn socket(protocol: libc::c_int) -> io::Result<OwnedFd> {
     // SAFETY: plain socket(2); the fd is owned right away.
     let raw = unsafe {
         libc::socket(
             libc::AF_NETLINK,
             libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            libc::NETLINK_ROUTE,
+            protocol,
         )
     };
     if raw < 0 {
@@ -69,10 +70,16 @@ pub fn recv(sock: &OwnedFd) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// A dump (`kind` with `NLM_F_DUMP`, `body` its filter where the kernel applies one): `each`
-/// gets every message's type and body, until the kernel says it is done.
-pub fn dump(kind: u16, body: &[u8], mut each: impl FnMut(u16, &[u8])) -> io::Result<()> {
-    let sock = socket()?;
+/// A dump on a socket of `protocol` (`kind` with `NLM_F_DUMP`, `body` its filter where the
+/// kernel applies one): `each` gets every message's type and body, until the kernel says it is
+/// done.
+pub fn dump(
+    protocol: libc::c_int,
+    kind: u16,
+    body: &[u8],
+    mut each: impl FnMut(u16, &[u8]),
+) -> io::Result<()> {
+    let sock = socket(protocol)?;
     // Best effort: without it (before 4.20) the kernel dumps everything, which the caller
     // filters anyway.
     let on: libc::c_int = 1;

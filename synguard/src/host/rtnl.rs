@@ -26,7 +26,7 @@ pub struct LinkFacts {
 
 /// Asks the kernel about the interface with index `ifindex`.
 pub fn link_facts(ifindex: u32) -> io::Result<LinkFacts> {
-    let sock = netlink::socket()?;
+    let sock = netlink::socket(libc::NETLINK_ROUTE)?;
     // ifinfomsg: family (AF_UNSPEC), pad, type, then the index.
     let mut ifinfo = [0u8; IFINFOMSG];
     ifinfo[4..8].copy_from_slice(&(ifindex as i32).to_ne_bytes());
