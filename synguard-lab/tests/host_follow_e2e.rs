@@ -172,6 +172,11 @@ fn a_port_without_listener_refuses(cookies: &str) -> Result<()> {
     let to_kernel = |a: &Stats, b: &Stats| {
         a.delta(b, Reason::PassSynNoListener) + a.delta(b, Reason::PassSynListenerRefresh)
     };
+    let status = fx.cli(&["status", "--iface", fx.iface()])?;
+    ensure!(
+        status.contains(&format!("no listener on port {PORT} (IPv4, IPv6)")),
+        "status without a listener:\n{status}"
+    );
     let s0 = sg.stats()?;
     for to in [to4, to4, to6, to6] {
         refused(to)?;
@@ -190,6 +195,11 @@ fn a_port_without_listener_refuses(cookies: &str) -> Result<()> {
     echo_server(fx.ns(), to4)?;
     let line = wait_for_log(&sg, &format!("port {PORT}: a listener over IPv4 only"))?;
     eprintln!("{line}");
+    let status = fx.cli(&["status", "--iface", fx.iface()])?;
+    ensure!(
+        status.contains(&format!("no listener on port {PORT} (IPv6)")),
+        "status with an IPv4 listener:\n{status}"
+    );
     let s2 = sg.stats()?;
     fx.lab.client.ns.enter(move || -> Result<()> {
         for i in 0..3 {

@@ -271,28 +271,34 @@ fn cookies_line(s: &IfaceStatus) -> String {
     )
 }
 
-/// The protected ports nothing listens on, by family; nothing when every one has a listener.
+/// The protected ports nothing listens on, each with the families it lacks one for; nothing
+/// when every one has a listener.
 fn listener_line(e: &Enforced) -> String {
-    let list = |ports: &[u16]| {
-        ports
-            .iter()
-            .map(u16::to_string)
-            .collect::<Vec<_>>()
-            .join(",")
-    };
-    let mut parts = Vec::new();
-    if !e.no_listener_v4.is_empty() {
-        parts.push(format!("{} over IPv4", list(&e.no_listener_v4)));
-    }
-    if !e.no_listener_v6.is_empty() {
-        parts.push(format!("{} over IPv6", list(&e.no_listener_v6)));
-    }
-    if parts.is_empty() {
+    let mut ports: Vec<u16> = e
+        .no_listener_v4
+        .iter()
+        .chain(&e.no_listener_v6)
+        .copied()
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    if ports.is_empty() {
         return String::new();
     }
+    let each: Vec<String> = ports
+        .iter()
+        .map(|p| {
+            let families = match (e.no_listener_v4.contains(p), e.no_listener_v6.contains(p)) {
+                (true, true) => "IPv4, IPv6",
+                (true, false) => "IPv4",
+                _ => "IPv6",
+            };
+            format!("{p} ({families})")
+        })
+        .collect();
     format!(
-        "  nothing listens on port {}: their SYNs are left to the kernel\n",
-        parts.join(", ")
+        "  no listener on port {}: their SYNs are left to the kernel, which resets them\n",
+        each.join(", ")
     )
 }
 
@@ -389,6 +395,19 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ports_without_a_listener_are_named_with_their_families() {
+        use synguard_common::{maps::Config, policy::Policy};
+        let mut e = Enforced::from_maps(&Config::default(), &Policy::default(), vec![22, 80, 443]);
+        assert_eq!(listener_line(&e), "");
+        (e.no_listener_v4, e.no_listener_v6) = (vec![80, 443], vec![22, 443]);
+        assert_eq!(
+            listener_line(&e),
+            "  no listener on port 22 (IPv6), 80 (IPv4), 443 (IPv4, IPv6): their SYNs are left \
+             to the kernel, which resets them\n"
+        );
+    }
 
     #[test]
     fn cookies_switched_at_the_later_stamp_of_their_conditions() {
