@@ -98,6 +98,15 @@ pub fn dst_local_v4(dst: u32, known: u32, addrs: &[u32; LOCAL_ADDRS]) -> bool {
     addrs[at] == dst || addrs[at + 1] == dst
 }
 
+/// Whether an IPv4 segment's source `src` is one of the host's own addresses, which the kernel
+/// takes as a martian on any interface but loopback unless `accept_local` is set
+/// (`fib_validate_source`: `inet_lookup_ifaddr_rcu` finds the source, or the full check's
+/// lookup gives `RTN_LOCAL`). Not known (`known` 0): no source counts as local.
+#[inline(always)]
+pub fn src_local_v4(src: u32, known: u32, addrs: &[u32; LOCAL_ADDRS]) -> bool {
+    known != 0 && dst_local_v4(src, known, addrs)
+}
+
 /// [`dst_local_v4`] for IPv6: `dst` and each of `addrs` as four header words.
 #[inline(always)]
 pub fn dst_local_v6(dst: &[u32; 4], known: u32, addrs: &[[u32; 4]; LOCAL_ADDRS]) -> bool {
@@ -174,6 +183,15 @@ mod tests {
     use crate::testrand::Rng;
 
     const OWN: [u8; 6] = [0x02, 0, 0, 0, 0, 1];
+
+    #[test]
+    fn a_source_is_local_only_if_listed_and_never_when_the_list_is_not_known() {
+        let (n, w) = local_words_v4(&[[198, 18, 0, 1], [10, 0, 0, 7]]);
+        let word = |a: [u8; 4]| u32::from_ne_bytes(a);
+        assert!(src_local_v4(word([10, 0, 0, 7]), n, &w));
+        assert!(!src_local_v4(word([10, 0, 0, 8]), n, &w));
+        assert!(!src_local_v4(word([10, 0, 0, 7]), 0, &w));
+    }
 
     #[test]
     fn a_destination_is_local_only_if_listed_unless_the_list_is_not_known() {

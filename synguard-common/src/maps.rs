@@ -79,7 +79,11 @@ pub struct Config {
     /// Non-zero when the interface is a loopback device: there, 127.0.0.0/8 and a source equal
     /// to the destination are normal (`host::martian_v4` / `martian_v6` do not apply them).
     pub loopback: u8,
-    pub _pad_mac: u8,
+    /// Non-zero when the interface takes IPv4 segments from the host's own addresses
+    /// (`net.ipv4.conf.{all,IFACE}.accept_local`); 0, the kernel's default (and what a loader
+    /// that wrote this byte as padding says), makes such a source a martian
+    /// (`host::src_local_v4`).
+    pub accept_local: u8,
     /// Byte offset of `snt_isn` in the kernel's `struct tcp_request_sock`, from its BTF (the
     /// loader reads it with `btf::member_offset`). 0: unknown, ACKs to request sockets pass.
     pub reqsk_isn_off: u32,

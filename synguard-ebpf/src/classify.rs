@@ -5,7 +5,7 @@
 
 use aya_ebpf::programs::XdpContext;
 use synguard_common::{
-    host::{MacClass, dst_local_v4, dst_local_v6, mac_class, martian_v4, martian_v6},
+    host::{MacClass, dst_local_v4, dst_local_v6, mac_class, martian_v4, martian_v6, src_local_v4},
     maps::Config,
     reason::Reason,
 };
@@ -34,6 +34,7 @@ pub fn not_ours(ctx: &XdpContext, pkt: &Packet, cfg: &Config) -> Option<Reason> 
     } else {
         let ip = pkt.ip4();
         martian_v4(sub4(ip, 12), sub4(ip, 16), cfg.loopback != 0)
+            || (cfg.accept_local == 0 && src_local_v4(a[0], cfg.local_v4_n, &cfg.local_v4))
     };
     martian.then_some(Reason::DropMartianSource)
 }

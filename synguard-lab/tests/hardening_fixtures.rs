@@ -139,6 +139,56 @@ fn syns_to_a_port_nothing_listens_on_go_to_the_kernel() {
     }
 }
 
+/// An IPv4 segment from another of the host's own addresses is a martian to the kernel
+/// (`fib_validate_source`) unless the interface has `accept_local`: dropped, not answered. The
+/// same SYN from an address that is not the host's is answered; with `accept_local` set, so is
+/// the one from the host's own.
+#[test]
+fn ipv4_sources_of_the_hosts_own_are_martians_unless_accept_local() {
+    let other = [198, 18, 0, 77];
+    let (local_v4_n, local_v4) = synguard_common::host::local_words_v4(&[SERVER_V4, other]);
+    let two = synguard_common::maps::Config {
+        local_v4_n,
+        local_v4,
+        ..default_config()
+    };
+    let macs = (CLIENT_MAC, SERVER_MAC);
+    let from_own = v4(other, SERVER_V4, macs, &syn_seg());
+    let from_client = v4(CLIENT_V4, SERVER_V4, macs, &syn_seg());
+    let f = Fixture::new(two, &[PORT]).expect("load synguard (needs root)");
+    expect(
+        &f,
+        &[
+            (
+                "from the host's own".into(),
+                from_own.clone(),
+                XDP_DROP,
+                Reason::DropMartianSource,
+            ),
+            (
+                "from a client".into(),
+                from_client,
+                XDP_TX,
+                Reason::TxSynAckCookie,
+            ),
+        ],
+    );
+    let taking = synguard_common::maps::Config {
+        accept_local: 1,
+        ..two
+    };
+    let f = Fixture::new(taking, &[PORT]).expect("load synguard (needs root)");
+    expect(
+        &f,
+        &[(
+            "accept_local".into(),
+            from_own,
+            XDP_TX,
+            Reason::TxSynAckCookie,
+        )],
+    );
+}
+
 #[test]
 fn syns_not_addressed_to_this_host_pass_untouched() {
     let f = fixture();

@@ -58,7 +58,7 @@ pub fn default_config() -> Config {
         refresh_ns: u64::MAX,
         own_mac: crate::testrun::frames::SERVER_MAC,
         loopback: 0,
-        _pad_mac: 0,
+        accept_local: 0,
         reqsk_isn_off: std::fs::read("/sys/kernel/btf/vmlinux")
             .ok()
             .and_then(|b| synguard_common::btf::member_offset(&b, b"tcp_request_sock", b"snt_isn"))

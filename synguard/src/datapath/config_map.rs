@@ -61,6 +61,8 @@ pub fn set_host_fields(c: &mut Config, facts: &HostFacts, wscale: Option<u8>) {
     };
     // Segments to another address are forwarded traffic, not the host's (docs/host-checks.md).
     facts.local.set(c);
+    // IPv4 segments from the host's own addresses are martians unless the interface takes them.
+    c.accept_local = facts.accept_local as u8;
     // Options the host's TCP has switched off, which neither kind of cookie may offer. The
     // kernel's cookies keep timestamps: synguard sets `tcp_timestamps` to 2 while they are in use
     // (`prepare::set_sysctls`), after this first reading.
@@ -136,6 +138,7 @@ mod tests {
             tcp,
             options_off: 0,
             local: Default::default(),
+            accept_local: false,
         }
     }
 

@@ -37,6 +37,8 @@ pub struct HostFacts {
     pub options_off: u32,
     /// The host's own addresses, which segments to protected ports must be addressed to.
     pub local: LocalAddrs,
+    /// The interface takes IPv4 segments from the host's own addresses (`accept_local`).
+    pub accept_local: bool,
 }
 
 impl HostFacts {
@@ -50,6 +52,7 @@ impl HostFacts {
             tcp: TcpParams::read(sysctls)?,
             options_off: options_off(sysctls)?,
             local: LocalAddrs::read(iface, loopback),
+            accept_local: sysctls.accept_local(iface),
         })
     }
 
@@ -76,6 +79,18 @@ impl HostFacts {
                 "addresses {} -> {}",
                 before.local.text(),
                 self.local.text()
+            ));
+        }
+        if self.accept_local != before.accept_local {
+            out.push(format!(
+                "accept_local {} -> {} (IPv4 segments from the host's own addresses {})",
+                on_off(before.accept_local),
+                on_off(self.accept_local),
+                if self.accept_local {
+                    "taken"
+                } else {
+                    "dropped as martian"
+                }
             ));
         }
         let (t, b) = (&self.tcp, &before.tcp);
@@ -143,6 +158,7 @@ mod tests {
             },
             options_off: 0,
             local: Default::default(),
+            accept_local: false,
         }
     }
 
@@ -160,8 +176,9 @@ mod tests {
         now.tcp.wscale = 9;
         now.tcp.ecn = true;
         now.options_off = HOST_NO_SACK;
+        now.accept_local = true;
         let c = now.changes_since(&before);
-        assert_eq!(c.len(), 5, "{c:?}");
+        assert_eq!(c.len(), 6, "{c:?}");
         // Over IPv4 the cookie's MSS table ends at 1460, whatever the MTU.
         assert!(
             c[0].contains("1500 -> 9000")
@@ -172,9 +189,10 @@ mod tests {
             c[1].contains("02:00:00:00:00:01 -> 02:00:00:00:00:ab"),
             "{c:?}"
         );
-        assert!(c[2].contains("window scale 7 -> 9"), "{c:?}");
-        assert!(c[3].contains("tcp_ecn off -> on"), "{c:?}");
-        assert!(c[4].contains("net.ipv4.tcp_sack on -> off"), "{c:?}");
+        assert!(c[2].contains("accept_local off -> on"), "{c:?}");
+        assert!(c[3].contains("window scale 7 -> 9"), "{c:?}");
+        assert!(c[4].contains("tcp_ecn off -> on"), "{c:?}");
+        assert!(c[5].contains("net.ipv4.tcp_sack on -> off"), "{c:?}");
         now.mac = None;
         assert!(now.changes_since(&before)[1].contains("-> unreadable"));
     }

@@ -99,6 +99,18 @@ impl Sysctls {
         })
     }
 
+    /// Whether `iface` takes IPv4 segments from the host's own addresses:
+    /// `net.ipv4.conf.all.accept_local` or the interface's own (`IN_DEV_ORCONF`). The
+    /// interface's name goes into the path as it is (a VLAN's `eth0.100` has a dot); unreadable
+    /// reads as off, the kernel's default.
+    pub fn accept_local(&self, iface: &str) -> bool {
+        let conf = self.root.join("net/ipv4/conf");
+        ["all", iface].iter().any(|dir| {
+            fs::read_to_string(conf.join(dir).join("accept_local"))
+                .is_ok_and(|t| t.trim().parse::<u64>().is_ok_and(|v| v != 0))
+        })
+    }
+
     pub fn write(&self, name: &str, value: u64) -> Result<(), SysctlError> {
         fs::write(self.path(name), format!("{value}\n")).map_err(|source| SysctlError::Write {
             name: name.to_string(),
@@ -405,6 +417,27 @@ mod tests {
         fs::create_dir_all(dir.join("net/ipv4")).unwrap();
         fs::create_dir_all(dir.join("net/core")).unwrap();
         (dir.clone(), Sysctls::with_root(dir))
+    }
+
+    #[test]
+    fn accept_local_is_all_or_the_interfaces_own() {
+        let (dir, s) = scratch("accept-local");
+        let set = |d: &str, v: &str| {
+            fs::create_dir_all(dir.join("net/ipv4/conf").join(d)).unwrap();
+            fs::write(dir.join("net/ipv4/conf").join(d).join("accept_local"), v).unwrap();
+        };
+        assert!(
+            !s.accept_local("eth0.100"),
+            "unreadable: the kernel's default"
+        );
+        set("all", "0\n");
+        set("eth0.100", "0\n");
+        assert!(!s.accept_local("eth0.100"));
+        set("eth0.100", "1\n");
+        assert!(s.accept_local("eth0.100") && !s.accept_local("eth1"));
+        set("all", "1\n");
+        assert!(s.accept_local("eth1"));
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     /// A held setting changed behind synguard's back is set back, once; one it only set is not
