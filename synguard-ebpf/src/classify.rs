@@ -33,8 +33,11 @@ pub fn not_ours(ctx: &XdpContext, pkt: &Packet, cfg: &Config) -> Option<Reason> 
         martian_v6(sub16(ip, 8), sub16(ip, 24), cfg.loopback != 0)
     } else {
         let ip = pkt.ip4();
-        martian_v4(sub4(ip, 12), sub4(ip, 16), cfg.loopback != 0)
-            || (cfg.accept_local == 0 && src_local_v4(a[0], cfg.local_v4_n, &cfg.local_v4))
+        let loopback = cfg.loopback != 0;
+        martian_v4(sub4(ip, 12), sub4(ip, 16), loopback)
+            || (!loopback
+                && cfg.accept_local == 0
+                && src_local_v4(a[0], cfg.local_v4_n, &cfg.local_v4))
     };
     martian.then_some(Reason::DropMartianSource)
 }

@@ -182,10 +182,17 @@ fn ipv4_sources_of_the_hosts_own_are_martians_unless_accept_local() {
         &f,
         &[(
             "accept_local".into(),
-            from_own,
+            from_own.clone(),
             XDP_TX,
             Reason::TxSynAckCookie,
         )],
+    );
+    // On a loopback device the host talks to itself from its own addresses.
+    let lo = synguard_common::maps::Config { loopback: 1, ..two };
+    let f = Fixture::new(lo, &[PORT]).expect("load synguard (needs root)");
+    expect(
+        &f,
+        &[("loopback".into(), from_own, XDP_TX, Reason::TxSynAckCookie)],
     );
 }
 
