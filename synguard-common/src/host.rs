@@ -107,6 +107,15 @@ pub fn src_local_v4(src: u32, known: u32, addrs: &[u32; LOCAL_ADDRS]) -> bool {
     known != 0 && dst_local_v4(src, known, addrs)
 }
 
+/// [`src_local_v4`] for IPv6. The kernel has no such check for IPv6: it answers a SYN from one
+/// of its own addresses arriving on a NIC, to itself over loopback (seen in namespaces, as it
+/// answers an IPv6 LAND SYN). No client on the wire sends one; the program drops it as it drops
+/// LAND (`martian_v6`), rather than send a SYN-ACK for the host's own address out of the NIC.
+#[inline(always)]
+pub fn src_local_v6(src: &[u32; 4], known: u32, addrs: &[[u32; 4]; LOCAL_ADDRS]) -> bool {
+    known != 0 && dst_local_v6(src, known, addrs)
+}
+
 /// [`dst_local_v4`] for IPv6: `dst` and each of `addrs` as four header words.
 #[inline(always)]
 pub fn dst_local_v6(dst: &[u32; 4], known: u32, addrs: &[[u32; 4]; LOCAL_ADDRS]) -> bool {
@@ -191,6 +200,17 @@ mod tests {
         assert!(src_local_v4(word([10, 0, 0, 7]), n, &w));
         assert!(!src_local_v4(word([10, 0, 0, 8]), n, &w));
         assert!(!src_local_v4(word([10, 0, 0, 7]), 0, &w));
+        let one = |last: u8| {
+            let mut a = [0u8; 16];
+            a[0] = 0x20;
+            a[1] = 0x01;
+            a[15] = last;
+            a
+        };
+        let (n6, w6) = local_words_v6(&[one(1), one(9)]);
+        assert!(src_local_v6(&addr_words(&one(9)), n6, &w6));
+        assert!(!src_local_v6(&addr_words(&one(2)), n6, &w6));
+        assert!(!src_local_v6(&addr_words(&one(9)), 0, &w6));
     }
 
     #[test]

@@ -5,7 +5,10 @@
 
 use aya_ebpf::programs::XdpContext;
 use synguard_common::{
-    host::{MacClass, dst_local_v4, dst_local_v6, mac_class, martian_v4, martian_v6, src_local_v4},
+    host::{
+        MacClass, dst_local_v4, dst_local_v6, mac_class, martian_v4, martian_v6, src_local_v4,
+        src_local_v6,
+    },
     maps::Config,
     reason::Reason,
 };
@@ -28,12 +31,16 @@ pub fn not_ours(ctx: &XdpContext, pkt: &Packet, cfg: &Config) -> Option<Reason> 
     if !local {
         return Some(Reason::PassNotLocal);
     }
+    // A source that is another of the host's own addresses: a martian to the kernel (IPv4,
+    // unless `accept_local`), and dropped like LAND (IPv6); the host talks to itself only on a
+    // loopback device.
+    let loopback = cfg.loopback != 0;
     let martian = if pkt.ipv6 {
         let ip = pkt.ip6();
-        martian_v6(sub16(ip, 8), sub16(ip, 24), cfg.loopback != 0)
+        martian_v6(sub16(ip, 8), sub16(ip, 24), loopback)
+            || (!loopback && src_local_v6(&[a[0], a[1], a[2], a[3]], cfg.local_v6_n, &cfg.local_v6))
     } else {
         let ip = pkt.ip4();
-        let loopback = cfg.loopback != 0;
         martian_v4(sub4(ip, 12), sub4(ip, 16), loopback)
             || (!loopback
                 && cfg.accept_local == 0

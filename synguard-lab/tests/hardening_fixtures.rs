@@ -142,19 +142,26 @@ fn syns_to_a_port_nothing_listens_on_go_to_the_kernel() {
 /// An IPv4 segment from another of the host's own addresses is a martian to the kernel
 /// (`fib_validate_source`) unless the interface has `accept_local`: dropped, not answered. The
 /// same SYN from an address that is not the host's is answered; with `accept_local` set, so is
-/// the one from the host's own.
+/// the one from the host's own. IPv6 has no such rule in the kernel (it answers itself over
+/// loopback); the program drops it as it drops LAND, `accept_local` or not.
 #[test]
-fn ipv4_sources_of_the_hosts_own_are_martians_unless_accept_local() {
+fn sources_of_the_hosts_own_are_martians_unless_accept_local() {
     let other = [198, 18, 0, 77];
+    let other6 = ip6("2001:2::77");
     let (local_v4_n, local_v4) = synguard_common::host::local_words_v4(&[SERVER_V4, other]);
+    let (local_v6_n, local_v6) = synguard_common::host::local_words_v6(&[SERVER_V6, other6]);
     let two = synguard_common::maps::Config {
         local_v4_n,
         local_v4,
+        local_v6_n,
+        local_v6,
         ..default_config()
     };
     let macs = (CLIENT_MAC, SERVER_MAC);
     let from_own = v4(other, SERVER_V4, macs, &syn_seg());
+    let from_own6 = v6(other6, SERVER_V6, &syn_seg());
     let from_client = v4(CLIENT_V4, SERVER_V4, macs, &syn_seg());
+    let from_client6 = v6(CLIENT_V6, SERVER_V6, &syn_seg());
     let f = Fixture::new(two, &[PORT]).expect("load synguard (needs root)");
     expect(
         &f,
@@ -171,6 +178,18 @@ fn ipv4_sources_of_the_hosts_own_are_martians_unless_accept_local() {
                 XDP_TX,
                 Reason::TxSynAckCookie,
             ),
+            (
+                "v6 from the host's own".into(),
+                from_own6.clone(),
+                XDP_DROP,
+                Reason::DropMartianSource,
+            ),
+            (
+                "v6 from a client".into(),
+                from_client6,
+                XDP_TX,
+                Reason::TxSynAckCookie,
+            ),
         ],
     );
     let taking = synguard_common::maps::Config {
@@ -180,19 +199,35 @@ fn ipv4_sources_of_the_hosts_own_are_martians_unless_accept_local() {
     let f = Fixture::new(taking, &[PORT]).expect("load synguard (needs root)");
     expect(
         &f,
-        &[(
-            "accept_local".into(),
-            from_own.clone(),
-            XDP_TX,
-            Reason::TxSynAckCookie,
-        )],
+        &[
+            (
+                "accept_local".into(),
+                from_own.clone(),
+                XDP_TX,
+                Reason::TxSynAckCookie,
+            ),
+            (
+                "accept_local, v6".into(),
+                from_own6.clone(),
+                XDP_DROP,
+                Reason::DropMartianSource,
+            ),
+        ],
     );
     // On a loopback device the host talks to itself from its own addresses.
     let lo = synguard_common::maps::Config { loopback: 1, ..two };
     let f = Fixture::new(lo, &[PORT]).expect("load synguard (needs root)");
     expect(
         &f,
-        &[("loopback".into(), from_own, XDP_TX, Reason::TxSynAckCookie)],
+        &[
+            ("loopback".into(), from_own, XDP_TX, Reason::TxSynAckCookie),
+            (
+                "loopback, v6".into(),
+                from_own6,
+                XDP_TX,
+                Reason::TxSynAckCookie,
+            ),
+        ],
     );
 }
 
