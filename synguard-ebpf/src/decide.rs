@@ -26,18 +26,21 @@ use crate::{
 /// `synguard_ebpf::Global`: no lookup).
 #[inline(always)]
 pub fn port_protected(port: u16) -> bool {
-    // SAFETY: `table_index` is at most 0xffff, and the table has 65536 entries.
-    let entry = unsafe { SG_PORTS.get().get_unchecked(table_index(port)) };
-    entry.flags & PORT_PROTECTED != 0
+    port_flags(port) & PORT_PROTECTED != 0
 }
 
 /// Whether something listens on `port` over the family, as the loader last saw it
 /// (`PORT_NO_LISTENER_*`): the same entry, and cache line, [`port_protected`] read.
 #[inline(always)]
 pub fn listening(port: u16, ipv6: bool) -> bool {
-    // SAFETY: as in `port_protected`.
-    let entry = unsafe { SG_PORTS.get().get_unchecked(table_index(port)) };
-    entry.flags & port_no_listener(ipv6) == 0
+    port_flags(port) & port_no_listener(ipv6) == 0
+}
+
+/// `port`'s entry in the port table.
+#[inline(always)]
+fn port_flags(port: u16) -> u32 {
+    // SAFETY: `table_index` is at most 0xffff, and the table has 65536 entries.
+    unsafe { SG_PORTS.get().get_unchecked(table_index(port)) }.flags
 }
 
 /// `port` as an index the verifier knows to be inside the table. Verifier workaround: a port

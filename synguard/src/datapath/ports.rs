@@ -140,6 +140,23 @@ pub fn pinned(dir: &Path) -> Result<Vec<PortConfig>, PinnedMapError> {
         .map_err(PinnedMapError::read(dir, names::PORTS))
 }
 
+/// [`with_listeners`] on the table pinned in `dir`, written back only when a port's bits
+/// changed; the ports that changed, with their new bits.
+pub fn set_listeners_pinned(
+    dir: &Path,
+    no_listener: impl Fn(u16) -> u32,
+) -> Result<Vec<(u16, u32)>, PinnedMapError> {
+    let map = maps::open(dir, names::PORTS)?;
+    let err = PinnedMapError::read(dir, names::PORTS);
+    let data = data(&map).map_err(&err)?;
+    let mut table = read(data).map_err(&err)?;
+    let changed = with_listeners(&mut table, no_listener);
+    if !changed.is_empty() {
+        write(data, &table).map_err(&err)?;
+    }
+    Ok(changed)
+}
+
 /// The ports the table pinned in `dir` protects.
 pub fn protected_pinned(dir: &Path) -> Result<Vec<u16>, PinnedMapError> {
     Ok(protected(&pinned(dir)?))

@@ -12,33 +12,18 @@
 //! [`PERIOD`]: crate::daemon::instance::host_follow::PERIOD
 
 use log::{info, warn};
-use synguard_common::maps::{PORT_NO_LISTENER_V4, PORT_NO_LISTENER_V6, names};
+use synguard_common::maps::{PORT_NO_LISTENER_V4, PORT_NO_LISTENER_V6};
 
-use crate::{
-    daemon::instance::Instance,
-    datapath::{
-        maps::{self, PinnedMapError},
-        ports,
-    },
-    host::listeners::Listening,
-};
+use crate::{daemon::instance::Instance, datapath::ports, host::listeners::Listening};
 
 impl Instance {
     /// Sets the listener bits of the protected ports from `listening`; a failed read or write
     /// changes nothing and is said.
-    pub fn follow_listeners(&mut self, listening: &Listening) {
+    pub fn follow_listeners(&self, listening: &Listening) {
         let Some(dir) = self.pin_dir.as_deref() else {
             return;
         };
-        let result = maps::open(dir, names::PORTS).and_then(|map| {
-            let data = ports::data(&map).map_err(PinnedMapError::read(dir, names::PORTS))?;
-            let mut table = ports::read(data).map_err(PinnedMapError::read(dir, names::PORTS))?;
-            let changed = ports::with_listeners(&mut table, |p| listening.no_listener_flags(p));
-            if !changed.is_empty() {
-                ports::write(data, &table).map_err(PinnedMapError::read(dir, names::PORTS))?;
-            }
-            Ok(changed)
-        });
+        let result = ports::set_listeners_pinned(dir, |p| listening.no_listener_flags(p));
         match result {
             Ok(changed) => {
                 for (port, bits) in changed {
@@ -55,7 +40,7 @@ impl Instance {
 }
 
 /// What a port's `PORT_NO_LISTENER_*` bits mean, for the log.
-pub fn listener_text(bits: u32) -> &'static str {
+fn listener_text(bits: u32) -> &'static str {
     match (
         bits & PORT_NO_LISTENER_V4 != 0,
         bits & PORT_NO_LISTENER_V6 != 0,
