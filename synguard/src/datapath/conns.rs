@@ -318,7 +318,7 @@ pub fn distrust(dir: &Path) -> Result<(), PinnedMapError> {
         ..ConnsState::default()
     };
     m.set(0, state, 0)
-        .map_err(PinnedMapError::read(dir, names::CONNS_STATE))
+        .map_err(PinnedMapError::write(dir, names::CONNS_STATE))
 }
 
 /// What `status` and the metrics show of the table.

@@ -24,6 +24,12 @@ pub enum PinnedMapError {
         #[source]
         source: MapError,
     },
+    #[error("cannot write pinned map {}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: MapError,
+    },
 }
 
 impl PinnedMapError {
@@ -31,6 +37,15 @@ impl PinnedMapError {
     pub fn read(dir: &Path, name: &str) -> impl Fn(MapError) -> PinnedMapError {
         let path = dir.join(name);
         move |source| PinnedMapError::Read {
+            path: path.clone(),
+            source,
+        }
+    }
+
+    /// For an error while writing a map opened from `dir`/`name`.
+    pub fn write(dir: &Path, name: &str) -> impl Fn(MapError) -> PinnedMapError {
+        let path = dir.join(name);
+        move |source| PinnedMapError::Write {
             path: path.clone(),
             source,
         }

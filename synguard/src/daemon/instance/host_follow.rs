@@ -137,6 +137,6 @@ fn rewrite(dir: &Path, facts: &HostFacts, wscale: Option<u8>) -> Result<Config, 
         .map_err(PinnedMapError::read(dir, names::CONFIG))?;
     set_host_fields(&mut config, facts, wscale);
     map.set(0, config, 0)
-        .map_err(PinnedMapError::read(dir, names::CONFIG))?;
+        .map_err(PinnedMapError::write(dir, names::CONFIG))?;
     Ok(config)
 }
