@@ -91,12 +91,25 @@ pub fn martian_v6(src: &[u8; 16], dst: &[u8; 16], loopback: bool) -> bool {
 /// instead of 109 k, and without the count it went past the 1 M limit.
 #[inline(always)]
 pub fn dst_local_v4(dst: u32, known: u32, addrs: &[u32; LOCAL_ADDRS]) -> bool {
+    dst_slots_v4(dst, known, addrs) != 0
+}
+
+/// [`dst_local_v4`] as the slots of `addrs` that hold `dst` (slot `i`: bit `i`), or
+/// [`SLOTS_NOT_KNOWN`] when the list is not known; 0: not the host's. The listener check reads
+/// the port's `PORT_NO_LISTENER_AT_*` bits of these slots (`maps::port_no_listener_at`).
+/// Without branches on which slot matched: the verifier sees one state, as with the bool.
+#[inline(always)]
+pub fn dst_slots_v4(dst: u32, known: u32, addrs: &[u32; LOCAL_ADDRS]) -> u32 {
     if known == 0 {
-        return true;
+        return SLOTS_NOT_KNOWN;
     }
     let at = local_pair(dst) * 2;
-    addrs[at] == dst || addrs[at + 1] == dst
+    (((addrs[at] == dst) as u32) << at) | (((addrs[at + 1] == dst) as u32) << (at + 1))
 }
+
+/// What [`dst_slots_v4`] and [`dst_slots_v6`] give where the address list is not known: every
+/// destination counts as the host's, and no slot is named.
+pub const SLOTS_NOT_KNOWN: u32 = 1 << LOCAL_ADDRS;
 
 /// Whether an IPv4 segment's source `src` is one of the host's own addresses, which the kernel
 /// takes as a martian on any interface but loopback unless `accept_local` is set
@@ -119,13 +132,19 @@ pub fn src_local_v6(src: &[u32; 4], known: u32, addrs: &[[u32; 4]; LOCAL_ADDRS])
 /// [`dst_local_v4`] for IPv6: `dst` and each of `addrs` as four header words.
 #[inline(always)]
 pub fn dst_local_v6(dst: &[u32; 4], known: u32, addrs: &[[u32; 4]; LOCAL_ADDRS]) -> bool {
+    dst_slots_v6(dst, known, addrs) != 0
+}
+
+/// [`dst_slots_v4`] for IPv6.
+#[inline(always)]
+pub fn dst_slots_v6(dst: &[u32; 4], known: u32, addrs: &[[u32; 4]; LOCAL_ADDRS]) -> u32 {
     if known == 0 {
-        return true;
+        return SLOTS_NOT_KNOWN;
     }
     let at = local_pair(dst[0] ^ dst[1] ^ dst[2] ^ dst[3]) * 2;
     let same =
         |a: &[u32; 4]| ((a[0] ^ dst[0]) | (a[1] ^ dst[1]) | (a[2] ^ dst[2]) | (a[3] ^ dst[3])) == 0;
-    same(&addrs[at]) || same(&addrs[at + 1])
+    ((same(&addrs[at]) as u32) << at) | ((same(&addrs[at + 1]) as u32) << (at + 1))
 }
 
 /// Which pair of slots an address (IPv6: its four words xor-ed) may sit in: every byte of the
@@ -252,6 +271,48 @@ mod tests {
             }
             let other = (rng.next() as u32).to_ne_bytes();
             assert_eq!(dst_local_v4(word(other), k, &w), addrs.contains(&other));
+        }
+    }
+
+    #[test]
+    fn a_local_destination_names_the_one_slot_that_holds_it() {
+        let mut rng = Rng::new(11);
+        for _ in 0..2000 {
+            let n = (rng.next() % 9) as usize;
+            let addrs: std::vec::Vec<[u8; 4]> =
+                (0..n).map(|_| (rng.next() as u32).to_ne_bytes()).collect();
+            let (k, w) = local_words_v4(&addrs);
+            let other = (rng.next() as u32).to_ne_bytes();
+            for a in addrs.iter().chain([&other]) {
+                let dst = u32::from_ne_bytes(*a);
+                let slots = dst_slots_v4(dst, k, &w);
+                if k == 0 {
+                    assert_eq!(slots, SLOTS_NOT_KNOWN);
+                } else if addrs.contains(a) {
+                    assert_eq!(slots.count_ones(), 1, "{a:?} in {w:x?}");
+                    assert_eq!(w[slots.trailing_zeros() as usize], dst);
+                } else {
+                    assert_eq!(slots, 0);
+                }
+            }
+            let words: std::vec::Vec<[u8; 16]> = addrs
+                .iter()
+                .map(|a| {
+                    let mut v6 = [0x20, 1, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+                    v6[12..].copy_from_slice(a);
+                    v6
+                })
+                .collect();
+            let (k6, w6) = local_words_v6(&words);
+            for a in &words {
+                let slots = dst_slots_v6(&addr_words(a), k6, &w6);
+                if k6 == 0 {
+                    assert_eq!(slots, SLOTS_NOT_KNOWN);
+                } else {
+                    assert_eq!(slots.count_ones(), 1);
+                    assert_eq!(w6[slots.trailing_zeros() as usize], addr_words(a));
+                }
+            }
         }
     }
 

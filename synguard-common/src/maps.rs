@@ -19,6 +19,23 @@ pub const PORT_PROTECTED: u32 = 1;
 pub const PORT_NO_LISTENER_V4: u32 = 2;
 pub const PORT_NO_LISTENER_V6: u32 = 4;
 
+/// `PortConfig::flags` bits 8-15 (IPv4) and 16-23 (IPv6): the family's listeners on the port
+/// are each bound to one address, and none to the address in slot `i` of `Config::local_v4` /
+/// `local_v6` (bit 8 + `i` / 16 + `i`). The host answers a SYN to that address with a RST
+/// (`__inet_lookup_listener` matches a bound listener by address), so the program leaves it to
+/// the kernel like a SYN to a port nothing listens on. Set by the loader against the address
+/// list the config map holds; where the list is not known, none are set.
+pub const PORT_NO_LISTENER_AT_V4: u32 = 0xff << 8;
+pub const PORT_NO_LISTENER_AT_V6: u32 = 0xff << 16;
+const _: () = assert!(
+    LOCAL_ADDRS == 8,
+    "one byte of port flags per family's address slots"
+);
+
+/// Every listener bit of a port's flags (`PORT_NO_LISTENER_*`).
+pub const PORT_LISTENER_BITS: u32 =
+    PORT_NO_LISTENER_V4 | PORT_NO_LISTENER_V6 | PORT_NO_LISTENER_AT_V4 | PORT_NO_LISTENER_AT_V6;
+
 /// The `PORT_NO_LISTENER_*` bit of a family.
 #[inline(always)]
 pub const fn port_no_listener(ipv6: bool) -> u32 {
@@ -27,6 +44,24 @@ pub const fn port_no_listener(ipv6: bool) -> u32 {
     } else {
         PORT_NO_LISTENER_V4
     }
+}
+
+/// The `PORT_NO_LISTENER_AT_*` bits of a family for address slots `slots` (bit `i`: slot `i`,
+/// as `host::dst_slots_v4` / `dst_slots_v6` give them; bits past the slots are ignored).
+#[inline(always)]
+pub const fn port_no_listener_at(ipv6: bool, slots: u32) -> u32 {
+    (slots & 0xff) << listener_slots_shift(ipv6)
+}
+
+/// The address slots a port's `flags` name in its family's `PORT_NO_LISTENER_AT_*` bits: the
+/// inverse of [`port_no_listener_at`].
+pub const fn port_no_listener_slots(ipv6: bool, flags: u32) -> u32 {
+    (flags >> listener_slots_shift(ipv6)) & 0xff
+}
+
+#[inline(always)]
+const fn listener_slots_shift(ipv6: bool) -> u32 {
+    if ipv6 { 16 } else { 8 }
 }
 
 /// TCP port numbers: the entries of [`PortTable`] and of [`names::PORT_SYNS`].

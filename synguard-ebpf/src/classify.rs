@@ -6,8 +6,8 @@
 use aya_ebpf::programs::XdpContext;
 use synguard_common::{
     host::{
-        MacClass, dst_local_v4, dst_local_v6, mac_class, martian_v4, martian_v6, src_local_v4,
-        src_local_v6,
+        MacClass, SLOTS_NOT_KNOWN, dst_slots_v4, dst_slots_v6, mac_class, martian_v4, martian_v6,
+        src_local_v4, src_local_v6,
     },
     maps::Config,
     reason::Reason,
@@ -15,21 +15,26 @@ use synguard_common::{
 
 use crate::parse::{self, Packet};
 
-/// The reason a segment to a protected port is not the host's business, if it is not.
+/// The address-list slots of a segment's destination (`host::dst_slots_v4`), which the
+/// listener check reads; or the reason a segment to a protected port is not the host's
+/// business.
 #[inline(always)]
-pub fn not_ours(ctx: &XdpContext, pkt: &Packet, cfg: &Config) -> Option<Reason> {
-    let dst: [u8; 6] = parse::load(ctx, 0)?;
+pub fn ours(ctx: &XdpContext, pkt: &Packet, cfg: &Config) -> Result<u32, Reason> {
+    // Parsing read these bytes already: never short here.
+    let Some(dst) = parse::load::<6>(ctx, 0) else {
+        return Ok(SLOTS_NOT_KNOWN);
+    };
     if mac_class(&dst, &cfg.own_mac) != MacClass::Host {
-        return Some(Reason::PassNotForHost);
+        return Err(Reason::PassNotForHost);
     }
     let a = pkt.addresses();
-    let local = if pkt.ipv6 {
-        dst_local_v6(&[a[4], a[5], a[6], a[7]], cfg.local_v6_n, &cfg.local_v6)
+    let slots = if pkt.ipv6 {
+        dst_slots_v6(&[a[4], a[5], a[6], a[7]], cfg.local_v6_n, &cfg.local_v6)
     } else {
-        dst_local_v4(a[1], cfg.local_v4_n, &cfg.local_v4)
+        dst_slots_v4(a[1], cfg.local_v4_n, &cfg.local_v4)
     };
-    if !local {
-        return Some(Reason::PassNotLocal);
+    if slots == 0 {
+        return Err(Reason::PassNotLocal);
     }
     // A source that is another of the host's own addresses: a martian to the kernel (IPv4,
     // unless `accept_local`), and dropped like LAND (IPv6); the host talks to itself only on a
@@ -46,7 +51,10 @@ pub fn not_ours(ctx: &XdpContext, pkt: &Packet, cfg: &Config) -> Option<Reason> 
                 && cfg.accept_local == 0
                 && src_local_v4(a[0], cfg.local_v4_n, &cfg.local_v4))
     };
-    martian.then_some(Reason::DropMartianSource)
+    if martian {
+        return Err(Reason::DropMartianSource);
+    }
+    Ok(slots)
 }
 
 #[inline(always)]

@@ -11,7 +11,8 @@ use aya_log_ebpf::debug;
 use synguard_common::{
     maps::{
         Config, MAX_CPUS, MODE_AUTO, ModeState, PORT_PROTECTED, SYN_WINDOW_NS, SynWindow,
-        WINDOWS_PER_SEC, cookies_called_for, cookies_own, port_no_listener, refresh_slot,
+        WINDOWS_PER_SEC, cookies_called_for, cookies_own, port_no_listener, port_no_listener_at,
+        refresh_slot,
     },
     policy::{FLOOD_END, FLOOD_START, FloodEvent},
     reason::Event,
@@ -29,11 +30,13 @@ pub fn port_protected(port: u16) -> bool {
     port_flags(port) & PORT_PROTECTED != 0
 }
 
-/// Whether something listens on `port` over the family, as the loader last saw it
-/// (`PORT_NO_LISTENER_*`): the same entry, and cache line, [`port_protected`] read.
+/// Whether something listens on `port` over the family, at the destination in address-list
+/// slots `dst_slots` (`classify::ours`), as the loader last saw it (`PORT_NO_LISTENER_*`): the
+/// same entry, and cache line, [`port_protected`] read.
 #[inline(always)]
-pub fn listening(port: u16, ipv6: bool) -> bool {
-    port_flags(port) & port_no_listener(ipv6) == 0
+pub fn listening(port: u16, ipv6: bool, dst_slots: u32) -> bool {
+    let refused = port_no_listener(ipv6) | port_no_listener_at(ipv6, dst_slots);
+    port_flags(port) & refused == 0
 }
 
 /// `port`'s entry in the port table.

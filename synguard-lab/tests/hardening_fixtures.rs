@@ -139,6 +139,90 @@ fn syns_to_a_port_nothing_listens_on_go_to_the_kernel() {
     }
 }
 
+/// A port whose listeners are each bound to one address: a SYN to another of the host's
+/// addresses gets a RST from the host (`__inet_lookup_listener` finds no listener for it), so
+/// the program leaves it to the kernel; a SYN to the bound address is answered. The loader sets
+/// the refusing addresses' slots in the port's `PORT_NO_LISTENER_AT_*` bits.
+#[test]
+fn syns_to_an_address_no_listener_is_bound_to_go_to_the_kernel() {
+    use synguard_common::{
+        host::{dst_slots_v4, dst_slots_v6, local_words_v4, local_words_v6},
+        maps::{COOKIES_KERNEL, COOKIES_OWN, Config, port_no_listener_at},
+    };
+    let (other, other6) = ([198, 18, 0, 77], ip6("2001:2::77"));
+    let (local_v4_n, local_v4) = local_words_v4(&[SERVER_V4, other]);
+    let (local_v6_n, local_v6) = local_words_v6(&[SERVER_V6, other6]);
+    let slot4 = dst_slots_v4(u32::from_ne_bytes(other), local_v4_n, &local_v4);
+    let words6 = synguard_common::host::addr_words(&other6);
+    let slot6 = dst_slots_v6(&words6, local_v6_n, &local_v6);
+    assert_eq!((slot4.count_ones(), slot6.count_ones()), (1, 1));
+    let macs = (CLIENT_MAC, SERVER_MAC);
+    let to_bound = v4(CLIENT_V4, SERVER_V4, macs, &syn_seg());
+    let to_other = v4(CLIENT_V4, other, macs, &syn_seg());
+    let to_bound6 = v6(CLIENT_V6, SERVER_V6, &syn_seg());
+    let to_other6 = v6(CLIENT_V6, other6, &syn_seg());
+    for (kind, mut f) in both_kinds() {
+        let cookies = if kind == "own" {
+            COOKIES_OWN
+        } else {
+            COOKIES_KERNEL
+        };
+        f.set_config(Config {
+            cookies,
+            local_v4_n,
+            local_v4,
+            local_v6_n,
+            local_v6,
+            ..default_config()
+        })
+        .unwrap();
+        let case = |w: &str, fr: &Vec<u8>, a, r| (format!("{kind} cookies: {w}"), fr.clone(), a, r);
+        let bits = port_no_listener_at(false, slot4) | port_no_listener_at(true, slot6);
+        f.set_no_listener(&[(PORT, bits)]).unwrap();
+        expect(
+            &f,
+            &[
+                case(
+                    "IPv4, bound address",
+                    &to_bound,
+                    XDP_TX,
+                    Reason::TxSynAckCookie,
+                ),
+                case(
+                    "IPv4, another address",
+                    &to_other,
+                    XDP_PASS,
+                    Reason::PassSynNoListener,
+                ),
+                case(
+                    "IPv6, bound address",
+                    &to_bound6,
+                    XDP_TX,
+                    Reason::TxSynAckCookie,
+                ),
+                case(
+                    "IPv6, another address",
+                    &to_other6,
+                    XDP_PASS,
+                    Reason::PassSynNoListener,
+                ),
+            ],
+        );
+        // The other family's slots, or none: the other address is answered again.
+        f.set_no_listener(&[(PORT, port_no_listener_at(true, slot4))])
+            .unwrap();
+        expect(
+            &f,
+            &[case(
+                "IPv4, another address, IPv6 bits only",
+                &to_other,
+                XDP_TX,
+                Reason::TxSynAckCookie,
+            )],
+        );
+    }
+}
+
 /// An IPv4 segment from another of the host's own addresses is a martian to the kernel
 /// (`fib_validate_source`) unless the interface has `accept_local`: dropped, not answered. The
 /// same SYN from an address that is not the host's is answered; with `accept_local` set, so is

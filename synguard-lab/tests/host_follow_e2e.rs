@@ -1,7 +1,8 @@
 //! End to end, synguard following the host while it runs (`daemon::instance::host_follow`): the
 //! server's MTU lowered, its MAC address changed and an AnyIP prefix routed to it under a
 //! running program, with own cookies answering every SYN; a service stopped and started on a
-//! protected port. Root, one at a time (`cargo xtask test`).
+//! protected port, and one bound to one of the server's addresses. Root, one at a time
+//! (`cargo xtask test`).
 
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::Duration;
@@ -137,6 +138,23 @@ fn an_anyip_prefix_routed_while_running_is_guarded_as_the_hosts() -> Result<()> 
     Ok(())
 }
 
+/// The client's connect to `to` is refused (a RST), as the host refuses it without synguard.
+fn refused(fx: &Fixture, to: SocketAddr) -> Result<()> {
+    let got = fx
+        .lab
+        .client
+        .ns
+        .enter(move || TcpStream::connect_timeout(&to, Duration::from_secs(3)).map(drop))?;
+    let e = got
+        .err()
+        .ok_or_else(|| anyhow::anyhow!("connect to {to} succeeded"))?;
+    ensure!(
+        e.kind() == std::io::ErrorKind::ConnectionRefused,
+        "connect to {to}: {e}"
+    );
+    Ok(())
+}
+
 /// A protected port whose service is not running: the client's connect is refused, as without
 /// synguard (answered with a cookie SYN-ACK, it succeeded, and a load balancer's TCP health
 /// check saw the stopped service as up). Once a service listens over IPv4 only, IPv4 SYNs are
@@ -152,21 +170,7 @@ fn a_port_without_listener_refuses(cookies: &str) -> Result<()> {
         SocketAddr::from((SERVER_V4, PORT)),
         SocketAddr::from((SERVER_V6, PORT)),
     );
-    let refused = |to: SocketAddr| -> Result<()> {
-        let got = fx
-            .lab
-            .client
-            .ns
-            .enter(move || TcpStream::connect_timeout(&to, Duration::from_secs(3)).map(drop))?;
-        let e = got
-            .err()
-            .ok_or_else(|| anyhow::anyhow!("connect to {to} succeeded"))?;
-        ensure!(
-            e.kind() == std::io::ErrorKind::ConnectionRefused,
-            "connect to {to}: {e}"
-        );
-        Ok(())
-    };
+    let refused = |to: SocketAddr| refused(&fx, to);
     // Left to the kernel: as having no listener, or (the kernel's cookies) as the port's
     // listener refresh of the second, which goes to the kernel whatever the listeners.
     let to_kernel = |a: &Stats, b: &Stats| {
@@ -227,6 +231,63 @@ fn a_port_without_listener_refuses_with_own_cookies() -> Result<()> {
 #[test]
 fn a_port_without_listener_refuses_with_the_kernels_cookies() -> Result<()> {
     a_port_without_listener_refuses("kernel")
+}
+
+/// A service bound to one of the server's two addresses: connects to it are answered in XDP,
+/// connects to the other address are refused, as without synguard (the host finds no listener
+/// for that destination). Answered with a cookie SYN-ACK, the client's connect succeeded.
+fn a_service_bound_to_one_address_refuses_the_other(cookies: &str) -> Result<()> {
+    const PORT: u16 = 8451;
+    let fx = Fixture::new()?;
+    let second = Ipv4Addr::new(198, 18, 0, 9);
+    fx.ns()
+        .ip(&["addr", "add", &format!("{second}/24"), "dev", fx.iface()])?;
+    let bound = SocketAddr::from((SERVER_V4, PORT));
+    echo_server(fx.ns(), bound)?;
+    let port = PORT.to_string();
+    let sg = fx.synguard(&["--ports", &port, "--mode", "always", "--cookies", cookies])?;
+    let line = wait_for_log(
+        &sg,
+        &format!("port {PORT}: a listener over IPv4 only; IPv4 SYNs to {second}"),
+    )?;
+    eprintln!("{line}");
+    let status = fx.cli(&["status", "--iface", fx.iface()])?;
+    ensure!(
+        status.contains(&format!("no listener on port {PORT} at {second}")),
+        "status with a listener bound to {SERVER_V4}:\n{status}"
+    );
+    let s0 = sg.stats()?;
+    fx.lab.client.ns.enter(move || -> Result<()> {
+        for i in 0..3 {
+            round_trip(&mut connect(bound)?, i)?;
+        }
+        Ok(())
+    })??;
+    for _ in 0..2 {
+        refused(&fx, SocketAddr::from((second, PORT)))?;
+    }
+    let s1 = sg.stats()?;
+    let (no_listener, answered) = (
+        s1.delta(&s0, Reason::PassSynNoListener),
+        s1.delta(&s0, Reason::TxSynAckCookie),
+    );
+    // The kernel's cookies: one SYN of the second may be the listener's refresh.
+    ensure!(
+        no_listener == 2 && answered >= 2,
+        "pass_syn_no_listener +{no_listener} (want 2), tx_synack_cookie +{answered}"
+    );
+    assert!(sg.stop()?.success());
+    Ok(())
+}
+
+#[test]
+fn a_service_bound_to_one_address_refuses_the_other_with_own_cookies() -> Result<()> {
+    a_service_bound_to_one_address_refuses_the_other("own")
+}
+
+#[test]
+fn a_service_bound_to_one_address_refuses_the_other_with_the_kernels_cookies() -> Result<()> {
+    a_service_bound_to_one_address_refuses_the_other("kernel")
 }
 
 /// The kernel's cookies on a host with SACK switched off (`tcp_sack=0`, a common mitigation of

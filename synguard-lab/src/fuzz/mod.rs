@@ -40,13 +40,13 @@ use crate::{
     lab::idle_xdp::IdleXdp,
     testrun::{
         fixture::{Fixture, XDP_DROP, XDP_PASS, XDP_TX, default_config},
+        frames::{SERVER_V4, SERVER_V6},
         own_slots,
     },
 };
 use conns::{Conns, Tuple};
 use counts::counts_match;
-use model::Expect;
-use model::World;
+use model::{Expect, Listeners, World};
 use policies::Policies;
 use rng::Rng;
 use split::split_point;
@@ -62,8 +62,8 @@ pub struct Violation {
     /// and the closes are not kept: shrinking starts them over).
     pub policy: Policy,
     pub conns: Vec<Tuple>,
-    /// The batch's ports without a listener (`World::no_listener`).
-    pub no_listener: Vec<(u16, u32)>,
+    /// The batch's listeners (`World::listeners`).
+    pub listeners: Listeners,
     /// The first buffer's length when the frame ran split over buffers.
     pub first: Option<u32>,
 }
@@ -217,22 +217,15 @@ impl Fuzzer {
         }
         self.fixture.set_config(cfg)?;
         self.cfg = cfg;
-        let no_listener = if rng.pct(25) {
-            let (v4, v6) = (PORT_NO_LISTENER_V4, PORT_NO_LISTENER_V6);
-            let bits = [v4, v6, v4 | v6][rng.below(3) as usize];
-            vec![(generate::PROTECTED[1], bits)]
-        } else {
-            Vec::new()
-        };
-        self.set_no_listener(no_listener)?;
+        self.set_listeners(draw_listeners(rng, &cfg))?;
         let monitor = rng.pct(12);
         self.set_policies(Policies::draw(pol_rng, monitor))
     }
 
-    /// The batch's ports without a listener, in the program's port table.
-    fn set_no_listener(&mut self, bits: Vec<(u16, u32)>) -> Result<()> {
-        self.fixture.set_no_listener(&bits)?;
-        self.world.no_listener = bits;
+    /// The batch's listeners, in the program's port table.
+    fn set_listeners(&mut self, listeners: Listeners) -> Result<()> {
+        self.fixture.set_no_listener(&listeners.bits)?;
+        self.world.listeners = listeners;
         Ok(())
     }
 
@@ -283,7 +276,7 @@ impl Fuzzer {
             cfg: self.cfg,
             policy: self.world.policies.policy,
             conns: self.world.conns.live().cloned().collect(),
-            no_listener: self.world.no_listener.clone(),
+            listeners: self.world.listeners.clone(),
             first,
         }
     }
@@ -348,7 +341,7 @@ impl Fuzzer {
             self.cfg = v.cfg;
             self.set_policies(Policies::fresh(v.policy))?;
             self.set_conns(Conns::of(v.conns.clone()))?;
-            self.set_no_listener(v.no_listener.clone())?;
+            self.set_listeners(v.listeners.clone())?;
             v.frame = self.minimise(&v.frame, v.first)?;
         }
         Ok(report)
@@ -537,3 +530,60 @@ struct Input {
 
 /// What an ACK without a valid cookie would get: dropped.
 const BAD_COOKIE: Reason = Reason::DropAckBadCookie;
+/// The second protected port's listeners for a batch. A quarter of batches: nothing listens on
+/// it over IPv4, IPv6 or both. One in eight of the others: its listeners over IPv4, IPv6 or
+/// both are bound to an address that is not the server's (a wildcard one over the other
+/// family), so the host resets SYNs to the server's address; the bits come from the loader's
+/// own `Listening::no_listener_flags` against the batch's address list.
+fn draw_listeners(rng: &mut Rng, cfg: &Config) -> Listeners {
+    use std::net::IpAddr;
+    use synguard::host::{addrs::LocalAddrs, listeners::Listening};
+    let port = generate::PROTECTED[1];
+    if rng.pct(25) {
+        let (v4, v6) = (PORT_NO_LISTENER_V4, PORT_NO_LISTENER_V6);
+        let bits = [v4, v6, v4 | v6][rng.below(3) as usize];
+        return Listeners {
+            bits: vec![(port, bits)],
+            refused_at: Vec::new(),
+        };
+    }
+    if !rng.pct(13) {
+        return Listeners::default();
+    }
+    let which = rng.below(3);
+    let mut l = Listening::default();
+    let mut refused_at = Vec::new();
+    let families = [
+        (
+            false,
+            IpAddr::from([198, 18, 0, 250]),
+            SERVER_V4.to_vec(),
+            cfg.local_v4_n,
+        ),
+        (
+            true,
+            "2001:2::250".parse().unwrap(),
+            SERVER_V6.to_vec(),
+            cfg.local_v6_n,
+        ),
+    ];
+    for (ipv6, elsewhere, server, known) in families {
+        let family = if ipv6 { &mut l.v6 } else { &mut l.v4 };
+        if which == 2 || which == u64::from(ipv6) {
+            family.at.entry(port).or_default().insert(elsewhere);
+            // Where the address list is not known, the program cannot tell.
+            if known != 0 {
+                refused_at.push((port, server));
+            }
+        } else {
+            family.any.insert(port);
+        }
+    }
+    Listeners {
+        bits: vec![(
+            port,
+            l.no_listener_flags(port, &LocalAddrs::from_config(cfg)),
+        )],
+        refused_at,
+    }
+}

@@ -40,23 +40,33 @@ use super::{
 use crate::testrun::frames::{SERVER_MAC, SERVER_V4, SERVER_V6};
 
 /// What the oracle knows beyond the frame: the batch's lists and limits and its live
-/// connections, with their state (a copy is charged for a frame that meets neither), and the
-/// protected ports nothing listens on, by family (`PORT_NO_LISTENER_*` bits).
+/// connections, with their state (a copy is charged for a frame that meets neither), and its
+/// listeners.
 #[derive(Clone, Debug, Default)]
 pub struct World {
     pub policies: Policies,
     pub conns: Conns,
-    pub no_listener: Vec<(u16, u32)>,
+    pub listeners: Listeners,
+}
+
+/// The batch's listeners: the protected ports' `PORT_NO_LISTENER_*` bits as the program's port
+/// table has them (per-address ones set by the loader's `Listening::no_listener_flags`), and,
+/// for the oracle, the destinations of a port that its listeners, bound to another address, do
+/// not reach: the host resets SYNs to those.
+#[derive(Clone, Debug, Default)]
+pub struct Listeners {
+    pub bits: Vec<(u16, u32)>,
+    pub refused_at: Vec<(u16, Vec<u8>)>,
 }
 
 impl World {
-    /// Whether something listens on `port` over the family (the host resets a SYN otherwise).
-    fn listening(&self, port: u16, ipv6: bool) -> bool {
+    /// Whether something listens on `port` over the family, at `dst` (the host resets a SYN
+    /// otherwise).
+    fn listening(&self, port: u16, ipv6: bool, dst: &[u8]) -> bool {
         let bit = synguard_common::maps::port_no_listener(ipv6);
-        !self
-            .no_listener
-            .iter()
-            .any(|&(p, b)| p == port && b & bit != 0)
+        let l = &self.listeners;
+        !l.bits.iter().any(|&(p, b)| p == port && b & bit != 0)
+            && !l.refused_at.iter().any(|(p, a)| *p == port && a == dst)
     }
 }
 
@@ -323,8 +333,8 @@ fn syn(f: &[u8], h: Headers, tuple: &Tuple, world: &mut World) -> Result<Syn, Re
     if let Some(r) = pol.listed(&h.src).or_else(|| pol.charge_source(&h.src)) {
         return Err(r);
     }
-    // Nothing listens: the host resets it.
-    if !world.listening(tuple.dport, h.ipv6) {
+    // Nothing listens, on the port or at this address: the host resets it.
+    if !world.listening(tuple.dport, h.ipv6, &tuple.dst) {
         return Err(Reason::PassSynNoListener);
     }
     // A close recorded for the 4-tuple: the host may hold its TIME_WAIT socket. A live

@@ -282,8 +282,23 @@ fn listener_line(e: &Enforced) -> String {
         .collect();
     ports.sort_unstable();
     ports.dedup();
+    let mut out = String::new();
+    if !e.no_listener_at.is_empty() {
+        let each: Vec<String> = e
+            .no_listener_at
+            .iter()
+            .map(|(p, at)| {
+                let at: Vec<String> = at.iter().map(ToString::to_string).collect();
+                format!("{p} at {}", at.join(", "))
+            })
+            .collect();
+        out = format!(
+            "  no listener on port {}: their SYNs are left to the kernel, which resets them\n",
+            each.join("; ")
+        );
+    }
     if ports.is_empty() {
-        return String::new();
+        return out;
     }
     let each: Vec<String> = ports
         .iter()
@@ -297,7 +312,7 @@ fn listener_line(e: &Enforced) -> String {
         })
         .collect();
     format!(
-        "  no listener on port {}: their SYNs are left to the kernel, which resets them\n",
+        "  no listener on port {}: their SYNs are left to the kernel, which resets them\n{out}",
         each.join(", ")
     )
 }
@@ -406,6 +421,16 @@ mod tests {
             listener_line(&e),
             "  no listener on port 22 (IPv6), 80 (IPv4), 443 (IPv4, IPv6): their SYNs are left \
              to the kernel, which resets them\n"
+        );
+        e.no_listener_at = vec![(
+            22,
+            vec!["10.0.0.2".parse().unwrap(), "10.0.0.3".parse().unwrap()],
+        )];
+        assert_eq!(
+            listener_line(&e),
+            "  no listener on port 22 (IPv6), 80 (IPv4), 443 (IPv4, IPv6): their SYNs are left \
+             to the kernel, which resets them\n  no listener on port 22 at 10.0.0.2, 10.0.0.3: \
+             their SYNs are left to the kernel, which resets them\n"
         );
     }
 

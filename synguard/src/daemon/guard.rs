@@ -79,7 +79,7 @@ impl Guard {
         match Listening::read() {
             Ok(listening) => {
                 self.listeners_unreadable = false;
-                for inst in &self.instances {
+                for inst in &mut self.instances {
                     inst.follow_listeners(&listening);
                 }
             }

@@ -78,6 +78,8 @@ pub struct Instance {
     host_unreadable: bool,
     /// The interface was renamed under the program, and that was reported.
     renamed_warned: bool,
+    /// The port table's listener bits could not be set at the last try, and that was reported.
+    listeners_unwritable: bool,
     pin_dir: Option<PathBuf>,
     run_info: Option<PathBuf>,
     /// Leave link, pins and run-info for a successor (hand-over, or a failed take-over while
@@ -153,6 +155,7 @@ impl Instance {
             host: None,
             host_unreadable: false,
             renamed_warned: false,
+            listeners_unwritable: false,
             pin_dir: None,
             run_info: None,
             // A program left behind keeps protecting if we fail before replacing it.

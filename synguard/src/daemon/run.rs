@@ -238,7 +238,6 @@ impl Serving<'_> {
                 _ = own_watch.tick() => self.guard.watch_own(),
                 _ = host_watch.tick() => {
                     self.guard.keep_settings();
-                    self.guard.follow_listeners();
                     self.guard.follow_host(&current).map_err(|lost| {
                         anyhow::anyhow!(
                             "{lost}: the XDP program went with the device; exiting with an error \
@@ -246,6 +245,8 @@ impl Serving<'_> {
                              anew"
                         )
                     })?;
+                    // After the host: the per-address bits follow the address list just written.
+                    self.guard.follow_listeners();
                 }
                 _ = conns_pass.tick() => self.guard.refresh_conns(&current.ports),
                 r = logs::forward(self.loggers) => {

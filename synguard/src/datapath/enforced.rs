@@ -2,11 +2,11 @@
 //! was started with: a reload or `block add` changes the maps, not the start-up arguments).
 //! `status` shows it and the metrics endpoint exports it.
 
-use std::path::Path;
+use std::{collections::BTreeMap, net::IpAddr, path::Path};
 
 use serde::Serialize;
 use synguard_common::{
-    maps::{Config, PORT_NO_LISTENER_V4, PORT_NO_LISTENER_V6, cookies_own, names},
+    maps::{Config, PORT_NO_LISTENER_V4, PORT_NO_LISTENER_V6, PortConfig, cookies_own, names},
     own_cookie::largest_synack_mss,
     policy::{Policy, gcra_to_rate},
 };
@@ -17,7 +17,7 @@ use crate::{
         maps::{self, PinnedMapError},
         ports,
     },
-    host::facts,
+    host::{addrs::LocalAddrs, facts},
 };
 
 /// Entries in the allow and block lists, per family.
@@ -68,6 +68,9 @@ pub struct Enforced {
     /// listening sockets: their SYNs are left to the kernel (`pass_syn_no_listener`).
     pub no_listener_v4: Vec<u16>,
     pub no_listener_v6: Vec<u16>,
+    /// Protected ports whose listeners are bound to particular addresses, with the host's
+    /// addresses none of them is bound to: SYNs to those are left to the kernel too.
+    pub no_listener_at: Vec<(u16, Vec<IpAddr>)>,
     pub syn_threshold: u32,
     pub syn_off_threshold: u32,
     pub hold_s: f64,
@@ -89,6 +92,7 @@ impl Enforced {
             ports,
             no_listener_v4: Vec::new(),
             no_listener_v6: Vec::new(),
+            no_listener_at: Vec::new(),
             syn_threshold: config.syn_on_pps,
             syn_off_threshold: config.syn_off_pps,
             hold_s: config.hold_ns as f64 / 1e9,
@@ -136,8 +140,22 @@ pub fn read(dir: &Path) -> Result<Enforced, PinnedMapError> {
     Ok(Enforced {
         no_listener_v4: ports::without_listener(&table, PORT_NO_LISTENER_V4),
         no_listener_v6: ports::without_listener(&table, PORT_NO_LISTENER_V6),
+        no_listener_at: no_listener_at(&table, &LocalAddrs::from_config(&config)),
         ..Enforced::from_maps(&config, &policy, ports::protected(&table))
     })
+}
+
+/// [`Enforced::no_listener_at`] from the table's bits and the address list they index.
+fn no_listener_at(table: &[PortConfig], addrs: &LocalAddrs) -> Vec<(u16, Vec<IpAddr>)> {
+    let mut at: BTreeMap<u16, Vec<IpAddr>> = BTreeMap::new();
+    for ipv6 in [false, true] {
+        for (port, slots) in ports::without_listener_at(table, ipv6) {
+            at.entry(port)
+                .or_default()
+                .extend(addrs.in_slots(ipv6, slots));
+        }
+    }
+    at.into_iter().filter(|(_, a)| !a.is_empty()).collect()
 }
 
 #[cfg(test)]

@@ -6,8 +6,8 @@ use std::path::Path;
 use aya::maps::{Map, MapData, MapError};
 use log::info;
 use synguard_common::maps::{
-    PORT_NO_LISTENER_V4, PORT_NO_LISTENER_V6, PORT_PROTECTED, PORT_SLOTS, PortConfig, PortTable,
-    names,
+    PORT_LISTENER_BITS, PORT_PROTECTED, PORT_SLOTS, PortConfig, PortTable, names,
+    port_no_listener_slots,
 };
 
 use crate::datapath::maps::{self, PinnedMapError};
@@ -98,11 +98,11 @@ pub fn protected(table: &[PortConfig]) -> Vec<u16> {
 }
 
 /// The bits `with_listeners` sets.
-const NO_LISTENER: u32 = PORT_NO_LISTENER_V4 | PORT_NO_LISTENER_V6;
+const NO_LISTENER: u32 = PORT_LISTENER_BITS;
 
-/// `table` with each protected port's `PORT_NO_LISTENER_*` bits from `no_listener` (a port's
-/// bits, `host::listeners::Listening::no_listener_flags`); the ports whose bits changed are
-/// returned with their new bits.
+/// `table` with each protected port's `PORT_NO_LISTENER_*` bits (per family and per address)
+/// from `no_listener` (a port's bits, `host::listeners::Listening::no_listener_flags`); the
+/// ports whose bits changed are returned with their new bits.
 pub fn with_listeners(
     table: &mut [PortConfig],
     no_listener: impl Fn(u16) -> u32,
@@ -120,6 +120,18 @@ pub fn with_listeners(
         }
     }
     changed
+}
+
+/// The protected ports of `table` with `PORT_NO_LISTENER_AT_*` bits of the family, with the
+/// address slots those bits name.
+pub fn without_listener_at(table: &[PortConfig], ipv6: bool) -> Vec<(u16, u32)> {
+    table
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.flags & PORT_PROTECTED != 0)
+        .map(|(port, p)| (port as u16, port_no_listener_slots(ipv6, p.flags)))
+        .filter(|&(_, slots)| slots != 0)
+        .collect()
 }
 
 /// The protected ports of `table` whose `bit` (a `PORT_NO_LISTENER_*`) is set.
@@ -152,7 +164,7 @@ pub fn set_listeners_pinned(
     let mut table = read(data).map_err(&err)?;
     let changed = with_listeners(&mut table, no_listener);
     if !changed.is_empty() {
-        write(data, &table).map_err(&err)?;
+        write(data, &table).map_err(PinnedMapError::write(dir, names::PORTS))?;
     }
     Ok(changed)
 }
@@ -164,6 +176,8 @@ pub fn protected_pinned(dir: &Path) -> Result<Vec<u16>, PinnedMapError> {
 
 #[cfg(test)]
 mod tests {
+    use synguard_common::maps::{PORT_NO_LISTENER_V4, PORT_NO_LISTENER_V6, port_no_listener_at};
+
     use super::*;
 
     fn table(ports: &[u16]) -> Vec<PortConfig> {
@@ -203,7 +217,10 @@ mod tests {
         let (mut t, dropped) = synced(t, &[443, 8080], true);
         assert_eq!(dropped, [80]);
         assert_eq!(protected(&t), [443, 8080]);
-        assert_eq!(t[443].flags, PORT_PROTECTED | NO_LISTENER);
+        assert_eq!(
+            t[443].flags,
+            PORT_PROTECTED | PORT_NO_LISTENER_V4 | PORT_NO_LISTENER_V6
+        );
         assert_eq!((t[80].flags, t[8080].flags), (0, PORT_PROTECTED));
         let v6_only = |p: u16| if p == 443 { PORT_NO_LISTENER_V4 } else { 0 };
         assert_eq!(
@@ -211,6 +228,19 @@ mod tests {
             [(443, PORT_NO_LISTENER_V4)]
         );
         assert_eq!(t[1].flags, 0, "unprotected ports get no bits");
+        // Per address: a change of slot alone is a change.
+        let at = |slots: u32| {
+            move |p: u16| {
+                if p == 443 {
+                    port_no_listener_at(false, slots)
+                } else {
+                    0
+                }
+            }
+        };
+        assert_eq!(with_listeners(&mut t, at(0b10)), [(443, 0x200)]);
+        assert_eq!(with_listeners(&mut t, at(0b100)), [(443, 0x400)]);
+        assert_eq!(t[443].flags, PORT_PROTECTED | 0x400);
     }
 
     #[test]

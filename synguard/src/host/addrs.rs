@@ -108,26 +108,71 @@ impl LocalAddrs {
         (c.local_v6_n, c.local_v6) = (self.v6_n, self.v6);
     }
 
+    /// The config's fields read back (a program's pinned config map); no prefix is known.
+    pub fn from_config(c: &Config) -> Self {
+        LocalAddrs {
+            v4_n: c.local_v4_n,
+            v4: c.local_v4,
+            v6_n: c.local_v6_n,
+            v6: c.local_v6,
+            v4_prefix: None,
+            v6_prefix: None,
+        }
+    }
+
+    /// The IPv4 address in each slot (`None`: empty), as the program's `host::dst_slots_v4`
+    /// numbers them; `None` where the family is not known.
+    pub fn slots_v4(&self) -> Option<Vec<Option<IpAddr>>> {
+        let empty = u32::from_ne_bytes(NO_ADDR_V4);
+        (self.v4_n != 0).then(|| {
+            self.v4
+                .iter()
+                .map(|&w| (w != empty).then(|| IpAddr::V4(Ipv4Addr::from(w.to_ne_bytes()))))
+                .collect()
+        })
+    }
+
+    /// [`Self::slots_v4`] for IPv6.
+    pub fn slots_v6(&self) -> Option<Vec<Option<IpAddr>>> {
+        (self.v6_n != 0).then(|| {
+            self.v6
+                .iter()
+                .map(|w| {
+                    let mut b = [0u8; 16];
+                    for (j, word) in w.iter().enumerate() {
+                        b[4 * j..4 * j + 4].copy_from_slice(&word.to_ne_bytes());
+                    }
+                    (b != NO_ADDR_V6).then(|| IpAddr::V6(Ipv6Addr::from(b)))
+                })
+                .collect()
+        })
+    }
+
+    /// The addresses of a family in the slots whose bits `slots` sets (bit `i`: slot `i`).
+    pub fn in_slots(&self, ipv6: bool, slots: u32) -> Vec<IpAddr> {
+        let list = if ipv6 {
+            self.slots_v6()
+        } else {
+            self.slots_v4()
+        };
+        list.unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| slots & 1 << i != 0)
+            .filter_map(|(_, a)| a)
+            .collect()
+    }
+
     /// `198.18.0.1, 2001:2::1` for the log; "any IPv4" / "any IPv6" for a family not known.
     pub fn text(&self) -> String {
         let mut parts = Vec::new();
-        if self.v4_n == 0 {
-            parts.push(any("IPv4", self.v4_prefix));
-        }
-        let no_v4 = u32::from_ne_bytes(NO_ADDR_V4);
-        for w in self.v4.iter().filter(|&&w| self.v4_n != 0 && w != no_v4) {
-            parts.push(Ipv4Addr::from(w.to_ne_bytes()).to_string());
-        }
-        if self.v6_n == 0 {
-            parts.push(any("IPv6", self.v6_prefix));
-        }
-        for w in self.v6.iter().filter(|_| self.v6_n != 0) {
-            let mut b = [0u8; 16];
-            for (j, word) in w.iter().enumerate() {
-                b[4 * j..4 * j + 4].copy_from_slice(&word.to_ne_bytes());
-            }
-            if b != NO_ADDR_V6 {
-                parts.push(Ipv6Addr::from(b).to_string());
+        for (slots, name, prefix) in [
+            (self.slots_v4(), "IPv4", self.v4_prefix),
+            (self.slots_v6(), "IPv6", self.v6_prefix),
+        ] {
+            match slots {
+                None => parts.push(any(name, prefix)),
+                Some(s) => parts.extend(s.iter().flatten().map(IpAddr::to_string)),
             }
         }
         parts.join(", ")

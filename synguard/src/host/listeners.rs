@@ -1,18 +1,27 @@
 //! The ports something listens on in the caller's network namespace, by the family that reaches
-//! them (`ss -ltn`, through sock_diag: the kernel sends only listening sockets, so a server with
-//! a million connections costs this no more than an idle one). A SYN to a port nothing listens
-//! on gets a RST from the host (`tcp_v4_rcv` finds no socket: `tcp_v4_send_reset`); the
-//! program must not answer it with a SYN-ACK (`PORT_NO_LISTENER_*`).
+//! them and the address they are bound to (`ss -ltn`, through sock_diag: the kernel sends only
+//! listening sockets, so a server with a million connections costs this no more than an idle
+//! one). A SYN to a port nothing listens on gets a RST from the host (`tcp_v4_rcv` finds no
+//! socket: `tcp_v4_send_reset`), and so does a SYN to an address no listener of the port is
+//! bound to while its listeners are all bound to particular addresses
+//! (`__inet_lookup_listener` matches the wildcard address or the destination). The program must
+//! not answer either with a SYN-ACK (`PORT_NO_LISTENER_*`).
 //!
-//! An IPv6 socket bound to `::` or to a v4-mapped address without `IPV6_V6ONLY` takes IPv4 SYNs
-//! too. A listener bound to one address counts for its whole family: which destination a SYN
-//! has is not weighed against it.
+//! An IPv6 socket bound to `::` without `IPV6_V6ONLY` takes IPv4 SYNs too; one bound to a
+//! v4-mapped address takes only IPv4 SYNs, to that address.
 
-use std::{collections::BTreeSet, io};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    io,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
 
-use synguard_common::maps::{PORT_NO_LISTENER_V4, PORT_NO_LISTENER_V6};
+use synguard_common::maps::{PORT_NO_LISTENER_V4, PORT_NO_LISTENER_V6, port_no_listener_at};
 
-use crate::host::netlink::{self, attrs};
+use crate::host::{
+    addrs::LocalAddrs,
+    netlink::{self, attrs},
+};
 
 /// include/uapi/linux/netlink.h, sock_diag.h and inet_diag.h.
 const NETLINK_SOCK_DIAG: libc::c_int = 4;
@@ -27,11 +36,54 @@ const MSG_SRC: usize = 8;
 /// `TCP_LISTEN` (include/net/tcp_states.h) as a state-set bit.
 const TCPF_LISTEN: u32 = 1 << 10;
 
-/// Ports with a listener reachable over IPv4 and over IPv6.
+/// The listeners reachable over one family, by port.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Family {
+    /// Ports with a listener on the wildcard address: every destination reaches it.
+    pub any: BTreeSet<u16>,
+    /// Ports with listeners bound to particular addresses, and those addresses.
+    pub at: BTreeMap<u16, BTreeSet<IpAddr>>,
+}
+
+impl Family {
+    fn add(&mut self, port: u16, bound: Option<IpAddr>) {
+        match bound {
+            None => {
+                self.any.insert(port);
+            }
+            Some(ip) => {
+                self.at.entry(port).or_default().insert(ip);
+            }
+        }
+    }
+
+    /// Whether anything listens on `port` over the family.
+    pub fn reaches(&self, port: u16) -> bool {
+        self.any.contains(&port) || self.at.contains_key(&port)
+    }
+
+    /// Which of `slots` (the config's address list, `None` for an empty slot) no listener of
+    /// `port` is reached at, as bits (slot `i`: bit `i`); 0 where a wildcard listener or
+    /// nothing listens (the port's family bit says that).
+    fn unreached(&self, port: u16, slots: &[Option<IpAddr>]) -> u32 {
+        let Some(bound) = self.at.get(&port).filter(|_| !self.any.contains(&port)) else {
+            return 0;
+        };
+        slots
+            .iter()
+            .enumerate()
+            .fold(0, |bits, (i, slot)| match slot {
+                Some(ip) if !bound.contains(ip) => bits | 1 << i,
+                _ => bits,
+            })
+    }
+}
+
+/// The namespace's listeners, by the family that reaches them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Listening {
-    pub v4: BTreeSet<u16>,
-    pub v6: BTreeSet<u16>,
+    pub v4: Family,
+    pub v6: Family,
 }
 
 impl Listening {
@@ -57,42 +109,57 @@ impl Listening {
         Ok(l)
     }
 
-    /// One `inet_diag_msg`: its port for the families that reach it.
+    /// One `inet_diag_msg`: its port and address for the families that reach it.
     fn add(&mut self, msg: &[u8]) {
         let (Some(head), Some(rest)) = (msg.get(..MSG_LEN), msg.get(MSG_LEN..)) else {
             return;
         };
         let port = u16::from_be_bytes([head[MSG_SPORT], head[MSG_SPORT + 1]]);
+        let src = &head[MSG_SRC..MSG_SRC + 16];
         match i32::from(head[0]) {
             libc::AF_INET => {
-                self.v4.insert(port);
+                let ip = Ipv4Addr::new(src[0], src[1], src[2], src[3]);
+                self.v4
+                    .add(port, (!ip.is_unspecified()).then_some(IpAddr::V4(ip)));
             }
             libc::AF_INET6 => {
-                self.v6.insert(port);
-                let src = &head[MSG_SRC..MSG_SRC + 16];
-                let wildcard_or_mapped = src.iter().all(|&b| b == 0)
-                    || (src[..10] == [0; 10] && src[10..12] == [0xff; 2]);
+                let ip = Ipv6Addr::from(<[u8; 16]>::try_from(src).unwrap_or_default());
                 // Without the attribute (never seen: the kernel puts it on every IPv6 socket),
                 // taken as dual-stack: the direction the program answered in before.
                 let v6only = attrs(rest)
                     .find(|&(t, _)| t == INET_DIAG_SKV6ONLY)
                     .is_some_and(|(_, v)| v.first().is_some_and(|&b| b != 0));
-                if wildcard_or_mapped && !v6only {
-                    self.v4.insert(port);
+                if let Some(v4) = ip.to_ipv4_mapped() {
+                    self.v4
+                        .add(port, (!v4.is_unspecified()).then_some(IpAddr::V4(v4)));
+                } else if ip.is_unspecified() {
+                    self.v6.add(port, None);
+                    if !v6only {
+                        self.v4.add(port, None);
+                    }
+                } else {
+                    self.v6.add(port, Some(IpAddr::V6(ip)));
                 }
             }
             _ => {}
         }
     }
 
-    /// `port`'s `PORT_NO_LISTENER_*` bits.
-    pub fn no_listener_flags(&self, port: u16) -> u32 {
+    /// `port`'s `PORT_NO_LISTENER_*` bits, the per-address ones against `addrs`, the address
+    /// list the config map holds (none where a family's list is not known).
+    pub fn no_listener_flags(&self, port: u16, addrs: &LocalAddrs) -> u32 {
         let mut f = 0;
-        if !self.v4.contains(&port) {
+        if !self.v4.reaches(port) {
             f |= PORT_NO_LISTENER_V4;
         }
-        if !self.v6.contains(&port) {
+        if !self.v6.reaches(port) {
             f |= PORT_NO_LISTENER_V6;
+        }
+        if let Some(slots) = addrs.slots_v4() {
+            f |= port_no_listener_at(false, self.v4.unreached(port, &slots));
+        }
+        if let Some(slots) = addrs.slots_v6() {
+            f |= port_no_listener_at(true, self.v6.unreached(port, &slots));
         }
         f
     }
@@ -101,6 +168,8 @@ impl Listening {
 #[cfg(test)]
 mod tests {
     use std::net::TcpListener;
+
+    use synguard_common::maps::port_no_listener_at;
 
     use super::*;
 
@@ -125,10 +194,15 @@ mod tests {
         a
     }
 
+    fn set(ports: &[u16]) -> BTreeSet<u16> {
+        ports.iter().copied().collect()
+    }
+
     #[test]
-    fn each_listener_counts_for_the_families_that_reach_it() {
+    fn each_listener_counts_for_the_families_and_addresses_that_reach_it() {
         let mut l = Listening::default();
         l.add(&msg(libc::AF_INET, 22, &[10, 0, 0, 1], None));
+        l.add(&msg(libc::AF_INET, 25, &[0, 0, 0, 0], None));
         l.add(&msg(libc::AF_INET6, 80, &[0; 16], Some(false)));
         l.add(&msg(libc::AF_INET6, 443, &[0; 16], Some(true)));
         let mut one = vec![0x20, 0x01, 0x0d, 0xb8];
@@ -142,17 +216,51 @@ mod tests {
             Some(false),
         ));
         l.add(&msg(libc::AF_INET6, 9000, &[0; 16], None));
-        assert_eq!(Vec::from_iter(l.v4.iter().copied()), [22, 80, 8443, 9000]);
+        assert_eq!(l.v4.any, set(&[25, 80, 9000]));
+        assert_eq!(l.v6.any, set(&[80, 443, 9000]));
+        let ten = |last| IpAddr::V4(Ipv4Addr::new(10, 0, 0, last));
         assert_eq!(
-            Vec::from_iter(l.v6.iter().copied()),
-            [80, 443, 8080, 8443, 9000]
+            l.v4.at,
+            BTreeMap::from([(22, [ten(1)].into()), (8443, [ten(1)].into())])
         );
-        assert_eq!(l.no_listener_flags(22), PORT_NO_LISTENER_V6);
-        assert_eq!(l.no_listener_flags(80), 0);
-        assert_eq!(l.no_listener_flags(443), PORT_NO_LISTENER_V4);
+        let one = IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(&one[..]).unwrap()));
+        assert_eq!(l.v6.at, BTreeMap::from([(8080, [one].into())]));
+        for port in [22, 25, 8443] {
+            assert!(l.v4.reaches(port) && !l.v6.reaches(port), "{port}");
+        }
+    }
+
+    #[test]
+    fn a_port_bound_to_some_addresses_refuses_the_others_slots() {
+        let mut l = Listening::default();
+        l.add(&msg(libc::AF_INET, 22, &[10, 0, 0, 1], None));
+        l.add(&msg(libc::AF_INET, 80, &[10, 0, 0, 2], None));
+        l.add(&msg(libc::AF_INET, 80, &[0; 4], None));
+        let found =
+            ["10.0.0.1", "10.0.0.2", "10.0.0.3"].map(|a| ("eth0".to_string(), a.parse().unwrap()));
+        let addrs = LocalAddrs::of("eth0", found, &[]);
+        let slots = addrs.slots_v4().unwrap();
+        let slot = |a: &str| {
+            1 << slots
+                .iter()
+                .position(|s| *s == Some(a.parse().unwrap()))
+                .unwrap()
+        };
+        // 22: bound to .1 only, so .2 and .3 refuse; nothing over IPv6.
         assert_eq!(
-            l.no_listener_flags(1),
+            l.no_listener_flags(22, &addrs),
+            PORT_NO_LISTENER_V6 | port_no_listener_at(false, slot("10.0.0.2") | slot("10.0.0.3"))
+        );
+        // 80: a wildcard listener beside the bound one reaches every address.
+        assert_eq!(l.no_listener_flags(80, &addrs), PORT_NO_LISTENER_V6);
+        assert_eq!(
+            l.no_listener_flags(1, &addrs),
             PORT_NO_LISTENER_V4 | PORT_NO_LISTENER_V6
+        );
+        // A family whose list is not known names no address.
+        assert_eq!(
+            l.no_listener_flags(22, &LocalAddrs::default()),
+            PORT_NO_LISTENER_V6
         );
     }
 
@@ -172,8 +280,13 @@ mod tests {
         let sock = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = sock.local_addr().unwrap().port();
         let l = Listening::read().unwrap();
-        assert!(l.v4.contains(&port), "{port} not in {:?}", l.v4);
+        let at = l.v4.at.get(&port);
+        assert!(
+            at.is_some_and(|a| a.contains(&IpAddr::V4(Ipv4Addr::LOCALHOST))),
+            "{port} not in {:?}",
+            l.v4
+        );
         drop(sock);
-        assert!(!Listening::read().unwrap().v4.contains(&port));
+        assert!(!Listening::read().unwrap().v4.reaches(port));
     }
 }

@@ -11,43 +11,122 @@
 //!
 //! [`PERIOD`]: crate::daemon::instance::host_follow::PERIOD
 
-use log::{info, warn};
-use synguard_common::maps::{PORT_NO_LISTENER_V4, PORT_NO_LISTENER_V6};
+use std::net::IpAddr;
 
-use crate::{daemon::instance::Instance, datapath::ports, host::listeners::Listening};
+use log::{info, warn};
+use synguard_common::maps::{Config, names, port_no_listener, port_no_listener_slots};
+
+use crate::{
+    daemon::instance::Instance,
+    datapath::{
+        maps::{self, PinnedMapError},
+        ports,
+    },
+    host::{addrs::LocalAddrs, listeners::Listening},
+};
 
 impl Instance {
-    /// Sets the listener bits of the protected ports from `listening`; a failed read or write
-    /// changes nothing and is said.
-    pub fn follow_listeners(&self, listening: &Listening) {
+    /// Sets the listener bits of the protected ports from `listening`, against the address list
+    /// the program's config holds (`host_follow` rewrote it just before); a failed read or write
+    /// changes nothing and is said once, until a later try succeeds.
+    pub fn follow_listeners(&mut self, listening: &Listening) {
         let Some(dir) = self.pin_dir.as_deref() else {
             return;
         };
-        let result = ports::set_listeners_pinned(dir, |p| listening.no_listener_flags(p));
+        let result = maps::read_single::<Config>(dir, names::CONFIG).and_then(|config| {
+            let addrs = LocalAddrs::from_config(&config);
+            let changed =
+                ports::set_listeners_pinned(dir, |p| listening.no_listener_flags(p, &addrs))?;
+            Ok::<_, PinnedMapError>((changed, addrs))
+        });
         match result {
-            Ok(changed) => {
+            Ok((changed, addrs)) => {
+                if std::mem::take(&mut self.listeners_unwritable) {
+                    info!("{}: listeners followed again", self.iface());
+                }
                 for (port, bits) in changed {
-                    info!("{}: port {port}: {}", self.iface(), listener_text(bits));
+                    info!(
+                        "{}: port {port}: {}",
+                        self.iface(),
+                        listener_text(bits, &addrs)
+                    );
                 }
             }
-            Err(e) => warn!(
-                "{}: listeners not followed: {:#}",
-                self.iface(),
-                anyhow::Error::from(e)
-            ),
+            Err(e) if !self.listeners_unwritable => {
+                warn!(
+                    "{}: listeners not followed: {:#}; ports keep what they had",
+                    self.iface(),
+                    anyhow::Error::from(e)
+                );
+                self.listeners_unwritable = true;
+            }
+            Err(_) => {}
         }
     }
 }
 
-/// What a port's `PORT_NO_LISTENER_*` bits mean, for the log.
-fn listener_text(bits: u32) -> &'static str {
-    match (
-        bits & PORT_NO_LISTENER_V4 != 0,
-        bits & PORT_NO_LISTENER_V6 != 0,
-    ) {
-        (false, false) => "a listener over IPv4 and IPv6; SYNs answered",
-        (true, false) => "a listener over IPv6 only; IPv4 SYNs left to the kernel (it resets them)",
-        (false, true) => "a listener over IPv4 only; IPv6 SYNs left to the kernel (it resets them)",
-        (true, true) => "nothing listens; SYNs left to the kernel (it resets them)",
+/// What a port's `PORT_NO_LISTENER_*` bits mean, for the log: "a listener over IPv4 only; IPv4
+/// SYNs to 10.0.0.2, IPv6 SYNs left to the kernel (it resets them)".
+fn listener_text(bits: u32, addrs: &LocalAddrs) -> String {
+    let none = |ipv6| bits & port_no_listener(ipv6) != 0;
+    let head = match (none(false), none(true)) {
+        (true, true) => return "nothing listens; SYNs left to the kernel (it resets them)".into(),
+        (false, true) => "a listener over IPv4 only",
+        (true, false) => "a listener over IPv6 only",
+        (false, false) => "a listener over IPv4 and IPv6",
+    };
+    let mut refused = Vec::new();
+    for (ipv6, name) in [(false, "IPv4"), (true, "IPv6")] {
+        let at = addrs.in_slots(ipv6, port_no_listener_slots(ipv6, bits));
+        if none(ipv6) {
+            refused.push(format!("{name} SYNs"));
+        } else if !at.is_empty() {
+            let at: Vec<String> = at.iter().map(IpAddr::to_string).collect();
+            refused.push(format!("{name} SYNs to {}", at.join(", ")));
+        }
+    }
+    if refused.is_empty() {
+        return format!("{head}; SYNs answered");
+    }
+    format!(
+        "{head}; {} left to the kernel (it resets them)",
+        refused.join(", ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use synguard_common::maps::{PORT_NO_LISTENER_V4, PORT_NO_LISTENER_V6, port_no_listener_at};
+
+    use super::*;
+
+    #[test]
+    fn the_log_names_the_families_and_addresses_left_to_the_kernel() {
+        let found = [
+            ("eth0".to_string(), "10.0.0.1".parse().unwrap()),
+            ("eth0".to_string(), "10.0.0.2".parse().unwrap()),
+        ];
+        let addrs = LocalAddrs::of("eth0", found, &[]);
+        assert_eq!(
+            listener_text(0, &addrs),
+            "a listener over IPv4 and IPv6; SYNs answered"
+        );
+        let both = PORT_NO_LISTENER_V4 | PORT_NO_LISTENER_V6;
+        assert_eq!(
+            listener_text(both, &addrs),
+            "nothing listens; SYNs left to the kernel (it resets them)"
+        );
+        let slot = addrs
+            .slots_v4()
+            .unwrap()
+            .iter()
+            .position(|a| *a == Some("10.0.0.2".parse().unwrap()))
+            .unwrap();
+        let at = port_no_listener_at(false, 1 << slot) | PORT_NO_LISTENER_V6;
+        assert_eq!(
+            listener_text(at, &addrs),
+            "a listener over IPv4 only; IPv4 SYNs to 10.0.0.2, IPv6 SYNs left to the kernel \
+             (it resets them)"
+        );
     }
 }
