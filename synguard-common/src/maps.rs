@@ -122,7 +122,10 @@ pub struct Config {
     /// Byte offset of `snt_isn` in the kernel's `struct tcp_request_sock`, from its BTF (the
     /// loader reads it with `btf::member_offset`). 0: unknown, ACKs to request sockets pass.
     pub reqsk_isn_off: u32,
-    pub _pad_isn: u32,
+    /// The multiplier that places `local_v4` and `local_v6` in their pairs of slots
+    /// (`host::local_pair`), chosen by the loader so that no pair holds three addresses
+    /// (`host::local_salt`).
+    pub local_salt: u32,
     /// The SYN-ACK's window for each cookie MSS class, IPv4's four then IPv6's
     /// ([`crate::cookie::synack_windows`] of `rcv_space`): bounds the window so the client never
     /// sends past what the kernel's `tcp_select_initial_window` will accept. Computed by the
@@ -131,7 +134,7 @@ pub struct Config {
     /// The host's own addresses, which a segment to a protected port must be addressed to
     /// (`host::dst_local_v4` / `dst_local_v6`; a host that forwards sees others' too): how
     /// many there are plus one, per family; 0 when not known (more than [`LOCAL_ADDRS`], a
-    /// loopback device, an older loader), and then every destination counts as the host's.
+    /// loopback device, an AnyIP prefix), and then every destination counts as the host's.
     pub local_v4_n: u32,
     pub local_v6_n: u32,
     /// IPv4 addresses as the header's words (`u32::from_ne_bytes` of the address's bytes).

@@ -28,10 +28,16 @@ pub fn ours(ctx: &XdpContext, pkt: &Packet, cfg: &Config) -> Result<u32, Reason>
         return Err(Reason::PassNotForHost);
     }
     let a = pkt.addresses();
+    let salt = cfg.local_salt;
     let slots = if pkt.ipv6 {
-        dst_slots_v6(&[a[4], a[5], a[6], a[7]], cfg.local_v6_n, &cfg.local_v6)
+        dst_slots_v6(
+            &[a[4], a[5], a[6], a[7]],
+            cfg.local_v6_n,
+            salt,
+            &cfg.local_v6,
+        )
     } else {
-        dst_slots_v4(a[1], cfg.local_v4_n, &cfg.local_v4)
+        dst_slots_v4(a[1], cfg.local_v4_n, salt, &cfg.local_v4)
     };
     if slots == 0 {
         return Err(Reason::PassNotLocal);
@@ -43,13 +49,19 @@ pub fn ours(ctx: &XdpContext, pkt: &Packet, cfg: &Config) -> Result<u32, Reason>
     let martian = if pkt.ipv6 {
         let ip = pkt.ip6();
         martian_v6(sub16(ip, 8), sub16(ip, 24), loopback)
-            || (!loopback && src_local_v6(&[a[0], a[1], a[2], a[3]], cfg.local_v6_n, &cfg.local_v6))
+            || (!loopback
+                && src_local_v6(
+                    &[a[0], a[1], a[2], a[3]],
+                    cfg.local_v6_n,
+                    salt,
+                    &cfg.local_v6,
+                ))
     } else {
         let ip = pkt.ip4();
         martian_v4(sub4(ip, 12), sub4(ip, 16), loopback)
             || (!loopback
                 && cfg.accept_local == 0
-                && src_local_v4(a[0], cfg.local_v4_n, &cfg.local_v4))
+                && src_local_v4(a[0], cfg.local_v4_n, salt, &cfg.local_v4))
     };
     if martian {
         return Err(Reason::DropMartianSource);

@@ -153,14 +153,14 @@ impl Bench {
 
         // The established path runs on loopback, where 127.0.0.1 talking to itself is normal;
         // the destination check stays on, with that address the host's beside the server's.
-        let (local_v4_n, local_v4) =
-            synguard_common::host::local_words_v4(&[frames::SERVER_V4, [127, 0, 0, 1]]);
-        let cfg = synguard_common::maps::Config {
-            loopback: 1,
-            local_v4_n,
-            local_v4,
-            ..default_config()
-        };
+        let cfg = crate::testrun::fixture::with_local(
+            synguard_common::maps::Config {
+                loopback: 1,
+                ..default_config()
+            },
+            &[frames::SERVER_V4, [127, 0, 0, 1]],
+            &[frames::SERVER_V6],
+        );
         let fixture = Fixture::new(cfg, &[PORT, est_port])?;
         let own_cfg = synguard_common::maps::Config {
             cookies: COOKIES_OWN,

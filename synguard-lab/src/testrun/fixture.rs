@@ -18,7 +18,7 @@ use synguard_common::{
         ConnsState, conn_ask_stamp, conn_filter_entry, conn_filter_slot, conn_handshake_stamp,
         conn_slot, conn_stamp,
     },
-    host::{local_words_v4, local_words_v6},
+    host::{local_salt, local_words_v4, local_words_v6},
     maps::{
         CLOSING_WAYS, Config, Counter, MAX_CPUS, MODE_ALWAYS, PORT_PROTECTED, ReadyState,
         closing_entry, cookies_own, names,
@@ -41,9 +41,7 @@ const RCV_SPACE: u32 = 65536;
 /// server's addresses the host's own.
 pub fn default_config() -> Config {
     // The server's addresses are the host's own: segments to others are forwarded traffic.
-    let (local_v4_n, local_v4) = local_words_v4(&[crate::testrun::frames::SERVER_V4]);
-    let (local_v6_n, local_v6) = local_words_v6(&[crate::testrun::frames::SERVER_V6]);
-    Config {
+    let cfg = Config {
         mode: MODE_ALWAYS,
         wscale: 7,
         mss_v4: 1460,
@@ -63,12 +61,33 @@ pub fn default_config() -> Config {
             .ok()
             .and_then(|b| synguard_common::btf::member_offset(&b, b"tcp_request_sock", b"snt_isn"))
             .unwrap_or(0),
-        _pad_isn: 0,
+        local_salt: 0,
         synack_windows: synguard_common::cookie::synack_windows(RCV_SPACE),
+        local_v4_n: 0,
+        local_v4: [0; synguard_common::maps::LOCAL_ADDRS],
+        local_v6_n: 0,
+        local_v6: [[0; 4]; synguard_common::maps::LOCAL_ADDRS],
+    };
+    with_local(
+        cfg,
+        &[crate::testrun::frames::SERVER_V4],
+        &[crate::testrun::frames::SERVER_V6],
+    )
+}
+
+/// `cfg` with `v4` and `v6` the host's addresses, placed as the loader places them
+/// (`synguard::host::addrs`: one salt for both families).
+pub fn with_local(cfg: Config, v4: &[[u8; 4]], v6: &[[u8; 16]]) -> Config {
+    let local_salt = local_salt(v4, v6);
+    let (local_v4_n, local_v4) = local_words_v4(v4, local_salt);
+    let (local_v6_n, local_v6) = local_words_v6(v6, local_salt);
+    Config {
+        local_salt,
         local_v4_n,
         local_v4,
         local_v6_n,
         local_v6,
+        ..cfg
     }
 }
 

@@ -17,7 +17,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use synguard_common::host::{NO_ADDR_V4, NO_ADDR_V6, local_words_v4, local_words_v6};
+use synguard_common::host::{NO_ADDR_V4, NO_ADDR_V6, local_salt, local_words_v4, local_words_v6};
 use synguard_common::maps::{Config, LOCAL_ADDRS};
 
 use crate::host::local_routes::{self, LocalRoute};
@@ -25,6 +25,8 @@ use crate::host::local_routes::{self, LocalRoute};
 /// The addresses as `Config` holds them (`local_v4_n` ... `local_v6`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LocalAddrs {
+    /// `Config::local_salt`: how the addresses are placed in their slots.
+    pub salt: u32,
     pub v4_n: u32,
     pub v4: [u32; LOCAL_ADDRS],
     pub v6_n: u32,
@@ -82,8 +84,11 @@ impl LocalAddrs {
                 _ => {}
             }
         }
-        let (mut v4_n, v4) = local_words_v4(&v4.iter().map(Ipv4Addr::octets).collect::<Vec<_>>());
-        let (mut v6_n, v6) = local_words_v6(&v6.iter().map(Ipv6Addr::octets).collect::<Vec<_>>());
+        let v4: Vec<[u8; 4]> = v4.iter().map(Ipv4Addr::octets).collect();
+        let v6: Vec<[u8; 16]> = v6.iter().map(Ipv6Addr::octets).collect();
+        let salt = local_salt(&v4, &v6);
+        let (mut v4_n, v4) = local_words_v4(&v4, salt);
+        let (mut v6_n, v6) = local_words_v6(&v6, salt);
         let v4_prefix = wide_route(routes, true);
         let v6_prefix = wide_route(routes, false);
         if v4_prefix.is_some() {
@@ -93,6 +98,7 @@ impl LocalAddrs {
             v6_n = 0;
         }
         LocalAddrs {
+            salt,
             v4_n,
             v4,
             v6_n,
@@ -104,6 +110,7 @@ impl LocalAddrs {
 
     /// Into the config's fields.
     pub fn set(&self, c: &mut Config) {
+        c.local_salt = self.salt;
         (c.local_v4_n, c.local_v4) = (self.v4_n, self.v4);
         (c.local_v6_n, c.local_v6) = (self.v6_n, self.v6);
     }
@@ -111,6 +118,7 @@ impl LocalAddrs {
     /// The config's fields read back (a program's pinned config map); no prefix is known.
     pub fn from_config(c: &Config) -> Self {
         LocalAddrs {
+            salt: c.local_salt,
             v4_n: c.local_v4_n,
             v4: c.local_v4,
             v6_n: c.local_v6_n,
@@ -227,12 +235,12 @@ mod tests {
         listed.sort();
         assert_eq!(listed, ["172.17.0.1", "198.18.0.1", "2001:2::1", "fe80::1"]);
         let v4 = |s: &str| u32::from_ne_bytes(s.parse::<Ipv4Addr>().unwrap().octets());
-        assert!(dst_local_v4(v4("172.17.0.1"), l.v4_n, &l.v4));
-        assert!(!dst_local_v4(v4("127.0.0.1"), l.v4_n, &l.v4));
-        assert!(!dst_local_v4(v4("198.18.0.99"), l.v4_n, &l.v4));
+        assert!(dst_local_v4(v4("172.17.0.1"), l.v4_n, l.salt, &l.v4));
+        assert!(!dst_local_v4(v4("127.0.0.1"), l.v4_n, l.salt, &l.v4));
+        assert!(!dst_local_v4(v4("198.18.0.99"), l.v4_n, l.salt, &l.v4));
         let v6 = |s: &str| addr_words(&s.parse::<Ipv6Addr>().unwrap().octets());
-        assert!(dst_local_v6(&v6("fe80::1"), l.v6_n, &l.v6));
-        assert!(!dst_local_v6(&v6("fe80::99"), l.v6_n, &l.v6));
+        assert!(dst_local_v6(&v6("fe80::1"), l.v6_n, l.salt, &l.v6));
+        assert!(!dst_local_v6(&v6("fe80::99"), l.v6_n, l.salt, &l.v6));
     }
 
     #[test]
@@ -302,8 +310,8 @@ mod tests {
             ["192.0.2.7", "198.18.0.1", "2001:2::1", "2001:db8::7"]
         );
         let v4 = |s: &str| u32::from_ne_bytes(s.parse::<Ipv4Addr>().unwrap().octets());
-        assert!(dst_local_v4(v4("192.0.2.7"), l.v4_n, &l.v4));
-        assert!(!dst_local_v4(v4("192.0.2.8"), l.v4_n, &l.v4));
+        assert!(dst_local_v4(v4("192.0.2.7"), l.v4_n, l.salt, &l.v4));
+        assert!(!dst_local_v4(v4("192.0.2.8"), l.v4_n, l.salt, &l.v4));
     }
 
     #[test]
@@ -312,11 +320,11 @@ mod tests {
         assert_eq!((l.v4_n, l.v6_n != 0), (0, true));
         assert_eq!(l.text(), "any IPv4 (local route 192.0.2.0/24), 2001:2::1");
         let v4 = |s: &str| u32::from_ne_bytes(s.parse::<Ipv4Addr>().unwrap().octets());
-        assert!(dst_local_v4(v4("192.0.2.200"), l.v4_n, &l.v4));
+        assert!(dst_local_v4(v4("192.0.2.200"), l.v4_n, l.salt, &l.v4));
         let l = with_routes(&["2001:db8::/64"]);
         assert_eq!((l.v4_n != 0, l.v6_n), (true, 0));
         assert_eq!(l.text(), "198.18.0.1, any IPv6 (local route 2001:db8::/64)");
         let v6 = |s: &str| addr_words(&s.parse::<Ipv6Addr>().unwrap().octets());
-        assert!(dst_local_v6(&v6("2001:db8::1234"), l.v6_n, &l.v6));
+        assert!(dst_local_v6(&v6("2001:db8::1234"), l.v6_n, l.salt, &l.v6));
     }
 }
