@@ -208,8 +208,12 @@ fn v6_ext(rng: &mut Rng) -> (Vec<u8>, u8) {
     (out, kinds.first().copied().unwrap_or(6))
 }
 
+/// The host's addresses beside the server's that a batch lists (`model::Locals::others`): a
+/// quarter of the frames go to one of them.
+pub type Others = (Vec<[u8; 4]>, Vec<[u8; 16]>);
+
 /// A fresh, mostly well-formed frame.
-pub fn build(rng: &mut Rng) -> Case {
+pub fn build(rng: &mut Rng, others: &Others) -> Case {
     let ipv6 = rng.pct(45);
     let mut t = tcp(rng);
     let payload = if rng.pct(25) {
@@ -222,10 +226,19 @@ pub fn build(rng: &mut Rng) -> Case {
     let seg_len = t.len() + payload.len();
     let mut f = l2(rng, if ipv6 { 0x86dd } else { 0x0800 });
     let ip_at = f.len();
+    let other = rng.pct(25);
     let (src, dst): (Vec<u8>, Vec<u8>) = if ipv6 {
-        (src_v6(rng).to_vec(), SERVER_V6.to_vec())
+        let dst = match &others.1[..] {
+            o if other && !o.is_empty() => rng.pick(o),
+            _ => SERVER_V6,
+        };
+        (src_v6(rng).to_vec(), dst.to_vec())
     } else {
-        (src_v4(rng).to_vec(), SERVER_V4.to_vec())
+        let dst = match &others.0[..] {
+            o if other && !o.is_empty() => rng.pick(o),
+            _ => SERVER_V4,
+        };
+        (src_v4(rng).to_vec(), dst.to_vec())
     };
     let csum_mode = rng.below(20);
     let pseudo = pseudo_sum(&src, &dst, seg_len);
@@ -352,8 +365,8 @@ pub fn mutate(rng: &mut Rng, c: &mut Case) {
 pub const MIN_FRAME: usize = 14;
 
 /// The next case: a built frame, mutated about a third of the time.
-pub fn next(rng: &mut Rng) -> Case {
-    let mut c = build(rng);
+pub fn next(rng: &mut Rng, others: &Others) -> Case {
+    let mut c = build(rng, others);
     if rng.pct(35) {
         mutate(rng, &mut c);
     }

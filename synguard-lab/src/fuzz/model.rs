@@ -40,23 +40,81 @@ use super::{
 use crate::testrun::frames::{SERVER_MAC, SERVER_V4, SERVER_V6};
 
 /// What the oracle knows beyond the frame: the batch's lists and limits and its live
-/// connections, with their state (a copy is charged for a frame that meets neither), and its
-/// listeners.
+/// connections, with their state (a copy is charged for a frame that meets neither), its
+/// listeners, and the host's addresses its configuration lists.
 #[derive(Clone, Debug, Default)]
 pub struct World {
     pub policies: Policies,
     pub conns: Conns,
     pub listeners: Listeners,
+    pub locals: Locals,
 }
 
 /// The batch's listeners: the protected ports' `PORT_NO_LISTENER_*` bits as the program's port
 /// table has them (per-address ones set by the loader's `Listening::no_listener_flags`), and,
-/// for the oracle, the destinations of a port that its listeners, bound to another address, do
-/// not reach: the host resets SYNs to those.
+/// for the oracle, the ports whose listeners of a family are all bound to particular addresses,
+/// with those addresses: the host resets SYNs to its other addresses.
 #[derive(Clone, Debug, Default)]
 pub struct Listeners {
     pub bits: Vec<(u16, u32)>,
-    pub refused_at: Vec<(u16, Vec<u8>)>,
+    pub bound: Vec<(u16, bool, Vec<Vec<u8>>)>,
+}
+
+/// The host's own addresses as the batch's configuration lists them, each family's `None` where
+/// the list is not known (every destination is then the host's, and no source is).
+#[derive(Clone, Debug, Default)]
+pub struct Locals {
+    pub v4: Option<Vec<Vec<u8>>>,
+    pub v6: Option<Vec<Vec<u8>>>,
+}
+
+impl Locals {
+    /// The addresses `cfg` lists, read as plain lists (the program finds them by their salted
+    /// pairs; the oracle by looking through all of them).
+    pub fn of(cfg: &synguard_common::maps::Config) -> Self {
+        use std::net::IpAddr;
+        let addrs = synguard::host::addrs::LocalAddrs::from_config(cfg);
+        let bytes = |a: IpAddr| match a {
+            IpAddr::V4(a) => a.octets().to_vec(),
+            IpAddr::V6(a) => a.octets().to_vec(),
+        };
+        let list = |slots: Option<Vec<Option<IpAddr>>>| {
+            slots.map(|s| s.into_iter().flatten().map(bytes).collect())
+        };
+        Locals {
+            v4: list(addrs.slots_v4()),
+            v6: list(addrs.slots_v6()),
+        }
+    }
+
+    fn family(&self, ipv6: bool) -> Option<&Vec<Vec<u8>>> {
+        if ipv6 {
+            self.v6.as_ref()
+        } else {
+            self.v4.as_ref()
+        }
+    }
+
+    /// Whether a segment to `dst` is the host's (not one it would forward).
+    fn takes(&self, ipv6: bool, dst: &[u8]) -> bool {
+        self.family(ipv6).is_none_or(|l| l.iter().any(|a| a == dst))
+    }
+
+    /// Whether `src` is another of the host's own addresses (a martian source on a NIC).
+    fn own(&self, ipv6: bool, src: &[u8]) -> bool {
+        self.family(ipv6)
+            .is_some_and(|l| l.iter().any(|a| a == src))
+    }
+
+    /// The listed addresses but the server's, for the generator's destinations.
+    pub fn others(&self) -> (Vec<[u8; 4]>, Vec<[u8; 16]>) {
+        let v4 = self.v4.iter().flatten().filter(|a| **a != SERVER_V4);
+        let v6 = self.v6.iter().flatten().filter(|a| **a != SERVER_V6);
+        (
+            v4.filter_map(|a| a[..].try_into().ok()).collect(),
+            v6.filter_map(|a| a[..].try_into().ok()).collect(),
+        )
+    }
 }
 
 impl World {
@@ -65,8 +123,11 @@ impl World {
     fn listening(&self, port: u16, ipv6: bool, dst: &[u8]) -> bool {
         let bit = synguard_common::maps::port_no_listener(ipv6);
         let l = &self.listeners;
-        !l.bits.iter().any(|&(p, b)| p == port && b & bit != 0)
-            && !l.refused_at.iter().any(|(p, a)| *p == port && a == dst)
+        let bound_elsewhere = self.locals.family(ipv6).is_some()
+            && l.bound
+                .iter()
+                .any(|(p, v6, at)| *p == port && *v6 == ipv6 && !at.iter().any(|a| a == dst));
+        !l.bits.iter().any(|&(p, b)| p == port && b & bit != 0) && !bound_elsewhere
     }
 }
 
@@ -293,10 +354,11 @@ fn walk(f: &[u8], world: &mut World) -> Result<(Expect, Option<Syn>), Reason> {
         return Err(PassNotForHost);
     }
     // To another address through the host's MAC: the host would forward it.
-    if h.dst != SERVER_V4 && h.dst != SERVER_V6 {
+    if !world.locals.takes(h.ipv6, &h.dst) {
         return Err(PassNotLocal);
     }
-    if martian(h.ipv6, &h.src, &h.dst) {
+    // From another of the host's own addresses: a martian (the batches keep `accept_local` 0).
+    if martian(h.ipv6, &h.src, &h.dst) || world.locals.own(h.ipv6, &h.src) {
         return Err(DropMartianSource);
     }
     let flags = f[h.tcp + 13];
