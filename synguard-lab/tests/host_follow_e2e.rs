@@ -7,7 +7,7 @@
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::Duration;
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
 use synguard_common::reason::Reason;
 use synguard_lab::lab::{
     synguard_proc::{Stats, Synguard},
@@ -134,6 +134,57 @@ fn an_anyip_prefix_routed_while_running_is_guarded_as_the_hosts() -> Result<()> 
         "segments to the AnyIP address passed as not the host's: {not_local}"
     );
     ensure!(answered >= 4, "SYN-ACKs from XDP: {answered}");
+    assert!(sg.stop()?.success());
+    Ok(())
+}
+
+/// Seven addresses added to the server while synguard runs, eight in all, in one /24: the list
+/// stays known (the loader picks a salt under which they fit; the fixed hash before put 198.18.0.1,
+/// .21 and .25 in one pair and the log said "any IPv4"), and connects to an added address are
+/// answered in XDP as the host's.
+#[test]
+fn eight_addresses_added_while_running_are_all_the_hosts() -> Result<()> {
+    const PORT: u16 = 8452;
+    let fx = Fixture::new()?;
+    echo_server(fx.ns(), SocketAddr::from((Ipv4Addr::UNSPECIFIED, PORT)))?;
+    let port = PORT.to_string();
+    let sg = fx.synguard(&["--ports", &port, "--mode", "always", "--cookies", "own"])?;
+    let added: Vec<Ipv4Addr> = (20..27).map(|i| Ipv4Addr::new(198, 18, 0, i)).collect();
+    for a in &added {
+        fx.ns()
+            .ip(&["addr", "add", &format!("{a}/24"), "dev", fx.iface()])?;
+    }
+    // The last change's line lists every address (in the order of their slots).
+    let all_listed = || {
+        let log = sg.log_text();
+        let last = log.lines().rfind(|l| l.contains("addresses "))?;
+        let now = last.split(" -> ").nth(1)?.split(';').next()?;
+        added
+            .iter()
+            .all(|a| now.split(", ").any(|w| w == a.to_string()))
+            .then(|| last.to_string())
+    };
+    let line = common::ops::wait_for("all eight addresses listed", NOTICE, all_listed)
+        .with_context(|| format!("run log:\n{}", sg.log_text()))?;
+    eprintln!("{line}");
+    ensure!(!line.contains("any IPv4"), "{line}");
+    let to = SocketAddr::from((added[3], PORT));
+    let s0 = sg.stats()?;
+    fx.lab.client.ns.enter(move || -> Result<()> {
+        for i in 0..4 {
+            round_trip(&mut connect(to)?, i)?;
+        }
+        Ok(())
+    })??;
+    let s1 = sg.stats()?;
+    let (not_local, answered) = (
+        s1.delta(&s0, Reason::PassNotLocal),
+        s1.delta(&s0, Reason::TxSynAckCookie),
+    );
+    ensure!(
+        not_local == 0 && answered >= 4,
+        "to {to}: pass_not_local +{not_local}, tx_synack_cookie +{answered}"
+    );
     assert!(sg.stop()?.success());
     Ok(())
 }
