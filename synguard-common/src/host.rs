@@ -91,13 +91,18 @@ pub fn martian_v6(src: &[u8; 16], dst: &[u8; 16], loopback: bool) -> bool {
 /// instead of 109 k, and without the count it went past the 1 M limit.
 #[inline(always)]
 pub fn dst_local_v4(dst: u32, known: u32, salt: u32, addrs: &[u32; LOCAL_ADDRS]) -> bool {
-    dst_slots_v4(dst, known, salt, addrs) != 0
+    if known == 0 {
+        return true;
+    }
+    let at = local_pair(dst, salt) * 2;
+    addrs[at] == dst || addrs[at + 1] == dst
 }
 
 /// [`dst_local_v4`] as the slots of `addrs` that hold `dst` (slot `i`: bit `i`), or
 /// [`SLOTS_NOT_KNOWN`] when the list is not known; 0: not the host's. The listener check reads
-/// the port's `PORT_NO_LISTENER_AT_*` bits of these slots (`maps::port_no_listener_at`).
-/// Without branches on which slot matched: the verifier sees one state, as with the bool.
+/// the port's `PORT_NO_LISTENER_AT_*` bits of these slots (`maps::port_no_listener_at`), and
+/// only for a port that has such bits: every other segment takes [`dst_local_v4`]'s two
+/// short-circuit compares. Without branches on which slot matched.
 #[inline(always)]
 pub fn dst_slots_v4(dst: u32, known: u32, salt: u32, addrs: &[u32; LOCAL_ADDRS]) -> u32 {
     if known == 0 {
@@ -142,7 +147,13 @@ pub fn dst_local_v6(
     salt: u32,
     addrs: &[[u32; 4]; LOCAL_ADDRS],
 ) -> bool {
-    dst_slots_v6(dst, known, salt, addrs) != 0
+    if known == 0 {
+        return true;
+    }
+    let at = local_pair(dst[0] ^ dst[1] ^ dst[2] ^ dst[3], salt) * 2;
+    let same =
+        |a: &[u32; 4]| ((a[0] ^ dst[0]) | (a[1] ^ dst[1]) | (a[2] ^ dst[2]) | (a[3] ^ dst[3])) == 0;
+    same(&addrs[at]) || same(&addrs[at + 1])
 }
 
 /// [`dst_slots_v4`] for IPv6.

@@ -6,8 +6,8 @@
 use aya_ebpf::programs::XdpContext;
 use synguard_common::{
     host::{
-        MacClass, SLOTS_NOT_KNOWN, dst_slots_v4, dst_slots_v6, mac_class, martian_v4, martian_v6,
-        src_local_v4, src_local_v6,
+        MacClass, dst_local_v4, dst_local_v6, dst_slots_v4, dst_slots_v6, mac_class, martian_v4,
+        martian_v6, src_local_v4, src_local_v6,
     },
     maps::Config,
     reason::Reason,
@@ -15,32 +15,27 @@ use synguard_common::{
 
 use crate::parse::{self, Packet};
 
-/// The address-list slots of a segment's destination (`host::dst_slots_v4`), which the
-/// listener check reads; or the reason a segment to a protected port is not the host's
-/// business.
+/// The reason a segment to a protected port is not the host's business, if it is not.
 #[inline(always)]
-pub fn ours(ctx: &XdpContext, pkt: &Packet, cfg: &Config) -> Result<u32, Reason> {
-    // Parsing read these bytes already: never short here.
-    let Some(dst) = parse::load::<6>(ctx, 0) else {
-        return Ok(SLOTS_NOT_KNOWN);
-    };
+pub fn not_ours(ctx: &XdpContext, pkt: &Packet, cfg: &Config) -> Option<Reason> {
+    let dst: [u8; 6] = parse::load(ctx, 0)?;
     if mac_class(&dst, &cfg.own_mac) != MacClass::Host {
-        return Err(Reason::PassNotForHost);
+        return Some(Reason::PassNotForHost);
     }
     let a = pkt.addresses();
     let salt = cfg.local_salt;
-    let slots = if pkt.ipv6 {
-        dst_slots_v6(
+    let local = if pkt.ipv6 {
+        dst_local_v6(
             &[a[4], a[5], a[6], a[7]],
             cfg.local_v6_n,
             salt,
             &cfg.local_v6,
         )
     } else {
-        dst_slots_v4(a[1], cfg.local_v4_n, salt, &cfg.local_v4)
+        dst_local_v4(a[1], cfg.local_v4_n, salt, &cfg.local_v4)
     };
-    if slots == 0 {
-        return Err(Reason::PassNotLocal);
+    if !local {
+        return Some(Reason::PassNotLocal);
     }
     // A source that is another of the host's own addresses: a martian to the kernel (IPv4,
     // unless `accept_local`), and dropped like LAND (IPv6); the host talks to itself only on a
@@ -63,10 +58,25 @@ pub fn ours(ctx: &XdpContext, pkt: &Packet, cfg: &Config) -> Result<u32, Reason>
                 && cfg.accept_local == 0
                 && src_local_v4(a[0], cfg.local_v4_n, salt, &cfg.local_v4))
     };
-    if martian {
-        return Err(Reason::DropMartianSource);
+    martian.then_some(Reason::DropMartianSource)
+}
+
+/// The address-list slots that hold the segment's destination (`host::dst_slots_v4`), for the
+/// per-address listener check (`decide::listening`), which asks only on a port that has
+/// per-address listener bits.
+#[inline(always)]
+pub fn dst_slots(pkt: &Packet, cfg: &Config) -> u32 {
+    let a = pkt.addresses();
+    if pkt.ipv6 {
+        dst_slots_v6(
+            &[a[4], a[5], a[6], a[7]],
+            cfg.local_v6_n,
+            cfg.local_salt,
+            &cfg.local_v6,
+        )
+    } else {
+        dst_slots_v4(a[1], cfg.local_v4_n, cfg.local_salt, &cfg.local_v4)
     }
-    Ok(slots)
 }
 
 #[inline(always)]

@@ -19,8 +19,9 @@ use synguard_common::{
 };
 
 use crate::{
-    count,
+    classify, count,
     maps::{SG_FLOOD_EVENTS, SG_MODE, SG_PORTS, SG_READY, SG_REFRESH, SG_SYN_WINDOW},
+    parse::Packet,
 };
 
 /// Every packet's first decision: one load at the port's place in the table (a global,
@@ -30,13 +31,18 @@ pub fn port_protected(port: u16) -> bool {
     port_flags(port) & PORT_PROTECTED != 0
 }
 
-/// Whether something listens on `port` over the family, at the destination in address-list
-/// slots `dst_slots` (`classify::ours`), as the loader last saw it (`PORT_NO_LISTENER_*`): the
-/// same entry, and cache line, [`port_protected`] read.
+/// Whether something listens on the SYN's port over its family, and at its destination, as the
+/// loader last saw it (`PORT_NO_LISTENER_*`): the same entry, and cache line, [`port_protected`]
+/// read. The destination's slot in the address list is looked for only when the port has
+/// per-address bits (its listeners are all bound to particular addresses).
 #[inline(always)]
-pub fn listening(port: u16, ipv6: bool, dst_slots: u32) -> bool {
-    let refused = port_no_listener(ipv6) | port_no_listener_at(ipv6, dst_slots);
-    port_flags(port) & refused == 0
+pub fn listening(pkt: &Packet, cfg: &Config) -> bool {
+    let flags = port_flags(pkt.dport());
+    if flags & port_no_listener(pkt.ipv6) != 0 {
+        return false;
+    }
+    let at = flags & port_no_listener_at(pkt.ipv6, 0xff);
+    at == 0 || at & port_no_listener_at(pkt.ipv6, classify::dst_slots(pkt, cfg)) == 0
 }
 
 /// `port`'s entry in the port table.

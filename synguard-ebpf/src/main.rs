@@ -128,10 +128,9 @@ fn handle(ctx: &XdpContext, len: &mut u64, monitor: &mut Option<bool>) -> Reason
     // SAFETY: a field of the global's value.
     let mon = unsafe { core::ptr::read_volatile(&pol.monitor) } != 0;
     *monitor = Some(mon);
-    let dst_slots = match classify::ours(ctx, pkt, cfg) {
-        Ok(slots) => slots,
-        Err(reason) => return reason,
-    };
+    if let Some(reason) = classify::not_ours(ctx, pkt, cfg) {
+        return reason;
+    }
     // Decide and act, by flags. The lists come first for every packet; a SYN meets them in
     // `syn`, right after it is counted for flood detection.
     let class = classify(pkt.flags());
@@ -148,7 +147,6 @@ fn handle(ctx: &XdpContext, len: &mut u64, monitor: &mut Option<bool>) -> Reason
                 hand,
                 reply,
                 clocks,
-                dst_slots,
             },
             cfg,
             pol,
@@ -170,8 +168,6 @@ struct Syn<'a> {
     hand: &'a mut HandOver,
     reply: &'a mut Scratch,
     clocks: &'a mut Clocks,
-    /// The destination's address-list slots (`classify::ours`).
-    dst_slots: u32,
 }
 
 #[inline(always)]
@@ -197,7 +193,7 @@ fn syn(ctx: &XdpContext, syn: Syn, cfg: &Config, pol: &Policy, monitor: bool) ->
     // (`tcp_v4_send_reset`), not a SYN-ACK. Before `syn_action`, so that such a SYN does not
     // take the listener refresh of the second: the listener that starts next would miss it and
     // refuse the kernel's cookies meanwhile.
-    if !decide::listening(pkt.dport(), pkt.ipv6, syn.dst_slots) {
+    if !decide::listening(pkt, cfg) {
         return Reason::PassSynNoListener;
     }
     match decide::syn_action(cfg, wanted, pkt.dport(), pkt.ipv6, now, monitor) {
