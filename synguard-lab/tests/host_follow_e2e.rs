@@ -32,6 +32,23 @@ fn wait_for_log(sg: &Synguard, text: &str) -> Result<String> {
     wait_log_within(sg, text, NOTICE)
 }
 
+/// Four connections from the client to `to`, each with a round trip; what synguard counted
+/// meanwhile as `pass_not_local` and as `tx_synack_cookie`.
+fn four_round_trips(fx: &Fixture, sg: &Synguard, to: SocketAddr) -> Result<(u64, u64)> {
+    let s0 = sg.stats()?;
+    fx.lab.client.ns.enter(move || -> Result<()> {
+        for i in 0..4 {
+            round_trip(&mut connect(to)?, i)?;
+        }
+        Ok(())
+    })??;
+    let s1 = sg.stats()?;
+    Ok((
+        s1.delta(&s0, Reason::PassNotLocal),
+        s1.delta(&s0, Reason::TxSynAckCookie),
+    ))
+}
+
 /// The server's MTU lowered to 1400 while synguard answers every SYN: the next SYN-ACKs
 /// advertise an MSS that fits (1360), so 1 MiB uploads still arrive (with the start-up MSS of
 /// 1460 the client's full-size segments would not fit the server's interface and the transfer
@@ -117,18 +134,7 @@ fn an_anyip_prefix_routed_while_running_is_guarded_as_the_hosts() -> Result<()> 
     let line = wait_for_log(&sg, "any IPv4 (local route 198.18.0.192/26)")?;
     eprintln!("{line}");
     let anyip = SocketAddr::from((Ipv4Addr::new(198, 18, 0, 200), PORT));
-    let s0 = sg.stats()?;
-    fx.lab.client.ns.enter(move || -> Result<()> {
-        for i in 0..4 {
-            round_trip(&mut connect(anyip)?, i)?;
-        }
-        Ok(())
-    })??;
-    let s1 = sg.stats()?;
-    let (not_local, answered) = (
-        s1.delta(&s0, Reason::PassNotLocal),
-        s1.delta(&s0, Reason::TxSynAckCookie),
-    );
+    let (not_local, answered) = four_round_trips(&fx, &sg, anyip)?;
     ensure!(
         not_local == 0,
         "segments to the AnyIP address passed as not the host's: {not_local}"
@@ -169,18 +175,7 @@ fn eight_addresses_added_while_running_are_all_the_hosts() -> Result<()> {
     eprintln!("{line}");
     ensure!(!line.contains("any IPv4"), "{line}");
     let to = SocketAddr::from((added[3], PORT));
-    let s0 = sg.stats()?;
-    fx.lab.client.ns.enter(move || -> Result<()> {
-        for i in 0..4 {
-            round_trip(&mut connect(to)?, i)?;
-        }
-        Ok(())
-    })??;
-    let s1 = sg.stats()?;
-    let (not_local, answered) = (
-        s1.delta(&s0, Reason::PassNotLocal),
-        s1.delta(&s0, Reason::TxSynAckCookie),
-    );
+    let (not_local, answered) = four_round_trips(&fx, &sg, to)?;
     ensure!(
         not_local == 0 && answered >= 4,
         "to {to}: pass_not_local +{not_local}, tx_synack_cookie +{answered}"

@@ -97,9 +97,6 @@ pub fn protected(table: &[PortConfig]) -> Vec<u16> {
         .collect()
 }
 
-/// The bits `with_listeners` sets.
-const NO_LISTENER: u32 = PORT_LISTENER_BITS;
-
 /// `table` with each protected port's `PORT_NO_LISTENER_*` bits (per family and per address)
 /// from `no_listener` (a port's bits, `host::listeners::Listening::no_listener_flags`); the
 /// ports whose bits changed are returned with their new bits.
@@ -113,8 +110,8 @@ pub fn with_listeners(
             continue;
         }
         let port = port as u16;
-        let bits = no_listener(port) & NO_LISTENER;
-        if entry.flags & NO_LISTENER != bits {
+        let bits = no_listener(port) & PORT_LISTENER_BITS;
+        if entry.flags & PORT_LISTENER_BITS != bits {
             entry.flags = PORT_PROTECTED | bits;
             changed.push((port, bits));
         }

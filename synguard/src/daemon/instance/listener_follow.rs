@@ -14,33 +14,27 @@
 use std::net::IpAddr;
 
 use log::{info, warn};
-use synguard_common::maps::{Config, names, port_no_listener, port_no_listener_slots};
+use synguard_common::maps::{port_no_listener, port_no_listener_slots};
 
 use crate::{
     daemon::instance::Instance,
-    datapath::{
-        maps::{self, PinnedMapError},
-        ports,
-    },
+    datapath::ports,
     host::{addrs::LocalAddrs, listeners::Listening},
 };
 
 impl Instance {
     /// Sets the listener bits of the protected ports from `listening`, against the address list
-    /// the program's config holds (`host_follow` rewrote it just before); a failed read or write
+    /// the program's config holds (`self.host`, which `host_follow` keeps equal to the config
+    /// map and rewrote just before; none known until it is written); a failed read or write
     /// changes nothing and is said once, until a later try succeeds.
     pub fn follow_listeners(&mut self, listening: &Listening) {
         let Some(dir) = self.pin_dir.as_deref() else {
             return;
         };
-        let result = maps::read_single::<Config>(dir, names::CONFIG).and_then(|config| {
-            let addrs = LocalAddrs::from_config(&config);
-            let changed =
-                ports::set_listeners_pinned(dir, |p| listening.no_listener_flags(p, &addrs))?;
-            Ok::<_, PinnedMapError>((changed, addrs))
-        });
+        let addrs = self.host.map(|h| h.local).unwrap_or_default();
+        let result = ports::set_listeners_pinned(dir, |p| listening.no_listener_flags(p, &addrs));
         match result {
-            Ok((changed, addrs)) => {
+            Ok(changed) => {
                 if std::mem::take(&mut self.listeners_unwritable) {
                     info!("{}: listeners followed again", self.iface());
                 }
