@@ -7,16 +7,45 @@ use thiserror::Error;
 
 use crate::{
     config::{RunConfig, XdpAttach},
-    datapath::nic_check::{Level, NicFacts, Peer, RX_VLAN, judge},
+    datapath::nic_check::{BondFacts, Level, NicFacts, Peer, RX_VLAN, judge},
     host::{ethtool, nic, rtnl, tuning::Finding},
 };
 
 /// Reads the facts of `iface` in the caller's network namespace; what cannot be read stays
-/// unknown (and is judged as such).
+/// unknown (and is judged as such). A bond's slaves are read too: its program runs in their
+/// drivers.
 pub fn gather(iface: &str) -> NicFacts {
-    let link = nic::check_interface(iface)
-        .ok()
-        .and_then(|index| rtnl::link_facts(index).ok());
+    let index = nic::check_interface(iface).ok();
+    let link = index.and_then(|index| rtnl::link_facts(index).ok());
+    let mut facts = gather_one(iface, link);
+    if let (Some(index), Some(bond)) = (index, link.and_then(|l| l.bond)) {
+        facts.bond = Some(bond_facts(index, bond, facts.xdp_attached));
+    }
+    facts
+}
+
+/// A bond's slaves, each with its own facts. A program on the bond is on each slave too,
+/// though rtnetlink shows it only on the bond: the slaves count it as attached (the virtio-net
+/// queue rule counts the pairs it holds).
+fn bond_facts(index: u32, bond: rtnl::BondLink, bond_xdp: bool) -> BondFacts {
+    let slaves = rtnl::lower_links(index)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(i, name)| {
+            let mut slave = gather_one(&name, rtnl::link_facts(i).ok());
+            slave.xdp_attached |= bond_xdp;
+            slave
+        })
+        .collect();
+    BondFacts {
+        mode: bond.mode,
+        xmit_hash_policy: bond.xmit_hash_policy,
+        slaves,
+    }
+}
+
+/// The facts of one interface whose rtnetlink answer is `link`.
+fn gather_one(iface: &str, link: Option<rtnl::LinkFacts>) -> NicFacts {
     let peer = match link {
         Some(l) if l.link_in_other_netns => Peer::OtherNetns,
         Some(rtnl::LinkFacts {
@@ -32,6 +61,7 @@ pub fn gather(iface: &str) -> NicFacts {
         xdp_attached: link.is_some_and(|l| l.xdp_attached),
         offloads: ethtool::rx_offloads(iface).ok(),
         peer,
+        bond: None,
     }
 }
 
@@ -86,7 +116,7 @@ pub fn doctor_findings(iface: &str) -> Vec<Finding> {
     judge(&gather(iface))
         .into_iter()
         .map(|f| Finding {
-            check: format!("{}, {iface}", f.check),
+            check: format!("{}, {}", f.check, f.subject(iface)),
             ok: f.level <= Level::Note,
             why: match &f.fix {
                 Some(fix) if f.level > Level::Note => format!("{}; fix: {fix}", f.why),

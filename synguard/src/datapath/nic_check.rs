@@ -23,6 +23,12 @@ const DRIVERS: &[(&str, TxNeed)] = &[
     ("veth", TxNeed::PeerProgram),
 ];
 
+/// Drivers that switch their merging receive offloads off themselves while a program is
+/// attached: virtio-net clears the guest offloads (`virtnet_xdp_set` ->
+/// `virtnet_clear_guest_offloads`) where the device lets it (`VIRTIO_NET_F_CTRL_GUEST_OFFLOADS`),
+/// and refuses native XDP where it does not, which `run` reports as it falls back.
+const CLEARS_OWN_OFFLOADS: &[&str] = &["virtio_net"];
+
 /// Receive offloads that change what XDP sees, for every driver: (name as `ethtool -k` shows it,
 /// the `ethtool -K` word that turns it off, whether it is on, why it matters).
 type OffloadRule = (
@@ -82,7 +88,33 @@ pub struct NicFacts {
     pub xdp_attached: bool,
     pub offloads: Option<RxOffloads>,
     pub peer: Peer,
+    /// A bond: its mode, and its slaves' own facts (`None` for any other interface).
+    pub bond: Option<BondFacts>,
 }
+
+/// A bond hands its XDP program to each slave's driver (`bond_xdp_set`,
+/// drivers/net/bonding/bond_main.c), so the slaves' drivers are what the rules judge.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BondFacts {
+    /// `BOND_MODE_*` (include/net/bonding.h): 0 balance-rr ... 6 balance-alb.
+    pub mode: u8,
+    /// `BOND_XMIT_POLICY_*`: 0 layer2 ... 5 vlan+srcmac.
+    pub xmit_hash_policy: u8,
+    pub slaves: Vec<NicFacts>,
+}
+
+/// Bond mode names, by number, as `/proc/net/bonding` shows them.
+const BOND_MODES: [&str; 7] = [
+    "balance-rr",
+    "active-backup",
+    "balance-xor",
+    "broadcast",
+    "802.3ad",
+    "balance-tlb",
+    "balance-alb",
+];
+/// `BOND_XMIT_POLICY_VLAN_SRCMAC`.
+const XMIT_VLAN_SRCMAC: u8 = 5;
 
 /// How serious a finding is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -99,6 +131,8 @@ pub enum Level {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NicFinding {
     pub check: &'static str,
+    /// The bond's slave the finding is about (`None`: the interface itself).
+    pub slave: Option<String>,
     pub level: Level,
     pub current: String,
     pub recommended: String,
@@ -115,14 +149,30 @@ impl NicFinding {
             .map(|f| format!("; fix: {f}"))
             .unwrap_or_default();
         format!(
-            "{iface}: {}: {}: {}{fix}",
-            self.check, self.current, self.why
+            "{}: {}: {}: {}{fix}",
+            self.subject(iface),
+            self.check,
+            self.current,
+            self.why
         )
+    }
+
+    /// `iface`, or `iface (slave NAME)` for a finding about one of its slaves.
+    pub fn subject(&self, iface: &str) -> String {
+        match &self.slave {
+            Some(s) => format!("{iface} (slave {s})"),
+            None => iface.to_string(),
+        }
     }
 }
 
-/// The findings for `facts`: the driver's own rule (from [`DRIVERS`]) and the offloads.
+/// The findings for `facts`: the driver's own rule (from [`DRIVERS`]) and the offloads; for a
+/// bond, its mode and each slave's findings (the bond's own offload flags are only what it
+/// passes on to them).
 pub fn judge(facts: &NicFacts) -> Vec<NicFinding> {
+    if let Some(bond) = &facts.bond {
+        return judge_bond(bond);
+    }
     let need = facts
         .driver
         .as_deref()
@@ -137,6 +187,76 @@ pub fn judge(facts: &NicFacts) -> Vec<NicFinding> {
     out
 }
 
+fn judge_bond(bond: &BondFacts) -> Vec<NicFinding> {
+    let mut out = vec![bond_mode(bond)];
+    for slave in &bond.slaves {
+        out.extend(judge(slave).into_iter().map(|f| NicFinding {
+            slave: Some(slave.iface.clone()),
+            ..f
+        }));
+    }
+    if bond.slaves.is_empty() {
+        out.push(finding(
+            "bond slaves",
+            Level::Note,
+            ("none", "at least one"),
+            "a bond with no slaves receives nothing; each slave enslaved later gets the \
+             program, unchecked"
+                .into(),
+        ));
+    }
+    out
+}
+
+/// A bond runs a program natively (on its slaves) only in the modes `bond_xdp_check` allows;
+/// in the others `run` attaches in generic mode, after the native attach fails.
+fn bond_mode(bond: &BondFacts) -> NicFinding {
+    let native = match bond.mode {
+        0 | 1 => true,
+        2 | 4 => bond.xmit_hash_policy != XMIT_VLAN_SRCMAC,
+        _ => false,
+    };
+    let name = BOND_MODES
+        .get(bond.mode as usize)
+        .map_or_else(|| format!("mode {}", bond.mode), |n| n.to_string());
+    let current = if native || !matches!(bond.mode, 2 | 4) {
+        name
+    } else {
+        format!("{name}, xmit_hash_policy vlan+srcmac")
+    };
+    NicFinding {
+        fix: (!native).then(|| {
+            "attach to each slave instead (one --iface per slave), or use another mode".into()
+        }),
+        ..finding(
+            "bonding mode",
+            if native { Level::Ok } else { Level::Warn },
+            (
+                &current,
+                "balance-rr, active-backup, balance-xor or 802.3ad",
+            ),
+            "a bond runs an XDP program in its slaves' drivers only in balance-rr, \
+             active-backup, and balance-xor or 802.3ad without the vlan+srcmac hash policy \
+             (`bond_xdp_check`); in other modes synguard runs in generic mode, in the network \
+             stack"
+                .into(),
+        )
+    }
+}
+
+/// A finding about the interface itself, (current, recommended), without a fix.
+fn finding(check: &'static str, level: Level, now: (&str, &str), why: String) -> NicFinding {
+    NicFinding {
+        check,
+        slave: None,
+        level,
+        current: now.0.into(),
+        recommended: now.1.into(),
+        why,
+        fix: None,
+    }
+}
+
 /// virtio-net: pairs in use + CPUs <= maximum.
 fn queue_pairs(facts: &NicFacts) -> NicFinding {
     let iface = &facts.iface;
@@ -145,6 +265,7 @@ fn queue_pairs(facts: &NicFacts) -> NicFinding {
     let Some(ch) = facts.channels else {
         return NicFinding {
             check: "XDP_TX queue pairs",
+            slave: None,
             level: Level::Warn,
             current: "unreadable".into(),
             recommended,
@@ -172,6 +293,7 @@ fn queue_pairs(facts: &NicFacts) -> NicFinding {
     };
     NicFinding {
         check: "XDP_TX queue pairs",
+        slave: None,
         level: if ok { Level::Ok } else { Level::Refuse },
         current: format!("{in_use} in use of {} max", ch.max_combined),
         recommended,
@@ -214,6 +336,7 @@ fn peer_program(facts: &NicFacts) -> NicFinding {
     };
     NicFinding {
         check: "XDP program on the veth peer",
+        slave: None,
         level,
         current,
         recommended: "present".into(),
@@ -226,12 +349,30 @@ fn offloads(facts: &NicFacts) -> Vec<NicFinding> {
     let Some(o) = facts.offloads else {
         return Vec::new();
     };
+    let clears = facts
+        .driver
+        .as_deref()
+        .is_some_and(|d| CLEARS_OWN_OFFLOADS.contains(&d));
     OFFLOADS
         .iter()
         .map(|&(check, word, on, why)| {
             let on = on(&o);
+            if on && clears && check != RX_VLAN {
+                return NicFinding {
+                    check,
+                    slave: None,
+                    level: Level::Note,
+                    current: "on".into(),
+                    recommended: "off while attached".into(),
+                    why: "the driver switches it off itself while an XDP program is attached \
+                          (virtio-net: `virtnet_xdp_set`)"
+                        .into(),
+                    fix: None,
+                };
+            }
             NicFinding {
                 check,
+                slave: None,
                 level: if on { Level::Warn } else { Level::Ok },
                 current: if on { "on" } else { "off" }.into(),
                 recommended: "off".into(),
@@ -255,6 +396,7 @@ mod tests {
             xdp_attached: false,
             offloads: Some(RxOffloads::default()),
             peer: Peer::Unknown,
+            bond: None,
         }
     }
 
@@ -372,6 +514,103 @@ mod tests {
                 "`ethtool -K eth0 rxvlan off`"
             ]
         );
+    }
+
+    fn bond(mode: u8, slaves: Vec<NicFacts>) -> NicFacts {
+        NicFacts {
+            iface: "bond0".into(),
+            driver: Some("bonding".into()),
+            // A bond's own flags: what it passes on to its slaves, not a NIC's state.
+            offloads: Some(RxOffloads {
+                lro: true,
+                gro_hw: false,
+                rx_vlan: false,
+            }),
+            bond: Some(BondFacts {
+                mode,
+                xmit_hash_policy: 0,
+                slaves,
+            }),
+            ..facts("bonding")
+        }
+    }
+
+    fn slave(name: &str, driver: &str) -> NicFacts {
+        NicFacts {
+            iface: name.into(),
+            ..facts(driver)
+        }
+    }
+
+    #[test]
+    fn a_bond_is_judged_by_its_slaves_drivers() {
+        // A virtio slave short of queue pairs refuses the bond, and names the slave.
+        let mut short = slave("eth0", "virtio_net");
+        short.channels = Some(Channels {
+            max_combined: 4,
+            combined: 4,
+        });
+        let found = judge(&bond(1, vec![short, slave("eth1", "ixgbe")]));
+        let seen: Vec<(Option<&str>, &str, Level)> = found
+            .iter()
+            .map(|f| (f.slave.as_deref(), f.check, f.level))
+            .collect();
+        assert_eq!(seen[0], (None, "bonding mode", Level::Ok));
+        assert_eq!(seen[1], (Some("eth0"), "XDP_TX queue pairs", Level::Refuse));
+        assert!(
+            seen[2..].iter().all(|&(_, _, l)| l == Level::Ok),
+            "{seen:?}"
+        );
+        assert_eq!(seen.iter().filter(|s| s.0 == Some("eth1")).count(), 3);
+        // The bond's own LRO flag is not judged.
+        assert!(!found.iter().any(|f| f.slave.is_none() && f.current == "on"));
+        let m = found[1].message("bond0");
+        assert!(
+            m.starts_with("bond0 (slave eth0): XDP_TX queue pairs: "),
+            "{m}"
+        );
+        assert!(m.ends_with("`ethtool -L eth0 combined 2`"), "{m}");
+    }
+
+    #[test]
+    fn bond_modes_without_native_xdp_warn() {
+        let level = |mode: u8, policy: u8| {
+            let mut b = bond(mode, vec![slave("eth0", "ixgbe")]);
+            if let Some(bf) = b.bond.as_mut() {
+                bf.xmit_hash_policy = policy;
+            }
+            judge(&b)[0].clone()
+        };
+        for (mode, policy) in [(0, 0), (1, 0), (2, 1), (4, 2)] {
+            assert_eq!(level(mode, policy).level, Level::Ok, "mode {mode}");
+        }
+        for (mode, policy) in [(3, 0), (5, 0), (6, 0), (4, 5), (2, 5)] {
+            let f = level(mode, policy);
+            assert_eq!(f.level, Level::Warn, "mode {mode} policy {policy}");
+            assert!(f.fix.unwrap().contains("each slave"));
+        }
+        assert_eq!(level(6, 0).current, "balance-alb");
+        assert_eq!(level(4, 5).current, "802.3ad, xmit_hash_policy vlan+srcmac");
+        let empty = judge(&bond(1, Vec::new()));
+        assert_eq!(
+            (empty[1].check, empty[1].level),
+            ("bond slaves", Level::Note)
+        );
+    }
+
+    #[test]
+    fn virtio_switches_its_merging_offloads_off_itself() {
+        let mut f = facts("virtio_net");
+        f.offloads = Some(RxOffloads {
+            lro: false,
+            gro_hw: true,
+            rx_vlan: true,
+        });
+        let found = judge(&f);
+        let gro = found.iter().find(|f| f.check == "rx-gro-hw").unwrap();
+        assert_eq!((gro.level, gro.fix.as_ref()), (Level::Note, None));
+        let vlan = found.iter().find(|f| f.check == RX_VLAN).unwrap();
+        assert_eq!(vlan.level, Level::Warn);
     }
 
     #[test]
