@@ -87,7 +87,12 @@ pub enum XdpState {
 }
 
 pub fn xdp_state(g: &Guest) -> Result<XdpState> {
-    let out = g.run(&format!("ip link show dev {IFACE}"), SHORT)?;
+    xdp_state_of(g, IFACE)
+}
+
+/// The XDP state of the guest's interface `dev`.
+pub fn xdp_state_of(g: &Guest, dev: &str) -> Result<XdpState> {
+    let out = g.run(&format!("ip link show dev {dev}"), SHORT)?;
     Ok(if out.contains("xdpgeneric") {
         XdpState::Generic
     } else if out.contains("prog/xdp") {
@@ -105,10 +110,15 @@ pub struct Run {
 
 /// Starts `synguard run` in the background and waits for its attach line (fresh or take-over).
 pub fn start_synguard(g: &Guest, label: &str) -> Result<Run> {
+    start_synguard_on(g, label, IFACE)
+}
+
+/// [`start_synguard`] on the guest's interface `iface`.
+pub fn start_synguard_on(g: &Guest, label: &str, iface: &str) -> Result<Run> {
     let log = format!("/root/synguard-{label}.log");
     let out = g.run(
         &format!(
-            "RUST_LOG=info,synguard::datapath::load=debug nohup {BIN} run --iface {IFACE} \
+            "RUST_LOG=info,synguard::datapath::load=debug nohup {BIN} run --iface {iface} \
              --ports {WEB_PORT},{INFO_PORT} --mode always >{log} 2>&1 </dev/null & echo $!"
         ),
         SHORT,
@@ -156,8 +166,13 @@ impl Run {
 
 /// One `synguard stats --json` sample.
 pub fn stats(g: &Guest) -> Result<Value> {
+    stats_of(g, IFACE)
+}
+
+/// [`stats`] of the instance on the guest's interface `iface`.
+pub fn stats_of(g: &Guest, iface: &str) -> Result<Value> {
     let out = g.run(
-        &format!("{BIN} stats --iface {IFACE} --json --count 1"),
+        &format!("{BIN} stats --iface {iface} --json --count 1"),
         SHORT,
     )?;
     let line = out.lines().last().context("no stats line")?;
@@ -167,6 +182,11 @@ pub fn stats(g: &Guest) -> Result<Value> {
 /// A verdict counter (packets) from a stats sample; absent counts as 0.
 pub fn verdict(stats: &Value, reason: &str) -> u64 {
     stats["verdicts"][reason]["packets"].as_u64().unwrap_or(0)
+}
+
+/// An event counter (total) from a stats sample; absent counts as 0.
+pub fn event(stats: &Value, name: &str) -> u64 {
+    stats["events"][name]["total"].as_u64().unwrap_or(0)
 }
 
 /// The verdict and event counters that differ between two stats samples, "name +n" joined by

@@ -1,11 +1,13 @@
 //! `cargo xtask vm test`: checks on the virtio-net driver that can fail, each printed with its
 //! figures. Order matters only to save program loads (each takes tens of seconds under software
 //! emulation): fresh attach -> traffic checks -> hand-over and take-over -> SIGTERM -> crash and
-//! `detach` -> short queues -> jumbo MTU. `wire` checks what crosses the link, `lifecycle` what
-//! attach, hand-over, restart and detach leave on the NIC, `queues` that synguard refuses a NIC
-//! whose XDP_TX would run in the driver's locked mode, `jumbo` that it attaches natively at a
-//! jumbo MTU.
+//! `detach` -> short queues -> jumbo MTU -> bond. `wire` checks what crosses the link,
+//! `lifecycle` what attach, hand-over, restart and detach leave on the NIC, `queues` that
+//! synguard refuses a NIC whose XDP_TX would run in the driver's locked mode, `jumbo` that it
+//! attaches natively at a jumbo MTU, `bond` that it works on a bond over the NIC and on the
+//! NIC as the bond's slave.
 
+mod bond;
 mod jumbo;
 mod lifecycle;
 mod queues;
@@ -76,6 +78,8 @@ pub fn run(build: ReleaseBuild) -> Result<()> {
     queues::short_queue_check(&mut v, g)?;
     phases.begin("jumbo MTU: native attach");
     jumbo::jumbo_check(&mut v, g)?;
+    phases.begin("bond over the NIC: native attach to the bond and to its slave");
+    bond::bond_check(&mut v, g)?;
     let syncookies_after = g.run("sysctl -n net.ipv4.tcp_syncookies", SHORT)?;
     v.check(
         "kernel settings restored",
