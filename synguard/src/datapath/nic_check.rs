@@ -113,6 +113,8 @@ const BOND_MODES: [&str; 7] = [
     "balance-tlb",
     "balance-alb",
 ];
+/// `BOND_MODE_ALB`.
+const MODE_ALB: u8 = 6;
 /// `BOND_XMIT_POLICY_VLAN_SRCMAC`.
 const XMIT_VLAN_SRCMAC: u8 = 5;
 
@@ -224,6 +226,19 @@ fn bond_mode(bond: &BondFacts) -> NicFinding {
     } else {
         format!("{name}, xmit_hash_policy vlan+srcmac")
     };
+    let mut why = "a bond runs an XDP program in its slaves' drivers only in balance-rr, \
+                   active-backup, and balance-xor or 802.3ad without the vlan+srcmac hash \
+                   policy (`bond_xdp_check`); in other modes synguard runs in generic mode, in \
+                   the network stack"
+        .to_string();
+    if bond.mode == MODE_ALB {
+        // bond_alb.c answers ARP with the slaves' own addresses (receive load balancing):
+        // frames reach the bond with a destination MAC that is not the bond's.
+        why.push_str(
+            "; and balance-alb gives clients the slaves' own MAC addresses, whose frames a \
+             program on the bond passes as not for this host (`pass_not_for_host`)",
+        );
+    }
     NicFinding {
         fix: (!native).then(|| {
             "attach to each slave instead (one --iface per slave), or use another mode".into()
@@ -235,11 +250,7 @@ fn bond_mode(bond: &BondFacts) -> NicFinding {
                 &current,
                 "balance-rr, active-backup, balance-xor or 802.3ad",
             ),
-            "a bond runs an XDP program in its slaves' drivers only in balance-rr, \
-             active-backup, and balance-xor or 802.3ad without the vlan+srcmac hash policy \
-             (`bond_xdp_check`); in other modes synguard runs in generic mode, in the network \
-             stack"
-                .into(),
+            why,
         )
     }
 }
@@ -590,6 +601,8 @@ mod tests {
             assert!(f.fix.unwrap().contains("each slave"));
         }
         assert_eq!(level(6, 0).current, "balance-alb");
+        assert!(level(6, 0).why.contains("pass_not_for_host"));
+        assert!(!level(5, 0).why.contains("pass_not_for_host"));
         assert_eq!(level(4, 5).current, "802.3ad, xmit_hash_policy vlan+srcmac");
         let empty = judge(&bond(1, Vec::new()));
         assert_eq!(
