@@ -28,7 +28,10 @@ use crate::{
         mode::Controller,
         nic_gate,
         own_cookies::{self, Choice},
-        prepare::{StartError, kernel_config, set_sysctls, warn_about_vlan_offload},
+        prepare::{
+            StartError, kernel_config, set_sysctls, warn_about_reverse_path,
+            warn_about_vlan_offload,
+        },
         takeover::{self, Legacy},
     },
     datapath::{
@@ -131,6 +134,7 @@ impl Instance {
     ) -> Result<Started, StartError> {
         let if_index = nic::check_interface(iface)?;
         warn_about_vlan_offload(iface);
+        warn_about_reverse_path(iface);
         // Before anything is changed: a refusal leaves the interface as it was.
         nic_gate::before_attach(cfg, iface)?;
         let ns = Path::new("/proc/self/ns/net");

@@ -25,6 +25,7 @@ pub mod nic;
 pub mod notify;
 pub mod privilege;
 pub mod proc_net;
+pub mod reverse_path;
 pub mod rtnl;
 pub mod secret;
 pub mod sysctl;

@@ -111,6 +111,22 @@ impl Sysctls {
         })
     }
 
+    /// The reverse-path filter `iface` gets: the larger of `net.ipv4.conf.all.rp_filter` and
+    /// the interface's own (`IN_DEV_RPFILTER`, `IN_DEV_MAXCONF`): 0 off, 1 strict, 2 loose.
+    /// Unreadable reads as 0, the kernel's default.
+    pub fn rp_filter(&self, iface: &str) -> u64 {
+        let conf = self.root.join("net/ipv4/conf");
+        ["all", iface]
+            .iter()
+            .filter_map(|dir| {
+                fs::read_to_string(conf.join(dir).join("rp_filter"))
+                    .ok()
+                    .and_then(|t| t.trim().parse::<u64>().ok())
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
     pub fn write(&self, name: &str, value: u64) -> Result<(), SysctlError> {
         fs::write(self.path(name), format!("{value}\n")).map_err(|source| SysctlError::Write {
             name: name.to_string(),
@@ -417,6 +433,23 @@ mod tests {
         fs::create_dir_all(dir.join("net/ipv4")).unwrap();
         fs::create_dir_all(dir.join("net/core")).unwrap();
         (dir.clone(), Sysctls::with_root(dir))
+    }
+
+    #[test]
+    fn rp_filter_is_the_larger_of_all_and_the_interfaces_own() {
+        let (dir, s) = scratch("rp-filter");
+        let set = |d: &str, v: &str| {
+            fs::create_dir_all(dir.join("net/ipv4/conf").join(d)).unwrap();
+            fs::write(dir.join("net/ipv4/conf").join(d).join("rp_filter"), v).unwrap();
+        };
+        assert_eq!(s.rp_filter("eth0"), 0, "unreadable: the kernel's default");
+        set("all", "0\n");
+        set("eth0", "1\n");
+        set("eth1", "2\n");
+        assert_eq!((s.rp_filter("eth0"), s.rp_filter("eth1")), (1, 2));
+        set("all", "2\n");
+        assert_eq!((s.rp_filter("eth0"), s.rp_filter("eth2")), (2, 2));
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::{fmt, path::Path, process::Command};
 use serde::Serialize;
 
 use crate::host::{
-    nic,
+    nic, reverse_path,
     sysctl::{SYNCOOKIES, Sysctls, TIMESTAMPS},
 };
 
@@ -268,6 +268,33 @@ pub fn kernel_findings(release: &str, btf: bool, bpffs: bool) -> Vec<Finding> {
     ]
 }
 
+/// The reverse-path filter against the routes out of other interfaces (`host::reverse_path`).
+fn reverse_path_finding(iface: &str, sysctls: &Sysctls) -> Finding {
+    let mode = sysctls.rp_filter(iface);
+    let routes = nic::check_interface(iface)
+        .map_err(std::io::Error::other)
+        .and_then(reverse_path::routes_elsewhere);
+    let warning = routes
+        .as_ref()
+        .ok()
+        .and_then(|r| reverse_path::warning(iface, mode, r, nic::name_of));
+    Finding {
+        check: format!("rp_filter, {iface}"),
+        current: match (&routes, mode) {
+            (Ok(r), m) => format!("{m}, {} IPv4 routes out of other interfaces", r.len()),
+            (Err(e), m) => format!("{m}, routes unreadable ({e})"),
+        },
+        recommended: "not 1 (strict) where routes leave through other interfaces".into(),
+        ok: warning.is_none(),
+        why: warning.unwrap_or_else(|| {
+            "under strict reverse-path filtering the kernel drops SYNs from sources it routes \
+             out of another interface, which synguard's program would answer"
+                .into()
+        }),
+        apply: None,
+    }
+}
+
 /// Runs every check for `ports` on `iface` (if given).
 pub fn examine(iface: Option<&str>, ports: &[u16]) -> Vec<Finding> {
     let sysctls = Sysctls::default();
@@ -282,6 +309,7 @@ pub fn examine(iface: Option<&str>, ports: &[u16]) -> Vec<Finding> {
     }
     if let Some(iface) = iface {
         out.push(driver_finding(iface, nic::driver(iface)));
+        out.push(reverse_path_finding(iface, &sysctls));
     }
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     out.extend(kernel_findings(
