@@ -161,6 +161,39 @@ pub const COOKIES_OWN: u32 = 1;
 pub const HOST_NO_TIMESTAMPS: u32 = 1 << 8;
 pub const HOST_NO_SACK: u32 = 1 << 9;
 pub const HOST_NO_WSCALE: u32 = 1 << 10;
+/// More flags of [`Config::cookies`]: the interface's reverse-path filter (`rp_filter`,
+/// `fib_validate_source`) as the program applies it to IPv4 SYNs, against the main routing table
+/// the loader copies into `SG_RP_V4` ([`RP_ROUTE_HERE`] ...; docs/host-checks.md). Strict: a SYN
+/// whose source is routed out of another interface, or not at all, is the kernel's to drop.
+/// Neither flag (0, what an older loader writes): not checked.
+pub const HOST_RP_STRICT: u32 = 1 << 11;
+/// Loose: a SYN whose source has no unicast route is the kernel's to drop.
+pub const HOST_RP_LOOSE: u32 = 1 << 12;
+/// `SG_RP_V4`'s values, by the kind of route to a source: not unicast (blackhole, unreachable,
+/// prohibit), unicast out of another interface only, unicast with a next hop out of this one.
+pub const RP_ROUTE_BLOCKED: u32 = 0;
+pub const RP_ROUTE_ELSEWHERE: u32 = 1;
+pub const RP_ROUTE_HERE: u32 = 2;
+/// The most routes `SG_RP_V4` holds; a main table with more is not checked.
+pub const RP_ROUTES: u32 = 1024;
+
+/// Whether the reverse-path filter that `flags` (a [`Config::cookies`]) names lets an IPv4
+/// segment through whose source's longest-matching route is of kind `route` (`None`: no route).
+/// Strict wins where both flags are set.
+#[inline(always)]
+pub const fn reverse_path_ok(flags: u32, route: Option<u32>) -> bool {
+    let need = if flags & HOST_RP_STRICT != 0 {
+        RP_ROUTE_HERE
+    } else if flags & HOST_RP_LOOSE != 0 {
+        RP_ROUTE_ELSEWHERE
+    } else {
+        return true;
+    };
+    match route {
+        Some(kind) => kind >= need,
+        None => false,
+    }
+}
 
 /// The mode byte of [`Config::cookies`]: [`COOKIES_KERNEL`] or [`COOKIES_OWN`].
 pub const COOKIES_KIND: u32 = 0xff;
@@ -541,6 +574,31 @@ const _: () = assert!(core::mem::size_of::<Counter>() == 2 * 8);
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_reverse_path_filter_as_the_kernel_applies_it() {
+        let cases = [
+            (0, None, true),
+            (0, Some(RP_ROUTE_BLOCKED), true),
+            (HOST_RP_STRICT, Some(RP_ROUTE_HERE), true),
+            (HOST_RP_STRICT, Some(RP_ROUTE_ELSEWHERE), false),
+            (HOST_RP_STRICT, Some(RP_ROUTE_BLOCKED), false),
+            (HOST_RP_STRICT, None, false),
+            (HOST_RP_LOOSE, Some(RP_ROUTE_HERE), true),
+            (HOST_RP_LOOSE, Some(RP_ROUTE_ELSEWHERE), true),
+            (HOST_RP_LOOSE, Some(RP_ROUTE_BLOCKED), false),
+            (HOST_RP_LOOSE, None, false),
+            (
+                HOST_RP_STRICT | HOST_RP_LOOSE,
+                Some(RP_ROUTE_ELSEWHERE),
+                false,
+            ),
+        ];
+        for (flags, route, ok) in cases {
+            assert_eq!(reverse_path_ok(flags, route), ok, "{flags:#x} {route:?}");
+        }
+    }
+
     use super::*;
 
     #[test]

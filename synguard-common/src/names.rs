@@ -34,6 +34,7 @@ macro_rules! map_name {
     (CONNS_STATE) => { "SG_CONNS_STATE" };
     (HANDSHAKES) => { "SG_HANDSHAKES" };
     (CONNS_FILTER) => { "SG_CONNS_FILTER" };
+    (RP_V4) => { "SG_RP_V4" };
     // The lab's own programs (`crate::lab`).
     (LAB_TEMPLATE) => { "LAB_TEMPLATE" };
     (LAB_TARGET) => { "LAB_TARGET" };
@@ -131,6 +132,9 @@ name_consts! {
     HANDSHAKES,
     /// The connection table's filter, [`crate::conns::conn_filter_slot`].
     CONNS_FILTER,
+    /// The main routing table's IPv4 routes for the reverse-path check, by prefix: an
+    /// `RP_ROUTE_*` kind each ([`crate::maps::reverse_path_ok`]).
+    RP_V4,
 }
 
 /// The maps the programs address directly rather than look up (`synguard-ebpf`'s `Global`):

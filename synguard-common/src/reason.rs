@@ -209,6 +209,10 @@ counter_table! {
         /// it with a RST, and a cookie SYN-ACK would tell the client (a load balancer's health
         /// check among them) that a stopped service is up. The kernel answers it.
         PassSynNoListener = 41, "pass_syn_no_listener" => Pass;
+        /// IPv4 SYN from a source the kernel's reverse-path filter drops (`rp_filter`: strict,
+        /// routed out of another interface or not at all; loose, no unicast route): the host
+        /// never answers it, so neither does synguard. The kernel drops it.
+        PassReversePath = 42, "pass_reverse_path" => Pass;
     }
 }
 

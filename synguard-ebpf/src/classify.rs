@@ -2,18 +2,22 @@
 //! would accept? Frames for another MAC pass untouched (the kernel discards them: not
 //! `PACKET_HOST`), and so do segments to an address that is not the host's (the kernel forwards
 //! them); martian sources are dropped. The rules are pure functions in `synguard_common::host`.
+//! A SYN's source also meets the kernel's reverse-path filter here ([`reverse_path`]).
 
-use aya_ebpf::programs::XdpContext;
+use aya_ebpf::{maps::lpm_trie::Key, programs::XdpContext};
 use synguard_common::{
     host::{
         MacClass, dst_local_v4, dst_local_v6, dst_slots_v4, dst_slots_v6, mac_class, martian_v4,
         martian_v6, src_local_v4, src_local_v6,
     },
-    maps::Config,
+    maps::{Config, HOST_RP_LOOSE, HOST_RP_STRICT, reverse_path_ok},
     reason::Reason,
 };
 
-use crate::parse::{self, Packet};
+use crate::{
+    maps::SG_RP_V4,
+    parse::{self, Packet},
+};
 
 /// The reason a segment to a protected port is not the host's business, if it is not.
 #[inline(always)]
@@ -59,6 +63,24 @@ pub fn not_ours(ctx: &XdpContext, pkt: &Packet, cfg: &Config) -> Option<Reason> 
                 && src_local_v4(a[0], cfg.local_v4_n, salt, &cfg.local_v4))
     };
     martian.then_some(Reason::DropMartianSource)
+}
+
+/// The kernel's reverse-path filter, for an IPv4 SYN about to be answered: a source the host
+/// drops in `fib_validate_source` (strict `rp_filter`: routed out of another interface or not
+/// at all; loose: no unicast route) is passed to it unanswered, as `Config::cookies`'
+/// `HOST_RP_*` flags say and the main table's routes in `SG_RP_V4` show. Passed, not dropped:
+/// a stale or empty copy of the table then costs the kernel's own check, never a SYN the host
+/// would answer. Off (no flag) for IPv6, which has no such filter, and where the loader found
+/// that every source passes.
+#[inline(always)]
+pub fn reverse_path(pkt: &Packet, cfg: &Config) -> Option<Reason> {
+    let flags = cfg.cookies & (HOST_RP_STRICT | HOST_RP_LOOSE);
+    if flags == 0 || pkt.ipv6 {
+        return None;
+    }
+    let src = pkt.addresses()[0].to_ne_bytes();
+    let route = SG_RP_V4.get(Key::new(32, src)).copied();
+    (!reverse_path_ok(flags, route)).then_some(Reason::PassReversePath)
 }
 
 /// The address-list slots that hold the segment's destination (`host::dst_slots_v4`), for the

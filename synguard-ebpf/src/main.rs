@@ -186,6 +186,10 @@ fn syn(ctx: &XdpContext, syn: Syn, cfg: &Config, pol: &Policy, monitor: bool) ->
     if let Some(reason) = policy::lists(pkt, pol) {
         return reason;
     }
+    // Before the limit: SYNs the host drops anyway take no place in its table.
+    if let Some(reason) = classify::reverse_path(pkt, cfg) {
+        return reason;
+    }
     if let Some(reason) = policy::source_limit(pkt, pol, now) {
         return reason;
     }

@@ -10,7 +10,7 @@ use synguard_common::{
     conns::{CONN_FILTER_WORDS, CONN_SLOTS, ConnsState, HANDSHAKE_CPU_SLOTS},
     maps::{
         CLOSING_FILTER_WORDS, CLOSING_SLOTS, Config, Counter, ModeState, PORT_SLOTS, PortTable,
-        REFRESH_SLOTS, ReadyState, SynWindow,
+        REFRESH_SLOTS, RP_ROUTES, ReadyState, SynWindow,
     },
     policy::{
         AddrKey, FLOOD_EVENT_BYTES, LIST_SLOTS, Policy, REFLECT_SLOTS, ReflectState, SOURCE_SLOTS,
@@ -101,6 +101,13 @@ sg_map! {
 sg_map! {
     BLOCK_V6 => static SG_BLOCK_V6: LpmTrie<[u8; 16], u32> =
         LpmTrie::with_max_entries(LIST_SLOTS, 0);
+}
+
+sg_map! {
+    /// The main routing table's IPv4 routes, for the reverse-path check
+    /// (`classify::reverse_path`); written by the loader, `RP_ROUTE_*` kinds.
+    RP_V4 => static SG_RP_V4: LpmTrie<[u8; 4], u32> =
+        LpmTrie::with_max_entries(RP_ROUTES, 0);
 }
 
 sg_map! {

@@ -302,6 +302,77 @@ fn sources_of_the_hosts_own_are_martians_unless_accept_local() {
     );
 }
 
+/// The kernel's reverse-path filter (`fib_validate_source`): a SYN from a source it drops on
+/// this interface goes to it unanswered. Strict: the route back must leave through this
+/// interface; loose: it must be unicast. No route at all fails both. Neither flag: no check.
+#[test]
+fn syns_the_reverse_path_filter_drops_go_to_the_kernel() {
+    use synguard_common::maps::{
+        Config, HOST_RP_LOOSE, HOST_RP_STRICT, RP_ROUTE_BLOCKED, RP_ROUTE_ELSEWHERE, RP_ROUTE_HERE,
+    };
+    let macs = (CLIENT_MAC, SERVER_MAC);
+    // CLIENT_V4 routed here; 198.18.9.0/24 out of another interface; 198.18.10.0/24
+    // blackholed; nothing covers 203.0.113.7.
+    let (here, elsewhere, blocked, nowhere) = (
+        CLIENT_V4,
+        [198, 18, 9, 5],
+        [198, 18, 10, 5],
+        [203, 0, 113, 7],
+    );
+    let syn_from = |src| v4(src, SERVER_V4, macs, &syn_seg());
+    let v6_syn = v6(CLIENT_V6, SERVER_V6, &syn_seg());
+    let run = |flags: u32, cases: &[([u8; 4], u32, Reason)]| {
+        let cfg = Config {
+            cookies: default_config().cookies | flags,
+            ..default_config()
+        };
+        let mut f = Fixture::new(cfg, &[PORT]).expect("load synguard (needs root)");
+        f.route_add(
+            [CLIENT_V4[0], CLIENT_V4[1], CLIENT_V4[2], 0],
+            24,
+            RP_ROUTE_HERE,
+        )
+        .unwrap();
+        f.route_add([198, 18, 9, 0], 24, RP_ROUTE_ELSEWHERE)
+            .unwrap();
+        f.route_add([198, 18, 10, 0], 24, RP_ROUTE_BLOCKED).unwrap();
+        let mut all: Vec<(String, Vec<u8>, u32, Reason)> = cases
+            .iter()
+            .map(|&(src, action, reason)| {
+                (
+                    format!("flags {flags:#x}, from {src:?}"),
+                    syn_from(src),
+                    action,
+                    reason,
+                )
+            })
+            .collect();
+        // IPv6 has no reverse-path filter.
+        all.push((
+            format!("flags {flags:#x}, IPv6"),
+            v6_syn.clone(),
+            XDP_TX,
+            Reason::TxSynAckCookie,
+        ));
+        expect(&f, &all);
+    };
+    let (tx, pass) = (
+        (XDP_TX, Reason::TxSynAckCookie),
+        (XDP_PASS, Reason::PassReversePath),
+    );
+    let cases = |r: [(u32, Reason); 4]| {
+        [
+            (here, r[0].0, r[0].1),
+            (elsewhere, r[1].0, r[1].1),
+            (blocked, r[2].0, r[2].1),
+            (nowhere, r[3].0, r[3].1),
+        ]
+    };
+    run(HOST_RP_STRICT, &cases([tx, pass, pass, pass]));
+    run(HOST_RP_LOOSE, &cases([tx, tx, pass, pass]));
+    run(0, &cases([tx, tx, tx, tx]));
+}
+
 #[test]
 fn syns_not_addressed_to_this_host_pass_untouched() {
     let f = fixture();

@@ -1,7 +1,8 @@
 //! End to end, synguard following the host while it runs (`daemon::instance::host_follow`): the
 //! server's MTU lowered, its MAC address changed and an AnyIP prefix routed to it under a
 //! running program, with own cookies answering every SYN; a service stopped and started on a
-//! protected port, and one bound to one of the server's addresses. Root, one at a time
+//! protected port, and one bound to one of the server's addresses; the kernel's reverse-path
+//! filter, strict then loose, against a second interface's route. Root, one at a time
 //! (`cargo xtask test`).
 
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -10,14 +11,17 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use synguard_common::reason::Reason;
 use synguard_lab::lab::{
+    hping::FloodSpec,
+    kstats::{KStats, REVERSE_PATH_DROPS},
     synguard_proc::{Stats, Synguard},
     tcp_info::{TCPI_OPT_SACK, TCPI_OPT_TIMESTAMPS, TCPI_OPT_WSCALE, TS_SACK_WSCALE},
-    topology::{SERVER_V4, SERVER_V6},
+    topology::{SERVER_V4, SERVER_V6, spoof_addr},
 };
 
 mod common;
 use common::{
     Fixture,
+    e2e::syn_flood,
     echo::{connect, echo_server, round_trip},
     ops::wait_log_within,
 };
@@ -456,4 +460,96 @@ fn the_kernel_settings_cookies_need_are_held() -> Result<()> {
     );
     ensure!(after == before, "after detach {after:?}, before {before:?}");
     Ok(())
+}
+
+/// The kernel's reverse-path filter, followed. Strict `rp_filter` on the server's interface and
+/// one spoofed source routed out of a second interface: the kernel drops SYNs from it, so
+/// synguard passes them unanswered (`pass_reverse_path`) while it answers the client, whose
+/// source is routed here. Set to loose while running, the same source has a route (out of the
+/// other interface) and its SYNs are answered.
+#[test]
+fn syns_the_reverse_path_filter_drops_are_left_to_the_kernel() -> Result<()> {
+    let fx = Fixture::new()?;
+    let ns = fx.ns();
+    let (other, peer) = ("sg-rpf0", "sg-rpf1");
+    ns.ip(&["link", "add", other, "type", "veth", "peer", "name", peer])?;
+    for dev in [other, peer] {
+        ns.ip(&["link", "set", dev, "up"])?;
+    }
+    let spoofed = spoof_addr(74);
+    ns.ip(&["route", "add", &format!("{spoofed}/32"), "dev", other])?;
+    let filter = format!("net.ipv4.conf.{}.rp_filter", fx.iface());
+    ns.sysctl(&filter, "1")?;
+    let sg = fx.synguard(&["--ports", "80", "--mode", "always"])?;
+    let line = wait_for_log(&sg, "rp_filter 1 (strict): SYNs from sources it drops")?;
+    eprintln!("{line}");
+    let flood = FloodSpec {
+        spoof: Some(spoofed),
+        interval_us: 500,
+        ..syn_flood(200)
+    };
+    let (s0, k0) = (sg.stats()?, KStats::read(ns)?);
+    let sent = fx.flood(flood)?.sent();
+    fx.exchange(false, 4, 1000)?;
+    let (s1, k1) = (sg.stats()?, KStats::read(ns)?);
+    // The kernel did drop what was left to it: the program's model of the filter is the kernel's.
+    let dropped = k1.delta(&k0, REVERSE_PATH_DROPS);
+    ensure!(
+        dropped >= sent,
+        "the kernel's reverse-path filter dropped {dropped} of {sent}"
+    );
+    let (left, answered, refresh) = (
+        s1.delta(&s0, Reason::PassReversePath),
+        s1.delta(&s0, Reason::TxSynAckCookie),
+        s1.delta(&s0, Reason::PassSynListenerRefresh),
+    );
+    eprintln!(
+        "strict: {sent} spoofed SYNs, {left} left to the kernel, {answered} answered; {}",
+        moved(&s0, &s1)
+    );
+    ensure!(
+        left == sent,
+        "SYNs left to the kernel's filter: {left} of {sent}"
+    );
+    // The kernel's cookies pass about one SYN a second to the listener (its refresh).
+    ensure!(
+        answered + refresh >= 4,
+        "the client's SYNs answered: {answered}, refreshes {refresh}"
+    );
+
+    ns.sysctl(&filter, "2")?;
+    let line = wait_for_log(&sg, "rp_filter 2 (loose)")?;
+    eprintln!("{line}");
+    let s2 = sg.stats()?;
+    let sent = fx.flood(flood)?.sent();
+    let s3 = sg.stats()?;
+    let (left, answered, refresh) = (
+        s3.delta(&s2, Reason::PassReversePath),
+        s3.delta(&s2, Reason::TxSynAckCookie),
+        s3.delta(&s2, Reason::PassSynListenerRefresh),
+    );
+    eprintln!("loose: {sent} spoofed SYNs, {answered} answered, {refresh} refreshes");
+    ensure!(
+        left == 0,
+        "SYNs left to the kernel under loose filtering: {left}"
+    );
+    // The kernel's cookies pass about one SYN a second to the listener (its refresh).
+    ensure!(
+        answered + refresh == sent,
+        "answered {answered} + refreshes {refresh} of {sent}"
+    );
+    assert!(sg.stop()?.success());
+    Ok(())
+}
+
+/// Every reason whose count moved between two samples, for a failure's message.
+fn moved(before: &Stats, after: &Stats) -> String {
+    synguard_common::reason::REASONS
+        .iter()
+        .filter_map(|&r| {
+            let d = after.delta(before, r);
+            (d > 0).then(|| format!("{} +{d}", r.name()))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -17,6 +17,8 @@ pub const SYNCOOKIES_FAILED: &str = "TcpExt.SyncookiesFailed";
 pub const LISTEN_DROPS: &str = "TcpExt.ListenDrops";
 pub const REQQ_FULL_DO_COOKIES: &str = "TcpExt.TCPReqQFullDoCookies";
 pub const PASSIVE_OPENS: &str = "Tcp.PassiveOpens";
+/// Segments the reverse-path filter dropped (`rp_filter`, `fib_validate_source`).
+pub const REVERSE_PATH_DROPS: &str = "TcpExt.IPReversePathFilter";
 pub const IN_CSUM_ERRORS: &str = "Tcp.InCsumErrors";
 /// Frames the namespace's interfaces (loopback aside) dropped on receive (`/proc/net/dev`): on
 /// veth with XDP, a full receive ring. Lab nodes have a single interface.

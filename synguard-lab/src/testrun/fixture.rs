@@ -335,6 +335,15 @@ impl Fixture {
         Ok(())
     }
 
+    /// A route of the reverse-path check's table (`SG_RP_V4`): `addr/len` of kind `kind`
+    /// (`RP_ROUTE_*`).
+    pub fn route_add(&mut self, addr: [u8; 4], len: u32, kind: u32) -> Result<()> {
+        let mut t: LpmTrie<&mut MapData, [u8; 4], u32> =
+            LpmTrie::try_from(self.map(names::RP_V4)?)?;
+        t.insert(&Key::new(len, addr), kind, 0)?;
+        Ok(())
+    }
+
     /// Monitor mode's count of what would have been done, summed over CPUs.
     pub fn would(&self, reason: Reason) -> Result<u64> {
         Ok(self

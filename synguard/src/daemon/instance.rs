@@ -29,8 +29,7 @@ use crate::{
         nic_gate,
         own_cookies::{self, Choice},
         prepare::{
-            StartError, kernel_config, set_sysctls, warn_about_reverse_path,
-            warn_about_vlan_offload,
+            StartError, kernel_config, log_reverse_path, set_sysctls, warn_about_vlan_offload,
         },
         takeover::{self, Legacy},
     },
@@ -83,6 +82,9 @@ pub struct Instance {
     renamed_warned: bool,
     /// The port table's listener bits could not be set at the last try, and that was reported.
     listeners_unwritable: bool,
+    /// The reverse-path check's routes could not be written at the last try, and that was
+    /// reported.
+    routes_unwritable: bool,
     pin_dir: Option<PathBuf>,
     run_info: Option<PathBuf>,
     /// Leave link, pins and run-info for a successor (hand-over, or a failed take-over while
@@ -134,7 +136,6 @@ impl Instance {
     ) -> Result<Started, StartError> {
         let if_index = nic::check_interface(iface)?;
         warn_about_vlan_offload(iface);
-        warn_about_reverse_path(iface);
         // Before anything is changed: a refusal leaves the interface as it was.
         nic_gate::before_attach(cfg, iface)?;
         let ns = Path::new("/proc/self/ns/net");
@@ -160,6 +161,7 @@ impl Instance {
             host_unreadable: false,
             renamed_warned: false,
             listeners_unwritable: false,
+            routes_unwritable: false,
             pin_dir: None,
             run_info: None,
             // A program left behind keeps protecting if we fail before replacing it.
@@ -228,7 +230,7 @@ impl Instance {
     ) -> Result<(Controller<MapBackend>, Option<ProgramLogger>), StartError> {
         let iface = self.iface.clone();
         let mut own = own_cookies::decide(cfg, &iface)? == Choice::Own;
-        let (mut config, host) = kernel_config(cfg, &iface)?;
+        let (mut config, mut host) = kernel_config(cfg, &iface)?;
         load::raise_memlock_limit();
         let object = own::object(own)?;
         let inherited = self.inherit_pins(pin_dir)?;
@@ -280,6 +282,13 @@ impl Instance {
         } else {
             own::remove_tc_link(&tc_pin);
         }
+        // The routes before the flags that make the program read them.
+        if let Err(e) = host_follow::with_routes(&iface, pin_dir, &mut host) {
+            warn!("{e}");
+            self.routes_unwritable = true;
+        }
+        set_host_fields(&mut config, &host, cfg.wscale);
+        log_reverse_path(&iface, &host);
         // The maps may be the running program's: the new config applies to it at once.
         let inherited_ports = inherited.kept.iter().any(|n| n == names::PORTS);
         let ebpf = self.ebpf.as_mut().expect("loaded above");

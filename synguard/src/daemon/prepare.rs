@@ -1,7 +1,7 @@
 //! What an instance settles before it loads anything: the interface's facts, the config map's
 //! contents from the host (`host::facts`), and the kernel settings cookies need.
 
-use std::{io, path::Path};
+use std::path::Path;
 
 use log::{debug, info, warn};
 use synguard_common::maps::{Config, MAX_CPUS};
@@ -20,7 +20,6 @@ use crate::{
         btf,
         facts::HostFacts,
         nic::{self, NoSuchInterface},
-        reverse_path,
         sysctl::{
             self, SYNCOOKIES, SysctlError, SysctlSaver, Sysctls, TIMESTAMPS, TIMESTAMPS_NO_OFFSET,
         },
@@ -81,23 +80,14 @@ pub fn warn_about_vlan_offload(iface: &str) {
     }
 }
 
-/// SYNs the kernel's strict reverse-path filter drops, which the program would answer
-/// (`host::reverse_path`): a warning naming the routes, once, at attach.
-pub fn warn_about_reverse_path(iface: &str) {
-    let mode = Sysctls::default().rp_filter(iface);
-    if mode != reverse_path::STRICT {
-        return;
-    }
-    let routes = nic::check_interface(iface)
-        .map_err(io::Error::other)
-        .and_then(reverse_path::routes_elsewhere);
-    match routes {
-        Ok(routes) => {
-            if let Some(w) = reverse_path::warning(iface, mode, &routes, nic::name_of) {
-                warn!("{w}");
-            }
-        }
-        Err(e) => debug!("cannot read the routes for {iface}'s reverse-path check: {e}"),
+/// The reverse-path filter as the program applies it, said once at attach: a warning where it
+/// cannot follow the kernel's (`host::reverse_path`).
+pub fn log_reverse_path(iface: &str, facts: &HostFacts) {
+    let check = &facts.reverse_path;
+    match check.text() {
+        Some(text) if check.is_unchecked() => warn!("{iface}: {text}"),
+        Some(text) => info!("{iface}: {text}"),
+        None => {}
     }
 }
 

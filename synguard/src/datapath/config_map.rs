@@ -71,7 +71,8 @@ pub fn set_host_fields(c: &mut Config, facts: &HostFacts, wscale: Option<u8>) {
     } else {
         facts.options_off & !HOST_NO_TIMESTAMPS
     };
-    c.cookies = (c.cookies & COOKIES_KIND) | off;
+    // The reverse-path check, whose routes the caller has written (`datapath::reverse_path`).
+    c.cookies = (c.cookies & COOKIES_KIND) | off | facts.reverse_path.flags;
 }
 
 /// Writes the config map and protects `ports`; `inherited_ports`: the port map came from a
@@ -139,6 +140,7 @@ mod tests {
             options_off: 0,
             local: Default::default(),
             accept_local: false,
+            reverse_path: Default::default(),
         }
     }
 

@@ -24,4 +24,5 @@ pub mod pins;
 pub mod policy;
 pub mod ports;
 pub mod rate;
+pub mod reverse_path;
 pub mod spoil;

@@ -14,6 +14,7 @@ use synguard_common::{
 use crate::host::{
     addrs::LocalAddrs,
     nic,
+    reverse_path::{self, Plan},
     sysctl::{self, SysctlError, Sysctls, TcpParams},
 };
 
@@ -39,6 +40,9 @@ pub struct HostFacts {
     pub local: LocalAddrs,
     /// The interface takes IPv4 segments from the host's own addresses (`accept_local`).
     pub accept_local: bool,
+    /// The reverse-path filter as the program applies it (`host::reverse_path`); its routes
+    /// are read again where they are written ([`reverse_path_plan`]).
+    pub reverse_path: reverse_path::Check,
 }
 
 impl HostFacts {
@@ -53,6 +57,7 @@ impl HostFacts {
             options_off: options_off(sysctls)?,
             local: LocalAddrs::read(iface, loopback),
             accept_local: sysctls.accept_local(iface),
+            reverse_path: reverse_path_plan(iface, sysctls).check,
         })
     }
 
@@ -80,6 +85,11 @@ impl HostFacts {
                 before.local.text(),
                 self.local.text()
             ));
+        }
+        if self.reverse_path != before.reverse_path
+            && let Some(text) = self.reverse_path.text()
+        {
+            out.push(text);
         }
         if self.accept_local != before.accept_local {
             out.push(format!(
@@ -111,6 +121,17 @@ impl HostFacts {
             }
         }
         out
+    }
+}
+
+/// The reverse-path check for `iface` and the routes it needs (`host::reverse_path`): read for
+/// the facts, and again by whoever writes the routes, so that what is written and the flags
+/// that rely on it come from one reading.
+pub fn reverse_path_plan(iface: &str, sysctls: &Sysctls) -> Plan {
+    let mode = sysctls.rp_filter(iface);
+    match nic::check_interface(iface) {
+        Ok(index) => reverse_path::read(index, mode),
+        Err(_) => reverse_path::read_unreadable(mode),
     }
 }
 
@@ -159,6 +180,7 @@ mod tests {
             options_off: 0,
             local: Default::default(),
             accept_local: false,
+            reverse_path: Default::default(),
         }
     }
 

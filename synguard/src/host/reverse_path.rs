@@ -1,16 +1,28 @@
-//! The kernel's reverse-path filter (`rp_filter`, `fib_validate_source` in
-//! net/ipv4/fib_frontend.c). Strict (1): an IPv4 segment is dropped unless the route back to
-//! its source leaves through the interface it came in on. Loose (2): unless there is a route back
-//! at all. synguard's program looks no route up (`bpf_fib_lookup` answers
-//! `BPF_FIB_LKUP_RET_FWD_DISABLED` on an interface that does not forward, as a server's do not),
-//! so under strict filtering it answers SYNs that the host itself drops: those from sources the
-//! host routes out of another interface. `run` and `doctor` name such routes of the main table
-//! (policy routing's other tables are not read). Read once, at attach and in `doctor`: a
-//! router's main table can hold a million routes.
+//! The kernel's reverse-path filter (`rp_filter`, `__fib_validate_source` in
+//! net/ipv4/fib_frontend.c), as the program applies it to IPv4 SYNs. Strict (1): a segment is
+//! dropped unless the route back to its source is unicast with a next hop out of the interface
+//! it came in on. Loose (2): unless that route is unicast at all. Either way a source with no
+//! route, or a blackhole, unreachable or prohibit one, is dropped. The program cannot ask the
+//! kernel (`bpf_fib_lookup` answers `BPF_FIB_LKUP_RET_FWD_DISABLED` on an interface that does not
+//! forward, as a server's do not), so the loader copies the main table's IPv4 routes into
+//! `SG_RP_V4`, each with its kind for this interface (`RP_ROUTE_*`), and sets `HOST_RP_*` in
+//! the config where the check can tell anything: a SYN the host would drop is passed to it
+//! unanswered (`pass_reverse_path`).
+//!
+//! Not modelled, and then not checked (the program answers as before): policy routing (any
+//! rule beyond the three default ones: the lookup may then use other tables), a main table of
+//! more than `RP_ROUTES` routes. Of several routes to one prefix (metrics, TOS) the most lenient
+//! counts. Read every second with the host's other facts; one dump of the main table.
 
 use std::{
+    collections::{BTreeMap, hash_map::DefaultHasher},
+    hash::{Hash as _, Hasher as _},
     io,
-    net::{IpAddr, Ipv4Addr},
+    net::Ipv4Addr,
+};
+
+use synguard_common::maps::{
+    HOST_RP_LOOSE, HOST_RP_STRICT, RP_ROUTE_BLOCKED, RP_ROUTE_ELSEWHERE, RP_ROUTE_HERE, RP_ROUTES,
 };
 
 use crate::host::netlink::{self, attrs, u16_at, u32_at};
@@ -23,25 +35,186 @@ const RTM_TABLE: usize = 4;
 const RTM_TYPE: usize = 7;
 /// `struct rtnexthop`: length, flags, hops, then the interface index.
 const RTNH_IFINDEX: usize = 4;
-/// The strict mode of `rp_filter`.
-pub const STRICT: u64 = 1;
+/// `struct fib_rule_hdr` (include/uapi/linux/fib_rules.h): its size and its table byte.
+const FIB_RULE_HDR: usize = 12;
+const FRH_TABLE: usize = 4;
+const FRA_TABLE: u16 = 15;
+/// The rules every namespace starts with: lookup local, main, default.
+const DEFAULT_RULE_TABLES: [u32; 3] = [
+    libc::RT_TABLE_LOCAL as u32,
+    libc::RT_TABLE_MAIN as u32,
+    libc::RT_TABLE_DEFAULT as u32,
+];
 
-/// An IPv4 route of the main table that leaves through another interface than the one asked
-/// about.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RouteElsewhere {
+/// `rp_filter`'s strict mode.
+pub const STRICT: u64 = 1;
+/// `rp_filter`'s loose mode.
+pub const LOOSE: u64 = 2;
+
+/// One route of the main table, as the check sees it: its prefix and an `RP_ROUTE_*` kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Route {
     pub dst: Ipv4Addr,
     pub prefix: u8,
-    /// The interface it leaves through (the first, for a multipath route).
-    pub oif: u32,
+    pub kind: u32,
 }
 
-/// The main table's IPv4 unicast routes that do not leave through the interface `ifindex`.
-pub fn routes_elsewhere(ifindex: u32) -> io::Result<Vec<RouteElsewhere>> {
+/// Why the program does not check reverse paths although `rp_filter` is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unchecked {
+    /// Policy routing: rules beyond the default three.
+    Rules,
+    /// More routes than `SG_RP_V4` holds.
+    TooMany(usize),
+    /// The routes or rules could not be read.
+    Unreadable,
+}
+
+/// What the program is told: the `HOST_RP_*` flags, and a digest of the routes it is given
+/// (so that a change of either is a change of the host's facts).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Check {
+    /// `rp_filter` as the interface gets it (`Sysctls::rp_filter`).
+    pub mode: u64,
+    pub flags: u32,
+    /// How many routes `SG_RP_V4` holds for it.
+    pub routes: usize,
+    pub digest: u64,
+    pub unchecked: Option<Unchecked>,
+}
+
+/// A check and the routes it needs in `SG_RP_V4`: (prefix address, prefix length, kind).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub check: Check,
+    pub entries: Vec<(Ipv4Addr, u8, u32)>,
+}
+
+/// The plan for the interface with index `ifindex` under `rp_filter` `mode`, from the
+/// namespace's rules and main table.
+pub fn read(ifindex: u32, mode: u64) -> Plan {
+    if mode == 0 {
+        return Plan::default();
+    }
+    match (custom_rules(), main_routes(ifindex)) {
+        (Ok(rules), Ok(routes)) => plan(mode, &routes, rules),
+        _ => unchecked(mode, Unchecked::Unreadable),
+    }
+}
+
+/// The plan where the interface cannot be found: not checked, if `rp_filter` is on at all.
+pub fn read_unreadable(mode: u64) -> Plan {
+    if mode == 0 {
+        return Plan::default();
+    }
+    unchecked(mode, Unchecked::Unreadable)
+}
+
+fn unchecked(mode: u64, why: Unchecked) -> Plan {
+    Plan {
+        check: Check {
+            mode,
+            unchecked: Some(why),
+            ..Check::default()
+        },
+        entries: Vec::new(),
+    }
+}
+
+/// Pure: the plan for `routes` under `mode`. Where every source passes (strict: a default route
+/// and every route out of this interface; loose: a unicast default route and nothing
+/// blackholed) the program is told nothing and pays nothing.
+pub fn plan(mode: u64, routes: &[Route], custom_rules: bool) -> Plan {
+    if mode != STRICT && mode != LOOSE {
+        return Plan::default();
+    }
+    if custom_rules {
+        return unchecked(mode, Unchecked::Rules);
+    }
+    // One kind per prefix: the most lenient of its routes.
+    let mut by_prefix: BTreeMap<(Ipv4Addr, u8), u32> = BTreeMap::new();
+    for r in routes {
+        let kind = by_prefix.entry((r.dst, r.prefix)).or_insert(r.kind);
+        *kind = (*kind).max(r.kind);
+    }
+    if by_prefix.len() > RP_ROUTES as usize {
+        return unchecked(mode, Unchecked::TooMany(by_prefix.len()));
+    }
+    let default = by_prefix.get(&(Ipv4Addr::UNSPECIFIED, 0)).copied();
+    let (flags, need) = if mode == STRICT {
+        (HOST_RP_STRICT, RP_ROUTE_HERE)
+    } else {
+        (HOST_RP_LOOSE, RP_ROUTE_ELSEWHERE)
+    };
+    let all_pass = default.is_some_and(|k| k >= need) && by_prefix.values().all(|&k| k >= need);
+    if all_pass {
+        return Plan {
+            check: Check {
+                mode,
+                ..Check::default()
+            },
+            entries: Vec::new(),
+        };
+    }
+    let entries: Vec<(Ipv4Addr, u8, u32)> =
+        by_prefix.into_iter().map(|((a, p), k)| (a, p, k)).collect();
+    let mut h = DefaultHasher::new();
+    entries.hash(&mut h);
+    Plan {
+        check: Check {
+            mode,
+            flags,
+            routes: entries.len(),
+            digest: h.finish(),
+            unchecked: None,
+        },
+        entries,
+    }
+}
+
+impl Check {
+    /// One phrase for the log and `doctor`; `None` where `rp_filter` is off.
+    pub fn text(&self) -> Option<String> {
+        let filter = match self.mode {
+            0 => return None,
+            STRICT => "rp_filter 1 (strict)",
+            LOOSE => "rp_filter 2 (loose)",
+            _ => "rp_filter",
+        };
+        Some(match (self.unchecked, self.flags) {
+            (Some(Unchecked::Rules), _) => format!(
+                "{filter}, not checked by synguard: policy routing rules are in use (`ip rule`), \
+                 so SYNs the kernel's filter drops may be answered"
+            ),
+            (Some(Unchecked::TooMany(n)), _) => format!(
+                "{filter}, not checked by synguard: the main table has {n} routes, more than \
+                 {RP_ROUTES}, so SYNs the kernel's filter drops may be answered"
+            ),
+            (Some(Unchecked::Unreadable), _) => format!(
+                "{filter}, not checked by synguard: the routes could not be read, so SYNs the \
+                 kernel's filter drops may be answered"
+            ),
+            (None, 0) => format!("{filter}: every source passes it (the routes lead here)"),
+            (None, _) => format!(
+                "{filter}: SYNs from sources it drops are left to the kernel \
+                 (`pass_reverse_path`; {} routes copied)",
+                self.routes
+            ),
+        })
+    }
+
+    /// Whether the check could not follow `rp_filter`.
+    pub fn is_unchecked(&self) -> bool {
+        self.unchecked.is_some()
+    }
+}
+
+/// The main table's IPv4 routes: unicast ones as here or elsewhere for `ifindex`, blackhole,
+/// unreachable and prohibit ones as blocked.
+pub fn main_routes(ifindex: u32) -> io::Result<Vec<Route>> {
     let mut filter = [0u8; RTMSG];
     filter[RTM_FAMILY] = libc::AF_INET as u8;
     filter[RTM_TABLE] = libc::RT_TABLE_MAIN;
-    filter[RTM_TYPE] = libc::RTN_UNICAST;
     let mut found = Vec::new();
     netlink::dump(
         libc::NETLINK_ROUTE,
@@ -49,7 +222,7 @@ pub fn routes_elsewhere(ifindex: u32) -> io::Result<Vec<RouteElsewhere>> {
         &filter,
         |kind, body| {
             if kind == libc::RTM_NEWROUTE
-                && let Some(route) = parse(body, ifindex)
+                && let Some(route) = parse_route(body, ifindex)
             {
                 found.push(route);
             }
@@ -58,11 +231,11 @@ pub fn routes_elsewhere(ifindex: u32) -> io::Result<Vec<RouteElsewhere>> {
     Ok(found)
 }
 
-/// One `RTM_NEWROUTE` body: the route if it is an IPv4 unicast route of the main table none of
-/// whose next hops is `ifindex` (filtered here too: kernels before 4.20 dump every table).
-fn parse(body: &[u8], ifindex: u32) -> Option<RouteElsewhere> {
+/// One `RTM_NEWROUTE` body: an IPv4 route of the main table (filtered here too: kernels before
+/// 4.20 dump every table) with its kind for `ifindex`.
+fn parse_route(body: &[u8], ifindex: u32) -> Option<Route> {
     let header = body.get(..RTMSG)?;
-    if i32::from(header[RTM_FAMILY]) != libc::AF_INET || header[RTM_TYPE] != libc::RTN_UNICAST {
+    if i32::from(header[RTM_FAMILY]) != libc::AF_INET {
         return None;
     }
     let mut table = u32::from(header[RTM_TABLE]);
@@ -77,22 +250,26 @@ fn parse(body: &[u8], ifindex: u32) -> Option<RouteElsewhere> {
             _ => {}
         }
     }
-    let elsewhere =
-        table == u32::from(libc::RT_TABLE_MAIN) && !oifs.is_empty() && !oifs.contains(&ifindex);
-    elsewhere.then(|| RouteElsewhere {
+    if table != u32::from(libc::RT_TABLE_MAIN) {
+        return None;
+    }
+    let kind = match header[RTM_TYPE] {
+        libc::RTN_UNICAST if oifs.contains(&ifindex) => RP_ROUTE_HERE,
+        libc::RTN_UNICAST => RP_ROUTE_ELSEWHERE,
+        libc::RTN_BLACKHOLE | libc::RTN_UNREACHABLE | libc::RTN_PROHIBIT => RP_ROUTE_BLOCKED,
+        _ => return None,
+    };
+    Some(Route {
         dst,
         prefix: header[RTM_DST_LEN],
-        oif: oifs[0],
+        kind,
     })
 }
 
 /// The interfaces of a multipath route's next hops (`struct rtnexthop` each, padded to 4).
 fn next_hops(mut b: &[u8]) -> Vec<u32> {
     let mut oifs = Vec::new();
-    while let Some(len) = u16_at(b, 0).map(usize::from) {
-        let Some(oif) = u32_at(b, RTNH_IFINDEX) else {
-            break;
-        };
+    while let (Some(len), Some(oif)) = (u16_at(b, 0).map(usize::from), u32_at(b, RTNH_IFINDEX)) {
         oifs.push(oif);
         if len < 8 {
             break;
@@ -102,38 +279,40 @@ fn next_hops(mut b: &[u8]) -> Vec<u32> {
     oifs
 }
 
-/// What to tell the operator of `iface` under reverse-path filter `mode`, given the routes
-/// that leave elsewhere (`name_of` names an interface index); `None` when nothing differs from
-/// what the host itself would answer.
-pub fn warning(
-    iface: &str,
-    mode: u64,
-    elsewhere: &[RouteElsewhere],
-    name_of: impl Fn(u32) -> Option<String>,
-) -> Option<String> {
-    if mode != STRICT || elsewhere.is_empty() {
+/// Whether the namespace has IPv4 routing rules beyond the default three.
+pub fn custom_rules() -> io::Result<bool> {
+    let mut filter = [0u8; FIB_RULE_HDR];
+    filter[0] = libc::AF_INET as u8;
+    let mut tables = Vec::new();
+    netlink::dump(
+        libc::NETLINK_ROUTE,
+        libc::RTM_GETRULE,
+        &filter,
+        |kind, body| {
+            if kind == libc::RTM_NEWRULE
+                && let Some(t) = rule_table(body)
+            {
+                tables.push(t);
+            }
+        },
+    )?;
+    Ok(tables.len() != DEFAULT_RULE_TABLES.len()
+        || tables.iter().any(|t| !DEFAULT_RULE_TABLES.contains(t)))
+}
+
+/// One `RTM_NEWRULE` body's table, if it is an IPv4 rule.
+fn rule_table(body: &[u8]) -> Option<u32> {
+    let header = body.get(..FIB_RULE_HDR)?;
+    if i32::from(header[0]) != libc::AF_INET {
         return None;
     }
-    let shown: Vec<String> = elsewhere
-        .iter()
-        .take(3)
-        .map(|r| {
-            let via = name_of(r.oif).unwrap_or_else(|| format!("interface {}", r.oif));
-            format!("{}/{} via {via}", IpAddr::V4(r.dst), r.prefix)
-        })
-        .collect();
-    let more = match elsewhere.len() {
-        n if n > 3 => format!(" and {} more", n - 3),
-        _ => String::new(),
-    };
-    Some(format!(
-        "rp_filter is strict (1) on {iface}, and the host routes {}{more} out of another \
-         interface: the kernel drops SYNs from those sources when they arrive on {iface}, but \
-         synguard's program checks no reverse path and answers them with cookies (their final \
-         ACKs the kernel then drops); set rp_filter to 2 (loose) on {iface} if such traffic \
-         reaches it",
-        shown.join(", ")
-    ))
+    let mut table = u32::from(header[FRH_TABLE]);
+    for (ty, value) in attrs(&body[FIB_RULE_HDR..]) {
+        if ty == FRA_TABLE {
+            table = u32_at(value, 0)?;
+        }
+    }
+    Some(table)
 }
 
 #[cfg(test)]
@@ -149,7 +328,7 @@ mod tests {
         a
     }
 
-    fn route(prefix: u8, table: u8, kind: u8, dst: [u8; 4], tail: &[Vec<u8>]) -> Vec<u8> {
+    fn body(prefix: u8, table: u8, kind: u8, dst: [u8; 4], tail: &[Vec<u8>]) -> Vec<u8> {
         let mut b = vec![0u8; RTMSG];
         b[RTM_FAMILY] = libc::AF_INET as u8;
         b[RTM_DST_LEN] = prefix;
@@ -170,62 +349,142 @@ mod tests {
     }
 
     const MAIN: u8 = libc::RT_TABLE_MAIN;
-    const UNICAST: u8 = libc::RTN_UNICAST;
 
-    #[test]
-    fn a_route_out_of_another_interface_is_elsewhere() {
-        let oif = |i: u32| attr(libc::RTA_OIF, &i.to_ne_bytes());
-        let r = route(16, MAIN, UNICAST, [10, 9, 0, 0], &[oif(3)]);
-        assert_eq!(
-            parse(&r, 2),
-            Some(RouteElsewhere {
-                dst: Ipv4Addr::new(10, 9, 0, 0),
-                prefix: 16,
-                oif: 3
-            })
-        );
-        assert_eq!(parse(&r, 3), None, "out of the interface asked about");
-        let other_table = route(16, 100, UNICAST, [10, 9, 0, 0], &[oif(3)]);
-        assert_eq!(parse(&other_table, 2), None);
-        let blackhole = route(16, MAIN, libc::RTN_BLACKHOLE, [10, 9, 0, 0], &[]);
-        assert_eq!(parse(&blackhole, 2), None);
+    fn oif(i: u32) -> Vec<u8> {
+        attr(libc::RTA_OIF, &i.to_ne_bytes())
+    }
+
+    fn route(a: [u8; 4], prefix: u8, kind: u32) -> Route {
+        Route {
+            dst: Ipv4Addr::from(a),
+            prefix,
+            kind,
+        }
     }
 
     #[test]
-    fn a_multipath_route_with_a_hop_here_is_not() {
+    fn routes_of_the_main_table_get_their_kind() {
+        let r = body(16, MAIN, libc::RTN_UNICAST, [10, 9, 0, 0], &[oif(3)]);
+        assert_eq!(
+            parse_route(&r, 2),
+            Some(route([10, 9, 0, 0], 16, RP_ROUTE_ELSEWHERE))
+        );
+        assert_eq!(parse_route(&r, 3).map(|r| r.kind), Some(RP_ROUTE_HERE));
+        let hole = body(8, MAIN, libc::RTN_BLACKHOLE, [10, 0, 0, 0], &[]);
+        assert_eq!(
+            parse_route(&hole, 2).map(|r| r.kind),
+            Some(RP_ROUTE_BLOCKED)
+        );
+        assert_eq!(
+            parse_route(&body(16, 100, 1, [10, 9, 0, 0], &[oif(3)]), 2),
+            None
+        );
         let both = [hop(2), hop(3)].concat();
-        let r = route(
+        let multi = body(
             0,
             MAIN,
-            UNICAST,
+            libc::RTN_UNICAST,
             [0; 4],
             &[attr(libc::RTA_MULTIPATH, &both)],
         );
-        assert_eq!(parse(&r, 2), None);
-        assert_eq!(parse(&r, 4).map(|e| e.oif), Some(2));
+        assert_eq!(parse_route(&multi, 3).map(|r| r.kind), Some(RP_ROUTE_HERE));
+        assert_eq!(
+            parse_route(&multi, 4).map(|r| r.kind),
+            Some(RP_ROUTE_ELSEWHERE)
+        );
     }
 
     #[test]
-    fn only_strict_filtering_with_routes_elsewhere_warns() {
-        let e = vec![
-            RouteElsewhere {
-                dst: Ipv4Addr::new(10, 9, 0, 0),
-                prefix: 16,
-                oif: 3,
-            };
-            5
+    fn a_single_homed_host_needs_no_check() {
+        let routes = [
+            route([0; 4], 0, RP_ROUTE_HERE),
+            route([198, 18, 0, 0], 24, RP_ROUTE_HERE),
         ];
-        let name = |i: u32| (i == 3).then(|| "eth1".to_string());
-        assert_eq!(warning("eth0", 0, &e, name), None);
-        assert_eq!(warning("eth0", 2, &e, name), None);
-        assert_eq!(warning("eth0", 1, &[], name), None);
-        let w = warning("eth0", 1, &e, name).unwrap();
-        assert!(
-            w.contains(
-                "10.9.0.0/16 via eth1, 10.9.0.0/16 via eth1, 10.9.0.0/16 via eth1 and 2 more"
-            ),
-            "{w}"
+        for mode in [STRICT, LOOSE] {
+            let p = plan(mode, &routes, false);
+            assert_eq!((p.check.flags, p.entries.len()), (0, 0), "mode {mode}");
+            assert!(p.check.text().unwrap().contains("every source passes"));
+        }
+        assert_eq!(plan(0, &routes, false), Plan::default());
+    }
+
+    #[test]
+    fn strict_filtering_with_a_route_elsewhere_is_checked() {
+        let routes = [
+            route([0; 4], 0, RP_ROUTE_HERE),
+            route([10, 9, 0, 0], 16, RP_ROUTE_ELSEWHERE),
+        ];
+        let p = plan(STRICT, &routes, false);
+        assert_eq!(p.check.flags, HOST_RP_STRICT);
+        assert_eq!(
+            p.entries,
+            [
+                (Ipv4Addr::UNSPECIFIED, 0, RP_ROUTE_HERE),
+                (Ipv4Addr::new(10, 9, 0, 0), 16, RP_ROUTE_ELSEWHERE)
+            ]
         );
-        assert!(w.contains("rp_filter is strict (1) on eth0"), "{w}");
+        // Loose: a route elsewhere is a route; nothing to check.
+        assert_eq!(plan(LOOSE, &routes, false).check.flags, 0);
+        // A blackhole is dropped under loose filtering too.
+        let hole = [routes[0], route([10, 0, 0, 0], 8, RP_ROUTE_BLOCKED)];
+        assert_eq!(plan(LOOSE, &hole, false).check.flags, HOST_RP_LOOSE);
+        // No default route: sources outside the table have no route back.
+        let no_default = [route([198, 18, 0, 0], 24, RP_ROUTE_HERE)];
+        assert_eq!(plan(LOOSE, &no_default, false).check.flags, HOST_RP_LOOSE);
+    }
+
+    #[test]
+    fn the_most_lenient_of_one_prefixs_routes_counts() {
+        let routes = [
+            route([0; 4], 0, RP_ROUTE_ELSEWHERE),
+            route([0; 4], 0, RP_ROUTE_HERE),
+        ];
+        assert_eq!(plan(STRICT, &routes, false).check.flags, 0);
+    }
+
+    #[test]
+    fn what_is_not_modelled_is_not_checked() {
+        let routes = [route([10, 9, 0, 0], 16, RP_ROUTE_ELSEWHERE)];
+        let p = plan(STRICT, &routes, true);
+        assert_eq!(
+            (p.check.flags, p.check.unchecked),
+            (0, Some(Unchecked::Rules))
+        );
+        let many: Vec<Route> = (0..=RP_ROUTES)
+            .map(|i| route([10, (i >> 8) as u8, i as u8, 0], 24, RP_ROUTE_ELSEWHERE))
+            .collect();
+        let p = plan(STRICT, &many, false);
+        assert_eq!(p.check.unchecked, Some(Unchecked::TooMany(1025)));
+        assert!(p.check.text().unwrap().contains("not checked"));
+    }
+
+    #[test]
+    fn a_changed_route_changes_the_digest() {
+        let a = [
+            route([0; 4], 0, RP_ROUTE_HERE),
+            route([10, 9, 0, 0], 16, RP_ROUTE_ELSEWHERE),
+        ];
+        let mut b = a;
+        b[1].prefix = 24;
+        assert_ne!(
+            plan(STRICT, &a, false).check.digest,
+            plan(STRICT, &b, false).check.digest
+        );
+    }
+
+    #[test]
+    fn default_rules_are_not_custom() {
+        let rule = |table: u8| {
+            let mut b = vec![0u8; FIB_RULE_HDR];
+            b[0] = libc::AF_INET as u8;
+            b[FRH_TABLE] = table;
+            b
+        };
+        assert_eq!(rule_table(&rule(254)), Some(254));
+        let mut big = rule(252);
+        big.extend(attr(FRA_TABLE, &1000u32.to_ne_bytes()));
+        assert_eq!(rule_table(&big), Some(1000));
+        // This namespace's own rules: the test runs in whatever the host has; only readable.
+        assert!(custom_rules().is_ok());
     }
 }

@@ -9,7 +9,8 @@ use std::{fmt, path::Path, process::Command};
 use serde::Serialize;
 
 use crate::host::{
-    nic, reverse_path,
+    facts::reverse_path_plan,
+    nic,
     sysctl::{SYNCOOKIES, Sysctls, TIMESTAMPS},
 };
 
@@ -268,29 +269,17 @@ pub fn kernel_findings(release: &str, btf: bool, bpffs: bool) -> Vec<Finding> {
     ]
 }
 
-/// The reverse-path filter against the routes out of other interfaces (`host::reverse_path`).
+/// The reverse-path filter as the program applies it (`host::reverse_path`).
 fn reverse_path_finding(iface: &str, sysctls: &Sysctls) -> Finding {
-    let mode = sysctls.rp_filter(iface);
-    let routes = nic::check_interface(iface)
-        .map_err(std::io::Error::other)
-        .and_then(reverse_path::routes_elsewhere);
-    let warning = routes
-        .as_ref()
-        .ok()
-        .and_then(|r| reverse_path::warning(iface, mode, r, nic::name_of));
+    let check = reverse_path_plan(iface, sysctls).check;
     Finding {
         check: format!("rp_filter, {iface}"),
-        current: match (&routes, mode) {
-            (Ok(r), m) => format!("{m}, {} IPv4 routes out of other interfaces", r.len()),
-            (Err(e), m) => format!("{m}, routes unreadable ({e})"),
-        },
-        recommended: "not 1 (strict) where routes leave through other interfaces".into(),
-        ok: warning.is_none(),
-        why: warning.unwrap_or_else(|| {
-            "under strict reverse-path filtering the kernel drops SYNs from sources it routes \
-             out of another interface, which synguard's program would answer"
-                .into()
-        }),
+        current: check.mode.to_string(),
+        recommended: "any; synguard follows 0, 1 and 2 without policy routing".into(),
+        ok: !check.is_unchecked(),
+        why: check
+            .text()
+            .unwrap_or_else(|| "off: the kernel checks no reverse path, nor does synguard".into()),
         apply: None,
     }
 }

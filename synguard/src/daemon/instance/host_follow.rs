@@ -24,8 +24,13 @@ use crate::{
     datapath::{
         config_map::set_host_fields,
         maps::{self, PinnedMapError},
+        reverse_path,
     },
-    host::{facts::HostFacts, nic, sysctl::Sysctls},
+    host::{
+        facts::{HostFacts, reverse_path_plan},
+        nic,
+        sysctl::Sysctls,
+    },
     state::run_info::{ConfigInfo, RunInfo},
 };
 
@@ -54,7 +59,7 @@ impl Instance {
         let (Some(before), Some(dir)) = (self.host, self.pin_dir.as_deref()) else {
             return Ok(());
         };
-        let now = match HostFacts::read(&self.iface, &Sysctls::default()) {
+        let mut now = match HostFacts::read(&self.iface, &Sysctls::default()) {
             Ok(f) => f,
             Err(e) => {
                 if !self.host_unreadable {
@@ -67,6 +72,18 @@ impl Instance {
         self.host_unreadable = false;
         if now == before {
             return Ok(());
+        }
+        // The routes before the flags that make the program read them; a failure said once
+        // until a write succeeds.
+        if now.reverse_path != before.reverse_path {
+            match with_routes(&self.iface, dir, &mut now) {
+                Ok(()) => self.routes_unwritable = false,
+                Err(e) => {
+                    if !std::mem::replace(&mut self.routes_unwritable, true) {
+                        warn!("{e}");
+                    }
+                }
+            }
         }
         match rewrite(dir, &now, cfg.wscale) {
             Ok(config) => {
@@ -127,6 +144,23 @@ impl Instance {
             warn!("{}: cannot record the host's settings: {e}", self.iface);
         }
     }
+}
+
+/// Writes the routes the reverse-path check needs into the pinned `SG_RP_V4` under `dir`, from a
+/// reading of its own, and gives `facts` that reading's check, the one the routes written
+/// serve. Where they could not be written, the check is off (the program then checks nothing)
+/// and the error says so.
+pub fn with_routes(iface: &str, dir: &Path, facts: &mut HostFacts) -> Result<(), String> {
+    let plan = reverse_path_plan(iface, &Sysctls::default());
+    let written = reverse_path::write(dir, &plan.entries);
+    facts.reverse_path = plan.check;
+    written.map_err(|e| {
+        facts.reverse_path.flags = 0;
+        format!(
+            "{iface}: the reverse-path check's routes were not written, so it is off: {:#}",
+            anyhow::Error::from(e)
+        )
+    })
 }
 
 /// The pinned config map's host fields from `facts`, the rest as the map holds it.
