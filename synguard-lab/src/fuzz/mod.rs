@@ -27,8 +27,9 @@ use std::time::Instant;
 use anyhow::Result;
 use synguard_common::{
     maps::{
-        COOKIES_OWN, Config, HOST_NO_SACK, HOST_NO_TIMESTAMPS, HOST_NO_WSCALE, PORT_NO_LISTENER_V4,
-        PORT_NO_LISTENER_V6,
+        COOKIES_OWN, Config, HOST_NO_SACK, HOST_NO_TIMESTAMPS, HOST_NO_WSCALE, HOST_RP_LOOSE,
+        HOST_RP_STRICT, PORT_NO_LISTENER_V4, PORT_NO_LISTENER_V6, RP_ROUTE_BLOCKED,
+        RP_ROUTE_ELSEWHERE, RP_ROUTE_HERE,
     },
     policy::Policy,
     reason::{REASON_SLOTS, Reason, Verdict},
@@ -46,7 +47,7 @@ use crate::{
 };
 use conns::{Conns, Tuple};
 use counts::counts_match;
-use model::{Expect, Listeners, World};
+use model::{Expect, Listeners, ReversePath, RouteKind, World};
 use policies::Policies;
 use rng::Rng;
 use split::split_point;
@@ -184,6 +185,15 @@ impl Fuzzer {
                 fixture.list_add(allow, addr, len)?;
             }
         }
+        // The routes stay; each batch turns the reverse-path filter on or off.
+        for (net, len, kind) in model::ROUTES {
+            let kind = match kind {
+                RouteKind::Here => RP_ROUTE_HERE,
+                RouteKind::Elsewhere => RP_ROUTE_ELSEWHERE,
+                RouteKind::Blocked => RP_ROUTE_BLOCKED,
+            };
+            fixture.route_add(net, len, kind)?;
+        }
         Ok(Fuzzer {
             fixture,
             base: cfg,
@@ -201,7 +211,8 @@ impl Fuzzer {
     /// A configuration for the next batch, as the loader could write it: ECN on or off, our
     /// window scale, the interfaces' MSS caps (0: none), and the host's TCP without timestamps,
     /// SACK or window scaling (`HOST_NO_*`), each in a quarter of the batches; in a quarter, no
-    /// listener on the second protected port over one family or both; monitor mode in one
+    /// listener on the second protected port over one family or both; the reverse-path filter
+    /// strict in a fifth and loose in a tenth (against `model::ROUTES`); monitor mode in one
     /// batch in eight; lists and limits from `pol_rng` (`Policies::draw`).
     fn vary_config(&mut self, rng: &mut Rng, pol_rng: &mut Rng) -> Result<()> {
         let pick = |rng: &mut Rng, from: &[u32]| from[rng.below(from.len() as u64) as usize];
@@ -218,6 +229,12 @@ impl Fuzzer {
         if rng.pct(30) {
             cfg = more_addresses(rng, cfg);
         }
+        // The reverse-path filter: strict in a fifth of the batches, loose in a tenth.
+        match rng.below(10) {
+            0 | 1 => cfg.cookies |= HOST_RP_STRICT,
+            2 => cfg.cookies |= HOST_RP_LOOSE,
+            _ => {}
+        }
         self.set_config(cfg)?;
         self.set_listeners(draw_listeners(rng, &cfg))?;
         let monitor = rng.pct(12);
@@ -229,6 +246,13 @@ impl Fuzzer {
         self.fixture.set_config(cfg)?;
         self.cfg = cfg;
         self.world.locals = model::Locals::of(&cfg);
+        self.world.reverse_path = if cfg.cookies & HOST_RP_STRICT != 0 {
+            ReversePath::Strict
+        } else if cfg.cookies & HOST_RP_LOOSE != 0 {
+            ReversePath::Loose
+        } else {
+            ReversePath::Off
+        };
         Ok(())
     }
 

@@ -41,13 +41,66 @@ use crate::testrun::frames::{SERVER_MAC, SERVER_V4, SERVER_V6};
 
 /// What the oracle knows beyond the frame: the batch's lists and limits and its live
 /// connections, with their state (a copy is charged for a frame that meets neither), its
-/// listeners, and the host's addresses its configuration lists.
+/// listeners, the host's addresses its configuration lists, and its reverse-path filter.
 #[derive(Clone, Debug, Default)]
 pub struct World {
     pub policies: Policies,
     pub conns: Conns,
     pub listeners: Listeners,
     pub locals: Locals,
+    pub reverse_path: ReversePath,
+}
+
+/// The routes every batch's program holds for the reverse-path check (`SG_RP_V4`), with their
+/// kind: here, out of another interface, blackholed; 198.18.0.224/27 has none. The generator's
+/// IPv4 sources fall in all four.
+pub const ROUTES: [([u8; 4], u32, RouteKind); 3] = [
+    ([198, 18, 0, 0], 25, RouteKind::Here),
+    ([198, 18, 0, 128], 26, RouteKind::Elsewhere),
+    ([198, 18, 0, 192], 27, RouteKind::Blocked),
+];
+
+/// A route's kind for the reverse-path filter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RouteKind {
+    Here,
+    Elsewhere,
+    Blocked,
+}
+
+/// The batch's reverse-path filter as its configuration names it: off, strict or loose.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ReversePath {
+    #[default]
+    Off,
+    Strict,
+    Loose,
+}
+
+impl ReversePath {
+    /// Whether the kernel drops an IPv4 segment from `src` (`__fib_validate_source`): strict
+    /// wants the longest-matching route out of this interface, loose a unicast one; no route
+    /// fails both. IPv6 has no such filter.
+    fn drops(self, ipv6: bool, src: &[u8]) -> bool {
+        if ipv6 || self == ReversePath::Off {
+            return false;
+        }
+        let bits = |a: &[u8]| u32::from_be_bytes([a[0], a[1], a[2], a[3]]);
+        let kind = ROUTES
+            .iter()
+            .filter(|(net, len, _)| (bits(src) ^ bits(net)) >> (32 - len) == 0)
+            .max_by_key(|(_, len, _)| *len)
+            .map(|&(_, _, k)| k);
+        let passes = matches!(
+            (self, kind),
+            (ReversePath::Strict, Some(RouteKind::Here))
+                | (
+                    ReversePath::Loose,
+                    Some(RouteKind::Here | RouteKind::Elsewhere)
+                )
+        );
+        !passes
+    }
 }
 
 /// The batch's listeners: the protected ports' `PORT_NO_LISTENER_*` bits as the program's port
@@ -391,8 +444,15 @@ fn walk(f: &[u8], world: &mut World) -> Result<(Expect, Option<Syn>), Reason> {
 /// limit come before the checksums, the reflection cap between them (`policies`).
 fn syn(f: &[u8], h: Headers, tuple: &Tuple, world: &mut World) -> Result<Syn, Reason> {
     let tcp = h.tcp;
-    let pol = &mut world.policies;
-    if let Some(r) = pol.listed(&h.src).or_else(|| pol.charge_source(&h.src)) {
+    let pol = &world.policies;
+    if let Some(r) = pol.listed(&h.src) {
+        return Err(r);
+    }
+    // A source the kernel's reverse-path filter drops is its to drop, before any limit.
+    if world.reverse_path.drops(h.ipv6, &h.src) {
+        return Err(Reason::PassReversePath);
+    }
+    if let Some(r) = world.policies.charge_source(&h.src) {
         return Err(r);
     }
     // Nothing listens, on the port or at this address: the host resets it.
