@@ -12,7 +12,8 @@
 //! Not modelled, and then not checked (the program answers as before): policy routing (any
 //! rule beyond the three default ones: the lookup may then use other tables), a main table of
 //! more than `RP_ROUTES` routes. Of several routes to one prefix (metrics, TOS) the most lenient
-//! counts. Read every second with the host's other facts; one dump of the main table.
+//! counts, and a route through a nexthop object (no interface in the route itself) counts as
+//! leaving here. Read every second with the host's other facts; one dump of the main table.
 
 use std::{
     collections::{BTreeMap, hash_map::DefaultHasher},
@@ -253,8 +254,10 @@ fn parse_route(body: &[u8], ifindex: u32) -> Option<Route> {
     if table != u32::from(libc::RT_TABLE_MAIN) {
         return None;
     }
+    // A route that names no interface (a nexthop object, `RTA_NH_ID`) counts as here: of what
+    // the check cannot tell, it takes the lenient side.
     let kind = match header[RTM_TYPE] {
-        libc::RTN_UNICAST if oifs.contains(&ifindex) => RP_ROUTE_HERE,
+        libc::RTN_UNICAST if oifs.is_empty() || oifs.contains(&ifindex) => RP_ROUTE_HERE,
         libc::RTN_UNICAST => RP_ROUTE_ELSEWHERE,
         libc::RTN_BLACKHOLE | libc::RTN_UNREACHABLE | libc::RTN_PROHIBIT => RP_ROUTE_BLOCKED,
         _ => return None,
@@ -379,6 +382,15 @@ mod tests {
             parse_route(&body(16, 100, 1, [10, 9, 0, 0], &[oif(3)]), 2),
             None
         );
+        // A nexthop object's route names no interface itself: lenient.
+        let nhid = body(
+            0,
+            MAIN,
+            libc::RTN_UNICAST,
+            [0; 4],
+            &[attr(30, &7u32.to_ne_bytes())],
+        );
+        assert_eq!(parse_route(&nhid, 2).map(|r| r.kind), Some(RP_ROUTE_HERE));
         let both = [hop(2), hop(3)].concat();
         let multi = body(
             0,
