@@ -538,6 +538,16 @@ fn syns_the_reverse_path_filter_drops_are_left_to_the_kernel() -> Result<()> {
         answered + refresh == sent,
         "answered {answered} + refreshes {refresh} of {sent}"
     );
+    let status = synguard_lab::lab::synguard_proc::run_once(
+        &common::bin()?,
+        &ns.path(),
+        &["status", "--iface", fx.iface()],
+    )?;
+    let status = String::from_utf8_lossy(&status.stdout);
+    ensure!(
+        status.contains("reverse-path check loose"),
+        "status names the check:\n{status}"
+    );
     assert!(sg.stop()?.success());
     Ok(())
 }

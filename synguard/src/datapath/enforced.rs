@@ -6,7 +6,10 @@ use std::{collections::BTreeMap, net::IpAddr, path::Path};
 
 use serde::Serialize;
 use synguard_common::{
-    maps::{Config, PORT_NO_LISTENER_V4, PORT_NO_LISTENER_V6, PortConfig, cookies_own, names},
+    maps::{
+        Config, HOST_RP_LOOSE, HOST_RP_STRICT, PORT_NO_LISTENER_V4, PORT_NO_LISTENER_V6,
+        PortConfig, cookies_own, names,
+    },
     own_cookie::largest_synack_mss,
     policy::{Policy, gcra_to_rate},
 };
@@ -52,6 +55,9 @@ pub struct SynAckFacts {
     /// The interface's MAC address the SYNs are answered for ("any": unknown, every unicast
     /// SYN is answered).
     pub mac: String,
+    /// The kernel's reverse-path filter as the program follows it: "strict", "loose" or "off"
+    /// (`HOST_RP_*`; off too where every source passes it, or it cannot be followed).
+    pub reverse_path: &'static str,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -118,8 +124,20 @@ impl Enforced {
                     [0, 0, 0, 0, 0, 0] => "any".to_string(),
                     m => facts::mac_text(&m),
                 },
+                reverse_path: reverse_path_name(config.cookies),
             },
         }
+    }
+}
+
+/// The reverse-path check `Config::cookies`'s flags name.
+fn reverse_path_name(cookies: u32) -> &'static str {
+    if cookies & HOST_RP_STRICT != 0 {
+        "strict"
+    } else if cookies & HOST_RP_LOOSE != 0 {
+        "loose"
+    } else {
+        "off"
     }
 }
 
@@ -228,9 +246,16 @@ mod tests {
                 mss_v6: 1340,
                 wscale: 9,
                 ecn: true,
-                mac: "02:00:00:5e:00:42".into()
+                mac: "02:00:00:5e:00:42".into(),
+                reverse_path: "off",
             }
         );
+        let strict = Config {
+            cookies: synguard_common::maps::HOST_RP_STRICT,
+            ..config
+        };
+        let e = Enforced::from_maps(&strict, &policy, vec![]);
+        assert_eq!((e.cookies, e.synack.reverse_path), ("kernel", "strict"));
         let own = Config {
             cookies: synguard_common::maps::COOKIES_OWN | synguard_common::maps::HOST_NO_SACK,
             ..config
