@@ -23,7 +23,7 @@ use synguard_common::{
     conns::conn_slot,
     conns::conns_valid_until,
     lab::{TEMPLATE_MAX, Template},
-    maps::COOKIES_OWN,
+    maps::{COOKIES_OWN, Config, HOST_RP_STRICT, RP_ROUTE_ELSEWHERE, RP_ROUTE_HERE},
     names::{
         self,
         lab::{LAB_CONNS, LAB_TARGET, LAB_TEMPLATE},
@@ -105,6 +105,8 @@ pub struct Bench {
     fixture: Fixture,
     /// The same program with own cookies (`--cookies own`), measured side by side.
     own: Fixture,
+    /// `own`'s configuration.
+    own_cfg: Config,
     /// The lab's programs, sharing `fixture`'s connection table.
     lab: Ebpf,
     /// The same, sharing `own`'s.
@@ -176,6 +178,7 @@ impl Bench {
         Ok(Bench {
             fixture,
             own,
+            own_cfg,
             lab,
             lab_own,
             _conn: (listener, client, server),
@@ -371,12 +374,45 @@ impl Bench {
             let paths: Vec<_> = paths.into_iter().filter(|p| p.0.contains(filter)).collect();
             results.extend(self.wrapped_paths(&paths, rounds, repeat, own)?);
         }
+        let name = "own: SYN answered (IPv4), reverse path checked";
+        if name.contains(filter) {
+            results.extend(self.reverse_path_row(name, &syn, rounds, repeat)?);
+        }
         if "own: TC".contains(filter) || filter.is_empty() {
             results.push(self.tc_unmarked(&est, rounds, repeat, false)?);
             results.push(self.tc_unmarked(&est, rounds, repeat, true)?);
         }
         results.extend(self.floors(&syn, rounds, repeat)?);
         Ok(results)
+    }
+
+    /// Own cookies' IPv4 SYN with the reverse-path check on (`HOST_RP_STRICT`): what a host
+    /// with strict `rp_filter` and a route out of another interface pays per SYN. The routes
+    /// of such a host: the client's subnet here, a container bridge's prefix and the default
+    /// route elsewhere.
+    fn reverse_path_row(
+        &mut self,
+        name: &'static str,
+        syn: &[u8],
+        rounds: usize,
+        repeat: u32,
+    ) -> Result<Vec<PathResult>> {
+        for (net, len, kind) in [
+            ([198, 18, 0, 0], 24, RP_ROUTE_HERE),
+            ([172, 17, 0, 0], 16, RP_ROUTE_ELSEWHERE),
+            ([0, 0, 0, 0], 0, RP_ROUTE_ELSEWHERE),
+        ] {
+            self.own.route_add(net, len, kind)?;
+        }
+        let base = self.own_cfg;
+        self.own.set_config(Config {
+            cookies: base.cookies | HOST_RP_STRICT,
+            ..base
+        })?;
+        let path: Wrapped = (name, syn, Reason::TxSynAckCookie, XDP_TX, false);
+        let results = self.wrapped_paths(&[path], rounds, repeat, true);
+        self.own.set_config(base)?;
+        results
     }
 
     /// Paths on which the program does not rewrite the frame: plain `repeat` is right. Each
