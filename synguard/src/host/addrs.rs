@@ -20,7 +20,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use synguard_common::host::{NO_ADDR_V4, NO_ADDR_V6, local_salt, local_words_v4, local_words_v6};
 use synguard_common::maps::{Config, LOCAL_ADDRS};
 
-use crate::host::local_routes::{self, LocalRoute};
+use crate::host::{
+    local_routes::{self, LocalRoute},
+    nic, rtnl,
+};
 
 /// The addresses as `Config` holds them (`local_v4_n` ... `local_v6`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -38,7 +41,8 @@ pub struct LocalAddrs {
 
 impl LocalAddrs {
     /// The namespace's addresses for a program attached to `iface`; all "not known" on a
-    /// loopback device or when the list cannot be read.
+    /// loopback device or when the list cannot be read. A bond's slave takes its bond's
+    /// link-local addresses too: the bond's frames arrive through it.
     pub fn read(iface: &str, loopback: bool) -> Self {
         if loopback {
             return LocalAddrs::default();
@@ -55,12 +59,28 @@ impl LocalAddrs {
             };
             Some((a.interface_name, ip))
         });
-        Self::of(iface, found, &routes)
+        let master = nic::check_interface(iface)
+            .ok()
+            .and_then(|i| rtnl::link_facts(i).ok())
+            .and_then(|f| f.master)
+            .and_then(nic::name_of);
+        let link: Vec<&str> = std::iter::once(iface).chain(master.as_deref()).collect();
+        Self::of_link(&link, found, &routes)
     }
 
     /// Pure: the addresses of `found` (interface, address) and `routes` that count for `iface`.
     pub fn of(
         iface: &str,
+        found: impl IntoIterator<Item = (String, IpAddr)>,
+        routes: &[LocalRoute],
+    ) -> Self {
+        Self::of_link(&[iface], found, routes)
+    }
+
+    /// [`LocalAddrs::of`] for a program whose link is that of the interfaces `link` (the one
+    /// it is attached to, and its bond): their link-local addresses are the host's on it.
+    pub fn of_link(
+        link: &[&str],
         found: impl IntoIterator<Item = (String, IpAddr)>,
         routes: &[LocalRoute],
     ) -> Self {
@@ -76,7 +96,7 @@ impl LocalAddrs {
                 IpAddr::V4(a) if !a.is_loopback() && !v4.contains(&a) => v4.push(a),
                 IpAddr::V6(a)
                     if !a.is_loopback()
-                        && (!a.is_unicast_link_local() || name == iface)
+                        && (!a.is_unicast_link_local() || link.contains(&name.as_str()))
                         && !v6.contains(&a) =>
                 {
                     v6.push(a)
@@ -241,6 +261,21 @@ mod tests {
         let v6 = |s: &str| addr_words(&s.parse::<Ipv6Addr>().unwrap().octets());
         assert!(dst_local_v6(&v6("fe80::1"), l.v6_n, l.salt, &l.v6));
         assert!(!dst_local_v6(&v6("fe80::99"), l.v6_n, l.salt, &l.v6));
+    }
+
+    #[test]
+    fn a_bond_slave_takes_its_bonds_link_local_addresses() {
+        let addrs = found(&[
+            ("bond0", "198.18.0.1"),
+            ("bond0", "fe80::1"),
+            ("eth9", "fe80::99"),
+        ]);
+        let slave = LocalAddrs::of_link(&["eth0", "bond0"], addrs.clone(), &[]);
+        let mut listed: Vec<String> = slave.text().split(", ").map(String::from).collect();
+        listed.sort();
+        assert_eq!(listed, ["198.18.0.1", "fe80::1"]);
+        // Alone, the slave's link has no link-local address of its own.
+        assert_eq!(LocalAddrs::of("eth0", addrs, &[]).text(), "198.18.0.1");
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub struct LinkFacts {
     pub xdp_attached: bool,
     /// A bond's settings (`IFLA_INFO_KIND` "bond").
     pub bond: Option<BondLink>,
+    /// `IFLA_MASTER`: the index of the device this one is enslaved to (a bond's slave's bond).
+    pub master: Option<u32>,
 }
 
 /// A bond's mode and transmit hash policy, as the bonding driver numbers them
@@ -130,6 +132,7 @@ fn parse_reply(datagram: &[u8]) -> io::Result<LinkFacts> {
             IFLA_LINK => facts.link = u32_at(value, 0),
             IFLA_LINK_NETNSID => facts.link_in_other_netns = true,
             IFLA_LINKINFO => facts.bond = bond_of(value),
+            IFLA_MASTER => facts.master = u32_at(value, 0),
             IFLA_XDP => {
                 facts.xdp_attached = attrs(value)
                     .any(|(t, v)| t == IFLA_XDP_ATTACHED && v.first().is_some_and(|&m| m != 0))
@@ -193,7 +196,8 @@ mod tests {
 
     #[test]
     fn loopback_is_no_bond_and_no_master() {
-        assert_eq!(link_facts(1).unwrap().bond, None);
+        let lo = link_facts(1).unwrap();
+        assert_eq!((lo.bond, lo.master), (None, None));
         assert!(lower_links(1).unwrap().is_empty());
     }
 

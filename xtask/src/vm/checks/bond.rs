@@ -3,8 +3,9 @@
 //! own choice of slave (`xdp_master_redirect`); a slave may carry a program of its own while the
 //! bond has none. With the guest's virtio NIC enslaved to an active-backup bond, synguard must
 //! attach natively both to the bond and to the slave, judge the slave's driver rather than the
-//! bond's own offload flags, and answer a handshake from XDP whose final ACK the TC program
-//! hands to the stack through the bond. The NIC leaves the bond afterwards whatever happens; if
+//! bond's own offload flags, take the bond's IPv6 link-local address as the host's on either,
+//! and answer a handshake from XDP whose final ACK the TC program hands to the stack through
+//! the bond. The NIC leaves the bond afterwards whatever happens; if
 //! the guest cannot be reached on the bond, a timer in the guest gives the NIC back by itself.
 
 use std::time::Duration;
@@ -97,6 +98,15 @@ fn attach_and_connect(v: &mut Verdicts, g: &Guest, iface: &str, what: &str) -> R
     let bond_flag = log
         .lines()
         .find(|l| l.contains(&format!("{BOND}: large-receive-offload")));
+    // The bond's IPv6 link-local address is the host's on this link, attached to the slave too
+    // (its frames arrive through the slave).
+    let addresses = log
+        .lines()
+        .find(|l| l.contains("are the host's when addressed to"))
+        .unwrap_or("(no address line)")
+        .trim()
+        .to_string();
+    let link_local = addresses.contains("fe80::");
     let s0 = guest::stats_of(g, iface)?;
     let page = traffic::fetch(WEB_PORT, 10);
     let s1 = guest::stats_of(g, iface)?;
@@ -115,13 +125,14 @@ fn attach_and_connect(v: &mut Verdicts, g: &Guest, iface: &str, what: &str) -> R
         &format!("{what}: native attach, a handshake answered from XDP, nothing left"),
         native
             && bond_flag.is_none()
+            && link_local
             && page.is_ok()
             && answered >= 1
             && handed >= 1
             && left == XdpState::None,
         format!(
-            "log: {attach_line}; false alarm: {bond_flag:?}; fetch: {}; counters: {}; after \
-             SIGTERM: {left:?}",
+            "log: {attach_line}; false alarm: {bond_flag:?}; {addresses}; fetch: {}; counters: \
+             {}; after SIGTERM: {left:?}",
             match &page {
                 Ok(_) => "ok".to_string(),
                 Err(e) => format!("{e:#}"),
