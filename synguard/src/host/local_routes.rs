@@ -49,20 +49,7 @@ pub fn read() -> io::Result<Vec<LocalRoute>> {
     let mut filter = [0u8; RTMSG];
     filter[RTM_TABLE] = libc::RT_TABLE_LOCAL;
     filter[RTM_TYPE] = libc::RTN_LOCAL;
-    let mut routes = Vec::new();
-    netlink::dump(
-        libc::NETLINK_ROUTE,
-        libc::RTM_GETROUTE,
-        &filter,
-        |kind, body| {
-            if kind == libc::RTM_NEWROUTE
-                && let Some(route) = parse(body)
-            {
-                routes.push(route);
-            }
-        },
-    )?;
-    Ok(routes)
+    netlink::route_dump(libc::RTM_GETROUTE, &filter, libc::RTM_NEWROUTE, parse)
 }
 
 /// One `RTM_NEWROUTE` message's body: the route if it is a local one of the local table.

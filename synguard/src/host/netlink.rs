@@ -108,6 +108,25 @@ pub fn dump(
     }
 }
 
+/// A dump on a `NETLINK_ROUTE` socket (`request`, its filter `body`) collected: each message of
+/// type `reply` that `parse` takes.
+pub fn route_dump<T>(
+    request: u16,
+    body: &[u8],
+    reply: u16,
+    mut parse: impl FnMut(&[u8]) -> Option<T>,
+) -> io::Result<Vec<T>> {
+    let mut found = Vec::new();
+    dump(libc::NETLINK_ROUTE, request, body, |kind, msg| {
+        if kind == reply
+            && let Some(t) = parse(msg)
+        {
+            found.push(t);
+        }
+    })?;
+    Ok(found)
+}
+
 /// The messages of one datagram, each as its type and body; an `NLMSG_ERROR` as its error (an
 /// acknowledgement, errno 0, is skipped).
 pub fn messages(mut b: &[u8]) -> impl Iterator<Item = io::Result<(u16, &[u8])>> {

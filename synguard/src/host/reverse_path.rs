@@ -216,20 +216,9 @@ pub fn main_routes(ifindex: u32) -> io::Result<Vec<Route>> {
     let mut filter = [0u8; RTMSG];
     filter[RTM_FAMILY] = libc::AF_INET as u8;
     filter[RTM_TABLE] = libc::RT_TABLE_MAIN;
-    let mut found = Vec::new();
-    netlink::dump(
-        libc::NETLINK_ROUTE,
-        libc::RTM_GETROUTE,
-        &filter,
-        |kind, body| {
-            if kind == libc::RTM_NEWROUTE
-                && let Some(route) = parse_route(body, ifindex)
-            {
-                found.push(route);
-            }
-        },
-    )?;
-    Ok(found)
+    netlink::route_dump(libc::RTM_GETROUTE, &filter, libc::RTM_NEWROUTE, |body| {
+        parse_route(body, ifindex)
+    })
 }
 
 /// One `RTM_NEWROUTE` body: an IPv4 route of the main table (filtered here too: kernels before
@@ -286,19 +275,7 @@ fn next_hops(mut b: &[u8]) -> Vec<u32> {
 pub fn custom_rules() -> io::Result<bool> {
     let mut filter = [0u8; FIB_RULE_HDR];
     filter[0] = libc::AF_INET as u8;
-    let mut tables = Vec::new();
-    netlink::dump(
-        libc::NETLINK_ROUTE,
-        libc::RTM_GETRULE,
-        &filter,
-        |kind, body| {
-            if kind == libc::RTM_NEWRULE
-                && let Some(t) = rule_table(body)
-            {
-                tables.push(t);
-            }
-        },
-    )?;
+    let tables = netlink::route_dump(libc::RTM_GETRULE, &filter, libc::RTM_NEWRULE, rule_table)?;
     Ok(tables.len() != DEFAULT_RULE_TABLES.len()
         || tables.iter().any(|t| !DEFAULT_RULE_TABLES.contains(t)))
 }

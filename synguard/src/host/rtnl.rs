@@ -49,20 +49,12 @@ pub struct BondLink {
 /// The interfaces whose master is the interface with index `master` (a bond's slaves): index and
 /// name, from a dump of every link.
 pub fn lower_links(master: u32) -> io::Result<Vec<(u32, String)>> {
-    let mut found = Vec::new();
-    netlink::dump(
-        libc::NETLINK_ROUTE,
+    netlink::route_dump(
         libc::RTM_GETLINK,
         &[0u8; IFINFOMSG],
-        |kind, body| {
-            if kind == libc::RTM_NEWLINK
-                && let Some(link) = lower_of(body, master)
-            {
-                found.push(link);
-            }
-        },
-    )?;
-    Ok(found)
+        libc::RTM_NEWLINK,
+        |body| lower_of(body, master),
+    )
 }
 
 /// The index and name of the link in an `RTM_NEWLINK` body, if its master is `master`.

@@ -86,12 +86,7 @@ fn enslave(g: &Guest) -> Result<()> {
 fn attach_and_connect(v: &mut Verdicts, g: &Guest, iface: &str, what: &str) -> Result<()> {
     let run = guest::start_synguard_on(g, &format!("bond-{iface}"), iface)?;
     let log = run.log_text(g)?;
-    let attach_line = log
-        .lines()
-        .find(|l| l.contains("synguard attached to"))
-        .unwrap_or("(no attach line)")
-        .trim()
-        .to_string();
+    let attach_line = line_with(&log, "synguard attached to");
     let native = attach_line.contains("(native XDP)") && !log.contains("falling back");
     // The bond's own offload flags are only what it passes on to its slaves: a finding about
     // them (`sgbond0: large-receive-offload: on`) would be a false alarm.
@@ -100,12 +95,7 @@ fn attach_and_connect(v: &mut Verdicts, g: &Guest, iface: &str, what: &str) -> R
         .find(|l| l.contains(&format!("{BOND}: large-receive-offload")));
     // The bond's IPv6 link-local address is the host's on this link, attached to the slave too
     // (its frames arrive through the slave).
-    let addresses = log
-        .lines()
-        .find(|l| l.contains("are the host's when addressed to"))
-        .unwrap_or("(no address line)")
-        .trim()
-        .to_string();
+    let addresses = line_with(&log, "are the host's when addressed to");
     let link_local = addresses.contains("fe80::");
     let s0 = guest::stats_of(g, iface)?;
     let page = traffic::fetch(WEB_PORT, 10);
@@ -141,6 +131,14 @@ fn attach_and_connect(v: &mut Verdicts, g: &Guest, iface: &str, what: &str) -> R
         ),
     );
     Ok(())
+}
+
+/// The first line of `log` containing `text`, or a note that there is none.
+fn line_with(log: &str, text: &str) -> String {
+    log.lines().find(|l| l.contains(text)).map_or_else(
+        || format!("(no line with {text:?})"),
+        |l| l.trim().to_string(),
+    )
 }
 
 /// Gives the NIC back (detached, as the switch) and returns its addresses as `ip -br addr`
