@@ -230,7 +230,7 @@ impl Instance {
     ) -> Result<(Controller<MapBackend>, Option<ProgramLogger>), StartError> {
         let iface = self.iface.clone();
         let mut own = own_cookies::decide(cfg, &iface)? == Choice::Own;
-        let (mut config, mut host) = kernel_config(cfg, &iface)?;
+        let (mut config, mut host, routes) = kernel_config(cfg, &iface)?;
         load::raise_memlock_limit();
         let object = own::object(own)?;
         let inherited = self.inherit_pins(pin_dir)?;
@@ -283,7 +283,7 @@ impl Instance {
             own::remove_tc_link(&tc_pin);
         }
         // The routes before the flags that make the program read them.
-        if let Err(e) = host_follow::with_routes(&iface, pin_dir, &mut host) {
+        if let Err(e) = host_follow::write_routes(&iface, pin_dir, &routes, &mut host) {
             warn!("{e}");
             self.routes_unwritable = true;
         }

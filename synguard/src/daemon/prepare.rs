@@ -20,6 +20,7 @@ use crate::{
         btf,
         facts::HostFacts,
         nic::{self, NoSuchInterface},
+        reverse_path::RouteEntry,
         sysctl::{
             self, SYNCOOKIES, SysctlError, SysctlSaver, Sysctls, TIMESTAMPS, TIMESTAMPS_NO_OFFSET,
         },
@@ -92,9 +93,13 @@ pub fn log_reverse_path(iface: &str, facts: &HostFacts) {
 }
 
 /// The config map's contents, from the run configuration and the host (`HostFacts`, also
-/// returned: `daemon::instance::host_follow` compares later readings with it).
-pub fn kernel_config(cfg: &RunConfig, iface: &str) -> Result<(Config, HostFacts), StartError> {
-    let facts = HostFacts::read(iface, &Sysctls::default())?;
+/// returned: `daemon::instance::host_follow` compares later readings with it), and the routes
+/// the reverse-path check its flags name needs in the program.
+pub fn kernel_config(
+    cfg: &RunConfig,
+    iface: &str,
+) -> Result<(Config, HostFacts, Vec<RouteEntry>), StartError> {
+    let (facts, routes) = HostFacts::read(iface, &Sysctls::default())?;
     let nr_cpus = match aya::util::nr_cpus() {
         Ok(n) => n.min(MAX_CPUS as usize) as u32,
         Err((path, e)) => {
@@ -121,7 +126,7 @@ pub fn kernel_config(cfg: &RunConfig, iface: &str) -> Result<(Config, HostFacts)
         );
     }
     debug!("map config: {config:?}");
-    Ok((config, facts))
+    Ok((config, facts, routes))
 }
 
 /// Kernel settings before the program can send a cookie: the kernel must accept them. Returns

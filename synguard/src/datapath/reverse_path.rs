@@ -2,7 +2,7 @@
 //! (`host::reverse_path`): written before the config's `HOST_RP_*` flags that make the program
 //! read it, whenever the routes change.
 
-use std::{collections::BTreeSet, net::Ipv4Addr, path::Path};
+use std::{collections::BTreeSet, path::Path};
 
 use aya::maps::{
     MapData,
@@ -10,13 +10,15 @@ use aya::maps::{
 };
 use synguard_common::maps::names;
 
-use crate::datapath::maps::{self, PinnedMapError};
+use crate::{
+    datapath::maps::{self, PinnedMapError},
+    host::reverse_path::RouteEntry,
+};
 
-/// Makes the pinned `SG_RP_V4` under `dir` hold exactly `entries` (prefix address, length,
-/// `RP_ROUTE_*` kind): the wanted ones written first, then the others removed, so that no
-/// moment holds fewer routes than either reading (a missing route only leaves a SYN to the
-/// kernel's own check).
-pub fn write(dir: &Path, entries: &[(Ipv4Addr, u8, u32)]) -> Result<(), PinnedMapError> {
+/// Makes the pinned `SG_RP_V4` under `dir` hold exactly `entries`: the wanted ones written
+/// first, then the others removed, so that no moment holds fewer routes than either reading (a
+/// missing route only leaves a SYN to the kernel's own check).
+pub fn write(dir: &Path, entries: &[RouteEntry]) -> Result<(), PinnedMapError> {
     let name = names::RP_V4;
     let mut trie: LpmTrie<MapData, [u8; 4], u32> =
         LpmTrie::try_from(maps::open(dir, name)?).map_err(PinnedMapError::read(dir, name))?;

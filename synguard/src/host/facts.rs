@@ -14,7 +14,7 @@ use synguard_common::{
 use crate::host::{
     addrs::LocalAddrs,
     nic,
-    reverse_path::{self, Plan},
+    reverse_path::{self, Plan, RouteEntry},
     sysctl::{self, SysctlError, Sysctls, TcpParams},
 };
 
@@ -40,25 +40,29 @@ pub struct HostFacts {
     pub local: LocalAddrs,
     /// The interface takes IPv4 segments from the host's own addresses (`accept_local`).
     pub accept_local: bool,
-    /// The reverse-path filter as the program applies it (`host::reverse_path`); its routes
-    /// are read again where they are written ([`reverse_path_plan`]).
+    /// The reverse-path filter as the program applies it (`host::reverse_path`); the routes it
+    /// needs come with the reading ([`HostFacts::read`]).
     pub reverse_path: reverse_path::Check,
 }
 
 impl HostFacts {
-    /// Reads them for `iface`. The MAC address may be missing (`mac`); the rest may not.
-    pub fn read(iface: &str, sysctls: &Sysctls) -> Result<Self, SysctlError> {
+    /// Reads them for `iface`, with the routes the reverse-path check needs in the program
+    /// (`datapath::reverse_path::write`), from the same reading as the check's flags. The MAC
+    /// address may be missing (`mac`); the rest may not.
+    pub fn read(iface: &str, sysctls: &Sysctls) -> Result<(Self, Vec<RouteEntry>), SysctlError> {
         let mac = nic::hw_addr(iface).ok();
         let loopback = mac.is_some_and(|(_, lo)| lo);
-        Ok(HostFacts {
+        let plan = reverse_path_plan(iface, sysctls);
+        let facts = HostFacts {
             mtu: sysctl::iface_mtu(iface)?,
             mac,
             tcp: TcpParams::read(sysctls)?,
             options_off: options_off(sysctls)?,
             local: LocalAddrs::read(iface, loopback),
             accept_local: sysctls.accept_local(iface),
-            reverse_path: reverse_path_plan(iface, sysctls).check,
-        })
+            reverse_path: plan.check,
+        };
+        Ok((facts, plan.entries))
     }
 
     /// What differs from `before`, one phrase each, for the log.
@@ -124,9 +128,7 @@ impl HostFacts {
     }
 }
 
-/// The reverse-path check for `iface` and the routes it needs (`host::reverse_path`): read for
-/// the facts, and again by whoever writes the routes, so that what is written and the flags
-/// that rely on it come from one reading.
+/// The reverse-path check for `iface` and the routes it needs (`host::reverse_path`).
 pub fn reverse_path_plan(iface: &str, sysctls: &Sysctls) -> Plan {
     let mode = sysctls.rp_filter(iface);
     match nic::check_interface(iface) {

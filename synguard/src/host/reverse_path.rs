@@ -84,11 +84,14 @@ pub struct Check {
     pub unchecked: Option<Unchecked>,
 }
 
-/// A check and the routes it needs in `SG_RP_V4`: (prefix address, prefix length, kind).
+/// One route as `SG_RP_V4` holds it: (prefix address, prefix length, `RP_ROUTE_*` kind).
+pub type RouteEntry = (Ipv4Addr, u8, u32);
+
+/// A check and the routes it needs in `SG_RP_V4`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Plan {
     pub check: Check,
-    pub entries: Vec<(Ipv4Addr, u8, u32)>,
+    pub entries: Vec<RouteEntry>,
 }
 
 /// The plan for the interface with index `ifindex` under `rp_filter` `mode`, from the
@@ -157,8 +160,7 @@ pub fn plan(mode: u64, routes: &[Route], custom_rules: bool) -> Plan {
             entries: Vec::new(),
         };
     }
-    let entries: Vec<(Ipv4Addr, u8, u32)> =
-        by_prefix.into_iter().map(|((a, p), k)| (a, p, k)).collect();
+    let entries: Vec<RouteEntry> = by_prefix.into_iter().map(|((a, p), k)| (a, p, k)).collect();
     let mut h = DefaultHasher::new();
     entries.hash(&mut h);
     Plan {

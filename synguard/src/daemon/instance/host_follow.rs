@@ -26,17 +26,14 @@ use crate::{
         maps::{self, PinnedMapError},
         reverse_path,
     },
-    host::{
-        facts::{HostFacts, reverse_path_plan},
-        nic,
-        sysctl::Sysctls,
-    },
+    host::{facts::HostFacts, nic, reverse_path::RouteEntry, sysctl::Sysctls},
     state::run_info::{ConfigInfo, RunInfo},
 };
 
-/// How often the host is read again: three ioctls (the interface's name by index, its MTU, its
-/// MAC address) and six sysctl files per interface, well within the daemon's budget (README, "The daemon's own
-/// cost"), and soon enough after a bond's fail-over.
+/// How often the host is read again: a few ioctls (the interface's name by index, its MTU, its
+/// MAC address), sysctl files, the address list and the local routes per interface, and where
+/// `rp_filter` is on the routing rules and the main table; well within the daemon's budget
+/// (README, "The daemon's own cost"), and soon enough after a bond's fail-over.
 pub const PERIOD: Duration = Duration::from_secs(1);
 
 /// The interface went away under the program, or was re-created under its name (a driver
@@ -59,7 +56,7 @@ impl Instance {
         let (Some(before), Some(dir)) = (self.host, self.pin_dir.as_deref()) else {
             return Ok(());
         };
-        let mut now = match HostFacts::read(&self.iface, &Sysctls::default()) {
+        let (mut now, routes) = match HostFacts::read(&self.iface, &Sysctls::default()) {
             Ok(f) => f,
             Err(e) => {
                 if !self.host_unreadable {
@@ -76,7 +73,7 @@ impl Instance {
         // The routes before the flags that make the program read them; a failure said once
         // until a write succeeds.
         if now.reverse_path != before.reverse_path {
-            match with_routes(&self.iface, dir, &mut now) {
+            match write_routes(&self.iface, dir, &routes, &mut now) {
                 Ok(()) => self.routes_unwritable = false,
                 Err(e) => {
                     if !std::mem::replace(&mut self.routes_unwritable, true) {
@@ -146,15 +143,16 @@ impl Instance {
     }
 }
 
-/// Writes the routes the reverse-path check needs into the pinned `SG_RP_V4` under `dir`, from a
-/// reading of its own, and gives `facts` that reading's check, the one the routes written
-/// serve. Where they could not be written, the check is off (the program then checks nothing)
-/// and the error says so.
-pub fn with_routes(iface: &str, dir: &Path, facts: &mut HostFacts) -> Result<(), String> {
-    let plan = reverse_path_plan(iface, &Sysctls::default());
-    let written = reverse_path::write(dir, &plan.entries);
-    facts.reverse_path = plan.check;
-    written.map_err(|e| {
+/// Writes `routes`, which the reverse-path check of `facts` needs (read with them,
+/// `HostFacts::read`), into the pinned `SG_RP_V4` under `dir`. Where they could not be written,
+/// the check of `facts` is off (the program then checks nothing) and the error says so.
+pub fn write_routes(
+    iface: &str,
+    dir: &Path,
+    routes: &[RouteEntry],
+    facts: &mut HostFacts,
+) -> Result<(), String> {
+    reverse_path::write(dir, routes).map_err(|e| {
         facts.reverse_path.flags = 0;
         format!(
             "{iface}: the reverse-path check's routes were not written, so it is off: {:#}",
