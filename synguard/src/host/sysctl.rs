@@ -100,31 +100,29 @@ impl Sysctls {
     }
 
     /// Whether `iface` takes IPv4 segments from the host's own addresses:
-    /// `net.ipv4.conf.all.accept_local` or the interface's own (`IN_DEV_ORCONF`). The
-    /// interface's name goes into the path as it is (a VLAN's `eth0.100` has a dot); unreadable
+    /// `net.ipv4.conf.all.accept_local` or the interface's own (`IN_DEV_ORCONF`); unreadable
     /// reads as off, the kernel's default.
     pub fn accept_local(&self, iface: &str) -> bool {
-        let conf = self.root.join("net/ipv4/conf");
-        ["all", iface].iter().any(|dir| {
-            fs::read_to_string(conf.join(dir).join("accept_local"))
-                .is_ok_and(|t| t.trim().parse::<u64>().is_ok_and(|v| v != 0))
-        })
+        self.ipv4_conf(iface, "accept_local").any(|v| v != 0)
     }
 
     /// The reverse-path filter `iface` gets: the larger of `net.ipv4.conf.all.rp_filter` and
     /// the interface's own (`IN_DEV_RPFILTER`, `IN_DEV_MAXCONF`): 0 off, 1 strict, 2 loose.
     /// Unreadable reads as 0, the kernel's default.
     pub fn rp_filter(&self, iface: &str) -> u64 {
+        self.ipv4_conf(iface, "rp_filter").max().unwrap_or(0)
+    }
+
+    /// The readable values of `net.ipv4.conf.all.<name>` and `net.ipv4.conf.<iface>.<name>`,
+    /// which the kernel combines per setting (`IN_DEV_ORCONF`, `IN_DEV_MAXCONF`). The
+    /// interface's name goes into the path as it is (a VLAN's `eth0.100` has a dot).
+    fn ipv4_conf<'a>(&'a self, iface: &'a str, name: &'a str) -> impl Iterator<Item = u64> + 'a {
         let conf = self.root.join("net/ipv4/conf");
-        ["all", iface]
-            .iter()
-            .filter_map(|dir| {
-                fs::read_to_string(conf.join(dir).join("rp_filter"))
-                    .ok()
-                    .and_then(|t| t.trim().parse::<u64>().ok())
-            })
-            .max()
-            .unwrap_or(0)
+        ["all", iface].into_iter().filter_map(move |dir| {
+            fs::read_to_string(conf.join(dir).join(name))
+                .ok()
+                .and_then(|t| t.trim().parse::<u64>().ok())
+        })
     }
 
     pub fn write(&self, name: &str, value: u64) -> Result<(), SysctlError> {
@@ -435,13 +433,17 @@ mod tests {
         (dir.clone(), Sysctls::with_root(dir))
     }
 
+    /// Writes `net.ipv4.conf.<iface>.<name>` under the scratch root `dir`.
+    fn set_ipv4_conf(dir: &std::path::Path, iface: &str, name: &str, value: &str) {
+        let d = dir.join("net/ipv4/conf").join(iface);
+        fs::create_dir_all(&d).unwrap();
+        fs::write(d.join(name), value).unwrap();
+    }
+
     #[test]
     fn rp_filter_is_the_larger_of_all_and_the_interfaces_own() {
         let (dir, s) = scratch("rp-filter");
-        let set = |d: &str, v: &str| {
-            fs::create_dir_all(dir.join("net/ipv4/conf").join(d)).unwrap();
-            fs::write(dir.join("net/ipv4/conf").join(d).join("rp_filter"), v).unwrap();
-        };
+        let set = |d: &str, v: &str| set_ipv4_conf(&dir, d, "rp_filter", v);
         assert_eq!(s.rp_filter("eth0"), 0, "unreadable: the kernel's default");
         set("all", "0\n");
         set("eth0", "1\n");
@@ -455,10 +457,7 @@ mod tests {
     #[test]
     fn accept_local_is_all_or_the_interfaces_own() {
         let (dir, s) = scratch("accept-local");
-        let set = |d: &str, v: &str| {
-            fs::create_dir_all(dir.join("net/ipv4/conf").join(d)).unwrap();
-            fs::write(dir.join("net/ipv4/conf").join(d).join("accept_local"), v).unwrap();
-        };
+        let set = |d: &str, v: &str| set_ipv4_conf(&dir, d, "accept_local", v);
         assert!(
             !s.accept_local("eth0.100"),
             "unreadable: the kernel's default"
