@@ -574,6 +574,7 @@ const _: () = assert!(core::mem::size_of::<Counter>() == 2 * 8);
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[test]
     fn the_reverse_path_filter_as_the_kernel_applies_it() {
@@ -598,8 +599,6 @@ mod tests {
             assert_eq!(reverse_path_ok(flags, route), ok, "{flags:#x} {route:?}");
         }
     }
-
-    use super::*;
 
     #[test]
     fn overwriting_a_live_record_of_another_flow_is_told() {

@@ -12,7 +12,7 @@ use anyhow::{Context, Result, ensure};
 use synguard_common::reason::Reason;
 use synguard_lab::lab::{
     hping::FloodSpec,
-    kstats::{KStats, REVERSE_PATH_DROPS},
+    kstats::REVERSE_PATH_DROPS,
     synguard_proc::{Stats, Synguard},
     tcp_info::{TCPI_OPT_SACK, TCPI_OPT_TIMESTAMPS, TCPI_OPT_WSCALE, TS_SACK_WSCALE},
     topology::{SERVER_V4, SERVER_V6, spoof_addr},
@@ -36,16 +36,21 @@ fn wait_for_log(sg: &Synguard, text: &str) -> Result<String> {
     wait_log_within(sg, text, NOTICE)
 }
 
+/// `n` connections from the client to `to`, each with a round trip.
+fn round_trips(fx: &Fixture, to: SocketAddr, n: usize) -> Result<()> {
+    fx.lab.client.ns.enter(move || -> Result<()> {
+        for i in 0..n {
+            round_trip(&mut connect(to)?, i)?;
+        }
+        Ok(())
+    })?
+}
+
 /// Four connections from the client to `to`, each with a round trip; what synguard counted
 /// meanwhile as `pass_not_local` and as `tx_synack_cookie`.
 fn four_round_trips(fx: &Fixture, sg: &Synguard, to: SocketAddr) -> Result<(u64, u64)> {
     let s0 = sg.stats()?;
-    fx.lab.client.ns.enter(move || -> Result<()> {
-        for i in 0..4 {
-            round_trip(&mut connect(to)?, i)?;
-        }
-        Ok(())
-    })??;
+    round_trips(fx, to, 4)?;
     let s1 = sg.stats()?;
     Ok((
         s1.delta(&s0, Reason::PassNotLocal),
@@ -255,12 +260,7 @@ fn a_port_without_listener_refuses(cookies: &str) -> Result<()> {
         "status with an IPv4 listener:\n{status}"
     );
     let s2 = sg.stats()?;
-    fx.lab.client.ns.enter(move || -> Result<()> {
-        for i in 0..3 {
-            round_trip(&mut connect(to4)?, i)?;
-        }
-        Ok(())
-    })??;
+    round_trips(&fx, to4, 3)?;
     refused(to6)?;
     let s3 = sg.stats()?;
     ensure!(
@@ -307,12 +307,7 @@ fn a_service_bound_to_one_address_refuses_the_other(cookies: &str) -> Result<()>
         "status with a listener bound to {SERVER_V4}:\n{status}"
     );
     let s0 = sg.stats()?;
-    fx.lab.client.ns.enter(move || -> Result<()> {
-        for i in 0..3 {
-            round_trip(&mut connect(bound)?, i)?;
-        }
-        Ok(())
-    })??;
+    round_trips(&fx, bound, 3)?;
     for _ in 0..2 {
         refused(&fx, SocketAddr::from((second, PORT)))?;
     }
@@ -488,10 +483,10 @@ fn syns_the_reverse_path_filter_drops_are_left_to_the_kernel() -> Result<()> {
         interval_us: 500,
         ..syn_flood(200)
     };
-    let (s0, k0) = (sg.stats()?, KStats::read(ns)?);
+    let (s0, k0) = (sg.stats()?, fx.kstats()?);
     let sent = fx.flood(flood)?.sent();
     fx.exchange(false, 4, 1000)?;
-    let (s1, k1) = (sg.stats()?, KStats::read(ns)?);
+    let (s1, k1) = (sg.stats()?, fx.kstats()?);
     // The kernel did drop what was left to it: the program's model of the filter is the kernel's.
     let dropped = k1.delta(&k0, REVERSE_PATH_DROPS);
     ensure!(
@@ -538,12 +533,7 @@ fn syns_the_reverse_path_filter_drops_are_left_to_the_kernel() -> Result<()> {
         answered + refresh == sent,
         "answered {answered} + refreshes {refresh} of {sent}"
     );
-    let status = synguard_lab::lab::synguard_proc::run_once(
-        &common::bin()?,
-        &ns.path(),
-        &["status", "--iface", fx.iface()],
-    )?;
-    let status = String::from_utf8_lossy(&status.stdout);
+    let status = fx.cli(&["status", "--iface", fx.iface()])?;
     ensure!(
         status.contains("reverse-path check loose"),
         "status names the check:\n{status}"
