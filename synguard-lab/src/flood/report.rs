@@ -99,6 +99,28 @@ pub struct Ratio {
     pub other: String,
     /// synguard / other.
     pub ratio: Option<f64>,
+    /// `other` is the floor that did with its frames what synguard did with most of them
+    /// ([`same_fate_floor`]): the comparison that measures synguard's own work.
+    pub same_fate: bool,
+}
+
+/// The floor whose frames met the fate most of synguard's met: answered (XDP_TX) or dropped.
+/// Under the live generator the fate alone moves a bare program's cost per packet by about
+/// 2x: the same swap of addresses cost 46 ns returning XDP_TX and 96 ns returning XDP_DROP
+/// (docs/measuring.md, "A dropped frame costs more than a transmitted one"), so a program that
+/// drops is measured against the floor that drops. `None` where synguard neither answered nor
+/// dropped (every frame passed).
+pub fn same_fate_floor(sg: &Cell) -> Option<&'static str> {
+    let replies = sg.median("replies_pps").unwrap_or(0.0);
+    let drops = sg.median("drops_pps").unwrap_or(0.0);
+    if replies <= 0.0 && drops <= 0.0 {
+        return None;
+    }
+    Some(if replies >= drops {
+        "floor-xdp-tx"
+    } else {
+        "floor-xdp-drop"
+    })
 }
 
 /// What each comparison is made on. Against the XDP_DROP floor, which answers nothing, the rate
@@ -122,6 +144,7 @@ fn ratio_metrics(other: &str) -> &'static [&'static str] {
 pub fn ratios(cells: &[Cell]) -> Vec<Ratio> {
     let mut out = Vec::new();
     for sg in cells.iter().filter(|c| c.defence.starts_with("synguard")) {
+        let fate = same_fate_floor(sg);
         for other in cells.iter().filter(|c| {
             c.scenario == sg.scenario && c.layout == sg.layout && !c.defence.starts_with("synguard")
         }) {
@@ -137,6 +160,7 @@ pub fn ratios(cells: &[Cell]) -> Vec<Ratio> {
                     synguard: sg.defence.clone(),
                     other: other.defence.clone(),
                     ratio,
+                    same_fate: fate == Some(other.defence.as_str()),
                 });
             }
         }
@@ -354,13 +378,14 @@ pub fn ratio_table(report: &Report) -> String {
     for r in report.ratios.iter().filter(|r| r.ratio.is_some()) {
         let _ = writeln!(
             t,
-            "{:<11} {:<4} {:<17} {:<16} / {:<16} {:>7.2}x",
+            "{:<11} {:<4} {:<17} {:<16} / {:<16} {:>7.2}x{}",
             r.scenario,
             r.layout,
             r.metric,
             r.synguard,
             r.other,
-            r.ratio.unwrap_or_default()
+            r.ratio.unwrap_or_default(),
+            if r.same_fate { "  (same fate)" } else { "" }
         );
     }
     t
@@ -378,6 +403,44 @@ mod tests {
         assert!(s.median.is_none());
         let s = Spread::of([Some(4.0), Some(1.0)]);
         assert_eq!(s.median, Some(1.0));
+    }
+
+    fn cell(defence: &str, replies: f64, drops: f64) -> Cell {
+        let mut c = Cell::new("ack-direct", defence, Vec::new());
+        let at = |v: f64| Spread {
+            min: Some(v),
+            median: Some(v),
+            max: Some(v),
+        };
+        c.metrics.insert("replies_pps".into(), at(replies));
+        c.metrics.insert("drops_pps".into(), at(drops));
+        c.metrics.insert("xdp_ns_per_pkt".into(), at(100.0));
+        c
+    }
+
+    #[test]
+    fn the_same_fate_floor_is_the_one_that_did_what_synguard_did() {
+        assert_eq!(
+            same_fate_floor(&cell("synguard-own", 10.0, 3e6)),
+            Some("floor-xdp-drop")
+        );
+        assert_eq!(
+            same_fate_floor(&cell("synguard-own", 2e6, 1e3)),
+            Some("floor-xdp-tx")
+        );
+        assert_eq!(same_fate_floor(&cell("synguard-own", 0.0, 0.0)), None);
+        let cells = [
+            cell("synguard-own", 0.0, 3e6),
+            cell("floor-xdp-tx", 3e6, 0.0),
+            cell("floor-xdp-drop", 0.0, 4e6),
+        ];
+        let marked: Vec<(String, String)> = ratios(&cells)
+            .into_iter()
+            .filter(|r| r.same_fate)
+            .map(|r| (r.other, r.metric))
+            .collect();
+        assert_eq!(marked.len(), ratio_metrics("floor-xdp-drop").len());
+        assert!(marked.iter().all(|(o, _)| o == "floor-xdp-drop"));
     }
 
     #[test]
