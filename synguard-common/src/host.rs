@@ -5,7 +5,7 @@
 //! `tcp_v6_rcv` refuse multicast, loopback and IPv4-mapped sources. docs/host-checks.md has the
 //! whole table.
 
-use crate::maps::LOCAL_ADDRS;
+use crate::maps::{LOCAL_ADDRS, LOCAL_IN_MAP};
 
 /// What the destination MAC makes of a frame (the kernel's `pkt_type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,7 +91,7 @@ pub fn martian_v6(src: &[u8; 16], dst: &[u8; 16], loopback: bool) -> bool {
 /// instead of 109 k, and without the count it went past the 1 M limit.
 #[inline(always)]
 pub fn dst_local_v4(dst: u32, known: u32, salt: u32, addrs: &[u32; LOCAL_ADDRS]) -> bool {
-    if known == 0 {
+    if !in_slots(known) {
         return true;
     }
     let at = local_pair(dst, salt) * 2;
@@ -105,11 +105,21 @@ pub fn dst_local_v4(dst: u32, known: u32, salt: u32, addrs: &[u32; LOCAL_ADDRS])
 /// short-circuit compares. Without branches on which slot matched.
 #[inline(always)]
 pub fn dst_slots_v4(dst: u32, known: u32, salt: u32, addrs: &[u32; LOCAL_ADDRS]) -> u32 {
-    if known == 0 {
+    if !in_slots(known) {
         return SLOTS_NOT_KNOWN;
     }
     let at = local_pair(dst, salt) * 2;
     (((addrs[at] == dst) as u32) << at) | (((addrs[at + 1] == dst) as u32) << (at + 1))
+}
+
+/// Whether `known` (`Config::local_v4_n` / `local_v6_n`) says the family's addresses are in the
+/// config's slots. Neither 0 (not known) nor [`LOCAL_IN_MAP`]: for the latter the program looks
+/// in the family's trie before these functions are asked (`classify::not_ours`), and they answer
+/// as for a list not known (the address counts as the host's destination, not as its source,
+/// and names no slot).
+#[inline(always)]
+pub const fn in_slots(known: u32) -> bool {
+    known != 0 && known != LOCAL_IN_MAP
 }
 
 /// What [`dst_slots_v4`] and [`dst_slots_v6`] give where the address list is not known: every
@@ -122,7 +132,7 @@ pub const SLOTS_NOT_KNOWN: u32 = 1 << LOCAL_ADDRS;
 /// lookup gives `RTN_LOCAL`). Not known (`known` 0): no source counts as local.
 #[inline(always)]
 pub fn src_local_v4(src: u32, known: u32, salt: u32, addrs: &[u32; LOCAL_ADDRS]) -> bool {
-    known != 0 && dst_local_v4(src, known, salt, addrs)
+    in_slots(known) && dst_local_v4(src, known, salt, addrs)
 }
 
 /// [`src_local_v4`] for IPv6. The kernel has no such check for IPv6: it answers a SYN from one
@@ -136,7 +146,7 @@ pub fn src_local_v6(
     salt: u32,
     addrs: &[[u32; 4]; LOCAL_ADDRS],
 ) -> bool {
-    known != 0 && dst_local_v6(src, known, salt, addrs)
+    in_slots(known) && dst_local_v6(src, known, salt, addrs)
 }
 
 /// [`dst_local_v4`] for IPv6: `dst` and each of `addrs` as four header words.
@@ -147,7 +157,7 @@ pub fn dst_local_v6(
     salt: u32,
     addrs: &[[u32; 4]; LOCAL_ADDRS],
 ) -> bool {
-    if known == 0 {
+    if !in_slots(known) {
         return true;
     }
     let at = local_pair(dst[0] ^ dst[1] ^ dst[2] ^ dst[3], salt) * 2;
@@ -159,7 +169,7 @@ pub fn dst_local_v6(
 /// [`dst_slots_v4`] for IPv6.
 #[inline(always)]
 pub fn dst_slots_v6(dst: &[u32; 4], known: u32, salt: u32, addrs: &[[u32; 4]; LOCAL_ADDRS]) -> u32 {
-    if known == 0 {
+    if !in_slots(known) {
         return SLOTS_NOT_KNOWN;
     }
     let at = local_pair(dst[0] ^ dst[1] ^ dst[2] ^ dst[3], salt) * 2;
@@ -301,6 +311,26 @@ mod tests {
         assert!(src_local_v6(&addr_words(&one(9)), n6, salt, &w6));
         assert!(!src_local_v6(&addr_words(&one(2)), n6, salt, &w6));
         assert!(!src_local_v6(&addr_words(&one(9)), 0, salt, &w6));
+    }
+
+    /// A family in the program's trie (`LOCAL_IN_MAP`) is asked there first; the slots' functions,
+    /// asked anyway, answer as for a list not known and never read the slots, whatever they
+    /// hold.
+    #[test]
+    fn a_family_in_the_trie_is_not_read_from_the_slots() {
+        let (salt, (_, w), (_, w6)) = placed(&[[198, 18, 0, 1]], &[[0x20; 16]]);
+        let n = LOCAL_IN_MAP;
+        assert!(!in_slots(n) && !in_slots(0) && in_slots(1) && in_slots(9));
+        assert!(dst_local_v4(word([198, 18, 0, 99]), n, salt, &w));
+        assert!(!src_local_v4(word([198, 18, 0, 1]), n, salt, &w));
+        assert_eq!(
+            dst_slots_v4(word([198, 18, 0, 1]), n, salt, &w),
+            SLOTS_NOT_KNOWN
+        );
+        let other = addr_words(&[0x30; 16]);
+        assert!(dst_local_v6(&other, n, salt, &w6));
+        assert!(!src_local_v6(&addr_words(&[0x20; 16]), n, salt, &w6));
+        assert_eq!(dst_slots_v6(&other, n, salt, &w6), SLOTS_NOT_KNOWN);
     }
 
     #[test]

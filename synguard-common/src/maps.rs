@@ -133,8 +133,10 @@ pub struct Config {
     pub synack_windows: [u16; 8],
     /// The host's own addresses, which a segment to a protected port must be addressed to
     /// (`host::dst_local_v4` / `dst_local_v6`; a host that forwards sees others' too): how
-    /// many there are plus one, per family; 0 when not known (more than [`LOCAL_ADDRS`], a
-    /// loopback device, an AnyIP prefix), and then every destination counts as the host's.
+    /// many there are plus one, per family; [`LOCAL_IN_MAP`] when they are in `SG_LOCAL_V4` /
+    /// `SG_LOCAL_V6` instead (more than [`LOCAL_ADDRS`], or an AnyIP prefix); 0 when not known
+    /// (a loopback device, or more than [`LOCAL_MAP_ENTRIES`]), and then every destination
+    /// counts as the host's.
     pub local_v4_n: u32,
     pub local_v6_n: u32,
     /// IPv4 addresses as the header's words (`u32::from_ne_bytes` of the address's bytes).
@@ -145,6 +147,15 @@ pub struct Config {
 
 /// The most addresses of one family [`Config`] holds for the destination check.
 pub const LOCAL_ADDRS: usize = 8;
+
+/// [`Config::local_v4_n`] / `local_v6_n`: the family's addresses and local prefixes are in the
+/// LPM trie `SG_LOCAL_V4` / `SG_LOCAL_V6`, one entry each (a host's address as a full-length
+/// prefix, an AnyIP route as its own prefix; the value is unused), because the config's slots
+/// cannot hold them. A lookup per address checked instead of two compares.
+pub const LOCAL_IN_MAP: u32 = u32::MAX;
+/// The most entries of each of those tries: a node whose service addresses are all on one
+/// interface (`kube-ipvs0`) holds one per service. Past it, the family is not known.
+pub const LOCAL_MAP_ENTRIES: u32 = 1 << 16;
 
 /// SYN-ACKs carry the kernel's cookies (`bpf_tcp_raw_gen_syncookie_*`, docs/kernel-cookies.md).
 pub const COOKIES_KERNEL: u32 = 0;

@@ -35,6 +35,8 @@ macro_rules! map_name {
     (HANDSHAKES) => { "SG_HANDSHAKES" };
     (CONNS_FILTER) => { "SG_CONNS_FILTER" };
     (RP_V4) => { "SG_RP_V4" };
+    (LOCAL_V4) => { "SG_LOCAL_V4" };
+    (LOCAL_V6) => { "SG_LOCAL_V6" };
     // The lab's own programs (`crate::lab`).
     (LAB_TEMPLATE) => { "LAB_TEMPLATE" };
     (LAB_TARGET) => { "LAB_TARGET" };
@@ -135,6 +137,11 @@ name_consts! {
     /// The main routing table's IPv4 routes for the reverse-path check, by prefix: an
     /// `RP_ROUTE_*` kind each ([`crate::maps::reverse_path_ok`]).
     RP_V4,
+    /// The host's own IPv4 addresses and local prefixes where [`CONFIG`]'s list cannot hold
+    /// them ([`crate::maps::LOCAL_IN_MAP`]).
+    LOCAL_V4,
+    /// The same for IPv6.
+    LOCAL_V6,
 }
 
 /// The maps the programs address directly rather than look up (`synguard-ebpf`'s `Global`):

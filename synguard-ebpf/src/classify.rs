@@ -10,12 +10,12 @@ use synguard_common::{
         MacClass, dst_local_v4, dst_local_v6, dst_slots_v4, dst_slots_v6, mac_class, martian_v4,
         martian_v6, src_local_v4, src_local_v6,
     },
-    maps::{Config, HOST_RP_LOOSE, HOST_RP_STRICT, reverse_path_ok},
+    maps::{Config, HOST_RP_LOOSE, HOST_RP_STRICT, LOCAL_IN_MAP, reverse_path_ok},
     reason::Reason,
 };
 
 use crate::{
-    maps::SG_RP_V4,
+    maps::{SG_LOCAL_V4, SG_LOCAL_V6, SG_RP_V4},
     parse::{self, Packet},
 };
 
@@ -27,16 +27,11 @@ pub fn not_ours(ctx: &XdpContext, pkt: &Packet, cfg: &Config) -> Option<Reason> 
         return Some(Reason::PassNotForHost);
     }
     let a = pkt.addresses();
-    let salt = cfg.local_salt;
+    let (src6, dst6) = ([a[0], a[1], a[2], a[3]], [a[4], a[5], a[6], a[7]]);
     let local = if pkt.ipv6 {
-        dst_local_v6(
-            &[a[4], a[5], a[6], a[7]],
-            cfg.local_v6_n,
-            salt,
-            &cfg.local_v6,
-        )
+        own_v6(&dst6, cfg, false)
     } else {
-        dst_local_v4(a[1], cfg.local_v4_n, salt, &cfg.local_v4)
+        own_v4(a[1], cfg, false)
     };
     if !local {
         return Some(Reason::PassNotLocal);
@@ -47,22 +42,59 @@ pub fn not_ours(ctx: &XdpContext, pkt: &Packet, cfg: &Config) -> Option<Reason> 
     let loopback = cfg.loopback != 0;
     let martian = if pkt.ipv6 {
         let ip = pkt.ip6();
-        martian_v6(sub16(ip, 8), sub16(ip, 24), loopback)
-            || (!loopback
-                && src_local_v6(
-                    &[a[0], a[1], a[2], a[3]],
-                    cfg.local_v6_n,
-                    salt,
-                    &cfg.local_v6,
-                ))
+        martian_v6(sub16(ip, 8), sub16(ip, 24), loopback) || (!loopback && own_v6(&src6, cfg, true))
     } else {
         let ip = pkt.ip4();
         martian_v4(sub4(ip, 12), sub4(ip, 16), loopback)
-            || (!loopback
-                && cfg.accept_local == 0
-                && src_local_v4(a[0], cfg.local_v4_n, salt, &cfg.local_v4))
+            || (!loopback && cfg.accept_local == 0 && own_v4(a[0], cfg, true))
     };
     martian.then_some(Reason::DropMartianSource)
+}
+
+/// Whether `addr` (the header's word) is one of the host's own IPv4 addresses as `cfg` holds
+/// them: in its slots (`host::dst_local_v4`, `src_local_v4`) or, where they did not fit
+/// (`LOCAL_IN_MAP`), in `SG_LOCAL_V4`. `src`: asked of a source, which a list not known never
+/// matches (a destination always does: fail open).
+#[inline(always)]
+fn own_v4(addr: u32, cfg: &Config, src: bool) -> bool {
+    let n = cfg.local_v4_n;
+    if n == LOCAL_IN_MAP {
+        in_local_map_v4(addr)
+    } else if src {
+        src_local_v4(addr, n, cfg.local_salt, &cfg.local_v4)
+    } else {
+        dst_local_v4(addr, n, cfg.local_salt, &cfg.local_v4)
+    }
+}
+
+/// [`own_v4`] for IPv6: `addr` as four header words.
+#[inline(always)]
+fn own_v6(addr: &[u32; 4], cfg: &Config, src: bool) -> bool {
+    let n = cfg.local_v6_n;
+    if n == LOCAL_IN_MAP {
+        in_local_map_v6(addr)
+    } else if src {
+        src_local_v6(addr, n, cfg.local_salt, &cfg.local_v6)
+    } else {
+        dst_local_v6(addr, n, cfg.local_salt, &cfg.local_v6)
+    }
+}
+
+/// Whether `addr` (the header's word) is in `SG_LOCAL_V4`: one of the host's addresses or
+/// inside one of its local prefixes, where the config's slots could not hold them
+/// (`LOCAL_IN_MAP`). The kernel's own test is the same longest-prefix match on its local table
+/// (`ip_route_input_slow`: `RTN_LOCAL`).
+#[inline(always)]
+fn in_local_map_v4(addr: u32) -> bool {
+    SG_LOCAL_V4.get(Key::new(32, addr.to_ne_bytes())).is_some()
+}
+
+/// [`in_local_map_v4`] for IPv6: `addr` as four header words.
+#[inline(always)]
+fn in_local_map_v6(addr: &[u32; 4]) -> bool {
+    // SAFETY: same size, every bit pattern of either is valid.
+    let bytes = unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>(*addr) };
+    SG_LOCAL_V6.get(Key::new(128, bytes)).is_some()
 }
 
 /// The kernel's reverse-path filter, for an IPv4 SYN about to be answered: a source the host

@@ -9,8 +9,8 @@ use aya_ebpf::{
 use synguard_common::{
     conns::{CONN_FILTER_WORDS, CONN_SLOTS, ConnsState, HANDSHAKE_CPU_SLOTS},
     maps::{
-        CLOSING_FILTER_WORDS, CLOSING_SLOTS, Config, Counter, ModeState, PORT_SLOTS, PortTable,
-        REFRESH_SLOTS, RP_ROUTES, ReadyState, SynWindow,
+        CLOSING_FILTER_WORDS, CLOSING_SLOTS, Config, Counter, LOCAL_MAP_ENTRIES, ModeState,
+        PORT_SLOTS, PortTable, REFRESH_SLOTS, RP_ROUTES, ReadyState, SynWindow,
     },
     policy::{
         AddrKey, FLOOD_EVENT_BYTES, LIST_SLOTS, Policy, REFLECT_SLOTS, ReflectState, SOURCE_SLOTS,
@@ -108,6 +108,20 @@ sg_map! {
     /// (`classify::reverse_path`); written by the loader, `RP_ROUTE_*` kinds.
     RP_V4 => static SG_RP_V4: LpmTrie<[u8; 4], u32> =
         LpmTrie::with_max_entries(RP_ROUTES, 0);
+}
+
+sg_map! {
+    /// The host's own IPv4 addresses and local prefixes, where the config's slots cannot hold
+    /// them (`Config::local_v4_n` is `LOCAL_IN_MAP`): `classify::not_ours`. Written by the
+    /// loader; the value is unused.
+    LOCAL_V4 => static SG_LOCAL_V4: LpmTrie<[u8; 4], u8> =
+        LpmTrie::with_max_entries(LOCAL_MAP_ENTRIES, 0);
+}
+
+sg_map! {
+    /// [`SG_LOCAL_V4`] for IPv6.
+    LOCAL_V6 => static SG_LOCAL_V6: LpmTrie<[u8; 16], u8> =
+        LpmTrie::with_max_entries(LOCAL_MAP_ENTRIES, 0);
 }
 
 sg_map! {

@@ -453,6 +453,90 @@ fn eight_addresses_of_each_family_are_all_known() {
     expect(&f, &cases);
 }
 
+/// More addresses than the config's slots hold, and an AnyIP prefix: the loader puts each
+/// family in its trie (`LOCAL_IN_MAP`, `SG_LOCAL_V4` / `SG_LOCAL_V6`), and the program takes
+/// exactly those as the host's: every listed address and every address of the prefix is
+/// answered, another destination passes as forwarded traffic, and one of the host's addresses
+/// as a source is a martian. Before the tries, such a host's list was not known and every
+/// destination counted as its own: a forwarded SYN was answered in another host's name.
+#[test]
+fn addresses_beyond_the_slots_and_local_prefixes_are_the_hosts() {
+    use std::net::IpAddr;
+    use synguard::host::{addrs::LocalAddrs, local_routes::LocalRoute};
+    use synguard_common::maps::LOCAL_IN_MAP;
+
+    let v4s: Vec<[u8; 4]> = (0..12).map(|i| [172, 17 + i, 0, 1]).collect();
+    let v6s: Vec<[u8; 16]> = (0..12)
+        .map(|i| ip6(&format!("2001:db8::{}", i + 1)))
+        .collect();
+    let found = v4s
+        .iter()
+        .map(|a| IpAddr::from(*a))
+        .chain(v6s.iter().map(|a| IpAddr::from(*a)))
+        .map(|a| ("eth0".to_string(), a));
+    let anyip = LocalRoute {
+        addr: IpAddr::from([192, 0, 2, 0]),
+        prefix: 24,
+    };
+    let (addrs, table) = LocalAddrs::with_table(&["eth0"], found, &[anyip]);
+    let mut cfg = default_config();
+    addrs.set(&mut cfg);
+    assert_eq!(
+        (cfg.local_v4_n, cfg.local_v6_n),
+        (LOCAL_IN_MAP, LOCAL_IN_MAP)
+    );
+    let macs = (CLIENT_MAC, SERVER_MAC);
+    let mut ack = Segment::syn(40000, PORT, 8, vec![]);
+    ack.flags = ACK;
+    ack.ack = 12345;
+    let mut cases = Vec::new();
+    let answered = (XDP_TX, Reason::TxSynAckCookie);
+    let forwarded = (XDP_PASS, Reason::PassNotLocal);
+    let martian = (XDP_DROP, Reason::DropMartianSource);
+    for a in v4s.iter().chain([&[192, 0, 2, 77]]) {
+        cases.push((
+            format!("SYN to {a:?}"),
+            v4(CLIENT_V4, *a, macs, &syn_seg()),
+            answered,
+        ));
+    }
+    for a in &v6s {
+        cases.push((
+            format!("SYN to {a:x?}"),
+            v6(CLIENT_V6, *a, &syn_seg()),
+            answered,
+        ));
+    }
+    for (what, seg) in [("SYN", syn_seg()), ("ACK", ack)] {
+        for a in [[172, 30, 0, 1], [192, 0, 3, 1]] {
+            cases.push((
+                format!("{what} to {a:?}"),
+                v4(CLIENT_V4, a, macs, &seg),
+                forwarded,
+            ));
+        }
+        let other6 = ip6("2001:db8::99");
+        cases.push((
+            format!("{what} to 2001:db8::99"),
+            v6(CLIENT_V6, other6, &seg),
+            forwarded,
+        ));
+    }
+    let from_own4 = v4([172, 25, 0, 1], v4s[0], macs, &syn_seg());
+    cases.push(("SYN from 172.25.0.1".into(), from_own4, martian));
+    let from_prefix = v4([192, 0, 2, 9], v4s[0], macs, &syn_seg());
+    cases.push(("SYN from 192.0.2.9".into(), from_prefix, martian));
+    let from_own6 = v6(v6s[11], v6s[0], &syn_seg());
+    cases.push(("SYN from 2001:db8::c".into(), from_own6, martian));
+    let cases: Vec<_> = cases
+        .into_iter()
+        .map(|(w, f, (a, r))| (w, f, a, r))
+        .collect();
+    let mut f = Fixture::new(cfg, &[PORT]).expect("load synguard (needs root)");
+    f.local_table(&table).unwrap();
+    expect(&f, &cases);
+}
+
 /// Through the host's MAC to an address that is not the host's: traffic it forwards (a router,
 /// a node whose containers' addresses are routed to it). Neither answered nor dropped, SYN or
 /// ACK, with either kind of cookie; with the host's addresses not known (the loader lists none

@@ -140,7 +140,8 @@ fn an_anyip_prefix_routed_while_running_is_guarded_as_the_hosts() -> Result<()> 
     let sg = fx.synguard(&["--ports", &port, "--mode", "always", "--cookies", "own"])?;
     fx.ns()
         .ip(&["route", "add", "local", "198.18.0.192/26", "dev", "lo"])?;
-    let line = wait_for_log(&sg, "any IPv4 (local route 198.18.0.192/26)")?;
+    // The family goes in the program's trie, prefix and all.
+    let line = wait_for_log(&sg, "IPv4 address and local route 198.18.0.192/26")?;
     eprintln!("{line}");
     let anyip = SocketAddr::from((Ipv4Addr::new(198, 18, 0, 200), PORT));
     let (not_local, answered) = four_round_trips(&fx, &sg, anyip)?;
@@ -188,6 +189,57 @@ fn eight_addresses_added_while_running_are_all_the_hosts() -> Result<()> {
     ensure!(
         not_local == 0 && answered >= 4,
         "to {to}: pass_not_local +{not_local}, tx_synack_cookie +{answered}"
+    );
+    assert!(sg.stop()?.success());
+    Ok(())
+}
+
+/// Twelve addresses added to the server while synguard runs, thirteen in all, more than the
+/// config's slots hold: the family goes in the program's trie ("13 IPv4 addresses"), a connect
+/// to the last one added is answered in XDP as the host's, and a SYN the client routes through
+/// the server to an address that is not the host's passes untouched (`pass_not_local`: the
+/// kernel, not forwarding, drops it). Before the trie such a host's list was not known, and
+/// that SYN was answered in another host's name.
+#[test]
+fn more_addresses_than_the_slots_hold_are_the_hosts_and_no_other() -> Result<()> {
+    const PORT: u16 = 8453;
+    let fx = Fixture::new()?;
+    echo_server(fx.ns(), SocketAddr::from((Ipv4Addr::UNSPECIFIED, PORT)))?;
+    let port = PORT.to_string();
+    let sg = fx.synguard(&["--ports", &port, "--mode", "always", "--cookies", "own"])?;
+    let added: Vec<Ipv4Addr> = (30..42).map(|i| Ipv4Addr::new(198, 18, 0, i)).collect();
+    for a in &added {
+        fx.ns()
+            .ip(&["addr", "add", &format!("{a}/24"), "dev", fx.iface()])?;
+    }
+    let line = wait_for_log(&sg, "13 IPv4 addresses")?;
+    eprintln!("{line}");
+    let to = SocketAddr::from((added[11], PORT));
+    let (not_local, answered) = four_round_trips(&fx, &sg, to)?;
+    ensure!(
+        not_local == 0 && answered >= 4,
+        "to {to}: pass_not_local +{not_local}, tx_synack_cookie +{answered}"
+    );
+    // Another host's address, routed by the client through the server.
+    let server = SERVER_V4.to_string();
+    fx.lab
+        .client
+        .ns
+        .ip(&["route", "add", "198.18.5.0/24", "via", &server])?;
+    let elsewhere = SocketAddr::from((Ipv4Addr::new(198, 18, 5, 1), PORT));
+    let s0 = sg.stats()?;
+    let got = fx.lab.client.ns.enter(move || {
+        TcpStream::connect_timeout(&elsewhere, Duration::from_millis(1500)).map(drop)
+    })?;
+    let s1 = sg.stats()?;
+    ensure!(got.is_err(), "a connect to {elsewhere} succeeded");
+    let (not_local, answered) = (
+        s1.delta(&s0, Reason::PassNotLocal),
+        s1.delta(&s0, Reason::TxSynAckCookie),
+    );
+    ensure!(
+        not_local >= 1 && answered == 0,
+        "to {elsewhere}: pass_not_local +{not_local}, tx_synack_cookie +{answered}"
     );
     assert!(sg.stop()?.success());
     Ok(())

@@ -25,6 +25,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use anyhow::Result;
+use synguard::host::addrs::LocalTable;
 use synguard_common::{
     maps::{
         COOKIES_OWN, Config, HOST_NO_SACK, HOST_NO_TIMESTAMPS, HOST_NO_WSCALE, HOST_RP_LOOSE,
@@ -65,6 +66,9 @@ pub struct Violation {
     pub conns: Vec<Tuple>,
     /// The batch's listeners (`World::listeners`).
     pub listeners: Listeners,
+    /// The batch's host addresses (`World::locals`) and the tries' entries.
+    pub locals: model::Locals,
+    pub table: LocalTable,
     /// The first buffer's length when the frame ran split over buffers.
     pub first: Option<u32>,
 }
@@ -147,6 +151,8 @@ pub struct Fuzzer {
     base: Config,
     /// The batch's configuration.
     cfg: Config,
+    /// The host's addresses in the program's tries, for the families the batch puts there.
+    table: LocalTable,
     /// The own cookies' key of the run under way; None with the kernel's cookies.
     key: Option<Key>,
     cookies: Cookies,
@@ -198,6 +204,7 @@ impl Fuzzer {
             fixture,
             base: cfg,
             cfg,
+            table: LocalTable::default(),
             key: None,
             cookies,
             unknown_passes: 0,
@@ -226,8 +233,10 @@ impl Fuzzer {
                 cfg.cookies |= flag;
             }
         }
+        let (mut locals, mut table) = (None, LocalTable::default());
         if rng.pct(30) {
-            cfg = more_addresses(rng, cfg);
+            let more = more_addresses(rng, cfg);
+            (cfg, table, locals) = (more.0, more.1, Some(more.2));
         }
         // The reverse-path filter: strict in a fifth of the batches, loose in a tenth.
         match rng.below(10) {
@@ -235,17 +244,27 @@ impl Fuzzer {
             2 => cfg.cookies |= HOST_RP_LOOSE,
             _ => {}
         }
-        self.set_config(cfg)?;
-        self.set_listeners(draw_listeners(rng, &cfg))?;
+        self.set_config(cfg, locals, &table)?;
+        let locals = self.world.locals.clone();
+        self.set_listeners(draw_listeners(rng, &cfg, &locals))?;
         let monitor = rng.pct(12);
         self.set_policies(Policies::draw(pol_rng, monitor))
     }
 
-    /// The batch's configuration, in the program and in the oracle (the addresses it lists).
-    fn set_config(&mut self, cfg: Config) -> Result<()> {
+    /// The batch's configuration, in the program and in the oracle: the addresses it lists,
+    /// `locals` where they were drawn (else those of the config's slots), with the program's
+    /// tries holding `table` for the families that are there.
+    fn set_config(
+        &mut self,
+        cfg: Config,
+        locals: Option<model::Locals>,
+        table: &LocalTable,
+    ) -> Result<()> {
+        self.fixture.local_table(table)?;
+        self.table = table.clone();
         self.fixture.set_config(cfg)?;
         self.cfg = cfg;
-        self.world.locals = model::Locals::of(&cfg);
+        self.world.locals = locals.unwrap_or_else(|| model::Locals::of(&cfg));
         self.world.reverse_path = if cfg.cookies & HOST_RP_STRICT != 0 {
             ReversePath::Strict
         } else if cfg.cookies & HOST_RP_LOOSE != 0 {
@@ -311,6 +330,8 @@ impl Fuzzer {
             policy: self.world.policies.policy,
             conns: self.world.conns.live().cloned().collect(),
             listeners: self.world.listeners.clone(),
+            locals: self.world.locals.clone(),
+            table: self.table.clone(),
             first,
         }
     }
@@ -372,7 +393,7 @@ impl Fuzzer {
         // A batch's frames all run before the count is checked: keep the first ones asked for.
         report.violations.truncate(max_violations);
         for v in &mut report.violations {
-            self.set_config(v.cfg)?;
+            self.set_config(v.cfg, Some(v.locals.clone()), &v.table.clone())?;
             self.set_policies(Policies::fresh(v.policy))?;
             self.set_conns(Conns::of(v.conns.clone()))?;
             self.set_listeners(v.listeners.clone())?;
@@ -570,19 +591,33 @@ struct Input {
 
 /// What an ACK without a valid cookie would get: dropped.
 const BAD_COOKIE: Reason = Reason::DropAckBadCookie;
-/// Up to seven more addresses of each family beside the server's, placed as the loader places
-/// them (`fixture::with_local`): some in the subnet the frames' sources come from (so that some
-/// sources are the host's own), some anywhere.
-fn more_addresses(rng: &mut Rng, cfg: Config) -> Config {
+/// More addresses of each family beside the server's, placed as the loader places them
+/// (`LocalAddrs::with_table`): up to seven, or in a quarter of the batches nine to fifteen,
+/// which the loader puts in the program's trie; some in the subnet the frames' sources come
+/// from (so that some sources are the host's own), some anywhere. In a fifth of the batches a
+/// local prefix too (AnyIP), which also puts its family in the trie: 198.18.0.192/28, inside
+/// the sources' subnet, and an IPv6 /120 around the server's. Returns the config, the tries'
+/// entries and the oracle's lists, drawn here, not read back from the placement.
+fn more_addresses(rng: &mut Rng, cfg: Config) -> (Config, LocalTable, model::Locals) {
+    use std::net::IpAddr;
+    use synguard::host::{addrs::LocalAddrs, local_routes::LocalRoute};
+    use synguard_common::host::in_slots;
+    let count = |rng: &mut Rng| {
+        if rng.pct(25) {
+            9 + rng.below(7) as u8
+        } else {
+            rng.below(8) as u8
+        }
+    };
     let mut v4 = vec![SERVER_V4];
     let mut v6 = vec![SERVER_V6];
-    for i in 0..rng.below(8) as u8 {
+    for i in 0..count(rng) {
         v4.push(match rng.below(2) {
             0 => [198, 18, 0, 200 + i],
             _ => [10, rng.byte(), rng.byte(), 1 + i],
         });
     }
-    for i in 0..rng.below(8) as u8 {
+    for i in 0..count(rng) {
         let mut a = SERVER_V6;
         a[15] = 200 + i;
         if rng.pct(50) {
@@ -590,7 +625,53 @@ fn more_addresses(rng: &mut Rng, cfg: Config) -> Config {
         }
         v6.push(a);
     }
-    crate::testrun::fixture::with_local(cfg, &v4, &v6)
+    let mut prefixes: Vec<(IpAddr, u8)> = Vec::new();
+    if rng.pct(20) {
+        prefixes.push((IpAddr::from([198, 18, 0, 192]), 28));
+        let mut p6 = SERVER_V6;
+        p6[15] = 0;
+        prefixes.push((IpAddr::from(p6), 120));
+    }
+    let found = v4
+        .iter()
+        .map(|a| IpAddr::from(*a))
+        .chain(v6.iter().map(|a| IpAddr::from(*a)))
+        .map(|a| ("eth0".to_string(), a));
+    let routes: Vec<LocalRoute> = prefixes
+        .iter()
+        .map(|&(addr, prefix)| LocalRoute { addr, prefix })
+        .collect();
+    let (addrs, table) = LocalAddrs::with_table(&["eth0"], found, &routes);
+    let mut cfg = cfg;
+    addrs.set(&mut cfg);
+    let bytes = |a: IpAddr| match a {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    };
+    let family = |n: u32, list: Vec<Vec<u8>>, v6: bool| {
+        (n != 0).then(|| model::Family {
+            addrs: list,
+            prefixes: prefixes
+                .iter()
+                .filter(|(a, _)| a.is_ipv6() == v6)
+                .map(|&(a, len)| (bytes(a), len))
+                .collect(),
+            in_slots: in_slots(n),
+        })
+    };
+    let locals = model::Locals {
+        v4: family(
+            cfg.local_v4_n,
+            v4.iter().map(|a| a.to_vec()).collect(),
+            false,
+        ),
+        v6: family(
+            cfg.local_v6_n,
+            v6.iter().map(|a| a.to_vec()).collect(),
+            true,
+        ),
+    };
+    (cfg, table, locals)
 }
 
 /// The second protected port's listeners for a batch. A quarter of batches: nothing listens on
@@ -598,7 +679,7 @@ fn more_addresses(rng: &mut Rng, cfg: Config) -> Config {
 /// both are bound to one address, not the server's (another the batch lists, or one it does
 /// not), a wildcard one over the other family; the bits come from the loader's own
 /// `Listening::no_listener_flags` against the batch's address list.
-fn draw_listeners(rng: &mut Rng, cfg: &Config) -> Listeners {
+fn draw_listeners(rng: &mut Rng, cfg: &Config, locals: &model::Locals) -> Listeners {
     use std::net::IpAddr;
     use synguard::host::{addrs::LocalAddrs, listeners::Listening};
     let port = generate::PROTECTED[1];
@@ -614,7 +695,7 @@ fn draw_listeners(rng: &mut Rng, cfg: &Config) -> Listeners {
         return Listeners::default();
     }
     let which = rng.below(3);
-    let (others4, others6) = model::Locals::of(cfg).others();
+    let (others4, others6) = locals.others();
     let elsewhere4 = IpAddr::from([198, 18, 0, 250]);
     let elsewhere6: IpAddr = "2001:2::250".parse().unwrap();
     let at4 = match &others4[..] {

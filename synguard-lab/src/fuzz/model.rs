@@ -117,13 +117,37 @@ pub struct Listeners {
 /// the list is not known (every destination is then the host's, and no source is).
 #[derive(Clone, Debug, Default)]
 pub struct Locals {
-    pub v4: Option<Vec<Vec<u8>>>,
-    pub v6: Option<Vec<Vec<u8>>>,
+    pub v4: Option<Family>,
+    pub v6: Option<Family>,
+}
+
+/// One family's own addresses and local prefixes, and whether the program holds them in the
+/// config's slots (which per-address listener bits need) or in its trie.
+#[derive(Clone, Debug, Default)]
+pub struct Family {
+    pub addrs: Vec<Vec<u8>>,
+    pub prefixes: Vec<(Vec<u8>, u8)>,
+    pub in_slots: bool,
+}
+
+impl Family {
+    fn holds(&self, a: &[u8]) -> bool {
+        self.addrs.iter().any(|x| x == a) || self.prefixes.iter().any(|(p, len)| within(a, p, *len))
+    }
+}
+
+/// Whether `a` is inside `prefix/len`, bit by bit (the program asks an LPM trie).
+fn within(a: &[u8], prefix: &[u8], len: u8) -> bool {
+    a.len() == prefix.len()
+        && (0..usize::from(len)).all(|bit| {
+            let m = 0x80 >> (bit % 8);
+            a[bit / 8] & m == prefix[bit / 8] & m
+        })
 }
 
 impl Locals {
-    /// The addresses `cfg` lists, read as plain lists (the program finds them by their salted
-    /// pairs; the oracle by looking through all of them).
+    /// The addresses `cfg` lists in its slots, read as plain lists (the program finds them by
+    /// their salted pairs; the oracle by looking through all of them).
     pub fn of(cfg: &synguard_common::maps::Config) -> Self {
         use std::net::IpAddr;
         let addrs = synguard::host::addrs::LocalAddrs::from_config(cfg);
@@ -132,7 +156,11 @@ impl Locals {
             IpAddr::V6(a) => a.octets().to_vec(),
         };
         let list = |slots: Option<Vec<Option<IpAddr>>>| {
-            slots.map(|s| s.into_iter().flatten().map(bytes).collect())
+            slots.map(|s| Family {
+                addrs: s.into_iter().flatten().map(bytes).collect(),
+                prefixes: Vec::new(),
+                in_slots: true,
+            })
         };
         Locals {
             v4: list(addrs.slots_v4()),
@@ -140,7 +168,7 @@ impl Locals {
         }
     }
 
-    fn family(&self, ipv6: bool) -> Option<&Vec<Vec<u8>>> {
+    fn family(&self, ipv6: bool) -> Option<&Family> {
         if ipv6 {
             self.v6.as_ref()
         } else {
@@ -150,22 +178,48 @@ impl Locals {
 
     /// Whether a segment to `dst` is the host's (not one it would forward).
     fn takes(&self, ipv6: bool, dst: &[u8]) -> bool {
-        self.family(ipv6).is_none_or(|l| l.iter().any(|a| a == dst))
+        self.family(ipv6).is_none_or(|f| f.holds(dst))
     }
 
     /// Whether `src` is another of the host's own addresses (a martian source on a NIC).
     fn own(&self, ipv6: bool, src: &[u8]) -> bool {
-        self.family(ipv6)
-            .is_some_and(|l| l.iter().any(|a| a == src))
+        self.family(ipv6).is_some_and(|f| f.holds(src))
     }
 
-    /// The listed addresses but the server's, for the generator's destinations.
+    /// Whether the family's addresses are in the config's slots, where a listener bound to one
+    /// of them can be told apart from the others.
+    fn in_slots(&self, ipv6: bool) -> bool {
+        self.family(ipv6).is_some_and(|f| f.in_slots)
+    }
+
+    /// The listed addresses but the server's, and the ninth address of each local prefix, for
+    /// the generator's destinations.
     pub fn others(&self) -> (Vec<[u8; 4]>, Vec<[u8; 16]>) {
-        let v4 = self.v4.iter().flatten().filter(|a| **a != SERVER_V4);
-        let v6 = self.v6.iter().flatten().filter(|a| **a != SERVER_V6);
+        let of = |f: &Option<Family>, server: &[u8]| -> Vec<Vec<u8>> {
+            let Some(f) = f else { return Vec::new() };
+            let inside = f.prefixes.iter().map(|(p, _)| {
+                let mut a = p.clone();
+                if let Some(last) = a.last_mut() {
+                    *last |= 9;
+                }
+                a
+            });
+            f.addrs
+                .iter()
+                .filter(|a| a[..] != *server)
+                .cloned()
+                .chain(inside)
+                .collect()
+        };
         (
-            v4.filter_map(|a| a[..].try_into().ok()).collect(),
-            v6.filter_map(|a| a[..].try_into().ok()).collect(),
+            of(&self.v4, &SERVER_V4)
+                .iter()
+                .filter_map(|a| a[..].try_into().ok())
+                .collect(),
+            of(&self.v6, &SERVER_V6)
+                .iter()
+                .filter_map(|a| a[..].try_into().ok())
+                .collect(),
         )
     }
 }
@@ -176,7 +230,9 @@ impl World {
     fn listening(&self, port: u16, ipv6: bool, dst: &[u8]) -> bool {
         let bit = synguard_common::maps::port_no_listener(ipv6);
         let l = &self.listeners;
-        let bound_elsewhere = self.locals.family(ipv6).is_some()
+        // Per-address listener bits name slots: with the family in the trie there are none,
+        // and any listener on the port counts (docs/host-checks.md).
+        let bound_elsewhere = self.locals.in_slots(ipv6)
             && l.bound
                 .iter()
                 .any(|(p, v6, at)| *p == port && *v6 == ipv6 && !at.iter().any(|a| a == dst));

@@ -378,6 +378,10 @@ impl Bench {
         if name.contains(filter) {
             results.extend(self.reverse_path_row(name, &syn, rounds, repeat)?);
         }
+        let name = "own: SYN answered (IPv4), 13 addresses (trie)";
+        if name.contains(filter) {
+            results.extend(self.local_trie_row(name, &syn, rounds, repeat)?);
+        }
         if "own: TC".contains(filter) || filter.is_empty() {
             results.push(self.tc_unmarked(&est, rounds, repeat, false)?);
             results.push(self.tc_unmarked(&est, rounds, repeat, true)?);
@@ -412,6 +416,43 @@ impl Bench {
         let path: Wrapped = (name, syn, Reason::TxSynAckCookie, XDP_TX, false);
         let results = self.wrapped_paths(&[path], rounds, repeat, true);
         self.own.set_config(base)?;
+        results
+    }
+
+    /// Own cookies' IPv4 SYN on a host with more IPv4 addresses than the config's slots hold:
+    /// the loader puts them in `SG_LOCAL_V4` (`LocalAddrs::with_table`, written as the loader
+    /// writes it), and the SYN's destination and source are each looked up there. Not on a
+    /// loopback device (where no source is checked), as on a NIC.
+    fn local_trie_row(
+        &mut self,
+        name: &'static str,
+        syn: &[u8],
+        rounds: usize,
+        repeat: u32,
+    ) -> Result<Vec<PathResult>> {
+        use std::net::IpAddr;
+        use synguard::host::addrs::{LocalAddrs, LocalTable};
+        let found = (0..12)
+            .map(|i| IpAddr::from([172, 17 + i, 0, 1]))
+            .chain([IpAddr::from(frames::SERVER_V4), frames::SERVER_V6.into()])
+            .map(|a| ("eth0".to_string(), a));
+        let (addrs, table) = LocalAddrs::with_table(&["eth0"], found, &[]);
+        let base = self.own_cfg;
+        let mut cfg = Config {
+            loopback: 0,
+            ..base
+        };
+        addrs.set(&mut cfg);
+        ensure!(
+            cfg.local_v4_n == synguard_common::maps::LOCAL_IN_MAP,
+            "13 IPv4 addresses did not go to the trie"
+        );
+        self.own.local_table(&table)?;
+        self.own.set_config(cfg)?;
+        let path: Wrapped = (name, syn, Reason::TxSynAckCookie, XDP_TX, false);
+        let results = self.wrapped_paths(&[path], rounds, repeat, true);
+        self.own.set_config(base)?;
+        self.own.local_table(&LocalTable::default())?;
         results
     }
 

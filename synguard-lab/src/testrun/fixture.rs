@@ -4,6 +4,7 @@
 
 use anyhow::{Context as _, Result, anyhow};
 use std::net::IpAddr;
+use synguard::{datapath::local_addrs, host::addrs::LocalTable};
 
 use aya::{
     Ebpf,
@@ -341,6 +342,18 @@ impl Fixture {
         let mut t: LpmTrie<&mut MapData, [u8; 4], u32> =
             LpmTrie::try_from(self.map(names::RP_V4)?)?;
         t.insert(&Key::new(len, addr), kind, 0)?;
+        Ok(())
+    }
+
+    /// The host's addresses in the program's tries, as the loader writes them
+    /// (`synguard::datapath::local_addrs`), for a config whose families say they are there.
+    pub fn local_table(&mut self, table: &LocalTable) -> Result<()> {
+        let mut t: LpmTrie<&mut MapData, [u8; 4], u8> =
+            LpmTrie::try_from(self.map(names::LOCAL_V4)?)?;
+        local_addrs::fill(&mut t, &table.v4)?;
+        let mut t: LpmTrie<&mut MapData, [u8; 16], u8> =
+            LpmTrie::try_from(self.map(names::LOCAL_V6)?)?;
+        local_addrs::fill(&mut t, &table.v6)?;
         Ok(())
     }
 

@@ -82,9 +82,9 @@ pub struct Instance {
     renamed_warned: bool,
     /// The port table's listener bits could not be set at the last try, and that was reported.
     listeners_unwritable: bool,
-    /// The reverse-path check's routes could not be written at the last try, and that was
-    /// reported.
-    routes_unwritable: bool,
+    /// The reverse-path check's routes or the host's addresses could not be written to the
+    /// program's tries at the last try, and that was reported.
+    tables_unwritable: bool,
     pin_dir: Option<PathBuf>,
     run_info: Option<PathBuf>,
     /// Leave link, pins and run-info for a successor (hand-over, or a failed take-over while
@@ -161,7 +161,7 @@ impl Instance {
             host_unreadable: false,
             renamed_warned: false,
             listeners_unwritable: false,
-            routes_unwritable: false,
+            tables_unwritable: false,
             pin_dir: None,
             run_info: None,
             // A program left behind keeps protecting if we fail before replacing it.
@@ -230,7 +230,7 @@ impl Instance {
     ) -> Result<(Controller<MapBackend>, Option<ProgramLogger>), StartError> {
         let iface = self.iface.clone();
         let mut own = own_cookies::decide(cfg, &iface)? == Choice::Own;
-        let (mut config, mut host, routes) = kernel_config(cfg, &iface)?;
+        let (mut config, mut host, tables) = kernel_config(cfg, &iface)?;
         load::raise_memlock_limit();
         let object = own::object(own)?;
         let inherited = self.inherit_pins(pin_dir)?;
@@ -282,10 +282,11 @@ impl Instance {
         } else {
             own::remove_tc_link(&tc_pin);
         }
-        // The routes before the flags that make the program read them.
-        if let Err(e) = host_follow::write_routes(&iface, pin_dir, &routes, &mut host) {
+        // The tries before the config that makes the program read them.
+        let all = host_follow::Changed::ALL;
+        if let Err(e) = host_follow::write_tables(&iface, pin_dir, &tables, &mut host, all) {
             warn!("{e}");
-            self.routes_unwritable = true;
+            self.tables_unwritable = true;
         }
         set_host_fields(&mut config, &host, cfg.wscale);
         log_reverse_path(&iface, &host);

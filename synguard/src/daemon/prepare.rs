@@ -18,9 +18,8 @@ use crate::{
     },
     host::{
         btf,
-        facts::HostFacts,
+        facts::{HostFacts, HostTables},
         nic::{self, NoSuchInterface},
-        reverse_path::RouteEntry,
         sysctl::{
             self, SYNCOOKIES, SysctlError, SysctlSaver, Sysctls, TIMESTAMPS, TIMESTAMPS_NO_OFFSET,
         },
@@ -93,13 +92,13 @@ pub fn log_reverse_path(iface: &str, facts: &HostFacts) {
 }
 
 /// The config map's contents, from the run configuration and the host (`HostFacts`, also
-/// returned: `daemon::instance::host_follow` compares later readings with it), and the routes
-/// the reverse-path check its flags name needs in the program.
+/// returned: `daemon::instance::host_follow` compares later readings with it), and what the
+/// program's tries need for it (`HostTables`).
 pub fn kernel_config(
     cfg: &RunConfig,
     iface: &str,
-) -> Result<(Config, HostFacts, Vec<RouteEntry>), StartError> {
-    let (facts, routes) = HostFacts::read(iface, &Sysctls::default())?;
+) -> Result<(Config, HostFacts, HostTables), StartError> {
+    let (facts, tables) = HostFacts::read(iface, &Sysctls::default())?;
     let nr_cpus = match aya::util::nr_cpus() {
         Ok(n) => n.min(MAX_CPUS as usize) as u32,
         Err((path, e)) => {
@@ -126,7 +125,7 @@ pub fn kernel_config(
         );
     }
     debug!("map config: {config:?}");
-    Ok((config, facts, routes))
+    Ok((config, facts, tables))
 }
 
 /// Kernel settings before the program can send a cookie: the kernel must accept them. Returns

@@ -16,6 +16,7 @@ pub mod globals;
 pub mod kfunc;
 pub mod link;
 pub mod load;
+pub mod local_addrs;
 pub mod maps;
 pub mod nic_check;
 pub mod objects;

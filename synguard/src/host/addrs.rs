@@ -10,15 +10,25 @@
 //! too (`local_routes`): an address's own route adds nothing new, a single address routed as
 //! local (`ip route add local 192.0.2.7 dev lo`) is listed like an interface's, and a wider
 //! local prefix (AnyIP, `ip route add local 192.0.2.0/24 dev lo`: every address in it is the
-//! host's) makes its family not known. So does a family with more addresses than the config
-//! holds, and both families on a loopback device or when either list cannot be read: the
-//! program then takes every destination of that family as the host's (as before the check
-//! existed).
+//! host's) is one too.
+//!
+//! Up to `LOCAL_ADDRS` addresses of a family go in the config map's slots (two compares per
+//! segment). A family with more, or with a local prefix, goes in the program's LPM trie instead
+//! ([`LocalTable`], `SG_LOCAL_V4` / `SG_LOCAL_V6`, `LOCAL_IN_MAP`): a node that holds a
+//! service address per Kubernetes service, a host with a whole range routed to it. Only a
+//! loopback device, a list that cannot be read or more than `LOCAL_MAP_ENTRIES` entries leave a
+//! family not known: the program then takes every destination of that family as the host's
+//! (as before the check existed).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use synguard_common::host::{NO_ADDR_V4, NO_ADDR_V6, local_salt, local_words_v4, local_words_v6};
-use synguard_common::maps::{Config, LOCAL_ADDRS};
+use std::collections::HashSet;
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+use synguard_common::host::{
+    NO_ADDR_V4, NO_ADDR_V6, in_slots, local_salt, local_words_v4, local_words_v6,
+};
+use synguard_common::maps::{Config, LOCAL_ADDRS, LOCAL_IN_MAP, LOCAL_MAP_ENTRIES};
 
 use crate::host::{
     local_routes::{self, LocalRoute},
@@ -34,21 +44,76 @@ pub struct LocalAddrs {
     pub v4: [u32; LOCAL_ADDRS],
     pub v6_n: u32,
     pub v6: [[u32; 4]; LOCAL_ADDRS],
-    /// The local route wider than one address that made a family not known, for the log.
+    /// The first local route wider than one address, for the log.
     pub v4_prefix: Option<LocalRoute>,
     pub v6_prefix: Option<LocalRoute>,
+    /// What the family's trie holds where its addresses are there (`LOCAL_IN_MAP`).
+    pub v4_table: Option<TableSummary>,
+    pub v6_table: Option<TableSummary>,
+}
+
+/// A family's entries in its trie, as counted for the log and compared to notice a change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TableSummary {
+    /// Single addresses.
+    pub addrs: u32,
+    /// Wider local prefixes.
+    pub prefixes: u32,
+    /// A hash of every entry: another set of the same size is a change.
+    pub digest: u64,
+}
+
+/// The tries' entries (prefix, prefix length) for the families whose [`LocalAddrs`] says they
+/// are there; empty for the others (whose trie is then left as it is: unread).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LocalTable {
+    pub v4: Vec<([u8; 4], u8)>,
+    pub v6: Vec<([u8; 16], u8)>,
+}
+
+/// One family's addresses and wider local prefixes, before they are placed.
+struct Family<A> {
+    addrs: Vec<A>,
+    prefixes: Vec<(A, u8)>,
+}
+
+impl<A: Copy + Hash + Ord> Family<A> {
+    /// In the config's slots: no prefix, and few enough addresses.
+    fn fits_slots(&self) -> bool {
+        self.prefixes.is_empty() && self.addrs.len() <= LOCAL_ADDRS
+    }
+
+    /// The trie's entries, at `full` bits for a single address.
+    fn entries(&self, full: u8) -> Vec<(A, u8)> {
+        let mut e: Vec<(A, u8)> = self.addrs.iter().map(|&a| (a, full)).collect();
+        e.extend(self.prefixes.iter().copied());
+        e.sort();
+        e.dedup();
+        e
+    }
+
+    fn summary(&self, entries: &[(A, u8)]) -> TableSummary {
+        let mut h = DefaultHasher::new();
+        entries.hash(&mut h);
+        TableSummary {
+            addrs: self.addrs.len() as u32,
+            prefixes: self.prefixes.len() as u32,
+            digest: h.finish(),
+        }
+    }
 }
 
 impl LocalAddrs {
-    /// The namespace's addresses for a program attached to `iface`; all "not known" on a
-    /// loopback device or when the list cannot be read. A bond's slave takes its bond's
-    /// link-local addresses too: the bond's frames arrive through it.
-    pub fn read(iface: &str, loopback: bool) -> Self {
+    /// The namespace's addresses for a program attached to `iface`, and the tries' entries
+    /// where they go there; all "not known" on a loopback device or when the list cannot be
+    /// read. A bond's slave takes its bond's link-local addresses too: the bond's frames arrive
+    /// through it.
+    pub fn read(iface: &str, loopback: bool) -> (Self, LocalTable) {
         if loopback {
-            return LocalAddrs::default();
+            return Default::default();
         }
         let (Ok(list), Ok(routes)) = (nix::ifaddrs::getifaddrs(), local_routes::read()) else {
-            return LocalAddrs::default();
+            return Default::default();
         };
         let found = list.filter_map(|a| {
             let addr = a.address?;
@@ -65,7 +130,7 @@ impl LocalAddrs {
             .and_then(|f| f.master)
             .and_then(nic::name_of);
         let link: Vec<&str> = std::iter::once(iface).chain(master.as_deref()).collect();
-        Self::of_link(&link, found, &routes)
+        Self::with_table(&link, found, &routes)
     }
 
     /// Pure: the addresses of `found` (interface, address) and `routes` that count for `iface`.
@@ -84,7 +149,18 @@ impl LocalAddrs {
         found: impl IntoIterator<Item = (String, IpAddr)>,
         routes: &[LocalRoute],
     ) -> Self {
+        Self::with_table(link, found, routes).0
+    }
+
+    /// [`LocalAddrs::of_link`], with the tries' entries for the families that go there.
+    pub fn with_table(
+        link: &[&str],
+        found: impl IntoIterator<Item = (String, IpAddr)>,
+        routes: &[LocalRoute],
+    ) -> (Self, LocalTable) {
         let (mut v4, mut v6): (Vec<Ipv4Addr>, Vec<Ipv6Addr>) = (Vec::new(), Vec::new());
+        // Thousands of addresses are possible (a service address each): no list search.
+        let mut seen = HashSet::new();
         // A route's single address is taken as on no interface of its own: its link-local
         // ones are left out (the interface's own come with `found`).
         let routed = routes
@@ -92,39 +168,76 @@ impl LocalAddrs {
             .filter(|r| r.is_host())
             .map(|r| (String::new(), r.addr));
         for (name, ip) in found.into_iter().chain(routed) {
-            match ip {
-                IpAddr::V4(a) if !a.is_loopback() && !v4.contains(&a) => v4.push(a),
-                IpAddr::V6(a)
-                    if !a.is_loopback()
+            let ours = match ip {
+                IpAddr::V4(a) => !a.is_loopback(),
+                IpAddr::V6(a) => {
+                    !a.is_loopback()
                         && (!a.is_unicast_link_local() || link.contains(&name.as_str()))
-                        && !v6.contains(&a) =>
-                {
-                    v6.push(a)
                 }
-                _ => {}
+            };
+            if !ours || !seen.insert(ip) {
+                continue;
+            }
+            match ip {
+                IpAddr::V4(a) => v4.push(a),
+                IpAddr::V6(a) => v6.push(a),
             }
         }
-        let v4: Vec<[u8; 4]> = v4.iter().map(Ipv4Addr::octets).collect();
-        let v6: Vec<[u8; 16]> = v6.iter().map(Ipv6Addr::octets).collect();
-        let salt = local_salt(&v4, &v6);
-        let (mut v4_n, v4) = local_words_v4(&v4, salt);
-        let (mut v6_n, v6) = local_words_v6(&v6, salt);
-        let v4_prefix = wide_route(routes, true);
-        let v6_prefix = wide_route(routes, false);
-        if v4_prefix.is_some() {
-            v4_n = 0;
+        let v4 = Family {
+            addrs: v4.iter().map(Ipv4Addr::octets).collect(),
+            prefixes: wide_routes(routes, |a| match a {
+                IpAddr::V4(a) => Some(a.octets()),
+                IpAddr::V6(_) => None,
+            }),
+        };
+        let v6 = Family {
+            addrs: v6.iter().map(Ipv6Addr::octets).collect(),
+            prefixes: wide_routes(routes, |a| match a {
+                IpAddr::V6(a) => Some(a.octets()),
+                IpAddr::V4(_) => None,
+            }),
+        };
+        // A family goes in its trie where it does not fit the slots (too many addresses, a
+        // prefix, or no salt that places them), as long as the trie can hold it.
+        let none4: &[[u8; 4]] = &[];
+        let none6: &[[u8; 16]] = &[];
+        let (s4, s6) = (v4.fits_slots(), v6.fits_slots());
+        let salt = local_salt(
+            if s4 { &v4.addrs } else { none4 },
+            if s6 { &v6.addrs } else { none6 },
+        );
+        let (mut v4_n, v4_words) = local_words_v4(if s4 { &v4.addrs } else { none4 }, salt);
+        let (mut v6_n, v6_words) = local_words_v6(if s6 { &v6.addrs } else { none6 }, salt);
+        let mut table = LocalTable::default();
+        let (mut v4_table, mut v6_table) = (None, None);
+        if !s4 || v4_n == 0 {
+            (v4_n, v4_table, table.v4) = in_trie(&v4, 32);
         }
-        if v6_prefix.is_some() {
-            v6_n = 0;
+        if !s6 || v6_n == 0 {
+            (v6_n, v6_table, table.v6) = in_trie(&v6, 128);
         }
-        LocalAddrs {
+        let addrs = LocalAddrs {
             salt,
             v4_n,
-            v4,
+            v4: v4_words,
             v6_n,
-            v6,
-            v4_prefix,
-            v6_prefix,
+            v6: v6_words,
+            v4_prefix: wide_route(routes, true),
+            v6_prefix: wide_route(routes, false),
+            v4_table,
+            v6_table,
+        };
+        (addrs, table)
+    }
+
+    /// Where its trie could not be written, a family that was to be read from it is not known:
+    /// every destination counts as the host's (fail open).
+    pub fn not_known_in_trie(&mut self) {
+        if self.v4_n == LOCAL_IN_MAP {
+            (self.v4_n, self.v4_table) = (0, None);
+        }
+        if self.v6_n == LOCAL_IN_MAP {
+            (self.v6_n, self.v6_table) = (0, None);
         }
     }
 
@@ -135,7 +248,8 @@ impl LocalAddrs {
         (c.local_v6_n, c.local_v6) = (self.v6_n, self.v6);
     }
 
-    /// The config's fields read back (a program's pinned config map); no prefix is known.
+    /// The config's fields read back (a program's pinned config map); no prefix or trie is
+    /// known.
     pub fn from_config(c: &Config) -> Self {
         LocalAddrs {
             salt: c.local_salt,
@@ -145,6 +259,8 @@ impl LocalAddrs {
             v6: c.local_v6,
             v4_prefix: None,
             v6_prefix: None,
+            v4_table: None,
+            v6_table: None,
         }
     }
 
@@ -152,7 +268,7 @@ impl LocalAddrs {
     /// numbers them; `None` where the family is not known.
     pub fn slots_v4(&self) -> Option<Vec<Option<IpAddr>>> {
         let empty = u32::from_ne_bytes(NO_ADDR_V4);
-        (self.v4_n != 0).then(|| {
+        in_slots(self.v4_n).then(|| {
             self.v4
                 .iter()
                 .map(|&w| (w != empty).then(|| IpAddr::V4(Ipv4Addr::from(w.to_ne_bytes()))))
@@ -162,7 +278,7 @@ impl LocalAddrs {
 
     /// [`Self::slots_v4`] for IPv6.
     pub fn slots_v6(&self) -> Option<Vec<Option<IpAddr>>> {
-        (self.v6_n != 0).then(|| {
+        in_slots(self.v6_n).then(|| {
             self.v6
                 .iter()
                 .map(|w| {
@@ -191,20 +307,77 @@ impl LocalAddrs {
             .collect()
     }
 
-    /// `198.18.0.1, 2001:2::1` for the log; "any IPv4" / "any IPv6" for a family not known.
+    /// `198.18.0.1, 2001:2::1` for the log; "12 IPv4 addresses and local route 192.0.2.0/24"
+    /// for a family in its trie; "any IPv4" / "any IPv6" for a family not known.
     pub fn text(&self) -> String {
         let mut parts = Vec::new();
-        for (slots, name, prefix) in [
-            (self.slots_v4(), "IPv4", self.v4_prefix),
-            (self.slots_v6(), "IPv6", self.v6_prefix),
+        for (n, slots, name, prefix, table) in [
+            (
+                self.v4_n,
+                self.slots_v4(),
+                "IPv4",
+                self.v4_prefix,
+                self.v4_table,
+            ),
+            (
+                self.v6_n,
+                self.slots_v6(),
+                "IPv6",
+                self.v6_prefix,
+                self.v6_table,
+            ),
         ] {
             match slots {
-                None => parts.push(any(name, prefix)),
                 Some(s) => parts.extend(s.iter().flatten().map(IpAddr::to_string)),
+                None if n == LOCAL_IN_MAP => parts.push(in_trie_text(name, prefix, table)),
+                None => parts.push(any(name)),
             }
         }
         parts.join(", ")
     }
+}
+
+/// A family in its trie, or `LOCAL_IN_MAP` for a family that holds more entries than it does:
+/// not known then.
+fn in_trie<A: Copy + Hash + Ord>(
+    family: &Family<A>,
+    full: u8,
+) -> (u32, Option<TableSummary>, Vec<(A, u8)>) {
+    let entries = family.entries(full);
+    if entries.len() > LOCAL_MAP_ENTRIES as usize {
+        return (0, None, Vec::new());
+    }
+    (LOCAL_IN_MAP, Some(family.summary(&entries)), entries)
+}
+
+/// "12 IPv4 addresses and local route 192.0.2.0/24 (and 2 more)".
+fn in_trie_text(family: &str, prefix: Option<LocalRoute>, table: Option<TableSummary>) -> String {
+    let Some(t) = table else {
+        return format!("the {family} addresses in the program's table");
+    };
+    let mut text = format!(
+        "{} {family} address{}",
+        t.addrs,
+        if t.addrs == 1 { "" } else { "es" }
+    );
+    if let Some(r) = prefix {
+        text.push_str(&format!(" and local route {r}"));
+        if t.prefixes > 1 {
+            text.push_str(&format!(" (and {} more)", t.prefixes - 1));
+        }
+    }
+    text
+}
+
+/// The local routes wider than one address of the family whose prefixes `bytes` gives, but the
+/// loopback range's (`local 127.0.0.0/8 dev lo`, in every namespace: a loopback destination on
+/// a NIC is a martian).
+fn wide_routes<A>(routes: &[LocalRoute], bytes: impl Fn(IpAddr) -> Option<A>) -> Vec<(A, u8)> {
+    routes
+        .iter()
+        .filter(|r| !r.is_host() && !r.addr.is_loopback())
+        .filter_map(|r| Some((bytes(r.addr)?, r.prefix)))
+        .collect()
 }
 
 /// The first local route of the family wider than one address, but the loopback range's
@@ -217,18 +390,16 @@ fn wide_route(routes: &[LocalRoute], v4: bool) -> Option<LocalRoute> {
         .copied()
 }
 
-/// "any IPv4", and which local route made it so.
-fn any(family: &str, prefix: Option<LocalRoute>) -> String {
-    match prefix {
-        Some(r) => format!("any {family} (local route {r})"),
-        None => format!("any {family}"),
-    }
+/// "any IPv4".
+fn any(family: &str) -> String {
+    format!("any {family}")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use synguard_common::host::{addr_words, dst_local_v4, dst_local_v6};
+    use synguard_common::maps::LOCAL_MAP_ENTRIES;
 
     fn found(list: &[(&str, &str)]) -> Vec<(String, IpAddr)> {
         list.iter()
@@ -278,15 +449,62 @@ mod tests {
         assert_eq!(LocalAddrs::of("eth0", addrs, &[]).text(), "198.18.0.1");
     }
 
+    fn v4_addrs(n: u32) -> Vec<(String, IpAddr)> {
+        (0..n)
+            .map(|i| {
+                (
+                    "eth0".to_string(),
+                    IpAddr::V4(Ipv4Addr::from(0x0a00_0001 + i)),
+                )
+            })
+            .collect()
+    }
+
     #[test]
-    fn too_many_addresses_are_not_known() {
-        let many: Vec<(String, IpAddr)> = (1..=LOCAL_ADDRS as u8 + 1)
-            .map(|i| ("eth0".to_string(), IpAddr::V4(Ipv4Addr::new(10, 0, 0, i))))
-            .collect();
-        let l = LocalAddrs::of("eth0", many, &[]);
-        assert_eq!(l.v4_n, 0);
-        assert_eq!(l.v6_n, 1, "no IPv6 address: none is local");
+    fn more_addresses_than_the_slots_hold_go_to_the_trie() {
+        let (l, table) = LocalAddrs::with_table(&["eth0"], v4_addrs(LOCAL_ADDRS as u32 + 1), &[]);
+        assert_eq!(l.v4_n, LOCAL_IN_MAP);
+        assert_eq!(l.v6_n, 1, "no IPv6 address: none is local, in the slots");
+        assert_eq!(l.text(), "9 IPv4 addresses");
+        assert_eq!(table.v4.len(), 9);
+        assert!(table.v4.contains(&([10, 0, 0, 9], 32)));
+        assert!(table.v6.is_empty());
+        assert_eq!(l.slots_v4(), None, "no slot names an address");
+        // Eight stay in the slots, with nothing in the trie.
+        let (l, table) = LocalAddrs::with_table(&["eth0"], v4_addrs(LOCAL_ADDRS as u32), &[]);
+        assert!((2..=9).contains(&l.v4_n));
+        assert_eq!((l.v4_table, table), (None, LocalTable::default()));
+    }
+
+    #[test]
+    fn another_set_of_as_many_addresses_is_a_change() {
+        let mut other = v4_addrs(12);
+        other[11].1 = IpAddr::V4(Ipv4Addr::new(10, 9, 9, 9));
+        let a = LocalAddrs::of("eth0", v4_addrs(12), &[]);
+        let b = LocalAddrs::of("eth0", other, &[]);
+        assert_eq!(a.text(), b.text());
+        assert_ne!(a, b);
+        // The order the interfaces list them in is no change.
+        let mut reversed = v4_addrs(12);
+        reversed.reverse();
+        assert_eq!(a, LocalAddrs::of("eth0", reversed, &[]));
+    }
+
+    #[test]
+    fn more_than_the_trie_holds_is_not_known() {
+        let l = LocalAddrs::of("eth0", v4_addrs(LOCAL_MAP_ENTRIES + 1), &[]);
+        assert_eq!((l.v4_n, l.v4_table), (0, None));
         assert_eq!(l.text(), "any IPv4");
+    }
+
+    #[test]
+    fn a_trie_that_could_not_be_written_leaves_its_family_not_known() {
+        let mut l = LocalAddrs::of("eth0", v4_addrs(12), &[]);
+        let v6 = l.v6_n;
+        l.not_known_in_trie();
+        assert_eq!((l.v4_n, l.v4_table, l.v6_n), (0, None, v6));
+        let v4 = |s: &str| u32::from_ne_bytes(s.parse::<Ipv4Addr>().unwrap().octets());
+        assert!(dst_local_v4(v4("192.0.2.1"), l.v4_n, l.salt, &l.v4));
     }
 
     fn route(s: &str) -> LocalRoute {
@@ -350,16 +568,28 @@ mod tests {
     }
 
     #[test]
-    fn an_anyip_prefix_makes_its_family_not_known() {
-        let l = with_routes(&["192.0.2.0/24"]);
-        assert_eq!((l.v4_n, l.v6_n != 0), (0, true));
-        assert_eq!(l.text(), "any IPv4 (local route 192.0.2.0/24), 2001:2::1");
-        let v4 = |s: &str| u32::from_ne_bytes(s.parse::<Ipv4Addr>().unwrap().octets());
-        assert!(dst_local_v4(v4("192.0.2.200"), l.v4_n, l.salt, &l.v4));
-        let l = with_routes(&["2001:db8::/64"]);
-        assert_eq!((l.v4_n != 0, l.v6_n), (true, 0));
-        assert_eq!(l.text(), "198.18.0.1, any IPv6 (local route 2001:db8::/64)");
-        let v6 = |s: &str| addr_words(&s.parse::<Ipv6Addr>().unwrap().octets());
-        assert!(dst_local_v6(&v6("2001:db8::1234"), l.v6_n, l.salt, &l.v6));
+    fn an_anyip_prefix_puts_its_family_in_the_trie() {
+        let routes: Vec<LocalRoute> = KERNELS_OWN
+            .iter()
+            .chain(&["192.0.2.0/24"])
+            .map(|r| route(r))
+            .collect();
+        let (l, table) = LocalAddrs::with_table(
+            &["eth0"],
+            found(&[("eth0", "198.18.0.1"), ("eth0", "2001:2::1")]),
+            &routes,
+        );
+        assert_eq!((l.v4_n, l.v6_n != LOCAL_IN_MAP), (LOCAL_IN_MAP, true));
+        assert_eq!(
+            l.text(),
+            "1 IPv4 address and local route 192.0.2.0/24, 2001:2::1"
+        );
+        assert_eq!(table.v4, [([192, 0, 2, 0], 24), ([198, 18, 0, 1], 32)]);
+        let l = with_routes(&["2001:db8::/64", "2001:db8:1::/64"]);
+        assert_eq!((l.v4_n != LOCAL_IN_MAP, l.v6_n), (true, LOCAL_IN_MAP));
+        assert_eq!(
+            l.text(),
+            "198.18.0.1, 1 IPv6 address and local route 2001:db8::/64 (and 1 more)"
+        );
     }
 }

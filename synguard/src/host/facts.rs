@@ -12,7 +12,7 @@ use synguard_common::{
 };
 
 use crate::host::{
-    addrs::LocalAddrs,
+    addrs::{LocalAddrs, LocalTable},
     nic,
     reverse_path::{self, Plan, RouteEntry},
     sysctl::{self, SysctlError, Sysctls, TcpParams},
@@ -45,24 +45,38 @@ pub struct HostFacts {
     pub reverse_path: reverse_path::Check,
 }
 
+/// What the program's tries need beside the facts, from the same reading: the routes of the
+/// reverse-path check (`datapath::reverse_path::write`) and the host's addresses where the
+/// config cannot hold them (`datapath::local_addrs::write`). The facts hold a summary of each,
+/// so that a change of either is a change of the facts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HostTables {
+    pub routes: Vec<RouteEntry>,
+    pub local: LocalTable,
+}
+
 impl HostFacts {
-    /// Reads them for `iface`, with the routes the reverse-path check needs in the program
-    /// (`datapath::reverse_path::write`), from the same reading as the check's flags. The MAC
-    /// address may be missing (`mac`); the rest may not.
-    pub fn read(iface: &str, sysctls: &Sysctls) -> Result<(Self, Vec<RouteEntry>), SysctlError> {
+    /// Reads them for `iface`, with the tries' contents ([`HostTables`]). The MAC address may
+    /// be missing (`mac`); the rest may not.
+    pub fn read(iface: &str, sysctls: &Sysctls) -> Result<(Self, HostTables), SysctlError> {
         let mac = nic::hw_addr(iface).ok();
         let loopback = mac.is_some_and(|(_, lo)| lo);
         let plan = reverse_path_plan(iface, sysctls);
+        let (local, local_table) = LocalAddrs::read(iface, loopback);
         let facts = HostFacts {
             mtu: sysctl::iface_mtu(iface)?,
             mac,
             tcp: TcpParams::read(sysctls)?,
             options_off: options_off(sysctls)?,
-            local: LocalAddrs::read(iface, loopback),
+            local,
             accept_local: sysctls.accept_local(iface),
             reverse_path: plan.check,
         };
-        Ok((facts, plan.entries))
+        let tables = HostTables {
+            routes: plan.entries,
+            local: local_table,
+        };
+        Ok((facts, tables))
     }
 
     /// What differs from `before`, one phrase each, for the log.

@@ -23,10 +23,15 @@ use crate::{
     daemon::instance::Instance,
     datapath::{
         config_map::set_host_fields,
+        local_addrs,
         maps::{self, PinnedMapError},
         reverse_path,
     },
-    host::{facts::HostFacts, nic, reverse_path::RouteEntry, sysctl::Sysctls},
+    host::{
+        facts::{HostFacts, HostTables},
+        nic,
+        sysctl::Sysctls,
+    },
     state::run_info::{ConfigInfo, RunInfo},
 };
 
@@ -56,7 +61,7 @@ impl Instance {
         let (Some(before), Some(dir)) = (self.host, self.pin_dir.as_deref()) else {
             return Ok(());
         };
-        let (mut now, routes) = match HostFacts::read(&self.iface, &Sysctls::default()) {
+        let (mut now, tables) = match HostFacts::read(&self.iface, &Sysctls::default()) {
             Ok(f) => f,
             Err(e) => {
                 if !self.host_unreadable {
@@ -70,15 +75,17 @@ impl Instance {
         if now == before {
             return Ok(());
         }
-        // The routes before the flags that make the program read them; a failure said once
+        // The tries before the config that makes the program read them; a failure said once
         // until a write succeeds.
-        if now.reverse_path != before.reverse_path {
-            match write_routes(&self.iface, dir, &routes, &mut now) {
-                Ok(()) => self.routes_unwritable = false,
-                Err(e) => {
-                    if !std::mem::replace(&mut self.routes_unwritable, true) {
-                        warn!("{e}");
-                    }
+        let changed = Changed {
+            routes: now.reverse_path != before.reverse_path,
+            local: now.local != before.local,
+        };
+        match write_tables(&self.iface, dir, &tables, &mut now, changed) {
+            Ok(()) => self.tables_unwritable = false,
+            Err(e) => {
+                if !std::mem::replace(&mut self.tables_unwritable, true) {
+                    warn!("{e}");
                 }
             }
         }
@@ -143,22 +150,57 @@ impl Instance {
     }
 }
 
-/// Writes `routes`, which the reverse-path check of `facts` needs (read with them,
-/// `HostFacts::read`), into the pinned `SG_RP_V4` under `dir`. Where they could not be written,
-/// the check of `facts` is off (the program then checks nothing) and the error says so.
-pub fn write_routes(
+/// Which of the tries a new reading of the host changed.
+#[derive(Clone, Copy, Debug)]
+pub struct Changed {
+    pub routes: bool,
+    pub local: bool,
+}
+
+impl Changed {
+    /// Both: the first writing, at start.
+    pub const ALL: Changed = Changed {
+        routes: true,
+        local: true,
+    };
+}
+
+/// Writes the tries that `facts` needs and `changed` names (`tables`, read with them by
+/// `HostFacts::read`) under `dir`. Where one could not be written, `facts` no longer asks the
+/// program to read it: the reverse-path check is off, a family of addresses not known (every
+/// destination the host's); the error says so.
+pub fn write_tables(
     iface: &str,
     dir: &Path,
-    routes: &[RouteEntry],
+    tables: &HostTables,
     facts: &mut HostFacts,
+    changed: Changed,
 ) -> Result<(), String> {
-    reverse_path::write(dir, routes).map_err(|e| {
+    let mut failed = Vec::new();
+    if changed.routes
+        && let Err(e) = reverse_path::write(dir, &tables.routes)
+    {
         facts.reverse_path.flags = 0;
-        format!(
-            "{iface}: the reverse-path check's routes were not written, so it is off: {:#}",
+        failed.push(format!(
+            "the reverse-path check's routes were not written, so it is off: {:#}",
             anyhow::Error::from(e)
-        )
-    })
+        ));
+    }
+    if changed.local
+        && let Err(e) = local_addrs::write(dir, &facts.local, &tables.local)
+    {
+        facts.local.not_known_in_trie();
+        failed.push(format!(
+            "the host's addresses were not written to the program's table, so every \
+             destination counts as the host's: {:#}",
+            anyhow::Error::from(e)
+        ));
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{iface}: {}", failed.join("; ")))
+    }
 }
 
 /// The pinned config map's host fields from `facts`, the rest as the map holds it.
