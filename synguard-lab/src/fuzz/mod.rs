@@ -29,8 +29,8 @@ use synguard::host::addrs::LocalTable;
 use synguard_common::{
     maps::{
         COOKIES_OWN, Config, HOST_NO_SACK, HOST_NO_TIMESTAMPS, HOST_NO_WSCALE, HOST_RP_LOOSE,
-        HOST_RP_STRICT, PORT_NO_LISTENER_V4, PORT_NO_LISTENER_V6, RP_ROUTE_BLOCKED,
-        RP_ROUTE_ELSEWHERE, RP_ROUTE_HERE,
+        HOST_RP_STRICT, KERNEL_COOKIE_LIFE_NS, MODE_AUTO, ModeState, PORT_NO_LISTENER_V4,
+        PORT_NO_LISTENER_V6, RP_ROUTE_BLOCKED, RP_ROUTE_ELSEWHERE, RP_ROUTE_HERE,
     },
     policy::Policy,
     reason::{REASON_SLOTS, Reason, Verdict},
@@ -69,6 +69,8 @@ pub struct Violation {
     /// The batch's host addresses (`World::locals`) and the tries' entries.
     pub locals: model::Locals,
     pub table: LocalTable,
+    /// Auto mode's state (`None`: always mode).
+    pub auto: Option<ModeState>,
     /// The first buffer's length when the frame ran split over buffers.
     pub first: Option<u32>,
 }
@@ -83,7 +85,7 @@ impl Violation {
         };
         let (c, p) = (&self.cfg, &self.policy);
         format!(
-            "{}\n  config: ecn {}, wscale {}, MSS caps {}/{}, cookies and host flags {:#x}, monitor {}\n  lists (allow/block v4, v6): {}/{}, {}/{}; per-source burst {}, blocks {}; reflection burst {}\n  live connections: {}\n  frame ({} bytes, first buffer {:?}): {hex}\n  decoded: {decoded}",
+            "{}\n  config: ecn {}, wscale {}, MSS caps {}/{}, cookies and host flags {:#x}, monitor {}, auto mode {:?}\n  lists (allow/block v4, v6): {}/{}, {}/{}; per-source burst {}, blocks {}; reflection burst {}\n  live connections: {}\n  frame ({} bytes, first buffer {:?}): {hex}\n  decoded: {decoded}",
             self.what,
             c.ecn,
             c.wscale,
@@ -91,6 +93,7 @@ impl Violation {
             c.mss_v6,
             c.cookies,
             p.monitor,
+            self.auto.map(|s| (s.cookies_wanted, s.wanted_since_ns)),
             p.allow_v4,
             p.block_v4,
             p.allow_v6,
@@ -153,6 +156,8 @@ pub struct Fuzzer {
     cfg: Config,
     /// The host's addresses in the program's tries, for the families the batch puts there.
     table: LocalTable,
+    /// Auto mode's state for the batch; `None` in always mode.
+    auto: Option<ModeState>,
     /// The own cookies' key of the run under way; None with the kernel's cookies.
     key: Option<Key>,
     cookies: Cookies,
@@ -205,11 +210,15 @@ impl Fuzzer {
             base: cfg,
             cfg,
             table: LocalTable::default(),
+            auto: None,
             key: None,
             cookies,
             unknown_passes: 0,
             tc_accepted: 0,
-            world: World::default(),
+            world: World {
+                cookies_on: true,
+                ..World::default()
+            },
             would_want: vec![0; REASON_SLOTS as usize],
             _idle: idle,
         })
@@ -219,8 +228,10 @@ impl Fuzzer {
     /// window scale, the interfaces' MSS caps (0: none), and the host's TCP without timestamps,
     /// SACK or window scaling (`HOST_NO_*`), each in a quarter of the batches; in a quarter, no
     /// listener on the second protected port over one family or both; the reverse-path filter
-    /// strict in a fifth and loose in a tenth (against `model::ROUTES`); monitor mode in one
-    /// batch in eight; lists and limits from `pol_rng` (`Policies::draw`).
+    /// strict in a fifth and loose in a tenth (against `model::ROUTES`); more of the host's
+    /// addresses in three batches in ten (`more_addresses`); auto mode in one in five
+    /// (`set_mode`); monitor mode in one batch in eight; lists and limits from `pol_rng`
+    /// (`Policies::draw`).
     fn vary_config(&mut self, rng: &mut Rng, pol_rng: &mut Rng) -> Result<()> {
         let pick = |rng: &mut Rng, from: &[u32]| from[rng.below(from.len() as u64) as usize];
         let mut cfg = self.base;
@@ -244,7 +255,29 @@ impl Fuzzer {
             2 => cfg.cookies |= HOST_RP_LOOSE,
             _ => {}
         }
+        // Auto mode in a fifth of the batches, its state set here rather than reached: the
+        // program's thresholds out of reach (never on by itself, never off), cookies called for
+        // in half of them, since just now or since longer than a kernel cookie lives (which
+        // decides whether own cookies' ACK check also asks the kernel's).
+        let auto = rng.pct(20).then(|| {
+            let now = synguard::host::clock::monotonic_ns();
+            let since = if rng.pct(50) {
+                now
+            } else {
+                now.saturating_sub(KERNEL_COOKIE_LIFE_NS + 1_000_000_000)
+            };
+            ModeState {
+                cookies_wanted: rng.below(2) as u32,
+                wanted_since_ns: since,
+                last_above_ns: now,
+                ..ModeState::default()
+            }
+        });
+        if auto.is_some() {
+            (cfg.mode, cfg.syn_on_pps, cfg.syn_off_pps) = (MODE_AUTO, u32::MAX, 0);
+        }
         self.set_config(cfg, locals, &table)?;
+        self.set_mode(auto)?;
         let locals = self.world.locals.clone();
         self.set_listeners(draw_listeners(rng, &cfg, &locals))?;
         let monitor = rng.pct(12);
@@ -272,6 +305,15 @@ impl Fuzzer {
         } else {
             ReversePath::Off
         };
+        Ok(())
+    }
+
+    /// Auto mode's state in the program, and in the oracle whether SYNs are answered; `None`:
+    /// always mode.
+    fn set_mode(&mut self, auto: Option<ModeState>) -> Result<()> {
+        self.fixture.set_mode_state(auto.unwrap_or_default())?;
+        self.auto = auto;
+        self.world.cookies_on = auto.is_none_or(|s| s.cookies_wanted != 0);
         Ok(())
     }
 
@@ -332,6 +374,7 @@ impl Fuzzer {
             listeners: self.world.listeners.clone(),
             locals: self.world.locals.clone(),
             table: self.table.clone(),
+            auto: self.auto,
             first,
         }
     }
@@ -394,6 +437,7 @@ impl Fuzzer {
         report.violations.truncate(max_violations);
         for v in &mut report.violations {
             self.set_config(v.cfg, Some(v.locals.clone()), &v.table.clone())?;
+            self.set_mode(v.auto)?;
             self.set_policies(Policies::fresh(v.policy))?;
             self.set_conns(Conns::of(v.conns.clone()))?;
             self.set_listeners(v.listeners.clone())?;

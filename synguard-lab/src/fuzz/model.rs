@@ -44,6 +44,9 @@ use crate::testrun::frames::{SERVER_MAC, SERVER_V4, SERVER_V6};
 /// listeners, the host's addresses its configuration lists, and its reverse-path filter.
 #[derive(Clone, Debug, Default)]
 pub struct World {
+    /// Whether the batch's mode answers SYNs: always mode, or auto mode with cookies called
+    /// for; auto mode without leaves every SYN to the kernel.
+    pub cookies_on: bool,
     pub policies: Policies,
     pub conns: Conns,
     pub listeners: Listeners,
@@ -514,6 +517,10 @@ fn syn(f: &[u8], h: Headers, tuple: &Tuple, world: &mut World) -> Result<Syn, Re
     // Nothing listens, on the port or at this address: the host resets it.
     if !world.listening(tuple.dport, h.ipv6, &tuple.dst) {
         return Err(Reason::PassSynNoListener);
+    }
+    // Auto mode before a flood: the kernel answers every SYN itself.
+    if !world.cookies_on {
+        return Err(Reason::PassSynToKernel);
     }
     // A close recorded for the 4-tuple: the host may hold its TIME_WAIT socket. A live
     // connection's: the host answers with a challenge ACK.

@@ -21,8 +21,8 @@ use synguard_common::{
     },
     host::{local_salt, local_words_v4, local_words_v6},
     maps::{
-        CLOSING_WAYS, Config, Counter, MAX_CPUS, MODE_ALWAYS, PORT_PROTECTED, ReadyState,
-        closing_entry, cookies_own, names,
+        CLOSING_WAYS, Config, Counter, MAX_CPUS, MODE_ALWAYS, ModeState, PORT_PROTECTED,
+        ReadyState, closing_entry, cookies_own, names,
     },
     policy::{self, FloodEvent, Policy},
     reason::{Event, REASON_SLOTS, Reason},
@@ -200,6 +200,14 @@ impl Fixture {
             bits.iter().find(|(q, _)| *q == p).map_or(0, |(_, b)| *b)
         });
         ports::write(map, &table)?;
+        Ok(())
+    }
+
+    /// Auto mode's shared state (`SG_MODE`): whether the SYN rate calls for cookies, since
+    /// when, and the rest of what the program keeps there.
+    pub fn set_mode_state(&mut self, state: ModeState) -> Result<()> {
+        let mut m: Array<&mut MapData, ModeState> = Array::try_from(self.map(names::MODE)?)?;
+        m.set(0, state, 0)?;
         Ok(())
     }
 
