@@ -145,3 +145,46 @@ fn doctor_says_how_the_reverse_path_filter_is_followed() -> Result<()> {
     );
     Ok(())
 }
+
+/// `doctor` on the host's addresses: one address is held in the config's slots; twelve more
+/// and an AnyIP prefix put IPv4 in the program's table, which the line counts.
+#[test]
+fn doctor_says_where_the_hosts_addresses_are_held() -> Result<()> {
+    require_root();
+    let pair = Pair::new()?;
+    pair.ns
+        .ip(&["addr", "add", "198.18.42.1/24", "dev", &pair.iface])?;
+    let line = |pair: &Pair| -> Result<String> {
+        let text = pair.doctor()?;
+        text.lines()
+            .find(|l| l.contains(&format!("host addresses, {}", pair.iface)))
+            .map(str::to_string)
+            .with_context(|| format!("no host addresses line in doctor's output:\n{text}"))
+    };
+    let first = line(&pair)?;
+    eprintln!("doctor: {first}");
+    ensure!(
+        first.starts_with("ok") && first.contains("both in the config's slots"),
+        "{first}"
+    );
+    for i in 2..14 {
+        pair.ns.ip(&[
+            "addr",
+            "add",
+            &format!("198.18.42.{i}/24"),
+            "dev",
+            &pair.iface,
+        ])?;
+    }
+    pair.ns
+        .ip(&["route", "add", "local", "198.18.43.0/24", "dev", "lo"])?;
+    let more = line(&pair)?;
+    eprintln!("doctor: {more}");
+    ensure!(
+        more.starts_with("ok")
+            && more.contains("IPv4 in the program's table")
+            && more.contains("13 IPv4 addresses and local route 198.18.43.0/24"),
+        "{more}"
+    );
+    Ok(())
+}

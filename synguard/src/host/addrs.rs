@@ -52,6 +52,9 @@ pub struct LocalAddrs {
     pub v6_table: Option<TableSummary>,
 }
 
+/// [`LocalAddrs::held`] for a family not known.
+pub const NOT_KNOWN: &str = "not known";
+
 /// A family's entries in its trie, as counted for the log and compared to notice a change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TableSummary {
@@ -230,6 +233,16 @@ impl LocalAddrs {
         (addrs, table)
     }
 
+    /// Where the program finds the family's addresses: "in the config's slots", "in the
+    /// program's table", or "not known" (every destination counts as the host's).
+    pub fn held(&self, ipv6: bool) -> &'static str {
+        match if ipv6 { self.v6_n } else { self.v4_n } {
+            0 => NOT_KNOWN,
+            LOCAL_IN_MAP => "in the program's table",
+            _ => "in the config's slots",
+        }
+    }
+
     /// Where its trie could not be written, a family that was to be read from it is not known:
     /// every destination counts as the host's (fail open).
     pub fn not_known_in_trie(&mut self) {
@@ -332,6 +345,9 @@ impl LocalAddrs {
                 None if n == LOCAL_IN_MAP => parts.push(in_trie_text(name, prefix, table)),
                 None => parts.push(any(name)),
             }
+        }
+        if parts.is_empty() {
+            return "no address".into();
         }
         parts.join(", ")
     }
@@ -474,6 +490,17 @@ mod tests {
         let (l, table) = LocalAddrs::with_table(&["eth0"], v4_addrs(LOCAL_ADDRS as u32), &[]);
         assert!((2..=9).contains(&l.v4_n));
         assert_eq!((l.v4_table, table), (None, LocalTable::default()));
+    }
+
+    #[test]
+    fn each_family_says_where_it_is_held() {
+        let l = LocalAddrs::of("eth0", v4_addrs(12), &[]);
+        assert_eq!(
+            (l.held(false), l.held(true)),
+            ("in the program's table", "in the config's slots")
+        );
+        let l = LocalAddrs::of("eth0", v4_addrs(LOCAL_MAP_ENTRIES + 1), &[]);
+        assert_eq!(l.held(false), NOT_KNOWN);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::{fmt, path::Path, process::Command};
 use serde::Serialize;
 
 use crate::host::{
+    addrs::{LocalAddrs, NOT_KNOWN},
     facts::reverse_path_plan,
     nic,
     sysctl::{SYNCOOKIES, Sysctls, TIMESTAMPS},
@@ -284,6 +285,37 @@ fn reverse_path_finding(iface: &str, sysctls: &Sysctls) -> Finding {
     }
 }
 
+/// The host's own addresses as the program would hold them for `iface`: a warning where a
+/// family is not known on a NIC (more entries than the program's table holds, or the list
+/// could not be read), since every destination then counts as the host's, forwarded traffic's
+/// too.
+fn addresses_finding(iface: &str) -> Finding {
+    let loopback = nic::hw_addr(iface).is_ok_and(|(_, lo)| lo);
+    let (addrs, _) = LocalAddrs::read(iface, loopback);
+    let (v4, v6) = (addrs.held(false), addrs.held(true));
+    let known = loopback || (v4 != NOT_KNOWN && v6 != NOT_KNOWN);
+    Finding {
+        check: format!("host addresses, {iface}"),
+        current: if v4 == v6 {
+            format!("both {v4}")
+        } else {
+            format!("IPv4 {v4}, IPv6 {v6}")
+        },
+        recommended: "known".into(),
+        ok: known,
+        why: if loopback {
+            "a loopback device: every destination is the host's".into()
+        } else {
+            format!(
+                "segments to protected ports are the host's when addressed to {}; others pass \
+                 as forwarded traffic",
+                addrs.text()
+            )
+        },
+        apply: None,
+    }
+}
+
 /// Runs every check for `ports` on `iface` (if given).
 pub fn examine(iface: Option<&str>, ports: &[u16]) -> Vec<Finding> {
     let sysctls = Sysctls::default();
@@ -299,6 +331,7 @@ pub fn examine(iface: Option<&str>, ports: &[u16]) -> Vec<Finding> {
     if let Some(iface) = iface {
         out.push(driver_finding(iface, nic::driver(iface)));
         out.push(reverse_path_finding(iface, &sysctls));
+        out.push(addresses_finding(iface));
     }
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     out.extend(kernel_findings(
