@@ -391,19 +391,22 @@ fn in_trie_text(family: &str, prefix: Option<LocalRoute>, table: Option<TableSum
 fn wide_routes<A>(routes: &[LocalRoute], bytes: impl Fn(IpAddr) -> Option<A>) -> Vec<(A, u8)> {
     routes
         .iter()
-        .filter(|r| !r.is_host() && !r.addr.is_loopback())
+        .filter(|r| wide(r))
         .filter_map(|r| Some((bytes(r.addr)?, r.prefix)))
         .collect()
 }
 
-/// The first local route of the family wider than one address, but the loopback range's
-/// (`local 127.0.0.0/8 dev lo`, in every namespace: a loopback destination on a NIC is a
-/// martian).
+/// The family's first route of [`wide_routes`], for the log.
 fn wide_route(routes: &[LocalRoute], v4: bool) -> Option<LocalRoute> {
     routes
         .iter()
-        .find(|r| r.addr.is_ipv4() == v4 && !r.is_host() && !r.addr.is_loopback())
+        .find(|r| r.addr.is_ipv4() == v4 && wide(r))
         .copied()
+}
+
+/// A local route wider than one address, but the loopback range's.
+fn wide(r: &LocalRoute) -> bool {
+    !r.is_host() && !r.addr.is_loopback()
 }
 
 /// "any IPv4".
