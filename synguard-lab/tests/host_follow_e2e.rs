@@ -15,7 +15,7 @@ use synguard_lab::lab::{
     kstats::REVERSE_PATH_DROPS,
     synguard_proc::{Stats, Synguard},
     tcp_info::{TCPI_OPT_SACK, TCPI_OPT_TIMESTAMPS, TCPI_OPT_WSCALE, TS_SACK_WSCALE},
-    topology::{SERVER_V4, SERVER_V6, spoof_addr},
+    topology::{CLIENT_V4, SERVER_V4, SERVER_V6, spoof_addr},
 };
 
 mod common;
@@ -240,6 +240,74 @@ fn more_addresses_than_the_slots_hold_are_the_hosts_and_no_other() -> Result<()>
     ensure!(
         not_local >= 1 && answered == 0,
         "to {elsewhere}: pass_not_local +{not_local}, tx_synack_cookie +{answered}"
+    );
+    assert!(sg.stop()?.success());
+    Ok(())
+}
+
+/// The server's packet filter rejects the client on a protected port (iptables on the nf_tables
+/// backend, `REJECT --reject-with tcp-reset`). synguard says so when it attaches, and answers
+/// the client's SYN in XDP all the same, before the rule sees it, and the client's final ACK
+/// meets the rule (a reset), so no exchange is made. With the
+/// client's address in synguard's block list, as the warning advises, its SYN is dropped in XDP
+/// and the connect gets no answer, as the rule meant.
+#[test]
+fn a_packet_filter_on_the_way_in_is_said_and_mirrored_by_the_block_list() -> Result<()> {
+    const PORT: u16 = 8454;
+    let fx = Fixture::new()?;
+    let port = PORT.to_string();
+    echo_server(fx.ns(), SocketAddr::from((Ipv4Addr::UNSPECIFIED, PORT)))?;
+    let client = CLIENT_V4.to_string();
+    fx.ns().run(
+        "iptables",
+        &[
+            "-A",
+            "INPUT",
+            "-p",
+            "tcp",
+            "--dport",
+            &port,
+            "-s",
+            &client,
+            "-j",
+            "REJECT",
+            "--reject-with",
+            "tcp-reset",
+        ],
+    )?;
+    let sg = fx.synguard(&["--ports", &port, "--mode", "always", "--cookies", "own"])?;
+    let line = wait_for_log(&sg, "netfilter filters what comes in")?;
+    eprintln!("{line}");
+    ensure!(
+        line.contains("table ip filter (1 rule that drops or rejects)"),
+        "{line}"
+    );
+    let to = SocketAddr::from((SERVER_V4, PORT));
+    let s0 = sg.stats()?;
+    // The reset of the final ACK may reach the client before its connect returns.
+    let exchanged = fx.lab.client.ns.enter(move || -> bool {
+        connect(to).is_ok_and(|mut conn| round_trip(&mut conn, 0).is_ok())
+    })?;
+    let s1 = sg.stats()?;
+    ensure!(!exchanged, "an exchange through the REJECT rule succeeded");
+    ensure!(
+        s1.delta(&s0, Reason::TxSynAckCookie) >= 1,
+        "the SYN was not answered in XDP"
+    );
+    fx.cli(&["block", "add", &format!("{client}/32")])?;
+    let got =
+        fx.lab.client.ns.enter(move || {
+            TcpStream::connect_timeout(&to, Duration::from_millis(1500)).map(drop)
+        })?;
+    let s2 = sg.stats()?;
+    ensure!(got.is_err(), "a connect from a blocked source succeeded");
+    let (blocked, answered) = (
+        s2.delta(&s1, Reason::DropBlocklisted),
+        s2.delta(&s1, Reason::TxSynAckCookie),
+    );
+    ensure!(
+        blocked >= 1 && answered == 0,
+        "blocked: drop_blocklisted +{blocked}, tx_synack_cookie +{answered}"
     );
     assert!(sg.stop()?.success());
     Ok(())

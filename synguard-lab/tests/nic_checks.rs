@@ -188,3 +188,32 @@ fn doctor_says_where_the_hosts_addresses_are_held() -> Result<()> {
     );
     Ok(())
 }
+
+/// `doctor` on the host's packet filter: nothing on the way in at first; with iptables' INPUT
+/// policy at DROP (the nf_tables backend), the table and what it does, and what it means for
+/// synguard. A note, not a warning: whether its restrictions are mirrored cannot be told.
+#[test]
+fn doctor_says_what_the_packet_filter_does_on_the_way_in() -> Result<()> {
+    require_root();
+    let pair = Pair::new()?;
+    let line = |pair: &Pair| -> Result<String> {
+        let text = pair.doctor()?;
+        text.lines()
+            .find(|l| l.contains("netfilter input"))
+            .map(str::to_string)
+            .with_context(|| format!("no netfilter line in doctor's output:\n{text}"))
+    };
+    let open = line(&pair)?;
+    eprintln!("doctor: {open}");
+    ensure!(open.starts_with("ok") && open.contains("accepts"), "{open}");
+    pair.ns.run("iptables", &["-P", "INPUT", "DROP"])?;
+    let closed = line(&pair)?;
+    eprintln!("doctor: {closed}");
+    ensure!(
+        closed.starts_with("ok")
+            && closed.contains("table ip filter (policy drop in INPUT)")
+            && closed.contains("synguard block add"),
+        "{closed}"
+    );
+    Ok(())
+}

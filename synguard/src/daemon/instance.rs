@@ -29,7 +29,8 @@ use crate::{
         nic_gate,
         own_cookies::{self, Choice},
         prepare::{
-            StartError, kernel_config, log_reverse_path, set_sysctls, warn_about_vlan_offload,
+            StartError, kernel_config, log_netfilter, log_reverse_path, set_sysctls,
+            warn_about_vlan_offload,
         },
         takeover::{self, Legacy},
     },
@@ -290,6 +291,7 @@ impl Instance {
         }
         set_host_fields(&mut config, &host, cfg.wscale);
         log_reverse_path(&iface, &host);
+        log_netfilter(&iface);
         // The maps may be the running program's: the new config applies to it at once.
         let inherited_ports = inherited.kept.iter().any(|n| n == names::PORTS);
         let ebpf = self.ebpf.as_mut().expect("loaded above");

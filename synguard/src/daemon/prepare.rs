@@ -19,6 +19,7 @@ use crate::{
     host::{
         btf,
         facts::{HostFacts, HostTables},
+        netfilter::InputFilter,
         nic::{self, NoSuchInterface},
         sysctl::{
             self, SYNCOOKIES, SysctlError, SysctlSaver, Sysctls, TIMESTAMPS, TIMESTAMPS_NO_OFFSET,
@@ -77,6 +78,22 @@ pub fn warn_about_vlan_offload(iface: &str) {
         ),
         Ok(false) => {}
         Err(e) => debug!("cannot read the VLAN offload flag of {iface}: {e}"),
+    }
+}
+
+/// The host's packet filter on the way in, said once at attach: a warning where its rules can
+/// drop or reject, since synguard answers SYNs before them (`host::netfilter`).
+pub fn log_netfilter(iface: &str) {
+    match InputFilter::read() {
+        Ok(f) => {
+            if let Some(text) = f.text() {
+                warn!(
+                    "{iface}: netfilter filters what comes in: {text}; {}",
+                    InputFilter::ADVICE
+                );
+            }
+        }
+        Err(e) => debug!("cannot read the netfilter rules: {e}"),
     }
 }
 

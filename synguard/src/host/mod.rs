@@ -4,7 +4,8 @@
 //! the rtnetlink socket of `netlink`), clocks (`clock`),
 //! network namespaces (`netns`), the BPF filesystem (`bpffs`), errors on paths (`io`), facts from
 //! the kernel's BTF (`btf`), readiness and status to systemd (`notify`), whether we may use BPF
-//! (`privilege`), the cgroup v2 mount (`cgroup`), the TCP socket lists (`proc_net`), the
+//! (`privilege`), the cgroup v2 mount (`cgroup`), the TCP socket lists (`proc_net`), what the
+//! packet filter can drop on the way in (`netfilter`), the
 //! SYN-flood tuning `doctor` checks (`tuning`) and fault injection for tests (`fault`). Imports
 //! only `config`.
 
@@ -19,6 +20,7 @@ pub mod fault;
 pub mod io;
 pub mod listeners;
 pub mod local_routes;
+pub mod netfilter;
 pub mod netlink;
 pub mod netns;
 pub mod nic;

@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::host::{
     addrs::{LocalAddrs, NOT_KNOWN},
     facts::reverse_path_plan,
+    netfilter::InputFilter,
     nic,
     sysctl::{SYNCOOKIES, Sysctls, TIMESTAMPS},
 };
@@ -316,6 +317,38 @@ fn addresses_finding(iface: &str) -> Finding {
     }
 }
 
+/// The host's packet filter on the way in, and what its rules mean for synguard, which answers
+/// SYNs before they see them (`host::netfilter`). Not a warning: whether the rules' source
+/// restrictions are mirrored in synguard's lists cannot be told from here, and a check that
+/// stays failing once it is dealt with would stop every provisioning run on a host with a
+/// firewall (`run` warns at attach).
+fn netfilter_finding() -> Finding {
+    let (current, why) = match InputFilter::read() {
+        Ok(f) => match f.text() {
+            Some(text) => (
+                "drops or rejects".to_string(),
+                format!("{text}: {}", InputFilter::ADVICE),
+            ),
+            None => (
+                "accepts".into(),
+                "no rule on the way in drops or rejects".into(),
+            ),
+        },
+        Err(e) => (
+            "not read".into(),
+            format!("nftables could not be asked ({e}): nothing filters through it"),
+        ),
+    };
+    Finding {
+        check: "netfilter input".into(),
+        current,
+        recommended: "mirrored in synguard's lists".into(),
+        ok: true,
+        why,
+        apply: None,
+    }
+}
+
 /// Runs every check for `ports` on `iface` (if given).
 pub fn examine(iface: Option<&str>, ports: &[u16]) -> Vec<Finding> {
     let sysctls = Sysctls::default();
@@ -333,6 +366,7 @@ pub fn examine(iface: Option<&str>, ports: &[u16]) -> Vec<Finding> {
         out.push(reverse_path_finding(iface, &sysctls));
         out.push(addresses_finding(iface));
     }
+    out.push(netfilter_finding());
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     out.extend(kernel_findings(
         release.trim(),
