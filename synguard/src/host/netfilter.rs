@@ -87,9 +87,16 @@ pub struct InputFilter {
 }
 
 impl InputFilter {
-    /// Reads it; an error where nftables cannot be asked (no `nf_tables` module: then nothing
-    /// filters through it).
+    /// Reads it; an error where nftables cannot be asked. Not asked at all where its module is
+    /// not loaded: a request to a missing subsystem makes the kernel load it
+    /// (`nfnetlink_rcv_msg` calls `request_module`), and reading must change nothing.
     pub fn read() -> io::Result<Self> {
+        if !nf_tables_present() {
+            return Ok(InputFilter {
+                tables: Vec::new(),
+                legacy: legacy_tables(),
+            });
+        }
         let mut chains = Vec::new();
         dump(NFT_MSG_GETCHAIN, NFT_MSG_NEWCHAIN, |family, body| {
             if let Some(c) = parse_chain(family, body) {
@@ -295,6 +302,29 @@ fn be32(v: &[u8]) -> Option<u32> {
     Some(u32::from_be_bytes(v.get(..4)?.try_into().ok()?))
 }
 
+/// Whether nftables is in the kernel now: built in (a kernel without modules, or listed in
+/// `modules.builtin`) or its module loaded.
+fn nf_tables_present() -> bool {
+    let Ok(loaded) = std::fs::read_to_string("/proc/modules") else {
+        // No module support: whatever netfilter has is built in, and nothing can be loaded.
+        return true;
+    };
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let builtin =
+        std::fs::read_to_string(format!("/lib/modules/{}/modules.builtin", release.trim()))
+            .unwrap_or_default();
+    module_listed(&loaded, &builtin)
+}
+
+/// `nf_tables` among the loaded modules (`/proc/modules`: a name first on each line) or the
+/// built-in ones (`modules.builtin`: a path each, `kernel/net/netfilter/nf_tables.ko`).
+fn module_listed(loaded: &str, builtin: &str) -> bool {
+    loaded
+        .lines()
+        .any(|l| l.split(' ').next() == Some("nf_tables"))
+        || builtin.lines().any(|l| l.ends_with("/nf_tables.ko"))
+}
+
 /// The legacy iptables tables (`ip_tables`, `ip6_tables`) of this namespace, by name: their
 /// rules are not read.
 fn legacy_tables() -> Vec<String> {
@@ -360,6 +390,19 @@ mod tests {
         let mut b = attr(NFTA_RULE_TABLE, &cstr(table));
         b.extend(attr(NFTA_RULE_EXPRESSIONS, &exprs.concat()));
         b
+    }
+
+    #[test]
+    fn nftables_is_asked_only_when_its_module_is_in() {
+        let loaded =
+            "nf_tables 360448 1 nft_compat, Live 0x0\nnfnetlink 20480 2 nf_tables, Live 0x0";
+        assert!(module_listed(loaded, ""));
+        assert!(!module_listed(
+            "nfnetlink 20480 0 - Live 0x0\nnf_tables_x 1 0 - Live 0",
+            ""
+        ));
+        assert!(module_listed("", "kernel/net/netfilter/nf_tables.ko\n"));
+        assert!(!module_listed("", "kernel/net/netfilter/nft_ct.ko\n"));
     }
 
     #[test]
