@@ -66,11 +66,14 @@ impl Guard {
     }
 
     /// Host facts the programs' answers depend on (MTU, MAC address, TCP settings), followed
-    /// from the run loop (`instance::host_follow`); an interface no longer there is an error.
+    /// from the run loop (`instance::host_follow`), and a bond's slaves
+    /// (`instance::bond_follow`); an interface no longer there is an error.
     pub fn follow_host(&mut self, cfg: &RunConfig) -> Result<(), Lost> {
-        self.instances
-            .iter_mut()
-            .try_for_each(|inst| inst.follow_host(cfg))
+        self.instances.iter_mut().try_for_each(|inst| {
+            inst.follow_host(cfg)?;
+            inst.follow_bond();
+            Ok(())
+        })
     }
 
     /// The namespace's listeners into every instance's port table (`instance::listener_follow`).

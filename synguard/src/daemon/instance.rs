@@ -7,6 +7,7 @@
 //! order, so an error half-way through setup leaves nothing behind. The kernel settings belong
 //! to the process (`SysctlSaver`, see `daemon::guard`), shared by all interfaces.
 
+mod bond_follow;
 pub mod host_follow;
 mod listener_follow;
 mod own_cookies_watch;
@@ -86,6 +87,8 @@ pub struct Instance {
     /// The reverse-path check's routes or the host's addresses could not be written to the
     /// program's tries at the last try, and that was reported.
     tables_unwritable: bool,
+    /// For a bond, its slaves as last read (`bond_follow`); `None` for any other interface.
+    bond_slaves: Option<Vec<String>>,
     pin_dir: Option<PathBuf>,
     run_info: Option<PathBuf>,
     /// Leave link, pins and run-info for a successor (hand-over, or a failed take-over while
@@ -138,7 +141,7 @@ impl Instance {
         let if_index = nic::check_interface(iface)?;
         warn_about_vlan_offload(iface);
         // Before anything is changed: a refusal leaves the interface as it was.
-        nic_gate::before_attach(cfg, iface)?;
+        let bond_slaves = nic_gate::before_attach(cfg, iface)?;
         let ns = Path::new("/proc/self/ns/net");
         let key = Key::scoped(
             netns::current_inode().map_err(path_err("cannot stat", ns))?,
@@ -163,6 +166,7 @@ impl Instance {
             renamed_warned: false,
             listeners_unwritable: false,
             tables_unwritable: false,
+            bond_slaves,
             pin_dir: None,
             run_info: None,
             // A program left behind keeps protecting if we fail before replacing it.

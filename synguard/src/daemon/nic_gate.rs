@@ -91,10 +91,12 @@ pub struct NicRefusal {
 
 /// The check `run` makes before it attaches to `iface`: warnings in the log, notes in the debug
 /// log, and an error for a refusal unless `ignore_nic_checks` is set or the attach is in skb
-/// mode (generic XDP transmits through the stack, not the driver's XDP queues).
-pub fn before_attach(cfg: &RunConfig, iface: &str) -> Result<(), NicRefusal> {
+/// mode (generic XDP transmits through the stack, not the driver's XDP queues). For a bond,
+/// the names of its slaves, which the run then follows (`instance::bond_follow`).
+pub fn before_attach(cfg: &RunConfig, iface: &str) -> Result<Option<Vec<String>>, NicRefusal> {
     let facts = gather(iface);
     debug!("{iface}: NIC facts {facts:?}");
+    let slaves = facts.bond.as_ref().map(slave_names);
     let native = cfg.xdp != XdpAttach::Skb;
     for f in judge(&facts).into_iter().filter(|f| f.check != RX_VLAN) {
         let message = f.message(iface);
@@ -108,7 +110,23 @@ pub fn before_attach(cfg: &RunConfig, iface: &str) -> Result<(), NicRefusal> {
             Level::Note => debug!("{message}"),
         }
     }
-    Ok(())
+    Ok(slaves)
+}
+
+/// A bond's slaves by name, in the order rtnetlink lists them.
+pub fn slave_names(bond: &BondFacts) -> Vec<String> {
+    bond.slaves.iter().map(|s| s.iface.clone()).collect()
+}
+
+/// The messages of the NIC check's findings, at warning level or above, about the slaves of the
+/// bond `iface` named in `new` (enslaved while the program runs: a refusal cannot undo that,
+/// and is said as a warning).
+pub fn slave_warnings(iface: &str, new: &[String]) -> Vec<String> {
+    judge(&gather(iface))
+        .into_iter()
+        .filter(|f| f.level >= Level::Warn && f.slave.as_ref().is_some_and(|s| new.contains(s)))
+        .map(|f| f.message(iface))
+        .collect()
 }
 
 /// The same findings as `doctor` lines.

@@ -29,6 +29,7 @@ const KEEP_FLAG: &str = "/root/bond-keep";
 pub(super) fn bond_check(v: &mut Verdicts, g: &Guest) -> Result<()> {
     let result = enslave(g).and_then(|()| {
         attach_and_connect(v, g, BOND, "the bond")?;
+        slave_added_while_running(v, g)?;
         attach_and_connect(v, g, IFACE, "the bond's slave")
     });
     let back = release(g);
@@ -129,6 +130,43 @@ fn attach_and_connect(v: &mut Verdicts, g: &Guest, iface: &str, what: &str) -> R
             },
             guest::counters_moved(&s0, &s1)
         ),
+    );
+    Ok(())
+}
+
+/// A veth enslaved to the bond while synguard runs on it: the bond passes its program on to the
+/// new slave, and synguard, which follows the bond's slaves, says so and names what the NIC
+/// check finds about it (a veth whose peer has no XDP program drops what XDP_TX sends through
+/// it); the veth released again is said too.
+fn slave_added_while_running(v: &mut Verdicts, g: &Guest) -> Result<()> {
+    const VETH: &str = "sgbv0";
+    let run = guest::start_synguard_on(g, "bond-added", BOND)?;
+    let added = g.run(
+        &format!(
+            "ip link add {VETH} type veth peer name sgbv1 && ip link set {VETH} master {BOND} \
+             && ip -br link show {VETH}"
+        ),
+        SHORT,
+    );
+    let said = |text: String| {
+        proc::wait_for(
+            "synguard's log",
+            Duration::from_secs(10),
+            Duration::from_millis(500),
+            || Ok(run.log_text(g)?.contains(&text).then_some(())),
+        )
+    };
+    let joined = said(format!("bond slaves {IFACE} -> {IFACE}, {VETH}"));
+    let log = run.log_text(g)?;
+    let finding = line_with(&log, &format!("{BOND} (slave {VETH})"));
+    let _ = g.run(&format!("ip link set {VETH} nomaster"), SHORT);
+    let left = said(format!("bond slaves {IFACE}, {VETH} -> {IFACE}"));
+    let _ = g.run(&format!("ip link del {VETH}"), SHORT);
+    run.signal_and_wait(g, "TERM")?;
+    v.check(
+        "a slave enslaved while running: said, with the NIC check's findings about it",
+        added.is_ok() && joined.is_ok() && finding.contains("WARN") && left.is_ok(),
+        format!("enslaved: {added:?}; joined: {joined:?}; finding: {finding}; left: {left:?}"),
     );
     Ok(())
 }
