@@ -19,7 +19,7 @@ use std::{
 };
 
 use aya::{Ebpf, programs::XdpMode};
-use log::{info, warn};
+use log::{debug, info, warn};
 use synguard_common::maps::{COOKIES_OWN, Config, ReadyState, cookies_own, names};
 
 use crate::{
@@ -46,6 +46,7 @@ use crate::{
         pins::{self, Layout},
     },
     host::{
+        addr_watch::AddrWatch,
         clock,
         facts::HostFacts,
         fault::{self, Step},
@@ -89,6 +90,12 @@ pub struct Instance {
     tables_unwritable: bool,
     /// For a bond, its slaves as last read (`bond_follow`); `None` for any other interface.
     bond_slaves: Option<Vec<String>>,
+    /// The kernel's address, route and link notifications, which say when the host's
+    /// addresses are worth reading again (`host_follow`); `None` if the subscription failed
+    /// (then they are read every period).
+    addr_watch: Option<AddrWatch>,
+    /// Periods since the host's addresses were last read in full.
+    addrs_kept: u32,
     pin_dir: Option<PathBuf>,
     run_info: Option<PathBuf>,
     /// Leave link, pins and run-info for a successor (hand-over, or a failed take-over while
@@ -167,6 +174,14 @@ impl Instance {
             listeners_unwritable: false,
             tables_unwritable: false,
             bond_slaves,
+            // Before the first reading of the addresses (`setup`), so that no change after it
+            // goes unseen.
+            addr_watch: AddrWatch::new()
+                .inspect_err(|e| {
+                    debug!("{iface}: no address notifications ({e}): read every period")
+                })
+                .ok(),
+            addrs_kept: 0,
             pin_dir: None,
             run_info: None,
             // A program left behind keeps protecting if we fail before replacing it.

@@ -59,10 +59,24 @@ impl HostFacts {
     /// Reads them for `iface`, with the tries' contents ([`HostTables`]). The MAC address may
     /// be missing (`mac`); the rest may not.
     pub fn read(iface: &str, sysctls: &Sysctls) -> Result<(Self, HostTables), SysctlError> {
+        Self::read_with(iface, sysctls, None)
+    }
+
+    /// [`HostFacts::read`], but with the host's addresses `kept` from an earlier reading when
+    /// nothing says they changed (`host::addr_watch`): then `HostTables::local` is empty, as
+    /// nothing of it is to be written.
+    pub fn read_with(
+        iface: &str,
+        sysctls: &Sysctls,
+        kept: Option<LocalAddrs>,
+    ) -> Result<(Self, HostTables), SysctlError> {
         let mac = nic::hw_addr(iface).ok();
         let loopback = mac.is_some_and(|(_, lo)| lo);
         let plan = reverse_path_plan(iface, sysctls);
-        let (local, local_table) = LocalAddrs::read(iface, loopback);
+        let (local, local_table) = match kept {
+            Some(local) => (local, LocalTable::default()),
+            None => LocalAddrs::read(iface, loopback),
+        };
         let facts = HostFacts {
             mtu: sysctl::iface_mtu(iface)?,
             mac,

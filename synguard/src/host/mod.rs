@@ -9,6 +9,7 @@
 //! SYN-flood tuning `doctor` checks (`tuning`) and fault injection for tests (`fault`). Imports
 //! only `config`.
 
+pub mod addr_watch;
 pub mod addrs;
 pub mod bpffs;
 pub mod btf;

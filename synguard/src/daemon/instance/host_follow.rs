@@ -41,6 +41,10 @@ use crate::{
 /// (README, "The daemon's own cost"), and soon enough after a bond's fail-over.
 pub const PERIOD: Duration = Duration::from_secs(1);
 
+/// How many periods in a row the host's addresses may be kept without a full reading, whatever
+/// the notifications say (a lost one, a namespace whose notifications do not come).
+pub const FULL_READ_EVERY: u32 = 30;
+
 /// The interface went away under the program, or was re-created under its name (a driver
 /// reload, a bond rebuilt): the XDP program went with the device it was attached to.
 #[derive(Debug, Error)]
@@ -58,10 +62,15 @@ impl Instance {
     /// the one the program was attached to is an error: nothing protects it any more.
     pub fn follow_host(&mut self, cfg: &RunConfig) -> Result<(), Lost> {
         self.check_still_there()?;
-        let (Some(before), Some(dir)) = (self.host, self.pin_dir.as_deref()) else {
+        let (Some(before), true) = (self.host, self.pin_dir.is_some()) else {
             return Ok(());
         };
-        let (mut now, tables) = match HostFacts::read(&self.iface, &Sysctls::default()) {
+        // The address list only when something may have changed it, or now and then anyway.
+        let kept = self.addresses_unchanged().then_some(before.local);
+        let Some(dir) = self.pin_dir.as_deref() else {
+            return Ok(());
+        };
+        let (mut now, tables) = match HostFacts::read_with(&self.iface, &Sysctls::default(), kept) {
             Ok(f) => f,
             Err(e) => {
                 if !self.host_unreadable {
@@ -106,6 +115,19 @@ impl Instance {
             ),
         }
         Ok(())
+    }
+
+    /// Whether the host's addresses can be taken as they were: the kernel sent no address,
+    /// route or link notification since the last period (`host::addr_watch`), the last write
+    /// of them did not fail, and they were read in full within [`FULL_READ_EVERY`] periods.
+    fn addresses_unchanged(&mut self) -> bool {
+        let quiet = self.addr_watch.as_ref().is_some_and(|w| !w.changed());
+        if quiet && !self.tables_unwritable && self.addrs_kept < FULL_READ_EVERY {
+            self.addrs_kept += 1;
+            return true;
+        }
+        self.addrs_kept = 0;
+        false
     }
 
     /// The device the program was attached to (its interface index) still exists (an instance
