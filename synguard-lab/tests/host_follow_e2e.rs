@@ -227,16 +227,7 @@ fn more_addresses_than_the_slots_hold_are_the_hosts_and_no_other() -> Result<()>
         .ns
         .ip(&["route", "add", "198.18.5.0/24", "via", &server])?;
     let elsewhere = SocketAddr::from((Ipv4Addr::new(198, 18, 5, 1), PORT));
-    let s0 = sg.stats()?;
-    let got = fx.lab.client.ns.enter(move || {
-        TcpStream::connect_timeout(&elsewhere, Duration::from_millis(1500)).map(drop)
-    })?;
-    let s1 = sg.stats()?;
-    ensure!(got.is_err(), "a connect to {elsewhere} succeeded");
-    let (not_local, answered) = (
-        s1.delta(&s0, Reason::PassNotLocal),
-        s1.delta(&s0, Reason::TxSynAckCookie),
-    );
+    let (not_local, answered) = unanswered(&fx, &sg, elsewhere, Reason::PassNotLocal)?;
     ensure!(
         not_local >= 1 && answered == 0,
         "to {elsewhere}: pass_not_local +{not_local}, tx_synack_cookie +{answered}"
@@ -295,22 +286,26 @@ fn a_packet_filter_on_the_way_in_is_said_and_mirrored_by_the_block_list() -> Res
         "the SYN was not answered in XDP"
     );
     fx.cli(&["block", "add", &format!("{client}/32")])?;
-    let got =
-        fx.lab.client.ns.enter(move || {
-            TcpStream::connect_timeout(&to, Duration::from_millis(1500)).map(drop)
-        })?;
-    let s2 = sg.stats()?;
-    ensure!(got.is_err(), "a connect from a blocked source succeeded");
-    let (blocked, answered) = (
-        s2.delta(&s1, Reason::DropBlocklisted),
-        s2.delta(&s1, Reason::TxSynAckCookie),
-    );
+    let (blocked, answered) = unanswered(&fx, &sg, to, Reason::DropBlocklisted)?;
     ensure!(
         blocked >= 1 && answered == 0,
         "blocked: drop_blocklisted +{blocked}, tx_synack_cookie +{answered}"
     );
     assert!(sg.stop()?.success());
     Ok(())
+}
+
+/// A connect from the client to `to` that must fail (no answer within 1.5 s, or a refusal):
+/// what synguard counted meanwhile as `reason` and as `tx_synack_cookie`.
+fn unanswered(fx: &Fixture, sg: &Synguard, to: SocketAddr, reason: Reason) -> Result<(u64, u64)> {
+    let s0 = sg.stats()?;
+    let got =
+        fx.lab.client.ns.enter(move || {
+            TcpStream::connect_timeout(&to, Duration::from_millis(1500)).map(drop)
+        })?;
+    let s1 = sg.stats()?;
+    ensure!(got.is_err(), "a connect to {to} succeeded");
+    Ok((s1.delta(&s0, reason), s1.delta(&s0, Reason::TxSynAckCookie)))
 }
 
 /// The client's connect to `to` is refused (a RST), as the host refuses it without synguard.

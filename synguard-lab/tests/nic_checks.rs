@@ -49,11 +49,16 @@ impl Pair {
 
     /// The doctor line of the veth peer check.
     fn peer_line(&self) -> Result<String> {
+        self.doctor_line("XDP program on the veth peer")
+    }
+
+    /// The first line of doctor's output that contains `check`.
+    fn doctor_line(&self, check: &str) -> Result<String> {
         let text = self.doctor()?;
         text.lines()
-            .find(|l| l.contains("XDP program on the veth peer"))
+            .find(|l| l.contains(check))
             .map(str::to_string)
-            .with_context(|| format!("no veth peer line in doctor's output:\n{text}"))
+            .with_context(|| format!("no {check:?} line in doctor's output:\n{text}"))
     }
 }
 
@@ -119,13 +124,7 @@ fn doctor_says_how_the_reverse_path_filter_is_followed() -> Result<()> {
         .ip(&["addr", "add", "198.18.41.1/24", "dev", &pair.iface])?;
     pair.ns
         .ip(&["route", "add", "10.99.0.0/16", "dev", &pair.peer])?;
-    let rp_line = |pair: &Pair| -> Result<String> {
-        let text = pair.doctor()?;
-        text.lines()
-            .find(|l| l.contains(&format!("rp_filter, {}", pair.iface)))
-            .map(str::to_string)
-            .with_context(|| format!("no rp_filter line in doctor's output:\n{text}"))
-    };
+    let rp_line = |pair: &Pair| pair.doctor_line(&format!("rp_filter, {}", pair.iface));
     pair.ns
         .sysctl(&format!("net.ipv4.conf.{}.rp_filter", pair.iface), "1")?;
     let line = rp_line(&pair)?;
@@ -154,13 +153,7 @@ fn doctor_says_where_the_hosts_addresses_are_held() -> Result<()> {
     let pair = Pair::new()?;
     pair.ns
         .ip(&["addr", "add", "198.18.42.1/24", "dev", &pair.iface])?;
-    let line = |pair: &Pair| -> Result<String> {
-        let text = pair.doctor()?;
-        text.lines()
-            .find(|l| l.contains(&format!("host addresses, {}", pair.iface)))
-            .map(str::to_string)
-            .with_context(|| format!("no host addresses line in doctor's output:\n{text}"))
-    };
+    let line = |pair: &Pair| pair.doctor_line(&format!("host addresses, {}", pair.iface));
     let first = line(&pair)?;
     eprintln!("doctor: {first}");
     ensure!(
@@ -196,13 +189,7 @@ fn doctor_says_where_the_hosts_addresses_are_held() -> Result<()> {
 fn doctor_says_what_the_packet_filter_does_on_the_way_in() -> Result<()> {
     require_root();
     let pair = Pair::new()?;
-    let line = |pair: &Pair| -> Result<String> {
-        let text = pair.doctor()?;
-        text.lines()
-            .find(|l| l.contains("netfilter input"))
-            .map(str::to_string)
-            .with_context(|| format!("no netfilter line in doctor's output:\n{text}"))
-    };
+    let line = |pair: &Pair| pair.doctor_line("netfilter input");
     let open = line(&pair)?;
     eprintln!("doctor: {open}");
     ensure!(open.starts_with("ok") && open.contains("accepts"), "{open}");
