@@ -32,9 +32,47 @@ const _: () = assert!(
     "one byte of port flags per family's address slots"
 );
 
-/// Every listener bit of a port's flags (`PORT_NO_LISTENER_*`).
-pub const PORT_LISTENER_BITS: u32 =
-    PORT_NO_LISTENER_V4 | PORT_NO_LISTENER_V6 | PORT_NO_LISTENER_AT_V4 | PORT_NO_LISTENER_AT_V6;
+/// `PortConfig::flags` bits 24 (IPv4) and 25 (IPv6): the family's addresses are in the
+/// program's trie (`LOCAL_IN_MAP`: no slots to name) and the port's listeners over the family
+/// are all bound to particular addresses, so a SYN reaches one only where its destination and
+/// port are in `SG_BOUND` ([`BoundKey`]); at another address the host resets it. Set by the
+/// loader with the map's entries, which it writes first.
+pub const PORT_BOUND_ONLY_V4: u32 = 1 << 24;
+pub const PORT_BOUND_ONLY_V6: u32 = 1 << 25;
+
+/// The `PORT_BOUND_ONLY_*` bit of a family.
+#[inline(always)]
+pub const fn port_bound_only(ipv6: bool) -> u32 {
+    if ipv6 {
+        PORT_BOUND_ONLY_V6
+    } else {
+        PORT_BOUND_ONLY_V4
+    }
+}
+
+/// Every listener bit of a port's flags (`PORT_NO_LISTENER_*`, `PORT_BOUND_ONLY_*`).
+pub const PORT_LISTENER_BITS: u32 = PORT_NO_LISTENER_V4
+    | PORT_NO_LISTENER_V6
+    | PORT_NO_LISTENER_AT_V4
+    | PORT_NO_LISTENER_AT_V6
+    | PORT_BOUND_ONLY_V4
+    | PORT_BOUND_ONLY_V6;
+
+/// `SG_BOUND`'s key: a listener bound to `addr` (an IPv4 address in its first four bytes, the
+/// rest zero) on `port`, over the family `ipv6` says (0 or 1). For ports with a
+/// `PORT_BOUND_ONLY_*` bit.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BoundKey {
+    pub addr: [u8; 16],
+    pub port: u16,
+    pub ipv6: u8,
+    pub _pad: u8,
+}
+
+/// The most entries of `SG_BOUND`: bound listeners of protected ports on hosts whose addresses
+/// are in the trie. Past it the loader sets no `PORT_BOUND_ONLY_*` bit (any listener counts).
+pub const BOUND_ENTRIES: u32 = 1 << 14;
 
 /// The `PORT_NO_LISTENER_*` bit of a family.
 #[inline(always)]
@@ -567,6 +605,7 @@ mod pod {
     // (checked by the size assertions below).
     unsafe impl aya::Pod for super::Config {}
     unsafe impl aya::Pod for super::PortConfig {}
+    unsafe impl aya::Pod for super::BoundKey {}
     unsafe impl aya::Pod for super::ModeState {}
     unsafe impl aya::Pod for super::ReadyState {}
     unsafe impl aya::Pod for super::SynWindow {}
@@ -578,6 +617,7 @@ const _: () = assert!(
     core::mem::size_of::<Config>() == 10 * 4 + 2 * 8 + 16 + 16 + 2 * 4 + LOCAL_ADDRS * (4 + 16)
 );
 const _: () = assert!(core::mem::size_of::<PortConfig>() == 4);
+const _: () = assert!(core::mem::size_of::<BoundKey>() == 16 + 2 + 1 + 1);
 const _: () = assert!(core::mem::size_of::<ModeState>() == 2 * 4 + 4 * 8);
 const _: () = assert!(core::mem::size_of::<ReadyState>() == 2 * 4 + 8);
 const _: () = assert!(core::mem::size_of::<SynWindow>() == 4 * 8);

@@ -37,6 +37,7 @@ macro_rules! map_name {
     (RP_V4) => { "SG_RP_V4" };
     (LOCAL_V4) => { "SG_LOCAL_V4" };
     (LOCAL_V6) => { "SG_LOCAL_V6" };
+    (BOUND) => { "SG_BOUND" };
     // The lab's own programs (`crate::lab`).
     (LAB_TEMPLATE) => { "LAB_TEMPLATE" };
     (LAB_TARGET) => { "LAB_TARGET" };
@@ -142,6 +143,9 @@ name_consts! {
     LOCAL_V4,
     /// The same for IPv6.
     LOCAL_V6,
+    /// Listeners bound to particular addresses, for ports with a `PORT_BOUND_ONLY_*` bit
+    /// ([`crate::maps::BoundKey`]).
+    BOUND,
 }
 
 /// The maps the programs address directly rather than look up (`synguard-ebpf`'s `Global`):

@@ -10,9 +10,9 @@ use aya_ebpf::{helpers::generated::bpf_map_lookup_percpu_elem, programs::XdpCont
 use aya_log_ebpf::debug;
 use synguard_common::{
     maps::{
-        Config, MAX_CPUS, MODE_AUTO, ModeState, PORT_PROTECTED, SYN_WINDOW_NS, SynWindow,
-        WINDOWS_PER_SEC, cookies_called_for, cookies_own, port_no_listener, port_no_listener_at,
-        refresh_slot,
+        BoundKey, Config, MAX_CPUS, MODE_AUTO, ModeState, PORT_PROTECTED, SYN_WINDOW_NS, SynWindow,
+        WINDOWS_PER_SEC, cookies_called_for, cookies_own, port_bound_only, port_no_listener,
+        port_no_listener_at, refresh_slot,
     },
     policy::{FLOOD_END, FLOOD_START, FloodEvent},
     reason::Event,
@@ -20,7 +20,7 @@ use synguard_common::{
 
 use crate::{
     classify, count,
-    maps::{SG_FLOOD_EVENTS, SG_MODE, SG_PORTS, SG_READY, SG_REFRESH, SG_SYN_WINDOW},
+    maps::{SG_BOUND, SG_FLOOD_EVENTS, SG_MODE, SG_PORTS, SG_READY, SG_REFRESH, SG_SYN_WINDOW},
     parse::Packet,
 };
 
@@ -41,8 +41,33 @@ pub fn listening(pkt: &Packet, cfg: &Config) -> bool {
     if flags & port_no_listener(pkt.ipv6) != 0 {
         return false;
     }
+    if flags & port_bound_only(pkt.ipv6) != 0 {
+        return bound_here(pkt);
+    }
     let at = flags & port_no_listener_at(pkt.ipv6, 0xff);
     at == 0 || at & port_no_listener_at(pkt.ipv6, classify::dst_slots(pkt, cfg)) == 0
+}
+
+/// Whether a listener is bound to the SYN's destination and port (`SG_BOUND`), for a port whose
+/// listeners over the family are all bound to particular addresses while the host's addresses
+/// are in the trie (`PORT_BOUND_ONLY_*`).
+#[inline(always)]
+fn bound_here(pkt: &Packet) -> bool {
+    let a = pkt.addresses();
+    let mut key = BoundKey {
+        port: pkt.dport(),
+        ipv6: pkt.ipv6 as u8,
+        ..BoundKey::default()
+    };
+    let words: [u32; 4] = if pkt.ipv6 {
+        [a[4], a[5], a[6], a[7]]
+    } else {
+        [a[1], 0, 0, 0]
+    };
+    // SAFETY: same size, every bit pattern of either is valid.
+    key.addr = unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>(words) };
+    // SAFETY: a lookup; the value is not read.
+    unsafe { SG_BOUND.get(key) }.is_some()
 }
 
 /// `port`'s entry in the port table.

@@ -4,13 +4,14 @@
 
 use aya_ebpf::{
     bindings::BPF_F_MMAPABLE,
-    maps::{Array, LpmTrie, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
 };
 use synguard_common::{
     conns::{CONN_FILTER_WORDS, CONN_SLOTS, ConnsState, HANDSHAKE_CPU_SLOTS},
     maps::{
-        CLOSING_FILTER_WORDS, CLOSING_SLOTS, Config, Counter, LOCAL_MAP_ENTRIES, ModeState,
-        PORT_SLOTS, PortTable, REFRESH_SLOTS, RP_ROUTES, ReadyState, SynWindow,
+        BOUND_ENTRIES, BoundKey, CLOSING_FILTER_WORDS, CLOSING_SLOTS, Config, Counter,
+        LOCAL_MAP_ENTRIES, ModeState, PORT_SLOTS, PortTable, REFRESH_SLOTS, RP_ROUTES, ReadyState,
+        SynWindow,
     },
     policy::{
         AddrKey, FLOOD_EVENT_BYTES, LIST_SLOTS, Policy, REFLECT_SLOTS, ReflectState, SOURCE_SLOTS,
@@ -122,6 +123,14 @@ sg_map! {
     /// [`SG_LOCAL_V4`] for IPv6.
     LOCAL_V6 => static SG_LOCAL_V6: LpmTrie<[u8; 16], u8> =
         LpmTrie::with_max_entries(LOCAL_MAP_ENTRIES, 0);
+}
+
+sg_map! {
+    /// Listeners bound to particular addresses, for ports whose listeners are all bound while
+    /// the host's addresses are in the trie (`PORT_BOUND_ONLY_*`): `decide::listening`. Written
+    /// by the loader; the value is unused.
+    BOUND => static SG_BOUND: HashMap<BoundKey, u8> =
+        HashMap::with_max_entries(BOUND_ENTRIES, 0);
 }
 
 sg_map! {

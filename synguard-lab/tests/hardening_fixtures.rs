@@ -537,6 +537,74 @@ fn addresses_beyond_the_slots_and_local_prefixes_are_the_hosts() {
     expect(&f, &cases);
 }
 
+/// A port whose listeners are bound to one of the host's addresses, on a host whose addresses
+/// are in the trie (no slots to name): the loader sets `PORT_BOUND_ONLY_V4` and writes the
+/// bound address to `SG_BOUND` (its own `Listening` and writing), and a SYN to another of the
+/// host's addresses is left to the kernel, which resets it, as `pass_syn_no_listener`. IPv6,
+/// with a wildcard listener, is answered at every address. Before, every address counted as
+/// listened to, and a client of an address no service is bound to got a SYN-ACK and then a
+/// reset.
+#[test]
+fn a_port_bound_to_one_of_many_addresses_leaves_the_others_to_the_kernel() {
+    use std::net::IpAddr;
+    use synguard::host::{addrs::LocalAddrs, listeners::Listening};
+    use synguard_common::maps::PORT_BOUND_ONLY_V4;
+
+    let v4s: Vec<[u8; 4]> = (0..12).map(|i| [172, 17 + i, 0, 1]).collect();
+    let v6s: Vec<[u8; 16]> = (0..12)
+        .map(|i| ip6(&format!("2001:db8::{}", i + 1)))
+        .collect();
+    let found = v4s
+        .iter()
+        .map(|a| IpAddr::from(*a))
+        .chain(v6s.iter().map(|a| IpAddr::from(*a)))
+        .map(|a| ("eth0".to_string(), a));
+    let (addrs, table) = LocalAddrs::with_table(&["eth0"], found, &[]);
+    let mut cfg = default_config();
+    addrs.set(&mut cfg);
+    let mut listening = Listening::default();
+    listening
+        .v4
+        .at
+        .entry(PORT)
+        .or_default()
+        .insert(IpAddr::from(v4s[0]));
+    listening.v6.any.insert(PORT);
+    let bits = listening.no_listener_flags(PORT, &addrs);
+    assert_ne!(bits & PORT_BOUND_ONLY_V4, 0);
+    let mut f = Fixture::new(cfg, &[PORT]).expect("load synguard (needs root)");
+    f.local_table(&table).unwrap();
+    f.set_bound(&listening.bound_keys(&[PORT], &addrs)).unwrap();
+    f.set_no_listener(&[(PORT, bits)]).unwrap();
+    let macs = (CLIENT_MAC, SERVER_MAC);
+    let answered = (XDP_TX, Reason::TxSynAckCookie);
+    let refused = (XDP_PASS, Reason::PassSynNoListener);
+    let mut cases = vec![(
+        "SYN to the bound address".to_string(),
+        v4(CLIENT_V4, v4s[0], macs, &syn_seg()),
+        answered,
+    )];
+    for a in &v4s[1..] {
+        cases.push((
+            format!("SYN to {a:?}"),
+            v4(CLIENT_V4, *a, macs, &syn_seg()),
+            refused,
+        ));
+    }
+    for a in &v6s[..3] {
+        cases.push((
+            format!("SYN to {a:x?}"),
+            v6(CLIENT_V6, *a, &syn_seg()),
+            answered,
+        ));
+    }
+    let cases: Vec<_> = cases
+        .into_iter()
+        .map(|(w, f, (a, r))| (w, f, a, r))
+        .collect();
+    expect(&f, &cases);
+}
+
 /// Through the host's MAC to an address that is not the host's: traffic it forwards (a router,
 /// a node whose containers' addresses are routed to it). Neither answered nor dropped, SYN or
 /// ACK, with either kind of cookie; with the host's addresses not known (the loader lists none

@@ -236,6 +236,58 @@ fn more_addresses_than_the_slots_hold_are_the_hosts_and_no_other() -> Result<()>
     Ok(())
 }
 
+/// Twelve addresses added to the server, more than the config's slots hold, and the service
+/// bound to one of them: connects to that address are answered in XDP, and a connect to another
+/// of the server's addresses is refused by the host, as without synguard (`pass_syn_no_listener`:
+/// the loader wrote the bound address to `SG_BOUND` and set the port's `PORT_BOUND_ONLY_V4`).
+/// Before, such a host's addresses had no slots to name, and the client of the other address
+/// got a SYN-ACK and then a reset.
+#[test]
+fn a_service_bound_to_one_of_many_addresses_refuses_the_others() -> Result<()> {
+    const PORT: u16 = 8455;
+    let fx = Fixture::new()?;
+    let added: Vec<Ipv4Addr> = (50..62).map(|i| Ipv4Addr::new(198, 18, 0, i)).collect();
+    for a in &added {
+        fx.ns()
+            .ip(&["addr", "add", &format!("{a}/24"), "dev", fx.iface()])?;
+    }
+    let bound = SocketAddr::from((added[3], PORT));
+    echo_server(fx.ns(), bound)?;
+    let port = PORT.to_string();
+    let sg = fx.synguard(&["--ports", &port, "--mode", "always", "--cookies", "own"])?;
+    let line = wait_for_log(
+        &sg,
+        &format!("port {PORT}: a listener over IPv4 only; IPv4 SYNs to addresses its listeners"),
+    )?;
+    eprintln!("{line}");
+    let status = fx.cli(&["status", "--iface", fx.iface()])?;
+    ensure!(
+        status.contains(&format!(
+            "port {PORT}: answered only at the addresses its listeners are bound to"
+        )),
+        "status:\n{status}"
+    );
+    let (not_local, answered) = four_round_trips(&fx, &sg, bound)?;
+    ensure!(
+        not_local == 0 && answered >= 4,
+        "to {bound}: pass_not_local +{not_local}, tx_synack_cookie +{answered}"
+    );
+    let other = SocketAddr::from((added[5], PORT));
+    let s0 = sg.stats()?;
+    refused(&fx, other)?;
+    let s1 = sg.stats()?;
+    let (left, answered) = (
+        s1.delta(&s0, Reason::PassSynNoListener),
+        s1.delta(&s0, Reason::TxSynAckCookie),
+    );
+    ensure!(
+        left >= 1 && answered == 0,
+        "to {other}: pass_syn_no_listener +{left}, tx_synack_cookie +{answered}"
+    );
+    assert!(sg.stop()?.success());
+    Ok(())
+}
+
 /// The server's packet filter rejects the client on a protected port (iptables on the nf_tables
 /// backend, `REJECT --reject-with tcp-reset`). synguard says so when it attaches, and answers
 /// the client's SYN in XDP all the same, before the rule sees it, and the client's final ACK

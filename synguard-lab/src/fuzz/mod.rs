@@ -319,6 +319,7 @@ impl Fuzzer {
 
     /// The batch's listeners, in the program's port table.
     fn set_listeners(&mut self, listeners: Listeners) -> Result<()> {
+        self.fixture.set_bound(&listeners.keys)?;
         self.fixture.set_no_listener(&listeners.bits)?;
         self.world.listeners = listeners;
         Ok(())
@@ -645,7 +646,6 @@ const BAD_COOKIE: Reason = Reason::DropAckBadCookie;
 fn more_addresses(rng: &mut Rng, cfg: Config) -> (Config, LocalTable, model::Locals) {
     use std::net::IpAddr;
     use synguard::host::{addrs::LocalAddrs, local_routes::LocalRoute};
-    use synguard_common::host::in_slots;
     let count = |rng: &mut Rng| {
         if rng.pct(25) {
             9 + rng.below(7) as u8
@@ -700,7 +700,6 @@ fn more_addresses(rng: &mut Rng, cfg: Config) -> (Config, LocalTable, model::Loc
                 .filter(|(a, _)| a.is_ipv6() == v6)
                 .map(|&(a, len)| (bytes(a), len))
                 .collect(),
-            in_slots: in_slots(n),
         })
     };
     let locals = model::Locals {
@@ -732,7 +731,7 @@ fn draw_listeners(rng: &mut Rng, cfg: &Config, locals: &model::Locals) -> Listen
         let bits = [v4, v6, v4 | v6][rng.below(3) as usize];
         return Listeners {
             bits: vec![(port, bits)],
-            bound: Vec::new(),
+            ..Listeners::default()
         };
     }
     if !rng.pct(13) {
@@ -765,11 +764,10 @@ fn draw_listeners(rng: &mut Rng, cfg: &Config, locals: &model::Locals) -> Listen
             family.any.insert(port);
         }
     }
+    let addrs = LocalAddrs::from_config(cfg);
     Listeners {
-        bits: vec![(
-            port,
-            l.no_listener_flags(port, &LocalAddrs::from_config(cfg)),
-        )],
+        bits: vec![(port, l.no_listener_flags(port, &addrs))],
         bound,
+        keys: l.bound_keys(&[port], &addrs),
     }
 }

@@ -114,6 +114,9 @@ impl ReversePath {
 pub struct Listeners {
     pub bits: Vec<(u16, u32)>,
     pub bound: Vec<(u16, bool, Vec<Vec<u8>>)>,
+    /// `SG_BOUND`'s entries for the bits' `PORT_BOUND_ONLY_*` (the loader's own
+    /// `Listening::bound_keys`).
+    pub keys: Vec<synguard_common::maps::BoundKey>,
 }
 
 /// The host's own addresses as the batch's configuration lists them, each family's `None` where
@@ -124,13 +127,11 @@ pub struct Locals {
     pub v6: Option<Family>,
 }
 
-/// One family's own addresses and local prefixes, and whether the program holds them in the
-/// config's slots (which per-address listener bits need) or in its trie.
+/// One family's own addresses and local prefixes.
 #[derive(Clone, Debug, Default)]
 pub struct Family {
     pub addrs: Vec<Vec<u8>>,
     pub prefixes: Vec<(Vec<u8>, u8)>,
-    pub in_slots: bool,
 }
 
 impl Family {
@@ -162,7 +163,6 @@ impl Locals {
             slots.map(|s| Family {
                 addrs: s.into_iter().flatten().map(bytes).collect(),
                 prefixes: Vec::new(),
-                in_slots: true,
             })
         };
         Locals {
@@ -187,12 +187,6 @@ impl Locals {
     /// Whether `src` is another of the host's own addresses (a martian source on a NIC).
     fn own(&self, ipv6: bool, src: &[u8]) -> bool {
         self.family(ipv6).is_some_and(|f| f.holds(src))
-    }
-
-    /// Whether the family's addresses are in the config's slots, where a listener bound to one
-    /// of them can be told apart from the others.
-    fn in_slots(&self, ipv6: bool) -> bool {
-        self.family(ipv6).is_some_and(|f| f.in_slots)
     }
 
     /// The listed addresses but the server's, and the ninth address of each local prefix, for
@@ -233,9 +227,9 @@ impl World {
     fn listening(&self, port: u16, ipv6: bool, dst: &[u8]) -> bool {
         let bit = synguard_common::maps::port_no_listener(ipv6);
         let l = &self.listeners;
-        // Per-address listener bits name slots: with the family in the trie there are none,
-        // and any listener on the port counts (docs/host-checks.md).
-        let bound_elsewhere = self.locals.in_slots(ipv6)
+        // Bound listeners are told apart where the host's addresses are known: by slot, or
+        // (the family in the trie) by `SG_BOUND`.
+        let bound_elsewhere = self.locals.family(ipv6).is_some()
             && l.bound
                 .iter()
                 .any(|(p, v6, at)| *p == port && *v6 == ipv6 && !at.iter().any(|a| a == dst));

@@ -4,12 +4,15 @@
 
 use anyhow::{Context as _, Result, anyhow};
 use std::net::IpAddr;
-use synguard::{datapath::local_addrs, host::addrs::LocalTable};
+use synguard::{
+    datapath::{bound, local_addrs},
+    host::addrs::LocalTable,
+};
 
 use aya::{
     Ebpf,
     maps::{
-        Array, MapData, PerCpuArray, RingBuf,
+        Array, HashMap, MapData, PerCpuArray, RingBuf,
         lpm_trie::{Key, LpmTrie},
     },
     programs::{ProgramError, SchedClassifier, SockOps, TestRun as _, TestRunOptions, Xdp},
@@ -21,7 +24,7 @@ use synguard_common::{
     },
     host::{local_salt, local_words_v4, local_words_v6},
     maps::{
-        CLOSING_WAYS, Config, Counter, MAX_CPUS, MODE_ALWAYS, ModeState, PORT_PROTECTED,
+        BoundKey, CLOSING_WAYS, Config, Counter, MAX_CPUS, MODE_ALWAYS, ModeState, PORT_PROTECTED,
         ReadyState, closing_entry, cookies_own, names,
     },
     policy::{self, FloodEvent, Policy},
@@ -362,6 +365,15 @@ impl Fixture {
         let mut t: LpmTrie<&mut MapData, [u8; 16], u8> =
             LpmTrie::try_from(self.map(names::LOCAL_V6)?)?;
         local_addrs::fill(&mut t, &table.v6)?;
+        Ok(())
+    }
+
+    /// The listeners bound to particular addresses (`SG_BOUND`), as the loader writes them
+    /// (`synguard::datapath::bound`).
+    pub fn set_bound(&mut self, keys: &[BoundKey]) -> Result<()> {
+        let mut m: HashMap<&mut MapData, BoundKey, u8> =
+            HashMap::try_from(self.map(names::BOUND)?)?;
+        bound::fill(&mut m, keys)?;
         Ok(())
     }
 

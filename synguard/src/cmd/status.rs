@@ -297,6 +297,14 @@ fn listener_line(e: &Enforced) -> String {
             each.join("; ")
         );
     }
+    if !e.bound_only.is_empty() {
+        let each: Vec<String> = e.bound_only.iter().map(u16::to_string).collect();
+        out.push_str(&format!(
+            "  port {}: answered only at the addresses its listeners are bound to; SYNs to the \
+             host's other addresses are left to the kernel, which resets them\n",
+            each.join(", ")
+        ));
+    }
     if ports.is_empty() {
         return out;
     }

@@ -96,6 +96,8 @@ pub struct Instance {
     addr_watch: Option<AddrWatch>,
     /// Periods since the host's addresses were last read in full.
     addrs_kept: u32,
+    /// The bound listeners could not be written at the last try, and that was reported.
+    bound_unwritable: bool,
     pin_dir: Option<PathBuf>,
     run_info: Option<PathBuf>,
     /// Leave link, pins and run-info for a successor (hand-over, or a failed take-over while
@@ -182,6 +184,7 @@ impl Instance {
                 })
                 .ok(),
             addrs_kept: 0,
+            bound_unwritable: false,
             pin_dir: None,
             run_info: None,
             // A program left behind keeps protecting if we fail before replacing it.

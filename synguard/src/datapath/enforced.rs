@@ -7,8 +7,8 @@ use std::{collections::BTreeMap, net::IpAddr, path::Path};
 use serde::Serialize;
 use synguard_common::{
     maps::{
-        Config, HOST_RP_LOOSE, HOST_RP_STRICT, PORT_NO_LISTENER_V4, PORT_NO_LISTENER_V6,
-        PortConfig, cookies_own, names,
+        Config, HOST_RP_LOOSE, HOST_RP_STRICT, PORT_BOUND_ONLY_V4, PORT_BOUND_ONLY_V6,
+        PORT_NO_LISTENER_V4, PORT_NO_LISTENER_V6, PortConfig, cookies_own, names,
     },
     own_cookie::largest_synack_mss,
     policy::{Policy, gcra_to_rate},
@@ -77,6 +77,10 @@ pub struct Enforced {
     /// Protected ports whose listeners are bound to particular addresses, with the host's
     /// addresses none of them is bound to: SYNs to those are left to the kernel too.
     pub no_listener_at: Vec<(u16, Vec<IpAddr>)>,
+    /// Protected ports whose listeners are all bound to particular addresses, on a host whose
+    /// addresses are in the program's trie (`PORT_BOUND_ONLY_*`): SYNs to the host's other
+    /// addresses are left to the kernel.
+    pub bound_only: Vec<u16>,
     pub syn_threshold: u32,
     pub syn_off_threshold: u32,
     pub hold_s: f64,
@@ -99,6 +103,7 @@ impl Enforced {
             no_listener_v4: Vec::new(),
             no_listener_v6: Vec::new(),
             no_listener_at: Vec::new(),
+            bound_only: Vec::new(),
             syn_threshold: config.syn_on_pps,
             syn_off_threshold: config.syn_off_pps,
             hold_s: config.hold_ns as f64 / 1e9,
@@ -159,6 +164,7 @@ pub fn read(dir: &Path) -> Result<Enforced, PinnedMapError> {
         no_listener_v4: ports::without_listener(&table, PORT_NO_LISTENER_V4),
         no_listener_v6: ports::without_listener(&table, PORT_NO_LISTENER_V6),
         no_listener_at: no_listener_at(&table, &LocalAddrs::from_config(&config)),
+        bound_only: ports::without_listener(&table, PORT_BOUND_ONLY_V4 | PORT_BOUND_ONLY_V6),
         ..Enforced::from_maps(&config, &policy, ports::protected(&table))
     })
 }

@@ -6,6 +6,7 @@
 //! refusals (`diagnose`, `error`); `spoil` makes a program unverifiable for a fault-injection
 //! test.
 
+pub mod bound;
 pub mod config_map;
 pub mod conns;
 pub mod counters;

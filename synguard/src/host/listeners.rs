@@ -16,7 +16,10 @@ use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
-use synguard_common::maps::{PORT_NO_LISTENER_V4, PORT_NO_LISTENER_V6, port_no_listener_at};
+use synguard_common::maps::{
+    BoundKey, LOCAL_IN_MAP, PORT_NO_LISTENER_V4, PORT_NO_LISTENER_V6, port_bound_only,
+    port_no_listener_at,
+};
 
 use crate::host::{
     addrs::LocalAddrs,
@@ -62,11 +65,17 @@ impl Family {
         self.any.contains(&port) || self.at.contains_key(&port)
     }
 
+    /// The addresses `port`'s listeners are bound to, where all of them are (no wildcard
+    /// listener, and at least one listener).
+    fn bound_only(&self, port: u16) -> Option<&BTreeSet<IpAddr>> {
+        self.at.get(&port).filter(|_| !self.any.contains(&port))
+    }
+
     /// Which of `slots` (the config's address list, `None` for an empty slot) no listener of
     /// `port` is reached at, as bits (slot `i`: bit `i`); 0 where a wildcard listener or
     /// nothing listens (the port's family bit says that).
     fn unreached(&self, port: u16, slots: &[Option<IpAddr>]) -> u32 {
-        let Some(bound) = self.at.get(&port).filter(|_| !self.any.contains(&port)) else {
+        let Some(bound) = self.bound_only(port) else {
             return 0;
         };
         slots
@@ -161,7 +170,45 @@ impl Listening {
         if let Some(slots) = addrs.slots_v6() {
             f |= port_no_listener_at(true, self.v6.unreached(port, &slots));
         }
+        for (ipv6, family, n) in [(false, &self.v4, addrs.v4_n), (true, &self.v6, addrs.v6_n)] {
+            if n == LOCAL_IN_MAP && family.bound_only(port).is_some() {
+                f |= port_bound_only(ipv6);
+            }
+        }
         f
+    }
+
+    /// `SG_BOUND`'s entries for `ports`: every address a port's listeners are bound to, for the
+    /// families whose addresses are in the program's trie (`addrs`) and whose listeners on the
+    /// port are all bound ([`Listening::no_listener_flags`] sets `PORT_BOUND_ONLY_*` for them).
+    pub fn bound_keys(&self, ports: &[u16], addrs: &LocalAddrs) -> Vec<BoundKey> {
+        let mut keys = Vec::new();
+        for (ipv6, family, n) in [(false, &self.v4, addrs.v4_n), (true, &self.v6, addrs.v6_n)] {
+            if n != LOCAL_IN_MAP {
+                continue;
+            }
+            for &port in ports {
+                for ip in family.bound_only(port).into_iter().flatten() {
+                    keys.push(bound_key(*ip, port, ipv6));
+                }
+            }
+        }
+        keys
+    }
+}
+
+/// `SG_BOUND`'s key for a listener bound to `ip` on `port`.
+pub fn bound_key(ip: IpAddr, port: u16, ipv6: bool) -> BoundKey {
+    let mut addr = [0u8; 16];
+    match ip {
+        IpAddr::V4(a) => addr[..4].copy_from_slice(&a.octets()),
+        IpAddr::V6(a) => addr = a.octets(),
+    }
+    BoundKey {
+        addr,
+        port,
+        ipv6: ipv6 as u8,
+        _pad: 0,
     }
 }
 
@@ -185,6 +232,34 @@ mod tests {
             m.extend([5, 0, INET_DIAG_SKV6ONLY as u8, 0, only as u8, 0, 0, 0]);
         }
         m
+    }
+
+    /// With the host's addresses in the trie, a port whose listeners are all bound gets
+    /// `PORT_BOUND_ONLY_*` and its addresses as `SG_BOUND` keys; a wildcard listener, or the
+    /// addresses in the slots, none.
+    #[test]
+    fn bound_only_ports_of_a_family_in_the_trie_name_their_addresses() {
+        use synguard_common::maps::{PORT_BOUND_ONLY_V4, PORT_BOUND_ONLY_V6};
+        let many: Vec<(String, IpAddr)> = (1..=12)
+            .map(|i| ("eth0".to_string(), IpAddr::from([10, 0, 0, i])))
+            .collect();
+        let trie = LocalAddrs::of("eth0", many.clone(), &[]);
+        let slots = LocalAddrs::of("eth0", many[..2].to_vec(), &[]);
+        let mut l = Listening::default();
+        l.v4.add(443, Some(IpAddr::from([10, 0, 0, 3])));
+        l.v4.add(80, None);
+        l.v6.add(443, None);
+        assert_eq!(
+            l.no_listener_flags(443, &trie) & (PORT_BOUND_ONLY_V4 | PORT_BOUND_ONLY_V6),
+            PORT_BOUND_ONLY_V4
+        );
+        assert_eq!(l.no_listener_flags(80, &trie) & PORT_BOUND_ONLY_V4, 0);
+        assert_eq!(l.no_listener_flags(443, &slots) & PORT_BOUND_ONLY_V4, 0);
+        assert_eq!(
+            l.bound_keys(&[80, 443], &trie),
+            [bound_key(IpAddr::from([10, 0, 0, 3]), 443, false)]
+        );
+        assert!(l.bound_keys(&[80, 443], &slots).is_empty());
     }
 
     fn mapped(v4: [u8; 4]) -> Vec<u8> {

@@ -14,11 +14,14 @@
 use std::net::IpAddr;
 
 use log::{info, warn};
-use synguard_common::maps::{port_no_listener, port_no_listener_slots};
+use synguard_common::maps::{
+    PORT_BOUND_ONLY_V4, PORT_BOUND_ONLY_V6, port_bound_only, port_no_listener,
+    port_no_listener_slots,
+};
 
 use crate::{
     daemon::instance::Instance,
-    datapath::ports,
+    datapath::{bound, ports},
     host::{addrs::LocalAddrs, listeners::Listening},
 };
 
@@ -32,7 +35,29 @@ impl Instance {
             return;
         };
         let addrs = self.host.map(|h| h.local).unwrap_or_default();
-        let result = ports::set_listeners_pinned(dir, |p| listening.no_listener_flags(p, &addrs));
+        // The bound listeners before the port bits that make the program look for them; where
+        // they cannot be written, no port gets those bits (any listener then counts).
+        let bound = ports::protected_pinned(dir)
+            .and_then(|p| bound::write(dir, &listening.bound_keys(&p, &addrs)));
+        let keep = match bound {
+            Ok(()) => {
+                self.bound_unwritable = false;
+                u32::MAX
+            }
+            Err(e) => {
+                if !std::mem::replace(&mut self.bound_unwritable, true) {
+                    warn!(
+                        "{}: listeners bound to particular addresses not written: {:#}; any \
+                         listener of a port counts for every address",
+                        self.iface(),
+                        anyhow::Error::from(e)
+                    );
+                }
+                !(PORT_BOUND_ONLY_V4 | PORT_BOUND_ONLY_V6)
+            }
+        };
+        let result =
+            ports::set_listeners_pinned(dir, |p| listening.no_listener_flags(p, &addrs) & keep);
         match result {
             Ok(changed) => {
                 if std::mem::take(&mut self.listeners_unwritable) {
@@ -74,6 +99,10 @@ fn listener_text(bits: u32, addrs: &LocalAddrs) -> String {
         let at = addrs.in_slots(ipv6, port_no_listener_slots(ipv6, bits));
         if none(ipv6) {
             refused.push(format!("{name} SYNs"));
+        } else if bits & port_bound_only(ipv6) != 0 {
+            refused.push(format!(
+                "{name} SYNs to addresses its listeners are not bound to"
+            ));
         } else if !at.is_empty() {
             let at: Vec<String> = at.iter().map(IpAddr::to_string).collect();
             refused.push(format!("{name} SYNs to {}", at.join(", ")));
