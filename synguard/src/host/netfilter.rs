@@ -8,12 +8,16 @@
 //! Read on a `NETLINK_NETFILTER` socket in the caller's namespace: the chains
 //! (`NFT_MSG_GETCHAIN`) and the rules (`NFT_MSG_GETRULE`) of every table. A table "filters what
 //! comes in" when one of its base chains hooks the way in (IPv4, IPv6 or inet prerouting and
-//! input, inet and netdev ingress) and either drops by policy or holds, in any of its chains, a
-//! rule that drops or rejects: a rule in a chain only jumped to from forwarding counts too (a
-//! warning may be one too many, never one too few). Tables of the legacy iptables (x_tables)
-//! are not in nftables: they are only noticed (`/proc/net/ip_tables_names`).
+//! input, inet and netdev ingress) and either drops by policy or reaches, through jumps and
+//! gotos, a rule that drops or rejects (a verdict map counts as one: its verdicts are not
+//! read). A chain only forwarding reaches counts for nothing (Docker's isolation chains drop,
+//! in FORWARD only). Tables of the legacy iptables (x_tables) are not in nftables: they are
+//! only noticed (`/proc/net/ip_tables_names`).
 
-use std::{collections::BTreeMap, fmt, io};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt, io,
+};
 
 use crate::host::netlink::{self, attrs};
 
@@ -31,6 +35,7 @@ const NFTA_CHAIN_HOOK: u16 = 4;
 const NFTA_CHAIN_POLICY: u16 = 5;
 const NFTA_HOOK_HOOKNUM: u16 = 1;
 const NFTA_RULE_TABLE: u16 = 1;
+const NFTA_RULE_CHAIN: u16 = 2;
 const NFTA_RULE_EXPRESSIONS: u16 = 4;
 const NFTA_LIST_ELEM: u16 = 1;
 const NFTA_EXPR_NAME: u16 = 1;
@@ -38,6 +43,13 @@ const NFTA_EXPR_DATA: u16 = 2;
 const NFTA_IMMEDIATE_DATA: u16 = 2;
 const NFTA_DATA_VERDICT: u16 = 2;
 const NFTA_VERDICT_CODE: u16 = 1;
+const NFTA_VERDICT_CHAIN: u16 = 2;
+/// A lookup's destination register: the verdict register for a verdict map (`vmap`).
+const NFTA_LOOKUP_DREG: u16 = 3;
+const NFT_REG_VERDICT: u32 = 0;
+/// `NFT_JUMP` and `NFT_GOTO` as the verdict code's unsigned 32 bits.
+const NFT_JUMP: u32 = -3i32 as u32;
+const NFT_GOTO: u32 = -4i32 as u32;
 /// `xt_target`'s name, in iptables-nft's compatibility expression "target".
 const NFTA_TARGET_NAME: u16 = 1;
 /// include/uapi/linux/netfilter.h: the drop verdict, and the hooks on the way in.
@@ -154,33 +166,68 @@ struct Chain {
 struct Rule {
     family: u8,
     table: String,
+    chain: String,
+    /// Drops or rejects, or may (a verdict map, whose verdicts are not read).
     drops: bool,
+    /// The chains it jumps or goes to.
+    jumps: Vec<String>,
 }
 
-/// The tables that filter what comes in, in the order their chains came.
+/// The tables that filter what comes in: those with a base chain on the way in that drops by
+/// policy, or from whose base chains on the way in a rule that drops or rejects is reached
+/// (through jumps and gotos within the table). A chain only forwarding reaches (Docker's
+/// isolation chains) counts for nothing.
 fn judge(chains: &[Chain], rules: &[Rule]) -> Vec<Filtering> {
-    let mut tables: BTreeMap<(u8, &str), Filtering> = BTreeMap::new();
+    let mut tables: BTreeMap<(u8, &str), (Filtering, BTreeSet<&str>)> = BTreeMap::new();
     for c in chains.iter().filter(|c| on_the_way_in(c.family, c.hook)) {
-        let t = tables
-            .entry((c.family, &c.table))
-            .or_insert_with(|| Filtering {
+        let (t, entry) = tables.entry((c.family, &c.table)).or_insert_with(|| {
+            let f = Filtering {
                 table: format!("{} {}", family_name(c.family), c.table),
                 drop_policy: Vec::new(),
                 dropping_rules: 0,
-            });
+            };
+            (f, BTreeSet::new())
+        });
+        entry.insert(&c.name);
         if c.policy == Some(NF_DROP) {
             t.drop_policy.push(c.name.clone());
         }
     }
-    for r in rules.iter().filter(|r| r.drops) {
-        if let Some(t) = tables.get_mut(&(r.family, r.table.as_str())) {
-            t.dropping_rules += 1;
-        }
+    for ((family, table), (t, entry)) in &mut tables {
+        let mine: Vec<&Rule> = rules
+            .iter()
+            .filter(|r| r.family == *family && r.table == *table)
+            .collect();
+        let reached = reachable(entry, &mine);
+        t.dropping_rules = mine
+            .iter()
+            .filter(|r| r.drops && reached.contains(r.chain.as_str()))
+            .count();
     }
     tables
         .into_values()
+        .map(|(t, _)| t)
         .filter(|t| !t.drop_policy.is_empty() || t.dropping_rules > 0)
         .collect()
+}
+
+/// The chains `rules` (of one table) reach from `entry` by their jumps and gotos, `entry`
+/// included.
+fn reachable<'a>(entry: &BTreeSet<&'a str>, rules: &[&'a Rule]) -> BTreeSet<&'a str> {
+    let mut reached = entry.clone();
+    let mut todo: Vec<&str> = entry.iter().copied().collect();
+    while let Some(chain) = todo.pop() {
+        for to in rules
+            .iter()
+            .filter(|r| r.chain == chain)
+            .flat_map(|r| &r.jumps)
+        {
+            if reached.insert(to.as_str()) {
+                todo.push(to);
+            }
+        }
+    }
+    reached
 }
 
 /// A base chain whose hook sees segments to the host before the socket does.
@@ -245,17 +292,24 @@ fn parse_chain(family: u8, body: &[u8]) -> Option<Chain> {
     })
 }
 
-/// A rule from an `NFT_MSG_NEWRULE` message's attributes: whether an expression drops (a drop
-/// verdict) or rejects (`reject`, or iptables' `REJECT` target).
+/// A rule from an `NFT_MSG_NEWRULE` message's attributes: its chain, whether an expression
+/// drops (a drop verdict), rejects (`reject`, or iptables' `REJECT` target) or may (a verdict
+/// map), and the chains it jumps or goes to.
 fn parse_rule(family: u8, body: &[u8]) -> Option<Rule> {
-    let (mut table, mut drops) = (None, false);
+    let (mut table, mut chain) = (None, None);
+    let (mut drops, mut jumps) = (false, Vec::new());
     for (ty, v) in attrs(body) {
         match ty {
             NFTA_RULE_TABLE => table = Some(string(v)),
+            NFTA_RULE_CHAIN => chain = Some(string(v)),
             NFTA_RULE_EXPRESSIONS => {
-                drops = attrs(v)
-                    .filter(|(t, _)| *t == NFTA_LIST_ELEM)
-                    .any(|(_, e)| expr_drops(e));
+                for (_, e) in attrs(v).filter(|(t, _)| *t == NFTA_LIST_ELEM) {
+                    match expr(e) {
+                        Expr::Drops => drops = true,
+                        Expr::Jumps(to) => jumps.push(to),
+                        Expr::Other => {}
+                    }
+                }
             }
             _ => {}
         }
@@ -263,12 +317,21 @@ fn parse_rule(family: u8, body: &[u8]) -> Option<Rule> {
     Some(Rule {
         family,
         table: table?,
+        chain: chain?,
         drops,
+        jumps,
     })
 }
 
-/// One expression (`NFTA_LIST_ELEM`'s attributes): a drop verdict, or a reject.
-fn expr_drops(e: &[u8]) -> bool {
+/// What an expression does, as far as the way in goes.
+enum Expr {
+    Drops,
+    Jumps(String),
+    Other,
+}
+
+/// One expression (`NFTA_LIST_ELEM`'s attributes).
+fn expr(e: &[u8]) -> Expr {
     let mut name = String::new();
     let mut data: &[u8] = &[];
     for (ty, v) in attrs(e) {
@@ -279,15 +342,41 @@ fn expr_drops(e: &[u8]) -> bool {
         }
     }
     match name.as_str() {
-        "reject" => true,
-        "immediate" => attrs(data)
-            .filter(|(t, _)| *t == NFTA_IMMEDIATE_DATA)
-            .flat_map(|(_, d)| attrs(d))
-            .filter(|(t, _)| *t == NFTA_DATA_VERDICT)
-            .flat_map(|(_, v)| attrs(v))
-            .any(|(t, code)| t == NFTA_VERDICT_CODE && be32(code) == Some(NF_DROP)),
-        "target" => attrs(data).any(|(t, n)| t == NFTA_TARGET_NAME && string(n) == "REJECT"),
-        _ => false,
+        "reject" => Expr::Drops,
+        "immediate" => verdict(data),
+        "target" if attrs(data).any(|(t, n)| t == NFTA_TARGET_NAME && string(n) == "REJECT") => {
+            Expr::Drops
+        }
+        "lookup"
+            if attrs(data)
+                .any(|(t, r)| t == NFTA_LOOKUP_DREG && be32(r) == Some(NFT_REG_VERDICT)) =>
+        {
+            Expr::Drops
+        }
+        _ => Expr::Other,
+    }
+}
+
+/// An `immediate` expression's verdict: drop, a jump or goto, or anything else.
+fn verdict(data: &[u8]) -> Expr {
+    let fields: Vec<(u16, &[u8])> = attrs(data)
+        .filter(|(t, _)| *t == NFTA_IMMEDIATE_DATA)
+        .flat_map(|(_, d)| attrs(d))
+        .filter(|(t, _)| *t == NFTA_DATA_VERDICT)
+        .flat_map(|(_, v)| attrs(v))
+        .collect();
+    let code = fields
+        .iter()
+        .find(|(t, _)| *t == NFTA_VERDICT_CODE)
+        .and_then(|(_, c)| be32(c));
+    let chain = fields
+        .iter()
+        .find(|(t, _)| *t == NFTA_VERDICT_CHAIN)
+        .map(|(_, c)| string(c));
+    match (code, chain) {
+        (Some(NF_DROP), _) => Expr::Drops,
+        (Some(NFT_JUMP | NFT_GOTO), Some(to)) => Expr::Jumps(to),
+        _ => Expr::Other,
     }
 }
 
@@ -381,13 +470,17 @@ mod tests {
         attr(NFTA_LIST_ELEM, &e)
     }
 
-    fn verdict(code: u32) -> Vec<u8> {
-        let v = attr(NFTA_VERDICT_CODE, &code.to_be_bytes());
+    fn verdict_data(code: u32, to: Option<&str>) -> Vec<u8> {
+        let mut v = attr(NFTA_VERDICT_CODE, &code.to_be_bytes());
+        if let Some(to) = to {
+            v.extend(attr(NFTA_VERDICT_CHAIN, &cstr(to)));
+        }
         attr(NFTA_IMMEDIATE_DATA, &attr(NFTA_DATA_VERDICT, &v))
     }
 
-    fn rule(table: &str, exprs: &[Vec<u8>]) -> Vec<u8> {
-        let mut b = attr(NFTA_RULE_TABLE, &cstr(table));
+    fn rule(exprs: &[Vec<u8>]) -> Vec<u8> {
+        let mut b = attr(NFTA_RULE_TABLE, &cstr("filter"));
+        b.extend(attr(NFTA_RULE_CHAIN, &cstr("input")));
         b.extend(attr(NFTA_RULE_EXPRESSIONS, &exprs.concat()));
         b
     }
@@ -412,24 +505,30 @@ mod tests {
         assert_eq!((c.hook, c.policy), (Some(NF_INET_LOCAL_IN), Some(NF_DROP)));
         let regular = parse_chain(NFPROTO_INET, &chain("filter", "ssh", None, None)).unwrap();
         assert_eq!((regular.hook, regular.policy), (None, None));
-        let drop = rule(
-            "filter",
-            &[expr("payload", &[]), expr("immediate", &verdict(0))],
+        let read = |exprs: &[Vec<u8>]| parse_rule(NFPROTO_INET, &rule(exprs)).unwrap();
+        let drop = read(&[
+            expr("payload", &[]),
+            expr("immediate", &verdict_data(0, None)),
+        ]);
+        assert_eq!((drop.chain.as_str(), drop.drops), ("input", true));
+        assert!(!read(&[expr("immediate", &verdict_data(1, None))]).drops);
+        assert!(read(&[expr("reject", &[])]).drops);
+        let xt = |name: &str| read(&[expr("target", &attr(NFTA_TARGET_NAME, &cstr(name)))]);
+        assert!(xt("REJECT").drops);
+        assert!(!xt("LOG").drops);
+        let jump = read(&[expr("immediate", &verdict_data(NFT_JUMP, Some("ssh")))]);
+        assert_eq!((jump.drops, jump.jumps), (false, vec!["ssh".to_string()]));
+        let goto = read(&[expr("immediate", &verdict_data(NFT_GOTO, Some("web")))]);
+        assert_eq!(goto.jumps, ["web"]);
+        // A verdict map may drop: its verdicts are not read.
+        let vmap = expr(
+            "lookup",
+            &attr(NFTA_LOOKUP_DREG, &NFT_REG_VERDICT.to_be_bytes()),
         );
-        assert!(parse_rule(NFPROTO_INET, &drop).unwrap().drops);
-        let accept = rule("filter", &[expr("immediate", &verdict(1))]);
-        assert!(!parse_rule(NFPROTO_INET, &accept).unwrap().drops);
-        let reject = rule("filter", &[expr("reject", &[])]);
-        assert!(parse_rule(NFPROTO_INET, &reject).unwrap().drops);
-        let xt = |name: &str| {
-            rule(
-                "filter",
-                &[expr("target", &attr(NFTA_TARGET_NAME, &cstr(name)))],
-            )
-        };
-        assert!(parse_rule(NFPROTO_IPV4, &xt("REJECT")).unwrap().drops);
-        assert!(!parse_rule(NFPROTO_IPV4, &xt("LOG")).unwrap().drops);
-        // Cut short: no table, no rule.
+        assert!(read(&[vmap]).drops);
+        let set = expr("lookup", &attr(NFTA_LOOKUP_DREG, &8u32.to_be_bytes()));
+        assert!(!read(&[set]).drops);
+        // Cut short: no table or chain, no rule.
         assert_eq!(
             parse_rule(NFPROTO_INET, &attr(NFTA_RULE_EXPRESSIONS, &[])),
             None
@@ -446,55 +545,49 @@ mod tests {
         }
     }
 
-    fn r(family: u8, table: &str, drops: bool) -> Rule {
+    fn r(family: u8, table: &str, chain: &str, drops: bool, jumps: &[&str]) -> Rule {
         Rule {
             family,
             table: table.into(),
+            chain: chain.into(),
             drops,
+            jumps: jumps.iter().map(|j| j.to_string()).collect(),
         }
     }
 
+    const ACCEPT: Option<u32> = Some(1);
+    const FORWARD: Option<u32> = Some(2);
+
     #[test]
     fn a_table_filters_what_comes_in_when_a_chain_on_the_way_in_can_drop() {
-        let accept = Some(1);
+        let input = Some(NF_INET_LOCAL_IN);
         let chains = [
-            c(
-                NFPROTO_INET,
-                "filter",
-                "input",
-                Some(NF_INET_LOCAL_IN),
-                Some(NF_DROP),
-            ),
+            c(NFPROTO_INET, "filter", "input", input, Some(NF_DROP)),
             c(NFPROTO_INET, "filter", "ssh", None, None),
             c(
                 NFPROTO_IPV4,
                 "nat",
                 "pre",
                 Some(NF_INET_PRE_ROUTING),
-                accept,
+                ACCEPT,
             ),
-            c(NFPROTO_IPV4, "fw", "forward", Some(2), Some(NF_DROP)),
-            c(
-                NFPROTO_IPV6,
-                "mangle",
-                "input",
-                Some(NF_INET_LOCAL_IN),
-                accept,
-            ),
+            c(NFPROTO_IPV4, "fw", "forward", FORWARD, Some(NF_DROP)),
+            c(NFPROTO_IPV6, "mangle", "input", input, ACCEPT),
             c(
                 NFPROTO_NETDEV,
                 "edge",
                 "in",
                 Some(NF_NETDEV_INGRESS),
-                accept,
+                ACCEPT,
             ),
         ];
         let rules = [
-            r(NFPROTO_INET, "filter", true),
-            r(NFPROTO_INET, "filter", false),
-            r(NFPROTO_IPV4, "fw", true),
-            r(NFPROTO_IPV6, "mangle", false),
-            r(NFPROTO_NETDEV, "edge", true),
+            r(NFPROTO_INET, "filter", "input", false, &["ssh"]),
+            r(NFPROTO_INET, "filter", "ssh", true, &[]),
+            r(NFPROTO_INET, "filter", "input", false, &[]),
+            r(NFPROTO_IPV4, "fw", "forward", true, &[]),
+            r(NFPROTO_IPV6, "mangle", "input", false, &[]),
+            r(NFPROTO_NETDEV, "edge", "in", true, &[]),
         ];
         let found: Vec<String> = judge(&chains, &rules)
             .iter()
@@ -508,6 +601,47 @@ mod tests {
             ]
         );
         // Forwarding only, accepting policies without dropping rules: nothing.
-        assert!(judge(&chains[2..5], &rules[2..4]).is_empty());
+        assert!(judge(&chains[2..5], &rules[3..5]).is_empty());
+    }
+
+    /// Docker's table: INPUT accepts, FORWARD jumps to chains that drop. Only the chains the way
+    /// in reaches count.
+    #[test]
+    fn rules_only_forwarding_reaches_do_not_count() {
+        let chains = [
+            c(
+                NFPROTO_IPV4,
+                "filter",
+                "INPUT",
+                Some(NF_INET_LOCAL_IN),
+                ACCEPT,
+            ),
+            c(NFPROTO_IPV4, "filter", "FORWARD", FORWARD, Some(NF_DROP)),
+            c(NFPROTO_IPV4, "filter", "DOCKER-ISOLATION", None, None),
+        ];
+        let mut rules = vec![
+            r(
+                NFPROTO_IPV4,
+                "filter",
+                "FORWARD",
+                false,
+                &["DOCKER-ISOLATION"],
+            ),
+            r(NFPROTO_IPV4, "filter", "DOCKER-ISOLATION", true, &[]),
+        ];
+        assert!(judge(&chains, &rules).is_empty());
+        // INPUT jumping there too makes them count.
+        rules.push(r(
+            NFPROTO_IPV4,
+            "filter",
+            "INPUT",
+            false,
+            &["DOCKER-ISOLATION"],
+        ));
+        let found: Vec<String> = judge(&chains, &rules)
+            .iter()
+            .map(|t| t.to_string())
+            .collect();
+        assert_eq!(found, ["table ip filter (1 rule that drops or rejects)"]);
     }
 }
