@@ -214,6 +214,11 @@ fn more_addresses_than_the_slots_hold_are_the_hosts_and_no_other() -> Result<()>
     }
     let line = wait_for_log(&sg, "13 IPv4 addresses")?;
     eprintln!("{line}");
+    let status = fx.cli(&["status", "--iface", fx.iface()])?;
+    ensure!(
+        status.contains("host addresses: IPv4 in the program's table, IPv6 in the config's slots"),
+        "status:\n{status}"
+    );
     let to = SocketAddr::from((added[11], PORT));
     let (not_local, answered) = four_round_trips(&fx, &sg, to)?;
     ensure!(

@@ -344,7 +344,8 @@ fn enforced_lines(e: &Enforced) -> String {
         "  {} mode, {} cookies{monitor}\n  ports {:?}, thresholds on {} / off {} pps, hold {} s\n  \
          allow {} v4 + {} v6, block {} v4 + {} v6 prefixes; per source {} (block {} s), \
          reflection cap {}\n  SYN-ACKs: MSS at most {} (IPv4) / {} (IPv6), window scale {}, \
-         ECN {}, for SYNs to MAC {}; reverse-path check {}\n{unlistened}",
+         ECN {}, for SYNs to MAC {}; reverse-path check {}\n  host addresses: IPv4 {}, IPv6 {}\n\
+         {unlistened}",
         e.mode,
         e.cookies,
         e.ports,
@@ -364,6 +365,8 @@ fn enforced_lines(e: &Enforced) -> String {
         if a.ecn { "on" } else { "off" },
         a.mac,
         a.reverse_path,
+        a.addresses_v4,
+        a.addresses_v6,
     )
 }
 

@@ -58,6 +58,10 @@ pub struct SynAckFacts {
     /// The kernel's reverse-path filter as the program follows it: "strict", "loose" or "off"
     /// (`HOST_RP_*`; off too where every source passes it, or it cannot be followed).
     pub reverse_path: &'static str,
+    /// Where the program finds the host's own addresses, by family (`LocalAddrs::held`): "in
+    /// the config's slots", "in the program's table", or "not known".
+    pub addresses_v4: &'static str,
+    pub addresses_v6: &'static str,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -130,6 +134,8 @@ impl Enforced {
                     m => facts::mac_text(&m),
                 },
                 reverse_path: reverse_path_name(config.cookies),
+                addresses_v4: LocalAddrs::from_config(config).held(false),
+                addresses_v6: LocalAddrs::from_config(config).held(true),
             },
         }
     }
@@ -254,6 +260,8 @@ mod tests {
                 ecn: true,
                 mac: "02:00:00:5e:00:42".into(),
                 reverse_path: "off",
+                addresses_v4: "not known",
+                addresses_v6: "not known",
             }
         );
         let strict = Config {
