@@ -365,8 +365,8 @@ fn enforced_lines(e: &Enforced) -> String {
         if a.ecn { "on" } else { "off" },
         a.mac,
         a.reverse_path,
-        a.addresses_v4,
-        a.addresses_v6,
+        a.addresses_v4.text(),
+        a.addresses_v6.text(),
     )
 }
 

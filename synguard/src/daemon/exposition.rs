@@ -244,6 +244,32 @@ fn labelled_families(out: &mut String, ok: &[(&str, &Reading)]) {
         |r, k| (r.enforced.cookies == k) as u64,
     );
     family(out, "synguard_cookies_kind", "gauge", help, &lines);
+    let help = "Where the program finds the host's own addresses, by family (1 for where they \
+                are: slots, the config's eight; table, the program's trie; unknown, every \
+                destination counts as the host's).";
+    let places = [
+        ("ipv4", "slots"),
+        ("ipv4", "table"),
+        ("ipv4", "unknown"),
+        ("ipv6", "slots"),
+        ("ipv6", "table"),
+        ("ipv6", "unknown"),
+    ];
+    let lines = labelled(
+        ok,
+        &places,
+        |(f, h)| format!("family=\"{f}\",held=\"{h}\""),
+        |r, (f, h)| {
+            let a = &r.enforced.synack;
+            let held = if f == "ipv4" {
+                a.addresses_v4
+            } else {
+                a.addresses_v6
+            };
+            (held.label() == h) as u64
+        },
+    );
+    family(out, "synguard_host_addresses", "gauge", help, &lines);
     let help = "The largest MSS the SYN-ACKs advertise: the interface's MTU less headers (it \
                 follows a changed MTU within a second), at most the cookie's MSS table allows \
                 (1460 over IPv4).";
@@ -465,6 +491,8 @@ mod tests {
             "synguard_hold_seconds{device=\"eth0\"} 2.5\n",
             "synguard_protected_ports{device=\"eth0\"} 2\n",
             "synguard_list_entries{device=\"eth0\",list=\"block\",family=\"ipv6\"} 4\n",
+            "synguard_host_addresses{device=\"eth0\",family=\"ipv4\",held=\"unknown\"} 1\n",
+            "synguard_host_addresses{device=\"eth0\",family=\"ipv4\",held=\"table\"} 0\n",
             "synguard_list_entries{device=\"eth0\",list=\"allow\",family=\"ipv4\"} 0\n",
             "synguard_flood_events_total{device=\"eth0\",kind=\"end\"} 2\n",
             "synguard_events_total{device=\"eth0\",event=\"cookie_sent\"} 7\n",

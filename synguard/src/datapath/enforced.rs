@@ -20,7 +20,10 @@ use crate::{
         maps::{self, PinnedMapError},
         ports,
     },
-    host::{addrs::LocalAddrs, facts},
+    host::{
+        addrs::{Held, LocalAddrs},
+        facts,
+    },
 };
 
 /// Entries in the allow and block lists, per family.
@@ -58,10 +61,9 @@ pub struct SynAckFacts {
     /// The kernel's reverse-path filter as the program follows it: "strict", "loose" or "off"
     /// (`HOST_RP_*`; off too where every source passes it, or it cannot be followed).
     pub reverse_path: &'static str,
-    /// Where the program finds the host's own addresses, by family (`LocalAddrs::held`): "in
-    /// the config's slots", "in the program's table", or "not known".
-    pub addresses_v4: &'static str,
-    pub addresses_v6: &'static str,
+    /// Where the program finds the host's own addresses, by family (`LocalAddrs::held`).
+    pub addresses_v4: Held,
+    pub addresses_v6: Held,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -260,8 +262,8 @@ mod tests {
                 ecn: true,
                 mac: "02:00:00:5e:00:42".into(),
                 reverse_path: "off",
-                addresses_v4: "not known",
-                addresses_v6: "not known",
+                addresses_v4: Held::Unknown,
+                addresses_v6: Held::Unknown,
             }
         );
         let strict = Config {

@@ -52,8 +52,38 @@ pub struct LocalAddrs {
     pub v6_table: Option<TableSummary>,
 }
 
-/// [`LocalAddrs::held`] for a family not known.
-pub const NOT_KNOWN: &str = "not known";
+/// Where the program finds a family of the host's own addresses ([`LocalAddrs::held`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Held {
+    /// The config's slots (up to `LOCAL_ADDRS`).
+    Slots,
+    /// The program's trie (`LOCAL_IN_MAP`).
+    Table,
+    /// Not known: every destination counts as the host's.
+    #[default]
+    Unknown,
+}
+
+impl Held {
+    /// For `status`, `doctor` and the log.
+    pub fn text(self) -> &'static str {
+        match self {
+            Held::Slots => "in the config's slots",
+            Held::Table => "in the program's table",
+            Held::Unknown => "not known",
+        }
+    }
+
+    /// For a metric's label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Held::Slots => "slots",
+            Held::Table => "table",
+            Held::Unknown => "unknown",
+        }
+    }
+}
 
 /// A family's entries in its trie, as counted for the log and compared to notice a change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -233,13 +263,12 @@ impl LocalAddrs {
         (addrs, table)
     }
 
-    /// Where the program finds the family's addresses: "in the config's slots", "in the
-    /// program's table", or "not known" (every destination counts as the host's).
-    pub fn held(&self, ipv6: bool) -> &'static str {
+    /// Where the program finds the family's addresses.
+    pub fn held(&self, ipv6: bool) -> Held {
         match if ipv6 { self.v6_n } else { self.v4_n } {
-            0 => NOT_KNOWN,
-            LOCAL_IN_MAP => "in the program's table",
-            _ => "in the config's slots",
+            0 => Held::Unknown,
+            LOCAL_IN_MAP => Held::Table,
+            _ => Held::Slots,
         }
     }
 
@@ -498,12 +527,9 @@ mod tests {
     #[test]
     fn each_family_says_where_it_is_held() {
         let l = LocalAddrs::of("eth0", v4_addrs(12), &[]);
-        assert_eq!(
-            (l.held(false), l.held(true)),
-            ("in the program's table", "in the config's slots")
-        );
+        assert_eq!((l.held(false), l.held(true)), (Held::Table, Held::Slots));
         let l = LocalAddrs::of("eth0", v4_addrs(LOCAL_MAP_ENTRIES + 1), &[]);
-        assert_eq!(l.held(false), NOT_KNOWN);
+        assert_eq!(l.held(false), Held::Unknown);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::{fmt, path::Path, process::Command};
 use serde::Serialize;
 
 use crate::host::{
-    addrs::{LocalAddrs, NOT_KNOWN},
+    addrs::{Held, LocalAddrs},
     facts::reverse_path_plan,
     netfilter::InputFilter,
     nic,
@@ -294,7 +294,8 @@ fn addresses_finding(iface: &str) -> Finding {
     let loopback = nic::hw_addr(iface).is_ok_and(|(_, lo)| lo);
     let (addrs, _) = LocalAddrs::read(iface, loopback);
     let (v4, v6) = (addrs.held(false), addrs.held(true));
-    let known = loopback || (v4 != NOT_KNOWN && v6 != NOT_KNOWN);
+    let known = loopback || (v4 != Held::Unknown && v6 != Held::Unknown);
+    let (v4, v6) = (v4.text(), v6.text());
     Finding {
         check: format!("host addresses, {iface}"),
         current: if v4 == v6 {
