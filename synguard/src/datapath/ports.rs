@@ -150,16 +150,20 @@ pub fn pinned(dir: &Path) -> Result<Vec<PortConfig>, PinnedMapError> {
 }
 
 /// [`with_listeners`] on the table pinned in `dir`, written back only when a port's bits
-/// changed; the ports that changed, with their new bits.
+/// changed; the ports that changed, with their new bits. `prepare` first gets the protected
+/// ports, from the same reading of the table, and returns the listener bits that may be set
+/// (what it could not prepare for stays clear).
 pub fn set_listeners_pinned(
     dir: &Path,
+    prepare: impl FnOnce(&[u16]) -> u32,
     no_listener: impl Fn(u16) -> u32,
 ) -> Result<Vec<(u16, u32)>, PinnedMapError> {
     let map = maps::open(dir, names::PORTS)?;
     let err = PinnedMapError::read(dir, names::PORTS);
     let data = data(&map).map_err(&err)?;
     let mut table = read(data).map_err(&err)?;
-    let changed = with_listeners(&mut table, no_listener);
+    let keep = prepare(&protected(&table));
+    let changed = with_listeners(&mut table, |p| no_listener(p) & keep);
     if !changed.is_empty() {
         write(data, &table).map_err(PinnedMapError::write(dir, names::PORTS))?;
     }

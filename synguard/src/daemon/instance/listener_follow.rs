@@ -35,29 +35,35 @@ impl Instance {
             return;
         };
         let addrs = self.host.map(|h| h.local).unwrap_or_default();
-        // The bound listeners before the port bits that make the program look for them; where
-        // they cannot be written, no port gets those bits (any listener then counts).
-        let bound = ports::protected_pinned(dir)
-            .and_then(|p| bound::write(dir, &listening.bound_keys(&p, &addrs)));
-        let keep = match bound {
-            Ok(()) => {
-                self.bound_unwritable = false;
-                u32::MAX
+        // The bound listeners before the port bits that make the program look for them, and
+        // only where a family's addresses are in the trie (elsewhere no port gets those bits);
+        // where they cannot be written, no port gets them either (any listener then counts).
+        let in_trie = addrs.v4_table.is_some() || addrs.v6_table.is_some();
+        let bound_unwritable = &mut self.bound_unwritable;
+        let iface = &self.iface;
+        let prepare = |protected: &[u16]| {
+            if !in_trie {
+                return u32::MAX;
             }
-            Err(e) => {
-                if !std::mem::replace(&mut self.bound_unwritable, true) {
-                    warn!(
-                        "{}: listeners bound to particular addresses not written: {:#}; any \
-                         listener of a port counts for every address",
-                        self.iface(),
-                        anyhow::Error::from(e)
-                    );
+            match bound::write(dir, &listening.bound_keys(protected, &addrs)) {
+                Ok(()) => {
+                    *bound_unwritable = false;
+                    u32::MAX
                 }
-                !(PORT_BOUND_ONLY_V4 | PORT_BOUND_ONLY_V6)
+                Err(e) => {
+                    if !std::mem::replace(bound_unwritable, true) {
+                        warn!(
+                            "{iface}: listeners bound to particular addresses not written: {:#}; \
+                             any listener of a port counts for every address",
+                            anyhow::Error::from(e)
+                        );
+                    }
+                    !(PORT_BOUND_ONLY_V4 | PORT_BOUND_ONLY_V6)
+                }
             }
         };
         let result =
-            ports::set_listeners_pinned(dir, |p| listening.no_listener_flags(p, &addrs) & keep);
+            ports::set_listeners_pinned(dir, prepare, |p| listening.no_listener_flags(p, &addrs));
         match result {
             Ok(changed) => {
                 if std::mem::take(&mut self.listeners_unwritable) {
