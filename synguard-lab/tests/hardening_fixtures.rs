@@ -453,18 +453,19 @@ fn eight_addresses_of_each_family_are_all_known() {
     expect(&f, &cases);
 }
 
-/// More addresses than the config's slots hold, and an AnyIP prefix: the loader puts each
-/// family in its trie (`LOCAL_IN_MAP`, `SG_LOCAL_V4` / `SG_LOCAL_V6`), and the program takes
-/// exactly those as the host's: every listed address and every address of the prefix is
-/// answered, another destination passes as forwarded traffic, and one of the host's addresses
-/// as a source is a martian. Before the tries, such a host's list was not known and every
-/// destination counted as its own: a forwarded SYN was answered in another host's name.
-#[test]
-fn addresses_beyond_the_slots_and_local_prefixes_are_the_hosts() {
+/// Twelve addresses of each family (172.17.0.1 ..., 2001:db8::1 ...) and `routes`, placed and
+/// written as the loader does (`LocalAddrs::with_table`): both families in the trie. The
+/// addresses, the placement and the tries' entries, and the default config holding it.
+fn in_the_trie(
+    routes: &[synguard::host::local_routes::LocalRoute],
+) -> (
+    Vec<[u8; 4]>,
+    Vec<[u8; 16]>,
+    synguard::host::addrs::LocalAddrs,
+    synguard::host::addrs::LocalTable,
+    synguard_common::maps::Config,
+) {
     use std::net::IpAddr;
-    use synguard::host::{addrs::LocalAddrs, local_routes::LocalRoute};
-    use synguard_common::maps::LOCAL_IN_MAP;
-
     let v4s: Vec<[u8; 4]> = (0..12).map(|i| [172, 17 + i, 0, 1]).collect();
     let v6s: Vec<[u8; 16]> = (0..12)
         .map(|i| ip6(&format!("2001:db8::{}", i + 1)))
@@ -474,13 +475,37 @@ fn addresses_beyond_the_slots_and_local_prefixes_are_the_hosts() {
         .map(|a| IpAddr::from(*a))
         .chain(v6s.iter().map(|a| IpAddr::from(*a)))
         .map(|a| ("eth0".to_string(), a));
+    let (addrs, table) = synguard::host::addrs::LocalAddrs::with_table(&["eth0"], found, routes);
+    let mut cfg = default_config();
+    addrs.set(&mut cfg);
+    (v4s, v6s, addrs, table, cfg)
+}
+
+/// Cases whose expected action and reason come as a pair, as [`expect`] takes them.
+fn flat(cases: Vec<(String, Vec<u8>, (u32, Reason))>) -> Vec<(String, Vec<u8>, u32, Reason)> {
+    cases
+        .into_iter()
+        .map(|(w, f, (a, r))| (w, f, a, r))
+        .collect()
+}
+
+/// More addresses than the config's slots hold, and an AnyIP prefix: the loader puts each
+/// family in its trie (`LOCAL_IN_MAP`, `SG_LOCAL_V4` / `SG_LOCAL_V6`), and the program takes
+/// exactly those as the host's: every listed address and every address of the prefix is
+/// answered, another destination passes as forwarded traffic, and one of the host's addresses
+/// as a source is a martian. Before the tries, such a host's list was not known and every
+/// destination counted as its own: a forwarded SYN was answered in another host's name.
+#[test]
+fn addresses_beyond_the_slots_and_local_prefixes_are_the_hosts() {
+    use std::net::IpAddr;
+    use synguard::host::local_routes::LocalRoute;
+    use synguard_common::maps::LOCAL_IN_MAP;
+
     let anyip = LocalRoute {
         addr: IpAddr::from([192, 0, 2, 0]),
         prefix: 24,
     };
-    let (addrs, table) = LocalAddrs::with_table(&["eth0"], found, &[anyip]);
-    let mut cfg = default_config();
-    addrs.set(&mut cfg);
+    let (v4s, v6s, _, table, cfg) = in_the_trie(&[anyip]);
     assert_eq!(
         (cfg.local_v4_n, cfg.local_v6_n),
         (LOCAL_IN_MAP, LOCAL_IN_MAP)
@@ -528,10 +553,7 @@ fn addresses_beyond_the_slots_and_local_prefixes_are_the_hosts() {
     cases.push(("SYN from 192.0.2.9".into(), from_prefix, martian));
     let from_own6 = v6(v6s[11], v6s[0], &syn_seg());
     cases.push(("SYN from 2001:db8::c".into(), from_own6, martian));
-    let cases: Vec<_> = cases
-        .into_iter()
-        .map(|(w, f, (a, r))| (w, f, a, r))
-        .collect();
+    let cases = flat(cases);
     let mut f = Fixture::new(cfg, &[PORT]).expect("load synguard (needs root)");
     f.local_table(&table).unwrap();
     expect(&f, &cases);
@@ -547,21 +569,10 @@ fn addresses_beyond_the_slots_and_local_prefixes_are_the_hosts() {
 #[test]
 fn a_port_bound_to_one_of_many_addresses_leaves_the_others_to_the_kernel() {
     use std::net::IpAddr;
-    use synguard::host::{addrs::LocalAddrs, listeners::Listening};
+    use synguard::host::listeners::Listening;
     use synguard_common::maps::PORT_BOUND_ONLY_V4;
 
-    let v4s: Vec<[u8; 4]> = (0..12).map(|i| [172, 17 + i, 0, 1]).collect();
-    let v6s: Vec<[u8; 16]> = (0..12)
-        .map(|i| ip6(&format!("2001:db8::{}", i + 1)))
-        .collect();
-    let found = v4s
-        .iter()
-        .map(|a| IpAddr::from(*a))
-        .chain(v6s.iter().map(|a| IpAddr::from(*a)))
-        .map(|a| ("eth0".to_string(), a));
-    let (addrs, table) = LocalAddrs::with_table(&["eth0"], found, &[]);
-    let mut cfg = default_config();
-    addrs.set(&mut cfg);
+    let (v4s, v6s, addrs, table, cfg) = in_the_trie(&[]);
     let mut listening = Listening::default();
     listening
         .v4
@@ -598,10 +609,7 @@ fn a_port_bound_to_one_of_many_addresses_leaves_the_others_to_the_kernel() {
             answered,
         ));
     }
-    let cases: Vec<_> = cases
-        .into_iter()
-        .map(|(w, f, (a, r))| (w, f, a, r))
-        .collect();
+    let cases = flat(cases);
     expect(&f, &cases);
 }
 

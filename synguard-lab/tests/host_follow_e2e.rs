@@ -166,10 +166,7 @@ fn eight_addresses_added_while_running_are_all_the_hosts() -> Result<()> {
     let port = PORT.to_string();
     let sg = fx.synguard(&["--ports", &port, "--mode", "always", "--cookies", "own"])?;
     let added: Vec<Ipv4Addr> = (20..27).map(|i| Ipv4Addr::new(198, 18, 0, i)).collect();
-    for a in &added {
-        fx.ns()
-            .ip(&["addr", "add", &format!("{a}/24"), "dev", fx.iface()])?;
-    }
+    add_addresses(&fx, &added)?;
     // The last change's line lists every address (in the order of their slots).
     let all_listed = || {
         let log = sg.log_text();
@@ -208,10 +205,7 @@ fn more_addresses_than_the_slots_hold_are_the_hosts_and_no_other() -> Result<()>
     let port = PORT.to_string();
     let sg = fx.synguard(&["--ports", &port, "--mode", "always", "--cookies", "own"])?;
     let added: Vec<Ipv4Addr> = (30..42).map(|i| Ipv4Addr::new(198, 18, 0, i)).collect();
-    for a in &added {
-        fx.ns()
-            .ip(&["addr", "add", &format!("{a}/24"), "dev", fx.iface()])?;
-    }
+    add_addresses(&fx, &added)?;
     let line = wait_for_log(&sg, "13 IPv4 addresses")?;
     eprintln!("{line}");
     let status = fx.cli(&["status", "--iface", fx.iface()])?;
@@ -252,10 +246,7 @@ fn a_service_bound_to_one_of_many_addresses_refuses_the_others() -> Result<()> {
     const PORT: u16 = 8455;
     let fx = Fixture::new()?;
     let added: Vec<Ipv4Addr> = (50..62).map(|i| Ipv4Addr::new(198, 18, 0, i)).collect();
-    for a in &added {
-        fx.ns()
-            .ip(&["addr", "add", &format!("{a}/24"), "dev", fx.iface()])?;
-    }
+    add_addresses(&fx, &added)?;
     let bound = SocketAddr::from((added[3], PORT));
     echo_server(fx.ns(), bound)?;
     let port = PORT.to_string();
@@ -349,6 +340,15 @@ fn a_packet_filter_on_the_way_in_is_said_and_mirrored_by_the_block_list() -> Res
         "blocked: drop_blocklisted +{blocked}, tx_synack_cookie +{answered}"
     );
     assert!(sg.stop()?.success());
+    Ok(())
+}
+
+/// `added` given to the server's interface, each in the lab's /24.
+fn add_addresses(fx: &Fixture, added: &[Ipv4Addr]) -> Result<()> {
+    for a in added {
+        fx.ns()
+            .ip(&["addr", "add", &format!("{a}/24"), "dev", fx.iface()])?;
+    }
     Ok(())
 }
 

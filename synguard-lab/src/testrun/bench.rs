@@ -408,14 +408,27 @@ impl Bench {
         ] {
             self.own.route_add(net, len, kind)?;
         }
-        let base = self.own_cfg;
-        self.own.set_config(Config {
-            cookies: base.cookies | HOST_RP_STRICT,
-            ..base
-        })?;
+        let cfg = Config {
+            cookies: self.own_cfg.cookies | HOST_RP_STRICT,
+            ..self.own_cfg
+        };
+        self.own_syn_under(name, syn, cfg, rounds, repeat)
+    }
+
+    /// The own-cookie IPv4 SYN row `name` measured with `cfg` in the config map, which is
+    /// then put back as it was.
+    fn own_syn_under(
+        &mut self,
+        name: &'static str,
+        syn: &[u8],
+        cfg: Config,
+        rounds: usize,
+        repeat: u32,
+    ) -> Result<Vec<PathResult>> {
+        self.own.set_config(cfg)?;
         let path: Wrapped = (name, syn, Reason::TxSynAckCookie, XDP_TX, false);
         let results = self.wrapped_paths(&[path], rounds, repeat, true);
-        self.own.set_config(base)?;
+        self.own.set_config(self.own_cfg)?;
         results
     }
 
@@ -437,10 +450,9 @@ impl Bench {
             .chain([IpAddr::from(frames::SERVER_V4), frames::SERVER_V6.into()])
             .map(|a| ("eth0".to_string(), a));
         let (addrs, table) = LocalAddrs::with_table(&["eth0"], found, &[]);
-        let base = self.own_cfg;
         let mut cfg = Config {
             loopback: 0,
-            ..base
+            ..self.own_cfg
         };
         addrs.set(&mut cfg);
         ensure!(
@@ -448,10 +460,7 @@ impl Bench {
             "13 IPv4 addresses did not go to the trie"
         );
         self.own.local_table(&table)?;
-        self.own.set_config(cfg)?;
-        let path: Wrapped = (name, syn, Reason::TxSynAckCookie, XDP_TX, false);
-        let results = self.wrapped_paths(&[path], rounds, repeat, true);
-        self.own.set_config(base)?;
+        let results = self.own_syn_under(name, syn, cfg, rounds, repeat);
         self.own.local_table(&LocalTable::default())?;
         results
     }
